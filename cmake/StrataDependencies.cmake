@@ -1,0 +1,62 @@
+# Finds strata's dependencies and says what it found (as llm.c's Makefile does).
+include(CheckCXXCompilerFlag)
+
+find_package(Threads REQUIRED)
+find_package(OpenMP REQUIRED COMPONENTS CXX)
+find_package(absl REQUIRED)
+find_package(nlohmann_json 3 REQUIRED)
+find_package(ZLIB REQUIRED)
+
+# OpenBLAS built with OpenMP, so that GEMM and our own OpenMP kernels share one thread pool
+# instead of two pools spinning against each other on the same cores.
+find_library(STRATA_OPENBLAS_LIBRARY openblas
+  PATHS /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp NO_DEFAULT_PATH)
+set(STRATA_OPENBLAS_VARIANT "openmp")
+if(NOT STRATA_OPENBLAS_LIBRARY)
+  find_library(STRATA_OPENBLAS_LIBRARY openblas REQUIRED)
+  set(STRATA_OPENBLAS_VARIANT "default (not the OpenMP build: install libopenblas-openmp-dev)")
+endif()
+find_path(STRATA_CBLAS_INCLUDE_DIR cblas.h
+  PATHS /usr/include/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp
+        /usr/include/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-pthread /usr/include/openblas
+  REQUIRED)
+
+if(STRATA_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()
+if(STRATA_BUILD_BENCHMARKS)
+  find_package(benchmark REQUIRED)
+endif()
+
+# CUDA: found here so that the build reports it; the CUDA backend itself lives in later targets.
+set(STRATA_HAVE_CUDA OFF)
+if(NOT STRATA_CUDA STREQUAL "OFF")
+  find_package(CUDAToolkit QUIET)
+  if(CUDAToolkit_FOUND)
+    set(STRATA_HAVE_CUDA ON)
+  elseif(STRATA_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "STRATA_CUDA=ON but the CUDA toolkit was not found (set CUDAToolkit_ROOT)")
+  endif()
+endif()
+
+set(STRATA_ARCH_FLAGS "")
+if(STRATA_NATIVE)
+  check_cxx_compiler_flag(-march=native STRATA_HAS_MARCH_NATIVE)
+  if(STRATA_HAS_MARCH_NATIVE)
+    set(STRATA_ARCH_FLAGS -march=native)
+  endif()
+endif()
+
+function(strata_report name found detail)
+  if(found)
+    message(STATUS "strata: [x] ${name} ${detail}")
+  else()
+    message(STATUS "strata: [ ] ${name} ${detail}")
+  endif()
+endfunction()
+strata_report("OpenBLAS" TRUE "${STRATA_OPENBLAS_VARIANT}: ${STRATA_OPENBLAS_LIBRARY}")
+strata_report("OpenMP" TRUE "${OpenMP_CXX_VERSION}")
+strata_report("Abseil" TRUE "${absl_VERSION}")
+strata_report("CUDA toolkit" ${STRATA_HAVE_CUDA} "(STRATA_CUDA=${STRATA_CUDA}) ${CUDAToolkit_VERSION}")
+strata_report("-march=native" "${STRATA_ARCH_FLAGS}" "")
+strata_report("sanitizers (ASan+UBSan)" ${STRATA_SANITIZE} "")

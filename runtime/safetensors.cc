@@ -1,0 +1,203 @@
+#include "runtime/safetensors.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <set>
+
+#include "absl/strings/string_view.h"
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+
+namespace strata {
+namespace {
+
+constexpr uint64_t kMaxHeaderBytes = 100u << 20;
+
+absl::StatusOr<DType> DTypeFromSafetensors(const std::string& s) {
+  if (s == "F32") return DType::kF32;
+  if (s == "BF16") return DType::kBF16;
+  if (s == "F16") return DType::kF16;
+  if (s == "I32") return DType::kI32;
+  if (s == "I64") return DType::kI64;
+  if (s == "U8") return DType::kU8;
+  return absl::InvalidArgumentError(absl::StrCat("unsupported safetensors dtype '", s, "'"));
+}
+
+std::string SafetensorsDTypeName(DType dtype) {
+  switch (dtype) {
+    case DType::kF32: return "F32";
+    case DType::kBF16: return "BF16";
+    case DType::kF16: return "F16";
+    case DType::kI32: return "I32";
+    case DType::kI64: return "I64";
+    case DType::kU8: return "U8";
+  }
+  return "?";
+}
+
+absl::Status Corrupt(const std::string& path, absl::string_view what) {
+  return absl::DataLossError(absl::StrCat("safetensors file ", path, ": ", what));
+}
+
+}  // namespace
+
+absl::StatusOr<SafetensorsFile> SafetensorsFile::Read(const std::string& path,
+                                                      Allocator& allocator) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot open safetensors file ", path, ": ", std::strerror(errno)));
+  }
+  const uint64_t file_size = static_cast<uint64_t>(in.tellg());
+  in.seekg(0);
+  uint64_t header_size = 0;
+  if (file_size < 8 || !in.read(reinterpret_cast<char*>(&header_size), 8)) {
+    return Corrupt(path, absl::StrCat("only ", file_size, " bytes, too short for a header"));
+  }
+  if (header_size > kMaxHeaderBytes || 8 + header_size > file_size) {
+    return Corrupt(path, absl::StrCat("header length ", header_size, " does not fit in ",
+                                      file_size, " bytes (truncated?)"));
+  }
+  std::string header(header_size, '\0');
+  in.read(header.data(), static_cast<std::streamsize>(header_size));
+  nlohmann::json json = nlohmann::json::parse(header, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded() || !json.is_object()) return Corrupt(path, "header is not a JSON object");
+
+  const uint64_t data_start = 8 + header_size;
+  const uint64_t data_size = file_size - data_start;
+  SafetensorsFile file;
+  file.path_ = path;
+  std::vector<std::pair<uint64_t, std::string>> order;
+  for (auto& [name, entry] : json.items()) {
+    if (name == "__metadata__") {
+      if (!entry.is_object()) return Corrupt(path, "__metadata__ is not an object");
+      for (auto& [k, v] : entry.items()) {
+        if (!v.is_string()) return Corrupt(path, absl::StrCat("metadata '", k, "' not a string"));
+        file.metadata_[k] = v.get<std::string>();
+      }
+      continue;
+    }
+    const std::string where = absl::StrCat("tensor '", name, "'");
+    if (!entry.is_object() || !entry.contains("dtype") || !entry.contains("shape") ||
+        !entry.contains("data_offsets") || !entry["dtype"].is_string() ||
+        !entry["shape"].is_array() || !entry["data_offsets"].is_array() ||
+        entry["data_offsets"].size() != 2) {
+      return Corrupt(path, absl::StrCat(where, " lacks dtype, shape or data_offsets"));
+    }
+    absl::StatusOr<DType> dtype = DTypeFromSafetensors(entry["dtype"].get<std::string>());
+    if (!dtype.ok()) return Corrupt(path, absl::StrCat(where, ": ", dtype.status().message()));
+    std::vector<int64_t> dims;
+    for (auto& d : entry["shape"]) {
+      if (!d.is_number_integer()) return Corrupt(path, absl::StrCat(where, ": bad shape"));
+      dims.push_back(d.get<int64_t>());
+    }
+    absl::StatusOr<Shape> shape = Shape::Create(dims);
+    if (!shape.ok()) return Corrupt(path, absl::StrCat(where, ": ", shape.status().message()));
+    if (!entry["data_offsets"][0].is_number_unsigned() ||
+        !entry["data_offsets"][1].is_number_unsigned()) {
+      return Corrupt(path, absl::StrCat(where, ": bad data_offsets"));
+    }
+    const uint64_t begin = entry["data_offsets"][0].get<uint64_t>();
+    const uint64_t end = entry["data_offsets"][1].get<uint64_t>();
+    const uint64_t expected = static_cast<uint64_t>(shape->numel()) * SizeOf(*dtype);
+    if (end < begin || end - begin != expected) {
+      return Corrupt(path, absl::StrCat(where, " ", DTypeName(*dtype), shape->ToString(),
+                                        " needs ", expected, " bytes but data_offsets give ",
+                                        end - begin));
+    }
+    if (end > data_size) {
+      return Corrupt(path, absl::StrCat(where, " ends at byte ", end, " of a data section of ",
+                                        data_size, " bytes (truncated file?)"));
+    }
+    STRATA_ASSIGN_OR_RETURN(Tensor t, Tensor::Empty(*shape, *dtype, allocator));
+    in.seekg(static_cast<std::streamoff>(data_start + begin));
+    if (!in.read(static_cast<char*>(t.raw_data()), static_cast<std::streamsize>(expected))) {
+      return Corrupt(path, absl::StrCat("short read of ", where));
+    }
+    file.tensors_[name] = std::move(t);
+    order.emplace_back(begin, name);
+  }
+  std::sort(order.begin(), order.end());
+  for (auto& [offset, name] : order) file.names_.push_back(name);
+  return file;
+}
+
+absl::StatusOr<Tensor> SafetensorsFile::Get(const std::string& name) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("safetensors file ", path_, " has no tensor named '", name, "'"));
+  }
+  return it->second;
+}
+
+absl::StatusOr<Tensor> SafetensorsFile::Get(const std::string& name, DType dtype,
+                                            const Shape& shape) const {
+  STRATA_ASSIGN_OR_RETURN(Tensor t, Get(name));
+  if (t.dtype() != dtype || t.shape() != shape) {
+    return absl::InvalidArgumentError(absl::StrCat("safetensors file ", path_, ": tensor '", name,
+                                                   "' is ", t.ToString(), ", expected ",
+                                                   DTypeName(dtype), shape.ToString()));
+  }
+  return t;
+}
+
+absl::Status WriteSafetensors(const std::string& path,
+                              const std::vector<std::pair<std::string, Tensor>>& tensors,
+                              const std::map<std::string, std::string>& metadata) {
+  nlohmann::json header = nlohmann::json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::set<std::string> seen;
+  uint64_t offset = 0;
+  for (const auto& [name, t] : tensors) {
+    STRATA_RETURN_IF_ERROR(CheckDefined("WriteSafetensors", name, t));
+    STRATA_RETURN_IF_ERROR(CheckHostAddressable("WriteSafetensors", name, t));
+    if (!seen.insert(name).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("WriteSafetensors ", path, ": tensor name '", name, "' appears twice"));
+    }
+    header[name] = {{"dtype", SafetensorsDTypeName(t.dtype())},
+                    {"shape", std::vector<int64_t>(t.shape().dims().begin(),
+                                                   t.shape().dims().end())},
+                    {"data_offsets", {offset, offset + t.nbytes()}}};
+    offset += t.nbytes();
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data section 8-byte aligned
+  const uint64_t header_size = text.size();
+
+  const std::string tmp = path + ".tmp";
+  std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+  if (!out) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create ", tmp, ": ", std::strerror(errno)));
+  }
+  out.write(reinterpret_cast<const char*>(&header_size), 8);
+  out.write(text.data(), static_cast<std::streamsize>(text.size()));
+  for (const auto& [name, t] : tensors) {
+    if (t.is_contiguous()) {
+      out.write(static_cast<const char*>(t.raw_data()), static_cast<std::streamsize>(t.nbytes()));
+    } else {
+      STRATA_ASSIGN_OR_RETURN(Tensor c, t.Contiguous(DefaultCpuAllocator()));
+      out.write(static_cast<const char*>(c.raw_data()), static_cast<std::streamsize>(c.nbytes()));
+    }
+  }
+  out.flush();
+  if (!out) {
+    const int err = errno;
+    std::remove(tmp.c_str());
+    return absl::DataLossError(absl::StrCat("writing ", tmp, " failed: ", std::strerror(err)));
+  }
+  out.close();
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    std::remove(tmp.c_str());
+    return absl::DataLossError(
+        absl::StrCat("renaming ", tmp, " to ", path, " failed: ", std::strerror(err)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace strata

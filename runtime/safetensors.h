@@ -1,0 +1,51 @@
+// Reading and writing safetensors files (the Hugging Face format): an 8-byte little-endian
+// header length, a JSON header {"name": {"dtype": "F32", "shape": [..], "data_offsets": [b, e]}},
+// then the raw little-endian tensor bytes.
+//
+//   STRATA_ASSIGN_OR_RETURN(SafetensorsFile f, SafetensorsFile::Read("model.safetensors", alloc));
+//   STRATA_ASSIGN_OR_RETURN(Tensor w, f.Get("transformer.wte.weight"));
+//   STRATA_RETURN_IF_ERROR(WriteSafetensors("out.safetensors", {{"w", w}}, {{"step", "7"}}));
+//
+// Writes go to "<path>.tmp" first and are renamed over `path`, so a crash never leaves a
+// half-written file behind.
+#pragma once
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "runtime/allocator.h"
+#include "runtime/tensor.h"
+
+namespace strata {
+
+class SafetensorsFile {
+ public:
+  // Loads every tensor of the file into memory from `allocator`.
+  static absl::StatusOr<SafetensorsFile> Read(const std::string& path, Allocator& allocator);
+
+  const std::string& path() const { return path_; }
+  // Tensor names in file order (sorted by data offset).
+  const std::vector<std::string>& names() const { return names_; }
+  bool Contains(const std::string& name) const { return tensors_.count(name) > 0; }
+  // NotFound naming the file and the tensor when absent.
+  absl::StatusOr<Tensor> Get(const std::string& name) const;
+  // Get() plus a check of dtype and shape, with an error naming the tensor and both shapes.
+  absl::StatusOr<Tensor> Get(const std::string& name, DType dtype, const Shape& shape) const;
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+ private:
+  std::string path_;
+  std::vector<std::string> names_;
+  std::map<std::string, Tensor> tensors_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// Tensors may be strided; they are written contiguously. Names must be unique.
+absl::Status WriteSafetensors(const std::string& path,
+                              const std::vector<std::pair<std::string, Tensor>>& tensors,
+                              const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace strata

@@ -1,0 +1,74 @@
+// Streams are ordered queues of work; events order work across streams without host syncs.
+//
+//   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Stream> compute, Stream::Create(Device::Cpu(), "compute"));
+//   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Stream> copy, Stream::Create(Device::Cpu(), "copy"));
+//   Event loaded = Event::Create(Device::Cpu());
+//   copy->Enqueue([&] { return LoadShard(...); });
+//   copy->Record(loaded);             // marks "everything enqueued on copy so far"
+//   compute->Wait(loaded);            // compute's later work runs after that point
+//   compute->Enqueue([&] { return Forward(...); });
+//   STRATA_RETURN_IF_ERROR(compute->Synchronize());   // host waits; returns the first error
+//
+// On CPU a stream is one worker thread that runs its queue in order, so IO, communication and
+// compute overlap on CPU as they will on a GPU (a CUDA stream implements the same interface: its
+// Enqueue launches kernels onto a cudaStream_t, Record/Wait map to cudaEventRecord and
+// cudaStreamWaitEvent). A task returns a Status; after the first failure the stream skips the
+// rest of its queue and Synchronize reports that failure, naming the stream.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "runtime/device.h"
+
+namespace strata {
+
+class EventState;
+
+// A point in a stream's queue. Copies share the same event. Re-recording moves the point.
+class Event {
+ public:
+  Event() = default;  // not yet created: Record on a stream creates nothing, it aborts
+  static Event Create(Device device);
+
+  // True when the work before the last Record has finished (or it was never recorded).
+  bool Query() const;
+  // Blocks the calling host thread until Query() is true.
+  void Synchronize() const;
+  Device device() const { return device_; }
+  const std::shared_ptr<EventState>& state() const { return state_; }
+
+ private:
+  Device device_;
+  std::shared_ptr<EventState> state_;
+};
+
+using StreamTask = absl::AnyInvocable<absl::Status() &&>;
+
+class Stream {
+ public:
+  static absl::StatusOr<std::unique_ptr<Stream>> Create(Device device, std::string name);
+  virtual ~Stream() = default;
+
+  Device device() const { return device_; }
+  const std::string& name() const { return name_; }
+
+  virtual void Enqueue(StreamTask task) = 0;
+  virtual void Record(const Event& event) = 0;
+  virtual void Wait(const Event& event) = 0;
+  // Waits for everything enqueued so far; returns the first error of a task, if any, and clears
+  // it so the stream can be used again.
+  virtual absl::Status Synchronize() = 0;
+
+ protected:
+  Stream(Device device, std::string name) : device_(device), name_(std::move(name)) {}
+
+ private:
+  const Device device_;
+  const std::string name_;
+};
+
+}  // namespace strata

@@ -1,0 +1,17 @@
+// The number of threads that CPU kernels (OpenMP) and GEMM (OpenBLAS) use.
+//
+//   SetNumThreads(0);      // all cores (the default)
+//   SetNumThreads(2);      // programs expose this as --threads
+//   int n = NumThreads();
+//
+// OpenBLAS is the OpenMP build, so both share one pool of worker threads.
+#pragma once
+
+namespace strata {
+
+// n <= 0 means all cores.
+void SetNumThreads(int n);
+int NumThreads();
+int NumCores();
+
+}  // namespace strata
