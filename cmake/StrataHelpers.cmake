@@ -1,6 +1,7 @@
 # One helper declares every library, test and benchmark target (as Abseil's absl_cc_library).
 
-set(STRATA_COMMON_OPTIONS -Wall -Wextra -Wno-unused-parameter ${STRATA_ARCH_FLAGS})
+# -fno-math-errno lets sqrt and friends vectorize (no errno side effect), as PyTorch builds.
+set(STRATA_COMMON_OPTIONS -Wall -Wextra -Wno-unused-parameter -fno-math-errno ${STRATA_ARCH_FLAGS})
 if(STRATA_SANITIZE)
   list(APPEND STRATA_COMMON_OPTIONS -fsanitize=address,undefined -fno-omit-frame-pointer
        -fno-sanitize-recover=undefined)

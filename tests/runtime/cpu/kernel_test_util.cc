@@ -117,10 +117,10 @@ Vec NumericalGradient(const RefFn& f, const Vec& x, const Vec& dout, double eps)
   return grad;
 }
 
-SafetensorsFile LoadFixture(absl::string_view group) {
+SafetensorsFile LoadFixture(absl::string_view group, absl::string_view component) {
   const char* root = std::getenv("STRATA_SOURCE_DIR");
   const std::string dir = root ? root : ".";
-  const std::string path = absl::StrCat(dir, "/tests/fixtures/runtime/", group, ".safetensors");
+  const std::string path = absl::StrCat(dir, "/tests/fixtures/", component, "/", group, ".safetensors");
   absl::StatusOr<SafetensorsFile> file = SafetensorsFile::Read(path, DefaultCpuAllocator());
   STRATA_CHECK(file.ok(), "fixture ", path, ": ", file.status().ToString(),
                " (regenerate with tests/fixtures/make_fixtures.py)");

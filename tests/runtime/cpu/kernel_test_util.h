@@ -50,9 +50,9 @@ void ExpectClose(const Vec& actual, const Vec& expected, double rtol, double ato
 // Gradient of L(x) = sum_i f(x)_i * dout_i by central differences in double precision.
 Vec NumericalGradient(const RefFn& f, const Vec& x, const Vec& dout, double eps = 1e-6);
 
-// Loads tests/fixtures/runtime/<group>.safetensors (written by tests/fixtures/make_fixtures.py)
+// Loads tests/fixtures/<component>/<group>.safetensors (written by tests/fixtures/make_fixtures.py)
 // from the source tree named by $STRATA_SOURCE_DIR (set by ctest). Fails the test if absent.
-SafetensorsFile LoadFixture(absl::string_view group);
+SafetensorsFile LoadFixture(absl::string_view group, absl::string_view component = "runtime");
 
 // Expects `status` to have `code` and to contain every one of `substrings`.
 void ExpectStatus(const absl::Status& status, absl::StatusCode code,

@@ -1,0 +1,33 @@
+#include "optim/grad_clip.h"
+
+#include <cmath>
+#include <cstdint>
+
+namespace strata::optim {
+
+double GlobalGradNorm(absl::Span<const absl::Span<float>> grads) {
+  double sum = 0;
+  for (absl::Span<float> g : grads) {
+    const float* p = g.data();
+    const int64_t n = static_cast<int64_t>(g.size());
+#pragma omp parallel for simd reduction(+ : sum) schedule(static) if (n > (1 << 15))
+    for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(p[i]) * p[i];
+  }
+  return std::sqrt(sum);
+}
+
+double ClipGradsByNorm(absl::Span<const absl::Span<float>> grads, double max_norm,
+                       double total_norm) {
+  const double coef = max_norm / (total_norm + 1e-6);
+  if (coef >= 1.0) return 1.0;
+  const float c = static_cast<float>(coef);
+  for (absl::Span<float> g : grads) {
+    float* p = g.data();
+    const int64_t n = static_cast<int64_t>(g.size());
+#pragma omp parallel for simd schedule(static) if (n > (1 << 15))
+    for (int64_t i = 0; i < n; ++i) p[i] *= c;
+  }
+  return coef;
+}
+
+}  // namespace strata::optim
