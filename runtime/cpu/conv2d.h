@@ -1,0 +1,48 @@
+// 2-D convolution over NCHW tensors, forward and backward, as torch.nn.functional.conv2d.
+//
+//   Conv2dParams p{.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1, .groups = 32};
+//   STRATA_ASSIGN_OR_RETURN(Shape y_shape, Conv2dOutputShape(x.shape(), w.shape(), p));
+//   std::vector<float> ws(Conv2dWorkspaceBytes(x.shape(), w.shape(), p) / sizeof(float));
+//   STRATA_RETURN_IF_ERROR(Conv2dForward(x, w, b, y, p, absl::MakeSpan(ws)));
+//   STRATA_RETURN_IF_ERROR(Conv2dBackward(x, w, dy, dx, dw, db, p, absl::MakeSpan(ws)));
+//
+// Paths: depthwise (groups == C, OC a multiple of C) is a direct vectorized loop; a 1x1, stride
+// 1, unpadded convolution is a plain GEMM on the input; everything else is im2col + sgemm per
+// group. The batch is split across threads, each with its own slice of the workspace; a smaller
+// workspace uses fewer threads, a workspace too small for one thread is an error.
+#pragma once
+
+#include <cstddef>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "runtime/cpu/grad_mode.h"
+#include "runtime/tensor.h"
+
+namespace strata::cpu {
+
+struct Conv2dParams {
+  int stride_h = 1, stride_w = 1;
+  int pad_h = 0, pad_w = 0;
+  int dilation_h = 1, dilation_w = 1;
+  int groups = 1;
+};
+
+// x is (N, C, H, W), w is (OC, C / groups, KH, KW); returns (N, OC, OH, OW). Errors name the
+// field (stride, padding, dilation, groups, channels) that makes the convolution impossible.
+absl::StatusOr<Shape> Conv2dOutputShape(const Shape& x, const Shape& w, const Conv2dParams& p);
+
+// Scratch bytes for Conv2dForward and Conv2dBackward with the current thread count.
+size_t Conv2dWorkspaceBytes(const Shape& x, const Shape& w, const Conv2dParams& p);
+
+// x (N, C, H, W), w (OC, C/groups, KH, KW), b (OC) or undefined, y (N, OC, OH, OW). Contiguous f32.
+absl::Status Conv2dForward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
+                           const Conv2dParams& p, absl::Span<float> workspace);
+
+// dy (N, OC, OH, OW) -> dx (like x), dw (like w), db (OC); any of them may be undefined (skipped).
+// `mode` applies to dw and db.
+absl::Status Conv2dBackward(const Tensor& x, const Tensor& w, const Tensor& dy, const Tensor& dx,
+                            const Tensor& dw, const Tensor& db, const Conv2dParams& p,
+                            absl::Span<float> workspace, GradMode mode = GradMode::kOverwrite);
+
+}  // namespace strata::cpu
