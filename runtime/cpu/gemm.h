@@ -1,0 +1,33 @@
+// Matrix products through OpenBLAS sgemm, on strided views without copies.
+//
+//   STRATA_RETURN_IF_ERROR(Matmul(a, b, out));                          // out = a @ b
+//   STRATA_RETURN_IF_ERROR(Matmul(a, w, out, false, /*trans_b=*/true)); // out = a @ w^T
+//   STRATA_RETURN_IF_ERROR(Matmul(a, b, out, false, false, 1.0f, 1.0f)); // out += a @ b
+//   STRATA_RETURN_IF_ERROR(BatchedMatmul(q, k, scores, false, true));   // per batch q @ k^T
+//
+// A 2-D operand may be any view with one unit stride: a transposed view (column stride 1) is
+// passed to sgemm as the transposed matrix with its leading dimension, so x.Transpose(0, 1) costs
+// nothing. Operands with no unit stride are refused (call Contiguous).
+#pragma once
+
+#include "absl/status/status.h"
+#include "runtime/tensor.h"
+
+namespace strata::cpu {
+
+// out (M, N) = alpha * op(a) @ op(b) + beta * out; a is (M, K), or (K, M) when trans_a; b is
+// (K, N), or (N, K) when trans_b. f32.
+absl::Status Matmul(const Tensor& a, const Tensor& b, const Tensor& out, bool trans_a = false,
+                    bool trans_b = false, float alpha = 1.0f, float beta = 0.0f);
+
+// The same per batch: a (B, M, K), b (B, K, N), out (B, M, N), any batch strides.
+absl::Status BatchedMatmul(const Tensor& a, const Tensor& b, const Tensor& out,
+                           bool trans_a = false, bool trans_b = false, float alpha = 1.0f,
+                           float beta = 0.0f);
+
+// Gradients of out = op(a) @ op(b) for dout (M, N): da like a, db like b (undefined = skipped).
+// Works for 2-D and batched (3-D) operands.
+absl::Status MatmulBackward(const Tensor& a, const Tensor& b, const Tensor& dout, const Tensor& da,
+                            const Tensor& db, bool trans_a = false, bool trans_b = false);
+
+}  // namespace strata::cpu

@@ -1,0 +1,93 @@
+#include "runtime/cpu/linear.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/cpu/gemm.h"
+
+namespace strata::cpu {
+namespace {
+
+// Views a contiguous (..., last) tensor as a matrix (rows, last).
+absl::StatusOr<Tensor> AsMatrix(absl::string_view op, absl::string_view name, const Tensor& t,
+                                int64_t last) {
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, name, t));
+  if (t.rank() < 1 || t.dim(-1) != last) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " is ", t.ToString(),
+                                                   ", expected a last dimension of ", last));
+  }
+  return t.Reshape({-1, last});
+}
+
+}  // namespace
+
+absl::Status LinearForward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y) {
+  constexpr char kOp[] = "LinearForward";
+  STRATA_RETURN_IF_ERROR(CheckDType(kOp, "w", w, DType::kF32));
+  STRATA_RETURN_IF_ERROR(CheckRank(kOp, "w", w, 2));
+  const int64_t out = w.dim(0), in = w.dim(1);
+  STRATA_ASSIGN_OR_RETURN(const Tensor x2, AsMatrix(kOp, "x", x, in));
+  STRATA_ASSIGN_OR_RETURN(const Tensor y2, AsMatrix(kOp, "y", y, out));
+  if (y2.dim(0) != x2.dim(0)) {
+    return absl::InvalidArgumentError(absl::StrCat(kOp, ": x ", x.ToString(), " and y ",
+                                                   y.ToString(), " differ in leading dimensions"));
+  }
+  if (b.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "b", b, Shape{out}));
+  const int64_t rows = x2.dim(0);
+  float* yp = y2.data<float>();
+  if (b.defined()) {
+    // Start from the bias and let sgemm add x w^T (beta = 1): one pass over y instead of two.
+    const float* bp = b.data<float>();
+#pragma omp parallel for schedule(static) if (rows * out > (1 << 15))
+    for (int64_t r = 0; r < rows; ++r) {
+#pragma omp simd
+      for (int64_t o = 0; o < out; ++o) yp[r * out + o] = bp[o];
+    }
+  }
+  return Matmul(x2, w, y2, false, true, 1.0f, b.defined() ? 1.0f : 0.0f);
+}
+
+absl::Status LinearBackward(const Tensor& x, const Tensor& w, const Tensor& dy, const Tensor& dx,
+                            const Tensor& dw, const Tensor& db, GradMode mode) {
+  constexpr char kOp[] = "LinearBackward";
+  STRATA_RETURN_IF_ERROR(CheckDType(kOp, "w", w, DType::kF32));
+  STRATA_RETURN_IF_ERROR(CheckRank(kOp, "w", w, 2));
+  const int64_t out = w.dim(0), in = w.dim(1);
+  STRATA_ASSIGN_OR_RETURN(const Tensor x2, AsMatrix(kOp, "x", x, in));
+  STRATA_ASSIGN_OR_RETURN(const Tensor dy2, AsMatrix(kOp, "dy", dy, out));
+  if (dy2.dim(0) != x2.dim(0)) {
+    return absl::InvalidArgumentError(absl::StrCat(kOp, ": x ", x.ToString(), " and dy ",
+                                                   dy.ToString(), " differ in leading dimensions"));
+  }
+  const float beta = mode == GradMode::kAccumulate ? 1.0f : 0.0f;
+  if (dx.defined()) {
+    STRATA_RETURN_IF_ERROR(CheckShape(kOp, "dx", dx, x.shape()));
+    STRATA_ASSIGN_OR_RETURN(const Tensor dx2, AsMatrix(kOp, "dx", dx, in));
+    STRATA_RETURN_IF_ERROR(Matmul(dy2, w, dx2));  // dx = dy w
+  }
+  if (dw.defined()) {
+    STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dw", dw, w.shape()));
+    STRATA_RETURN_IF_ERROR(Matmul(dy2, x2, dw, true, false, 1.0f, beta));  // dw = dy^T x
+  }
+  if (db.defined()) {
+    STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "db", db, Shape{out}));
+    // Column sums of dy, split over column blocks so each thread owns its outputs.
+    const float* d = dy2.data<float>();
+    float* dbp = db.data<float>();
+    const int64_t rows = dy2.dim(0);
+    constexpr int64_t kBlock = 64;
+#pragma omp parallel for schedule(static) if (rows * out > (1 << 15))
+    for (int64_t c0 = 0; c0 < out; c0 += kBlock) {
+      const int64_t c1 = std::min(out, c0 + kBlock);
+      float acc[kBlock] = {};
+      for (int64_t r = 0; r < rows; ++r) {
+#pragma omp simd
+        for (int64_t c = c0; c < c1; ++c) acc[c - c0] += d[r * out + c];
+      }
+      for (int64_t c = c0; c < c1; ++c) dbp[c] = (beta != 0.0f ? dbp[c] : 0.0f) + acc[c - c0];
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace strata::cpu

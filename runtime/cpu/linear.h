@@ -1,0 +1,23 @@
+// Fully connected layer in PyTorch's nn.Linear convention: y = x w^T + b.
+//
+//   STRATA_RETURN_IF_ERROR(LinearForward(x, w, b, y));            // x (..., in) -> y (..., out)
+//   STRATA_RETURN_IF_ERROR(LinearBackward(x, w, dy, dx, dw, db));  // any of dx, dw, db undefined
+//   STRATA_RETURN_IF_ERROR(LinearBackward(x, w, dy, Tensor(), dw, db, GradMode::kAccumulate));
+#pragma once
+
+#include "absl/status/status.h"
+#include "runtime/cpu/grad_mode.h"
+#include "runtime/tensor.h"
+
+namespace strata::cpu {
+
+// x (..., in) contiguous, w (out, in), b (out) or undefined, y (..., out) contiguous. f32.
+absl::Status LinearForward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y);
+
+// dy (..., out) -> dx (..., in), dw (out, in), db (out); undefined outputs are skipped. `mode`
+// applies to dw and db.
+absl::Status LinearBackward(const Tensor& x, const Tensor& w, const Tensor& dy, const Tensor& dx,
+                            const Tensor& dw, const Tensor& db,
+                            GradMode mode = GradMode::kOverwrite);
+
+}  // namespace strata::cpu
