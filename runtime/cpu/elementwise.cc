@@ -1,0 +1,119 @@
+#include "runtime/cpu/elementwise.h"
+
+#include <algorithm>
+
+#include "runtime/cpu/internal/elementwise_loop.h"
+
+namespace strata::cpu {
+
+using internal::CheckSameShapeAndDType;
+using internal::MapElements;
+
+absl::Status Add(const Tensor& a, const Tensor& b, const Tensor& out) {
+  STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("Add", {{"a", &a}, {"b", &b}, {"out", &out}}));
+  MapElements<2>({&a, &b}, out, [](const float* v) { return v[0] + v[1]; });
+  return absl::OkStatus();
+}
+
+absl::Status AddScaled(const Tensor& a, const Tensor& b, float alpha, const Tensor& out) {
+  STRATA_RETURN_IF_ERROR(
+      CheckSameShapeAndDType("AddScaled", {{"a", &a}, {"b", &b}, {"out", &out}}));
+  MapElements<2>({&a, &b}, out, [alpha](const float* v) { return v[0] + alpha * v[1]; });
+  return absl::OkStatus();
+}
+
+absl::Status Mul(const Tensor& a, const Tensor& b, const Tensor& out) {
+  STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("Mul", {{"a", &a}, {"b", &b}, {"out", &out}}));
+  MapElements<2>({&a, &b}, out, [](const float* v) { return v[0] * v[1]; });
+  return absl::OkStatus();
+}
+
+absl::Status MulBackward(const Tensor& a, const Tensor& b, const Tensor& dout, const Tensor& da,
+                         const Tensor& db) {
+  STRATA_RETURN_IF_ERROR(
+      CheckSameShapeAndDType("MulBackward", {{"a", &a}, {"b", &b}, {"dout", &dout}}));
+  if (da.defined()) STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("MulBackward", {{"a", &a}, {"da", &da}}));
+  if (db.defined()) STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("MulBackward", {{"b", &b}, {"db", &db}}));
+  // db first: da may alias a, which db needs.
+  if (db.defined()) MapElements<2>({&dout, &a}, db, [](const float* v) { return v[0] * v[1]; });
+  if (da.defined()) MapElements<2>({&dout, &b}, da, [](const float* v) { return v[0] * v[1]; });
+  return absl::OkStatus();
+}
+
+absl::Status Scale(const Tensor& x, float alpha, const Tensor& out) {
+  STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("Scale", {{"x", &x}, {"out", &out}}));
+  MapElements<1>({&x}, out, [alpha](const float* v) { return alpha * v[0]; });
+  return absl::OkStatus();
+}
+
+namespace {
+
+template <typename T>
+void AddBiasTyped(const Tensor& x, const Tensor& bias, const Tensor& out) {
+  const int64_t c = bias.numel(), rows = c ? x.numel() / c : 0;
+  const T* xp = static_cast<const T*>(x.raw_data());
+  const T* bp = static_cast<const T*>(bias.raw_data());
+  T* op = static_cast<T*>(out.raw_data());
+#pragma omp parallel for schedule(static) if (x.numel() > internal::kParallelThreshold)
+  for (int64_t r = 0; r < rows; ++r) {
+#pragma omp simd
+    for (int64_t i = 0; i < c; ++i) {
+      internal::Store(op, r * c + i, internal::Load(xp, r * c + i) + internal::Load(bp, i));
+    }
+  }
+}
+
+template <typename T>
+void BiasGradTyped(const Tensor& dout, const Tensor& dbias, bool accumulate) {
+  const int64_t c = dbias.numel(), rows = c ? dout.numel() / c : 0;
+  const T* d = static_cast<const T*>(dout.raw_data());
+  T* db = static_cast<T*>(dbias.raw_data());
+  constexpr int64_t kBlock = 64;  // each thread owns a block of columns: no races, deterministic
+#pragma omp parallel for schedule(static) if (dout.numel() > internal::kParallelThreshold)
+  for (int64_t c0 = 0; c0 < c; c0 += kBlock) {
+    const int64_t c1 = std::min(c, c0 + kBlock);
+    float acc[kBlock] = {};
+    for (int64_t r = 0; r < rows; ++r) {
+#pragma omp simd
+      for (int64_t i = c0; i < c1; ++i) acc[i - c0] += internal::Load(d, r * c + i);
+    }
+    for (int64_t i = c0; i < c1; ++i) {
+      internal::Store(db, i, (accumulate ? internal::Load(db, i) : 0.0f) + acc[i - c0]);
+    }
+  }
+}
+
+absl::Status CheckBias(absl::string_view op, absl::string_view x_name, const Tensor& x,
+                       absl::string_view b_name, const Tensor& b) {
+  STRATA_RETURN_IF_ERROR(CheckContiguous(op, x_name, x));
+  STRATA_RETURN_IF_ERROR(CheckContiguous(op, b_name, b));
+  if (x.rank() < 1 || b.rank() != 1 || b.dim(0) != x.dim(-1) || b.dtype() != x.dtype()) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": ", b_name, " is ", b.ToString(), ", but ",
+                                                   x_name, " ", x.ToString(), " needs ",
+                                                   DTypeName(x.dtype()), "[",
+                                                   x.rank() ? x.dim(-1) : 0, "]"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status AddBias(const Tensor& x, const Tensor& bias, const Tensor& out) {
+  STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("AddBias", {{"x", &x}, {"out", &out}}));
+  STRATA_RETURN_IF_ERROR(CheckContiguous("AddBias", "out", out));
+  STRATA_RETURN_IF_ERROR(CheckBias("AddBias", "x", x, "bias", bias));
+  if (x.dtype() == DType::kF32) AddBiasTyped<float>(x, bias, out);
+  else AddBiasTyped<uint16_t>(x, bias, out);
+  return absl::OkStatus();
+}
+
+absl::Status BiasGrad(const Tensor& dout, const Tensor& dbias, GradMode mode) {
+  STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("BiasGrad", {{"dout", &dout}}));
+  STRATA_RETURN_IF_ERROR(CheckBias("BiasGrad", "dout", dout, "dbias", dbias));
+  const bool accumulate = mode == GradMode::kAccumulate;
+  if (dout.dtype() == DType::kF32) BiasGradTyped<float>(dout, dbias, accumulate);
+  else BiasGradTyped<uint16_t>(dout, dbias, accumulate);
+  return absl::OkStatus();
+}
+
+}  // namespace strata::cpu

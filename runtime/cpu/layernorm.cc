@@ -1,0 +1,132 @@
+#include "runtime/cpu/layernorm.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+
+namespace strata::cpu {
+namespace {
+
+constexpr int64_t kParallelThreshold = 1 << 14;
+
+absl::Status CheckStats(absl::string_view op, absl::string_view name, const Tensor& t,
+                        int64_t rows) {
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, name, t));
+  if (t.numel() != rows) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " is ", t.ToString(), ", expected ",
+                                                   rows, " elements (one per row)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckInput(absl::string_view op, const Tensor& x, const Tensor& gamma) {
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, "x", x));
+  if (x.rank() < 1 || x.dim(-1) == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": x ", x.ToString(), " has no features"));
+  }
+  return CheckF32Contiguous(op, "gamma", gamma, Shape{x.dim(-1)});
+}
+
+}  // namespace
+
+absl::Status LayerNormForward(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
+                              const Tensor& y, const Tensor& mean, const Tensor& rstd) {
+  constexpr char kOp[] = "LayerNormForward";
+  STRATA_RETURN_IF_ERROR(CheckInput(kOp, x, gamma));
+  const int64_t c = x.dim(-1), rows = x.numel() / c;
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "beta", beta, Shape{c}));
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "y", y, x.shape()));
+  STRATA_RETURN_IF_ERROR(CheckStats(kOp, "mean", mean, rows));
+  STRATA_RETURN_IF_ERROR(CheckStats(kOp, "rstd", rstd, rows));
+  if (!(eps > 0)) return absl::InvalidArgumentError(absl::StrCat(kOp, ": eps = ", eps, " must be > 0"));
+  const float *xp = x.data<float>(), *g = gamma.data<float>(), *b = beta.data<float>();
+  float *yp = y.data<float>(), *mp = mean.data<float>(), *rp = rstd.data<float>();
+#pragma omp parallel for schedule(static) if (x.numel() > kParallelThreshold)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* in = xp + r * c;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t i = 0; i < c; ++i) sum += in[i];
+    const float m = sum / static_cast<float>(c);
+    float sq = 0.0f;
+#pragma omp simd reduction(+ : sq)
+    for (int64_t i = 0; i < c; ++i) sq += (in[i] - m) * (in[i] - m);
+    const float s = 1.0f / std::sqrt(sq / static_cast<float>(c) + eps);
+    float* out = yp + r * c;
+#pragma omp simd
+    for (int64_t i = 0; i < c; ++i) out[i] = (in[i] - m) * s * g[i] + b[i];
+    mp[r] = m;
+    rp[r] = s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LayerNormBackward(const Tensor& x, const Tensor& gamma, const Tensor& mean,
+                               const Tensor& rstd, const Tensor& dy, const Tensor& dx,
+                               const Tensor& dgamma, const Tensor& dbeta, GradMode mode) {
+  constexpr char kOp[] = "LayerNormBackward";
+  STRATA_RETURN_IF_ERROR(CheckInput(kOp, x, gamma));
+  const int64_t c = x.dim(-1), rows = x.numel() / c;
+  STRATA_RETURN_IF_ERROR(CheckStats(kOp, "mean", mean, rows));
+  STRATA_RETURN_IF_ERROR(CheckStats(kOp, "rstd", rstd, rows));
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dy", dy, x.shape()));
+  if (dx.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dx", dx, x.shape()));
+  if (dgamma.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dgamma", dgamma, Shape{c}));
+  if (dbeta.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dbeta", dbeta, Shape{c}));
+  const float *xp = x.data<float>(), *g = gamma.data<float>(), *dyp = dy.data<float>();
+  const float *mp = mean.data<float>(), *rp = rstd.data<float>();
+  // Parameter gradients first: dx may alias dy.
+  if (dgamma.defined() || dbeta.defined()) {
+    float* dg = dgamma.defined() ? dgamma.data<float>() : nullptr;
+    float* db = dbeta.defined() ? dbeta.data<float>() : nullptr;
+    const bool accumulate = mode == GradMode::kAccumulate;
+    constexpr int64_t kBlock = 64;
+#pragma omp parallel for schedule(static) if (x.numel() > kParallelThreshold)
+    for (int64_t c0 = 0; c0 < c; c0 += kBlock) {
+      const int64_t c1 = std::min(c, c0 + kBlock);
+      float acc_g[kBlock] = {}, acc_b[kBlock] = {};
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* in = xp + r * c;
+        const float* d = dyp + r * c;
+        const float m = mp[r], s = rp[r];
+#pragma omp simd
+        for (int64_t i = c0; i < c1; ++i) {
+          acc_g[i - c0] += d[i] * (in[i] - m) * s;
+          acc_b[i - c0] += d[i];
+        }
+      }
+      for (int64_t i = c0; i < c1; ++i) {
+        if (dg) dg[i] = (accumulate ? dg[i] : 0.0f) + acc_g[i - c0];
+        if (db) db[i] = (accumulate ? db[i] : 0.0f) + acc_b[i - c0];
+      }
+    }
+  }
+  if (dx.defined()) {
+    float* dxp = dx.data<float>();
+#pragma omp parallel for schedule(static) if (x.numel() > kParallelThreshold)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* in = xp + r * c;
+      const float* d = dyp + r * c;
+      float* out = dxp + r * c;
+      const float m = mp[r], s = rp[r];
+      // dx = s * (g dy - mean(g dy) - xhat * mean(g dy xhat))
+      float sum_gd = 0.0f, sum_gdx = 0.0f;
+#pragma omp simd reduction(+ : sum_gd, sum_gdx)
+      for (int64_t i = 0; i < c; ++i) {
+        const float gd = g[i] * d[i];
+        sum_gd += gd;
+        sum_gdx += gd * (in[i] - m) * s;
+      }
+      const float mean_gd = sum_gd / static_cast<float>(c);
+      const float mean_gdx = sum_gdx / static_cast<float>(c);
+#pragma omp simd
+      for (int64_t i = 0; i < c; ++i) {
+        out[i] = s * (g[i] * d[i] - mean_gd - (in[i] - m) * s * mean_gdx);
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace strata::cpu

@@ -1,0 +1,110 @@
+#include "runtime/cpu/activation.h"
+
+#include <cmath>
+#include <functional>
+#include <random>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "tests/runtime/cpu/kernel_test_util.h"
+
+namespace strata::cpu {
+namespace {
+
+using testing::ExpectClose;
+using testing::ExpectStatus;
+using testing::ToDouble;
+using testing::Vec;
+
+struct Activation {
+  std::string name;
+  std::function<absl::Status(const Tensor&, const Tensor&)> forward;
+  std::function<absl::Status(const Tensor&, const Tensor&, const Tensor&)> backward;
+  std::function<double(double)> reference;
+};
+
+std::vector<Activation> All() {
+  return {
+      {"gelu", GeluForward, GeluBackward,
+       [](double x) { return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); }},
+      {"relu", ReluForward, ReluBackward, [](double x) { return x > 0 ? x : 0.0; }},
+      {"relu6", Relu6Forward, Relu6Backward, [](double x) { return std::min(std::max(x, 0.0), 6.0); }},
+  };
+}
+
+Vec Map(const Vec& x, const std::function<double(double)>& f) {
+  Vec y(x.size());
+  for (size_t i = 0; i < x.size(); ++i) y[i] = f(x[i]);
+  return y;
+}
+
+TEST(ActivationTest, ForwardAndBackwardAgainstDoubleReference) {
+  std::mt19937_64 rng(12);
+  for (const Activation& a : All()) {
+    for (const Shape& s : {Shape{1}, Shape{7}, Shape{3, 37}, Shape{2, 5, 131}}) {
+      for (bool strided : {false, true}) {
+        SCOPED_TRACE(a.name + " " + s.ToString() + (strided ? " strided" : ""));
+        Tensor x = testing::RandomTensor(s, rng, -8.0f, 8.0f);
+        // Keep finite differences away from the kinks at 0 and 6.
+        float* xp = x.data<float>();
+        for (int64_t i = 0; i < x.numel(); ++i)
+          if (std::abs(xp[i]) < 1e-3f || std::abs(xp[i] - 6.0f) < 1e-3f) xp[i] += 0.01f;
+        const Vec xv = ToDouble(x);
+        Tensor dy = testing::RandomTensor(s, rng);
+        if (strided) {
+          x = testing::MakeStrided(x);
+          dy = testing::MakeStrided(dy);
+        }
+        const Tensor y = testing::EmptyF32(s), dx = testing::EmptyF32(s);
+        ASSERT_TRUE(a.forward(x, y).ok());
+        ExpectClose(y, Map(xv, a.reference), 1e-6, 1e-7, "forward");
+        ASSERT_TRUE(a.backward(x, dy, dx).ok());
+        ExpectClose(dx, testing::NumericalGradient([&](const Vec& v) { return Map(v, a.reference); }, xv, ToDouble(dy)),
+                    1e-5, 1e-6, "backward");
+      }
+    }
+  }
+}
+
+TEST(ActivationTest, MatchesPyTorchIncludingKinks) {
+  const SafetensorsFile f = testing::LoadFixture("activation");
+  const Tensor x = f.Get("x").value();
+  for (const Activation& a : All()) {
+    SCOPED_TRACE(a.name);
+    const Tensor y = testing::EmptyF32(x.shape()), dx = testing::EmptyF32(x.shape());
+    ASSERT_TRUE(a.forward(x, y).ok());
+    ASSERT_TRUE(a.backward(x, f.Get(a.name + ".dy").value(), dx).ok());
+    ExpectClose(y, ToDouble(f.Get(a.name + ".y").value()), 1e-5, 1e-6, "y");
+    ExpectClose(dx, ToDouble(f.Get(a.name + ".dx").value()), 1e-5, 1e-6, "dx");
+  }
+}
+
+TEST(ActivationTest, Bf16StorageAndInPlace) {
+  std::mt19937_64 rng(3);
+  const Tensor x = testing::RandomTensor(Shape{4, 33}, rng, -4.0f, 4.0f);
+  Tensor xb = Tensor::Empty(x.shape(), DType::kBF16, DefaultCpuAllocator()).value();
+  ASSERT_TRUE(xb.CopyFrom(x).ok());
+  const Vec xbv = ToDouble(xb);  // the bf16-rounded inputs
+  const Tensor yb = Tensor::Empty(x.shape(), DType::kBF16, DefaultCpuAllocator()).value();
+  ASSERT_TRUE(GeluForward(xb, yb).ok());
+  ExpectClose(yb, Map(xbv, All()[0].reference), 1.0 / 128, 1e-3, "bf16 gelu (bf16 rounding)");
+  const Tensor inplace = x.Contiguous(DefaultCpuAllocator()).value();
+  ASSERT_TRUE(Relu6Forward(inplace, inplace).ok());
+  EXPECT_EQ(ToDouble(inplace), Map(ToDouble(x), All()[2].reference)) << "in-place relu6";
+}
+
+TEST(ActivationTest, BadInput) {
+  std::mt19937_64 rng(1);
+  const Tensor x = testing::RandomTensor(Shape{3, 4}, rng);
+  ExpectStatus(GeluForward(x, testing::EmptyF32(Shape{4, 3})), absl::StatusCode::kInvalidArgument,
+               {"GeluForward", "out", "[4, 3]", "[3, 4]"});
+  ExpectStatus(ReluBackward(x, testing::FromDouble(Vec(12, 1.0), Shape{3, 4}, DType::kBF16),
+                            testing::EmptyF32(Shape{3, 4})),
+               absl::StatusCode::kInvalidArgument, {"dout", "bf16"});
+  ExpectStatus(ReluForward(testing::FromDouble(Vec(2, 1.0), Shape{2}, DType::kI64),
+                           testing::FromDouble(Vec(2, 1.0), Shape{2}, DType::kI64)),
+               absl::StatusCode::kInvalidArgument, {"f32 or bf16"});
+}
+
+}  // namespace
+}  // namespace strata::cpu
