@@ -1,0 +1,100 @@
+#include "runtime/cpu/cross_entropy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/cpu/embedding.h"
+#include "runtime/cpu/internal/vec_math.h"
+
+namespace strata::cpu {
+namespace {
+
+inline int64_t TargetAt(const Tensor& t, int64_t i) {
+  return t.dtype() == DType::kI64 ? static_cast<const int64_t*>(t.raw_data())[i]
+                                  : static_cast<const int32_t*>(t.raw_data())[i];
+}
+
+// Sum of exp(x[i] - shift); writes the exponentials to out when out is not null.
+float SumExp(const float* x, float* out, int64_t n, float shift) {
+  int64_t i = 0;
+  float sum = 0.0f;
+#ifdef __AVX2__
+  __m256 acc = _mm256_setzero_ps();
+  const __m256 s = _mm256_set1_ps(shift);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = internal::Exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
+    if (out != nullptr) _mm256_storeu_ps(out + i, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, acc);
+  for (float l : lanes) sum += l;
+#endif
+  for (; i < n; ++i) {
+    const float e = std::exp(x[i] - shift);
+    if (out != nullptr) out[i] = e;
+    sum += e;
+  }
+  return sum;
+}
+
+}  // namespace
+
+absl::Status SoftmaxCrossEntropy(const Tensor& logits, const Tensor& targets, const Tensor& loss,
+                                 const Tensor& dlogits, float dloss, int64_t ignore_index) {
+  constexpr char kOp[] = "SoftmaxCrossEntropy";
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "logits", logits));
+  if (logits.rank() < 1 || logits.dim(-1) == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kOp, ": logits ", logits.ToString(), " has no classes"));
+  }
+  const int64_t v = logits.dim(-1), rows = logits.numel() / v;
+  STRATA_RETURN_IF_ERROR(CheckIds(kOp, "targets", targets, v, ignore_index));
+  if (targets.numel() != rows) {
+    return absl::InvalidArgumentError(absl::StrCat(kOp, ": targets ", targets.ToString(), " has ",
+                                                   targets.numel(), " entries for ", rows,
+                                                   " rows of logits ", logits.ToString()));
+  }
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "loss", loss));
+  if (loss.numel() != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kOp, ": loss is ", loss.ToString(), ", expected one element"));
+  }
+  if (dlogits.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dlogits", dlogits, logits.shape()));
+  int64_t count = 0;
+  for (int64_t r = 0; r < rows; ++r) count += TargetAt(targets, r) != ignore_index;
+  const float* lp = logits.data<float>();
+  float* dp = dlogits.defined() ? dlogits.data<float>() : nullptr;
+  const float grad_scale = count > 0 ? dloss / static_cast<float>(count) : 0.0f;
+  double total = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : total) if (logits.numel() > (1 << 14))
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = lp + r * v;
+    float* d = dp ? dp + r * v : nullptr;
+    const int64_t t = TargetAt(targets, r);
+    if (t == ignore_index) {
+      if (d != nullptr) std::fill(d, d + v, 0.0f);
+      continue;
+    }
+    float m = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : m)
+    for (int64_t i = 0; i < v; ++i) m = std::max(m, x[i]);
+    const float target_logit = x[t];  // read before d (which may be x) is written
+    const float sum = SumExp(x, d, v, m);
+    total += static_cast<double>(std::log(sum) + m - target_logit);
+    if (d != nullptr) {
+      const float scale = grad_scale / sum;
+#pragma omp simd
+      for (int64_t i = 0; i < v; ++i) d[i] *= scale;
+      d[t] -= grad_scale;
+    }
+  }
+  loss.data<float>()[0] =
+      count > 0 ? static_cast<float>(total / static_cast<double>(count))
+                : std::numeric_limits<float>::quiet_NaN();  // as PyTorch: mean over nothing
+  return absl::OkStatus();
+}
+
+}  // namespace strata::cpu
