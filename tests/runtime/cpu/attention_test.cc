@@ -1,0 +1,127 @@
+#include "runtime/cpu/attention.h"
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "runtime/threading.h"
+#include "tests/runtime/cpu/kernel_test_util.h"
+
+namespace strata::cpu {
+namespace {
+
+using testing::ExpectClose;
+using testing::ExpectStatus;
+using testing::ToDouble;
+using testing::Vec;
+
+// Unfused causal attention in double over contiguous (B, H, T, D) q, k, v.
+Vec Reference(const Vec& q, const Vec& k, const Vec& v, int64_t bh, int64_t t, int64_t d,
+              double scale) {
+  Vec out(bh * t * d, 0.0);
+  for (int64_t x = 0; x < bh; ++x)
+    for (int64_t i = 0; i < t; ++i) {
+      std::vector<double> s(i + 1);
+      double m = -INFINITY, sum = 0;
+      for (int64_t j = 0; j <= i; ++j) {
+        double dot = 0;
+        for (int64_t e = 0; e < d; ++e) dot += q[(x * t + i) * d + e] * k[(x * t + j) * d + e];
+        s[j] = dot * scale;
+        m = std::max(m, s[j]);
+      }
+      for (int64_t j = 0; j <= i; ++j) sum += (s[j] = std::exp(s[j] - m));
+      for (int64_t j = 0; j <= i; ++j)
+        for (int64_t e = 0; e < d; ++e) out[(x * t + i) * d + e] += s[j] / sum * v[(x * t + j) * d + e];
+    }
+  return out;
+}
+
+std::vector<float> Workspace(const Tensor& q) {
+  return std::vector<float>(
+      AttentionWorkspaceBytes(q.dim(0), q.dim(1), q.dim(2), q.dim(3), NumThreads()) / sizeof(float));
+}
+
+TEST(AttentionTest, ForwardBackwardAgainstReferenceAndFiniteDifferences) {
+  std::mt19937_64 rng(23);
+  for (auto [b, h, t, d] : {std::tuple{1, 1, 1, 1}, {2, 2, 5, 3}, {1, 3, 17, 8}, {1, 1, 67, 3}}) {
+    SCOPED_TRACE(::testing::Message() << "B" << b << " H" << h << " T" << t << " D" << d);
+    const Shape s{b, h, t, d};
+    const Tensor q = testing::RandomTensor(s, rng), k = testing::RandomTensor(s, rng),
+                 v = testing::RandomTensor(s, rng);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+    const Vec qv = ToDouble(q), kv = ToDouble(k), vv = ToDouble(v);
+    const Tensor out = testing::EmptyF32(s), lse = testing::EmptyF32(Shape{b, h, t});
+    std::vector<float> ws = Workspace(q);
+    ASSERT_TRUE(CausalAttentionForward(q, k, v, out, lse, static_cast<float>(scale), absl::MakeSpan(ws)).ok());
+    ExpectClose(out, Reference(qv, kv, vv, b * h, t, d, scale), 1e-5, 1e-6, "forward");
+    const Tensor dout = testing::RandomTensor(s, rng);
+    const Vec dov = ToDouble(dout);
+    const Tensor dq = testing::EmptyF32(s), dk = testing::EmptyF32(s), dv = testing::EmptyF32(s);
+    ASSERT_TRUE(CausalAttentionBackward(q, k, v, out, lse, dout, dq, dk, dv, static_cast<float>(scale),
+                                        absl::MakeSpan(ws)).ok());
+    ExpectClose(dq, testing::NumericalGradient([&](const Vec& x) { return Reference(x, kv, vv, b * h, t, d, scale); }, qv, dov),
+                1e-4, 1e-5, "dq");
+    ExpectClose(dk, testing::NumericalGradient([&](const Vec& x) { return Reference(qv, x, vv, b * h, t, d, scale); }, kv, dov),
+                1e-4, 1e-5, "dk");
+    ExpectClose(dv, testing::NumericalGradient([&](const Vec& x) { return Reference(qv, kv, x, b * h, t, d, scale); }, vv, dov),
+                1e-4, 1e-5, "dv");
+  }
+}
+
+// Views (B, H, T, D) into a packed (B, T, 3, H, D) buffer, as the GPT block uses them.
+Tensor PackedView(const Tensor& qkv, int64_t h, int which) {
+  const int64_t b = qkv.dim(0), t = qkv.dim(1), d = qkv.dim(2) / 3 / h;
+  const int order[] = {0, 2, 1, 3};
+  return qkv.Reshape({b, t, 3, h, d}).value().Select(2, which).value().Permute(order).value();
+}
+
+TEST(AttentionTest, MatchesPyTorchOnPackedQkvViews) {
+  const SafetensorsFile f = testing::LoadFixture("attention");
+  const int order[] = {0, 2, 1, 3};
+  for (const std::string name : {"small", "blocks"}) {
+    SCOPED_TRACE(name);
+    const int64_t h = 2;
+    const Tensor qkv = f.Get(name + ".qkv").value();
+    const int64_t b = qkv.dim(0), t = qkv.dim(1), c = qkv.dim(2) / 3, d = c / h;
+    const Tensor q = PackedView(qkv, h, 0), k = PackedView(qkv, h, 1), v = PackedView(qkv, h, 2);
+    ASSERT_FALSE(q.is_contiguous());
+    const Tensor y = testing::EmptyF32(Shape{b, t, c});  // written through a (B, H, T, D) view
+    const Tensor out = y.Reshape({b, t, h, d}).value().Permute(order).value();
+    const Tensor lse = testing::EmptyF32(Shape{b, h, t});
+    std::vector<float> ws = Workspace(q);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+    ASSERT_TRUE(CausalAttentionForward(q, k, v, out, lse, scale, absl::MakeSpan(ws)).ok());
+    ExpectClose(y, ToDouble(f.Get(name + ".y").value()), 1e-5, 1e-6, "y");
+    const Tensor dy = f.Get(name + ".dy").value();
+    const Tensor dout = dy.Reshape({b, t, h, d}).value().Permute(order).value();
+    const Tensor dqkv = testing::EmptyF32(qkv.shape());
+    ASSERT_TRUE(CausalAttentionBackward(q, k, v, out, lse, dout, PackedView(dqkv, h, 0),
+                                        PackedView(dqkv, h, 1), PackedView(dqkv, h, 2), scale,
+                                        absl::MakeSpan(ws)).ok());
+    ExpectClose(dqkv, ToDouble(f.Get(name + ".dqkv").value()), 1e-5, 1e-6, "dqkv");
+  }
+}
+
+TEST(AttentionTest, BadInput) {
+  std::mt19937_64 rng(1);
+  const Tensor q = testing::RandomTensor(Shape{1, 2, 5, 4}, rng);
+  const Tensor lse = testing::EmptyF32(Shape{1, 2, 5});
+  std::vector<float> ws = Workspace(q);
+  ExpectStatus(CausalAttentionForward(q, testing::RandomTensor(Shape{1, 2, 6, 4}, rng), q, q, lse, 0.5f, absl::MakeSpan(ws)),
+               absl::StatusCode::kInvalidArgument, {"k", "[1, 2, 6, 4]", "[1, 2, 5, 4]"});
+  const Tensor column_major = testing::RandomTensor(Shape{1, 2, 4, 5}, rng).Transpose(2, 3).value();
+  ExpectStatus(CausalAttentionForward(q, q, q, column_major, lse, 0.5f, absl::MakeSpan(ws)),
+               absl::StatusCode::kInvalidArgument, {"out", "stride 1"});
+  ExpectStatus(CausalAttentionForward(q, q, q, q, testing::EmptyF32(Shape{1, 2, 4}), 0.5f, absl::MakeSpan(ws)),
+               absl::StatusCode::kInvalidArgument, {"lse", "[1, 2, 5]"});
+  std::vector<float> tiny(3);
+  ExpectStatus(CausalAttentionForward(q, q, q, testing::EmptyF32(q.shape()), lse, 0.5f, absl::MakeSpan(tiny)),
+               absl::StatusCode::kInvalidArgument, {"workspace of 12 bytes", "AttentionWorkspaceBytes"});
+  ExpectStatus(CausalAttentionForward(q, q, q, testing::EmptyF32(q.shape()), lse, NAN, absl::MakeSpan(ws)),
+               absl::StatusCode::kInvalidArgument, {"scale"});
+}
+
+}  // namespace
+}  // namespace strata::cpu
