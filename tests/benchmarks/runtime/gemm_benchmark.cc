@@ -1,0 +1,59 @@
+// GEMM and linear layers at the sizes of a GPT with d = 384, T = 256, batch 8 (M = 2048 rows).
+// "gemm/strata" and "gemm/openblas" run the same product through Matmul and raw cblas_sgemm.
+#include <benchmark/benchmark.h>
+
+#include "cblas.h"
+#include "runtime/cpu/gemm.h"
+#include "runtime/cpu/linear.h"
+#include "tests/benchmarks/runtime/benchmark_util.h"
+
+namespace strata::bench {
+namespace {
+
+constexpr int64_t kRows = 8 * 256;
+
+// The four linear layers of a GPT block: (in, out).
+constexpr std::pair<int64_t, int64_t> kLayers[] = {{384, 1152}, {384, 384}, {384, 1536}, {1536, 384}};
+
+void BM_LinearFwdBwd(benchmark::State& state, int64_t in, int64_t out) {
+  const Tensor x = Random(Shape{kRows, in}), w = Random(Shape{out, in}), b = Random(Shape{out});
+  const Tensor y = Empty(Shape{kRows, out}), dy = Random(Shape{kRows, out});
+  const Tensor dx = Empty(x.shape()), dw = Empty(w.shape()), db = Empty(b.shape());
+  for (auto _ : state) {
+    Check(cpu::LinearForward(x, w, b, y));
+    Check(cpu::LinearBackward(x, w, dy, dx, dw, db));
+  }
+  state.SetItemsProcessed(state.iterations() * 6 * kRows * in * out);  // flops
+}
+
+void BM_GemmStrata(benchmark::State& state, int64_t m, int64_t k, int64_t n) {
+  const Tensor a = Random(Shape{m, k}), b = Random(Shape{k, n}), c = Empty(Shape{m, n});
+  for (auto _ : state) Check(cpu::Matmul(a, b, c));
+  state.SetItemsProcessed(state.iterations() * 2 * m * n * k);
+}
+
+void BM_GemmOpenBlas(benchmark::State& state, int64_t m, int64_t k, int64_t n) {
+  const Tensor a = Random(Shape{m, k}), b = Random(Shape{k, n}), c = Empty(Shape{m, n});
+  for (auto _ : state) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a.data<float>(), k,
+                b.data<float>(), n, 0.0f, c.data<float>(), n);
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations() * 2 * m * n * k);
+}
+
+[[maybe_unused]] const bool kRegistered = [] {
+  for (auto [in, out] : kLayers) {
+    const std::string shape = std::to_string(kRows) + "x" + std::to_string(in) + "x" + std::to_string(out);
+    benchmark::RegisterBenchmark(("linear/fwd+bwd/" + shape).c_str(), BM_LinearFwdBwd, in, out)
+        ->UseRealTime()->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("gemm/strata/" + shape).c_str(), BM_GemmStrata, kRows, in, out)
+        ->UseRealTime()->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("gemm/openblas/" + shape).c_str(), BM_GemmOpenBlas, kRows, in, out)
+        ->UseRealTime()->Unit(benchmark::kMillisecond);
+  }
+  return true;
+}();
+
+}  // namespace
+}  // namespace strata::bench
