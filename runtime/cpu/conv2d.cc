@@ -13,10 +13,10 @@ namespace {
 
 constexpr char kOp[] = "Conv2d";
 
-enum class Path { kDepthwise, kPointwise, kIm2col };
+enum class Path { kDepthwise, kDepthwiseStride1, kPointwise, kIm2col };
 
 struct Geometry {
-  int64_t n, c, h, w, oc, kh, kw, oh, ow;
+  int64_t n, c, h, w, oc, kh, kw, oh, ow, pad_h, pad_w;
   int64_t cg, ocg, k, p;  // per group: channels in/out, GEMM depth (cg*kh*kw), pixels (oh*ow)
   Path path;
 };
@@ -26,11 +26,14 @@ Geometry MakeGeometry(const Shape& x, const Shape& w, const Shape& y, const Conv
   g.n = x[0]; g.c = x[1]; g.h = x[2]; g.w = x[3];
   g.oc = w[0]; g.kh = w[2]; g.kw = w[3];
   g.oh = y[2]; g.ow = y[3];
+  g.pad_h = p.pad_h; g.pad_w = p.pad_w;
   g.cg = g.c / p.groups;
   g.ocg = g.oc / p.groups;
   g.k = g.cg * g.kh * g.kw;
   g.p = g.oh * g.ow;
-  if (p.groups == g.c) {
+  if (p.groups == g.c && p.stride_h == 1 && p.stride_w == 1) {
+    g.path = Path::kDepthwiseStride1;
+  } else if (p.groups == g.c) {
     g.path = Path::kDepthwise;
   } else if (g.kh == 1 && g.kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 &&
              p.pad_w == 0) {
@@ -45,6 +48,10 @@ Geometry MakeGeometry(const Shape& x, const Shape& w, const Shape& y, const Conv
 int64_t PerThreadFloats(const Geometry& g) {
   switch (g.path) {
     case Path::kDepthwise: return 0;
+    case Path::kDepthwiseStride1: {  // a padded input plane, a dy plane, a padded dx plane
+      const int64_t ph = g.h + 2 * g.pad_h, pw = g.w + 2 * g.pad_w;
+      return 2 * ph * pw + g.oh * pw;
+    }
     case Path::kPointwise: return g.oc * g.k + g.oc;                 // dW and db partial sums
     case Path::kIm2col: return 2 * g.k * g.p + g.oc * g.k + g.oc;    // col, dcol, partials
   }
@@ -115,9 +122,11 @@ void Col2imAdd(const float* dcol, const Geometry& g, const Conv2dParams& cp, flo
   }
 }
 
-// Threads for a batch-parallel pass: no more than images, cores, or workspace slices.
+// Threads for a pass: no more than cores, workspace slices, or (when split by image) images.
 int BatchThreads(const Geometry& g, size_t workspace_floats) {
-  int64_t t = std::min<int64_t>(omp_get_max_threads(), g.n);
+  // Depthwise stride-1 work is split over channels, everything else over images.
+  int64_t t = omp_get_max_threads();
+  if (g.path != Path::kDepthwiseStride1) t = std::min(t, g.n);
   const int64_t per = PerThreadFloats(g);
   if (per > 0) t = std::min<int64_t>(t, static_cast<int64_t>(workspace_floats) / per);
   return static_cast<int>(std::max<int64_t>(t, 1));
@@ -246,6 +255,141 @@ void DepthwiseBackward(const float* x, const float* w, const float* dy, float* d
   }
 }
 
+// Note [depthwise on flattened padded planes]: with stride 1, output (oy, ox) reads padded input
+// (oy + ki*dh, ox + kj*dw). Laying the output out with the padded row width PW, every tap becomes
+// one long contiguous multiply-add over the whole plane, out[i] += w * pad[i + ki*dh*PW + kj*dw],
+// instead of many short rows; the PW - OW extra columns per row are computed and dropped.
+struct FlatPlane {
+  int64_t ph, pw, len;  // padded height and width; flat length covering every valid output
+};
+
+FlatPlane MakeFlatPlane(const Geometry& g) {
+  const int64_t ph = g.h + 2 * g.pad_h, pw = g.w + 2 * g.pad_w;
+  return {ph, pw, (g.oh - 1) * pw + g.ow};
+}
+
+void PadPlane(const float* in, const Geometry& g, const FlatPlane& f, float* pad) {
+  std::fill(pad, pad + f.ph * f.pw, 0.0f);
+  for (int64_t y = 0; y < g.h; ++y) {
+    std::memcpy(pad + (y + g.pad_h) * f.pw + g.pad_w, in + y * g.w, g.w * sizeof(float));
+  }
+}
+
+// dy (oh, ow) into rows of width pw, the extra columns zero so they add nothing.
+void SpreadRows(const float* dy, const Geometry& g, const FlatPlane& f, float* flat) {
+  for (int64_t y = 0; y < g.oh; ++y) {
+    std::memcpy(flat + y * f.pw, dy + y * g.ow, g.ow * sizeof(float));
+    std::fill(flat + y * f.pw + g.ow, flat + (y + 1) * f.pw, 0.0f);
+  }
+}
+
+inline int64_t TapOffset(const Geometry& g, const Conv2dParams& cp, const FlatPlane& f,
+                         int64_t ki, int64_t kj) {
+  return ki * cp.dilation_h * f.pw + kj * cp.dilation_w;
+}
+
+void DepthwiseStride1Forward(const float* x, const float* w, const float* b, float* y,
+                             const Geometry& g, const Conv2dParams& cp, float* workspace,
+                             int threads) {
+  const int64_t mult = g.oc / g.c;
+  const FlatPlane f = MakeFlatPlane(g);
+  const int64_t per = PerThreadFloats(g);
+#pragma omp parallel for collapse(2) num_threads(threads) schedule(static) if (threads > 1)
+  for (int64_t n = 0; n < g.n; ++n) {
+    for (int64_t c = 0; c < g.c; ++c) {
+      float* pad = workspace + omp_get_thread_num() * per;
+      float* acc = pad + f.ph * f.pw;
+      PadPlane(x + (n * g.c + c) * g.h * g.w, g, f, pad);
+      for (int64_t m = 0; m < mult; ++m) {
+        const int64_t o = c * mult + m;
+        const float* k = w + o * g.kh * g.kw;
+        std::fill(acc, acc + f.len, b ? b[o] : 0.0f);
+        for (int64_t ki = 0; ki < g.kh; ++ki) {
+          for (int64_t kj = 0; kj < g.kw; ++kj) {
+            const float wv = k[ki * g.kw + kj];
+            const float* src = pad + TapOffset(g, cp, f, ki, kj);
+#pragma omp simd
+            for (int64_t i = 0; i < f.len; ++i) acc[i] += wv * src[i];
+          }
+        }
+        float* out = y + (n * g.oc + o) * g.p;
+        for (int64_t oy = 0; oy < g.oh; ++oy) {
+          std::memcpy(out + oy * g.ow, acc + oy * f.pw, g.ow * sizeof(float));
+        }
+      }
+    }
+  }
+}
+
+void DepthwiseStride1Backward(const float* x, const float* w, const float* dy, float* dx,
+                              float* dw, float* db, const Geometry& g, const Conv2dParams& cp,
+                              bool accumulate, float* workspace, int threads) {
+  const int64_t mult = g.oc / g.c;
+  const int64_t kk = g.kh * g.kw;
+  const FlatPlane f = MakeFlatPlane(g);
+  const int64_t per = PerThreadFloats(g);
+  if (dx != nullptr) {
+#pragma omp parallel for collapse(2) num_threads(threads) schedule(static) if (threads > 1)
+    for (int64_t n = 0; n < g.n; ++n) {
+      for (int64_t c = 0; c < g.c; ++c) {
+        float* slice = workspace + omp_get_thread_num() * per;
+        float* dpad = slice;
+        float* flat = slice + f.ph * f.pw;
+        std::fill(dpad, dpad + f.ph * f.pw, 0.0f);
+        for (int64_t m = 0; m < mult; ++m) {
+          const int64_t o = c * mult + m;
+          SpreadRows(dy + (n * g.oc + o) * g.p, g, f, flat);
+          for (int64_t ki = 0; ki < g.kh; ++ki) {
+            for (int64_t kj = 0; kj < g.kw; ++kj) {
+              const float wv = w[o * kk + ki * g.kw + kj];
+              float* dst = dpad + TapOffset(g, cp, f, ki, kj);
+#pragma omp simd
+              for (int64_t i = 0; i < f.len; ++i) dst[i] += wv * flat[i];
+            }
+          }
+        }
+        float* d_in = dx + (n * g.c + c) * g.h * g.w;
+        for (int64_t yy = 0; yy < g.h; ++yy) {
+          std::memcpy(d_in + yy * g.w, dpad + (yy + g.pad_h) * f.pw + g.pad_w, g.w * sizeof(float));
+        }
+      }
+    }
+  }
+  if (dw != nullptr || db != nullptr) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int64_t o = 0; o < g.oc; ++o) {
+      float* slice = workspace + omp_get_thread_num() * per;
+      float* pad = slice;
+      float* flat = slice + f.ph * f.pw;
+      float* k = dw ? dw + o * kk : nullptr;
+      if (k != nullptr && !accumulate) std::fill(k, k + kk, 0.0f);
+      float bias_sum = 0.0f;
+      for (int64_t n = 0; n < g.n; ++n) {
+        const float* d_out = dy + (n * g.oc + o) * g.p;
+        if (db != nullptr) {
+          float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+          for (int64_t i = 0; i < g.p; ++i) s += d_out[i];
+          bias_sum += s;
+        }
+        if (k == nullptr) continue;
+        PadPlane(x + (n * g.c + o / mult) * g.h * g.w, g, f, pad);
+        SpreadRows(d_out, g, f, flat);
+        for (int64_t ki = 0; ki < g.kh; ++ki) {
+          for (int64_t kj = 0; kj < g.kw; ++kj) {
+            const float* src = pad + TapOffset(g, cp, f, ki, kj);
+            float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+            for (int64_t i = 0; i < f.len; ++i) s += flat[i] * src[i];
+            k[ki * g.kw + kj] += s;
+          }
+        }
+      }
+      if (db != nullptr) db[o] = (accumulate ? db[o] : 0.0f) + bias_sum;
+    }
+  }
+}
+
 absl::Status ValidateParams(const Conv2dParams& p) {
   auto bad = [](absl::string_view field, int value, absl::string_view rule) {
     return absl::InvalidArgumentError(
@@ -295,7 +439,8 @@ size_t Conv2dWorkspaceBytes(const Shape& x, const Shape& w, const Conv2dParams& 
   absl::StatusOr<Shape> y = Conv2dOutputShape(x, w, p);
   if (!y.ok()) return 0;
   const Geometry g = MakeGeometry(x, w, *y, p);
-  const int64_t threads = std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(g.n, 1));
+  int64_t threads = omp_get_max_threads();
+  if (g.path != Path::kDepthwiseStride1) threads = std::min(threads, std::max<int64_t>(g.n, 1));
   return static_cast<size_t>(threads * PerThreadFloats(g)) * sizeof(float);
 }
 
@@ -313,11 +458,15 @@ absl::Status Conv2dForward(const Tensor& x, const Tensor& w, const Tensor& b, co
   const float* bp = b.defined() ? b.data<float>() : nullptr;
   float* yp = y.data<float>();
   if (g.n == 0) return absl::OkStatus();
+  const int threads = BatchThreads(g, workspace.size());
   if (g.path == Path::kDepthwise) {
     DepthwiseForward(xp, wp, bp, yp, g, p);
     return absl::OkStatus();
   }
-  const int threads = BatchThreads(g, workspace.size());
+  if (g.path == Path::kDepthwiseStride1) {
+    DepthwiseStride1Forward(xp, wp, bp, yp, g, p, workspace.data(), threads);
+    return absl::OkStatus();
+  }
   const int64_t per = PerThreadFloats(g);
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
@@ -368,11 +517,16 @@ absl::Status Conv2dBackward(const Tensor& x, const Tensor& w, const Tensor& dy, 
   float* dxp = dx.defined() ? dx.data<float>() : nullptr;
   float* dwp = dw.defined() ? dw.data<float>() : nullptr;
   float* dbp = db.defined() ? db.data<float>() : nullptr;
+  const int threads = BatchThreads(g, workspace.size());
   if (g.path == Path::kDepthwise) {
     DepthwiseBackward(xp, wp, dyp, dxp, dwp, dbp, g, p, accumulate);
     return absl::OkStatus();
   }
-  const int threads = BatchThreads(g, workspace.size());
+  if (g.path == Path::kDepthwiseStride1) {
+    DepthwiseStride1Backward(xp, wp, dyp, dxp, dwp, dbp, g, p, accumulate, workspace.data(),
+                             threads);
+    return absl::OkStatus();
+  }
   const int64_t per = PerThreadFloats(g);
   const int64_t kp = g.k * g.p;
   const bool need_col = dwp != nullptr;

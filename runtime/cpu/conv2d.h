@@ -6,10 +6,12 @@
 //   STRATA_RETURN_IF_ERROR(Conv2dForward(x, w, b, y, p, absl::MakeSpan(ws)));
 //   STRATA_RETURN_IF_ERROR(Conv2dBackward(x, w, dy, dx, dw, db, p, absl::MakeSpan(ws)));
 //
-// Paths: depthwise (groups == C, OC a multiple of C) is a direct vectorized loop; a 1x1, stride
-// 1, unpadded convolution is a plain GEMM on the input; everything else is im2col + sgemm per
-// group. The batch is split across threads, each with its own slice of the workspace; a smaller
-// workspace uses fewer threads, a workspace too small for one thread is an error.
+// Paths: depthwise (groups == C, OC a multiple of C) is direct: with stride 1 as long
+// multiply-adds over flattened padded planes (see Note [depthwise on flattened padded planes]),
+// otherwise as row loops; a 1x1, stride 1, unpadded convolution is a plain GEMM on the input;
+// everything else is im2col + sgemm per group. Work is split across threads, each with its own
+// slice of the workspace; a smaller workspace uses fewer threads, and a workspace too small for
+// one thread is an error.
 #pragma once
 
 #include <cstddef>

@@ -60,7 +60,9 @@ TEST(ArenaAllocatorTest, RandomSequencesNeverOverlapAndCoalesce) {
       const uintptr_t p = reinterpret_cast<uintptr_t>(a->data());
       ASSERT_EQ(p % alignment, 0u);
       auto next = live.lower_bound(p);
-      if (next != live.end()) ASSERT_LE(p + bytes, next->first) << "overlaps the next block";
+      if (next != live.end()) {
+        ASSERT_LE(p + bytes, next->first) << "overlaps the next block";
+      }
       if (next != live.begin()) {
         auto prev = std::prev(next);
         ASSERT_LE(prev->first + prev->second.size(), p) << "overlaps the previous block";

@@ -98,6 +98,7 @@ TEST(Conv2dTest, MatchesDoubleReferenceAndFiniteDifferences) {
       {2, 3, 7, 5, 3, 3, 3, {.pad_h = 1, .pad_w = 1, .groups = 3}},                // depthwise
       {2, 3, 9, 7, 6, 3, 3, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1, .groups = 3}},
       {1, 2, 11, 7, 4, 5, 3, {.stride_w = 2, .dilation_h = 2, .groups = 2}},       // dw dilated
+      {2, 2, 9, 8, 4, 3, 3, {.pad_h = 2, .pad_w = 1, .dilation_h = 2, .groups = 2}},  // dw s1 x2
       {3, 5, 4, 3, 7, 1, 1, {}},                                                  // pointwise
       {2, 4, 5, 5, 6, 1, 1, {.groups = 2}},                                       // grouped 1x1
       {2, 3, 6, 6, 2, 1, 1, {.stride_h = 2, .stride_w = 2}},                      // strided 1x1
