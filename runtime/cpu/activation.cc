@@ -70,7 +70,7 @@ absl::Status GeluForward(const Tensor& x, const Tensor& out) {
     return absl::OkStatus();
   }
 #endif
-  MapElements<1>({&x}, out, [](const float* v) { return GeluScalar(v[0]); });
+  MapElements<1>({&x}, out, [](float x) { return GeluScalar(x); });
   return absl::OkStatus();
 }
 
@@ -104,28 +104,26 @@ absl::Status GeluBackward(const Tensor& x, const Tensor& dout, const Tensor& dx)
     return absl::OkStatus();
   }
 #endif
-  MapElements<2>({&x, &dout}, dx, [](const float* v) { return GeluGradScalar(v[0]) * v[1]; });
+  MapElements<2>({&x, &dout}, dx, [](float x, float d) { return GeluGradScalar(x) * d; });
   return absl::OkStatus();
 }
 
 absl::Status ReluForward(const Tensor& x, const Tensor& out) {
   STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("ReluForward", {{"x", &x}, {"out", &out}}));
-  MapElements<1>({&x}, out, [](const float* v) { return v[0] > 0.0f ? v[0] : 0.0f; });
+  MapElements<1>({&x}, out, [](float x) { return x > 0.0f ? x : 0.0f; });
   return absl::OkStatus();
 }
 
 absl::Status ReluBackward(const Tensor& x, const Tensor& dout, const Tensor& dx) {
   STRATA_RETURN_IF_ERROR(
       CheckSameShapeAndDType("ReluBackward", {{"x", &x}, {"dout", &dout}, {"dx", &dx}}));
-  MapElements<2>({&x, &dout}, dx, [](const float* v) { return v[0] > 0.0f ? v[1] : 0.0f; });
+  MapElements<2>({&x, &dout}, dx, [](float x, float d) { return x > 0.0f ? d : 0.0f; });
   return absl::OkStatus();
 }
 
 absl::Status Relu6Forward(const Tensor& x, const Tensor& out) {
   STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("Relu6Forward", {{"x", &x}, {"out", &out}}));
-  MapElements<1>({&x}, out, [](const float* v) {
-    return v[0] > 0.0f ? (v[0] < 6.0f ? v[0] : 6.0f) : 0.0f;
-  });
+  MapElements<1>({&x}, out, [](float x) { return x > 0.0f ? (x < 6.0f ? x : 6.0f) : 0.0f; });
   return absl::OkStatus();
 }
 
@@ -133,7 +131,7 @@ absl::Status Relu6Backward(const Tensor& x, const Tensor& dout, const Tensor& dx
   STRATA_RETURN_IF_ERROR(
       CheckSameShapeAndDType("Relu6Backward", {{"x", &x}, {"dout", &dout}, {"dx", &dx}}));
   MapElements<2>({&x, &dout}, dx,
-                 [](const float* v) { return v[0] > 0.0f && v[0] < 6.0f ? v[1] : 0.0f; });
+                 [](float x, float d) { return x > 0.0f && x < 6.0f ? d : 0.0f; });
   return absl::OkStatus();
 }
 

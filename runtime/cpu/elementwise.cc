@@ -11,20 +11,20 @@ using internal::MapElements;
 
 absl::Status Add(const Tensor& a, const Tensor& b, const Tensor& out) {
   STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("Add", {{"a", &a}, {"b", &b}, {"out", &out}}));
-  MapElements<2>({&a, &b}, out, [](const float* v) { return v[0] + v[1]; });
+  MapElements<2>({&a, &b}, out, [](float x, float y) { return x + y; });
   return absl::OkStatus();
 }
 
 absl::Status AddScaled(const Tensor& a, const Tensor& b, float alpha, const Tensor& out) {
   STRATA_RETURN_IF_ERROR(
       CheckSameShapeAndDType("AddScaled", {{"a", &a}, {"b", &b}, {"out", &out}}));
-  MapElements<2>({&a, &b}, out, [alpha](const float* v) { return v[0] + alpha * v[1]; });
+  MapElements<2>({&a, &b}, out, [alpha](float x, float y) { return x + alpha * y; });
   return absl::OkStatus();
 }
 
 absl::Status Mul(const Tensor& a, const Tensor& b, const Tensor& out) {
   STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("Mul", {{"a", &a}, {"b", &b}, {"out", &out}}));
-  MapElements<2>({&a, &b}, out, [](const float* v) { return v[0] * v[1]; });
+  MapElements<2>({&a, &b}, out, [](float x, float y) { return x * y; });
   return absl::OkStatus();
 }
 
@@ -35,14 +35,14 @@ absl::Status MulBackward(const Tensor& a, const Tensor& b, const Tensor& dout, c
   if (da.defined()) STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("MulBackward", {{"a", &a}, {"da", &da}}));
   if (db.defined()) STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("MulBackward", {{"b", &b}, {"db", &db}}));
   // db first: da may alias a, which db needs.
-  if (db.defined()) MapElements<2>({&dout, &a}, db, [](const float* v) { return v[0] * v[1]; });
-  if (da.defined()) MapElements<2>({&dout, &b}, da, [](const float* v) { return v[0] * v[1]; });
+  if (db.defined()) MapElements<2>({&dout, &a}, db, [](float x, float y) { return x * y; });
+  if (da.defined()) MapElements<2>({&dout, &b}, da, [](float x, float y) { return x * y; });
   return absl::OkStatus();
 }
 
 absl::Status Scale(const Tensor& x, float alpha, const Tensor& out) {
   STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("Scale", {{"x", &x}, {"out", &out}}));
-  MapElements<1>({&x}, out, [alpha](const float* v) { return alpha * v[0]; });
+  MapElements<1>({&x}, out, [alpha](float x) { return alpha * x; });
   return absl::OkStatus();
 }
 

@@ -1,7 +1,7 @@
 // Loops shared by the elementwise kernels: f32 or bf16 elements, contiguous or strided, parallel.
 //
 //   STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("Add", {{"a", a}, {"b", b}, {"out", out}}));
-//   MapElements({a, b}, out, [](const float* v) { return v[0] + v[1]; });
+//   MapElements<2>({&a, &b}, out, [](float x, float y) { return x + y; });
 //
 // Values are loaded as float and stored back in the tensor's dtype, so bf16 tensors get fp32
 // arithmetic. The contiguous f32 path is a plain loop the compiler vectorizes.
@@ -63,7 +63,16 @@ inline int64_t OffsetOf(const Shape& shape, absl::Span<const int64_t> strides, i
   return off;
 }
 
-// out[i] = f(values of inputs at i) for every element; f takes a const float* of N values.
+// Calls f with the N values as separate arguments, so that nothing escapes to memory and the
+// loops vectorize.
+template <size_t N, typename F>
+inline float Call(F& f, const float (&v)[N]) {
+  if constexpr (N == 1) return f(v[0]);
+  else if constexpr (N == 2) return f(v[0], v[1]);
+  else return f(v[0], v[1], v[2]);
+}
+
+// out[i] = f(values of the inputs at i) for every element; f takes N floats.
 template <typename T, size_t N, typename F>
 void MapTyped(const std::array<const Tensor*, N>& in, const Tensor& out, F f) {
   const int64_t n = out.numel();
@@ -79,8 +88,8 @@ void MapTyped(const std::array<const Tensor*, N>& in, const Tensor& out, F f) {
     float* d = reinterpret_cast<float*>(dst);
 #pragma omp parallel for simd schedule(static) if (n > kParallelThreshold)
     for (int64_t i = 0; i < n; ++i) {
-      const float v[2] = {a[i], b[i]};
-      d[i] = f(v);
+      if constexpr (N == 1) d[i] = f(a[i]);
+      else d[i] = f(a[i], b[i]);
     }
     return;
   }
@@ -89,7 +98,7 @@ void MapTyped(const std::array<const Tensor*, N>& in, const Tensor& out, F f) {
     for (int64_t i = 0; i < n; ++i) {
       float v[N];
       for (size_t k = 0; k < N; ++k) v[k] = Load(src[k], i);
-      Store(dst, i, f(v));
+      Store(dst, i, Call<N>(f, v));
     }
     return;
   }
@@ -108,7 +117,7 @@ void MapTyped(const std::array<const Tensor*, N>& in, const Tensor& out, F f) {
     for (int64_t i = 0; i < inner; ++i) {
       float v[N];
       for (size_t k = 0; k < N; ++k) v[k] = Load(src[k], base[k] + i * step[k]);
-      Store(dst, out_base + i * out_step, f(v));
+      Store(dst, out_base + i * out_step, Call<N>(f, v));
     }
   }
 }
