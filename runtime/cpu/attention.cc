@@ -70,29 +70,6 @@ int Threads(const Tensor& q, absl::Span<float> workspace) {
   return static_cast<int>(std::max<int64_t>(t, 1));
 }
 
-// row[j] = exp(row[j] - shift) for j < n; returns the sum.
-float ExpInPlace(float* row, int64_t n, float shift) {
-  int64_t j = 0;
-  float sum = 0.0f;
-#ifdef __AVX2__
-  __m256 acc = _mm256_setzero_ps();
-  const __m256 s = _mm256_set1_ps(shift);
-  for (; j + 8 <= n; j += 8) {
-    const __m256 e = internal::Exp8(_mm256_sub_ps(_mm256_loadu_ps(row + j), s));
-    _mm256_storeu_ps(row + j, e);
-    acc = _mm256_add_ps(acc, e);
-  }
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, acc);
-  for (float l : lanes) sum += l;
-#endif
-  for (; j < n; ++j) {
-    row[j] = std::exp(row[j] - shift);
-    sum += row[j];
-  }
-  return sum;
-}
-
 }  // namespace
 
 size_t AttentionWorkspaceBytes(int64_t batch, int64_t heads, int64_t seq, int64_t head_dim,
@@ -123,7 +100,7 @@ absl::Status CausalAttentionForward(const Tensor& q, const Tensor& k, const Tens
         const int64_t visible = i0 + r + 1;  // causal: keys 0..i
         float m = -std::numeric_limits<float>::infinity();
         for (int64_t j = 0; j < visible; ++j) m = std::max(m, row[j]);
-        const float sum = ExpInPlace(row, visible, m);
+        const float sum = internal::ExpShiftedSum(row, row, visible, m);
         const float inv = 1.0f / sum;
         for (int64_t j = 0; j < visible; ++j) row[j] *= inv;
         std::fill(row + visible, row + keys, 0.0f);
@@ -175,7 +152,7 @@ absl::Status CausalAttentionBackward(const Tensor& q, const Tensor& k, const Ten
         float* prow = p + r * keys;
         float* dprow = dp + r * keys;
         const int64_t visible = i0 + r + 1;
-        ExpInPlace(prow, visible, row_lse[i0 + r]);
+        internal::ExpShiftedSum(prow, prow, visible, row_lse[i0 + r]);
         // D_i = dout_i . out_i, the row sum of p * dp.
         const float* o_i = om.data + (i0 + r) * om.ld;
         const float* do_i = dom.data + (i0 + r) * dom.ld;

@@ -16,30 +16,6 @@ inline int64_t TargetAt(const Tensor& t, int64_t i) {
                                   : static_cast<const int32_t*>(t.raw_data())[i];
 }
 
-// Sum of exp(x[i] - shift); writes the exponentials to out when out is not null.
-float SumExp(const float* x, float* out, int64_t n, float shift) {
-  int64_t i = 0;
-  float sum = 0.0f;
-#ifdef __AVX2__
-  __m256 acc = _mm256_setzero_ps();
-  const __m256 s = _mm256_set1_ps(shift);
-  for (; i + 8 <= n; i += 8) {
-    const __m256 e = internal::Exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
-    if (out != nullptr) _mm256_storeu_ps(out + i, e);
-    acc = _mm256_add_ps(acc, e);
-  }
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, acc);
-  for (float l : lanes) sum += l;
-#endif
-  for (; i < n; ++i) {
-    const float e = std::exp(x[i] - shift);
-    if (out != nullptr) out[i] = e;
-    sum += e;
-  }
-  return sum;
-}
-
 }  // namespace
 
 absl::Status SoftmaxCrossEntropy(const Tensor& logits, const Tensor& targets, const Tensor& loss,
@@ -82,7 +58,7 @@ absl::Status SoftmaxCrossEntropy(const Tensor& logits, const Tensor& targets, co
 #pragma omp simd reduction(max : m)
     for (int64_t i = 0; i < v; ++i) m = std::max(m, x[i]);
     const float target_logit = x[t];  // read before d (which may be x) is written
-    const float sum = SumExp(x, d, v, m);
+    const float sum = internal::ExpShiftedSum(x, d, v, m);
     total += static_cast<double>(std::log(sum) + m - target_logit);
     if (d != nullptr) {
       const float scale = grad_scale / sum;

@@ -22,29 +22,6 @@ absl::Status CheckRows(absl::string_view op, std::initializer_list<std::pair<abs
   return absl::OkStatus();
 }
 
-// out[i] = exp(x[i] - shift) for i < n; returns the sum.
-float ExpShifted(const float* x, float* out, int64_t n, float shift) {
-  int64_t i = 0;
-  float sum = 0.0f;
-#ifdef __AVX2__
-  __m256 acc = _mm256_setzero_ps();
-  const __m256 s = _mm256_set1_ps(shift);
-  for (; i + 8 <= n; i += 8) {
-    const __m256 e = internal::Exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
-    _mm256_storeu_ps(out + i, e);
-    acc = _mm256_add_ps(acc, e);
-  }
-  alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, acc);
-  for (float l : lanes) sum += l;
-#endif
-  for (; i < n; ++i) {
-    out[i] = std::exp(x[i] - shift);
-    sum += out[i];
-  }
-  return sum;
-}
-
 }  // namespace
 
 absl::Status SoftmaxForward(const Tensor& x, const Tensor& out) {
@@ -60,7 +37,7 @@ absl::Status SoftmaxForward(const Tensor& x, const Tensor& out) {
 #pragma omp simd reduction(max : m)
     for (int64_t i = 0; i < c; ++i) m = std::max(m, in[i]);
     if (m == -std::numeric_limits<float>::infinity()) m = 0.0f;  // an all -inf row gives NaN, as PyTorch
-    const float inv = 1.0f / ExpShifted(in, o, c, m);
+    const float inv = 1.0f / internal::ExpShiftedSum(in, o, c, m);
 #pragma omp simd
     for (int64_t i = 0; i < c; ++i) o[i] *= inv;
   }

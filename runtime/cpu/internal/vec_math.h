@@ -3,11 +3,15 @@
 //   #ifdef __AVX2__
 //   __m256 e = Exp8(x);      // max relative error ~2e-7 over the float range (Cephes expf)
 //   #endif
+//   float sum = ExpShiftedSum(row, row, n, row_max);   // softmax numerators in place, and their sum
 //
 // exp(x) = 2^n * exp(r), n = round(x / ln 2), r = x - n ln 2 (ln 2 split in two for accuracy),
 // exp(r) by a degree-6 polynomial on [-ln2/2, ln2/2]. Inputs are clamped to [-87.3, 88.376], where
 // the result stays a normal float; NaN inputs give NaN.
 #pragma once
+
+#include <cmath>
+#include <cstdint>
 
 #ifdef __AVX2__
 #include <immintrin.h>
@@ -37,5 +41,29 @@ inline __m256 Exp8(__m256 x) {
 }
 
 #endif
+
+// out[i] = exp(x[i] - shift) for i < n (out may be x, or null to only sum); returns the sum.
+inline float ExpShiftedSum(const float* x, float* out, int64_t n, float shift) {
+  int64_t i = 0;
+  float sum = 0.0f;
+#ifdef __AVX2__
+  __m256 acc = _mm256_setzero_ps();
+  const __m256 s = _mm256_set1_ps(shift);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = Exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
+    if (out != nullptr) _mm256_storeu_ps(out + i, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, acc);
+  for (float l : lanes) sum += l;
+#endif
+  for (; i < n; ++i) {
+    const float e = std::exp(x[i] - shift);
+    if (out != nullptr) out[i] = e;
+    sum += e;
+  }
+  return sum;
+}
 
 }  // namespace strata::cpu::internal
