@@ -23,6 +23,17 @@ absl::StatusOr<PoolGeometry> Check(absl::string_view op, const Tensor& x_like, c
                       y_shape[3]};
 }
 
+// The input rows [y0, y1) and columns [x0, x1) that output (oy, ox) pools, clipped to the input.
+struct Window {
+  int64_t y0, y1, x0, x1;
+};
+inline Window WindowAt(const PoolGeometry& g, const Pool2dParams& p, int64_t oy, int64_t ox) {
+  return {std::max<int64_t>(oy * p.stride_h - p.pad_h, 0),
+          std::min<int64_t>(oy * p.stride_h - p.pad_h + p.kernel_h, g.h),
+          std::max<int64_t>(ox * p.stride_w - p.pad_w, 0),
+          std::min<int64_t>(ox * p.stride_w - p.pad_w + p.kernel_w, g.w)};
+}
+
 // Index in the plane of the window's maximum: the first maximum wins and a NaN wins at once, as
 // in PyTorch. Windows always hold at least one real element (padding <= kernel / 2).
 inline int64_t WindowArgmax(const float* in, int64_t width, int64_t y0, int64_t y1, int64_t x0,
@@ -70,11 +81,8 @@ absl::Status MaxPool2dForward(const Tensor& x, const Tensor& y, const Pool2dPara
   for (int64_t pl = 0; pl < g.planes; ++pl) {
     const float* in = xp + pl * g.h * g.w;
     for (int64_t oy = 0; oy < g.oh; ++oy) {
-      const int64_t y0 = std::max<int64_t>(oy * p.stride_h - p.pad_h, 0);
-      const int64_t y1 = std::min<int64_t>(oy * p.stride_h - p.pad_h + p.kernel_h, g.h);
       for (int64_t ox = 0; ox < g.ow; ++ox) {
-        const int64_t x0 = std::max<int64_t>(ox * p.stride_w - p.pad_w, 0);
-        const int64_t x1 = std::min<int64_t>(ox * p.stride_w - p.pad_w + p.kernel_w, g.w);
+        const auto [y0, y1, x0, x1] = WindowAt(g, p, oy, ox);
         yp[(pl * g.oh + oy) * g.ow + ox] = in[WindowArgmax(in, g.w, y0, y1, x0, x1)];
       }
     }
@@ -96,11 +104,8 @@ absl::Status MaxPool2dBackward(const Tensor& x, const Tensor& dy, const Tensor& 
     float* d_in = dxp + pl * g.h * g.w;
     std::fill(d_in, d_in + g.h * g.w, 0.0f);
     for (int64_t oy = 0; oy < g.oh; ++oy) {
-      const int64_t y0 = std::max<int64_t>(oy * p.stride_h - p.pad_h, 0);
-      const int64_t y1 = std::min<int64_t>(oy * p.stride_h - p.pad_h + p.kernel_h, g.h);
       for (int64_t ox = 0; ox < g.ow; ++ox) {
-        const int64_t x0 = std::max<int64_t>(ox * p.stride_w - p.pad_w, 0);
-        const int64_t x1 = std::min<int64_t>(ox * p.stride_w - p.pad_w + p.kernel_w, g.w);
+        const auto [y0, y1, x0, x1] = WindowAt(g, p, oy, ox);
         d_in[WindowArgmax(in, g.w, y0, y1, x0, x1)] += dyp[(pl * g.oh + oy) * g.ow + ox];
       }
     }
@@ -117,11 +122,8 @@ absl::Status AvgPool2dForward(const Tensor& x, const Tensor& y, const Pool2dPara
   for (int64_t pl = 0; pl < g.planes; ++pl) {
     const float* in = xp + pl * g.h * g.w;
     for (int64_t oy = 0; oy < g.oh; ++oy) {
-      const int64_t y0 = std::max<int64_t>(oy * p.stride_h - p.pad_h, 0);
-      const int64_t y1 = std::min<int64_t>(oy * p.stride_h - p.pad_h + p.kernel_h, g.h);
       for (int64_t ox = 0; ox < g.ow; ++ox) {
-        const int64_t x0 = std::max<int64_t>(ox * p.stride_w - p.pad_w, 0);
-        const int64_t x1 = std::min<int64_t>(ox * p.stride_w - p.pad_w + p.kernel_w, g.w);
+        const auto [y0, y1, x0, x1] = WindowAt(g, p, oy, ox);
         float s = 0.0f;
         for (int64_t iy = y0; iy < y1; ++iy)
           for (int64_t ix = x0; ix < x1; ++ix) s += in[iy * g.w + ix];
@@ -142,11 +144,8 @@ absl::Status AvgPool2dBackward(const Tensor& dy, const Tensor& dx, const Pool2dP
     float* d_in = dxp + pl * g.h * g.w;
     std::fill(d_in, d_in + g.h * g.w, 0.0f);
     for (int64_t oy = 0; oy < g.oh; ++oy) {
-      const int64_t y0 = std::max<int64_t>(oy * p.stride_h - p.pad_h, 0);
-      const int64_t y1 = std::min<int64_t>(oy * p.stride_h - p.pad_h + p.kernel_h, g.h);
       for (int64_t ox = 0; ox < g.ow; ++ox) {
-        const int64_t x0 = std::max<int64_t>(ox * p.stride_w - p.pad_w, 0);
-        const int64_t x1 = std::min<int64_t>(ox * p.stride_w - p.pad_w + p.kernel_w, g.w);
+        const auto [y0, y1, x0, x1] = WindowAt(g, p, oy, ox);
         const float d = dyp[(pl * g.oh + oy) * g.ow + ox] * inv;
         for (int64_t iy = y0; iy < y1; ++iy)
           for (int64_t ix = x0; ix < x1; ++ix) d_in[iy * g.w + ix] += d;
