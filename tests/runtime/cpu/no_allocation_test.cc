@@ -1,5 +1,7 @@
 // Kernels write into caller-provided outputs and never allocate: every kernel, called a second
 // time (after thread pools and BLAS buffers exist), makes no heap allocation through operator new.
+#include <omp.h>
+
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -32,13 +34,19 @@ using testing::RandomTensor;
 
 TEST(NoAllocationTest, TheCounterSeesAllocationsOnAnyThread) {
   if (!testing::AllocationCounter::Supported()) GTEST_SKIP() << "not under ASan";
+  std::vector<std::unique_ptr<double>> kept(NumThreads());  // keeps the allocations observable
+  int threads = 0;
   testing::AllocationCounter counter;
   auto one = std::make_unique<int>(1);
   std::vector<int> many(1000);
-  int64_t in_threads = 0;
-#pragma omp parallel reduction(+ : in_threads)
-  in_threads += std::make_unique<double>(2.0) != nullptr;
-  EXPECT_EQ(counter.count(), 2 + in_threads);
+#pragma omp parallel num_threads(static_cast<int>(kept.size()))
+  {
+    kept[omp_get_thread_num()] = std::make_unique<double>(2.0);
+#pragma omp single
+    threads = omp_get_num_threads();
+  }
+  EXPECT_EQ(counter.count(), 2 + threads);
+  EXPECT_EQ(*one + many.size(), 1001u);
 }
 
 TEST(NoAllocationTest, KernelsDoNotAllocate) {
