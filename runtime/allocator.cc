@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstdlib>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/status.h"
@@ -92,9 +93,11 @@ HostAllocator::HostAllocator(MemoryTier tier, MemoryLedger* ledger, std::string 
                 Device::Cpu(), tier, ledger) {}
 
 absl::StatusOr<void*> HostAllocator::AllocateRaw(size_t bytes, size_t alignment, int64_t in_use) {
-  // aligned_alloc wants a size that is a multiple of the alignment.
-  const size_t rounded = (bytes + alignment - 1) / alignment * alignment;
-  void* p = std::aligned_alloc(alignment, rounded);
+  // aligned_alloc wants a size that is a multiple of the alignment (and the rounding must not wrap
+  // around to a tiny block).
+  const bool wraps = bytes > std::numeric_limits<size_t>::max() - (alignment - 1);
+  const size_t rounded = wraps ? 0 : (bytes + alignment - 1) / alignment * alignment;
+  void* p = wraps ? nullptr : std::aligned_alloc(alignment, rounded);
   if (p == nullptr) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "allocator '", name(), "': out of host memory for ", bytes, " bytes (aligned to ",

@@ -51,14 +51,14 @@ absl::StatusOr<void*> ArenaAllocator::AllocateRaw(size_t bytes, size_t alignment
     largest = std::max(largest, size);
     const uintptr_t aligned = (base + start + alignment - 1) & ~(uintptr_t{alignment} - 1);
     const size_t padding = aligned - (base + start);
-    if (padding + bytes > size) continue;
+    if (padding > size || bytes > size - padding) continue;  // (padding + bytes may wrap)
     const size_t taken = padding + bytes;
     free_.erase(it);
     if (taken < size) free_[start + taken] = size - taken;
     in_use_[start + padding] = Extent{start, taken};
     return reinterpret_cast<void*>(aligned);
   }
-  if (static_cast<int64_t>(bytes) > static_cast<int64_t>(capacity_) - in_use) {
+  if (bytes > capacity_ - static_cast<size_t>(in_use)) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "arena '", name(), "': cannot allocate ", bytes, " bytes: capacity ", capacity_,
         " bytes with ", in_use, " in use (", capacity_ - in_use, " free)"));

@@ -86,13 +86,38 @@ float F16ToFloat(uint16_t h) {
 
 namespace {
 
+// Note [double rounding]: converting an integer to bf16 through float rounds twice (to 24 bits,
+// then to 8), which can land on the wrong side of a tie: 2^24 + 2^16 + 1 would become 2^24 instead
+// of 2^24 + 2^17. Rounding the intermediate steps "to odd" (truncate, then set the last bit when
+// anything was dropped) keeps enough information for the final round to nearest even to be exact,
+// since each intermediate format has at least two more bits than the next one.
+double Int64ToDoubleRoundToOdd(int64_t x) {
+  const uint64_t magnitude = x < 0 ? 0 - static_cast<uint64_t>(x) : static_cast<uint64_t>(x);
+  uint64_t kept = magnitude;
+  const int width = std::bit_width(magnitude);
+  if (width > 53) {
+    const int shift = width - 53;
+    const uint64_t dropped = magnitude & ((uint64_t{1} << shift) - 1);
+    kept = ((magnitude >> shift) | (dropped != 0 ? 1u : 0u)) << shift;
+  }
+  const double d = static_cast<double>(kept);  // exact: at most 53 significant bits
+  return x < 0 ? -d : d;
+}
+
+float DoubleToFloatRoundToOdd(double v) {
+  float f = static_cast<float>(v);
+  if (std::isnan(v) || static_cast<double>(f) == v) return f;
+  if (std::fabs(static_cast<double>(f)) > std::fabs(v)) f = std::nextafter(f, 0.0f);
+  return std::bit_cast<float>(std::bit_cast<uint32_t>(f) | 1u);
+}
+
 double LoadAsDouble(const void* src, DType dtype, size_t i) {
   switch (dtype) {
     case DType::kF32: return static_cast<const float*>(src)[i];
     case DType::kBF16: return Bf16ToFloat(static_cast<const uint16_t*>(src)[i]);
     case DType::kF16: return F16ToFloat(static_cast<const uint16_t*>(src)[i]);
     case DType::kI32: return static_cast<const int32_t*>(src)[i];
-    case DType::kI64: return static_cast<double>(static_cast<const int64_t*>(src)[i]);
+    case DType::kI64: return Int64ToDoubleRoundToOdd(static_cast<const int64_t*>(src)[i]);
     case DType::kU8: return static_cast<const uint8_t*>(src)[i];
   }
   STRATA_CHECK(false, "unknown dtype");
@@ -111,8 +136,12 @@ Int ClampToInt(double v) {
 void StoreFromDouble(void* dst, DType dtype, size_t i, double v) {
   switch (dtype) {
     case DType::kF32: static_cast<float*>(dst)[i] = static_cast<float>(v); return;
-    case DType::kBF16: static_cast<uint16_t*>(dst)[i] = FloatToBf16(static_cast<float>(v)); return;
-    case DType::kF16: static_cast<uint16_t*>(dst)[i] = FloatToF16(static_cast<float>(v)); return;
+    case DType::kBF16:
+      static_cast<uint16_t*>(dst)[i] = FloatToBf16(DoubleToFloatRoundToOdd(v));
+      return;
+    case DType::kF16:
+      static_cast<uint16_t*>(dst)[i] = FloatToF16(DoubleToFloatRoundToOdd(v));
+      return;
     case DType::kI32: static_cast<int32_t*>(dst)[i] = ClampToInt<int32_t>(v); return;
     case DType::kI64: static_cast<int64_t*>(dst)[i] = ClampToInt<int64_t>(v); return;
     case DType::kU8: static_cast<uint8_t*>(dst)[i] = ClampToInt<uint8_t>(v); return;

@@ -101,7 +101,11 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Read(const std::string& path,
     }
     const uint64_t begin = entry["data_offsets"][0].get<uint64_t>();
     const uint64_t end = entry["data_offsets"][1].get<uint64_t>();
-    const uint64_t expected = static_cast<uint64_t>(shape->numel()) * SizeOf(*dtype);
+    uint64_t expected = 0;
+    if (__builtin_mul_overflow(static_cast<uint64_t>(shape->numel()), SizeOf(*dtype), &expected)) {
+      return Corrupt(path, absl::StrCat(where, " ", DTypeName(*dtype), shape->ToString(),
+                                        " has more bytes than fit in 64 bits"));
+    }
     if (end < begin || end - begin != expected) {
       return Corrupt(path, absl::StrCat(where, " ", DTypeName(*dtype), shape->ToString(),
                                         " needs ", expected, " bytes but data_offsets give ",
@@ -111,7 +115,13 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Read(const std::string& path,
       return Corrupt(path, absl::StrCat(where, " ends at byte ", end, " of a data section of ",
                                         data_size, " bytes (truncated file?)"));
     }
-    STRATA_ASSIGN_OR_RETURN(Tensor t, Tensor::Empty(*shape, *dtype, allocator));
+    absl::StatusOr<Tensor> empty = Tensor::Empty(*shape, *dtype, allocator);
+    if (!empty.ok()) {
+      return absl::Status(empty.status().code(),
+                          absl::StrCat("safetensors file ", path, ": ", where, ": ",
+                                       empty.status().message()));
+    }
+    Tensor t = *std::move(empty);
     in.seekg(static_cast<std::streamoff>(data_start + begin));
     if (!in.read(static_cast<char*>(t.raw_data()), static_cast<std::streamsize>(expected))) {
       return Corrupt(path, absl::StrCat("short read of ", where));
@@ -171,8 +181,8 @@ absl::Status WriteSafetensors(const std::string& path,
   const std::string tmp = path + ".tmp";
   std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
   if (!out) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("cannot create ", tmp, ": ", std::strerror(errno)));
+    const int err = errno;  // ENOENT for a missing directory, EACCES, ...
+    return absl::ErrnoToStatus(err, absl::StrCat("cannot create ", tmp));
   }
   out.write(reinterpret_cast<const char*>(&header_size), 8);
   out.write(text.data(), static_cast<std::streamsize>(text.size()));

@@ -1,5 +1,7 @@
 #include "runtime/shape.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "runtime/status.h"
@@ -20,6 +22,16 @@ absl::StatusOr<Shape> Shape::Create(absl::Span<const int64_t> dims) {
                                                      " in dimension ", i));
     }
   }
+  // numel() must not overflow (a file or a user may claim any sizes); an empty shape is fine.
+  if (std::find(dims.begin(), dims.end(), 0) == dims.end()) {
+    int64_t numel = 1;
+    for (size_t i = 0; i < dims.size(); ++i) {
+      if (__builtin_mul_overflow(numel, dims[i], &numel)) {
+        return absl::InvalidArgumentError(absl::StrCat("shape [", absl::StrJoin(dims, ", "),
+                                                       "] has more than 2^63 - 1 elements"));
+      }
+    }
+  }
   return Shape(dims);
 }
 
@@ -31,6 +43,8 @@ int64_t Shape::dim(int i) const {
 }
 
 int64_t Shape::numel() const {
+  // A zero anywhere makes the product 0, even after sizes whose partial product would overflow.
+  if (std::find(dims_.begin(), dims_.end(), 0) != dims_.end()) return 0;
   int64_t n = 1;
   for (int64_t d : dims_) n *= d;
   return n;

@@ -6,8 +6,11 @@
 #include <thread>
 #include <algorithm>
 
+#include <omp.h>
+
 #include "absl/strings/str_cat.h"
 #include "runtime/status.h"
+#include "runtime/threading.h"
 
 namespace strata {
 
@@ -79,23 +82,20 @@ class CpuStream final : public Stream {
     worker_.join();
   }
 
-  void Enqueue(StreamTask task) override {
-    {
-      std::lock_guard lock(mutex_);
-      queue_.push_back(std::move(task));
-      ++enqueued_;
-    }
-    work_cv_.notify_one();
-  }
+  void Enqueue(StreamTask task) override { Push(std::move(task), /*runs_after_error=*/false); }
 
   void Record(const Event& event) override {
     STRATA_CHECK(event.state() != nullptr, "stream '", name(), "': Record of an uncreated event");
     std::shared_ptr<EventState> keep = event.state();
     const uint64_t generation = keep->MarkRecorded();
-    Enqueue([keep, generation]() -> absl::Status {
-      keep->Complete(generation);
-      return absl::OkStatus();
-    });
+    // Completes even after a failed task: streams waiting on the event must not hang; the failure
+    // itself is reported by this stream's Synchronize.
+    Push(
+        [keep, generation]() -> absl::Status {
+          keep->Complete(generation);
+          return absl::OkStatus();
+        },
+        /*runs_after_error=*/true);
   }
 
   void Wait(const Event& event) override {
@@ -118,17 +118,37 @@ class CpuStream final : public Stream {
   }
 
  private:
+  struct Queued {
+    StreamTask task;
+    bool runs_after_error;  // event completions
+  };
+
+  void Push(StreamTask task, bool runs_after_error) {
+    {
+      std::lock_guard lock(mutex_);
+      queue_.push_back(Queued{std::move(task), runs_after_error});
+      ++enqueued_;
+    }
+    work_cv_.notify_one();
+  }
+
   void Run() {
     std::unique_lock lock(mutex_);
     while (true) {
       work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping with nothing left to do
-      StreamTask task = std::move(queue_.front());
+      Queued next = std::move(queue_.front());
       queue_.pop_front();
-      const bool skip = !error_.ok();
+      const bool skip = !error_.ok() && !next.runs_after_error;
       lock.unlock();
-      absl::Status status = skip ? absl::OkStatus() : std::move(task)();
-      task = nullptr;  // destroy captures outside the lock
+      // Kernels in the task use the process-wide thread count (Note [thread count of other
+      // threads] in threading.cc).
+      if (const int threads = internal::RequestedNumThreads();
+          threads > 0 && omp_get_max_threads() != threads) {
+        omp_set_num_threads(threads);
+      }
+      absl::Status status = skip ? absl::OkStatus() : std::move(next.task)();
+      next.task = nullptr;  // destroy captures outside the lock
       lock.lock();
       if (!status.ok() && error_.ok()) {
         error_ = absl::Status(status.code(),
@@ -142,7 +162,7 @@ class CpuStream final : public Stream {
   std::mutex mutex_;
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;
-  std::deque<StreamTask> queue_;
+  std::deque<Queued> queue_;
   uint64_t enqueued_ = 0;
   uint64_t finished_ = 0;
   absl::Status error_;

@@ -13,7 +13,8 @@
 // compute overlap on CPU as they will on a GPU (a CUDA stream implements the same interface: its
 // Enqueue launches kernels onto a cudaStream_t, Record/Wait map to cudaEventRecord and
 // cudaStreamWaitEvent). A task returns a Status; after the first failure the stream skips the
-// rest of its queue and Synchronize reports that failure, naming the stream.
+// rest of its queue (except event records, which still complete so that streams waiting on them
+// never hang) and Synchronize reports that failure, naming the stream.
 #pragma once
 
 #include <memory>

@@ -1,6 +1,7 @@
 #include "runtime/tensor.h"
 
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -83,7 +84,11 @@ void ForEachRow(const Shape& shape, absl::Span<const int64_t> a_strides,
 
 absl::StatusOr<Tensor> Tensor::Empty(const Shape& shape, DType dtype, Allocator& allocator,
                                      size_t alignment) {
-  const size_t bytes = static_cast<size_t>(shape.numel()) * SizeOf(dtype);
+  size_t bytes = 0;
+  if (__builtin_mul_overflow(static_cast<size_t>(shape.numel()), SizeOf(dtype), &bytes)) {
+    return absl::ResourceExhaustedError(absl::StrCat("tensor ", DTypeName(dtype), shape.ToString(),
+                                                     ": its byte size overflows 64 bits"));
+  }
   absl::StatusOr<Allocation> allocation = allocator.Allocate(bytes, alignment);
   if (!allocation.ok()) {
     return absl::Status(allocation.status().code(),
@@ -319,7 +324,16 @@ absl::Status Tensor::Fill(double value) const {
     const float f = static_cast<float>(value);
     ConvertElements(&f, DType::kF32, one, dtype_, 1);
   } else {
-    const int64_t v = static_cast<int64_t>(value);
+    // Clamp before the cast (a double outside int64 converts with undefined behaviour); NaN fills
+    // 0, as ConvertElements does.
+    int64_t v = 0;
+    if (value >= 0x1p63) {
+      v = std::numeric_limits<int64_t>::max();
+    } else if (value <= -0x1p63) {
+      v = std::numeric_limits<int64_t>::min();
+    } else if (value == value) {
+      v = static_cast<int64_t>(value);
+    }
     ConvertElements(&v, DType::kI64, one, dtype_, 1);
   }
   const size_t size = SizeOf(dtype_);

@@ -11,7 +11,13 @@ namespace strata {
 
 // n <= 0 means all cores.
 void SetNumThreads(int n);
-int NumThreads();
+int NumThreads();  // on the calling thread
 int NumCores();
+
+namespace internal {
+// The count last given to SetNumThreads (resolved, so never 0 once set), or 0 if it never was.
+// OpenMP keeps its count per thread; stream workers apply this one before each task.
+int RequestedNumThreads();
+}  // namespace internal
 
 }  // namespace strata
