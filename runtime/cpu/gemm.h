@@ -20,13 +20,16 @@ namespace strata::cpu {
 absl::Status Matmul(const Tensor& a, const Tensor& b, const Tensor& out, bool trans_a = false,
                     bool trans_b = false, float alpha = 1.0f, float beta = 0.0f);
 
-// The same per batch: a (B, M, K), b (B, K, N), out (B, M, N), any batch strides.
+// The same per batch: a (B, M, K), b (B, K, N), out (B, M, N) (transposed as in Matmul), any
+// batch strides (0 broadcasts). Small products run one per thread, see Note [batched sgemm:
+// threads over the batch] in gemm.cc.
 absl::Status BatchedMatmul(const Tensor& a, const Tensor& b, const Tensor& out,
                            bool trans_a = false, bool trans_b = false, float alpha = 1.0f,
                            float beta = 0.0f);
 
-// Gradients of out = op(a) @ op(b) for dout (M, N): da like a, db like b (undefined = skipped).
-// Works for 2-D and batched (3-D) operands.
+// Gradients of out = op(a) @ op(b): a, b as in Matmul (or BatchedMatmul when 3-D), dout (M, N)
+// (or (B, M, N)); da has a's shape, db b's (overwritten; undefined = skipped). Every argument is
+// checked before either gradient is written.
 absl::Status MatmulBackward(const Tensor& a, const Tensor& b, const Tensor& dout, const Tensor& da,
                             const Tensor& db, bool trans_a = false, bool trans_b = false);
 

@@ -19,12 +19,25 @@ absl::StatusOr<Tensor> AsMatrix(absl::string_view op, absl::string_view name, co
   return t.Reshape({-1, last});
 }
 
+// w (out, in): f32, on the host, and a matrix sgemm can read in place (one unit stride, so a
+// transposed view of an (in, out) weight works too). Checked here because the kernels write
+// before they call Matmul, which would check it too late.
+absl::Status CheckWeight(absl::string_view op, const Tensor& w) {
+  STRATA_RETURN_IF_ERROR(CheckDType(op, "w", w, DType::kF32));
+  STRATA_RETURN_IF_ERROR(CheckRank(op, "w", w, 2));
+  STRATA_RETURN_IF_ERROR(CheckHostAddressable(op, "w", w));
+  if (w.stride(0) != 1 && w.stride(1) != 1 && w.dim(0) != 1 && w.dim(1) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        op, ": w is ", w.ToString(), ", which has no unit stride (call Contiguous)"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status LinearForward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y) {
   constexpr char kOp[] = "LinearForward";
-  STRATA_RETURN_IF_ERROR(CheckDType(kOp, "w", w, DType::kF32));
-  STRATA_RETURN_IF_ERROR(CheckRank(kOp, "w", w, 2));
+  STRATA_RETURN_IF_ERROR(CheckWeight(kOp, w));
   const int64_t out = w.dim(0), in = w.dim(1);
   STRATA_ASSIGN_OR_RETURN(const Tensor x2, AsMatrix(kOp, "x", x, in));
   STRATA_ASSIGN_OR_RETURN(const Tensor y2, AsMatrix(kOp, "y", y, out));
@@ -33,11 +46,11 @@ absl::Status LinearForward(const Tensor& x, const Tensor& w, const Tensor& b, co
                                                    y.ToString(), " differ in leading dimensions"));
   }
   if (b.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "b", b, Shape{out}));
-  const int64_t rows = x2.dim(0);
-  float* yp = y2.data<float>();
   if (b.defined()) {
     // Start from the bias and let sgemm add x w^T (beta = 1): one pass over y instead of two.
+    const int64_t rows = x2.dim(0);
     const float* bp = b.data<float>();
+    float* yp = y2.data<float>();
 #pragma omp parallel for schedule(static) if (rows * out > (1 << 15))
     for (int64_t r = 0; r < rows; ++r) {
 #pragma omp simd
@@ -50,8 +63,7 @@ absl::Status LinearForward(const Tensor& x, const Tensor& w, const Tensor& b, co
 absl::Status LinearBackward(const Tensor& x, const Tensor& w, const Tensor& dy, const Tensor& dx,
                             const Tensor& dw, const Tensor& db, GradMode mode) {
   constexpr char kOp[] = "LinearBackward";
-  STRATA_RETURN_IF_ERROR(CheckDType(kOp, "w", w, DType::kF32));
-  STRATA_RETURN_IF_ERROR(CheckRank(kOp, "w", w, 2));
+  STRATA_RETURN_IF_ERROR(CheckWeight(kOp, w));
   const int64_t out = w.dim(0), in = w.dim(1);
   STRATA_ASSIGN_OR_RETURN(const Tensor x2, AsMatrix(kOp, "x", x, in));
   STRATA_ASSIGN_OR_RETURN(const Tensor dy2, AsMatrix(kOp, "dy", dy, out));
@@ -59,18 +71,21 @@ absl::Status LinearBackward(const Tensor& x, const Tensor& w, const Tensor& dy, 
     return absl::InvalidArgumentError(absl::StrCat(kOp, ": x ", x.ToString(), " and dy ",
                                                    dy.ToString(), " differ in leading dimensions"));
   }
-  const float beta = mode == GradMode::kAccumulate ? 1.0f : 0.0f;
+  // Every output is checked before any is written.
+  Tensor dx2;
   if (dx.defined()) {
-    STRATA_RETURN_IF_ERROR(CheckShape(kOp, "dx", dx, x.shape()));
-    STRATA_ASSIGN_OR_RETURN(const Tensor dx2, AsMatrix(kOp, "dx", dx, in));
-    STRATA_RETURN_IF_ERROR(Matmul(dy2, w, dx2));  // dx = dy w
+    STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dx", dx, x.shape()));
+    STRATA_ASSIGN_OR_RETURN(dx2, AsMatrix(kOp, "dx", dx, in));
   }
-  if (dw.defined()) {
-    STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dw", dw, w.shape()));
-    STRATA_RETURN_IF_ERROR(Matmul(dy2, x2, dw, true, false, 1.0f, beta));  // dw = dy^T x
+  if (dw.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dw", dw, w.shape()));
+  if (db.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "db", db, Shape{out}));
+
+  const bool accumulate = mode == GradMode::kAccumulate;
+  if (dx.defined()) STRATA_RETURN_IF_ERROR(Matmul(dy2, w, dx2));  // dx = dy w
+  if (dw.defined()) {                                              // dw (+)= dy^T x
+    STRATA_RETURN_IF_ERROR(Matmul(dy2, x2, dw, true, false, 1.0f, accumulate ? 1.0f : 0.0f));
   }
   if (db.defined()) {
-    STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "db", db, Shape{out}));
     // Column sums of dy, split over column blocks so each thread owns its outputs.
     const float* d = dy2.data<float>();
     float* dbp = db.data<float>();
@@ -84,7 +99,7 @@ absl::Status LinearBackward(const Tensor& x, const Tensor& w, const Tensor& dy, 
 #pragma omp simd
         for (int64_t c = c0; c < c1; ++c) acc[c - c0] += d[r * out + c];
       }
-      for (int64_t c = c0; c < c1; ++c) dbp[c] = (beta != 0.0f ? dbp[c] : 0.0f) + acc[c - c0];
+      for (int64_t c = c0; c < c1; ++c) dbp[c] = (accumulate ? dbp[c] : 0.0f) + acc[c - c0];
     }
   }
   return absl::OkStatus();

@@ -11,11 +11,13 @@
 
 namespace strata::cpu {
 
-// x (..., in) contiguous, w (out, in), b (out) or undefined, y (..., out) contiguous. f32.
+// x (..., in) contiguous, w (out, in), b (out) or undefined, y (..., out) contiguous. f32. w may
+// be any view with a unit stride (a transposed (in, out) weight is read in place).
 absl::Status LinearForward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y);
 
-// dy (..., out) -> dx (..., in), dw (out, in), db (out); undefined outputs are skipped. `mode`
-// applies to dw and db.
+// x (..., in), w (out, in), dy (..., out) -> dx (..., in), dw (out, in), db (out), all
+// contiguous; undefined outputs are skipped, every defined one is checked before any is written.
+// dx is overwritten; `mode` applies to dw and db.
 absl::Status LinearBackward(const Tensor& x, const Tensor& w, const Tensor& dy, const Tensor& dx,
                             const Tensor& dw, const Tensor& db,
                             GradMode mode = GradMode::kOverwrite);
