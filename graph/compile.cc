@@ -1,0 +1,188 @@
+#include "graph/compile.h"
+
+#include "absl/strings/str_cat.h"
+#include "graph/autodiff.h"
+#include "graph/ops/ops.h"
+#include "graph/passes/passes.h"
+#include "runtime/status.h"
+#include "runtime/threading.h"
+
+namespace strata::graph {
+
+OptimizerOptions OptimizerOptions::AdamW(double beta1, double beta2, double eps,
+                                         double weight_decay) {
+  OptimizerOptions o;
+  o.kind = kAdamW;
+  o.beta1 = beta1;
+  o.beta2 = beta2;
+  o.eps = eps;
+  o.weight_decay = weight_decay;
+  return o;
+}
+
+OptimizerOptions OptimizerOptions::Sgd(double momentum, double weight_decay, bool nesterov) {
+  OptimizerOptions o;
+  o.kind = kSgd;
+  o.momentum = momentum;
+  o.weight_decay = weight_decay;
+  o.nesterov = nesterov;
+  return o;
+}
+
+absl::Status OptimizerOptions::Validate() const {
+  auto bad = [](const char* field, double v, const char* why) {
+    return absl::InvalidArgumentError(absl::StrCat("optimizer: ", field, " = ", v, " ", why));
+  };
+  if (!(weight_decay >= 0)) return bad("weight_decay", weight_decay, "must be >= 0");
+  if (kind == kAdamW) {
+    if (!(beta1 >= 0 && beta1 < 1)) return bad("beta1", beta1, "must be in [0, 1)");
+    if (!(beta2 >= 0 && beta2 < 1)) return bad("beta2", beta2, "must be in [0, 1)");
+    if (!(eps > 0)) return bad("eps", eps, "must be > 0");
+  } else {
+    if (!(momentum >= 0)) return bad("momentum", momentum, "must be >= 0");
+    if (nesterov && (momentum <= 0 || dampening != 0)) {
+      return bad("momentum", momentum, "must be > 0 with zero dampening for Nesterov");
+    }
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+void Dump(const TrainOptions& o, std::string& out, const std::string& after, const Graph& g) {
+  if (o.dump_graph) absl::StrAppend(&out, "== after ", after, " ==\n", g.ToString(), "\n");
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Program>> Compile(Module& model,
+                                                 const std::vector<InputSpec>& inputs,
+                                                 const LossFn& loss_fn,
+                                                 const TrainOptions& options) {
+  STRATA_RETURN_IF_ERROR(options.optimizer.Validate());
+  STRATA_RETURN_IF_ERROR(options.schedule.Validate());
+  if (options.micro_batches < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("train options: micro_batches = ", options.micro_batches, " must be >= 1"));
+  }
+  if (!(options.clip_grad_norm >= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "train options: clip_grad_norm = ", options.clip_grad_norm, " must be >= 0"));
+  }
+  Graph graph;
+  Tracer tracer(graph);
+  Program::Config config;
+  config.inputs = inputs;
+  config.micro_batches = options.micro_batches;
+  config.schedule = options.schedule;
+  config.seed = options.seed;
+  config.num_threads = NumThreads();
+
+  // Values for parameters, then inputs; trace.
+  std::vector<ValueId> trainable;
+  std::vector<Parameter*> trainable_params;
+  std::vector<std::string> trainable_paths;
+  model.ForEachParameter([&](const std::string& path, Parameter& p) {
+    Var v = tracer.NewValue({p.shape(), DType::kF32},
+                            p.is_buffer() ? ValueRole::kBuffer : ValueRole::kParameter, path);
+    p.Bind(v);
+    config.params.push_back({path, v.id(), static_cast<int>(p.init().kind), p.init().a,
+                             p.init().b, p.trainable()});
+    if (p.trainable()) {
+      trainable.push_back(v.id());
+      trainable_params.push_back(&p);
+      trainable_paths.push_back(path);
+    }
+  });
+  std::vector<Var> in_vars;
+  for (const InputSpec& spec : inputs) {
+    in_vars.push_back(tracer.NewValue({spec.shape, spec.dtype}, ValueRole::kInput, spec.name));
+    config.input_values.push_back(in_vars.back().id());
+  }
+  Var loss = loss_fn(in_vars);
+  STRATA_RETURN_IF_ERROR(tracer.status());
+  if (!loss.valid()) return absl::InvalidArgumentError("compile: the loss function returned no value");
+  graph.mutable_value(loss.id()).role = ValueRole::kOutput;
+  graph.mutable_value(loss.id()).name = "loss";
+  config.loss = loss.id();
+  Dump(options, config.dump, "trace", graph);
+  if (trainable.empty()) return absl::InvalidArgumentError("compile: no trainable parameter");
+
+  // Backward, seeded with d total / d loss = 1 / micro_batches (the mean over micro-batches).
+  Var seed = tracer.NewValue({Shape{}, DType::kF32}, ValueRole::kConstant, "loss_seed");
+  const float seed_value = 1.0f / static_cast<float>(options.micro_batches);
+  graph.SetConstant(seed.id(), std::string(reinterpret_cast<const char*>(&seed_value), sizeof(float)));
+  STRATA_ASSIGN_OR_RETURN(const Gradients grads, Differentiate(tracer, loss, seed, trainable));
+  Dump(options, config.dump, "autodiff", graph);
+
+  // Gradient accumulation, clipping and the updates.
+  std::vector<ValueId> final_grads;
+  for (size_t i = 0; i < trainable.size(); ++i) {
+    ValueId g = grads.of.at(trainable[i]);
+    if (options.micro_batches > 1) {
+      Var acc = tracer.NewValue(graph.value(trainable[i]).type, ValueRole::kOptimizerState,
+                                absl::StrCat(trainable_paths[i], ".grad_accumulator"));
+      graph.AddNode(ops::AccumulateOp(), {acc.id(), g}, {}, trainable_paths[i]);
+      g = acc.id();
+    }
+    final_grads.push_back(g);
+  }
+  if (options.keep_gradients) {
+    for (size_t i = 0; i < trainable.size(); ++i) {
+      Value& g = graph.mutable_value(final_grads[i]);
+      if (!IsPersistent(g.role)) g.role = ValueRole::kOutput;
+      config.gradients.push_back({trainable_paths[i], final_grads[i]});
+    }
+  }
+  const size_t update_begin = graph.nodes().size();
+  if (options.clip_grad_norm > 0) {
+    Var norm = tracer.NewValue({Shape{}, DType::kF32}, ValueRole::kOutput, "grad_norm");
+    graph.AddNode(ops::ClipGradNormOp(options.clip_grad_norm, static_cast<int>(final_grads.size())),
+                  final_grads, {norm.id()});
+    config.grad_norm = norm.id();
+  }
+  const OptimizerOptions& o = options.optimizer;
+  for (size_t i = 0; i < trainable.size(); ++i) {
+    const std::string& path = trainable_paths[i];
+    const TensorType& type = graph.value(trainable[i]).type;
+    const double wd = o.decays(path, type.shape) ? o.weight_decay : 0.0;
+    auto state = [&](const char* slot) {
+      const ValueId v = tracer.NewValue(type, ValueRole::kOptimizerState, absl::StrCat(path, ".", slot)).id();
+      config.optimizer_state.push_back({absl::StrCat(path, ".", slot), v});
+      return v;
+    };
+    if (o.kind == OptimizerOptions::kAdamW) {
+      const ValueId m = state("exp_avg"), v = state("exp_avg_sq");
+      graph.AddNode(ops::AdamWUpdateOp(o.beta1, o.beta2, o.eps, wd),
+                    {trainable[i], final_grads[i], m, v}, {}, path);
+    } else {
+      std::vector<ValueId> in = {trainable[i], final_grads[i]};
+      if (o.momentum != 0) in.push_back(state("momentum_buffer"));
+      graph.AddNode(ops::SgdUpdateOp(o.momentum, o.dampening, o.nesterov, wd), in, {}, path);
+    }
+    if (options.micro_batches > 1) graph.AddNode(ops::ZeroOp(), {final_grads[i]}, {}, path);
+  }
+  for (size_t n = update_begin; n < graph.nodes().size(); ++n) {
+    graph.mutable_nodes()[n].phase = Phase::kUpdate;
+  }
+  for (size_t i = 0; i < trainable.size() && options.micro_batches > 1; ++i) {
+    config.optimizer_state.push_back({graph.value(final_grads[i]).name, final_grads[i]});
+  }
+  Dump(options, config.dump, "optimizer", graph);
+
+  STRATA_RETURN_IF_ERROR(FuseCrossEntropy(graph));
+  Dump(options, config.dump, "fuse_cross_entropy", graph);
+  STRATA_RETURN_IF_ERROR(ScheduleUpdates(graph));
+  Dump(options, config.dump, "schedule_updates", graph);
+  STRATA_RETURN_IF_ERROR(EliminateDeadCode(graph));
+  Dump(options, config.dump, "dead_code", graph);
+  STRATA_ASSIGN_OR_RETURN(MemoryPlan plan, PlanMemory(graph, config.num_threads));
+  if (options.dump_graph) {
+    absl::StrAppend(&config.dump, "== memory plan ==\npersistent ", plan.persistent_bytes,
+                    " B, arena ", plan.arena_bytes, " B (largest live set ", plan.live_peak_bytes,
+                    " B)\n");
+  }
+  return Program::Create(std::move(graph), std::move(plan), std::move(config));
+}
+
+}  // namespace strata::graph

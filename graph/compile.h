@@ -1,0 +1,68 @@
+// compile(model, inputs, loss, options): the whole training step — forward, loss, backward,
+// optimizer — derived once into a Program (DESIGN.md, "The compile pipeline").
+//
+//   Gpt gpt(config);
+//   TrainOptions o;
+//   o.optimizer = OptimizerOptions::AdamW(/*beta1=*/0.9, /*beta2=*/0.95, /*eps=*/1e-8, /*wd=*/0.1);
+//   o.schedule = {.kind = optim::LrSchedule::kCosine, .max_lr = 6e-4, .warmup_steps = 100,
+//                 .total_steps = 5000};
+//   o.clip_grad_norm = 1.0;
+//   auto program = Compile(gpt, {{"ids", Shape{8, 256}, DType::kI32},
+//                                {"targets", Shape{8, 256}, DType::kI32}},
+//                          [&](absl::Span<const Var> in) {
+//                            return ops::CrossEntropy(gpt.Forward(in[0]), in[1]);
+//                          }, o);
+//
+// Steps: trace the loss function once on symbolic inputs; autodiff for every trainable
+// parameter; gradient accumulation, clipping and one update node per parameter; then the passes
+// (graph/passes/passes.h) and the memory plan; then Program::Create allocates and initializes.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "graph/module.h"
+#include "graph/program.h"
+#include "optim/lr_schedule.h"
+
+namespace strata::graph {
+
+struct OptimizerOptions {
+  enum Kind { kAdamW, kSgd };
+  Kind kind = kAdamW;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // AdamW
+  double momentum = 0.0, dampening = 0.0;         // SGD
+  bool nesterov = false;                          // SGD
+  double weight_decay = 0.0;
+  // Parameter groups: which parameters get weight decay. Default as nanoGPT: tensors with two
+  // or more dimensions (weights, embeddings) decay, biases and norms do not.
+  std::function<bool(const std::string& path, const Shape& shape)> decays =
+      [](const std::string&, const Shape& s) { return s.rank() >= 2; };
+
+  static OptimizerOptions AdamW(double beta1, double beta2, double eps, double weight_decay);
+  static OptimizerOptions Sgd(double momentum, double weight_decay, bool nesterov = false);
+  absl::Status Validate() const;
+};
+
+struct TrainOptions {
+  OptimizerOptions optimizer;
+  optim::LrSchedule schedule;  // the learning rate of each step
+  int micro_batches = 1;       // gradient accumulation: inputs are given for one micro-batch
+  double clip_grad_norm = 0;   // > 0: clip the global gradient norm to this
+  uint64_t seed = 0;           // parameter initialization
+  bool dump_graph = false;     // keep the IR after each pass in Program::dump()
+  bool keep_gradients = false; // keep each parameter's final gradient readable after a step
+                               // (Program::gradients()), at the cost of persistent bytes
+};
+
+using LossFn = std::function<Var(absl::Span<const Var> inputs)>;
+
+absl::StatusOr<std::unique_ptr<Program>> Compile(Module& model,
+                                                 const std::vector<InputSpec>& inputs,
+                                                 const LossFn& loss, const TrainOptions& options);
+
+}  // namespace strata::graph

@@ -1,0 +1,80 @@
+#include "graph/ir.h"
+
+#include "absl/strings/str_cat.h"
+#include "graph/op.h"
+
+namespace strata::graph {
+
+std::string TensorType::ToString() const {
+  return absl::StrCat(DTypeName(dtype), shape.ToString());
+}
+
+const char* ValueRoleName(ValueRole role) {
+  switch (role) {
+    case ValueRole::kInput: return "input";
+    case ValueRole::kConstant: return "constant";
+    case ValueRole::kParameter: return "parameter";
+    case ValueRole::kBuffer: return "buffer";
+    case ValueRole::kOptimizerState: return "optimizer_state";
+    case ValueRole::kOutput: return "output";
+    case ValueRole::kActivation: return "activation";
+    case ValueRole::kGradient: return "gradient";
+    case ValueRole::kWorkspace: return "workspace";
+  }
+  return "unknown";
+}
+
+ValueId Graph::AddValue(TensorType type, ValueRole role, std::string name) {
+  const ValueId id = static_cast<ValueId>(values_.size());
+  values_.push_back(Value{id, std::move(type), role, std::move(name)});
+  return id;
+}
+
+NodeId Graph::AddNode(std::shared_ptr<const Op> op, std::vector<ValueId> inputs,
+                      std::vector<ValueId> outputs, std::string scope) {
+  nodes_.push_back(Node{std::move(op), std::move(inputs), std::move(outputs), std::move(scope)});
+  return static_cast<NodeId>(nodes_.size() - 1);
+}
+
+std::string Graph::ValueToString(ValueId id) const {
+  if (id == kNoValue) return "_";
+  const Value& v = values_[id];
+  return v.name.empty() ? absl::StrCat("%", id) : absl::StrCat("%", id, " ", v.name);
+}
+
+std::string Graph::ToString() const {
+  std::string s;
+  for (const Value& v : values_) {
+    if (v.role == ValueRole::kActivation || v.role == ValueRole::kGradient ||
+        v.role == ValueRole::kWorkspace) {
+      continue;
+    }
+    absl::StrAppend(&s, ValueRoleName(v.role), " ", ValueToString(v.id), " ",
+                    v.type.ToString(), "\n");
+  }
+  for (const Node& n : nodes_) {
+    std::string outs, ins, types;
+    for (size_t i = 0; i < n.outputs.size(); ++i) {
+      absl::StrAppend(&outs, i ? ", " : "", n.outputs[i] == kNoValue ? "_" : absl::StrCat("%", n.outputs[i]));
+      if (n.outputs[i] != kNoValue) {
+        absl::StrAppend(&types, types.empty() ? "" : ", ", values_[n.outputs[i]].type.ToString());
+      }
+    }
+    for (size_t i = 0; i < n.inputs.size(); ++i) {
+      absl::StrAppend(&ins, i ? ", " : "", ValueToString(n.inputs[i]));
+    }
+    const std::string attrs = n.op->Attributes();
+    absl::StrAppend(&s, outs.empty() ? "" : absl::StrCat(outs, " = "), n.op->name(),
+                    attrs.empty() ? "" : absl::StrCat("[", attrs, "]"), "(", ins, ")",
+                    types.empty() ? "" : absl::StrCat("  ", types),
+                    n.scope.empty() ? "" : absl::StrCat("  # ", n.scope),
+                    n.phase == Phase::kUpdate ? "  (update)" : "", "\n");
+  }
+  return s;
+}
+
+absl::Status Op::Gradient(GradientArgs& args) const {
+  return absl::UnimplementedError(absl::StrCat(name(), " has no gradient"));
+}
+
+}  // namespace strata::graph

@@ -1,0 +1,111 @@
+// The IR of a compiled training step: SSA values with a shape, dtype and role, and nodes that
+// apply an Op to values. Tracing builds the forward part, autodiff appends the backward part and
+// the optimizer updates, passes rewrite it, and the Program runs it (DESIGN.md, "The compile
+// pipeline").
+//
+//   Graph g;
+//   ValueId x = g.AddValue({Shape{8, 64}, DType::kF32}, ValueRole::kInput, "x");
+//   NodeId n = g.AddNode(std::make_shared<GeluOp>(), {x}, {ValueRole::kActivation});
+//   std::cout << g.ToString();
+//   //   %1 = gelu(%0)  f32[8, 64]
+//
+// Values are never removed, so a ValueId stays valid through every pass; a node that a pass
+// deletes is dropped from the node list, and a value no remaining node produces or reads is dead.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/dtype.h"
+#include "runtime/shape.h"
+
+namespace strata::graph {
+
+class Op;
+
+using ValueId = int32_t;
+inline constexpr ValueId kNoValue = -1;
+
+struct TensorType {
+  Shape shape;
+  DType dtype = DType::kF32;
+  size_t nbytes() const { return static_cast<size_t>(shape.numel()) * SizeOf(dtype); }
+  std::string ToString() const;
+  friend bool operator==(const TensorType& a, const TensorType& b) {
+    return a.shape == b.shape && a.dtype == b.dtype;
+  }
+};
+
+// Where a value's bytes live and for how long. Persistent values keep their bytes across steps
+// (their own region); transient ones are planned by liveness into the step's arena.
+enum class ValueRole : uint8_t {
+  kInput,           // a batch tensor the caller feeds each (micro-)step
+  kConstant,        // written once at compile time (position ids, the loss seed)
+  kParameter,       // a model weight (trainable or frozen)
+  kBuffer,          // model state that is not trained (BatchNorm running statistics)
+  kOptimizerState,  // AdamW moments, SGD momentum, gradient accumulators
+  kOutput,          // a result the caller reads after the step (the loss)
+  kActivation,      // forward intermediates
+  kGradient,        // backward intermediates, including parameter gradients
+  kWorkspace,       // a node's scratch, live only while it runs
+};
+const char* ValueRoleName(ValueRole role);
+inline bool IsPersistent(ValueRole r) {
+  return r != ValueRole::kActivation && r != ValueRole::kGradient && r != ValueRole::kWorkspace;
+}
+
+struct Value {
+  ValueId id = kNoValue;
+  TensorType type;
+  ValueRole role = ValueRole::kActivation;
+  std::string name;  // parameter path ("h.0.attn.c_attn.weight"), input name, or empty
+};
+
+using NodeId = int32_t;
+
+// When a node runs: once per micro-batch (forward, backward, gradient accumulation), or once per
+// optimizer step after the last micro-batch (clipping, updates).
+enum class Phase : uint8_t { kMicroStep, kUpdate };
+
+struct Node {
+  std::shared_ptr<const Op> op;
+  std::vector<ValueId> inputs;
+  std::vector<ValueId> outputs;  // kNoValue where an optional output is not wanted
+  std::string scope;             // the module path that traced it ("h.0.attn"), for dumps
+  ValueId workspace = kNoValue;  // set by the memory planner when the op needs scratch
+  Phase phase = Phase::kMicroStep;
+};
+
+class Graph {
+ public:
+  ValueId AddValue(TensorType type, ValueRole role, std::string name = "");
+  // Appends a node over existing values; `outputs` has one entry per op output (kNoValue for an
+  // optional output nobody wants). The tracer and autodiff create the output values first.
+  NodeId AddNode(std::shared_ptr<const Op> op, std::vector<ValueId> inputs,
+                 std::vector<ValueId> outputs, std::string scope = "");
+
+  const Value& value(ValueId id) const { return values_[id]; }
+  Value& mutable_value(ValueId id) { return values_[id]; }
+  int num_values() const { return static_cast<int>(values_.size()); }
+  const std::vector<Node>& nodes() const { return nodes_; }
+  std::vector<Node>& mutable_nodes() { return nodes_; }
+
+  // One line per node, values as %id with their type, parameters by name:
+  //   %12 = linear(%10, %3 h.0.attn.c_attn.weight, %4 h.0.attn.c_attn.bias)  f32[8, 256, 1152]
+  std::string ToString() const;
+  std::string ValueToString(ValueId id) const;
+
+  // Bytes of a kConstant value, written into it once when the Program is built.
+  void SetConstant(ValueId id, std::string bytes) { constants_[id] = std::move(bytes); }
+  const std::map<ValueId, std::string>& constants() const { return constants_; }
+
+ private:
+  std::vector<Value> values_;
+  std::vector<Node> nodes_;
+  std::map<ValueId, std::string> constants_;
+};
+
+}  // namespace strata::graph

@@ -1,0 +1,72 @@
+// An Op is one kind of IR node: how its output types follow from its inputs, how it runs (by
+// calling a runtime kernel), and how its input gradients are written as more IR. Each op is one
+// small struct (graph/ops/), so adding an op is one struct plus one builder function.
+//
+//   class GeluOp final : public Op {
+//     std::string name() const override { return "gelu"; }
+//     absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override;
+//     absl::Status Run(const RunArgs& args) const override;   // cpu::GeluForward(in[0], out[0])
+//     absl::Status Gradient(GradientArgs& args) const override;  // dx = gelu_grad(x, dy)
+//   };
+//
+// Lifecycle: Infer at trace time; WorkspaceBytes when memory is planned; Run every step with
+// tensors bound once by the Program (Run must not allocate); Gradient once, by autodiff.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "graph/ir.h"
+#include "runtime/tensor.h"
+
+namespace strata::graph {
+
+class Tracer;
+
+// Per-step scalars an op may read at run time, so that a schedule never rebuilds the program.
+struct StepScalars {
+  int64_t step = 1;  // optimizer step, counting from 1 as PyTorch's optimizers do
+  double lr = 0.0;   // this step's learning rate, from the schedule
+};
+
+struct RunArgs {
+  absl::Span<const Tensor> in;
+  absl::Span<const Tensor> out;  // undefined where the output was not wanted
+  absl::Span<float> workspace;
+  const StepScalars* scalars = nullptr;
+};
+
+// What autodiff gives an op's Gradient: the node's values, the gradient of each output (kNoValue
+// where nothing downstream needs it) and which inputs need a gradient. Gradient fills
+// `input_grads` (one per input, kNoValue where it gives none) by tracing more IR.
+struct GradientArgs {
+  Tracer& tracer;
+  const Node& node;
+  std::vector<ValueId> output_grads;
+  std::vector<bool> needs_grad;
+  std::vector<ValueId> input_grads;
+};
+
+class Op {
+ public:
+  virtual ~Op() = default;
+  virtual std::string name() const = 0;
+  // Attributes for dumps, e.g. "heads=6" (empty when there are none).
+  virtual std::string Attributes() const { return ""; }
+  // Output types; an error names the op and the offending input shape.
+  virtual absl::StatusOr<std::vector<TensorType>> Infer(
+      absl::Span<const TensorType> in) const = 0;
+  virtual size_t WorkspaceBytes(absl::Span<const TensorType> in, int num_threads) const {
+    return 0;
+  }
+  virtual absl::Status Run(const RunArgs& args) const = 0;
+  virtual absl::Status Gradient(GradientArgs& args) const;  // default: not differentiable
+  // Inputs that Run writes in place (an optimizer update writes its parameter and state).
+  virtual std::vector<int> MutatedInputs() const { return {}; }
+};
+
+}  // namespace strata::graph

@@ -1,0 +1,111 @@
+// causal_attention over a packed qkv projection, and its gradient.
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "graph/ops/internal/op_util.h"
+#include "graph/ops/ops.h"
+#include "runtime/cpu/attention.h"
+#include "runtime/status.h"
+
+namespace strata::graph::ops {
+namespace {
+
+using internal::Dout;
+using internal::In;
+using internal::Out;
+using internal::TypeError;
+
+// Views of the packed (B, T, 3C) qkv as q, k, v (B, H, T, D), and of a (B, T, C) tensor as
+// (B, H, T, D): no copies, the kernel takes strided heads.
+absl::StatusOr<Tensor> Heads(const Tensor& t, int heads, int which) {
+  const int64_t b = t.dim(0), s = t.dim(1);
+  if (which < 0) {
+    const int64_t d = t.dim(2) / heads;
+    STRATA_ASSIGN_OR_RETURN(const Tensor r, t.Reshape({b, s, heads, d}));
+    return r.Permute({0, 2, 1, 3});
+  }
+  const int64_t d = t.dim(2) / 3 / heads;
+  STRATA_ASSIGN_OR_RETURN(const Tensor r, t.Reshape({b, s, 3, heads, d}));
+  STRATA_ASSIGN_OR_RETURN(const Tensor part, r.Select(2, which));
+  return part.Permute({0, 2, 1, 3});
+}
+
+size_t Workspace(const TensorType& qkv, int heads, int threads) {
+  const Shape& s = qkv.shape;
+  return cpu::AttentionWorkspaceBytes(s[0], heads, s[1], s[2] / 3 / heads, threads);
+}
+
+// (qkv, y, lse, dy) -> dqkv.
+class CausalAttentionGradOp final : public Op {
+ public:
+  explicit CausalAttentionGradOp(int heads) : heads_(heads) {}
+  std::string name() const override { return "causal_attention_grad"; }
+  std::string Attributes() const override { return absl::StrCat("heads=", heads_); }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 4));
+    return std::vector<TensorType>{in[0]};
+  }
+  size_t WorkspaceBytes(absl::Span<const TensorType> in, int threads) const override {
+    return Workspace(in[0], heads_, threads);
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    STRATA_ASSIGN_OR_RETURN(const Tensor q, Heads(a.in[0], heads_, 0));
+    STRATA_ASSIGN_OR_RETURN(const Tensor k, Heads(a.in[0], heads_, 1));
+    STRATA_ASSIGN_OR_RETURN(const Tensor v, Heads(a.in[0], heads_, 2));
+    STRATA_ASSIGN_OR_RETURN(const Tensor y, Heads(a.in[1], heads_, -1));
+    STRATA_ASSIGN_OR_RETURN(const Tensor dy, Heads(a.in[3], heads_, -1));
+    STRATA_ASSIGN_OR_RETURN(const Tensor dq, Heads(a.out[0], heads_, 0));
+    STRATA_ASSIGN_OR_RETURN(const Tensor dk, Heads(a.out[0], heads_, 1));
+    STRATA_ASSIGN_OR_RETURN(const Tensor dv, Heads(a.out[0], heads_, 2));
+    const float scale = 1.0f / std::sqrt(static_cast<float>(q.dim(3)));
+    return cpu::CausalAttentionBackward(q, k, v, y, a.in[2], dy, dq, dk, dv, scale, a.workspace);
+  }
+
+ private:
+  int heads_;
+};
+
+// qkv (B, T, 3C) -> (y (B, T, C), lse (B, H, T)).
+class CausalAttentionOp final : public Op {
+ public:
+  explicit CausalAttentionOp(int heads) : heads_(heads) {}
+  std::string name() const override { return "causal_attention"; }
+  std::string Attributes() const override { return absl::StrCat("heads=", heads_); }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 1));
+    STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "qkv", in[0]));
+    const Shape& s = in[0].shape;
+    if (heads_ <= 0 || s.rank() != 3 || s[2] % (3 * heads_) != 0) {
+      return TypeError(name(), "qkv is ", in[0].ToString(), ", expected (B, T, 3 * C) with C a",
+                       " multiple of heads = ", heads_);
+    }
+    return std::vector<TensorType>{{Shape{s[0], s[1], s[2] / 3}, DType::kF32},
+                                   {Shape{s[0], heads_, s[1]}, DType::kF32}};
+  }
+  size_t WorkspaceBytes(absl::Span<const TensorType> in, int threads) const override {
+    return Workspace(in[0], heads_, threads);
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    STRATA_ASSIGN_OR_RETURN(const Tensor q, Heads(a.in[0], heads_, 0));
+    STRATA_ASSIGN_OR_RETURN(const Tensor k, Heads(a.in[0], heads_, 1));
+    STRATA_ASSIGN_OR_RETURN(const Tensor v, Heads(a.in[0], heads_, 2));
+    STRATA_ASSIGN_OR_RETURN(const Tensor y, Heads(a.out[0], heads_, -1));
+    const float scale = 1.0f / std::sqrt(static_cast<float>(q.dim(3)));
+    return cpu::CausalAttentionForward(q, k, v, y, a.out[1], scale, a.workspace);
+  }
+  absl::Status Gradient(GradientArgs& g) const override {
+    return internal::ApplyGradient(g, std::make_shared<CausalAttentionGradOp>(heads_),
+                                   {In(g, 0), Out(g, 0), Out(g, 1), Dout(g, 0)}, {0});
+  }
+
+ private:
+  int heads_;
+};
+
+}  // namespace
+
+Var CausalSelfAttention(Var qkv, int heads) {
+  return internal::Apply(std::make_shared<CausalAttentionOp>(heads), {qkv})[0];
+}
+
+}  // namespace strata::graph::ops

@@ -1,0 +1,172 @@
+// conv2d and the pooling ops, with their gradients.
+#include "absl/strings/str_cat.h"
+#include "graph/ops/internal/op_util.h"
+#include "graph/ops/ops.h"
+#include "runtime/cpu/conv2d.h"
+#include "runtime/cpu/pooling.h"
+#include "runtime/status.h"
+
+namespace strata::graph::ops {
+namespace {
+
+using internal::Dout;
+using internal::In;
+using internal::TypeError;
+
+std::string ConvAttributes(const cpu::Conv2dParams& p) {
+  return absl::StrCat("stride=", p.stride_h, "x", p.stride_w, " pad=", p.pad_h, "x", p.pad_w,
+                      " dilation=", p.dilation_h, "x", p.dilation_w, " groups=", p.groups);
+}
+
+// (x, w, dy) -> (dx, dw, db).
+class Conv2dGradOp final : public Op {
+ public:
+  Conv2dGradOp(cpu::Conv2dParams p, bool has_bias) : p_(p), has_bias_(has_bias) {}
+  std::string name() const override { return "conv2d_grad"; }
+  std::string Attributes() const override { return ConvAttributes(p_); }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 3));
+    std::vector<TensorType> out = {in[0], in[1]};
+    if (has_bias_) out.push_back({Shape{in[1].shape[0]}, DType::kF32});
+    return out;
+  }
+  size_t WorkspaceBytes(absl::Span<const TensorType> in, int) const override {
+    return cpu::Conv2dWorkspaceBytes(in[0].shape, in[1].shape, p_);
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    return cpu::Conv2dBackward(a.in[0], a.in[1], a.in[2], a.out[0], a.out[1],
+                               has_bias_ ? a.out[2] : Tensor(), p_, a.workspace);
+  }
+
+ private:
+  cpu::Conv2dParams p_;
+  bool has_bias_;
+};
+
+class Conv2dOp final : public Op {
+ public:
+  Conv2dOp(cpu::Conv2dParams p, bool has_bias) : p_(p), has_bias_(has_bias) {}
+  std::string name() const override { return "conv2d"; }
+  std::string Attributes() const override { return ConvAttributes(p_); }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, has_bias_ ? 3 : 2));
+    STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "x", in[0]));
+    STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "w", in[1]));
+    if (in[0].shape.rank() != 4 || in[1].shape.rank() != 4) {
+      return TypeError(name(), "x ", in[0].ToString(), " and w ", in[1].ToString(),
+                       " must be (N, C, H, W) and (O, C / groups, KH, KW)");
+    }
+    absl::StatusOr<Shape> y = cpu::Conv2dOutputShape(in[0].shape, in[1].shape, p_);
+    if (!y.ok()) return TypeError(name(), y.status().message());
+    if (has_bias_ && in[2].shape != Shape{in[1].shape[0]}) {
+      return TypeError(name(), "b is ", in[2].ToString(), ", expected [", in[1].shape[0], "]");
+    }
+    return std::vector<TensorType>{{*y, DType::kF32}};
+  }
+  size_t WorkspaceBytes(absl::Span<const TensorType> in, int) const override {
+    return cpu::Conv2dWorkspaceBytes(in[0].shape, in[1].shape, p_);
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    return cpu::Conv2dForward(a.in[0], a.in[1], has_bias_ ? a.in[2] : Tensor(), a.out[0], p_,
+                              a.workspace);
+  }
+  absl::Status Gradient(GradientArgs& g) const override {
+    return internal::ApplyGradient(
+        g, std::make_shared<Conv2dGradOp>(p_, has_bias_), {In(g, 0), In(g, 1), Dout(g, 0)},
+        has_bias_ ? std::vector<int>{0, 1, 2} : std::vector<int>{0, 1});
+  }
+
+ private:
+  cpu::Conv2dParams p_;
+  bool has_bias_;
+};
+
+enum class Pool { kMax, kAvg, kGlobalAvg };
+const char* PoolName(Pool k) {
+  switch (k) {
+    case Pool::kMax: return "max_pool2d";
+    case Pool::kAvg: return "avg_pool2d";
+    case Pool::kGlobalAvg: return "global_avg_pool";
+  }
+  return "?";
+}
+
+// (x, dy) -> dx.
+class PoolGradOp final : public Op {
+ public:
+  PoolGradOp(Pool kind, cpu::Pool2dParams p) : kind_(kind), p_(p) {}
+  std::string name() const override { return absl::StrCat(PoolName(kind_), "_grad"); }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 2));
+    return std::vector<TensorType>{in[0]};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    switch (kind_) {
+      case Pool::kMax: return cpu::MaxPool2dBackward(a.in[0], a.in[1], a.out[0], p_);
+      case Pool::kAvg: return cpu::AvgPool2dBackward(a.in[1], a.out[0], p_);
+      case Pool::kGlobalAvg: return cpu::GlobalAvgPoolBackward(a.in[1], a.out[0]);
+    }
+    return absl::InternalError("unknown pooling");
+  }
+
+ private:
+  Pool kind_;
+  cpu::Pool2dParams p_;
+};
+
+class PoolOp final : public Op {
+ public:
+  PoolOp(Pool kind, cpu::Pool2dParams p) : kind_(kind), p_(p) {}
+  std::string name() const override { return PoolName(kind_); }
+  std::string Attributes() const override {
+    if (kind_ == Pool::kGlobalAvg) return "";
+    return absl::StrCat("kernel=", p_.kernel_h, "x", p_.kernel_w, " stride=", p_.stride_h, "x",
+                        p_.stride_w, " pad=", p_.pad_h, "x", p_.pad_w);
+  }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 1));
+    STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "x", in[0]));
+    const Shape& x = in[0].shape;
+    if (x.rank() != 4) return TypeError(name(), "x is ", in[0].ToString(), ", expected (N, C, H, W)");
+    if (kind_ == Pool::kGlobalAvg) return std::vector<TensorType>{{Shape{x[0], x[1]}, DType::kF32}};
+    absl::StatusOr<Shape> y = cpu::Pool2dOutputShape(x, p_);
+    if (!y.ok()) return TypeError(name(), y.status().message());
+    return std::vector<TensorType>{{*y, DType::kF32}};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    switch (kind_) {
+      case Pool::kMax: return cpu::MaxPool2dForward(a.in[0], a.out[0], p_);
+      case Pool::kAvg: return cpu::AvgPool2dForward(a.in[0], a.out[0], p_);
+      case Pool::kGlobalAvg: return cpu::GlobalAvgPoolForward(a.in[0], a.out[0]);
+    }
+    return absl::InternalError("unknown pooling");
+  }
+  absl::Status Gradient(GradientArgs& g) const override {
+    return internal::ApplyGradient(g, std::make_shared<PoolGradOp>(kind_, p_),
+                                   {In(g, 0), Dout(g, 0)}, {0});
+  }
+
+ private:
+  Pool kind_;
+  cpu::Pool2dParams p_;
+};
+
+}  // namespace
+
+Var Conv2d(Var x, Var w, Var b, const cpu::Conv2dParams& params) {
+  const bool has_bias = b.valid();
+  std::vector<Var> in = {x, w};
+  if (has_bias) in.push_back(b);
+  return internal::Apply1(std::make_shared<Conv2dOp>(params, has_bias), in);
+}
+Var MaxPool2d(Var x, const cpu::Pool2dParams& p) {
+  return internal::Apply1(std::make_shared<PoolOp>(Pool::kMax, p), {x});
+}
+Var AvgPool2d(Var x, const cpu::Pool2dParams& p) {
+  return internal::Apply1(std::make_shared<PoolOp>(Pool::kAvg, p), {x});
+}
+Var GlobalAvgPool(Var x) {
+  return internal::Apply1(std::make_shared<PoolOp>(Pool::kGlobalAvg, cpu::Pool2dParams{}), {x});
+}
+
+}  // namespace strata::graph::ops

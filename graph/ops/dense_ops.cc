@@ -1,0 +1,77 @@
+// linear and its gradient.
+#include "absl/strings/str_cat.h"
+#include "graph/ops/internal/op_util.h"
+#include "graph/ops/ops.h"
+#include "runtime/cpu/linear.h"
+
+namespace strata::graph::ops {
+namespace {
+
+using internal::TypeError;
+
+// dx, dw, db of y = x w^T + b from (x, w, dy).
+class LinearGradOp final : public Op {
+ public:
+  explicit LinearGradOp(bool has_bias) : has_bias_(has_bias) {}
+  std::string name() const override { return "linear_grad"; }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 3));
+    std::vector<TensorType> out = {in[0], in[1]};
+    if (has_bias_) out.push_back({Shape{in[1].shape[0]}, DType::kF32});
+    return out;
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    return cpu::LinearBackward(a.in[0], a.in[1], a.in[2], a.out[0], a.out[1],
+                               has_bias_ ? a.out[2] : Tensor());
+  }
+
+ private:
+  bool has_bias_;
+};
+
+class LinearOp final : public Op {
+ public:
+  explicit LinearOp(bool has_bias) : has_bias_(has_bias) {}
+  std::string name() const override { return "linear"; }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, has_bias_ ? 3 : 2));
+    for (size_t i = 0; i < in.size(); ++i) {
+      STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), i == 0 ? "x" : i == 1 ? "w" : "b", in[i]));
+    }
+    const Shape& x = in[0].shape;
+    const Shape& w = in[1].shape;
+    if (w.rank() != 2 || x.rank() < 1 || x.dim(-1) != w[1]) {
+      return TypeError(name(), "x ", in[0].ToString(), " does not match w ", in[1].ToString(),
+                       " (expected x (..., in) and w (out, in))");
+    }
+    if (has_bias_ && in[2].shape != Shape{w[0]}) {
+      return TypeError(name(), "b is ", in[2].ToString(), ", expected [", w[0], "]");
+    }
+    Dims dims(x.dims().begin(), x.dims().end());
+    dims.back() = w[0];
+    return std::vector<TensorType>{{Shape(dims), DType::kF32}};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    return cpu::LinearForward(a.in[0], a.in[1], has_bias_ ? a.in[2] : Tensor(), a.out[0]);
+  }
+  absl::Status Gradient(GradientArgs& g) const override {
+    using internal::In;
+    return internal::ApplyGradient(g, std::make_shared<LinearGradOp>(has_bias_),
+                                   {In(g, 0), In(g, 1), internal::Dout(g, 0)},
+                                   has_bias_ ? std::vector<int>{0, 1, 2} : std::vector<int>{0, 1});
+  }
+
+ private:
+  bool has_bias_;
+};
+
+}  // namespace
+
+Var Linear(Var x, Var w, Var b) {
+  const bool has_bias = b.valid();
+  std::vector<Var> in = {x, w};
+  if (has_bias) in.push_back(b);
+  return internal::Apply1(std::make_shared<LinearOp>(has_bias), in);
+}
+
+}  // namespace strata::graph::ops

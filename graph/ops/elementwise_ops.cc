@@ -1,0 +1,223 @@
+// add (with a trailing-dimension broadcast), activations, reshape and the weighted-sum probe.
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "graph/ops/internal/op_util.h"
+#include "graph/ops/ops.h"
+#include "runtime/cpu/activation.h"
+#include "runtime/cpu/copy.h"
+#include "runtime/cpu/elementwise.h"
+#include "runtime/status.h"
+
+namespace strata::graph::ops {
+namespace {
+
+using internal::Apply1;
+using internal::Dout;
+using internal::In;
+using internal::TypeError;
+
+// True when `tail` equals the trailing dimensions of `full`.
+bool IsTrailing(const Shape& full, const Shape& tail) {
+  if (tail.rank() > full.rank()) return false;
+  for (int i = 1; i <= tail.rank(); ++i) {
+    if (full.dim(-i) != tail.dim(-i)) return false;
+  }
+  return true;
+}
+
+// x (..., tail) viewed as (rows, numel(tail)).
+absl::StatusOr<Tensor> AsRows(const Tensor& x, int64_t cols) {
+  return x.Reshape({cols ? x.numel() / cols : 0, cols});
+}
+
+// dout (..., tail) -> the sum over the leading dimensions, shaped like `tail`.
+class SumToOp final : public Op {
+ public:
+  explicit SumToOp(Shape tail) : tail_(std::move(tail)) {}
+  std::string name() const override { return "sum_to"; }
+  std::string Attributes() const override { return absl::StrCat("shape=", tail_.ToString()); }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 1));
+    if (!IsTrailing(in[0].shape, tail_)) {
+      return TypeError(name(), in[0].ToString(), " does not end in ", tail_.ToString());
+    }
+    return std::vector<TensorType>{{tail_, DType::kF32}};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    STRATA_ASSIGN_OR_RETURN(const Tensor rows, AsRows(a.in[0], tail_.numel()));
+    STRATA_ASSIGN_OR_RETURN(const Tensor flat, a.out[0].Reshape({tail_.numel()}));
+    return cpu::BiasGrad(rows, flat);
+  }
+
+ private:
+  Shape tail_;
+};
+
+class AddOp final : public Op {
+ public:
+  std::string name() const override { return "add"; }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 2));
+    STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "a", in[0]));
+    STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "b", in[1]));
+    if (!IsTrailing(in[0].shape, in[1].shape)) {
+      return TypeError(name(), "b ", in[1].ToString(), " is neither the shape of a ",
+                       in[0].ToString(), " nor its trailing dimensions");
+    }
+    return std::vector<TensorType>{in[0]};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    if (a.in[0].shape() == a.in[1].shape()) return cpu::Add(a.in[0], a.in[1], a.out[0]);
+    const int64_t cols = a.in[1].numel();
+    STRATA_ASSIGN_OR_RETURN(const Tensor x, AsRows(a.in[0], cols));
+    STRATA_ASSIGN_OR_RETURN(const Tensor y, AsRows(a.out[0], cols));
+    STRATA_ASSIGN_OR_RETURN(const Tensor b, a.in[1].Reshape({cols}));
+    return cpu::AddBias(x, b, y);
+  }
+  absl::Status Gradient(GradientArgs& g) const override {
+    // d a = d out: the same value, no copy.
+    if (g.needs_grad[0]) g.input_grads[0] = g.output_grads[0];
+    if (g.needs_grad[1]) {
+      const Shape& b = g.tracer.graph().value(g.node.inputs[1]).type.shape;
+      const Shape& a = g.tracer.graph().value(g.node.inputs[0]).type.shape;
+      g.input_grads[1] = a == b ? g.output_grads[0]
+                                : Apply1(std::make_shared<SumToOp>(b), {Dout(g, 0)}).id();
+    }
+    return g.tracer.status();
+  }
+};
+
+enum class Activation { kGelu, kRelu, kRelu6 };
+const char* ActivationName(Activation k) {
+  switch (k) {
+    case Activation::kGelu: return "gelu";
+    case Activation::kRelu: return "relu";
+    case Activation::kRelu6: return "relu6";
+  }
+  return "?";
+}
+
+// dx from (x, dy).
+class ActivationGradOp final : public Op {
+ public:
+  explicit ActivationGradOp(Activation kind) : kind_(kind) {}
+  std::string name() const override { return absl::StrCat(ActivationName(kind_), "_grad"); }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 2));
+    return std::vector<TensorType>{in[0]};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    switch (kind_) {
+      case Activation::kGelu: return cpu::GeluBackward(a.in[0], a.in[1], a.out[0]);
+      case Activation::kRelu: return cpu::ReluBackward(a.in[0], a.in[1], a.out[0]);
+      case Activation::kRelu6: return cpu::Relu6Backward(a.in[0], a.in[1], a.out[0]);
+    }
+    return absl::InternalError("unknown activation");
+  }
+
+ private:
+  Activation kind_;
+};
+
+class ActivationOp final : public Op {
+ public:
+  explicit ActivationOp(Activation kind) : kind_(kind) {}
+  std::string name() const override { return ActivationName(kind_); }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 1));
+    STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "x", in[0]));
+    return std::vector<TensorType>{in[0]};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    switch (kind_) {
+      case Activation::kGelu: return cpu::GeluForward(a.in[0], a.out[0]);
+      case Activation::kRelu: return cpu::ReluForward(a.in[0], a.out[0]);
+      case Activation::kRelu6: return cpu::Relu6Forward(a.in[0], a.out[0]);
+    }
+    return absl::InternalError("unknown activation");
+  }
+  absl::Status Gradient(GradientArgs& g) const override {
+    return internal::ApplyGradient(g, std::make_shared<ActivationGradOp>(kind_),
+                                   {In(g, 0), Dout(g, 0)}, {0});
+  }
+
+ private:
+  Activation kind_;
+};
+
+class ReshapeOp final : public Op {
+ public:
+  explicit ReshapeOp(Shape shape) : shape_(std::move(shape)) {}
+  std::string name() const override { return "reshape"; }
+  std::string Attributes() const override { return absl::StrCat("shape=", shape_.ToString()); }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 1));
+    if (in[0].shape.numel() != shape_.numel()) {
+      return TypeError(name(), "cannot reshape ", in[0].ToString(), " to ", shape_.ToString());
+    }
+    return std::vector<TensorType>{{shape_, in[0].dtype}};
+  }
+  absl::Status Run(const RunArgs& a) const override { return cpu::ReshapeCopy(a.in[0], a.out[0]); }
+  absl::Status Gradient(GradientArgs& g) const override {
+    const Shape& x = g.tracer.graph().value(g.node.inputs[0]).type.shape;
+    g.input_grads[0] = Apply1(std::make_shared<ReshapeOp>(x), {Dout(g, 0)}).id();
+    return g.tracer.status();
+  }
+
+ private:
+  Shape shape_;
+};
+
+// out = dloss * w, the gradient of WeightedSum.
+class ScaleByScalarOp final : public Op {
+ public:
+  std::string name() const override { return "scale_by_scalar"; }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 2));
+    return std::vector<TensorType>{in[0]};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    return cpu::Scale(a.in[0], a.in[1].data<float>()[0], a.out[0]);
+  }
+};
+
+class WeightedSumOp final : public Op {
+ public:
+  std::string name() const override { return "weighted_sum"; }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 2));
+    STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "x", in[0]));
+    if (!(in[0] == in[1])) {
+      return TypeError(name(), "weights ", in[1].ToString(), " differ from x ", in[0].ToString());
+    }
+    return std::vector<TensorType>{{Shape{}, DType::kF32}};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    const float* x = a.in[0].data<float>();
+    const float* w = a.in[1].data<float>();
+    double sum = 0;
+    const int64_t n = a.in[0].numel();
+#pragma omp parallel for reduction(+ : sum) schedule(static) if (n > (1 << 16))
+    for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * w[i];
+    a.out[0].data<float>()[0] = static_cast<float>(sum);
+    return absl::OkStatus();
+  }
+  absl::Status Gradient(GradientArgs& g) const override {
+    return internal::ApplyGradient(g, std::make_shared<ScaleByScalarOp>(),
+                                   {In(g, 1), Dout(g, 0)}, {0});
+  }
+};
+
+}  // namespace
+
+Var Add(Var a, Var b) { return Apply1(std::make_shared<AddOp>(), {a, b}); }
+Var Gelu(Var x) { return Apply1(std::make_shared<ActivationOp>(Activation::kGelu), {x}); }
+Var Relu(Var x) { return Apply1(std::make_shared<ActivationOp>(Activation::kRelu), {x}); }
+Var Relu6(Var x) { return Apply1(std::make_shared<ActivationOp>(Activation::kRelu6), {x}); }
+Var Reshape(Var x, const Shape& shape) { return Apply1(std::make_shared<ReshapeOp>(shape), {x}); }
+Var WeightedSum(Var x, Var weights) {
+  return Apply1(std::make_shared<WeightedSumOp>(), {x, weights});
+}
+
+}  // namespace strata::graph::ops

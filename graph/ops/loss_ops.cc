@@ -1,0 +1,75 @@
+// cross_entropy, its gradient, and the fused form the fusion pass makes of the two.
+#include "absl/strings/str_cat.h"
+#include "graph/ops/internal/op_util.h"
+#include "graph/ops/ops.h"
+#include "runtime/cpu/cross_entropy.h"
+#include "runtime/status.h"
+
+namespace strata::graph::ops {
+namespace {
+
+using internal::TypeError;
+
+absl::Status CheckLogitsTargets(absl::string_view op, absl::Span<const TensorType> in) {
+  STRATA_RETURN_IF_ERROR(internal::ExpectF32(op, "logits", in[0]));
+  if (in[1].dtype != DType::kI32 && in[1].dtype != DType::kI64) {
+    return TypeError(op, "targets are ", in[1].ToString(), ", expected i32 or i64");
+  }
+  const Shape& l = in[0].shape;
+  if (l.rank() < 1 || l.numel() / std::max<int64_t>(1, l.dim(-1)) != in[1].shape.numel() ||
+      l.rank() != in[1].shape.rank() + 1) {
+    return TypeError(op, "targets ", in[1].ToString(), " do not match logits ", in[0].ToString(),
+                     " (expected logits (..., V) and targets (...))");
+  }
+  return absl::OkStatus();
+}
+
+// (logits, targets, dloss) -> (loss, dlogits): one pass computes both.
+class CrossEntropyWithGrad final : public Op {
+ public:
+  std::string name() const override { return "cross_entropy_with_grad"; }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 3));
+    STRATA_RETURN_IF_ERROR(CheckLogitsTargets(name(), in));
+    return std::vector<TensorType>{{Shape{}, DType::kF32}, in[0]};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    return cpu::SoftmaxCrossEntropy(a.in[0], a.in[1], a.out[0], a.out[1],
+                                    a.in[2].data<float>()[0]);
+  }
+};
+
+// (logits, targets) -> scalar mean loss.
+class CrossEntropyOp final : public Op {
+ public:
+  std::string name() const override { return "cross_entropy"; }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 2));
+    STRATA_RETURN_IF_ERROR(CheckLogitsTargets(name(), in));
+    return std::vector<TensorType>{{Shape{}, DType::kF32}};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    return cpu::SoftmaxCrossEntropy(a.in[0], a.in[1], a.out[0], Tensor());
+  }
+  absl::Status Gradient(GradientArgs& g) const override {
+    // The gradient op computes the loss again on the way (the kernel is fused); the fusion pass
+    // then drops this forward node and takes the loss from there.
+    std::vector<Var> outs = internal::Apply(
+        std::make_shared<CrossEntropyWithGrad>(),
+        {internal::In(g, 0), internal::In(g, 1), internal::Dout(g, 0)});
+    if (g.needs_grad[0]) g.input_grads[0] = outs[1].id();
+    return g.tracer.status();
+  }
+};
+
+}  // namespace
+
+Var CrossEntropy(Var logits, Var targets) {
+  return internal::Apply1(std::make_shared<CrossEntropyOp>(), {logits, targets});
+}
+
+std::shared_ptr<const Op> CrossEntropyWithGradOp() {
+  return std::make_shared<CrossEntropyWithGrad>();
+}
+
+}  // namespace strata::graph::ops

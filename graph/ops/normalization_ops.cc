@@ -1,0 +1,129 @@
+// layer_norm and frozen batch_norm, with their gradients.
+#include "absl/strings/str_cat.h"
+#include "graph/ops/internal/op_util.h"
+#include "graph/ops/ops.h"
+#include "runtime/cpu/batchnorm.h"
+#include "runtime/cpu/layernorm.h"
+#include "runtime/status.h"
+
+namespace strata::graph::ops {
+namespace {
+
+using internal::Apply;
+using internal::Dout;
+using internal::In;
+using internal::Out;
+using internal::TypeError;
+
+// (x, gamma, mean, rstd, dy) -> (dx, dgamma, dbeta).
+class LayerNormGradOp final : public Op {
+ public:
+  std::string name() const override { return "layer_norm_grad"; }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 5));
+    return std::vector<TensorType>{in[0], in[1], in[1]};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    return cpu::LayerNormBackward(a.in[0], a.in[1], a.in[2], a.in[3], a.in[4], a.out[0], a.out[1],
+                                  a.out[2]);
+  }
+};
+
+// (x, gamma, beta) -> (y, mean, rstd); mean and rstd are saved for the gradient.
+class LayerNormOp final : public Op {
+ public:
+  explicit LayerNormOp(float eps) : eps_(eps) {}
+  std::string name() const override { return "layer_norm"; }
+  std::string Attributes() const override { return absl::StrCat("eps=", eps_); }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 3));
+    STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "x", in[0]));
+    const Shape& x = in[0].shape;
+    if (x.rank() < 1) return TypeError(name(), "x is a scalar");
+    const Shape c{x.dim(-1)};
+    if (in[1].shape != c || in[2].shape != c) {
+      return TypeError(name(), "gamma ", in[1].ToString(), " and beta ", in[2].ToString(),
+                       " must be ", c.ToString(), " for x ", in[0].ToString());
+    }
+    const Shape rows{x.dim(-1) ? x.numel() / x.dim(-1) : 0};
+    return std::vector<TensorType>{in[0], {rows, DType::kF32}, {rows, DType::kF32}};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    return cpu::LayerNormForward(a.in[0], a.in[1], a.in[2], eps_, a.out[0], a.out[1], a.out[2]);
+  }
+  absl::Status Gradient(GradientArgs& g) const override {
+    return internal::ApplyGradient(g, std::make_shared<LayerNormGradOp>(),
+                                   {In(g, 0), In(g, 1), Out(g, 1), Out(g, 2), Dout(g, 0)},
+                                   {0, 1, 2});
+  }
+
+ private:
+  float eps_;
+};
+
+// (x, gamma, running_mean, running_var, dy) -> (dx, dgamma, dbeta).
+class BatchNormFrozenGradOp final : public Op {
+ public:
+  explicit BatchNormFrozenGradOp(float eps) : eps_(eps) {}
+  std::string name() const override { return "batch_norm_frozen_grad"; }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 5));
+    return std::vector<TensorType>{in[0], in[1], in[1]};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    return cpu::BatchNorm2dFrozenBackward(a.in[0], a.in[1], a.in[2], a.in[3], eps_, a.in[4],
+                                          a.out[0], a.out[1], a.out[2]);
+  }
+
+ private:
+  float eps_;
+};
+
+// (x, gamma, beta, running_mean, running_var) -> y.
+class BatchNormFrozenOp final : public Op {
+ public:
+  explicit BatchNormFrozenOp(float eps) : eps_(eps) {}
+  std::string name() const override { return "batch_norm_frozen"; }
+  std::string Attributes() const override { return absl::StrCat("eps=", eps_); }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 5));
+    STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "x", in[0]));
+    if (in[0].shape.rank() != 4) {
+      return TypeError(name(), "x is ", in[0].ToString(), ", expected (N, C, H, W)");
+    }
+    const Shape c{in[0].shape[1]};
+    const char* names[] = {"gamma", "beta", "running_mean", "running_var"};
+    for (int i = 1; i < 5; ++i) {
+      if (in[i].shape != c) {
+        return TypeError(name(), names[i - 1], " is ", in[i].ToString(), ", expected ",
+                         c.ToString(), " for x ", in[0].ToString());
+      }
+    }
+    return std::vector<TensorType>{in[0]};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    return cpu::BatchNorm2dFrozenForward(a.in[0], a.in[1], a.in[2], a.in[3], a.in[4], eps_,
+                                         a.out[0]);
+  }
+  absl::Status Gradient(GradientArgs& g) const override {
+    return internal::ApplyGradient(g, std::make_shared<BatchNormFrozenGradOp>(eps_),
+                                   {In(g, 0), In(g, 1), In(g, 3), In(g, 4), Dout(g, 0)},
+                                   {0, 1, 2});
+  }
+
+ private:
+  float eps_;
+};
+
+}  // namespace
+
+Var LayerNorm(Var x, Var gamma, Var beta, float eps) {
+  return Apply(std::make_shared<LayerNormOp>(eps), {x, gamma, beta})[0];
+}
+
+Var BatchNorm2dFrozen(Var x, Var gamma, Var beta, Var running_mean, Var running_var, float eps) {
+  return internal::Apply1(std::make_shared<BatchNormFrozenOp>(eps),
+                          {x, gamma, beta, running_mean, running_var});
+}
+
+}  // namespace strata::graph::ops

@@ -1,0 +1,74 @@
+// The ops a model's forward is written with. Each call appends one node to the Var's trace (see
+// graph/tracer.h) and returns its output; shapes follow PyTorch's conventions and errors name the
+// op and the shapes.
+//
+//   Var h = ops::Linear(x, w, b);                 // x (..., in), w (out, in), b (out)
+//   Var y = ops::Gelu(h);
+//   Var loss = ops::CrossEntropy(logits, targets); // mean over rows, as F.cross_entropy
+//
+// Gradients, fused variants and optimizer updates are ops too, made by autodiff and Compile
+// through the factories at the end of this header.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "graph/op.h"
+#include "graph/tracer.h"
+#include "runtime/cpu/conv2d.h"
+#include "runtime/cpu/pooling.h"
+
+namespace strata::graph::ops {
+
+// x (..., in), w (out, in), b (out) or an invalid Var -> (..., out).
+Var Linear(Var x, Var w, Var b = Var());
+// a + b where b's shape equals the trailing dimensions of a's (same shape, or a bias-like
+// broadcast over the leading dimensions).
+Var Add(Var a, Var b);
+Var Gelu(Var x);  // tanh approximation, as GPT-2
+Var Relu(Var x);
+Var Relu6(Var x);
+// x (..., C), gamma and beta (C).
+Var LayerNorm(Var x, Var gamma, Var beta, float eps = 1e-5f);
+// ids (...) i32/i64, table (V, C) -> (..., C).
+Var Embedding(Var ids, Var table);
+// qkv (B, T, 3C) packed [q | k | v], C = heads * head_dim -> (B, T, C), causal, scale 1/sqrt(D).
+Var CausalSelfAttention(Var qkv, int heads);
+// logits (..., V) f32, targets (...) i32/i64 -> scalar mean cross-entropy (ignore_index -100).
+Var CrossEntropy(Var logits, Var targets);
+// Sum of x * weights over all elements -> scalar; a linear probe (tests, custom losses).
+Var WeightedSum(Var x, Var weights);
+// x (N, C, H, W), w (O, C / groups, KH, KW), b (O) or invalid.
+Var Conv2d(Var x, Var w, Var b, const cpu::Conv2dParams& params);
+// Frozen (inference-mode) batch norm over (N, C, H, W): running statistics are read, not updated.
+Var BatchNorm2dFrozen(Var x, Var gamma, Var beta, Var running_mean, Var running_var,
+                      float eps = 1e-5f);
+Var MaxPool2d(Var x, const cpu::Pool2dParams& params);
+Var AvgPool2d(Var x, const cpu::Pool2dParams& params);
+// (N, C, H, W) -> (N, C).
+Var GlobalAvgPool(Var x);
+// The constant i32 vector 0, 1, ..., n - 1 (position ids), on `like`'s trace.
+Var Arange(const Var& like, int64_t n, const std::string& name);
+// Same elements, new shape (a copy).
+Var Reshape(Var x, const Shape& shape);
+
+// Factories used by autodiff, passes and Compile.
+// loss and d loss / d logits in one pass, given the seed gradient d total / d loss (a scalar).
+std::shared_ptr<const Op> CrossEntropyWithGradOp();
+// acc += g (in place on input 0).
+std::shared_ptr<const Op> AccumulateOp();
+// Zeroes input 0 in place.
+std::shared_ptr<const Op> ZeroOp();
+// Scales every input gradient in place so that their global L2 norm is at most max_norm, as
+// torch.nn.utils.clip_grad_norm_; writes the norm before clipping to its output (a scalar).
+std::shared_ptr<const Op> ClipGradNormOp(double max_norm, int num_grads);
+// param, grad, m, v: AdamW with PyTorch's semantics, lr from StepScalars.
+std::shared_ptr<const Op> AdamWUpdateOp(double beta1, double beta2, double eps,
+                                        double weight_decay);
+// param, grad, momentum buffer (absent when momentum is 0): torch.optim.SGD.
+std::shared_ptr<const Op> SgdUpdateOp(double momentum, double dampening, bool nesterov,
+                                      double weight_decay);
+
+}  // namespace strata::graph::ops

@@ -1,0 +1,45 @@
+// Compile passes: each is a small function over the Graph with its own test (DESIGN.md, "The
+// compile pipeline", 4). Compile runs them in this order and can print the IR after each.
+//
+//   FuseCrossEntropy   cross_entropy + its gradient -> one cross_entropy_with_grad node
+//   ScheduleUpdates    each optimizer update right after its gradient is final
+//   EliminateDeadCode  drops nodes whose outputs nobody reads and that write nothing in place
+//   PlanMemory         liveness -> offsets in one arena, plus the persistent region
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "graph/ir.h"
+
+namespace strata::graph {
+
+absl::Status FuseCrossEntropy(Graph& graph);
+absl::Status ScheduleUpdates(Graph& graph);
+absl::Status EliminateDeadCode(Graph& graph);
+
+inline constexpr int64_t kPlanAlignment = 64;
+
+// Where every value lives. Transient values (activations, gradients, workspaces) share one arena
+// by liveness over the node order (a value is live from the node that writes it to the last node
+// that reads it); persistent values (parameters, optimizer state, inputs, outputs) each get their
+// own bytes in a second region.
+struct MemoryPlan {
+  std::vector<int64_t> offset;  // per value, in its region; -1 when the value is unused
+  int64_t arena_bytes = 0;
+  int64_t persistent_bytes = 0;
+  // Live interval [first, last] node index of each arena value (-1, -1 otherwise).
+  std::vector<std::pair<int, int>> live;
+  // Largest sum of live arena bytes at any node: a lower bound no plan can beat.
+  int64_t live_peak_bytes = 0;
+};
+
+// Adds a kWorkspace value for each node whose op needs scratch (sized for `num_threads`), then
+// assigns offsets: largest values first, each at the lowest offset that does not overlap a placed
+// value live at the same time.
+absl::StatusOr<MemoryPlan> PlanMemory(Graph& graph, int num_threads);
+
+}  // namespace strata::graph

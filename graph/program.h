@@ -1,0 +1,143 @@
+// A compiled training step (DESIGN.md, "Program / executor"): every value has its bytes planned
+// before the first step, every node is bound to its tensors once, and step() only runs kernels.
+//
+//   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Program> p, Compile(model, inputs, loss, options));
+//   std::cout << p->memory_report().ToString();         // planned peak per tier, before a step
+//   STRATA_ASSIGN_OR_RETURN(StepStats s, p->Step({ids, targets}));
+//   s.loss, s.step_ms, s.tokens_per_s, s.peak_bytes[MemoryTier::kDevice]
+//
+// Lifecycle: Compile (trace, autodiff, passes, plan) -> Program::Create (allocate the two regions,
+// initialize parameters and constants, bind tensors) -> Step, Step, ... No heap allocation
+// happens inside Step after the first one.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "graph/ir.h"
+#include "graph/op.h"
+#include "graph/passes/passes.h"
+#include "optim/lr_schedule.h"
+#include "runtime/allocator.h"
+#include "runtime/memory_ledger.h"
+#include "runtime/tensor.h"
+
+namespace strata::graph {
+
+using TierBytes = std::array<int64_t, kNumMemoryTiers>;
+
+struct MemoryReport {
+  TierBytes planned_peak{};   // per tier, indexed by MemoryTier
+  int64_t persistent_bytes = 0;  // parameters, optimizer state, inputs, outputs
+  int64_t arena_bytes = 0;       // activations, gradients, workspaces, shared by liveness
+  int64_t live_peak_bytes = 0;   // the largest sum of simultaneously live arena values
+  std::string ToString() const;
+};
+
+struct StepStats {
+  int64_t step = 0;  // optimizer steps done, this one included
+  double loss = 0;   // mean over the micro-batches
+  double lr = 0;
+  double grad_norm = -1;  // before clipping; -1 when clipping is off
+  double step_ms = 0;
+  double samples_per_s = 0;
+  double tokens_per_s = 0;  // samples times the second dimension of the first input (sequence)
+  TierBytes peak_bytes{};   // measured, per tier
+};
+
+struct InputSpec {
+  std::string name;
+  Shape shape;  // of one micro-batch
+  DType dtype = DType::kF32;
+};
+
+class Program {
+ public:
+  struct Config {
+    std::vector<InputSpec> inputs;
+    std::vector<ValueId> input_values;
+    ValueId loss = kNoValue;
+    ValueId grad_norm = kNoValue;  // kNoValue when clipping is off
+    int micro_batches = 1;
+    optim::LrSchedule schedule;
+    // Parameter path -> (value, initializer); the initializer is drawn at Create.
+    struct Param {
+      std::string path;
+      ValueId value;
+      int init_kind;
+      double a, b;
+      bool trainable;
+    };
+    std::vector<Param> params;
+    // Optimizer state values, named "<path>.<slot>" (exp_avg, exp_avg_sq, momentum_buffer).
+    std::vector<std::pair<std::string, ValueId>> optimizer_state;
+    std::vector<std::pair<std::string, ValueId>> gradients;  // with TrainOptions::keep_gradients
+    uint64_t seed = 0;
+    int num_threads = 1;
+    std::string dump;  // the IR after each pass, when asked for
+  };
+
+  static absl::StatusOr<std::unique_ptr<Program>> Create(Graph graph, MemoryPlan plan,
+                                                         Config config);
+
+  // One optimizer step: `batch` holds one tensor per input, each with micro_batches times the
+  // compiled leading dimension; micro-batch i is rows [i * b, (i + 1) * b). Errors name the input.
+  absl::StatusOr<StepStats> Step(absl::Span<const Tensor> batch);
+  // The loss on `batch` without changing anything (same shapes as Step); for held-out loss.
+  absl::StatusOr<double> Evaluate(absl::Span<const Tensor> batch);
+
+  MemoryReport memory_report() const;
+  const Graph& graph() const { return graph_; }
+  const MemoryPlan& plan() const { return plan_; }
+  // The IR after each pass (filled when Compile was asked to dump).
+  const std::string& dump() const { return config_.dump; }
+
+  // Named state, for checkpoints and weight files. Parameters and buffers by model path.
+  const std::vector<std::pair<std::string, Tensor>>& parameters() const { return named_params_; }
+  const std::vector<std::pair<std::string, Tensor>>& optimizer_state() const {
+    return named_state_;
+  }
+  absl::StatusOr<Tensor> parameter(const std::string& path) const;
+  // Parameter path -> its gradient of the last step (empty unless compiled with keep_gradients;
+  // with micro-batches, the accumulated sum, zeroed after the update).
+  const std::vector<std::pair<std::string, Tensor>>& gradients() const { return named_grads_; }
+  int64_t step_count() const { return step_count_; }
+  void set_step_count(int64_t s) { step_count_ = s; }
+  const optim::LrSchedule& schedule() const { return config_.schedule; }
+
+ private:
+  struct Instruction {
+    const Op* op;
+    std::vector<Tensor> in, out;
+    absl::Span<float> workspace;
+    Phase phase;
+    const Node* node;
+  };
+  Program(Graph graph, MemoryPlan plan, Config config);
+  absl::Status Bind();
+  void InitializeParameters();
+  absl::Status CheckBatch(absl::Span<const Tensor> batch) const;
+  absl::Status LoadMicroBatch(absl::Span<const Tensor> batch, int index);
+  absl::Status Run(const Instruction& ins);
+  absl::Status RunPhase(Phase phase, bool all);
+
+  Graph graph_;
+  MemoryPlan plan_;
+  Config config_;
+  MemoryLedger ledger_;
+  std::unique_ptr<HostAllocator> allocator_;
+  Allocation persistent_, arena_;
+  std::vector<Tensor> tensors_;  // per value
+  std::vector<Instruction> instructions_;
+  std::vector<std::pair<std::string, Tensor>> named_params_, named_state_, named_grads_;
+  StepScalars scalars_;
+  int64_t step_count_ = 0;
+  bool has_update_phase_ = false;
+};
+
+}  // namespace strata::graph

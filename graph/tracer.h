@@ -1,0 +1,89 @@
+// Tracing: a model's forward is ordinary C++ over symbolic `Var`s; each op call appends a node to
+// the Graph. Errors (a shape mismatch deep inside a model) are sticky: the first one is kept with
+// the module path it happened in, later calls return invalid Vars, and Compile reports it.
+//
+//   Tracer t(graph);
+//   Var x = t.Input("x", {Shape{8, 784}, DType::kF32});
+//   {
+//     Tracer::Scope s(t, "fc1");
+//     Var y = ops::Linear(x, w, b);          // appends "%3 = linear(%0, %1, %2)" in scope fc1
+//   }
+//   if (!t.status().ok()) ...                 // "fc1: linear: x f32[8, 784] ... "
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "graph/ir.h"
+#include "graph/op.h"
+
+namespace strata::graph {
+
+class Tracer;
+
+// A symbolic tensor: a value in the graph being traced.
+class Var {
+ public:
+  Var() = default;
+  Var(Tracer* tracer, ValueId id) : tracer_(tracer), id_(id) {}
+  bool valid() const { return tracer_ != nullptr && id_ != kNoValue; }
+  ValueId id() const { return id_; }
+  Tracer* tracer() const { return tracer_; }
+  const TensorType& type() const;
+  const Shape& shape() const { return type().shape; }
+  DType dtype() const { return type().dtype; }
+  int64_t dim(int i) const { return shape().dim(i); }
+  int rank() const { return shape().rank(); }
+
+ private:
+  Tracer* tracer_ = nullptr;
+  ValueId id_ = kNoValue;
+};
+
+class Tracer {
+ public:
+  explicit Tracer(Graph& graph) : graph_(graph) {}
+
+  Graph& graph() { return graph_; }
+  const absl::Status& status() const { return status_; }
+  // Keeps the first error, prefixed with the current module path.
+  void Fail(const absl::Status& error);
+
+  Var NewValue(const TensorType& type, ValueRole role, std::string name = "");
+  Var Wrap(ValueId id) { return Var(this, id); }
+
+  // Appends `op` over `inputs`; outputs get `role` (kActivation while tracing forward, kGradient
+  // while autodiff runs; see set_output_role). `wanted[i] == false` skips output i. Returns one
+  // Var per op output (invalid where skipped, or everywhere after an error).
+  std::vector<Var> Apply(std::shared_ptr<const Op> op, const std::vector<Var>& inputs,
+                         const std::vector<bool>& wanted = {});
+  Var Apply1(std::shared_ptr<const Op> op, const std::vector<Var>& inputs) {
+    return Apply(std::move(op), inputs)[0];
+  }
+
+  ValueRole output_role() const { return output_role_; }
+  void set_output_role(ValueRole role) { output_role_ = role; }
+
+  // Module path of what is traced now ("h.0.attn"): the innermost Scope's.
+  std::string scope() const { return scopes_.empty() ? "" : scopes_.back(); }
+  class Scope {
+   public:
+    Scope(Tracer& t, const std::string& path) : t_(t) { t_.scopes_.push_back(path); }
+    ~Scope() { t_.scopes_.pop_back(); }
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    Tracer& t_;
+  };
+
+ private:
+  Graph& graph_;
+  absl::Status status_;
+  std::vector<std::string> scopes_;
+  ValueRole output_role_ = ValueRole::kActivation;
+};
+
+}  // namespace strata::graph

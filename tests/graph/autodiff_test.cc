@@ -1,0 +1,216 @@
+// Every op's IR gradient, checked through a compiled program against central finite differences
+// of the same program's loss (STYLE.md 9: one harness, one line per op).
+#include <cmath>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "graph/compile.h"
+#include "graph/ops/ops.h"
+#include "gtest/gtest.h"
+#include "tests/runtime/cpu/kernel_test_util.h"
+
+namespace strata::graph {
+namespace {
+
+// A module whose parameters are the float operands of one op.
+class Probe : public Module {
+ public:
+  // Parameters from `frozen_from` on are constants in (0.5, 1.5) (running statistics).
+  Probe(const std::vector<Shape>& shapes, size_t frozen_from) {
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      const bool frozen = i >= frozen_from;
+      params_.push_back(AddParameter("p" + std::to_string(i), shapes[i],
+                                     frozen ? Init::Uniform(0.5, 1.5) : Init::Normal(0, 1),
+                                     /*trainable=*/!frozen));
+    }
+  }
+  Var operator[](size_t i) const { return params_[i]->var(); }
+
+ private:
+  std::vector<Parameter*> params_;
+};
+
+struct Case {
+  std::string name;
+  std::vector<Shape> params;  // float operands, differentiated
+  // Fixed integer operands (ids, targets) as inputs, with their values.
+  std::vector<std::pair<Shape, std::vector<int32_t>>> int_inputs;
+  // Builds the op's output from the parameters and the integer inputs.
+  std::function<Var(const Probe&, absl::Span<const Var>)> build;
+  bool output_is_loss = false;  // the op's output is already a scalar loss
+  double eps = 1e-2, rtol = 2e-2, atol = 2e-3;
+  size_t frozen_from = 100;  // parameters from this index on are not trained
+};
+
+std::vector<int32_t> Ints(int64_t n, int32_t hi, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> v(n);
+  for (auto& x : v) x = static_cast<int32_t>(rng() % hi);
+  return v;
+}
+
+void CheckGradients(const Case& c) {
+  SCOPED_TRACE(c.name);
+  Probe probe(c.params, c.frozen_from);
+  std::vector<InputSpec> inputs;
+  for (size_t i = 0; i < c.int_inputs.size(); ++i) {
+    inputs.push_back({"int" + std::to_string(i), c.int_inputs[i].first, DType::kI32});
+  }
+  Shape out_shape;
+  {  // The output shape, from a throwaway trace, for the probe weights.
+    Graph g;
+    Tracer t(g);
+    std::vector<Var> in;
+    for (const auto& [shape, v] : c.int_inputs) in.push_back(t.NewValue({shape, DType::kI32}, ValueRole::kInput));
+    Probe p(c.params, c.frozen_from);
+    p.ForEachParameter([&](const std::string&, Parameter& prm) {
+      prm.Bind(t.NewValue({prm.shape(), DType::kF32}, ValueRole::kParameter));
+    });
+    Var out = c.build(p, in);
+    ASSERT_TRUE(t.status().ok()) << t.status();
+    out_shape = out.shape();
+  }
+  if (!c.output_is_loss) inputs.push_back({"probe", out_shape, DType::kF32});
+
+  TrainOptions o;
+  o.optimizer = OptimizerOptions::Sgd(0, 0);
+  o.schedule.max_lr = 0;  // the step must not move the parameters
+  o.keep_gradients = true;
+  o.seed = 7;
+  auto program = Compile(
+      probe, inputs,
+      [&](absl::Span<const Var> in) {
+        Var out = c.build(probe, in.subspan(0, c.int_inputs.size()));
+        return c.output_is_loss ? out : ops::WeightedSum(out, in.back());
+      },
+      o);
+  ASSERT_TRUE(program.ok()) << program.status();
+
+  std::vector<Tensor> batch;
+  for (const auto& [shape, values] : c.int_inputs) {
+    Tensor t = Tensor::Empty(shape, DType::kI32, DefaultCpuAllocator()).value();
+    std::copy(values.begin(), values.end(), t.data<int32_t>());
+    batch.push_back(t);
+  }
+  std::mt19937_64 rng(11);
+  if (!c.output_is_loss) batch.push_back(testing::RandomTensor(out_shape, rng));
+  ASSERT_TRUE((*program)->Step(batch).ok());
+
+  ASSERT_EQ((*program)->gradients().size(), std::min(c.params.size(), c.frozen_from));
+  for (const auto& [path, grad] : (*program)->gradients()) {
+    SCOPED_TRACE(path);
+    const Tensor param = (*program)->parameter(path).value();
+    float* p = param.data<float>();
+    const int64_t n = param.numel();
+    const int64_t stride = std::max<int64_t>(1, n / 24);  // about 24 elements per parameter
+    for (int64_t i = 0; i < n; i += stride) {
+      const float saved = p[i];
+      p[i] = saved + static_cast<float>(c.eps);
+      const double up = (*program)->Evaluate(batch).value();
+      p[i] = saved - static_cast<float>(c.eps);
+      const double down = (*program)->Evaluate(batch).value();
+      p[i] = saved;
+      const double fd = (up - down) / (2 * c.eps);
+      EXPECT_NEAR(grad.data<float>()[i], fd, c.atol + c.rtol * std::abs(fd)) << "element " << i;
+    }
+  }
+}
+
+using cpu::Conv2dParams;
+using cpu::Pool2dParams;
+
+TEST(AutodiffTest, Linear) {
+  CheckGradients({"linear+bias", {Shape{3, 5, 7}, Shape{4, 7}, Shape{4}}, {},
+                  [](const Probe& p, auto) { return ops::Linear(p[0], p[1], p[2]); }});
+  CheckGradients({"linear", {Shape{6, 5}, Shape{3, 5}}, {},
+                  [](const Probe& p, auto) { return ops::Linear(p[0], p[1]); }});
+}
+
+TEST(AutodiffTest, AddAndBroadcast) {
+  CheckGradients({"add", {Shape{4, 5}, Shape{4, 5}}, {},
+                  [](const Probe& p, auto) { return ops::Add(p[0], p[1]); }});
+  CheckGradients({"add broadcast", {Shape{2, 3, 5}, Shape{3, 5}}, {},
+                  [](const Probe& p, auto) { return ops::Add(p[0], p[1]); }});
+  // A value used twice: its gradients are summed.
+  CheckGradients({"x + x", {Shape{3, 4}}, {},
+                  [](const Probe& p, auto) { return ops::Add(p[0], p[0]); }});
+}
+
+TEST(AutodiffTest, Activations) {
+  CheckGradients({"gelu", {Shape{5, 7}}, {}, [](const Probe& p, auto) { return ops::Gelu(p[0]); }});
+  CheckGradients({"relu", {Shape{5, 7}}, {}, [](const Probe& p, auto) { return ops::Relu(p[0]); },
+                  false, 1e-3});
+  CheckGradients({"relu6", {Shape{5, 7}}, {},
+                  [](const Probe& p, auto) { return ops::Relu6(p[0]); }, false, 1e-3});
+}
+
+TEST(AutodiffTest, LayerNorm) {
+  CheckGradients({"layer_norm", {Shape{3, 4, 11}, Shape{11}, Shape{11}}, {},
+                  [](const Probe& p, auto) { return ops::LayerNorm(p[0], p[1], p[2]); },
+                  false, 1e-2, 3e-2, 5e-3});
+}
+
+TEST(AutodiffTest, Embedding) {
+  CheckGradients({"embedding", {Shape{13, 6}}, {{Shape{2, 5}, Ints(10, 13, 1)}},
+                  [](const Probe& p, absl::Span<const Var> in) { return ops::Embedding(in[0], p[0]); }});
+}
+
+TEST(AutodiffTest, CausalSelfAttention) {
+  CheckGradients({"causal_attention", {Shape{2, 7, 3 * 8}}, {},
+                  [](const Probe& p, auto) { return ops::CausalSelfAttention(p[0], 2); }});
+}
+
+TEST(AutodiffTest, CrossEntropy) {
+  CheckGradients({"cross_entropy", {Shape{2, 3, 11}}, {{Shape{2, 3}, Ints(6, 11, 2)}},
+                  [](const Probe& p, absl::Span<const Var> in) {
+                    return ops::CrossEntropy(p[0], in[0]);
+                  },
+                  /*output_is_loss=*/true, 1e-2, 2e-2, 2e-4});
+}
+
+TEST(AutodiffTest, Conv2d) {
+  CheckGradients({"conv2d 3x3 pad 1 + bias", {Shape{2, 3, 6, 5}, Shape{4, 3, 3, 3}, Shape{4}}, {},
+                  [](const Probe& p, auto) {
+                    return ops::Conv2d(p[0], p[1], p[2], Conv2dParams{.pad_h = 1, .pad_w = 1});
+                  }});
+  CheckGradients({"depthwise stride 2", {Shape{2, 4, 7, 7}, Shape{4, 1, 3, 3}}, {},
+                  [](const Probe& p, auto) {
+                    return ops::Conv2d(p[0], p[1], Var(),
+                                       Conv2dParams{.stride_h = 2, .stride_w = 2, .pad_h = 1,
+                                                    .pad_w = 1, .groups = 4});
+                  }});
+}
+
+TEST(AutodiffTest, BatchNormFrozen) {
+  CheckGradients({"batch_norm_frozen",
+                  {Shape{2, 3, 4, 5}, Shape{3}, Shape{3}, Shape{3}, Shape{3}}, {},
+                  [](const Probe& p, auto) {
+                    return ops::BatchNorm2dFrozen(p[0], p[1], p[2], p[3], p[4]);
+                  },
+                  false, 1e-2, 2e-2, 2e-3, /*frozen_from=*/3});
+}
+
+TEST(AutodiffTest, Pooling) {
+  CheckGradients({"max_pool2d", {Shape{2, 3, 6, 6}}, {},
+                  [](const Probe& p, auto) { return ops::MaxPool2d(p[0], Pool2dParams{}); },
+                  false, 1e-3});
+  CheckGradients({"avg_pool2d", {Shape{2, 3, 6, 6}}, {},
+                  [](const Probe& p, auto) {
+                    return ops::AvgPool2d(p[0], Pool2dParams{.kernel_h = 3, .kernel_w = 3,
+                                                             .stride_h = 2, .stride_w = 2,
+                                                             .pad_h = 1, .pad_w = 1});
+                  }});
+  CheckGradients({"global_avg_pool", {Shape{2, 3, 4, 5}}, {},
+                  [](const Probe& p, auto) { return ops::GlobalAvgPool(p[0]); }});
+}
+
+TEST(AutodiffTest, Reshape) {
+  CheckGradients({"reshape", {Shape{2, 3, 4}}, {},
+                  [](const Probe& p, auto) { return ops::Gelu(ops::Reshape(p[0], Shape{6, 4})); }});
+}
+
+}  // namespace
+}  // namespace strata::graph
