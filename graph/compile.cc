@@ -144,7 +144,7 @@ absl::StatusOr<std::unique_ptr<Program>> Compile(Module& model,
   const OptimizerOptions& o = options.optimizer;
   for (size_t i = 0; i < trainable.size(); ++i) {
     const std::string& path = trainable_paths[i];
-    const TensorType& type = graph.value(trainable[i]).type;
+    const TensorType type = graph.value(trainable[i]).type;  // a copy: NewValue may reallocate
     const double wd = o.decays(path, type.shape) ? o.weight_decay : 0.0;
     auto state = [&](const char* slot) {
       const ValueId v = tracer.NewValue(type, ValueRole::kOptimizerState, absl::StrCat(path, ".", slot)).id();

@@ -261,7 +261,8 @@ absl::StatusOr<Tensor> Tensor::Permute(absl::Span<const int> order) const {
                                                    order.size(), " entries"));
   }
   Dims dims(rank()), strides(rank());
-  std::vector<bool> seen(rank(), false);
+  // Inline, so that taking a view never touches the heap (a compiled step makes views per run).
+  absl::InlinedVector<bool, kMaxInlineRank> seen(rank(), false);
   for (int i = 0; i < rank(); ++i) {
     const int d = NormalizeDim(order[i], rank());
     if (d < 0 || d >= rank() || seen[d]) {
