@@ -2,6 +2,10 @@
 
 #include <omp.h>
 
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <cstring>
 
@@ -13,10 +17,10 @@ namespace {
 
 constexpr char kOp[] = "Conv2d";
 
-enum class Path { kDepthwise, kDepthwiseStride1, kPointwise, kIm2col };
+enum class Path { kDepthwise, kPointwise, kIm2col };
 
 struct Geometry {
-  int64_t n, c, h, w, oc, kh, kw, oh, ow, pad_h, pad_w;
+  int64_t n, c, h, w, oc, kh, kw, oh, ow, pad_h, pad_w, stride_h, stride_w, dilation_h, dilation_w;
   int64_t cg, ocg, k, p;  // per group: channels in/out, GEMM depth (cg*kh*kw), pixels (oh*ow)
   Path path;
 };
@@ -27,13 +31,13 @@ Geometry MakeGeometry(const Shape& x, const Shape& w, const Shape& y, const Conv
   g.oc = w[0]; g.kh = w[2]; g.kw = w[3];
   g.oh = y[2]; g.ow = y[3];
   g.pad_h = p.pad_h; g.pad_w = p.pad_w;
+  g.stride_h = p.stride_h; g.stride_w = p.stride_w;
+  g.dilation_h = p.dilation_h; g.dilation_w = p.dilation_w;
   g.cg = g.c / p.groups;
   g.ocg = g.oc / p.groups;
   g.k = g.cg * g.kh * g.kw;
   g.p = g.oh * g.ow;
-  if (p.groups == g.c && p.stride_h == 1 && p.stride_w == 1) {
-    g.path = Path::kDepthwiseStride1;
-  } else if (p.groups == g.c) {
+  if (p.groups == g.c) {
     g.path = Path::kDepthwise;
   } else if (g.kh == 1 && g.kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 &&
              p.pad_w == 0) {
@@ -44,14 +48,46 @@ Geometry MakeGeometry(const Shape& x, const Shape& w, const Shape& y, const Conv
   return g;
 }
 
+// Flat depthwise loops run in whole vectors of kVec floats (Note [depthwise on flattened
+// padded planes]).
+constexpr int64_t kVec = 16;
+
+inline int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+struct PhasePlanes {
+  int64_t sh, sw;    // strides: sh * sw phases
+  int64_t qh, qw;    // one phase plane
+  int64_t plane;     // qh * qw
+  int64_t phases;    // floats of all phases and the zero tail: sh * sw * plane + kVec
+  int64_t len;       // flat length covering every valid output, (oh - 1) * qw + ow, in vectors
+  int64_t margin;    // zeros before the spread dy: the largest tap offset within a phase
+  int64_t flat;      // floats of the flat buffer: margin + plane in vectors
+  int64_t taps;      // kh * kw
+};
+
+PhasePlanes MakePhasePlanes(const Geometry& g) {
+  PhasePlanes f;
+  f.sh = g.stride_h;
+  f.sw = g.stride_w;
+  f.qh = (g.h + 2 * g.pad_h + f.sh - 1) / f.sh;
+  f.qw = (g.w + 2 * g.pad_w + f.sw - 1) / f.sw;
+  f.plane = f.qh * f.qw;
+  f.phases = f.sh * f.sw * f.plane + kVec;
+  f.len = RoundUp((g.oh - 1) * f.qw + g.ow, kVec);
+  f.margin = ((g.kh - 1) * g.dilation_h / f.sh) * f.qw + (g.kw - 1) * g.dilation_w / f.sw;
+  f.flat = f.margin + RoundUp(f.plane, kVec);
+  f.taps = g.kh * g.kw;
+  return f;
+}
+
+// Per thread: two phase buffers (x or dx phases, and the row-grouped padded plane), a flat
+// buffer, and a vector of partial sums per tap for dw.
+int64_t DepthwiseFloats(const PhasePlanes& f) { return 2 * f.phases + f.flat + f.taps * kVec; }
+
 // Floats of workspace one thread needs (forward and backward alike).
 int64_t PerThreadFloats(const Geometry& g) {
   switch (g.path) {
-    case Path::kDepthwise: return 0;
-    case Path::kDepthwiseStride1: {  // a padded input plane, a dy plane, a padded dx plane
-      const int64_t ph = g.h + 2 * g.pad_h, pw = g.w + 2 * g.pad_w;
-      return 2 * ph * pw + g.oh * pw;
-    }
+    case Path::kDepthwise: return DepthwiseFloats(MakePhasePlanes(g));
     case Path::kPointwise: return g.oc * g.k + g.oc;                 // dW and db partial sums
     case Path::kIm2col: return 2 * g.k * g.p + g.oc * g.k + g.oc;    // col, dcol, partials
   }
@@ -124,9 +160,9 @@ void Col2imAdd(const float* dcol, const Geometry& g, const Conv2dParams& cp, flo
 
 // Threads for a pass: no more than cores, workspace slices, or (when split by image) images.
 int BatchThreads(const Geometry& g, size_t workspace_floats) {
-  // Depthwise stride-1 work is split over channels, everything else over images.
+  // Depthwise work is split over planes or channels, everything else over images.
   int64_t t = omp_get_max_threads();
-  if (g.path != Path::kDepthwiseStride1) t = std::min(t, g.n);
+  if (g.path != Path::kDepthwise) t = std::min(t, g.n);
   const int64_t per = PerThreadFloats(g);
   if (per > 0) t = std::min<int64_t>(t, static_cast<int64_t>(workspace_floats) / per);
   return static_cast<int>(std::max<int64_t>(t, 1));
@@ -140,34 +176,163 @@ absl::Status CheckWorkspace(const Geometry& g, size_t floats) {
                                                  " bytes one thread needs (Conv2dWorkspaceBytes)"));
 }
 
-void DepthwiseForward(const float* x, const float* w, const float* b, float* y, const Geometry& g,
-                      const Conv2dParams& cp) {
-  const int64_t mult = g.oc / g.c;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t n = 0; n < g.n; ++n) {
-    for (int64_t o = 0; o < g.oc; ++o) {
-      const float* in = x + (n * g.c + o / mult) * g.h * g.w;
-      const float* k = w + o * g.kh * g.kw;
-      float* out = y + (n * g.oc + o) * g.p;
-      std::fill(out, out + g.p, b ? b[o] : 0.0f);
-      for (int64_t kj = 0; kj < g.kw; ++kj) {
-        const int64_t off_w = kj * cp.dilation_w - cp.pad_w;
-        int64_t lo, hi;
-        ValidRange(off_w, cp.stride_w, g.w, g.ow, lo, hi);
-        for (int64_t ki = 0; ki < g.kh; ++ki) {
-          const float wv = k[ki * g.kw + kj];
-          for (int64_t oy = 0; oy < g.oh; ++oy) {
-            const int64_t iy = oy * cp.stride_h - cp.pad_h + ki * cp.dilation_h;
-            if (iy < 0 || iy >= g.h) continue;
-            const float* row = in + iy * g.w + off_w;
-            float* o_row = out + oy * g.ow;
-            if (cp.stride_w == 1) {
+// Note [depthwise on flattened padded planes]: output (oy, ox) reads padded input
+// (oy*sh + ki*dh, ox*sw + kj*dw). Split the padded plane (PH, PW) into sh*sw phase planes of
+// (QH, QW) = (ceil(PH/sh), ceil(PW/sw)), phase (a, b) holding padded rows a, a+sh, ... and columns
+// b, b+sw, ...; tap (ki, kj) then reads phase ((ki*dh) % sh, (kj*dw) % sw) at (oy + (ki*dh)/sh,
+// ox + (kj*dw)/sw): a unit-stride window. Laying the output out with row width QW, every tap
+// becomes one long contiguous multiply-add over the whole plane,
+// out[i] += w * phase[i + tap offset], instead of many short (for stride 2, gathered) rows; the
+// QW - OW extra columns per row are computed and dropped. Stride 1 is the case of one phase, the
+// padded plane itself. Backward runs the same windows the other way: dx phases += w * (dy spread
+// to row width QW, extra columns zero), then interleaved back into dx; dw is a dot product of
+// that spread dy with each tap's window.
+// The flat loops run in whole vectors of kVec floats (no scalar tail): the phases are followed by
+// kVec zeros that the last windows may read, and the spread dy is zero past its end, so the extra
+// lanes read zeros, add zeros, or land in output columns that are dropped.
+// Splitting a plane by stride is two contiguous passes: copy the rows into a padded plane with the
+// rows already grouped by phase (row r at (r % sh) * QH + r / sh), then de-interleave its columns
+// (phase b takes every sw-th float from b), which the compiler vectorizes for sw == 2.
+// dst[0, n) = src[0, n) for the short rows of a plane (7 or 14 floats): with AVX-512, masked
+// 16-float moves; a library memcpy call per row costs more than the copy.
+inline void CopyRow(const float* src, int64_t n, float* dst) {
+#ifdef __AVX512F__
+  for (; n >= 16; n -= 16, src += 16, dst += 16) _mm512_storeu_ps(dst, _mm512_loadu_ps(src));
+  const __mmask16 mask = static_cast<__mmask16>((1u << n) - 1);
+  _mm512_mask_storeu_ps(dst, mask, _mm512_maskz_loadu_ps(mask, src));
+#else
+  std::memcpy(dst, src, n * sizeof(float));
+#endif
+}
+
+// ki * dilation (or kj * dilation, or a row index) as a quotient and remainder of the stride,
+// advanced without dividing (per-plane work is small enough that divisions show).
+struct StrideSplit {
+  int64_t q = 0, r = 0;
+  StrideSplit() = default;
+  StrideSplit(int64_t v, int64_t stride) : q(v / stride), r(v % stride) {}
+  void Add(int64_t d, int64_t stride) {
+    for (r += d; r >= stride; r -= stride) ++q;
+  }
+};
+
+// Where tap (ki, kj) starts in the phases (phase (a, b) is plane b * sh + a), from the splits of
+// ki*dh and kj*dw.
+inline int64_t TapOffset(const PhasePlanes& f, const StrideSplit& row, const StrideSplit& col) {
+  return (col.r * f.sh + row.r) * f.plane + row.q * f.qw + col.q;
+}
+
+// Where input row y starts in the padded plane whose rows are grouped by phase (width sw * qw).
+template <typename Fn>
+inline void ForEachGroupedRow(const Geometry& g, const PhasePlanes& f, Fn fn) {
+  StrideSplit r(g.pad_h, f.sh);
+  for (int64_t y = 0; y < g.h; ++y, r.Add(1, f.sh)) {
+    fn(y, (r.r * f.qh + r.q) * f.sw * f.qw + g.pad_w);
+  }
+}
+
+// phases (sh*sw planes of (qh, qw), b-major) <-> the row-grouped padded plane (sh*qh, sw*qw).
+template <bool kSplit>
+void Deinterleave(const PhasePlanes& f, float* grouped, float* phases) {
+  const int64_t count = f.sh * f.plane;  // floats per column phase b
+  if (f.sw == 2) {
+    float* even = phases;
+    float* odd = phases + count;
 #pragma omp simd
-              for (int64_t ox = lo; ox < hi; ++ox) o_row[ox] += wv * row[ox];
-            } else {
-              for (int64_t ox = lo; ox < hi; ++ox) o_row[ox] += wv * row[ox * cp.stride_w];
-            }
+    for (int64_t t = 0; t < count; ++t) {
+      if constexpr (kSplit) {
+        even[t] = grouped[2 * t];
+        odd[t] = grouped[2 * t + 1];
+      } else {
+        grouped[2 * t] = even[t];
+        grouped[2 * t + 1] = odd[t];
+      }
+    }
+    return;
+  }
+  for (int64_t b = 0; b < f.sw; ++b) {
+    float* phase = phases + b * count;
+    for (int64_t t = 0; t < count; ++t) {
+      if constexpr (kSplit) {
+        phase[t] = grouped[t * f.sw + b];
+      } else {
+        grouped[t * f.sw + b] = phase[t];
+      }
+    }
+  }
+}
+
+// phases <- the zero-padded plane `in` (h, w) split by stride, and the zero tail; `scratch` holds
+// f.phases floats.
+void ToPhases(const float* in, const Geometry& g, const PhasePlanes& f, float* scratch,
+              float* phases) {
+  float* grouped = f.sw == 1 ? phases : scratch;
+  std::fill(grouped, grouped + f.sh * f.sw * f.plane, 0.0f);
+  ForEachGroupedRow(g, f, [&](int64_t y, int64_t at) {
+    CopyRow(in + y * g.w, g.w, grouped + at);
+  });
+  if (f.sw > 1) Deinterleave<true>(f, grouped, phases);
+  std::fill(phases + f.phases - kVec, phases + f.phases, 0.0f);
+}
+
+// out (h, w) <- the unpadded part of the phases; the adjoint of ToPhases.
+void FromPhases(float* phases, const Geometry& g, const PhasePlanes& f, float* scratch,
+                float* out) {
+  float* grouped = f.sw == 1 ? phases : scratch;
+  if (f.sw > 1) Deinterleave<false>(f, grouped, phases);
+  ForEachGroupedRow(g, f, [&](int64_t y, int64_t at) {
+    CopyRow(grouped + at, g.w, out + y * g.w);
+  });
+}
+
+// flat <- margin zeros, then dy (oh, ow) in rows of width qw, the extra columns and the tail
+// zero so they add nothing. Returns where dy starts.
+float* SpreadRows(const float* dy, const Geometry& g, const PhasePlanes& f, float* buffer) {
+  std::fill(buffer, buffer + f.margin, 0.0f);
+  float* flat = buffer + f.margin;
+  if (f.qw == g.ow) {
+    std::memcpy(flat, dy, g.p * sizeof(float));
+  } else {
+    for (int64_t y = 0; y < g.oh; ++y) {
+      CopyRow(dy + y * g.ow, g.ow, flat + y * f.qw);
+      for (int64_t x = g.ow; x < f.qw; ++x) flat[y * f.qw + x] = 0.0f;
+    }
+  }
+  std::fill(flat + g.oh * f.qw, buffer + f.flat, 0.0f);
+  return flat;
+}
+
+void DepthwiseForward(const float* x, const float* w, const float* b, float* y, const Geometry& g,
+                      const Conv2dParams& cp, float* workspace, int threads) {
+  const int64_t mult = g.oc / g.c;
+  const PhasePlanes f = MakePhasePlanes(g);
+  const int64_t per = PerThreadFloats(g);
+#pragma omp parallel for collapse(2) num_threads(threads) schedule(static) if (threads > 1)
+  for (int64_t n = 0; n < g.n; ++n) {
+    for (int64_t c = 0; c < g.c; ++c) {
+      float* phases = workspace + omp_get_thread_num() * per;
+      float* scratch = phases + f.phases;
+      float* acc = scratch + f.phases;
+      ToPhases(x + (n * g.c + c) * g.h * g.w, g, f, scratch, phases);
+      for (int64_t m = 0; m < mult; ++m) {
+        const int64_t o = c * mult + m;
+        const float* k = w + o * g.kh * g.kw;
+        const float bias = b ? b[o] : 0.0f;
+#pragma omp simd
+        for (int64_t i = 0; i < f.len; ++i) acc[i] = bias;
+        StrideSplit row;
+        for (int64_t ki = 0; ki < g.kh; ++ki, row.Add(cp.dilation_h, f.sh)) {
+          StrideSplit col;
+          for (int64_t kj = 0; kj < g.kw; ++kj, col.Add(cp.dilation_w, f.sw)) {
+            const float wv = k[ki * g.kw + kj];
+            const float* src = phases + TapOffset(f, row, col);
+#pragma omp simd
+            for (int64_t i = 0; i < f.len; ++i) acc[i] += wv * src[i];
           }
+        }
+        float* out = y + (n * g.oc + o) * g.p;
+        for (int64_t oy = 0; oy < g.oh; ++oy) {
+          CopyRow(acc + oy * f.qw, g.ow, out + oy * g.ow);
         }
       }
     }
@@ -175,194 +340,60 @@ void DepthwiseForward(const float* x, const float* w, const float* b, float* y, 
 }
 
 void DepthwiseBackward(const float* x, const float* w, const float* dy, float* dx, float* dw,
-                       float* db, const Geometry& g, const Conv2dParams& cp, bool accumulate) {
+                       float* db, const Geometry& g, const Conv2dParams& cp, bool accumulate,
+                       float* workspace, int threads) {
   const int64_t mult = g.oc / g.c;
   const int64_t kk = g.kh * g.kw;
+  const PhasePlanes f = MakePhasePlanes(g);
+  const int64_t per = PerThreadFloats(g);
   if (dx != nullptr) {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) num_threads(threads) schedule(static) if (threads > 1)
     for (int64_t n = 0; n < g.n; ++n) {
       for (int64_t c = 0; c < g.c; ++c) {
-        float* din = dx + (n * g.c + c) * g.h * g.w;
-        std::fill(din, din + g.h * g.w, 0.0f);
+        float* scratch = workspace + omp_get_thread_num() * per;
+        float* dphases = scratch + f.phases;
+        float* buffer = dphases + f.phases;
         for (int64_t m = 0; m < mult; ++m) {
           const int64_t o = c * mult + m;
-          const float* k = w + o * kk;
-          const float* d_out = dy + (n * g.oc + o) * g.p;
-          for (int64_t kj = 0; kj < g.kw; ++kj) {
-            const int64_t off_w = kj * cp.dilation_w - cp.pad_w;
-            int64_t lo, hi;
-            ValidRange(off_w, cp.stride_w, g.w, g.ow, lo, hi);
-            for (int64_t ki = 0; ki < g.kh; ++ki) {
-              const float wv = k[ki * g.kw + kj];
-              for (int64_t oy = 0; oy < g.oh; ++oy) {
-                const int64_t iy = oy * cp.stride_h - cp.pad_h + ki * cp.dilation_h;
-                if (iy < 0 || iy >= g.h) continue;
-                float* row = din + iy * g.w + off_w;
-                const float* d_row = d_out + oy * g.ow;
-                if (cp.stride_w == 1) {
+          const float* flat = SpreadRows(dy + (n * g.oc + o) * g.p, g, f, buffer);
+          // Phase by phase, each tap adds its window of dy, shifted back by the tap's offset
+          // within the phase, onto the whole phase plane (reads shifted, writes aligned).
+          for (int64_t ph = 0; ph < f.sh * f.sw; ++ph) {
+            float* dst = dphases + ph * f.plane;
+            bool first = m == 0;
+            StrideSplit row;
+            for (int64_t ki = 0; ki < g.kh; ++ki, row.Add(cp.dilation_h, f.sh)) {
+              StrideSplit col;
+              for (int64_t kj = 0; kj < g.kw; ++kj, col.Add(cp.dilation_w, f.sw)) {
+                if (col.r * f.sh + row.r != ph) continue;
+                const float wv = w[o * kk + ki * g.kw + kj];
+                const float* src = flat - (row.q * f.qw + col.q);
+                if (first) {
 #pragma omp simd
-                  for (int64_t ox = lo; ox < hi; ++ox) row[ox] += wv * d_row[ox];
+                  for (int64_t i = 0; i < f.plane; ++i) dst[i] = wv * src[i];
+                  first = false;
                 } else {
-                  for (int64_t ox = lo; ox < hi; ++ox) row[ox * cp.stride_w] += wv * d_row[ox];
+#pragma omp simd
+                  for (int64_t i = 0; i < f.plane; ++i) dst[i] += wv * src[i];
                 }
               }
             }
+            if (first) std::fill(dst, dst + f.plane, 0.0f);  // a phase no tap reads
           }
         }
-      }
-    }
-  }
-  if (dw != nullptr || db != nullptr) {
-#pragma omp parallel for schedule(static)
-    for (int64_t o = 0; o < g.oc; ++o) {
-      float bias_sum = 0.0f;
-      float* k = dw ? dw + o * kk : nullptr;
-      if (k != nullptr && !accumulate) std::fill(k, k + kk, 0.0f);
-      for (int64_t n = 0; n < g.n; ++n) {
-        const float* in = x + (n * g.c + o / mult) * g.h * g.w;
-        const float* d_out = dy + (n * g.oc + o) * g.p;
-        if (db != nullptr) {
-          float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-          for (int64_t i = 0; i < g.p; ++i) s += d_out[i];
-          bias_sum += s;
-        }
-        if (k == nullptr) continue;
-        for (int64_t ki = 0; ki < g.kh; ++ki) {
-          for (int64_t kj = 0; kj < g.kw; ++kj) {
-            const int64_t off_w = kj * cp.dilation_w - cp.pad_w;
-            int64_t lo, hi;
-            ValidRange(off_w, cp.stride_w, g.w, g.ow, lo, hi);
-            float s = 0.0f;
-            for (int64_t oy = 0; oy < g.oh; ++oy) {
-              const int64_t iy = oy * cp.stride_h - cp.pad_h + ki * cp.dilation_h;
-              if (iy < 0 || iy >= g.h) continue;
-              const float* row = in + iy * g.w + off_w;
-              const float* d_row = d_out + oy * g.ow;
-              if (cp.stride_w == 1) {
-#pragma omp simd reduction(+ : s)
-                for (int64_t ox = lo; ox < hi; ++ox) s += d_row[ox] * row[ox];
-              } else {
-                for (int64_t ox = lo; ox < hi; ++ox) s += d_row[ox] * row[ox * cp.stride_w];
-              }
-            }
-            k[ki * g.kw + kj] += s;
-          }
-        }
-      }
-      if (db != nullptr) db[o] = (accumulate ? db[o] : 0.0f) + bias_sum;
-    }
-  }
-}
-
-// Note [depthwise on flattened padded planes]: with stride 1, output (oy, ox) reads padded input
-// (oy + ki*dh, ox + kj*dw). Laying the output out with the padded row width PW, every tap becomes
-// one long contiguous multiply-add over the whole plane, out[i] += w * pad[i + ki*dh*PW + kj*dw],
-// instead of many short rows; the PW - OW extra columns per row are computed and dropped.
-struct FlatPlane {
-  int64_t ph, pw, len;  // padded height and width; flat length covering every valid output
-};
-
-FlatPlane MakeFlatPlane(const Geometry& g) {
-  const int64_t ph = g.h + 2 * g.pad_h, pw = g.w + 2 * g.pad_w;
-  return {ph, pw, (g.oh - 1) * pw + g.ow};
-}
-
-void PadPlane(const float* in, const Geometry& g, const FlatPlane& f, float* pad) {
-  std::fill(pad, pad + f.ph * f.pw, 0.0f);
-  for (int64_t y = 0; y < g.h; ++y) {
-    std::memcpy(pad + (y + g.pad_h) * f.pw + g.pad_w, in + y * g.w, g.w * sizeof(float));
-  }
-}
-
-// dy (oh, ow) into rows of width pw, the extra columns zero so they add nothing.
-void SpreadRows(const float* dy, const Geometry& g, const FlatPlane& f, float* flat) {
-  for (int64_t y = 0; y < g.oh; ++y) {
-    std::memcpy(flat + y * f.pw, dy + y * g.ow, g.ow * sizeof(float));
-    std::fill(flat + y * f.pw + g.ow, flat + (y + 1) * f.pw, 0.0f);
-  }
-}
-
-inline int64_t TapOffset(const Geometry& g, const Conv2dParams& cp, const FlatPlane& f,
-                         int64_t ki, int64_t kj) {
-  return ki * cp.dilation_h * f.pw + kj * cp.dilation_w;
-}
-
-void DepthwiseStride1Forward(const float* x, const float* w, const float* b, float* y,
-                             const Geometry& g, const Conv2dParams& cp, float* workspace,
-                             int threads) {
-  const int64_t mult = g.oc / g.c;
-  const FlatPlane f = MakeFlatPlane(g);
-  const int64_t per = PerThreadFloats(g);
-#pragma omp parallel for collapse(2) num_threads(threads) schedule(static) if (threads > 1)
-  for (int64_t n = 0; n < g.n; ++n) {
-    for (int64_t c = 0; c < g.c; ++c) {
-      float* pad = workspace + omp_get_thread_num() * per;
-      float* acc = pad + f.ph * f.pw;
-      PadPlane(x + (n * g.c + c) * g.h * g.w, g, f, pad);
-      for (int64_t m = 0; m < mult; ++m) {
-        const int64_t o = c * mult + m;
-        const float* k = w + o * g.kh * g.kw;
-        std::fill(acc, acc + f.len, b ? b[o] : 0.0f);
-        for (int64_t ki = 0; ki < g.kh; ++ki) {
-          for (int64_t kj = 0; kj < g.kw; ++kj) {
-            const float wv = k[ki * g.kw + kj];
-            const float* src = pad + TapOffset(g, cp, f, ki, kj);
-#pragma omp simd
-            for (int64_t i = 0; i < f.len; ++i) acc[i] += wv * src[i];
-          }
-        }
-        float* out = y + (n * g.oc + o) * g.p;
-        for (int64_t oy = 0; oy < g.oh; ++oy) {
-          std::memcpy(out + oy * g.ow, acc + oy * f.pw, g.ow * sizeof(float));
-        }
-      }
-    }
-  }
-}
-
-void DepthwiseStride1Backward(const float* x, const float* w, const float* dy, float* dx,
-                              float* dw, float* db, const Geometry& g, const Conv2dParams& cp,
-                              bool accumulate, float* workspace, int threads) {
-  const int64_t mult = g.oc / g.c;
-  const int64_t kk = g.kh * g.kw;
-  const FlatPlane f = MakeFlatPlane(g);
-  const int64_t per = PerThreadFloats(g);
-  if (dx != nullptr) {
-#pragma omp parallel for collapse(2) num_threads(threads) schedule(static) if (threads > 1)
-    for (int64_t n = 0; n < g.n; ++n) {
-      for (int64_t c = 0; c < g.c; ++c) {
-        float* slice = workspace + omp_get_thread_num() * per;
-        float* dpad = slice;
-        float* flat = slice + f.ph * f.pw;
-        std::fill(dpad, dpad + f.ph * f.pw, 0.0f);
-        for (int64_t m = 0; m < mult; ++m) {
-          const int64_t o = c * mult + m;
-          SpreadRows(dy + (n * g.oc + o) * g.p, g, f, flat);
-          for (int64_t ki = 0; ki < g.kh; ++ki) {
-            for (int64_t kj = 0; kj < g.kw; ++kj) {
-              const float wv = w[o * kk + ki * g.kw + kj];
-              float* dst = dpad + TapOffset(g, cp, f, ki, kj);
-#pragma omp simd
-              for (int64_t i = 0; i < f.len; ++i) dst[i] += wv * flat[i];
-            }
-          }
-        }
-        float* d_in = dx + (n * g.c + c) * g.h * g.w;
-        for (int64_t yy = 0; yy < g.h; ++yy) {
-          std::memcpy(d_in + yy * g.w, dpad + (yy + g.pad_h) * f.pw + g.pad_w, g.w * sizeof(float));
-        }
+        FromPhases(dphases, g, f, scratch, dx + (n * g.c + c) * g.h * g.w);
       }
     }
   }
   if (dw != nullptr || db != nullptr) {
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (int64_t o = 0; o < g.oc; ++o) {
-      float* slice = workspace + omp_get_thread_num() * per;
-      float* pad = slice;
-      float* flat = slice + f.ph * f.pw;
+      float* phases = workspace + omp_get_thread_num() * per;
+      float* scratch = phases + f.phases;
+      float* buffer = scratch + f.phases;
+      float* partial = buffer + f.flat;  // (kk, kVec)
       float* k = dw ? dw + o * kk : nullptr;
-      if (k != nullptr && !accumulate) std::fill(k, k + kk, 0.0f);
+      std::fill(partial, partial + kk * kVec, 0.0f);
       float bias_sum = 0.0f;
       for (int64_t n = 0; n < g.n; ++n) {
         const float* d_out = dy + (n * g.oc + o) * g.p;
@@ -373,16 +404,26 @@ void DepthwiseStride1Backward(const float* x, const float* w, const float* dy, f
           bias_sum += s;
         }
         if (k == nullptr) continue;
-        PadPlane(x + (n * g.c + o / mult) * g.h * g.w, g, f, pad);
-        SpreadRows(d_out, g, f, flat);
-        for (int64_t ki = 0; ki < g.kh; ++ki) {
-          for (int64_t kj = 0; kj < g.kw; ++kj) {
-            const float* src = pad + TapOffset(g, cp, f, ki, kj);
-            float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-            for (int64_t i = 0; i < f.len; ++i) s += flat[i] * src[i];
-            k[ki * g.kw + kj] += s;
+        ToPhases(x + (n * g.c + o / mult) * g.h * g.w, g, f, scratch, phases);
+        const float* flat = SpreadRows(d_out, g, f, buffer);
+        StrideSplit row;
+        for (int64_t ki = 0; ki < g.kh; ++ki, row.Add(cp.dilation_h, f.sh)) {
+          StrideSplit col;
+          for (int64_t kj = 0; kj < g.kw; ++kj, col.Add(cp.dilation_w, f.sw)) {
+            const float* src = phases + TapOffset(f, row, col);
+            float* part = partial + (ki * g.kw + kj) * kVec;
+            for (int64_t i = 0; i < f.len; i += kVec) {
+#pragma omp simd
+              for (int64_t l = 0; l < kVec; ++l) part[l] += flat[i + l] * src[i + l];
+            }
           }
+        }
+      }
+      if (k != nullptr) {
+        for (int64_t t = 0; t < kk; ++t) {
+          float s = 0.0f;
+          for (int64_t l = 0; l < kVec; ++l) s += partial[t * kVec + l];
+          k[t] = (accumulate ? k[t] : 0.0f) + s;
         }
       }
       if (db != nullptr) db[o] = (accumulate ? db[o] : 0.0f) + bias_sum;
@@ -440,7 +481,7 @@ size_t Conv2dWorkspaceBytes(const Shape& x, const Shape& w, const Conv2dParams& 
   if (!y.ok()) return 0;
   const Geometry g = MakeGeometry(x, w, *y, p);
   int64_t threads = omp_get_max_threads();
-  if (g.path != Path::kDepthwiseStride1) threads = std::min(threads, std::max<int64_t>(g.n, 1));
+  if (g.path != Path::kDepthwise) threads = std::min(threads, std::max<int64_t>(g.n, 1));
   return static_cast<size_t>(threads * PerThreadFloats(g)) * sizeof(float);
 }
 
@@ -460,11 +501,7 @@ absl::Status Conv2dForward(const Tensor& x, const Tensor& w, const Tensor& b, co
   if (g.n == 0) return absl::OkStatus();
   const int threads = BatchThreads(g, workspace.size());
   if (g.path == Path::kDepthwise) {
-    DepthwiseForward(xp, wp, bp, yp, g, p);
-    return absl::OkStatus();
-  }
-  if (g.path == Path::kDepthwiseStride1) {
-    DepthwiseStride1Forward(xp, wp, bp, yp, g, p, workspace.data(), threads);
+    DepthwiseForward(xp, wp, bp, yp, g, p, workspace.data(), threads);
     return absl::OkStatus();
   }
   const int64_t per = PerThreadFloats(g);
@@ -519,12 +556,7 @@ absl::Status Conv2dBackward(const Tensor& x, const Tensor& w, const Tensor& dy, 
   float* dbp = db.defined() ? db.data<float>() : nullptr;
   const int threads = BatchThreads(g, workspace.size());
   if (g.path == Path::kDepthwise) {
-    DepthwiseBackward(xp, wp, dyp, dxp, dwp, dbp, g, p, accumulate);
-    return absl::OkStatus();
-  }
-  if (g.path == Path::kDepthwiseStride1) {
-    DepthwiseStride1Backward(xp, wp, dyp, dxp, dwp, dbp, g, p, accumulate, workspace.data(),
-                             threads);
+    DepthwiseBackward(xp, wp, dyp, dxp, dwp, dbp, g, p, accumulate, workspace.data(), threads);
     return absl::OkStatus();
   }
   const int64_t per = PerThreadFloats(g);
