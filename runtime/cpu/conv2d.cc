@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "cblas.h"
@@ -17,13 +18,15 @@ namespace {
 
 constexpr char kOp[] = "Conv2d";
 
-enum class Path { kDepthwise, kPointwise, kIm2col };
+enum class Path { kDepthwise, kPointwise, kDirect, kIm2col };
 
 struct Geometry {
   int64_t n, c, h, w, oc, kh, kw, oh, ow, pad_h, pad_w, stride_h, stride_w, dilation_h, dilation_w;
   int64_t cg, ocg, k, p;  // per group: channels in/out, GEMM depth (cg*kh*kw), pixels (oh*ow)
   Path path;
 };
+
+bool DirectApplies(const Geometry& g, const Conv2dParams& p);
 
 Geometry MakeGeometry(const Shape& x, const Shape& w, const Shape& y, const Conv2dParams& p) {
   Geometry g{};
@@ -42,6 +45,8 @@ Geometry MakeGeometry(const Shape& x, const Shape& w, const Shape& y, const Conv
   } else if (g.kh == 1 && g.kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 &&
              p.pad_w == 0) {
     g.path = Path::kPointwise;
+  } else if (DirectApplies(g, p)) {
+    g.path = Path::kDirect;
   } else {
     g.path = Path::kIm2col;
   }
@@ -84,11 +89,15 @@ PhasePlanes MakePhasePlanes(const Geometry& g) {
 // buffer, and a vector of partial sums per tap for dw.
 int64_t DepthwiseFloats(const PhasePlanes& f) { return 2 * f.phases + f.flat + f.taps * kVec; }
 
+int64_t DirectPerThreadFloats(const Geometry& g);
+int64_t DirectSharedFloats(const Geometry& g);
+
 // Floats of workspace one thread needs (forward and backward alike).
 int64_t PerThreadFloats(const Geometry& g) {
   switch (g.path) {
     case Path::kDepthwise: return DepthwiseFloats(MakePhasePlanes(g));
     case Path::kPointwise: return g.oc * g.k + g.oc;                 // dW and db partial sums
+    case Path::kDirect: return DirectPerThreadFloats(g);
     case Path::kIm2col: return 2 * g.k * g.p + g.oc * g.k + g.oc;    // col, dcol, partials
   }
   return 0;
@@ -158,18 +167,25 @@ void Col2imAdd(const float* dcol, const Geometry& g, const Conv2dParams& cp, flo
   }
 }
 
+// Floats of workspace shared by all threads, before the per-thread slices.
+int64_t SharedFloats(const Geometry& g) {
+  return g.path == Path::kDirect ? DirectSharedFloats(g) : 0;
+}
+
 // Threads for a pass: no more than cores, workspace slices, or (when split by image) images.
 int BatchThreads(const Geometry& g, size_t workspace_floats) {
   // Depthwise work is split over planes or channels, everything else over images.
   int64_t t = omp_get_max_threads();
   if (g.path != Path::kDepthwise) t = std::min(t, g.n);
   const int64_t per = PerThreadFloats(g);
-  if (per > 0) t = std::min<int64_t>(t, static_cast<int64_t>(workspace_floats) / per);
+  if (per > 0) {
+    t = std::min<int64_t>(t, (static_cast<int64_t>(workspace_floats) - SharedFloats(g)) / per);
+  }
   return static_cast<int>(std::max<int64_t>(t, 1));
 }
 
 absl::Status CheckWorkspace(const Geometry& g, size_t floats) {
-  const int64_t per = PerThreadFloats(g);
+  const int64_t per = SharedFloats(g) + PerThreadFloats(g);
   if (static_cast<int64_t>(floats) >= per) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(kOp, ": workspace of ", floats * sizeof(float),
                                                  " bytes is smaller than the ", per * sizeof(float),
@@ -431,6 +447,260 @@ void DepthwiseBackward(const float* x, const float* w, const float* dy, float* d
   }
 }
 
+// Note [direct 3x3 convolution]: for 3x3, stride 1, undilated, ungrouped convolutions whose
+// channel counts are multiples of 32 (the bulk of a CNN's FLOPs), im2col + sgemm spends a third
+// of its time building and scattering the column matrix and runs sgemm on small, awkward shapes.
+// This path instead reads the zero-padded input directly from a register-blocked micro-kernel:
+// a tile of up to kDirectRow output pixels of one row times 32 output channels (two 16-float
+// vectors, 28 accumulators) adds, for every input channel and tap, the broadcast input pixel times
+// the 32 packed weights of that (channel, tap). The tile is then transposed into NCHW.
+//   forward  y = conv(pad(x), w)                       weights packed (C*9, OC)
+//   dx       dx = conv(pad(dy, 2 - pad), flip(w)^T)    the transposed convolution, same kernel,
+//            weights packed (OC*9, C); no col2im
+//   dw       per image, dy transposed to (P, OC); for each input channel, 9 taps x 32 output
+//            channels of partial sums stay in registers over every pixel; one partial (C*9, OC)
+//            per thread, reduced in thread order.
+// Needs AVX-512 (32 vector registers); other builds use im2col + sgemm.
+constexpr int64_t kDirectBlock = 32;  // output channels per micro-tile
+constexpr int64_t kDirectRow = 14;    // output pixels per micro-tile
+
+bool DirectApplies(const Geometry& g, const Conv2dParams& p) {
+#ifdef __AVX512F__
+  return p.groups == 1 && g.kh == 3 && g.kw == 3 && p.stride_h == 1 && p.stride_w == 1 &&
+         p.dilation_h == 1 && p.dilation_w == 1 && p.pad_h <= 2 && p.pad_w <= 2 &&
+         g.c % kDirectBlock == 0 && g.oc % kDirectBlock == 0;
+#else
+  return false;
+#endif
+}
+
+struct DirectPlan {
+  int64_t ph, pw;    // x padded by (pad_h, pad_w)
+  int64_t dph, dpw;  // dy padded by (2 - pad_h, 2 - pad_w)
+  int64_t x_pad, dy_pad, dy_t, tile;  // floats of each per-thread buffer
+  int64_t shared;    // packed weights, one copy for all threads
+  int64_t per_thread;
+};
+
+DirectPlan MakeDirectPlan(const Geometry& g) {
+  DirectPlan d;
+  d.ph = g.h + 2 * g.pad_h;
+  d.pw = g.w + 2 * g.pad_w;
+  d.dph = g.oh + 2 * (2 - g.pad_h);
+  d.dpw = g.ow + 2 * (2 - g.pad_w);
+  d.x_pad = g.c * d.ph * d.pw;
+  d.dy_pad = g.oc * d.dph * d.dpw;
+  d.dy_t = g.p * g.oc;
+  d.tile = kDirectRow * kDirectBlock;
+  d.shared = g.oc * g.k;
+  // x_pad, dy_pad, dy_t, tile, dw partial (k, oc), db partial (oc)
+  d.per_thread = d.x_pad + d.dy_pad + d.dy_t + d.tile + g.k * g.oc + g.oc;
+  return d;
+}
+
+#ifdef __AVX512F__
+// tile (R, 32) = sum over cin channels and 9 taps of in[channel][tap row][tap col + j] * w
+// (packed (cin*9, ldw), this block's 32 columns). `in` is a padded plane stack at the tile's
+// first pixel; consecutive pixels are consecutive floats (stride 1).
+template <int R>
+void DirectTile(const float* in, int64_t cin, int64_t plane, int64_t pw, const float* wp,
+                int64_t ldw, float* tile) {
+  __m512 acc0[R], acc1[R];
+  for (int j = 0; j < R; ++j) acc0[j] = acc1[j] = _mm512_setzero_ps();
+  for (int64_t c = 0; c < cin; ++c, in += plane) {
+    for (int ki = 0; ki < 3; ++ki) {
+      for (int kj = 0; kj < 3; ++kj, wp += ldw) {
+        const float* a = in + ki * pw + kj;
+        const __m512 b0 = _mm512_loadu_ps(wp), b1 = _mm512_loadu_ps(wp + 16);
+#pragma GCC unroll 16
+        for (int j = 0; j < R; ++j) {
+          const __m512 v = _mm512_set1_ps(a[j]);
+          acc0[j] = _mm512_fmadd_ps(v, b0, acc0[j]);
+          acc1[j] = _mm512_fmadd_ps(v, b1, acc1[j]);
+        }
+      }
+    }
+  }
+  for (int j = 0; j < R; ++j) {
+    _mm512_storeu_ps(tile + j * kDirectBlock, acc0[j]);
+    _mm512_storeu_ps(tile + j * kDirectBlock + 16, acc1[j]);
+  }
+}
+
+using DirectTileFn = void (*)(const float*, int64_t, int64_t, int64_t, const float*, int64_t,
+                              float*);
+
+template <int... R>
+constexpr DirectTileFn PickTile(int r, std::integer_sequence<int, R...>) {
+  DirectTileFn fns[] = {&DirectTile<R + 1>...};
+  return fns[r - 1];
+}
+
+// out (cout, rows, cols) = direct 3x3 convolution of the padded stack `in` (cin, rows + 2,
+// cols + 2 as plane/pw) with packed weights (cin*9, cout), plus bias when given.
+void DirectConvImage(const float* in, int64_t cin, int64_t plane, int64_t pw, const float* wp,
+                     int64_t cout, const float* bias, int64_t rows, int64_t cols, float* out,
+                     float* tile) {
+  for (int64_t ob = 0; ob < cout; ob += kDirectBlock) {
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t x0 = 0; x0 < cols; x0 += kDirectRow) {
+        const int n = static_cast<int>(std::min(kDirectRow, cols - x0));
+        PickTile(n, std::make_integer_sequence<int, kDirectRow>())(in + r * pw + x0, cin, plane,
+                                                                    pw, wp + ob, cout, tile);
+        for (int64_t o = 0; o < kDirectBlock; ++o) {
+          float* dst = out + (ob + o) * rows * cols + r * cols + x0;
+          const float b = bias ? bias[ob + o] : 0.0f;
+          for (int j = 0; j < n; ++j) dst[j] = tile[j * kDirectBlock + o] + b;
+        }
+      }
+    }
+  }
+}
+
+// partial (c*9, oc) += sum over pixels of x_pad[c][tap window] (x) dy_t[pixel][oc].
+void DirectWeightGrad(const float* x_pad, const float* dy_t, const Geometry& g,
+                      const DirectPlan& d, float* partial) {
+  const int64_t plane = d.ph * d.pw;
+  for (int64_t c = 0; c < g.c; ++c) {
+    for (int64_t ob = 0; ob < g.oc; ob += kDirectBlock) {
+      float* part = partial + c * 9 * g.oc + ob;
+      __m512 acc0[9], acc1[9];
+      for (int t = 0; t < 9; ++t) {
+        acc0[t] = _mm512_loadu_ps(part + t * g.oc);
+        acc1[t] = _mm512_loadu_ps(part + t * g.oc + 16);
+      }
+      for (int64_t oy = 0; oy < g.oh; ++oy) {
+        const float* a_row = x_pad + c * plane + oy * d.pw;
+        const float* d_row = dy_t + oy * g.ow * g.oc + ob;
+        for (int64_t ox = 0; ox < g.ow; ++ox) {
+          const float* a = a_row + ox;
+          const __m512 d0 = _mm512_loadu_ps(d_row + ox * g.oc);
+          const __m512 d1 = _mm512_loadu_ps(d_row + ox * g.oc + 16);
+#pragma GCC unroll 9
+          for (int t = 0; t < 9; ++t) {
+            const __m512 v = _mm512_set1_ps(a[(t / 3) * d.pw + t % 3]);
+            acc0[t] = _mm512_fmadd_ps(v, d0, acc0[t]);
+            acc1[t] = _mm512_fmadd_ps(v, d1, acc1[t]);
+          }
+        }
+      }
+      for (int t = 0; t < 9; ++t) {
+        _mm512_storeu_ps(part + t * g.oc, acc0[t]);
+        _mm512_storeu_ps(part + t * g.oc + 16, acc1[t]);
+      }
+    }
+  }
+}
+#endif  // __AVX512F__
+
+// pad (ch, h + 2*pad_h, w + 2*pad_w) <- zero-padded planes of in (ch, h, w).
+void PadStack(const float* in, int64_t ch, int64_t h, int64_t w, int64_t pad_h, int64_t pad_w,
+              float* pad) {
+  const int64_t ph = h + 2 * pad_h, pw = w + 2 * pad_w;
+  std::fill(pad, pad + ch * ph * pw, 0.0f);
+  for (int64_t c = 0; c < ch; ++c) {
+    for (int64_t y = 0; y < h; ++y) {
+      CopyRow(in + (c * h + y) * w, w, pad + (c * ph + y + pad_h) * pw + pad_w);
+    }
+  }
+}
+
+// Conv2dForward and Conv2dBackward on the direct path; see Note [direct 3x3 convolution].
+void DirectForward(const float* x, const float* w, const float* b, float* y, const Geometry& g,
+                   float* workspace, int threads) {
+#ifdef __AVX512F__
+  const DirectPlan d = MakeDirectPlan(g);
+  float* packed = workspace;  // (c*9, oc)
+  for (int64_t o = 0; o < g.oc; ++o) {
+    for (int64_t k = 0; k < g.k; ++k) packed[k * g.oc + o] = w[o * g.k + k];
+  }
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const int t = omp_get_thread_num();
+    float* x_pad = workspace + d.shared + t * d.per_thread;
+    float* tile = x_pad + d.x_pad + d.dy_pad + d.dy_t;
+    for (int64_t n = t; n < g.n; n += threads) {
+      PadStack(x + n * g.c * g.h * g.w, g.c, g.h, g.w, g.pad_h, g.pad_w, x_pad);
+      DirectConvImage(x_pad, g.c, d.ph * d.pw, d.pw, packed, g.oc, b, g.oh, g.ow,
+                      y + n * g.oc * g.p, tile);
+    }
+  }
+#endif
+}
+
+void DirectBackward(const float* x, const float* w, const float* dy, float* dx, float* dw,
+                    float* db, const Geometry& g, bool accumulate, float* workspace,
+                    int threads) {
+#ifdef __AVX512F__
+  const DirectPlan d = MakeDirectPlan(g);
+  float* packed = workspace;  // (oc*9, c): w flipped and transposed
+  if (dx != nullptr) {
+    for (int64_t o = 0; o < g.oc; ++o) {
+      for (int64_t c = 0; c < g.c; ++c) {
+        for (int64_t t = 0; t < 9; ++t) packed[(o * 9 + t) * g.c + c] = w[(o * g.c + c) * 9 + 8 - t];
+      }
+    }
+  }
+  const bool weights = dw != nullptr || db != nullptr;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const int t = omp_get_thread_num();
+    float* x_pad = workspace + d.shared + t * d.per_thread;
+    float* dy_pad = x_pad + d.x_pad;
+    float* dy_t = dy_pad + d.dy_pad;
+    float* tile = dy_t + d.dy_t;
+    float* dw_part = tile + d.tile;
+    float* db_part = dw_part + g.k * g.oc;
+    if (weights) std::fill(dw_part, db_part + g.oc, 0.0f);
+    for (int64_t n = t; n < g.n; n += threads) {
+      const float* dy_n = dy + n * g.oc * g.p;
+      if (dx != nullptr) {
+        PadStack(dy_n, g.oc, g.oh, g.ow, 2 - g.pad_h, 2 - g.pad_w, dy_pad);
+        DirectConvImage(dy_pad, g.oc, d.dph * d.dpw, d.dpw, packed, g.c, nullptr, g.h, g.w,
+                        dx + n * g.c * g.h * g.w, tile);
+      }
+      if (db != nullptr) {
+        for (int64_t o = 0; o < g.oc; ++o) {
+          float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+          for (int64_t i = 0; i < g.p; ++i) s += dy_n[o * g.p + i];
+          db_part[o] += s;
+        }
+      }
+      if (dw != nullptr) {
+        PadStack(x + n * g.c * g.h * g.w, g.c, g.h, g.w, g.pad_h, g.pad_w, x_pad);
+        for (int64_t o = 0; o < g.oc; ++o) {
+          for (int64_t i = 0; i < g.p; ++i) dy_t[i * g.oc + o] = dy_n[o * g.p + i];
+        }
+        DirectWeightGrad(x_pad, dy_t, g, d, dw_part);
+      }
+    }
+  }
+  // Reduce the per-thread partial sums in thread order, so results do not depend on timing.
+  if (dw != nullptr) {
+    if (!accumulate) std::fill(dw, dw + g.oc * g.k, 0.0f);
+    for (int t = 0; t < threads; ++t) {
+      const float* part = workspace + d.shared + t * d.per_thread + d.x_pad + d.dy_pad + d.dy_t +
+                          d.tile;
+      for (int64_t o = 0; o < g.oc; ++o) {
+        for (int64_t k = 0; k < g.k; ++k) dw[o * g.k + k] += part[k * g.oc + o];
+      }
+    }
+  }
+  if (db != nullptr) {
+    if (!accumulate) std::fill(db, db + g.oc, 0.0f);
+    for (int t = 0; t < threads; ++t) {
+      const float* part = workspace + d.shared + t * d.per_thread + d.x_pad + d.dy_pad + d.dy_t +
+                          d.tile + g.k * g.oc;
+      for (int64_t o = 0; o < g.oc; ++o) db[o] += part[o];
+    }
+  }
+#endif
+}
+
+int64_t DirectPerThreadFloats(const Geometry& g) { return MakeDirectPlan(g).per_thread; }
+int64_t DirectSharedFloats(const Geometry& g) { return MakeDirectPlan(g).shared; }
+
 absl::Status ValidateParams(const Conv2dParams& p) {
   auto bad = [](absl::string_view field, int value, absl::string_view rule) {
     return absl::InvalidArgumentError(
@@ -482,7 +752,7 @@ size_t Conv2dWorkspaceBytes(const Shape& x, const Shape& w, const Conv2dParams& 
   const Geometry g = MakeGeometry(x, w, *y, p);
   int64_t threads = omp_get_max_threads();
   if (g.path != Path::kDepthwise) threads = std::min(threads, std::max<int64_t>(g.n, 1));
-  return static_cast<size_t>(threads * PerThreadFloats(g)) * sizeof(float);
+  return static_cast<size_t>(SharedFloats(g) + threads * PerThreadFloats(g)) * sizeof(float);
 }
 
 absl::Status Conv2dForward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
@@ -502,6 +772,10 @@ absl::Status Conv2dForward(const Tensor& x, const Tensor& w, const Tensor& b, co
   const int threads = BatchThreads(g, workspace.size());
   if (g.path == Path::kDepthwise) {
     DepthwiseForward(xp, wp, bp, yp, g, p, workspace.data(), threads);
+    return absl::OkStatus();
+  }
+  if (g.path == Path::kDirect) {
+    DirectForward(xp, wp, bp, yp, g, workspace.data(), threads);
     return absl::OkStatus();
   }
   const int64_t per = PerThreadFloats(g);
@@ -557,6 +831,10 @@ absl::Status Conv2dBackward(const Tensor& x, const Tensor& w, const Tensor& dy, 
   const int threads = BatchThreads(g, workspace.size());
   if (g.path == Path::kDepthwise) {
     DepthwiseBackward(xp, wp, dyp, dxp, dwp, dbp, g, p, accumulate, workspace.data(), threads);
+    return absl::OkStatus();
+  }
+  if (g.path == Path::kDirect) {
+    DirectBackward(xp, wp, dyp, dxp, dwp, dbp, g, accumulate, workspace.data(), threads);
     return absl::OkStatus();
   }
   const int64_t per = PerThreadFloats(g);

@@ -107,6 +107,78 @@ TEST(Conv2dTest, MatchesDoubleReferenceAndFiniteDifferences) {
   for (const Case& k : cases) CheckAgainstReference(k, seed++);
 }
 
+// dx, dw, db of ReferenceConv for upstream gradient dy, straight from the definition (double);
+// for shapes too large for finite differences.
+void ReferenceConvBackward(const Vec& x, const Vec& w, const Vec& dy, const Case& k,
+                           const Shape& y, Vec& dx, Vec& dw, Vec& db) {
+  const int64_t cg = k.c / k.p.groups, ocg = k.oc / k.p.groups;
+  dx.assign(x.size(), 0.0);
+  dw.assign(w.size(), 0.0);
+  db.assign(k.oc, 0.0);
+  for (int64_t n = 0; n < y[0]; ++n)
+    for (int64_t o = 0; o < y[1]; ++o)
+      for (int64_t oy = 0; oy < y[2]; ++oy)
+        for (int64_t ox = 0; ox < y[3]; ++ox) {
+          const double d = dy[((n * y[1] + o) * y[2] + oy) * y[3] + ox];
+          db[o] += d;
+          const int64_t grp = o / ocg;
+          for (int64_t ci = 0; ci < cg; ++ci)
+            for (int64_t ki = 0; ki < k.kh; ++ki)
+              for (int64_t kj = 0; kj < k.kw; ++kj) {
+                const int64_t iy = oy * k.p.stride_h - k.p.pad_h + ki * k.p.dilation_h;
+                const int64_t ix = ox * k.p.stride_w - k.p.pad_w + kj * k.p.dilation_w;
+                if (iy < 0 || iy >= k.h || ix < 0 || ix >= k.w) continue;
+                const int64_t xi = ((n * k.c + grp * cg + ci) * k.h + iy) * k.w + ix;
+                const int64_t wi = ((o * cg + ci) * k.kh + ki) * k.kw + kj;
+                dx[xi] += d * w[wi];
+                dw[wi] += d * x[xi];
+              }
+        }
+}
+
+// 3x3 stride-1 convolutions with channel counts in multiples of 32 take the direct path (Note
+// [direct 3x3 convolution] in conv2d.cc): rows longer than one micro-tile, several channel
+// blocks, paddings 0..2, batch not a multiple of the thread count.
+TEST(Conv2dTest, DirectPathMatchesDoubleReference) {
+  const std::vector<Case> cases = {
+      {2, 32, 5, 17, 64, 3, 3, {.pad_h = 1, .pad_w = 1}},
+      {3, 32, 4, 4, 32, 3, 3, {}},
+      {1, 64, 6, 15, 32, 3, 3, {.pad_h = 2, .pad_w = 1}},
+      {3, 32, 3, 29, 96, 3, 3, {.pad_h = 0, .pad_w = 2}},
+  };
+  uint64_t seed = 40;
+  for (const Case& k : cases) {
+    SCOPED_TRACE(::testing::Message() << "N" << k.n << " C" << k.c << " " << k.h << "x" << k.w
+                                      << " OC" << k.oc << " pad " << k.p.pad_h << ","
+                                      << k.p.pad_w);
+    std::mt19937_64 rng(seed++);
+    const Tensor x = testing::RandomTensor(Shape{k.n, k.c, k.h, k.w}, rng);
+    const Tensor w = testing::RandomTensor(Shape{k.oc, k.c, k.kh, k.kw}, rng);
+    const Tensor b = testing::RandomTensor(Shape{k.oc}, rng);
+    const Shape ys = Conv2dOutputShape(x.shape(), w.shape(), k.p).value();
+    const Tensor y = testing::EmptyF32(ys), dy = testing::RandomTensor(ys, rng);
+    std::vector<float> ws = Workspace(x, w, k.p);
+    ASSERT_TRUE(Conv2dForward(x, w, b, y, k.p, absl::MakeSpan(ws)).ok());
+    const Vec xv = testing::ToDouble(x), wv = testing::ToDouble(w);
+    ExpectClose(y, ReferenceConv(xv, wv, testing::ToDouble(b), k, ys), 1e-5, 1e-5, "forward");
+    Vec gx, gw, gb;
+    ReferenceConvBackward(xv, wv, testing::ToDouble(dy), k, ys, gx, gw, gb);
+    const Tensor dx = testing::EmptyF32(x.shape()), dw = testing::EmptyF32(w.shape()),
+                 db = testing::EmptyF32(b.shape());
+    ASSERT_TRUE(Conv2dBackward(x, w, dy, dx, dw, db, k.p, absl::MakeSpan(ws)).ok());
+    ExpectClose(dx, gx, 1e-5, 1e-5, "dx");
+    ExpectClose(dw, gw, 1e-5, 1e-5, "dw");
+    ExpectClose(db, gb, 1e-5, 1e-5, "db");
+    // Accumulate adds onto what is there; dx alone, then dw alone.
+    ASSERT_TRUE(Conv2dBackward(x, w, dy, Tensor(), dw, Tensor(), k.p, absl::MakeSpan(ws),
+                               GradMode::kAccumulate).ok());
+    for (double& v : gw) v *= 2;
+    ExpectClose(dw, gw, 1e-5, 1e-5, "accumulated dw");
+    ASSERT_TRUE(Conv2dBackward(x, w, dy, dx, Tensor(), Tensor(), k.p, absl::MakeSpan(ws)).ok());
+    ExpectClose(dx, gx, 1e-5, 1e-5, "dx alone");
+  }
+}
+
 TEST(Conv2dTest, MatchesPyTorch) {
   const SafetensorsFile f = testing::LoadFixture("conv2d");
   struct Named {
