@@ -461,14 +461,14 @@ void DepthwiseBackward(const float* x, const float* w, const float* dy, float* d
 //            channels of partial sums stay in registers over every pixel; one partial (C*9, OC)
 //            per thread, reduced in thread order.
 // Needs AVX-512 (32 vector registers); other builds use im2col + sgemm.
-constexpr int64_t kDirectBlock = 32;  // output channels per micro-tile
+constexpr int64_t kDirectBlock = 16;  // output channels per micro-tile
 constexpr int64_t kDirectRow = 14;    // output pixels per micro-tile
 
 bool DirectApplies(const Geometry& g, const Conv2dParams& p) {
 #ifdef __AVX512F__
   return p.groups == 1 && g.kh == 3 && g.kw == 3 && p.stride_h == 1 && p.stride_w == 1 &&
          p.dilation_h == 1 && p.dilation_w == 1 && p.pad_h <= 2 && p.pad_w <= 2 &&
-         g.c % kDirectBlock == 0 && g.oc % kDirectBlock == 0;
+         g.c % kDirectBlock == 0 && g.oc % (2 * kDirectBlock) == 0;
 #else
   return false;
 #endif
@@ -491,7 +491,7 @@ DirectPlan MakeDirectPlan(const Geometry& g) {
   d.x_pad = g.c * d.ph * d.pw;
   d.dy_pad = g.oc * d.dph * d.dpw;
   d.dy_t = g.p * g.oc;
-  d.tile = kDirectRow * kDirectBlock;
+  d.tile = 2 * kDirectRow * kDirectBlock;
   d.shared = g.oc * g.k;
   // x_pad, dy_pad, dy_t, tile, dw partial (k, oc), db partial (oc)
   d.per_thread = d.x_pad + d.dy_pad + d.dy_t + d.tile + g.k * g.oc + g.oc;
@@ -499,40 +499,46 @@ DirectPlan MakeDirectPlan(const Geometry& g) {
 }
 
 #ifdef __AVX512F__
-// tile (R, 32) = sum over cin channels and 9 taps of in[channel][tap row][tap col + j] * w
-// (packed (cin*9, ldw), this block's 32 columns). `in` is a padded plane stack at the tile's
-// first pixel; consecutive pixels are consecutive floats (stride 1).
-template <int R>
+// tile (rows, R, 16) = sum over cin channels and 9 taps of in[channel][row + ki][j + kj] * w
+// (packed (cin*9, ldw), this block's 16 columns). `in` is a padded plane stack at the tile's
+// first pixel. Each broadcast input pixel feeds one FMA, so it folds into the FMA's memory
+// operand and the 2*14 accumulators, one weight vector and nothing else live in registers.
+template <int kRows, int R>
 void DirectTile(const float* in, int64_t cin, int64_t plane, int64_t pw, const float* wp,
                 int64_t ldw, float* tile) {
-  __m512 acc0[R], acc1[R];
-  for (int j = 0; j < R; ++j) acc0[j] = acc1[j] = _mm512_setzero_ps();
+  __m512 acc[kRows][R];
+  for (int r = 0; r < kRows; ++r) {
+    for (int j = 0; j < R; ++j) acc[r][j] = _mm512_setzero_ps();
+  }
+  // Taps go through an offset table: written as ki/kj loops, the compiler shares input loads
+  // between neighbouring taps (predictive commoning) and runs out of registers.
+  int64_t taps[9];
+  for (int t = 0; t < 9; ++t) taps[t] = (t / 3) * pw + t % 3;
   for (int64_t c = 0; c < cin; ++c, in += plane) {
-    for (int ki = 0; ki < 3; ++ki) {
-      for (int kj = 0; kj < 3; ++kj, wp += ldw) {
-        const float* a = in + ki * pw + kj;
-        const __m512 b0 = _mm512_loadu_ps(wp), b1 = _mm512_loadu_ps(wp + 16);
+#pragma GCC unroll 1
+    for (int t = 0; t < 9; ++t, wp += ldw) {
+      const float* a = in + taps[t];
+      const __m512 b = _mm512_loadu_ps(wp);
+#pragma GCC unroll 2
+      for (int r = 0; r < kRows; ++r) {
 #pragma GCC unroll 16
         for (int j = 0; j < R; ++j) {
-          const __m512 v = _mm512_set1_ps(a[j]);
-          acc0[j] = _mm512_fmadd_ps(v, b0, acc0[j]);
-          acc1[j] = _mm512_fmadd_ps(v, b1, acc1[j]);
+          acc[r][j] = _mm512_fmadd_ps(_mm512_set1_ps(a[r * pw + j]), b, acc[r][j]);
         }
       }
     }
   }
-  for (int j = 0; j < R; ++j) {
-    _mm512_storeu_ps(tile + j * kDirectBlock, acc0[j]);
-    _mm512_storeu_ps(tile + j * kDirectBlock + 16, acc1[j]);
+  for (int r = 0; r < kRows; ++r) {
+    for (int j = 0; j < R; ++j) _mm512_storeu_ps(tile + (r * R + j) * kDirectBlock, acc[r][j]);
   }
 }
 
 using DirectTileFn = void (*)(const float*, int64_t, int64_t, int64_t, const float*, int64_t,
                               float*);
 
-template <int... R>
+template <int kRows, int... R>
 constexpr DirectTileFn PickTile(int r, std::integer_sequence<int, R...>) {
-  DirectTileFn fns[] = {&DirectTile<R + 1>...};
+  DirectTileFn fns[] = {&DirectTile<kRows, R + 1>...};
   return fns[r - 1];
 }
 
@@ -541,28 +547,34 @@ constexpr DirectTileFn PickTile(int r, std::integer_sequence<int, R...>) {
 void DirectConvImage(const float* in, int64_t cin, int64_t plane, int64_t pw, const float* wp,
                      int64_t cout, const float* bias, int64_t rows, int64_t cols, float* out,
                      float* tile) {
+  constexpr auto kWidths = std::make_integer_sequence<int, kDirectRow>();
   for (int64_t ob = 0; ob < cout; ob += kDirectBlock) {
-    for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t r = 0; r < rows; r += 2) {
+      const int nr = r + 1 < rows ? 2 : 1;
       for (int64_t x0 = 0; x0 < cols; x0 += kDirectRow) {
         const int n = static_cast<int>(std::min(kDirectRow, cols - x0));
-        PickTile(n, std::make_integer_sequence<int, kDirectRow>())(in + r * pw + x0, cin, plane,
-                                                                    pw, wp + ob, cout, tile);
+        (nr == 2 ? PickTile<2>(n, kWidths) : PickTile<1>(n, kWidths))(
+            in + r * pw + x0, cin, plane, pw, wp + ob, cout, tile);
         for (int64_t o = 0; o < kDirectBlock; ++o) {
-          float* dst = out + (ob + o) * rows * cols + r * cols + x0;
           const float b = bias ? bias[ob + o] : 0.0f;
-          for (int j = 0; j < n; ++j) dst[j] = tile[j * kDirectBlock + o] + b;
+          for (int rr = 0; rr < nr; ++rr) {
+            float* dst = out + (ob + o) * rows * cols + (r + rr) * cols + x0;
+            const float* src = tile + rr * n * kDirectBlock + o;
+            for (int j = 0; j < n; ++j) dst[j] = src[j * kDirectBlock] + b;
+          }
         }
       }
     }
   }
 }
 
-// partial (c*9, oc) += sum over pixels of x_pad[c][tap window] (x) dy_t[pixel][oc].
+// partial (c*9, oc) += sum over pixels of x_pad[c][tap window] (x) dy_t[pixel][oc]: per input
+// channel and block of 32 output channels, 9 x 2 accumulators over every pixel.
 void DirectWeightGrad(const float* x_pad, const float* dy_t, const Geometry& g,
                       const DirectPlan& d, float* partial) {
   const int64_t plane = d.ph * d.pw;
   for (int64_t c = 0; c < g.c; ++c) {
-    for (int64_t ob = 0; ob < g.oc; ob += kDirectBlock) {
+    for (int64_t ob = 0; ob < g.oc; ob += 2 * kDirectBlock) {
       float* part = partial + c * 9 * g.oc + ob;
       __m512 acc0[9], acc1[9];
       for (int t = 0; t < 9; ++t) {
@@ -570,15 +582,16 @@ void DirectWeightGrad(const float* x_pad, const float* dy_t, const Geometry& g,
         acc1[t] = _mm512_loadu_ps(part + t * g.oc + 16);
       }
       for (int64_t oy = 0; oy < g.oh; ++oy) {
-        const float* a_row = x_pad + c * plane + oy * d.pw;
-        const float* d_row = dy_t + oy * g.ow * g.oc + ob;
-        for (int64_t ox = 0; ox < g.ow; ++ox) {
-          const float* a = a_row + ox;
-          const __m512 d0 = _mm512_loadu_ps(d_row + ox * g.oc);
-          const __m512 d1 = _mm512_loadu_ps(d_row + ox * g.oc + 16);
+        const float* r0 = x_pad + c * plane + oy * d.pw;
+        const float* r1 = r0 + d.pw;
+        const float* r2 = r1 + d.pw;
+        const float* dv = dy_t + oy * g.ow * g.oc + ob;
+        for (int64_t ox = 0; ox < g.ow; ++ox, ++r0, ++r1, ++r2, dv += g.oc) {
+          const __m512 d0 = _mm512_loadu_ps(dv), d1 = _mm512_loadu_ps(dv + 16);
+          const float* rows[3] = {r0, r1, r2};
 #pragma GCC unroll 9
           for (int t = 0; t < 9; ++t) {
-            const __m512 v = _mm512_set1_ps(a[(t / 3) * d.pw + t % 3]);
+            const __m512 v = _mm512_set1_ps(rows[t / 3][t % 3]);
             acc0[t] = _mm512_fmadd_ps(v, d0, acc0[t]);
             acc1[t] = _mm512_fmadd_ps(v, d1, acc1[t]);
           }
