@@ -447,20 +447,23 @@ void DepthwiseBackward(const float* x, const float* w, const float* dy, float* d
   }
 }
 
-// Note [direct 3x3 convolution]: for 3x3, stride 1, undilated, ungrouped convolutions whose
-// channel counts are multiples of 32 (the bulk of a CNN's FLOPs), im2col + sgemm spends a third
-// of its time building and scattering the column matrix and runs sgemm on small, awkward shapes.
-// This path instead reads the zero-padded input directly from a register-blocked micro-kernel:
-// a tile of up to kDirectRow output pixels of one row times 32 output channels (two 16-float
-// vectors, 28 accumulators) adds, for every input channel and tap, the broadcast input pixel times
-// the 32 packed weights of that (channel, tap). The tile is then transposed into NCHW.
+// Note [direct 3x3 convolution]: for 3x3, stride 1, undilated, ungrouped convolutions with C a
+// multiple of 16 and OC of 32 (the bulk of a CNN's FLOPs), im2col + sgemm spent a third of its
+// time building and scattering column matrices and ran sgemm on small shapes (64 x 196 x 288 per
+// image). This path reads the zero-padded input directly from a register-blocked micro-kernel:
+// a tile of two rows of up to kDirectRow output pixels times 16 output channels (28
+// accumulators) adds, for every input channel and tap, the broadcast input pixel (folded into the
+// FMA's memory operand) times the 16 packed weights of that (channel, tap); the tile is then
+// transposed into NCHW.
 //   forward  y = conv(pad(x), w)                       weights packed (C*9, OC)
 //   dx       dx = conv(pad(dy, 2 - pad), flip(w)^T)    the transposed convolution, same kernel,
 //            weights packed (OC*9, C); no col2im
 //   dw       per image, dy transposed to (P, OC); for each input channel, 9 taps x 32 output
 //            channels of partial sums stay in registers over every pixel; one partial (C*9, OC)
 //            per thread, reduced in thread order.
-// Needs AVX-512 (32 vector registers); other builds use im2col + sgemm.
+// Workspace: the packed weights once, then per thread the padded x, padded dy, transposed dy,
+// one tile and the dw/db partials. Needs AVX-512 (32 vector registers); other builds, and other
+// shapes, use im2col + sgemm.
 constexpr int64_t kDirectBlock = 16;  // output channels per micro-tile
 constexpr int64_t kDirectRow = 14;    // output pixels per micro-tile
 
@@ -604,7 +607,6 @@ void DirectWeightGrad(const float* x_pad, const float* dy_t, const Geometry& g,
     }
   }
 }
-#endif  // __AVX512F__
 
 // pad (ch, h + 2*pad_h, w + 2*pad_w) <- zero-padded planes of in (ch, h, w).
 void PadStack(const float* in, int64_t ch, int64_t h, int64_t w, int64_t pad_h, int64_t pad_w,
@@ -617,6 +619,7 @@ void PadStack(const float* in, int64_t ch, int64_t h, int64_t w, int64_t pad_h, 
     }
   }
 }
+#endif  // __AVX512F__
 
 // Conv2dForward and Conv2dBackward on the direct path; see Note [direct 3x3 convolution].
 void DirectForward(const float* x, const float* w, const float* b, float* y, const Geometry& g,
