@@ -1,10 +1,12 @@
 #include "graph/program.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "runtime/status.h"
 #include "runtime/threading.h"
 
@@ -98,6 +100,7 @@ absl::Status Program::Bind() {
     has_update_phase_ = has_update_phase_ || n.phase == Phase::kUpdate;
     instructions_.push_back(std::move(ins));
   }
+  node_ms_.assign(instructions_.size(), 0.0);
   for (const Config::Param& p : config_.params) named_params_.push_back({p.path, tensors_[p.value]});
   for (const auto& [name, v] : config_.gradients) named_grads_.push_back({name, tensors_[v]});
   for (const auto& [name, v] : config_.optimizer_state) {
@@ -173,7 +176,13 @@ absl::Status Program::LoadMicroBatch(absl::Span<const Tensor> batch, int index) 
 }
 
 absl::Status Program::Run(const Instruction& ins) {
+  const auto start = profiling_ ? std::chrono::steady_clock::now()
+                                : std::chrono::steady_clock::time_point();
   const absl::Status s = ins.op->Run(RunArgs{ins.in, ins.out, ins.workspace, &scalars_});
+  if (profiling_) {
+    node_ms_[&ins - instructions_.data()] +=
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  }
   if (s.ok()) return s;
   return absl::Status(s.code(), absl::StrCat(ins.node->scope.empty() ? "" : ins.node->scope + ": ",
                                              s.message()));
@@ -204,6 +213,7 @@ absl::StatusOr<StepStats> Program::Step(absl::Span<const Tensor> batch) {
   }
   if (k > 1) STRATA_RETURN_IF_ERROR(RunPhase(Phase::kUpdate, false));
   ++step_count_;
+  if (profiling_) ++profiled_steps_;
 
   StepStats s;
   s.step = step_count_;
@@ -216,6 +226,26 @@ absl::StatusOr<StepStats> Program::Step(absl::Span<const Tensor> batch) {
   const double seq = batch.empty() || batch[0].rank() < 2 ? 1.0 : static_cast<double>(batch[0].dim(1));
   s.tokens_per_s = s.samples_per_s * seq;
   for (MemoryTier t : kAllMemoryTiers) s.peak_bytes[static_cast<int>(t)] = ledger_.usage(t).peak;
+  return s;
+}
+
+std::string Program::ProfileReport() const {
+  std::map<std::string, double> by_op;
+  double total = 0;
+  for (size_t i = 0; i < instructions_.size(); ++i) {
+    by_op[instructions_[i].op->name()] += node_ms_[i];
+    total += node_ms_[i];
+  }
+  std::vector<std::pair<double, std::string>> rows;
+  for (const auto& [name, ms] : by_op) rows.push_back({ms, name});
+  std::sort(rows.rbegin(), rows.rend());
+  const double steps = std::max<int64_t>(profiled_steps_, 1);
+  std::string s = absl::StrCat("per-op time over ", profiled_steps_, " steps (ms per step):\n");
+  for (const auto& [ms, name] : rows) {
+    absl::StrAppend(&s, absl::StrFormat("  %-26s %9.2f  %5.1f%%\n", name, ms / steps,
+                                        total > 0 ? 100 * ms / total : 0.0));
+  }
+  absl::StrAppend(&s, absl::StrFormat("  %-26s %9.2f\n", "total", total / steps));
   return s;
 }
 

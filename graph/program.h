@@ -107,6 +107,10 @@ class Program {
   // with micro-batches, the accumulated sum, zeroed after the update).
   const std::vector<std::pair<std::string, Tensor>>& gradients() const { return named_grads_; }
   int64_t step_count() const { return step_count_; }
+  // Per-op time: while enabled, each step adds every node's run time to its op's row.
+  void set_profiling(bool on) { profiling_ = on; }
+  // "op  ms/step  share" rows, slowest first, averaged over the profiled steps.
+  std::string ProfileReport() const;
   void set_step_count(int64_t s) { step_count_ = s; }
   const optim::LrSchedule& schedule() const { return config_.schedule; }
 
@@ -138,6 +142,9 @@ class Program {
   StepScalars scalars_;
   int64_t step_count_ = 0;
   bool has_update_phase_ = false;
+  bool profiling_ = false;
+  int64_t profiled_steps_ = 0;
+  std::vector<double> node_ms_;  // per instruction, summed over profiled steps
 };
 
 }  // namespace strata::graph
