@@ -318,8 +318,239 @@ float* SpreadRows(const float* dy, const Geometry& g, const PhasePlanes& f, floa
   return flat;
 }
 
+// Note [depthwise rows in registers]: the phase-plane path (Note [depthwise on flattened padded
+// planes]) spends most of its time building padded planes, not multiplying: a 14x14 plane is
+// 126 vector FMAs, and copying it into a zeroed 16x16 plane, spreading dy and copying results
+// back cost as much again, for each of N*C planes in each of the three passes. When every row
+// of x and y fits in one 16-float vector (W <= 16, OW <= 16), a 3x3 kernel and strides of 1 or
+// 2, no plane is built: an output row is one register, and each tap is one FMA of the broadcast
+// weight with a vector that holds, in lane j, the input column that output column j reads
+// (j*S + kj*dw - pw), zero where that column is padding:
+//   stride 1: a masked load at x_row + kj*dw - pw (the mask zeroes the padding lanes, and masked
+//             lanes are never read, so the load may start before the row);
+//   stride 2: the row loaded once, then a zero-masking permute with indices 2j + kj*dw - pw.
+// Rows of padding are skipped. dx is the same loop over dx rows: dx row iy takes, for tap
+// (ki, kj), dy row (iy + ph - ki*dh) / S when that divides, and in lane ix dy column
+// (ix + pw - kj*dw) / S when that divides (a masked load for stride 1, a masked permute of the dy
+// row for stride 2), summed over the channel multiplier. dw keeps its 9 tap sums and the bias
+// sum in registers across all N images of a channel: per dy row, the tap vector times the dy
+// row. Forward runs over (image, channel) planes; backward over channels, dw/db and then dx of
+// that channel's planes while they are in L2, so no partial sums cross threads. Each output row
+// is written whole (masked store), so no plane needs zeroing. Other depthwise shapes (wider rows,
+// other kernels or strides), and builds without AVX-512, use the phase planes.
+#ifdef __AVX512F__
+
+bool DepthwiseRowsApply(const Geometry& g) {
+  return g.kh == 3 && g.kw == 3 && g.stride_h == g.stride_w && g.stride_h <= 2 && g.w <= 16 &&
+         g.ow <= 16;
+}
+
+// Per kernel column kj: which column of the source row each lane of the tap vector takes, as
+// permute indices (stride 2) or a load offset (stride 1), and the lanes that are not padding.
+struct DwRowTaps {
+  __m512i fwd_idx[3], bwd_idx[3];
+  __mmask16 fwd_mask[3], bwd_mask[3];
+  int64_t fwd_off[3], bwd_off[3];
+};
+
+DwRowTaps MakeDwRowTaps(const Geometry& g) {
+  DwRowTaps t;
+  const int64_t s = g.stride_w;
+  for (int kj = 0; kj < 3; ++kj) {
+    alignas(64) int32_t fi[16], bi[16];
+    unsigned fm = 0, bm = 0;
+    t.fwd_off[kj] = kj * g.dilation_w - g.pad_w;
+    t.bwd_off[kj] = g.pad_w - kj * g.dilation_w;
+    for (int j = 0; j < 16; ++j) {
+      const int64_t col = j * s + t.fwd_off[kj];  // x column read by y column j
+      fi[j] = static_cast<int32_t>(std::clamp<int64_t>(col, 0, 15));
+      if (j < g.ow && col >= 0 && col < g.w) fm |= 1u << j;
+      const int64_t num = j + t.bwd_off[kj];  // S times the dy column that x column j gets
+      bi[j] = 0;
+      if (j < g.w && num >= 0 && num % s == 0 && num / s < g.ow) {
+        bm |= 1u << j;
+        bi[j] = static_cast<int32_t>(num / s);
+      }
+    }
+    t.fwd_idx[kj] = _mm512_load_si512(fi);
+    t.bwd_idx[kj] = _mm512_load_si512(bi);
+    t.fwd_mask[kj] = static_cast<__mmask16>(fm);
+    t.bwd_mask[kj] = static_cast<__mmask16>(bm);
+  }
+  return t;
+}
+
+// The tap vector: lanes of `row` (stride 1, from memory) or of `row_vec` (stride 2, the row
+// already loaded) picked by kj's offset or indices, padding lanes zero.
+template <int S>
+inline __m512 DwTap(const float* row, __m512 row_vec, __m512i idx, __mmask16 mask, int64_t off) {
+  if constexpr (S == 1) {
+    return _mm512_maskz_loadu_ps(mask, row + off);
+  } else {
+    return _mm512_maskz_permutexvar_ps(mask, idx, row_vec);
+  }
+}
+
+inline __mmask16 LowLanes(int64_t n) { return static_cast<__mmask16>((1u << n) - 1); }
+
+// The sum of the 16 lanes (GCC 12's _mm512_reduce_add_ps warns of an uninitialized value).
+inline float SumLanes(__m512 v) {
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, v);
+  float s = 0.0f;
+  for (float l : lanes) s += l;
+  return s;
+}
+
+// The three tap vectors of kernel row ki for one source row (an x row for forward and dw, a dy
+// row for dx): lane j of tap kj holds the source column that column j of the result reads.
+template <int S>
+struct DwRowTapSet {
+  __m512i idx[3];
+  __mmask16 mask[3];
+  int64_t off[3];
+  __mmask16 row_mask;  // the source row's lanes (stride 2 loads it whole)
+
+  DwRowTapSet(const DwRowTaps& t, bool forward, int64_t row_len) {
+    for (int kj = 0; kj < 3; ++kj) {
+      idx[kj] = forward ? t.fwd_idx[kj] : t.bwd_idx[kj];
+      mask[kj] = forward ? t.fwd_mask[kj] : t.bwd_mask[kj];
+      off[kj] = forward ? t.fwd_off[kj] : t.bwd_off[kj];
+    }
+    row_mask = LowLanes(row_len);
+  }
+  // acc + k[0] * tap 0 + k[1] * tap 1 + k[2] * tap 2 of `row`.
+  inline __m512 Fma3(const float* row, const float* k, __m512 acc) const {
+    const __m512 v = S == 1 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(row_mask, row);
+#pragma GCC unroll 3
+    for (int kj = 0; kj < 3; ++kj) {
+      acc = _mm512_fmadd_ps(_mm512_set1_ps(k[kj]), DwTap<S>(row, v, idx[kj], mask[kj], off[kj]),
+                            acc);
+    }
+    return acc;
+  }
+};
+
+// y plane (oh, ow) = 3x3 depthwise convolution of the x plane (h, w) with k (3, 3), plus bias.
+// One output row at a time: its 9 dependent FMAs overlap with the next row's.
+template <int S>
+void DwRowsForwardPlane(const float* x, const float* k, float bias, float* y, const Geometry& g,
+                        const DwRowTapSet<S>& taps) {
+  const __mmask16 y_mask = LowLanes(g.ow);
+  const int64_t h = g.h, w = g.w, dh = g.dilation_h, ph = g.pad_h;
+  for (int64_t oy = 0; oy < g.oh; ++oy) {
+    __m512 acc = _mm512_set1_ps(bias);
+#pragma GCC unroll 3
+    for (int ki = 0; ki < 3; ++ki) {
+      const int64_t iy = oy * S + ki * dh - ph;
+      if (iy >= 0 && iy < h) acc = taps.Fma3(x + iy * w, k + ki * 3, acc);
+    }
+    _mm512_mask_storeu_ps(y + oy * g.ow, y_mask, acc);
+  }
+}
+
+// dx plane (h, w) = the transposed convolution of the mult dy planes (mult, oh, ow) of one input
+// channel with their kernels k (mult, 3, 3).
+template <int S>
+void DwRowsDxPlane(const float* dy, const float* k, int64_t mult, float* dx, const Geometry& g,
+                   const DwRowTapSet<S>& taps) {
+  const __mmask16 x_mask = LowLanes(g.w);
+  const int64_t oh = g.oh, ow = g.ow, dh = g.dilation_h, ph = g.pad_h, plane = g.p;
+  for (int64_t iy = 0; iy < g.h; ++iy) {
+    __m512 acc = _mm512_setzero_ps();
+#pragma GCC unroll 3
+    for (int ki = 0; ki < 3; ++ki) {
+      const int64_t num = iy + ph - ki * dh;  // S * the dy row
+      if (num < 0 || num % S != 0 || num / S >= oh) continue;
+      const float* row = dy + (num / S) * ow;
+      for (int64_t m = 0; m < mult; ++m) acc = taps.Fma3(row + m * plane, k + m * 9 + ki * 3, acc);
+    }
+    _mm512_mask_storeu_ps(dx + iy * g.w, x_mask, acc);
+  }
+}
+
+// dw (3, 3) and db of output channel o, summed over all images: x is the x plane of o's input
+// channel in image 0, dy the dy plane of o in image 0 (planes of later images follow at the
+// given strides). Either output may be null.
+template <int S>
+void DwRowsWeightGrad(const float* x, int64_t x_stride, const float* dy, int64_t dy_stride,
+                      float* dw, float* db, bool accumulate, const Geometry& g,
+                      const DwRowTapSet<S>& taps) {
+  const __mmask16 y_mask = LowLanes(g.ow);
+  const int64_t h = g.h, w = g.w, dh = g.dilation_h, ph = g.pad_h;
+  __m512 acc[9], acc_b = _mm512_setzero_ps();
+  for (int i = 0; i < 9; ++i) acc[i] = _mm512_setzero_ps();
+  for (int64_t n = 0; n < g.n; ++n, x += x_stride, dy += dy_stride) {
+    for (int64_t oy = 0; oy < g.oh; ++oy) {
+      const __m512 d = _mm512_maskz_loadu_ps(y_mask, dy + oy * g.ow);
+      acc_b = _mm512_add_ps(acc_b, d);
+      if (dw == nullptr) continue;
+#pragma GCC unroll 3
+      for (int ki = 0; ki < 3; ++ki) {
+        const int64_t iy = oy * S + ki * dh - ph;
+        if (iy < 0 || iy >= h) continue;
+        const float* row = x + iy * w;
+        const __m512 v = S == 1 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(taps.row_mask, row);
+#pragma GCC unroll 3
+        for (int kj = 0; kj < 3; ++kj) {
+          acc[ki * 3 + kj] = _mm512_fmadd_ps(
+              d, DwTap<S>(row, v, taps.idx[kj], taps.mask[kj], taps.off[kj]), acc[ki * 3 + kj]);
+        }
+      }
+    }
+  }
+  if (dw != nullptr) {
+    for (int i = 0; i < 9; ++i) dw[i] = (accumulate ? dw[i] : 0.0f) + SumLanes(acc[i]);
+  }
+  if (db != nullptr) *db = (accumulate ? *db : 0.0f) + SumLanes(acc_b);
+}
+
+template <int S>
+void DwRowsForward(const float* x, const float* w, const float* b, float* y, const Geometry& g,
+                   int threads) {
+  const int64_t mult = g.oc / g.c;
+  const DwRowTapSet<S> taps(MakeDwRowTaps(g), /*forward=*/true, g.w);
+#pragma omp parallel for collapse(2) num_threads(threads) schedule(static) if (threads > 1)
+  for (int64_t n = 0; n < g.n; ++n) {
+    for (int64_t o = 0; o < g.oc; ++o) {
+      DwRowsForwardPlane<S>(x + (n * g.c + o / mult) * g.h * g.w, w + o * 9, b ? b[o] : 0.0f,
+                            y + (n * g.oc + o) * g.p, g, taps);
+    }
+  }
+}
+
+template <int S>
+void DwRowsBackward(const float* x, const float* w, const float* dy, float* dx, float* dw,
+                    float* db, const Geometry& g, bool accumulate, int threads) {
+  const int64_t mult = g.oc / g.c;
+  const DwRowTaps t = MakeDwRowTaps(g);
+  const DwRowTapSet<S> fwd(t, /*forward=*/true, g.w), bwd(t, /*forward=*/false, g.ow);
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+  for (int64_t c = 0; c < g.c; ++c) {
+    if (dw != nullptr || db != nullptr) {
+      for (int64_t o = c * mult; o < (c + 1) * mult; ++o) {
+        DwRowsWeightGrad<S>(x + c * g.h * g.w, g.c * g.h * g.w, dy + o * g.p, g.oc * g.p,
+                            dw ? dw + o * 9 : nullptr, db ? db + o : nullptr, accumulate, g, fwd);
+      }
+    }
+    if (dx != nullptr) {
+      for (int64_t n = 0; n < g.n; ++n) {
+        DwRowsDxPlane<S>(dy + (n * g.oc + c * mult) * g.p, w + c * mult * 9, mult,
+                         dx + (n * g.c + c) * g.h * g.w, g, bwd);
+      }
+    }
+  }
+}
+#endif  // __AVX512F__
+
 void DepthwiseForward(const float* x, const float* w, const float* b, float* y, const Geometry& g,
                       const Conv2dParams& cp, float* workspace, int threads) {
+#ifdef __AVX512F__
+  if (DepthwiseRowsApply(g)) {  // Note [depthwise rows in registers]
+    (g.stride_w == 1 ? DwRowsForward<1> : DwRowsForward<2>)(x, w, b, y, g, threads);
+    return;
+  }
+#endif
   const int64_t mult = g.oc / g.c;
   const PhasePlanes f = MakePhasePlanes(g);
   const int64_t per = PerThreadFloats(g);
@@ -358,6 +589,13 @@ void DepthwiseForward(const float* x, const float* w, const float* b, float* y, 
 void DepthwiseBackward(const float* x, const float* w, const float* dy, float* dx, float* dw,
                        float* db, const Geometry& g, const Conv2dParams& cp, bool accumulate,
                        float* workspace, int threads) {
+#ifdef __AVX512F__
+  if (DepthwiseRowsApply(g)) {  // Note [depthwise rows in registers]
+    (g.stride_w == 1 ? DwRowsBackward<1> : DwRowsBackward<2>)(x, w, dy, dx, dw, db, g, accumulate,
+                                                                threads);
+    return;
+  }
+#endif
   const int64_t mult = g.oc / g.c;
   const int64_t kk = g.kh * g.kw;
   const PhasePlanes f = MakePhasePlanes(g);
@@ -502,6 +740,38 @@ DirectPlan MakeDirectPlan(const Geometry& g) {
 }
 
 #ifdef __AVX512F__
+// r[i] lane j <- r[j] lane i: a 16x16 transpose in registers (4x4 transposes within 128-bit
+// lanes by unpacks, then 4x4 blocks of lanes by two rounds of lane shuffles).
+inline void Transpose16(__m512 r[16]) {
+  // Zero-masking forms with every lane kept: the same instructions, but GCC 12 warns of an
+  // uninitialized pass-through value in the unmasked ones.
+  constexpr __mmask16 kAll = 0xFFFF;
+  constexpr __mmask8 kAll8 = 0xFF;
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_maskz_unpacklo_ps(kAll, r[i], r[i + 1]);
+    t[i + 1] = _mm512_maskz_unpackhi_ps(kAll, r[i], r[i + 1]);
+  }
+  __m512 u[16];  // u[4g + e], 128-bit lane b: column 4b + e of rows 4g .. 4g + 3
+  for (int g = 0; g < 16; g += 4) {
+    for (int h = 0; h < 2; ++h) {
+      const __m512d lo = _mm512_castps_pd(t[g + h]), hi = _mm512_castps_pd(t[g + h + 2]);
+      u[g + 2 * h] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(kAll8, lo, hi));
+      u[g + 2 * h + 1] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(kAll8, lo, hi));
+    }
+  }
+  for (int e = 0; e < 4; ++e) {
+    const __m512 v0 = _mm512_maskz_shuffle_f32x4(kAll, u[e], u[4 + e], 0x88);
+    const __m512 v1 = _mm512_maskz_shuffle_f32x4(kAll, u[e], u[4 + e], 0xDD);
+    const __m512 w0 = _mm512_maskz_shuffle_f32x4(kAll, u[8 + e], u[12 + e], 0x88);
+    const __m512 w1 = _mm512_maskz_shuffle_f32x4(kAll, u[8 + e], u[12 + e], 0xDD);
+    r[e] = _mm512_maskz_shuffle_f32x4(kAll, v0, w0, 0x88);
+    r[4 + e] = _mm512_maskz_shuffle_f32x4(kAll, v1, w1, 0x88);
+    r[8 + e] = _mm512_maskz_shuffle_f32x4(kAll, v0, w0, 0xDD);
+    r[12 + e] = _mm512_maskz_shuffle_f32x4(kAll, v1, w1, 0xDD);
+  }
+}
+
 // tile (rows, R, 16) = sum over cin channels and 9 taps of in[channel][row + ki][j + kj] * w
 // (packed (cin*9, ldw), this block's 16 columns). `in` is a padded plane stack at the tile's
 // first pixel. Each broadcast input pixel feeds one FMA, so it folds into the FMA's memory
@@ -558,12 +828,18 @@ void DirectConvImage(const float* in, int64_t cin, int64_t plane, int64_t pw, co
         const int n = static_cast<int>(std::min(kDirectRow, cols - x0));
         (nr == 2 ? PickTile<2>(n, kWidths) : PickTile<1>(n, kWidths))(
             in + r * pw + x0, cin, plane, pw, wp + ob, cout, tile);
-        for (int64_t o = 0; o < kDirectBlock; ++o) {
-          const float b = bias ? bias[ob + o] : 0.0f;
-          for (int rr = 0; rr < nr; ++rr) {
-            float* dst = out + (ob + o) * rows * cols + (r + rr) * cols + x0;
-            const float* src = tile + rr * n * kDirectBlock + o;
-            for (int j = 0; j < n; ++j) dst[j] = src[j * kDirectBlock] + b;
+        // (pixel, channel) -> (channel, pixel), 16x16 in registers, plus bias.
+        const __mmask16 mask = LowLanes(n);
+        for (int rr = 0; rr < nr; ++rr) {
+          __m512 v[16];
+          for (int j = 0; j < 16; ++j) {
+            v[j] = j < n ? _mm512_loadu_ps(tile + (rr * n + j) * kDirectBlock) : _mm512_setzero_ps();
+          }
+          Transpose16(v);
+          float* dst = out + ob * rows * cols + (r + rr) * cols + x0;
+          for (int o = 0; o < kDirectBlock; ++o, dst += rows * cols) {
+            _mm512_mask_storeu_ps(dst, mask,
+                                  bias ? _mm512_add_ps(v[o], _mm512_set1_ps(bias[ob + o])) : v[o]);
           }
         }
       }
@@ -604,6 +880,20 @@ void DirectWeightGrad(const float* x_pad, const float* dy_t, const Geometry& g,
         _mm512_storeu_ps(part + t * g.oc, acc0[t]);
         _mm512_storeu_ps(part + t * g.oc + 16, acc1[t]);
       }
+    }
+  }
+}
+
+// out (p, ch) <- in (ch, p), for ch a multiple of 16: 16x16 blocks transposed in registers.
+void TransposeToPixelMajor(const float* in, int64_t ch, int64_t p, float* out) {
+  for (int64_t c0 = 0; c0 < ch; c0 += 16) {
+    for (int64_t i0 = 0; i0 < p; i0 += 16) {
+      const int64_t cnt = std::min<int64_t>(16, p - i0);
+      const __mmask16 mask = LowLanes(cnt);
+      __m512 v[16];
+      for (int c = 0; c < 16; ++c) v[c] = _mm512_maskz_loadu_ps(mask, in + (c0 + c) * p + i0);
+      Transpose16(v);
+      for (int64_t j = 0; j < cnt; ++j) _mm512_storeu_ps(out + (i0 + j) * ch + c0, v[j]);
     }
   }
 }
@@ -685,9 +975,7 @@ void DirectBackward(const float* x, const float* w, const float* dy, float* dx, 
       }
       if (dw != nullptr) {
         PadStack(x + n * g.c * g.h * g.w, g.c, g.h, g.w, g.pad_h, g.pad_w, x_pad);
-        for (int64_t o = 0; o < g.oc; ++o) {
-          for (int64_t i = 0; i < g.p; ++i) dy_t[i * g.oc + o] = dy_n[o * g.p + i];
-        }
+        TransposeToPixelMajor(dy_n, g.oc, g.p, dy_t);
         DirectWeightGrad(x_pad, dy_t, g, d, dw_part);
       }
     }

@@ -6,9 +6,10 @@
 //   STRATA_RETURN_IF_ERROR(Conv2dForward(x, w, b, y, p, absl::MakeSpan(ws)));
 //   STRATA_RETURN_IF_ERROR(Conv2dBackward(x, w, dy, dx, dw, db, p, absl::MakeSpan(ws)));
 //
-// Paths: depthwise (groups == C, OC a multiple of C) is direct, as long multiply-adds over
-// flattened padded planes, split into stride phases for strides > 1 (see Note [depthwise on
-// flattened padded planes]); a 1x1, stride 1, unpadded convolution is a plain GEMM on the input;
+// Paths: depthwise (groups == C, OC a multiple of C) is direct: with AVX-512, a 3x3 kernel,
+// stride 1 or 2 and rows of at most 16 floats, one vector register per row (Note [depthwise
+// rows in registers]); otherwise long multiply-adds over flattened padded planes, split into
+// stride phases for strides > 1 (Note [depthwise on flattened padded planes]); a 1x1, stride 1, unpadded convolution is a plain GEMM on the input;
 // with AVX-512, an ungrouped 3x3 stride-1 convolution with C a multiple of 16 and OC of 32 runs
 // a register-blocked direct kernel, dx as the transposed convolution (Note [direct 3x3
 // convolution]); everything else is im2col + sgemm per group. Work is split across threads,

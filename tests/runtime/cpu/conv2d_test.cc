@@ -179,6 +179,59 @@ TEST(Conv2dTest, DirectPathMatchesDoubleReference) {
   }
 }
 
+// Depthwise 3x3 convolutions with rows of at most 16 floats and strides 1 or 2 keep rows in
+// registers (Note [depthwise rows in registers] in conv2d.cc): rows of exactly 16, more rows than
+// one register block, paddings 0..2, dilation, a channel multiplier; wider rows, stride 3 and
+// uneven strides take the phase-plane path.
+TEST(Conv2dTest, DepthwisePathsMatchDoubleReference) {
+  const std::vector<Case> cases = {
+      {2, 3, 14, 14, 3, 3, 3, {.pad_h = 1, .pad_w = 1, .groups = 3}},
+      {2, 3, 14, 14, 3, 3, 3, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1, .groups = 3}},
+      {1, 2, 17, 16, 2, 3, 3, {.pad_h = 1, .pad_w = 1, .groups = 2}},
+      {1, 2, 19, 16, 4, 3, 3, {.stride_h = 2, .stride_w = 2, .pad_h = 2, .pad_w = 2, .groups = 2}},
+      {1, 2, 9, 15, 2, 3, 3, {.stride_h = 2, .stride_w = 2, .groups = 2}},
+      {1, 2, 10, 14, 2, 3, 3, {.pad_h = 2, .pad_w = 2, .groups = 2}},  // ow 16
+      {2, 2, 11, 13, 6, 3, 3, {.pad_h = 1, .pad_w = 2, .dilation_h = 2, .dilation_w = 2, .groups = 2}},
+      {1, 2, 12, 9, 2, 3, 3, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .dilation_w = 3, .groups = 2}},
+      {1, 2, 6, 20, 2, 3, 3, {.pad_h = 1, .pad_w = 1, .groups = 2}},  // rows of 20: phase planes
+      {1, 2, 9, 9, 2, 3, 3, {.stride_h = 3, .stride_w = 3, .pad_h = 1, .pad_w = 1, .groups = 2}},
+      {1, 2, 9, 9, 2, 3, 3, {.stride_h = 1, .stride_w = 2, .pad_h = 1, .pad_w = 1, .groups = 2}},
+  };
+  uint64_t seed = 60;
+  for (const Case& k : cases) {
+    SCOPED_TRACE(::testing::Message() << "N" << k.n << " C" << k.c << " " << k.h << "x" << k.w
+                                      << " OC" << k.oc << " stride " << k.p.stride_h << ","
+                                      << k.p.stride_w << " pad " << k.p.pad_h << "," << k.p.pad_w
+                                      << " dilation " << k.p.dilation_h << ","
+                                      << k.p.dilation_w);
+    std::mt19937_64 rng(seed++);
+    const Tensor x = testing::RandomTensor(Shape{k.n, k.c, k.h, k.w}, rng);
+    const Tensor w = testing::RandomTensor(Shape{k.oc, 1, k.kh, k.kw}, rng);
+    const Tensor b = testing::RandomTensor(Shape{k.oc}, rng);
+    const Shape ys = Conv2dOutputShape(x.shape(), w.shape(), k.p).value();
+    const Tensor y = testing::EmptyF32(ys), dy = testing::RandomTensor(ys, rng);
+    std::vector<float> ws = Workspace(x, w, k.p);
+    ASSERT_TRUE(Conv2dForward(x, w, b, y, k.p, absl::MakeSpan(ws)).ok());
+    const Vec xv = testing::ToDouble(x), wv = testing::ToDouble(w);
+    ExpectClose(y, ReferenceConv(xv, wv, testing::ToDouble(b), k, ys), 1e-5, 1e-5, "forward");
+    Vec gx, gw, gb;
+    ReferenceConvBackward(xv, wv, testing::ToDouble(dy), k, ys, gx, gw, gb);
+    const Tensor dx = testing::EmptyF32(x.shape()), dw = testing::EmptyF32(w.shape()),
+                 db = testing::EmptyF32(b.shape());
+    ASSERT_TRUE(Conv2dBackward(x, w, dy, dx, dw, db, k.p, absl::MakeSpan(ws)).ok());
+    ExpectClose(dx, gx, 1e-5, 1e-5, "dx");
+    ExpectClose(dw, gw, 1e-5, 1e-5, "dw");
+    ExpectClose(db, gb, 1e-5, 1e-5, "db");
+    // Accumulate adds onto what is there; db alone, then dx alone.
+    ASSERT_TRUE(Conv2dBackward(x, w, dy, Tensor(), Tensor(), db, k.p, absl::MakeSpan(ws),
+                               GradMode::kAccumulate).ok());
+    for (double& v : gb) v *= 2;
+    ExpectClose(db, gb, 1e-5, 1e-5, "accumulated db");
+    ASSERT_TRUE(Conv2dBackward(x, w, dy, dx, Tensor(), Tensor(), k.p, absl::MakeSpan(ws)).ok());
+    ExpectClose(dx, gx, 1e-5, 1e-5, "dx alone");
+  }
+}
+
 TEST(Conv2dTest, MatchesPyTorch) {
   const SafetensorsFile f = testing::LoadFixture("conv2d");
   struct Named {
