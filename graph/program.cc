@@ -132,6 +132,15 @@ absl::StatusOr<Tensor> Program::parameter(const std::string& path) const {
   return absl::NotFoundError(absl::StrCat("program has no parameter named ", path));
 }
 
+absl::StatusOr<Tensor> Program::value(ValueId id) const {
+  if (id < 0 || id >= graph_.num_values() || !tensors_[id].defined()) {
+    return absl::NotFoundError(
+        absl::StrCat("program has no bytes for value %", id,
+                     id >= 0 && id < graph_.num_values() ? " (no remaining node uses it)" : ""));
+  }
+  return tensors_[id];
+}
+
 MemoryReport Program::memory_report() const {
   MemoryReport r;
   r.persistent_bytes = static_cast<int64_t>(persistent_.size());

@@ -103,6 +103,12 @@ class Program {
     return named_state_;
   }
   absl::StatusOr<Tensor> parameter(const std::string& path) const;
+  // The tensor bound to value `id`, as the last Step or Evaluate left it (Evaluate computes only
+  // what the loss depends on). Only persistent values keep their bytes (parameters, inputs,
+  // outputs: mark a traced value with Tracer::MarkOutput to read it here); an arena value's
+  // bytes are reused within the step. NotFound when `id` is out of range or the compiled program
+  // has no bytes for it (dead code).
+  absl::StatusOr<Tensor> value(ValueId id) const;
   // Parameter path -> its gradient of the last step (empty unless compiled with keep_gradients;
   // with micro-batches, the accumulated sum, zeroed after the update).
   const std::vector<std::pair<std::string, Tensor>>& gradients() const { return named_grads_; }

@@ -13,6 +13,13 @@ void Tracer::Fail(const absl::Status& error) {
                           : absl::Status(error.code(), absl::StrCat(where, ": ", error.message()));
 }
 
+void Tracer::MarkOutput(const Var& v, std::string name) {
+  if (!v.valid() || v.tracer() != this) return;
+  Value& value = graph_.mutable_value(v.id());
+  if (!IsPersistent(value.role)) value.role = ValueRole::kOutput;
+  if (value.name.empty()) value.name = std::move(name);
+}
+
 Var Tracer::NewValue(const TensorType& type, ValueRole role, std::string name) {
   return Var(this, graph_.AddValue(type, role, std::move(name)));
 }

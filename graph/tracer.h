@@ -53,6 +53,11 @@ class Tracer {
 
   Var NewValue(const TensorType& type, ValueRole role, std::string name = "");
   Var Wrap(ValueId id) { return Var(this, id); }
+  // Keeps `v` readable after each step and evaluation through Program::value(v.id()) (logits
+  // for accuracy, say): a transient value becomes a kOutput with its own persistent bytes, and
+  // the nodes that compute it survive dead-code elimination. `name` labels it in dumps when it
+  // has none. Persistent values (parameters, inputs) keep their role; invalid Vars are ignored.
+  void MarkOutput(const Var& v, std::string name = "");
 
   // Appends `op` over `inputs`; outputs get `role` (kActivation while tracing forward, kGradient
   // while autodiff runs; see set_output_role). `wanted[i] == false` skips output i. Returns one

@@ -1,0 +1,251 @@
+// The MobileNetV2-style CNN: parameter names and shapes as the PyTorch reference writes them,
+// its initializers, a compiled step that learns a fixed batch, and logits read back through
+// Tracer::MarkOutput and Program::value.
+#include "graph/models/mobilenet.h"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "graph/compile.h"
+#include "graph/ops/ops.h"
+#include "gtest/gtest.h"
+#include "tests/runtime/cpu/kernel_test_util.h"
+
+namespace strata::graph {
+namespace {
+
+using ::testing::Pair;
+using testing::ExpectStatus;
+
+std::vector<std::pair<std::string, Shape>> Parameters(MobileNet& net) {
+  std::vector<std::pair<std::string, Shape>> out;
+  net.ForEachParameter([&](const std::string& path, Parameter& p) { out.push_back({path, p.shape()}); });
+  return out;
+}
+
+TEST(MobileNetTest, ParameterNamesAndShapes) {
+  MobileNet net(MobileNetConfig{});
+  const auto params = Parameters(net);
+  // 16 conv + BN layers (stem, 2 in block 0, 3 in each expanding block, head) of five tensors
+  // each, plus the classifier's two.
+  ASSERT_EQ(params.size(), 16u * 5 + 2);
+  EXPECT_THAT(params.front(), Pair("stem.conv.weight", Shape{16, 1, 3, 3}));
+  EXPECT_THAT(params.back(), Pair("classifier.bias", Shape{10}));
+  auto shape = [&](const std::string& path) {
+    for (const auto& [name, s] : params) {
+      if (name == path) return s;
+    }
+    ADD_FAILURE() << "no parameter " << path;
+    return Shape{};
+  };
+  EXPECT_EQ(shape("stem.bn.running_var"), (Shape{16}));
+  EXPECT_EQ(shape("blocks.0.depthwise.conv.weight"), (Shape{16, 1, 3, 3}));
+  EXPECT_EQ(shape("blocks.0.project.conv.weight"), (Shape{16, 16, 1, 1}));
+  EXPECT_EQ(shape("blocks.1.expand.conv.weight"), (Shape{64, 16, 1, 1}));
+  EXPECT_EQ(shape("blocks.1.depthwise.conv.weight"), (Shape{64, 1, 3, 3}));
+  EXPECT_EQ(shape("blocks.1.project.conv.weight"), (Shape{24, 64, 1, 1}));
+  EXPECT_EQ(shape("blocks.3.expand.bn.running_mean"), (Shape{96}));
+  EXPECT_EQ(shape("blocks.4.project.bn.weight"), (Shape{32}));
+  EXPECT_EQ(shape("head.conv.weight"), (Shape{128, 32, 1, 1}));
+  EXPECT_EQ(shape("classifier.weight"), (Shape{10, 128}));
+  EXPECT_EQ(net.FindParameter("blocks.0.expand.conv.weight"), nullptr);  // expand == 1
+
+  // The same names and shapes as the PyTorch reference's initial state.
+  const SafetensorsFile init = testing::LoadFixture("cnn_init", "graph");
+  EXPECT_EQ(init.names().size(), params.size());
+  for (const auto& [name, s] : params) {
+    absl::StatusOr<Tensor> t = init.Get(name);
+    ASSERT_TRUE(t.ok()) << t.status();
+    EXPECT_EQ(t->shape(), s) << name;
+  }
+}
+
+TEST(MobileNetTest, Initializers) {
+  MobileNet net(MobileNetConfig{});
+  auto init = [&](const std::string& path) { return net.FindParameter(path)->init(); };
+  // kaiming_normal_(mode="fan_out"): std sqrt(2 / (out_channels * kh * kw)).
+  EXPECT_DOUBLE_EQ(init("stem.conv.weight").b, std::sqrt(2.0 / (16 * 9)));
+  EXPECT_DOUBLE_EQ(init("blocks.1.expand.conv.weight").b, std::sqrt(2.0 / 64));
+  EXPECT_DOUBLE_EQ(init("blocks.1.depthwise.conv.weight").b, std::sqrt(2.0 / (64 * 9)));
+  EXPECT_EQ(init("blocks.1.depthwise.conv.weight").kind, Init::kNormal);
+  EXPECT_DOUBLE_EQ(init("classifier.weight").b, 0.01);
+  EXPECT_EQ(init("classifier.bias").ToString(), "constant(0)");
+  EXPECT_EQ(init("head.bn.weight").ToString(), "constant(1)");
+  EXPECT_EQ(init("head.bn.bias").ToString(), "constant(0)");
+  EXPECT_EQ(init("head.bn.running_mean").ToString(), "constant(0)");
+  EXPECT_EQ(init("head.bn.running_var").ToString(), "constant(1)");
+  EXPECT_FALSE(net.FindParameter("head.bn.running_var")->trainable());
+  EXPECT_TRUE(net.FindParameter("head.bn.weight")->trainable());
+}
+
+TEST(MobileNetTest, ConfigErrorsNameTheField) {
+  MobileNetConfig c;
+  EXPECT_TRUE(c.Validate().ok());
+  c.blocks[2].in = 25;
+  ExpectStatus(c.Validate(), absl::StatusCode::kInvalidArgument, {"blocks[2].in", "25", "24"});
+  c = MobileNetConfig{};
+  c.blocks[1].stride = 0;
+  ExpectStatus(c.Validate(), absl::StatusCode::kInvalidArgument, {"blocks[1].stride"});
+}
+
+struct Fixed {
+  Tensor images, labels;
+};
+
+Fixed Batch(int64_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  Fixed b{testing::RandomTensor(Shape{n, 1, 28, 28}, rng),
+          Tensor::Empty(Shape{n}, DType::kI32, DefaultCpuAllocator()).value()};
+  for (int64_t i = 0; i < n; ++i) b.labels.data<int32_t>()[i] = static_cast<int32_t>(rng() % 10);
+  return b;
+}
+
+absl::StatusOr<std::unique_ptr<Program>> CompileNet(MobileNet& net, int64_t batch,
+                                                    ValueId* logits_id) {
+  TrainOptions o;
+  o.optimizer = OptimizerOptions::Sgd(/*momentum=*/0.9, /*weight_decay=*/5e-4);
+  o.schedule.max_lr = 0.05;
+  o.seed = 1;
+  return Compile(net, {{"images", Shape{batch, 1, 28, 28}}, {"labels", Shape{batch}, DType::kI32}},
+                 [&](absl::Span<const Var> in) {
+                   Var logits = net.Forward(in[0]);
+                   in[0].tracer()->MarkOutput(logits, "logits");
+                   if (logits_id) *logits_id = logits.id();
+                   return ops::CrossEntropy(logits, in[1]);
+                 },
+                 o);
+}
+
+TEST(MobileNetTest, StepsOnAFixedBatchReduceTheLoss) {
+  MobileNet net(MobileNetConfig{});
+  absl::StatusOr<std::unique_ptr<Program>> p = CompileNet(net, 2, nullptr);
+  ASSERT_TRUE(p.ok()) << p.status();
+  const Fixed b = Batch(2, 7);
+  std::vector<double> losses;
+  for (int s = 0; s < 10; ++s) {
+    absl::StatusOr<StepStats> st = (*p)->Step({b.images, b.labels});
+    ASSERT_TRUE(st.ok()) << st.status();
+    ASSERT_TRUE(std::isfinite(st->loss));
+    losses.push_back(st->loss);
+  }
+  EXPECT_NEAR(losses.front(), std::log(10.0), 0.1);  // classifier weights of std 0.01
+  // Momentum builds up: every step lowers the loss, and by more each time at first.
+  for (size_t s = 1; s < losses.size(); ++s) {
+    EXPECT_LT(losses[s], losses[s - 1]) << "step " << s << ": " << ::testing::PrintToString(losses);
+  }
+  EXPECT_LT(losses.back(), losses.front() - 0.4) << ::testing::PrintToString(losses);
+}
+
+TEST(MobileNetTest, MarkedLogitsAreReadableAfterEvaluate) {
+  MobileNet net(MobileNetConfig{});
+  ValueId logits_id = kNoValue;
+  absl::StatusOr<std::unique_ptr<Program>> p = CompileNet(net, 4, &logits_id);
+  ASSERT_TRUE(p.ok()) << p.status();
+  Program& program = **p;
+  EXPECT_EQ(program.graph().value(logits_id).role, ValueRole::kOutput);
+  EXPECT_EQ(program.graph().value(logits_id).name, "logits");
+  const Fixed b = Batch(4, 11);
+  ASSERT_TRUE(program.Step({b.images, b.labels}).ok());
+  absl::StatusOr<double> loss = program.Evaluate({b.images, b.labels});
+  ASSERT_TRUE(loss.ok()) << loss.status();
+  absl::StatusOr<Tensor> logits = program.value(logits_id);
+  ASSERT_TRUE(logits.ok()) << logits.status();
+  ASSERT_EQ(logits->shape(), (Shape{4, 10}));
+  // The loss Evaluate returned is the cross-entropy of exactly these logits.
+  const std::vector<double> z = testing::ToDouble(*logits);
+  double sum = 0;
+  for (int r = 0; r < 4; ++r) {
+    double m = z[r * 10], e = 0;
+    for (int c = 1; c < 10; ++c) m = std::max(m, z[r * 10 + c]);
+    for (int c = 0; c < 10; ++c) e += std::exp(z[r * 10 + c] - m);
+    sum += std::log(e) + m - z[r * 10 + b.labels.data<int32_t>()[r]];
+  }
+  EXPECT_NEAR(sum / 4, *loss, 1e-5);
+
+  ExpectStatus(program.value(program.graph().num_values()).status(), absl::StatusCode::kNotFound,
+               {"no bytes for value"});
+}
+
+// Max over elements of |ours - ref| <= atol * max|ref| + rtol * |ref|; reports the first few.
+void ExpectMatches(const Tensor& ours, const Tensor& ref, const std::string& what, double rtol,
+                   double atol) {
+  const std::vector<double> a = testing::ToDouble(ours), b = testing::ToDouble(ref);
+  ASSERT_EQ(a.size(), b.size()) << what;
+  double max_ref = 0;
+  for (double v : b) max_ref = std::max(max_ref, std::abs(v));
+  int bad = 0;
+  for (size_t i = 0; i < a.size() && bad < 5; ++i) {
+    if (std::abs(a[i] - b[i]) > atol * max_ref + rtol * std::abs(b[i])) {
+      ADD_FAILURE() << what << "[" << i << "]: strata " << a[i] << ", PyTorch " << b[i];
+      ++bad;
+    }
+  }
+}
+
+// tests/fixtures/graph_ops/cnn_train.py: the same initial state, 20 SGD steps (lr 0.05,
+// momentum 0.9, weight decay 5e-4 on conv and linear weights) on batches of 16 noise images.
+TEST(MobileNetTest, TwentySgdStepsMatchPyTorch) {
+  constexpr int64_t kBatch = 16, kSteps = 20;
+  const SafetensorsFile init = testing::LoadFixture("cnn_init", "graph");
+  const SafetensorsFile ref = testing::LoadFixture("cnn_train", "graph");
+  MobileNet net(MobileNetConfig{});
+  TrainOptions o;
+  o.optimizer = OptimizerOptions::Sgd(/*momentum=*/0.9, /*weight_decay=*/5e-4);
+  o.schedule.max_lr = 0.05;
+  o.keep_gradients = true;
+  absl::StatusOr<std::unique_ptr<Program>> program =
+      Compile(net, {{"images", Shape{kBatch, 1, 28, 28}}, {"labels", Shape{kBatch}, DType::kI32}},
+              [&](absl::Span<const Var> in) {
+                return ops::CrossEntropy(net.Forward(in[0]), in[1]);
+              },
+              o);
+  ASSERT_TRUE(program.ok()) << program.status();
+  Program& p = **program;
+  for (const auto& [path, t] : p.parameters()) {
+    ASSERT_TRUE(t.CopyFrom(init.Get(path).value()).ok()) << path;
+  }
+
+  const Tensor images = ref.Get("images").value(), labels = ref.Get("labels").value();
+  const Tensor losses = ref.Get("losses").value();
+  for (int64_t s = 0; s < kSteps; ++s) {
+    const Tensor x = images.Slice(0, s * kBatch, (s + 1) * kBatch).value();
+    Tensor y = Tensor::Empty(Shape{kBatch}, DType::kI32, DefaultCpuAllocator()).value();
+    ASSERT_TRUE(y.CopyFrom(labels.Slice(0, s * kBatch, (s + 1) * kBatch).value()).ok());
+    absl::StatusOr<StepStats> st = p.Step({x, y});
+    ASSERT_TRUE(st.ok()) << st.status();
+    const double want = losses.data<float>()[s];
+    EXPECT_NEAR(st->loss, want, 1e-5 * want) << "step " << s;
+    if (s == 0) {
+      for (const auto& [path, g] : p.gradients()) {
+        ExpectMatches(g, ref.Get("grad0." + path).value(), "grad0." + path, 1e-3, 1e-5);
+      }
+    }
+  }
+  for (const auto& [path, w] : p.parameters()) {
+    const Tensor want = ref.Contains("final." + path) ? ref.Get("final." + path).value()
+                                                      : init.Get(path).value();  // buffers
+    ExpectMatches(w, want, path, 1e-4, 1e-5);
+  }
+}
+
+TEST(MobileNetTest, WrongImageShapeIsNamed) {
+  MobileNet net(MobileNetConfig{});
+  TrainOptions o;
+  o.optimizer = OptimizerOptions::Sgd(0.9, 0);
+  absl::StatusOr<std::unique_ptr<Program>> p =
+      Compile(net, {{"images", Shape{2, 3, 28, 28}}, {"labels", Shape{2}, DType::kI32}},
+              [&](absl::Span<const Var> in) {
+                return ops::CrossEntropy(net.Forward(in[0]), in[1]);
+              },
+              o);
+  ExpectStatus(p.status(), absl::StatusCode::kInvalidArgument,
+               {"mobilenet", "f32[2, 3, 28, 28]", "(N, 1, H, W)"});
+}
+
+}  // namespace
+}  // namespace strata::graph
