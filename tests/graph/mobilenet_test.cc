@@ -171,20 +171,24 @@ TEST(MobileNetTest, MarkedLogitsAreReadableAfterEvaluate) {
                {"no bytes for value"});
 }
 
-// Max over elements of |ours - ref| <= atol * max|ref| + rtol * |ref|; reports the first few.
-void ExpectMatches(const Tensor& ours, const Tensor& ref, const std::string& what, double rtol,
-                   double atol) {
-  const std::vector<double> a = testing::ToDouble(ours), b = testing::ToDouble(ref);
+// ||ours - ref|| / ||ref|| <= rtol (L2 over the tensor). Per-element bounds do not suit these
+// gradients: at this initialization they are sums of ~10^4 terms that nearly cancel, so their
+// rounding error follows the terms' magnitude rather than the sum's, and the reduction order
+// moves small elements by a percent. The release build matches PyTorch to ~2e-6; the
+// unvectorized sanitizer build's sequential float sums to ~1.5e-3.
+void ExpectMatches(const std::vector<double>& a, const std::vector<double>& b,
+                   const std::string& what, double rtol) {
   ASSERT_EQ(a.size(), b.size()) << what;
-  double max_ref = 0;
-  for (double v : b) max_ref = std::max(max_ref, std::abs(v));
-  int bad = 0;
-  for (size_t i = 0; i < a.size() && bad < 5; ++i) {
-    if (std::abs(a[i] - b[i]) > atol * max_ref + rtol * std::abs(b[i])) {
-      ADD_FAILURE() << what << "[" << i << "]: strata " << a[i] << ", PyTorch " << b[i];
-      ++bad;
-    }
+  double diff = 0, norm = 0;
+  size_t worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff += (a[i] - b[i]) * (a[i] - b[i]);
+    norm += b[i] * b[i];
+    if (std::abs(a[i] - b[i]) > std::abs(a[worst] - b[worst])) worst = i;
   }
+  EXPECT_LE(std::sqrt(diff), rtol * std::sqrt(norm))
+      << what << ": relative L2 error " << std::sqrt(diff / norm) << "; worst element " << worst
+      << ": strata " << a[worst] << ", PyTorch " << b[worst];
 }
 
 // tests/fixtures/graph_ops/cnn_train.py: the same initial state, 20 SGD steps (lr 0.05,
@@ -222,14 +226,26 @@ TEST(MobileNetTest, TwentySgdStepsMatchPyTorch) {
     EXPECT_NEAR(st->loss, want, 1e-5 * want) << "step " << s;
     if (s == 0) {
       for (const auto& [path, g] : p.gradients()) {
-        ExpectMatches(g, ref.Get("grad0." + path).value(), "grad0." + path, 1e-3, 1e-5);
+        ExpectMatches(testing::ToDouble(g), testing::ToDouble(ref.Get("grad0." + path).value()),
+                      "grad0." + path, 5e-3);
       }
     }
   }
+  // Buffers stay as loaded; trainable tensors moved as PyTorch's did. The moves are compared, not
+  // the values: BatchNorm weights move by ~1e-4 of their norm.
   for (const auto& [path, w] : p.parameters()) {
-    const Tensor want = ref.Contains("final." + path) ? ref.Get("final." + path).value()
-                                                      : init.Get(path).value();  // buffers
-    ExpectMatches(w, want, path, 1e-4, 1e-5);
+    const std::vector<double> start = testing::ToDouble(init.Get(path).value());
+    std::vector<double> ours = testing::ToDouble(w);
+    if (!ref.Contains("final." + path)) {
+      EXPECT_EQ(ours, start) << path;
+      continue;
+    }
+    std::vector<double> theirs = testing::ToDouble(ref.Get("final." + path).value());
+    for (size_t i = 0; i < start.size(); ++i) {
+      ours[i] -= start[i];
+      theirs[i] -= start[i];
+    }
+    ExpectMatches(ours, theirs, "update of " + path, 5e-3);
   }
 }
 
