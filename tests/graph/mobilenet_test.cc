@@ -24,7 +24,8 @@ using testing::ExpectStatus;
 
 std::vector<std::pair<std::string, Shape>> Parameters(MobileNet& net) {
   std::vector<std::pair<std::string, Shape>> out;
-  net.ForEachParameter([&](const std::string& path, Parameter& p) { out.push_back({path, p.shape()}); });
+  net.ForEachParameter(
+      [&](const std::string& path, Parameter& p) { out.push_back({path, p.shape()}); });
   return out;
 }
 
