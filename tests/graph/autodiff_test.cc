@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "graph/compile.h"
 #include "graph/ops/ops.h"
@@ -22,7 +23,7 @@ class Probe : public Module {
   Probe(const std::vector<Shape>& shapes, size_t frozen_from) {
     for (size_t i = 0; i < shapes.size(); ++i) {
       const bool frozen = i >= frozen_from;
-      params_.push_back(AddParameter("p" + std::to_string(i), shapes[i],
+      params_.push_back(AddParameter(absl::StrCat("p", i), shapes[i],
                                      frozen ? Init::Uniform(0.5, 1.5) : Init::Normal(0, 1),
                                      /*trainable=*/!frozen));
     }
