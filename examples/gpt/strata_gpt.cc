@@ -1,0 +1,303 @@
+// strata-gpt: trains a GPT-2-architecture model on a text file (bytes, vocabulary 256) or a
+// nanoGPT / llm.c uint16 token file.
+//
+//   strata-gpt --data /usr/share/games/fortunes/songs-poems --layers 4 --width 192 --heads 6
+//              --seq 128 --batch 8 --steps 200 --lr 1e-3 --metrics run.jsonl
+//
+// Batches follow llm.c: step s reads B*T+1 consecutive training tokens from s*B*T (wrapping at
+// the end); inputs are the first B*T, targets the same shifted by one. --shuffle draws random
+// windows instead. The last --val-fraction of the tokens is held out for --eval-every.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "examples/common/flags.h"
+#include "examples/common/metrics.h"
+#include "graph/checkpoint.h"
+#include "graph/compile.h"
+#include "graph/data/token_file.h"
+#include "graph/models/gpt.h"
+#include "graph/models/gpt2_checkpoint.h"
+#include "graph/ops/ops.h"
+#include "runtime/safetensors.h"
+#include "runtime/status.h"
+#include "runtime/threading.h"
+
+namespace strata::examples {
+namespace {
+
+using graph::GptConfig;
+
+struct Options {
+  std::string data, init_from, save, resume, metrics, schedule = "cosine";
+  int64_t layers = 6, width = 384, heads = 6, seq = 256, batch = 8, steps = 100, vocab = 0;
+  int64_t warmup = 10, seed = 1337, threads = 0, eval_every = 0, eval_batches = 4,
+          micro_batches = 1, save_every = 0, log_every = 1, stop_at = 0;
+  double lr = 6e-4, min_lr = -1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1,
+         clip = 1.0, val_fraction = 0.1;
+  bool shuffle = false, dump_graph = false, profile = false;
+};
+
+// Token windows: sequential (llm.c) or shuffled, both a pure function of the step so that a
+// resumed run reads exactly what an uninterrupted one would.
+class Batcher {
+ public:
+  Batcher(const std::vector<uint16_t>& tokens, int64_t begin, int64_t end, int64_t b, int64_t t,
+          bool shuffle, uint64_t seed)
+      : tokens_(tokens), begin_(begin), n_(end - begin), b_(b), t_(t), shuffle_(shuffle),
+        seed_(seed),
+        ids_(Tensor::Empty(Shape{b, t}, DType::kI32, DefaultCpuAllocator()).value()),
+        targets_(Tensor::Empty(Shape{b, t}, DType::kI32, DefaultCpuAllocator()).value()) {}
+
+  // Where the sequential batch of step `s` starts in the token range.
+  int64_t Start(int64_t s) const { return (s * b_ * t_) % n_; }
+
+  // The batch of step `s`.
+  std::vector<Tensor> Get(int64_t s) {
+    int32_t* x = ids_.data<int32_t>();
+    int32_t* y = targets_.data<int32_t>();
+    const int64_t start = Start(s);
+    std::mt19937_64 rng(seed_ ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(s + 1)));
+    for (int64_t r = 0; r < b_; ++r) {
+      const int64_t row = shuffle_ ? static_cast<int64_t>(rng() % static_cast<uint64_t>(n_))
+                                   : start + r * t_;
+      for (int64_t i = 0; i < t_; ++i) {
+        x[r * t_ + i] = tokens_[begin_ + (row + i) % n_];
+        y[r * t_ + i] = tokens_[begin_ + (row + i + 1) % n_];
+      }
+    }
+    return {ids_, targets_};
+  }
+
+ private:
+  const std::vector<uint16_t>& tokens_;
+  int64_t begin_, n_, b_, t_;
+  bool shuffle_;
+  uint64_t seed_;
+  Tensor ids_, targets_;
+};
+
+// Layers, width, vocabulary and block size from a Hugging Face GPT-2 file's shapes.
+absl::Status InferConfig(const std::string& path, GptConfig& c) {
+  STRATA_ASSIGN_OR_RETURN(const SafetensorsFile f, SafetensorsFile::Read(path, DefaultCpuAllocator()));
+  auto shape = [&](const std::string& name) -> absl::StatusOr<Shape> {
+    for (const std::string& n : {name, "transformer." + name}) {
+      if (f.Contains(n)) return f.Get(n).value().shape();
+    }
+    return absl::NotFoundError(absl::StrCat(path, ": no tensor ", name, " (is it a GPT-2 file?)"));
+  };
+  STRATA_ASSIGN_OR_RETURN(const Shape wte, shape("wte.weight"));
+  STRATA_ASSIGN_OR_RETURN(const Shape wpe, shape("wpe.weight"));
+  c.vocab = wte[0];
+  c.width = wte[1];
+  c.block_size = wpe[0];
+  c.layers = 0;
+  while (shape(absl::StrCat("h.", c.layers, ".ln_1.weight")).ok()) ++c.layers;
+  return absl::OkStatus();
+}
+
+absl::Status Train(const Options& o) {
+  if (o.threads > 0) SetNumThreads(static_cast<int>(o.threads));
+  if (o.data.empty()) return absl::InvalidArgumentError("strata-gpt: --data FILE is required");
+  STRATA_ASSIGN_OR_RETURN(const data::TokenFile file, data::ReadTokens(o.data));
+
+  GptConfig config{.vocab = o.vocab, .block_size = o.seq, .layers = static_cast<int>(o.layers),
+                   .width = o.width, .heads = static_cast<int>(o.heads)};
+  if (config.vocab == 0) config.vocab = file.format == "bytes" ? 256 : 50257;
+  if (!o.init_from.empty()) STRATA_RETURN_IF_ERROR(InferConfig(o.init_from, config));
+  STRATA_RETURN_IF_ERROR(config.Validate());
+  if (file.min_vocab > config.vocab) {
+    return absl::InvalidArgumentError(absl::StrCat(o.data, ": token id ", file.min_vocab - 1,
+                                                   " does not fit the vocabulary of ",
+                                                   config.vocab, " (--vocab)"));
+  }
+  if (o.seq > config.block_size) {
+    return absl::InvalidArgumentError(absl::StrCat("--seq ", o.seq, " exceeds the model's ",
+                                                   config.block_size, " positions"));
+  }
+  const int64_t n = static_cast<int64_t>(file.tokens.size());
+  const int64_t n_val = o.eval_every > 0 ? static_cast<int64_t>(n * o.val_fraction) : 0;
+  const int64_t n_train = n - n_val;
+  const int64_t need = o.batch * o.micro_batches * o.seq + 1;
+  if (n_train < need || (n_val > 0 && n_val < need)) {
+    return absl::InvalidArgumentError(absl::StrCat(o.data, " has ", n, " tokens; a batch needs ",
+                                                   need, " for training", n_val ? " and for validation" : ""));
+  }
+
+  if (o.schedule == "cosine" && o.warmup >= o.steps) {
+    return absl::InvalidArgumentError(absl::StrCat("--warmup ", o.warmup, " must be below --steps ",
+                                                   o.steps, " for the cosine schedule"));
+  }
+  graph::Gpt gpt(config);
+  graph::TrainOptions t;
+  t.optimizer = graph::OptimizerOptions::AdamW(o.beta1, o.beta2, o.eps, o.weight_decay);
+  STRATA_ASSIGN_OR_RETURN(t.schedule.kind, optim::ParseLrScheduleKind(o.schedule));
+  t.schedule.max_lr = o.lr;
+  t.schedule.min_lr = o.min_lr >= 0 ? o.min_lr : o.lr / 10;
+  t.schedule.warmup_steps = o.warmup;
+  t.schedule.total_steps = o.steps;
+  t.clip_grad_norm = o.clip;
+  t.micro_batches = static_cast<int>(o.micro_batches);
+  t.seed = static_cast<uint64_t>(o.seed);
+  t.dump_graph = o.dump_graph;
+  const Shape micro{o.batch, o.seq};
+  STRATA_ASSIGN_OR_RETURN(
+      std::unique_ptr<graph::Program> program,
+      graph::Compile(gpt, {{"ids", micro, DType::kI32}, {"targets", micro, DType::kI32}},
+                     [&](absl::Span<const graph::Var> in) {
+                       return graph::ops::CrossEntropy(gpt.Forward(in[0]), in[1]);
+                     },
+                     t));
+  if (o.dump_graph) std::cout << program->dump();
+
+  int64_t params = 0;
+  for (const auto& [name, p] : program->parameters()) params += p.numel();
+  std::printf("strata-gpt: %s, %lld tokens (%s), vocab %lld, %d layers, width %lld, %d heads, "
+              "%.2fM parameters, %d threads\n%s\n",
+              o.data.c_str(), static_cast<long long>(n), file.format.c_str(),
+              static_cast<long long>(config.vocab), config.layers,
+              static_cast<long long>(config.width), config.heads, params / 1e6, NumThreads(),
+              program->memory_report().ToString().c_str());
+
+  if (!o.init_from.empty()) {
+    STRATA_RETURN_IF_ERROR(graph::LoadGpt2Weights(*program, o.init_from));
+    std::printf("loaded weights from %s\n", o.init_from.c_str());
+  }
+  // What a checkpoint must agree with for the resumed run to read the same batches.
+  const std::string run_shape =
+      absl::StrCat("batch=", o.batch * o.micro_batches, " seq=", o.seq, " tokens=", n_train,
+                   o.shuffle ? " shuffle" : " sequential");
+  STRATA_ASSIGN_OR_RETURN(MetricsFile metrics, MetricsFile::Open(o.metrics));
+  program->set_profiling(o.profile);
+  Batcher train(file.tokens, 0, n_train, o.batch * o.micro_batches, o.seq, o.shuffle, o.seed);
+  Batcher val(file.tokens, n_train, n, o.batch * o.micro_batches, o.seq, false, o.seed);
+  if (!o.resume.empty()) {
+    STRATA_ASSIGN_OR_RETURN(const graph::TrainerState state, graph::LoadCheckpoint(*program, o.resume));
+    const auto saved = state.extra.find("run");
+    if (saved == state.extra.end() || saved->second != run_shape) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          o.resume, ": the checkpoint was written by a run with ",
+          saved == state.extra.end() ? "no recorded data layout" : saved->second,
+          "; this run has ", run_shape, " and would read different batches"));
+    }
+    if (state.rng != absl::StrCat("seed=", o.seed)) {
+      return absl::FailedPreconditionError(absl::StrCat(o.resume, ": the checkpoint's data RNG is ",
+                                                        state.rng, ", this run's seed=", o.seed,
+                                                        " (--seed)"));
+    }
+    std::printf("resumed from %s at step %lld (data position %llu)\n", o.resume.c_str(),
+                static_cast<long long>(program->step_count()),
+                static_cast<unsigned long long>(state.data_position));
+  }
+  // Batches are a pure function of the step (see Batcher), so the seed and the step are the
+  // whole data state; the position is recorded for people reading the checkpoint.
+  auto save = [&]() -> absl::Status {
+    graph::TrainerState state;
+    state.data_position = static_cast<uint64_t>(train.Start(program->step_count()));
+    state.rng = absl::StrCat("seed=", o.seed);
+    state.extra["run"] = run_shape;
+    state.extra["data"] = o.data;
+    STRATA_RETURN_IF_ERROR(graph::SaveCheckpoint(*program, state, o.save));
+    std::printf("saved checkpoint %s at step %lld\n", o.save.c_str(),
+                static_cast<long long>(program->step_count()));
+    return absl::OkStatus();
+  };
+
+  const int64_t last = o.stop_at > 0 ? std::min(o.stop_at, o.steps) : o.steps;
+  while (program->step_count() < last) {
+    const int64_t s = program->step_count();
+    STRATA_ASSIGN_OR_RETURN(const graph::StepStats st, program->Step(train.Get(s)));
+    const int64_t peak_device = st.peak_bytes[static_cast<int>(MemoryTier::kDevice)];
+    if (st.step % o.log_every == 0 || st.step == o.steps || st.step == 1) {
+      std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s\n",
+                  static_cast<long long>(st.step), static_cast<long long>(o.steps), st.loss, st.lr,
+                  st.grad_norm, st.step_ms, st.tokens_per_s);
+      std::fflush(stdout);
+    }
+    nlohmann::json record = {
+        {"step", st.step}, {"loss", st.loss}, {"lr", st.lr}, {"grad_norm", st.grad_norm},
+        {"step_ms", st.step_ms}, {"tokens_per_s", st.tokens_per_s},
+        {"peak_bytes", {{"device", peak_device},
+                        {"host", st.peak_bytes[static_cast<int>(MemoryTier::kHost)]},
+                        {"nvme", st.peak_bytes[static_cast<int>(MemoryTier::kNvme)]}}}};
+    if (o.eval_every > 0 && (st.step % o.eval_every == 0 || st.step == o.steps)) {
+      double sum = 0;
+      for (int64_t i = 0; i < o.eval_batches; ++i) {
+        STRATA_ASSIGN_OR_RETURN(const double l, program->Evaluate(val.Get(i)));
+        sum += l;
+      }
+      record["val_loss"] = sum / o.eval_batches;
+      std::printf("step %5lld | held-out loss %.4f\n", static_cast<long long>(st.step),
+                  sum / o.eval_batches);
+    }
+    STRATA_RETURN_IF_ERROR(metrics.Write(record));
+    if (!o.save.empty() && o.save_every > 0 && st.step % o.save_every == 0) {
+      STRATA_RETURN_IF_ERROR(save());
+    }
+  }
+  if (!o.save.empty()) STRATA_RETURN_IF_ERROR(save());
+  if (o.profile) std::printf("%s", program->ProfileReport().c_str());
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace strata::examples
+
+int main(int argc, char** argv) {
+  using strata::examples::Flags;
+  strata::examples::Options o;
+  Flags f("strata-gpt", "Trains a GPT-2-architecture model on a text file or a uint16 token file.");
+  f.Add("data", &o.data, "text file (bytes) or .bin token file (nanoGPT / llm.c)");
+  f.Add("layers", &o.layers, "transformer blocks");
+  f.Add("width", &o.width, "model width");
+  f.Add("heads", &o.heads, "attention heads");
+  f.Add("seq", &o.seq, "sequence length (also the number of positions)");
+  f.Add("batch", &o.batch, "sequences per micro-batch");
+  f.Add("micro-batches", &o.micro_batches, "micro-batches accumulated per step");
+  f.Add("vocab", &o.vocab, "vocabulary (0: 256 for text, 50257 for token files)");
+  f.Add("steps", &o.steps, "optimizer steps (the schedule's length)");
+  f.Add("stop-at", &o.stop_at, "end this run at this step, e.g. to --resume later (0: --steps)");
+  f.Add("lr", &o.lr, "peak learning rate");
+  f.Add("min-lr", &o.min_lr, "final learning rate of the cosine schedule (default lr / 10)");
+  f.Add("warmup", &o.warmup, "linear warm-up steps");
+  f.Add("schedule", &o.schedule, "constant or cosine");
+  f.Add("beta1", &o.beta1, "AdamW beta1");
+  f.Add("beta2", &o.beta2, "AdamW beta2");
+  f.Add("eps", &o.eps, "AdamW epsilon");
+  f.Add("weight-decay", &o.weight_decay, "AdamW weight decay (tensors with 2+ dimensions)");
+  f.Add("clip", &o.clip, "clip the global gradient norm to this (0: off)");
+  f.Add("seed", &o.seed, "initialization and shuffling seed");
+  f.Add("shuffle", &o.shuffle, "random windows instead of sequential batches");
+  f.Add("init-from", &o.init_from, "Hugging Face GPT-2 safetensors file to start from");
+  f.Add("save", &o.save, "checkpoint directory to write at the end (and every --save-every)");
+  f.Add("save-every", &o.save_every, "steps between checkpoints (0: only at the end)");
+  f.Add("resume", &o.resume, "checkpoint directory to resume from");
+  f.Add("metrics", &o.metrics, "write one JSON object per step to this file");
+  f.Add("eval-every", &o.eval_every, "steps between held-out evaluations (0: never)");
+  f.Add("eval-batches", &o.eval_batches, "batches per held-out evaluation");
+  f.Add("val-fraction", &o.val_fraction, "fraction of the tokens held out");
+  f.Add("log-every", &o.log_every, "steps between progress lines");
+  f.Add("dump-graph", &o.dump_graph, "print the IR after each compile pass");
+  f.Add("threads", &o.threads, "threads (0: all cores)");
+  f.Add("profile", &o.profile, "print the time per op at the end");
+  if (absl::Status s = f.Parse(argc, argv); !s.ok()) {
+    std::cerr << s.message() << "\n";
+    return 2;
+  }
+  if (f.help_requested()) {
+    std::cout << f.Help();
+    return 0;
+  }
+  // A short run keeps its default warm-up shorter than itself.
+  if (!f.given("warmup")) o.warmup = std::min<int64_t>(o.warmup, o.steps - 1);
+  if (absl::Status s = strata::examples::Train(o); !s.ok()) {
+    std::cerr << "strata-gpt: " << s.message() << "\n";
+    return 1;
+  }
+  return 0;
+}
