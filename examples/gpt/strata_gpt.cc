@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <random>
 #include <string>
@@ -24,6 +26,7 @@
 #include "graph/models/gpt.h"
 #include "graph/models/gpt2_checkpoint.h"
 #include "graph/ops/ops.h"
+#include "nlohmann/json.hpp"
 #include "runtime/safetensors.h"
 #include "runtime/status.h"
 #include "runtime/threading.h"
@@ -41,6 +44,7 @@ struct Options {
   double lr = 6e-4, min_lr = -1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1,
          clip = 1.0, val_fraction = 0.1;
   bool shuffle = false, dump_graph = false, profile = false;
+  bool heads_given = false;  // --heads on the command line (see InferConfig)
 };
 
 // Token windows: sequential (llm.c) or shuffled, both a pure function of the step so that a
@@ -82,8 +86,10 @@ class Batcher {
   Tensor ids_, targets_;
 };
 
-// Layers, width, vocabulary and block size from a Hugging Face GPT-2 file's shapes.
-absl::Status InferConfig(const std::string& path, GptConfig& c) {
+// Layers, width, vocabulary and block size from a Hugging Face GPT-2 file's shapes; the number
+// of heads, which no shape records, from the config.json that `transformers` writes beside it,
+// or from --heads when given (a head count that silently differs would train another model).
+absl::Status InferConfig(const std::string& path, bool heads_given, GptConfig& c) {
   STRATA_ASSIGN_OR_RETURN(const SafetensorsFile f, SafetensorsFile::Read(path, DefaultCpuAllocator()));
   auto shape = [&](const std::string& name) -> absl::StatusOr<Shape> {
     for (const std::string& n : {name, "transformer." + name}) {
@@ -98,6 +104,26 @@ absl::Status InferConfig(const std::string& path, GptConfig& c) {
   c.block_size = wpe[0];
   c.layers = 0;
   while (shape(absl::StrCat("h.", c.layers, ".ln_1.weight")).ok()) ++c.layers;
+
+  const std::filesystem::path config_json = std::filesystem::path(path).parent_path() / "config.json";
+  if (!std::filesystem::exists(config_json)) {
+    if (heads_given) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--init-from ", path, ": the number of attention heads is not in the file and there is no ",
+        config_json.string(), "; pass --heads (12 for GPT-2 small)"));
+  }
+  std::ifstream in(config_json);
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("n_head") || !j["n_head"].is_number_integer()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(config_json.string(), ": expected a JSON object with an integer n_head"));
+  }
+  const int n_head = j["n_head"].get<int>();
+  if (heads_given && n_head != c.heads) {
+    return absl::InvalidArgumentError(absl::StrCat("--heads ", c.heads, " differs from n_head ",
+                                                   n_head, " in ", config_json.string()));
+  }
+  c.heads = n_head;
   return absl::OkStatus();
 }
 
@@ -109,7 +135,7 @@ absl::Status Train(const Options& o) {
   GptConfig config{.vocab = o.vocab, .block_size = o.seq, .layers = static_cast<int>(o.layers),
                    .width = o.width, .heads = static_cast<int>(o.heads)};
   if (config.vocab == 0) config.vocab = file.format == "bytes" ? 256 : 50257;
-  if (!o.init_from.empty()) STRATA_RETURN_IF_ERROR(InferConfig(o.init_from, config));
+  if (!o.init_from.empty()) STRATA_RETURN_IF_ERROR(InferConfig(o.init_from, o.heads_given, config));
   STRATA_RETURN_IF_ERROR(config.Validate());
   if (file.min_vocab > config.vocab) {
     return absl::InvalidArgumentError(absl::StrCat(o.data, ": token id ", file.min_vocab - 1,
@@ -273,7 +299,8 @@ int main(int argc, char** argv) {
   f.Add("clip", &o.clip, "clip the global gradient norm to this (0: off)");
   f.Add("seed", &o.seed, "initialization and shuffling seed");
   f.Add("shuffle", &o.shuffle, "random windows instead of sequential batches");
-  f.Add("init-from", &o.init_from, "Hugging Face GPT-2 safetensors file to start from");
+  f.Add("init-from", &o.init_from,
+        "Hugging Face GPT-2 safetensors file to start from (heads from config.json beside it)");
   f.Add("save", &o.save, "checkpoint directory to write at the end (and every --save-every)");
   f.Add("save-every", &o.save_every, "steps between checkpoints (0: only at the end)");
   f.Add("resume", &o.resume, "checkpoint directory to resume from");
@@ -293,6 +320,7 @@ int main(int argc, char** argv) {
     std::cout << f.Help();
     return 0;
   }
+  o.heads_given = f.given("heads");
   // A short run keeps its default warm-up shorter than itself.
   if (!f.given("warmup")) o.warmup = std::min<int64_t>(o.warmup, o.steps - 1);
   if (absl::Status s = strata::examples::Train(o); !s.ok()) {

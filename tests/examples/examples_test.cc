@@ -174,6 +174,31 @@ TEST_F(StrataGptTest, ATokenIdPastTheVocabularyIsNamed) {
   EXPECT_THAT(run.output, HasSubstr("tokens.bin"));
 }
 
+// A GPT-2 file as `transformers` writes it (vocab 256, 64 positions, 2 layers, width 64, 4 heads):
+// the shape comes from the file, the heads from the config.json beside it.
+TEST_F(StrataGptTest, InitFromATransformersCheckpoint) {
+  const fs::path root = STRATA_SOURCE_ROOT;
+  fs::create_directories(Path("gpt2"));
+  fs::copy_file(root / "tests/fixtures/graph/hf_gpt2_model.safetensors",
+                Path("gpt2/model.safetensors"));
+  const std::vector<std::string> args = {"--data", Path("corpus.txt"), "--init-from",
+                                         Path("gpt2/model.safetensors"), "--seq", "32",
+                                         "--batch", "2", "--steps", "3", "--threads", "1"};
+  Result run = RunStrataGpt(args);
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_THAT(run.output, HasSubstr("pass --heads"));
+
+  std::ofstream(Path("gpt2/config.json")) << R"({"model_type": "gpt2", "n_head": 4})";
+  run = RunStrataGpt(args);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("vocab 256, 2 layers, width 64, 4 heads"));
+  EXPECT_THAT(run.output, HasSubstr("loaded weights from"));
+
+  run = RunStrataGpt(With(args, {"--heads", "2"}));
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_THAT(run.output, HasSubstr("--heads 2 differs from n_head 4"));
+}
+
 TEST_F(StrataGptTest, BadFlagsAndFilesAreNamed) {
   Result run = RunStrataGpt({"--data", Path("nope.txt")});
   EXPECT_EQ(run.exit_code, 1);

@@ -2,6 +2,7 @@
 // a 2-layer GPT-2 from a Hugging Face layout safetensors file for 20 AdamW steps with warm-up,
 // cosine decay, clipping and nanoGPT's weight-decay groups; strata loads the same file and must
 // give the same step-0 gradients, every per-step loss within 1e-4 relative, and the same weights.
+// A second test does the same against `transformers`' own GPT2LMHeadModel and the file it wrote.
 #include <cmath>
 #include <string>
 
@@ -96,6 +97,42 @@ TEST(GptParityTest, TwentyAdamWStepsMatchPyTorch) {
   for (const auto& [path, w] : p.parameters()) {
     const std::string hf = "transformer." + path;
     ExpectMatches(w, ref.Get("final." + hf).value(), hf, 1e-3, 1e-4);
+  }
+}
+
+// A checkpoint written by `transformers` itself (GPT2LMHeadModel.save_pretrained, fixture
+// graph_ops/hf_gpt2.py) loads with HF's semantics and trains like HF's own model: 8 AdamW steps,
+// every loss within 1e-4 relative of the losses `transformers` computed.
+TEST(GptParityTest, ATransformersCheckpointTrainsLikeTransformers) {
+  const SafetensorsFile ref = testing::LoadFixture("hf_gpt2", "graph");
+  constexpr int64_t kHfSteps = 8;
+  Gpt gpt(GptConfig{.vocab = 256, .block_size = 64, .layers = 2, .width = 64, .heads = 4});
+  TrainOptions o;
+  o.optimizer = OptimizerOptions::AdamW(0.9, 0.95, 1e-8, 0.1);
+  o.schedule = {.kind = optim::LrSchedule::kConstant, .max_lr = 1e-3};
+  o.clip_grad_norm = 1.0;
+  auto program = Compile(gpt, {{"ids", Shape{kBatch, kSeq}, DType::kI32}, {"targets", Shape{kBatch, kSeq}, DType::kI32}},
+                         [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
+                         o);
+  ASSERT_TRUE(program.ok()) << program.status();
+  Program& p = **program;
+  const absl::Status loaded = LoadGpt2Weights(p, FixturePath("hf_gpt2_model.safetensors"));
+  ASSERT_TRUE(loaded.ok()) << loaded;
+
+  const Tensor tokens = ref.Get("tokens").value();
+  const Tensor losses = ref.Get("losses").value();
+  ASSERT_EQ(losses.numel(), kHfSteps);
+  Tensor ids = Tensor::Empty(Shape{kBatch, kSeq}, DType::kI32, DefaultCpuAllocator()).value();
+  Tensor targets = Tensor::Empty(Shape{kBatch, kSeq}, DType::kI32, DefaultCpuAllocator()).value();
+  for (int64_t s = 0; s < kHfSteps; ++s) {
+    for (int64_t i = 0; i < kBatch * kSeq; ++i) {
+      ids.data<int32_t>()[i] = tokens.data<int32_t>()[s * kBatch * kSeq + i];
+      targets.data<int32_t>()[i] = tokens.data<int32_t>()[s * kBatch * kSeq + i + 1];
+    }
+    auto stats = p.Step({ids, targets});
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    const double want = losses.data<float>()[s];
+    EXPECT_NEAR(stats->loss, want, 1e-4 * want) << "step " << s;
   }
 }
 
