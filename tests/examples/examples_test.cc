@@ -223,6 +223,40 @@ TEST_F(StrataGptTest, BadFlagsAndFilesAreNamed) {
   EXPECT_THAT(run.output, HasSubstr("heads"));
 }
 
+// strata-fmnist on a slice of Fashion-MNIST (Debian's dataset-fashion-mnist): one JSON line per
+// step and one per epoch, whose test_accuracy is a fraction well above chance (10%).
+TEST(FmnistExampleTest, ReportsTestAccuracyPerEpoch) {
+  const fs::path data = "/usr/share/datasets/fashion-mnist";
+  if (!fs::exists(data / "t10k-labels-idx1-ubyte.gz")) {
+    GTEST_SKIP() << data << " not installed (launch/setup installs dataset-fashion-mnist)";
+  }
+  const fs::path metrics = fs::temp_directory_path() / absl::StrCat("strata_fmnist_", getpid());
+  const Result run = RunBinary(
+      STRATA_FMNIST_BINARY, {"--epochs", "2", "--limit-train", "2048", "--limit-test", "512",
+                             "--warmup", "10", "--init-images", "256", "--threads", "1",
+                             "--metrics", metrics.string()});
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  std::vector<nlohmann::json> epochs;
+  int steps = 0;
+  for (const nlohmann::json& r : ReadMetrics(metrics)) {
+    if (r.contains("test_accuracy")) {
+      epochs.push_back(r);
+    } else {
+      EXPECT_TRUE(r.at("loss").is_number());
+      ++steps;
+    }
+  }
+  fs::remove(metrics);
+  EXPECT_EQ(steps, 2 * 2048 / 64);
+  ASSERT_EQ(epochs.size(), 2u);
+  for (const nlohmann::json& e : epochs) {
+    const double accuracy = e.at("test_accuracy").get<double>();
+    EXPECT_GT(accuracy, 0.3);  // a fraction, not a percentage, and above chance
+    EXPECT_LE(accuracy, 1.0);
+  }
+  EXPECT_EQ(epochs[1].at("epoch").get<int>(), 2);
+}
+
 // The custom-model example learns three interleaved spirals, which no linear model separates:
 // its held-out loss ends far below chance (ln 3).
 TEST(CustomModelExampleTest, LearnsTheSpirals) {
