@@ -8,14 +8,37 @@
 
 #include "absl/strings/str_cat.h"
 #include "cblas.h"
+#include "runtime/cpu/internal/attention_kernels.h"
 #include "runtime/cpu/internal/vec_math.h"
 
 namespace strata::cpu {
 namespace {
 
+#ifdef __AVX512F__
+// See Note [Attention micro-kernels] (internal/attention_kernels.h). Products run in tiles of
+// kTileRows rows; the backward handles kBackwardBlock queries at a time, so that dk and dv are
+// read and written once per block while their sums run over kBackwardBlock rows in registers.
+constexpr int64_t kBlock = 64;
+constexpr int64_t kTileRows = 8, kTileVectors = 2;
+constexpr int64_t kKeyTile = 8, kKeyTileVectors = 2;
+static_assert(kBlock % kKeyTile == 0, "key tiles must not straddle a query block's first key");
+
+int64_t Padded(int64_t seq) { return (seq + 15) / 16 * 16; }
+
+// Row stride of the (., T) scratch matrices: T rounded up to an odd multiple of 16 floats, so that
+// a column chunk of consecutive rows spreads over all L1 sets.
+int64_t RowStride(int64_t seq) { return Padded(seq) | 16; }
+
+// k^T and v^T of one head (D, ld), and the probability and score-gradient blocks (kBlock, ld),
+// ld = RowStride(T); the forward uses k^T and the first block.
+int64_t PerThreadFloats(int64_t seq, int64_t head_dim) {
+  return (2 * head_dim + 2 * kBlock) * RowStride(seq);
+}
+#else
 constexpr int64_t kQueryBlock = 64;
 
-int64_t PerThreadFloats(int64_t seq) { return 2 * kQueryBlock * seq; }
+int64_t PerThreadFloats(int64_t seq, int64_t /*head_dim*/) { return 2 * kQueryBlock * seq; }
+#endif
 
 // A (T, D) matrix of one (batch, head): base pointer and row stride.
 struct HeadMatrix {
@@ -54,7 +77,7 @@ absl::Status CheckCommon(absl::string_view op, const Tensor& q, const Tensor& k,
   if (!std::isfinite(scale) || scale <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(op, ": scale = ", scale, " must be finite and > 0"));
   }
-  const int64_t need = PerThreadFloats(q.dim(2));
+  const int64_t need = PerThreadFloats(q.dim(2), q.dim(3));
   if (static_cast<int64_t>(workspace.size()) < need) {
     return absl::InvalidArgumentError(absl::StrCat(
         op, ": workspace of ", workspace.size() * sizeof(float), " bytes is smaller than the ",
@@ -64,18 +87,245 @@ absl::Status CheckCommon(absl::string_view op, const Tensor& q, const Tensor& k,
 }
 
 int Threads(const Tensor& q, absl::Span<float> workspace) {
-  const int64_t per = PerThreadFloats(q.dim(2));
+  const int64_t per = PerThreadFloats(q.dim(2), q.dim(3));
   const int64_t t = std::min<int64_t>({omp_get_max_threads(), q.dim(0) * q.dim(1),
                                        static_cast<int64_t>(workspace.size()) / per});
   return static_cast<int>(std::max<int64_t>(t, 1));
 }
+
+#ifdef __AVX512F__
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // see attention_kernels.h
+using internal::BroadcastProduct;
+using internal::Exp16;
+using internal::TailMask;
+
+// Asks for row r (if r < T) of a head matrix to be brought into L2. Each row of a block asks for
+// the matching row of the next block, so that few requests are in flight at a time.
+void PrefetchRow(const HeadMatrix& m, int64_t r, int64_t T, int64_t D) {
+  if (r >= T) return;
+  const char* row = reinterpret_cast<const char*>(m.data + r * m.ld);
+  for (int64_t b = 0; b < D * static_cast<int64_t>(sizeof(float)); b += 64) {
+    _mm_prefetch(row + b, _MM_HINT_T1);
+  }
+}
+
+// Scores of `rows` queries starting at i0 against the keys each tile of kTileRows of them can see
+// (rounded up to 16): c[r, 0:n] = a_r . bt[:, 0:n]. Key chunks run outside the query tiles so
+// that a chunk of bt (D x 16 kTileVectors) is reused from L1 by the whole block.
+void Scores(int64_t rows, int64_t i0, int64_t D, const float* a, int64_t lda, const float* bt,
+            int64_t ld, float* c) {
+  constexpr int64_t kChunk = 16 * kTileVectors;
+  for (int64_t n0 = 0; n0 < Padded(i0 + rows); n0 += kChunk) {
+    for (int64_t m0 = 0; m0 < rows; m0 += kTileRows) {
+      const int64_t mr = std::min(kTileRows, rows - m0), n = Padded(i0 + m0 + mr);
+      if (n0 >= n) continue;
+      BroadcastProduct</*kTransA=*/false, kTileRows, kTileVectors>(
+          mr, std::min(kChunk, n - n0), D, a + m0 * lda, lda, bt + n0, ld, c + m0 * ld + n0, ld,
+          {});
+    }
+  }
+}
+
+// One head's forward, kBlock queries at a time: the score rows over their visible keys (from
+// k^T), the softmax in place, then out = p v scaled by 1 / sum.
+void ForwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& vm,
+                 const HeadMatrix& om, float* lse, int64_t T, int64_t D, float scale, float* ws) {
+  const int64_t ld = RowStride(T);
+  float* kt = ws;              // (D, ld)
+  float* s = kt + D * ld;      // (kBlock, ld)
+  float inv[kBlock];
+  internal::TransposeRows(km.data, T, D, km.ld, kt, ld);
+  const __m512 neg_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  const __m512 vscale = _mm512_set1_ps(scale);
+  for (int64_t i0 = 0; i0 < T; i0 += kBlock) {
+    const int64_t rows = std::min(kBlock, T - i0);
+    Scores(rows, i0, D, qm.data + i0 * qm.ld, qm.ld, kt, ld, s);
+    for (int64_t r = 0; r < rows; ++r) {
+      float* row = s + r * ld;
+      const int64_t visible = i0 + r + 1;
+      for (const HeadMatrix* m : {&qm, &om}) PrefetchRow(*m, i0 + r + kBlock, T, D);
+      // Keys the p v product of this row's tile reads.
+      const int64_t tile_keys = i0 + std::min(rows, (r / kTileRows + 1) * kTileRows);
+      __m512 mx = neg_inf;
+      for (int64_t j = 0; j < visible; j += 16) {
+        mx = _mm512_mask_max_ps(mx, TailMask(visible - j), mx, _mm512_loadu_ps(row + j));
+      }
+      const float m = _mm512_reduce_max_ps(mx);
+      const __m512 shift = _mm512_set1_ps(-scale * m);
+      __m512 sum = _mm512_setzero_ps();
+      int64_t j = 0;
+      for (; j < visible; j += 16) {
+        const __m512 e = _mm512_maskz_mov_ps(
+            TailMask(visible - j), Exp16(_mm512_fmadd_ps(_mm512_loadu_ps(row + j), vscale, shift)));
+        _mm512_storeu_ps(row + j, e);
+        sum = _mm512_add_ps(sum, e);
+      }
+      for (; j < tile_keys; j += 16) _mm512_storeu_ps(row + j, _mm512_setzero_ps());
+      const float total = _mm512_reduce_add_ps(sum);
+      inv[r] = 1.0f / total;
+      lse[i0 + r] = scale * m + std::log(total);
+    }
+    for (int64_t m0 = 0; m0 < rows; m0 += kTileRows) {
+      const int64_t mr = std::min(kTileRows, rows - m0);
+      BroadcastProduct</*kTransA=*/false, kTileRows, kTileVectors>(
+          mr, D, i0 + m0 + mr, s + m0 * ld, ld, vm.data, vm.ld, om.data + (i0 + m0) * om.ld, om.ld,
+          {false, inv + m0});
+    }
+  }
+}
+
+// One head's backward, kBlock queries at a time: p and dp = dout v^T over the visible keys,
+// ds = p (dp - dout . out) scale, then dq = ds k, dv += p^T dout and dk += ds^T q.
+void BackwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& vm,
+                  const HeadMatrix& om, const HeadMatrix& dom, const HeadMatrix& dqm,
+                  const HeadMatrix& dkm, const HeadMatrix& dvm, const float* lse, int64_t T,
+                  int64_t D, float scale, float* ws) {
+  const int64_t ld = RowStride(T);
+  float* kt = ws;                  // (D, ld)
+  float* vt = kt + D * ld;         // (D, ld)
+  float* p = vt + D * ld;          // (kBlock, ld)
+  float* ds = p + kBlock * ld;     // (kBlock, ld)
+  internal::TransposeRows(km.data, T, D, km.ld, kt, ld);
+  internal::TransposeRows(vm.data, T, D, vm.ld, vt, ld);
+  const __m512 vscale = _mm512_set1_ps(scale);
+  for (int64_t i0 = 0; i0 < T; i0 += kBlock) {
+    const int64_t rows = std::min(kBlock, T - i0), keys = i0 + rows;
+    Scores(rows, i0, D, qm.data + i0 * qm.ld, qm.ld, kt, ld, p);
+    Scores(rows, i0, D, dom.data + i0 * dom.ld, dom.ld, vt, ld, ds);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t i = i0 + r, visible = i + 1;
+      for (const HeadMatrix* m : {&qm, &om, &dom, &dqm, &dkm, &dvm}) {
+        PrefetchRow(*m, i + kBlock, T, D);
+      }
+      const float* o_i = om.data + i * om.ld;
+      const float* do_i = dom.data + i * dom.ld;
+      __m512 dot = _mm512_setzero_ps();
+      for (int64_t d = 0; d < D; d += 16) {
+        const __mmask16 m = TailMask(D - d);
+        dot = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, o_i + d), _mm512_maskz_loadu_ps(m, do_i + d),
+                              dot);
+      }
+      const __m512 di = _mm512_set1_ps(_mm512_reduce_add_ps(dot));
+      const __m512 shift = _mm512_set1_ps(-lse[i]);
+      float* prow = p + r * ld;
+      float* dsrow = ds + r * ld;
+      int64_t j = 0;
+      for (; j < visible; j += 16) {
+        const __mmask16 live = TailMask(visible - j);
+        const __m512 pj = _mm512_maskz_mov_ps(
+            live, Exp16(_mm512_fmadd_ps(_mm512_loadu_ps(prow + j), vscale, shift)));
+        _mm512_storeu_ps(prow + j, pj);
+        _mm512_storeu_ps(dsrow + j, _mm512_mul_ps(_mm512_mul_ps(pj, vscale),
+                                                  _mm512_sub_ps(_mm512_loadu_ps(dsrow + j), di)));
+      }
+      for (; j < keys; j += 16) {  // the key-tile products below read the whole block
+        _mm512_storeu_ps(prow + j, _mm512_setzero_ps());
+        _mm512_storeu_ps(dsrow + j, _mm512_setzero_ps());
+      }
+    }
+    for (int64_t m0 = 0; m0 < rows; m0 += kTileRows) {
+      const int64_t mr = std::min(kTileRows, rows - m0);
+      BroadcastProduct</*kTransA=*/false, kTileRows, kTileVectors>(
+          mr, D, i0 + m0 + mr, ds + m0 * ld, ld, km.data, km.ld, dqm.data + (i0 + m0) * dqm.ld,
+          dqm.ld, {});
+    }
+    // Key j gets contributions from rows i >= j only: a key tile starting at j0 >= i0 skips the
+    // block's first j0 - i0 rows, and is written rather than accumulated (no earlier block reached
+    // it), which also spares zeroing dk and dv.
+    for (int64_t j0 = 0; j0 < keys; j0 += kKeyTile) {
+      const int64_t jr = std::min(kKeyTile, keys - j0), first = std::max<int64_t>(0, j0 - i0);
+      const internal::ProductStore store{/*accumulate=*/j0 < i0, nullptr};
+      BroadcastProduct</*kTransA=*/true, kKeyTile, kKeyTileVectors>(
+          jr, D, rows - first, p + first * ld + j0, ld, dom.data + (i0 + first) * dom.ld, dom.ld,
+          dvm.data + j0 * dvm.ld, dvm.ld, store);
+      BroadcastProduct</*kTransA=*/true, kKeyTile, kKeyTileVectors>(
+          jr, D, rows - first, ds + first * ld + j0, ld, qm.data + (i0 + first) * qm.ld, qm.ld,
+          dkm.data + j0 * dkm.ld, dkm.ld, store);
+    }
+  }
+}
+
+#pragma GCC diagnostic pop
+
+#else  // Portable path: per 64-query block, single-threaded sgemm calls.
+
+void ForwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& vm,
+                 const HeadMatrix& om, float* lse, int64_t T, int64_t D, float scale, float* s) {
+  for (int64_t i0 = 0; i0 < T; i0 += kQueryBlock) {
+    const int64_t rows = std::min(kQueryBlock, T - i0), keys = i0 + rows;
+    // s (rows, keys) = scale * q[i0:i0+rows] k[0:keys]^T
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, D, scale,
+                qm.data + i0 * qm.ld, qm.ld, km.data, km.ld, 0.0f, s, keys);
+    for (int64_t r = 0; r < rows; ++r) {
+      float* row = s + r * keys;
+      const int64_t visible = i0 + r + 1;  // causal: keys 0..i
+      float m = -std::numeric_limits<float>::infinity();
+      for (int64_t j = 0; j < visible; ++j) m = std::max(m, row[j]);
+      const float sum = internal::ExpShiftedSum(row, row, visible, m);
+      const float inv = 1.0f / sum;
+      for (int64_t j = 0; j < visible; ++j) row[j] *= inv;
+      std::fill(row + visible, row + keys, 0.0f);
+      lse[i0 + r] = m + std::log(sum);
+    }
+    // out[i0:i0+rows] = p v[0:keys]
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, keys, 1.0f, s, keys,
+                vm.data, vm.ld, 0.0f, om.data + i0 * om.ld, om.ld);
+  }
+}
+
+void BackwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& vm,
+                  const HeadMatrix& om, const HeadMatrix& dom, const HeadMatrix& dqm,
+                  const HeadMatrix& dkm, const HeadMatrix& dvm, const float* row_lse, int64_t T,
+                  int64_t D, float scale, float* ws) {
+  float* p = ws;
+  float* dp = p + kQueryBlock * T;
+  for (int64_t t = 0; t < T; ++t) {
+    std::fill(dkm.data + t * dkm.ld, dkm.data + t * dkm.ld + D, 0.0f);
+    std::fill(dvm.data + t * dvm.ld, dvm.data + t * dvm.ld + D, 0.0f);
+  }
+  for (int64_t i0 = 0; i0 < T; i0 += kQueryBlock) {
+    const int64_t rows = std::min(kQueryBlock, T - i0), keys = i0 + rows;
+    // Recompute p = exp(scale q k^T - lse) on the visible keys.
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, D, scale,
+                qm.data + i0 * qm.ld, qm.ld, km.data, km.ld, 0.0f, p, keys);
+    // dp = dout v^T
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, D, 1.0f,
+                dom.data + i0 * dom.ld, dom.ld, vm.data, vm.ld, 0.0f, dp, keys);
+    for (int64_t r = 0; r < rows; ++r) {
+      float* prow = p + r * keys;
+      float* dprow = dp + r * keys;
+      const int64_t visible = i0 + r + 1;
+      internal::ExpShiftedSum(prow, prow, visible, row_lse[i0 + r]);
+      // D_i = dout_i . out_i, the row sum of p * dp.
+      const float* o_i = om.data + (i0 + r) * om.ld;
+      const float* do_i = dom.data + (i0 + r) * dom.ld;
+      float di = 0.0f;
+#pragma omp simd reduction(+ : di)
+      for (int64_t d = 0; d < D; ++d) di += o_i[d] * do_i[d];
+      // ds = p * (dp - D_i) * scale, stored over dp; masked keys get 0.
+#pragma omp simd
+      for (int64_t j = 0; j < visible; ++j) dprow[j] = prow[j] * (dprow[j] - di) * scale;
+      std::fill(prow + visible, prow + keys, 0.0f);
+      std::fill(dprow + visible, dprow + keys, 0.0f);
+    }
+    // dv[0:keys] += p^T dout_blk; dq_blk = ds k; dk[0:keys] += ds^T q_blk
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, keys, D, rows, 1.0f, p, keys,
+                dom.data + i0 * dom.ld, dom.ld, 1.0f, dvm.data, dvm.ld);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, keys, 1.0f, dp, keys,
+                km.data, km.ld, 0.0f, dqm.data + i0 * dqm.ld, dqm.ld);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, keys, D, rows, 1.0f, dp, keys,
+                qm.data + i0 * qm.ld, qm.ld, 1.0f, dkm.data, dkm.ld);
+  }
+}
+#endif  // __AVX512F__
 
 }  // namespace
 
 size_t AttentionWorkspaceBytes(int64_t batch, int64_t heads, int64_t seq, int64_t head_dim,
                                int num_threads) {
   const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(num_threads, batch * heads));
-  return static_cast<size_t>(threads * PerThreadFloats(seq)) * sizeof(float);
+  return static_cast<size_t>(threads * PerThreadFloats(seq, head_dim)) * sizeof(float);
 }
 
 absl::Status CausalAttentionForward(const Tensor& q, const Tensor& k, const Tensor& v,
@@ -88,28 +338,8 @@ absl::Status CausalAttentionForward(const Tensor& q, const Tensor& k, const Tens
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
   for (int64_t bh = 0; bh < B * H; ++bh) {
     const int64_t b = bh / H, h = bh % H;
-    float* s = workspace.data() + omp_get_thread_num() * PerThreadFloats(T);
-    const HeadMatrix qm = Head(q, b, h), km = Head(k, b, h), vm = Head(v, b, h), om = Head(out, b, h);
-    for (int64_t i0 = 0; i0 < T; i0 += kQueryBlock) {
-      const int64_t rows = std::min(kQueryBlock, T - i0), keys = i0 + rows;
-      // s (rows, keys) = scale * q[i0:i0+rows] k[0:keys]^T
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, D, scale,
-                  qm.data + i0 * qm.ld, qm.ld, km.data, km.ld, 0.0f, s, keys);
-      for (int64_t r = 0; r < rows; ++r) {
-        float* row = s + r * keys;
-        const int64_t visible = i0 + r + 1;  // causal: keys 0..i
-        float m = -std::numeric_limits<float>::infinity();
-        for (int64_t j = 0; j < visible; ++j) m = std::max(m, row[j]);
-        const float sum = internal::ExpShiftedSum(row, row, visible, m);
-        const float inv = 1.0f / sum;
-        for (int64_t j = 0; j < visible; ++j) row[j] *= inv;
-        std::fill(row + visible, row + keys, 0.0f);
-        lse_p[(b * H + h) * T + i0 + r] = m + std::log(sum);
-      }
-      // out[i0:i0+rows] = p v[0:keys]
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, keys, 1.0f, s, keys,
-                  vm.data, vm.ld, 0.0f, om.data + i0 * om.ld, om.ld);
-    }
+    ForwardHead(Head(q, b, h), Head(k, b, h), Head(v, b, h), Head(out, b, h), lse_p + bh * T, T,
+                D, scale, workspace.data() + omp_get_thread_num() * PerThreadFloats(T, D));
   }
   return absl::OkStatus();
 }
@@ -130,49 +360,9 @@ absl::Status CausalAttentionBackward(const Tensor& q, const Tensor& k, const Ten
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
   for (int64_t bh = 0; bh < B * H; ++bh) {
     const int64_t b = bh / H, h = bh % H;
-    float* p = workspace.data() + omp_get_thread_num() * PerThreadFloats(T);
-    float* dp = p + kQueryBlock * T;
-    const HeadMatrix qm = Head(q, b, h), km = Head(k, b, h), vm = Head(v, b, h);
-    const HeadMatrix om = Head(out, b, h), dom = Head(dout, b, h);
-    const HeadMatrix dqm = Head(dq, b, h), dkm = Head(dk, b, h), dvm = Head(dv, b, h);
-    for (int64_t t = 0; t < T; ++t) {
-      std::fill(dkm.data + t * dkm.ld, dkm.data + t * dkm.ld + D, 0.0f);
-      std::fill(dvm.data + t * dvm.ld, dvm.data + t * dvm.ld + D, 0.0f);
-    }
-    const float* row_lse = lse_p + (b * H + h) * T;
-    for (int64_t i0 = 0; i0 < T; i0 += kQueryBlock) {
-      const int64_t rows = std::min(kQueryBlock, T - i0), keys = i0 + rows;
-      // Recompute p = exp(scale q k^T - lse) on the visible keys.
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, D, scale,
-                  qm.data + i0 * qm.ld, qm.ld, km.data, km.ld, 0.0f, p, keys);
-      // dp = dout v^T
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, D, 1.0f,
-                  dom.data + i0 * dom.ld, dom.ld, vm.data, vm.ld, 0.0f, dp, keys);
-      for (int64_t r = 0; r < rows; ++r) {
-        float* prow = p + r * keys;
-        float* dprow = dp + r * keys;
-        const int64_t visible = i0 + r + 1;
-        internal::ExpShiftedSum(prow, prow, visible, row_lse[i0 + r]);
-        // D_i = dout_i . out_i, the row sum of p * dp.
-        const float* o_i = om.data + (i0 + r) * om.ld;
-        const float* do_i = dom.data + (i0 + r) * dom.ld;
-        float di = 0.0f;
-#pragma omp simd reduction(+ : di)
-        for (int64_t d = 0; d < D; ++d) di += o_i[d] * do_i[d];
-        // ds = p * (dp - D_i) * scale, stored over dp; masked keys get 0.
-#pragma omp simd
-        for (int64_t j = 0; j < visible; ++j) dprow[j] = prow[j] * (dprow[j] - di) * scale;
-        std::fill(prow + visible, prow + keys, 0.0f);
-        std::fill(dprow + visible, dprow + keys, 0.0f);
-      }
-      // dv[0:keys] += p^T dout_blk; dq_blk = ds k; dk[0:keys] += ds^T q_blk
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, keys, D, rows, 1.0f, p, keys,
-                  dom.data + i0 * dom.ld, dom.ld, 1.0f, dvm.data, dvm.ld);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, D, keys, 1.0f, dp, keys,
-                  km.data, km.ld, 0.0f, dqm.data + i0 * dqm.ld, dqm.ld);
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, keys, D, rows, 1.0f, dp, keys,
-                  qm.data + i0 * qm.ld, qm.ld, 1.0f, dkm.data, dkm.ld);
-    }
+    BackwardHead(Head(q, b, h), Head(k, b, h), Head(v, b, h), Head(out, b, h), Head(dout, b, h),
+                 Head(dq, b, h), Head(dk, b, h), Head(dv, b, h), lse_p + bh * T, T, D, scale,
+                 workspace.data() + omp_get_thread_num() * PerThreadFloats(T, D));
   }
   return absl::OkStatus();
 }

@@ -11,12 +11,16 @@
 //   STRATA_RETURN_IF_ERROR(CausalAttentionBackward(q, k, v, o, lse, dout, dq, dk, dv, scale, ws));
 //
 // Memory: besides the inputs and outputs, the saved state is lse, B * H * T floats, and the
-// workspace is 2 * 64 * T floats per thread (one 64-query block of scores and of their
-// gradients). An unfused implementation keeps B * H * T * T floats of probabilities for backward
-// (at B=8, H=6, T=256: 12 MiB, against 48 KiB of lse plus 256 KiB of workspace on 2 threads).
+// workspace is (2 D + 128) * T' floats per thread, T' = T rounded up to an odd multiple of 16: k^T
+// and v^T of one head, and one 64-query block of probabilities and of their gradients (2 * 64 * T
+// floats per thread where AVX-512 is not available). An unfused implementation keeps
+// B * H * T * T floats of probabilities for backward (at B=8, H=6, T=256, D=64: 12 MiB, against
+// 48 KiB of lse plus 544 KiB of workspace on 2 threads).
 //
-// Work is split over (batch, head) pairs; each pair runs query blocks of 64 rows in order, with
-// the block products done by single-threaded sgemm calls inside the parallel region.
+// Work is split over (batch, head) pairs; each pair runs query blocks of 64 rows in order. With
+// AVX-512 the block products are register-blocked micro-kernels that need no operand packing
+// (Note [Attention micro-kernels] in internal/attention_kernels.h); otherwise they are
+// single-threaded sgemm calls inside the parallel region.
 #pragma once
 
 #include <cstddef>

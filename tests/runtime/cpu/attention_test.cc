@@ -104,6 +104,75 @@ TEST(AttentionTest, MatchesPyTorchOnPackedQkvViews) {
   }
 }
 
+// Gradients of sum(out * dout) for Reference, in closed form: dv_j = sum_i p_ij dout_i,
+// ds_ij = p_ij (dout_i . v_j - dout_i . out_i), dq_i = scale sum_j ds_ij k_j, dk_j = scale sum_i ds_ij q_i.
+struct Grads {
+  Vec dq, dk, dv;
+};
+Grads ReferenceBackward(const Vec& q, const Vec& k, const Vec& v, const Vec& dout, int64_t bh,
+                        int64_t t, int64_t d, double scale) {
+  Grads g{Vec(q.size(), 0.0), Vec(q.size(), 0.0), Vec(q.size(), 0.0)};
+  auto dot = [&](const Vec& a, int64_t i, const Vec& b, int64_t j) {
+    double s = 0;
+    for (int64_t e = 0; e < d; ++e) s += a[i * d + e] * b[j * d + e];
+    return s;
+  };
+  for (int64_t x = 0; x < bh; ++x)
+    for (int64_t i = 0; i < t; ++i) {
+      const int64_t row = x * t + i;
+      std::vector<double> p(i + 1), dp(i + 1);
+      double m = -INFINITY, sum = 0, di = 0;
+      for (int64_t j = 0; j <= i; ++j) m = std::max(m, p[j] = scale * dot(q, row, k, x * t + j));
+      for (int64_t j = 0; j <= i; ++j) sum += (p[j] = std::exp(p[j] - m));
+      for (int64_t j = 0; j <= i; ++j) {
+        p[j] /= sum;
+        dp[j] = dot(dout, row, v, x * t + j);
+        di += p[j] * dp[j];
+      }
+      for (int64_t j = 0; j <= i; ++j) {
+        const int64_t col = x * t + j;
+        const double ds = p[j] * (dp[j] - di) * scale;
+        for (int64_t e = 0; e < d; ++e) {
+          g.dv[col * d + e] += p[j] * dout[row * d + e];
+          g.dq[row * d + e] += ds * k[col * d + e];
+          g.dk[col * d + e] += ds * q[row * d + e];
+        }
+      }
+    }
+  return g;
+}
+
+// Sequence lengths and head sizes around the 16-lane vectors and the kernels' tiles (8 rows, 32
+// columns, blocks of 64 queries), on q, k, v, out and the gradients as views into packed buffers.
+TEST(AttentionTest, TileRemaindersOnPackedViews) {
+  std::mt19937_64 rng(5);
+  const int order[] = {0, 2, 1, 3};
+  for (auto [b, h, t, d] : {std::tuple{1, 2, 1, 16}, {2, 1, 7, 24}, {1, 2, 17, 64}, {1, 1, 63, 80},
+                            {1, 1, 65, 16}, {2, 2, 130, 64}, {1, 1, 130, 24}, {1, 1, 97, 5}}) {
+    SCOPED_TRACE(::testing::Message() << "B" << b << " H" << h << " T" << t << " D" << d);
+    const Tensor qkv = testing::RandomTensor(Shape{b, t, 3 * h * d}, rng, -2.0f, 2.0f);
+    const Tensor q = PackedView(qkv, h, 0), k = PackedView(qkv, h, 1), v = PackedView(qkv, h, 2);
+    const Tensor y = testing::EmptyF32(Shape{b, t, h * d});
+    const Tensor out = y.Reshape({b, t, h, d}).value().Permute(order).value();
+    const Tensor lse = testing::EmptyF32(Shape{b, h, t});
+    std::vector<float> ws = Workspace(q);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+    ASSERT_TRUE(CausalAttentionForward(q, k, v, out, lse, static_cast<float>(scale), absl::MakeSpan(ws)).ok());
+    const Vec qv = ToDouble(q), kv = ToDouble(k), vv = ToDouble(v);
+    ExpectClose(out, Reference(qv, kv, vv, b * h, t, d, scale), 1e-5, 1e-6, "forward");
+    const Tensor dy = testing::RandomTensor(y.shape(), rng);
+    const Tensor dout = dy.Reshape({b, t, h, d}).value().Permute(order).value();
+    const Tensor dqkv = testing::EmptyF32(qkv.shape());
+    ASSERT_TRUE(CausalAttentionBackward(q, k, v, out, lse, dout, PackedView(dqkv, h, 0),
+                                        PackedView(dqkv, h, 1), PackedView(dqkv, h, 2),
+                                        static_cast<float>(scale), absl::MakeSpan(ws)).ok());
+    const Grads g = ReferenceBackward(qv, kv, vv, ToDouble(dout), b * h, t, d, scale);
+    ExpectClose(PackedView(dqkv, h, 0), g.dq, 1e-4, 1e-5, "dq");
+    ExpectClose(PackedView(dqkv, h, 1), g.dk, 1e-4, 1e-5, "dk");
+    ExpectClose(PackedView(dqkv, h, 2), g.dv, 1e-4, 1e-5, "dv");
+  }
+}
+
 TEST(AttentionTest, BadInput) {
   std::mt19937_64 rng(1);
   const Tensor q = testing::RandomTensor(Shape{1, 2, 5, 4}, rng);
