@@ -39,6 +39,38 @@ bool AllContiguousF32(std::initializer_list<const Tensor*> ts) {
   return true;
 }
 
+#ifdef __AVX512F__
+// Runs vec16(i, live) on blocks of 16 elements in parallel; `live` masks the last block's tail.
+template <typename Vec16>
+void ForBlocks16(int64_t n, Vec16 vec16) {
+  const int64_t blocks = (n + 15) / 16;
+#pragma omp parallel for schedule(static) if (n > internal::kParallelThreshold)
+  for (int64_t b = 0; b < blocks; ++b) vec16(b * 16, internal::TailMask(n - b * 16));
+}
+
+// x s(2u) and its derivative s + x s (e s) u' with e = exp(-2u), s = 1 / (1 + e); see Note [GELU
+// as a sigmoid].
+inline __m512 Gelu16(__m512 v) {
+  const __m512 u = _mm512_mul_ps(_mm512_set1_ps(kSqrt2OverPi),
+                                 _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(kGeluCubic), v),
+                                                 _mm512_mul_ps(v, v), v));
+  const __m512 e = internal::Exp16(_mm512_mul_ps(_mm512_set1_ps(-2.0f), u));
+  return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+inline __m512 GeluGrad16(__m512 v) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  const __m512 v2 = _mm512_mul_ps(v, v);
+  const __m512 u = _mm512_mul_ps(_mm512_set1_ps(kSqrt2OverPi),
+                                 _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(kGeluCubic), v2), v, v));
+  const __m512 e = internal::Exp16(_mm512_mul_ps(_mm512_set1_ps(-2.0f), u));
+  const __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, e));
+  const __m512 du = _mm512_mul_ps(_mm512_set1_ps(2.0f * kSqrt2OverPi),
+                                  _mm512_fmadd_ps(_mm512_set1_ps(3.0f * kGeluCubic), v2, one));
+  return _mm512_fmadd_ps(_mm512_mul_ps(_mm512_mul_ps(v, s), _mm512_mul_ps(e, s)), du, s);
+}
+#endif
+
 // Runs vec8(i) on blocks of 8 elements and scalar(i) on the tail, in parallel.
 template <typename Vec8, typename Scalar>
 void ForBlocks(int64_t n, Vec8 vec8, Scalar scalar) {
@@ -52,7 +84,16 @@ void ForBlocks(int64_t n, Vec8 vec8, Scalar scalar) {
 
 absl::Status GeluForward(const Tensor& x, const Tensor& out) {
   STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("GeluForward", {{"x", &x}, {"out", &out}}));
-#ifdef __AVX2__
+#if defined(__AVX512F__)
+  if (AllContiguousF32({&x, &out})) {
+    const float* xp = x.data<float>();
+    float* op = out.data<float>();
+    ForBlocks16(x.numel(), [&](int64_t i, __mmask16 live) {
+      _mm512_mask_storeu_ps(op + i, live, Gelu16(_mm512_maskz_loadu_ps(live, xp + i)));
+    });
+    return absl::OkStatus();
+  }
+#elif defined(__AVX2__)
   if (AllContiguousF32({&x, &out})) {
     const float* xp = x.data<float>();
     float* op = out.data<float>();
@@ -77,7 +118,18 @@ absl::Status GeluForward(const Tensor& x, const Tensor& out) {
 absl::Status GeluBackward(const Tensor& x, const Tensor& dout, const Tensor& dx) {
   STRATA_RETURN_IF_ERROR(
       CheckSameShapeAndDType("GeluBackward", {{"x", &x}, {"dout", &dout}, {"dx", &dx}}));
-#ifdef __AVX2__
+#if defined(__AVX512F__)
+  if (AllContiguousF32({&x, &dout, &dx})) {
+    const float* xp = x.data<float>();
+    const float* dp = dout.data<float>();
+    float* gp = dx.data<float>();
+    ForBlocks16(x.numel(), [&](int64_t i, __mmask16 live) {
+      const __m512 g = GeluGrad16(_mm512_maskz_loadu_ps(live, xp + i));
+      _mm512_mask_storeu_ps(gp + i, live, _mm512_mul_ps(g, _mm512_maskz_loadu_ps(live, dp + i)));
+    });
+    return absl::OkStatus();
+  }
+#elif defined(__AVX2__)
   if (AllContiguousF32({&x, &dout, &dx})) {
     const float* xp = x.data<float>();
     const float* dp = dout.data<float>();

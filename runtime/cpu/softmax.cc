@@ -22,6 +22,59 @@ absl::Status CheckRows(absl::string_view op, std::initializer_list<std::pair<abs
   return absl::OkStatus();
 }
 
+// One row of the forward: out = exp(in - max) / sum.
+void SoftmaxRow(const float* in, float* out, int64_t c) {
+#ifdef __AVX512F__
+  using internal::TailMask;
+  __m512 mv = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t i = 0; i < c; i += 16) {
+    mv = _mm512_mask_max_ps(mv, TailMask(c - i), mv, _mm512_maskz_loadu_ps(TailMask(c - i), in + i));
+  }
+  float m = internal::HorizontalMax(mv);
+#else
+  float m = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : m)
+  for (int64_t i = 0; i < c; ++i) m = std::max(m, in[i]);
+#endif
+  if (m == -std::numeric_limits<float>::infinity()) m = 0.0f;  // an all -inf row gives NaN, as PyTorch
+  const float inv = 1.0f / internal::ExpShiftedSum(in, out, c, m);
+#ifdef __AVX512F__
+  const __m512 s = _mm512_set1_ps(inv);
+  for (int64_t i = 0; i < c; i += 16) {
+    const __mmask16 live = TailMask(c - i);
+    _mm512_mask_storeu_ps(out + i, live, _mm512_mul_ps(_mm512_maskz_loadu_ps(live, out + i), s));
+  }
+#else
+#pragma omp simd
+  for (int64_t i = 0; i < c; ++i) out[i] *= inv;
+#endif
+}
+
+// One row of the backward: dx = y (dy - y . dy).
+void SoftmaxGradRow(const float* y, const float* dy, float* dx, int64_t c) {
+#ifdef __AVX512F__
+  using internal::TailMask;
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t i = 0; i < c; i += 16) {
+    const __mmask16 live = TailMask(c - i);
+    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(live, y + i), _mm512_maskz_loadu_ps(live, dy + i), acc);
+  }
+  const __m512 dot = _mm512_set1_ps(internal::HorizontalSum(acc));
+  for (int64_t i = 0; i < c; i += 16) {
+    const __mmask16 live = TailMask(c - i);
+    const __m512 yv = _mm512_maskz_loadu_ps(live, y + i);
+    _mm512_mask_storeu_ps(dx + i, live,
+                          _mm512_mul_ps(yv, _mm512_sub_ps(_mm512_maskz_loadu_ps(live, dy + i), dot)));
+  }
+#else
+  float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+  for (int64_t i = 0; i < c; ++i) dot += y[i] * dy[i];
+#pragma omp simd
+  for (int64_t i = 0; i < c; ++i) dx[i] = y[i] * (dy[i] - dot);
+#endif
+}
+
 }  // namespace
 
 absl::Status SoftmaxForward(const Tensor& x, const Tensor& out) {
@@ -30,17 +83,7 @@ absl::Status SoftmaxForward(const Tensor& x, const Tensor& out) {
   const float* xp = x.data<float>();
   float* op = out.data<float>();
 #pragma omp parallel for schedule(static) if (x.numel() > internal::kParallelThreshold)
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* in = xp + r * c;
-    float* o = op + r * c;
-    float m = -std::numeric_limits<float>::infinity();
-#pragma omp simd reduction(max : m)
-    for (int64_t i = 0; i < c; ++i) m = std::max(m, in[i]);
-    if (m == -std::numeric_limits<float>::infinity()) m = 0.0f;  // an all -inf row gives NaN, as PyTorch
-    const float inv = 1.0f / internal::ExpShiftedSum(in, o, c, m);
-#pragma omp simd
-    for (int64_t i = 0; i < c; ++i) o[i] *= inv;
-  }
+  for (int64_t r = 0; r < rows; ++r) SoftmaxRow(xp + r * c, op + r * c, c);
   return absl::OkStatus();
 }
 
@@ -51,16 +94,7 @@ absl::Status SoftmaxBackward(const Tensor& y, const Tensor& dy, const Tensor& dx
   const float* dyp = dy.data<float>();
   float* dxp = dx.data<float>();
 #pragma omp parallel for schedule(static) if (y.numel() > internal::kParallelThreshold)
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* yr = yp + r * c;
-    const float* dr = dyp + r * c;
-    float* out = dxp + r * c;
-    float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-    for (int64_t i = 0; i < c; ++i) dot += yr[i] * dr[i];
-#pragma omp simd
-    for (int64_t i = 0; i < c; ++i) out[i] = yr[i] * (dr[i] - dot);
-  }
+  for (int64_t r = 0; r < rows; ++r) SoftmaxGradRow(yp + r * c, dyp + r * c, dxp + r * c, c);
   return absl::OkStatus();
 }
 

@@ -1,5 +1,5 @@
 // AVX-512 building blocks of the causal attention kernels (runtime/cpu/attention.cc): one
-// register-blocked product, a 16 x 16 transpose and a 16-lane exp. Only compiled with AVX-512F.
+// register-blocked product and a 16 x 16 transpose. Only compiled with AVX-512F.
 //
 //   // C[m, 0:n] = sum_k A(m, k) B[k, 0:n] for m < rows, A(m, k) = a[m * lda + k]:
 //   BroadcastProduct</*kTransA=*/false, /*kMaxRows=*/8, /*kMaxVectors=*/2>(
@@ -26,36 +26,14 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "runtime/cpu/internal/vec_math.h"
+
 // GCC 12's unmasked AVX-512 intrinsics pass a self-initialized _mm512_undefined_ps() through,
 // which -Wmaybe-uninitialized reports once inlined (GCC bug 105593).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 namespace strata::cpu::internal {
-
-// The same Cephes polynomial as Exp8 (vec_math.h), on 16 lanes; 2^n by scalef.
-inline __m512 Exp16(__m512 x) {
-  const __mmask16 nan_mask = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3762626647949f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  const __m512 result = _mm512_scalef_ps(p, n);
-  return _mm512_mask_mov_ps(result, nan_mask, _mm512_set1_ps(__builtin_nanf("")));
-}
-
-// Lanes [0, n) set, n in [0, 16].
-inline __mmask16 TailMask(int64_t n) {
-  return n >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
-}
 
 // Options of BroadcastProduct's store.
 struct ProductStore {
