@@ -136,7 +136,7 @@ void ReferenceConvBackward(const Vec& x, const Vec& w, const Vec& dy, const Case
         }
 }
 
-// 3x3 stride-1 convolutions with channel counts in multiples of 32 take the direct path (Note
+// 3x3 stride-1 convolutions with C a multiple of 16 and OC of 32 take the direct path (Note
 // [direct 3x3 convolution] in conv2d.cc): rows longer than one micro-tile, several channel
 // blocks, paddings 0..2, batch not a multiple of the thread count.
 TEST(Conv2dTest, DirectPathMatchesDoubleReference) {
@@ -145,6 +145,10 @@ TEST(Conv2dTest, DirectPathMatchesDoubleReference) {
       {3, 32, 4, 4, 32, 3, 3, {}},
       {1, 64, 6, 15, 32, 3, 3, {.pad_h = 2, .pad_w = 1}},
       {3, 32, 3, 29, 96, 3, 3, {.pad_h = 0, .pad_w = 2}},
+      // C a multiple of 16 but not 32: dx runs 16-channel tiles of two rows, here with an odd
+      // row left over; forward runs 32-channel one-row tiles.
+      {1, 48, 7, 9, 64, 3, 3, {.pad_h = 1, .pad_w = 1}},
+      {2, 16, 5, 30, 32, 3, 3, {.pad_h = 0, .pad_w = 2}},
   };
   uint64_t seed = 40;
   for (const Case& k : cases) {
