@@ -15,14 +15,19 @@ absl::Status FuseCrossEntropy(Graph& graph) {
     for (ValueId v : n.inputs) read[v] = true;
   }
   std::vector<bool> remove(nodes.size(), false);
+  // A gradient node writes one loss: a second unread cross_entropy over the same logits and
+  // targets (a copy kept as an output) must keep its own node, or taking this one would leave
+  // the first loss unwritten.
+  std::vector<bool> taken(nodes.size(), false);
   for (size_t f = 0; f < nodes.size(); ++f) {
     if (nodes[f].op->name() != "cross_entropy" || read[nodes[f].outputs[0]]) continue;
     for (size_t g = f + 1; g < nodes.size(); ++g) {
       Node& grad = nodes[g];
-      if (grad.op->name() == "cross_entropy_with_grad" && grad.inputs[0] == nodes[f].inputs[0] &&
-          grad.inputs[1] == nodes[f].inputs[1]) {
+      if (!taken[g] && grad.op->name() == "cross_entropy_with_grad" &&
+          grad.inputs[0] == nodes[f].inputs[0] && grad.inputs[1] == nodes[f].inputs[1]) {
         grad.outputs[0] = nodes[f].outputs[0];
         remove[f] = true;
+        taken[g] = true;
         break;
       }
     }

@@ -1,0 +1,918 @@
+// Each compile pass on its own (graph/passes/passes.h): graphs traced from small modules exactly as
+// Compile builds them, one pass applied, and what the pass promises checked on the result; then
+// the programs built with and without a pass are run and compared.
+#include "graph/passes/passes.h"
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "graph/autodiff.h"
+#include "graph/compile.h"
+#include "graph/models/gpt.h"
+#include "graph/nn/layers.h"
+#include "graph/ops/ops.h"
+#include "gtest/gtest.h"
+#include "runtime/threading.h"
+#include "tests/runtime/cpu/kernel_test_util.h"
+
+namespace strata::graph {
+namespace {
+
+// Models and batches.
+
+constexpr GptConfig kTinyGpt{.vocab = 64, .block_size = 16, .layers = 2, .width = 32, .heads = 4};
+
+class Mlp : public Layer {
+ public:
+  Mlp() : fc1_(Add<nn::Linear>("fc1", 8, 16)), fc2_(Add<nn::Linear>("fc2", 16, 5)) {}
+  Var Forward(Var x) override { return (*fc2_)(ops::Relu((*fc1_)(x))); }
+
+ private:
+  nn::Linear* fc1_;
+  nn::Linear* fc2_;
+};
+
+class TinyConv : public Layer {
+ public:
+  TinyConv()
+      : conv_(Add<nn::Conv2d>("conv", 2, 4, nn::Conv2dOptions{.params = {.pad_h = 1, .pad_w = 1}})),
+        fc_(Add<nn::Linear>("fc", 4, 3)) {}
+  Var Forward(Var x) override { return (*fc_)(ops::GlobalAvgPool(ops::Relu((*conv_)(x)))); }
+
+ private:
+  nn::Conv2d* conv_;
+  nn::Linear* fc_;
+};
+
+// The head's weight also weighs an earlier activation in the loss. WeightedSum gives its weights
+// no gradient, so the weight's gradient is final (at the head's linear_grad) before the backward
+// reads the weight again for d h: its update has to wait for that read.
+class ReusedWeight : public Module {
+ public:
+  ReusedWeight()
+      : fc_(Add<nn::Linear>("fc", 8, 4)),
+        head_(AddParameter("head", Shape{6, 4}, Init::Normal(0, 0.5))) {}
+  Var Loss(Var x, Var targets) {
+    Var h = ops::Relu((*fc_)(x));
+    Var probe = ops::WeightedSum(h, head_->var());
+    return ops::Add(ops::CrossEntropy(ops::Linear(h, head_->var()), targets), probe);
+  }
+
+ private:
+  nn::Linear* fc_;
+  Parameter* head_;
+};
+
+// The logits themselves are the only parameter, so that the loss and its gradient have a closed
+// form to compare with.
+class FreeLogits : public Module {
+ public:
+  explicit FreeLogits(Shape shape) : logits_(AddParameter("logits", shape, Init::Normal(0, 2))) {}
+  Var logits() const { return logits_->var(); }
+
+ private:
+  Parameter* logits_;
+};
+
+Tensor Ints(const Shape& shape, int32_t hi, uint32_t seed) {
+  Tensor t = Tensor::Empty(shape, DType::kI32, DefaultCpuAllocator()).value();
+  std::mt19937 rng(seed);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<int32_t>()[i] = static_cast<int32_t>(rng() % hi);
+  return t;
+}
+
+Tensor Floats(const Shape& shape, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  return testing::RandomTensor(shape, rng);
+}
+
+// A model with its inputs, loss and one batch for them.
+struct Case {
+  std::string name;
+  std::unique_ptr<Module> model;
+  std::vector<InputSpec> inputs;
+  LossFn loss;
+  std::vector<Tensor> batch;
+};
+
+Case MlpCase() {
+  auto mlp = std::make_unique<Mlp>();
+  Mlp* m = mlp.get();
+  return {"mlp",
+          std::move(mlp),
+          {{"x", Shape{6, 8}, DType::kF32}, {"targets", Shape{6}, DType::kI32}},
+          [m](absl::Span<const Var> in) { return ops::CrossEntropy((*m)(in[0]), in[1]); },
+          {Floats(Shape{6, 8}, 1), Ints(Shape{6}, 5, 2)}};
+}
+
+Case ConvCase() {
+  auto conv = std::make_unique<TinyConv>();
+  TinyConv* c = conv.get();
+  return {"conv",
+          std::move(conv),
+          {{"x", Shape{2, 2, 6, 6}, DType::kF32}, {"targets", Shape{2}, DType::kI32}},
+          [c](absl::Span<const Var> in) { return ops::CrossEntropy((*c)(in[0]), in[1]); },
+          {Floats(Shape{2, 2, 6, 6}, 3), Ints(Shape{2}, 3, 4)}};
+}
+
+Case ReusedWeightCase() {
+  auto model = std::make_unique<ReusedWeight>();
+  ReusedWeight* m = model.get();
+  return {"reused weight",
+          std::move(model),
+          {{"x", Shape{6, 8}, DType::kF32}, {"targets", Shape{6}, DType::kI32}},
+          [m](absl::Span<const Var> in) { return m->Loss(in[0], in[1]); },
+          {Floats(Shape{6, 8}, 7), Ints(Shape{6}, 6, 8)}};
+}
+
+Case GptCase() {
+  auto gpt = std::make_unique<Gpt>(kTinyGpt);
+  Gpt* g = gpt.get();
+  return {"gpt",
+          std::move(gpt),
+          {{"ids", Shape{2, 8}, DType::kI32}, {"targets", Shape{2, 8}, DType::kI32}},
+          [g](absl::Span<const Var> in) { return ops::CrossEntropy(g->Forward(in[0]), in[1]); },
+          {Ints(Shape{2, 8}, kTinyGpt.vocab, 5), Ints(Shape{2, 8}, kTinyGpt.vocab, 6)}};
+}
+
+// The graph Compile hands to the passes, built the same way (graph/compile.cc), so that each pass
+// can be applied alone and a program built with any subset of them.
+
+struct Options {
+  bool adamw = true;  // else SGD with momentum
+  double clip = 0;
+  int micro_batches = 1;
+  bool keep_gradients = false;
+  double lr = 0.05;
+};
+
+TrainOptions ToTrainOptions(const Options& o) {
+  TrainOptions t;
+  t.optimizer =
+      o.adamw ? OptimizerOptions::AdamW(0.9, 0.95, 1e-8, 0.1) : OptimizerOptions::Sgd(0.9, 0.01);
+  t.schedule.max_lr = o.lr;
+  t.clip_grad_norm = o.clip;
+  t.micro_batches = o.micro_batches;
+  t.keep_gradients = o.keep_gradients;
+  t.seed = 9;
+  return t;
+}
+
+struct Traced {
+  Graph graph;
+  Program::Config config;
+  std::vector<ValueId> trainable;
+};
+
+Traced Trace(Case& c, const Options& o) {
+  const TrainOptions options = ToTrainOptions(o);
+  Traced r;
+  Graph& graph = r.graph;
+  Program::Config& config = r.config;
+  Tracer tracer(graph);
+  config.inputs = c.inputs;
+  config.micro_batches = o.micro_batches;
+  config.schedule = options.schedule;
+  config.seed = options.seed;
+  config.num_threads = NumThreads();
+  std::vector<std::string> paths;
+  c.model->ForEachParameter([&](const std::string& path, Parameter& p) {
+    Var v = tracer.NewValue({p.shape(), DType::kF32},
+                            p.is_buffer() ? ValueRole::kBuffer : ValueRole::kParameter, path);
+    p.Bind(v);
+    config.params.push_back(
+        {path, v.id(), static_cast<int>(p.init().kind), p.init().a, p.init().b, p.trainable()});
+    if (p.trainable()) {
+      r.trainable.push_back(v.id());
+      paths.push_back(path);
+    }
+  });
+  std::vector<Var> in;
+  for (const InputSpec& spec : c.inputs) {
+    in.push_back(tracer.NewValue({spec.shape, spec.dtype}, ValueRole::kInput, spec.name));
+    config.input_values.push_back(in.back().id());
+  }
+  Var loss = c.loss(in);
+  EXPECT_TRUE(tracer.status().ok()) << tracer.status();
+  graph.mutable_value(loss.id()).role = ValueRole::kOutput;
+  graph.mutable_value(loss.id()).name = "loss";
+  config.loss = loss.id();
+  Var seed = tracer.NewValue({Shape{}, DType::kF32}, ValueRole::kConstant, "loss_seed");
+  const float seed_value = 1.0f / static_cast<float>(o.micro_batches);
+  graph.SetConstant(seed.id(), std::string(reinterpret_cast<const char*>(&seed_value), 4));
+  absl::StatusOr<Gradients> grads = Differentiate(tracer, loss, seed, r.trainable);
+  EXPECT_TRUE(grads.ok()) << grads.status();
+
+  std::vector<ValueId> final_grads;
+  for (size_t i = 0; i < r.trainable.size(); ++i) {
+    ValueId g = grads->of.at(r.trainable[i]);
+    if (o.micro_batches > 1) {
+      Var acc = tracer.NewValue(graph.value(r.trainable[i]).type, ValueRole::kOptimizerState,
+                                paths[i] + ".grad_accumulator");
+      graph.AddNode(ops::AccumulateOp(), {acc.id(), g}, {}, paths[i]);
+      g = acc.id();
+    }
+    final_grads.push_back(g);
+  }
+  if (o.keep_gradients) {
+    for (size_t i = 0; i < r.trainable.size(); ++i) {
+      Value& g = graph.mutable_value(final_grads[i]);
+      if (!IsPersistent(g.role)) g.role = ValueRole::kOutput;
+      config.gradients.push_back({paths[i], final_grads[i]});
+    }
+  }
+  const size_t update_begin = graph.nodes().size();
+  if (o.clip > 0) {
+    Var norm = tracer.NewValue({Shape{}, DType::kF32}, ValueRole::kOutput, "grad_norm");
+    graph.AddNode(ops::ClipGradNormOp(o.clip, static_cast<int>(final_grads.size())), final_grads,
+                  {norm.id()});
+    config.grad_norm = norm.id();
+  }
+  const OptimizerOptions& opt = options.optimizer;
+  for (size_t i = 0; i < r.trainable.size(); ++i) {
+    const TensorType type = graph.value(r.trainable[i]).type;
+    const double wd = opt.decays(paths[i], type.shape) ? opt.weight_decay : 0.0;
+    auto state = [&](const std::string& slot) {
+      const ValueId v =
+          tracer.NewValue(type, ValueRole::kOptimizerState, paths[i] + "." + slot).id();
+      config.optimizer_state.push_back({paths[i] + "." + slot, v});
+      return v;
+    };
+    if (o.adamw) {
+      const ValueId m = state("exp_avg"), v = state("exp_avg_sq");
+      graph.AddNode(ops::AdamWUpdateOp(opt.beta1, opt.beta2, opt.eps, wd),
+                    {r.trainable[i], final_grads[i], m, v}, {}, paths[i]);
+    } else {
+      graph.AddNode(ops::SgdUpdateOp(opt.momentum, opt.dampening, opt.nesterov, wd),
+                    {r.trainable[i], final_grads[i], state("momentum_buffer")}, {}, paths[i]);
+    }
+    if (o.micro_batches > 1) graph.AddNode(ops::ZeroOp(), {final_grads[i]}, {}, paths[i]);
+  }
+  for (size_t n = update_begin; n < graph.nodes().size(); ++n) {
+    graph.mutable_nodes()[n].phase = Phase::kUpdate;
+  }
+  for (size_t i = 0; i < r.trainable.size() && o.micro_batches > 1; ++i) {
+    config.optimizer_state.push_back({graph.value(final_grads[i]).name, final_grads[i]});
+  }
+  return r;
+}
+
+enum PassBits { kFuse = 1, kSchedule = 2, kDeadCode = 4, kAllPasses = 7 };
+
+std::unique_ptr<Program> Build(Traced t, int passes) {
+  absl::Status s;
+  if (passes & kFuse) s.Update(FuseCrossEntropy(t.graph));
+  if (passes & kSchedule) s.Update(ScheduleUpdates(t.graph));
+  if (passes & kDeadCode) s.Update(EliminateDeadCode(t.graph));
+  EXPECT_TRUE(s.ok()) << s;
+  absl::StatusOr<MemoryPlan> plan = PlanMemory(t.graph, t.config.num_threads);
+  EXPECT_TRUE(plan.ok()) << plan.status();
+  if (!plan.ok()) return nullptr;
+  absl::StatusOr<std::unique_ptr<Program>> p =
+      Program::Create(std::move(t.graph), *std::move(plan), std::move(t.config));
+  EXPECT_TRUE(p.ok()) << p.status();
+  return p.ok() ? *std::move(p) : nullptr;
+}
+
+// Node helpers.
+
+int Count(const Graph& g, const std::string& op) {
+  return static_cast<int>(std::count_if(g.nodes().begin(), g.nodes().end(),
+                                        [&](const Node& n) { return n.op->name() == op; }));
+}
+
+bool IsUpdate(const Node& n) {
+  return n.op->name() == "adamw_update" || n.op->name() == "sgd_update";
+}
+
+bool Touches(const Node& n, ValueId v) {
+  return std::find(n.inputs.begin(), n.inputs.end(), v) != n.inputs.end() ||
+         std::find(n.outputs.begin(), n.outputs.end(), v) != n.outputs.end();
+}
+
+// What identifies a node across passes, and where it runs.
+using NodeKey = std::tuple<const Op*, std::vector<ValueId>, std::vector<ValueId>, Phase>;
+std::vector<NodeKey> Keys(const Graph& g, bool skip_updates = false) {
+  std::vector<NodeKey> keys;
+  for (const Node& n : g.nodes()) {
+    if (skip_updates && IsUpdate(n)) continue;
+    keys.emplace_back(n.op.get(), n.inputs, n.outputs, skip_updates ? Phase::kMicroStep : n.phase);
+  }
+  return keys;
+}
+
+std::vector<std::string> OpNames(const Graph& g) {
+  std::vector<std::string> names;
+  for (const Node& n : g.nodes()) names.push_back(n.op->name());
+  return names;
+}
+
+std::vector<double> Values(const Tensor& t) { return testing::ToDouble(t); }
+
+void ExpectSameParameters(const Program& a, const Program& b, double rtol) {
+  ASSERT_EQ(a.parameters().size(), b.parameters().size());
+  for (size_t i = 0; i < a.parameters().size(); ++i) {
+    ASSERT_EQ(a.parameters()[i].first, b.parameters()[i].first);
+    testing::ExpectClose(b.parameters()[i].second, Values(a.parameters()[i].second), rtol, 1e-7,
+                         a.parameters()[i].first);
+  }
+}
+
+// FuseCrossEntropy
+
+TEST(FuseCrossEntropyTest, LeavesOneFusedNodeThatWritesTheLoss) {
+  for (auto make : {MlpCase, GptCase}) {
+    Case c = make();
+    SCOPED_TRACE(c.name);
+    Traced t = Trace(c, {});
+    Graph& g = t.graph;
+    ASSERT_EQ(Count(g, "cross_entropy"), 1);
+    ASSERT_EQ(Count(g, "cross_entropy_with_grad"), 1);
+    const size_t before = g.nodes().size();
+    const ValueId logits = std::find_if(g.nodes().begin(), g.nodes().end(), [](const Node& n) {
+                             return n.op->name() == "cross_entropy";
+                           })->inputs[0];
+    ASSERT_TRUE(FuseCrossEntropy(g).ok());
+
+    EXPECT_EQ(Count(g, "cross_entropy"), 0);
+    ASSERT_EQ(Count(g, "cross_entropy_with_grad"), 1);
+    EXPECT_EQ(g.nodes().size(), before - 1);
+    const Node& fused = *std::find_if(g.nodes().begin(), g.nodes().end(), [](const Node& n) {
+      return n.op->name() == "cross_entropy_with_grad";
+    });
+    EXPECT_EQ(fused.outputs[0], t.config.loss);
+    EXPECT_EQ(fused.inputs[0], logits);
+    // Every node that writes the loss is gone but the fused one, and the logits are read once.
+    int writers = 0, readers = 0;
+    for (const Node& n : g.nodes()) {
+      writers += std::count(n.outputs.begin(), n.outputs.end(), t.config.loss);
+      readers += std::count(n.inputs.begin(), n.inputs.end(), logits);
+    }
+    EXPECT_EQ(writers, 1);
+    EXPECT_EQ(readers, 1);
+
+    // A second run finds nothing left to fuse.
+    const std::vector<NodeKey> fused_keys = Keys(g);
+    ASSERT_TRUE(FuseCrossEntropy(g).ok());
+    EXPECT_EQ(Keys(g), fused_keys);
+  }
+}
+
+TEST(FuseCrossEntropyTest, KeepsTheForwardLossWhenAnotherNodeReadsIt) {
+  Case c = MlpCase();
+  Mlp* m = static_cast<Mlp*>(c.model.get());
+  // The loss is the cross-entropy added to itself: the forward value is read, so it must stay.
+  c.loss = [m](absl::Span<const Var> in) {
+    Var ce = ops::CrossEntropy((*m)(in[0]), in[1]);
+    return ops::Add(ce, ce);
+  };
+  Traced t = Trace(c, {});
+  const std::vector<NodeKey> before = Keys(t.graph);
+  ASSERT_TRUE(FuseCrossEntropy(t.graph).ok());
+  EXPECT_EQ(Keys(t.graph), before);
+  EXPECT_EQ(Count(t.graph, "cross_entropy"), 1);
+}
+
+// The loss and every gradient of the fused program equal those of the same graph run unfused.
+TEST(FuseCrossEntropyTest, LossAndGradientsEqualTheUnfusedGraphs) {
+  for (auto make : {MlpCase, GptCase}) {
+    Case c = make();
+    SCOPED_TRACE(c.name);
+    Options o{.keep_gradients = true};
+    std::unique_ptr<Program> fused = Build(Trace(c, o), kAllPasses);
+    std::unique_ptr<Program> unfused = Build(Trace(c, o), kAllPasses & ~kFuse);
+    ASSERT_NE(fused, nullptr);
+    ASSERT_NE(unfused, nullptr);
+    EXPECT_EQ(Count(unfused->graph(), "cross_entropy"), 1);
+    EXPECT_EQ(Count(fused->graph(), "cross_entropy"), 0);
+    for (int step = 0; step < 2; ++step) {
+      absl::StatusOr<StepStats> a = fused->Step(c.batch), b = unfused->Step(c.batch);
+      ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
+      EXPECT_GT(a->loss, 0);
+      EXPECT_NEAR(a->loss, b->loss, 1e-6 * b->loss) << "step " << step;
+      ASSERT_EQ(fused->gradients().size(), unfused->gradients().size());
+      for (size_t i = 0; i < fused->gradients().size(); ++i) {
+        testing::ExpectClose(fused->gradients()[i].second, Values(unfused->gradients()[i].second),
+                             1e-5, 1e-8, fused->gradients()[i].first);
+      }
+    }
+    ExpectSameParameters(*unfused, *fused, 1e-5);
+  }
+}
+
+// Softmax cross-entropy on free logits in double precision: the mean loss over the rows whose
+// target is not -100 and, per row, (softmax - one_hot) / count, scaled by the loss seed.
+struct Reference {
+  double loss = 0;
+  std::vector<double> dlogits;
+};
+Reference SoftmaxCrossEntropy(const std::vector<double>& x, const int32_t* targets, int64_t rows,
+                              int64_t v, double seed) {
+  Reference r;
+  r.dlogits.assign(x.size(), 0.0);
+  int64_t count = 0;
+  for (int64_t i = 0; i < rows; ++i) count += targets[i] != -100;
+  for (int64_t i = 0; i < rows; ++i) {
+    if (targets[i] == -100) continue;
+    const double* row = x.data() + i * v;
+    const double m = *std::max_element(row, row + v);
+    double sum = 0;
+    for (int64_t j = 0; j < v; ++j) sum += std::exp(row[j] - m);
+    r.loss += (std::log(sum) + m - row[targets[i]]) / count;
+    for (int64_t j = 0; j < v; ++j) {
+      r.dlogits[i * v + j] = seed * (std::exp(row[j] - m) / sum - (j == targets[i])) / count;
+    }
+  }
+  return r;
+}
+
+// The fused node computes the loss from the logits alone (the seed scales only the gradient):
+// checked against the reference through plain SGD (lr 1), whose step is minus the gradient.
+TEST(FuseCrossEntropyTest, FusedLossAndGradientMatchADoublePrecisionReference) {
+  constexpr int64_t kRows = 5, kClasses = 7;
+  for (int k : {1, 2}) {
+    SCOPED_TRACE(absl::StrCat(k, " micro-batches"));
+    FreeLogits model(Shape{kRows, kClasses});
+    TrainOptions o;
+    o.optimizer = OptimizerOptions::Sgd(0, 0);
+    o.schedule.max_lr = 1.0;
+    o.micro_batches = k;
+    auto program = Compile(
+        model, {{"targets", Shape{kRows}, DType::kI32}},
+        [&](absl::Span<const Var> in) { return ops::CrossEntropy(model.logits(), in[0]); }, o);
+    ASSERT_TRUE(program.ok()) << program.status();
+    ASSERT_EQ(Count((*program)->graph(), "cross_entropy"), 0);
+    ASSERT_EQ(Count((*program)->graph(), "cross_entropy_with_grad"), 1);
+
+    Tensor targets = Ints(Shape{k * kRows}, kClasses, 10 + k);
+    targets.data<int32_t>()[1] = -100;  // ignored: neither in the mean nor in the gradient
+    const std::vector<double> before = Values((*program)->parameter("logits").value());
+    absl::StatusOr<StepStats> s = (*program)->Step({targets});
+    ASSERT_TRUE(s.ok()) << s.status();
+    const std::vector<double> after = Values((*program)->parameter("logits").value());
+
+    double loss = 0;
+    std::vector<double> grad(before.size(), 0.0);
+    for (int i = 0; i < k; ++i) {
+      const Reference r = SoftmaxCrossEntropy(before, targets.data<int32_t>() + i * kRows, kRows,
+                                              kClasses, 1.0 / k);
+      loss += r.loss / k;
+      for (size_t j = 0; j < grad.size(); ++j) grad[j] += r.dlogits[j];
+    }
+    EXPECT_NEAR(s->loss, loss, 1e-5 * loss);
+    std::vector<double> step(before.size());
+    for (size_t j = 0; j < step.size(); ++j) step[j] = before[j] - after[j];
+    testing::ExpectClose(step, grad, 1e-4, 2e-6, "logits gradient");
+  }
+}
+
+// A second cross-entropy over the same logits and targets, kept as an output, must not take the
+// loss's value away: one fused node can write only one of them.
+TEST(FuseCrossEntropyTest, ACopyOfTheLossKeptAsAnOutputLeavesBothWritten) {
+  constexpr int64_t kRows = 4, kClasses = 6;
+  for (bool copy_first : {false, true}) {
+    SCOPED_TRACE(copy_first ? "copy traced first" : "copy traced second");
+    FreeLogits model(Shape{kRows, kClasses});
+    TrainOptions o;
+    o.optimizer = OptimizerOptions::Sgd(0, 0);
+    o.schedule.max_lr = 0;
+    ValueId copy = kNoValue;
+    auto program = Compile(
+        model, {{"targets", Shape{kRows}, DType::kI32}},
+        [&](absl::Span<const Var> in) {
+          Var a = ops::CrossEntropy(model.logits(), in[0]);
+          Var b = ops::CrossEntropy(model.logits(), in[0]);
+          Var kept = copy_first ? a : b;
+          kept.tracer()->MarkOutput(kept, "ce_copy");
+          copy = kept.id();
+          return copy_first ? b : a;
+        },
+        o);
+    ASSERT_TRUE(program.ok()) << program.status();
+    const Tensor targets = Ints(Shape{kRows}, kClasses, 3);
+    const Reference r = SoftmaxCrossEntropy(Values((*program)->parameter("logits").value()),
+                                            targets.data<int32_t>(), kRows, kClasses, 1.0);
+    absl::StatusOr<StepStats> s = (*program)->Step({targets});
+    ASSERT_TRUE(s.ok()) << s.status();
+    EXPECT_NEAR(s->loss, r.loss, 1e-5 * r.loss);
+    EXPECT_NEAR((*program)->value(copy)->data<float>()[0], r.loss, 1e-5 * r.loss);
+  }
+}
+
+// ScheduleUpdates
+
+// Every update runs right after the last node it depends on (the gradient's writer, or a node
+// that reads the parameter or the gradient): nothing else waits in between, and nothing after it
+// touches what it writes. Returns how many updates run before some other node.
+int ExpectUpdatesRightAfterTheirDependencies(const Graph& g) {
+  const std::vector<Node>& nodes = g.nodes();
+  int moved = 0, updates = 0;
+  for (int p = 0; p < static_cast<int>(nodes.size()); ++p) {
+    if (!IsUpdate(nodes[p])) continue;
+    ++updates;
+    const std::string& param = g.value(nodes[p].inputs[0]).name;
+    int last = -1, grad_writer = -1;
+    for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
+      if (i == p || IsUpdate(nodes[i])) continue;
+      for (ValueId v : nodes[p].inputs) {
+        if (Touches(nodes[i], v)) last = i;
+      }
+      if (std::count(nodes[i].outputs.begin(), nodes[i].outputs.end(), nodes[p].inputs[1])) {
+        grad_writer = i;
+      }
+    }
+    EXPECT_GE(grad_writer, 0) << param;
+    EXPECT_LT(grad_writer, p) << param << ": the update runs before its gradient is written";
+    EXPECT_LT(last, p) << param << ": node " << last << " (" << nodes[last].op->name()
+                       << ") touches the parameter or gradient after the update";
+    for (int i = last + 1; i < p; ++i) {
+      EXPECT_TRUE(IsUpdate(nodes[i])) << param << ": node " << i << " (" << nodes[i].op->name()
+                                      << ") runs between its last dependency and its update";
+    }
+    EXPECT_EQ(nodes[p].phase, Phase::kMicroStep) << param;
+    moved +=
+        std::any_of(nodes.begin() + p, nodes.end(), [](const Node& n) { return !IsUpdate(n); });
+  }
+  EXPECT_GT(updates, 0);
+  return moved;
+}
+
+TEST(ScheduleUpdatesTest, EachUpdateRunsRightAfterTheLastNodeItDependsOn) {
+  for (bool adamw : {true, false}) {
+    for (auto make : {MlpCase, ConvCase, ReusedWeightCase, GptCase}) {
+      Case c = make();
+      SCOPED_TRACE(c.name + (adamw ? " adamw" : " sgd"));
+      Traced t = Trace(c, {.adamw = adamw});
+      ASSERT_TRUE(FuseCrossEntropy(t.graph).ok());
+      ASSERT_TRUE(ScheduleUpdates(t.graph).ok());
+      // Without the pass every update would wait for the whole backward: some must have moved.
+      EXPECT_GT(ExpectUpdatesRightAfterTheirDependencies(t.graph), 0);
+      EXPECT_EQ(Count(t.graph, adamw ? "adamw_update" : "sgd_update"),
+                static_cast<int>(t.trainable.size()));
+    }
+  }
+}
+
+TEST(ScheduleUpdatesTest, KeepsTheOrderOfEveryOtherNode) {
+  for (auto make : {MlpCase, GptCase}) {
+    Case c = make();
+    SCOPED_TRACE(c.name);
+    Traced t = Trace(c, {});
+    const std::vector<NodeKey> rest = Keys(t.graph, /*skip_updates=*/true);
+    const size_t size = t.graph.nodes().size();
+    ASSERT_TRUE(ScheduleUpdates(t.graph).ok());
+    EXPECT_EQ(Keys(t.graph, /*skip_updates=*/true), rest);
+    EXPECT_EQ(t.graph.nodes().size(), size);
+  }
+}
+
+TEST(ScheduleUpdatesTest, RunningTwiceChangesNothing) {
+  for (auto make : {MlpCase, GptCase}) {
+    Case c = make();
+    SCOPED_TRACE(c.name);
+    Traced t = Trace(c, {});
+    ASSERT_TRUE(ScheduleUpdates(t.graph).ok());
+    const std::vector<NodeKey> once = Keys(t.graph);
+    ASSERT_TRUE(ScheduleUpdates(t.graph).ok());
+    EXPECT_EQ(Keys(t.graph), once);
+  }
+}
+
+// Clipping needs every gradient, and accumulation updates only after the last micro-batch: the
+// updates stay in the update phase, after the norm and after every accumulation.
+TEST(ScheduleUpdatesTest, ClippingAndAccumulationKeepUpdatesAfterTheNormAndTheSums) {
+  for (Options o : {Options{.clip = 1.0}, Options{.micro_batches = 2},
+                    Options{.clip = 1.0, .micro_batches = 2}}) {
+    SCOPED_TRACE(absl::StrCat("clip ", o.clip, ", micro-batches ", o.micro_batches));
+    Case c = GptCase();
+    Traced t = Trace(c, o);
+    ASSERT_TRUE(FuseCrossEntropy(t.graph).ok());
+    const std::vector<NodeKey> before = Keys(t.graph);
+    ASSERT_TRUE(ScheduleUpdates(t.graph).ok());
+    EXPECT_EQ(Keys(t.graph), before);
+    const std::vector<Node>& nodes = t.graph.nodes();
+    int must_follow = -1;  // the clip node or the last accumulation
+    for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
+      const std::string name = nodes[i].op->name();
+      if (name == "clip_grad_norm" || name == "accumulate") must_follow = i;
+    }
+    ASSERT_GE(must_follow, 0);
+    for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
+      if (!IsUpdate(nodes[i])) continue;
+      EXPECT_GT(i, must_follow);
+      EXPECT_EQ(nodes[i].phase, Phase::kUpdate);
+    }
+  }
+}
+
+// Updating a parameter early must not change what any node reads: a few steps with and without
+// the pass leave the same losses and parameters.
+TEST(ScheduleUpdatesTest, ScheduledProgramTrainsLikeTheUnscheduledOne) {
+  for (auto make : {ConvCase, ReusedWeightCase, GptCase}) {
+    Case c = make();
+    SCOPED_TRACE(c.name);
+    std::unique_ptr<Program> scheduled = Build(Trace(c, {}), kAllPasses);
+    std::unique_ptr<Program> unscheduled = Build(Trace(c, {}), kAllPasses & ~kSchedule);
+    ASSERT_NE(scheduled, nullptr);
+    ASSERT_NE(unscheduled, nullptr);
+    ASSERT_NE(OpNames(scheduled->graph()), OpNames(unscheduled->graph()));
+    for (int step = 0; step < 3; ++step) {
+      absl::StatusOr<StepStats> a = scheduled->Step(c.batch), b = unscheduled->Step(c.batch);
+      ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
+      EXPECT_NEAR(a->loss, b->loss, 1e-6 * b->loss) << "step " << step;
+    }
+    ExpectSameParameters(*unscheduled, *scheduled, 1e-5);
+  }
+}
+
+// The helper above builds the graph the way Compile does: with every pass it is the same program.
+TEST(PassHarnessTest, TracesTheGraphCompileBuilds) {
+  Case a = GptCase(), b = GptCase();
+  std::unique_ptr<Program> built = Build(Trace(a, {}), kAllPasses);
+  auto compiled = Compile(*b.model, b.inputs, b.loss, ToTrainOptions({}));
+  ASSERT_NE(built, nullptr);
+  ASSERT_TRUE(compiled.ok()) << compiled.status();
+  EXPECT_EQ(built->graph().ToString(), (*compiled)->graph().ToString());
+}
+
+// EliminateDeadCode
+
+struct SmallGraph {
+  Graph g;
+  Tracer t{g};
+  Var Input(const Shape& s, const std::string& name, ValueRole role = ValueRole::kInput) {
+    return t.NewValue({s, DType::kF32}, role, name);
+  }
+};
+
+TEST(EliminateDeadCodeTest, RemovesUnreadNodesTransitively) {
+  SmallGraph s;
+  Var x = s.Input(Shape{4, 8}, "x"), w = s.Input(Shape{6, 8}, "w", ValueRole::kParameter);
+  Var probe = s.Input(Shape{4, 6}, "probe");
+  Var h = ops::Linear(x, w);
+  Var dead = ops::Relu(ops::Gelu(h));  // only read by each other
+  ops::Add(dead, h);                   // reads a live value, read by nobody
+  Var live = ops::Relu(h);
+  Var loss = ops::WeightedSum(live, probe);
+  s.t.MarkOutput(loss, "loss");
+  ASSERT_TRUE(s.t.status().ok()) << s.t.status();
+  ASSERT_EQ(s.g.nodes().size(), 6u);
+
+  ASSERT_TRUE(EliminateDeadCode(s.g).ok());
+  EXPECT_THAT(OpNames(s.g), ::testing::ElementsAre("linear", "relu", "weighted_sum"));
+  EXPECT_EQ(s.g.nodes()[1].outputs[0], live.id());
+  EXPECT_EQ(s.g.nodes()[2].outputs[0], loss.id());
+}
+
+TEST(EliminateDeadCodeTest, KeepsInPlaceWritersAndOutputsWithWhatTheyRead) {
+  SmallGraph s;
+  Var w = s.Input(Shape{6, 8}, "w", ValueRole::kParameter);
+  Var g_in = s.Input(Shape{6, 8}, "g_in");
+  Var acc = s.Input(Shape{6, 8}, "acc", ValueRole::kOptimizerState);
+  Var grad = ops::Gelu(g_in);  // read only by the update
+  s.g.AddNode(ops::SgdUpdateOp(0, 0, false, 0), {w.id(), grad.id()}, {});
+  Var part = ops::Relu(ops::Relu(g_in));  // read only by the accumulation
+  s.g.AddNode(ops::AccumulateOp(), {acc.id(), part.id()}, {});
+  Var shown = ops::Gelu(ops::Add(g_in, w));  // read by nobody, but an output
+  s.t.MarkOutput(shown, "shown");
+  ops::Relu(shown);  // dead
+  ASSERT_TRUE(s.t.status().ok()) << s.t.status();
+
+  ASSERT_TRUE(EliminateDeadCode(s.g).ok());
+  EXPECT_THAT(OpNames(s.g), ::testing::ElementsAre("gelu", "sgd_update", "relu", "relu",
+                                                   "accumulate", "add", "gelu"));
+}
+
+// After fusion and scheduling, a training graph keeps every in-place writer and every node whose
+// output someone reads later or the caller reads, and nothing else; a second run changes nothing.
+TEST(EliminateDeadCodeTest, TrainingGraphKeepsWhatTheStepNeedsAndIsIdempotent) {
+  for (Options o : {Options{}, Options{.clip = 1.0, .micro_batches = 2}}) {
+    Case c = MlpCase();
+    Mlp* m = static_cast<Mlp*>(c.model.get());
+    // A diagnostic the loss does not use: dead.
+    c.loss = [m](absl::Span<const Var> in) {
+      Var logits = (*m)(in[0]);
+      ops::Relu(ops::Gelu(logits));
+      return ops::CrossEntropy(logits, in[1]);
+    };
+    Traced t = Trace(c, o);
+    ASSERT_TRUE(FuseCrossEntropy(t.graph).ok());
+    ASSERT_TRUE(ScheduleUpdates(t.graph).ok());
+    auto in_place = [](const Graph& g) {
+      std::vector<NodeKey> keys;
+      for (const Node& n : g.nodes()) {
+        if (!n.op->MutatedInputs().empty())
+          keys.emplace_back(n.op.get(), n.inputs, n.outputs, n.phase);
+      }
+      return keys;
+    };
+    const std::vector<NodeKey> writers = in_place(t.graph);
+    const size_t before = t.graph.nodes().size();
+    ASSERT_TRUE(EliminateDeadCode(t.graph).ok());
+    EXPECT_EQ(in_place(t.graph), writers);
+    EXPECT_EQ(t.graph.nodes().size(), before - 2);  // the gelu and relu of the diagnostic
+    const std::vector<Node>& nodes = t.graph.nodes();
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      bool used = !nodes[i].op->MutatedInputs().empty();
+      for (ValueId v : nodes[i].outputs) {
+        if (v == kNoValue) continue;
+        used = used || t.graph.value(v).role == ValueRole::kOutput;
+        for (size_t j = i + 1; j < nodes.size(); ++j) used = used || Touches(nodes[j], v);
+      }
+      EXPECT_TRUE(used) << "node " << i << " (" << nodes[i].op->name() << ") is dead";
+    }
+    const std::vector<NodeKey> once = Keys(t.graph);
+    ASSERT_TRUE(EliminateDeadCode(t.graph).ok());
+    EXPECT_EQ(Keys(t.graph), once);
+  }
+}
+
+// PlanMemory
+
+int64_t Aligned(int64_t n) { return (n + kPlanAlignment - 1) / kPlanAlignment * kPlanAlignment; }
+int64_t Bytes(const Graph& g, ValueId v) { return static_cast<int64_t>(g.value(v).type.nbytes()); }
+
+// Everything PlanMemory promises about a plan, checked from the graph alone.
+void ExpectSoundPlan(const Graph& g, const MemoryPlan& plan) {
+  const int n = g.num_values();
+  ASSERT_EQ(static_cast<int>(plan.offset.size()), n);
+  ASSERT_EQ(static_cast<int>(plan.live.size()), n);
+  // Liveness, recomputed: from the first node that touches a value to the last.
+  std::vector<std::pair<int, int>> live(n, {-1, -1});
+  for (int i = 0; i < static_cast<int>(g.nodes().size()); ++i) {
+    const Node& node = g.nodes()[i];
+    std::vector<ValueId> touched = node.outputs;
+    touched.insert(touched.end(), node.inputs.begin(), node.inputs.end());
+    touched.push_back(node.workspace);
+    for (ValueId v : touched) {
+      if (v == kNoValue) continue;
+      if (live[v].first < 0) live[v].first = i;
+      live[v].second = i;
+    }
+  }
+  std::vector<ValueId> arena, persistent;
+  std::vector<int64_t> live_bytes(g.nodes().size() + 1, 0);
+  for (ValueId v = 0; v < n; ++v) {
+    const Value& value = g.value(v);
+    const bool used = live[v].first >= 0;
+    if (plan.offset[v] >= 0) {
+      EXPECT_EQ(plan.offset[v] % kPlanAlignment, 0) << g.ValueToString(v);
+    }
+    if (!IsPersistent(value.role)) {
+      if (!used) {
+        EXPECT_EQ(plan.offset[v], -1) << "unused " << g.ValueToString(v);
+        continue;
+      }
+      EXPECT_EQ(plan.live[v], live[v]) << g.ValueToString(v);
+      EXPECT_GE(plan.offset[v], 0) << g.ValueToString(v);
+      EXPECT_LE(plan.offset[v] + Bytes(g, v), plan.arena_bytes) << g.ValueToString(v);
+      for (int i = live[v].first; i <= live[v].second; ++i) live_bytes[i] += Aligned(Bytes(g, v));
+      arena.push_back(v);
+    } else if (!used && value.role == ValueRole::kOptimizerState) {
+      EXPECT_EQ(plan.offset[v], -1) << "unused " << g.ValueToString(v);
+    } else {
+      // Inputs, parameters, outputs and constants keep their bytes, read or not.
+      EXPECT_GE(plan.offset[v], 0) << g.ValueToString(v);
+      EXPECT_LE(plan.offset[v] + Bytes(g, v), plan.persistent_bytes) << g.ValueToString(v);
+      persistent.push_back(v);
+    }
+  }
+  for (size_t i = 0; i < arena.size(); ++i) {
+    for (size_t j = i + 1; j < arena.size(); ++j) {
+      const ValueId a = arena[i], b = arena[j];
+      const bool same_time = live[a].first <= live[b].second && live[b].first <= live[a].second;
+      const bool same_bytes = plan.offset[a] < plan.offset[b] + Bytes(g, b) &&
+                              plan.offset[b] < plan.offset[a] + Bytes(g, a);
+      EXPECT_FALSE(same_time && same_bytes) << g.ValueToString(a) << " and " << g.ValueToString(b);
+    }
+  }
+  std::sort(persistent.begin(), persistent.end(),
+            [&](ValueId a, ValueId b) { return plan.offset[a] < plan.offset[b]; });
+  for (size_t i = 0; i + 1 < persistent.size(); ++i) {
+    EXPECT_LE(plan.offset[persistent[i]] + Bytes(g, persistent[i]), plan.offset[persistent[i + 1]])
+        << g.ValueToString(persistent[i]) << " and " << g.ValueToString(persistent[i + 1]);
+  }
+  EXPECT_EQ(plan.live_peak_bytes, *std::max_element(live_bytes.begin(), live_bytes.end()));
+  EXPECT_GE(plan.arena_bytes, plan.live_peak_bytes);
+}
+
+TEST(PlanMemoryTest, TrainingGraphsGetSoundPlans) {
+  for (Options o : {Options{}, Options{.clip = 1.0, .micro_batches = 2}}) {
+    for (auto make : {MlpCase, ConvCase, GptCase}) {
+      Case c = make();
+      SCOPED_TRACE(absl::StrCat(c.name, " clip ", o.clip));
+      Traced t = Trace(c, o);
+      ASSERT_TRUE(FuseCrossEntropy(t.graph).ok());
+      ASSERT_TRUE(ScheduleUpdates(t.graph).ok());
+      ASSERT_TRUE(EliminateDeadCode(t.graph).ok());
+      absl::StatusOr<MemoryPlan> plan = PlanMemory(t.graph, 2);
+      ASSERT_TRUE(plan.ok()) << plan.status();
+      ExpectSoundPlan(t.graph, *plan);
+      EXPECT_GT(plan->arena_bytes, 0);
+      EXPECT_GT(plan->persistent_bytes, 0);
+    }
+  }
+}
+
+// linear -> relu -> linear -> gelu: each value lives over two nodes, so the largest live set is
+// the first linear's output with the relu's, 2 x 4 x 32 floats, and that is all the arena needs.
+TEST(PlanMemoryTest, ChainNeedsExactlyItsLargestLiveSet) {
+  SmallGraph s;
+  Var x = s.Input(Shape{4, 16}, "x");
+  Var w1 = s.Input(Shape{32, 16}, "w1", ValueRole::kParameter);
+  Var w2 = s.Input(Shape{8, 32}, "w2", ValueRole::kParameter);
+  Var probe = s.Input(Shape{4, 8}, "probe");
+  Var loss = ops::WeightedSum(ops::Gelu(ops::Linear(ops::Relu(ops::Linear(x, w1)), w2)), probe);
+  s.t.MarkOutput(loss, "loss");
+  ASSERT_TRUE(s.t.status().ok()) << s.t.status();
+  absl::StatusOr<MemoryPlan> plan = PlanMemory(s.g, 4);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ExpectSoundPlan(s.g, *plan);
+  EXPECT_EQ(plan->live_peak_bytes, 2 * 4 * 32 * 4);
+  EXPECT_EQ(plan->arena_bytes, plan->live_peak_bytes);
+  // Five persistent values, each rounded up to the alignment.
+  EXPECT_EQ(plan->persistent_bytes, Aligned(4 * 16 * 4) + Aligned(32 * 16 * 4) +
+                                        Aligned(8 * 32 * 4) + Aligned(4 * 8 * 4) + Aligned(4));
+}
+
+// Attention and convolution need scratch: each such node gets a kWorkspace value at least as large
+// as the op asks for at that thread count, live only while the node runs, and more threads never
+// give less. A plan made again drops the old workspaces (no bytes for them).
+TEST(PlanMemoryTest, WorkspacesAreSizedForTheThreadCount) {
+  for (auto make : {GptCase, ConvCase}) {
+    Case c = make();
+    SCOPED_TRACE(c.name);
+    Traced t = Trace(c, {});
+    ASSERT_TRUE(FuseCrossEntropy(t.graph).ok());
+    ASSERT_TRUE(ScheduleUpdates(t.graph).ok());
+    ASSERT_TRUE(EliminateDeadCode(t.graph).ok());
+    Graph& g = t.graph;
+    std::vector<int64_t> previous(g.nodes().size(), 0);
+    bool grew = false;
+    for (int threads : {1, 2, 4, 8}) {
+      SCOPED_TRACE(absl::StrCat(threads, " threads"));
+      absl::StatusOr<MemoryPlan> plan = PlanMemory(g, threads);
+      ASSERT_TRUE(plan.ok()) << plan.status();
+      ExpectSoundPlan(g, *plan);
+      int with_workspace = 0;
+      for (size_t i = 0; i < g.nodes().size(); ++i) {
+        const Node& n = g.nodes()[i];
+        std::vector<TensorType> in;
+        for (ValueId v : n.inputs) in.push_back(g.value(v).type);
+        const int64_t want = static_cast<int64_t>(n.op->WorkspaceBytes(in, threads));
+        if (want == 0) {
+          EXPECT_EQ(n.workspace, kNoValue) << n.op->name();
+          continue;
+        }
+        ++with_workspace;
+        ASSERT_NE(n.workspace, kNoValue) << n.op->name();
+        EXPECT_EQ(g.value(n.workspace).role, ValueRole::kWorkspace);
+        EXPECT_GE(Bytes(g, n.workspace), want) << n.op->name();
+        EXPECT_LT(Bytes(g, n.workspace), want + 4) << n.op->name();  // rounded up to a float
+        EXPECT_EQ(plan->live[n.workspace],
+                  std::make_pair(static_cast<int>(i), static_cast<int>(i)));
+        EXPECT_GE(Bytes(g, n.workspace), previous[i]) << n.op->name();
+        grew = grew || (previous[i] > 0 && Bytes(g, n.workspace) > previous[i]);
+        previous[i] = Bytes(g, n.workspace);
+      }
+      EXPECT_GT(with_workspace, 0);
+    }
+    if (c.name == "gpt") {
+      EXPECT_TRUE(grew) << "attention scratch is per thread";
+    }
+  }
+}
+
+TEST(PlanMemoryTest, UnusedValuesGetNoBytes) {
+  SmallGraph s;
+  Var x = s.Input(Shape{4, 8}, "x"), w = s.Input(Shape{6, 8}, "w", ValueRole::kParameter);
+  Var unread_input = s.Input(Shape{3}, "unread");
+  Var frozen = s.Input(Shape{5}, "frozen", ValueRole::kParameter);
+  Var state = s.Input(Shape{6, 8}, "w.exp_avg", ValueRole::kOptimizerState);
+  Var probe = s.Input(Shape{4, 6}, "probe");
+  Var h = ops::Linear(x, w);
+  Var dead = ops::Gelu(h);
+  Var loss = ops::WeightedSum(h, probe);
+  s.t.MarkOutput(loss, "loss");
+  ASSERT_TRUE(EliminateDeadCode(s.g).ok());
+  absl::StatusOr<MemoryPlan> plan = PlanMemory(s.g, 1);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ExpectSoundPlan(s.g, *plan);
+  EXPECT_EQ(plan->offset[dead.id()], -1);
+  EXPECT_EQ(plan->offset[state.id()], -1);
+  EXPECT_GE(plan->offset[h.id()], 0);
+  // The caller feeds, loads and reads these whether or not a node does.
+  EXPECT_GE(plan->offset[unread_input.id()], 0);
+  EXPECT_GE(plan->offset[frozen.id()], 0);
+  EXPECT_GE(plan->offset[loss.id()], 0);
+}
+
+}  // namespace
+}  // namespace strata::graph
