@@ -30,8 +30,8 @@ class Conv2dGradOp final : public Op {
     if (has_bias_) out.push_back({Shape{in[1].shape[0]}, DType::kF32});
     return out;
   }
-  size_t WorkspaceBytes(absl::Span<const TensorType> in, int) const override {
-    return cpu::Conv2dWorkspaceBytes(in[0].shape, in[1].shape, p_);
+  size_t WorkspaceBytes(absl::Span<const TensorType> in, int threads) const override {
+    return cpu::Conv2dWorkspaceBytes(in[0].shape, in[1].shape, p_, threads);
   }
   absl::Status Run(const RunArgs& a) const override {
     return cpu::Conv2dBackward(a.in[0], a.in[1], a.in[2], a.out[0], a.out[1],
@@ -63,8 +63,8 @@ class Conv2dOp final : public Op {
     }
     return std::vector<TensorType>{{*y, DType::kF32}};
   }
-  size_t WorkspaceBytes(absl::Span<const TensorType> in, int) const override {
-    return cpu::Conv2dWorkspaceBytes(in[0].shape, in[1].shape, p_);
+  size_t WorkspaceBytes(absl::Span<const TensorType> in, int threads) const override {
+    return cpu::Conv2dWorkspaceBytes(in[0].shape, in[1].shape, p_, threads);
   }
   absl::Status Run(const RunArgs& a) const override {
     return cpu::Conv2dForward(a.in[0], a.in[1], has_bias_ ? a.in[2] : Tensor(), a.out[0], p_,

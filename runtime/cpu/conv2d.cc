@@ -1134,11 +1134,12 @@ absl::StatusOr<Shape> Conv2dOutputShape(const Shape& x, const Shape& w, const Co
                (padded_w - span_w) / p.stride_w + 1};
 }
 
-size_t Conv2dWorkspaceBytes(const Shape& x, const Shape& w, const Conv2dParams& p) {
+size_t Conv2dWorkspaceBytes(const Shape& x, const Shape& w, const Conv2dParams& p,
+                            int num_threads) {
   absl::StatusOr<Shape> y = Conv2dOutputShape(x, w, p);
   if (!y.ok()) return 0;
   const Geometry g = MakeGeometry(x, w, *y, p);
-  int64_t threads = omp_get_max_threads();
+  int64_t threads = std::max(num_threads, 1);
   if (g.path != Path::kDepthwise) threads = std::min(threads, std::max<int64_t>(g.n, 1));
   return static_cast<size_t>(SharedFloats(g) + threads * PerThreadFloats(g)) * sizeof(float);
 }

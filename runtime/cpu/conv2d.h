@@ -2,7 +2,7 @@
 //
 //   Conv2dParams p{.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1, .groups = 32};
 //   STRATA_ASSIGN_OR_RETURN(Shape y_shape, Conv2dOutputShape(x.shape(), w.shape(), p));
-//   std::vector<float> ws(Conv2dWorkspaceBytes(x.shape(), w.shape(), p) / sizeof(float));
+//   std::vector<float> ws(Conv2dWorkspaceBytes(x.shape(), w.shape(), p, NumThreads()) / sizeof(float));
 //   STRATA_RETURN_IF_ERROR(Conv2dForward(x, w, b, y, p, absl::MakeSpan(ws)));
 //   STRATA_RETURN_IF_ERROR(Conv2dBackward(x, w, dy, dx, dw, db, p, absl::MakeSpan(ws)));
 //
@@ -38,8 +38,10 @@ struct Conv2dParams {
 // field (stride, padding, dilation, groups, channels) that makes the convolution impossible.
 absl::StatusOr<Shape> Conv2dOutputShape(const Shape& x, const Shape& w, const Conv2dParams& p);
 
-// Scratch bytes for Conv2dForward and Conv2dBackward with the current thread count.
-size_t Conv2dWorkspaceBytes(const Shape& x, const Shape& w, const Conv2dParams& p);
+// Scratch bytes for Conv2dForward and Conv2dBackward when up to `num_threads` threads run (a
+// smaller workspace makes the kernels use fewer threads, down to one).
+size_t Conv2dWorkspaceBytes(const Shape& x, const Shape& w, const Conv2dParams& p,
+                            int num_threads);
 
 // x (N, C, H, W), w (OC, C/groups, KH, KW), b (OC) or undefined, y (N, OC, OH, OW). Contiguous f32.
 absl::Status Conv2dForward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "runtime/cpu/conv2d.h"
+#include "runtime/threading.h"
 #include "tests/benchmarks/runtime/benchmark_util.h"
 
 namespace strata::bench {
@@ -14,7 +15,7 @@ void BM_Conv(benchmark::State& state, Shape x_shape, Shape w_shape, cpu::Conv2dP
   const Tensor x = Random(x_shape), w = Random(w_shape), b = Random(Shape{w_shape[0]});
   const Tensor y = Empty(cpu::Conv2dOutputShape(x_shape, w_shape, p).value());
   const Tensor dy = Random(y.shape()), dx = Empty(x_shape), dw = Empty(w_shape), db = Empty(b.shape());
-  std::vector<float> ws(cpu::Conv2dWorkspaceBytes(x_shape, w_shape, p) / sizeof(float) + 1);
+  std::vector<float> ws(cpu::Conv2dWorkspaceBytes(x_shape, w_shape, p, NumThreads()) / sizeof(float) + 1);
   for (auto _ : state) {
     Check(cpu::Conv2dForward(x, w, b, y, p, absl::MakeSpan(ws)));
     Check(cpu::Conv2dBackward(x, w, dy, dx, dw, db, p, absl::MakeSpan(ws)));

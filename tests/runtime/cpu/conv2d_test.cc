@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "runtime/threading.h"
 #include "tests/runtime/cpu/kernel_test_util.h"
 
 namespace strata::cpu {
@@ -44,7 +45,7 @@ Vec ReferenceConv(const Vec& x, const Vec& w, const Vec& b, const Case& k, const
 }
 
 std::vector<float> Workspace(const Tensor& x, const Tensor& w, const Conv2dParams& p) {
-  return std::vector<float>(Conv2dWorkspaceBytes(x.shape(), w.shape(), p) / sizeof(float) + 1);
+  return std::vector<float>(Conv2dWorkspaceBytes(x.shape(), w.shape(), p, NumThreads()) / sizeof(float) + 1);
 }
 
 void CheckAgainstReference(const Case& k, uint64_t seed) {

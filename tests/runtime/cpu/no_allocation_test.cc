@@ -93,7 +93,7 @@ TEST(NoAllocationTest, KernelsDoNotAllocate) {
     const Shape ys = Conv2dOutputShape(img.shape(), w_shape, p).value();
     convs.push_back({RandomTensor(w_shape, rng), testing::EmptyF32(ys), RandomTensor(ys, rng),
                      testing::EmptyF32(w_shape), testing::EmptyF32(Shape{w_shape[0]}), p,
-                     std::vector<float>(Conv2dWorkspaceBytes(img.shape(), w_shape, p) / sizeof(float))});
+                     std::vector<float>(Conv2dWorkspaceBytes(img.shape(), w_shape, p, NumThreads()) / sizeof(float))});
   }
   const Tensor cb = RandomTensor(Shape{8}, rng), var = RandomTensor(Shape{8}, rng, 0.5f, 1.0f);
   const Tensor pooled = testing::EmptyF32(Shape{4, 8, 6, 6}), dpooled = RandomTensor(pooled.shape(), rng);
