@@ -39,6 +39,17 @@ absl::Status SgdStep(absl::Span<float> param, absl::Span<const float> grad,
   const float* g = grad.data();
   float* buf = momentum_buffer.data();
   const int64_t n = static_cast<int64_t>(param.size());
+  if (use_momentum && !first && !nesterov) {
+    // The steady state of the common case, without the per-element branches below (which keep
+    // the general loop from vectorizing well: 10.6 ms against 5.7 ms for 16M elements).
+#pragma omp parallel for simd schedule(static) if (n > (1 << 15))
+    for (int64_t i = 0; i < n; ++i) {
+      const float b = buf[i] * mu + keep * (g[i] + wd * p[i]);
+      buf[i] = b;
+      p[i] = p[i] - lr * b;
+    }
+    return absl::OkStatus();
+  }
 #pragma omp parallel for simd schedule(static) if (n > (1 << 15))
   for (int64_t i = 0; i < n; ++i) {
     float d = g[i] + wd * p[i];
