@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <iostream>
 
 #include "absl/strings/str_cat.h"
 
@@ -94,6 +95,24 @@ absl::Status Flags::Parse(int argc, char** argv) {
     if (absl::Status s = Set(*flag, value); !s.ok()) return s;
   }
   return absl::OkStatus();
+}
+
+std::optional<int> Flags::ParseOrExitCode(int argc, char** argv) {
+  if (absl::Status s = Parse(argc, argv); !s.ok()) {
+    std::cerr << s.message() << "\n";
+    return 2;
+  }
+  if (help_) {
+    std::cout << Help();
+    return 0;
+  }
+  return std::nullopt;
+}
+
+int Flags::ExitCode(const absl::Status& result) const {
+  if (result.ok()) return 0;
+  std::cerr << program_ << ": " << result.message() << "\n";
+  return 1;
 }
 
 std::string Flags::Help() const {

@@ -4,11 +4,13 @@
 //   Flags flags("strata-gpt", "trains a GPT on a text or token file");
 //   int64_t steps = 100;
 //   flags.Add("steps", &steps, "optimizer steps");
-//   if (absl::Status s = flags.Parse(argc, argv); !s.ok()) { ... }
-//   if (flags.help_requested()) { std::cout << flags.Help(); return 0; }
+//   if (std::optional<int> code = flags.ParseOrExitCode(argc, argv)) return *code;  // error, --help
+//   ...
+//   return flags.ExitCode(Train(options));     // prints "strata-gpt: <message>" on error
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -28,6 +30,11 @@ class Flags {
   void Add(std::string name, bool* value, std::string help);
 
   absl::Status Parse(int argc, char** argv);
+  // Parse for main(): on a bad flag prints the error and gives 2, on --help prints the help and
+  // gives 0; nothing when the program should run.
+  std::optional<int> ParseOrExitCode(int argc, char** argv);
+  // The process exit code for the program's result: 0, or 1 after printing "<program>: <error>".
+  int ExitCode(const absl::Status& result) const;
   bool help_requested() const { return help_; }
   // Whether the flag was given on the command line.
   bool given(const std::string& name) const;

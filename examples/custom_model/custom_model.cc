@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <random>
 #include <string>
 
@@ -125,17 +126,6 @@ int main(int argc, char** argv) {
   strata::examples::Flags f("strata-custom-model", "Trains a custom residual MLP on three spirals.");
   f.Add("steps", &steps, "optimizer steps");
   f.Add("dump-graph", &dump, "print the IR after each compile pass");
-  if (absl::Status s = f.Parse(argc, argv); !s.ok()) {
-    std::cerr << s.message() << "\n";
-    return 2;
-  }
-  if (f.help_requested()) {
-    std::cout << f.Help();
-    return 0;
-  }
-  if (absl::Status s = strata::examples::Main(steps, dump); !s.ok()) {
-    std::cerr << "strata-custom-model: " << s.message() << "\n";
-    return 1;
-  }
-  return 0;
+  if (std::optional<int> code = f.ParseOrExitCode(argc, argv)) return *code;
+  return f.ExitCode(strata::examples::Main(steps, dump));
 }

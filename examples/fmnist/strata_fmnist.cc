@@ -7,7 +7,7 @@
 // The data are the four gzip IDX files as Debian's dataset-fashion-mnist installs them. The
 // recipe (shuffling, schedule, test scoring) is examples/fmnist/fmnist_train.h.
 #include <cstdio>
-#include <iostream>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -124,17 +124,6 @@ int main(int argc, char** argv) {
         "(LSUV; 0: off)");
   f.Add("metrics", &o.metrics, "write one JSON object per step and per epoch to this file");
   f.Add("log-every", &o.log_every, "steps between progress lines (the last of each epoch too)");
-  if (absl::Status s = f.Parse(argc, argv); !s.ok()) {
-    std::cerr << s.message() << "\n";
-    return 2;
-  }
-  if (f.help_requested()) {
-    std::cout << f.Help();
-    return 0;
-  }
-  if (absl::Status s = strata::examples::Train(o); !s.ok()) {
-    std::cerr << "strata-fmnist: " << s.message() << "\n";
-    return 1;
-  }
-  return 0;
+  if (std::optional<int> code = f.ParseOrExitCode(argc, argv)) return *code;
+  return f.ExitCode(strata::examples::Train(o));
 }

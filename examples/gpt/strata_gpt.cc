@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -312,20 +313,9 @@ int main(int argc, char** argv) {
   f.Add("dump-graph", &o.dump_graph, "print the IR after each compile pass");
   f.Add("threads", &o.threads, "threads (0: all cores)");
   f.Add("profile", &o.profile, "print the time per op at the end");
-  if (absl::Status s = f.Parse(argc, argv); !s.ok()) {
-    std::cerr << s.message() << "\n";
-    return 2;
-  }
-  if (f.help_requested()) {
-    std::cout << f.Help();
-    return 0;
-  }
+  if (std::optional<int> code = f.ParseOrExitCode(argc, argv)) return *code;
   o.heads_given = f.given("heads");
   // A short run keeps its default warm-up shorter than itself.
   if (!f.given("warmup")) o.warmup = std::min<int64_t>(o.warmup, o.steps - 1);
-  if (absl::Status s = strata::examples::Train(o); !s.ok()) {
-    std::cerr << "strata-gpt: " << s.message() << "\n";
-    return 1;
-  }
-  return 0;
+  return f.ExitCode(strata::examples::Train(o));
 }
