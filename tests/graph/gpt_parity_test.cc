@@ -5,6 +5,8 @@
 // A second test does the same against `transformers`' own GPT2LMHeadModel and the file it wrote.
 #include <cmath>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "graph/compile.h"
@@ -30,6 +32,25 @@ bool IsConv1dWeight(const std::string& hf_name) {
   }
   return false;
 }
+
+// llm.c batches of the fixture's tokens: step s reads kBatch * kSeq + 1 tokens from
+// s * kBatch * kSeq; the targets are the inputs shifted by one.
+class LlmcBatches {
+ public:
+  explicit LlmcBatches(Tensor tokens) : tokens_(std::move(tokens)) {}
+  std::vector<Tensor> Get(int64_t s) {
+    for (int64_t i = 0; i < kBatch * kSeq; ++i) {
+      ids_.data<int32_t>()[i] = tokens_.data<int32_t>()[s * kBatch * kSeq + i];
+      targets_.data<int32_t>()[i] = tokens_.data<int32_t>()[s * kBatch * kSeq + i + 1];
+    }
+    return {ids_, targets_};
+  }
+
+ private:
+  Tensor tokens_;
+  Tensor ids_ = Tensor::Empty(Shape{kBatch, kSeq}, DType::kI32, DefaultCpuAllocator()).value();
+  Tensor targets_ = Tensor::Empty(Shape{kBatch, kSeq}, DType::kI32, DefaultCpuAllocator()).value();
+};
 
 // Compares a strata tensor with the fixture's tensor in HF layout.
 void ExpectMatches(const Tensor& ours, const Tensor& ref, const std::string& hf_name, double rtol,
@@ -68,16 +89,10 @@ TEST(GptParityTest, TwentyAdamWStepsMatchPyTorch) {
   Program& p = **program;
   ASSERT_TRUE(LoadGpt2Weights(p, FixturePath("gpt_tiny_init.safetensors")).ok());
 
-  const Tensor tokens = ref.Get("tokens").value();
   const Tensor losses = ref.Get("losses").value();
-  Tensor ids = Tensor::Empty(Shape{kBatch, kSeq}, DType::kI32, DefaultCpuAllocator()).value();
-  Tensor targets = Tensor::Empty(Shape{kBatch, kSeq}, DType::kI32, DefaultCpuAllocator()).value();
+  LlmcBatches batches(ref.Get("tokens").value());
   for (int64_t s = 0; s < kSteps; ++s) {
-    for (int64_t i = 0; i < kBatch * kSeq; ++i) {
-      ids.data<int32_t>()[i] = tokens.data<int32_t>()[s * kBatch * kSeq + i];
-      targets.data<int32_t>()[i] = tokens.data<int32_t>()[s * kBatch * kSeq + i + 1];
-    }
-    auto stats = p.Step({ids, targets});
+    auto stats = p.Step(batches.Get(s));
     ASSERT_TRUE(stats.ok()) << stats.status();
     const double want = losses.data<float>()[s];
     EXPECT_NEAR(stats->loss, want, 1e-4 * want) << "step " << s;
@@ -119,17 +134,11 @@ TEST(GptParityTest, ATransformersCheckpointTrainsLikeTransformers) {
   const absl::Status loaded = LoadGpt2Weights(p, FixturePath("hf_gpt2_model.safetensors"));
   ASSERT_TRUE(loaded.ok()) << loaded;
 
-  const Tensor tokens = ref.Get("tokens").value();
   const Tensor losses = ref.Get("losses").value();
   ASSERT_EQ(losses.numel(), kHfSteps);
-  Tensor ids = Tensor::Empty(Shape{kBatch, kSeq}, DType::kI32, DefaultCpuAllocator()).value();
-  Tensor targets = Tensor::Empty(Shape{kBatch, kSeq}, DType::kI32, DefaultCpuAllocator()).value();
+  LlmcBatches batches(ref.Get("tokens").value());
   for (int64_t s = 0; s < kHfSteps; ++s) {
-    for (int64_t i = 0; i < kBatch * kSeq; ++i) {
-      ids.data<int32_t>()[i] = tokens.data<int32_t>()[s * kBatch * kSeq + i];
-      targets.data<int32_t>()[i] = tokens.data<int32_t>()[s * kBatch * kSeq + i + 1];
-    }
-    auto stats = p.Step({ids, targets});
+    auto stats = p.Step(batches.Get(s));
     ASSERT_TRUE(stats.ok()) << stats.status();
     const double want = losses.data<float>()[s];
     EXPECT_NEAR(stats->loss, want, 1e-4 * want) << "step " << s;
