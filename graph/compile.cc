@@ -172,6 +172,8 @@ absl::StatusOr<std::unique_ptr<Program>> Compile(Module& model,
 
   STRATA_RETURN_IF_ERROR(FuseCrossEntropy(graph));
   Dump(options, config.dump, "fuse_cross_entropy", graph);
+  STRATA_RETURN_IF_ERROR(FuseResidualAdd(graph));
+  Dump(options, config.dump, "fuse_residual_add", graph);
   STRATA_RETURN_IF_ERROR(ScheduleUpdates(graph));
   Dump(options, config.dump, "schedule_updates", graph);
   STRATA_RETURN_IF_ERROR(EliminateDeadCode(graph));

@@ -65,7 +65,36 @@ class LinearOp final : public Op {
   bool has_bias_;
 };
 
+// r + x w^T + b in one pass over the output (see FuseResidualAdd).
+class LinearResidualOpImpl final : public Op {
+ public:
+  explicit LinearResidualOpImpl(bool has_bias) : has_bias_(has_bias) {}
+  std::string name() const override { return "linear_residual"; }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    const size_t n = has_bias_ ? 4 : 3;
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, n));
+    STRATA_ASSIGN_OR_RETURN(std::vector<TensorType> out,
+                            LinearOp(has_bias_).Infer(in.subspan(0, n - 1)));
+    if (in[n - 1] != out[0]) {
+      return TypeError(name(), "the residual is ", in[n - 1].ToString(), ", expected ",
+                       out[0].ToString());
+    }
+    return out;
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    return cpu::LinearForward(a.in[0], a.in[1], has_bias_ ? a.in[2] : Tensor(), a.out[0],
+                              a.in[has_bias_ ? 3 : 2]);
+  }
+
+ private:
+  bool has_bias_;
+};
+
 }  // namespace
+
+std::shared_ptr<const Op> LinearResidualOp(bool has_bias) {
+  return std::make_shared<LinearResidualOpImpl>(has_bias);
+}
 
 Var Linear(Var x, Var w, Var b) {
   const bool has_bias = b.valid();

@@ -57,6 +57,9 @@ Var Reshape(Var x, const Shape& shape);
 // Factories used by autodiff, passes and Compile.
 // loss and d loss / d logits in one pass, given the seed gradient d total / d loss (a scalar).
 std::shared_ptr<const Op> CrossEntropyWithGradOp();
+// (x, w, [b,] r) -> r + linear(x, w, b): a linear layer whose output only feeds a residual add,
+// fused after autodiff (passes/fuse_residual_add.cc); not differentiable itself.
+std::shared_ptr<const Op> LinearResidualOp(bool has_bias);
 // acc += g (in place on input 0).
 std::shared_ptr<const Op> AccumulateOp();
 // Zeroes input 0 in place.

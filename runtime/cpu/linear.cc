@@ -35,7 +35,8 @@ absl::Status CheckWeight(absl::string_view op, const Tensor& w) {
 
 }  // namespace
 
-absl::Status LinearForward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y) {
+absl::Status LinearForward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
+                           const Tensor& residual) {
   constexpr char kOp[] = "LinearForward";
   STRATA_RETURN_IF_ERROR(CheckWeight(kOp, w));
   const int64_t out = w.dim(0), in = w.dim(1);
@@ -46,18 +47,35 @@ absl::Status LinearForward(const Tensor& x, const Tensor& w, const Tensor& b, co
                                                    y.ToString(), " differ in leading dimensions"));
   }
   if (b.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "b", b, Shape{out}));
-  if (b.defined()) {
-    // Start from the bias and let sgemm add x w^T (beta = 1): one pass over y instead of two.
-    const int64_t rows = x2.dim(0);
-    const float* bp = b.data<float>();
-    float* yp = y2.data<float>();
-#pragma omp parallel for schedule(static) if (rows * out > (1 << 15))
-    for (int64_t r = 0; r < rows; ++r) {
-#pragma omp simd
-      for (int64_t o = 0; o < out; ++o) yp[r * out + o] = bp[o];
+  if (residual.defined()) {
+    STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "residual", residual, y.shape()));
+    if (residual.data<float>() == y.data<float>()) {
+      return absl::InvalidArgumentError(absl::StrCat(kOp, ": residual is y itself"));
     }
   }
-  return Matmul(x2, w, y2, false, true, 1.0f, b.defined() ? 1.0f : 0.0f);
+  // Start from the bias (and the residual) and let sgemm add x w^T (beta = 1): one pass over y
+  // instead of two.
+  const int64_t rows = x2.dim(0);
+  const float* bp = b.defined() ? b.data<float>() : nullptr;
+  const float* rp = residual.defined() ? residual.data<float>() : nullptr;
+  float* yp = y2.data<float>();
+  if (bp != nullptr || rp != nullptr) {
+#pragma omp parallel for schedule(static) if (rows * out > (1 << 15))
+    for (int64_t r = 0; r < rows; ++r) {
+      float* yr = yp + r * out;
+      if (rp == nullptr) {
+#pragma omp simd
+        for (int64_t o = 0; o < out; ++o) yr[o] = bp[o];
+      } else if (bp == nullptr) {
+#pragma omp simd
+        for (int64_t o = 0; o < out; ++o) yr[o] = rp[r * out + o];
+      } else {
+#pragma omp simd
+        for (int64_t o = 0; o < out; ++o) yr[o] = rp[r * out + o] + bp[o];
+      }
+    }
+  }
+  return Matmul(x2, w, y2, false, true, 1.0f, bp != nullptr || rp != nullptr ? 1.0f : 0.0f);
 }
 
 absl::Status LinearBackward(const Tensor& x, const Tensor& w, const Tensor& dy, const Tensor& dx,

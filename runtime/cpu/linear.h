@@ -1,6 +1,7 @@
 // Fully connected layer in PyTorch's nn.Linear convention: y = x w^T + b.
 //
 //   STRATA_RETURN_IF_ERROR(LinearForward(x, w, b, y));            // x (..., in) -> y (..., out)
+//   STRATA_RETURN_IF_ERROR(LinearForward(x, w, b, y, r));         // y = r + x w^T + b
 //   STRATA_RETURN_IF_ERROR(LinearBackward(x, w, dy, dx, dw, db));  // any of dx, dw, db undefined
 //   STRATA_RETURN_IF_ERROR(LinearBackward(x, w, dy, Tensor(), dw, db, GradMode::kAccumulate));
 #pragma once
@@ -12,8 +13,11 @@
 namespace strata::cpu {
 
 // x (..., in) contiguous, w (out, in), b (out) or undefined, y (..., out) contiguous. f32. w may
-// be any view with a unit stride (a transposed (in, out) weight is read in place).
-absl::Status LinearForward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y);
+// be any view with a unit stride (a transposed (in, out) weight is read in place). A defined
+// `residual` (the shape of y, contiguous, not y itself) is added: a transformer block's
+// x + proj(h) in the same pass that writes the bias, instead of a separate add over y.
+absl::Status LinearForward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
+                           const Tensor& residual = Tensor());
 
 // x (..., in), w (out, in), dy (..., out) -> dx (..., in), dw (out, in), db (out), all
 // contiguous; undefined outputs are skipped, every defined one is checked before any is written.

@@ -39,6 +39,25 @@ class Mlp : public Layer {
   nn::Linear* fc2_;
 };
 
+// Two residual adds: fc1's output feeds only its add (fusable); fc2's output also feeds a ReLU
+// (not fusable: its value must exist).
+class ResidualMlp : public Layer {
+ public:
+  ResidualMlp()
+      : fc1_(Add<nn::Linear>("fc1", 8, 8)), fc2_(Add<nn::Linear>("fc2", 8, 8)),
+        head_(Add<nn::Linear>("head", 8, 5)) {}
+  Var Forward(Var x) override {
+    const Var r = ops::Add((*fc1_)(x), x);
+    const Var h = (*fc2_)(r);
+    return (*head_)(ops::Add(ops::Add(r, h), ops::Relu(h)));
+  }
+
+ private:
+  nn::Linear* fc1_;
+  nn::Linear* fc2_;
+  nn::Linear* head_;
+};
+
 class TinyConv : public Layer {
  public:
   TinyConv()
@@ -110,6 +129,16 @@ Case MlpCase() {
           {{"x", Shape{6, 8}, DType::kF32}, {"targets", Shape{6}, DType::kI32}},
           [m](absl::Span<const Var> in) { return ops::CrossEntropy((*m)(in[0]), in[1]); },
           {Floats(Shape{6, 8}, 1), Ints(Shape{6}, 5, 2)}};
+}
+
+Case ResidualMlpCase() {
+  auto mlp = std::make_unique<ResidualMlp>();
+  ResidualMlp* m = mlp.get();
+  return {"residual mlp",
+          std::move(mlp),
+          {{"x", Shape{6, 8}, DType::kF32}, {"targets", Shape{6}, DType::kI32}},
+          [m](absl::Span<const Var> in) { return ops::CrossEntropy((*m)(in[0]), in[1]); },
+          {Floats(Shape{6, 8}, 11), Ints(Shape{6}, 5, 12)}};
 }
 
 Case ConvCase() {
@@ -264,11 +293,12 @@ Traced Trace(Case& c, const Options& o) {
   return r;
 }
 
-enum PassBits { kFuse = 1, kSchedule = 2, kDeadCode = 4, kAllPasses = 7 };
+enum PassBits { kFuse = 1, kSchedule = 2, kDeadCode = 4, kResidual = 8, kAllPasses = 15 };
 
 std::unique_ptr<Program> Build(Traced t, int passes) {
   absl::Status s;
   if (passes & kFuse) s.Update(FuseCrossEntropy(t.graph));
+  if (passes & kResidual) s.Update(FuseResidualAdd(t.graph));
   if (passes & kSchedule) s.Update(ScheduleUpdates(t.graph));
   if (passes & kDeadCode) s.Update(EliminateDeadCode(t.graph));
   EXPECT_TRUE(s.ok()) << s;
@@ -404,6 +434,64 @@ TEST(FuseCrossEntropyTest, LossAndGradientsEqualTheUnfusedGraphs) {
       }
     }
     ExpectSameParameters(*unfused, *fused, 1e-5);
+  }
+}
+
+// FuseResidualAdd: add(linear(x), r) becomes linear_residual(x, w, b, r) when nothing else reads
+// the linear output; the add's output value stays, the linear's output disappears.
+TEST(FuseResidualAddTest, FusesOnlyLinearOutputsThatFeedNothingElse) {
+  Case c = ResidualMlpCase();
+  Traced t = Trace(c, {});
+  const int adds = Count(t.graph, "add"), linears = Count(t.graph, "linear");
+  ASSERT_TRUE(FuseResidualAdd(t.graph).ok());
+  EXPECT_EQ(Count(t.graph, "linear_residual"), 1);
+  EXPECT_EQ(Count(t.graph, "linear"), linears - 1);
+  EXPECT_EQ(Count(t.graph, "add"), adds - 1);
+  for (const Node& n : t.graph.nodes()) {
+    if (n.op->name() != "linear_residual") continue;
+    EXPECT_EQ(n.scope, "fc1");
+    ASSERT_EQ(n.inputs.size(), 4u);  // x, w, b, r
+    EXPECT_EQ(t.graph.value(n.inputs[1]).name, "fc1.weight");
+    EXPECT_EQ(n.inputs[3], n.inputs[0]);  // r = x: fc1(x) + x
+  }
+  // Idempotent.
+  const std::vector<NodeKey> once = Keys(t.graph);
+  ASSERT_TRUE(FuseResidualAdd(t.graph).ok());
+  EXPECT_EQ(Keys(t.graph), once);
+}
+
+TEST(FuseResidualAddTest, EveryProjectionOfAGptBlockIsFused) {
+  Case c = GptCase();
+  std::unique_ptr<Program> p = Build(Trace(c, {}), kAllPasses);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(Count(p->graph(), "linear_residual"), 2 * kTinyGpt.layers);
+}
+
+// The fused program computes what the unfused one does, up to the order of two float additions:
+// the gradients of the first step, and the losses of the following steps.
+TEST(FuseResidualAddTest, LossesAndGradientsEqualTheUnfusedGraphs) {
+  for (auto make : {ResidualMlpCase, GptCase}) {
+    Case c = make();
+    SCOPED_TRACE(c.name);
+    Options o{.keep_gradients = true};
+    std::unique_ptr<Program> fused = Build(Trace(c, o), kAllPasses);
+    std::unique_ptr<Program> unfused = Build(Trace(c, o), kAllPasses & ~kResidual);
+    ASSERT_NE(fused, nullptr);
+    ASSERT_NE(unfused, nullptr);
+    EXPECT_GT(Count(fused->graph(), "linear_residual"), 0);
+    EXPECT_EQ(Count(unfused->graph(), "linear_residual"), 0);
+    for (int step = 0; step < 3; ++step) {
+      absl::StatusOr<StepStats> a = fused->Step(c.batch), b = unfused->Step(c.batch);
+      ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
+      EXPECT_NEAR(a->loss, b->loss, 1e-5 * b->loss) << "step " << step;
+      if (step > 0) continue;
+      // Absolute slack for gradients that are zero analytically (the key bias) and rounding noise.
+      ASSERT_EQ(fused->gradients().size(), unfused->gradients().size());
+      for (size_t i = 0; i < fused->gradients().size(); ++i) {
+        testing::ExpectClose(fused->gradients()[i].second, Values(unfused->gradients()[i].second),
+                             1e-4, 1e-6, fused->gradients()[i].first);
+      }
+    }
   }
 }
 

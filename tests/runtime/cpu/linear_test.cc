@@ -38,6 +38,16 @@ TEST(LinearTest, ForwardBackwardAgainstReferenceAndFiniteDifferences) {
     const Tensor y_nobias = testing::EmptyF32(Shape{rows, out});
     ASSERT_TRUE(LinearForward(x, w, Tensor(), y_nobias).ok());
     ExpectClose(y_nobias, Reference(xv, wv, {}, rows, in, out), 1e-5, 1e-5, "forward, no bias");
+    // With a residual r: y = r + x w^T (+ b).
+    const Tensor r = testing::RandomTensor(Shape{rows, out}, rng);
+    const Vec rv = ToDouble(r);
+    for (const bool with_bias : {true, false}) {
+      Vec want = Reference(xv, wv, with_bias ? bv : Vec{}, rows, in, out);
+      for (size_t i = 0; i < want.size(); ++i) want[i] += rv[i];
+      const Tensor y_res = testing::EmptyF32(Shape{rows, out});
+      ASSERT_TRUE(LinearForward(x, w, with_bias ? b : Tensor(), y_res, r).ok());
+      ExpectClose(y_res, want, 1e-5, 1e-5, with_bias ? "forward, residual" : "forward, residual, no bias");
+    }
 
     const Tensor dy = testing::RandomTensor(Shape{rows, out}, rng);
     const Vec dyv = ToDouble(dy);
@@ -86,6 +96,11 @@ TEST(LinearTest, BadInput) {
                absl::StatusCode::kInvalidArgument, {"leading dimensions"});
   ExpectStatus(LinearForward(testing::MakeStrided(x), w5, Tensor(), testing::EmptyF32(Shape{4, 3})),
                absl::StatusCode::kInvalidArgument, {"not contiguous"});
+  const Tensor y = testing::EmptyF32(Shape{4, 3});
+  ExpectStatus(LinearForward(x, w5, Tensor(), y, testing::EmptyF32(Shape{4, 4})),
+               absl::StatusCode::kInvalidArgument, {"residual", "[4, 3]"});
+  ExpectStatus(LinearForward(x, w5, Tensor(), y, y), absl::StatusCode::kInvalidArgument,
+               {"residual is y itself"});
 }
 
 }  // namespace
