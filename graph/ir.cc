@@ -36,6 +36,15 @@ NodeId Graph::AddNode(std::shared_ptr<const Op> op, std::vector<ValueId> inputs,
   return static_cast<NodeId>(nodes_.size() - 1);
 }
 
+void Graph::RemoveNodes(const std::vector<bool>& remove) {
+  std::vector<Node> kept;
+  kept.reserve(nodes_.size());
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (!remove[i]) kept.push_back(std::move(nodes_[i]));
+  }
+  nodes_ = std::move(kept);
+}
+
 std::string Graph::ValueToString(ValueId id) const {
   if (id == kNoValue) return "_";
   const Value& v = values_[id];

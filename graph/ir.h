@@ -92,6 +92,8 @@ class Graph {
   int num_values() const { return static_cast<int>(values_.size()); }
   const std::vector<Node>& nodes() const { return nodes_; }
   std::vector<Node>& mutable_nodes() { return nodes_; }
+  // Drops node i where remove[i] (remove has one entry per node), keeping the others' order.
+  void RemoveNodes(const std::vector<bool>& remove);
 
   // One line per node, values as %id with their type, parameters by name:
   //   %12 = linear(%10, %3 h.0.attn.c_attn.weight, %4 h.0.attn.c_attn.bias)  f32[8, 256, 1152]

@@ -4,25 +4,21 @@
 namespace strata::graph {
 
 absl::Status EliminateDeadCode(Graph& graph) {
-  std::vector<Node>& nodes = graph.mutable_nodes();
+  const std::vector<Node>& nodes = graph.nodes();
   std::vector<bool> needed(graph.num_values(), false);
   for (ValueId v = 0; v < graph.num_values(); ++v) {
     needed[v] = graph.value(v).role == ValueRole::kOutput;
   }
-  std::vector<bool> keep(nodes.size(), false);
+  std::vector<bool> remove(nodes.size(), true);
   for (int i = static_cast<int>(nodes.size()) - 1; i >= 0; --i) {
     const Node& n = nodes[i];
     bool k = !n.op->MutatedInputs().empty();
     for (ValueId v : n.outputs) k = k || (v != kNoValue && needed[v]);
     if (!k) continue;
-    keep[i] = true;
+    remove[i] = false;
     for (ValueId v : n.inputs) needed[v] = true;
   }
-  std::vector<Node> kept;
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    if (keep[i]) kept.push_back(std::move(nodes[i]));
-  }
-  nodes = std::move(kept);
+  graph.RemoveNodes(remove);
   return absl::OkStatus();
 }
 

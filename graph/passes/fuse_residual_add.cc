@@ -45,11 +45,7 @@ absl::Status FuseResidualAdd(Graph& graph) {
       break;
     }
   }
-  std::vector<Node> kept;
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    if (!remove[i]) kept.push_back(std::move(nodes[i]));
-  }
-  nodes = std::move(kept);
+  graph.RemoveNodes(remove);
   return absl::OkStatus();
 }
 
