@@ -1,7 +1,6 @@
 #include "runtime/cpu/elementwise.h"
 
-#include <algorithm>
-
+#include "runtime/cpu/internal/column_sums.h"
 #include "runtime/cpu/internal/elementwise_loop.h"
 
 namespace strata::cpu {
@@ -66,21 +65,8 @@ void AddBiasTyped(const Tensor& x, const Tensor& bias, const Tensor& out) {
 template <typename T>
 void BiasGradTyped(const Tensor& dout, const Tensor& dbias, bool accumulate) {
   const int64_t c = dbias.numel(), rows = c ? dout.numel() / c : 0;
-  const T* d = static_cast<const T*>(dout.raw_data());
-  T* db = static_cast<T*>(dbias.raw_data());
-  constexpr int64_t kBlock = 64;  // each thread owns a block of columns: no races, deterministic
-#pragma omp parallel for schedule(static) if (dout.numel() > internal::kParallelThreshold)
-  for (int64_t c0 = 0; c0 < c; c0 += kBlock) {
-    const int64_t c1 = std::min(c, c0 + kBlock);
-    float acc[kBlock] = {};
-    for (int64_t r = 0; r < rows; ++r) {
-#pragma omp simd
-      for (int64_t i = c0; i < c1; ++i) acc[i - c0] += internal::Load(d, r * c + i);
-    }
-    for (int64_t i = c0; i < c1; ++i) {
-      internal::Store(db, i, (accumulate ? internal::Load(db, i) : 0.0f) + acc[i - c0]);
-    }
-  }
+  internal::ColumnSums(static_cast<const T*>(dout.raw_data()), rows, c,
+                       static_cast<T*>(dbias.raw_data()), accumulate);
 }
 
 absl::Status CheckBias(absl::string_view op, absl::string_view x_name, const Tensor& x,

@@ -1,9 +1,9 @@
 #include "runtime/cpu/linear.h"
 
-#include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/cpu/gemm.h"
+#include "runtime/cpu/internal/column_sums.h"
 
 namespace strata::cpu {
 namespace {
@@ -104,21 +104,7 @@ absl::Status LinearBackward(const Tensor& x, const Tensor& w, const Tensor& dy, 
     STRATA_RETURN_IF_ERROR(Matmul(dy2, x2, dw, true, false, 1.0f, accumulate ? 1.0f : 0.0f));
   }
   if (db.defined()) {
-    // Column sums of dy, split over column blocks so each thread owns its outputs.
-    const float* d = dy2.data<float>();
-    float* dbp = db.data<float>();
-    const int64_t rows = dy2.dim(0);
-    constexpr int64_t kBlock = 64;
-#pragma omp parallel for schedule(static) if (rows * out > (1 << 15))
-    for (int64_t c0 = 0; c0 < out; c0 += kBlock) {
-      const int64_t c1 = std::min(out, c0 + kBlock);
-      float acc[kBlock] = {};
-      for (int64_t r = 0; r < rows; ++r) {
-#pragma omp simd
-        for (int64_t c = c0; c < c1; ++c) acc[c - c0] += d[r * out + c];
-      }
-      for (int64_t c = c0; c < c1; ++c) dbp[c] = (accumulate ? dbp[c] : 0.0f) + acc[c - c0];
-    }
+    internal::ColumnSums(dy2.data<float>(), dy2.dim(0), out, db.data<float>(), accumulate);
   }
   return absl::OkStatus();
 }
