@@ -1,5 +1,7 @@
 #include "runtime/allocator.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <bit>
 #include <cstdlib>
@@ -92,12 +94,28 @@ HostAllocator::HostAllocator(MemoryTier tier, MemoryLedger* ledger, std::string 
     : Allocator(name.empty() ? absl::StrCat("host/", MemoryTierName(tier)) : std::move(name),
                 Device::Cpu(), tier, ledger) {}
 
+// Note [huge pages for large blocks]
+// A compiled program's memory is a few large blocks (the activation arena, parameters, optimizer
+// state) that every step sweeps, and GEMM packing and attention read them in rows a few KiB
+// apart, one 4 KiB page after another. Blocks of kHugeBlockBytes or more are therefore aligned
+// to 2 MiB and advised MADV_HUGEPAGE, so that the kernel backs them with transparent huge pages
+// under Debian's default THP policy ("madvise"); a policy of "never" leaves them on 4 KiB pages,
+// which is only slower. Measured on the GPT benchmark (6 layers, width 384, 2 cores): steps took
+// 3-4% less time (README, "Performance"). Smaller blocks stay as they were: rounding them up to
+// 2 MiB would waste memory.
+constexpr size_t kHugePageBytes = size_t{2} << 20;
+constexpr size_t kHugeBlockBytes = size_t{16} << 20;
+
 absl::StatusOr<void*> HostAllocator::AllocateRaw(size_t bytes, size_t alignment, int64_t in_use) {
+  const bool huge = bytes >= kHugeBlockBytes;
+  const size_t align = huge ? std::max(alignment, kHugePageBytes) : alignment;
   // aligned_alloc wants a size that is a multiple of the alignment (and the rounding must not wrap
   // around to a tiny block).
-  const bool wraps = bytes > std::numeric_limits<size_t>::max() - (alignment - 1);
-  const size_t rounded = wraps ? 0 : (bytes + alignment - 1) / alignment * alignment;
-  void* p = wraps ? nullptr : std::aligned_alloc(alignment, rounded);
+  const bool wraps = bytes > std::numeric_limits<size_t>::max() - (align - 1);
+  const size_t rounded = wraps ? 0 : (bytes + align - 1) / align * align;
+  void* p = wraps ? nullptr : std::aligned_alloc(align, rounded);
+  // Advice only: a kernel without THP refuses it, and the block works the same.
+  if (p != nullptr && huge) madvise(p, rounded, MADV_HUGEPAGE);
   if (p == nullptr) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "allocator '", name(), "': out of host memory for ", bytes, " bytes (aligned to ",

@@ -90,7 +90,8 @@ class Allocator {
   MemoryUsage usage_;
 };
 
-// Plain host memory from the C heap, aligned as asked. No budget.
+// Plain host memory from the C heap, aligned as asked. No budget. Blocks of 16 MiB or more are
+// aligned to 2 MiB and advised onto huge pages (Note [huge pages for large blocks]).
 class HostAllocator final : public Allocator {
  public:
   explicit HostAllocator(MemoryTier tier = MemoryTier::kDevice, MemoryLedger* ledger = nullptr,

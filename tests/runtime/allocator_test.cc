@@ -3,10 +3,13 @@
 #include "runtime/allocator.h"
 
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -135,6 +138,42 @@ TEST(AllocatorTest, EveryPowerOfTwoAlignmentHolds) {
     keep.push_back(std::move(d));
     keep.push_back(std::move(io));
   }
+}
+
+// The VmFlags of the mapping in /proc/self/smaps that holds address p ("" when not found).
+std::string VmFlagsOf(const void* p) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto addr = reinterpret_cast<uintptr_t>(p);
+  bool inside = false;
+  for (std::string line; std::getline(smaps, line);) {
+    uintptr_t lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 && line.find('-') < 17) {
+      inside = lo <= addr && addr < hi;
+    } else if (inside && line.rfind("VmFlags:", 0) == 0) {
+      return line;
+    }
+  }
+  return "";
+}
+
+TEST(AllocatorTest, LargeBlocksAreAdvisedOntoHugePages) {
+  HostAllocator host(MemoryTier::kHost);
+  const Allocation big = host.Allocate(size_t{40} << 20).value();
+  EXPECT_TRUE(Aligned(big.data(), size_t{2} << 20));
+  EXPECT_EQ(big.size(), size_t{40} << 20);
+  EXPECT_EQ(big.alignment(), kDefaultAlignment);  // what was asked, not what was used
+  std::memset(big.data(), 1, big.size());
+  // "hg": the kernel recorded MADV_HUGEPAGE for the block (whether huge pages were free to back
+  // it is up to the kernel).
+  const std::string flags = VmFlagsOf(big.data());
+  ASSERT_NE(flags, "") << "no mapping in /proc/self/smaps holds the block";
+  const bool thp_built = std::ifstream("/sys/kernel/mm/transparent_hugepage/enabled").good();
+  if (thp_built) {
+    EXPECT_NE(flags.find(" hg"), std::string::npos) << flags;
+  }
+  // A small block is left as it was.
+  const Allocation small = host.Allocate(1 << 20).value();
+  EXPECT_EQ(VmFlagsOf(small.data()).find(" hg"), std::string::npos);
 }
 
 TEST(AllocatorTest, ZeroBytesGiveAnEmptyAllocationAndCountNothing) {
