@@ -35,14 +35,14 @@ size_t Workspace(const TensorType& qkv, int heads, int threads) {
   return cpu::AttentionWorkspaceBytes(s[0], heads, s[1], s[2] / 3 / heads, threads);
 }
 
-// (qkv, y, lse, dy) -> dqkv.
+// (qkv, lse, dy) -> dqkv.
 class CausalAttentionGradOp final : public Op {
  public:
   explicit CausalAttentionGradOp(int heads) : heads_(heads) {}
   std::string name() const override { return "causal_attention_grad"; }
   std::string Attributes() const override { return absl::StrCat("heads=", heads_); }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
-    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 4));
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 3));
     return std::vector<TensorType>{in[0]};
   }
   size_t WorkspaceBytes(absl::Span<const TensorType> in, int threads) const override {
@@ -52,13 +52,12 @@ class CausalAttentionGradOp final : public Op {
     STRATA_ASSIGN_OR_RETURN(const Tensor q, Heads(a.in[0], heads_, 0));
     STRATA_ASSIGN_OR_RETURN(const Tensor k, Heads(a.in[0], heads_, 1));
     STRATA_ASSIGN_OR_RETURN(const Tensor v, Heads(a.in[0], heads_, 2));
-    STRATA_ASSIGN_OR_RETURN(const Tensor y, Heads(a.in[1], heads_, -1));
-    STRATA_ASSIGN_OR_RETURN(const Tensor dy, Heads(a.in[3], heads_, -1));
+    STRATA_ASSIGN_OR_RETURN(const Tensor dy, Heads(a.in[2], heads_, -1));
     STRATA_ASSIGN_OR_RETURN(const Tensor dq, Heads(a.out[0], heads_, 0));
     STRATA_ASSIGN_OR_RETURN(const Tensor dk, Heads(a.out[0], heads_, 1));
     STRATA_ASSIGN_OR_RETURN(const Tensor dv, Heads(a.out[0], heads_, 2));
     const float scale = 1.0f / std::sqrt(static_cast<float>(q.dim(3)));
-    return cpu::CausalAttentionBackward(q, k, v, y, a.in[2], dy, dq, dk, dv, scale, a.workspace);
+    return cpu::CausalAttentionBackward(q, k, v, a.in[1], dy, dq, dk, dv, scale, a.workspace);
   }
 
  private:
@@ -95,7 +94,7 @@ class CausalAttentionOp final : public Op {
   }
   absl::Status Gradient(GradientArgs& g) const override {
     return internal::ApplyGradient(g, std::make_shared<CausalAttentionGradOp>(heads_),
-                                   {In(g, 0), Out(g, 0), Out(g, 1), Dout(g, 0)}, {0});
+                                   {In(g, 0), Out(g, 1), Dout(g, 0)}, {0});
   }
 
  private:

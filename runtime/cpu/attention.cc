@@ -67,12 +67,10 @@ absl::Status CheckBhtd(absl::string_view op, absl::string_view name, const Tenso
 }
 
 absl::Status CheckCommon(absl::string_view op, const Tensor& q, const Tensor& k, const Tensor& v,
-                         const Tensor& out, const Tensor& lse, float scale,
-                         absl::Span<float> workspace) {
+                         const Tensor& lse, float scale, absl::Span<float> workspace) {
   STRATA_RETURN_IF_ERROR(CheckBhtd(op, "q", q, Tensor()));
   STRATA_RETURN_IF_ERROR(CheckBhtd(op, "k", k, q));
   STRATA_RETURN_IF_ERROR(CheckBhtd(op, "v", v, q));
-  STRATA_RETURN_IF_ERROR(CheckBhtd(op, "out", out, q));
   STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, "lse", lse, Shape{q.dim(0), q.dim(1), q.dim(2)}));
   if (!std::isfinite(scale) || scale <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(op, ": scale = ", scale, " must be finite and > 0"));
@@ -176,11 +174,12 @@ void ForwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& v
 }
 
 // One head's backward, kBlock queries at a time: p and dp = dout v^T over the visible keys,
-// ds = p (dp - dout . out) scale, then dq = ds k, dv += p^T dout and dk += ds^T q.
+// ds = p (dp - D_i) scale with D_i = sum_j p_j dp_j (= dout_i . out_i), then dq = ds k,
+// dv += p^T dout and dk += ds^T q.
 void BackwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& vm,
-                  const HeadMatrix& om, const HeadMatrix& dom, const HeadMatrix& dqm,
-                  const HeadMatrix& dkm, const HeadMatrix& dvm, const float* lse, int64_t T,
-                  int64_t D, float scale, float* ws) {
+                  const HeadMatrix& dom, const HeadMatrix& dqm, const HeadMatrix& dkm,
+                  const HeadMatrix& dvm, const float* lse, int64_t T, int64_t D, float scale,
+                  float* ws) {
   const int64_t ld = RowStride(T);
   float* kt = ws;                  // (D, ld)
   float* vt = kt + D * ld;         // (D, ld)
@@ -195,28 +194,24 @@ void BackwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& 
     Scores(rows, i0, D, dom.data + i0 * dom.ld, dom.ld, vt, ld, ds);
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t i = i0 + r, visible = i + 1;
-      for (const HeadMatrix* m : {&qm, &om, &dom, &dqm, &dkm, &dvm}) {
-        PrefetchRow(*m, i + kBlock, T, D);
-      }
-      const float* o_i = om.data + i * om.ld;
-      const float* do_i = dom.data + i * dom.ld;
-      __m512 dot = _mm512_setzero_ps();
-      for (int64_t d = 0; d < D; d += 16) {
-        const __mmask16 m = TailMask(D - d);
-        dot = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, o_i + d), _mm512_maskz_loadu_ps(m, do_i + d),
-                              dot);
-      }
-      const __m512 di = _mm512_set1_ps(_mm512_reduce_add_ps(dot));
+      for (const HeadMatrix* m : {&qm, &dom, &dqm, &dkm, &dvm}) PrefetchRow(*m, i + kBlock, T, D);
       const __m512 shift = _mm512_set1_ps(-lse[i]);
       float* prow = p + r * ld;
       float* dsrow = ds + r * ld;
+      // p, and D_i = dout_i . out_i computed as sum_j p_j dp_j (out_i = sum_j p_j v_j) from the
+      // row in L1: reading out_i instead stalled on a cold row per query.
+      __m512 dot = _mm512_setzero_ps();
       int64_t j = 0;
       for (; j < visible; j += 16) {
         const __mmask16 live = TailMask(visible - j);
         const __m512 pj = _mm512_maskz_mov_ps(
             live, Exp16(_mm512_fmadd_ps(_mm512_loadu_ps(prow + j), vscale, shift)));
         _mm512_storeu_ps(prow + j, pj);
-        _mm512_storeu_ps(dsrow + j, _mm512_mul_ps(_mm512_mul_ps(pj, vscale),
+        dot = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(live, dsrow + j), dot);
+      }
+      const __m512 di = _mm512_set1_ps(_mm512_reduce_add_ps(dot));
+      for (j = 0; j < visible; j += 16) {  // ds = p (dp - D_i) scale
+        _mm512_storeu_ps(dsrow + j, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(prow + j), vscale),
                                                   _mm512_sub_ps(_mm512_loadu_ps(dsrow + j), di)));
       }
       for (; j < keys; j += 16) {  // the key-tile products below read the whole block
@@ -275,9 +270,9 @@ void ForwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& v
 }
 
 void BackwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& vm,
-                  const HeadMatrix& om, const HeadMatrix& dom, const HeadMatrix& dqm,
-                  const HeadMatrix& dkm, const HeadMatrix& dvm, const float* row_lse, int64_t T,
-                  int64_t D, float scale, float* ws) {
+                  const HeadMatrix& dom, const HeadMatrix& dqm, const HeadMatrix& dkm,
+                  const HeadMatrix& dvm, const float* row_lse, int64_t T, int64_t D, float scale,
+                  float* ws) {
   float* p = ws;
   float* dp = p + kQueryBlock * T;
   for (int64_t t = 0; t < T; ++t) {
@@ -298,11 +293,9 @@ void BackwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& 
       const int64_t visible = i0 + r + 1;
       internal::ExpShiftedSum(prow, prow, visible, row_lse[i0 + r]);
       // D_i = dout_i . out_i, the row sum of p * dp.
-      const float* o_i = om.data + (i0 + r) * om.ld;
-      const float* do_i = dom.data + (i0 + r) * dom.ld;
       float di = 0.0f;
 #pragma omp simd reduction(+ : di)
-      for (int64_t d = 0; d < D; ++d) di += o_i[d] * do_i[d];
+      for (int64_t j = 0; j < visible; ++j) di += prow[j] * dprow[j];
       // ds = p * (dp - D_i) * scale, stored over dp; masked keys get 0.
 #pragma omp simd
       for (int64_t j = 0; j < visible; ++j) dprow[j] = prow[j] * (dprow[j] - di) * scale;
@@ -331,7 +324,9 @@ size_t AttentionWorkspaceBytes(int64_t batch, int64_t heads, int64_t seq, int64_
 absl::Status CausalAttentionForward(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const Tensor& out, const Tensor& lse, float scale,
                                     absl::Span<float> workspace) {
-  STRATA_RETURN_IF_ERROR(CheckCommon("CausalAttentionForward", q, k, v, out, lse, scale, workspace));
+  constexpr char kOp[] = "CausalAttentionForward";
+  STRATA_RETURN_IF_ERROR(CheckCommon(kOp, q, k, v, lse, scale, workspace));
+  STRATA_RETURN_IF_ERROR(CheckBhtd(kOp, "out", out, q));
   const int64_t B = q.dim(0), H = q.dim(1), T = q.dim(2), D = q.dim(3);
   const int threads = Threads(q, workspace);
   float* lse_p = lse.data<float>();
@@ -345,11 +340,11 @@ absl::Status CausalAttentionForward(const Tensor& q, const Tensor& k, const Tens
 }
 
 absl::Status CausalAttentionBackward(const Tensor& q, const Tensor& k, const Tensor& v,
-                                     const Tensor& out, const Tensor& lse, const Tensor& dout,
+                                     const Tensor& lse, const Tensor& dout,
                                      const Tensor& dq, const Tensor& dk, const Tensor& dv,
                                      float scale, absl::Span<float> workspace) {
   constexpr char kOp[] = "CausalAttentionBackward";
-  STRATA_RETURN_IF_ERROR(CheckCommon(kOp, q, k, v, out, lse, scale, workspace));
+  STRATA_RETURN_IF_ERROR(CheckCommon(kOp, q, k, v, lse, scale, workspace));
   STRATA_RETURN_IF_ERROR(CheckBhtd(kOp, "dout", dout, q));
   STRATA_RETURN_IF_ERROR(CheckBhtd(kOp, "dq", dq, q));
   STRATA_RETURN_IF_ERROR(CheckBhtd(kOp, "dk", dk, q));
@@ -360,8 +355,8 @@ absl::Status CausalAttentionBackward(const Tensor& q, const Tensor& k, const Ten
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
   for (int64_t bh = 0; bh < B * H; ++bh) {
     const int64_t b = bh / H, h = bh % H;
-    BackwardHead(Head(q, b, h), Head(k, b, h), Head(v, b, h), Head(out, b, h), Head(dout, b, h),
-                 Head(dq, b, h), Head(dk, b, h), Head(dv, b, h), lse_p + bh * T, T, D, scale,
+    BackwardHead(Head(q, b, h), Head(k, b, h), Head(v, b, h), Head(dout, b, h), Head(dq, b, h),
+                 Head(dk, b, h), Head(dv, b, h), lse_p + bh * T, T, D, scale,
                  workspace.data() + omp_get_thread_num() * PerThreadFloats(T, D));
   }
   return absl::OkStatus();

@@ -8,7 +8,7 @@
 //   Tensor o = y.Reshape({B, T, H, D}).value().Permute({0, 2, 1, 3}).value();  // writes (B, T, C)
 //   std::vector<float> ws(AttentionWorkspaceBytes(B, H, T, D, NumThreads()) / sizeof(float));
 //   STRATA_RETURN_IF_ERROR(CausalAttentionForward(q, k, v, o, lse, 1 / sqrt(D), ws));
-//   STRATA_RETURN_IF_ERROR(CausalAttentionBackward(q, k, v, o, lse, dout, dq, dk, dv, scale, ws));
+//   STRATA_RETURN_IF_ERROR(CausalAttentionBackward(q, k, v, lse, dout, dq, dk, dv, scale, ws));
 //
 // Memory: besides the inputs and outputs, the saved state is lse, B * H * T floats, and the
 // workspace is (2 D + 128) * T' floats per thread, T' = T rounded up to an odd multiple of 16: k^T
@@ -43,8 +43,10 @@ absl::Status CausalAttentionForward(const Tensor& q, const Tensor& k, const Tens
                                     absl::Span<float> workspace);
 
 // dout (B, H, T, D) -> dq, dk, dv (B, H, T, D), all overwritten (any strides, stride 1 in D).
+// lse is the forward's. The forward's out is not needed: the softmax gradient's row term
+// dout_i . out_i is computed as sum_j p_ij (dout_i . v_j) from the recomputed block.
 absl::Status CausalAttentionBackward(const Tensor& q, const Tensor& k, const Tensor& v,
-                                     const Tensor& out, const Tensor& lse, const Tensor& dout,
+                                     const Tensor& lse, const Tensor& dout,
                                      const Tensor& dq, const Tensor& dk, const Tensor& dv,
                                      float scale, absl::Span<float> workspace);
 

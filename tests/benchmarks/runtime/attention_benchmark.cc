@@ -49,7 +49,7 @@ void BM_AttentionFwdBwd(benchmark::State& state) {
   const Tensor out = s.Heads(s.y), dout = s.Heads(s.dy);
   for (auto _ : state) {
     Check(cpu::CausalAttentionForward(q, k, v, out, s.lse, scale, absl::MakeSpan(s.ws)));
-    Check(cpu::CausalAttentionBackward(q, k, v, out, s.lse, dout, s.Packed(s.dqkv, 0),
+    Check(cpu::CausalAttentionBackward(q, k, v, s.lse, dout, s.Packed(s.dqkv, 0),
                                        s.Packed(s.dqkv, 1), s.Packed(s.dqkv, 2), scale,
                                        absl::MakeSpan(s.ws)));
   }

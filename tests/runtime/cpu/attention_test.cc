@@ -59,7 +59,7 @@ TEST(AttentionTest, ForwardBackwardAgainstReferenceAndFiniteDifferences) {
     const Tensor dout = testing::RandomTensor(s, rng);
     const Vec dov = ToDouble(dout);
     const Tensor dq = testing::EmptyF32(s), dk = testing::EmptyF32(s), dv = testing::EmptyF32(s);
-    ASSERT_TRUE(CausalAttentionBackward(q, k, v, out, lse, dout, dq, dk, dv, static_cast<float>(scale),
+    ASSERT_TRUE(CausalAttentionBackward(q, k, v, lse, dout, dq, dk, dv, static_cast<float>(scale),
                                         absl::MakeSpan(ws)).ok());
     ExpectClose(dq, testing::NumericalGradient([&](const Vec& x) { return Reference(x, kv, vv, b * h, t, d, scale); }, qv, dov),
                 1e-4, 1e-5, "dq");
@@ -97,7 +97,7 @@ TEST(AttentionTest, MatchesPyTorchOnPackedQkvViews) {
     const Tensor dy = f.Get(name + ".dy").value();
     const Tensor dout = dy.Reshape({b, t, h, d}).value().Permute(order).value();
     const Tensor dqkv = testing::EmptyF32(qkv.shape());
-    ASSERT_TRUE(CausalAttentionBackward(q, k, v, out, lse, dout, PackedView(dqkv, h, 0),
+    ASSERT_TRUE(CausalAttentionBackward(q, k, v, lse, dout, PackedView(dqkv, h, 0),
                                         PackedView(dqkv, h, 1), PackedView(dqkv, h, 2), scale,
                                         absl::MakeSpan(ws)).ok());
     ExpectClose(dqkv, ToDouble(f.Get(name + ".dqkv").value()), 1e-5, 1e-6, "dqkv");
@@ -163,7 +163,7 @@ TEST(AttentionTest, TileRemaindersOnPackedViews) {
     const Tensor dy = testing::RandomTensor(y.shape(), rng);
     const Tensor dout = dy.Reshape({b, t, h, d}).value().Permute(order).value();
     const Tensor dqkv = testing::EmptyF32(qkv.shape());
-    ASSERT_TRUE(CausalAttentionBackward(q, k, v, out, lse, dout, PackedView(dqkv, h, 0),
+    ASSERT_TRUE(CausalAttentionBackward(q, k, v, lse, dout, PackedView(dqkv, h, 0),
                                         PackedView(dqkv, h, 1), PackedView(dqkv, h, 2),
                                         static_cast<float>(scale), absl::MakeSpan(ws)).ok());
     const Grads g = ReferenceBackward(qv, kv, vv, ToDouble(dout), b * h, t, d, scale);

@@ -122,7 +122,7 @@ TEST(NoAllocationTest, KernelsDoNotAllocate) {
       {"CopyStrided", [&] { return CopyStrided(xt, xt_out); }},
       {"Concat", [&] { return Concat(halves, 1, y); }},
       {"CausalAttentionForward", [&] { return CausalAttentionForward(q, k, v, att, lse, 0.25f, absl::MakeSpan(attn_ws)); }},
-      {"CausalAttentionBackward", [&] { return CausalAttentionBackward(q, k, v, att, lse, datt, dq, dk, dv, 0.25f, absl::MakeSpan(attn_ws)); }},
+      {"CausalAttentionBackward", [&] { return CausalAttentionBackward(q, k, v, lse, datt, dq, dk, dv, 0.25f, absl::MakeSpan(attn_ws)); }},
       {"BatchNorm2dFrozenBackward", [&] { return BatchNorm2dFrozenBackward(img, cb, cb, var, 1e-5f, img, dimg, dg.Slice(0, 0, 8).value(), Tensor()); }},
       {"MaxPool2dBackward", [&] { return MaxPool2dBackward(img, dpooled, dimg, pool); }},
       {"AvgPool2dForward", [&] { return AvgPool2dForward(img, pooled, pool); }},
