@@ -55,7 +55,7 @@ inline __m512 Gelu16(__m512 v) {
                                  _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(kGeluCubic), v),
                                                  _mm512_mul_ps(v, v), v));
   const __m512 e = internal::Exp16(_mm512_mul_ps(_mm512_set1_ps(-2.0f), u));
-  return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+  return _mm512_mul_ps(v, internal::Reciprocal16(_mm512_add_ps(_mm512_set1_ps(1.0f), e)));
 }
 
 inline __m512 GeluGrad16(__m512 v) {
@@ -64,7 +64,7 @@ inline __m512 GeluGrad16(__m512 v) {
   const __m512 u = _mm512_mul_ps(_mm512_set1_ps(kSqrt2OverPi),
                                  _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(kGeluCubic), v2), v, v));
   const __m512 e = internal::Exp16(_mm512_mul_ps(_mm512_set1_ps(-2.0f), u));
-  const __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, e));
+  const __m512 s = internal::Reciprocal16(_mm512_add_ps(one, e));
   const __m512 du = _mm512_mul_ps(_mm512_set1_ps(2.0f * kSqrt2OverPi),
                                   _mm512_fmadd_ps(_mm512_set1_ps(3.0f * kGeluCubic), v2, one));
   return _mm512_fmadd_ps(_mm512_mul_ps(_mm512_mul_ps(v, s), _mm512_mul_ps(e, s)), du, s);
