@@ -4,8 +4,9 @@
 //   STRATA_RETURN_IF_ERROR(LayerNormBackward(x, gamma, mean, rstd, dy, dx, dgamma, dbeta));
 //
 // f32, contiguous. The forward saves each row's mean and 1/sqrt(var + eps) for the backward.
-// dgamma and dbeta are column sums computed by column blocks, one thread per block, so they
-// need no workspace and do not depend on timing.
+// The backward reads each row once: threads take contiguous row ranges, sum dgamma and dbeta
+// terms on their stacks and add them up in range order, so results depend on the thread count
+// but not on timing (rows wider than 4096 take a second pass instead).
 #pragma once
 
 #include "absl/status/status.h"

@@ -27,7 +27,10 @@ Vec Reference(const Vec& x, const Vec& g, const Vec& b, int64_t c) {
 
 TEST(LayerNormTest, ForwardBackwardAgainstReference) {
   std::mt19937_64 rng(9);
-  for (const Shape& s : {Shape{1, 2}, Shape{1, 7}, Shape{5, 31}, Shape{2, 3, 130}}) {
+  // The last two are large enough to run on several threads: 33 rows split into uneven ranges,
+  // and rows wider than the one-pass limit of 4096.
+  for (const Shape& s : {Shape{1, 2}, Shape{1, 7}, Shape{5, 31}, Shape{2, 3, 130}, Shape{33, 520},
+                         Shape{4, 4099}}) {
     SCOPED_TRACE(s.ToString());
     const int64_t c = s.dim(-1), rows = s.numel() / c;
     const Tensor x = testing::RandomTensor(s, rng, -2.0f, 3.0f);
