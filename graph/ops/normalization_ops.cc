@@ -15,18 +15,29 @@ using internal::In;
 using internal::Out;
 using internal::TypeError;
 
-// (x, gamma, mean, rstd, dy) -> (dx, dgamma, dbeta).
+// (x, gamma, mean, rstd, dy[, r]) -> (dx [+ r], dgamma, dbeta). With r, a residual-stream
+// gradient the fusion pass folded in (passes/fuse_residual_add.cc).
 class LayerNormGradOp final : public Op {
  public:
-  std::string name() const override { return "layer_norm_grad"; }
+  explicit LayerNormGradOp(bool has_residual) : has_residual_(has_residual) {}
+  std::string name() const override {
+    return has_residual_ ? "layer_norm_grad_residual" : "layer_norm_grad";
+  }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
-    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 5));
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, has_residual_ ? 6 : 5));
+    if (has_residual_ && in[5] != in[0]) {
+      return TypeError(name(), "r is ", in[5].ToString(), ", expected x's ", in[0].ToString());
+    }
     return std::vector<TensorType>{in[0], in[1], in[1]};
   }
   absl::Status Run(const RunArgs& a) const override {
     return cpu::LayerNormBackward(a.in[0], a.in[1], a.in[2], a.in[3], a.in[4], a.out[0], a.out[1],
-                                  a.out[2]);
+                                  a.out[2], cpu::GradMode::kOverwrite,
+                                  has_residual_ ? a.in[5] : Tensor());
   }
+
+ private:
+  bool has_residual_;
 };
 
 // (x, gamma, beta) -> (y, mean, rstd); mean and rstd are saved for the gradient.
@@ -52,7 +63,7 @@ class LayerNormOp final : public Op {
     return cpu::LayerNormForward(a.in[0], a.in[1], a.in[2], eps_, a.out[0], a.out[1], a.out[2]);
   }
   absl::Status Gradient(GradientArgs& g) const override {
-    return internal::ApplyGradient(g, std::make_shared<LayerNormGradOp>(),
+    return internal::ApplyGradient(g, std::make_shared<LayerNormGradOp>(/*has_residual=*/false),
                                    {In(g, 0), In(g, 1), Out(g, 1), Out(g, 2), Dout(g, 0)},
                                    {0, 1, 2});
   }
@@ -124,6 +135,10 @@ Var LayerNorm(Var x, Var gamma, Var beta, float eps) {
 Var BatchNorm2dFrozen(Var x, Var gamma, Var beta, Var running_mean, Var running_var, float eps) {
   return internal::Apply1(std::make_shared<BatchNormFrozenOp>(eps),
                           {x, gamma, beta, running_mean, running_var});
+}
+
+std::shared_ptr<const Op> LayerNormGradResidualOp() {
+  return std::make_shared<LayerNormGradOp>(/*has_residual=*/true);
 }
 
 }  // namespace strata::graph::ops

@@ -60,6 +60,9 @@ std::shared_ptr<const Op> CrossEntropyWithGradOp();
 // (x, w, [b,] r) -> r + linear(x, w, b): a linear layer whose output only feeds a residual add,
 // fused after autodiff (passes/fuse_residual_add.cc); not differentiable itself.
 std::shared_ptr<const Op> LinearResidualOp(bool has_bias);
+// (x, gamma, mean, rstd, dy, r) -> (r + dx, dgamma, dbeta): a layer-norm gradient whose dx only
+// feeds an add, fused the same way.
+std::shared_ptr<const Op> LayerNormGradResidualOp();
 // acc += g (in place on input 0).
 std::shared_ptr<const Op> AccumulateOp();
 // Zeroes input 0 in place.

@@ -2,7 +2,8 @@
 // compile pipeline", 4). Compile runs them in this order and can print the IR after each.
 //
 //   FuseCrossEntropy   cross_entropy + its gradient -> one cross_entropy_with_grad node
-//   FuseResidualAdd    add(linear(x, w, b), r) -> one linear_residual node (r + x w^T + b)
+//   FuseResidualAdd    add(linear(x, w, b), r) -> one linear_residual node (r + x w^T + b), and
+//                      add(layer_norm_grad.dx, g) -> one layer_norm_grad_residual node
 //   ScheduleUpdates    each optimizer update right after its gradient is final
 //   EliminateDeadCode  drops nodes whose outputs nobody reads and that write nothing in place
 //   PlanMemory         liveness -> offsets in one arena, plus the persistent region

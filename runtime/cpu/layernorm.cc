@@ -34,14 +34,22 @@ absl::Status CheckInput(absl::string_view op, const Tensor& x, const Tensor& gam
 // one-pass accumulators live on the stack, 2 x 16 KiB per thread.
 constexpr int64_t kMaxFusedColumns = 4096;
 
-// dx = s * (g dy - mean(g dy) - xhat * mean(g dy xhat)) for one row, from the row's two sums.
+// dx = [res +] s * (g dy - mean(g dy) - xhat * mean(g dy xhat)) for one row, from the row's two
+// sums; res may be null.
 inline void InputGradRow(const float* in, const float* d, const float* g, float m, float s,
-                         float sum_gd, float sum_gdx, int64_t c, float* out) {
+                         float sum_gd, float sum_gdx, int64_t c, const float* res, float* out) {
   const float mean_gd = sum_gd / static_cast<float>(c);
   const float mean_gdx = sum_gdx / static_cast<float>(c);
+  if (res == nullptr) {
 #pragma omp simd
-  for (int64_t i = 0; i < c; ++i) {
-    out[i] = s * (g[i] * d[i] - mean_gd - (in[i] - m) * s * mean_gdx);
+    for (int64_t i = 0; i < c; ++i) {
+      out[i] = s * (g[i] * d[i] - mean_gd - (in[i] - m) * s * mean_gdx);
+    }
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < c; ++i) {
+      out[i] = res[i] + s * (g[i] * d[i] - mean_gd - (in[i] - m) * s * mean_gdx);
+    }
   }
 }
 
@@ -108,7 +116,8 @@ absl::Status LayerNormForward(const Tensor& x, const Tensor& gamma, const Tensor
 
 absl::Status LayerNormBackward(const Tensor& x, const Tensor& gamma, const Tensor& mean,
                                const Tensor& rstd, const Tensor& dy, const Tensor& dx,
-                               const Tensor& dgamma, const Tensor& dbeta, GradMode mode) {
+                               const Tensor& dgamma, const Tensor& dbeta, GradMode mode,
+                               const Tensor& residual) {
   constexpr char kOp[] = "LayerNormBackward";
   STRATA_RETURN_IF_ERROR(CheckInput(kOp, x, gamma));
   const int64_t c = x.dim(-1), rows = x.numel() / c;
@@ -118,11 +127,18 @@ absl::Status LayerNormBackward(const Tensor& x, const Tensor& gamma, const Tenso
   if (dx.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dx", dx, x.shape()));
   if (dgamma.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dgamma", dgamma, Shape{c}));
   if (dbeta.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dbeta", dbeta, Shape{c}));
+  if (residual.defined()) {
+    if (!dx.defined()) {
+      return absl::InvalidArgumentError(absl::StrCat(kOp, ": residual is given but dx is not"));
+    }
+    STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "residual", residual, x.shape()));
+  }
   const float *xp = x.data<float>(), *g = gamma.data<float>(), *dyp = dy.data<float>();
   const float *mp = mean.data<float>(), *rp = rstd.data<float>();
   float* dg = dgamma.defined() ? dgamma.data<float>() : nullptr;
   float* db = dbeta.defined() ? dbeta.data<float>() : nullptr;
   float* dxp = dx.defined() ? dx.data<float>() : nullptr;
+  const float* res = residual.defined() ? residual.data<float>() : nullptr;
   const bool parallel = x.numel() > kParallelThreshold;
   if (c > kMaxFusedColumns) {
     if (dg != nullptr || db != nullptr) {  // first: dx may alias dy
@@ -141,7 +157,8 @@ absl::Status LayerNormBackward(const Tensor& x, const Tensor& gamma, const Tenso
           sum_gd += gd;
           sum_gdx += gd * (in[i] - m) * s;
         }
-        InputGradRow(in, d, g, m, s, sum_gd, sum_gdx, c, dxp + r * c);
+        InputGradRow(in, d, g, m, s, sum_gd, sum_gdx, c, res != nullptr ? res + r * c : nullptr,
+                     dxp + r * c);
       }
     }
     return absl::OkStatus();
@@ -178,7 +195,10 @@ absl::Status LayerNormBackward(const Tensor& x, const Tensor& gamma, const Tenso
         sum_gd += gd;
         sum_gdx += gd * xhat;
       }
-      if (dxp != nullptr) InputGradRow(in, d, g, m, s, sum_gd, sum_gdx, c, dxp + r * c);
+      if (dxp != nullptr) {
+        InputGradRow(in, d, g, m, s, sum_gd, sum_gdx, c, res != nullptr ? res + r * c : nullptr,
+                     dxp + r * c);
+      }
     }
 #pragma omp ordered
     {

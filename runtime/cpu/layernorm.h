@@ -21,10 +21,13 @@ absl::Status LayerNormForward(const Tensor& x, const Tensor& gamma, const Tensor
                               const Tensor& y, const Tensor& mean, const Tensor& rstd);
 
 // dy like x -> dx like x, dgamma and dbeta (C); undefined outputs are skipped. `mode` applies to
-// dgamma and dbeta. dx may alias dy.
+// dgamma and dbeta. With `residual` (like x), dx = residual + the input gradient: the gradient
+// of a residual stream that also feeds this layer norm, without a separate add. dx may alias dy
+// or residual.
 absl::Status LayerNormBackward(const Tensor& x, const Tensor& gamma, const Tensor& mean,
                                const Tensor& rstd, const Tensor& dy, const Tensor& dx,
                                const Tensor& dgamma, const Tensor& dbeta,
-                               GradMode mode = GradMode::kOverwrite);
+                               GradMode mode = GradMode::kOverwrite,
+                               const Tensor& residual = Tensor());
 
 }  // namespace strata::cpu

@@ -438,7 +438,8 @@ TEST(FuseCrossEntropyTest, LossAndGradientsEqualTheUnfusedGraphs) {
 }
 
 // FuseResidualAdd: add(linear(x), r) becomes linear_residual(x, w, b, r) when nothing else reads
-// the linear output; the add's output value stays, the linear's output disappears.
+// the linear output; the add's output value stays, the linear's output disappears. The same for
+// add(layer_norm_grad.dx, g) in the backward.
 TEST(FuseResidualAddTest, FusesOnlyLinearOutputsThatFeedNothingElse) {
   Case c = ResidualMlpCase();
   Traced t = Trace(c, {});
@@ -465,6 +466,9 @@ TEST(FuseResidualAddTest, EveryProjectionOfAGptBlockIsFused) {
   std::unique_ptr<Program> p = Build(Trace(c, {}), kAllPasses);
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(Count(p->graph(), "linear_residual"), 2 * kTinyGpt.layers);
+  // And in the backward, the gradient of the residual stream at each block's two layer norms.
+  EXPECT_EQ(Count(p->graph(), "layer_norm_grad_residual"), 2 * kTinyGpt.layers);
+  EXPECT_EQ(Count(p->graph(), "layer_norm_grad"), 1);  // ln_f: the stream ends there
 }
 
 // The fused program computes what the unfused one does, up to the order of two float additions:
@@ -480,6 +484,7 @@ TEST(FuseResidualAddTest, LossesAndGradientsEqualTheUnfusedGraphs) {
     ASSERT_NE(unfused, nullptr);
     EXPECT_GT(Count(fused->graph(), "linear_residual"), 0);
     EXPECT_EQ(Count(unfused->graph(), "linear_residual"), 0);
+    EXPECT_EQ(Count(unfused->graph(), "layer_norm_grad_residual"), 0);
     for (int step = 0; step < 3; ++step) {
       absl::StatusOr<StepStats> a = fused->Step(c.batch), b = unfused->Step(c.batch);
       ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();

@@ -50,6 +50,12 @@ TEST(LayerNormTest, ForwardBackwardAgainstReference) {
     ExpectClose(dg, gg, 1e-4, 1e-5, "dgamma");
     ExpectClose(db, testing::NumericalGradient([&](const Vec& v) { return Reference(xv, gv, v, c); }, bv, dyv),
                 1e-4, 1e-5, "dbeta");
+    // With a residual gradient r: dx + r, written over r itself.
+    const Tensor r = testing::RandomTensor(s, rng);
+    Vec want = ToDouble(r);
+    for (size_t i = 0; i < want.size(); ++i) want[i] += static_cast<double>(dx.data<float>()[i]);
+    ASSERT_TRUE(LayerNormBackward(x, g, mean, rstd, dy, r, Tensor(), Tensor(), GradMode::kOverwrite, r).ok());
+    ExpectClose(r, want, 1e-5, 1e-6, "dx + residual");
     // Accumulate only dgamma; dx computed in place over dy.
     ASSERT_TRUE(LayerNormBackward(x, g, mean, rstd, dy, dy, dg, Tensor(), GradMode::kAccumulate).ok());
     Vec gg2 = gg;
@@ -88,6 +94,12 @@ TEST(LayerNormTest, BadInput) {
                absl::StatusCode::kInvalidArgument, {"eps = -1"});
   ExpectStatus(LayerNormForward(testing::MakeStrided(x), g, g, 1e-5f, testing::EmptyF32(Shape{3, 4}), s3, s3),
                absl::StatusCode::kInvalidArgument, {"x", "not contiguous"});
+  const Tensor dy = testing::RandomTensor(Shape{3, 4}, rng), dx = testing::EmptyF32(Shape{3, 4});
+  ExpectStatus(LayerNormBackward(x, g, s3, s3, dy, dx, Tensor(), Tensor(), GradMode::kOverwrite,
+                                 testing::EmptyF32(Shape{4, 3})),
+               absl::StatusCode::kInvalidArgument, {"LayerNormBackward", "residual", "[4, 3]"});
+  ExpectStatus(LayerNormBackward(x, g, s3, s3, dy, Tensor(), Tensor(), Tensor(), GradMode::kOverwrite, dy),
+               absl::StatusCode::kInvalidArgument, {"residual is given but dx is not"});
 }
 
 }  // namespace
