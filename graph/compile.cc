@@ -55,10 +55,10 @@ void Dump(const TrainOptions& o, std::string& out, const std::string& after, con
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Program>> Compile(Module& model,
-                                                 const std::vector<InputSpec>& inputs,
-                                                 const LossFn& loss_fn,
-                                                 const TrainOptions& options) {
+absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
+                                                const std::vector<InputSpec>& inputs,
+                                                const LossFn& loss_fn,
+                                                const TrainOptions& options) {
   STRATA_RETURN_IF_ERROR(options.optimizer.Validate());
   STRATA_RETURN_IF_ERROR(options.schedule.Validate());
   if (options.micro_batches < 1) {
@@ -69,9 +69,10 @@ absl::StatusOr<std::unique_ptr<Program>> Compile(Module& model,
     return absl::InvalidArgumentError(absl::StrCat(
         "train options: clip_grad_norm = ", options.clip_grad_norm, " must be >= 0"));
   }
-  Graph graph;
+  TrainingGraph r;
+  Graph& graph = r.graph;
+  Program::Config& config = r.config;
   Tracer tracer(graph);
-  Program::Config config;
   config.inputs = inputs;
   config.micro_batches = options.micro_batches;
   config.schedule = options.schedule;
@@ -169,7 +170,16 @@ absl::StatusOr<std::unique_ptr<Program>> Compile(Module& model,
     config.optimizer_state.push_back({graph.value(final_grads[i]).name, final_grads[i]});
   }
   Dump(options, config.dump, "optimizer", graph);
+  return r;
+}
 
+absl::StatusOr<std::unique_ptr<Program>> Compile(Module& model,
+                                                 const std::vector<InputSpec>& inputs,
+                                                 const LossFn& loss_fn,
+                                                 const TrainOptions& options) {
+  STRATA_ASSIGN_OR_RETURN(TrainingGraph traced, TraceTrainingStep(model, inputs, loss_fn, options));
+  Graph& graph = traced.graph;
+  Program::Config& config = traced.config;
   STRATA_RETURN_IF_ERROR(FuseCrossEntropy(graph));
   Dump(options, config.dump, "fuse_cross_entropy", graph);
   STRATA_RETURN_IF_ERROR(FuseResidualAdd(graph));

@@ -65,4 +65,14 @@ absl::StatusOr<std::unique_ptr<Program>> Compile(Module& model,
                                                  const std::vector<InputSpec>& inputs,
                                                  const LossFn& loss, const TrainOptions& options);
 
+// The first half of Compile: the traced step with its backward and optimizer nodes, before any
+// pass or memory plan, and the Config that Program::Create takes with them. For running the
+// passes one at a time (tests, tools); Compile is this, then the passes, then PlanMemory.
+struct TrainingGraph {
+  Graph graph;
+  Program::Config config;
+};
+absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model, const std::vector<InputSpec>& inputs,
+                                                const LossFn& loss, const TrainOptions& options);
+
 }  // namespace strata::graph

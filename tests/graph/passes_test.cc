@@ -13,17 +13,17 @@
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
-#include "graph/autodiff.h"
 #include "graph/compile.h"
 #include "graph/models/gpt.h"
 #include "graph/nn/layers.h"
 #include "graph/ops/ops.h"
 #include "gtest/gtest.h"
-#include "runtime/threading.h"
 #include "tests/runtime/cpu/kernel_test_util.h"
 
 namespace strata::graph {
 namespace {
+
+using testing::ToDouble;
 
 // Models and batches.
 
@@ -121,35 +121,22 @@ struct Case {
   std::vector<Tensor> batch;
 };
 
-Case MlpCase() {
-  auto mlp = std::make_unique<Mlp>();
-  Mlp* m = mlp.get();
-  return {"mlp",
-          std::move(mlp),
-          {{"x", Shape{6, 8}, DType::kF32}, {"targets", Shape{6}, DType::kI32}},
+// A classifier model M on inputs x of shape `x` and `classes` targets, cross-entropy loss.
+template <typename M>
+Case ClassifierCase(std::string name, const Shape& x, int32_t classes, uint32_t seed) {
+  auto model = std::make_unique<M>();
+  M* m = model.get();
+  const Shape targets{x[0]};
+  return {std::move(name),
+          std::move(model),
+          {{"x", x, DType::kF32}, {"targets", targets, DType::kI32}},
           [m](absl::Span<const Var> in) { return ops::CrossEntropy((*m)(in[0]), in[1]); },
-          {Floats(Shape{6, 8}, 1), Ints(Shape{6}, 5, 2)}};
+          {Floats(x, seed), Ints(targets, classes, seed + 1)}};
 }
 
-Case ResidualMlpCase() {
-  auto mlp = std::make_unique<ResidualMlp>();
-  ResidualMlp* m = mlp.get();
-  return {"residual mlp",
-          std::move(mlp),
-          {{"x", Shape{6, 8}, DType::kF32}, {"targets", Shape{6}, DType::kI32}},
-          [m](absl::Span<const Var> in) { return ops::CrossEntropy((*m)(in[0]), in[1]); },
-          {Floats(Shape{6, 8}, 11), Ints(Shape{6}, 5, 12)}};
-}
-
-Case ConvCase() {
-  auto conv = std::make_unique<TinyConv>();
-  TinyConv* c = conv.get();
-  return {"conv",
-          std::move(conv),
-          {{"x", Shape{2, 2, 6, 6}, DType::kF32}, {"targets", Shape{2}, DType::kI32}},
-          [c](absl::Span<const Var> in) { return ops::CrossEntropy((*c)(in[0]), in[1]); },
-          {Floats(Shape{2, 2, 6, 6}, 3), Ints(Shape{2}, 3, 4)}};
-}
+Case MlpCase() { return ClassifierCase<Mlp>("mlp", Shape{6, 8}, 5, 1); }
+Case ResidualMlpCase() { return ClassifierCase<ResidualMlp>("residual mlp", Shape{6, 8}, 5, 11); }
+Case ConvCase() { return ClassifierCase<TinyConv>("conv", Shape{2, 2, 6, 6}, 3, 3); }
 
 Case ReusedWeightCase() {
   auto model = std::make_unique<ReusedWeight>();
@@ -194,103 +181,21 @@ TrainOptions ToTrainOptions(const Options& o) {
   return t;
 }
 
-struct Traced {
-  Graph graph;
-  Program::Config config;
-  std::vector<ValueId> trainable;
-};
+// The training step before any pass, as Compile traces it.
+using Traced = TrainingGraph;
 
 Traced Trace(Case& c, const Options& o) {
-  const TrainOptions options = ToTrainOptions(o);
-  Traced r;
-  Graph& graph = r.graph;
-  Program::Config& config = r.config;
-  Tracer tracer(graph);
-  config.inputs = c.inputs;
-  config.micro_batches = o.micro_batches;
-  config.schedule = options.schedule;
-  config.seed = options.seed;
-  config.num_threads = NumThreads();
-  std::vector<std::string> paths;
-  c.model->ForEachParameter([&](const std::string& path, Parameter& p) {
-    Var v = tracer.NewValue({p.shape(), DType::kF32},
-                            p.is_buffer() ? ValueRole::kBuffer : ValueRole::kParameter, path);
-    p.Bind(v);
-    config.params.push_back(
-        {path, v.id(), static_cast<int>(p.init().kind), p.init().a, p.init().b, p.trainable()});
-    if (p.trainable()) {
-      r.trainable.push_back(v.id());
-      paths.push_back(path);
-    }
-  });
-  std::vector<Var> in;
-  for (const InputSpec& spec : c.inputs) {
-    in.push_back(tracer.NewValue({spec.shape, spec.dtype}, ValueRole::kInput, spec.name));
-    config.input_values.push_back(in.back().id());
-  }
-  Var loss = c.loss(in);
-  EXPECT_TRUE(tracer.status().ok()) << tracer.status();
-  graph.mutable_value(loss.id()).role = ValueRole::kOutput;
-  graph.mutable_value(loss.id()).name = "loss";
-  config.loss = loss.id();
-  Var seed = tracer.NewValue({Shape{}, DType::kF32}, ValueRole::kConstant, "loss_seed");
-  const float seed_value = 1.0f / static_cast<float>(o.micro_batches);
-  graph.SetConstant(seed.id(), std::string(reinterpret_cast<const char*>(&seed_value), 4));
-  absl::StatusOr<Gradients> grads = Differentiate(tracer, loss, seed, r.trainable);
-  EXPECT_TRUE(grads.ok()) << grads.status();
+  absl::StatusOr<TrainingGraph> t =
+      TraceTrainingStep(*c.model, c.inputs, c.loss, ToTrainOptions(o));
+  EXPECT_TRUE(t.ok()) << t.status();
+  if (!t.ok()) return {};
+  return *std::move(t);
+}
 
-  std::vector<ValueId> final_grads;
-  for (size_t i = 0; i < r.trainable.size(); ++i) {
-    ValueId g = grads->of.at(r.trainable[i]);
-    if (o.micro_batches > 1) {
-      Var acc = tracer.NewValue(graph.value(r.trainable[i]).type, ValueRole::kOptimizerState,
-                                paths[i] + ".grad_accumulator");
-      graph.AddNode(ops::AccumulateOp(), {acc.id(), g}, {}, paths[i]);
-      g = acc.id();
-    }
-    final_grads.push_back(g);
-  }
-  if (o.keep_gradients) {
-    for (size_t i = 0; i < r.trainable.size(); ++i) {
-      Value& g = graph.mutable_value(final_grads[i]);
-      if (!IsPersistent(g.role)) g.role = ValueRole::kOutput;
-      config.gradients.push_back({paths[i], final_grads[i]});
-    }
-  }
-  const size_t update_begin = graph.nodes().size();
-  if (o.clip > 0) {
-    Var norm = tracer.NewValue({Shape{}, DType::kF32}, ValueRole::kOutput, "grad_norm");
-    graph.AddNode(ops::ClipGradNormOp(o.clip, static_cast<int>(final_grads.size())), final_grads,
-                  {norm.id()});
-    config.grad_norm = norm.id();
-  }
-  const OptimizerOptions& opt = options.optimizer;
-  for (size_t i = 0; i < r.trainable.size(); ++i) {
-    const TensorType type = graph.value(r.trainable[i]).type;
-    const double wd = opt.decays(paths[i], type.shape) ? opt.weight_decay : 0.0;
-    auto state = [&](const std::string& slot) {
-      const ValueId v =
-          tracer.NewValue(type, ValueRole::kOptimizerState, paths[i] + "." + slot).id();
-      config.optimizer_state.push_back({paths[i] + "." + slot, v});
-      return v;
-    };
-    if (o.adamw) {
-      const ValueId m = state("exp_avg"), v = state("exp_avg_sq");
-      graph.AddNode(ops::AdamWUpdateOp(opt.beta1, opt.beta2, opt.eps, wd),
-                    {r.trainable[i], final_grads[i], m, v}, {}, paths[i]);
-    } else {
-      graph.AddNode(ops::SgdUpdateOp(opt.momentum, opt.dampening, opt.nesterov, wd),
-                    {r.trainable[i], final_grads[i], state("momentum_buffer")}, {}, paths[i]);
-    }
-    if (o.micro_batches > 1) graph.AddNode(ops::ZeroOp(), {final_grads[i]}, {}, paths[i]);
-  }
-  for (size_t n = update_begin; n < graph.nodes().size(); ++n) {
-    graph.mutable_nodes()[n].phase = Phase::kUpdate;
-  }
-  for (size_t i = 0; i < r.trainable.size() && o.micro_batches > 1; ++i) {
-    config.optimizer_state.push_back({graph.value(final_grads[i]).name, final_grads[i]});
-  }
-  return r;
+int TrainableCount(const Traced& t) {
+  const auto& params = t.config.params;
+  return static_cast<int>(std::count_if(params.begin(), params.end(),
+                                        [](const auto& p) { return p.trainable; }));
 }
 
 enum PassBits { kFuse = 1, kSchedule = 2, kDeadCode = 4, kResidual = 8, kAllPasses = 15 };
@@ -344,13 +249,11 @@ std::vector<std::string> OpNames(const Graph& g) {
   return names;
 }
 
-std::vector<double> Values(const Tensor& t) { return testing::ToDouble(t); }
-
 void ExpectSameParameters(const Program& a, const Program& b, double rtol) {
   ASSERT_EQ(a.parameters().size(), b.parameters().size());
   for (size_t i = 0; i < a.parameters().size(); ++i) {
     ASSERT_EQ(a.parameters()[i].first, b.parameters()[i].first);
-    testing::ExpectClose(b.parameters()[i].second, Values(a.parameters()[i].second), rtol, 1e-7,
+    testing::ExpectClose(b.parameters()[i].second, ToDouble(a.parameters()[i].second), rtol, 1e-7,
                          a.parameters()[i].first);
   }
 }
@@ -429,7 +332,7 @@ TEST(FuseCrossEntropyTest, LossAndGradientsEqualTheUnfusedGraphs) {
       EXPECT_NEAR(a->loss, b->loss, 1e-6 * b->loss) << "step " << step;
       ASSERT_EQ(fused->gradients().size(), unfused->gradients().size());
       for (size_t i = 0; i < fused->gradients().size(); ++i) {
-        testing::ExpectClose(fused->gradients()[i].second, Values(unfused->gradients()[i].second),
+        testing::ExpectClose(fused->gradients()[i].second, ToDouble(unfused->gradients()[i].second),
                              1e-5, 1e-8, fused->gradients()[i].first);
       }
     }
@@ -493,7 +396,7 @@ TEST(FuseResidualAddTest, LossesAndGradientsEqualTheUnfusedGraphs) {
       // Absolute slack for gradients that are zero analytically (the key bias) and rounding noise.
       ASSERT_EQ(fused->gradients().size(), unfused->gradients().size());
       for (size_t i = 0; i < fused->gradients().size(); ++i) {
-        testing::ExpectClose(fused->gradients()[i].second, Values(unfused->gradients()[i].second),
+        testing::ExpectClose(fused->gradients()[i].second, ToDouble(unfused->gradients()[i].second),
                              1e-4, 1e-6, fused->gradients()[i].first);
       }
     }
@@ -546,10 +449,10 @@ TEST(FuseCrossEntropyTest, FusedLossAndGradientMatchADoublePrecisionReference) {
 
     Tensor targets = Ints(Shape{k * kRows}, kClasses, 10 + k);
     targets.data<int32_t>()[1] = -100;  // ignored: neither in the mean nor in the gradient
-    const std::vector<double> before = Values((*program)->parameter("logits").value());
+    const std::vector<double> before = ToDouble((*program)->parameter("logits").value());
     absl::StatusOr<StepStats> s = (*program)->Step({targets});
     ASSERT_TRUE(s.ok()) << s.status();
-    const std::vector<double> after = Values((*program)->parameter("logits").value());
+    const std::vector<double> after = ToDouble((*program)->parameter("logits").value());
 
     double loss = 0;
     std::vector<double> grad(before.size(), 0.0);
@@ -590,7 +493,7 @@ TEST(FuseCrossEntropyTest, ACopyOfTheLossKeptAsAnOutputLeavesBothWritten) {
         o);
     ASSERT_TRUE(program.ok()) << program.status();
     const Tensor targets = Ints(Shape{kRows}, kClasses, 3);
-    const Reference r = SoftmaxCrossEntropy(Values((*program)->parameter("logits").value()),
+    const Reference r = SoftmaxCrossEntropy(ToDouble((*program)->parameter("logits").value()),
                                             targets.data<int32_t>(), kRows, kClasses, 1.0);
     absl::StatusOr<StepStats> s = (*program)->Step({targets});
     ASSERT_TRUE(s.ok()) << s.status();
@@ -647,8 +550,7 @@ TEST(ScheduleUpdatesTest, EachUpdateRunsRightAfterTheLastNodeItDependsOn) {
       ASSERT_TRUE(ScheduleUpdates(t.graph).ok());
       // Without the pass every update would wait for the whole backward: some must have moved.
       EXPECT_GT(ExpectUpdatesRightAfterTheirDependencies(t.graph), 0);
-      EXPECT_EQ(Count(t.graph, adamw ? "adamw_update" : "sgd_update"),
-                static_cast<int>(t.trainable.size()));
+      EXPECT_EQ(Count(t.graph, adamw ? "adamw_update" : "sgd_update"), TrainableCount(t));
     }
   }
 }
