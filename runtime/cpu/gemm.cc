@@ -3,9 +3,11 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "cblas.h"
+#include "runtime/cpu/internal/sgemm.h"
 
 namespace strata::cpu {
 namespace {
@@ -102,6 +104,28 @@ absl::StatusOr<Gemm> Plan(absl::string_view op, const Tensor& a, const Tensor& b
   return g;
 }
 
+// g as strata's own sgemm takes it, where that runs it: a 2-D product with a row-major A, into a
+// row-major C, beta 0 or 1 (Note [own sgemm] in internal/sgemm.cc).
+std::optional<internal::SgemmArgs> OwnSgemm(const Gemm& g, float alpha, float beta) {
+  if (g.batch != 1 || g.c_trans || g.a.trans || alpha != 1.0f || (beta != 0.0f && beta != 1.0f)) {
+    return std::nullopt;
+  }
+  internal::SgemmArgs s;
+  s.m = g.m;
+  s.n = g.n;
+  s.k = g.k;
+  s.a = g.a.data;
+  s.lda = g.a.ld;
+  s.b = g.b.data;
+  s.b_rs = g.b.trans ? 1 : g.b.ld;
+  s.b_cs = g.b.trans ? g.b.ld : 1;
+  s.c = g.c;
+  s.ldc = g.ldc;
+  s.accumulate = beta == 1.0f;
+  if (!internal::SgemmSupports(s)) return std::nullopt;
+  return s;
+}
+
 // Batch entry i.
 void RunOne(const Gemm& g, int64_t i, float alpha, float beta) {
   const float* a = g.a.data + i * g.a_bs;
@@ -136,6 +160,10 @@ void RunOne(const Gemm& g, int64_t i, float alpha, float beta) {
 // matrices are large enough for sgemm to use the threads itself.
 void Run(const Gemm& g, float alpha, float beta) {
   if (g.m == 0 || g.n == 0) return;
+  if (const auto own = OwnSgemm(g, alpha, beta)) {
+    internal::Sgemm(*own);
+    return;
+  }
   if (g.batch == 1) {
     RunOne(g, 0, alpha, beta);
     return;
@@ -154,6 +182,43 @@ absl::Status Matmul(const Tensor& a, const Tensor& b, const Tensor& out, bool tr
                     bool trans_b, float alpha, float beta) {
   STRATA_ASSIGN_OR_RETURN(const Gemm g, Plan("Matmul", a, b, out, 2, trans_a, trans_b));
   Run(g, alpha, beta);
+  return absl::OkStatus();
+}
+
+absl::Status MatmulAdd(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& addend,
+                       const Tensor& out, bool trans_a, bool trans_b) {
+  constexpr char kOp[] = "MatmulAdd";
+  STRATA_ASSIGN_OR_RETURN(const Gemm g, Plan(kOp, a, b, out, 2, trans_a, trans_b));
+  if (bias.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "bias", bias, Shape{g.n}));
+  if (addend.defined()) {
+    STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "addend", addend, out.shape()));
+    if (g.c_trans) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          kOp, ": out is ", out.ToString(), ", a transposed view; an addend needs row-major out"));
+    }
+  }
+  const float* bp = bias.defined() ? bias.data<float>() : nullptr;
+  const float* ap = addend.defined() ? addend.data<float>() : nullptr;
+  if (auto own = OwnSgemm(g, 1.0f, 0.0f)) {  // the sum starts in the product's registers
+    own->bias = bp;
+    own->addend = ap;
+    own->ld_addend = g.n;
+    internal::Sgemm(*own);
+    return absl::OkStatus();
+  }
+  if (bp == nullptr && ap == nullptr) {
+    Run(g, 1.0f, 0.0f);
+    return absl::OkStatus();
+  }
+  // Write bias + addend into out, then let sgemm add the product (beta = 1): one pass over out
+  // instead of two. Element (r, c) of out is at r * c_rs + c * c_cs.
+#pragma omp parallel for schedule(static) if (g.m * g.n > (1 << 15))
+  for (int64_t r = 0; r < g.m; ++r) {
+    for (int64_t c = 0; c < g.n; ++c) {
+      g.c[r * g.c_rs + c * g.c_cs] = (bp != nullptr ? bp[c] : 0.0f) + (ap != nullptr ? ap[r * g.n + c] : 0.0f);
+    }
+  }
+  Run(g, 1.0f, 1.0f);
   return absl::OkStatus();
 }
 

@@ -53,29 +53,11 @@ absl::Status LinearForward(const Tensor& x, const Tensor& w, const Tensor& b, co
       return absl::InvalidArgumentError(absl::StrCat(kOp, ": residual is y itself"));
     }
   }
-  // Start from the bias (and the residual) and let sgemm add x w^T (beta = 1): one pass over y
-  // instead of two.
-  const int64_t rows = x2.dim(0);
-  const float* bp = b.defined() ? b.data<float>() : nullptr;
-  const float* rp = residual.defined() ? residual.data<float>() : nullptr;
-  float* yp = y2.data<float>();
-  if (bp != nullptr || rp != nullptr) {
-#pragma omp parallel for schedule(static) if (rows * out > (1 << 15))
-    for (int64_t r = 0; r < rows; ++r) {
-      float* yr = yp + r * out;
-      if (rp == nullptr) {
-#pragma omp simd
-        for (int64_t o = 0; o < out; ++o) yr[o] = bp[o];
-      } else if (bp == nullptr) {
-#pragma omp simd
-        for (int64_t o = 0; o < out; ++o) yr[o] = rp[r * out + o];
-      } else {
-#pragma omp simd
-        for (int64_t o = 0; o < out; ++o) yr[o] = rp[r * out + o] + bp[o];
-      }
-    }
+  Tensor r2;
+  if (residual.defined()) {
+    STRATA_ASSIGN_OR_RETURN(r2, residual.Reshape({-1, out}));
   }
-  return Matmul(x2, w, y2, false, true, 1.0f, bp != nullptr || rp != nullptr ? 1.0f : 0.0f);
+  return MatmulAdd(x2, w, b, r2, y2, false, true);
 }
 
 absl::Status LinearBackward(const Tensor& x, const Tensor& w, const Tensor& dy, const Tensor& dx,

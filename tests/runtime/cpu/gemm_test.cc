@@ -131,6 +131,36 @@ TEST(MatmulTest, MatchesPyTorch) {
   ExpectClose(db, ToDouble(get("db")), 1e-5, 1e-6, "batched db");
 }
 
+TEST(MatmulTest, MatmulAddStartsFromBiasAndAddendOnEveryLayout) {
+  std::mt19937_64 rng(23);
+  // Sizes past the own sgemm's 8 x 48 tile; transposed a and transposed out take OpenBLAS.
+  const int64_t m = 19, k = 50, n = 53;
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      for (bool t_out : {false, true}) {
+        for (int terms = 0; terms < 4; ++terms) {  // none, bias, addend, both
+          if (t_out && terms >= 2) continue;       // an addend needs a row-major out
+          SCOPED_TRACE(::testing::Message() << "ta " << ta << " tb " << tb << " out transposed "
+                                            << t_out << " terms " << terms);
+          const Tensor a = testing::RandomTensor(ta ? Shape{k, m} : Shape{m, k}, rng);
+          const Tensor b = testing::RandomTensor(tb ? Shape{n, k} : Shape{k, n}, rng);
+          const Tensor bias = terms & 1 ? testing::RandomTensor(Shape{n}, rng) : Tensor();
+          const Tensor addend = terms & 2 ? testing::RandomTensor(Shape{m, n}, rng) : Tensor();
+          const Tensor store = testing::EmptyF32(t_out ? Shape{n, m} : Shape{m, n});
+          const Tensor out = t_out ? store.Transpose(0, 1).value() : store;
+          ASSERT_TRUE(MatmulAdd(a, b, bias, addend, out, ta, tb).ok());
+          Vec expected = Reference(ToDouble(a), ToDouble(b), {}, m, n, k, ta, tb, 1, 0);
+          const Vec bv = bias.defined() ? ToDouble(bias) : Vec(n, 0.0);
+          const Vec av = addend.defined() ? ToDouble(addend) : Vec(m * n, 0.0);
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < n; ++j) expected[i * n + j] += bv[j] + av[i * n + j];
+          ExpectClose(out, expected, 1e-5, 1e-5, "matmul add");
+        }
+      }
+    }
+  }
+}
+
 TEST(MatmulTest, BadInput) {
   std::mt19937_64 rng(1);
   const Tensor a = testing::RandomTensor(Shape{4, 5}, rng);
@@ -153,6 +183,14 @@ TEST(MatmulTest, BadInput) {
                              testing::RandomTensor(Shape{3, 5, 3}, rng),
                              testing::EmptyF32(Shape{2, 4, 3})),
                absl::StatusCode::kInvalidArgument, {"batch sizes differ"});
+  const Tensor out = testing::EmptyF32(Shape{4, 3});
+  ExpectStatus(MatmulAdd(a, b5, testing::RandomTensor(Shape{4}, rng), Tensor(), out),
+               absl::StatusCode::kInvalidArgument, {"bias", "[4]", "[3]"});
+  ExpectStatus(MatmulAdd(a, b5, Tensor(), testing::RandomTensor(Shape{3, 4}, rng), out),
+               absl::StatusCode::kInvalidArgument, {"addend", "[3, 4]"});
+  ExpectStatus(MatmulAdd(a, b5, Tensor(), testing::RandomTensor(Shape{4, 3}, rng),
+                         testing::EmptyF32(Shape{3, 4}).Transpose(0, 1).value()),
+               absl::StatusCode::kInvalidArgument, {"addend", "row-major out"});
 }
 
 }  // namespace
