@@ -214,8 +214,15 @@ absl::Status MatmulAdd(const Tensor& a, const Tensor& b, const Tensor& bias, con
   // instead of two. Element (r, c) of out is at r * c_rs + c * c_cs.
 #pragma omp parallel for schedule(static) if (g.m * g.n > (1 << 15))
   for (int64_t r = 0; r < g.m; ++r) {
-    for (int64_t c = 0; c < g.n; ++c) {
-      g.c[r * g.c_rs + c * g.c_cs] = (bp != nullptr ? bp[c] : 0.0f) + (ap != nullptr ? ap[r * g.n + c] : 0.0f);
+    float* row = g.c + r * g.c_rs;
+    const float* add = ap != nullptr ? ap + r * g.n : nullptr;
+    if (g.c_cs == 1) {
+#pragma omp simd
+      for (int64_t c = 0; c < g.n; ++c) {
+        row[c] = (bp != nullptr ? bp[c] : 0.0f) + (add != nullptr ? add[c] : 0.0f);
+      }
+    } else {  // a transposed out, which takes no addend
+      for (int64_t c = 0; c < g.n; ++c) row[c * g.c_cs] = bp[c];
     }
   }
   Run(g, 1.0f, 1.0f);

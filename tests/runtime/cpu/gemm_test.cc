@@ -32,9 +32,11 @@ TEST(MatmulTest, AllTransposesOddSizesStridedViewsAlphaBeta) {
   for (auto [m, k, n] : {std::tuple{1, 1, 1}, {1, 7, 5}, {13, 1, 3}, {17, 31, 23}, {64, 37, 2}}) {
     for (bool ta : {false, true}) {
       for (bool tb : {false, true}) {
-        for (bool strided : {false, true}) {
+        for (auto [strided, alpha, beta] : {std::tuple{false, 0.5f, 2.0f}, {true, 0.5f, 2.0f},
+                                            {false, 1.0f, 0.0f}, {true, 1.0f, 1.0f}}) {
           SCOPED_TRACE(::testing::Message() << m << "x" << k << "x" << n << " ta " << ta << " tb "
-                                            << tb << " strided " << strided);
+                                            << tb << " strided " << strided << " alpha "
+                                            << alpha << " beta " << beta);
           Tensor a = testing::RandomTensor(ta ? Shape{k, m} : Shape{m, k}, rng);
           Tensor b = testing::RandomTensor(tb ? Shape{n, k} : Shape{k, n}, rng);
           Tensor c = testing::RandomTensor(Shape{m, n}, rng);
@@ -44,8 +46,8 @@ TEST(MatmulTest, AllTransposesOddSizesStridedViewsAlphaBeta) {
             b = testing::MakeStrided(b);
             c = testing::MakeStrided(c);
           }
-          ASSERT_TRUE(Matmul(a, b, c, ta, tb, 0.5f, 2.0f).ok());
-          ExpectClose(c, Reference(av, bv, cv, m, n, k, ta, tb, 0.5, 2.0), 1e-5, 1e-5, "matmul");
+          ASSERT_TRUE(Matmul(a, b, c, ta, tb, alpha, beta).ok());
+          ExpectClose(c, Reference(av, bv, cv, m, n, k, ta, tb, alpha, beta), 1e-5, 1e-5, "matmul");
         }
       }
     }
