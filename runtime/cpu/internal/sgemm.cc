@@ -27,9 +27,9 @@ namespace strata::cpu::internal {
 //
 // The kernel alone runs at 95% of the FMA peak (218 of 230 GFLOP/s per core); whole products
 // at the GPT's sizes reach 320-370 GFLOP/s on 2 cores, level with OpenBLAS; the gain is the
-// passes that are gone, 3-4% of a GPT step in alternating runs. Products with a transposed A (the weight gradients, A = x^T) keep
-// OpenBLAS: reading A^T in place broadcasts from rows thousands of bytes apart, and packing it
-// made this kernel 10% slower than OpenBLAS there.
+// passes that are gone, 3-4% of a GPT step in alternating runs. Products with a transposed A
+// (the weight gradients, A = x^T) keep OpenBLAS: reading A^T in place broadcasts from rows
+// thousands of bytes apart, and packing it made this kernel 10% slower than OpenBLAS there.
 
 #if defined(__AVX512F__)
 namespace {
@@ -147,8 +147,8 @@ float* PackBuffer() {
 
 bool SgemmSupports(const SgemmArgs& g) {
   if (g.b_cs == 1) return true;
-  // The gather's offsets, up to 47 columns of b_cs floats, are 32-bit byte offsets.
-  return g.b_rs == 1 && g.b_cs > 0 && g.b_cs * 48 * 4 < (int64_t{1} << 31);
+  // A gather reaches 15 columns of b_cs floats past its base, in 32-bit byte offsets.
+  return g.b_rs == 1 && g.b_cs > 0 && g.b_cs * 15 * int64_t{sizeof(float)} < (int64_t{1} << 31);
 }
 
 void Sgemm(const SgemmArgs& g) {
@@ -169,7 +169,9 @@ void Sgemm(const SgemmArgs& g) {
       for (int64_t blk = 0; blk < kblocks; ++blk) {
         const int64_t p0 = blk * kc_max, kc = std::max<int64_t>(0, std::min(kc_max, g.k - p0));
 #pragma omp for schedule(static)
-        for (int64_t q = 0; q < panels; ++q) PackPanel(g, p0, kc, jc + q * kNr, pack + q * kc * kNr);
+        for (int64_t q = 0; q < panels; ++q) {
+          PackPanel(g, p0, kc, jc + q * kNr, pack + q * kc * kNr);
+        }
         for (int64_t chunk = t_begin; chunk < t_end; chunk += kChunk) {
           const int64_t chunk_end = std::min(t_end, chunk + kChunk);
           for (int64_t q = 0; q < panels; ++q) {
