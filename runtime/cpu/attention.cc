@@ -16,10 +16,12 @@ namespace {
 
 #ifdef __AVX512F__
 // See Note [Attention micro-kernels] (internal/attention_kernels.h). Products run in tiles of
-// kTileRows rows; the backward handles kBackwardBlock queries at a time, so that dk and dv are
-// read and written once per block while their sums run over kBackwardBlock rows in registers.
+// kTileRows rows; the backward handles kBlock queries at a time, so that dk and dv are read and
+// written once per block while their sums run over kBlock rows in registers. Scores, whose
+// columns are keys rather than the head dimension, use wider tiles: 8 x 48 ran the forward 6%
+// faster than 8 x 32 (fewer loads per FMA).
 constexpr int64_t kBlock = 64;
-constexpr int64_t kTileRows = 8, kTileVectors = 2;
+constexpr int64_t kTileRows = 8, kTileVectors = 2, kScoreVectors = 3;
 constexpr int64_t kKeyTile = 8, kKeyTileVectors = 2;
 static_assert(kBlock % kKeyTile == 0, "key tiles must not straddle a query block's first key");
 
@@ -110,15 +112,15 @@ void PrefetchRow(const HeadMatrix& m, int64_t r, int64_t T, int64_t D) {
 
 // Scores of `rows` queries starting at i0 against the keys each tile of kTileRows of them can see
 // (rounded up to 16): c[r, 0:n] = a_r . bt[:, 0:n]. Key chunks run outside the query tiles so
-// that a chunk of bt (D x 16 kTileVectors) is reused from L1 by the whole block.
+// that a chunk of bt (D x 16 kScoreVectors) is reused from L1 by the whole block.
 void Scores(int64_t rows, int64_t i0, int64_t D, const float* a, int64_t lda, const float* bt,
             int64_t ld, float* c) {
-  constexpr int64_t kChunk = 16 * kTileVectors;
+  constexpr int64_t kChunk = 16 * kScoreVectors;
   for (int64_t n0 = 0; n0 < Padded(i0 + rows); n0 += kChunk) {
     for (int64_t m0 = 0; m0 < rows; m0 += kTileRows) {
       const int64_t mr = std::min(kTileRows, rows - m0), n = Padded(i0 + m0 + mr);
       if (n0 >= n) continue;
-      BroadcastProduct</*kTransA=*/false, kTileRows, kTileVectors>(
+      BroadcastProduct</*kTransA=*/false, kTileRows, kScoreVectors>(
           mr, std::min(kChunk, n - n0), D, a + m0 * lda, lda, bt + n0, ld, c + m0 * ld + n0, ld,
           {});
     }
@@ -128,7 +130,8 @@ void Scores(int64_t rows, int64_t i0, int64_t D, const float* a, int64_t lda, co
 // One head's forward, kBlock queries at a time: the score rows over their visible keys (from
 // k^T), the softmax in place, then out = p v scaled by 1 / sum.
 void ForwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& vm,
-                 const HeadMatrix& om, float* lse, int64_t T, int64_t D, float scale, float* ws) {
+                 const HeadMatrix& om, float* lse, int64_t T, int64_t D, float scale, float* ws,
+                 absl::Span<const HeadMatrix> next) {
   const int64_t ld = RowStride(T);
   float* kt = ws;              // (D, ld)
   float* s = kt + D * ld;      // (kBlock, ld)
@@ -143,6 +146,7 @@ void ForwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& v
       float* row = s + r * ld;
       const int64_t visible = i0 + r + 1;
       for (const HeadMatrix* m : {&qm, &om}) PrefetchRow(*m, i0 + r + kBlock, T, D);
+      for (const HeadMatrix& m : next) PrefetchRow(m, i0 + r, T, D);
       // Keys the p v product of this row's tile reads.
       const int64_t tile_keys = i0 + std::min(rows, (r / kTileRows + 1) * kTileRows);
       __m512 mx = neg_inf;
@@ -179,7 +183,7 @@ void ForwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& v
 void BackwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& vm,
                   const HeadMatrix& dom, const HeadMatrix& dqm, const HeadMatrix& dkm,
                   const HeadMatrix& dvm, const float* lse, int64_t T, int64_t D, float scale,
-                  float* ws) {
+                  float* ws, absl::Span<const HeadMatrix> next) {
   const int64_t ld = RowStride(T);
   float* kt = ws;                  // (D, ld)
   float* vt = kt + D * ld;         // (D, ld)
@@ -195,6 +199,7 @@ void BackwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& 
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t i = i0 + r, visible = i + 1;
       for (const HeadMatrix* m : {&qm, &dom, &dqm, &dkm, &dvm}) PrefetchRow(*m, i + kBlock, T, D);
+      for (const HeadMatrix& m : next) PrefetchRow(m, i, T, D);
       const __m512 shift = _mm512_set1_ps(-lse[i]);
       float* prow = p + r * ld;
       float* dsrow = ds + r * ld;
@@ -246,7 +251,8 @@ void BackwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& 
 #else  // Portable path: per 64-query block, single-threaded sgemm calls.
 
 void ForwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& vm,
-                 const HeadMatrix& om, float* lse, int64_t T, int64_t D, float scale, float* s) {
+                 const HeadMatrix& om, float* lse, int64_t T, int64_t D, float scale, float* s,
+                 absl::Span<const HeadMatrix> /*next*/) {
   for (int64_t i0 = 0; i0 < T; i0 += kQueryBlock) {
     const int64_t rows = std::min(kQueryBlock, T - i0), keys = i0 + rows;
     // s (rows, keys) = scale * q[i0:i0+rows] k[0:keys]^T
@@ -272,7 +278,7 @@ void ForwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& v
 void BackwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& vm,
                   const HeadMatrix& dom, const HeadMatrix& dqm, const HeadMatrix& dkm,
                   const HeadMatrix& dvm, const float* row_lse, int64_t T, int64_t D, float scale,
-                  float* ws) {
+                  float* ws, absl::Span<const HeadMatrix> /*next*/) {
   float* p = ws;
   float* dp = p + kQueryBlock * T;
   for (int64_t t = 0; t < T; ++t) {
@@ -313,6 +319,21 @@ void BackwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& 
 }
 #endif  // __AVX512F__
 
+// Runs fn(bh, next, thread) for every (batch, head) index bh < heads, each thread over one
+// contiguous range, so that it knows its next head (next, or -1 after its last) and the kernels
+// bring that head's rows into L2 while they compute this one. Every head costs the same, so the
+// static split loses nothing to imbalance; a cold head's rows, 256-byte runs thousands of bytes
+// apart, defeat the hardware prefetcher and cost attention about 30% in a training step.
+template <typename Fn>
+void ForEachHead(int64_t heads, int threads, Fn fn) {
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t begin = heads * t / nt, end = heads * (t + 1) / nt;
+    for (int64_t bh = begin; bh < end; ++bh) fn(bh, bh + 1 < end ? bh + 1 : -1, t);
+  }
+}
+
 }  // namespace
 
 size_t AttentionWorkspaceBytes(int64_t batch, int64_t heads, int64_t seq, int64_t head_dim,
@@ -330,12 +351,14 @@ absl::Status CausalAttentionForward(const Tensor& q, const Tensor& k, const Tens
   const int64_t B = q.dim(0), H = q.dim(1), T = q.dim(2), D = q.dim(3);
   const int threads = Threads(q, workspace);
   float* lse_p = lse.data<float>();
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
-  for (int64_t bh = 0; bh < B * H; ++bh) {
-    const int64_t b = bh / H, h = bh % H;
+  ForEachHead(B * H, threads, [&](int64_t bh, int64_t next, int64_t thread) {
+    const int64_t b = bh / H, h = bh % H, nb = next / H, nh = next % H;
+    const HeadMatrix ahead[] = {Head(q, nb, nh), Head(k, nb, nh), Head(v, nb, nh),
+                                Head(out, nb, nh)};
     ForwardHead(Head(q, b, h), Head(k, b, h), Head(v, b, h), Head(out, b, h), lse_p + bh * T, T,
-                D, scale, workspace.data() + omp_get_thread_num() * PerThreadFloats(T, D));
-  }
+                D, scale, workspace.data() + thread * PerThreadFloats(T, D),
+                next >= 0 ? absl::MakeConstSpan(ahead) : absl::Span<const HeadMatrix>());
+  });
   return absl::OkStatus();
 }
 
@@ -352,13 +375,16 @@ absl::Status CausalAttentionBackward(const Tensor& q, const Tensor& k, const Ten
   const int64_t B = q.dim(0), H = q.dim(1), T = q.dim(2), D = q.dim(3);
   const int threads = Threads(q, workspace);
   const float* lse_p = lse.data<float>();
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
-  for (int64_t bh = 0; bh < B * H; ++bh) {
-    const int64_t b = bh / H, h = bh % H;
+  ForEachHead(B * H, threads, [&](int64_t bh, int64_t next, int64_t thread) {
+    const int64_t b = bh / H, h = bh % H, nb = next / H, nh = next % H;
+    const HeadMatrix ahead[] = {Head(q, nb, nh),    Head(k, nb, nh),  Head(v, nb, nh),
+                                Head(dout, nb, nh), Head(dq, nb, nh), Head(dk, nb, nh),
+                                Head(dv, nb, nh)};
     BackwardHead(Head(q, b, h), Head(k, b, h), Head(v, b, h), Head(dout, b, h), Head(dq, b, h),
                  Head(dk, b, h), Head(dv, b, h), lse_p + bh * T, T, D, scale,
-                 workspace.data() + omp_get_thread_num() * PerThreadFloats(T, D));
-  }
+                 workspace.data() + thread * PerThreadFloats(T, D),
+                 next >= 0 ? absl::MakeConstSpan(ahead) : absl::Span<const HeadMatrix>());
+  });
   return absl::OkStatus();
 }
 
