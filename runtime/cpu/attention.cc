@@ -353,7 +353,8 @@ absl::Status CausalAttentionForward(const Tensor& q, const Tensor& k, const Tens
   const int threads = Threads(q, workspace);
   float* lse_p = lse.data<float>();
   ForEachHead(B * H, threads, [&](int64_t bh, int64_t next, int64_t thread) {
-    const int64_t b = bh / H, h = bh % H, nb = next / H, nh = next % H;
+    const int64_t b = bh / H, h = bh % H, nb = std::max<int64_t>(next, 0) / H,
+                  nh = std::max<int64_t>(next, 0) % H;
     const HeadMatrix ahead[] = {Head(q, nb, nh), Head(k, nb, nh), Head(v, nb, nh),
                                 Head(out, nb, nh)};
     ForwardHead(Head(q, b, h), Head(k, b, h), Head(v, b, h), Head(out, b, h), lse_p + bh * T, T,
@@ -377,7 +378,8 @@ absl::Status CausalAttentionBackward(const Tensor& q, const Tensor& k, const Ten
   const int threads = Threads(q, workspace);
   const float* lse_p = lse.data<float>();
   ForEachHead(B * H, threads, [&](int64_t bh, int64_t next, int64_t thread) {
-    const int64_t b = bh / H, h = bh % H, nb = next / H, nh = next % H;
+    const int64_t b = bh / H, h = bh % H, nb = std::max<int64_t>(next, 0) / H,
+                  nh = std::max<int64_t>(next, 0) % H;
     const HeadMatrix ahead[] = {Head(q, nb, nh),    Head(k, nb, nh),  Head(v, nb, nh),
                                 Head(dout, nb, nh), Head(dq, nb, nh), Head(dk, nb, nh),
                                 Head(dv, nb, nh)};
