@@ -1,6 +1,5 @@
 #include "runtime/cpu/linear.h"
 
-
 #include "absl/strings/str_cat.h"
 #include "runtime/cpu/gemm.h"
 #include "runtime/cpu/internal/column_sums.h"

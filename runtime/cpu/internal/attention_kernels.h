@@ -10,9 +10,9 @@
 // The products of one (batch, head) are small (T <= a few hundred, D = 64), so general sgemm
 // loses most of its time packing operands per call. Every product here has the same shape of
 // inner loop instead: a tile of C, kRows rows by kVectors zmm of columns (8 x 2 or, for the
-// scores, 8 x 3 in attention.cc: 16 or 24 accumulators), stays in registers while, for each k, the B row segment is loaded once
-// (contiguous: a row of v, k, dout, q or of a transposed k / v) and A(m, k) is broadcast from
-// memory, so each FMA needs well under one load. No operand is packed: the only reshaping is the
+// scores, 8 x 3 in attention.cc: 16 or 24 accumulators), stays in registers while, for each k,
+// the B row segment is loaded once (contiguous: a row of v, k, dout, q or of a transposed k / v)
+// and A(m, k) is broadcast from memory, so each FMA needs well under one load. No operand is packed: the only reshaping is the
 // transpose of k (and v) of one head, once per head, so that S = Q K^T also has contiguous B rows.
 // A(m, k) read as a[k * lda + m] (kTransA) gives P^T dO and dS^T Q from the row-major probability
 // block without transposing it. Column tails (D not a multiple of 16) use masked loads and stores;

@@ -4,9 +4,9 @@
 //
 // Each thread owns one contiguous range of columns and walks every row over it, so each row is
 // read as a few long runs the hardware prefetcher follows, no thread writes another's output,
-// and the result depends neither on timing nor on the thread count. Blocks of 64 columns per thread, the earlier layout,
-// read each row as 256-byte pieces 2048 rows apart and ran at a third of this bandwidth on the
-// (2048, 1152) gradient of a GPT's qkv projection.
+// and the result depends neither on timing nor on the thread count. Blocks of 64 columns per
+// thread, the earlier layout, read each row as 256-byte pieces 2048 rows apart and ran at a third
+// of this bandwidth on the (2048, 1152) gradient of a GPT's qkv projection.
 #pragma once
 
 #include <omp.h>
