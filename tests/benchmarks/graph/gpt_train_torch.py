@@ -2,7 +2,9 @@
 """The PyTorch peer of strata-gpt for launch/bench-gpt: the same GPT-2-architecture model, AdamW
 (betas 0.9/0.95, eps 1e-8, weight decay 0.1 on tensors with 2+ dimensions), global-norm clipping
 at 1.0 and llm.c's sequential batches, in float32 on the CPU. Prints one JSON line with the step
-times in milliseconds.
+times in milliseconds and the PyTorch version. Under PyTorch 2.x (launch/bench-gpt --torch2) it uses
+what that version does best on a CPU: fused attention (scaled_dot_product_attention) and the fused
+AdamW; Debian's torch 1.13 has neither, and runs the standard unfused forms.
 
     /usr/bin/python3 gpt_train_torch.py --data tokens.txt --layers 6 --width 384 --heads 6 \
         --seq 256 --batch 8 --steps 10 --threads 2
@@ -32,10 +34,12 @@ class Block(torch.nn.Module):
         b, t, c = x.shape
         q, k, v = self.c_attn(self.ln_1(x)).split(c, dim=2)
         q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))
-        # Debian's torch 1.13 has no fused attention on the CPU: the standard unfused form.
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.shape[-1]))
-        att = att.masked_fill(self.mask[:, :, :t, :t] == 0, float("-inf"))
-        y = F.softmax(att, dim=-1) @ v
+        if hasattr(F, "scaled_dot_product_attention"):  # PyTorch 2.x: fused (flash) attention
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:  # Debian's torch 1.13: the standard unfused form
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.shape[-1]))
+            att = att.masked_fill(self.mask[:, :, :t, :t] == 0, float("-inf"))
+            y = F.softmax(att, dim=-1) @ v
         x = x + self.c_proj(y.transpose(1, 2).contiguous().view(b, t, c))
         return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
 
@@ -69,9 +73,10 @@ def main():
     model = Gpt(a.vocab, a.seq, a.layers, a.width, a.heads)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     other = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                             {"params": other, "weight_decay": 0.0}],
-                            lr=6e-4, betas=(0.9, 0.95), eps=1e-8)
+    groups = [{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}]
+    fused = tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 4)  # fused on CPU
+    opt = torch.optim.AdamW(groups, lr=6e-4, betas=(0.9, 0.95), eps=1e-8,
+                            **({"fused": True} if fused else {}))
     n, bt = len(tokens), a.batch * a.seq
     times, losses = [], []
     for s in range(a.steps):
@@ -86,7 +91,8 @@ def main():
         opt.step()
         times.append((time.perf_counter() - t0) * 1e3)
         losses.append(loss.item())
-    print(json.dumps({"step_ms": times, "loss": losses}))
+    print(json.dumps({"step_ms": times, "loss": losses, "torch": torch.__version__,
+                      "fused_adamw": fused}))
 
 
 if __name__ == "__main__":
