@@ -4,17 +4,22 @@ import os
 
 
 def cpu_summary():
-    """E.g. 'Intel(R) Xeon(R) Processor, 2 cores, AVX-512'."""
-    model, flags = "unknown CPU", set()
+    """E.g. 'Intel(R) Xeon(R) Processor (family 6 model 207), 2 cores, AVX-512'. Virtual machines
+    often hide the marketing name; the family and model numbers still tell the generation."""
+    fields, flags = {}, set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 key, _, value = line.partition(":")
-                if key.strip() == "model name" and model == "unknown CPU":
-                    model = value.strip()
-                elif key.strip() == "flags" and not flags:
+                key = key.strip()
+                if key == "flags" and not flags:
                     flags = set(value.split())
+                elif key in ("model name", "cpu family", "model") and key not in fields:
+                    fields[key] = value.strip()
     except OSError:
         pass
+    name = fields.get("model name", "unknown CPU")
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']} model {fields['model']})"
     isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return f"{model}, {os.cpu_count()} cores, {isa}"
+    return f"{name}, {os.cpu_count()} cores, {isa}"
