@@ -18,7 +18,7 @@ TEST(SpiralNetTest, CheckedRunGivesBitwiseTheLossesOfThePlannedArena) {
   for (const bool check : {false, true}) {
     nets.push_back(std::make_unique<SpiralNet>(/*width=*/32, /*blocks=*/3));
     nets.back()->embed()->SetTrainable(false);
-    graph::TrainOptions o = SpiralTrainOptions(kSteps);
+    graph::TrainOptions o = SpiralTrainOptions(/*steps=*/300);  // the first kSteps of it
     o.check_plan = check;
     absl::StatusOr<std::unique_ptr<graph::Program>> p = CompileSpiralNet(*nets.back(), kBatch, o);
     ASSERT_TRUE(p.ok()) << p.status();
