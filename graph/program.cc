@@ -345,7 +345,8 @@ void Program::Release(ValueId v) {
   }
   block.Reset();
   live_[v] = false;
-  tensors_[v] = Tensor();
+  static const Tensor kUnbound;  // a copy, not a moved temporary: GCC 12 warns on the latter
+  tensors_[v] = kUnbound;
 }
 
 int Program::ReleaseAll() {

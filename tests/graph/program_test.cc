@@ -190,7 +190,8 @@ struct Planned {
 };
 
 Planned PlanGpt(TrainOptions o) {
-  Planned p{std::make_unique<Gpt>(kTiny)};
+  Planned p;
+  p.gpt = std::make_unique<Gpt>(kTiny);
   Gpt* gpt = p.gpt.get();
   auto traced = TraceTrainingStep(
       *gpt, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
