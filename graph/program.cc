@@ -297,7 +297,8 @@ absl::Status Program::Allocate(ValueId v, int index) {
   if (live_[v]) {
     return absl::InternalError(absl::StrCat(
         "check-plan: ", Describe(v), " starts its live interval [", first, ", ", last, "] at ",
-        DescribeNode(index), " while still live: the interval spans a micro-batch boundary"));
+        DescribeNode(index), " while still live from the previous micro-batch (an interval that "
+        "reaches into the update phase)"));
   }
   const Value& value = graph_.value(v);
   const int64_t bytes = PlannedBytes(value), begin = plan_.offset[v], end = begin + bytes;
@@ -320,11 +321,11 @@ absl::Status Program::Allocate(ValueId v, int index) {
       const ValueId o = std::prev(after)->second;
       if (plan_.offset[o] + PlannedBytes(graph_.value(o)) > begin) return clash(o);
     }
-    live_extents_[begin] = v;
   }
   STRATA_ASSIGN_OR_RETURN(blocks_[v], arena_allocator_->Allocate(bytes, kPlanAlignment));
   Allocation& block = blocks_[v];
   if (bytes > 0) {
+    live_extents_[begin] = v;
     FillNaN(block.data(), bytes);
     Poison(static_cast<char*>(block.data()) + value.type.nbytes(), bytes - value.type.nbytes());
   }
