@@ -78,6 +78,7 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
   config.schedule = options.schedule;
   config.seed = options.seed;
   config.num_threads = NumThreads();
+  config.check_plan = options.check_plan;
 
   // Values for parameters, then inputs; trace.
   std::vector<ValueId> trainable;

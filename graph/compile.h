@@ -57,6 +57,9 @@ struct TrainOptions {
   bool dump_graph = false;     // keep the IR after each pass in Program::dump()
   bool keep_gradients = false; // keep each parameter's final gradient readable after a step
                                // (Program::gradients()), at the cost of persistent bytes
+  bool check_plan = false;     // check the memory plan while running: each arena value in its
+                               // own allocation, live only over its planned interval
+                               // (Program::Config::check_plan); slower, same losses
 };
 
 using LossFn = std::function<Var(absl::Span<const Var> inputs)>;

@@ -10,6 +10,17 @@
 #include "runtime/status.h"
 #include "runtime/threading.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define STRATA_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define STRATA_ASAN 1
+#endif
+#endif
+#ifdef STRATA_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 namespace strata::graph {
 namespace {
 
@@ -40,6 +51,30 @@ uint64_t HashPath(uint64_t seed, const std::string& path) {
   return h;
 }
 
+// The bytes the plan reserves for a value (memory_plan.cc rounds every value up to this).
+int64_t PlannedBytes(const Value& v) {
+  const int64_t n = static_cast<int64_t>(v.type.nbytes());
+  return (n + kPlanAlignment - 1) / kPlanAlignment * kPlanAlignment;
+}
+
+// A signalling NaN in every f32 word of [p, p + bytes): a kernel that reads bytes no one wrote in
+// this interval turns the loss into NaN.
+void FillNaN(void* p, int64_t bytes) {
+  std::fill_n(static_cast<uint32_t*>(p), bytes / sizeof(uint32_t), 0x7FA00000u);
+}
+
+void Poison(const void* p, int64_t bytes) {
+#ifdef STRATA_ASAN
+  ASAN_POISON_MEMORY_REGION(p, bytes);
+#endif
+}
+
+void Unpoison(const void* p, int64_t bytes) {
+#ifdef STRATA_ASAN
+  ASAN_UNPOISON_MEMORY_REGION(p, bytes);
+#endif
+}
+
 }  // namespace
 
 std::string MemoryReport::ToString() const {
@@ -65,20 +100,40 @@ absl::StatusOr<std::unique_ptr<Program>> Program::Create(Graph graph, MemoryPlan
 
 absl::Status Program::Bind() {
   // On a CPU build both regions are the compute tier (DESIGN.md, "Execution model").
-  allocator_ = std::make_unique<HostAllocator>(MemoryTier::kDevice, &ledger_, "program");
+  persistent_allocator_ =
+      std::make_unique<HostAllocator>(MemoryTier::kDevice, &ledger_, "program persistent");
+  arena_allocator_ = std::make_unique<HostAllocator>(MemoryTier::kDevice, &ledger_, "program arena");
   STRATA_ASSIGN_OR_RETURN(persistent_,
-                          allocator_->Allocate(std::max<int64_t>(plan_.persistent_bytes, 1),
-                                               kIoAlignment));
-  STRATA_ASSIGN_OR_RETURN(arena_, allocator_->Allocate(std::max<int64_t>(plan_.arena_bytes, 1),
-                                                       kIoAlignment));
-  std::memset(persistent_.data(), 0, persistent_.size());
+                          persistent_allocator_->Allocate(plan_.persistent_bytes, kIoAlignment));
+  if (!config_.check_plan) {
+    STRATA_ASSIGN_OR_RETURN(arena_, arena_allocator_->Allocate(plan_.arena_bytes, kIoAlignment));
+  }
+  if (persistent_.size() > 0) std::memset(persistent_.data(), 0, persistent_.size());
   auto persistent = std::make_shared<Storage>(persistent_.data(), persistent_.size(), Device::Cpu());
   auto arena = std::make_shared<Storage>(arena_.data(), arena_.size(), Device::Cpu());
 
   tensors_.assign(graph_.num_values(), Tensor());
+  if (config_.check_plan) {
+    blocks_.resize(graph_.num_values());
+    live_.assign(graph_.num_values(), false);
+    born_at_.assign(graph_.nodes().size(), {});
+    dead_after_.assign(graph_.nodes().size(), {});
+  }
   for (ValueId v = 0; v < graph_.num_values(); ++v) {
     if (plan_.offset[v] < 0) continue;
     const Value& value = graph_.value(v);
+    if (config_.check_plan && !IsPersistent(value.role)) {
+      // Bound while live only (RunChecked).
+      const auto [first, last] = plan_.live[v];
+      if (first < 0 || first > last || last >= static_cast<int>(graph_.nodes().size())) {
+        return absl::InternalError(absl::StrCat("check-plan: ", Describe(v), " has live interval [",
+                                                first, ", ", last, "] outside the ",
+                                                graph_.nodes().size(), " nodes"));
+      }
+      born_at_[first].push_back(v);
+      dead_after_[last].push_back(v);
+      continue;
+    }
     const size_t elem = SizeOf(value.type.dtype);
     STRATA_ASSIGN_OR_RETURN(
         tensors_[v],
@@ -93,7 +148,7 @@ absl::Status Program::Bind() {
     Instruction ins{n.op.get(), {}, {}, {}, n.phase, &n};
     for (ValueId v : n.inputs) ins.in.push_back(tensors_[v]);
     for (ValueId v : n.outputs) ins.out.push_back(v == kNoValue ? Tensor() : tensors_[v]);
-    if (n.workspace != kNoValue) {
+    if (n.workspace != kNoValue && tensors_[n.workspace].defined()) {  // else bound while live
       const Tensor& w = tensors_[n.workspace];
       ins.workspace = absl::MakeSpan(w.data<float>(), w.numel());
     }
@@ -143,10 +198,11 @@ absl::StatusOr<Tensor> Program::value(ValueId id) const {
 
 MemoryReport Program::memory_report() const {
   MemoryReport r;
-  r.persistent_bytes = static_cast<int64_t>(persistent_.size());
-  r.arena_bytes = static_cast<int64_t>(arena_.size());
+  r.persistent_bytes = plan_.persistent_bytes;
+  r.arena_bytes = plan_.arena_bytes;
   r.live_peak_bytes = plan_.live_peak_bytes;
-  r.planned_peak[static_cast<int>(MemoryTier::kDevice)] = r.persistent_bytes + r.arena_bytes;
+  r.planned_peak[static_cast<int>(MemoryTier::kDevice)] =
+      r.persistent_bytes + (config_.check_plan ? r.live_peak_bytes : r.arena_bytes);
   return r;
 }
 
@@ -198,29 +254,170 @@ absl::Status Program::Run(const Instruction& ins) {
 }
 
 absl::Status Program::RunPhase(Phase phase, bool all) {
-  for (const Instruction& ins : instructions_) {
-    if (all || ins.phase == phase) STRATA_RETURN_IF_ERROR(Run(ins));
+  for (int i = 0; i < static_cast<int>(instructions_.size()); ++i) {
+    if (!all && instructions_[i].phase != phase) continue;
+    STRATA_RETURN_IF_ERROR(config_.check_plan ? RunChecked(i) : Run(instructions_[i]));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<StepStats> Program::Step(absl::Span<const Tensor> batch) {
-  STRATA_RETURN_IF_ERROR(CheckBatch(batch));
-  const auto start = std::chrono::steady_clock::now();
-  ledger_.ResetPeak(MemoryTier::kDevice);
-  scalars_.step = step_count_ + 1;
-  scalars_.lr = config_.schedule.At(step_count_);
+// Note [checking the plan]
+// A memory plan makes two claims: every arena value is used only inside its live interval
+// [first, last] (node indices), and two values live at the same node never share bytes. The
+// planned run trusts both: a wrong interval or offset silently corrupts some other value. With
+// check_plan the arena is not allocated; instead
+//   - before node i runs, each value whose interval starts at i gets its own block from the arena
+//     allocator, of the bytes the plan reserves for it; its planned extent [offset, offset + size)
+//     must lie in the arena and overlap no live value's, else the step fails naming both;
+//   - every arena value that node i reads or writes must be live, else the step fails naming the
+//     value, the node and the interval (a liveness that ends too early or starts too late);
+//   - after node i, each value whose interval ends there is filled with NaN and freed.
+// A fresh block is filled with a signalling NaN, so a kernel that reads bytes it did not write in
+// this interval (which the planned arena would feed with another value's leftovers) turns the
+// loss into NaN. Under AddressSanitizer the block's padding past the value is poisoned, so a
+// kernel that strays past its tensor is reported at the faulting access, and a freed block is
+// poisoned by the sanitizer until reused, so a pointer kept past the interval is reported too.
+// Since blocks live exactly over their intervals, the arena allocator's high-water mark during a
+// step is the plan's largest live set (live_peak_bytes), measured by the allocator. Each value's
+// bytes are the same as in the planned run, so losses are bitwise equal to it.
+std::string Program::Describe(ValueId v) const {
+  const Value& value = graph_.value(v);
+  return absl::StrCat("value %", v, value.name.empty() ? "" : absl::StrCat(" '", value.name, "'"),
+                      " (", ValueRoleName(value.role), " ", value.type.ToString(), ")");
+}
+
+std::string Program::DescribeNode(int index) const {
+  const Node& n = *instructions_[index].node;
+  return absl::StrCat("node ", index, " (", n.op->name(),
+                      n.scope.empty() ? "" : absl::StrCat(" in ", n.scope), ")");
+}
+
+absl::Status Program::Allocate(ValueId v, int index) {
+  const auto [first, last] = plan_.live[v];
+  if (live_[v]) {
+    return absl::InternalError(absl::StrCat(
+        "check-plan: ", Describe(v), " starts its live interval [", first, ", ", last, "] at ",
+        DescribeNode(index), " while still live from the previous micro-batch (an interval that "
+        "reaches into the update phase)"));
+  }
+  const Value& value = graph_.value(v);
+  const int64_t bytes = PlannedBytes(value), begin = plan_.offset[v], end = begin + bytes;
+  if (end > plan_.arena_bytes) {
+    return absl::InternalError(absl::StrCat("check-plan: ", Describe(v), " is planned at [", begin,
+                                            ", ", end, "), past the arena's ", plan_.arena_bytes,
+                                            " bytes"));
+  }
+  if (bytes > 0) {
+    auto after = live_extents_.lower_bound(begin);
+    auto clash = [&](ValueId o) {
+      return absl::InternalError(absl::StrCat(
+          "check-plan: ", Describe(v), " planned at [", begin, ", ", end, ") overlaps ",
+          Describe(o), " at [", plan_.offset[o], ", ", plan_.offset[o] + PlannedBytes(graph_.value(o)),
+          "), live at ", DescribeNode(index), " (intervals [", first, ", ", last, "] and [",
+          plan_.live[o].first, ", ", plan_.live[o].second, "])"));
+    };
+    if (after != live_extents_.end() && after->first < end) return clash(after->second);
+    if (after != live_extents_.begin()) {
+      const ValueId o = std::prev(after)->second;
+      if (plan_.offset[o] + PlannedBytes(graph_.value(o)) > begin) return clash(o);
+    }
+  }
+  STRATA_ASSIGN_OR_RETURN(blocks_[v], arena_allocator_->Allocate(bytes, kPlanAlignment));
+  Allocation& block = blocks_[v];
+  if (bytes > 0) {
+    live_extents_[begin] = v;
+    FillNaN(block.data(), bytes);
+    Poison(static_cast<char*>(block.data()) + value.type.nbytes(), bytes - value.type.nbytes());
+  }
+  live_[v] = true;
+  auto storage = std::make_shared<Storage>(block.data(), value.type.nbytes(), Device::Cpu());
+  STRATA_ASSIGN_OR_RETURN(tensors_[v], Tensor::View(std::move(storage), value.type.shape,
+                                                    ContiguousStrides(value.type.shape), 0,
+                                                    value.type.dtype));
+  return absl::OkStatus();
+}
+
+void Program::Release(ValueId v) {
+  Allocation& block = blocks_[v];
+  if (block.size() > 0) {
+    Unpoison(block.data(), block.size());
+    FillNaN(block.data(), block.size());  // a stale pointer reads NaN until the block is reused
+    live_extents_.erase(plan_.offset[v]);
+  }
+  block.Reset();
+  live_[v] = false;
+  static const Tensor kUnbound;  // a copy, not a moved temporary: GCC 12 warns on the latter
+  tensors_[v] = kUnbound;
+}
+
+int Program::ReleaseAll() {
+  int released = 0;
+  for (ValueId v = 0; v < graph_.num_values(); ++v) {
+    if (config_.check_plan && live_[v]) {
+      Release(v);
+      ++released;
+    }
+  }
+  return released;
+}
+
+absl::Status Program::RunChecked(int index) {
+  Instruction& ins = instructions_[index];
+  const Node& n = *ins.node;
+  for (ValueId v : born_at_[index]) STRATA_RETURN_IF_ERROR(Allocate(v, index));
+  auto bind = [&](ValueId v, Tensor& slot) -> absl::Status {
+    if (v == kNoValue || IsPersistent(graph_.value(v).role)) return absl::OkStatus();
+    if (!live_[v]) {
+      return absl::InternalError(absl::StrCat(
+          "check-plan: ", DescribeNode(index), " uses ", Describe(v),
+          " outside its planned live interval [", plan_.live[v].first, ", ", plan_.live[v].second,
+          "]"));
+    }
+    slot = tensors_[v];
+    return absl::OkStatus();
+  };
+  for (size_t j = 0; j < n.inputs.size(); ++j) STRATA_RETURN_IF_ERROR(bind(n.inputs[j], ins.in[j]));
+  for (size_t j = 0; j < n.outputs.size(); ++j) STRATA_RETURN_IF_ERROR(bind(n.outputs[j], ins.out[j]));
+  if (n.workspace != kNoValue) {
+    Tensor w;
+    STRATA_RETURN_IF_ERROR(bind(n.workspace, w));
+    ins.workspace = absl::MakeSpan(w.data<float>(), w.numel());
+  }
+  STRATA_RETURN_IF_ERROR(Run(ins));
+  for (ValueId v : dead_after_[index]) Release(v);
+  return absl::OkStatus();
+}
+
+absl::Status Program::RunMicroBatches(absl::Span<const Tensor> batch, double* loss_sum) {
   const float* loss = tensors_[config_.loss].data<float>();
-  double loss_sum = 0;
   const int k = config_.micro_batches;
   for (int i = 0; i < k; ++i) {
     STRATA_RETURN_IF_ERROR(LoadMicroBatch(batch, i));
     // One micro-batch: every node in order (updates were scheduled among them); more: the
     // update phase runs once after the last.
     STRATA_RETURN_IF_ERROR(RunPhase(Phase::kMicroStep, /*all=*/k == 1));
-    loss_sum += *loss;
+    *loss_sum += *loss;
   }
   if (k > 1) STRATA_RETURN_IF_ERROR(RunPhase(Phase::kUpdate, false));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<StepStats> Program::Step(absl::Span<const Tensor> batch) {
+  STRATA_RETURN_IF_ERROR(CheckBatch(batch));
+  const auto start = std::chrono::steady_clock::now();
+  for (MemoryTier t : kAllMemoryTiers) ledger_.ResetPeak(t);
+  scalars_.step = step_count_ + 1;
+  scalars_.lr = config_.schedule.At(step_count_);
+  double loss_sum = 0;
+  const int k = config_.micro_batches;
+  const absl::Status run = RunMicroBatches(batch, &loss_sum);
+  // With check_plan every value's interval ends inside the step; a failed step leaves some live.
+  const int left = ReleaseAll();
+  STRATA_RETURN_IF_ERROR(run);
+  if (left > 0) {
+    return absl::InternalError(absl::StrCat("check-plan: ", left,
+                                            " arena values were still live after the step"));
+  }
   ++step_count_;
   if (profiling_) ++profiled_steps_;
 
@@ -279,7 +476,16 @@ absl::StatusOr<double> Program::Evaluate(absl::Span<const Tensor> batch) {
   double loss_sum = 0;
   for (int m = 0; m < config_.micro_batches; ++m) {
     STRATA_RETURN_IF_ERROR(LoadMicroBatch(batch, m));
-    for (auto it = slice.rbegin(); it != slice.rend(); ++it) STRATA_RETURN_IF_ERROR(Run(**it));
+    for (auto it = slice.rbegin(); it != slice.rend(); ++it) {
+      const int index = static_cast<int>(*it - instructions_.data());
+      const absl::Status s = config_.check_plan ? RunChecked(index) : Run(**it);
+      if (!s.ok()) {
+        ReleaseAll();
+        return s;
+      }
+    }
+    // Values saved for the backward, which this slice does not run, are still live.
+    ReleaseAll();
     loss_sum += tensors_[config_.loss].data<float>()[0];
   }
   return loss_sum / config_.micro_batches;

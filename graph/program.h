@@ -9,6 +9,12 @@
 // Lifecycle: Compile (trace, autodiff, passes, plan) -> Program::Create (allocate the two regions,
 // initialize parameters and constants, bind tensors) -> Step, Step, ... No heap allocation
 // happens inside Step after the first one.
+//
+// Measured memory (StepStats::peak_bytes) is the high-water mark of the bytes that the
+// program's allocators handed out during the step, per tier, never a number taken from the plan.
+// With Config::check_plan (TrainOptions::check_plan) every arena value gets its own allocation
+// for its live interval only, so that the plan is checked rather than trusted
+// (Note [checking the plan] in program.cc).
 #pragma once
 
 #include <array>
@@ -32,7 +38,9 @@ namespace strata::graph {
 using TierBytes = std::array<int64_t, kNumMemoryTiers>;
 
 struct MemoryReport {
-  TierBytes planned_peak{};   // per tier, indexed by MemoryTier
+  // Per tier, indexed by MemoryTier: persistent + arena bytes, or with check_plan (one
+  // allocation per live arena value) persistent + the largest live set.
+  TierBytes planned_peak{};
   int64_t persistent_bytes = 0;  // parameters, optimizer state, inputs, outputs
   int64_t arena_bytes = 0;       // activations, gradients, workspaces, shared by liveness
   int64_t live_peak_bytes = 0;   // the largest sum of simultaneously live arena values
@@ -47,7 +55,7 @@ struct StepStats {
   double step_ms = 0;
   double samples_per_s = 0;
   double tokens_per_s = 0;  // samples times the second dimension of the first input (sequence)
-  TierBytes peak_bytes{};   // measured, per tier
+  TierBytes peak_bytes{};   // measured: the allocators' high-water during the step, per tier
 };
 
 struct InputSpec {
@@ -80,6 +88,9 @@ class Program {
     uint64_t seed = 0;
     int num_threads = 1;
     std::string dump;  // the IR after each pass, when asked for
+    // Each arena value in its own allocation for its live interval only, checked against the
+    // plan at every node (Note [checking the plan] in program.cc). Slower; Step allocates.
+    bool check_plan = false;
   };
 
   static absl::StatusOr<std::unique_ptr<Program>> Create(Graph graph, MemoryPlan plan,
@@ -106,8 +117,8 @@ class Program {
   // The tensor bound to value `id`, as the last Step or Evaluate left it (Evaluate computes only
   // what the loss depends on). Only persistent values keep their bytes (parameters, inputs,
   // outputs: mark a traced value with Tracer::MarkOutput to read it here); an arena value's
-  // bytes are reused within the step. NotFound when `id` is out of range or the compiled program
-  // has no bytes for it (dead code).
+  // bytes are reused within the step (with check_plan, freed after its last use). NotFound when
+  // `id` is out of range or the program has no bytes for it now (dead code, or a freed value).
   absl::StatusOr<Tensor> value(ValueId id) const;
   // Parameter path -> its gradient of the last step (empty unless compiled with keep_gradients;
   // with micro-batches, the accumulated sum, zeroed after the update).
@@ -135,13 +146,27 @@ class Program {
   absl::Status LoadMicroBatch(absl::Span<const Tensor> batch, int index);
   absl::Status Run(const Instruction& ins);
   absl::Status RunPhase(Phase phase, bool all);
+  absl::Status RunMicroBatches(absl::Span<const Tensor> batch, double* loss_sum);
+  // check_plan: Run with the node's arena values allocated, checked and released around it.
+  absl::Status RunChecked(int index);
+  absl::Status Allocate(ValueId v, int index);
+  void Release(ValueId v);
+  int ReleaseAll();  // the number of arena values that were still live
+  std::string Describe(ValueId v) const;
+  std::string DescribeNode(int index) const;
 
   Graph graph_;
   MemoryPlan plan_;
   Config config_;
-  MemoryLedger ledger_;
-  std::unique_ptr<HostAllocator> allocator_;
-  Allocation persistent_, arena_;
+  MemoryLedger ledger_;  // per tier, what both allocators hand out
+  std::unique_ptr<HostAllocator> persistent_allocator_, arena_allocator_;
+  Allocation persistent_, arena_;  // arena_ stays empty with check_plan
+  // check_plan: per value, its own block while live; per node, the arena values whose planned
+  // interval starts / ends there; planned offset -> live value, to check that no two overlap.
+  std::vector<Allocation> blocks_;
+  std::vector<bool> live_;
+  std::vector<std::vector<ValueId>> born_at_, dead_after_;
+  std::map<int64_t, ValueId> live_extents_;
   std::vector<Tensor> tensors_;  // per value
   std::vector<Instruction> instructions_;
   std::vector<std::pair<std::string, Tensor>> named_params_, named_state_, named_grads_;

@@ -81,6 +81,7 @@ absl::StatusOr<std::unique_ptr<FmnistTrainer>> FmnistTrainer::Create(const Fashi
   o.schedule.total_steps = t->total_steps();
   o.clip_grad_norm = r.clip_grad_norm;
   o.seed = r.seed;
+  o.check_plan = r.check_plan;
   graph::MobileNet* model = t->model_.get();
   graph::ValueId* logits_id = &t->logits_;
   STRATA_ASSIGN_OR_RETURN(
@@ -129,6 +130,7 @@ absl::Status FmnistTrainer::ScaleConvolutions(int64_t images) {
   std::vector<Conv> convs;
   graph::TrainOptions o;
   o.optimizer = graph::OptimizerOptions::Sgd(/*momentum=*/0, /*weight_decay=*/0);
+  o.check_plan = recipe_.check_plan;
   graph::MobileNet* model = model_.get();
   const int64_t b = recipe_.batch;
   STRATA_ASSIGN_OR_RETURN(

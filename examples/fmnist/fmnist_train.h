@@ -47,6 +47,7 @@ struct FmnistRecipe {
   // variance on this many training images (Note [data-dependent initialization] in
   // fmnist_train.cc); 0: keep the model's initialization as it is.
   int64_t init_images = 1024;
+  bool check_plan = false;  // check the memory plan while running (graph::TrainOptions::check_plan)
   // Errors name the flag-like field; `train_size` is the training set before limit_train.
   absl::Status Validate(int64_t train_size) const;
   double resolved_lr() const;

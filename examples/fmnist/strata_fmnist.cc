@@ -122,6 +122,7 @@ int main(int argc, char** argv) {
   f.Add("init-images", &r.init_images,
         "scale each convolution to unit output variance on this many training images first "
         "(LSUV; 0: off)");
+  f.Add("check-plan", &r.check_plan, "check the memory plan while training (slow; same losses)");
   f.Add("metrics", &o.metrics, "write one JSON object per step and per epoch to this file");
   f.Add("log-every", &o.log_every, "steps between progress lines (the last of each epoch too)");
   if (std::optional<int> code = f.ParseOrExitCode(argc, argv)) return *code;

@@ -44,7 +44,7 @@ struct Options {
           micro_batches = 1, save_every = 0, log_every = 1, stop_at = 0;
   double lr = 6e-4, min_lr = -1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1,
          clip = 1.0, val_fraction = 0.1;
-  bool shuffle = false, dump_graph = false, profile = false;
+  bool shuffle = false, dump_graph = false, profile = false, check_plan = false;
   bool heads_given = false;  // --heads on the command line (see InferConfig)
 };
 
@@ -172,6 +172,7 @@ absl::Status Train(const Options& o) {
   t.micro_batches = static_cast<int>(o.micro_batches);
   t.seed = static_cast<uint64_t>(o.seed);
   t.dump_graph = o.dump_graph;
+  t.check_plan = o.check_plan;
   const Shape micro{o.batch, o.seq};
   STRATA_ASSIGN_OR_RETURN(
       std::unique_ptr<graph::Program> program,
@@ -314,6 +315,7 @@ int main(int argc, char** argv) {
   f.Add("val-fraction", &o.val_fraction, "fraction of the tokens held out");
   f.Add("log-every", &o.log_every, "steps between progress lines");
   f.Add("dump-graph", &o.dump_graph, "print the IR after each compile pass");
+  f.Add("check-plan", &o.check_plan, "check the memory plan while training (slow; same losses)");
   f.Add("threads", &o.threads, "threads (0: all cores)");
   f.Add("profile", &o.profile, "print the time per op at the end (steps after the first)");
   if (std::optional<int> code = f.ParseOrExitCode(argc, argv)) return *code;

@@ -109,6 +109,26 @@ TEST_F(StrataGptTest, MetricsCarryTheDocumentedFieldsAndTheLossFalls) {
   EXPECT_THAT(run.output, HasSubstr("held-out loss"));
 }
 
+// --check-plan runs every step with the plan checked (graph::TrainOptions::check_plan): the
+// losses are bitwise those of the planned arena, and the measured peak is the largest live set,
+// below the planned arena's.
+TEST_F(StrataGptTest, CheckPlanGivesBitwiseTheSameLosses) {
+  const Result planned = RunStrataGpt(With(Tiny(3), {"--metrics", Path("planned.jsonl")}));
+  ASSERT_EQ(planned.exit_code, 0) << planned.output;
+  const Result checked =
+      RunStrataGpt(With(Tiny(3), {"--check-plan", "--metrics", Path("checked.jsonl")}));
+  ASSERT_EQ(checked.exit_code, 0) << checked.output;
+  const std::vector<nlohmann::json> a = ReadMetrics(Path("planned.jsonl"));
+  const std::vector<nlohmann::json> b = ReadMetrics(Path("checked.jsonl"));
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(b.size(), 3u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].at("loss").get<double>(), b[i].at("loss").get<double>()) << "step " << i + 1;
+    EXPECT_LT(b[i].at("peak_bytes").at("device").get<int64_t>(),
+              a[i].at("peak_bytes").at("device").get<int64_t>());
+  }
+}
+
 TEST_F(StrataGptTest, ResumingGivesExactlyTheLossesOfTheStraightRun) {
   for (const bool shuffle : {false, true}) {
     SCOPED_TRACE(shuffle ? "shuffled windows" : "sequential batches");

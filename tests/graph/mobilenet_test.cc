@@ -107,8 +107,9 @@ Fixed Batch(int64_t n, uint64_t seed) {
 }
 
 absl::StatusOr<std::unique_ptr<Program>> CompileNet(MobileNet& net, int64_t batch,
-                                                    ValueId* logits_id) {
+                                                    ValueId* logits_id, bool check_plan = false) {
   TrainOptions o;
+  o.check_plan = check_plan;
   o.optimizer = OptimizerOptions::Sgd(/*momentum=*/0.9, /*weight_decay=*/5e-4);
   o.schedule.max_lr = 0.05;
   o.seed = 1;
@@ -140,6 +141,36 @@ TEST(MobileNetTest, StepsOnAFixedBatchReduceTheLoss) {
     EXPECT_LT(losses[s], losses[s - 1]) << "step " << s << ": " << ::testing::PrintToString(losses);
   }
   EXPECT_LT(losses.back(), losses.front() - 0.4) << ::testing::PrintToString(losses);
+}
+
+// The plan-checking run (each arena value in its own block, live only over its interval) gives
+// bitwise the losses and logits of the planned arena.
+TEST(MobileNetTest, CheckedRunGivesBitwiseTheLossesOfThePlannedArena) {
+  MobileNet planned_net(MobileNetConfig{}), checked_net(MobileNetConfig{});
+  ValueId planned_logits = kNoValue, checked_logits = kNoValue;
+  absl::StatusOr<std::unique_ptr<Program>> planned = CompileNet(planned_net, 2, &planned_logits);
+  absl::StatusOr<std::unique_ptr<Program>> checked =
+      CompileNet(checked_net, 2, &checked_logits, /*check_plan=*/true);
+  ASSERT_TRUE(planned.ok()) << planned.status();
+  ASSERT_TRUE(checked.ok()) << checked.status();
+  for (int s = 0; s < 3; ++s) {
+    const Fixed b = Batch(2, 30 + s);
+    absl::StatusOr<StepStats> a = (*planned)->Step({b.images, b.labels});
+    absl::StatusOr<StepStats> c = (*checked)->Step({b.images, b.labels});
+    ASSERT_TRUE(a.ok()) << a.status();
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(a->loss, c->loss) << "step " << s;
+    const MemoryPlan& plan = (*checked)->plan();
+    EXPECT_EQ(c->peak_bytes[static_cast<int>(MemoryTier::kDevice)],
+              plan.persistent_bytes + plan.live_peak_bytes);
+  }
+  const Fixed b = Batch(2, 40);
+  absl::StatusOr<double> a = (*planned)->Evaluate({b.images, b.labels});
+  absl::StatusOr<double> c = (*checked)->Evaluate({b.images, b.labels});
+  ASSERT_TRUE(a.ok() && c.ok()) << a.status() << c.status();
+  EXPECT_EQ(*a, *c);
+  EXPECT_EQ(testing::ToDouble((*planned)->value(planned_logits).value()),
+            testing::ToDouble((*checked)->value(checked_logits).value()));
 }
 
 TEST(MobileNetTest, MarkedLogitsAreReadableAfterEvaluate) {
