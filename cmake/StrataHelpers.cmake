@@ -1,4 +1,5 @@
 # One helper declares every library, test and benchmark target (as Abseil's absl_cc_library).
+include(GoogleTest)
 
 # -fno-math-errno lets sqrt and friends vectorize (no errno side effect), as PyTorch builds.
 set(STRATA_COMMON_OPTIONS -Wall -Wextra -Wno-unused-parameter -fno-math-errno ${STRATA_ARCH_FLAGS})
@@ -17,21 +18,37 @@ function(strata_cc_library)
   target_link_libraries(${ARG_NAME} PUBLIC ${ARG_DEPS})
 endfunction()
 
-# strata_cc_test(NAME tensor_test SRCS tensor_test.cc DEPS strata_runtime [MPI_RANKS 2 3])
+# strata_cc_test(NAME tensor_test SRCS tensor_test.cc DEPS strata_runtime [LABELS kernels]
+#                [TIMEOUT seconds])
+#
+# Note [one ctest entry per test]
+# Every GoogleTest test is its own ctest entry, named <NAME>.<Suite>.<Test> (`ctest -R NAME` still
+# selects the whole binary), so that ctest says what each test did: a test that calls GTEST_SKIP()
+# prints "[  SKIPPED ]", which gtest_discover_tests' SKIP_REGULAR_EXPRESSION reports as skipped,
+# not passed, while the tests beside it in the same binary pass or fail on their own. One entry
+# per binary cannot do that: ctest's skip expression wins over the exit code, so one skipping test
+# would report the whole binary skipped and hide a failure next to it. The tests are listed when
+# ctest runs (PRE_TEST), not at build time, so a build never runs a test binary.
 function(strata_cc_test)
   cmake_parse_arguments(ARG "" "NAME;TIMEOUT" "SRCS;DEPS;LABELS" ${ARGN})
   add_executable(${ARG_NAME} ${ARG_SRCS})
   target_compile_options(${ARG_NAME} PRIVATE ${STRATA_COMMON_OPTIONS})
   target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
-  add_test(NAME ${ARG_NAME} COMMAND ${ARG_NAME})
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 600)
   endif()
-  set_tests_properties(${ARG_NAME} PROPERTIES TIMEOUT ${ARG_TIMEOUT}
-    ENVIRONMENT "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
+  set(properties TIMEOUT ${ARG_TIMEOUT})
   if(ARG_LABELS)
-    set_tests_properties(${ARG_NAME} PROPERTIES LABELS "${ARG_LABELS}")
+    list(APPEND properties LABELS "${ARG_LABELS}")
   endif()
+  gtest_discover_tests(${ARG_NAME} TEST_PREFIX "${ARG_NAME}." DISCOVERY_MODE PRE_TEST
+                       DISCOVERY_TIMEOUT 120 PROPERTIES ${properties})
+  # The environment is a list, which gtest_discover_tests' PROPERTIES would split apart: a script
+  # that ctest includes after the one listing the tests (${ARG_NAME}_TESTS) sets it.
+  set(environment "STRATA_SOURCE_DIR=${PROJECT_SOURCE_DIR};OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
+  set(script "${CMAKE_CURRENT_BINARY_DIR}/${ARG_NAME}_environment.cmake")
+  file(WRITE "${script}" "if(${ARG_NAME}_TESTS)\n  set_tests_properties(\${${ARG_NAME}_TESTS} PROPERTIES ENVIRONMENT\n    [==[${environment}]==])\nendif()\n")
+  set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES "${script}")
 endfunction()
 
 # strata_cc_benchmark(NAME runtime_benchmark SRCS ... DEPS ...)

@@ -1,13 +1,15 @@
 // An Op is one kind of IR node: how its output types follow from its inputs, how it runs (by
 // calling a runtime kernel), and how its input gradients are written as more IR. Each op is one
-// small struct (graph/ops/), so adding an op is one struct plus one builder function.
+// small struct (graph/ops/), so adding an op is one struct, one OpKind and one builder function.
 //
 //   class GeluOp final : public Op {
-//     std::string name() const override { return "gelu"; }
+//     OpKind kind() const override { return OpKind::kGelu; }    // what passes match on
 //     absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override;
 //     absl::Status Run(const RunArgs& args) const override;   // cpu::GeluForward(in[0], out[0])
 //     absl::Status Gradient(GradientArgs& args) const override;  // dx = gelu_grad(x, dy)
 //   };
+//
+// name() is OpKindName(kind()) unless an op overrides it; it is for dumps and errors only.
 //
 // Lifecycle: Infer at trace time; WorkspaceBytes when memory is planned; Run every step with
 // tensors bound once by the Program (Run must not allocate); Gradient once, by autodiff.
@@ -21,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "graph/ir.h"
+#include "graph/op_kind.h"
 #include "runtime/tensor.h"
 
 namespace strata::graph {
@@ -54,7 +57,9 @@ struct GradientArgs {
 class Op {
  public:
   virtual ~Op() = default;
-  virtual std::string name() const = 0;
+  virtual OpKind kind() const = 0;
+  // For dumps and errors; passes match kind(), never the name (graph/op_kind.h).
+  virtual std::string name() const { return std::string(OpKindName(kind())); }
   // Attributes for dumps, e.g. "heads=6" (empty when there are none).
   virtual std::string Attributes() const { return ""; }
   // Output types; an error names the op and the offending input shape.

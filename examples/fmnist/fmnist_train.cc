@@ -143,7 +143,7 @@ absl::Status FmnistTrainer::ScaleConvolutions(int64_t images) {
             graph::Var logits = model->Forward(in[0]);
             graph::Tracer* t = in[0].tracer();
             for (const graph::Node& n : t->graph().nodes()) {
-              if (n.op->name() == "conv2d") {
+              if (n.op->kind() == graph::OpKind::kConv2d) {
                 convs.push_back({n.outputs[0], t->graph().value(n.inputs[1]).name});
               }
             }

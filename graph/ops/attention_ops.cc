@@ -39,7 +39,7 @@ size_t Workspace(const TensorType& qkv, int heads, int threads) {
 class CausalAttentionGradOp final : public Op {
  public:
   explicit CausalAttentionGradOp(int heads) : heads_(heads) {}
-  std::string name() const override { return "causal_attention_grad"; }
+  OpKind kind() const override { return OpKind::kCausalAttentionGrad; }
   std::string Attributes() const override { return absl::StrCat("heads=", heads_); }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 3));
@@ -68,7 +68,7 @@ class CausalAttentionGradOp final : public Op {
 class CausalAttentionOp final : public Op {
  public:
   explicit CausalAttentionOp(int heads) : heads_(heads) {}
-  std::string name() const override { return "causal_attention"; }
+  OpKind kind() const override { return OpKind::kCausalAttention; }
   std::string Attributes() const override { return absl::StrCat("heads=", heads_); }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 1));

@@ -22,7 +22,7 @@ std::string ConvAttributes(const cpu::Conv2dParams& p) {
 class Conv2dGradOp final : public Op {
  public:
   Conv2dGradOp(cpu::Conv2dParams p, bool has_bias) : p_(p), has_bias_(has_bias) {}
-  std::string name() const override { return "conv2d_grad"; }
+  OpKind kind() const override { return OpKind::kConv2dGrad; }
   std::string Attributes() const override { return ConvAttributes(p_); }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 3));
@@ -46,7 +46,7 @@ class Conv2dGradOp final : public Op {
 class Conv2dOp final : public Op {
  public:
   Conv2dOp(cpu::Conv2dParams p, bool has_bias) : p_(p), has_bias_(has_bias) {}
-  std::string name() const override { return "conv2d"; }
+  OpKind kind() const override { return OpKind::kConv2d; }
   std::string Attributes() const override { return ConvAttributes(p_); }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, has_bias_ ? 3 : 2));
@@ -82,26 +82,26 @@ class Conv2dOp final : public Op {
 };
 
 enum class Pool { kMax, kAvg, kGlobalAvg };
-const char* PoolName(Pool k) {
-  switch (k) {
-    case Pool::kMax: return "max_pool2d";
-    case Pool::kAvg: return "avg_pool2d";
-    case Pool::kGlobalAvg: return "global_avg_pool";
+OpKind PoolKind(Pool p, bool grad) {
+  switch (p) {
+    case Pool::kMax: return grad ? OpKind::kMaxPool2dGrad : OpKind::kMaxPool2d;
+    case Pool::kAvg: return grad ? OpKind::kAvgPool2dGrad : OpKind::kAvgPool2d;
+    case Pool::kGlobalAvg: return grad ? OpKind::kGlobalAvgPoolGrad : OpKind::kGlobalAvgPool;
   }
-  return "?";
+  return OpKind::kNumOpKinds;  // not reached: every Pool is above
 }
 
 // (x, dy) -> dx.
 class PoolGradOp final : public Op {
  public:
-  PoolGradOp(Pool kind, cpu::Pool2dParams p) : kind_(kind), p_(p) {}
-  std::string name() const override { return absl::StrCat(PoolName(kind_), "_grad"); }
+  PoolGradOp(Pool pool, cpu::Pool2dParams p) : pool_(pool), p_(p) {}
+  OpKind kind() const override { return PoolKind(pool_, /*grad=*/true); }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 2));
     return std::vector<TensorType>{in[0]};
   }
   absl::Status Run(const RunArgs& a) const override {
-    switch (kind_) {
+    switch (pool_) {
       case Pool::kMax: return cpu::MaxPool2dBackward(a.in[0], a.in[1], a.out[0], p_);
       case Pool::kAvg: return cpu::AvgPool2dBackward(a.in[1], a.out[0], p_);
       case Pool::kGlobalAvg: return cpu::GlobalAvgPoolBackward(a.in[1], a.out[0]);
@@ -110,16 +110,16 @@ class PoolGradOp final : public Op {
   }
 
  private:
-  Pool kind_;
+  Pool pool_;
   cpu::Pool2dParams p_;
 };
 
 class PoolOp final : public Op {
  public:
-  PoolOp(Pool kind, cpu::Pool2dParams p) : kind_(kind), p_(p) {}
-  std::string name() const override { return PoolName(kind_); }
+  PoolOp(Pool pool, cpu::Pool2dParams p) : pool_(pool), p_(p) {}
+  OpKind kind() const override { return PoolKind(pool_, /*grad=*/false); }
   std::string Attributes() const override {
-    if (kind_ == Pool::kGlobalAvg) return "";
+    if (pool_ == Pool::kGlobalAvg) return "";
     return absl::StrCat("kernel=", p_.kernel_h, "x", p_.kernel_w, " stride=", p_.stride_h, "x",
                         p_.stride_w, " pad=", p_.pad_h, "x", p_.pad_w);
   }
@@ -128,13 +128,13 @@ class PoolOp final : public Op {
     STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "x", in[0]));
     const Shape& x = in[0].shape;
     if (x.rank() != 4) return TypeError(name(), "x is ", in[0].ToString(), ", expected (N, C, H, W)");
-    if (kind_ == Pool::kGlobalAvg) return std::vector<TensorType>{{Shape{x[0], x[1]}, DType::kF32}};
+    if (pool_ == Pool::kGlobalAvg) return std::vector<TensorType>{{Shape{x[0], x[1]}, DType::kF32}};
     absl::StatusOr<Shape> y = cpu::Pool2dOutputShape(x, p_);
     if (!y.ok()) return TypeError(name(), y.status().message());
     return std::vector<TensorType>{{*y, DType::kF32}};
   }
   absl::Status Run(const RunArgs& a) const override {
-    switch (kind_) {
+    switch (pool_) {
       case Pool::kMax: return cpu::MaxPool2dForward(a.in[0], a.out[0], p_);
       case Pool::kAvg: return cpu::AvgPool2dForward(a.in[0], a.out[0], p_);
       case Pool::kGlobalAvg: return cpu::GlobalAvgPoolForward(a.in[0], a.out[0]);
@@ -142,12 +142,12 @@ class PoolOp final : public Op {
     return absl::InternalError("unknown pooling");
   }
   absl::Status Gradient(GradientArgs& g) const override {
-    return internal::ApplyGradient(g, std::make_shared<PoolGradOp>(kind_, p_),
+    return internal::ApplyGradient(g, std::make_shared<PoolGradOp>(pool_, p_),
                                    {In(g, 0), Dout(g, 0)}, {0});
   }
 
  private:
-  Pool kind_;
+  Pool pool_;
   cpu::Pool2dParams p_;
 };
 

@@ -13,7 +13,7 @@ using internal::TypeError;
 class LinearGradOp final : public Op {
  public:
   explicit LinearGradOp(bool has_bias) : has_bias_(has_bias) {}
-  std::string name() const override { return "linear_grad"; }
+  OpKind kind() const override { return OpKind::kLinearGrad; }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 3));
     std::vector<TensorType> out = {in[0], in[1]};
@@ -32,7 +32,7 @@ class LinearGradOp final : public Op {
 class LinearOp final : public Op {
  public:
   explicit LinearOp(bool has_bias) : has_bias_(has_bias) {}
-  std::string name() const override { return "linear"; }
+  OpKind kind() const override { return OpKind::kLinear; }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, has_bias_ ? 3 : 2));
     for (size_t i = 0; i < in.size(); ++i) {
@@ -69,7 +69,7 @@ class LinearOp final : public Op {
 class LinearResidualOpImpl final : public Op {
  public:
   explicit LinearResidualOpImpl(bool has_bias) : has_bias_(has_bias) {}
-  std::string name() const override { return "linear_residual"; }
+  OpKind kind() const override { return OpKind::kLinearResidual; }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     const size_t n = has_bias_ ? 4 : 3;
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, n));

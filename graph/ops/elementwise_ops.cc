@@ -35,7 +35,7 @@ absl::StatusOr<Tensor> AsRows(const Tensor& x, int64_t cols) {
 class SumToOp final : public Op {
  public:
   explicit SumToOp(Shape tail) : tail_(std::move(tail)) {}
-  std::string name() const override { return "sum_to"; }
+  OpKind kind() const override { return OpKind::kSumTo; }
   std::string Attributes() const override { return absl::StrCat("shape=", tail_.ToString()); }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 1));
@@ -56,7 +56,7 @@ class SumToOp final : public Op {
 
 class AddOp final : public Op {
  public:
-  std::string name() const override { return "add"; }
+  OpKind kind() const override { return OpKind::kAdd; }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 2));
     STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "a", in[0]));
@@ -89,26 +89,26 @@ class AddOp final : public Op {
 };
 
 enum class Activation { kGelu, kRelu, kRelu6 };
-const char* ActivationName(Activation k) {
-  switch (k) {
-    case Activation::kGelu: return "gelu";
-    case Activation::kRelu: return "relu";
-    case Activation::kRelu6: return "relu6";
+OpKind ActivationKind(Activation a, bool grad) {
+  switch (a) {
+    case Activation::kGelu: return grad ? OpKind::kGeluGrad : OpKind::kGelu;
+    case Activation::kRelu: return grad ? OpKind::kReluGrad : OpKind::kRelu;
+    case Activation::kRelu6: return grad ? OpKind::kRelu6Grad : OpKind::kRelu6;
   }
-  return "?";
+  return OpKind::kNumOpKinds;  // not reached: every Activation is above
 }
 
 // dx from (x, dy).
 class ActivationGradOp final : public Op {
  public:
-  explicit ActivationGradOp(Activation kind) : kind_(kind) {}
-  std::string name() const override { return absl::StrCat(ActivationName(kind_), "_grad"); }
+  explicit ActivationGradOp(Activation activation) : activation_(activation) {}
+  OpKind kind() const override { return ActivationKind(activation_, /*grad=*/true); }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 2));
     return std::vector<TensorType>{in[0]};
   }
   absl::Status Run(const RunArgs& a) const override {
-    switch (kind_) {
+    switch (activation_) {
       case Activation::kGelu: return cpu::GeluBackward(a.in[0], a.in[1], a.out[0]);
       case Activation::kRelu: return cpu::ReluBackward(a.in[0], a.in[1], a.out[0]);
       case Activation::kRelu6: return cpu::Relu6Backward(a.in[0], a.in[1], a.out[0]);
@@ -117,20 +117,20 @@ class ActivationGradOp final : public Op {
   }
 
  private:
-  Activation kind_;
+  Activation activation_;
 };
 
 class ActivationOp final : public Op {
  public:
-  explicit ActivationOp(Activation kind) : kind_(kind) {}
-  std::string name() const override { return ActivationName(kind_); }
+  explicit ActivationOp(Activation activation) : activation_(activation) {}
+  OpKind kind() const override { return ActivationKind(activation_, /*grad=*/false); }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 1));
     STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "x", in[0]));
     return std::vector<TensorType>{in[0]};
   }
   absl::Status Run(const RunArgs& a) const override {
-    switch (kind_) {
+    switch (activation_) {
       case Activation::kGelu: return cpu::GeluForward(a.in[0], a.out[0]);
       case Activation::kRelu: return cpu::ReluForward(a.in[0], a.out[0]);
       case Activation::kRelu6: return cpu::Relu6Forward(a.in[0], a.out[0]);
@@ -138,18 +138,18 @@ class ActivationOp final : public Op {
     return absl::InternalError("unknown activation");
   }
   absl::Status Gradient(GradientArgs& g) const override {
-    return internal::ApplyGradient(g, std::make_shared<ActivationGradOp>(kind_),
+    return internal::ApplyGradient(g, std::make_shared<ActivationGradOp>(activation_),
                                    {In(g, 0), Dout(g, 0)}, {0});
   }
 
  private:
-  Activation kind_;
+  Activation activation_;
 };
 
 class ReshapeOp final : public Op {
  public:
   explicit ReshapeOp(Shape shape) : shape_(std::move(shape)) {}
-  std::string name() const override { return "reshape"; }
+  OpKind kind() const override { return OpKind::kReshape; }
   std::string Attributes() const override { return absl::StrCat("shape=", shape_.ToString()); }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 1));
@@ -172,7 +172,7 @@ class ReshapeOp final : public Op {
 // out = dloss * w, the gradient of WeightedSum.
 class ScaleByScalarOp final : public Op {
  public:
-  std::string name() const override { return "scale_by_scalar"; }
+  OpKind kind() const override { return OpKind::kScaleByScalar; }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 2));
     return std::vector<TensorType>{in[0]};
@@ -184,7 +184,7 @@ class ScaleByScalarOp final : public Op {
 
 class WeightedSumOp final : public Op {
  public:
-  std::string name() const override { return "weighted_sum"; }
+  OpKind kind() const override { return OpKind::kWeightedSum; }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 2));
     STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "x", in[0]));

@@ -16,7 +16,7 @@ using internal::TypeError;
 class EmbeddingGradOp final : public Op {
  public:
   explicit EmbeddingGradOp(Shape table) : table_(std::move(table)) {}
-  std::string name() const override { return "embedding_grad"; }
+  OpKind kind() const override { return OpKind::kEmbeddingGrad; }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 2));
     return std::vector<TensorType>{{table_, DType::kF32}};
@@ -31,7 +31,7 @@ class EmbeddingGradOp final : public Op {
 
 class EmbeddingOp final : public Op {
  public:
-  std::string name() const override { return "embedding"; }
+  OpKind kind() const override { return OpKind::kEmbedding; }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 2));
     if (in[0].dtype != DType::kI32 && in[0].dtype != DType::kI64) {

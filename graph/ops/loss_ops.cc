@@ -27,7 +27,7 @@ absl::Status CheckLogitsTargets(absl::string_view op, absl::Span<const TensorTyp
 // (logits, targets, dloss) -> (loss, dlogits): one pass computes both.
 class CrossEntropyWithGrad final : public Op {
  public:
-  std::string name() const override { return "cross_entropy_with_grad"; }
+  OpKind kind() const override { return OpKind::kCrossEntropyWithGrad; }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 3));
     STRATA_RETURN_IF_ERROR(CheckLogitsTargets(name(), in));
@@ -42,7 +42,7 @@ class CrossEntropyWithGrad final : public Op {
 // (logits, targets) -> scalar mean loss.
 class CrossEntropyOp final : public Op {
  public:
-  std::string name() const override { return "cross_entropy"; }
+  OpKind kind() const override { return OpKind::kCrossEntropy; }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 2));
     STRATA_RETURN_IF_ERROR(CheckLogitsTargets(name(), in));

@@ -20,8 +20,8 @@ using internal::TypeError;
 class LayerNormGradOp final : public Op {
  public:
   explicit LayerNormGradOp(bool has_residual) : has_residual_(has_residual) {}
-  std::string name() const override {
-    return has_residual_ ? "layer_norm_grad_residual" : "layer_norm_grad";
+  OpKind kind() const override {
+    return has_residual_ ? OpKind::kLayerNormGradResidual : OpKind::kLayerNormGrad;
   }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, has_residual_ ? 6 : 5));
@@ -44,7 +44,7 @@ class LayerNormGradOp final : public Op {
 class LayerNormOp final : public Op {
  public:
   explicit LayerNormOp(float eps) : eps_(eps) {}
-  std::string name() const override { return "layer_norm"; }
+  OpKind kind() const override { return OpKind::kLayerNorm; }
   std::string Attributes() const override { return absl::StrCat("eps=", eps_); }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 3));
@@ -76,7 +76,7 @@ class LayerNormOp final : public Op {
 class BatchNormFrozenGradOp final : public Op {
  public:
   explicit BatchNormFrozenGradOp(float eps) : eps_(eps) {}
-  std::string name() const override { return "batch_norm_frozen_grad"; }
+  OpKind kind() const override { return OpKind::kBatchNormFrozenGrad; }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 5));
     return std::vector<TensorType>{in[0], in[1], in[1]};
@@ -94,7 +94,7 @@ class BatchNormFrozenGradOp final : public Op {
 class BatchNormFrozenOp final : public Op {
  public:
   explicit BatchNormFrozenOp(float eps) : eps_(eps) {}
-  std::string name() const override { return "batch_norm_frozen"; }
+  OpKind kind() const override { return OpKind::kBatchNormFrozen; }
   std::string Attributes() const override { return absl::StrCat("eps=", eps_); }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 5));

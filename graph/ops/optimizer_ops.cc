@@ -26,14 +26,14 @@ class InPlaceOp : public Op {
 
 class Accumulate final : public InPlaceOp {
  public:
-  std::string name() const override { return "accumulate"; }
+  OpKind kind() const override { return OpKind::kAccumulate; }
   std::vector<int> MutatedInputs() const override { return {0}; }
   absl::Status Run(const RunArgs& a) const override { return cpu::Add(a.in[0], a.in[1], a.in[0]); }
 };
 
 class Zero final : public InPlaceOp {
  public:
-  std::string name() const override { return "zero"; }
+  OpKind kind() const override { return OpKind::kZero; }
   std::vector<int> MutatedInputs() const override { return {0}; }
   absl::Status Run(const RunArgs& a) const override {
     std::memset(a.in[0].raw_data(), 0, a.in[0].nbytes());
@@ -44,7 +44,7 @@ class Zero final : public InPlaceOp {
 class ClipGradNorm final : public Op {
  public:
   ClipGradNorm(double max_norm, int n) : max_norm_(max_norm), n_(n) {}
-  std::string name() const override { return "clip_grad_norm"; }
+  OpKind kind() const override { return OpKind::kClipGradNorm; }
   std::string Attributes() const override { return absl::StrCat("max_norm=", max_norm_); }
   std::vector<int> MutatedInputs() const override {
     std::vector<int> all(n_);
@@ -78,7 +78,7 @@ class ClipGradNorm final : public Op {
 class AdamWUpdate final : public InPlaceOp {
  public:
   explicit AdamWUpdate(optim::AdamWHyper h) : h_(h) {}
-  std::string name() const override { return "adamw_update"; }
+  OpKind kind() const override { return OpKind::kAdamWUpdate; }
   std::string Attributes() const override {
     return absl::StrCat("beta1=", h_.beta1, " beta2=", h_.beta2, " eps=", h_.eps,
                         " weight_decay=", h_.weight_decay);
@@ -98,7 +98,7 @@ class AdamWUpdate final : public InPlaceOp {
 class SgdUpdate final : public InPlaceOp {
  public:
   explicit SgdUpdate(optim::SgdHyper h) : h_(h) {}
-  std::string name() const override { return "sgd_update"; }
+  OpKind kind() const override { return OpKind::kSgdUpdate; }
   std::string Attributes() const override {
     return absl::StrCat("momentum=", h_.momentum, " dampening=", h_.dampening,
                         " nesterov=", h_.nesterov, " weight_decay=", h_.weight_decay);

@@ -20,10 +20,10 @@ absl::Status FuseCrossEntropy(Graph& graph) {
   // the first loss unwritten.
   std::vector<bool> taken(nodes.size(), false);
   for (size_t f = 0; f < nodes.size(); ++f) {
-    if (nodes[f].op->name() != "cross_entropy" || read[nodes[f].outputs[0]]) continue;
+    if (nodes[f].op->kind() != OpKind::kCrossEntropy || read[nodes[f].outputs[0]]) continue;
     for (size_t g = f + 1; g < nodes.size(); ++g) {
       Node& grad = nodes[g];
-      if (!taken[g] && grad.op->name() == "cross_entropy_with_grad" &&
+      if (!taken[g] && grad.op->kind() == OpKind::kCrossEntropyWithGrad &&
           grad.inputs[0] == nodes[f].inputs[0] && grad.inputs[1] == nodes[f].inputs[1]) {
         grad.outputs[0] = nodes[f].outputs[0];
         remove[f] = true;

@@ -49,7 +49,7 @@ absl::Status FuseResidualAdd(Graph& graph) {
   std::vector<bool> remove(nodes.size(), false);
   for (size_t i = 0; i < nodes.size(); ++i) {
     Node& add = nodes[i];
-    if (add.op->name() != "add" || add.inputs.size() != 2 ||
+    if (add.op->kind() != OpKind::kAdd || add.inputs.size() != 2 ||
         graph.value(add.inputs[0]).type != graph.value(add.inputs[1]).type) {
       continue;
     }
@@ -64,10 +64,10 @@ absl::Status FuseResidualAdd(Graph& graph) {
       const ValueRole role = graph.value(v).role;
       std::vector<ValueId> inputs = from.inputs;
       inputs.push_back(add.inputs[1 - k]);
-      if (from.op->name() == "linear" && role == ValueRole::kActivation) {
+      if (from.op->kind() == OpKind::kLinear && role == ValueRole::kActivation) {
         add = Node{ops::LinearResidualOp(/*has_bias=*/from.inputs.size() == 3), std::move(inputs),
                    add.outputs, from.scope, kNoValue, add.phase};
-      } else if (from.op->name() == "layer_norm_grad" && role == ValueRole::kGradient &&
+      } else if (from.op->kind() == OpKind::kLayerNormGrad && role == ValueRole::kGradient &&
                  !ReadBetween(nodes, from, p, i)) {
         std::vector<ValueId> outputs = from.outputs;
         outputs[0] = add.outputs[0];

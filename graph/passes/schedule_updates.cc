@@ -14,14 +14,16 @@ namespace strata::graph {
 namespace {
 bool IsUpdate(const Node& n) {
   return n.phase == Phase::kUpdate &&
-         (n.op->name() == "adamw_update" || n.op->name() == "sgd_update");
+         (n.op->kind() == OpKind::kAdamWUpdate || n.op->kind() == OpKind::kSgdUpdate);
 }
 }  // namespace
 
 absl::Status ScheduleUpdates(Graph& graph) {
   std::vector<Node>& nodes = graph.mutable_nodes();
   for (const Node& n : nodes) {
-    if (n.op->name() == "clip_grad_norm" || n.op->name() == "accumulate") return absl::OkStatus();
+    if (n.op->kind() == OpKind::kClipGradNorm || n.op->kind() == OpKind::kAccumulate) {
+      return absl::OkStatus();
+    }
   }
   std::vector<Node> updates, rest;
   for (Node& n : nodes) (IsUpdate(n) ? updates : rest).push_back(std::move(n));

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
 #include "graph/compile.h"
 #include "graph/models/gpt.h"
@@ -218,13 +219,13 @@ std::unique_ptr<Program> Build(Traced t, int passes) {
 
 // Node helpers.
 
-int Count(const Graph& g, const std::string& op) {
+int Count(const Graph& g, OpKind kind) {
   return static_cast<int>(std::count_if(g.nodes().begin(), g.nodes().end(),
-                                        [&](const Node& n) { return n.op->name() == op; }));
+                                        [&](const Node& n) { return n.op->kind() == kind; }));
 }
 
 bool IsUpdate(const Node& n) {
-  return n.op->name() == "adamw_update" || n.op->name() == "sgd_update";
+  return n.op->kind() == OpKind::kAdamWUpdate || n.op->kind() == OpKind::kSgdUpdate;
 }
 
 bool Touches(const Node& n, ValueId v) {
@@ -266,19 +267,19 @@ TEST(FuseCrossEntropyTest, LeavesOneFusedNodeThatWritesTheLoss) {
     SCOPED_TRACE(c.name);
     Traced t = Trace(c, {});
     Graph& g = t.graph;
-    ASSERT_EQ(Count(g, "cross_entropy"), 1);
-    ASSERT_EQ(Count(g, "cross_entropy_with_grad"), 1);
+    ASSERT_EQ(Count(g, OpKind::kCrossEntropy), 1);
+    ASSERT_EQ(Count(g, OpKind::kCrossEntropyWithGrad), 1);
     const size_t before = g.nodes().size();
     const ValueId logits = std::find_if(g.nodes().begin(), g.nodes().end(), [](const Node& n) {
-                             return n.op->name() == "cross_entropy";
+                             return n.op->kind() == OpKind::kCrossEntropy;
                            })->inputs[0];
     ASSERT_TRUE(FuseCrossEntropy(g).ok());
 
-    EXPECT_EQ(Count(g, "cross_entropy"), 0);
-    ASSERT_EQ(Count(g, "cross_entropy_with_grad"), 1);
+    EXPECT_EQ(Count(g, OpKind::kCrossEntropy), 0);
+    ASSERT_EQ(Count(g, OpKind::kCrossEntropyWithGrad), 1);
     EXPECT_EQ(g.nodes().size(), before - 1);
     const Node& fused = *std::find_if(g.nodes().begin(), g.nodes().end(), [](const Node& n) {
-      return n.op->name() == "cross_entropy_with_grad";
+      return n.op->kind() == OpKind::kCrossEntropyWithGrad;
     });
     EXPECT_EQ(fused.outputs[0], t.config.loss);
     EXPECT_EQ(fused.inputs[0], logits);
@@ -310,7 +311,7 @@ TEST(FuseCrossEntropyTest, KeepsTheForwardLossWhenAnotherNodeReadsIt) {
   const std::vector<NodeKey> before = Keys(t.graph);
   ASSERT_TRUE(FuseCrossEntropy(t.graph).ok());
   EXPECT_EQ(Keys(t.graph), before);
-  EXPECT_EQ(Count(t.graph, "cross_entropy"), 1);
+  EXPECT_EQ(Count(t.graph, OpKind::kCrossEntropy), 1);
 }
 
 // The loss and every gradient of the fused program equal those of the same graph run unfused.
@@ -323,8 +324,8 @@ TEST(FuseCrossEntropyTest, LossAndGradientsEqualTheUnfusedGraphs) {
     std::unique_ptr<Program> unfused = Build(Trace(c, o), kAllPasses & ~kFuse);
     ASSERT_NE(fused, nullptr);
     ASSERT_NE(unfused, nullptr);
-    EXPECT_EQ(Count(unfused->graph(), "cross_entropy"), 1);
-    EXPECT_EQ(Count(fused->graph(), "cross_entropy"), 0);
+    EXPECT_EQ(Count(unfused->graph(), OpKind::kCrossEntropy), 1);
+    EXPECT_EQ(Count(fused->graph(), OpKind::kCrossEntropy), 0);
     for (int step = 0; step < 2; ++step) {
       absl::StatusOr<StepStats> a = fused->Step(c.batch), b = unfused->Step(c.batch);
       ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
@@ -346,13 +347,13 @@ TEST(FuseCrossEntropyTest, LossAndGradientsEqualTheUnfusedGraphs) {
 TEST(FuseResidualAddTest, FusesOnlyLinearOutputsThatFeedNothingElse) {
   Case c = ResidualMlpCase();
   Traced t = Trace(c, {});
-  const int adds = Count(t.graph, "add"), linears = Count(t.graph, "linear");
+  const int adds = Count(t.graph, OpKind::kAdd), linears = Count(t.graph, OpKind::kLinear);
   ASSERT_TRUE(FuseResidualAdd(t.graph).ok());
-  EXPECT_EQ(Count(t.graph, "linear_residual"), 1);
-  EXPECT_EQ(Count(t.graph, "linear"), linears - 1);
-  EXPECT_EQ(Count(t.graph, "add"), adds - 1);
+  EXPECT_EQ(Count(t.graph, OpKind::kLinearResidual), 1);
+  EXPECT_EQ(Count(t.graph, OpKind::kLinear), linears - 1);
+  EXPECT_EQ(Count(t.graph, OpKind::kAdd), adds - 1);
   for (const Node& n : t.graph.nodes()) {
-    if (n.op->name() != "linear_residual") continue;
+    if (n.op->kind() != OpKind::kLinearResidual) continue;
     EXPECT_EQ(n.scope, "fc1");
     ASSERT_EQ(n.inputs.size(), 4u);  // x, w, b, r
     EXPECT_EQ(t.graph.value(n.inputs[1]).name, "fc1.weight");
@@ -368,10 +369,10 @@ TEST(FuseResidualAddTest, EveryProjectionOfAGptBlockIsFused) {
   Case c = GptCase();
   std::unique_ptr<Program> p = Build(Trace(c, {}), kAllPasses);
   ASSERT_NE(p, nullptr);
-  EXPECT_EQ(Count(p->graph(), "linear_residual"), 2 * kTinyGpt.layers);
+  EXPECT_EQ(Count(p->graph(), OpKind::kLinearResidual), 2 * kTinyGpt.layers);
   // And in the backward, the gradient of the residual stream at each block's two layer norms.
-  EXPECT_EQ(Count(p->graph(), "layer_norm_grad_residual"), 2 * kTinyGpt.layers);
-  EXPECT_EQ(Count(p->graph(), "layer_norm_grad"), 1);  // ln_f: the stream ends there
+  EXPECT_EQ(Count(p->graph(), OpKind::kLayerNormGradResidual), 2 * kTinyGpt.layers);
+  EXPECT_EQ(Count(p->graph(), OpKind::kLayerNormGrad), 1);  // ln_f: the stream ends there
 }
 
 // The fused program computes what the unfused one does, up to the order of two float additions:
@@ -385,9 +386,9 @@ TEST(FuseResidualAddTest, LossesAndGradientsEqualTheUnfusedGraphs) {
     std::unique_ptr<Program> unfused = Build(Trace(c, o), kAllPasses & ~kResidual);
     ASSERT_NE(fused, nullptr);
     ASSERT_NE(unfused, nullptr);
-    EXPECT_GT(Count(fused->graph(), "linear_residual"), 0);
-    EXPECT_EQ(Count(unfused->graph(), "linear_residual"), 0);
-    EXPECT_EQ(Count(unfused->graph(), "layer_norm_grad_residual"), 0);
+    EXPECT_GT(Count(fused->graph(), OpKind::kLinearResidual), 0);
+    EXPECT_EQ(Count(unfused->graph(), OpKind::kLinearResidual), 0);
+    EXPECT_EQ(Count(unfused->graph(), OpKind::kLayerNormGradResidual), 0);
     for (int step = 0; step < 3; ++step) {
       absl::StatusOr<StepStats> a = fused->Step(c.batch), b = unfused->Step(c.batch);
       ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
@@ -444,8 +445,8 @@ TEST(FuseCrossEntropyTest, FusedLossAndGradientMatchADoublePrecisionReference) {
         model, {{"targets", Shape{kRows}, DType::kI32}},
         [&](absl::Span<const Var> in) { return ops::CrossEntropy(model.logits(), in[0]); }, o);
     ASSERT_TRUE(program.ok()) << program.status();
-    ASSERT_EQ(Count((*program)->graph(), "cross_entropy"), 0);
-    ASSERT_EQ(Count((*program)->graph(), "cross_entropy_with_grad"), 1);
+    ASSERT_EQ(Count((*program)->graph(), OpKind::kCrossEntropy), 0);
+    ASSERT_EQ(Count((*program)->graph(), OpKind::kCrossEntropyWithGrad), 1);
 
     Tensor targets = Ints(Shape{k * kRows}, kClasses, 10 + k);
     targets.data<int32_t>()[1] = -100;  // ignored: neither in the mean nor in the gradient
@@ -550,7 +551,7 @@ TEST(ScheduleUpdatesTest, EachUpdateRunsRightAfterTheLastNodeItDependsOn) {
       ASSERT_TRUE(ScheduleUpdates(t.graph).ok());
       // Without the pass every update would wait for the whole backward: some must have moved.
       EXPECT_GT(ExpectUpdatesRightAfterTheirDependencies(t.graph), 0);
-      EXPECT_EQ(Count(t.graph, adamw ? "adamw_update" : "sgd_update"), TrainableCount(t));
+      EXPECT_EQ(Count(t.graph, adamw ? OpKind::kAdamWUpdate : OpKind::kSgdUpdate), TrainableCount(t));
     }
   }
 }
@@ -595,8 +596,8 @@ TEST(ScheduleUpdatesTest, ClippingAndAccumulationKeepUpdatesAfterTheNormAndTheSu
     const std::vector<Node>& nodes = t.graph.nodes();
     int must_follow = -1;  // the clip node or the last accumulation
     for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
-      const std::string name = nodes[i].op->name();
-      if (name == "clip_grad_norm" || name == "accumulate") must_follow = i;
+      const OpKind kind = nodes[i].op->kind();
+      if (kind == OpKind::kClipGradNorm || kind == OpKind::kAccumulate) must_follow = i;
     }
     ASSERT_GE(must_follow, 0);
     for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
@@ -907,6 +908,74 @@ TEST(PlanMemoryTest, UnusedValuesGetNoBytes) {
   EXPECT_GE(plan->offset[unread_input.id()], 0);
   EXPECT_GE(plan->offset[frozen.id()], 0);
   EXPECT_GE(plan->offset[loss.id()], 0);
+}
+
+// Every pass matches ops by kind (graph/op_kind.h), never by name: with every op renamed, each pass
+// does to the graph exactly what it does to the original.
+
+// An op that is `op` in everything but its name.
+class Renamed final : public Op {
+ public:
+  explicit Renamed(std::shared_ptr<const Op> op) : op_(std::move(op)) {}
+  OpKind kind() const override { return op_->kind(); }
+  std::string name() const override { return absl::StrCat("renamed_", op_->name()); }
+  std::string Attributes() const override { return op_->Attributes(); }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    return op_->Infer(in);
+  }
+  size_t WorkspaceBytes(absl::Span<const TensorType> in, int num_threads) const override {
+    return op_->WorkspaceBytes(in, num_threads);
+  }
+  absl::Status Run(const RunArgs& args) const override { return op_->Run(args); }
+  absl::Status Gradient(GradientArgs& args) const override { return op_->Gradient(args); }
+  std::vector<int> MutatedInputs() const override { return op_->MutatedInputs(); }
+
+ private:
+  std::shared_ptr<const Op> op_;
+};
+
+// Each node as a pass sees it, without the identity of its op: "kind(inputs) -> outputs @phase".
+using KindKey = std::string;
+std::vector<KindKey> KindKeys(const Graph& g) {
+  std::vector<KindKey> keys;
+  for (const Node& n : g.nodes()) {
+    keys.push_back(absl::StrCat(OpKindName(n.op->kind()), "(", absl::StrJoin(n.inputs, ","),
+                                ") -> ", absl::StrJoin(n.outputs, ","), " @",
+                                static_cast<int>(n.phase)));
+  }
+  return keys;
+}
+
+TEST(PassesMatchKindsTest, RenamingEveryOpChangesNoPass) {
+  using PassFn = absl::Status (*)(Graph&);
+  struct Pass {
+    const char* name;
+    PassFn run;
+    bool changes_this_graph;  // so that "the same" cannot mean "nothing happened to either"
+  };
+  const Pass passes[] = {{"FuseCrossEntropy", FuseCrossEntropy, true},
+                         {"FuseResidualAdd", FuseResidualAdd, true},
+                         {"ScheduleUpdates", ScheduleUpdates, true},
+                         {"EliminateDeadCode", EliminateDeadCode, false}};
+  Case c = GptCase();
+  Traced original = Trace(c, {});
+  Traced renamed = Trace(c, {});
+  for (Node& n : renamed.graph.mutable_nodes()) n.op = std::make_shared<Renamed>(n.op);
+  ASSERT_EQ(renamed.graph.nodes()[0].op->name(),
+            absl::StrCat("renamed_", original.graph.nodes()[0].op->name()));
+  ASSERT_EQ(KindKeys(renamed.graph), KindKeys(original.graph));
+  for (const Pass& pass : passes) {
+    SCOPED_TRACE(pass.name);
+    const std::vector<KindKey> before = KindKeys(original.graph);
+    ASSERT_TRUE(pass.run(original.graph).ok());
+    ASSERT_TRUE(pass.run(renamed.graph).ok());
+    if (pass.changes_this_graph) {
+      EXPECT_NE(KindKeys(original.graph), before);
+    }
+    EXPECT_EQ(KindKeys(renamed.graph), KindKeys(original.graph));
+  }
+  EXPECT_EQ(Count(renamed.graph, OpKind::kCrossEntropy), 0);
+  EXPECT_EQ(Count(renamed.graph, OpKind::kLinearResidual), 2 * kTinyGpt.layers);
 }
 
 }  // namespace

@@ -1,12 +1,15 @@
 // Tests of CPU streams and events: overlap across streams, order within one, event ordering across
-// streams, error reporting, draining on destruction. Timing assertions use generous margins (the
-// CI machine has 2 cores and may run under ASan).
+// streams, error reporting, draining on destruction. Every assertion is about order and causality
+// (gates, counters, events), never about elapsed time: the CI machine has 2 cores and runs these
+// under ASan next to other tests. A timeout appears only as a deadlock guard, and it fails the
+// test when it fires.
 #include "runtime/stream.h"
 
 #include <omp.h>
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <functional>
 #include <future>
@@ -14,27 +17,54 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "runtime/status.h"
 #include "runtime/threading.h"
 #include "tests/runtime/cpu/kernel_test_util.h"
 
 namespace strata {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-using std::chrono::milliseconds;
 using testing::ExpectStatus;
+
+// Long enough that no loaded machine reaches it unless something is deadlocked.
+constexpr std::chrono::seconds kDeadlockGuard(60);
 
 std::unique_ptr<Stream> MakeStream(const char* name) {
   return Stream::Create(Device::Cpu(), name).value();
 }
 
+// A one-shot gate: Open() once, Pass() waits until it is open. Pass gives up after the deadlock
+// guard and says so in a Status, so that a stream task blocked on a gate that never opens fails
+// the test instead of hanging it.
+class Gate {
+ public:
+  void Open() {
+    std::lock_guard lock(mutex_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  absl::Status Pass(const char* what) {
+    std::unique_lock lock(mutex_);
+    if (!cv_.wait_for(lock, kDeadlockGuard, [&] { return open_; })) {
+      return absl::DeadlineExceededError(absl::StrCat(what, ": gate never opened"));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
+
 // Runs fn on another thread and fails (then aborts: the streams involved would block their
-// destructors) if it has not finished within `limit`. Guards tests that used to deadlock.
-void WithDeadline(milliseconds limit, std::function<void()> fn) {
+// destructors) if it has not finished within the deadlock guard.
+void WithDeadline(std::function<void()> fn) {
   auto done = std::async(std::launch::async, std::move(fn));
-  if (done.wait_for(limit) != std::future_status::ready) {
-    ADD_FAILURE() << "did not finish within " << limit.count() << " ms (deadlock?)";
+  if (done.wait_for(kDeadlockGuard) != std::future_status::ready) {
+    ADD_FAILURE() << "did not finish within " << kDeadlockGuard.count() << " s (deadlock)";
     std::fflush(stdout);
     std::abort();
   }
@@ -48,40 +78,39 @@ TEST(StreamTest, NameAndDevice) {
   EXPECT_TRUE(s->Synchronize().ok());  // nothing enqueued: returns at once
 }
 
-TEST(StreamTest, TwoStreamsOverlapInTime) {
+TEST(StreamTest, TwoStreamsRunConcurrently) {
+  // Each task opens its own gate and then waits for the other's: in series the first one would
+  // wait forever (until the guard fails it), so both finishing proves that they overlapped.
   auto a = MakeStream("compute");
   auto b = MakeStream("copy");
-  Clock::time_point start[2], end[2];
-  const auto t0 = Clock::now();
-  for (int i = 0; i < 2; ++i) {
-    (i == 0 ? a : b)->Enqueue([&, i] {
-      start[i] = Clock::now();
-      std::this_thread::sleep_for(milliseconds(100));
-      end[i] = Clock::now();
-      return absl::OkStatus();
-    });
-  }
-  ASSERT_TRUE(a->Synchronize().ok());
-  ASSERT_TRUE(b->Synchronize().ok());
-  const auto elapsed = Clock::now() - t0;
-  // Each task ran its 100 ms; the two intervals intersect; together well under 200 ms in series.
-  EXPECT_GE(end[0] - start[0], milliseconds(100));
-  EXPECT_GE(end[1] - start[1], milliseconds(100));
-  EXPECT_LT(start[0], end[1]);
-  EXPECT_LT(start[1], end[0]);
-  EXPECT_LT(elapsed, milliseconds(180));
+  Gate a_started, b_started;
+  a->Enqueue([&] {
+    a_started.Open();
+    return b_started.Pass("compute waiting for copy");
+  });
+  b->Enqueue([&] {
+    b_started.Open();
+    return a_started.Pass("copy waiting for compute");
+  });
+  EXPECT_TRUE(a->Synchronize().ok());
+  EXPECT_TRUE(b->Synchronize().ok());
 }
 
 TEST(StreamTest, EnqueueDoesNotBlockTheHost) {
+  // The task cannot finish before the host opens the gate, which the host only does after
+  // Enqueue has returned: an Enqueue that waited for its task would fail the task's Pass.
   auto s = MakeStream("async");
-  const auto t0 = Clock::now();
-  s->Enqueue([] {
-    std::this_thread::sleep_for(milliseconds(100));
-    return absl::OkStatus();
+  Gate release;
+  std::atomic<bool> finished{false};
+  s->Enqueue([&] {
+    absl::Status status = release.Pass("task waiting for the host");
+    finished = true;
+    return status;
   });
-  EXPECT_LT(Clock::now() - t0, milliseconds(50));
-  ASSERT_TRUE(s->Synchronize().ok());
-  EXPECT_GE(Clock::now() - t0, milliseconds(100));
+  EXPECT_FALSE(finished);
+  release.Open();
+  EXPECT_TRUE(s->Synchronize().ok());
+  EXPECT_TRUE(finished);
 }
 
 TEST(StreamTest, RunsInOrderWithinAStreamOnOneThread) {
@@ -90,7 +119,7 @@ TEST(StreamTest, RunsInOrderWithinAStreamOnOneThread) {
   std::vector<std::thread::id> threads;
   for (int i = 0; i < 200; ++i) {
     s->Enqueue([&order, &threads, i] {
-      if (i % 7 == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      if (i % 7 == 0) std::this_thread::yield();  // lets a wrongly parallel queue reorder
       order.push_back(i);
       threads.push_back(std::this_thread::get_id());
       return absl::OkStatus();
@@ -127,31 +156,35 @@ TEST(StreamTest, ConcurrentEnqueuesKeepEachProducersOrder) {
 }
 
 TEST(StreamTest, EventOrdersWorkAcrossStreams) {
+  // The producer's task is held at a gate until the consumer's work is already enqueued, so the
+  // consumer reads the value (and takes its place in the order) only through the event.
   auto producer = MakeStream("io");
   auto consumer = MakeStream("compute");
   Event ready = Event::Create(Device::Cpu());
   EXPECT_EQ(ready.device(), Device::Cpu());
   EXPECT_TRUE(ready.Query());  // never recorded: nothing to wait for
-  std::atomic<int> value{0};
-  int seen = -1;
-  Clock::time_point produced, consumed;
+  Gate release;
+  std::atomic<int> value{0}, next{0};
+  int seen = -1, produced_at = -1, consumed_at = -1;
   producer->Enqueue([&] {
-    std::this_thread::sleep_for(milliseconds(100));  // slow, so an unordered read would see 0
+    STRATA_RETURN_IF_ERROR(release.Pass("producer"));
     value = 42;
-    produced = Clock::now();
+    produced_at = next++;
     return absl::OkStatus();
   });
   producer->Record(ready);
-  EXPECT_FALSE(ready.Query());
+  EXPECT_FALSE(ready.Query());  // the producer's task cannot have finished: the gate is closed
   consumer->Wait(ready);
   consumer->Enqueue([&] {
-    consumed = Clock::now();
     seen = value;
+    consumed_at = next++;
     return absl::OkStatus();
   });
+  release.Open();
   ASSERT_TRUE(consumer->Synchronize().ok());
   EXPECT_EQ(seen, 42);
-  EXPECT_LE(produced, consumed);
+  EXPECT_EQ(produced_at, 0);
+  EXPECT_EQ(consumed_at, 1);
   EXPECT_TRUE(ready.Query());
   ready.Synchronize();  // already reached: returns at once
   ASSERT_TRUE(producer->Synchronize().ok());
@@ -190,26 +223,31 @@ TEST(StreamTest, WaitOnlyCoversRecordsMadeBeforeIt) {
 TEST(StreamTest, EventSynchronizeBlocksTheHostUntilTheRecordedPoint) {
   auto s = MakeStream("io");
   Event e = Event::Create(Device::Cpu());
-  std::atomic<bool> done{false};
-  const auto t0 = Clock::now();
+  // The task before the record finishes only once the host is about to block in Synchronize, so
+  // an event that did not wait for it would let the host see `done` still false.
+  Gate host_waiting, after_released;
+  std::atomic<bool> done{false}, after_ran{false};
   s->Enqueue([&] {
-    std::this_thread::sleep_for(milliseconds(100));
+    STRATA_RETURN_IF_ERROR(host_waiting.Pass("task before the record"));
     done = true;
     return absl::OkStatus();
   });
   s->Record(e);
-  // Work after the record does not delay the event.
-  s->Enqueue([] {
-    std::this_thread::sleep_for(milliseconds(300));
+  // Work after the record does not delay the event: this task is held until the host has
+  // returned from e.Synchronize(), so waiting for it there would fail it at the guard.
+  s->Enqueue([&] {
+    STRATA_RETURN_IF_ERROR(after_released.Pass("task after the record"));
+    after_ran = true;
     return absl::OkStatus();
   });
+  host_waiting.Open();
   e.Synchronize();
-  const auto waited = Clock::now() - t0;
   EXPECT_TRUE(done);
-  EXPECT_GE(waited, milliseconds(100));
-  EXPECT_LT(waited, milliseconds(350));
+  EXPECT_FALSE(after_ran);
   EXPECT_TRUE(e.Query());
+  after_released.Open();
   ASSERT_TRUE(s->Synchronize().ok());
+  EXPECT_TRUE(after_ran);
 }
 
 TEST(StreamTest, PingPongBetweenTwoStreams) {
@@ -268,7 +306,7 @@ TEST(StreamTest, FirstErrorIsReportedWithTheStreamNameAndLaterTasksSkipped) {
 
 TEST(StreamTest, AFailedStreamStillCompletesItsEvents) {
   // Another stream waiting on an event recorded after the failure must not hang.
-  WithDeadline(milliseconds(5000), [] {
+  WithDeadline([] {
     auto producer = MakeStream("io");
     auto consumer = MakeStream("compute");
     Event e = Event::Create(Device::Cpu());
@@ -290,19 +328,24 @@ TEST(StreamTest, AFailedStreamStillCompletesItsEvents) {
 }
 
 TEST(StreamTest, DestructionDrainsTheQueue) {
+  // The first task is held until everything is enqueued, so the stream is destroyed with work
+  // still queued behind it.
   std::atomic<int> done{0};
   Event e = Event::Create(Device::Cpu());
+  Gate all_enqueued;
   {
     auto s = MakeStream("drain");
     for (int i = 0; i < 10; ++i) {
-      s->Enqueue([&] {
-        std::this_thread::sleep_for(milliseconds(2));
+      s->Enqueue([&, i] {
+        if (i == 0) STRATA_RETURN_IF_ERROR(all_enqueued.Pass("first task"));
         ++done;
         return absl::OkStatus();
       });
     }
     s->Record(e);
     s->Enqueue([] { return absl::AbortedError("never reported"); });
+    EXPECT_FALSE(e.Query());
+    all_enqueued.Open();
   }
   EXPECT_EQ(done, 10);
   EXPECT_TRUE(e.Query());

@@ -1,0 +1,50 @@
+#include "graph/op_kind.h"
+
+namespace strata::graph {
+
+absl::string_view OpKindName(OpKind kind) {
+  switch (kind) {
+    case OpKind::kCausalAttention: return "causal_attention";
+    case OpKind::kCausalAttentionGrad: return "causal_attention_grad";
+    case OpKind::kAvgPool2d: return "avg_pool2d";
+    case OpKind::kAvgPool2dGrad: return "avg_pool2d_grad";
+    case OpKind::kConv2d: return "conv2d";
+    case OpKind::kConv2dGrad: return "conv2d_grad";
+    case OpKind::kGlobalAvgPool: return "global_avg_pool";
+    case OpKind::kGlobalAvgPoolGrad: return "global_avg_pool_grad";
+    case OpKind::kMaxPool2d: return "max_pool2d";
+    case OpKind::kMaxPool2dGrad: return "max_pool2d_grad";
+    case OpKind::kLinear: return "linear";
+    case OpKind::kLinearGrad: return "linear_grad";
+    case OpKind::kLinearResidual: return "linear_residual";
+    case OpKind::kAdd: return "add";
+    case OpKind::kGelu: return "gelu";
+    case OpKind::kGeluGrad: return "gelu_grad";
+    case OpKind::kRelu: return "relu";
+    case OpKind::kReluGrad: return "relu_grad";
+    case OpKind::kRelu6: return "relu6";
+    case OpKind::kRelu6Grad: return "relu6_grad";
+    case OpKind::kReshape: return "reshape";
+    case OpKind::kScaleByScalar: return "scale_by_scalar";
+    case OpKind::kSumTo: return "sum_to";
+    case OpKind::kWeightedSum: return "weighted_sum";
+    case OpKind::kEmbedding: return "embedding";
+    case OpKind::kEmbeddingGrad: return "embedding_grad";
+    case OpKind::kCrossEntropy: return "cross_entropy";
+    case OpKind::kCrossEntropyWithGrad: return "cross_entropy_with_grad";
+    case OpKind::kBatchNormFrozen: return "batch_norm_frozen";
+    case OpKind::kBatchNormFrozenGrad: return "batch_norm_frozen_grad";
+    case OpKind::kLayerNorm: return "layer_norm";
+    case OpKind::kLayerNormGrad: return "layer_norm_grad";
+    case OpKind::kLayerNormGradResidual: return "layer_norm_grad_residual";
+    case OpKind::kAccumulate: return "accumulate";
+    case OpKind::kAdamWUpdate: return "adamw_update";
+    case OpKind::kClipGradNorm: return "clip_grad_norm";
+    case OpKind::kSgdUpdate: return "sgd_update";
+    case OpKind::kZero: return "zero";
+    case OpKind::kNumOpKinds: break;
+  }
+  return "";  // not a kind (tests/graph/op_kind_test.cc checks that every kind has a name)
+}
+
+}  // namespace strata::graph
