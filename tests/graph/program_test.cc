@@ -266,6 +266,7 @@ TEST(ProgramTest, CheckedRunCatchesTwoLiveValuesPlannedOnTheSameBytes) {
 class Wrapped : public Op {
  public:
   explicit Wrapped(std::shared_ptr<const Op> op) : op_(std::move(op)) {}
+  OpKind kind() const override { return op_->kind(); }
   std::string name() const override { return op_->name(); }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     return op_->Infer(in);
@@ -298,7 +299,7 @@ class ReadsItsOutputFirst : public Wrapped {
 template <typename Bad>
 void Break(Graph& graph) {
   for (Node& n : graph.mutable_nodes()) {
-    if (n.op->name() == "gelu") {
+    if (n.op->kind() == OpKind::kGelu) {
       n.op = std::make_shared<Bad>(n.op);
       return;
     }
