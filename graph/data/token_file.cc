@@ -22,7 +22,9 @@ absl::StatusOr<std::string> ReadAll(const std::string& path) {
   while (in.read(chunk, sizeof(chunk)) || in.gcount() > 0) {
     bytes.append(chunk, static_cast<size_t>(in.gcount()));
   }
-  if (in.bad()) return absl::DataLossError(absl::StrCat("read error in ", path));
+  if (in.bad()) {
+    return absl::DataLossError(absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
+  }
   return bytes;
 }
 
