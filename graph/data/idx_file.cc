@@ -56,10 +56,9 @@ absl::StatusOr<IdxArray> ReadIdx(const std::string& path) {
       return absl::DataLossError(absl::StrCat("IDX file ", path, ": header ends in dimension ", d));
     }
     array.dims.push_back(BigEndian(size));
-    // Each size is below 2^32 and the running product stays <= kMaxIdxBytes < 2^32, so this
-    // product cannot overflow int64.
-    total *= array.dims.back();
-    if (total > kMaxIdxBytes) {
+    // Sizes are below 2^32, so a product of two may still overflow int64: check the overflow
+    // too (an earlier build multiplied first, which the fuzz target caught).
+    if (__builtin_mul_overflow(total, array.dims.back(), &total) || total > kMaxIdxBytes) {
       return absl::InvalidArgumentError(absl::StrCat(
           "IDX file ", path, ": dimensions (", absl::StrJoin(array.dims, ", "),
           "...) hold more than the ", kMaxIdxBytes, " bytes this reader accepts"));

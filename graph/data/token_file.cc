@@ -84,7 +84,9 @@ absl::StatusOr<TokenFile> ReadTokenFile(const std::string& path) {
     file.format = "uint16";
   }
   file.tokens.resize(payload_bytes / 2);
-  std::memcpy(file.tokens.data(), payload, payload_bytes);  // little-endian, as written
+  if (payload_bytes > 0) {  // an empty vector's data() may be null, which memcpy may not take
+    std::memcpy(file.tokens.data(), payload, payload_bytes);  // little-endian, as written
+  }
   file.min_vocab = MinVocab(file.tokens);
   file.hash = TokenHash(file.tokens);
   return file;

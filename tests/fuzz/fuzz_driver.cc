@@ -25,9 +25,17 @@
 
 #include "tests/fuzz/fuzz_target.h"
 
+// GCC says __SANITIZE_ADDRESS__, clang __has_feature(address_sanitizer).
 #if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/common_interface_defs.h>
 #define STRATA_FUZZ_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define STRATA_FUZZ_ASAN 1
+#endif
+#endif
+
+#if defined(STRATA_FUZZ_ASAN)
+#include <sanitizer/common_interface_defs.h>
 // The allocation bound under AddressSanitizer (ASAN_OPTIONS may add to these).
 extern "C" const char* __asan_default_options() {
   return "max_allocation_size_mb=256:allocator_may_return_null=0";
