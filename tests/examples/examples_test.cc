@@ -393,6 +393,15 @@ TEST(FmnistExampleTest, NumericFlagsOutsideTheirRangeAreUsageErrors) {
   }
   ExpectCleanError(RunBinary(STRATA_FMNIST_BINARY, {"--data", "/nonexistent-fmnist"}), 1,
                    "/nonexistent-fmnist/train-images-idx3-ubyte.gz");
+  // Flags that contradict each other or the data are usage errors too (checked once the data
+  // say how many images there are).
+  if (fs::exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")) {
+    ExpectCleanError(RunBinary(STRATA_FMNIST_BINARY, {"--optimizer", "lbfgs"}), 2,
+                     "--optimizer = lbfgs: expected sgd or adamw");
+    ExpectCleanError(RunBinary(STRATA_FMNIST_BINARY, {"--limit-train", "100", "--batch", "64",
+                                                      "--epochs", "1", "--warmup", "5"}),
+                     2, "--warmup = 5: must be less than the run's 1 steps");
+  }
 }
 
 // The custom-model example learns three interleaved spirals, which no linear model separates:
