@@ -39,6 +39,32 @@ if(NOT STRATA_CUDA STREQUAL "OFF")
   endif()
 endif()
 
+# libFuzzer comes with clang's compiler-rt (Debian: clang, libclang-rt-14-dev). Only a build
+# configured with STRATA_FUZZ=ON and clang uses it (launch/fuzz makes one); every build has the
+# fuzz targets' replay drivers (tests/fuzz).
+set(STRATA_HAVE_LIBFUZZER OFF)
+set(STRATA_LIBFUZZER_DETAIL "(STRATA_FUZZ=OFF: fuzz targets build as replay drivers only)")
+if(STRATA_FUZZ)
+  if(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    include(CheckCXXSourceCompiles)
+    set(CMAKE_REQUIRED_FLAGS -fsanitize=fuzzer)
+    check_cxx_source_compiles([[
+      #include <cstddef>
+      #include <cstdint>
+      extern "C" int LLVMFuzzerTestOneInput(const uint8_t*, size_t) { return 0; }]]
+      STRATA_LIBFUZZER_LINKS)
+    unset(CMAKE_REQUIRED_FLAGS)
+    if(STRATA_LIBFUZZER_LINKS)
+      set(STRATA_HAVE_LIBFUZZER ON)
+      set(STRATA_LIBFUZZER_DETAIL "(clang ${CMAKE_CXX_COMPILER_VERSION})")
+    else()
+      set(STRATA_LIBFUZZER_DETAIL "(clang cannot link -fsanitize=fuzzer: install libclang-rt-14-dev; replay drivers only)")
+    endif()
+  else()
+    set(STRATA_LIBFUZZER_DETAIL "(needs clang, not ${CMAKE_CXX_COMPILER_ID}; replay drivers only)")
+  endif()
+endif()
+
 set(STRATA_ARCH_FLAGS "")
 if(STRATA_NATIVE)
   check_cxx_compiler_flag(-march=native STRATA_HAS_MARCH_NATIVE)
@@ -60,3 +86,4 @@ strata_report("Abseil" TRUE "${absl_VERSION}")
 strata_report("CUDA toolkit" ${STRATA_HAVE_CUDA} "(STRATA_CUDA=${STRATA_CUDA}) ${CUDAToolkit_VERSION}")
 strata_report("-march=native" "${STRATA_ARCH_FLAGS}" "")
 strata_report("sanitizers (ASan+UBSan)" ${STRATA_SANITIZE} "")
+strata_report("libFuzzer" ${STRATA_HAVE_LIBFUZZER} "${STRATA_LIBFUZZER_DETAIL}")

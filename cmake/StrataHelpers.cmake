@@ -8,6 +8,9 @@ if(STRATA_SANITIZE)
        -fno-sanitize-recover=undefined)
   add_link_options(-fsanitize=address,undefined)
 endif()
+if(STRATA_HAVE_LIBFUZZER)
+  list(APPEND STRATA_COMMON_OPTIONS -fsanitize=fuzzer-no-link)  # coverage for the fuzzer
+endif()
 
 # strata_cc_library(NAME strata_runtime SRCS a.cc HDRS a.h DEPS ...)
 function(strata_cc_library)

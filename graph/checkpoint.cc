@@ -318,4 +318,9 @@ absl::StatusOr<TrainerState> LoadCheckpoint(Program& program, const std::string&
   return state.trainer;
 }
 
+absl::StatusOr<TrainerState> ReadTrainerState(const std::string& dir) {
+  STRATA_ASSIGN_OR_RETURN(StateFile state, ReadStateFile(fs::path(dir) / kCheckpointStateFile));
+  return state.trainer;
+}
+
 }  // namespace strata::graph

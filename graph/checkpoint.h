@@ -67,4 +67,8 @@ absl::Status SaveCheckpoint(const Program& program, const TrainerState& state,
 // checked before anything is written: on error the program is unchanged.
 absl::StatusOr<TrainerState> LoadCheckpoint(Program& program, const std::string& dir);
 
+// Only the trainer's state of the checkpoint in `dir` (its trainer_state.json, checked as
+// LoadCheckpoint checks it), e.g. to compare the recorded run with this one before loading.
+absl::StatusOr<TrainerState> ReadTrainerState(const std::string& dir);
+
 }  // namespace strata::graph

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -14,6 +15,7 @@ namespace strata {
 namespace {
 
 constexpr uint64_t kMaxHeaderBytes = 100u << 20;
+constexpr size_t kMaxRank = 16;  // more than any model tensor has
 
 absl::StatusOr<DType> DTypeFromSafetensors(const std::string& s) {
   if (s == "F32") return DType::kF32;
@@ -45,12 +47,18 @@ absl::Status Corrupt(const std::string& path, absl::string_view what) {
 
 absl::StatusOr<SafetensorsFile> SafetensorsFile::Read(const std::string& path,
                                                       Allocator& allocator) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  std::ifstream in(path, std::ios::binary);
   if (!in) {
     return absl::NotFoundError(
         absl::StrCat("cannot open safetensors file ", path, ": ", std::strerror(errno)));
   }
-  const uint64_t file_size = static_cast<uint64_t>(in.tellg());
+  if (std::filesystem::is_directory(path)) return Corrupt(path, "is a directory");
+  in.seekg(0, std::ios::end);
+  const std::streamoff end_offset = in.tellg();
+  if (end_offset < 0) {  // a pipe: the tensors are read at their offsets, so seeking is needed
+    return Corrupt(path, "not a regular (seekable) file");
+  }
+  const uint64_t file_size = static_cast<uint64_t>(end_offset);
   in.seekg(0);
   uint64_t header_size = 0;
   if (file_size < 8 || !in.read(reinterpret_cast<char*>(&header_size), 8)) {
@@ -61,7 +69,9 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Read(const std::string& path,
                                       file_size, " bytes (truncated?)"));
   }
   std::string header(header_size, '\0');
-  in.read(header.data(), static_cast<std::streamsize>(header_size));
+  if (!in.read(header.data(), static_cast<std::streamsize>(header_size))) {
+    return Corrupt(path, "short read of the header");
+  }
   nlohmann::json json = nlohmann::json::parse(header, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded() || !json.is_object()) return Corrupt(path, "header is not a JSON object");
 
@@ -88,6 +98,9 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Read(const std::string& path,
     }
     absl::StatusOr<DType> dtype = DTypeFromSafetensors(entry["dtype"].get<std::string>());
     if (!dtype.ok()) return Corrupt(path, absl::StrCat(where, ": ", dtype.status().message()));
+    if (entry["shape"].size() > kMaxRank) {
+      return Corrupt(path, absl::StrCat(where, ": rank ", entry["shape"].size(), " exceeds ", kMaxRank));
+    }
     std::vector<int64_t> dims;
     for (auto& d : entry["shape"]) {
       if (!d.is_number_integer()) return Corrupt(path, absl::StrCat(where, ": bad shape"));

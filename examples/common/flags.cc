@@ -1,24 +1,78 @@
 #include "examples/common/flags.h"
 
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <iostream>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 
 namespace strata::examples {
+namespace {
 
-void Flags::Add(std::string name, int64_t* v, std::string help) {
-  flags_.push_back({std::move(name), std::move(help), absl::StrCat(*v), v});
+// The payload that marks a usage error (Note [exit codes]).
+constexpr char kUsagePayload[] = "strata.examples/usage";
+
+std::string RangeText(const IntRange& r) {
+  return absl::StrCat("[", r.min, ", ", r.max, "]", r.zero ? absl::StrCat(", 0: ", r.zero) : "");
 }
-void Flags::Add(std::string name, double* v, std::string help) {
-  flags_.push_back({std::move(name), std::move(help), absl::StrCat(*v), v});
+
+std::string RangeText(const RealRange& r) {
+  return absl::StrCat(r.min_open ? "(" : "[", r.min, ", ", r.max, r.max_open ? ")" : "]",
+                      r.zero ? absl::StrCat(", 0: ", r.zero) : "");
+}
+
+bool InRange(double v, const RealRange& r) {
+  if (!std::isfinite(v)) return false;
+  const bool above_min = r.min_open ? v > r.min : v >= r.min;
+  const bool below_max = r.max_open ? v < r.max : v <= r.max;
+  return above_min && below_max;
+}
+
+}  // namespace
+
+absl::Status UsageError(absl::string_view message) {
+  absl::Status s = absl::InvalidArgumentError(message);
+  s.SetPayload(kUsagePayload, absl::Cord("1"));
+  return s;
+}
+
+bool IsUsageError(const absl::Status& status) {
+  return status.GetPayload(kUsagePayload).has_value();
+}
+
+void Flags::Add(std::string name, int64_t* v, IntRange range, std::string help) {
+  Flag& f = flags_.emplace_back();
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.default_text = absl::StrCat(*v);
+  f.range_text = RangeText(range);
+  f.value = v;
+  f.int_range = range;
+}
+void Flags::Add(std::string name, double* v, RealRange range, std::string help) {
+  Flag& f = flags_.emplace_back();
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.default_text = absl::StrCat(*v);
+  f.range_text = RangeText(range);
+  f.value = v;
+  f.real_range = range;
 }
 void Flags::Add(std::string name, std::string* v, std::string help) {
-  flags_.push_back({std::move(name), std::move(help), v->empty() ? "" : *v, v});
+  Flag& f = flags_.emplace_back();
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.default_text = *v;
+  f.value = v;
 }
 void Flags::Add(std::string name, bool* v, std::string help) {
-  flags_.push_back({std::move(name), std::move(help), *v ? "true" : "false", v});
+  Flag& f = flags_.emplace_back();
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.default_text = *v ? "true" : "false";
+  f.value = v;
 }
 
 bool Flags::given(const std::string& name) const {
@@ -29,22 +83,26 @@ bool Flags::given(const std::string& name) const {
 }
 
 absl::Status Flags::Set(Flag& f, const std::string& text) {
-  auto bad = [&](const char* what) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(program_, ": --", f.name, " expects ", what, ", got '", text, "'"));
+  auto bad = [&](absl::string_view what) {
+    return UsageError(absl::StrCat("--", f.name, " expects ", what, ", got '", text, "'"));
+  };
+  auto outside = [&]() {
+    return UsageError(absl::StrCat("--", f.name, " ", text, " is outside its range ", f.range_text));
   };
   f.given = true;
   if (auto* p = std::get_if<int64_t*>(&f.value)) {
     char* end = nullptr;
     errno = 0;
     const long long v = std::strtoll(text.c_str(), &end, 10);
-    if (text.empty() || *end != '\0' || errno != 0) return bad("an integer");
+    if (text.empty() || *end != '\0') return bad("an integer");
+    if (errno == ERANGE || v < f.int_range.min || v > f.int_range.max) return outside();
     **p = v;
   } else if (auto* p = std::get_if<double*>(&f.value)) {
     char* end = nullptr;
     errno = 0;
     const double v = std::strtod(text.c_str(), &end);
-    if (text.empty() || *end != '\0' || errno != 0) return bad("a number");
+    if (text.empty() || *end != '\0') return bad("a number");
+    if (!InRange(v, f.real_range)) return outside();  // also NaN, infinities and overflow
     **p = v;
   } else if (auto* p = std::get_if<std::string*>(&f.value)) {
     **p = text;
@@ -64,8 +122,7 @@ absl::Status Flags::Parse(int argc, char** argv) {
       continue;
     }
     if (arg.rfind("--", 0) != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(program_, ": unexpected argument '", arg, "' (flags start with --)"));
+      return UsageError(absl::StrCat("unexpected argument '", arg, "' (flags start with --)"));
     }
     arg = arg.substr(2);
     std::string value;
@@ -79,17 +136,14 @@ absl::Status Flags::Parse(int argc, char** argv) {
     for (Flag& f : flags_) {
       if (f.name == arg) flag = &f;
     }
-    if (flag == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(program_, ": unknown flag --", arg, " (see --help)"));
-    }
+    if (flag == nullptr) return UsageError(absl::StrCat("unknown flag --", arg, " (see --help)"));
     if (!has_value) {
       if (std::holds_alternative<bool*>(flag->value)) {
         value = "true";
       } else if (i + 1 < argc) {
         value = argv[++i];
       } else {
-        return absl::InvalidArgumentError(absl::StrCat(program_, ": --", arg, " needs a value"));
+        return UsageError(absl::StrCat("--", arg, " needs a value"));
       }
     }
     if (absl::Status s = Set(*flag, value); !s.ok()) return s;
@@ -98,10 +152,7 @@ absl::Status Flags::Parse(int argc, char** argv) {
 }
 
 std::optional<int> Flags::ParseOrExitCode(int argc, char** argv) {
-  if (absl::Status s = Parse(argc, argv); !s.ok()) {
-    std::cerr << s.message() << "\n";
-    return 2;
-  }
+  if (absl::Status s = Parse(argc, argv); !s.ok()) return ExitCode(s);
   if (help_) {
     std::cout << Help();
     return 0;
@@ -112,16 +163,19 @@ std::optional<int> Flags::ParseOrExitCode(int argc, char** argv) {
 int Flags::ExitCode(const absl::Status& result) const {
   if (result.ok()) return 0;
   std::cerr << program_ << ": " << result.message() << "\n";
-  return 1;
+  return IsUsageError(result) ? 2 : 1;
 }
 
 std::string Flags::Help() const {
   std::string s = absl::StrCat("usage: ", program_, " [flags]\n", summary_, "\n\nflags:\n");
   for (const Flag& f : flags_) {
     absl::StrAppend(&s, "  --", f.name, std::string(f.name.size() < 16 ? 16 - f.name.size() : 1, ' '),
-                    f.help, f.default_text.empty() ? "" : absl::StrCat(" (default ", f.default_text, ")"),
+                    f.help, f.range_text.empty() ? "" : absl::StrCat("; ", f.range_text),
+                    f.default_text.empty() ? "" : absl::StrCat(" (default ", f.default_text, ")"),
                     "\n");
   }
+  absl::StrAppend(&s, "\nexit codes: 0 success, 1 run-time error (a missing or malformed file, IO, "
+                      "numerical failure), 2 usage error (bad or contradicting flags)\n");
   return s;
 }
 

@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
   int64_t steps = 300;
   bool dump = false, check_plan = false;
   strata::examples::Flags f("strata-custom-model", "Trains a custom residual MLP on three spirals.");
-  f.Add("steps", &steps, "optimizer steps");
+  f.Add("steps", &steps, {.min = 1, .max = 1000000}, "optimizer steps");
   f.Add("dump-graph", &dump, "print the IR after each compile pass");
   f.Add("check-plan", &check_plan, "check the memory plan while training (slow; same losses)");
   if (std::optional<int> code = f.ParseOrExitCode(argc, argv)) return *code;

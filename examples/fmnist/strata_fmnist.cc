@@ -34,8 +34,6 @@ nlohmann::json PeakBytes(const graph::StepStats& s) {
 }
 
 absl::Status Train(Options o) {
-  if (o.threads < 0) return absl::InvalidArgumentError("--threads must be >= 0 (0: all cores)");
-  if (o.log_every < 1) return absl::InvalidArgumentError("--log-every must be >= 1");
   SetNumThreads(static_cast<int>(o.threads));  // before compiling: workspaces are sized for it
   o.recipe.seed = static_cast<uint64_t>(o.seed);
   absl::StatusOr<FashionMnist> data = LoadFashionMnist(o.data);
@@ -45,6 +43,8 @@ absl::Status Train(Options o) {
                                      " (install Debian's dataset-fashion-mnist, or pass --data "
                                      "DIR with the four .gz IDX files)"));
   }
+  // The recipe's errors name a flag that contradicts another or the data (--batch, --warmup).
+  if (absl::Status s = o.recipe.Validate(data->train.size()); !s.ok()) return UsageError(s.message());
   STRATA_ASSIGN_OR_RETURN(MetricsFile metrics, MetricsFile::Open(o.metrics));
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<FmnistTrainer> trainer,
                           FmnistTrainer::Create(*data, o.recipe));
@@ -101,30 +101,37 @@ absl::Status Train(Options o) {
 
 int main(int argc, char** argv) {
   using strata::examples::Flags;
+  using strata::examples::kMaxCount;
   strata::examples::Options o;
   strata::examples::FmnistRecipe& r = o.recipe;
   Flags f("strata-fmnist",
           "Trains a small MobileNetV2-style CNN on Fashion-MNIST and reports test accuracy.");
   f.Add("data", &o.data, "directory with {train,t10k}-{images-idx3,labels-idx1}-ubyte.gz");
-  f.Add("epochs", &r.epochs, "passes over the training set");
-  f.Add("batch", &r.batch, "images per step (also the test batch)");
+  f.Add("epochs", &r.epochs, {.min = 1, .max = 1000000}, "passes over the training set");
+  f.Add("batch", &r.batch, {.min = 1, .max = 65536}, "images per step (also the test batch)");
   f.Add("optimizer", &r.optimizer, "sgd (momentum 0.9) or adamw");
-  f.Add("lr", &r.lr, "peak learning rate (0: 0.05 for sgd, 1e-3 for adamw)");
-  f.Add("weight-decay", &r.weight_decay,
+  f.Add("lr", &r.lr, {.min = 0, .max = 10, .zero = "0.05 for sgd, 1e-3 for adamw"},
+        "peak learning rate");
+  f.Add("weight-decay", &r.weight_decay, {.min = -1, .max = 10},
         "on weights with 2+ dimensions (negative: 5e-4 for sgd, 0.01 for adamw)");
   f.Add("schedule", &r.schedule, "cosine (decays to 0 at the last step) or constant");
-  f.Add("warmup", &r.warmup_steps, "linear warm-up steps");
-  f.Add("clip", &r.clip_grad_norm, "clip the global gradient norm to this (0: off)");
-  f.Add("seed", &o.seed, "initialization and shuffling seed");
-  f.Add("threads", &o.threads, "threads (0: all cores)");
-  f.Add("limit-train", &r.limit_train, "train on the first N training images only (0: all)");
-  f.Add("limit-test", &r.limit_test, "score the first N test images only (0: all)");
-  f.Add("init-images", &r.init_images,
+  f.Add("warmup", &r.warmup_steps, {.min = 0, .max = kMaxCount}, "linear warm-up steps");
+  f.Add("clip", &r.clip_grad_norm, {.min = 0, .max = 1e9, .zero = "off"},
+        "clip the global gradient norm to this");
+  f.Add("seed", &o.seed, {.min = 0, .max = strata::examples::kMaxSeed},
+        "initialization and shuffling seed");
+  f.Add("threads", &o.threads, {.min = 0, .max = 4096, .zero = "all cores"}, "threads");
+  f.Add("limit-train", &r.limit_train, {.min = 0, .max = kMaxCount, .zero = "all"},
+        "train on the first N training images only");
+  f.Add("limit-test", &r.limit_test, {.min = 0, .max = kMaxCount, .zero = "all"},
+        "score the first N test images only");
+  f.Add("init-images", &r.init_images, {.min = 0, .max = 1 << 20, .zero = "off"},
         "scale each convolution to unit output variance on this many training images first "
-        "(LSUV; 0: off)");
+        "(LSUV)");
   f.Add("check-plan", &r.check_plan, "check the memory plan while training (slow; same losses)");
   f.Add("metrics", &o.metrics, "write one JSON object per step and per epoch to this file");
-  f.Add("log-every", &o.log_every, "steps between progress lines (the last of each epoch too)");
+  f.Add("log-every", &o.log_every, {.min = 1, .max = kMaxCount},
+        "steps between progress lines (the last of each epoch too)");
   if (std::optional<int> code = f.ParseOrExitCode(argc, argv)) return *code;
   return f.ExitCode(strata::examples::Train(o));
 }

@@ -15,12 +15,14 @@
 #include <iostream>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "examples/common/flags.h"
 #include "examples/common/metrics.h"
+#include "examples/common/run_config.h"
 #include "graph/checkpoint.h"
 #include "graph/compile.h"
 #include "graph/data/token_file.h"
@@ -45,7 +47,7 @@ struct Options {
   double lr = 6e-4, min_lr = -1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1,
          clip = 1.0, val_fraction = 0.1;
   bool shuffle = false, dump_graph = false, profile = false, check_plan = false;
-  bool heads_given = false;  // --heads on the command line (see InferConfig)
+  std::set<std::string> given;  // model-shape flags given on the command line (see InferConfig)
 };
 
 // Token windows: sequential (llm.c) or shuffled, both a pure function of the step so that a
@@ -87,10 +89,13 @@ class Batcher {
   Tensor ids_, targets_;
 };
 
-// Layers, width, vocabulary and block size from a Hugging Face GPT-2 file's shapes; the number
-// of heads, which no shape records, from the config.json that `transformers` writes beside it,
-// or from --heads when given (a head count that silently differs would train another model).
-absl::Status InferConfig(const std::string& path, bool heads_given, GptConfig& c) {
+// Layers, width, vocabulary and positions from a Hugging Face GPT-2 file's shapes; the number of
+// heads, which no shape records, from the config.json that `transformers` writes beside it, or
+// from --heads. A shape flag given on the command line that disagrees with the file is a usage
+// error naming both values (a model that silently differs from the one asked for would train
+// another model); flags left out come from the file, --seq included (at most the positions).
+absl::Status InferConfig(Options& o, GptConfig& c) {
+  const std::string& path = o.init_from;
   STRATA_ASSIGN_OR_RETURN(const SafetensorsFile f, SafetensorsFile::Read(path, DefaultCpuAllocator()));
   auto shape = [&](const std::string& name) -> absl::StatusOr<Shape> {
     for (const std::string& n : {name, "transformer." + name}) {
@@ -100,72 +105,164 @@ absl::Status InferConfig(const std::string& path, bool heads_given, GptConfig& c
   };
   STRATA_ASSIGN_OR_RETURN(const Shape wte, shape("wte.weight"));
   STRATA_ASSIGN_OR_RETURN(const Shape wpe, shape("wpe.weight"));
+  if (wte.rank() != 2 || wpe.rank() != 2 || wpe[1] != wte[1] || wte.numel() == 0 ||
+      wpe.numel() == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--init-from ", path, ": wte.weight ", wte.ToString(), " and wpe.weight ", wpe.ToString(),
+        " are not (vocab, width) and (positions, width) of one non-empty width"));
+  }
+  int64_t layers = 0;
+  while (shape(absl::StrCat("h.", layers, ".ln_1.weight")).ok()) ++layers;
+  if (layers == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--init-from ", path, ": no transformer block (h.0.ln_1.weight)"));
+  }
+  auto agree = [&](const char* flag, int64_t flag_value, int64_t file_value,
+                   const std::string& where) -> absl::Status {
+    if (o.given.count(flag) == 0 || flag_value == file_value) return absl::OkStatus();
+    return UsageError(absl::StrCat("--", flag, " ", flag_value, " differs from ", file_value,
+                                   " in --init-from ", path, " (", where, ")"));
+  };
+  STRATA_RETURN_IF_ERROR(agree("layers", o.layers, layers, "blocks h.0 .. h.N-1"));
+  STRATA_RETURN_IF_ERROR(agree("width", o.width, wte[1], "wte.weight " + wte.ToString()));
+  if (o.vocab != 0) {  // --vocab 0 asks for the default, here the file's
+    STRATA_RETURN_IF_ERROR(agree("vocab", o.vocab, wte[0], "wte.weight " + wte.ToString()));
+  }
+  if (o.given.count("seq") && o.seq > wpe[0]) {
+    return UsageError(absl::StrCat("--seq ", o.seq, " exceeds the ", wpe[0],
+                                   " positions of --init-from ", path, " (wpe.weight ",
+                                   wpe.ToString(), ")"));
+  }
+  if (!o.given.count("seq")) o.seq = wpe[0];
   c.vocab = wte[0];
   c.width = wte[1];
   c.block_size = wpe[0];
-  c.layers = 0;
-  while (shape(absl::StrCat("h.", c.layers, ".ln_1.weight")).ok()) ++c.layers;
+  c.layers = static_cast<int>(std::min<int64_t>(layers, INT32_MAX));
 
   const std::filesystem::path config_json = std::filesystem::path(path).parent_path() / "config.json";
   if (!std::filesystem::exists(config_json)) {
-    if (heads_given) return absl::OkStatus();
-    return absl::InvalidArgumentError(absl::StrCat(
+    if (o.given.count("heads")) return absl::OkStatus();
+    return UsageError(absl::StrCat(
         "--init-from ", path, ": the number of attention heads is not in the file and there is no ",
         config_json.string(), "; pass --heads (12 for GPT-2 small)"));
   }
   std::ifstream in(config_json);
   const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("n_head") || !j["n_head"].is_number_integer()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(config_json.string(), ": expected a JSON object with an integer n_head"));
+  if (!j.is_object() || !j.contains("n_head") || !j["n_head"].is_number_integer() ||
+      j["n_head"].get<int64_t>() < 1 || j["n_head"].get<int64_t>() > c.width) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        config_json.string(), ": expected a JSON object with an integer n_head from 1 to the width ",
+        c.width));
   }
-  const int n_head = j["n_head"].get<int>();
-  if (heads_given && n_head != c.heads) {
-    return absl::InvalidArgumentError(absl::StrCat("--heads ", c.heads, " differs from n_head ",
-                                                   n_head, " in ", config_json.string()));
+  const int64_t n_head = j["n_head"].get<int64_t>();
+  if (o.given.count("heads") && n_head != o.heads) {
+    return UsageError(absl::StrCat("--heads ", o.heads, " differs from n_head ", n_head, " in ",
+                                   config_json.string()));
   }
-  c.heads = n_head;
+  c.heads = static_cast<int>(n_head);
   return absl::OkStatus();
 }
 
-absl::Status Train(const Options& o) {
+// Usage errors that the flags show on their own (Note [exit codes] in flags.h); ranges were
+// checked by the parser.
+absl::Status CheckFlags(const Options& o) {
+  if (o.data.empty()) return UsageError("--data FILE is required");
+  if (!optim::ParseLrScheduleKind(o.schedule).ok()) {
+    return UsageError(absl::StrCat("--schedule ", o.schedule, ": expected constant or cosine"));
+  }
+  if (o.init_from.empty() && o.width % o.heads != 0) {
+    return UsageError(absl::StrCat("--heads ", o.heads, " does not divide --width ", o.width));
+  }
+  if (o.schedule == "cosine" && o.warmup >= o.steps) {
+    return UsageError(absl::StrCat("--warmup ", o.warmup, " must be below --steps ", o.steps,
+                                   " for the cosine schedule"));
+  }
+  if (o.min_lr > o.lr) {
+    return UsageError(absl::StrCat("--min-lr ", o.min_lr, " exceeds --lr ", o.lr));
+  }
+  if (o.stop_at > o.steps) {
+    return UsageError(absl::StrCat("--stop-at ", o.stop_at, " is past --steps ", o.steps));
+  }
+  if (o.eval_every > 0 && o.val_fraction == 0) {
+    return UsageError(absl::StrCat("--eval-every ", o.eval_every,
+                                   " needs held-out tokens, but --val-fraction is 0"));
+  }
+  if (!o.resume.empty() && !o.init_from.empty()) {
+    return UsageError("--resume and --init-from contradict each other: a resumed run's weights "
+                      "come from its checkpoint");
+  }
+  return absl::OkStatus();
+}
+
+// Everything that changes the math of the run (see RunConfig): a resume must agree on all of it
+// but --steps, whose change (which reshapes the schedule) is announced.
+RunConfig MakeRunConfig(const Options& o, const GptConfig& c, const data::TokenFile& file,
+                        int64_t n_train, double min_lr) {
+  RunConfig r;
+  r.Add("--layers", int64_t{c.layers});
+  r.Add("--width", c.width);
+  r.Add("--heads", int64_t{c.heads});
+  r.Add("--vocab", c.vocab);
+  r.Add("--seq", o.seq);
+  r.Add("--data tokens", static_cast<int64_t>(file.tokens.size()));
+  r.Add("--data hash", absl::StrCat("0x", absl::Hex(file.hash, absl::kZeroPad16)));
+  r.Add("training tokens (--val-fraction, --eval-every)", n_train);
+  r.Add("--seed", o.seed);
+  r.Add("global batch (--batch x --micro-batches)", o.batch * o.micro_batches);
+  r.Add("--shuffle", std::string(o.shuffle ? "true" : "false"));
+  r.Add("--schedule", o.schedule);
+  r.Add("--lr", o.lr);
+  r.Add("--min-lr", min_lr);
+  r.Add("--warmup", o.warmup);
+  r.Add("--beta1", o.beta1);
+  r.Add("--beta2", o.beta2);
+  r.Add("--eps", o.eps);
+  r.Add("--weight-decay", o.weight_decay);
+  r.Add("--clip", o.clip);
+  r.Add("--steps", o.steps, RunConfig::kAnnounce);
+  return r;
+}
+
+absl::Status Train(Options o) {
+  STRATA_RETURN_IF_ERROR(CheckFlags(o));
   if (o.threads > 0) SetNumThreads(static_cast<int>(o.threads));
-  if (o.data.empty()) return absl::InvalidArgumentError("strata-gpt: --data FILE is required");
   STRATA_ASSIGN_OR_RETURN(const data::TokenFile file, data::ReadTokens(o.data));
 
   GptConfig config{.vocab = o.vocab, .block_size = o.seq, .layers = static_cast<int>(o.layers),
                    .width = o.width, .heads = static_cast<int>(o.heads)};
   if (config.vocab == 0) config.vocab = file.format == "bytes" ? 256 : 50257;
-  if (!o.init_from.empty()) STRATA_RETURN_IF_ERROR(InferConfig(o.init_from, o.heads_given, config));
+  if (!o.init_from.empty()) STRATA_RETURN_IF_ERROR(InferConfig(o, config));
   STRATA_RETURN_IF_ERROR(config.Validate());
   if (file.min_vocab > config.vocab) {
     return absl::InvalidArgumentError(absl::StrCat(o.data, ": token id ", file.min_vocab - 1,
                                                    " does not fit the vocabulary of ",
                                                    config.vocab, " (--vocab)"));
   }
-  if (o.seq > config.block_size) {
-    return absl::InvalidArgumentError(absl::StrCat("--seq ", o.seq, " exceeds the model's ",
-                                                   config.block_size, " positions"));
-  }
   const int64_t n = static_cast<int64_t>(file.tokens.size());
   const int64_t n_val = o.eval_every > 0 ? static_cast<int64_t>(n * o.val_fraction) : 0;
   const int64_t n_train = n - n_val;
   const int64_t need = o.batch * o.micro_batches * o.seq + 1;
-  if (n_train < need || (n_val > 0 && n_val < need)) {
-    return absl::InvalidArgumentError(absl::StrCat(o.data, " has ", n, " tokens; a batch needs ",
-                                                   need, " for training", n_val ? " and for validation" : ""));
+  if (n_train < need || (o.eval_every > 0 && n_val < need)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        o.data, " has ", n, " tokens; a batch needs ", need, " for training",
+        o.eval_every > 0 ? absl::StrCat(" and ", need, " of the ", n_val, " held out (--val-fraction)")
+                         : ""));
+  }
+  const double min_lr = o.min_lr >= 0 ? o.min_lr : o.lr / 10;
+  const RunConfig run = MakeRunConfig(o, config, file, n_train, min_lr);
+  graph::TrainerState resumed;
+  if (!o.resume.empty()) {
+    STRATA_ASSIGN_OR_RETURN(resumed, graph::ReadTrainerState(o.resume));
+    STRATA_ASSIGN_OR_RETURN(const std::vector<std::string> changes, run.Check(resumed.extra, o.resume));
+    for (const std::string& change : changes) std::printf("resuming %s: %s\n", o.resume.c_str(), change.c_str());
   }
 
-  if (o.schedule == "cosine" && o.warmup >= o.steps) {
-    return absl::InvalidArgumentError(absl::StrCat("--warmup ", o.warmup, " must be below --steps ",
-                                                   o.steps, " for the cosine schedule"));
-  }
   graph::Gpt gpt(config);
   graph::TrainOptions t;
   t.optimizer = graph::OptimizerOptions::AdamW(o.beta1, o.beta2, o.eps, o.weight_decay);
   STRATA_ASSIGN_OR_RETURN(t.schedule.kind, optim::ParseLrScheduleKind(o.schedule));
   t.schedule.max_lr = o.lr;
-  t.schedule.min_lr = o.min_lr >= 0 ? o.min_lr : o.lr / 10;
+  t.schedule.min_lr = min_lr;
   t.schedule.warmup_steps = o.warmup;
   t.schedule.total_steps = o.steps;
   t.clip_grad_norm = o.clip;
@@ -196,27 +293,11 @@ absl::Status Train(const Options& o) {
     STRATA_RETURN_IF_ERROR(graph::LoadGpt2Weights(*program, o.init_from));
     std::printf("loaded weights from %s\n", o.init_from.c_str());
   }
-  // What a checkpoint must agree with for the resumed run to read the same batches.
-  const std::string run_shape =
-      absl::StrCat("batch=", o.batch * o.micro_batches, " seq=", o.seq, " tokens=", n_train,
-                   o.shuffle ? " shuffle" : " sequential");
   STRATA_ASSIGN_OR_RETURN(MetricsFile metrics, MetricsFile::Open(o.metrics));
   Batcher train(file.tokens, 0, n_train, o.batch * o.micro_batches, o.seq, o.shuffle, o.seed);
   Batcher val(file.tokens, n_train, n, o.batch * o.micro_batches, o.seq, false, o.seed);
   if (!o.resume.empty()) {
     STRATA_ASSIGN_OR_RETURN(const graph::TrainerState state, graph::LoadCheckpoint(*program, o.resume));
-    const auto saved = state.extra.find("run");
-    if (saved == state.extra.end() || saved->second != run_shape) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          o.resume, ": the checkpoint was written by a run with ",
-          saved == state.extra.end() ? "no recorded data layout" : saved->second,
-          "; this run has ", run_shape, " and would read different batches"));
-    }
-    if (state.rng != absl::StrCat("seed=", o.seed)) {
-      return absl::FailedPreconditionError(absl::StrCat(o.resume, ": the checkpoint's data RNG is ",
-                                                        state.rng, ", this run's seed=", o.seed,
-                                                        " (--seed)"));
-    }
     std::printf("resumed from %s at step %lld (data position %llu)\n", o.resume.c_str(),
                 static_cast<long long>(program->step_count()),
                 static_cast<unsigned long long>(state.data_position));
@@ -227,7 +308,7 @@ absl::Status Train(const Options& o) {
     graph::TrainerState state;
     state.data_position = static_cast<uint64_t>(train.Start(program->step_count()));
     state.rng = absl::StrCat("seed=", o.seed);
-    state.extra["run"] = run_shape;
+    run.Record(state.extra);
     state.extra["data"] = o.data;
     STRATA_RETURN_IF_ERROR(graph::SaveCheckpoint(*program, state, o.save));
     std::printf("saved checkpoint %s at step %lld\n", o.save.c_str(),
@@ -281,45 +362,63 @@ absl::Status Train(const Options& o) {
 
 int main(int argc, char** argv) {
   using strata::examples::Flags;
+  using strata::examples::kMaxCount;
+  using strata::examples::kMaxSeed;
   strata::examples::Options o;
   Flags f("strata-gpt", "Trains a GPT-2-architecture model on a text file or a uint16 token file.");
-  f.Add("data", &o.data, "text file (bytes) or .bin token file (nanoGPT / llm.c)");
-  f.Add("layers", &o.layers, "transformer blocks");
-  f.Add("width", &o.width, "model width");
-  f.Add("heads", &o.heads, "attention heads");
-  f.Add("seq", &o.seq, "sequence length (also the number of positions)");
-  f.Add("batch", &o.batch, "sequences per micro-batch");
-  f.Add("micro-batches", &o.micro_batches, "micro-batches accumulated per step");
-  f.Add("vocab", &o.vocab, "vocabulary (0: 256 for text, 50257 for token files)");
-  f.Add("steps", &o.steps, "optimizer steps (the schedule's length)");
-  f.Add("stop-at", &o.stop_at, "end this run at this step, e.g. to --resume later (0: --steps)");
-  f.Add("lr", &o.lr, "peak learning rate");
-  f.Add("min-lr", &o.min_lr, "final learning rate of the cosine schedule (default lr / 10)");
-  f.Add("warmup", &o.warmup, "linear warm-up steps");
+  f.Add("data", &o.data, "text file (bytes) or .bin token file (nanoGPT / llm.c); required");
+  f.Add("layers", &o.layers, {.min = 1, .max = 1024}, "transformer blocks");
+  f.Add("width", &o.width, {.min = 1, .max = 65536}, "model width");
+  f.Add("heads", &o.heads, {.min = 1, .max = 65536}, "attention heads (must divide --width)");
+  f.Add("seq", &o.seq, {.min = 1, .max = 1 << 20},
+        "sequence length (also the number of positions)");
+  f.Add("batch", &o.batch, {.min = 1, .max = 1 << 20}, "sequences per micro-batch");
+  f.Add("micro-batches", &o.micro_batches, {.min = 1, .max = 1 << 16},
+        "micro-batches accumulated per step");
+  f.Add("vocab", &o.vocab, {.min = 0, .max = 1 << 20, .zero = "256 for text, 50257 for token files"},
+        "vocabulary");
+  f.Add("steps", &o.steps, {.min = 1, .max = kMaxCount}, "optimizer steps (the schedule's length)");
+  f.Add("stop-at", &o.stop_at, {.min = 0, .max = kMaxCount, .zero = "--steps"},
+        "end this run at this step, e.g. to --resume later");
+  f.Add("lr", &o.lr, {.min = 0, .max = 10}, "peak learning rate");
+  f.Add("min-lr", &o.min_lr, {.min = -1, .max = 10},
+        "final learning rate of the cosine schedule (negative: lr / 10)");
+  f.Add("warmup", &o.warmup, {.min = 0, .max = kMaxCount}, "linear warm-up steps");
   f.Add("schedule", &o.schedule, "constant or cosine");
-  f.Add("beta1", &o.beta1, "AdamW beta1");
-  f.Add("beta2", &o.beta2, "AdamW beta2");
-  f.Add("eps", &o.eps, "AdamW epsilon");
-  f.Add("weight-decay", &o.weight_decay, "AdamW weight decay (tensors with 2+ dimensions)");
-  f.Add("clip", &o.clip, "clip the global gradient norm to this (0: off)");
-  f.Add("seed", &o.seed, "initialization and shuffling seed");
+  f.Add("beta1", &o.beta1, {.min = 0, .max = 1, .max_open = true}, "AdamW beta1");
+  f.Add("beta2", &o.beta2, {.min = 0, .max = 1, .max_open = true}, "AdamW beta2");
+  f.Add("eps", &o.eps, {.min = 0, .max = 1, .min_open = true}, "AdamW epsilon");
+  f.Add("weight-decay", &o.weight_decay, {.min = 0, .max = 10},
+        "AdamW weight decay (tensors with 2+ dimensions)");
+  f.Add("clip", &o.clip, {.min = 0, .max = 1e9, .zero = "off"},
+        "clip the global gradient norm to this");
+  f.Add("seed", &o.seed, {.min = 0, .max = kMaxSeed}, "initialization and shuffling seed");
   f.Add("shuffle", &o.shuffle, "random windows instead of sequential batches");
   f.Add("init-from", &o.init_from,
-        "Hugging Face GPT-2 safetensors file to start from (heads from config.json beside it)");
+        "Hugging Face GPT-2 safetensors file to start from (heads from config.json beside it); "
+        "shape flags left out come from it, shape flags given must agree with it");
   f.Add("save", &o.save, "checkpoint directory to write at the end (and every --save-every)");
-  f.Add("save-every", &o.save_every, "steps between checkpoints (0: only at the end)");
-  f.Add("resume", &o.resume, "checkpoint directory to resume from");
+  f.Add("save-every", &o.save_every, {.min = 0, .max = kMaxCount, .zero = "only at the end"},
+        "steps between checkpoints");
+  f.Add("resume", &o.resume,
+        "checkpoint directory to resume from (refused when a setting that changes the math "
+        "differs; a changed --steps is announced)");
   f.Add("metrics", &o.metrics, "write one JSON object per step to this file");
-  f.Add("eval-every", &o.eval_every, "steps between held-out evaluations (0: never)");
-  f.Add("eval-batches", &o.eval_batches, "batches per held-out evaluation");
-  f.Add("val-fraction", &o.val_fraction, "fraction of the tokens held out");
-  f.Add("log-every", &o.log_every, "steps between progress lines");
+  f.Add("eval-every", &o.eval_every, {.min = 0, .max = kMaxCount, .zero = "never"},
+        "steps between held-out evaluations");
+  f.Add("eval-batches", &o.eval_batches, {.min = 1, .max = 1 << 20},
+        "batches per held-out evaluation");
+  f.Add("val-fraction", &o.val_fraction, {.min = 0, .max = 1, .max_open = true, .zero = "none"},
+        "fraction of the tokens held out when --eval-every is set");
+  f.Add("log-every", &o.log_every, {.min = 1, .max = kMaxCount}, "steps between progress lines");
   f.Add("dump-graph", &o.dump_graph, "print the IR after each compile pass");
   f.Add("check-plan", &o.check_plan, "check the memory plan while training (slow; same losses)");
-  f.Add("threads", &o.threads, "threads (0: all cores)");
+  f.Add("threads", &o.threads, {.min = 0, .max = 4096, .zero = "all cores"}, "threads");
   f.Add("profile", &o.profile, "print the time per op at the end (steps after the first)");
   if (std::optional<int> code = f.ParseOrExitCode(argc, argv)) return *code;
-  o.heads_given = f.given("heads");
+  for (const char* name : {"layers", "width", "heads", "vocab", "seq"}) {
+    if (f.given(name)) o.given.insert(name);
+  }
   // A short run keeps its default warm-up shorter than itself.
   if (!f.given("warmup")) o.warmup = std::min<int64_t>(o.warmup, o.steps - 1);
   return f.ExitCode(strata::examples::Train(o));

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace strata::data {
 namespace {
@@ -55,12 +56,24 @@ absl::StatusOr<IdxArray> ReadIdx(const std::string& path) {
       return absl::DataLossError(absl::StrCat("IDX file ", path, ": header ends in dimension ", d));
     }
     array.dims.push_back(BigEndian(size));
-    total *= array.dims.back();
+    // Sizes are below 2^32, so a product of two may still overflow int64: check the overflow
+    // too (an earlier build multiplied first, which the fuzz target caught).
+    if (__builtin_mul_overflow(total, array.dims.back(), &total) || total > kMaxIdxBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "IDX file ", path, ": dimensions (", absl::StrJoin(array.dims, ", "),
+          "...) hold more than the ", kMaxIdxBytes, " bytes this reader accepts"));
+    }
   }
-  array.data.resize(static_cast<size_t>(total));
-  if (!ReadExactly(f.get(), array.data.data(), array.data.size())) {
-    return absl::DataLossError(absl::StrCat("IDX file ", path, ": expected ", total,
-                                            " data bytes, the file is shorter (truncated?)"));
+  // Grow with the data read rather than trusting the header: a chunk at a time.
+  constexpr size_t kChunk = size_t{1} << 20;
+  while (array.data.size() < static_cast<size_t>(total)) {
+    const size_t have = array.data.size();
+    const size_t n = std::min(kChunk, static_cast<size_t>(total) - have);
+    array.data.resize(have + n);
+    if (!ReadExactly(f.get(), array.data.data() + have, n)) {
+      return absl::DataLossError(absl::StrCat("IDX file ", path, ": expected ", total,
+                                              " data bytes, the file is shorter (truncated?)"));
+    }
   }
   return array;
 }

@@ -11,14 +11,19 @@
 namespace strata::data {
 namespace {
 
+// Reads to the end of the stream in chunks: no tellg(), which is -1 on a pipe.
 absl::StatusOr<std::string> ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) return absl::ErrnoToStatus(errno, absl::StrCat("cannot open ", path));
-  const std::streamsize size = in.tellg();
-  std::string bytes(static_cast<size_t>(size), '\0');
-  in.seekg(0);
-  if (!in.read(bytes.data(), size)) {
-    return absl::DataLossError(absl::StrCat("short read of ", path));
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("cannot open ", path));
+  }
+  std::string bytes;
+  char chunk[1 << 16];
+  while (in.read(chunk, sizeof(chunk)) || in.gcount() > 0) {
+    bytes.append(chunk, static_cast<size_t>(in.gcount()));
+  }
+  if (in.bad()) {
+    return absl::DataLossError(absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
   }
   return bytes;
 }
@@ -30,6 +35,19 @@ int64_t MinVocab(const std::vector<uint16_t>& tokens) {
 }
 
 }  // namespace
+
+uint64_t TokenHash(const std::vector<uint16_t>& tokens) {
+  constexpr uint64_t kOffset = 0xcbf29ce484222325ull, kPrime = 0x100000001b3ull;
+  uint64_t h = kOffset;
+  for (size_t i = 0; i < tokens.size(); i += 4) {
+    uint64_t word = 0;
+    for (size_t k = 0; k < 4 && i + k < tokens.size(); ++k) {
+      word |= uint64_t{tokens[i + k]} << (16 * k);
+    }
+    h = (h ^ word) * kPrime;
+  }
+  return (h ^ tokens.size()) * kPrime;
+}
 
 absl::StatusOr<TokenFile> ReadTokenFile(const std::string& path) {
   absl::StatusOr<std::string> bytes = ReadAll(path);
@@ -66,8 +84,11 @@ absl::StatusOr<TokenFile> ReadTokenFile(const std::string& path) {
     file.format = "uint16";
   }
   file.tokens.resize(payload_bytes / 2);
-  std::memcpy(file.tokens.data(), payload, payload_bytes);  // little-endian, as written
+  if (payload_bytes > 0) {  // an empty vector's data() may be null, which memcpy may not take
+    std::memcpy(file.tokens.data(), payload, payload_bytes);  // little-endian, as written
+  }
   file.min_vocab = MinVocab(file.tokens);
+  file.hash = TokenHash(file.tokens);
   return file;
 }
 
@@ -79,6 +100,7 @@ absl::StatusOr<TokenFile> ReadTextBytes(const std::string& path) {
   file.tokens.assign(reinterpret_cast<const unsigned char*>(bytes->data()),
                      reinterpret_cast<const unsigned char*>(bytes->data()) + bytes->size());
   file.min_vocab = 256;
+  file.hash = TokenHash(file.tokens);
   return file;
 }
 

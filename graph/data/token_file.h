@@ -6,6 +6,7 @@
 // Files ending in .bin are token files: llm.c's header (magic 20240520, version 1, token count,
 // then 253 reserved int32) is recognised and checked; otherwise the file is nanoGPT's plain array
 // of little-endian uint16. Any other file is raw text, one token per byte (vocabulary 256).
+// Files are read as a stream, so a pipe or /dev/stdin works as well as a regular file.
 #pragma once
 
 #include <cstdint>
@@ -24,7 +25,13 @@ struct TokenFile {
   std::string format;  // "llm.c", "uint16" or "bytes"
   // The smallest vocabulary that holds every token (max id + 1); 256 for bytes.
   int64_t min_vocab = 0;
+  // TokenHash(tokens): identifies the data a checkpoint was trained on.
+  uint64_t hash = 0;
 };
+
+// A 64-bit fingerprint of a token sequence, the same on every machine: FNV-1a over 64-bit
+// little-endian words of four tokens (the last word zero-padded), then the token count.
+uint64_t TokenHash(const std::vector<uint16_t>& tokens);
 
 absl::StatusOr<TokenFile> ReadTokenFile(const std::string& path);  // .bin formats
 absl::StatusOr<TokenFile> ReadTextBytes(const std::string& path);

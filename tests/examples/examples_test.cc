@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -159,14 +160,61 @@ TEST_F(StrataGptTest, ResumingGivesExactlyTheLossesOfTheStraightRun) {
   }
 }
 
-TEST_F(StrataGptTest, ResumeRefusesARunThatWouldReadOtherBatches) {
+// An error is one line naming what is wrong, never an abort or a stack trace.
+void ExpectCleanError(const Result& run, int exit_code, const std::string& names) {
+  EXPECT_EQ(run.exit_code, exit_code) << run.output;
+  EXPECT_THAT(run.output, HasSubstr(names));
+  for (const char* crash : {"Aborted", "terminate called", "Check failed", "Sanitizer", "#0 "}) {
+    EXPECT_THAT(run.output, ::testing::Not(HasSubstr(crash))) << run.output;
+  }
+}
+
+TEST_F(StrataGptTest, ResumeRefusesARunThatWouldComputeAnotherOne) {
   ASSERT_EQ(RunStrataGpt(With(Tiny(3), {"--save", Path("ckpt")})).exit_code, 0);
   std::vector<std::string> args = With(Tiny(4), {"--resume", Path("ckpt")});
   args[11] = "2";  // --batch 2 instead of 4
-  const Result run = RunStrataGpt(args);
-  EXPECT_EQ(run.exit_code, 1);
-  EXPECT_THAT(run.output, HasSubstr("batch=4"));
-  EXPECT_THAT(run.output, HasSubstr("batch=2"));
+  ExpectCleanError(RunStrataGpt(args), 2,
+                   "the checkpoint's run has global batch (--batch x --micro-batches) 4, this run "
+                   "has global batch (--batch x --micro-batches) 2");
+  args = With(Tiny(4), {"--resume", Path("ckpt")});
+  args[7] = "4";  // --heads 4 instead of 2
+  ExpectCleanError(RunStrataGpt(args), 2, "--heads 2, this run has --heads 4");
+  ExpectCleanError(RunStrataGpt(With(Tiny(4), {"--resume", Path("ckpt"), "--lr", "1e-3"})), 2,
+                   "--lr 0.0030000000000000001, this run has --lr 0.001");
+  ExpectCleanError(RunStrataGpt(With(Tiny(4), {"--resume", Path("ckpt"), "--seed", "7"})), 2,
+                   "--seed 1337, this run has --seed 7");
+  // Another data file of the same size: only its hash tells.
+  std::string text;
+  {
+    std::ifstream in(Path("corpus.txt"), std::ios::binary);
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  text[100] = text[100] == 'x' ? 'y' : 'x';
+  std::ofstream(Path("other.txt"), std::ios::binary) << text;
+  args = With(Tiny(4), {"--resume", Path("ckpt")});
+  args[1] = Path("other.txt");
+  ExpectCleanError(RunStrataGpt(args), 2, "--data hash");
+
+  // What does not change the math is free, and a longer --steps is announced.
+  const Result longer =
+      RunStrataGpt(With(Tiny(5), {"--resume", Path("ckpt"), "--threads", "2", "--stop-at", "4"}));
+  ASSERT_EQ(longer.exit_code, 0) << longer.output;
+  EXPECT_THAT(longer.output, HasSubstr("--steps changes from 3 (the checkpoint's run) to 5"));
+  EXPECT_THAT(longer.output, HasSubstr("resumed from " + Path("ckpt") + " at step 3"));
+}
+
+// A checkpoint that records no run configuration cannot be checked, so it is refused.
+TEST_F(StrataGptTest, ResumeRefusesACheckpointWithoutARecordedRun) {
+  ASSERT_EQ(RunStrataGpt(With(Tiny(3), {"--save", Path("ckpt")})).exit_code, 0);
+  nlohmann::json state;
+  {
+    std::ifstream in(Path("ckpt/trainer_state.json"));
+    in >> state;
+  }
+  state["trainer"]["extra"] = nlohmann::json::object();
+  std::ofstream(Path("ckpt/trainer_state.json")) << state.dump(2);
+  ExpectCleanError(RunStrataGpt(With(Tiny(4), {"--resume", Path("ckpt")})), 1,
+                   "records no --layers of the run that wrote it");
 }
 
 TEST_F(StrataGptTest, AMissingCheckpointFileIsNamed) {
@@ -186,7 +234,7 @@ TEST_F(StrataGptTest, ATokenIdPastTheVocabularyIsNamed) {
     std::ofstream out(Path("tokens.bin"), std::ios::binary);
     out.write(reinterpret_cast<const char*>(tokens.data()), tokens.size() * sizeof(uint16_t));
   }
-  std::vector<std::string> args = Tiny(2);
+  std::vector<std::string> args = Tiny(3);
   args[1] = Path("tokens.bin");
   const Result run = RunStrataGpt(With(args, {"--vocab", "256"}));
   EXPECT_EQ(run.exit_code, 1);
@@ -205,8 +253,7 @@ TEST_F(StrataGptTest, InitFromATransformersCheckpoint) {
                                          Path("gpt2/model.safetensors"), "--seq", "32",
                                          "--batch", "2", "--steps", "3", "--threads", "1"};
   Result run = RunStrataGpt(args);
-  EXPECT_EQ(run.exit_code, 1);
-  EXPECT_THAT(run.output, HasSubstr("pass --heads"));
+  ExpectCleanError(run, 2, "pass --heads");
 
   std::ofstream(Path("gpt2/config.json")) << R"({"model_type": "gpt2", "n_head": 4})";
   run = RunStrataGpt(args);
@@ -214,9 +261,91 @@ TEST_F(StrataGptTest, InitFromATransformersCheckpoint) {
   EXPECT_THAT(run.output, HasSubstr("vocab 256, 2 layers, width 64, 4 heads"));
   EXPECT_THAT(run.output, HasSubstr("loaded weights from"));
 
-  run = RunStrataGpt(With(args, {"--heads", "2"}));
-  EXPECT_EQ(run.exit_code, 1);
-  EXPECT_THAT(run.output, HasSubstr("--heads 2 differs from n_head 4"));
+  ExpectCleanError(RunStrataGpt(With(args, {"--heads", "2"})), 2, "--heads 2 differs from n_head 4");
+  // A shape flag given explicitly must agree with the file; the ones left out come from it.
+  ExpectCleanError(RunStrataGpt(With(args, {"--width", "96"})), 2,
+                   "--width 96 differs from 64 in --init-from");
+  ExpectCleanError(RunStrataGpt(With(args, {"--layers", "3"})), 2,
+                   "--layers 3 differs from 2 in --init-from");
+  ExpectCleanError(RunStrataGpt(With(args, {"--vocab", "50257"})), 2,
+                   "--vocab 50257 differs from 256 in --init-from");
+  ExpectCleanError(RunStrataGpt(With(args, {"--seq", "65"})), 2, "--seq 65 exceeds the 64 positions");
+  run = RunStrataGpt(With(args, {"--width", "64", "--layers", "2", "--heads", "4"}));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+}
+
+// A safetensors file of the given f32 tensors (name, shape), all zeros.
+void WriteZeroSafetensors(const std::string& path,
+                          const std::vector<std::pair<std::string, std::vector<int64_t>>>& tensors) {
+  nlohmann::json header = nlohmann::json::object();
+  uint64_t offset = 0;
+  for (const auto& [name, shape] : tensors) {
+    uint64_t n = 4;
+    for (int64_t d : shape) n *= static_cast<uint64_t>(d);
+    header[name] = {{"dtype", "F32"}, {"shape", shape}, {"data_offsets", {offset, offset + n}}};
+    offset += n;
+  }
+  const std::string text = header.dump();
+  const uint64_t size = text.size();
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(&size), 8);
+  out << text << std::string(offset, '\0');
+}
+
+TEST_F(StrataGptTest, AnInitFromFileOfWrongRanksIsNamed) {
+  WriteZeroSafetensors(Path("rank1.safetensors"),
+                       {{"wte.weight", {256}}, {"wpe.weight", {64, 32}}, {"h.0.ln_1.weight", {32}}});
+  ExpectCleanError(RunStrataGpt({"--data", Path("corpus.txt"), "--init-from",
+                                 Path("rank1.safetensors"), "--heads", "2", "--steps", "3"}),
+                   1, "wte.weight [256] and wpe.weight [64, 32] are not (vocab, width)");
+}
+
+TEST_F(StrataGptTest, ATokenFileCanComeFromAPipe) {
+  const std::string cat = absl::StrCat("cat ", Path("corpus.txt"), " | ", STRATA_GPT_BINARY);
+  std::vector<std::string> args = Tiny(3);
+  args[1] = "/dev/stdin";
+  const Result run = RunBinary(cat.c_str(), args);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr(absl::StrCat("/dev/stdin, ", fs::file_size(Path("corpus.txt")),
+                                                 " tokens (bytes)")));
+}
+
+// Every numeric flag outside its range, and flags that contradict each other, are usage errors
+// (exit 2) naming the flag.
+TEST_F(StrataGptTest, NumericFlagsOutsideTheirRangeAreUsageErrors) {
+  const std::vector<std::vector<std::string>> cases = {
+      {"--log-every", "0"}, {"--batch", "-4"}, {"--val-fraction", "-0.1"},
+      {"--val-fraction", "1"}, {"--layers", "0"}, {"--width", "0"}, {"--heads", "-1"},
+      {"--seq", "0"}, {"--micro-batches", "0"}, {"--vocab", "-1"}, {"--steps", "0"},
+      {"--stop-at", "-1"}, {"--lr", "-1"}, {"--lr", "inf"}, {"--min-lr", "nan"},
+      {"--warmup", "-1"}, {"--beta1", "1"}, {"--beta2", "-0.5"}, {"--eps", "0"},
+      {"--weight-decay", "-1"}, {"--clip", "-1"}, {"--seed", "-3"}, {"--save-every", "-1"},
+      {"--eval-every", "-1"}, {"--eval-batches", "0"}, {"--threads", "-2"},
+      {"--batch", "99999999999999999999"}};
+  for (const std::vector<std::string>& c : cases) {
+    SCOPED_TRACE(absl::StrJoin(c, " "));
+    ExpectCleanError(RunStrataGpt(With(Tiny(3), c)), 2,
+                     absl::StrCat(c[0], " ", c[1], " is outside its range"));
+  }
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--eval-every", "2", "--val-fraction", "0"})), 2,
+                   "--eval-every 2 needs held-out tokens, but --val-fraction is 0");
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--stop-at", "4"})), 2, "--stop-at 4 is past --steps 3");
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--min-lr", "1"})), 2, "--min-lr 1 exceeds --lr");
+  ExpectCleanError(RunStrataGpt({"--steps", "3"}), 2, "--data FILE is required");
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--resume", Path("a"), "--init-from", Path("b")})),
+                   2, "--resume and --init-from contradict each other");
+  // Too few held-out tokens for one batch is the data's fault: a run-time error.
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--eval-every", "2", "--val-fraction", "1e-6"})),
+                   1, "held out (--val-fraction)");
+}
+
+TEST_F(StrataGptTest, HelpStatesEachRangeAndWhatZeroMeans) {
+  const Result run = RunStrataGpt({"--help"});
+  ASSERT_EQ(run.exit_code, 0);
+  EXPECT_THAT(run.output, HasSubstr("clip the global gradient norm to this; [0, 1e+09], 0: off"));
+  EXPECT_THAT(run.output, HasSubstr("--log-every       steps between progress lines; [1, "));
+  EXPECT_THAT(run.output, HasSubstr("AdamW beta2; [0, 1)"));
+  EXPECT_THAT(run.output, HasSubstr("exit codes: 0 success, 1 run-time error"));
 }
 
 TEST_F(StrataGptTest, BadFlagsAndFilesAreNamed) {
@@ -224,23 +353,19 @@ TEST_F(StrataGptTest, BadFlagsAndFilesAreNamed) {
   EXPECT_EQ(run.exit_code, 1);
   EXPECT_THAT(run.output, HasSubstr("nope.txt"));
 
-  run = RunStrataGpt(With(Tiny(2), {"--schedule", "linear"}));
-  EXPECT_NE(run.exit_code, 0);
-  EXPECT_THAT(run.output, HasSubstr("linear"));
+  ExpectCleanError(RunStrataGpt(With(Tiny(2), {"--schedule", "linear"})), 2,
+                   "--schedule linear: expected constant or cosine");
 
   run = RunStrataGpt(With(Tiny(2), {"--steps-typo", "3"}));
   EXPECT_EQ(run.exit_code, 2);
   EXPECT_THAT(run.output, HasSubstr("--steps-typo"));
 
-  run = RunStrataGpt(With(Tiny(3), {"--warmup", "5"}));
-  EXPECT_EQ(run.exit_code, 1);
-  EXPECT_THAT(run.output, HasSubstr("--warmup 5 must be below --steps 3"));
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--warmup", "5"})), 2,
+                   "--warmup 5 must be below --steps 3");
 
   std::vector<std::string> args = Tiny(2);
-  args[7] = "3";  // --heads 3 does not divide --width 32
-  run = RunStrataGpt(args);
-  EXPECT_EQ(run.exit_code, 1);
-  EXPECT_THAT(run.output, HasSubstr("heads"));
+  args[7] = "3";
+  ExpectCleanError(RunStrataGpt(args), 2, "--heads 3 does not divide --width 32");
 }
 
 // strata-fmnist on a slice of Fashion-MNIST (Debian's dataset-fashion-mnist): one JSON line per
@@ -275,6 +400,28 @@ TEST(FmnistExampleTest, ReportsTestAccuracyPerEpoch) {
     EXPECT_LE(accuracy, 1.0);
   }
   EXPECT_EQ(epochs[1].at("epoch").get<int>(), 2);
+}
+
+TEST(FmnistExampleTest, NumericFlagsOutsideTheirRangeAreUsageErrors) {
+  for (const std::vector<std::string>& c : std::vector<std::vector<std::string>>{
+           {"--batch", "0"}, {"--epochs", "0"}, {"--lr", "-1"}, {"--clip", "nan"},
+           {"--limit-train", "-5"}, {"--log-every", "0"}, {"--threads", "-1"},
+           {"--init-images", "-1"}, {"--weight-decay", "-2"}}) {
+    SCOPED_TRACE(absl::StrJoin(c, " "));
+    ExpectCleanError(RunBinary(STRATA_FMNIST_BINARY, c), 2,
+                     absl::StrCat(c[0], " ", c[1], " is outside its range"));
+  }
+  ExpectCleanError(RunBinary(STRATA_FMNIST_BINARY, {"--data", "/nonexistent-fmnist"}), 1,
+                   "/nonexistent-fmnist/train-images-idx3-ubyte.gz");
+  // Flags that contradict each other or the data are usage errors too (checked once the data
+  // say how many images there are).
+  if (fs::exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")) {
+    ExpectCleanError(RunBinary(STRATA_FMNIST_BINARY, {"--optimizer", "lbfgs"}), 2,
+                     "--optimizer = lbfgs: expected sgd or adamw");
+    ExpectCleanError(RunBinary(STRATA_FMNIST_BINARY, {"--limit-train", "100", "--batch", "64",
+                                                      "--epochs", "1", "--warmup", "5"}),
+                     2, "--warmup = 5: must be less than the run's 1 steps");
+  }
 }
 
 // The custom-model example learns three interleaved spirals, which no linear model separates:

@@ -198,6 +198,10 @@ TEST_F(CheckpointTest, WritesTheDocumentedFilesAndTrainerFields) {
   EXPECT_EQ(loaded->counters.at("epoch"), 2);
   EXPECT_EQ(loaded->counters.at("tokens_seen"), -5);
   EXPECT_EQ(loaded->extra.at("run"), "tiny \"gpt\"");
+  // The trainer's state alone, without a program, is the same.
+  absl::StatusOr<TrainerState> state_only = ReadTrainerState(dir_);
+  ASSERT_TRUE(state_only.ok()) << state_only.status();
+  EXPECT_EQ(*state_only, *loaded);
   // Optimizer state is saved: AdamW's two moments per parameter.
   SafetensorsFile opt = SafetensorsFile::Read((fs::path(dir_) / kCheckpointOptimizerFile).string(),
                                               DefaultCpuAllocator())
@@ -237,6 +241,7 @@ TEST_F(CheckpointTest, RefusesATruncatedFileNamingIt) {
   Compiled other = CompileGpt(3);
   ExpectStatus(LoadCheckpoint(*other.program, dir_).status(), absl::StatusCode::kDataLoss,
                {kCheckpointStateFile});
+  ExpectStatus(ReadTrainerState(dir_).status(), absl::StatusCode::kDataLoss, {kCheckpointStateFile});
 }
 
 TEST_F(CheckpointTest, RefusesAProgramOfAnotherShapeNamingTheTensor) {

@@ -2,6 +2,7 @@
 // directions, corrupt files, Get checks, and the write-to-temp-then-rename behaviour.
 #include "runtime/safetensors.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -263,6 +265,9 @@ TEST_F(SafetensorsTest, CorruptFilesAreDataLossNamingFileAndTensor) {
                    zeros16),
        {"__metadata__ is not an object"}},
       {Safetensors(R"({"__metadata__":{"step":7}})", ""), {"metadata 'step' not a string"}},
+      {Safetensors(R"({"w":{"dtype":"F32","shape":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1],)"
+                   R"("data_offsets":[0,4]}})", zeros16),
+       {"tensor 'w'", "rank 17 exceeds 16"}},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.mentions.front());
@@ -285,6 +290,16 @@ TEST_F(SafetensorsTest, CorruptFilesAreDataLossNamingFileAndTensor) {
   ExpectStatus(ReadStatus(path), absl::StatusCode::kDataLoss, {path, "header length"});
   WriteFile(path, "");
   ExpectStatus(ReadStatus(path), absl::StatusCode::kDataLoss, {path, "only 0 bytes"});
+}
+
+// Tensors are read at their offsets, so a pipe is refused by name rather than misread.
+TEST_F(SafetensorsTest, APipeIsRefusedByName) {
+  const std::string fifo = Path("pipe.safetensors");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::thread writer([&] { std::ofstream(fifo, std::ios::binary).flush(); });  // opens, writes nothing
+  const absl::Status status = ReadStatus(fifo);
+  writer.join();
+  ExpectStatus(status, absl::StatusCode::kDataLoss, {fifo, "not a regular (seekable) file"});
 }
 
 TEST_F(SafetensorsTest, MissingFilesAndBudgets) {

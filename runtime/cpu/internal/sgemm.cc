@@ -7,6 +7,7 @@
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
+#include <x86intrin.h>  // _m_prefetchw: GCC has it in immintrin.h, clang only here
 #endif
 
 namespace strata::cpu::internal {

@@ -83,6 +83,22 @@ void WriteGz(const std::string& path, const std::vector<unsigned char>& bytes) {
   gzclose(f);
 }
 
+// The fingerprint a checkpoint records: FNV-1a over words of four little-endian tokens, then the
+// count, computed here by hand from its definition.
+TEST(TokenFileTest, TokenHashFollowsItsDefinition) {
+  constexpr uint64_t kOffset = 0xcbf29ce484222325ull, kPrime = 0x100000001b3ull;
+  EXPECT_EQ(TokenHash({}), (kOffset ^ 0) * kPrime);
+  const uint64_t word0 = 1 | (uint64_t{2} << 16) | (uint64_t{3} << 32) | (uint64_t{0xffff} << 48);
+  const uint64_t word1 = 5;
+  EXPECT_EQ(TokenHash({1, 2, 3, 0xffff, 5}), ((((kOffset ^ word0) * kPrime) ^ word1) * kPrime ^ 5) * kPrime);
+  // A trailing zero token changes the count, so it changes the hash.
+  EXPECT_NE(TokenHash({1, 2, 3, 0xffff, 5}), TokenHash({1, 2, 3, 0xffff, 5, 0}));
+  const std::string path = TempPath("hash.txt");
+  WriteBytes(path, "ab", 2);
+  const TokenFile f = ReadTokens(path).value();
+  EXPECT_EQ(f.hash, TokenHash({'a', 'b'}));
+}
+
 TEST(IdxFileTest, ReadsGzipAndPlainArrays) {
   // 2 images of 3 x 2 pixels: magic 0x00000803, sizes 2, 3, 2 (big-endian), then 12 bytes.
   std::vector<unsigned char> bytes = {0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 2};
@@ -110,6 +126,22 @@ TEST(IdxFileTest, RefusesBadMagicAndTruncation) {
   WriteBytes(path, short_data, sizeof(short_data));
   ExpectStatus(ReadIdx(path).status(), absl::StatusCode::kDataLoss, {"expected 5 data bytes"});
   ExpectStatus(ReadIdx(TempPath("nope.gz")).status(), absl::StatusCode::kNotFound, {"nope.gz"});
+}
+
+// A header may claim any sizes: more than kMaxIdxBytes is refused before anything is allocated,
+// and a claim within the bound costs memory only as the data arrive (the debug build's
+// AddressSanitizer would report a 3 GiB allocation here had the reader trusted the header).
+TEST(IdxFileTest, HeaderSizesAreNotTrusted) {
+  const std::string path = TempPath("huge-idx");
+  const unsigned char overflow[] = {0, 0, 8, 4, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2};
+  WriteBytes(path, overflow, sizeof(overflow));
+  ExpectStatus(ReadIdx(path).status(), absl::StatusCode::kInvalidArgument,
+               {path, "dimensions (4294967295, 4294967295", "more than the 4294967296 bytes"});
+  const unsigned char big[] = {0, 0, 8, 2, 0, 0, 0xc0, 0, 0, 1, 0, 0, 1, 2, 3};  // 3 GiB claimed
+  WriteBytes(path, big, sizeof(big));
+  ExpectStatus(ReadIdx(path).status(), absl::StatusCode::kDataLoss,
+               {path, "expected 3221225472 data bytes, the file is shorter"});
 }
 
 }  // namespace

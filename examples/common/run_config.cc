@@ -1,0 +1,56 @@
+#include "examples/common/run_config.h"
+
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "examples/common/flags.h"
+
+namespace strata::examples {
+namespace {
+
+constexpr char kPrefix[] = "run.";
+
+}  // namespace
+
+void RunConfig::Add(std::string field, std::string value, OnChange on_change) {
+  fields_.push_back({std::move(field), std::move(value), on_change});
+}
+
+void RunConfig::Add(std::string field, int64_t value, OnChange on_change) {
+  Add(std::move(field), absl::StrCat(value), on_change);
+}
+
+void RunConfig::Add(std::string field, double value, OnChange on_change) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.17g", value);
+  Add(std::move(field), std::string(text), on_change);
+}
+
+void RunConfig::Record(std::map<std::string, std::string>& extra) const {
+  for (const Field& f : fields_) extra[kPrefix + f.name] = f.value;
+}
+
+absl::StatusOr<std::vector<std::string>> RunConfig::Check(
+    const std::map<std::string, std::string>& saved, const std::string& checkpoint) const {
+  std::vector<std::string> changes;
+  for (const Field& f : fields_) {
+    const auto it = saved.find(kPrefix + f.name);
+    if (it == saved.end()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "checkpoint ", checkpoint, " records no ", f.name,
+          " of the run that wrote it (written by an older strata?), so it cannot be checked "
+          "against this run; start a new run"));
+    }
+    if (it->second == f.value) continue;
+    if (f.on_change == kRefuse) {
+      return UsageError(absl::StrCat("--resume ", checkpoint, ": the checkpoint's run has ",
+                                     f.name, " ", it->second, ", this run has ", f.name, " ",
+                                     f.value, "; resuming would compute a different run"));
+    }
+    changes.push_back(absl::StrCat(f.name, " changes from ", it->second, " (the checkpoint's run) to ",
+                                   f.value));
+  }
+  return changes;
+}
+
+}  // namespace strata::examples
