@@ -5,12 +5,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <random>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "gmock/gmock.h"
+#include "graph/checkpoint.h"
 #include "graph/compile.h"
 #include "graph/ops/ops.h"
 #include "gtest/gtest.h"
@@ -301,6 +303,35 @@ TEST(MobileNetTest, EvaluateUsesAndKeepsRunningStatistics) {
             testing::ToDouble((*f)->value(frozen_logits_id).value()));
   ASSERT_TRUE((*p)->Step({b.images, b.labels}).ok());
   EXPECT_NE(testing::ToDouble(rv), before) << "a step after Evaluate did not train";
+}
+
+// Running statistics are buffers in Program::parameters(), so a checkpoint carries them: a
+// reloaded program evaluates and trains on bit for bit as the one it was saved from.
+TEST(MobileNetTest, CheckpointRoundTripsRunningStatistics) {
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) / "mobilenet_checkpoint_test";
+  std::filesystem::remove_all(dir);
+  MobileNet net(MobileNetConfig{}), net2(MobileNetConfig{});
+  ValueId logits_id = kNoValue, logits2_id = kNoValue;
+  absl::StatusOr<std::unique_ptr<Program>> p = CompileNet(net, 4, &logits_id);
+  absl::StatusOr<std::unique_ptr<Program>> q = CompileNet(net2, 4, &logits2_id);
+  ASSERT_TRUE(p.ok() && q.ok());
+  const Fixed b = Batch(4, 9), c = Batch(4, 10);
+  for (int s = 0; s < 2; ++s) ASSERT_TRUE((*p)->Step({b.images, b.labels}).ok());
+  ASSERT_TRUE(SaveCheckpoint(**p, TrainerState{}, dir.string()).ok());
+  ASSERT_TRUE(LoadCheckpoint(**q, dir.string()).ok());
+  const std::string path = "blocks.2.expand.bn.running_mean";
+  EXPECT_EQ(testing::ToDouble((*q)->parameter(path).value()),
+            testing::ToDouble((*p)->parameter(path).value()));
+  ASSERT_TRUE((*p)->Evaluate({c.images, c.labels}).ok());
+  ASSERT_TRUE((*q)->Evaluate({c.images, c.labels}).ok());
+  EXPECT_EQ(testing::ToDouble((*q)->value(logits2_id).value()),
+            testing::ToDouble((*p)->value(logits_id).value()));
+  const double loss_p = (*p)->Step({c.images, c.labels}).value().loss;
+  EXPECT_EQ((*q)->Step({c.images, c.labels}).value().loss, loss_p);
+  EXPECT_EQ(testing::ToDouble((*q)->parameter(path).value()),
+            testing::ToDouble((*p)->parameter(path).value()));
+  std::filesystem::remove_all(dir);
 }
 
 TEST(MobileNetTest, WrongImageShapeIsNamed) {
