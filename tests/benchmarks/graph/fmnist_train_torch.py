@@ -94,11 +94,17 @@ def main():
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit-train", type=int, default=0, help="first N training images (0: all)")
+    p.add_argument("--limit-test", type=int, default=0, help="first N test images (0: all)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     train_x, train_y = load(a.data, "train")
     test_x, test_y = load(a.data, "t10k")
+    if a.limit_train > 0:
+        train_x, train_y = train_x[:a.limit_train], train_y[:a.limit_train]
+    if a.limit_test > 0:
+        test_x, test_y = test_x[:a.limit_test], test_y[:a.limit_test]
 
     model = MobileNet()
     decay = [q for q in model.parameters() if q.dim() >= 2]
