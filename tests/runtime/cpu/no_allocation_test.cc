@@ -96,6 +96,8 @@ TEST(NoAllocationTest, KernelsDoNotAllocate) {
                      std::vector<float>(Conv2dWorkspaceBytes(img.shape(), w_shape, p, NumThreads()) / sizeof(float))});
   }
   const Tensor cb = RandomTensor(Shape{8}, rng), var = RandomTensor(Shape{8}, rng, 0.5f, 1.0f);
+  const Tensor bn_mean = testing::EmptyF32(Shape{8}), bn_rstd = testing::EmptyF32(Shape{8}),
+               bn_rm = testing::ZerosF32(Shape{8}), bn_rv = RandomTensor(Shape{8}, rng, 0.5f, 1.0f);
   const Tensor pooled = testing::EmptyF32(Shape{4, 8, 6, 6}), dpooled = RandomTensor(pooled.shape(), rng);
   const Tensor gap = testing::EmptyF32(Shape{4, 8}), dgap = RandomTensor(gap.shape(), rng);
   const Pool2dParams pool{};
@@ -124,6 +126,8 @@ TEST(NoAllocationTest, KernelsDoNotAllocate) {
       {"CausalAttentionForward", [&] { return CausalAttentionForward(q, k, v, att, lse, 0.25f, absl::MakeSpan(attn_ws)); }},
       {"CausalAttentionBackward", [&] { return CausalAttentionBackward(q, k, v, lse, datt, dq, dk, dv, 0.25f, absl::MakeSpan(attn_ws)); }},
       {"BatchNorm2dFrozenBackward", [&] { return BatchNorm2dFrozenBackward(img, cb, cb, var, 1e-5f, img, dimg, dg.Slice(0, 0, 8).value(), Tensor()); }},
+      {"BatchNorm2dTrainForward", [&] { return BatchNorm2dTrainForward(img, cb, cb, 1e-5f, dimg, bn_mean, bn_rstd, bn_rm, bn_rv, 0.1f); }},
+      {"BatchNorm2dTrainBackward", [&] { return BatchNorm2dTrainBackward(img, cb, bn_mean, bn_rstd, img, dimg, dg.Slice(0, 0, 8).value(), Tensor()); }},
       {"MaxPool2dBackward", [&] { return MaxPool2dBackward(img, dpooled, dimg, pool); }},
       {"AvgPool2dForward", [&] { return AvgPool2dForward(img, pooled, pool); }},
       {"GlobalAvgPoolBackward", [&] { return GlobalAvgPoolBackward(dgap, dimg); }},
