@@ -34,6 +34,9 @@ class Tracer;
 struct StepScalars {
   int64_t step = 1;  // optimizer step, counting from 1 as PyTorch's optimizers do
   double lr = 0.0;   // this step's learning rate, from the schedule
+  // True in Program::Step, false in Program::Evaluate: BatchNorm normalizes with the batch's
+  // statistics and updates its running ones only when training.
+  bool training = true;
 };
 
 struct RunArgs {
@@ -72,6 +75,9 @@ class Op {
   virtual absl::Status Gradient(GradientArgs& args) const;  // default: not differentiable
   // Inputs that Run writes in place (an optimizer update writes its parameter and state).
   virtual std::vector<int> MutatedInputs() const { return {}; }
+  // True when Run writes its MutatedInputs only while StepScalars::training is set (BatchNorm's
+  // running statistics), so that Program::Evaluate may run it.
+  virtual bool MutatesOnlyWhenTraining() const { return false; }
 };
 
 }  // namespace strata::graph

@@ -32,6 +32,8 @@ absl::string_view OpKindName(OpKind kind) {
     case OpKind::kEmbeddingGrad: return "embedding_grad";
     case OpKind::kCrossEntropy: return "cross_entropy";
     case OpKind::kCrossEntropyWithGrad: return "cross_entropy_with_grad";
+    case OpKind::kBatchNorm: return "batch_norm";
+    case OpKind::kBatchNormGrad: return "batch_norm_grad";
     case OpKind::kBatchNormFrozen: return "batch_norm_frozen";
     case OpKind::kBatchNormFrozenGrad: return "batch_norm_frozen_grad";
     case OpKind::kLayerNorm: return "layer_norm";

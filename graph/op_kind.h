@@ -50,6 +50,8 @@ enum class OpKind {
   kCrossEntropy,
   kCrossEntropyWithGrad,
   // normalization_ops.cc
+  kBatchNorm,
+  kBatchNormGrad,
   kBatchNormFrozen,
   kBatchNormFrozenGrad,
   kLayerNorm,

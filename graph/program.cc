@@ -408,6 +408,7 @@ absl::StatusOr<StepStats> Program::Step(absl::Span<const Tensor> batch) {
   for (MemoryTier t : kAllMemoryTiers) ledger_.ResetPeak(t);
   scalars_.step = step_count_ + 1;
   scalars_.lr = config_.schedule.At(step_count_);
+  scalars_.training = true;
   double loss_sum = 0;
   const int k = config_.micro_batches;
   const absl::Status run = RunMicroBatches(batch, &loss_sum);
@@ -457,7 +458,7 @@ std::string Program::ProfileReport() const {
 
 absl::StatusOr<double> Program::Evaluate(absl::Span<const Tensor> batch) {
   STRATA_RETURN_IF_ERROR(CheckBatch(batch));
-  // The nodes the loss depends on, none of which writes anything in place.
+  // The nodes the loss depends on, none of which writes anything in place outside training.
   std::vector<bool> needed(graph_.num_values(), false);
   needed[config_.loss] = true;
   std::vector<const Instruction*> slice;
@@ -466,13 +467,14 @@ absl::StatusOr<double> Program::Evaluate(absl::Span<const Tensor> batch) {
     bool k = false;
     for (ValueId v : n.outputs) k = k || (v != kNoValue && needed[v]);
     if (!k) continue;
-    if (!n.op->MutatedInputs().empty()) {
+    if (!n.op->MutatedInputs().empty() && !n.op->MutatesOnlyWhenTraining()) {
       return absl::InternalError(absl::StrCat("evaluate: the loss depends on ", n.op->name(),
                                               ", which writes in place"));
     }
     for (ValueId v : n.inputs) needed[v] = true;
     slice.push_back(&instructions_[i]);
   }
+  scalars_.training = false;
   double loss_sum = 0;
   for (int m = 0; m < config_.micro_batches; ++m) {
     STRATA_RETURN_IF_ERROR(LoadMicroBatch(batch, m));

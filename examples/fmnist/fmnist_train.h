@@ -13,7 +13,8 @@
 // partial batch is dropped; a new shuffle each epoch reaches it later), and the test set is run
 // in batches of the same size with the last one padded by repeating test images, which are not
 // counted. Accuracy comes from the logits: the loss function marks them as an output
-// (Tracer::MarkOutput) and Program::value reads them after each Evaluate. Before the first step
+// (Tracer::MarkOutput) and Program::value reads them after each Evaluate, which normalizes with
+// the BatchNorms' running statistics (PyTorch's model.eval()). Optionally, before the first step,
 // the convolutions are rescaled to unit output variance on a few training batches (LSUV).
 #pragma once
 
@@ -45,8 +46,9 @@ struct FmnistRecipe {
   int64_t limit_test = 0;    // > 0: score the first N test images only
   // > 0: before the first step, scale each convolution's weight so that its output has unit
   // variance on this many training images (Note [data-dependent initialization] in
-  // fmnist_train.cc); 0: keep the model's initialization as it is.
-  int64_t init_images = 1024;
+  // fmnist_train.cc); 0: keep the model's initialization as it is. Off by default: the
+  // training-mode BatchNorms normalize each layer's output themselves.
+  int64_t init_images = 0;
   bool check_plan = false;  // check the memory plan while running (graph::TrainOptions::check_plan)
   // Errors name the flag-like field; `train_size` is the training set before limit_train.
   absl::Status Validate(int64_t train_size) const;

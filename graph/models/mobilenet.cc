@@ -34,7 +34,8 @@ absl::Status MobileNetConfig::Validate() const {
 
 namespace nn {
 
-ConvBn::ConvBn(int64_t in, int64_t out, int64_t kernel, int stride, int groups, bool relu6)
+ConvBn::ConvBn(int64_t in, int64_t out, int64_t kernel, int stride, int groups, bool relu6,
+               bool frozen_bn)
     : relu6_(relu6) {
   Conv2dOptions o;
   o.kernel = kernel;
@@ -44,6 +45,7 @@ ConvBn::ConvBn(int64_t in, int64_t out, int64_t kernel, int stride, int groups, 
   o.bias = false;
   conv_ = Add<Conv2d>("conv", in, out, o);
   bn_ = Add<BatchNorm2d>("bn", out);
+  bn_->SetFrozen(frozen_bn);
 }
 
 Var ConvBn::Forward(Var x) {
@@ -52,13 +54,15 @@ Var ConvBn::Forward(Var x) {
   return relu6_ ? ops::Relu6(y) : y;
 }
 
-InvertedResidual::InvertedResidual(const InvertedResidualConfig& c)
+InvertedResidual::InvertedResidual(const InvertedResidualConfig& c, bool frozen_bn)
     : residual_(c.stride == 1 && c.in == c.out) {
   const int64_t hidden = c.in * c.expand;
-  if (c.expand != 1) expand_ = Add<ConvBn>("expand", c.in, hidden, 1, 1, 1, /*relu6=*/true);
+  if (c.expand != 1) {
+    expand_ = Add<ConvBn>("expand", c.in, hidden, 1, 1, 1, /*relu6=*/true, frozen_bn);
+  }
   depthwise_ = Add<ConvBn>("depthwise", hidden, hidden, 3, c.stride, static_cast<int>(hidden),
-                           /*relu6=*/true);
-  project_ = Add<ConvBn>("project", hidden, c.out, 1, 1, 1, /*relu6=*/false);
+                           /*relu6=*/true, frozen_bn);
+  project_ = Add<ConvBn>("project", hidden, c.out, 1, 1, 1, /*relu6=*/false, frozen_bn);
 }
 
 Var InvertedResidual::Forward(Var x) {
@@ -71,14 +75,15 @@ Var InvertedResidual::Forward(Var x) {
 }  // namespace nn
 
 MobileNet::MobileNet(const MobileNetConfig& c) : config_(c) {
-  stem_ = Add<nn::ConvBn>("stem", c.in_channels, c.stem, 3, 1, 1, /*relu6=*/true);
+  const bool frozen = c.frozen_batchnorm;
+  stem_ = Add<nn::ConvBn>("stem", c.in_channels, c.stem, 3, 1, 1, /*relu6=*/true, frozen);
   auto* blocks = Add<Module>("blocks");
   for (size_t i = 0; i < c.blocks.size(); ++i) {
     // Blocks live under "blocks" so that their paths are blocks.0, blocks.1, ...
-    blocks_.push_back(blocks->Add<nn::InvertedResidual>(std::to_string(i), c.blocks[i]));
+    blocks_.push_back(blocks->Add<nn::InvertedResidual>(std::to_string(i), c.blocks[i], frozen));
   }
   const int64_t last = c.blocks.empty() ? c.stem : c.blocks.back().out;
-  head_ = Add<nn::ConvBn>("head", last, c.head, 1, 1, 1, /*relu6=*/true);
+  head_ = Add<nn::ConvBn>("head", last, c.head, 1, 1, 1, /*relu6=*/true, frozen);
   classifier_ = Add<nn::Linear>("classifier", c.head, c.classes);
 
   ForEachParameter([](const std::string& path, Parameter& p) {

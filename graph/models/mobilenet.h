@@ -1,8 +1,9 @@
 // A small MobileNetV2-style CNN for 28x28 images (Fashion-MNIST): a 3x3 stem, inverted residual
 // blocks (1x1 expand, 3x3 depthwise, 1x1 linear project, residual when the shape is kept), a
-// 1x1 head, global average pooling and a linear classifier. BatchNorms are frozen (running
-// statistics are buffers; weight and bias train). Parameter paths match the PyTorch reference
-// in tests/fixtures/graph_ops/cnn_train.py:
+// 1x1 head, global average pooling and a linear classifier. BatchNorms run in training mode
+// (batch statistics in a step, running statistics, which are buffers, in Evaluate), or frozen
+// with MobileNetConfig::frozen_batchnorm. Parameter paths match the PyTorch reference in
+// tests/fixtures/graph_ops/cnn_train.py:
 //
 //   stem.conv.weight (16, 1, 3, 3), stem.bn.{weight, bias, running_mean, running_var}
 //   blocks.1.expand.conv.weight (64, 16, 1, 1), blocks.1.depthwise.conv.weight (64, 1, 3, 3),
@@ -34,15 +35,20 @@ struct MobileNetConfig {
   std::vector<InvertedResidualConfig> blocks = {
       {16, 16, 1, 1}, {16, 24, 2, 4}, {24, 24, 1, 4}, {24, 32, 2, 4}, {32, 32, 1, 4}};
   int64_t head = 128;
+  // True: every BatchNorm normalizes with its running statistics, which stay as they are
+  // (nn::BatchNorm2d::SetFrozen), for fine-tuning a pretrained model.
+  bool frozen_batchnorm = false;
   absl::Status Validate() const;  // names the bad field
 };
 
 namespace nn {
 
-// conv (no bias) -> frozen bn -> ReLU6 when `relu6`; children "conv" and "bn".
+// conv (no bias) -> bn (frozen when `frozen_bn`) -> ReLU6 when `relu6`; children "conv" and
+// "bn".
 class ConvBn : public Layer {
  public:
-  ConvBn(int64_t in, int64_t out, int64_t kernel, int stride, int groups, bool relu6);
+  ConvBn(int64_t in, int64_t out, int64_t kernel, int stride, int groups, bool relu6,
+         bool frozen_bn);
   Var Forward(Var x) override;
 
  private:
@@ -55,7 +61,7 @@ class ConvBn : public Layer {
 // project: 1x1 ConvBn, linear; plus the input when stride == 1 and in == out.
 class InvertedResidual : public Layer {
  public:
-  explicit InvertedResidual(const InvertedResidualConfig& c);
+  InvertedResidual(const InvertedResidualConfig& c, bool frozen_bn);
   Var Forward(Var x) override;
 
  private:

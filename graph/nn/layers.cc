@@ -50,17 +50,22 @@ Var Conv2d::Forward(Var x) {
   return ops::Conv2d(x, weight_->var(), bias_ ? bias_->var() : Var(), params_);
 }
 
-BatchNorm2d::BatchNorm2d(int64_t channels, float eps)
+BatchNorm2d::BatchNorm2d(int64_t channels, float eps, float momentum)
     : weight_(AddParameter("weight", Shape{channels}, Init::Ones())),
       bias_(AddParameter("bias", Shape{channels}, Init::Zeros())),
       running_mean_(AddBuffer("running_mean", Shape{channels}, Init::Zeros())),
       running_var_(AddBuffer("running_var", Shape{channels}, Init::Ones())),
-      eps_(eps) {}
+      eps_(eps),
+      momentum_(momentum) {}
 
 Var BatchNorm2d::Forward(Var x) {
   TraceScope scope(*this, x);
-  return ops::BatchNorm2dFrozen(x, weight_->var(), bias_->var(), running_mean_->var(),
-                                running_var_->var(), eps_);
+  if (frozen_) {
+    return ops::BatchNorm2dFrozen(x, weight_->var(), bias_->var(), running_mean_->var(),
+                                  running_var_->var(), eps_);
+  }
+  return ops::BatchNorm2d(x, weight_->var(), bias_->var(), running_mean_->var(),
+                          running_var_->var(), eps_, momentum_);
 }
 
 Var Sequential::Forward(Var x) {

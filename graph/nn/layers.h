@@ -67,18 +67,25 @@ class Conv2d : public Layer {
   cpu::Conv2dParams params_;
 };
 
-// Frozen BatchNorm2d: weight and bias train, running_mean and running_var are buffers.
+// torch.nn.BatchNorm2d over (N, C, H, W): weight (C) = 1 and bias (C) = 0 train;
+// running_mean (C) = 0 and running_var (C) = 1 are buffers. By default in training mode (a step
+// normalizes with the batch's statistics and moves the running ones by `momentum`; Evaluate uses
+// the running ones). Frozen (SetFrozen(true) before compiling) it always normalizes with the
+// running statistics, which nothing updates: sparse fine-tuning of a pretrained model.
 class BatchNorm2d : public Layer {
  public:
-  explicit BatchNorm2d(int64_t channels, float eps = 1e-5f);
+  explicit BatchNorm2d(int64_t channels, float eps = 1e-5f, float momentum = 0.1f);
   Var Forward(Var x) override;
+  void SetFrozen(bool frozen) { frozen_ = frozen; }
+  bool frozen() const { return frozen_; }
 
  private:
   Parameter* weight_;
   Parameter* bias_;
   Parameter* running_mean_;
   Parameter* running_var_;
-  float eps_;
+  float eps_, momentum_;
+  bool frozen_ = false;
 };
 
 class ReLU : public Layer {

@@ -1,4 +1,4 @@
-// layer_norm and frozen batch_norm, with their gradients.
+// layer_norm, batch_norm (training mode) and frozen batch_norm, with their gradients.
 #include "absl/strings/str_cat.h"
 #include "graph/ops/internal/op_util.h"
 #include "graph/ops/ops.h"
@@ -126,6 +126,70 @@ class BatchNormFrozenOp final : public Op {
   float eps_;
 };
 
+// (x, gamma, save_mean, save_rstd, dy) -> (dx, dgamma, dbeta), through the batch statistics.
+class BatchNormGradOp final : public Op {
+ public:
+  OpKind kind() const override { return OpKind::kBatchNormGrad; }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 5));
+    return std::vector<TensorType>{in[0], in[1], in[1]};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    return cpu::BatchNorm2dTrainBackward(a.in[0], a.in[1], a.in[2], a.in[3], a.in[4], a.out[0],
+                                         a.out[1], a.out[2]);
+  }
+};
+
+// (x, gamma, beta, running_mean, running_var) -> (y, save_mean, save_rstd). Training: batch
+// statistics, saved for the gradient, and the running statistics updated in place. Evaluation:
+// the frozen kernel over the running statistics; save_mean and save_rstd are left as they are
+// (no gradient runs in Evaluate).
+class BatchNormOp final : public Op {
+ public:
+  BatchNormOp(float eps, float momentum) : eps_(eps), momentum_(momentum) {}
+  OpKind kind() const override { return OpKind::kBatchNorm; }
+  std::string Attributes() const override {
+    return absl::StrCat("eps=", eps_, " momentum=", momentum_);
+  }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 5));
+    STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "x", in[0]));
+    const Shape& x = in[0].shape;
+    if (x.rank() != 4) return TypeError(name(), "x is ", in[0].ToString(), ", expected (N, C, H, W)");
+    if (x[0] * x[2] * x[3] < 2) {
+      return TypeError(name(), "x is ", in[0].ToString(),
+                       ", expected more than 1 value per channel (N * H * W) for batch statistics");
+    }
+    const Shape c{x[1]};
+    const char* names[] = {"gamma", "beta", "running_mean", "running_var"};
+    for (int i = 1; i < 5; ++i) {
+      if (in[i].shape != c || in[i].dtype != DType::kF32) {
+        return TypeError(name(), names[i - 1], " is ", in[i].ToString(), ", expected f32",
+                         c.ToString(), " for x ", in[0].ToString());
+      }
+    }
+    return std::vector<TensorType>{in[0], {c, DType::kF32}, {c, DType::kF32}};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    if (a.scalars != nullptr && !a.scalars->training) {
+      return cpu::BatchNorm2dFrozenForward(a.in[0], a.in[1], a.in[2], a.in[3], a.in[4], eps_,
+                                           a.out[0]);
+    }
+    return cpu::BatchNorm2dTrainForward(a.in[0], a.in[1], a.in[2], eps_, a.out[0], a.out[1],
+                                        a.out[2], a.in[3], a.in[4], momentum_);
+  }
+  absl::Status Gradient(GradientArgs& g) const override {
+    return internal::ApplyGradient(g, std::make_shared<BatchNormGradOp>(),
+                                   {In(g, 0), In(g, 1), Out(g, 1), Out(g, 2), Dout(g, 0)},
+                                   {0, 1, 2});
+  }
+  std::vector<int> MutatedInputs() const override { return {3, 4}; }
+  bool MutatesOnlyWhenTraining() const override { return true; }
+
+ private:
+  float eps_, momentum_;
+};
+
 }  // namespace
 
 Var LayerNorm(Var x, Var gamma, Var beta, float eps) {
@@ -135,6 +199,12 @@ Var LayerNorm(Var x, Var gamma, Var beta, float eps) {
 Var BatchNorm2dFrozen(Var x, Var gamma, Var beta, Var running_mean, Var running_var, float eps) {
   return internal::Apply1(std::make_shared<BatchNormFrozenOp>(eps),
                           {x, gamma, beta, running_mean, running_var});
+}
+
+Var BatchNorm2d(Var x, Var gamma, Var beta, Var running_mean, Var running_var, float eps,
+                float momentum) {
+  return Apply(std::make_shared<BatchNormOp>(eps, momentum),
+               {x, gamma, beta, running_mean, running_var})[0];
 }
 
 std::shared_ptr<const Op> LayerNormGradResidualOp() {

@@ -45,6 +45,12 @@ Var Conv2d(Var x, Var w, Var b, const cpu::Conv2dParams& params);
 // Frozen (inference-mode) batch norm over (N, C, H, W): running statistics are read, not updated.
 Var BatchNorm2dFrozen(Var x, Var gamma, Var beta, Var running_mean, Var running_var,
                       float eps = 1e-5f);
+// Batch norm over (N, C, H, W) as PyTorch's nn.BatchNorm2d: in a training step
+// (StepScalars::training) it normalizes with the batch's statistics, differentiates through
+// them and moves the running statistics (buffers, written in place) towards them with
+// `momentum`; in Program::Evaluate it normalizes with the running statistics and writes nothing.
+Var BatchNorm2d(Var x, Var gamma, Var beta, Var running_mean, Var running_var, float eps = 1e-5f,
+                float momentum = 0.1f);
 Var MaxPool2d(Var x, const cpu::Pool2dParams& params);
 Var AvgPool2d(Var x, const cpu::Pool2dParams& params);
 // (N, C, H, W) -> (N, C).

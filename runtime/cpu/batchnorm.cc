@@ -1,5 +1,6 @@
 #include "runtime/cpu/batchnorm.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -28,7 +29,150 @@ absl::Status CheckArgs(absl::string_view op, const Tensor& x, const Tensor& gamm
   return absl::OkStatus();
 }
 
+absl::Status CheckOptionalC(absl::string_view op, absl::string_view name, const Tensor& t,
+                            const Shape& c) {
+  return t.defined() ? CheckF32Contiguous(op, name, t, c) : absl::OkStatus();
+}
+
 }  // namespace
+
+absl::Status BatchNorm2dTrainForward(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                     float eps, const Tensor& y, const Tensor& save_mean,
+                                     const Tensor& save_rstd, const Tensor& running_mean,
+                                     const Tensor& running_var, float momentum) {
+  constexpr char kOp[] = "BatchNorm2dTrainForward";
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "x", x));
+  STRATA_RETURN_IF_ERROR(CheckRank(kOp, "x", x, 4));
+  const Shape c_shape{x.dim(1)};
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "gamma", gamma, c_shape));
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "beta", beta, c_shape));
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "y", y, x.shape()));
+  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "save_mean", save_mean, c_shape));
+  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "save_rstd", save_rstd, c_shape));
+  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "running_mean", running_mean, c_shape));
+  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "running_var", running_var, c_shape));
+  if (running_mean.defined() != running_var.defined()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kOp, ": running_mean and running_var must be both defined or both not"));
+  }
+  if (!(eps > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(kOp, ": eps = ", eps, " must be > 0"));
+  }
+  if (!(momentum >= 0 && momentum <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kOp, ": momentum = ", momentum, " must be in [0, 1]"));
+  }
+  const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
+  const int64_t count = n * hw;
+  if (count < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        kOp, ": x is ", x.shape().ToString(),
+        ", expected more than 1 value per channel (N * H * W) for batch statistics"));
+  }
+  const float *xp = x.data<float>(), *g = gamma.data<float>(), *b = beta.data<float>();
+  float* yp = y.data<float>();
+  float* sm = save_mean.defined() ? save_mean.data<float>() : nullptr;
+  float* sr = save_rstd.defined() ? save_rstd.data<float>() : nullptr;
+  float* rm = running_mean.defined() ? running_mean.data<float>() : nullptr;
+  float* rv = running_var.defined() ? running_var.data<float>() : nullptr;
+#pragma omp parallel for schedule(static) if (n * c * hw > (1 << 14))
+  for (int64_t ch = 0; ch < c; ++ch) {
+    // One pass over values shifted by the channel's first one, summed in double: no
+    // cancellation for float data, and one read of x fewer than two passes.
+    const float shift = xp[ch * hw];
+    double s1 = 0, s2 = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* in = xp + (i * c + ch) * hw;
+#pragma omp simd reduction(+ : s1, s2)
+      for (int64_t k = 0; k < hw; ++k) {
+        const double d = double{in[k]} - shift;
+        s1 += d;
+        s2 += d * d;
+      }
+    }
+    const double mean_shifted = s1 / static_cast<double>(count);
+    const double var = std::max(0.0, s2 / static_cast<double>(count) - mean_shifted * mean_shifted);
+    const double mean = shift + mean_shifted;
+    const double rstd = 1.0 / std::sqrt(var + eps);
+    const float mean_f = static_cast<float>(mean);
+    if (sm != nullptr) sm[ch] = mean_f;
+    if (sr != nullptr) sr[ch] = static_cast<float>(rstd);
+    if (rm != nullptr) {
+      const double unbiased = var * static_cast<double>(count) / static_cast<double>(count - 1);
+      rm[ch] = static_cast<float>((1.0 - momentum) * rm[ch] + momentum * mean);
+      rv[ch] = static_cast<float>((1.0 - momentum) * rv[ch] + momentum * unbiased);
+    }
+    // (x - mean) * scale + beta rather than x * scale + shift: no cancellation when |mean| is
+    // large against the standard deviation.
+    const float scale = static_cast<float>(g[ch] * rstd), beta = b[ch];
+    for (int64_t i = 0; i < n; ++i) {
+      const float* in = xp + (i * c + ch) * hw;
+      float* out = yp + (i * c + ch) * hw;
+#pragma omp simd
+      for (int64_t k = 0; k < hw; ++k) out[k] = (in[k] - mean_f) * scale + beta;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status BatchNorm2dTrainBackward(const Tensor& x, const Tensor& gamma,
+                                      const Tensor& save_mean, const Tensor& save_rstd,
+                                      const Tensor& dy, const Tensor& dx, const Tensor& dgamma,
+                                      const Tensor& dbeta, GradMode mode) {
+  constexpr char kOp[] = "BatchNorm2dTrainBackward";
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "x", x));
+  STRATA_RETURN_IF_ERROR(CheckRank(kOp, "x", x, 4));
+  const Shape c_shape{x.dim(1)};
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "gamma", gamma, c_shape));
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "save_mean", save_mean, c_shape));
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "save_rstd", save_rstd, c_shape));
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dy", dy, x.shape()));
+  if (dx.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dx", dx, x.shape()));
+  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "dgamma", dgamma, c_shape));
+  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "dbeta", dbeta, c_shape));
+  const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
+  const double count = static_cast<double>(n * hw);
+  const float *xp = x.data<float>(), *g = gamma.data<float>(), *dyp = dy.data<float>();
+  const float *sm = save_mean.data<float>(), *sr = save_rstd.data<float>();
+  float* dxp = dx.defined() ? dx.data<float>() : nullptr;
+  float* dgp = dgamma.defined() ? dgamma.data<float>() : nullptr;
+  float* dbp = dbeta.defined() ? dbeta.data<float>() : nullptr;
+  const bool accumulate = mode == GradMode::kAccumulate;
+#pragma omp parallel for schedule(static) if (n * c * hw > (1 << 14))
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const float mean = sm[ch];
+    double sum_dy = 0, sum_dy_xc = 0;  // sum dy and sum dy * (x - mean), in double
+    for (int64_t i = 0; i < n; ++i) {
+      const float* in = xp + (i * c + ch) * hw;
+      const float* d = dyp + (i * c + ch) * hw;
+#pragma omp simd reduction(+ : sum_dy, sum_dy_xc)
+      for (int64_t k = 0; k < hw; ++k) {
+        sum_dy += d[k];
+        sum_dy_xc += double{d[k]} * (in[k] - mean);
+      }
+    }
+    const double rstd = sr[ch];
+    if (dgp != nullptr) {
+      dgp[ch] = (accumulate ? dgp[ch] : 0.0f) + static_cast<float>(sum_dy_xc * rstd);
+    }
+    if (dbp != nullptr) dbp[ch] = (accumulate ? dbp[ch] : 0.0f) + static_cast<float>(sum_dy);
+    if (dxp == nullptr) continue;
+    // dx = g * rstd * (dy - mean(dy) - xhat * mean(dy * xhat)) = a * dy + b * (x - mean) + c0.
+    const double a = g[ch] * rstd;
+    const double b = -a * rstd * rstd * sum_dy_xc / count;
+    const double c0 = -a * sum_dy / count;
+    const float af = static_cast<float>(a), bf = static_cast<float>(b),
+                cf = static_cast<float>(c0);
+    for (int64_t i = 0; i < n; ++i) {
+      const float* in = xp + (i * c + ch) * hw;
+      const float* d = dyp + (i * c + ch) * hw;
+      float* out = dxp + (i * c + ch) * hw;
+#pragma omp simd
+      for (int64_t k = 0; k < hw; ++k) out[k] = af * d[k] + bf * (in[k] - mean) + cf;
+    }
+  }
+  return absl::OkStatus();
+}
 
 absl::Status BatchNorm2dFrozenForward(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                                       const Tensor& running_mean, const Tensor& running_var,

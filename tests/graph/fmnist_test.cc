@@ -1,11 +1,7 @@
-// strata-fmnist's recipe trains the MobileNetV2-style CNN to at least 88% Fashion-MNIST test
-// accuracy. A training run, not a unit test: it needs Debian's dataset-fashion-mnist (skipped
-// without it) and is skipped in sanitizer builds, where it would take hours.
-//
-// Four epochs rather than strata-fmnist's default two: with its frozen BatchNorms the network
-// trains like one without normalization, and two epochs end between 87% and 88.5% depending on
-// the seed, too close to the bar for a test; four reach 89.4-90% (about 35 s an epoch on 2
-// cores).
+// strata-fmnist's recipe trains the MobileNetV2-style CNN to at least 89% Fashion-MNIST test
+// accuracy with its defaults (two epochs), for any seed. A training run, not a unit test: it needs
+// Debian's dataset-fashion-mnist (skipped without it) and is skipped in sanitizer builds, where
+// it would take hours. Two seeds, so that a recipe that only works for a lucky one fails.
 #include <cstdio>
 #include <string>
 
@@ -54,7 +50,7 @@ TEST(FashionMnistTest, RecipeErrorsNameTheFlag) {
   EXPECT_EQ(r.resolved_weight_decay(), 0.01);
 }
 
-TEST(FashionMnistTest, FourEpochsReach88PercentTestAccuracy) {
+TEST(FashionMnistTest, DefaultsReach89PercentTestAccuracyForTwoSeeds) {
 #ifdef STRATA_FMNIST_SANITIZED
   GTEST_SKIP() << "a training run, not a unit test: skipped in sanitizer builds";
 #endif
@@ -76,23 +72,26 @@ TEST(FashionMnistTest, FourEpochsReach88PercentTestAccuracy) {
     ASSERT_NEAR(images.data<float>()[p], (data->train.pixels[p] / 255.0 - 0.2860) / 0.3530, 1e-6);
   }
 
-  FmnistRecipe recipe;  // what strata-fmnist runs without flags, but for --epochs 4
-  recipe.epochs = 4;
-  absl::StatusOr<std::unique_ptr<FmnistTrainer>> trainer = FmnistTrainer::Create(*data, recipe);
-  ASSERT_TRUE(trainer.ok()) << trainer.status();
-  double accuracy = 0;
-  for (int64_t e = 1; e <= recipe.epochs; ++e) {
-    absl::StatusOr<FmnistEpoch> ep = (*trainer)->TrainEpoch(nullptr);
-    ASSERT_TRUE(ep.ok()) << ep.status();
-    std::printf("epoch %lld: train loss %.4f, test loss %.4f, test accuracy %.4f, %.1f s training, "
-                "%.1f s testing\n",
-                static_cast<long long>(e), ep->train_loss, ep->test_loss, ep->test_accuracy,
-                ep->train_s, ep->test_s);
-    std::fflush(stdout);
-    EXPECT_EQ(ep->test_size, 10000);
-    accuracy = ep->test_accuracy;
+  for (uint64_t seed : {0, 1}) {
+    SCOPED_TRACE(::testing::Message() << "seed " << seed);
+    FmnistRecipe recipe;  // what strata-fmnist runs without flags
+    recipe.seed = seed;
+    absl::StatusOr<std::unique_ptr<FmnistTrainer>> trainer = FmnistTrainer::Create(*data, recipe);
+    ASSERT_TRUE(trainer.ok()) << trainer.status();
+    double accuracy = 0;
+    for (int64_t e = 1; e <= recipe.epochs; ++e) {
+      absl::StatusOr<FmnistEpoch> ep = (*trainer)->TrainEpoch(nullptr);
+      ASSERT_TRUE(ep.ok()) << ep.status();
+      std::printf("seed %llu epoch %lld: train loss %.4f, test loss %.4f, test accuracy %.4f, "
+                  "%.1f s training, %.1f s testing\n",
+                  static_cast<unsigned long long>(seed), static_cast<long long>(e),
+                  ep->train_loss, ep->test_loss, ep->test_accuracy, ep->train_s, ep->test_s);
+      std::fflush(stdout);
+      EXPECT_EQ(ep->test_size, 10000);
+      accuracy = ep->test_accuracy;
+    }
+    EXPECT_GE(accuracy, 0.89);
   }
-  EXPECT_GE(accuracy, 0.88);
 }
 
 }  // namespace

@@ -5,12 +5,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <random>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "gmock/gmock.h"
+#include "graph/checkpoint.h"
 #include "graph/compile.h"
 #include "graph/ops/ops.h"
 #include "gtest/gtest.h"
@@ -208,8 +210,9 @@ TEST(MobileNetTest, MarkedLogitsAreReadableAfterEvaluate) {
 // rounding error follows the terms' magnitude rather than the sum's, and the reduction order
 // moves small elements by a percent. The release build matches PyTorch to ~2e-6; the
 // unvectorized sanitizer build's sequential float sums to ~1.5e-3.
+// `atol` (per element) is a floor for gradients that are zero in exact arithmetic.
 void ExpectMatches(const std::vector<double>& a, const std::vector<double>& b,
-                   const std::string& what, double rtol) {
+                   const std::string& what, double rtol, double atol = 0) {
   ASSERT_EQ(a.size(), b.size()) << what;
   double diff = 0, norm = 0;
   size_t worst = 0;
@@ -218,21 +221,24 @@ void ExpectMatches(const std::vector<double>& a, const std::vector<double>& b,
     norm += b[i] * b[i];
     if (std::abs(a[i] - b[i]) > std::abs(a[worst] - b[worst])) worst = i;
   }
-  EXPECT_LE(std::sqrt(diff), rtol * std::sqrt(norm))
+  EXPECT_LE(std::sqrt(diff), rtol * std::sqrt(norm) + atol * std::sqrt(a.size()))
       << what << ": relative L2 error " << std::sqrt(diff / norm) << "; worst element " << worst
       << ": strata " << a[worst] << ", PyTorch " << b[worst];
 }
 
-// tests/fixtures/graph_ops/cnn_train.py: the same initial state, 20 SGD steps (lr 0.05,
-// momentum 0.9, weight decay 5e-4 on conv and linear weights) on batches of 16 noise images.
-TEST(MobileNetTest, TwentySgdStepsMatchPyTorch) {
+// tests/fixtures/graph_ops/cnn_train.py: the same initial state, 20 SGD steps (momentum 0.9,
+// weight decay 5e-4 on conv and linear weights) on batches of 16 noise images; fixture keys
+// start with `prefix` ("" for training-mode BatchNorm at lr 0.01, "frozen." for frozen at 0.05).
+void ExpectTwentySgdStepsMatchPyTorch(bool frozen_batchnorm, const std::string& prefix) {
   constexpr int64_t kBatch = 16, kSteps = 20;
   const SafetensorsFile init = testing::LoadFixture("cnn_init", "graph");
   const SafetensorsFile ref = testing::LoadFixture("cnn_train", "graph");
-  MobileNet net(MobileNetConfig{});
+  MobileNetConfig config;
+  config.frozen_batchnorm = frozen_batchnorm;
+  MobileNet net(config);
   TrainOptions o;
   o.optimizer = OptimizerOptions::Sgd(/*momentum=*/0.9, /*weight_decay=*/5e-4);
-  o.schedule.max_lr = 0.05;
+  o.schedule.max_lr = frozen_batchnorm ? 0.05 : 0.01;
   o.keep_gradients = true;
   absl::StatusOr<std::unique_ptr<Program>> program =
       Compile(net, {{"images", Shape{kBatch, 1, 28, 28}}, {"labels", Shape{kBatch}, DType::kI32}},
@@ -247,7 +253,7 @@ TEST(MobileNetTest, TwentySgdStepsMatchPyTorch) {
   }
 
   const Tensor images = ref.Get("images").value(), labels = ref.Get("labels").value();
-  const Tensor losses = ref.Get("losses").value();
+  const Tensor losses = ref.Get(prefix + "losses").value();
   for (int64_t s = 0; s < kSteps; ++s) {
     const Tensor x = images.Slice(0, s * kBatch, (s + 1) * kBatch).value();
     Tensor y = Tensor::Empty(Shape{kBatch}, DType::kI32, DefaultCpuAllocator()).value();
@@ -255,30 +261,108 @@ TEST(MobileNetTest, TwentySgdStepsMatchPyTorch) {
     absl::StatusOr<StepStats> st = p.Step({x, y});
     ASSERT_TRUE(st.ok()) << st.status();
     const double want = losses.data<float>()[s];
-    EXPECT_NEAR(st->loss, want, 1e-5 * want) << "step " << s;
+    EXPECT_NEAR(st->loss, want, (frozen_batchnorm || s < 10 ? 1e-5 : 5e-5) * want) << "step " << s;
     if (s == 0) {
       for (const auto& [path, g] : p.gradients()) {
-        ExpectMatches(testing::ToDouble(g), testing::ToDouble(ref.Get("grad0." + path).value()),
-                      "grad0." + path, 5e-3);
+        ExpectMatches(testing::ToDouble(g),
+                      testing::ToDouble(ref.Get(prefix + "grad0." + path).value()),
+                      prefix + "grad0." + path, 5e-3, 1e-8);
       }
     }
   }
-  // Buffers stay as loaded; trainable tensors moved as PyTorch's did. The moves are compared, not
-  // the values: BatchNorm weights move by ~1e-4 of their norm.
+  // Trainable tensors (and, in training mode, the running statistics) moved as PyTorch's did;
+  // frozen buffers stay as loaded. The moves are compared, not the values: BatchNorm weights
+  // move by ~1e-4 of their norm. Training mode on noise is chaotic (cnn_train.py): step 0's
+  // gradients agree to ~5e-6 and the losses to 1e-5 for ten steps, but after twenty PyTorch's
+  // own float32 run leaves its float64 one by up to 10% in some trainable updates (and this
+  // build by up to 12%), while the running statistics, averages of batch statistics, agree to
+  // 5e-3. So those updates are held to 0.2, the statistics to 5e-3.
+  int running_stats = 0;
   for (const auto& [path, w] : p.parameters()) {
     const std::vector<double> start = testing::ToDouble(init.Get(path).value());
     std::vector<double> ours = testing::ToDouble(w);
-    if (!ref.Contains("final." + path)) {
+    if (!ref.Contains(prefix + "final." + path)) {
+      EXPECT_TRUE(frozen_batchnorm) << path;
       EXPECT_EQ(ours, start) << path;
       continue;
     }
-    std::vector<double> theirs = testing::ToDouble(ref.Get("final." + path).value());
+    const bool running = path.ends_with("running_mean") || path.ends_with("running_var");
+    running_stats += running;
+    std::vector<double> theirs = testing::ToDouble(ref.Get(prefix + "final." + path).value());
     for (size_t i = 0; i < start.size(); ++i) {
       ours[i] -= start[i];
       theirs[i] -= start[i];
     }
-    ExpectMatches(ours, theirs, "update of " + path, 5e-3);
+    ExpectMatches(ours, theirs, "update of " + path, frozen_batchnorm || running ? 5e-3 : 0.2);
   }
+  EXPECT_EQ(running_stats, frozen_batchnorm ? 0 : 2 * 16);  // 16 BatchNorms
+}
+
+TEST(MobileNetTest, TwentySgdStepsMatchPyTorchTrainingModeBatchNorm) {
+  ExpectTwentySgdStepsMatchPyTorch(/*frozen_batchnorm=*/false, "");
+}
+
+TEST(MobileNetTest, TwentySgdStepsMatchPyTorchFrozenBatchNorm) {
+  ExpectTwentySgdStepsMatchPyTorch(/*frozen_batchnorm=*/true, "frozen.");
+}
+
+// Evaluate normalizes with the running statistics and leaves them as they are; a step moves
+// them. The logits of Evaluate equal a frozen-BatchNorm program's with the same state.
+TEST(MobileNetTest, EvaluateUsesAndKeepsRunningStatistics) {
+  MobileNet net(MobileNetConfig{});
+  ValueId logits_id = kNoValue;
+  absl::StatusOr<std::unique_ptr<Program>> p = CompileNet(net, 4, &logits_id);
+  ASSERT_TRUE(p.ok()) << p.status();
+  MobileNetConfig frozen_config;
+  frozen_config.frozen_batchnorm = true;
+  MobileNet frozen_net(frozen_config);
+  ValueId frozen_logits_id = kNoValue;
+  absl::StatusOr<std::unique_ptr<Program>> f = CompileNet(frozen_net, 4, &frozen_logits_id);
+  ASSERT_TRUE(f.ok()) << f.status();
+  const Fixed b = Batch(4, 5);
+  for (int s = 0; s < 3; ++s) ASSERT_TRUE((*p)->Step({b.images, b.labels}).ok());
+  const Tensor rv = (*p)->parameter("blocks.1.depthwise.bn.running_var").value();
+  const std::vector<double> before = testing::ToDouble(rv);
+  EXPECT_NE(before, std::vector<double>(before.size(), 1.0)) << "three steps moved nothing";
+  ASSERT_TRUE((*p)->Evaluate({b.images, b.labels}).ok());
+  EXPECT_EQ(testing::ToDouble(rv), before) << "Evaluate changed a running statistic";
+  for (const auto& [path, t] : (*f)->parameters()) {
+    ASSERT_TRUE(t.CopyFrom((*p)->parameter(path).value()).ok()) << path;
+  }
+  ASSERT_TRUE((*f)->Evaluate({b.images, b.labels}).ok());
+  EXPECT_EQ(testing::ToDouble((*p)->value(logits_id).value()),
+            testing::ToDouble((*f)->value(frozen_logits_id).value()));
+  ASSERT_TRUE((*p)->Step({b.images, b.labels}).ok());
+  EXPECT_NE(testing::ToDouble(rv), before) << "a step after Evaluate did not train";
+}
+
+// Running statistics are buffers in Program::parameters(), so a checkpoint carries them: a
+// reloaded program evaluates and trains on bit for bit as the one it was saved from.
+TEST(MobileNetTest, CheckpointRoundTripsRunningStatistics) {
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) / "mobilenet_checkpoint_test";
+  std::filesystem::remove_all(dir);
+  MobileNet net(MobileNetConfig{}), net2(MobileNetConfig{});
+  ValueId logits_id = kNoValue, logits2_id = kNoValue;
+  absl::StatusOr<std::unique_ptr<Program>> p = CompileNet(net, 4, &logits_id);
+  absl::StatusOr<std::unique_ptr<Program>> q = CompileNet(net2, 4, &logits2_id);
+  ASSERT_TRUE(p.ok() && q.ok());
+  const Fixed b = Batch(4, 9), c = Batch(4, 10);
+  for (int s = 0; s < 2; ++s) ASSERT_TRUE((*p)->Step({b.images, b.labels}).ok());
+  ASSERT_TRUE(SaveCheckpoint(**p, TrainerState{}, dir.string()).ok());
+  ASSERT_TRUE(LoadCheckpoint(**q, dir.string()).ok());
+  const std::string path = "blocks.2.expand.bn.running_mean";
+  EXPECT_EQ(testing::ToDouble((*q)->parameter(path).value()),
+            testing::ToDouble((*p)->parameter(path).value()));
+  ASSERT_TRUE((*p)->Evaluate({c.images, c.labels}).ok());
+  ASSERT_TRUE((*q)->Evaluate({c.images, c.labels}).ok());
+  EXPECT_EQ(testing::ToDouble((*q)->value(logits2_id).value()),
+            testing::ToDouble((*p)->value(logits_id).value()));
+  const double loss_p = (*p)->Step({c.images, c.labels}).value().loss;
+  EXPECT_EQ((*q)->Step({c.images, c.labels}).value().loss, loss_p);
+  EXPECT_EQ(testing::ToDouble((*q)->parameter(path).value()),
+            testing::ToDouble((*p)->parameter(path).value()));
+  std::filesystem::remove_all(dir);
 }
 
 TEST(MobileNetTest, WrongImageShapeIsNamed) {

@@ -52,12 +52,15 @@ class EveryOp : public Module {
   EveryOp()
       : conv_(Add<nn::Conv2d>("conv", 2, 4, nn::Conv2dOptions{.params = {.pad_h = 1, .pad_w = 1}})),
         bn_(Add<nn::BatchNorm2d>("bn", 4)),
+        frozen_bn_(Add<nn::BatchNorm2d>("frozen_bn", 4)),
         fc_(Add<nn::Linear>("fc", 4, 3)),
         shift_(AddParameter("shift", Shape{3}, Init::Normal(0, 1))),
-        probe_(AddParameter("probe", Shape{2, 3}, Init::Normal(0, 1), /*trainable=*/false)) {}
+        probe_(AddParameter("probe", Shape{2, 3}, Init::Normal(0, 1), /*trainable=*/false)) {
+    frozen_bn_->SetFrozen(true);
+  }
   // x (2, 2, 8, 8), targets (2).
   Var Loss(Var x, Var targets) {
-    Var h = ops::Relu6((*bn_)((*conv_)(x)));
+    Var h = ops::Relu6((*frozen_bn_)((*bn_)((*conv_)(x))));
     h = ops::Relu(ops::AvgPool2d(ops::MaxPool2d(h, {}), {}));     // (2, 4, 2, 2)
     h = ops::Reshape(ops::GlobalAvgPool(h), Shape{2, 1, 4});      // (2, 1, 4)
     Var logits = ops::Reshape(ops::Add((*fc_)(h), shift_->var()), Shape{2, 3});  // sum_to
@@ -67,6 +70,7 @@ class EveryOp : public Module {
  private:
   nn::Conv2d* conv_;
   nn::BatchNorm2d* bn_;
+  nn::BatchNorm2d* frozen_bn_;
   nn::Linear* fc_;
   Parameter* shift_;
   Parameter* probe_;

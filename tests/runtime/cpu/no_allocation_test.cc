@@ -97,6 +97,8 @@ TEST(NoAllocationTest, KernelsDoNotAllocate) {
                      std::vector<float>(Conv2dWorkspaceBytes(img.shape(), w_shape, p, NumThreads()) / sizeof(float))});
   }
   const Tensor cb = RandomTensor(Shape{8}, rng), var = RandomTensor(Shape{8}, rng, 0.5f, 1.0f);
+  const Tensor bn_mean = testing::EmptyF32(Shape{8}), bn_rstd = testing::EmptyF32(Shape{8}),
+               bn_rm = testing::ZerosF32(Shape{8}), bn_rv = RandomTensor(Shape{8}, rng, 0.5f, 1.0f);
   const Tensor pooled = testing::EmptyF32(Shape{4, 8, 6, 6}), dpooled = RandomTensor(pooled.shape(), rng);
   const Tensor gap = testing::EmptyF32(Shape{4, 8}), dgap = RandomTensor(gap.shape(), rng);
   const Pool2dParams pool{};
@@ -141,6 +143,8 @@ TEST(NoAllocationTest, KernelsDoNotAllocate) {
       {"CausalAttentionBackward", [&] { return CausalAttentionBackward(q, k, v, lse, datt, dq, dk, dv, 0.25f, absl::MakeSpan(attn_ws)); }},
       {"BatchNorm2dFrozenForward", [&] { return BatchNorm2dFrozenForward(img, cb, cb, cb, var, 1e-5f, dimg); }},
       {"BatchNorm2dFrozenBackward", [&] { return BatchNorm2dFrozenBackward(img, cb, cb, var, 1e-5f, img, dimg, dg.Slice(0, 0, 8).value(), Tensor()); }},
+      {"BatchNorm2dTrainForward", [&] { return BatchNorm2dTrainForward(img, cb, cb, 1e-5f, dimg, bn_mean, bn_rstd, bn_rm, bn_rv, 0.1f); }},
+      {"BatchNorm2dTrainBackward", [&] { return BatchNorm2dTrainBackward(img, cb, bn_mean, bn_rstd, img, dimg, dg.Slice(0, 0, 8).value(), Tensor()); }},
       {"MaxPool2dForward", [&] { return MaxPool2dForward(img, pooled, pool); }},
       {"MaxPool2dBackward", [&] { return MaxPool2dBackward(img, dpooled, dimg, pool); }},
       {"AvgPool2dForward", [&] { return AvgPool2dForward(img, pooled, pool); }},
