@@ -15,6 +15,7 @@
 #include "examples/common/metrics.h"
 #include "examples/fmnist/fashion_mnist.h"
 #include "examples/fmnist/fmnist_train.h"
+#include "runtime/blas_check.h"
 #include "runtime/status.h"
 #include "runtime/threading.h"
 
@@ -35,6 +36,9 @@ nlohmann::json PeakBytes(const graph::StepStats& s) {
 
 absl::Status Train(Options o) {
   SetNumThreads(static_cast<int>(o.threads));  // before compiling: workspaces are sized for it
+  if (const std::string w = SlowBlasKernelWarning(); !w.empty()) {
+    std::fprintf(stderr, "strata-fmnist: %s\n", w.c_str());  // Note [OpenBLAS on CPUs it does not know]
+  }
   o.recipe.seed = static_cast<uint64_t>(o.seed);
   absl::StatusOr<FashionMnist> data = LoadFashionMnist(o.data);
   if (!data.ok()) {

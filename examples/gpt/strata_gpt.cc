@@ -31,6 +31,7 @@
 #include "graph/ops/ops.h"
 #include "nlohmann/json.hpp"
 #include "runtime/safetensors.h"
+#include "runtime/blas_check.h"
 #include "runtime/status.h"
 #include "runtime/threading.h"
 
@@ -226,6 +227,9 @@ RunConfig MakeRunConfig(const Options& o, const GptConfig& c, const data::TokenF
 absl::Status Train(Options o) {
   STRATA_RETURN_IF_ERROR(CheckFlags(o));
   if (o.threads > 0) SetNumThreads(static_cast<int>(o.threads));
+  if (const std::string w = SlowBlasKernelWarning(); !w.empty()) {
+    std::fprintf(stderr, "strata-gpt: %s\n", w.c_str());  // Note [OpenBLAS on CPUs it does not know]
+  }
   STRATA_ASSIGN_OR_RETURN(const data::TokenFile file, data::ReadTokens(o.data));
 
   GptConfig config{.vocab = o.vocab, .block_size = o.seq, .layers = static_cast<int>(o.layers),

@@ -15,12 +15,14 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "runtime/blas_check.h"
 
 namespace strata::examples {
 namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 struct Result {
   int exit_code = -1;
@@ -113,6 +115,22 @@ TEST_F(StrataGptTest, MetricsCarryTheDocumentedFieldsAndTheLossFalls) {
 // --check-plan runs every step with the plan checked (graph::TrainOptions::check_plan): the
 // losses are bitwise those of the planned arena, and the measured peak is the largest live set,
 // below the planned arena's.
+// Note [OpenBLAS on CPUs it does not know]: forcing OpenBLAS's SSE3 kernels on a CPU with wider
+// vectors must be announced with the setting that fixes it; the suitable kernels must not be.
+TEST_F(StrataGptTest, OldBlasKernelsOnAWiderCpuAreAnnounced) {
+  const std::string suitable = SuitableBlasCoreType();
+  if (suitable.empty()) GTEST_SKIP() << "this CPU has neither AVX2 nor AVX-512";
+  const std::string old = absl::StrCat("OPENBLAS_CORETYPE=Prescott ", STRATA_GPT_BINARY);
+  const Result slow = RunBinary(old.c_str(), Tiny(3));
+  ASSERT_EQ(slow.exit_code, 0) << slow.output;
+  EXPECT_THAT(slow.output, HasSubstr("OpenBLAS runs its Prescott kernels"));
+  EXPECT_THAT(slow.output, HasSubstr("OPENBLAS_CORETYPE=" + suitable));
+  const std::string fit = absl::StrCat("OPENBLAS_CORETYPE=", suitable, " ", STRATA_GPT_BINARY);
+  const Result fast = RunBinary(fit.c_str(), Tiny(3));
+  ASSERT_EQ(fast.exit_code, 0) << fast.output;
+  EXPECT_THAT(fast.output, Not(HasSubstr("warning: OpenBLAS")));
+}
+
 TEST_F(StrataGptTest, CheckPlanGivesBitwiseTheSameLosses) {
   const Result planned = RunStrataGpt(With(Tiny(3), {"--metrics", Path("planned.jsonl")}));
   ASSERT_EQ(planned.exit_code, 0) << planned.output;
