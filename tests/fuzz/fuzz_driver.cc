@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "tests/fuzz/fuzz_target.h"
+#include "tests/util/replace_operator_new.h"
 
 // GCC says __SANITIZE_ADDRESS__, clang __has_feature(address_sanitizer).
 #if defined(__SANITIZE_ADDRESS__)
@@ -183,32 +184,15 @@ int Usage(const char* program) {
 #if !STRATA_FUZZ_ASAN
 // The allocation bound without AddressSanitizer (which owns operator new itself).
 namespace {
-void* BoundedNew(std::size_t size, std::size_t alignment) {
+void CheckAllocationBound(std::size_t size) {
   if (size > strata::fuzz::kMaxAllocationBytes) {
     std::fprintf(stderr, "fuzz: operator new of %zu bytes exceeds the bound of %zu bytes "
                  "(Note [fuzz allocation bound])\n", size, strata::fuzz::kMaxAllocationBytes);
     std::abort();
   }
-  if (size == 0) size = 1;
-  void* p = alignment > alignof(std::max_align_t)
-                ? std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment)
-                : std::malloc(size);
-  if (p == nullptr) throw std::bad_alloc();
-  return p;
 }
 }  // namespace
-void* operator new(std::size_t n) { return BoundedNew(n, 0); }
-void* operator new[](std::size_t n) { return BoundedNew(n, 0); }
-void* operator new(std::size_t n, std::align_val_t a) { return BoundedNew(n, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t n, std::align_val_t a) { return BoundedNew(n, static_cast<std::size_t>(a)); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+STRATA_REPLACE_OPERATOR_NEW(CheckAllocationBound)
 #endif
 
 int main(int argc, char** argv) {

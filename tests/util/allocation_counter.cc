@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <new>
 
+#include "tests/util/replace_operator_new.h"
+
 #if defined(__SANITIZE_ADDRESS__)
 #define STRATA_COUNT_ALLOCATIONS 0
 #else
@@ -25,27 +27,9 @@ bool AllocationCounter::Supported() { return STRATA_COUNT_ALLOCATIONS; }
 
 #if STRATA_COUNT_ALLOCATIONS
 namespace {
-void* CountedAllocate(std::size_t size, std::size_t alignment) {
+void CountAllocation(std::size_t) {
   strata::testing::g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (size == 0) size = 1;
-  void* p = alignment > alignof(std::max_align_t)
-                ? std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment)
-                : std::malloc(size);
-  if (p == nullptr) throw std::bad_alloc();
-  return p;
 }
 }  // namespace
-
-void* operator new(std::size_t size) { return CountedAllocate(size, 0); }
-void* operator new[](std::size_t size) { return CountedAllocate(size, 0); }
-void* operator new(std::size_t size, std::align_val_t a) { return CountedAllocate(size, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t size, std::align_val_t a) { return CountedAllocate(size, static_cast<std::size_t>(a)); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+STRATA_REPLACE_OPERATOR_NEW(CountAllocation)
 #endif
