@@ -26,6 +26,7 @@
 
 #include "absl/status/statusor.h"
 #include "graph/module.h"
+#include "graph/offload_options.h"
 #include "graph/program.h"
 #include "optim/lr_schedule.h"
 
@@ -60,6 +61,10 @@ struct TrainOptions {
   bool check_plan = false;     // check the memory plan while running: each arena value in its
                                // own allocation, live only over its planned interval
                                // (Program::Config::check_plan); slower, same losses
+  // Activation checkpointing: keep only each block's input through the forward and recompute
+  // the block's activations in the backward (same losses, less arena).
+  bool recompute = false;
+  OffloadOptions offload;      // home tier per class of state, budgets, NVMe engine
 };
 
 using LossFn = std::function<Var(absl::Span<const Var> inputs)>;

@@ -56,6 +56,9 @@ struct StepStats {
   double samples_per_s = 0;
   double tokens_per_s = 0;  // samples times the second dimension of the first input (sequence)
   TierBytes peak_bytes{};   // measured: the allocators' high-water during the step, per tier
+  double io_wait_ms = 0;    // time the compute stream waited for IO (fetches, write-backs)
+  TierBytes io_read_bytes{};   // bytes fetched from each tier (host, nvme) during the step
+  TierBytes io_write_bytes{};  // bytes written back to each tier during the step
 };
 
 struct InputSpec {

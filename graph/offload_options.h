@@ -1,0 +1,45 @@
+// Where a compiled step keeps its model states, and the budgets it must fit (DESIGN.md,
+// "Execution model"). Part of TrainOptions.
+//
+//   TrainOptions o;
+//   o.offload.params = MemoryTier::kNvme;        // home tier of every parameter
+//   o.offload.grads = MemoryTier::kHost;         // of every final gradient / accumulator
+//   o.offload.optimizer = MemoryTier::kNvme;     // of AdamW's moments, SGD's momentum
+//   o.offload.device_bytes = 512 << 20;          // the compute tier must fit in this
+//   o.offload.host_bytes = 1 << 30;              // pinned host RAM: homes plus staging
+//   o.offload.io.dir = "/mnt/nvme/strata";       // swap file directory (nvme homes need one)
+//   o.offload.prefetch_bytes = 64 << 20;         // fetches issued ahead of their first use
+//
+// With every class on kDevice (the default) nothing is offloaded and no IO engine is opened.
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "offload/io_options.h"
+#include "runtime/memory_tier.h"
+
+namespace strata::graph {
+
+struct OffloadOptions {
+  MemoryTier params = MemoryTier::kDevice;
+  MemoryTier grads = MemoryTier::kDevice;
+  MemoryTier optimizer = MemoryTier::kDevice;
+  int64_t device_bytes = 0;  // 0: no budget
+  int64_t host_bytes = 0;    // 0: no budget
+  // How many bytes of fetches may be in flight or waiting ahead of the node that needs them,
+  // beyond the next one (0: fetch only one value ahead).
+  int64_t prefetch_bytes = int64_t{64} << 20;
+  offload::IoOptions io;  // the NVMe engine: directory, engine, O_DIRECT, block size, depth
+
+  bool offloads() const {
+    return params != MemoryTier::kDevice || grads != MemoryTier::kDevice ||
+           optimizer != MemoryTier::kDevice;
+  }
+  bool uses_nvme() const {
+    return params == MemoryTier::kNvme || grads == MemoryTier::kNvme ||
+           optimizer == MemoryTier::kNvme;
+  }
+};
+
+}  // namespace strata::graph
