@@ -137,11 +137,17 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
     }
   }
   const size_t update_begin = graph.nodes().size();
+  ValueId global_norm = kNoValue;
   if (options.clip_grad_norm > 0) {
-    Var norm = tracer.NewValue({Shape{}, DType::kF32}, ValueRole::kOutput, "grad_norm");
-    graph.AddNode(ops::ClipGradNormOp(options.clip_grad_norm, static_cast<int>(final_grads.size())),
-                  final_grads, {norm.id()});
-    config.grad_norm = norm.id();
+    std::vector<ValueId> norms;
+    for (size_t i = 0; i < trainable.size(); ++i) {
+      norms.push_back(tracer.NewValue({Shape{}, DType::kF32}, ValueRole::kActivation,
+                                      absl::StrCat(trainable_paths[i], ".grad_norm")).id());
+      graph.AddNode(ops::GradNormOp(), {final_grads[i]}, {norms.back()}, trainable_paths[i]);
+    }
+    global_norm = tracer.NewValue({Shape{}, DType::kF32}, ValueRole::kOutput, "grad_norm").id();
+    graph.AddNode(ops::GlobalGradNormOp(), norms, {global_norm});
+    config.grad_norm = global_norm;
   }
   const OptimizerOptions& o = options.optimizer;
   for (size_t i = 0; i < trainable.size(); ++i) {
@@ -155,12 +161,17 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
     };
     if (o.kind == OptimizerOptions::kAdamW) {
       const ValueId m = state("exp_avg"), v = state("exp_avg_sq");
-      graph.AddNode(ops::AdamWUpdateOp(o.beta1, o.beta2, o.eps, wd),
-                    {trainable[i], final_grads[i], m, v}, {}, path);
+      std::vector<ValueId> in = {trainable[i], final_grads[i], m, v};
+      if (global_norm != kNoValue) in.push_back(global_norm);
+      graph.AddNode(ops::AdamWUpdateOp(o.beta1, o.beta2, o.eps, wd, options.clip_grad_norm), in,
+                    {}, path);
     } else {
       std::vector<ValueId> in = {trainable[i], final_grads[i]};
       if (o.momentum != 0) in.push_back(state("momentum_buffer"));
-      graph.AddNode(ops::SgdUpdateOp(o.momentum, o.dampening, o.nesterov, wd), in, {}, path);
+      if (global_norm != kNoValue) in.push_back(global_norm);
+      graph.AddNode(ops::SgdUpdateOp(o.momentum, o.dampening, o.nesterov, wd,
+                                     options.clip_grad_norm),
+                    in, {}, path);
     }
     if (options.micro_batches > 1) graph.AddNode(ops::ZeroOp(), {final_grads[i]}, {}, path);
   }

@@ -20,6 +20,8 @@ const char* ValueRoleName(ValueRole role) {
     case ValueRole::kActivation: return "activation";
     case ValueRole::kGradient: return "gradient";
     case ValueRole::kWorkspace: return "workspace";
+    case ValueRole::kStaged: return "staged";
+    case ValueRole::kGradientHome: return "gradient_home";
   }
   return "unknown";
 }
@@ -48,16 +50,15 @@ void Graph::RemoveNodes(const std::vector<bool>& remove) {
 std::string Graph::ValueToString(ValueId id) const {
   if (id == kNoValue) return "_";
   const Value& v = values_[id];
-  return v.name.empty() ? absl::StrCat("%", id) : absl::StrCat("%", id, " ", v.name);
+  const std::string home =
+      v.home == MemoryTier::kDevice ? "" : absl::StrCat(" @", MemoryTierName(v.home));
+  return v.name.empty() ? absl::StrCat("%", id, home) : absl::StrCat("%", id, " ", v.name, home);
 }
 
 std::string Graph::ToString() const {
   std::string s;
   for (const Value& v : values_) {
-    if (v.role == ValueRole::kActivation || v.role == ValueRole::kGradient ||
-        v.role == ValueRole::kWorkspace) {
-      continue;
-    }
+    if (!IsPersistent(v.role)) continue;
     absl::StrAppend(&s, ValueRoleName(v.role), " ", ValueToString(v.id), " ",
                     v.type.ToString(), "\n");
   }

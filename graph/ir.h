@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "runtime/dtype.h"
+#include "runtime/memory_tier.h"
 #include "runtime/shape.h"
 
 namespace strata::graph {
@@ -51,10 +52,15 @@ enum class ValueRole : uint8_t {
   kActivation,      // forward intermediates
   kGradient,        // backward intermediates, including parameter gradients
   kWorkspace,       // a node's scratch, live only while it runs
+  kStaged,          // a device copy of a value whose home is host or NVMe, from its fetch to its
+                    // last use (graph/passes/schedule_offload.cc)
+  kGradientHome,    // a final gradient's bytes in its home tier (host or NVMe), written where the
+                    // gradient is final and read by its update
 };
 const char* ValueRoleName(ValueRole role);
 inline bool IsPersistent(ValueRole r) {
-  return r != ValueRole::kActivation && r != ValueRole::kGradient && r != ValueRole::kWorkspace;
+  return r != ValueRole::kActivation && r != ValueRole::kGradient && r != ValueRole::kWorkspace &&
+         r != ValueRole::kStaged;
 }
 
 struct Value {
@@ -62,6 +68,10 @@ struct Value {
   TensorType type;
   ValueRole role = ValueRole::kActivation;
   std::string name;  // parameter path ("h.0.attn.c_attn.weight"), input name, or empty
+  // The tier that holds the value between uses (graph/passes/place_state.cc). kDevice values are
+  // bound where compute reads them; others are fetched into kStaged copies. For a gradient (an
+  // arena value) a host or NVMe home means it is written there once final.
+  MemoryTier home = MemoryTier::kDevice;
 };
 
 using NodeId = int32_t;

@@ -78,6 +78,10 @@ class Op {
   // True when Run writes its MutatedInputs only while StepScalars::training is set (BatchNorm's
   // running statistics), so that Program::Evaluate may run it.
   virtual bool MutatesOnlyWhenTraining() const { return false; }
+  // True for the nodes that move bytes between tiers (fetch, write-back) and for updates over
+  // offloaded state: the Program runs them on its IO stream, overlapped with compute
+  // (Note [the IO stream] in program.cc), and reads their operands at their home tiers.
+  virtual bool RunsOnIoStream() const { return false; }
 };
 
 }  // namespace strata::graph

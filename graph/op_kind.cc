@@ -39,9 +39,13 @@ absl::string_view OpKindName(OpKind kind) {
     case OpKind::kLayerNorm: return "layer_norm";
     case OpKind::kLayerNormGrad: return "layer_norm_grad";
     case OpKind::kLayerNormGradResidual: return "layer_norm_grad_residual";
+    case OpKind::kFetch: return "fetch";
+    case OpKind::kOffloadedUpdate: return "offloaded_update";
+    case OpKind::kWriteBack: return "write_back";
     case OpKind::kAccumulate: return "accumulate";
     case OpKind::kAdamWUpdate: return "adamw_update";
-    case OpKind::kClipGradNorm: return "clip_grad_norm";
+    case OpKind::kGlobalGradNorm: return "global_grad_norm";
+    case OpKind::kGradNorm: return "grad_norm";
     case OpKind::kSgdUpdate: return "sgd_update";
     case OpKind::kZero: return "zero";
     case OpKind::kNumOpKinds: break;

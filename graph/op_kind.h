@@ -57,10 +57,15 @@ enum class OpKind {
   kLayerNorm,
   kLayerNormGrad,
   kLayerNormGradResidual,
+  // offload_ops.cc
+  kFetch,
+  kOffloadedUpdate,
+  kWriteBack,
   // optimizer_ops.cc
   kAccumulate,
   kAdamWUpdate,
-  kClipGradNorm,
+  kGlobalGradNorm,
+  kGradNorm,
   kSgdUpdate,
   kZero,
 

@@ -73,14 +73,28 @@ std::shared_ptr<const Op> LayerNormGradResidualOp();
 std::shared_ptr<const Op> AccumulateOp();
 // Zeroes input 0 in place.
 std::shared_ptr<const Op> ZeroOp();
-// Scales every input gradient in place so that their global L2 norm is at most max_norm, as
-// torch.nn.utils.clip_grad_norm_; writes the norm before clipping to its output (a scalar).
-std::shared_ptr<const Op> ClipGradNormOp(double max_norm, int num_grads);
-// param, grad, m, v: AdamW with PyTorch's semantics, lr from StepScalars.
+// Clipping by global norm (torch.nn.utils.clip_grad_norm_) is three steps, so that no node
+// reads every gradient at once: grad_norm(g) -> the L2 norm of one gradient (a scalar);
+// global_grad_norm(n1, ..., nk) -> sqrt of the sum of their squares (the norm reported);
+// and each update, given max_norm > 0 and that norm as its last input, scales its gradient by
+// max_norm / (norm + 1e-6) when that is below 1 before updating.
+std::shared_ptr<const Op> GradNormOp();
+std::shared_ptr<const Op> GlobalGradNormOp();
+// param, grad, m, v[, global norm]: AdamW with PyTorch's semantics, lr from StepScalars.
 std::shared_ptr<const Op> AdamWUpdateOp(double beta1, double beta2, double eps,
-                                        double weight_decay);
-// param, grad, momentum buffer (absent when momentum is 0): torch.optim.SGD.
+                                        double weight_decay, double max_norm = 0);
+// param, grad, momentum buffer (absent when momentum is 0)[, global norm]: torch.optim.SGD.
 std::shared_ptr<const Op> SgdUpdateOp(double momentum, double dampening, bool nesterov,
-                                      double weight_decay);
+                                      double weight_decay, double max_norm = 0);
+
+// Offload (graph/passes/schedule_offload.cc). fetch: home -> its staged device copy; write_back:
+// (staged copy, home) -> the copy's bytes back home; offloaded_update: an optimizer update (above)
+// run over state at its home tier, chunk by chunk in host buffers. All three run on the
+// Program's IO stream.
+std::shared_ptr<const Op> FetchOp();
+std::shared_ptr<const Op> WriteBackOp();
+std::shared_ptr<const Op> OffloadedUpdateOp(std::shared_ptr<const Op> update);
+// The update inside an offloaded_update.
+const Op& OffloadedInnerUpdate(const Op& offloaded);
 
 }  // namespace strata::graph::ops

@@ -1,5 +1,6 @@
 // Optimizer updates and gradient bookkeeping as IR nodes (STYLE.md 7): the Program runs them like
 // any other op, and the learning rate and step count come from StepScalars at run time.
+#include <cmath>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -41,50 +42,66 @@ class Zero final : public InPlaceOp {
   }
 };
 
-class ClipGradNorm final : public Op {
+// The L2 norm of one gradient, in double then rounded once: one node per gradient, so that an
+// offloaded gradient is read where it is final instead of all gradients at once.
+class GradNorm final : public Op {
  public:
-  ClipGradNorm(double max_norm, int n) : max_norm_(max_norm), n_(n) {}
-  OpKind kind() const override { return OpKind::kClipGradNorm; }
-  std::string Attributes() const override { return absl::StrCat("max_norm=", max_norm_); }
-  std::vector<int> MutatedInputs() const override {
-    std::vector<int> all(n_);
-    for (int i = 0; i < n_; ++i) all[i] = i;
-    return all;
+  OpKind kind() const override { return OpKind::kGradNorm; }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    return std::vector<TensorType>{{Shape{}, DType::kF32}};
   }
+  absl::Status Run(const RunArgs& a) const override {
+    const absl::Span<float> one[1] = {Flat(a.in[0])};
+    a.out[0].data<float>()[0] = static_cast<float>(optim::GlobalGradNorm(one));
+    return absl::OkStatus();
+  }
+};
+
+// sqrt of the sum of the squared per-gradient norms: the global norm that clipping divides by.
+class GlobalGradNorm final : public Op {
+ public:
+  OpKind kind() const override { return OpKind::kGlobalGradNorm; }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     return std::vector<TensorType>{{Shape{}, DType::kF32}};
   }
   absl::Status Run(const RunArgs& a) const override {
     double sum_sq = 0;
-    for (const Tensor& g : a.in) {
-      const absl::Span<float> one[1] = {Flat(g)};
-      const double norm = optim::GlobalGradNorm(one);
-      sum_sq += norm * norm;
+    for (const Tensor& n : a.in) {
+      const double v = n.data<float>()[0];
+      sum_sq += v * v;
     }
-    const double total = std::sqrt(sum_sq);
-    for (const Tensor& g : a.in) {
-      const absl::Span<float> one[1] = {Flat(g)};
-      optim::ClipGradsByNorm(one, max_norm_, total);
-    }
-    a.out[0].data<float>()[0] = static_cast<float>(total);
+    a.out[0].data<float>()[0] = static_cast<float>(std::sqrt(sum_sq));
     return absl::OkStatus();
   }
-
- private:
-  double max_norm_;
-  int n_;
 };
+
+// With clipping, an update's last input is the global norm and its gradient (input 1) is scaled
+// in place first, as torch.nn.utils.clip_grad_norm_ does before the step. Every update computes
+// the same factor from the same norm, so scaling inside each update equals scaling all first.
+absl::Status ClipInPlace(const RunArgs& a, double max_norm) {
+  if (max_norm <= 0) return absl::OkStatus();
+  const absl::Span<float> one[1] = {Flat(a.in[1])};
+  optim::ClipGradsByNorm(one, max_norm, a.in.back().data<float>()[0]);
+  return absl::OkStatus();
+}
+
+std::vector<int> WithGrad(std::vector<int> mutated, double max_norm) {
+  if (max_norm > 0) mutated.push_back(1);
+  return mutated;
+}
 
 class AdamWUpdate final : public InPlaceOp {
  public:
-  explicit AdamWUpdate(optim::AdamWHyper h) : h_(h) {}
+  AdamWUpdate(optim::AdamWHyper h, double max_norm) : h_(h), max_norm_(max_norm) {}
   OpKind kind() const override { return OpKind::kAdamWUpdate; }
   std::string Attributes() const override {
     return absl::StrCat("beta1=", h_.beta1, " beta2=", h_.beta2, " eps=", h_.eps,
-                        " weight_decay=", h_.weight_decay);
+                        " weight_decay=", h_.weight_decay,
+                        max_norm_ > 0 ? absl::StrCat(" max_norm=", max_norm_) : "");
   }
-  std::vector<int> MutatedInputs() const override { return {0, 2, 3}; }
+  std::vector<int> MutatedInputs() const override { return WithGrad({0, 2, 3}, max_norm_); }
   absl::Status Run(const RunArgs& a) const override {
+    STRATA_RETURN_IF_ERROR(ClipInPlace(a, max_norm_));
     optim::AdamWHyper h = h_;
     h.lr = a.scalars->lr;
     return optim::AdamWStep(Flat(a.in[0]), Flat(a.in[1]), Flat(a.in[2]), Flat(a.in[3]), h,
@@ -93,50 +110,56 @@ class AdamWUpdate final : public InPlaceOp {
 
  private:
   optim::AdamWHyper h_;
+  double max_norm_;
 };
 
 class SgdUpdate final : public InPlaceOp {
  public:
-  explicit SgdUpdate(optim::SgdHyper h) : h_(h) {}
+  SgdUpdate(optim::SgdHyper h, double max_norm) : h_(h), max_norm_(max_norm) {}
   OpKind kind() const override { return OpKind::kSgdUpdate; }
   std::string Attributes() const override {
     return absl::StrCat("momentum=", h_.momentum, " dampening=", h_.dampening,
-                        " nesterov=", h_.nesterov, " weight_decay=", h_.weight_decay);
+                        " nesterov=", h_.nesterov, " weight_decay=", h_.weight_decay,
+                        max_norm_ > 0 ? absl::StrCat(" max_norm=", max_norm_) : "");
   }
   std::vector<int> MutatedInputs() const override {
-    return h_.momentum != 0 ? std::vector<int>{0, 2} : std::vector<int>{0};
+    return WithGrad(h_.momentum != 0 ? std::vector<int>{0, 2} : std::vector<int>{0}, max_norm_);
   }
   absl::Status Run(const RunArgs& a) const override {
+    STRATA_RETURN_IF_ERROR(ClipInPlace(a, max_norm_));
     optim::SgdHyper h = h_;
     h.lr = a.scalars->lr;
+    const bool has_buffer = h_.momentum != 0;
     return optim::SgdStep(Flat(a.in[0]), Flat(a.in[1]),
-                          a.in.size() > 2 ? Flat(a.in[2]) : absl::Span<float>(), h,
-                          a.scalars->step);
+                          has_buffer ? Flat(a.in[2]) : absl::Span<float>(), h, a.scalars->step);
   }
 
  private:
   optim::SgdHyper h_;
+  double max_norm_;
 };
 
 }  // namespace
 
 std::shared_ptr<const Op> AccumulateOp() { return std::make_shared<Accumulate>(); }
 std::shared_ptr<const Op> ZeroOp() { return std::make_shared<Zero>(); }
-std::shared_ptr<const Op> ClipGradNormOp(double max_norm, int num_grads) {
-  return std::make_shared<ClipGradNorm>(max_norm, num_grads);
-}
+std::shared_ptr<const Op> GradNormOp() { return std::make_shared<GradNorm>(); }
+std::shared_ptr<const Op> GlobalGradNormOp() { return std::make_shared<GlobalGradNorm>(); }
 std::shared_ptr<const Op> AdamWUpdateOp(double beta1, double beta2, double eps,
-                                        double weight_decay) {
-  return std::make_shared<AdamWUpdate>(optim::AdamWHyper{
-      .lr = 0, .beta1 = beta1, .beta2 = beta2, .eps = eps, .weight_decay = weight_decay});
+                                        double weight_decay, double max_norm) {
+  return std::make_shared<AdamWUpdate>(
+      optim::AdamWHyper{
+          .lr = 0, .beta1 = beta1, .beta2 = beta2, .eps = eps, .weight_decay = weight_decay},
+      max_norm);
 }
 std::shared_ptr<const Op> SgdUpdateOp(double momentum, double dampening, bool nesterov,
-                                      double weight_decay) {
+                                      double weight_decay, double max_norm) {
   return std::make_shared<SgdUpdate>(optim::SgdHyper{.lr = 0,
                                                      .momentum = momentum,
                                                      .dampening = dampening,
                                                      .nesterov = nesterov,
-                                                     .weight_decay = weight_decay});
+                                                     .weight_decay = weight_decay},
+                                     max_norm);
 }
 
 }  // namespace strata::graph::ops

@@ -9,6 +9,11 @@ namespace {
 int64_t Align(int64_t n) { return (n + kPlanAlignment - 1) / kPlanAlignment * kPlanAlignment; }
 }  // namespace
 
+int64_t NvmeExtentBytes(int64_t bytes) {
+  return (bytes + offload::kIoBlockAlignment - 1) / offload::kIoBlockAlignment *
+         offload::kIoBlockAlignment;
+}
+
 absl::StatusOr<MemoryPlan> PlanMemory(Graph& graph, int num_threads) {
   std::vector<Node>& nodes = graph.mutable_nodes();
   for (Node& n : nodes) {
@@ -41,16 +46,34 @@ absl::StatusOr<MemoryPlan> PlanMemory(Graph& graph, int num_threads) {
     for (ValueId v : n.inputs) touch(v);
     touch(n.workspace);
   }
+  // A value an IO node reads stays live until compute has waited for that node (Note [the
+  // offload schedule]); before then its bytes may still be read.
+  const std::vector<int> io_done = IoCompletionPoints(graph);
+  for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
+    if (io_done[i] < 0) continue;
+    for (ValueId v : nodes[i].inputs) {
+      if (IsPersistent(graph.value(v).role)) continue;
+      plan.live[v].second = std::max(plan.live[v].second, io_done[i] - 1);
+    }
+  }
 
-  // Persistent values: one after another, in id order (parameters in model order).
+  // Persistent values: one after another in their home tier's region, in id order (parameters
+  // in model order). NVMe extents are whole 4 KiB blocks, as O_DIRECT reads and writes them.
   for (ValueId v = 0; v < num_values; ++v) {
     const Value& value = graph.value(v);
     if (!IsPersistent(value.role)) continue;
     // Inputs, parameters and outputs keep their bytes even if no node reads them, so that the
     // caller can feed, load and read them.
-    if (!used[v] && value.role == ValueRole::kOptimizerState) continue;
-    plan.offset[v] = plan.persistent_bytes;
-    plan.persistent_bytes += Align(static_cast<int64_t>(value.type.nbytes()));
+    if (!used[v] && (value.role == ValueRole::kOptimizerState ||
+                     value.role == ValueRole::kGradientHome)) {
+      continue;
+    }
+    const int64_t bytes = static_cast<int64_t>(value.type.nbytes());
+    int64_t& region = value.home == MemoryTier::kHost   ? plan.host_bytes
+                      : value.home == MemoryTier::kNvme ? plan.nvme_bytes
+                                                        : plan.persistent_bytes;
+    plan.offset[v] = region;
+    region += value.home == MemoryTier::kNvme ? NvmeExtentBytes(bytes) : Align(bytes);
     plan.live[v] = {-1, -1};
   }
 

@@ -6,7 +6,9 @@
 //                      add(layer_norm_grad.dx, g) -> one layer_norm_grad_residual node
 //   ScheduleUpdates    each optimizer update right after its gradient is final
 //   EliminateDeadCode  drops nodes whose outputs nobody reads and that write nothing in place
-//   PlanMemory         liveness -> offsets in one arena, plus the persistent region
+//   PlaceState         a home tier for every persistent value (Note [home tiers])
+//   ScheduleOffload    fetch / write-back / offloaded-update nodes (Note [the offload schedule])
+//   PlanMemory         liveness -> offsets in one arena, plus the persistent region per tier
 #pragma once
 
 #include <cstdint>
@@ -16,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "graph/ir.h"
+#include "graph/offload_options.h"
 
 namespace strata::graph {
 
@@ -23,6 +26,14 @@ absl::Status FuseCrossEntropy(Graph& graph);
 absl::Status FuseResidualAdd(Graph& graph);
 absl::Status ScheduleUpdates(Graph& graph);
 absl::Status EliminateDeadCode(Graph& graph);
+absl::Status PlaceState(Graph& graph, const OffloadOptions& options);
+absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes);
+
+// adamw_update, sgd_update or offloaded_update: inputs (param, grad, state..., [global norm]).
+bool IsOptimizerUpdate(const Node& n);
+// Per node, for the nodes that run on the IO stream: the index of the node before which compute
+// waits for it to finish (nodes.size() for the end of the step); -1 for compute nodes.
+std::vector<int> IoCompletionPoints(const Graph& graph);
 
 inline constexpr int64_t kPlanAlignment = 64;
 
@@ -33,12 +44,17 @@ inline constexpr int64_t kPlanAlignment = 64;
 struct MemoryPlan {
   std::vector<int64_t> offset;  // per value, in its region; -1 when the value is unused
   int64_t arena_bytes = 0;
-  int64_t persistent_bytes = 0;
+  int64_t persistent_bytes = 0;  // persistent values homed on the device
+  int64_t host_bytes = 0;        // persistent values homed on the host (their own region)
+  int64_t nvme_bytes = 0;        // extents of the values homed on NVMe (NvmeExtentBytes each)
   // Live interval [first, last] node index of each arena value (-1, -1 otherwise).
   std::vector<std::pair<int, int>> live;
   // Largest sum of live arena bytes at any node: a lower bound no plan can beat.
   int64_t live_peak_bytes = 0;
 };
+
+// The bytes of the swap-file extent that holds `bytes`: whole 4 KiB blocks.
+int64_t NvmeExtentBytes(int64_t bytes);
 
 // Adds a kWorkspace value for each node whose op needs scratch (sized for `num_threads`), then
 // assigns offsets: largest values first, each at the lowest offset that does not overlap a placed

@@ -3,8 +3,10 @@
 // no global-norm clipping nothing forces that wait: a parameter's update may run as soon as its
 // gradient is written and every node that reads the parameter (forward or backward) has run. Then
 // the gradient buffer dies right away, so the arena never holds all gradients at once — the
-// memory PockEngine and DeepSpeed's overlap_comm save. Clipping needs every gradient first, and
-// accumulation over micro-batches updates only after the last one; then nothing moves.
+// memory PockEngine and DeepSpeed's overlap_comm save. Clipping needs every gradient first: then
+// each gradient's norm moves up to where the gradient is final (so an offloaded gradient is read
+// once, there) and the updates follow the global norm, after the backward. Accumulation over
+// micro-batches updates only after the last one; then nothing moves.
 #include <algorithm>
 
 #include "graph/op.h"
@@ -12,21 +14,20 @@
 
 namespace strata::graph {
 namespace {
-bool IsUpdate(const Node& n) {
+bool Moves(const Node& n) {
   return n.phase == Phase::kUpdate &&
-         (n.op->kind() == OpKind::kAdamWUpdate || n.op->kind() == OpKind::kSgdUpdate);
+         (n.op->kind() == OpKind::kAdamWUpdate || n.op->kind() == OpKind::kSgdUpdate ||
+          n.op->kind() == OpKind::kGradNorm);
 }
 }  // namespace
 
 absl::Status ScheduleUpdates(Graph& graph) {
   std::vector<Node>& nodes = graph.mutable_nodes();
   for (const Node& n : nodes) {
-    if (n.op->kind() == OpKind::kClipGradNorm || n.op->kind() == OpKind::kAccumulate) {
-      return absl::OkStatus();
-    }
+    if (n.op->kind() == OpKind::kAccumulate) return absl::OkStatus();
   }
   std::vector<Node> updates, rest;
-  for (Node& n : nodes) (IsUpdate(n) ? updates : rest).push_back(std::move(n));
+  for (Node& n : nodes) (Moves(n) ? updates : rest).push_back(std::move(n));
   // For each update, the last node of `rest` it must follow.
   std::vector<std::vector<Node>> after(rest.size() + 1);
   for (Node& u : updates) {

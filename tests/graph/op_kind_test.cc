@@ -90,7 +90,7 @@ void CollectOps(Module& model, const std::vector<InputSpec>& inputs, const LossF
 TEST(OpKindTest, EveryKindIsMadeByExactlyOneOpClassUnderItsName) {
   std::vector<std::shared_ptr<const Op>> ops;
   // A GPT with AdamW and clipping: attention, layer norm, GELU, embedding, the fused residual
-  // ops, clip_grad_norm and adamw_update.
+  // ops, grad_norm, global_grad_norm and adamw_update.
   Gpt gpt(GptConfig{.vocab = 16, .block_size = 4, .layers = 1, .width = 8, .heads = 2});
   TrainOptions adamw;
   adamw.optimizer = OptimizerOptions::AdamW(0.9, 0.95, 1e-8, 0.1);

@@ -583,9 +583,8 @@ TEST(ScheduleUpdatesTest, RunningTwiceChangesNothing) {
 
 // Clipping needs every gradient, and accumulation updates only after the last micro-batch: the
 // updates stay in the update phase, after the norm and after every accumulation.
-TEST(ScheduleUpdatesTest, ClippingAndAccumulationKeepUpdatesAfterTheNormAndTheSums) {
-  for (Options o : {Options{.clip = 1.0}, Options{.micro_batches = 2},
-                    Options{.clip = 1.0, .micro_batches = 2}}) {
+TEST(ScheduleUpdatesTest, AccumulationKeepsUpdatesAfterTheSums) {
+  for (Options o : {Options{.micro_batches = 2}, Options{.clip = 1.0, .micro_batches = 2}}) {
     SCOPED_TRACE(absl::StrCat("clip ", o.clip, ", micro-batches ", o.micro_batches));
     Case c = GptCase();
     Traced t = Trace(c, o);
@@ -594,10 +593,10 @@ TEST(ScheduleUpdatesTest, ClippingAndAccumulationKeepUpdatesAfterTheNormAndTheSu
     ASSERT_TRUE(ScheduleUpdates(t.graph).ok());
     EXPECT_EQ(Keys(t.graph), before);
     const std::vector<Node>& nodes = t.graph.nodes();
-    int must_follow = -1;  // the clip node or the last accumulation
+    int must_follow = -1;  // the global norm or the last accumulation
     for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
       const OpKind kind = nodes[i].op->kind();
-      if (kind == OpKind::kClipGradNorm || kind == OpKind::kAccumulate) must_follow = i;
+      if (kind == OpKind::kGlobalGradNorm || kind == OpKind::kAccumulate) must_follow = i;
     }
     ASSERT_GE(must_follow, 0);
     for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
@@ -606,6 +605,42 @@ TEST(ScheduleUpdatesTest, ClippingAndAccumulationKeepUpdatesAfterTheNormAndTheSu
       EXPECT_EQ(nodes[i].phase, Phase::kUpdate);
     }
   }
+}
+
+// With clipping (one micro-batch) each gradient's norm moves up to right after the node that
+// makes the gradient final, and every update still follows the global norm.
+TEST(ScheduleUpdatesTest, ClippingMovesEachNormToItsGradientAndUpdatesAfterTheGlobalNorm) {
+  Case c = GptCase();
+  Traced t = Trace(c, Options{.clip = 1.0});
+  ASSERT_TRUE(FuseCrossEntropy(t.graph).ok());
+  ASSERT_TRUE(ScheduleUpdates(t.graph).ok());
+  const std::vector<Node>& nodes = t.graph.nodes();
+  int global = -1, norms = 0;
+  for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
+    if (nodes[i].op->kind() == OpKind::kGlobalGradNorm) global = i;
+  }
+  ASSERT_GE(global, 0);
+  for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
+    if (IsUpdate(nodes[i])) EXPECT_GT(i, global);
+    if (nodes[i].op->kind() != OpKind::kGradNorm) continue;
+    ++norms;
+    EXPECT_LT(i, global);
+    EXPECT_EQ(nodes[i].phase, Phase::kMicroStep);
+    // The node just before it (or a norm right before it) wrote or read its gradient last.
+    const ValueId g = nodes[i].inputs[0];
+    int last_touch = -1;
+    for (int j = 0; j < i; ++j) {
+      for (ValueId v : nodes[j].outputs) last_touch = v == g ? j : last_touch;
+      for (ValueId v : nodes[j].inputs) last_touch = v == g ? j : last_touch;
+    }
+    ASSERT_GE(last_touch, 0);
+    for (int j = last_touch + 1; j < i; ++j) {
+      EXPECT_TRUE(nodes[j].op->kind() == OpKind::kGradNorm) << nodes[j].op->name();
+    }
+  }
+  int trainable = 0;
+  c.model->ForEachParameter([&](const std::string&, Parameter& p) { trainable += p.trainable(); });
+  EXPECT_EQ(norms, trainable);
 }
 
 // Updating a parameter early must not change what any node reads: a few steps with and without

@@ -1,0 +1,83 @@
+// The nodes that the offload schedule inserts (graph/passes/schedule_offload.cc). Their Run is
+// what they mean when every operand is bound in addressable memory; the Program runs them
+// itself, on its IO stream, reading each operand at its home tier (Note [the IO stream] in
+// program.cc).
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "graph/ops/ops.h"
+#include "runtime/status.h"
+
+namespace strata::graph::ops {
+namespace {
+
+// home -> staged copy on the device.
+class Fetch final : public Op {
+ public:
+  OpKind kind() const override { return OpKind::kFetch; }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    return std::vector<TensorType>{in[0]};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    std::memcpy(a.out[0].raw_data(), a.in[0].raw_data(), a.in[0].nbytes());
+    return absl::OkStatus();
+  }
+  bool RunsOnIoStream() const override { return true; }
+};
+
+// (staged copy, home): the copy's bytes back to the home tier.
+class WriteBack final : public Op {
+ public:
+  OpKind kind() const override { return OpKind::kWriteBack; }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    if (in.size() != 2 || !(in[0] == in[1])) {
+      return absl::InvalidArgumentError("write_back: needs a staged value and its home, same type");
+    }
+    return std::vector<TensorType>{};
+  }
+  std::vector<int> MutatedInputs() const override { return {1}; }
+  absl::Status Run(const RunArgs& a) const override {
+    std::memcpy(a.in[1].raw_data(), a.in[0].raw_data(), a.in[0].nbytes());
+    return absl::OkStatus();
+  }
+  bool RunsOnIoStream() const override { return true; }
+};
+
+// An optimizer update whose state lives on host or NVMe, run chunk by chunk in host buffers.
+// The inner update is elementwise, so running it over chunks gives the bits of one call.
+class OffloadedUpdate final : public Op {
+ public:
+  explicit OffloadedUpdate(std::shared_ptr<const Op> update) : update_(std::move(update)) {}
+  OpKind kind() const override { return OpKind::kOffloadedUpdate; }
+  std::string Attributes() const override {
+    const std::string inner = update_->Attributes();
+    return absl::StrCat(update_->name(), inner.empty() ? "" : " ", inner);
+  }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    return update_->Infer(in);
+  }
+  std::vector<int> MutatedInputs() const override { return update_->MutatedInputs(); }
+  absl::Status Run(const RunArgs& a) const override { return update_->Run(a); }
+  bool RunsOnIoStream() const override { return true; }
+  const Op& update() const { return *update_; }
+
+ private:
+  std::shared_ptr<const Op> update_;
+};
+
+}  // namespace
+
+std::shared_ptr<const Op> FetchOp() { return std::make_shared<Fetch>(); }
+std::shared_ptr<const Op> WriteBackOp() { return std::make_shared<WriteBack>(); }
+std::shared_ptr<const Op> OffloadedUpdateOp(std::shared_ptr<const Op> update) {
+  STRATA_CHECK(update->kind() == OpKind::kAdamWUpdate || update->kind() == OpKind::kSgdUpdate,
+               "offloaded_update wraps an optimizer update, not ", update->name());
+  return std::make_shared<OffloadedUpdate>(std::move(update));
+}
+const Op& OffloadedInnerUpdate(const Op& offloaded) {
+  STRATA_CHECK(offloaded.kind() == OpKind::kOffloadedUpdate, offloaded.name(),
+               " is not an offloaded_update");
+  return static_cast<const OffloadedUpdate&>(offloaded).update();
+}
+
+}  // namespace strata::graph::ops

@@ -1,0 +1,50 @@
+// Note [home tiers]
+// Every persistent value has a home tier (Value::home): where its bytes stay between uses. The
+// user picks one per class of state (OffloadOptions): parameters (trainable or frozen), gradients
+// (the final gradient an update reads, or its accumulator over micro-batches) and optimizer state
+// (AdamW's moments, SGD's momentum). Buffers (BatchNorm's running statistics), inputs, constants
+// and outputs stay on the device: they are small and written by the forward itself.
+//
+// A gradient is an arena value, made by the backward every step. A host or NVMe home for it means
+// "written there once final" (ScheduleOffload adds the write-back and a kGradientHome value that
+// the update reads), which keeps the gradients of a large model out of the device arena.
+#include "absl/strings/str_cat.h"
+#include "graph/op.h"
+#include "graph/passes/passes.h"
+
+namespace strata::graph {
+
+bool IsOptimizerUpdate(const Node& n) {
+  const OpKind k = n.op->kind();
+  return k == OpKind::kAdamWUpdate || k == OpKind::kSgdUpdate || k == OpKind::kOffloadedUpdate;
+}
+
+absl::Status PlaceState(Graph& graph, const OffloadOptions& options) {
+  if (!options.offloads()) return absl::OkStatus();
+  if (options.uses_nvme() && options.io.dir.empty()) {
+    return absl::InvalidArgumentError(
+        "offload: state placed on nvme needs a directory for its swap file (--nvme-dir, "
+        "OffloadOptions::io.dir)");
+  }
+  for (ValueId v = 0; v < graph.num_values(); ++v) {
+    Value& value = graph.mutable_value(v);
+    if (value.role == ValueRole::kParameter) value.home = options.params;
+  }
+  for (const Node& n : graph.nodes()) {
+    if (!IsOptimizerUpdate(n)) continue;
+    Value& grad = graph.mutable_value(n.inputs[1]);
+    if (options.grads != MemoryTier::kDevice && grad.role == ValueRole::kOutput) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "offload: keep_gradients keeps every gradient readable on the device; it cannot be "
+          "combined with gradients on ", MemoryTierName(options.grads)));
+    }
+    grad.home = options.grads;
+    for (size_t i = 2; i < n.inputs.size(); ++i) {
+      Value& state = graph.mutable_value(n.inputs[i]);
+      if (state.role == ValueRole::kOptimizerState) state.home = options.optimizer;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace strata::graph

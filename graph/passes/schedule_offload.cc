@@ -1,0 +1,287 @@
+// Note [the offload schedule]
+// After PlaceState gave every persistent value a home tier, this pass makes the IO explicit, as
+// nodes of the IR that run on the Program's IO stream:
+//   1. an update whose optimizer state lives on host or NVMe becomes an offloaded_update, which
+//      reads and writes every operand at its home, chunk by chunk in host buffers;
+//   2. a gradient with a host or NVMe home is written there (write_back into a kGradientHome
+//      value) right after the last device node that reads it, and the update reads that home;
+//   3. every other node that reads a value homed off the device reads a kStaged copy instead:
+//      uses of a value are grouped into windows (consecutive uses stay in one window unless more
+//      than the lookahead of other staged bytes is used between them), each window gets one
+//      fetch ahead of its first use and, when a node of the window writes the value, one
+//      write_back after its last use.
+// Fetches are issued ahead by a lookahead in bytes: the fetch of window k is placed right after
+// the first use of the earliest window j such that the windows between them (j+1 .. k-1) hold at
+// most `prefetch_bytes`; with 0 it follows the first use of window k-1, so one window is in
+// flight while the previous one is used. A fetch never moves above a write-back of its own
+// value, nor out of its phase.
+//
+// IO nodes run in list order on one stream. An IO node starts when compute has finished every
+// node listed before it, and compute waits for it before its completion point
+// (IoCompletionPoints): a fetch before its first reader; a write-back or an offloaded update
+// before the reader of the next fetch in its phase (IO is in order, so that fetch finishing
+// means it finished too), else at the end of its phase. The memory plan keeps every value an IO
+// node reads live until that point.
+#include <algorithm>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "graph/op.h"
+#include "graph/ops/ops.h"
+#include "graph/passes/passes.h"
+
+namespace strata::graph {
+namespace {
+
+bool HomedOff(const Value& v) { return IsPersistent(v.role) && v.home != MemoryTier::kDevice; }
+
+bool Mutates(const Node& n, int slot) {
+  const std::vector<int> m = n.op->MutatedInputs();
+  return std::find(m.begin(), m.end(), slot) != m.end();
+}
+
+bool Touches(const Node& n, ValueId v) {
+  return std::find(n.inputs.begin(), n.inputs.end(), v) != n.inputs.end() ||
+         std::find(n.outputs.begin(), n.outputs.end(), v) != n.outputs.end();
+}
+
+// Steps 1 and 2 of the Note.
+void OffloadUpdatesAndGradients(Graph& graph) {
+  std::vector<Node>& nodes = graph.mutable_nodes();
+  for (Node& n : nodes) {
+    if (n.op->kind() != OpKind::kAdamWUpdate && n.op->kind() != OpKind::kSgdUpdate) continue;
+    bool state_off = false;
+    for (size_t i = 2; i < n.inputs.size(); ++i) {
+      const Value& v = graph.value(n.inputs[i]);
+      state_off = state_off || (v.role == ValueRole::kOptimizerState && HomedOff(v));
+    }
+    if (state_off) n.op = ops::OffloadedUpdateOp(n.op);
+  }
+  // Gradients: the arena value stays on the device; its home gets a value of its own.
+  std::map<int, std::vector<Node>> after;  // node index -> write-backs to insert after it
+  for (ValueId g = 0; g < graph.num_values(); ++g) {
+    Value& grad = graph.mutable_value(g);
+    if (grad.role != ValueRole::kGradient || grad.home == MemoryTier::kDevice) continue;
+    const MemoryTier home_tier = grad.home;
+    grad.home = MemoryTier::kDevice;
+    const TensorType type = grad.type;
+    const std::string name = grad.name;
+    const ValueId home = graph.AddValue(type, ValueRole::kGradientHome,
+                                        name.empty() ? absl::StrCat("grad%", g) : name);
+    graph.mutable_value(home).home = home_tier;
+    int last = -1;
+    bool read_by_update = false;
+    for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
+      Node& n = nodes[i];
+      if (IsOptimizerUpdate(n) && n.inputs[1] == g) {
+        n.inputs[1] = home;
+        read_by_update = true;
+        continue;
+      }
+      if (Touches(n, g)) last = i;
+    }
+    if (!read_by_update || last < 0) continue;
+    Node wb;
+    wb.op = ops::WriteBackOp();
+    wb.inputs = {g, home};
+    wb.scope = nodes[last].scope;
+    wb.phase = nodes[last].phase;
+    after[last].push_back(std::move(wb));
+  }
+  if (after.empty()) return;
+  std::vector<Node> out;
+  for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
+    out.push_back(std::move(nodes[i]));
+    if (auto it = after.find(i); it != after.end()) {
+      for (Node& wb : it->second) out.push_back(std::move(wb));
+    }
+  }
+  nodes = std::move(out);
+}
+
+struct Use {
+  int node;
+  int slot;
+};
+
+struct Window {
+  ValueId value;
+  ValueId staged = kNoValue;
+  std::vector<Use> uses;
+  int64_t bytes = 0;
+  int anchor = -1;  // the fetch goes right after this node (-1: before the first node)
+  bool writes = false;
+};
+
+}  // namespace
+
+absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes) {
+  if (prefetch_bytes < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("offload: prefetch_bytes = ", prefetch_bytes, " must be >= 0"));
+  }
+  OffloadUpdatesAndGradients(graph);
+  std::vector<Node>& nodes = graph.mutable_nodes();
+  const int n = static_cast<int>(nodes.size());
+
+  // Device uses of values homed off the device, per value, in node order.
+  std::map<ValueId, std::vector<Use>> uses;
+  for (int i = 0; i < n; ++i) {
+    const Node& node = nodes[i];
+    if (node.op->RunsOnIoStream()) continue;
+    for (int s = 0; s < static_cast<int>(node.inputs.size()); ++s) {
+      if (HomedOff(graph.value(node.inputs[s]))) uses[node.inputs[s]].push_back({i, s});
+    }
+  }
+  if (uses.empty()) return absl::OkStatus();
+  // Per node, the staged bytes it needs (each value once), for the window rule.
+  std::vector<std::vector<ValueId>> needs(n);
+  for (const auto& [v, us] : uses) {
+    for (const Use& u : us) {
+      if (needs[u.node].empty() || needs[u.node].back() != v) needs[u.node].push_back(v);
+    }
+  }
+  auto io_between = [&](ValueId v, int a, int b) {  // an IO node touching v in (a, b)
+    for (int i = a + 1; i < b; ++i) {
+      if (nodes[i].op->RunsOnIoStream() && Touches(nodes[i], v)) return true;
+    }
+    return false;
+  };
+  auto staged_between = [&](ValueId v, int a, int b) {  // other staged bytes used in (a, b)
+    std::vector<ValueId> seen;
+    int64_t bytes = 0;
+    for (int i = a + 1; i < b && bytes <= prefetch_bytes; ++i) {
+      for (ValueId o : needs[i]) {
+        if (o == v || std::find(seen.begin(), seen.end(), o) != seen.end()) continue;
+        seen.push_back(o);
+        bytes += static_cast<int64_t>(graph.value(o).type.nbytes());
+      }
+    }
+    return bytes;
+  };
+
+  std::vector<Window> windows;
+  for (const auto& [v, us] : uses) {
+    for (const Use& u : us) {
+      Window* w = windows.empty() || windows.back().value != v ? nullptr : &windows.back();
+      if (w != nullptr) {
+        const int prev = w->uses.back().node;
+        const bool joins = prev == u.node ||
+                           (nodes[prev].phase == nodes[u.node].phase && !io_between(v, prev, u.node) &&
+                            staged_between(v, prev, u.node) <= prefetch_bytes);
+        if (!joins) w = nullptr;
+      }
+      if (w == nullptr) {
+        windows.push_back({.value = v});
+        w = &windows.back();
+        w->bytes = static_cast<int64_t>(graph.value(v).type.nbytes());
+      }
+      w->uses.push_back(u);
+      w->writes = w->writes || Mutates(nodes[u.node], u.slot);
+    }
+  }
+  std::stable_sort(windows.begin(), windows.end(), [](const Window& a, const Window& b) {
+    return a.uses.front().node < b.uses.front().node;
+  });
+
+  // Anchors: the lookahead rule, then never above an IO node or an earlier window of the value,
+  // nor out of the first use's phase.
+  std::vector<int> last_end(graph.num_values(), -1);  // per value, last use of its last window
+  int64_t between = 0;  // bytes of windows j+1 .. k-1
+  int j = -1;
+  for (int k = 0; k < static_cast<int>(windows.size()); ++k) {
+    Window& w = windows[k];
+    const int first = w.uses.front().node;
+    while (j + 1 < k && between > prefetch_bytes) {
+      ++j;
+      between -= windows[j].bytes;
+    }
+    int anchor = j >= 0 ? windows[j].uses.front().node : -1;
+    anchor = std::max(anchor, last_end[w.value]);
+    for (int i = first - 1; i > anchor; --i) {
+      if (nodes[i].phase != nodes[first].phase ||
+          (nodes[i].op->RunsOnIoStream() && Touches(nodes[i], w.value))) {
+        anchor = i;
+        break;
+      }
+    }
+    w.anchor = std::min(anchor, first - 1);
+    last_end[w.value] = w.uses.back().node;
+    between += w.bytes;
+  }
+
+  // Staged values, rewritten uses, and the new node list.
+  std::vector<std::vector<Node>> fetches_after(n + 1), write_backs_after(n + 1);
+  for (Window& w : windows) {
+    const Value& home = graph.value(w.value);
+    const TensorType type = home.type;
+    const std::string name = home.name.empty() ? absl::StrCat("%", w.value) : home.name;
+    const MemoryTier tier = home.home;
+    w.staged = graph.AddValue(type, ValueRole::kStaged,
+                              absl::StrCat(name, " (from ", MemoryTierName(tier), ")"));
+    for (const Use& u : w.uses) nodes[u.node].inputs[u.slot] = w.staged;
+    const int first = w.uses.front().node, last = w.uses.back().node;
+    Node fetch;
+    fetch.op = ops::FetchOp();
+    fetch.inputs = {w.value};
+    fetch.outputs = {w.staged};
+    fetch.scope = nodes[first].scope;
+    fetch.phase = nodes[first].phase;
+    fetches_after[w.anchor + 1].push_back(std::move(fetch));
+    if (w.writes) {
+      Node wb;
+      wb.op = ops::WriteBackOp();
+      wb.inputs = {w.staged, w.value};
+      wb.scope = nodes[last].scope;
+      wb.phase = nodes[last].phase;
+      write_backs_after[last + 1].push_back(std::move(wb));
+    }
+  }
+  std::vector<Node> out;
+  auto emit = [&](int slot) {
+    for (Node& wb : write_backs_after[slot]) out.push_back(std::move(wb));
+    for (Node& f : fetches_after[slot]) out.push_back(std::move(f));
+  };
+  emit(0);
+  for (int i = 0; i < n; ++i) {
+    out.push_back(std::move(nodes[i]));
+    emit(i + 1);
+  }
+  nodes = std::move(out);
+  return absl::OkStatus();
+}
+
+std::vector<int> IoCompletionPoints(const Graph& graph) {
+  const std::vector<Node>& nodes = graph.nodes();
+  const int n = static_cast<int>(nodes.size());
+  std::vector<int> done(n, -1);
+  // The end of each node's phase: the index of the first node of a later phase, or n.
+  std::vector<int> phase_end(n, n);
+  for (int i = n - 2; i >= 0; --i) {
+    phase_end[i] = nodes[i + 1].phase != nodes[i].phase ? i + 1 : phase_end[i + 1];
+  }
+  for (int i = 0; i < n; ++i) {
+    if (!nodes[i].op->RunsOnIoStream() || nodes[i].op->kind() != OpKind::kFetch) continue;
+    const ValueId out = nodes[i].outputs[0];
+    done[i] = phase_end[i];
+    for (int k = i + 1; k < phase_end[i]; ++k) {
+      if (std::find(nodes[k].inputs.begin(), nodes[k].inputs.end(), out) != nodes[k].inputs.end()) {
+        done[i] = k;
+        break;
+      }
+    }
+  }
+  int next_fetch_done = n;  // scanning backwards: the completion point of the next fetch
+  for (int i = n - 1; i >= 0; --i) {
+    if (i + 1 < n && nodes[i + 1].phase != nodes[i].phase) next_fetch_done = phase_end[i];
+    if (!nodes[i].op->RunsOnIoStream()) continue;
+    if (nodes[i].op->kind() == OpKind::kFetch) {
+      next_fetch_done = std::min(next_fetch_done, done[i]);
+    } else {
+      done[i] = next_fetch_done;
+    }
+  }
+  return done;
+}
+
+}  // namespace strata::graph

@@ -1,0 +1,204 @@
+#include "graph/tier_store.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "offload/pinned_allocator.h"
+#include "runtime/status.h"
+
+namespace strata::graph {
+namespace {
+
+int64_t RoundUp(int64_t n) {
+  return (n + offload::kIoBlockAlignment - 1) / offload::kIoBlockAlignment *
+         offload::kIoBlockAlignment;
+}
+
+// Tickets in flight; on an error the rest are still waited for, since they target our buffers.
+class Tickets {
+ public:
+  explicit Tickets(offload::NvmeEngine* engine) : engine_(engine) {}
+  ~Tickets() { (void)WaitAll(); }
+  void Add(int slot, offload::IoTicket t) {
+    tickets_[slot] = t;
+    pending_[slot] = true;
+  }
+  absl::Status Wait(int slot) {
+    if (!pending_[slot]) return absl::OkStatus();
+    pending_[slot] = false;
+    return engine_->Wait(tickets_[slot]);
+  }
+  absl::Status WaitAll() {
+    absl::Status first;
+    for (int i = 0; i < TierStore::kStagingSlots; ++i) first.Update(Wait(i));
+    return first;
+  }
+
+ private:
+  offload::NvmeEngine* engine_;
+  std::array<offload::IoTicket, TierStore::kStagingSlots> tickets_{};
+  std::array<bool, TierStore::kStagingSlots> pending_{};
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TierStore>> TierStore::Create(const OffloadOptions& options,
+                                                             MemoryLedger* ledger,
+                                                             int64_t host_bytes, bool staging) {
+  std::unique_ptr<TierStore> s(new TierStore());
+  s->chunk_bytes_ = ChunkBytes(options);
+  s->pinned_ = std::make_unique<offload::PinnedHostAllocator>(0, ledger, "program host tier");
+  if (host_bytes > 0) {
+    STRATA_ASSIGN_OR_RETURN(s->host_region_, s->pinned_->Allocate(host_bytes, kIoAlignment));
+    std::memset(s->host_region_.data(), 0, s->host_region_.size());
+  }
+  if (staging) {
+    STRATA_ASSIGN_OR_RETURN(s->staging_, s->pinned_->Allocate(StagingBytes(options), kIoAlignment));
+  }
+  if (options.uses_nvme()) {
+    STRATA_RETURN_IF_ERROR(options.io.Validate());
+    STRATA_ASSIGN_OR_RETURN(s->engine_, offload::NvmeEngine::Open(options.io, ledger));
+    if (staging) {
+      STRATA_RETURN_IF_ERROR(s->engine_->RegisterBuffer(s->staging_.data(), s->staging_.size()));
+    }
+  }
+  return s;
+}
+
+absl::StatusOr<offload::Extent> TierStore::AllocateExtent(int64_t bytes) {
+  STRATA_CHECK(engine_ != nullptr, "an NVMe extent without an NVMe engine");
+  return engine_->Allocate(RoundUp(bytes));
+}
+
+std::string TierStore::Describe() const {
+  return engine_ == nullptr ? "no NVMe" : engine_->Describe();
+}
+
+absl::Status TierStore::Read(const offload::Extent& extent, void* dst, int64_t bytes) {
+  Tickets t(engine_.get());
+  const int64_t chunks = (bytes + chunk_bytes_ - 1) / chunk_bytes_;
+  auto issue = [&](int64_t c) -> absl::Status {
+    const int64_t off = c * chunk_bytes_, len = std::min(chunk_bytes_, bytes - off);
+    STRATA_ASSIGN_OR_RETURN(offload::IoTicket ticket,
+                            engine_->Read(extent, off, slot(c % kStagingSlots), RoundUp(len)));
+    t.Add(static_cast<int>(c % kStagingSlots), ticket);
+    return absl::OkStatus();
+  };
+  for (int64_t c = 0; c < std::min<int64_t>(chunks, kStagingSlots); ++c) {
+    STRATA_RETURN_IF_ERROR(issue(c));
+  }
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int s = static_cast<int>(c % kStagingSlots);
+    STRATA_RETURN_IF_ERROR(t.Wait(s));
+    const int64_t off = c * chunk_bytes_, len = std::min(chunk_bytes_, bytes - off);
+    std::memcpy(static_cast<char*>(dst) + off, slot(s), len);
+    if (c + kStagingSlots < chunks) STRATA_RETURN_IF_ERROR(issue(c + kStagingSlots));
+  }
+  CountRead(MemoryTier::kNvme, bytes);
+  return absl::OkStatus();
+}
+
+absl::Status TierStore::Write(const offload::Extent& extent, const void* src, int64_t bytes) {
+  Tickets t(engine_.get());
+  const int64_t chunks = (bytes + chunk_bytes_ - 1) / chunk_bytes_;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int s = static_cast<int>(c % kStagingSlots);
+    STRATA_RETURN_IF_ERROR(t.Wait(s));
+    const int64_t off = c * chunk_bytes_, len = std::min(chunk_bytes_, bytes - off);
+    std::memcpy(slot(s), static_cast<const char*>(src) + off, len);
+    std::memset(slot(s) + len, 0, RoundUp(len) - len);
+    STRATA_ASSIGN_OR_RETURN(offload::IoTicket ticket,
+                            engine_->Write(extent, off, slot(s), RoundUp(len)));
+    t.Add(s, ticket);
+  }
+  STRATA_RETURN_IF_ERROR(t.WaitAll());
+  CountWrite(MemoryTier::kNvme, bytes);
+  return absl::OkStatus();
+}
+
+// Note [the pipelined update]
+// An update over state off the device runs in chunks of ChunkBytes. The staging buffers hold
+// three chunks of every operand: while chunk i is computed, chunk i+1 is read (from NVMe, or
+// copied from the device) and chunk i-1 written back, so the engine is busy while the CPU
+// computes. Host-homed operands are updated in place in their home (no copy); operands on the
+// device are copied in and out, as a GPU build would with DMA. A chunk's staging set is reused
+// only after its writes from three chunks ago have completed. Chunks start at multiples of
+// ChunkBytes / 4 elements, and the update is elementwise, so the result is bitwise the same as
+// one call over the whole tensor.
+absl::Status TierStore::Update(absl::Span<const Operand> operands, int64_t numel,
+                               const ChunkFn& fn) {
+  const int k = static_cast<int>(operands.size());
+  STRATA_CHECK(k >= 1 && k <= 4, "a pipelined update over ", k, " operands (1 to 4)");
+  STRATA_CHECK(staging_.size() > 0, "a pipelined update without staging buffers");
+  Tickets reads(engine_.get()), writes(engine_.get());
+  const int64_t elems = chunk_bytes_ / static_cast<int64_t>(sizeof(float));
+  const int64_t chunks = (numel + elems - 1) / elems;
+  std::array<std::array<float*, 4>, 3> ptrs{};
+  auto range = [&](int64_t c) { return std::min(elems, numel - c * elems); };
+  auto stage_in = [&](int64_t c) -> absl::Status {
+    const int set = static_cast<int>(c % 3);
+    const int64_t off = c * elems, n = range(c), bytes = n * static_cast<int64_t>(sizeof(float));
+    for (int j = 0; j < k; ++j) {
+      const Operand& o = operands[j];
+      float* staged = reinterpret_cast<float*>(slot(set * 4 + j));
+      switch (o.tier) {
+        case MemoryTier::kHost:
+          ptrs[set][j] = o.data + off;
+          CountRead(MemoryTier::kHost, bytes);
+          break;
+        case MemoryTier::kDevice:
+          std::memcpy(staged, o.data + off, bytes);
+          ptrs[set][j] = staged;
+          CountRead(MemoryTier::kDevice, bytes);
+          break;
+        case MemoryTier::kNvme: {
+          STRATA_ASSIGN_OR_RETURN(offload::IoTicket t,
+                                  engine_->Read(o.extent, off * static_cast<int64_t>(sizeof(float)),
+                                                staged, RoundUp(bytes)));
+          reads.Add(set * 4 + j, t);
+          ptrs[set][j] = staged;
+          CountRead(MemoryTier::kNvme, bytes);
+          break;
+        }
+      }
+    }
+    return absl::OkStatus();
+  };
+  auto stage_out = [&](int64_t c) -> absl::Status {
+    const int set = static_cast<int>(c % 3);
+    const int64_t off = c * elems, n = range(c), bytes = n * static_cast<int64_t>(sizeof(float));
+    for (int j = 0; j < k; ++j) {
+      const Operand& o = operands[j];
+      if (!o.mutated) continue;
+      CountWrite(o.tier, bytes);
+      if (o.tier == MemoryTier::kDevice) {
+        std::memcpy(o.data + off, ptrs[set][j], bytes);
+      } else if (o.tier == MemoryTier::kNvme) {
+        char* staged = reinterpret_cast<char*>(ptrs[set][j]);
+        std::memset(staged + bytes, 0, RoundUp(bytes) - bytes);
+        STRATA_ASSIGN_OR_RETURN(
+            offload::IoTicket t,
+            engine_->Write(o.extent, off * static_cast<int64_t>(sizeof(float)), staged,
+                           RoundUp(bytes)));
+        writes.Add(set * 4 + j, t);
+      }
+    }
+    return absl::OkStatus();
+  };
+  if (chunks > 0) STRATA_RETURN_IF_ERROR(stage_in(0));
+  for (int64_t c = 0; c < chunks; ++c) {
+    if (c + 1 < chunks) {
+      const int next = static_cast<int>((c + 1) % 3);
+      for (int j = 0; j < k; ++j) STRATA_RETURN_IF_ERROR(writes.Wait(next * 4 + j));
+      STRATA_RETURN_IF_ERROR(stage_in(c + 1));
+    }
+    const int set = static_cast<int>(c % 3);
+    for (int j = 0; j < k; ++j) STRATA_RETURN_IF_ERROR(reads.Wait(set * 4 + j));
+    STRATA_RETURN_IF_ERROR(fn(absl::MakeConstSpan(ptrs[set].data(), k), range(c)));
+    STRATA_RETURN_IF_ERROR(stage_out(c));
+  }
+  return writes.WaitAll();
+}
+
+}  // namespace strata::graph
