@@ -139,6 +139,39 @@ NvmeEngine::~NvmeEngine() {
   for (const auto& [offset, bytes] : live_extents_) ledger_->RecordFree(MemoryTier::kNvme, bytes);
 }
 
+// Note [reserving extents]
+// A range at the end of the file is reserved with fallocate, so a full file system shows in
+// Allocate, not in a later write. A freed range handed out again is zeroed first (FALLOC_FL_ZERO_RANGE,
+// else punched and reserved again), so that it reads as zero like a new one. File systems without fallocate (ramfs) get the same
+// meaning the slow way: the file grows with ftruncate (sparse, reads zero) and a reused range is
+// overwritten with zeros.
+int NvmeEngine::Reserve(int64_t offset, int64_t bytes, bool at_end) {
+  // Zeroing a range in place keeps its blocks (ext4, xfs: they become unwritten, no discard);
+  // punching gives them back, for file systems without ZERO_RANGE (tmpfs).
+  if (!at_end && fallocate(fd_, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, offset, bytes) == 0) {
+    return 0;
+  }
+  if (!at_end && errno != EOPNOTSUPP) return errno;
+  if (!at_end && fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, bytes) != 0) {
+    if (errno != EOPNOTSUPP) return errno;
+    if (zeros_ == nullptr) {
+      zeros_.reset(static_cast<char*>(std::aligned_alloc(kIoBlockAlignment, kZeroBytes)));
+      std::memset(zeros_.get(), 0, kZeroBytes);
+    }
+    for (int64_t at = 0; at < bytes;) {
+      const ssize_t n = pwrite(fd_, zeros_.get(), static_cast<size_t>(std::min(kZeroBytes, bytes - at)),
+                               offset + at);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return n < 0 ? errno : EIO;
+      at += n;
+    }
+  }
+  if (fallocate(fd_, 0, offset, bytes) == 0) return 0;
+  if (errno != EOPNOTSUPP) return errno;
+  if (at_end && ftruncate(fd_, offset + bytes) != 0) return errno;
+  return 0;
+}
+
 absl::StatusOr<Extent> NvmeEngine::Allocate(int64_t bytes) {
   if (bytes <= 0) {
     return absl::InvalidArgumentError(
@@ -148,14 +181,7 @@ absl::StatusOr<Extent> NvmeEngine::Allocate(int64_t bytes) {
   std::lock_guard lock(extents_mutex_);
   bool from_end = false;
   const int64_t offset = extent_list_.Take(reserved, &from_end);
-  // A reused range is emptied first (it must read as zero), then reserved again so that a full
-  // file system shows here, not on a later write.
-  int error = 0;
-  if (!from_end &&
-      fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, reserved) != 0) {
-    error = errno;
-  }
-  if (error == 0 && fallocate(fd_, 0, offset, reserved) != 0) error = errno;
+  const int error = Reserve(offset, reserved, from_end);
   if (error != 0) {
     if (from_end) {
       extent_list_.UntakeEnd(offset, reserved);

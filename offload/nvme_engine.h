@@ -26,6 +26,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <deque>
 #include <map>
 #include <memory>
@@ -142,6 +143,9 @@ class NvmeEngine {
   NvmeEngine(const IoOptions& options, MemoryLedger* ledger);
   absl::StatusOr<IoTicket> Submit(internal::IoOp op, const Extent& extent, int64_t offset,
                                   char* buffer, int64_t bytes);
+  // Makes [offset, offset + bytes) of the file read as zero and reserved on disk (Note
+  // [reserving extents]); 0 or an errno. With extents_mutex_ held.
+  int Reserve(int64_t offset, int64_t bytes, bool at_end);
   absl::Status CheckRequest(const char* what, const Extent& extent, int64_t offset,
                             const void* buffer, int64_t bytes) const;
   // The following run with mutex_ held.
@@ -160,6 +164,11 @@ class NvmeEngine {
   mutable std::mutex extents_mutex_;
   internal::ExtentList extent_list_;
   std::map<int64_t, int64_t> live_extents_;  // offset -> bytes asked for
+  struct FreeDeleter {
+    void operator()(char* p) const { std::free(p); }
+  };
+  static constexpr int64_t kZeroBytes = int64_t{1} << 20;
+  std::unique_ptr<char, FreeDeleter> zeros_;  // for file systems without hole punching
 
   mutable std::mutex mutex_;
   std::condition_variable finished_cv_;
