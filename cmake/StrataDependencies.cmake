@@ -6,6 +6,9 @@ find_package(OpenMP REQUIRED COMPONENTS CXX)
 find_package(absl REQUIRED)
 find_package(nlohmann_json 3 REQUIRED)
 find_package(ZLIB REQUIRED)
+# io_uring for the NVMe engine (offload/); Debian: liburing-dev.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(liburing REQUIRED IMPORTED_TARGET liburing)
 
 # OpenBLAS built with OpenMP, so that GEMM and our own OpenMP kernels share one thread pool
 # instead of two pools spinning against each other on the same cores.
@@ -82,6 +85,7 @@ function(strata_report name found detail)
 endfunction()
 strata_report("OpenBLAS" TRUE "${STRATA_OPENBLAS_VARIANT}: ${STRATA_OPENBLAS_LIBRARY}")
 strata_report("OpenMP" TRUE "${OpenMP_CXX_VERSION}")
+strata_report("liburing" TRUE "${liburing_VERSION}")
 strata_report("Abseil" TRUE "${absl_VERSION}")
 strata_report("CUDA toolkit" ${STRATA_HAVE_CUDA} "(STRATA_CUDA=${STRATA_CUDA}) ${CUDAToolkit_VERSION}")
 strata_report("-march=native" "${STRATA_ARCH_FLAGS}" "")

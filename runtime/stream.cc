@@ -66,6 +66,16 @@ void Event::Synchronize() const {
   state_->WaitFor(state_->recorded());
 }
 
+uint64_t Event::RecordOnHost() const {
+  STRATA_CHECK(state_ != nullptr, "RecordOnHost on an event that was never created");
+  return state_->MarkRecorded();
+}
+
+void Event::CompleteOnHost(uint64_t point) const {
+  STRATA_CHECK(state_ != nullptr, "CompleteOnHost on an event that was never created");
+  state_->Complete(point);
+}
+
 namespace {
 
 class CpuStream final : public Stream {

@@ -17,6 +17,7 @@
 // never hang) and Synchronize reports that failure, naming the stream.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -39,6 +40,11 @@ class Event {
   bool Query() const;
   // Blocks the calling host thread until Query() is true.
   void Synchronize() const;
+  // For producers that are not streams (the NVMe engine's completion thread): RecordOnHost marks a
+  // new point, as a stream's Record does, and returns it; CompleteOnHost(point) reaches it, and
+  // every stream or host waiting on it goes on.
+  uint64_t RecordOnHost() const;
+  void CompleteOnHost(uint64_t point) const;
   Device device() const { return device_; }
   const std::shared_ptr<EventState>& state() const { return state_; }
 
