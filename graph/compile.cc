@@ -1,6 +1,8 @@
 #include "graph/compile.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "graph/tier_store.h"
 #include "graph/autodiff.h"
 #include "graph/ops/ops.h"
 #include "graph/passes/passes.h"
@@ -51,6 +53,62 @@ namespace {
 
 void Dump(const TrainOptions& o, std::string& out, const std::string& after, const Graph& g) {
   if (o.dump_graph) absl::StrAppend(&out, "== after ", after, " ==\n", g.ToString(), "\n");
+}
+
+std::string Bytes(int64_t b) {
+  return absl::StrFormat("%.1f MiB (%d bytes)", static_cast<double>(b) / 1048576.0, b);
+}
+
+struct TierNeeds {
+  int64_t device = 0, host = 0;
+};
+
+TierNeeds Needs(const Graph& graph, const MemoryPlan& plan, const OffloadOptions& o) {
+  bool staging = plan.nvme_bytes > 0;
+  for (const Node& n : graph.nodes()) staging = staging || n.op->kind() == OpKind::kOffloadedUpdate;
+  return {plan.persistent_bytes + plan.arena_bytes,
+          plan.host_bytes + (staging ? TierStore::StagingBytes(o) : 0)};
+}
+
+// Note [fitting the budgets]
+// The offload schedule and the memory plan are made with the lookahead the user asked for; when
+// the device tier then exceeds its budget, the lookahead shrinks (by 4x, down to 0) until it
+// fits — it is a bound on what may be fetched ahead, so this changes no result, only overlap —
+// and config.offload.prefetch_bytes says what was used. If even no lookahead does not fit, or
+// the host tier exceeds its budget, compiling fails with the smallest budget that would work.
+absl::StatusOr<MemoryPlan> ScheduleAndPlan(Graph& graph, Program::Config& config) {
+  OffloadOptions& o = config.offload;
+  if (o.device_bytes < 0 || o.host_bytes < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("offload: budgets must be >= 0 (device ",
+                                                   o.device_bytes, ", host ", o.host_bytes, ")"));
+  }
+  const Graph unscheduled = graph;
+  int64_t lookahead = o.prefetch_bytes;
+  while (true) {
+    graph = unscheduled;
+    STRATA_RETURN_IF_ERROR(ScheduleOffload(graph, lookahead));
+    STRATA_ASSIGN_OR_RETURN(MemoryPlan plan, PlanMemory(graph, config.num_threads));
+    const TierNeeds need = Needs(graph, plan, o);
+    if (o.host_bytes > 0 && need.host > o.host_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "offload: the host budget of ", Bytes(o.host_bytes), " is too small: this placement "
+          "needs at least ", Bytes(need.host), " of host memory (state homed on the host plus "
+          "staging buffers); raise --host-budget or move state to nvme"));
+    }
+    if (o.device_bytes == 0 || need.device <= o.device_bytes) {
+      o.prefetch_bytes = lookahead;
+      return plan;
+    }
+    if (lookahead == 0) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "offload: the device budget of ", Bytes(o.device_bytes), " is too small: this model "
+          "and placement need at least ", Bytes(need.device), " (", Bytes(plan.persistent_bytes),
+          " of state homed on the device + ", Bytes(plan.arena_bytes), " of arena with no "
+          "prefetch); raise --device-budget to at least that, or offload more "
+          "(--offload-params/--offload-grads/--offload-optimizer host|nvme, --recompute)"));
+    }
+    lookahead /= 4;
+  }
 }
 
 }  // namespace
@@ -200,11 +258,15 @@ absl::StatusOr<std::unique_ptr<Program>> Compile(Module& model,
   Dump(options, config.dump, "schedule_updates", graph);
   STRATA_RETURN_IF_ERROR(EliminateDeadCode(graph));
   Dump(options, config.dump, "dead_code", graph);
-  STRATA_ASSIGN_OR_RETURN(MemoryPlan plan, PlanMemory(graph, config.num_threads));
+  STRATA_RETURN_IF_ERROR(PlaceState(graph, options.offload));
+  config.offload = options.offload;
+  STRATA_ASSIGN_OR_RETURN(MemoryPlan plan, ScheduleAndPlan(graph, config));
+  if (options.offload.offloads()) Dump(options, config.dump, "schedule_offload", graph);
   if (options.dump_graph) {
     absl::StrAppend(&config.dump, "== memory plan ==\npersistent ", plan.persistent_bytes,
                     " B, arena ", plan.arena_bytes, " B (largest live set ", plan.live_peak_bytes,
-                    " B)\n");
+                    " B), host ", plan.host_bytes, " B, nvme ", plan.nvme_bytes, " B, prefetch ",
+                    config.offload.prefetch_bytes, " B\n");
   }
   return Program::Create(std::move(graph), std::move(plan), std::move(config));
 }

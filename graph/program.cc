@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "graph/ops/ops.h"
 #include "runtime/status.h"
 #include "runtime/threading.h"
 
@@ -78,12 +79,23 @@ void Unpoison(const void* p, int64_t bytes) {
 }  // namespace
 
 std::string MemoryReport::ToString() const {
-  std::string s = "planned peak:";
-  for (MemoryTier t : kAllMemoryTiers) {
-    absl::StrAppend(&s, " ", MemoryTierName(t), " ", planned_peak[static_cast<int>(t)], " B");
+  auto mib = [](int64_t b) { return absl::StrFormat("%.1f MiB", b / 1048576.0); };
+  auto tier = [&](MemoryTier t, const std::string& parts) {
+    const int i = static_cast<int>(t);
+    return absl::StrFormat("  %-6s %12s planned%s: %s\n", MemoryTierName(t), mib(planned_peak[i]),
+                           budget[i] > 0 ? absl::StrCat(" (budget ", mib(budget[i]), ")") : "",
+                           parts);
+  };
+  std::string s = "memory plan per tier:\n";
+  absl::StrAppend(&s, tier(MemoryTier::kDevice,
+                           absl::StrCat(mib(persistent_bytes), " persistent + ", mib(arena_bytes),
+                                        " arena (largest live set ", mib(live_peak_bytes), ")")));
+  absl::StrAppend(&s, tier(MemoryTier::kHost, absl::StrCat(mib(host_bytes), " state + ",
+                                                           mib(staging_bytes), " staging")));
+  absl::StrAppend(&s, tier(MemoryTier::kNvme, absl::StrCat(mib(nvme_bytes), " state")));
+  if (!io.empty()) {
+    absl::StrAppend(&s, "  io     ", io, ", prefetch ", mib(prefetch_bytes), "\n");
   }
-  absl::StrAppend(&s, " (persistent ", persistent_bytes, " B, arena ", arena_bytes,
-                  " B, largest live set ", live_peak_bytes, " B)");
   return s;
 }
 
@@ -94,7 +106,7 @@ absl::StatusOr<std::unique_ptr<Program>> Program::Create(Graph graph, MemoryPlan
                                                          Config config) {
   std::unique_ptr<Program> p(new Program(std::move(graph), std::move(plan), std::move(config)));
   STRATA_RETURN_IF_ERROR(p->Bind());
-  p->InitializeParameters();
+  STRATA_RETURN_IF_ERROR(p->InitializeParameters());
   return p;
 }
 
@@ -111,6 +123,16 @@ absl::Status Program::Bind() {
   if (persistent_.size() > 0) std::memset(persistent_.data(), 0, persistent_.size());
   auto persistent = std::make_shared<Storage>(persistent_.data(), persistent_.size(), Device::Cpu());
   auto arena = std::make_shared<Storage>(arena_.data(), arena_.size(), Device::Cpu());
+  bool staging = plan_.nvme_bytes > 0;
+  for (const Node& n : graph_.nodes()) staging = staging || n.op->kind() == OpKind::kOffloadedUpdate;
+  if (plan_.host_bytes > 0 || staging) {
+    STRATA_ASSIGN_OR_RETURN(store_,
+                            TierStore::Create(config_.offload, &ledger_, plan_.host_bytes, staging));
+  }
+  // Host memory is addressable on every build (pinned memory on a GPU one).
+  auto host = std::make_shared<Storage>(store_ ? store_->host_region() : nullptr, plan_.host_bytes,
+                                        Device::Cpu());
+  extents_.assign(graph_.num_values(), offload::Extent{});
 
   tensors_.assign(graph_.num_values(), Tensor());
   if (config_.check_plan) {
@@ -135,11 +157,18 @@ absl::Status Program::Bind() {
       continue;
     }
     const size_t elem = SizeOf(value.type.dtype);
+    const bool persists = IsPersistent(value.role);
+    if (persists && value.home == MemoryTier::kNvme) {
+      STRATA_ASSIGN_OR_RETURN(extents_[v],
+                              store_->AllocateExtent(static_cast<int64_t>(value.type.nbytes())));
+      continue;
+    }
+    std::shared_ptr<Storage> region = !persists                           ? arena
+                                      : value.home == MemoryTier::kHost ? host
+                                                                        : persistent;
     STRATA_ASSIGN_OR_RETURN(
-        tensors_[v],
-        Tensor::View(IsPersistent(value.role) ? persistent : arena, value.type.shape,
-                     ContiguousStrides(value.type.shape),
-                     plan_.offset[v] / static_cast<int64_t>(elem), value.type.dtype));
+        tensors_[v], Tensor::View(region, value.type.shape, ContiguousStrides(value.type.shape),
+                                  plan_.offset[v] / static_cast<int64_t>(elem), value.type.dtype));
   }
   for (const auto& [v, bytes] : graph_.constants()) {
     if (tensors_[v].defined()) std::memcpy(tensors_[v].raw_data(), bytes.data(), bytes.size());
@@ -156,17 +185,56 @@ absl::Status Program::Bind() {
     instructions_.push_back(std::move(ins));
   }
   node_ms_.assign(instructions_.size(), 0.0);
-  for (const Config::Param& p : config_.params) named_params_.push_back({p.path, tensors_[p.value]});
+  for (const Config::Param& p : config_.params) {
+    named_params_.push_back({p.path, tensors_[p.value]});
+    param_values_.push_back({p.path, p.value});
+  }
   for (const auto& [name, v] : config_.gradients) named_grads_.push_back({name, tensors_[v]});
   for (const auto& [name, v] : config_.optimizer_state) {
-    if (tensors_[v].defined()) named_state_.push_back({name, tensors_[v]});
+    if (plan_.offset[v] < 0) continue;  // unused (dead code)
+    named_state_.push_back({name, tensors_[v]});
+    state_values_.push_back({name, v});
   }
+  return PlanStreams();
+}
+
+// Note [the IO stream]
+// Nodes that move bytes between tiers run on an IO stream (a worker thread here, a copy stream
+// and host threads on a GPU build) while compute goes on; the order and the waits are those of
+// Note [the offload schedule] (graph/passes/schedule_offload.cc), fixed at compile time, so a
+// step allocates nothing and needs no tracing. With check_plan every node runs in order on the
+// calling thread, IO included, so that each value's block exists exactly over its interval.
+absl::Status Program::PlanStreams() {
+  const int n = static_cast<int>(instructions_.size());
+  std::vector<bool> is_io(n);
+  bool any = false;
+  for (int i = 0; i < n; ++i) {
+    is_io[i] = instructions_[i].op->RunsOnIoStream();
+    any = any || is_io[i];
+  }
+  if (!any || config_.check_plan) return absl::OkStatus();
+  const std::vector<int> completion = IoCompletionPoints(graph_);
+  std::vector<int> all, micro, update;
+  for (int i = 0; i < n; ++i) {
+    all.push_back(i);
+    (instructions_[i].phase == Phase::kMicroStep ? micro : update).push_back(i);
+  }
+  all_ = IoStream::Plan(all, is_io, completion);
+  micro_ = IoStream::Plan(micro, is_io, completion);
+  update_ = IoStream::Plan(update, is_io, completion);
+  run_instruction_ = [this](int i) { return Run(instructions_[i]); };
+  io_stream_ = std::make_unique<IoStream>();
   return absl::OkStatus();
 }
 
-void Program::InitializeParameters() {
+absl::Status Program::InitializeParameters() {
   for (const Config::Param& p : config_.params) {
-    const Tensor& t = tensors_[p.value];
+    const Value& value = graph_.value(p.value);
+    // A parameter homed on NVMe is drawn in memory, one at a time, then written home.
+    Tensor t = tensors_[p.value];
+    if (!t.defined()) {
+      STRATA_ASSIGN_OR_RETURN(t, Tensor::Empty(value.type.shape, DType::kF32, DefaultCpuAllocator()));
+    }
     float* d = t.data<float>();
     const int64_t n = t.numel();
     Rng rng(HashPath(config_.seed, p.path));
@@ -177,7 +245,44 @@ void Program::InitializeParameters() {
         default: d[i] = static_cast<float>(p.a + (p.b - p.a) * rng.Uniform()); break;
       }
     }
+    if (!tensors_[p.value].defined()) STRATA_RETURN_IF_ERROR(WriteState(p.value, t));
   }
+  return absl::OkStatus();
+}
+
+int64_t Program::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& [name, v] : param_values_) n += graph_.value(v).type.shape.numel();
+  return n;
+}
+
+absl::StatusOr<Tensor> Program::ReadState(ValueId id, Allocator& allocator) const {
+  if (id < 0 || id >= graph_.num_values() || !IsPersistent(graph_.value(id).role) ||
+      plan_.offset[id] < 0) {
+    return absl::NotFoundError(absl::StrCat("program has no state value %", id));
+  }
+  const Value& value = graph_.value(id);
+  STRATA_ASSIGN_OR_RETURN(Tensor copy, Tensor::Empty(value.type.shape, value.type.dtype, allocator));
+  if (tensors_[id].defined()) {
+    STRATA_RETURN_IF_ERROR(copy.CopyFrom(tensors_[id]));
+  } else {
+    STRATA_RETURN_IF_ERROR(store_->Read(extents_[id], copy.raw_data(), copy.nbytes()));
+  }
+  return copy;
+}
+
+absl::Status Program::WriteState(ValueId id, const Tensor& src) {
+  if (id < 0 || id >= graph_.num_values() || !IsPersistent(graph_.value(id).role) ||
+      plan_.offset[id] < 0) {
+    return absl::NotFoundError(absl::StrCat("program has no state value %", id));
+  }
+  const Value& value = graph_.value(id);
+  if (src.dtype() != value.type.dtype || src.shape() != value.type.shape || !src.is_contiguous()) {
+    return absl::InvalidArgumentError(absl::StrCat("WriteState: ", Describe(id), " cannot take ",
+                                                   src.ToString()));
+  }
+  if (tensors_[id].defined()) return tensors_[id].CopyFrom(src);
+  return store_->Write(extents_[id], src.raw_data(), static_cast<int64_t>(src.nbytes()));
 }
 
 absl::StatusOr<Tensor> Program::parameter(const std::string& path) const {
@@ -203,6 +308,17 @@ MemoryReport Program::memory_report() const {
   r.live_peak_bytes = plan_.live_peak_bytes;
   r.planned_peak[static_cast<int>(MemoryTier::kDevice)] =
       r.persistent_bytes + (config_.check_plan ? r.live_peak_bytes : r.arena_bytes);
+  r.host_bytes = plan_.host_bytes;
+  bool staging = plan_.nvme_bytes > 0;
+  for (const Node& n : graph_.nodes()) staging = staging || n.op->kind() == OpKind::kOffloadedUpdate;
+  r.staging_bytes = staging ? TierStore::StagingBytes(config_.offload) : 0;
+  r.nvme_bytes = plan_.nvme_bytes;
+  r.planned_peak[static_cast<int>(MemoryTier::kHost)] = r.host_bytes + r.staging_bytes;
+  r.planned_peak[static_cast<int>(MemoryTier::kNvme)] = r.nvme_bytes;
+  r.budget[static_cast<int>(MemoryTier::kDevice)] = config_.offload.device_bytes;
+  r.budget[static_cast<int>(MemoryTier::kHost)] = config_.offload.host_bytes;
+  r.prefetch_bytes = config_.offload.prefetch_bytes;
+  if (store_ != nullptr && plan_.nvme_bytes > 0) r.io = store_->Describe();
   return r;
 }
 
@@ -243,7 +359,9 @@ absl::Status Program::LoadMicroBatch(absl::Span<const Tensor> batch, int index) 
 absl::Status Program::Run(const Instruction& ins) {
   const auto start = profiling_ ? std::chrono::steady_clock::now()
                                 : std::chrono::steady_clock::time_point();
-  const absl::Status s = ins.op->Run(RunArgs{ins.in, ins.out, ins.workspace, &scalars_});
+  const absl::Status s = ins.op->RunsOnIoStream()
+                             ? RunIo(ins)
+                             : ins.op->Run(RunArgs{ins.in, ins.out, ins.workspace, &scalars_});
   if (profiling_) {
     node_ms_[&ins - instructions_.data()] +=
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
@@ -253,7 +371,86 @@ absl::Status Program::Run(const Instruction& ins) {
                                              s.message()));
 }
 
+absl::Status Program::RunIo(const Instruction& ins) {
+  const Node& n = *ins.node;
+  switch (ins.op->kind()) {
+    case OpKind::kFetch: {
+      const ValueId home = n.inputs[0];
+      const Tensor& dst = ins.out[0];
+      const int64_t bytes = static_cast<int64_t>(dst.nbytes());
+      if (graph_.value(home).home == MemoryTier::kNvme) {
+        return store_->Read(extents_[home], dst.raw_data(), bytes);
+      }
+      std::memcpy(dst.raw_data(), tensors_[home].raw_data(), bytes);
+      store_->CountRead(MemoryTier::kHost, bytes);
+      return absl::OkStatus();
+    }
+    case OpKind::kWriteBack: {
+      const ValueId home = n.inputs[1];
+      const Tensor& src = ins.in[0];
+      const int64_t bytes = static_cast<int64_t>(src.nbytes());
+      if (graph_.value(home).home == MemoryTier::kNvme) {
+        return store_->Write(extents_[home], src.raw_data(), bytes);
+      }
+      std::memcpy(tensors_[home].raw_data(), src.raw_data(), bytes);
+      store_->CountWrite(MemoryTier::kHost, bytes);
+      return absl::OkStatus();
+    }
+    case OpKind::kOffloadedUpdate: return RunOffloadedUpdate(ins);
+    default:
+      return absl::InternalError(absl::StrCat(ins.op->name(), " runs on the IO stream but is not IO"));
+  }
+}
+
+absl::Status Program::RunOffloadedUpdate(const Instruction& ins) {
+  const Node& n = *ins.node;
+  const Op& update = ops::OffloadedInnerUpdate(*ins.op);
+  const bool has_norm = config_.grad_norm != kNoValue && n.inputs.back() == config_.grad_norm;
+  const int k = static_cast<int>(n.inputs.size()) - (has_norm ? 1 : 0);
+  const std::vector<int> mutated = update.MutatedInputs();
+  std::array<TierStore::Operand, 4> operands;
+  for (int j = 0; j < k; ++j) {
+    const ValueId v = n.inputs[j];
+    const Value& value = graph_.value(v);
+    TierStore::Operand& o = operands[j];
+    o.tier = IsPersistent(value.role) ? value.home : MemoryTier::kDevice;
+    if (o.tier == MemoryTier::kNvme) {
+      o.extent = extents_[v];
+    } else {
+      o.data = ins.in[j].data<float>();
+    }
+    o.mutated = std::find(mutated.begin(), mutated.end(), j) != mutated.end();
+  }
+  Tensor norm;
+  if (has_norm) {  // four bytes of the device, copied once
+    norm_scratch_[0] = ins.in.back().data<float>()[0];
+    STRATA_ASSIGN_OR_RETURN(
+        norm, Tensor::View(std::make_shared<Storage>(norm_scratch_, sizeof(float), Device::Cpu()),
+                           Shape{}, {}, 0, DType::kF32));
+  }
+  const int64_t numel = ins.in[0].defined() ? ins.in[0].numel()
+                                            : graph_.value(n.inputs[0]).type.shape.numel();
+  return store_->Update(
+      absl::MakeConstSpan(operands.data(), k), numel,
+      [&](absl::Span<float* const> chunk, int64_t elems) -> absl::Status {
+        std::array<Tensor, 5> in;
+        for (int j = 0; j < k; ++j) {
+          STRATA_ASSIGN_OR_RETURN(
+              in[j], Tensor::View(std::make_shared<Storage>(chunk[j], elems * sizeof(float),
+                                                            Device::Cpu()),
+                                  Shape{elems}, {1}, 0, DType::kF32));
+        }
+        if (has_norm) in[k] = norm;
+        return update.Run(RunArgs{absl::MakeConstSpan(in.data(), k + (has_norm ? 1 : 0)), {}, {},
+                                  &scalars_});
+      });
+}
+
 absl::Status Program::RunPhase(Phase phase, bool all) {
+  if (io_stream_ != nullptr) {
+    const IoStream::Sequence& seq = all ? all_ : phase == Phase::kMicroStep ? micro_ : update_;
+    return io_stream_->Run(seq, run_instruction_, &io_wait_ms_);
+  }
   for (int i = 0; i < static_cast<int>(instructions_.size()); ++i) {
     if (!all && instructions_[i].phase != phase) continue;
     STRATA_RETURN_IF_ERROR(config_.check_plan ? RunChecked(i) : Run(instructions_[i]));
@@ -406,6 +603,13 @@ absl::StatusOr<StepStats> Program::Step(absl::Span<const Tensor> batch) {
   STRATA_RETURN_IF_ERROR(CheckBatch(batch));
   const auto start = std::chrono::steady_clock::now();
   for (MemoryTier t : kAllMemoryTiers) ledger_.ResetPeak(t);
+  io_wait_ms_ = 0;
+  TierBytes read_before{}, written_before{};
+  for (MemoryTier t : kAllMemoryTiers) {
+    if (store_ == nullptr) break;
+    read_before[static_cast<int>(t)] = store_->read_bytes(t);
+    written_before[static_cast<int>(t)] = store_->write_bytes(t);
+  }
   scalars_.step = step_count_ + 1;
   scalars_.lr = config_.schedule.At(step_count_);
   scalars_.training = true;
@@ -433,6 +637,13 @@ absl::StatusOr<StepStats> Program::Step(absl::Span<const Tensor> batch) {
   const double seq = batch.empty() || batch[0].rank() < 2 ? 1.0 : static_cast<double>(batch[0].dim(1));
   s.tokens_per_s = s.samples_per_s * seq;
   for (MemoryTier t : kAllMemoryTiers) s.peak_bytes[static_cast<int>(t)] = ledger_.usage(t).peak;
+  s.io_wait_ms = io_wait_ms_;
+  for (MemoryTier t : kAllMemoryTiers) {
+    if (store_ == nullptr) break;
+    const int i = static_cast<int>(t);
+    s.io_read_bytes[i] = store_->read_bytes(t) - read_before[i];
+    s.io_write_bytes[i] = store_->write_bytes(t) - written_before[i];
+  }
   return s;
 }
 

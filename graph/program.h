@@ -18,6 +18,7 @@
 #pragma once
 
 #include <array>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -25,9 +26,12 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "graph/io_stream.h"
 #include "graph/ir.h"
+#include "graph/offload_options.h"
 #include "graph/op.h"
 #include "graph/passes/passes.h"
+#include "graph/tier_store.h"
 #include "optim/lr_schedule.h"
 #include "runtime/allocator.h"
 #include "runtime/memory_ledger.h"
@@ -38,12 +42,20 @@ namespace strata::graph {
 using TierBytes = std::array<int64_t, kNumMemoryTiers>;
 
 struct MemoryReport {
-  // Per tier, indexed by MemoryTier: persistent + arena bytes, or with check_plan (one
-  // allocation per live arena value) persistent + the largest live set.
+  // Per tier, indexed by MemoryTier. device: persistent + arena bytes, or with check_plan (one
+  // allocation per live arena value) persistent + the largest live set; host: the host region
+  // + staging buffers; nvme: the swap-file extents.
   TierBytes planned_peak{};
-  int64_t persistent_bytes = 0;  // parameters, optimizer state, inputs, outputs
-  int64_t arena_bytes = 0;       // activations, gradients, workspaces, shared by liveness
+  TierBytes budget{};            // 0 where there is none
+  int64_t persistent_bytes = 0;  // on the device: parameters, optimizer state, inputs, outputs
+  int64_t arena_bytes = 0;       // activations, gradients, staged copies, workspaces
   int64_t live_peak_bytes = 0;   // the largest sum of simultaneously live arena values
+  int64_t host_bytes = 0;        // state homed on the host
+  int64_t staging_bytes = 0;     // pinned buffers that transfers to and from NVMe go through
+  int64_t nvme_bytes = 0;        // state homed on NVMe
+  int64_t prefetch_bytes = 0;    // the lookahead the schedule was built with
+  std::string io;                // the NVMe engine, when there is one
+  // One line per tier: "device  123.4 MiB planned (budget 512.0 MiB): 10.0 MiB persistent, ...".
   std::string ToString() const;
 };
 
@@ -94,6 +106,7 @@ class Program {
     // Each arena value in its own allocation for its live interval only, checked against the
     // plan at every node (Note [checking the plan] in program.cc). Slower; Step allocates.
     bool check_plan = false;
+    OffloadOptions offload;  // home tiers, budgets and the NVMe engine
   };
 
   static absl::StatusOr<std::unique_ptr<Program>> Create(Graph graph, MemoryPlan plan,
@@ -111,12 +124,25 @@ class Program {
   // The IR after each pass (filled when Compile was asked to dump).
   const std::string& dump() const { return config_.dump; }
 
-  // Named state, for checkpoints and weight files. Parameters and buffers by model path.
+  // Named state, for checkpoints and weight files. Parameters and buffers by model path. A value
+  // homed on NVMe has no bytes in memory: its tensor here is undefined; read and write it with
+  // ReadState / WriteState, which work for every home.
   const std::vector<std::pair<std::string, Tensor>>& parameters() const { return named_params_; }
   const std::vector<std::pair<std::string, Tensor>>& optimizer_state() const {
     return named_state_;
   }
+  // The values behind parameters() and optimizer_state(), in the same order.
+  const std::vector<std::pair<std::string, ValueId>>& parameter_values() const {
+    return param_values_;
+  }
+  const std::vector<std::pair<std::string, ValueId>>& optimizer_state_values() const {
+    return state_values_;
+  }
   absl::StatusOr<Tensor> parameter(const std::string& path) const;
+  int64_t num_parameters() const;  // elements of every parameter and buffer
+  // A persistent value's bytes, wherever it lives: a host copy made with `allocator`, and back.
+  absl::StatusOr<Tensor> ReadState(ValueId id, Allocator& allocator) const;
+  absl::Status WriteState(ValueId id, const Tensor& src);
   // The tensor bound to value `id`, as the last Step or Evaluate left it (Evaluate computes only
   // what the loss depends on). Only persistent values keep their bytes (parameters, inputs,
   // outputs: mark a traced value with Tracer::MarkOutput to read it here); an arena value's
@@ -144,10 +170,13 @@ class Program {
   };
   Program(Graph graph, MemoryPlan plan, Config config);
   absl::Status Bind();
-  void InitializeParameters();
+  absl::Status InitializeParameters();
   absl::Status CheckBatch(absl::Span<const Tensor> batch) const;
   absl::Status LoadMicroBatch(absl::Span<const Tensor> batch, int index);
   absl::Status Run(const Instruction& ins);
+  absl::Status RunIo(const Instruction& ins);
+  absl::Status RunOffloadedUpdate(const Instruction& ins);
+  absl::Status PlanStreams();
   absl::Status RunPhase(Phase phase, bool all);
   absl::Status RunMicroBatches(absl::Span<const Tensor> batch, double* loss_sum);
   // check_plan: Run with the node's arena values allocated, checked and released around it.
@@ -179,6 +208,16 @@ class Program {
   bool profiling_ = false;
   int64_t profiled_steps_ = 0;
   std::vector<double> node_ms_;  // per instruction, summed over profiled steps
+  // Homes off the device (Note [home tiers]): per value, its swap-file extent when on NVMe.
+  std::unique_ptr<TierStore> store_;
+  std::vector<offload::Extent> extents_;
+  std::vector<std::pair<std::string, ValueId>> param_values_, state_values_;
+  // Note [the IO stream]: the instruction sequences of a step and the stream that runs them.
+  IoStream::Sequence all_, micro_, update_;
+  std::function<absl::Status(int)> run_instruction_;
+  double io_wait_ms_ = 0;
+  float norm_scratch_[16] = {};  // an offloaded update's copy of the global norm
+  std::unique_ptr<IoStream> io_stream_;  // last: its worker stops before the rest goes
 };
 
 }  // namespace strata::graph

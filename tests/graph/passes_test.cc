@@ -621,7 +621,9 @@ TEST(ScheduleUpdatesTest, ClippingMovesEachNormToItsGradientAndUpdatesAfterTheGl
   }
   ASSERT_GE(global, 0);
   for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
-    if (IsUpdate(nodes[i])) EXPECT_GT(i, global);
+    if (IsUpdate(nodes[i])) {
+      EXPECT_GT(i, global);
+    }
     if (nodes[i].op->kind() != OpKind::kGradNorm) continue;
     ++norms;
     EXPECT_LT(i, global);

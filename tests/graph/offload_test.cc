@@ -1,0 +1,286 @@
+// Training with state homed off the device: the same model trained with parameters, gradients
+// and optimizer state on host or NVMe (both IO engines) gives bit-identical losses and state to
+// the run with everything in memory; budgets hold and the measured peak per tier equals the
+// plan; a budget too small fails at compile time naming the smallest that works; and the
+// offload schedule's IO nodes show in the dump.
+#include <filesystem>
+#include <random>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "graph/compile.h"
+#include "graph/models/gpt.h"
+#include "graph/models/mobilenet.h"
+#include "graph/ops/ops.h"
+#include "gtest/gtest.h"
+#include "tests/runtime/cpu/kernel_test_util.h"
+
+namespace strata::graph {
+namespace {
+
+using ::testing::HasSubstr;
+namespace fs = std::filesystem;
+
+constexpr GptConfig kTiny{.vocab = 64, .block_size = 16, .layers = 2, .width = 32, .heads = 4};
+constexpr MemoryTier kDevice = MemoryTier::kDevice, kHost = MemoryTier::kHost,
+                     kNvme = MemoryTier::kNvme;
+
+std::string SwapDir() {
+  const fs::path dir = fs::path(::testing::TempDir()) / "offload_test";
+  fs::create_directories(dir);
+  return dir.string();
+}
+
+struct Placement {
+  MemoryTier params = kDevice, grads = kDevice, optimizer = kDevice;
+  offload::IoEngineKind engine = offload::IoEngineKind::kThreads;
+  int64_t prefetch = int64_t{64} << 20;
+  std::string Name() const {
+    return absl::StrCat("params ", MemoryTierName(params), ", grads ", MemoryTierName(grads),
+                        ", optimizer ", MemoryTierName(optimizer), ", ",
+                        offload::IoEngineKindName(engine), ", prefetch ", prefetch);
+  }
+};
+
+OffloadOptions Offload(const Placement& p) {
+  OffloadOptions o;
+  o.params = p.params;
+  o.grads = p.grads;
+  o.optimizer = p.optimizer;
+  o.prefetch_bytes = p.prefetch;
+  o.io.dir = SwapDir();
+  o.io.engine = p.engine;
+  o.io.block_size = 16 << 10;  // small chunks, so tensors span several and the pipeline turns
+  return o;
+}
+
+Tensor Tokens(int64_t b, int64_t t, uint32_t seed) {
+  Tensor x = Tensor::Empty(Shape{b, t}, DType::kI32, DefaultCpuAllocator()).value();
+  std::mt19937 rng(seed);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<int32_t>()[i] = static_cast<int32_t>(rng() % kTiny.vocab);
+  return x;
+}
+
+TrainOptions GptOptions(double clip, int micro_batches) {
+  TrainOptions o;
+  o.optimizer = OptimizerOptions::AdamW(0.9, 0.95, 1e-8, 0.1);
+  o.schedule = {.kind = optim::LrSchedule::kCosine, .max_lr = 1e-2, .min_lr = 1e-3,
+                .warmup_steps = 2, .total_steps = 20};
+  o.clip_grad_norm = clip;
+  o.micro_batches = micro_batches;
+  o.seed = 3;
+  return o;
+}
+
+struct Trained {
+  std::vector<double> losses;
+  std::vector<std::vector<float>> state;  // every parameter and optimizer state, in order
+  std::vector<StepStats> stats;
+  MemoryReport report;
+};
+
+std::vector<float> Floats(const Tensor& t) {
+  return std::vector<float>(t.data<float>(), t.data<float>() + t.numel());
+}
+
+Trained Finish(Program& p, const std::vector<Tensor>& batch, int steps) {
+  Trained r;
+  r.report = p.memory_report();
+  for (int s = 0; s < steps; ++s) {
+    absl::StatusOr<StepStats> st = p.Step(batch);
+    EXPECT_TRUE(st.ok()) << st.status();
+    if (!st.ok()) return r;
+    r.losses.push_back(st->loss);
+    r.stats.push_back(*st);
+  }
+  for (const auto* named : {&p.parameter_values(), &p.optimizer_state_values()}) {
+    for (const auto& [name, v] : *named) {
+      absl::StatusOr<Tensor> t = p.ReadState(v, DefaultCpuAllocator());
+      EXPECT_TRUE(t.ok()) << name << ": " << t.status();
+      if (t.ok()) r.state.push_back(Floats(*t));
+    }
+  }
+  return r;
+}
+
+Trained TrainGpt(const Placement& where, double clip, int micro_batches, int steps = 4,
+             int64_t device_budget = 0, const GptConfig& config = kTiny, bool check_plan = false) {
+  Gpt gpt(config);
+  TrainOptions o = GptOptions(clip, micro_batches);
+  o.check_plan = check_plan;
+  o.offload = Offload(where);
+  o.offload.device_bytes = device_budget;
+  const int64_t b = 2 * micro_batches;
+  auto p = Compile(gpt, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
+                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
+                   o);
+  EXPECT_TRUE(p.ok()) << p.status();
+  if (!p.ok()) return {};
+  return Finish(**p, {Tokens(b, 16, 1), Tokens(b, 16, 2)}, steps);
+}
+
+void ExpectSameRun(const Trained& a, const Trained& b) {
+  ASSERT_EQ(a.losses.size(), b.losses.size());
+  for (size_t s = 0; s < a.losses.size(); ++s) {
+    EXPECT_EQ(a.losses[s], b.losses[s]) << "step " << s;  // bitwise: the same kernels, same order
+    EXPECT_EQ(a.stats[s].grad_norm, b.stats[s].grad_norm) << "step " << s;
+  }
+  ASSERT_EQ(a.state.size(), b.state.size());
+  for (size_t i = 0; i < a.state.size(); ++i) EXPECT_EQ(a.state[i], b.state[i]) << "state " << i;
+}
+
+const Placement kPlacements[] = {
+    {.params = kHost, .grads = kHost, .optimizer = kHost},
+    {.params = kNvme, .grads = kNvme, .optimizer = kNvme},
+    {.params = kNvme, .grads = kNvme, .optimizer = kNvme, .engine = offload::IoEngineKind::kAuto},
+    {.params = kNvme, .grads = kNvme, .optimizer = kNvme, .prefetch = 0},
+    {.params = kDevice, .grads = kDevice, .optimizer = kNvme},
+    {.params = kNvme, .grads = kDevice, .optimizer = kHost},
+    {.params = kHost, .grads = kNvme, .optimizer = kDevice},
+};
+
+TEST(OffloadTest, GptTrainsBitIdenticallyWherever) {
+  for (double clip : {1.0, 0.0}) {
+    const Trained memory = TrainGpt({}, clip, 1);
+    ASSERT_EQ(memory.losses.size(), 4u);
+    for (const Placement& where : kPlacements) {
+      SCOPED_TRACE(absl::StrCat(where.Name(), ", clip ", clip));
+      const Trained offloaded = TrainGpt(where, clip, 1);
+      ExpectSameRun(memory, offloaded);
+      const StepStats& s = offloaded.stats.back();
+      const int64_t moved = s.io_read_bytes[0] + s.io_read_bytes[1] + s.io_read_bytes[2];
+      EXPECT_GT(moved, 0);
+      if (where.params == kNvme) EXPECT_GT(s.io_read_bytes[static_cast<int>(kNvme)], 0);
+    }
+  }
+}
+
+// The plan check (Note [checking the plan]) runs the staged copies and the IO nodes over their
+// planned intervals, with each value in its own block: same losses, no overlap, no stale read.
+TEST(OffloadTest, ThePlanCheckAcceptsTheOffloadSchedule) {
+  const Trained memory = TrainGpt({}, 1.0, 1, 2);
+  for (const Placement& where : {kPlacements[1], kPlacements[5], kPlacements[6]}) {
+    SCOPED_TRACE(where.Name());
+    ExpectSameRun(memory, TrainGpt(where, 1.0, 1, 2, 0, kTiny, /*check_plan=*/true));
+  }
+}
+
+TEST(OffloadTest, GradientAccumulationTrainsBitIdenticallyWherever) {
+  const Trained memory = TrainGpt({}, 1.0, 2, 3);
+  for (const Placement& where : {kPlacements[0], kPlacements[1], kPlacements[6]}) {
+    SCOPED_TRACE(where.Name());
+    ExpectSameRun(memory, TrainGpt(where, 1.0, 2, 3));
+  }
+}
+
+TEST(OffloadTest, CnnWithBatchNormAndSgdTrainsBitIdenticallyWherever) {
+  auto train = [](const Placement& where) {
+    MobileNetConfig c;
+    c.blocks = {{16, 16, 1, 1}, {16, 24, 2, 4}};
+    c.head = 32;
+    MobileNet net(c);
+    TrainOptions o;
+    o.optimizer = OptimizerOptions::Sgd(/*momentum=*/0.9, /*weight_decay=*/5e-4);
+    o.schedule.max_lr = 0.05;
+    o.seed = 1;
+    o.offload = Offload(where);
+    auto p = Compile(net, {{"images", Shape{4, 1, 28, 28}}, {"labels", Shape{4}, DType::kI32}},
+                     [&](absl::Span<const Var> in) { return ops::CrossEntropy(net.Forward(in[0]), in[1]); },
+                     o);
+    EXPECT_TRUE(p.ok()) << p.status();
+    if (!p.ok()) return Trained{};
+    std::mt19937_64 rng(5);
+    Tensor labels = Tensor::Empty(Shape{4}, DType::kI32, DefaultCpuAllocator()).value();
+    for (int i = 0; i < 4; ++i) labels.data<int32_t>()[i] = i % 10;
+    return Finish(**p, {testing::RandomTensor(Shape{4, 1, 28, 28}, rng), labels}, 3);
+  };
+  const Trained memory = train({});
+  ASSERT_EQ(memory.losses.size(), 3u);
+  for (const Placement& where : {kPlacements[0], kPlacements[1], kPlacements[5]}) {
+    SCOPED_TRACE(where.Name());
+    ExpectSameRun(memory, train(where));
+  }
+}
+
+// With a device budget below the model states, training runs, the measured peak of every tier
+// stays under its budget and equals the plan.
+TEST(OffloadTest, BudgetsHoldAndThePlannedPeakPerTierIsTheMeasuredOne) {
+  // Wide enough that the model states outweigh the activations.
+  constexpr GptConfig kWide{.vocab = 64, .block_size = 16, .layers = 2, .width = 128, .heads = 4};
+  const Trained memory = TrainGpt({}, 1.0, 1, 1, 0, kWide);
+  const int64_t states = memory.report.persistent_bytes;
+  const int64_t budget = states / 2;
+  const Placement all_nvme{.params = kNvme, .grads = kNvme, .optimizer = kNvme};
+  const Trained run = TrainGpt(all_nvme, 1.0, 1, 3, budget, kWide);
+  ASSERT_EQ(run.stats.size(), 3u);
+  EXPECT_LE(run.report.planned_peak[0], budget);
+  for (const StepStats& s : run.stats) {
+    for (int t = 0; t < kNumMemoryTiers; ++t) {
+      EXPECT_EQ(s.peak_bytes[t], run.report.planned_peak[t]) << "tier " << t;
+    }
+  }
+  EXPECT_GT(run.report.nvme_bytes, states);  // parameters, moments and gradients
+}
+
+TEST(OffloadTest, ABudgetTooSmallFailsAtCompileTimeWithTheSmallestThatWorks) {
+  Gpt gpt(kTiny);
+  TrainOptions o = GptOptions(1.0, 1);
+  o.offload = Offload({.params = kNvme, .grads = kNvme, .optimizer = kNvme});
+  o.offload.device_bytes = 1000;
+  auto p = Compile(gpt, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
+                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
+                   o);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(p.status().message(), HasSubstr("device budget of"));
+  EXPECT_THAT(p.status().message(), HasSubstr("need at least"));
+  // The number it states is enough.
+  const std::string m(p.status().message());
+  const size_t at = m.find("need at least ");
+  const size_t open = m.find('(', at);
+  const int64_t least = std::stoll(m.substr(open + 1));
+  o.offload.device_bytes = least;
+  Gpt again(kTiny);
+  auto q = Compile(again, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
+                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(again.Forward(in[0]), in[1]); },
+                   o);
+  EXPECT_TRUE(q.ok()) << q.status();
+  o.offload.device_bytes = least - 64;
+  Gpt third(kTiny);
+  auto r = Compile(third, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
+                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(third.Forward(in[0]), in[1]); },
+                   o);
+  EXPECT_FALSE(r.ok());
+}
+
+TEST(OffloadTest, NvmeWithoutADirectoryIsAnErrorNamingTheFlag) {
+  Gpt gpt(kTiny);
+  TrainOptions o = GptOptions(1.0, 1);
+  o.offload.optimizer = kNvme;
+  auto p = Compile(gpt, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
+                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
+                   o);
+  ASSERT_FALSE(p.ok());
+  EXPECT_THAT(p.status().message(), HasSubstr("--nvme-dir"));
+}
+
+TEST(OffloadTest, TheDumpShowsFetchesWriteBacksAndOffloadedUpdates) {
+  Gpt gpt(kTiny);
+  TrainOptions o = GptOptions(1.0, 1);
+  o.dump_graph = true;
+  o.offload = Offload({.params = kNvme, .grads = kHost, .optimizer = kNvme});
+  auto p = Compile(gpt, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
+                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
+                   o);
+  ASSERT_TRUE(p.ok()) << p.status();
+  const std::string& dump = (*p)->dump();
+  EXPECT_THAT(dump, HasSubstr("== after schedule_offload =="));
+  EXPECT_THAT(dump, HasSubstr("= fetch(%"));
+  EXPECT_THAT(dump, HasSubstr("wte.weight @nvme"));
+  EXPECT_THAT(dump, HasSubstr("write_back("));
+  EXPECT_THAT(dump, HasSubstr("offloaded_update[adamw_update"));
+  EXPECT_THAT((*p)->memory_report().ToString(), HasSubstr("nvme"));
+}
+
+}  // namespace
+}  // namespace strata::graph
