@@ -40,8 +40,8 @@ std::string BytesText(int64_t bytes) {
 }
 
 absl::Status DirError(const std::string& dir, absl::string_view what, int error_number) {
-  return absl::ErrnoToStatus(error_number, absl::StrCat("io dir '", dir, "': ", what, ": ",
-                                                        ErrnoText(error_number)));
+  return absl::Status(absl::ErrnoToStatusCode(error_number),
+                      absl::StrCat("io dir '", dir, "': ", what, ": ", ErrnoText(error_number)));
 }
 
 }  // namespace
@@ -60,15 +60,16 @@ absl::StatusOr<std::unique_ptr<NvmeEngine>> NvmeEngine::Open(const IoOptions& op
                                                              MemoryLedger* ledger) {
   STRATA_RETURN_IF_ERROR(options.Validate());
   if (options.dir.empty()) {
-    return absl::InvalidArgumentError("io options: dir is empty: name a directory for the swap file");
+    return absl::InvalidArgumentError(
+        "io options: dir is empty: name a directory for the swap file");
   }
-  struct stat st{};
+  struct stat st {};
   if (stat(options.dir.c_str(), &st) != 0) return DirError(options.dir, "stat", errno);
   if (!S_ISDIR(st.st_mode)) return DirError(options.dir, "not a directory", ENOTDIR);
 
   std::unique_ptr<NvmeEngine> engine(new NvmeEngine(options, ledger));
-  std::string name = absl::StrCat(options.dir, options.dir.back() == '/' ? "" : "/",
-                                   "strata-swap-XXXXXX");
+  std::string name =
+      absl::StrCat(options.dir, options.dir.back() == '/' ? "" : "/", "strata-swap-XXXXXX");
   engine->fd_ = mkostemp(name.data(), O_CLOEXEC);
   if (engine->fd_ < 0) return DirError(options.dir, "cannot create the swap file", errno);
   engine->path_ = name;
@@ -112,8 +113,7 @@ absl::StatusOr<std::unique_ptr<NvmeEngine>> NvmeEngine::Open(const IoOptions& op
     } else if (options.engine == IoEngineKind::kUring) {
       return absl::Status(uring.status().code(),
                           absl::StrCat("io engine 'uring': the kernel refused io_uring (",
-                                       uring.status().message(),
-                                       "): use 'auto' or 'threads'"));
+                                       uring.status().message(), "): use 'auto' or 'threads'"));
     } else {
       AnnounceOnce(uring_fallback_announced,
                    absl::StrCat("io_uring refused (", uring.status().message(),
@@ -141,10 +141,10 @@ NvmeEngine::~NvmeEngine() {
 
 // Note [reserving extents]
 // A range at the end of the file is reserved with fallocate, so a full file system shows in
-// Allocate, not in a later write. A freed range handed out again is zeroed first (FALLOC_FL_ZERO_RANGE,
-// else punched and reserved again), so that it reads as zero like a new one. File systems without fallocate (ramfs) get the same
-// meaning the slow way: the file grows with ftruncate (sparse, reads zero) and a reused range is
-// overwritten with zeros.
+// Allocate, not in a later write. A freed range handed out again is zeroed first
+// (FALLOC_FL_ZERO_RANGE, else punched and reserved again), so that it reads as zero like a new one.
+// File systems without fallocate (ramfs) get the same meaning the slow way: the file grows with
+// ftruncate (sparse, reads zero) and a reused range is overwritten with zeros.
 int NvmeEngine::Reserve(int64_t offset, int64_t bytes, bool at_end) {
   // Zeroing a range in place keeps its blocks (ext4, xfs: they become unwritten, no discard);
   // punching gives them back, for file systems without ZERO_RANGE (tmpfs).
@@ -159,8 +159,8 @@ int NvmeEngine::Reserve(int64_t offset, int64_t bytes, bool at_end) {
       std::memset(zeros_.get(), 0, kZeroBytes);
     }
     for (int64_t at = 0; at < bytes;) {
-      const ssize_t n = pwrite(fd_, zeros_.get(), static_cast<size_t>(std::min(kZeroBytes, bytes - at)),
-                               offset + at);
+      const ssize_t n = pwrite(fd_, zeros_.get(),
+                               static_cast<size_t>(std::min(kZeroBytes, bytes - at)), offset + at);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) return n < 0 ? errno : EIO;
       at += n;
@@ -190,10 +190,11 @@ absl::StatusOr<Extent> NvmeEngine::Allocate(int64_t bytes) {
     } else {
       extent_list_.Give(offset, reserved);
     }
-    return absl::ErrnoToStatus(
-        error, absl::StrCat("nvme engine: cannot reserve ", bytes, " bytes (", reserved,
-                            " rounded) in io dir '", options_.dir, "' (swap file ", path_,
-                            " of ", extent_list_.end(), " bytes): fallocate: ", ErrnoText(error)));
+    return absl::Status(
+        absl::ErrnoToStatusCode(error),
+        absl::StrCat("nvme engine: cannot reserve ", bytes, " bytes (", reserved,
+                     " rounded) in io dir '", options_.dir, "' (swap file ", path_, " of ",
+                     extent_list_.end(), " bytes): fallocate: ", ErrnoText(error)));
   }
   live_extents_.emplace(offset, bytes);
   ledger_->RecordAllocate(MemoryTier::kNvme, bytes);
@@ -213,9 +214,9 @@ void NvmeEngine::Free(const Extent& extent) {
 
 absl::Status NvmeEngine::RegisterBuffer(void* data, int64_t bytes) {
   if (data == nullptr || bytes <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("nvme engine: RegisterBuffer of ", bytes, " bytes at 0x",
-                     absl::Hex(reinterpret_cast<uintptr_t>(data))));
+    return absl::InvalidArgumentError(absl::StrCat("nvme engine: RegisterBuffer of ", bytes,
+                                                   " bytes at 0x",
+                                                   absl::Hex(reinterpret_cast<uintptr_t>(data))));
   }
   std::lock_guard lock(mutex_);
   return queue_->RegisterBuffer(data, bytes);
@@ -225,8 +226,9 @@ absl::Status NvmeEngine::CheckRequest(const char* what, const Extent& extent, in
                                       const void* buffer, int64_t bytes) const {
   const auto address = reinterpret_cast<uintptr_t>(buffer);
   if (buffer == nullptr || address % kIoBlockAlignment != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("nvme engine ", what, ": buffer 0x", absl::Hex(address),
-                                                   " is not a multiple of ", kIoBlockAlignment));
+    return absl::InvalidArgumentError(absl::StrCat("nvme engine ", what, ": buffer 0x",
+                                                   absl::Hex(address), " is not a multiple of ",
+                                                   kIoBlockAlignment));
   }
   if (offset < 0 || offset % kIoBlockAlignment != 0) {
     return absl::InvalidArgumentError(absl::StrCat("nvme engine ", what, ": offset ", offset,
@@ -240,9 +242,9 @@ absl::Status NvmeEngine::CheckRequest(const char* what, const Extent& extent, in
   std::lock_guard lock(extents_mutex_);
   auto it = live_extents_.find(extent.offset);
   if (it == live_extents_.end() || it->second != extent.bytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("nvme engine ", what, ": the extent at ", extent.offset, " of ",
-                     extent.bytes, " bytes is not allocated in ", path_));
+    return absl::InvalidArgumentError(absl::StrCat("nvme engine ", what, ": the extent at ",
+                                                   extent.offset, " of ", extent.bytes,
+                                                   " bytes is not allocated in ", path_));
   }
   const int64_t reserved = RoundUp(extent.bytes);
   if (offset > reserved || bytes > reserved - offset) {
@@ -259,8 +261,8 @@ absl::StatusOr<IoTicket> NvmeEngine::Read(const Extent& extent, int64_t offset, 
   return Submit(IoOp::kRead, extent, offset, static_cast<char*>(buffer), bytes);
 }
 
-absl::StatusOr<IoTicket> NvmeEngine::Write(const Extent& extent, int64_t offset,
-                                           const void* buffer, int64_t bytes) {
+absl::StatusOr<IoTicket> NvmeEngine::Write(const Extent& extent, int64_t offset, const void* buffer,
+                                           int64_t bytes) {
   STRATA_RETURN_IF_ERROR(CheckRequest("write", extent, offset, buffer, bytes));
   // The kernel only reads from the buffer of a write.
   return Submit(IoOp::kWrite, extent, offset, const_cast<char*>(static_cast<const char*>(buffer)),
@@ -347,14 +349,14 @@ void NvmeEngine::OnCompletions(absl::Span<const internal::IoCompletion> completi
       }
     } else if (ticket.status.ok()) {
       const int error = static_cast<int>(-result);
-      const std::string cause =
-          result == 0 ? std::string("the kernel transferred 0 bytes (end of file)")
-                      : ErrnoText(error);
-      ticket.status = absl::Status(
-          result == 0 ? absl::StatusCode::kDataLoss : absl::ErrnoToStatusCode(error),
-          absl::StrCat("nvme engine: ", slot.op == IoOp::kRead ? "read" : "write", " of ",
-                       path_, " at offset ", slot.file_offset + slot.done, ", length ",
-                       slot.bytes - slot.done, " failed: ", cause));
+      const std::string cause = result == 0
+                                    ? std::string("the kernel transferred 0 bytes (end of file)")
+                                    : ErrnoText(error);
+      ticket.status =
+          absl::Status(result == 0 ? absl::StatusCode::kDataLoss : absl::ErrnoToStatusCode(error),
+                       absl::StrCat("nvme engine: ", slot.op == IoOp::kRead ? "read" : "write",
+                                    " of ", path_, " at offset ", slot.file_offset + slot.done,
+                                    ", length ", slot.bytes - slot.done, " failed: ", cause));
     }
     --ticket.outstanding;
     --in_flight_;
@@ -381,9 +383,9 @@ absl::Status NvmeEngine::Wait(IoTicket id) {
   std::unique_lock lock(mutex_);
   auto it = tickets_.find(id);
   if (it == tickets_.end()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "nvme engine: ticket ", id, id < next_ticket_ && id > 0 ? " was already waited on"
-                                                                 : " was never issued"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("nvme engine: ticket ", id,
+                     id < next_ticket_ && id > 0 ? " was already waited on" : " was never issued"));
   }
   finished_cv_.wait(lock, [&] { return it->second.finished; });
   absl::Status status = std::move(it->second.status);
@@ -412,12 +414,11 @@ IoStats NvmeEngine::stats() const {
 }
 
 std::string NvmeEngine::Describe() const {
-  return absl::StrCat(engine_kind_ == IoEngineKind::kUring
-                          ? std::string("io_uring")
-                          : absl::StrCat("threads (", options_.threads, ")"),
-                      direct_ ? ", O_DIRECT" : ", buffered", ", block ",
-                      BytesText(options_.block_size), ", depth ", options_.queue_depth, ", ",
-                      options_.dir);
+  return absl::StrCat(
+      engine_kind_ == IoEngineKind::kUring ? std::string("io_uring")
+                                           : absl::StrCat("threads (", options_.threads, ")"),
+      direct_ ? ", O_DIRECT" : ", buffered", ", block ", BytesText(options_.block_size), ", depth ",
+      options_.queue_depth, ", ", options_.dir);
 }
 
 void NvmeEngine::InjectShortTransfers(int count) {

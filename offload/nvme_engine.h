@@ -102,13 +102,13 @@ class NvmeEngine {
   absl::Status Wait(IoTicket ticket);
   // An Event that completes when `ticket` does (failed or not: its status comes from Wait), so a
   // stream can wait on IO: compute->Wait(engine->CompletionEvent(t)). For a ticket already waited
-  // on, the event is complete.
+  // on, the event is complete; one never issued is a broken invariant (aborts).
   Event CompletionEvent(IoTicket ticket);
 
   IoStats stats() const;
-  bool direct() const { return direct_; }             // O_DIRECT in effect
+  bool direct() const { return direct_; }               // O_DIRECT in effect
   IoEngineKind engine() const { return engine_kind_; }  // kUring or kThreads, as resolved
-  const std::string& path() const { return path_; }   // the (unlinked) swap file's path
+  const std::string& path() const { return path_; }     // the (unlinked) swap file's path
   std::string Describe() const;  // "io_uring, O_DIRECT, block 1 MiB, depth 32, <dir>"
 
   // Tests: the next `count` requests of at least 8192 bytes are handed to the kernel with only
@@ -124,8 +124,8 @@ class NvmeEngine {
     int64_t file_offset = 0;  // of the first byte
     char* buffer = nullptr;
     int64_t bytes = 0;
-    int64_t issued = 0;       // bytes handed to slots so far
-    int outstanding = 0;      // slots in flight
+    int64_t issued = 0;   // bytes handed to slots so far
+    int outstanding = 0;  // slots in flight
     bool finished = false;
     absl::Status status;
     std::vector<std::pair<Event, uint64_t>> events;  // CompletionEvent points to reach
@@ -173,12 +173,12 @@ class NvmeEngine {
   mutable std::mutex mutex_;
   std::condition_variable finished_cv_;
   std::unordered_map<IoTicket, Ticket> tickets_;
-  std::deque<IoTicket> pending_;    // tickets with bytes not yet issued, oldest first
-  std::vector<Slot> slots_;         // queue_depth of them, made once
+  std::deque<IoTicket> pending_;  // tickets with bytes not yet issued, oldest first
+  std::vector<Slot> slots_;       // queue_depth of them, made once
   std::vector<int> free_slots_;
   IoTicket next_ticket_ = 1;
   int in_flight_ = 0;
-  int prepared_ = 0;                // issued since the last Submit
+  int prepared_ = 0;  // issued since the last Submit
   IoStats stats_;
   int inject_short_ = 0;
   int inject_error_count_ = 0;

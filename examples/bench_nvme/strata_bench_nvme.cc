@@ -6,15 +6,17 @@
 //
 // The file (the engine's swap file, one extent) is covered in block-size requests from start to
 // end with queue-depth of them in flight (and as many more queued in the engine: Note [tickets
-// queued ahead]), each request into its own slot of a registered pinned buffer; with --seconds it wraps around until that much time has passed. Reads first write the
-// whole file (not timed), so that they read data from the device, not unwritten extents.
+// queued ahead]), each request into its own slot of a registered pinned buffer; with --seconds it
+// wraps around until that much time has passed. Reads first write the whole file (not timed), so
+// that they read data from the device, not unwritten extents.
 #include <algorithm>
 #include <cctype>
 #include <chrono>
-#include <optional>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -42,9 +44,11 @@ absl::StatusOr<int64_t> ParseBytes(const std::string& flag, const std::string& t
   }
   unit = absl::AsciiStrToUpper(unit);
   int shift = -1;
-  for (const auto& [name, s] : {std::pair<const char*, int>{"", 0}, {"B", 0}, {"K", 10},
-                                {"KIB", 10}, {"M", 20}, {"MIB", 20}, {"G", 30}, {"GIB", 30},
-                                {"T", 40}, {"TIB", 40}}) {
+  // Each unit with its power of two.
+  static constexpr std::pair<const char*, int> kUnits[] = {
+      {"", 0}, {"B", 0}, {"K", 10}, {"KIB", 10}, {"M", 20},
+      {"MIB", 20}, {"G", 30}, {"GIB", 30}, {"T", 40}, {"TIB", 40}};
+  for (const auto& [name, s] : kUnits) {
     if (unit == name) shift = s;
   }
   int64_t value = 0;

@@ -33,9 +33,9 @@ TEST(BenchNvmeTest, PrintsOneJsonLineOfWhatItDid) {
   testing::TempDir dir;
   for (const char* engine : {"uring", "threads"}) {
     for (const char* rw : {"read", "write"}) {
-      const Result r = RunBench(absl::StrCat("--dir ", dir.path(), " --file-size 6M --block-size 1M ",
-                                        "--queue-depth 4 --io-direct off --io-engine ", engine,
-                                        " --rw ", rw));
+      const Result r = RunBench(
+          absl::StrCat("--dir ", dir.path(), " --file-size 6M --block-size 1M ",
+                       "--queue-depth 4 --io-direct off --io-engine ", engine, " --rw ", rw));
       ASSERT_EQ(r.exit_code, 0) << r.out;
       const nlohmann::json j = nlohmann::json::parse(r.out);
       EXPECT_EQ(j["rw"], rw);
