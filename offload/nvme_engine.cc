@@ -100,6 +100,8 @@ absl::StatusOr<std::unique_ptr<NvmeEngine>> NvmeEngine::Open(const IoOptions& op
   engine->slots_.resize(static_cast<size_t>(depth));
   engine->free_slots_.reserve(static_cast<size_t>(depth));
   for (int i = depth - 1; i >= 0; --i) engine->free_slots_.push_back(i);
+  engine->tickets_.reserve(static_cast<size_t>(4 * depth));
+  engine->pending_.resize(static_cast<size_t>(4 * depth));
   NvmeEngine* self = engine.get();
   auto on_complete = [self](absl::Span<const internal::IoCompletion> done) {
     self->OnCompletions(done);
@@ -130,7 +132,7 @@ absl::StatusOr<std::unique_ptr<NvmeEngine>> NvmeEngine::Open(const IoOptions& op
 NvmeEngine::~NvmeEngine() {
   {
     std::unique_lock lock(mutex_);
-    finished_cv_.wait(lock, [&] { return in_flight_ == 0 && pending_.empty(); });
+    finished_cv_.wait(lock, [&] { return in_flight_ == 0 && pending_count_ == 0; });
   }
   if (queue_ != nullptr) queue_->Shutdown();
   queue_.reset();
@@ -278,20 +280,41 @@ absl::StatusOr<IoTicket> NvmeEngine::Submit(IoOp op, const Extent& extent, int64
   ticket.file_offset = extent.offset + offset;
   ticket.buffer = buffer;
   ticket.bytes = bytes;
-  pending_.push_back(id);
+  PushPending(id);
   Pump();
   return id;
 }
 
+void NvmeEngine::PushPending(IoTicket id) {
+  if (pending_count_ == pending_.size()) {
+    // Grow the ring, oldest first again.
+    std::vector<IoTicket> grown(std::max<size_t>(16, 2 * pending_.size()));
+    for (size_t i = 0; i < pending_count_; ++i) {
+      grown[i] = pending_[(pending_head_ + i) % pending_.size()];
+    }
+    pending_ = std::move(grown);
+    pending_head_ = 0;
+  }
+  pending_[(pending_head_ + pending_count_) % pending_.size()] = id;
+  ++pending_count_;
+  tickets_.at(id).queued = true;
+}
+
+void NvmeEngine::PopPending() {
+  tickets_.at(pending_[pending_head_]).queued = false;
+  pending_head_ = (pending_head_ + 1) % pending_.size();
+  --pending_count_;
+}
+
 // Hands blocks of pending tickets to free slots, in order, then submits them as one batch.
 void NvmeEngine::Pump() {
-  while (!free_slots_.empty() && !pending_.empty()) {
-    const IoTicket id = pending_.front();
+  while (!free_slots_.empty() && pending_count_ > 0) {
+    const IoTicket id = pending_[pending_head_];
     Ticket& ticket = tickets_.at(id);
     if (!ticket.status.ok()) {
       // A failed ticket issues nothing more.
-      pending_.pop_front();
-      MaybeFinish(id, ticket);
+      PopPending();
+      MaybeFinish(ticket);
       continue;
     }
     const int slot_index = free_slots_.back();
@@ -307,7 +330,7 @@ void NvmeEngine::Pump() {
     ++ticket.outstanding;
     ++in_flight_;
     ++stats_.requests;
-    if (ticket.issued == ticket.bytes) pending_.pop_front();
+    if (ticket.issued == ticket.bytes) PopPending();
     Issue(slot_index);
   }
   if (prepared_ > 0) {
@@ -361,18 +384,15 @@ void NvmeEngine::OnCompletions(absl::Span<const internal::IoCompletion> completi
     --ticket.outstanding;
     --in_flight_;
     free_slots_.push_back(c.slot);
-    MaybeFinish(slot.ticket, ticket);
+    MaybeFinish(ticket);
   }
   Pump();
 }
 
-void NvmeEngine::MaybeFinish(IoTicket id, Ticket& ticket) {
+void NvmeEngine::MaybeFinish(Ticket& ticket) {
   if (ticket.finished || ticket.outstanding > 0) return;
   if (ticket.status.ok() && ticket.issued < ticket.bytes) return;
-  if (!ticket.status.ok() && !pending_.empty() && ticket.issued < ticket.bytes &&
-      std::find(pending_.begin(), pending_.end(), id) != pending_.end()) {
-    return;  // Pump drops it from pending_ and finishes it there
-  }
+  if (ticket.queued) return;  // failed: Pump drops it from pending_ and finishes it there
   ticket.finished = true;
   for (auto& [event, point] : ticket.events) event.CompleteOnHost(point);
   ticket.events.clear();
@@ -387,7 +407,9 @@ absl::Status NvmeEngine::Wait(IoTicket id) {
         absl::StrCat("nvme engine: ticket ", id,
                      id < next_ticket_ && id > 0 ? " was already waited on" : " was never issued"));
   }
-  finished_cv_.wait(lock, [&] { return it->second.finished; });
+  // Other threads may add tickets meanwhile, which moves them in the map: look it up again.
+  finished_cv_.wait(lock, [&] { return tickets_.at(id).finished; });
+  it = tickets_.find(id);
   absl::Status status = std::move(it->second.status);
   tickets_.erase(it);
   return status;

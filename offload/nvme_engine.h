@@ -27,14 +27,13 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
-#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -127,6 +126,7 @@ class NvmeEngine {
     int64_t issued = 0;   // bytes handed to slots so far
     int outstanding = 0;  // slots in flight
     bool finished = false;
+    bool queued = false;      // in pending_
     absl::Status status;
     std::vector<std::pair<Event, uint64_t>> events;  // CompletionEvent points to reach
   };
@@ -152,7 +152,9 @@ class NvmeEngine {
   void Pump();
   void Issue(int slot);
   void OnCompletions(absl::Span<const internal::IoCompletion> completions);
-  void MaybeFinish(IoTicket id, Ticket& ticket);
+  void MaybeFinish(Ticket& ticket);
+  void PushPending(IoTicket id);
+  void PopPending();
 
   const IoOptions options_;
   MemoryLedger* const ledger_;
@@ -172,8 +174,12 @@ class NvmeEngine {
 
   mutable std::mutex mutex_;
   std::condition_variable finished_cv_;
-  std::unordered_map<IoTicket, Ticket> tickets_;
-  std::deque<IoTicket> pending_;  // tickets with bytes not yet issued, oldest first
+  // Note [no allocation per request]: tickets live in a flat hash map and pending ones in a ring,
+  // both reserved up front and reused, so that issuing and completing IO allocates nothing once
+  // they have grown to the number of tickets a program keeps in flight.
+  absl::flat_hash_map<IoTicket, Ticket> tickets_;
+  std::vector<IoTicket> pending_;  // a ring: tickets with bytes not yet issued, oldest first
+  size_t pending_head_ = 0, pending_count_ = 0;
   std::vector<Slot> slots_;       // queue_depth of them, made once
   std::vector<int> free_slots_;
   IoTicket next_ticket_ = 1;
