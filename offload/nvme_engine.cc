@@ -40,8 +40,8 @@ std::string BytesText(int64_t bytes) {
 }
 
 absl::Status DirError(const std::string& dir, absl::string_view what, int error_number) {
-  return absl::ErrnoToStatus(error_number, absl::StrCat("io dir '", dir, "': ", what, ": ",
-                                                        ErrnoText(error_number)));
+  return absl::Status(absl::ErrnoToStatusCode(error_number),
+                      absl::StrCat("io dir '", dir, "': ", what, ": ", ErrnoText(error_number)));
 }
 
 }  // namespace
@@ -60,15 +60,16 @@ absl::StatusOr<std::unique_ptr<NvmeEngine>> NvmeEngine::Open(const IoOptions& op
                                                              MemoryLedger* ledger) {
   STRATA_RETURN_IF_ERROR(options.Validate());
   if (options.dir.empty()) {
-    return absl::InvalidArgumentError("io options: dir is empty: name a directory for the swap file");
+    return absl::InvalidArgumentError(
+        "io options: dir is empty: name a directory for the swap file");
   }
-  struct stat st{};
+  struct stat st {};
   if (stat(options.dir.c_str(), &st) != 0) return DirError(options.dir, "stat", errno);
   if (!S_ISDIR(st.st_mode)) return DirError(options.dir, "not a directory", ENOTDIR);
 
   std::unique_ptr<NvmeEngine> engine(new NvmeEngine(options, ledger));
-  std::string name = absl::StrCat(options.dir, options.dir.back() == '/' ? "" : "/",
-                                   "strata-swap-XXXXXX");
+  std::string name =
+      absl::StrCat(options.dir, options.dir.back() == '/' ? "" : "/", "strata-swap-XXXXXX");
   engine->fd_ = mkostemp(name.data(), O_CLOEXEC);
   if (engine->fd_ < 0) return DirError(options.dir, "cannot create the swap file", errno);
   engine->path_ = name;
@@ -99,6 +100,8 @@ absl::StatusOr<std::unique_ptr<NvmeEngine>> NvmeEngine::Open(const IoOptions& op
   engine->slots_.resize(static_cast<size_t>(depth));
   engine->free_slots_.reserve(static_cast<size_t>(depth));
   for (int i = depth - 1; i >= 0; --i) engine->free_slots_.push_back(i);
+  engine->tickets_.reserve(static_cast<size_t>(4 * depth));
+  engine->pending_.resize(static_cast<size_t>(4 * depth));
   NvmeEngine* self = engine.get();
   auto on_complete = [self](absl::Span<const internal::IoCompletion> done) {
     self->OnCompletions(done);
@@ -112,8 +115,7 @@ absl::StatusOr<std::unique_ptr<NvmeEngine>> NvmeEngine::Open(const IoOptions& op
     } else if (options.engine == IoEngineKind::kUring) {
       return absl::Status(uring.status().code(),
                           absl::StrCat("io engine 'uring': the kernel refused io_uring (",
-                                       uring.status().message(),
-                                       "): use 'auto' or 'threads'"));
+                                       uring.status().message(), "): use 'auto' or 'threads'"));
     } else {
       AnnounceOnce(uring_fallback_announced,
                    absl::StrCat("io_uring refused (", uring.status().message(),
@@ -130,7 +132,7 @@ absl::StatusOr<std::unique_ptr<NvmeEngine>> NvmeEngine::Open(const IoOptions& op
 NvmeEngine::~NvmeEngine() {
   {
     std::unique_lock lock(mutex_);
-    finished_cv_.wait(lock, [&] { return in_flight_ == 0 && pending_.empty(); });
+    finished_cv_.wait(lock, [&] { return in_flight_ == 0 && pending_count_ == 0; });
   }
   if (queue_ != nullptr) queue_->Shutdown();
   queue_.reset();
@@ -141,10 +143,10 @@ NvmeEngine::~NvmeEngine() {
 
 // Note [reserving extents]
 // A range at the end of the file is reserved with fallocate, so a full file system shows in
-// Allocate, not in a later write. A freed range handed out again is zeroed first (FALLOC_FL_ZERO_RANGE,
-// else punched and reserved again), so that it reads as zero like a new one. File systems without fallocate (ramfs) get the same
-// meaning the slow way: the file grows with ftruncate (sparse, reads zero) and a reused range is
-// overwritten with zeros.
+// Allocate, not in a later write. A freed range handed out again is zeroed first
+// (FALLOC_FL_ZERO_RANGE, else punched and reserved again), so that it reads as zero like a new one.
+// File systems without fallocate (ramfs) get the same meaning the slow way: the file grows with
+// ftruncate (sparse, reads zero) and a reused range is overwritten with zeros.
 int NvmeEngine::Reserve(int64_t offset, int64_t bytes, bool at_end) {
   // Zeroing a range in place keeps its blocks (ext4, xfs: they become unwritten, no discard);
   // punching gives them back, for file systems without ZERO_RANGE (tmpfs).
@@ -159,8 +161,8 @@ int NvmeEngine::Reserve(int64_t offset, int64_t bytes, bool at_end) {
       std::memset(zeros_.get(), 0, kZeroBytes);
     }
     for (int64_t at = 0; at < bytes;) {
-      const ssize_t n = pwrite(fd_, zeros_.get(), static_cast<size_t>(std::min(kZeroBytes, bytes - at)),
-                               offset + at);
+      const ssize_t n = pwrite(fd_, zeros_.get(),
+                               static_cast<size_t>(std::min(kZeroBytes, bytes - at)), offset + at);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) return n < 0 ? errno : EIO;
       at += n;
@@ -190,10 +192,11 @@ absl::StatusOr<Extent> NvmeEngine::Allocate(int64_t bytes) {
     } else {
       extent_list_.Give(offset, reserved);
     }
-    return absl::ErrnoToStatus(
-        error, absl::StrCat("nvme engine: cannot reserve ", bytes, " bytes (", reserved,
-                            " rounded) in io dir '", options_.dir, "' (swap file ", path_,
-                            " of ", extent_list_.end(), " bytes): fallocate: ", ErrnoText(error)));
+    return absl::Status(
+        absl::ErrnoToStatusCode(error),
+        absl::StrCat("nvme engine: cannot reserve ", bytes, " bytes (", reserved,
+                     " rounded) in io dir '", options_.dir, "' (swap file ", path_, " of ",
+                     extent_list_.end(), " bytes): fallocate: ", ErrnoText(error)));
   }
   live_extents_.emplace(offset, bytes);
   ledger_->RecordAllocate(MemoryTier::kNvme, bytes);
@@ -213,9 +216,9 @@ void NvmeEngine::Free(const Extent& extent) {
 
 absl::Status NvmeEngine::RegisterBuffer(void* data, int64_t bytes) {
   if (data == nullptr || bytes <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("nvme engine: RegisterBuffer of ", bytes, " bytes at 0x",
-                     absl::Hex(reinterpret_cast<uintptr_t>(data))));
+    return absl::InvalidArgumentError(absl::StrCat("nvme engine: RegisterBuffer of ", bytes,
+                                                   " bytes at 0x",
+                                                   absl::Hex(reinterpret_cast<uintptr_t>(data))));
   }
   std::lock_guard lock(mutex_);
   return queue_->RegisterBuffer(data, bytes);
@@ -225,8 +228,9 @@ absl::Status NvmeEngine::CheckRequest(const char* what, const Extent& extent, in
                                       const void* buffer, int64_t bytes) const {
   const auto address = reinterpret_cast<uintptr_t>(buffer);
   if (buffer == nullptr || address % kIoBlockAlignment != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("nvme engine ", what, ": buffer 0x", absl::Hex(address),
-                                                   " is not a multiple of ", kIoBlockAlignment));
+    return absl::InvalidArgumentError(absl::StrCat("nvme engine ", what, ": buffer 0x",
+                                                   absl::Hex(address), " is not a multiple of ",
+                                                   kIoBlockAlignment));
   }
   if (offset < 0 || offset % kIoBlockAlignment != 0) {
     return absl::InvalidArgumentError(absl::StrCat("nvme engine ", what, ": offset ", offset,
@@ -240,9 +244,9 @@ absl::Status NvmeEngine::CheckRequest(const char* what, const Extent& extent, in
   std::lock_guard lock(extents_mutex_);
   auto it = live_extents_.find(extent.offset);
   if (it == live_extents_.end() || it->second != extent.bytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("nvme engine ", what, ": the extent at ", extent.offset, " of ",
-                     extent.bytes, " bytes is not allocated in ", path_));
+    return absl::InvalidArgumentError(absl::StrCat("nvme engine ", what, ": the extent at ",
+                                                   extent.offset, " of ", extent.bytes,
+                                                   " bytes is not allocated in ", path_));
   }
   const int64_t reserved = RoundUp(extent.bytes);
   if (offset > reserved || bytes > reserved - offset) {
@@ -259,8 +263,8 @@ absl::StatusOr<IoTicket> NvmeEngine::Read(const Extent& extent, int64_t offset, 
   return Submit(IoOp::kRead, extent, offset, static_cast<char*>(buffer), bytes);
 }
 
-absl::StatusOr<IoTicket> NvmeEngine::Write(const Extent& extent, int64_t offset,
-                                           const void* buffer, int64_t bytes) {
+absl::StatusOr<IoTicket> NvmeEngine::Write(const Extent& extent, int64_t offset, const void* buffer,
+                                           int64_t bytes) {
   STRATA_RETURN_IF_ERROR(CheckRequest("write", extent, offset, buffer, bytes));
   // The kernel only reads from the buffer of a write.
   return Submit(IoOp::kWrite, extent, offset, const_cast<char*>(static_cast<const char*>(buffer)),
@@ -276,20 +280,41 @@ absl::StatusOr<IoTicket> NvmeEngine::Submit(IoOp op, const Extent& extent, int64
   ticket.file_offset = extent.offset + offset;
   ticket.buffer = buffer;
   ticket.bytes = bytes;
-  pending_.push_back(id);
+  PushPending(id);
   Pump();
   return id;
 }
 
+void NvmeEngine::PushPending(IoTicket id) {
+  if (pending_count_ == pending_.size()) {
+    // Grow the ring, oldest first again.
+    std::vector<IoTicket> grown(std::max<size_t>(16, 2 * pending_.size()));
+    for (size_t i = 0; i < pending_count_; ++i) {
+      grown[i] = pending_[(pending_head_ + i) % pending_.size()];
+    }
+    pending_ = std::move(grown);
+    pending_head_ = 0;
+  }
+  pending_[(pending_head_ + pending_count_) % pending_.size()] = id;
+  ++pending_count_;
+  tickets_.at(id).queued = true;
+}
+
+void NvmeEngine::PopPending() {
+  tickets_.at(pending_[pending_head_]).queued = false;
+  pending_head_ = (pending_head_ + 1) % pending_.size();
+  --pending_count_;
+}
+
 // Hands blocks of pending tickets to free slots, in order, then submits them as one batch.
 void NvmeEngine::Pump() {
-  while (!free_slots_.empty() && !pending_.empty()) {
-    const IoTicket id = pending_.front();
+  while (!free_slots_.empty() && pending_count_ > 0) {
+    const IoTicket id = pending_[pending_head_];
     Ticket& ticket = tickets_.at(id);
     if (!ticket.status.ok()) {
       // A failed ticket issues nothing more.
-      pending_.pop_front();
-      MaybeFinish(id, ticket);
+      PopPending();
+      MaybeFinish(ticket);
       continue;
     }
     const int slot_index = free_slots_.back();
@@ -305,7 +330,7 @@ void NvmeEngine::Pump() {
     ++ticket.outstanding;
     ++in_flight_;
     ++stats_.requests;
-    if (ticket.issued == ticket.bytes) pending_.pop_front();
+    if (ticket.issued == ticket.bytes) PopPending();
     Issue(slot_index);
   }
   if (prepared_ > 0) {
@@ -347,30 +372,27 @@ void NvmeEngine::OnCompletions(absl::Span<const internal::IoCompletion> completi
       }
     } else if (ticket.status.ok()) {
       const int error = static_cast<int>(-result);
-      const std::string cause =
-          result == 0 ? std::string("the kernel transferred 0 bytes (end of file)")
-                      : ErrnoText(error);
-      ticket.status = absl::Status(
-          result == 0 ? absl::StatusCode::kDataLoss : absl::ErrnoToStatusCode(error),
-          absl::StrCat("nvme engine: ", slot.op == IoOp::kRead ? "read" : "write", " of ",
-                       path_, " at offset ", slot.file_offset + slot.done, ", length ",
-                       slot.bytes - slot.done, " failed: ", cause));
+      const std::string cause = result == 0
+                                    ? std::string("the kernel transferred 0 bytes (end of file)")
+                                    : ErrnoText(error);
+      ticket.status =
+          absl::Status(result == 0 ? absl::StatusCode::kDataLoss : absl::ErrnoToStatusCode(error),
+                       absl::StrCat("nvme engine: ", slot.op == IoOp::kRead ? "read" : "write",
+                                    " of ", path_, " at offset ", slot.file_offset + slot.done,
+                                    ", length ", slot.bytes - slot.done, " failed: ", cause));
     }
     --ticket.outstanding;
     --in_flight_;
     free_slots_.push_back(c.slot);
-    MaybeFinish(slot.ticket, ticket);
+    MaybeFinish(ticket);
   }
   Pump();
 }
 
-void NvmeEngine::MaybeFinish(IoTicket id, Ticket& ticket) {
+void NvmeEngine::MaybeFinish(Ticket& ticket) {
   if (ticket.finished || ticket.outstanding > 0) return;
   if (ticket.status.ok() && ticket.issued < ticket.bytes) return;
-  if (!ticket.status.ok() && !pending_.empty() && ticket.issued < ticket.bytes &&
-      std::find(pending_.begin(), pending_.end(), id) != pending_.end()) {
-    return;  // Pump drops it from pending_ and finishes it there
-  }
+  if (ticket.queued) return;  // failed: Pump drops it from pending_ and finishes it there
   ticket.finished = true;
   for (auto& [event, point] : ticket.events) event.CompleteOnHost(point);
   ticket.events.clear();
@@ -381,11 +403,13 @@ absl::Status NvmeEngine::Wait(IoTicket id) {
   std::unique_lock lock(mutex_);
   auto it = tickets_.find(id);
   if (it == tickets_.end()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "nvme engine: ticket ", id, id < next_ticket_ && id > 0 ? " was already waited on"
-                                                                 : " was never issued"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("nvme engine: ticket ", id,
+                     id < next_ticket_ && id > 0 ? " was already waited on" : " was never issued"));
   }
-  finished_cv_.wait(lock, [&] { return it->second.finished; });
+  // Other threads may add tickets meanwhile, which moves them in the map: look it up again.
+  finished_cv_.wait(lock, [&] { return tickets_.at(id).finished; });
+  it = tickets_.find(id);
   absl::Status status = std::move(it->second.status);
   tickets_.erase(it);
   return status;
@@ -412,12 +436,11 @@ IoStats NvmeEngine::stats() const {
 }
 
 std::string NvmeEngine::Describe() const {
-  return absl::StrCat(engine_kind_ == IoEngineKind::kUring
-                          ? std::string("io_uring")
-                          : absl::StrCat("threads (", options_.threads, ")"),
-                      direct_ ? ", O_DIRECT" : ", buffered", ", block ",
-                      BytesText(options_.block_size), ", depth ", options_.queue_depth, ", ",
-                      options_.dir);
+  return absl::StrCat(
+      engine_kind_ == IoEngineKind::kUring ? std::string("io_uring")
+                                           : absl::StrCat("threads (", options_.threads, ")"),
+      direct_ ? ", O_DIRECT" : ", buffered", ", block ", BytesText(options_.block_size), ", depth ",
+      options_.queue_depth, ", ", options_.dir);
 }
 
 void NvmeEngine::InjectShortTransfers(int count) {

@@ -27,14 +27,13 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
-#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -102,13 +101,13 @@ class NvmeEngine {
   absl::Status Wait(IoTicket ticket);
   // An Event that completes when `ticket` does (failed or not: its status comes from Wait), so a
   // stream can wait on IO: compute->Wait(engine->CompletionEvent(t)). For a ticket already waited
-  // on, the event is complete.
+  // on, the event is complete; one never issued is a broken invariant (aborts).
   Event CompletionEvent(IoTicket ticket);
 
   IoStats stats() const;
-  bool direct() const { return direct_; }             // O_DIRECT in effect
+  bool direct() const { return direct_; }               // O_DIRECT in effect
   IoEngineKind engine() const { return engine_kind_; }  // kUring or kThreads, as resolved
-  const std::string& path() const { return path_; }   // the (unlinked) swap file's path
+  const std::string& path() const { return path_; }     // the (unlinked) swap file's path
   std::string Describe() const;  // "io_uring, O_DIRECT, block 1 MiB, depth 32, <dir>"
 
   // Tests: the next `count` requests of at least 8192 bytes are handed to the kernel with only
@@ -124,9 +123,10 @@ class NvmeEngine {
     int64_t file_offset = 0;  // of the first byte
     char* buffer = nullptr;
     int64_t bytes = 0;
-    int64_t issued = 0;       // bytes handed to slots so far
-    int outstanding = 0;      // slots in flight
+    int64_t issued = 0;   // bytes handed to slots so far
+    int outstanding = 0;  // slots in flight
     bool finished = false;
+    bool queued = false;      // in pending_
     absl::Status status;
     std::vector<std::pair<Event, uint64_t>> events;  // CompletionEvent points to reach
   };
@@ -152,7 +152,9 @@ class NvmeEngine {
   void Pump();
   void Issue(int slot);
   void OnCompletions(absl::Span<const internal::IoCompletion> completions);
-  void MaybeFinish(IoTicket id, Ticket& ticket);
+  void MaybeFinish(Ticket& ticket);
+  void PushPending(IoTicket id);
+  void PopPending();
 
   const IoOptions options_;
   MemoryLedger* const ledger_;
@@ -172,13 +174,17 @@ class NvmeEngine {
 
   mutable std::mutex mutex_;
   std::condition_variable finished_cv_;
-  std::unordered_map<IoTicket, Ticket> tickets_;
-  std::deque<IoTicket> pending_;    // tickets with bytes not yet issued, oldest first
-  std::vector<Slot> slots_;         // queue_depth of them, made once
+  // Note [no allocation per request]: tickets live in a flat hash map and pending ones in a ring,
+  // both reserved up front and reused, so that issuing and completing IO allocates nothing once
+  // they have grown to the number of tickets a program keeps in flight.
+  absl::flat_hash_map<IoTicket, Ticket> tickets_;
+  std::vector<IoTicket> pending_;  // a ring: tickets with bytes not yet issued, oldest first
+  size_t pending_head_ = 0, pending_count_ = 0;
+  std::vector<Slot> slots_;       // queue_depth of them, made once
   std::vector<int> free_slots_;
   IoTicket next_ticket_ = 1;
   int in_flight_ = 0;
-  int prepared_ = 0;                // issued since the last Submit
+  int prepared_ = 0;  // issued since the last Submit
   IoStats stats_;
   int inject_short_ = 0;
   int inject_error_count_ = 0;

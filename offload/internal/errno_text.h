@@ -1,6 +1,7 @@
 // "No space left on device (ENOSPC)": errno as a person reads it, with the name to search for.
 //
-//   return absl::ErrnoToStatus(errno, absl::StrCat("fallocate ", path, ": ", ErrnoText(errno)));
+//   return absl::Status(absl::ErrnoToStatusCode(errno),
+//                       absl::StrCat("fallocate ", path, ": ", ErrnoText(errno)));
 #pragma once
 
 #include <cstring>

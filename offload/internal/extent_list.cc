@@ -29,8 +29,8 @@ void ExtentList::UntakeEnd(int64_t offset, int64_t bytes) {
 
 void ExtentList::Give(int64_t offset, int64_t bytes) {
   auto next = free_.lower_bound(offset);
-  STRATA_CHECK(next == free_.end() || next->first >= offset + bytes, "extent list: [", offset,
-               ", ", offset + bytes, ") overlaps a free range");
+  STRATA_CHECK(next == free_.end() || next->first >= offset + bytes, "extent list: [", offset, ", ",
+               offset + bytes, ") overlaps a free range");
   if (next != free_.begin()) {
     auto prev = std::prev(next);
     STRATA_CHECK(prev->first + prev->second <= offset, "extent list: [", offset, ", ",

@@ -32,13 +32,13 @@ class UringIoQueue final : public IoQueue {
       : fd_(fd), depth_(depth), on_complete_(std::move(on_complete)) {}
 
   absl::Status Init() {
-    if (const char* env = std::getenv("STRATA_IO_URING_DISABLE"); env != nullptr &&
-                                                                  std::strcmp(env, "1") == 0) {
+    if (const char* env = std::getenv("STRATA_IO_URING_DISABLE");
+        env != nullptr && std::strcmp(env, "1") == 0) {
       return absl::PermissionDeniedError(RefusedText(EPERM, " [STRATA_IO_URING_DISABLE=1]"));
     }
     // The completion ring holds twice the depth, so completions never overflow it.
     if (int r = io_uring_queue_init(static_cast<unsigned>(depth_), &ring_, 0); r < 0) {
-      return absl::ErrnoToStatus(-r, RefusedText(-r));
+      return absl::Status(absl::ErrnoToStatusCode(-r), RefusedText(-r));
     }
     initialized_ = true;
     // A fixed file saves the kernel a file-table lookup per request; without it, plain fds work.
@@ -97,8 +97,12 @@ class UringIoQueue final : public IoQueue {
                                           static_cast<unsigned>(buffers_.size()));
         r < 0) {
       buffers_.clear();
-      return absl::ErrnoToStatus(
-          -r, absl::StrCat("io_uring_register_buffers of ", bytes, " bytes: ", RefusedText(-r)));
+      return absl::Status(
+          absl::ErrnoToStatusCode(-r),
+          absl::StrCat("io_uring_register_buffers of ", bytes, " bytes: ", RefusedText(-r),
+                       r == -ENOMEM ? " (registered buffers count against RLIMIT_MEMLOCK "
+                                      "for a process without CAP_IPC_LOCK)"
+                                    : ""));
     }
     registered_ = true;
     return absl::OkStatus();
@@ -133,8 +137,8 @@ class UringIoQueue final : public IoQueue {
         STRATA_CHECK(r == -EINTR, "io_uring_wait_cqe: ", RefusedText(-r));
         continue;
       }
-      const unsigned n = io_uring_peek_batch_cqe(&ring_, cqes_.data(),
-                                                 static_cast<unsigned>(cqes_.size()));
+      const unsigned n =
+          io_uring_peek_batch_cqe(&ring_, cqes_.data(), static_cast<unsigned>(cqes_.size()));
       size_t count = 0;
       for (unsigned i = 0; i < n; ++i) {
         const uint64_t data = io_uring_cqe_get_data64(cqes_[i]);
@@ -157,7 +161,7 @@ class UringIoQueue final : public IoQueue {
   bool fixed_file_ = false;
   bool registered_ = false;
   std::vector<iovec> buffers_;
-  std::vector<io_uring_cqe*> cqes_;        // preallocated: reaping allocates nothing
+  std::vector<io_uring_cqe*> cqes_;  // preallocated: reaping allocates nothing
   std::vector<IoCompletion> completions_;
   std::thread thread_;
 };

@@ -5,6 +5,7 @@
 #include "offload/nvme_engine.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -49,16 +50,19 @@ std::unique_ptr<NvmeEngine> OpenOrDie(const IoOptions& o, MemoryLedger* ledger =
   return *std::move(engine);
 }
 
-// Buffers for IO: 4096-aligned, from the pinned pool.
+// Buffers for IO: 4096-aligned, from the pinned pool, or plain memory where RLIMIT_MEMLOCK
+// refuses that much (a user without CAP_IPC_LOCK): the engine works with both.
 struct Buffers {
-  explicit Buffers(int64_t bytes) : pinned(0, &ledger) {
+  explicit Buffers(int64_t bytes) : pinned(0, &ledger), plain(MemoryTier::kHost, &ledger) {
     absl::StatusOr<Allocation> a = pinned.Allocate(static_cast<size_t>(bytes), 4096);
+    if (!a.ok()) a = plain.Allocate(static_cast<size_t>(bytes), 4096);
     STRATA_CHECK(a.ok(), a.status().ToString());
     block = *std::move(a);
   }
   char* data() const { return static_cast<char*>(block.data()); }
   MemoryLedger ledger;
   PinnedHostAllocator pinned;
+  HostAllocator plain;
   Allocation block;
 };
 
@@ -94,15 +98,17 @@ TEST_P(RoundTripTest, RandomExtentsReadBackBitExact) {
   const Config c = GetParam();
   TempDir dir;
   MemoryLedger ledger;
-  std::unique_ptr<NvmeEngine> engine =
-      OpenOrDie(Options(dir.path(), c.engine, c.direct), &ledger);
+  std::unique_ptr<NvmeEngine> engine = OpenOrDie(Options(dir.path(), c.engine, c.direct), &ledger);
   if (c.direct == DirectIo::kAuto && !engine->direct()) {
     GTEST_SKIP() << dir.path() << " does not support O_DIRECT";
   }
   ASSERT_EQ(engine->engine(), c.engine);
   constexpr int kExtents = 2000, kInFlight = 32;
   Buffers buffers(kInFlight * kMiB);
-  ASSERT_TRUE(engine->RegisterBuffer(buffers.data(), kInFlight * kMiB).ok());
+  // Registering pins the pages too; where RLIMIT_MEMLOCK refuses, IO goes to unregistered memory.
+  if (absl::Status s = engine->RegisterBuffer(buffers.data(), kInFlight * kMiB); !s.ok()) {
+    std::fprintf(stderr, "note: buffers not registered: %s\n", std::string(s.message()).c_str());
+  }
 
   std::mt19937_64 rng(1234);
   std::uniform_real_distribution<double> small_log_size(12, 16), large_log_size(16, 20);
@@ -198,7 +204,7 @@ TEST_P(RoundTripTest, RandomExtentsReadBackBitExact) {
   write_all(2);
   check_all();
   const IoStats stats = engine->stats();
-    int64_t total = 0;
+  int64_t total = 0;
   for (const Extent& e : extents) total += RoundUp(e.bytes);
   EXPECT_EQ(stats.bytes_read, 3 * total);
   EXPECT_GT(stats.requests, 6 * kExtents);
@@ -207,16 +213,16 @@ TEST_P(RoundTripTest, RandomExtentsReadBackBitExact) {
   EXPECT_EQ(ledger.usage(MemoryTier::kNvme).in_use, 0) << "the engine returns what it held";
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    EnginesAndDirect, RoundTripTest,
-    ::testing::Values(Config{IoEngineKind::kUring, DirectIo::kAuto},
-                      Config{IoEngineKind::kUring, DirectIo::kOff},
-                      Config{IoEngineKind::kThreads, DirectIo::kAuto},
-                      Config{IoEngineKind::kThreads, DirectIo::kOff}),
-    [](const ::testing::TestParamInfo<Config>& info) {
-      return absl::StrCat(info.param.engine == IoEngineKind::kUring ? "Uring" : "Threads",
-                          info.param.direct == DirectIo::kOff ? "Buffered" : "Direct");
-    });
+INSTANTIATE_TEST_SUITE_P(EnginesAndDirect, RoundTripTest,
+                         ::testing::Values(Config{IoEngineKind::kUring, DirectIo::kAuto},
+                                           Config{IoEngineKind::kUring, DirectIo::kOff},
+                                           Config{IoEngineKind::kThreads, DirectIo::kAuto},
+                                           Config{IoEngineKind::kThreads, DirectIo::kOff}),
+                         [](const ::testing::TestParamInfo<Config>& info) {
+                           return absl::StrCat(
+                               info.param.engine == IoEngineKind::kUring ? "Uring" : "Threads",
+                               info.param.direct == DirectIo::kOff ? "Buffered" : "Direct");
+                         });
 
 class EngineTest : public ::testing::TestWithParam<IoEngineKind> {
  protected:
@@ -240,10 +246,9 @@ TEST_P(EngineTest, RefusesUnalignedAndOutOfExtentRequests) {
                absl::StatusCode::kInvalidArgument, {"write: offset 100 ", "multiple of 4096"});
   ExpectStatus(engine->Read(*e, 0, buffers.data(), 5000).status(),
                absl::StatusCode::kInvalidArgument, {"read: length 5000 ", "multiple of 4096"});
-  ExpectStatus(engine->Read(*e, 0, buffers.data(), 0).status(),
-               absl::StatusCode::kInvalidArgument, {"length 0 "});
-  ExpectStatus(engine->Read(*e, 8192, buffers.data(), 8192).status(),
-               absl::StatusCode::kOutOfRange,
+  ExpectStatus(engine->Read(*e, 0, buffers.data(), 0).status(), absl::StatusCode::kInvalidArgument,
+               {"length 0 "});
+  ExpectStatus(engine->Read(*e, 8192, buffers.data(), 8192).status(), absl::StatusCode::kOutOfRange,
                {"[8192, 16384) lies outside the extent at", "of 10000 bytes (12288 reserved)"});
   ExpectStatus(engine->Write(*e, -4096, buffers.data(), 4096).status(),
                absl::StatusCode::kInvalidArgument, {"offset -4096"});
@@ -290,9 +295,9 @@ TEST_P(EngineTest, InjectedErrorsNameFileOffsetLengthAndErrno) {
   engine->InjectError(1, EIO);
   absl::StatusOr<IoTicket> r = engine->Read(*e, 64 * kKiB, buffers.data(), 64 * kKiB);
   ASSERT_TRUE(r.ok());
-  ExpectStatus(engine->Wait(*r), absl::ErrnoToStatusCode(EIO),
-               {"read of " + engine->path(), "at offset 73728, length 65536",
-                "Input/output error (EIO)"});
+  ExpectStatus(
+      engine->Wait(*r), absl::ErrnoToStatusCode(EIO),
+      {"read of " + engine->path(), "at offset 73728, length 65536", "Input/output error (EIO)"});
   engine->InjectError(1, ENOSPC);
   absl::StatusOr<IoTicket> w = engine->Write(*e, 0, buffers.data(), 64 * kKiB);
   ASSERT_TRUE(w.ok());
@@ -369,8 +374,8 @@ TEST_P(EngineTest, ConcurrentSubmitters) {
         absl::StatusOr<IoTicket> r = engine->Read(*e, 0, in, kBytes);
         absl::Status rs = engine->Wait(*r);
         if (!ws.ok() || !rs.ok() || FindRandomMismatch(in, kBytes, seed) != -1) {
-          failures[t] = absl::StrCat("thread ", t, " round ", round, ": ", ws.ToString(), " ",
-                                     rs.ToString());
+          failures[t] =
+              absl::StrCat("thread ", t, " round ", round, ": ", ws.ToString(), " ", rs.ToString());
         }
       }
       engine->Free(*e);
@@ -385,9 +390,8 @@ TEST_P(EngineTest, SwapFileIsUnlinkedAndDescribed) {
   EXPECT_EQ(dir_.Entries(), 0) << "the swap file " << engine->path() << " is left in the dir";
   EXPECT_EQ(engine->path().rfind(dir_.path() + "/strata-swap-", 0), 0u) << engine->path();
   const std::string kind = GetParam() == IoEngineKind::kUring ? "io_uring" : "threads (3)";
-  EXPECT_EQ(engine->Describe(),
-            absl::StrCat(kind, engine->direct() ? ", O_DIRECT" : ", buffered",
-                         ", block 64 KiB, depth 8, ", dir_.path()));
+  EXPECT_EQ(engine->Describe(), absl::StrCat(kind, engine->direct() ? ", O_DIRECT" : ", buffered",
+                                             ", block 64 KiB, depth 8, ", dir_.path()));
 }
 
 TEST_P(EngineTest, LedgerCountsBytesAskedInNvmeTier) {
@@ -472,7 +476,9 @@ TEST(NvmeEngineFallbackTest, UringRefusedFallsBackOnceOrFailsWhenAsked) {
   ExpectStatus(refused, absl::StatusCode::kPermissionDenied,
                {"io engine 'uring': the kernel refused io_uring (EPERM"});
   // Without the variable, io_uring is back (where the kernel allows it).
-  if (std::string why; !UringRefused(&why)) EXPECT_EQ(OpenOrDie(o)->engine(), IoEngineKind::kUring);
+  if (std::string why; !UringRefused(&why)) {
+    EXPECT_EQ(OpenOrDie(o)->engine(), IoEngineKind::kUring);
+  }
 }
 
 TEST(NvmeEngineDirTest, MissingDirectory) {
@@ -513,7 +519,8 @@ TEST(NvmeEngineDirTest, FullFileSystemIsReportedByAllocate) {
   ExpectStatus(engine->Allocate(6 * kMiB).status(), absl::StatusCode::kResourceExhausted,
                {"cannot reserve 6291456 bytes", "in io dir '" + small->path() + "'",
                 "No space left on device (ENOSPC)"});
-  EXPECT_EQ(ledger.usage(MemoryTier::kNvme).in_use, 4 * kMiB) << "the refused extent is not counted";
+  EXPECT_EQ(ledger.usage(MemoryTier::kNvme).in_use, 4 * kMiB)
+      << "the refused extent is not counted";
   // The space the failed reservation took is given back: a smaller extent still fits.
   absl::StatusOr<Extent> more = engine->Allocate(2 * kMiB);
   ASSERT_TRUE(more.ok()) << more.status();

@@ -250,6 +250,28 @@ TEST(StreamTest, EventSynchronizeBlocksTheHostUntilTheRecordedPoint) {
   EXPECT_TRUE(after_ran);
 }
 
+// A producer that is not a stream (the NVMe engine's completion thread) records and completes a
+// point on the host; a stream waiting on it holds its later work until then.
+TEST(StreamTest, HostRecordedEventHoldsAStreamUntilCompletedOnHost) {
+  auto s = MakeStream("compute");
+  Event e = Event::Create(Device::Cpu());
+  const uint64_t point = e.RecordOnHost();
+  EXPECT_FALSE(e.Query());
+  std::atomic<bool> ran{false};
+  s->Wait(e);
+  s->Enqueue([&] {
+    ran = true;
+    return absl::OkStatus();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(ran) << "the stream ran past a point not yet completed";
+  std::thread producer([&] { e.CompleteOnHost(point); });
+  ASSERT_TRUE(s->Synchronize().ok());
+  producer.join();
+  EXPECT_TRUE(ran);
+  EXPECT_TRUE(e.Query());
+}
+
 TEST(StreamTest, PingPongBetweenTwoStreams) {
   auto a = MakeStream("a");
   auto b = MakeStream("b");
