@@ -19,6 +19,22 @@ FORTUNES = pathlib.Path("/usr/share/games/fortunes")
 STATE_BYTES_PER_PARAM = 16  # fp32 parameter, gradient, and AdamW's two moments
 
 
+def size(text):
+    """'512M', '1.5G', '4GiB', '123456' -> bytes: the programs' own size syntax (binary units),
+    for argparse."""
+    import argparse
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.upper().removesuffix("IB").removesuffix("B")
+    unit = t[-1] if t and t[-1] in units else ""
+    try:
+        number = float(t[: len(t) - len(unit)])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a size such as 123456, 64K, 512M, 1.5G")
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{text}: a size cannot be negative")
+    return int(number * units[unit])
+
+
 def strata_gpt(build_dir, script):
     gpt = pathlib.Path(build_dir) / "bin" / "strata-gpt"
     if not gpt.exists():
@@ -81,11 +97,24 @@ def fortunes_text(path, script):
 
 
 class Run:
-    def __init__(self, records, output, rss_bytes, seconds):
+    def __init__(self, records, output, rss_bytes, seconds, disk_read=0, disk_written=0):
         self.records = records      # the metrics file's objects, one per step
-        self.output = output        # stdout, or "" when it went to the terminal
+        self.output = output        # what it printed, or "" when it went to the terminal
         self.rss_bytes = rss_bytes  # peak resident set of the process, from wait4
         self.seconds = seconds
+        # Bytes the process made the storage layer read and write (/proc/PID/io read_bytes and
+        # write_bytes, sampled until it ends): the kernel's count, independent of strata's.
+        self.disk_read = disk_read
+        self.disk_written = disk_written
+
+
+def proc_io(pid):
+    """(read_bytes, write_bytes) of a live process, or None once it is gone."""
+    try:
+        fields = dict(line.split(": ") for line in pathlib.Path(f"/proc/{pid}/io").read_text().splitlines())
+        return int(fields["read_bytes"]), int(fields["write_bytes"])
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def run(gpt, args, env, script, metrics, show_output=False):
@@ -99,8 +128,14 @@ def run(gpt, args, env, script, metrics, show_output=False):
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=None if show_output else out,
                                 stderr=None if show_output else subprocess.STDOUT)
+        io = (0, 0)
         try:
-            _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+            while True:  # wait4 gives this child's own peak RSS; /proc/PID/io its disk bytes
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid == proc.pid:
+                    break
+                io = proc_io(proc.pid) or io
+                time.sleep(0.2)
         except KeyboardInterrupt:  # the terminal's SIGINT reached the child too
             proc.wait()
             raise
@@ -110,4 +145,4 @@ def run(gpt, args, env, script, metrics, show_output=False):
     if code != 0:
         sys.exit(f"{script}: {' '.join(cmd)} failed with exit code {code}\n{output}")
     records = [json.loads(line) for line in pathlib.Path(metrics).read_text().splitlines()]
-    return Run(records, output, usage.ru_maxrss * 1024, seconds)
+    return Run(records, "" if show_output else output, usage.ru_maxrss * 1024, seconds, *io)
