@@ -6,6 +6,8 @@
 //   int64_t steps = 100, threads = 0;
 //   flags.Add("steps", &steps, {.min = 1, .max = kMaxCount}, "optimizer steps");
 //   flags.Add("threads", &threads, {.min = 0, .max = 4096, .zero = "all cores"}, "threads");
+//   int64_t budget = 0;
+//   flags.AddBytes("host-budget", &budget, {.zero = "no budget"}, "host RAM budget");  // 4G, 512M
 //   if (std::optional<int> code = flags.ParseOrExitCode(argc, argv)) return *code;  // error, --help
 //   if (bad_combination) return flags.ExitCode(UsageError("--a 1 contradicts --b 2"));
 //   return flags.ExitCode(Train(options));     // prints "strata-gpt: <message>" on error
@@ -28,6 +30,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
 namespace strata::examples {
@@ -43,6 +46,22 @@ struct IntRange {
   int64_t min = 0, max = kMaxCount;
   const char* zero = nullptr;
 };
+// The values a size flag accepts, in bytes, both ends included (Flags::AddBytes). The default
+// bound, 1024T (2^50), is past any memory or disk a run can have.
+inline constexpr int64_t kMaxBytes = int64_t{1} << 50;
+struct ByteRange {
+  int64_t min = 0, max = kMaxBytes;
+  const char* zero = nullptr;
+};
+
+// A size as a user writes one: a non-negative decimal number, whole or with a fraction, and an
+// optional binary unit K, M, G or T (powers of 1024, either case), optionally followed by "iB"
+// or "B": "123456", "64K", "512M", "1.5G", "4GiB", "2tb". A fraction must come to whole bytes
+// ("1.5K" is 1536, "0.3K" is refused). Errors say what is wrong with the text (the caller names
+// the flag); a size past int64 is OutOfRange.
+absl::StatusOr<int64_t> ParseBytes(absl::string_view text);
+// The size in the largest unit that keeps it exact: 536870912 -> "512M", 1536 -> "1536".
+std::string BytesText(int64_t bytes);
 // The values a real flag accepts; an open end excludes itself ([0, 1) for Adam's betas). NaN
 // and infinities are outside every range.
 struct RealRange {
@@ -64,6 +83,8 @@ class Flags {
   void Add(std::string name, double* value, RealRange range, std::string help);
   void Add(std::string name, std::string* value, std::string help);
   void Add(std::string name, bool* value, std::string help);
+  // A size in bytes written with an optional unit (ParseBytes); --help shows the syntax.
+  void AddBytes(std::string name, int64_t* value, ByteRange range, std::string help);
 
   // Errors are usage errors naming the flag (and the value and range where one is wrong).
   absl::Status Parse(int argc, char** argv);
@@ -82,6 +103,7 @@ class Flags {
   struct Flag {
     std::string name, help, default_text, range_text;
     std::variant<int64_t*, double*, std::string*, bool*> value;
+    bool bytes = false;  // an int64_t* written as a size (AddBytes)
     IntRange int_range;
     RealRange real_range;
     bool given = false;

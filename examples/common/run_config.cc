@@ -36,6 +36,7 @@ absl::StatusOr<std::vector<std::string>> RunConfig::Check(
   for (const Field& f : fields_) {
     const auto it = saved.find(kPrefix + f.name);
     if (it == saved.end()) {
+      if (f.on_change == kInform) continue;  // written before strata recorded it
       return absl::FailedPreconditionError(absl::StrCat(
           "checkpoint ", checkpoint, " records no ", f.name,
           " of the run that wrote it (written by an older strata?), so it cannot be checked "
@@ -48,7 +49,8 @@ absl::StatusOr<std::vector<std::string>> RunConfig::Check(
                                      f.value, "; resuming would compute a different run"));
     }
     changes.push_back(absl::StrCat(f.name, " changes from ", it->second, " (the checkpoint's run) to ",
-                                   f.value));
+                                   f.value,
+                                   f.on_change == kInform ? " (it does not change the math)" : ""));
   }
   return changes;
 }

@@ -5,6 +5,7 @@
 //   config.Add("--layers", layers);
 //   config.Add("--lr", lr);
 //   config.Add("--steps", steps, RunConfig::kAnnounce);   // may change: announced, not refused
+//   config.Add("--offload-params", "nvme", RunConfig::kInform);  // for the record only
 //   config.Record(state.extra);                           // saved as "run.--layers" = "6", ...
 //   ...
 //   STRATA_ASSIGN_OR_RETURN(std::vector<std::string> changes, config.Check(saved.extra, dir));
@@ -25,7 +26,10 @@ namespace strata::examples {
 
 class RunConfig {
  public:
-  enum OnChange { kRefuse, kAnnounce };
+  // kRefuse: a resume must agree. kAnnounce: a change is announced. kInform: recorded for
+  // people reading the checkpoint, not part of the math (Note [placement is not part of the run]
+  // in offload_flags.h): a change is announced and a checkpoint without the field is accepted.
+  enum OnChange { kRefuse, kAnnounce, kInform };
 
   void Add(std::string field, std::string value, OnChange on_change = kRefuse);
   void Add(std::string field, int64_t value, OnChange on_change = kRefuse);
@@ -36,8 +40,8 @@ class RunConfig {
 
   // Compares `saved` (a checkpoint's trainer-state strings) with this run, field by field. A
   // kRefuse field that differs is a usage error naming the field and both values; a kAnnounce
-  // field that differs gives one line in the result. A checkpoint without the fields:
-  // FailedPrecondition.
+  // or kInform field that differs gives one line in the result. A checkpoint without a kRefuse
+  // or kAnnounce field: FailedPrecondition.
   absl::StatusOr<std::vector<std::string>> Check(const std::map<std::string, std::string>& saved,
                                                  const std::string& checkpoint) const;
 

@@ -13,6 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "examples/common/flags.h"
 #include "examples/common/metrics.h"
+#include "examples/common/offload_flags.h"
+#include "examples/common/step_metrics.h"
 #include "examples/fmnist/fashion_mnist.h"
 #include "examples/fmnist/fmnist_train.h"
 #include "runtime/blas_check.h"
@@ -27,12 +29,6 @@ struct Options {
   std::string data = kFashionMnistDir, metrics;
   int64_t seed = 0, threads = 0, log_every = 50;
 };
-
-nlohmann::json PeakBytes(const graph::StepStats& s) {
-  return {{"device", s.peak_bytes[static_cast<int>(MemoryTier::kDevice)]},
-          {"host", s.peak_bytes[static_cast<int>(MemoryTier::kHost)]},
-          {"nvme", s.peak_bytes[static_cast<int>(MemoryTier::kNvme)]}};
-}
 
 absl::Status Train(Options o) {
   SetNumThreads(static_cast<int>(o.threads));  // before compiling: workspaces are sized for it
@@ -56,13 +52,14 @@ absl::Status Train(Options o) {
   int64_t params = 0;
   for (const auto& [name, p] : trainer->program().parameters()) params += p.numel();
   std::printf("strata-fmnist: %s, %lld training images, %lld test images; %lld parameters; "
-              "%s lr %g (%s), batch %lld, %lld epochs of %lld steps, %d threads\n%s\n",
+              "%s lr %g (%s), batch %lld, %lld epochs of %lld steps, %d threads\n%s\n%s",
               o.data.c_str(), static_cast<long long>(trainer->train_size()),
               static_cast<long long>(data->test.size()), static_cast<long long>(params),
               r.optimizer.c_str(), r.resolved_lr(), r.schedule.c_str(),
               static_cast<long long>(r.batch), static_cast<long long>(r.epochs),
               static_cast<long long>(trainer->steps_per_epoch()), NumThreads(),
-              trainer->program().memory_report().ToString().c_str());
+              trainer->program().memory_report().ToString().c_str(),
+              OffloadSummary(r.offload).c_str());
   std::fflush(stdout);
 
   absl::Status step_error;
@@ -70,17 +67,18 @@ absl::Status Train(Options o) {
     const graph::StepStats& st = s.stats;
     if (s.step_in_epoch % o.log_every == 0 || s.step_in_epoch == s.steps_per_epoch ||
         st.step == 1) {
-      std::printf("epoch %lld step %5lld/%lld | loss %.4f | lr %.2e | %.1f ms | %.0f images/s\n",
+      std::printf("epoch %lld step %5lld/%lld | loss %.4f | lr %.2e | %.1f ms | %.0f images/s%s\n",
                   static_cast<long long>(s.epoch), static_cast<long long>(s.step_in_epoch),
                   static_cast<long long>(s.steps_per_epoch), st.loss, st.lr, st.step_ms,
-                  st.samples_per_s);
+                  st.samples_per_s, IoWaitText(st, r.offload).c_str());
       std::fflush(stdout);
     }
     if (step_error.ok()) {
-      step_error = metrics.Write({{"epoch", s.epoch}, {"step", st.step}, {"loss", st.loss},
-                                  {"lr", st.lr}, {"step_ms", st.step_ms},
-                                  {"samples_per_s", st.samples_per_s},
-                                  {"peak_bytes", PeakBytes(st)}});
+      nlohmann::json record = {{"epoch", s.epoch}, {"step", st.step}, {"loss", st.loss},
+                               {"lr", st.lr}, {"step_ms", st.step_ms},
+                               {"samples_per_s", st.samples_per_s}};
+      AddStepMemory(st, record);
+      step_error = metrics.Write(record);
     }
   };
   for (int64_t epoch = 1; epoch <= r.epochs; ++epoch) {
@@ -92,11 +90,15 @@ absl::Status Train(Options o) {
                 static_cast<long long>(e.test_correct), static_cast<long long>(e.test_size),
                 e.train_s, e.test_s);
     std::fflush(stdout);
-    STRATA_RETURN_IF_ERROR(metrics.Write(
-        {{"epoch", e.epoch}, {"step", e.step}, {"train_loss", e.train_loss},
-         {"test_loss", e.test_loss}, {"test_accuracy", e.test_accuracy},
-         {"test_images", e.test_size}, {"epoch_s", e.train_s}, {"test_s", e.test_s}}));
+    nlohmann::json record = {
+        {"epoch", e.epoch}, {"step", e.step}, {"train_loss", e.train_loss},
+        {"test_loss", e.test_loss}, {"test_accuracy", e.test_accuracy},
+        {"test_images", e.test_size}, {"epoch_s", e.train_s}, {"test_s", e.test_s}};
+    if (epoch == r.epochs) record["peak_rss_bytes"] = PeakRssBytes();
+    STRATA_RETURN_IF_ERROR(metrics.Write(record));
   }
+  std::printf("strata-fmnist: done after %lld epochs, peak RSS %s\n",
+              static_cast<long long>(r.epochs), MebibytesText(PeakRssBytes()).c_str());
   return absl::OkStatus();
 }
 
@@ -136,6 +138,11 @@ int main(int argc, char** argv) {
   f.Add("metrics", &o.metrics, "write one JSON object per step and per epoch to this file");
   f.Add("log-every", &o.log_every, {.min = 1, .max = kMaxCount},
         "steps between progress lines (the last of each epoch too)");
+  strata::examples::OffloadFlags offload;
+  offload.Register(f);
   if (std::optional<int> code = f.ParseOrExitCode(argc, argv)) return *code;
+  absl::StatusOr<strata::graph::OffloadOptions> placement = offload.Resolve(f);
+  if (!placement.ok()) return f.ExitCode(placement.status());
+  r.offload = *placement;
   return f.ExitCode(strata::examples::Train(o));
 }

@@ -22,7 +22,9 @@
 #include "absl/strings/str_cat.h"
 #include "examples/common/flags.h"
 #include "examples/common/metrics.h"
+#include "examples/common/offload_flags.h"
 #include "examples/common/run_config.h"
+#include "examples/common/step_metrics.h"
 #include "graph/checkpoint.h"
 #include "graph/compile.h"
 #include "graph/data/token_file.h"
@@ -49,6 +51,7 @@ struct Options {
          clip = 1.0, val_fraction = 0.1;
   bool shuffle = false, dump_graph = false, profile = false, check_plan = false;
   std::set<std::string> given;  // model-shape flags given on the command line (see InferConfig)
+  graph::OffloadOptions offload;  // from the offload flags (examples/common/offload_flags.h)
 };
 
 // Token windows: sequential (llm.c) or shuffled, both a pure function of the step so that a
@@ -221,6 +224,7 @@ RunConfig MakeRunConfig(const Options& o, const GptConfig& c, const data::TokenF
   r.Add("--weight-decay", o.weight_decay);
   r.Add("--clip", o.clip);
   r.Add("--steps", o.steps, RunConfig::kAnnounce);
+  RecordOffload(o.offload, r);  // Note [placement is not part of the run]
   return r;
 }
 
@@ -274,6 +278,7 @@ absl::Status Train(Options o) {
   t.seed = static_cast<uint64_t>(o.seed);
   t.dump_graph = o.dump_graph;
   t.check_plan = o.check_plan;
+  t.offload = o.offload;
   const Shape micro{o.batch, o.seq};
   STRATA_ASSIGN_OR_RETURN(
       std::unique_ptr<graph::Program> program,
@@ -287,11 +292,12 @@ absl::Status Train(Options o) {
   int64_t params = 0;
   for (const auto& [name, p] : program->parameters()) params += p.numel();
   std::printf("strata-gpt: %s, %lld tokens (%s), vocab %lld, %d layers, width %lld, %d heads, "
-              "%.2fM parameters, %d threads\n%s\n",
+              "%.2fM parameters, %d threads\n%s\n%s",
               o.data.c_str(), static_cast<long long>(n), file.format.c_str(),
               static_cast<long long>(config.vocab), config.layers,
               static_cast<long long>(config.width), config.heads, params / 1e6, NumThreads(),
-              program->memory_report().ToString().c_str());
+              program->memory_report().ToString().c_str(), OffloadSummary(o.offload).c_str());
+  std::fflush(stdout);
 
   if (!o.init_from.empty()) {
     STRATA_RETURN_IF_ERROR(graph::LoadGpt2Weights(*program, o.init_from));
@@ -328,19 +334,17 @@ absl::Status Train(Options o) {
     // profile unless it is the only one.
     program->set_profiling(o.profile && (s > first || last - first == 1));
     STRATA_ASSIGN_OR_RETURN(const graph::StepStats st, program->Step(train.Get(s)));
-    const int64_t peak_device = st.peak_bytes[static_cast<int>(MemoryTier::kDevice)];
     if (st.step % o.log_every == 0 || st.step == o.steps || st.step == 1) {
-      std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s\n",
+      std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s%s\n",
                   static_cast<long long>(st.step), static_cast<long long>(o.steps), st.loss, st.lr,
-                  st.grad_norm, st.step_ms, st.tokens_per_s);
+                  st.grad_norm, st.step_ms, st.tokens_per_s, IoWaitText(st, o.offload).c_str());
       std::fflush(stdout);
     }
     nlohmann::json record = {
         {"step", st.step}, {"loss", st.loss}, {"lr", st.lr}, {"grad_norm", st.grad_norm},
-        {"step_ms", st.step_ms}, {"tokens_per_s", st.tokens_per_s},
-        {"peak_bytes", {{"device", peak_device},
-                        {"host", st.peak_bytes[static_cast<int>(MemoryTier::kHost)]},
-                        {"nvme", st.peak_bytes[static_cast<int>(MemoryTier::kNvme)]}}}};
+        {"step_ms", st.step_ms}, {"tokens_per_s", st.tokens_per_s}};
+    AddStepMemory(st, record);
+    if (st.step == last) record["peak_rss_bytes"] = PeakRssBytes();
     if (o.eval_every > 0 && (st.step % o.eval_every == 0 || st.step == o.steps)) {
       double sum = 0;
       for (int64_t i = 0; i < o.eval_batches; ++i) {
@@ -358,6 +362,8 @@ absl::Status Train(Options o) {
   }
   if (!o.save.empty()) STRATA_RETURN_IF_ERROR(save());
   if (o.profile) std::printf("%s", program->ProfileReport().c_str());
+  std::printf("strata-gpt: done at step %lld, peak RSS %s\n",
+              static_cast<long long>(program->step_count()), MebibytesText(PeakRssBytes()).c_str());
   return absl::OkStatus();
 }
 
@@ -419,7 +425,12 @@ int main(int argc, char** argv) {
   f.Add("check-plan", &o.check_plan, "check the memory plan while training (slow; same losses)");
   f.Add("threads", &o.threads, {.min = 0, .max = 4096, .zero = "all cores"}, "threads");
   f.Add("profile", &o.profile, "print the time per op at the end (steps after the first)");
+  strata::examples::OffloadFlags offload;
+  offload.Register(f);
   if (std::optional<int> code = f.ParseOrExitCode(argc, argv)) return *code;
+  absl::StatusOr<strata::graph::OffloadOptions> placement = offload.Resolve(f);
+  if (!placement.ok()) return f.ExitCode(placement.status());
+  o.offload = *placement;
   for (const char* name : {"layers", "width", "heads", "vocab", "seq"}) {
     if (f.given(name)) o.given.insert(name);
   }

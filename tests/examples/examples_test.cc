@@ -99,8 +99,18 @@ TEST_F(StrataGptTest, MetricsCarryTheDocumentedFieldsAndTheLossFalls) {
     for (const char* tier : {"device", "host", "nvme"}) {
       EXPECT_TRUE(m[i].at("peak_bytes").at(tier).is_number_integer()) << tier;
     }
+    // Always present, whether or not anything is offloaded; nothing is here.
+    EXPECT_EQ(m[i].at("io_wait_ms").get<double>(), 0.0);
+    EXPECT_EQ(m[i].at("io_read_bytes").get<int64_t>(), 0);
+    EXPECT_EQ(m[i].at("io_write_bytes").get<int64_t>(), 0);
     EXPECT_EQ(m[i].contains("val_loss"), (i + 1) % 10 == 0) << "step " << i + 1;
+    EXPECT_EQ(m[i].contains("peak_rss_bytes"), i + 1 == m.size()) << "step " << i + 1;
   }
+  // The process's peak resident set holds at least the planned memory it touched.
+  EXPECT_GE(m[29].at("peak_rss_bytes").get<int64_t>(),
+            m[29].at("peak_bytes").at("device").get<int64_t>());
+  EXPECT_THAT(run.output, HasSubstr("strata-gpt: done at step 30, peak RSS "));
+  EXPECT_THAT(run.output, Not(HasSubstr("io wait")));  // only when offloading
   // On a CPU the arena of activations and state is the compute ("device") tier.
   EXPECT_GT(m[0].at("peak_bytes").at("device").get<int64_t>(), 0);
   // Warm-up: the learning rate rises linearly over the first 2 steps to 3e-3.
@@ -212,6 +222,15 @@ TEST_F(StrataGptTest, ResumeRefusesARunThatWouldComputeAnotherOne) {
   args = With(Tiny(4), {"--resume", Path("ckpt")});
   args[1] = Path("other.txt");
   ExpectCleanError(RunStrataGpt(args), 2, "--data hash");
+
+  // Placement, budgets and prefetch do not change the math (Note [placement is not part of the
+  // run] in examples/common/offload_flags.h): a change is announced.
+  const Result placed = RunStrataGpt(With(
+      Tiny(4), {"--resume", Path("ckpt"), "--prefetch-bytes", "1M", "--device-budget", "1G"}));
+  ASSERT_EQ(placed.exit_code, 0) << placed.output;
+  EXPECT_THAT(placed.output, HasSubstr("--prefetch-bytes changes from 67108864 (the checkpoint's "
+                                       "run) to 1048576 (it does not change the math)"));
+  EXPECT_THAT(placed.output, HasSubstr("--device-budget changes from 0"));
 
   // What does not change the math is free, and a longer --steps is announced.
   const Result longer =
@@ -357,6 +376,42 @@ TEST_F(StrataGptTest, NumericFlagsOutsideTheirRangeAreUsageErrors) {
                    1, "held out (--val-fraction)");
 }
 
+// The offload flags (examples/common/offload_flags.h) are checked before any data is read, the
+// same way in both programs: usage errors naming the flag.
+std::vector<std::pair<std::vector<std::string>, std::string>> BadOffloadFlags() {
+  return {{{"--host-budget", "4X"}, "--host-budget expects a size, got '4X': unknown unit 'X'"},
+          {{"--device-budget", "-512M"}, "--device-budget expects a size, got '-512M': a size "
+                                         "cannot be negative"},
+          {{"--prefetch-bytes", "99999999999999999999"},
+           "--prefetch-bytes 99999999999999999999 is outside its range [0, 1024T]"},
+          {{"--offload-params", "ssd"}, "--offload-params ssd: expected none, host or nvme"},
+          {{"--offload-optimizer", "nvme"}, "--offload-optimizer nvme needs --nvme-dir DIR"},
+          {{"--nvme-dir", "/tmp"}, "--nvme-dir /tmp is given but no state is placed on nvme"},
+          {{"--offload-grads", "host", "--io-engine", "uring"},
+           "--io-engine configures the NVMe engine, but no state is placed on nvme"},
+          {{"--offload-params", "nvme", "--nvme-dir", "/tmp", "--io-block-size", "5000"},
+           "--io-block-size 5000 is not a multiple of 4096"}};
+}
+
+TEST_F(StrataGptTest, OffloadFlagsAreCheckedAndNamed) {
+  for (const auto& [args, message] : BadOffloadFlags()) {
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    ExpectCleanError(RunStrataGpt(With(Tiny(3), args)), 2, message);
+  }
+  const Result help = RunStrataGpt({"--help"});
+  EXPECT_THAT(help.output, HasSubstr("sizes are bytes with an optional binary unit"));
+}
+
+TEST(FmnistExampleTest, OffloadFlagsAreCheckedAndNamed) {
+  for (const auto& [args, message] : BadOffloadFlags()) {
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    ExpectCleanError(RunBinary(STRATA_FMNIST_BINARY, args), 2, message);
+  }
+  const Result help = RunBinary(STRATA_FMNIST_BINARY, {"--help"});
+  EXPECT_THAT(help.output, HasSubstr("--offload-optimizer"));
+  EXPECT_THAT(help.output, HasSubstr("sizes are bytes with an optional binary unit"));
+}
+
 TEST_F(StrataGptTest, HelpStatesEachRangeAndWhatZeroMeans) {
   const Result run = RunStrataGpt({"--help"});
   ASSERT_EQ(run.exit_code, 0);
@@ -406,6 +461,10 @@ TEST(FmnistExampleTest, ReportsTestAccuracyPerEpoch) {
       epochs.push_back(r);
     } else {
       EXPECT_TRUE(r.at("loss").is_number());
+      EXPECT_GT(r.at("peak_bytes").at("device").get<int64_t>(), 0);
+      EXPECT_EQ(r.at("io_wait_ms").get<double>(), 0.0);
+      EXPECT_EQ(r.at("io_read_bytes").get<int64_t>(), 0);
+      EXPECT_EQ(r.at("io_write_bytes").get<int64_t>(), 0);
       ++steps;
     }
   }
@@ -418,6 +477,9 @@ TEST(FmnistExampleTest, ReportsTestAccuracyPerEpoch) {
     EXPECT_LE(accuracy, 1.0);
   }
   EXPECT_EQ(epochs[1].at("epoch").get<int>(), 2);
+  EXPECT_FALSE(epochs[0].contains("peak_rss_bytes"));
+  EXPECT_GT(epochs[1].at("peak_rss_bytes").get<int64_t>(), 10 << 20);  // the data alone is more
+  EXPECT_THAT(run.output, HasSubstr("strata-fmnist: done after 2 epochs, peak RSS "));
 }
 
 TEST(FmnistExampleTest, NumericFlagsOutsideTheirRangeAreUsageErrors) {
