@@ -122,14 +122,30 @@ absl::Status WriteText(const fs::path& path, const std::string& text) {
   return absl::OkStatus();
 }
 
+// The tensors of `named`, wherever they live: state in memory as it is, state homed on NVMe read
+// into memory (the file format does not depend on where the state lived).
+absl::StatusOr<std::vector<std::pair<std::string, Tensor>>> Materialize(
+    const Program& program, const std::vector<std::pair<std::string, Tensor>>& tensors,
+    const std::vector<std::pair<std::string, ValueId>>& values) {
+  std::vector<std::pair<std::string, Tensor>> out = tensors;
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (out[i].second.defined()) continue;
+    STRATA_ASSIGN_OR_RETURN(out[i].second, program.ReadState(values[i].second, DefaultCpuAllocator()));
+  }
+  return out;
+}
+
 absl::Status WriteFiles(const Program& program, const TrainerState& state, const fs::path& tmp) {
   std::map<std::string, uint64_t> file_bytes;
-  const std::pair<const char*, const std::vector<std::pair<std::string, Tensor>>*> files[] = {
-      {kCheckpointWeightsFile, &program.parameters()},
-      {kCheckpointOptimizerFile, &program.optimizer_state()}};
-  for (const auto& [name, tensors] : files) {
+  const std::pair<const char*, bool> files[] = {{kCheckpointWeightsFile, false},
+                                                {kCheckpointOptimizerFile, true}};
+  for (const auto& [name, optimizer] : files) {
     const fs::path path = tmp / name;
-    STRATA_RETURN_IF_ERROR(WriteSafetensors(path.string(), *tensors));
+    STRATA_ASSIGN_OR_RETURN(
+        const auto tensors,
+        optimizer ? Materialize(program, program.optimizer_state(), program.optimizer_state_values())
+                  : Materialize(program, program.parameters(), program.parameter_values()));
+    STRATA_RETURN_IF_ERROR(WriteSafetensors(path.string(), tensors));
     std::error_code ec;
     file_bytes[name] = fs::file_size(path, ec);
     if (ec) return absl::InternalError(absl::StrCat("cannot stat ", path.string(), ": ", ec.message()));
@@ -151,24 +167,25 @@ absl::Status WriteFiles(const Program& program, const TrainerState& state, const
 
 // Every tensor `want` lists must be in `file` with the same dtype and shape, and `file` must hold
 // nothing else. Appends (program tensor, file tensor) pairs to `copies`.
-absl::Status Match(const SafetensorsFile& file,
-                   const std::vector<std::pair<std::string, Tensor>>& want,
-                   std::vector<std::pair<Tensor, Tensor>>& copies) {
+absl::Status Match(const SafetensorsFile& file, const Program& program,
+                   const std::vector<std::pair<std::string, ValueId>>& want,
+                   std::vector<std::pair<ValueId, Tensor>>& copies) {
   std::map<std::string, bool> used;
   for (const std::string& name : file.names()) used[name] = false;
-  for (const auto& [name, dst] : want) {
+  for (const auto& [name, value] : want) {
+    const TensorType& dst = program.graph().value(value).type;
     if (!file.Contains(name)) {
       return absl::NotFoundError(absl::StrCat("checkpoint file ", file.path(), " has no tensor '",
                                               name, "', which the program has"));
     }
     const Tensor src = file.Get(name).value();
-    if (src.dtype() != dst.dtype() || src.shape() != dst.shape()) {
+    if (src.dtype() != dst.dtype || src.shape() != dst.shape) {
       return absl::InvalidArgumentError(
           absl::StrCat("checkpoint file ", file.path(), ": tensor '", name, "' is ",
                        DTypeName(src.dtype()), src.shape().ToString(), ", the program's is ",
-                       DTypeName(dst.dtype()), dst.shape().ToString()));
+                       DTypeName(dst.dtype), dst.shape.ToString()));
     }
-    copies.emplace_back(dst, src);
+    copies.emplace_back(value, src);
     used[name] = true;
   }
   std::vector<std::string> unknown;
@@ -303,17 +320,17 @@ absl::StatusOr<TrainerState> LoadCheckpoint(Program& program, const std::string&
   for (const char* name : {kCheckpointWeightsFile, kCheckpointOptimizerFile}) {
     STRATA_RETURN_IF_ERROR(CheckComplete(root, name, state));
   }
-  std::vector<std::pair<Tensor, Tensor>> copies;
+  std::vector<std::pair<ValueId, Tensor>> copies;
   STRATA_ASSIGN_OR_RETURN(
       SafetensorsFile weights,
       SafetensorsFile::Read((root / kCheckpointWeightsFile).string(), DefaultCpuAllocator()));
-  STRATA_RETURN_IF_ERROR(Match(weights, program.parameters(), copies));
+  STRATA_RETURN_IF_ERROR(Match(weights, program, program.parameter_values(), copies));
   STRATA_ASSIGN_OR_RETURN(
       SafetensorsFile optimizer,
       SafetensorsFile::Read((root / kCheckpointOptimizerFile).string(), DefaultCpuAllocator()));
-  STRATA_RETURN_IF_ERROR(Match(optimizer, program.optimizer_state(), copies));
+  STRATA_RETURN_IF_ERROR(Match(optimizer, program, program.optimizer_state_values(), copies));
 
-  for (const auto& [dst, src] : copies) STRATA_RETURN_IF_ERROR(dst.CopyFrom(src));
+  for (const auto& [dst, src] : copies) STRATA_RETURN_IF_ERROR(program.WriteState(dst, src));
   program.set_step_count(state.step);
   return state.trainer;
 }

@@ -153,8 +153,11 @@ absl::Status FmnistTrainer::ScaleConvolutions(int64_t images) {
             return graph::ops::CrossEntropy(logits, in[1]);
           },
           o));
-  for (const auto& [path, t] : p->parameters()) {
-    STRATA_ASSIGN_OR_RETURN(const Tensor from, program_->parameter(path));
+  for (size_t i = 0; i < p->parameters().size(); ++i) {
+    const auto& [path, t] = p->parameters()[i];
+    STRATA_ASSIGN_OR_RETURN(const Tensor from,
+                            program_->ReadState(program_->parameter_values()[i].second,
+                                                DefaultCpuAllocator()));
     STRATA_RETURN_IF_ERROR(t.CopyFrom(from));
   }
   const int64_t batches = std::max<int64_t>(1, std::min(images, train_size_) / b);
@@ -178,8 +181,13 @@ absl::Status FmnistTrainer::ScaleConvolutions(int64_t images) {
     const float scale = static_cast<float>(1.0 / std::sqrt(var));
     float* d = w.data<float>();
     for (int64_t i = 0; i < w.numel(); ++i) d[i] *= scale;
-    STRATA_ASSIGN_OR_RETURN(const Tensor to, program_->parameter(c.weight));
-    STRATA_RETURN_IF_ERROR(to.CopyFrom(w));
+    bool written = false;
+    for (const auto& [path, value] : program_->parameter_values()) {
+      if (path != c.weight) continue;
+      STRATA_RETURN_IF_ERROR(program_->WriteState(value, w));
+      written = true;
+    }
+    if (!written) return absl::NotFoundError(absl::StrCat("LSUV: no parameter ", c.weight));
   }
   return absl::OkStatus();
 }

@@ -49,8 +49,7 @@ absl::Status Train(Options o) {
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<FmnistTrainer> trainer,
                           FmnistTrainer::Create(*data, o.recipe));
   const FmnistRecipe& r = o.recipe;
-  int64_t params = 0;
-  for (const auto& [name, p] : trainer->program().parameters()) params += p.numel();
+  const int64_t params = trainer->program().num_parameters();
   std::printf("strata-fmnist: %s, %lld training images, %lld test images; %lld parameters; "
               "%s lr %g (%s), batch %lld, %lld epochs of %lld steps, %d threads\n%s\n%s",
               o.data.c_str(), static_cast<long long>(trainer->train_size()),

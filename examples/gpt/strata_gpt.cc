@@ -289,8 +289,7 @@ absl::Status Train(Options o) {
                      t));
   if (o.dump_graph) std::cout << program->dump();
 
-  int64_t params = 0;
-  for (const auto& [name, p] : program->parameters()) params += p.numel();
+  const int64_t params = program->num_parameters();
   std::printf("strata-gpt: %s, %lld tokens (%s), vocab %lld, %d layers, width %lld, %d heads, "
               "%.2fM parameters, %d threads\n%s\n%s",
               o.data.c_str(), static_cast<long long>(n), file.format.c_str(),

@@ -64,8 +64,9 @@ absl::Status LoadGpt2Weights(Program& program, const std::string& path) {
   }
 
   // Check everything first; copy only when the whole file fits the program.
-  std::vector<std::pair<Tensor, Tensor>> copies;  // (program tensor, file tensor in our layout)
-  for (const auto& [param_path, dst] : program.parameters()) {
+  std::vector<std::pair<ValueId, Tensor>> copies;  // (program value, file tensor in our layout)
+  for (const auto& [param_path, value] : program.parameter_values()) {
+    const TensorType& dst = program.graph().value(value).type;
     auto it = by_path.find(param_path);
     if (it == by_path.end()) {
       return absl::NotFoundError(absl::StrCat("GPT-2 weights ", path, ": no tensor '", kPrefix,
@@ -77,19 +78,19 @@ absl::Status LoadGpt2Weights(Program& program, const std::string& path) {
       return error(absl::StatusCode::kInvalidArgument, name,
                    absl::StrCat("has dtype ", DTypeName(src.dtype()), ", expected f32, bf16 or f16"));
     }
-    const Shape expected = HfShape(param_path, dst.shape());
+    const Shape expected = HfShape(param_path, dst.shape);
     if (src.shape() != expected) {
       return error(absl::StatusCode::kInvalidArgument, name,
                    absl::StrCat("has shape ", src.shape().ToString(), ", expected ",
                                 expected.ToString(), " (Hugging Face layout",
-                                IsConv1dWeight(param_path, dst.shape()) ? ", Conv1D [in, out]" : "",
+                                IsConv1dWeight(param_path, dst.shape) ? ", Conv1D [in, out]" : "",
                                 ")"));
     }
     Tensor view = src;
-    if (IsConv1dWeight(param_path, dst.shape())) {
+    if (IsConv1dWeight(param_path, dst.shape)) {
       STRATA_ASSIGN_OR_RETURN(view, src.Transpose(0, 1));
     }
-    copies.emplace_back(dst, view);
+    copies.emplace_back(value, view);
     by_path.erase(it);
   }
 
@@ -127,14 +128,21 @@ absl::Status LoadGpt2Weights(Program& program, const std::string& path) {
         unknown.size() > shown ? absl::StrCat(" and ", unknown.size() - shown, " more") : ""));
   }
 
-  for (const auto& [dst, src] : copies) STRATA_RETURN_IF_ERROR(dst.CopyFrom(src));
+  for (const auto& [dst, src] : copies) {
+    // In the file's dtype and layout: converted into memory first, then written home.
+    STRATA_ASSIGN_OR_RETURN(Tensor f32, Tensor::Empty(program.graph().value(dst).type.shape,
+                                                      DType::kF32, DefaultCpuAllocator()));
+    STRATA_RETURN_IF_ERROR(f32.CopyFrom(src));
+    STRATA_RETURN_IF_ERROR(program.WriteState(dst, f32));
+  }
   return absl::OkStatus();
 }
 
 absl::Status SaveGpt2Weights(const Program& program, const std::string& path) {
   std::vector<std::pair<std::string, Tensor>> tensors;
   tensors.reserve(program.parameters().size());
-  for (const auto& [param_path, t] : program.parameters()) {
+  for (const auto& [param_path, value] : program.parameter_values()) {
+    STRATA_ASSIGN_OR_RETURN(const Tensor t, program.ReadState(value, DefaultCpuAllocator()));
     Tensor view = t;
     if (IsConv1dWeight(param_path, t.shape())) {
       STRATA_ASSIGN_OR_RETURN(view, t.Transpose(0, 1));

@@ -33,10 +33,12 @@ struct Compiled {
   std::unique_ptr<Program> program;
 };
 
-Compiled CompileGpt(uint64_t seed, const GptConfig& config = kTiny) {
+Compiled CompileGpt(uint64_t seed, const GptConfig& config = kTiny,
+                    const OffloadOptions& offload = {}) {
   Compiled r{std::make_unique<Gpt>(config), nullptr};
   Gpt* gpt = r.gpt.get();
   TrainOptions o;
+  o.offload = offload;
   o.optimizer = OptimizerOptions::AdamW(0.9, 0.95, 1e-8, 0.1);
   o.schedule = {.kind = optim::LrSchedule::kCosine, .max_lr = 1e-2, .min_lr = 1e-3,
                 .warmup_steps = 2, .total_steps = 6};
@@ -179,6 +181,36 @@ TEST_F(CheckpointTest, ResumedRunMatchesAStraightRunBitwise) {
     EXPECT_TRUE(SameBits(straight.program->optimizer_state()[i].second,
                          resumed.program->optimizer_state()[i].second))
         << straight.program->optimizer_state()[i].first;
+  }
+}
+
+// The format does not depend on where the state lived: a run with everything on NVMe saves, one
+// with everything in memory resumes, and the other way round, bitwise like the straight run.
+TEST_F(CheckpointTest, ResumesAcrossPlacementsBitwise) {
+  OffloadOptions nvme;
+  nvme.params = nvme.grads = nvme.optimizer = MemoryTier::kNvme;
+  nvme.io.dir = root_.string();
+  nvme.io.block_size = 16 << 10;
+  Compiled straight = CompileGpt(1);
+  TokenStream straight_data(42);
+  const std::vector<double> all = Train(*straight.program, straight_data, 6);
+  ASSERT_EQ(all.size(), 6u);
+  for (bool save_on_nvme : {true, false}) {
+    SCOPED_TRACE(save_on_nvme ? "saved from nvme, resumed in memory"
+                              : "saved from memory, resumed on nvme");
+    Compiled first = CompileGpt(1, kTiny, save_on_nvme ? nvme : OffloadOptions{});
+    TokenStream first_data(42);
+    const std::vector<double> head = Train(*first.program, first_data, 3);
+    for (int s = 0; s < 3; ++s) EXPECT_EQ(head[s], all[s]) << "step " << s + 1;
+    ASSERT_TRUE(SaveCheckpoint(*first.program, first_data.Save(), dir_).ok());
+    Compiled resumed = CompileGpt(7, kTiny, save_on_nvme ? OffloadOptions{} : nvme);
+    absl::StatusOr<TrainerState> loaded = LoadCheckpoint(*resumed.program, dir_);
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    TokenStream resumed_data(0);
+    resumed_data.Restore(*loaded);
+    const std::vector<double> tail = Train(*resumed.program, resumed_data, 3);
+    ASSERT_EQ(tail.size(), 3u);
+    for (int s = 0; s < 3; ++s) EXPECT_EQ(tail[s], all[3 + s]) << "step " << 4 + s;
   }
 }
 

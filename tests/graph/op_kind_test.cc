@@ -106,6 +106,20 @@ TEST(OpKindTest, EveryKindIsMadeByExactlyOneOpClassUnderItsName) {
   CollectOps(every, {{"x", Shape{2, 2, 8, 8}, DType::kF32}, {"targets", Shape{2}, DType::kI32}},
              [&](absl::Span<const Var> in) { return every.Loss(in[0], in[1]); }, sgd, ops);
 
+  // Offload: fetch, write_back and offloaded_update, from a compiled program's graph.
+  Gpt offloaded(GptConfig{.vocab = 16, .block_size = 4, .layers = 1, .width = 8, .heads = 2});
+  TrainOptions nvme = adamw;
+  nvme.offload.params = MemoryTier::kNvme;
+  nvme.offload.grads = MemoryTier::kHost;
+  nvme.offload.optimizer = MemoryTier::kNvme;
+  nvme.offload.io.dir = ::testing::TempDir();
+  auto program = Compile(
+      offloaded, {{"ids", Shape{2, 4}, DType::kI32}, {"targets", Shape{2, 4}, DType::kI32}},
+      [&](absl::Span<const Var> in) { return ops::CrossEntropy(offloaded.Forward(in[0]), in[1]); },
+      nvme);
+  ASSERT_TRUE(program.ok()) << program.status();
+  for (const Node& n : (*program)->graph().nodes()) ops.push_back(n.op);
+
   std::map<OpKind, std::set<std::type_index>> classes;
   for (const std::shared_ptr<const Op>& op : ops) {
     classes[op->kind()].insert(std::type_index(typeid(*op)));

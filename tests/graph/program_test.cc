@@ -418,7 +418,7 @@ TEST(ProgramTest, DumpShowsTheIrAfterEachPass) {
   const std::string& d = r.program->dump();
   for (const char* s : {"== after trace ==", "== after autodiff ==", "== after fuse_cross_entropy ==",
                         "== after dead_code ==", "== memory plan ==", "causal_attention[heads=4]",
-                        "adamw_update", "clip_grad_norm", "h.1.attn.c_attn.weight",
+                        "adamw_update", "global_grad_norm", "h.1.attn.c_attn.weight",
                         "cross_entropy_with_grad"}) {
     EXPECT_THAT(d, HasSubstr(s));
   }
