@@ -150,7 +150,9 @@ TEST(OffloadTest, GptTrainsBitIdenticallyWherever) {
       const StepStats& s = offloaded.stats.back();
       const int64_t moved = s.io_read_bytes[0] + s.io_read_bytes[1] + s.io_read_bytes[2];
       EXPECT_GT(moved, 0);
-      if (where.params == kNvme) EXPECT_GT(s.io_read_bytes[static_cast<int>(kNvme)], 0);
+      if (where.params == kNvme) {
+        EXPECT_GT(s.io_read_bytes[static_cast<int>(kNvme)], 0);
+      }
     }
   }
 }
