@@ -40,6 +40,7 @@ namespace {
 constexpr int64_t kParallelMin = int64_t{1} << 15;
 constexpr int64_t kLineFloats = 16;  // 64 bytes
 
+template <bool kDivideBias2>
 void AdamWRangeGeneric(const AdamWScalars& s, float* __restrict p, const float* __restrict g,
                        float* __restrict m, float* __restrict v, int64_t n) {
   const float b1 = s.b1, b2 = s.b2, one_b1 = s.one_b1, one_b2 = s.one_b2;
@@ -51,7 +52,7 @@ void AdamWRangeGeneric(const AdamWScalars& s, float* __restrict p, const float* 
     const float vi = v[i] * b2 + gi * gi * one_b2;
     m[i] = mi;
     v[i] = vi;
-    const float denom = std::sqrt(vi) / bias2_sqrt + eps;
+    const float denom = (kDivideBias2 ? std::sqrt(vi) / bias2_sqrt : std::sqrt(vi)) + eps;
     p[i] = p[i] * decay - step_size * (mi / denom);
   }
 }
@@ -71,6 +72,7 @@ struct Avx512Scalars {
 };
 
 // One vector of the update: the plain loop's operations in its order, each rounded on its own.
+template <bool kDivideBias2>
 STRATA_AVX512 inline void Update16(const Avx512Scalars& s, __m512 pi, __m512 gi, __m512 mi,
                                    __m512 vi, __m512* p_out, __m512* m_out, __m512* v_out) {
   mi = _mm512_add_round_ps(_mm512_mul_round_ps(mi, s.b1, kRound),
@@ -78,8 +80,9 @@ STRATA_AVX512 inline void Update16(const Avx512Scalars& s, __m512 pi, __m512 gi,
   vi = _mm512_add_round_ps(
       _mm512_mul_round_ps(vi, s.b2, kRound),
       _mm512_mul_round_ps(_mm512_mul_round_ps(gi, gi, kRound), s.one_b2, kRound), kRound);
-  const __m512 denom = _mm512_add_round_ps(
-      _mm512_div_round_ps(_mm512_sqrt_round_ps(vi, kRound), s.bias2_sqrt, kRound), s.eps, kRound);
+  __m512 root = _mm512_sqrt_round_ps(vi, kRound);
+  if (kDivideBias2) root = _mm512_div_round_ps(root, s.bias2_sqrt, kRound);
+  const __m512 denom = _mm512_add_round_ps(root, s.eps, kRound);
   *p_out = _mm512_sub_round_ps(
       _mm512_mul_round_ps(pi, s.decay, kRound),
       _mm512_mul_round_ps(s.step_size, _mm512_div_round_ps(mi, denom, kRound), kRound), kRound);
@@ -87,6 +90,7 @@ STRATA_AVX512 inline void Update16(const Avx512Scalars& s, __m512 pi, __m512 gi,
   *v_out = vi;
 }
 
+template <bool kDivideBias2>
 STRATA_AVX512 void AdamWRangeAvx512(const AdamWScalars& scalars, float* p, const float* g,
                                     float* m, float* v, int64_t n) {
   const Avx512Scalars s{_mm512_set1_ps(scalars.b1),         _mm512_set1_ps(scalars.b2),
@@ -96,7 +100,7 @@ STRATA_AVX512 void AdamWRangeAvx512(const AdamWScalars& scalars, float* p, const
   __m512 po, mo, vo;
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    Update16(s, _mm512_loadu_ps(p + i), _mm512_loadu_ps(g + i), _mm512_loadu_ps(m + i),
+    Update16<kDivideBias2>(s, _mm512_loadu_ps(p + i), _mm512_loadu_ps(g + i), _mm512_loadu_ps(m + i),
              _mm512_loadu_ps(v + i), &po, &mo, &vo);
     _mm512_storeu_ps(m + i, mo);
     _mm512_storeu_ps(v + i, vo);
@@ -104,7 +108,7 @@ STRATA_AVX512 void AdamWRangeAvx512(const AdamWScalars& scalars, float* p, const
   }
   if (i < n) {  // the tail: masked lanes read zeros, which divide by eps > 0 harmlessly
     const __mmask16 k = static_cast<__mmask16>((1u << (n - i)) - 1);
-    Update16(s, _mm512_maskz_loadu_ps(k, p + i), _mm512_maskz_loadu_ps(k, g + i),
+    Update16<kDivideBias2>(s, _mm512_maskz_loadu_ps(k, p + i), _mm512_maskz_loadu_ps(k, g + i),
              _mm512_maskz_loadu_ps(k, m + i), _mm512_maskz_loadu_ps(k, v + i), &po, &mo, &vo);
     _mm512_mask_storeu_ps(m + i, k, mo);
     _mm512_mask_storeu_ps(v + i, k, vo);
@@ -165,10 +169,18 @@ AdamWIsa BestAdamWIsa() {
 
 void AdamWRange(AdamWIsa isa, const AdamWScalars& s, float* param, const float* grad, float* m,
                 float* v, int64_t n) {
+  // Late in training sqrt(1 - beta2^t) rounds to 1 and dividing by it changes nothing: a square
+  // root is never subnormal, so x / 1 == x bit for bit (NaN included). Skipping it frees the
+  // division unit, which bounds the update where the state sits in cache (Note [AdamW speed]).
+  const bool divide = s.bias2_sqrt != 1.0f;
 #ifdef STRATA_ADAMW_X86
-  if (isa == AdamWIsa::kAvx512) return AdamWRangeAvx512(s, param, grad, m, v, n);
+  if (isa == AdamWIsa::kAvx512) {
+    return divide ? AdamWRangeAvx512<true>(s, param, grad, m, v, n)
+                  : AdamWRangeAvx512<false>(s, param, grad, m, v, n);
+  }
 #endif
-  AdamWRangeGeneric(s, param, grad, m, v, n);
+  divide ? AdamWRangeGeneric<true>(s, param, grad, m, v, n)
+         : AdamWRangeGeneric<false>(s, param, grad, m, v, n);
 }
 
 }  // namespace internal
