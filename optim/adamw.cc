@@ -3,6 +3,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -29,9 +31,24 @@
 // Note [AdamW speed]
 // AdamW moves 28 bytes per element (reads p, g, m, v; writes p, m, v) for two divisions and a
 // square root, so over state larger than the caches it is bound by memory bandwidth. The AVX-512
-// variant keeps the division unit busy enough to stay ahead of memory on one core, and a large
-// call is split into one contiguous, cache-line-aligned range per thread. A call below
+// variant keeps the division unit busy enough to stay ahead of memory on one core. A large call
+// is cut into blocks of 16K elements (64 KiB of each buffer) that the threads take one at a time,
+// so that a thread the OS preempts (the offloaded pipeline's IO and copy workers share the same
+// cores) delays the call by at most the block it holds rather than by half the call. A call below
 // kParallelMin elements runs on the calling thread alone: forking a team costs more than it buys.
+//
+// Note [AdamW on busy cores]
+// The offloaded optimizer calls AdamWStep once per chunk, so every chunk pays a fork and a join.
+// On idle cores that costs microseconds. On busy ones (other processes, or this process's own IO
+// and copy workers) it can cost milliseconds: libgomp starts a team only once every worker has
+// come back from the previous region, and a preempted worker may not run for a while. Measured on
+// 2 busy cores, 64M parameters in 1M-element chunks: the caller waited 11-15 ms per call before
+// starting its share, and the step ran at 0.07-0.16 G params/s on 2 threads against 0.30-0.34 G/s
+// on one. So a call whose fork and join took more than a quarter of the caller's own work makes
+// the next 16 calls run on the calling thread alone, after which a team is tried again (32, 64, ...
+// up to 1024 calls while teams keep not paying, 16 again after one that does); on idle
+// cores the overhead is a few microseconds against hundreds and this never triggers. The bits do
+// not depend on the split.
 
 namespace strata::optim {
 namespace internal {
@@ -39,6 +56,33 @@ namespace {
 
 constexpr int64_t kParallelMin = int64_t{1} << 15;
 constexpr int64_t kLineFloats = 16;  // 64 bytes
+constexpr int64_t kBlockFloats = 16384;
+
+// Calls left to run on the calling thread alone because a team did not pay, and how many the
+// next such team buys: doubled each time one does not pay, back to the least when one does
+// (Note [AdamW on busy cores]).
+std::atomic<int> g_solo_calls{0};
+std::atomic<int> g_solo_backoff{0};
+constexpr int kSoloCallsLeast = 16, kSoloCallsMost = 1024;
+
+bool TakeSoloCall() {
+  int left = g_solo_calls.load(std::memory_order_relaxed);
+  while (left > 0) {
+    if (g_solo_calls.compare_exchange_weak(left, left - 1, std::memory_order_relaxed)) return true;
+  }
+  return false;
+}
+
+void TeamPaid(bool paid) {
+  if (paid) {
+    g_solo_backoff.store(0, std::memory_order_relaxed);
+    return;
+  }
+  const int calls = std::clamp(2 * g_solo_backoff.load(std::memory_order_relaxed),
+                               kSoloCallsLeast, kSoloCallsMost);
+  g_solo_backoff.store(calls, std::memory_order_relaxed);
+  g_solo_calls.store(calls, std::memory_order_relaxed);
+}
 
 template <bool kDivideBias2>
 void AdamWRangeGeneric(const AdamWScalars& s, float* __restrict p, const float* __restrict g,
@@ -66,6 +110,9 @@ void AdamWRangeGeneric(const AdamWScalars& s, float* __restrict p, const float* 
 #endif
 #define STRATA_AVX512 __attribute__((target("avx512f")))
 constexpr int kRound = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+// Four streams restart the hardware prefetcher at every 4 KiB page; asking for each line 4 KiB
+// ahead keeps them going (Note [AdamW speed]).
+constexpr int64_t kPrefetchFloats = 1024;
 
 struct Avx512Scalars {
   __m512 b1, b2, one_b1, one_b2, bias2_sqrt, eps, decay, step_size;
@@ -98,14 +145,22 @@ STRATA_AVX512 void AdamWRangeAvx512(const AdamWScalars& scalars, float* p, const
                         _mm512_set1_ps(scalars.bias2_sqrt), _mm512_set1_ps(scalars.eps),
                         _mm512_set1_ps(scalars.decay),      _mm512_set1_ps(scalars.step_size)};
   __m512 po, mo, vo;
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    Update16<kDivideBias2>(s, _mm512_loadu_ps(p + i), _mm512_loadu_ps(g + i), _mm512_loadu_ps(m + i),
-             _mm512_loadu_ps(v + i), &po, &mo, &vo);
+  auto full = [&](int64_t i) STRATA_AVX512 {
+    Update16<kDivideBias2>(s, _mm512_loadu_ps(p + i), _mm512_loadu_ps(g + i),
+                           _mm512_loadu_ps(m + i), _mm512_loadu_ps(v + i), &po, &mo, &vo);
     _mm512_storeu_ps(m + i, mo);
     _mm512_storeu_ps(v + i, vo);
     _mm512_storeu_ps(p + i, po);
+  };
+  int64_t i = 0;
+  for (; i + kPrefetchFloats + 16 <= n; i += 16) {
+    _mm_prefetch(reinterpret_cast<const char*>(p + i + kPrefetchFloats), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(g + i + kPrefetchFloats), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(m + i + kPrefetchFloats), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(v + i + kPrefetchFloats), _MM_HINT_T0);
+    full(i);
   }
+  for (; i + 16 <= n; i += 16) full(i);
   if (i < n) {  // the tail: masked lanes read zeros, which divide by eps > 0 harmlessly
     const __mmask16 k = static_cast<__mmask16>((1u << (n - i)) - 1);
     Update16<kDivideBias2>(s, _mm512_maskz_loadu_ps(k, p + i), _mm512_maskz_loadu_ps(k, g + i),
@@ -216,19 +271,34 @@ absl::Status AdamWStep(absl::Span<float> param, absl::Span<const float> grad, ab
   float* mm = m.data();
   float* vv = v.data();
   const int64_t n = static_cast<int64_t>(param.size());
-  if (n < internal::kParallelMin || omp_in_parallel()) {
+  const int64_t threads = omp_get_max_threads();
+  if (n < internal::kParallelMin || threads == 1 || omp_in_parallel() ||
+      internal::TakeSoloCall()) {
     internal::AdamWRange(isa, s, p, g, mm, vv, n);
     return absl::OkStatus();
   }
+  // Blocks of at most kBlockFloats, handed out one at a time, and never fewer than one per thread.
+  const int64_t per_thread = (n + threads - 1) / threads;
+  const int64_t block = std::min(internal::kBlockFloats,
+                                 (per_thread + internal::kLineFloats - 1) / internal::kLineFloats *
+                                     internal::kLineFloats);
+  const int64_t blocks = (n + block - 1) / block;
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
+  Clock::time_point caller_start, caller_done;
 #pragma omp parallel
   {
-    // One contiguous range per thread, split on cache lines of param.
-    const int64_t lines = (n + internal::kLineFloats - 1) / internal::kLineFloats;
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int64_t lo = std::min(n, lines * t / nt * internal::kLineFloats);
-    const int64_t hi = std::min(n, lines * (t + 1) / nt * internal::kLineFloats);
-    internal::AdamWRange(isa, s, p + lo, g + lo, mm + lo, vv + lo, hi - lo);
+    if (omp_get_thread_num() == 0) caller_start = Clock::now();
+#pragma omp for schedule(dynamic, 1) nowait
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t lo = b * block, len = std::min(block, n - lo);
+      internal::AdamWRange(isa, s, p + lo, g + lo, mm + lo, vv + lo, len);
+    }
+    if (omp_get_thread_num() == 0) caller_done = Clock::now();
   }
+  // Fork and join took more than a quarter of the caller's own work: the team did not pay.
+  const Clock::duration overhead = (caller_start - start) + (Clock::now() - caller_done);
+  internal::TeamPaid(overhead * 4 <= caller_done - caller_start);
   return absl::OkStatus();
 }
 

@@ -35,7 +35,8 @@ absl::Status ValidateAdamWHyper(const AdamWHyper& h);
 
 // param, m and v are updated in place; all four spans have the same length; step >= 1. Never
 // allocates. Spans of 32768 elements or more are split across the OpenMP threads (one team per
-// call); shorter ones, or calls from inside a parallel region, run on the calling thread.
+// call); shorter ones, calls from inside a parallel region, and calls right after a team whose
+// fork and join cost more than it saved (busy cores) run on the calling thread.
 absl::Status AdamWStep(absl::Span<float> param, absl::Span<const float> grad, absl::Span<float> m,
                        absl::Span<float> v, const AdamWHyper& h, int64_t step);
 
