@@ -8,6 +8,9 @@
 // Per element, in PyTorch's order of operations:
 //   p *= 1 - lr * wd;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+// each operation rounded to float on its own (no fused multiply-add), so an element's result is
+// the same bits whatever span it is updated in, on any number of threads and any CPU (Note
+// [AdamW bits] in adamw.cc). The offloaded optimizer calls it on chunks of flat buffers.
 #pragma once
 
 #include <cstdint>
@@ -30,7 +33,10 @@ struct AdamWHyper {
 // Checks ranges (lr >= 0, 0 <= beta < 1, eps > 0, weight_decay >= 0); names the bad field.
 absl::Status ValidateAdamWHyper(const AdamWHyper& h);
 
-// param, m and v are updated in place; all four spans have the same length; step >= 1.
+// param, m and v are updated in place; all four spans have the same length; step >= 1. Never
+// allocates. Spans of 32768 elements or more are split across the OpenMP threads (one team per
+// call); shorter ones, calls from inside a parallel region, and calls right after a team whose
+// fork and join cost more than it saved (busy cores) run on the calling thread.
 absl::Status AdamWStep(absl::Span<float> param, absl::Span<const float> grad, absl::Span<float> m,
                        absl::Span<float> v, const AdamWHyper& h, int64_t step);
 
