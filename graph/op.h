@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -78,6 +79,11 @@ class Op {
   // True when Run writes its MutatedInputs only while StepScalars::training is set (BatchNorm's
   // running statistics), so that Program::Evaluate may run it.
   virtual bool MutatesOnlyWhenTraining() const { return false; }
+  // The op a recomputed copy of this node runs (graph/passes/recompute.cc): the same outputs
+  // from the same inputs, bit for bit, writing nothing in place (BatchNorm without its running
+  // statistics update). nullptr: the op itself, when it writes nothing in place; a node whose op
+  // writes in place and gives no such variant is never recomputed (its outputs are kept).
+  virtual std::shared_ptr<const Op> RecomputeOp() const { return nullptr; }
 };
 
 }  // namespace strata::graph
