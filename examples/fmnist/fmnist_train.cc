@@ -82,6 +82,7 @@ absl::StatusOr<std::unique_ptr<FmnistTrainer>> FmnistTrainer::Create(const Fashi
   o.clip_grad_norm = r.clip_grad_norm;
   o.seed = r.seed;
   o.check_plan = r.check_plan;
+  o.recompute = r.recompute;
   graph::MobileNet* model = t->model_.get();
   graph::ValueId* logits_id = &t->logits_;
   STRATA_ASSIGN_OR_RETURN(
