@@ -254,6 +254,14 @@ absl::StatusOr<std::unique_ptr<Program>> Compile(Module& model,
   Dump(options, config.dump, "fuse_cross_entropy", graph);
   STRATA_RETURN_IF_ERROR(FuseResidualAdd(graph));
   Dump(options, config.dump, "fuse_residual_add", graph);
+  // Recompute after the fusions, so that it copies the fused forward nodes and the backward
+  // fusions still see single readers; before ScheduleUpdates, so that each update is placed after
+  // the copies that read its parameter; before dead-code elimination, which then drops forward
+  // nodes whose outputs only the backward read (now the copies do).
+  if (options.recompute) {
+    STRATA_RETURN_IF_ERROR(RecomputeActivations(graph));
+    Dump(options, config.dump, "recompute_activations", graph);
+  }
   STRATA_RETURN_IF_ERROR(ScheduleUpdates(graph));
   Dump(options, config.dump, "schedule_updates", graph);
   STRATA_RETURN_IF_ERROR(EliminateDeadCode(graph));

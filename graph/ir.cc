@@ -78,7 +78,8 @@ std::string Graph::ToString() const {
                     attrs.empty() ? "" : absl::StrCat("[", attrs, "]"), "(", ins, ")",
                     types.empty() ? "" : absl::StrCat("  ", types),
                     n.scope.empty() ? "" : absl::StrCat("  # ", n.scope),
-                    n.phase == Phase::kUpdate ? "  (update)" : "", "\n");
+                    n.phase == Phase::kUpdate ? "  (update)" : "",
+                    n.recomputed ? absl::StrCat("  (recomputed, block ", n.block, ")") : "", "\n");
   }
   return s;
 }

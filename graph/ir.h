@@ -87,6 +87,10 @@ struct Node {
   std::string scope;             // the module path that traced it ("h.0.attn"), for dumps
   ValueId workspace = kNoValue;  // set by the memory planner when the op needs scratch
   Phase phase = Phase::kMicroStep;
+  // The checkpointed block (Layer::SetRecomputeBoundary) a forward node was traced in, numbered
+  // in trace order; -1 outside every block. Read by RecomputeActivations.
+  int32_t block = -1;
+  bool recomputed = false;  // a copy that RecomputeActivations inserted into the backward
 };
 
 class Graph {

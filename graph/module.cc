@@ -57,6 +57,12 @@ void Module::AddModule(std::string name, std::unique_ptr<Module> m) {
   children_.push_back(std::move(m));
 }
 
+Var Layer::operator()(Var x) {
+  if (!recompute_boundary_ || x.tracer() == nullptr) return Forward(x);
+  Tracer::Block block(*x.tracer());
+  return Forward(x);
+}
+
 Module::TraceScope::TraceScope(const Module& m, const Var& any) {
   if (any.tracer() != nullptr) scope_ = std::make_unique<Tracer::Scope>(*any.tracer(), m.path());
 }

@@ -121,7 +121,18 @@ class Module {
 class Layer : public Module {
  public:
   virtual Var Forward(Var x) = 0;
-  Var operator()(Var x) { return Forward(x); }
+  // Forward, with the nodes it traces marked as one checkpointed block when this layer is a
+  // recompute boundary.
+  Var operator()(Var x);
+  // Marks this layer as a checkpointed block: with TrainOptions::recompute, only its input and
+  // the outputs read outside it stay alive through the forward; the rest of its activations are
+  // recomputed in the backward (graph/passes/recompute.cc). Call it on `(*layer)(x)` callers'
+  // layers: a direct call to Forward is not a block.
+  void SetRecomputeBoundary(bool boundary) { recompute_boundary_ = boundary; }
+  bool recompute_boundary() const { return recompute_boundary_; }
+
+ private:
+  bool recompute_boundary_ = false;
 };
 
 }  // namespace strata::graph

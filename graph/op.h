@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -82,6 +83,11 @@ class Op {
   // offloaded state: the Program runs them on its IO stream, overlapped with compute
   // (Note [the IO stream] in program.cc), and reads their operands at their home tiers.
   virtual bool RunsOnIoStream() const { return false; }
+  // The op a recomputed copy of this node runs (graph/passes/recompute.cc): the same outputs
+  // from the same inputs, bit for bit, writing nothing in place (BatchNorm without its running
+  // statistics update). nullptr: the op itself, when it writes nothing in place; a node whose op
+  // writes in place and gives no such variant is never recomputed (its outputs are kept).
+  virtual std::shared_ptr<const Op> RecomputeOp() const { return nullptr; }
 };
 
 }  // namespace strata::graph

@@ -59,7 +59,8 @@ std::vector<Var> Tracer::Apply(std::shared_ptr<const Op> op, const std::vector<V
       out_ids.push_back(outs.back().id());
     }
   }
-  graph_.AddNode(std::move(op), std::move(in_ids), std::move(out_ids), scope());
+  const NodeId node = graph_.AddNode(std::move(op), std::move(in_ids), std::move(out_ids), scope());
+  graph_.mutable_nodes()[node].block = block_;
   if (outs.empty()) outs.emplace_back();
   return outs;
 }

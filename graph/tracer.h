@@ -71,6 +71,24 @@ class Tracer {
   ValueRole output_role() const { return output_role_; }
   void set_output_role(ValueRole role) { output_role_ = role; }
 
+  // While a Block is alive, the nodes traced get one block id (Node::block), new for each Block
+  // opened outside any other; a Block opened inside another adds nodes to the outer one, so the
+  // outermost checkpointed module is the unit that is recomputed.
+  int block() const { return block_; }
+  class Block {
+   public:
+    explicit Block(Tracer& t) : t_(t), outer_(t.block_) {
+      if (outer_ < 0) t_.block_ = t_.next_block_++;
+    }
+    ~Block() { t_.block_ = outer_; }
+    Block(const Block&) = delete;
+    Block& operator=(const Block&) = delete;
+
+   private:
+    Tracer& t_;
+    int outer_;
+  };
+
   // Module path of what is traced now ("h.0.attn"): the innermost Scope's.
   std::string scope() const { return scopes_.empty() ? "" : scopes_.back(); }
   class Scope {
@@ -89,6 +107,8 @@ class Tracer {
   absl::Status status_;
   std::vector<std::string> scopes_;
   ValueRole output_role_ = ValueRole::kActivation;
+  int block_ = -1;
+  int next_block_ = 0;
 };
 
 }  // namespace strata::graph

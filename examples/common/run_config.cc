@@ -35,6 +35,11 @@ absl::StatusOr<std::vector<std::string>> RunConfig::Check(
   std::vector<std::string> changes;
   for (const Field& f : fields_) {
     const auto it = saved.find(kPrefix + f.name);
+    if (it == saved.end() && f.on_change == kAnnounce) {  // free to change, so free to be new
+      changes.push_back(absl::StrCat(f.name, " is not recorded by the checkpoint's run; this run has ",
+                                     f.value));
+      continue;
+    }
     if (it == saved.end()) {
       if (f.on_change == kInform) continue;  // written before strata recorded it
       return absl::FailedPreconditionError(absl::StrCat(

@@ -40,8 +40,9 @@ class RunConfig {
 
   // Compares `saved` (a checkpoint's trainer-state strings) with this run, field by field. A
   // kRefuse field that differs is a usage error naming the field and both values; a kAnnounce
-  // or kInform field that differs gives one line in the result. A checkpoint without a kRefuse
-  // or kAnnounce field: FailedPrecondition.
+  // or kInform field that differs gives one line in the result, as does a kAnnounce field the
+  // checkpoint does not record (added since it was written); a kInform field it does not record
+  // is passed over. A checkpoint without a kRefuse field: FailedPrecondition.
   absl::StatusOr<std::vector<std::string>> Check(const std::map<std::string, std::string>& saved,
                                                  const std::string& checkpoint) const;
 

@@ -83,6 +83,7 @@ absl::StatusOr<std::unique_ptr<FmnistTrainer>> FmnistTrainer::Create(const Fashi
   o.seed = r.seed;
   o.check_plan = r.check_plan;
   o.offload = r.offload;
+  o.recompute = r.recompute;
   graph::MobileNet* model = t->model_.get();
   graph::ValueId* logits_id = &t->logits_;
   STRATA_ASSIGN_OR_RETURN(

@@ -51,6 +51,7 @@ struct FmnistRecipe {
   int64_t init_images = 0;
   bool check_plan = false;  // check the memory plan while running (graph::TrainOptions::check_plan)
   graph::OffloadOptions offload;  // where states live (graph::TrainOptions::offload)
+  bool recompute = false;   // recompute each block's activations (graph::TrainOptions::recompute)
   // Errors name the flag-like field; `train_size` is the training set before limit_train.
   absl::Status Validate(int64_t train_size) const;
   double resolved_lr() const;

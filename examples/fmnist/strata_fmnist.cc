@@ -134,6 +134,9 @@ int main(int argc, char** argv) {
         "scale each convolution to unit output variance on this many training images first "
         "(LSUV)");
   f.Add("check-plan", &r.check_plan, "check the memory plan while training (slow; same losses)");
+  f.Add("recompute", &r.recompute,
+        "keep only each inverted-residual block's input through the forward and recompute its "
+        "activations in the backward (less memory, more time; same losses)");
   f.Add("metrics", &o.metrics, "write one JSON object per step and per epoch to this file");
   f.Add("log-every", &o.log_every, {.min = 1, .max = kMaxCount},
         "steps between progress lines (the last of each epoch too)");

@@ -50,6 +50,7 @@ struct Options {
   double lr = 6e-4, min_lr = -1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1,
          clip = 1.0, val_fraction = 0.1;
   bool shuffle = false, dump_graph = false, profile = false, check_plan = false;
+  bool recompute = false;  // activation checkpointing of every transformer block
   std::set<std::string> given;  // model-shape flags given on the command line (see InferConfig)
   graph::OffloadOptions offload;  // from the offload flags (examples/common/offload_flags.h)
 };
@@ -225,6 +226,8 @@ RunConfig MakeRunConfig(const Options& o, const GptConfig& c, const data::TokenF
   r.Add("--clip", o.clip);
   r.Add("--steps", o.steps, RunConfig::kAnnounce);
   RecordOffload(o.offload, r);  // Note [placement is not part of the run]
+  // Recomputing gives bitwise the same steps, so a resume may turn it on or off.
+  r.Add("--recompute", std::string(o.recompute ? "true" : "false"), RunConfig::kAnnounce);
   return r;
 }
 
@@ -279,6 +282,7 @@ absl::Status Train(Options o) {
   t.dump_graph = o.dump_graph;
   t.check_plan = o.check_plan;
   t.offload = o.offload;
+  t.recompute = o.recompute;
   const Shape micro{o.batch, o.seq};
   STRATA_ASSIGN_OR_RETURN(
       std::unique_ptr<graph::Program> program,
@@ -422,6 +426,9 @@ int main(int argc, char** argv) {
   f.Add("log-every", &o.log_every, {.min = 1, .max = kMaxCount}, "steps between progress lines");
   f.Add("dump-graph", &o.dump_graph, "print the IR after each compile pass");
   f.Add("check-plan", &o.check_plan, "check the memory plan while training (slow; same losses)");
+  f.Add("recompute", &o.recompute,
+        "keep only each transformer block's input through the forward and recompute its "
+        "activations in the backward (less memory, more time; same losses)");
   f.Add("threads", &o.threads, {.min = 0, .max = 4096, .zero = "all cores"}, "threads");
   f.Add("profile", &o.profile, "print the time per op at the end (steps after the first)");
   strata::examples::OffloadFlags offload;

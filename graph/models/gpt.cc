@@ -27,6 +27,7 @@ Gpt::Gpt(const GptConfig& c) : config_(c) {
   for (int i = 0; i < c.layers; ++i) {
     // Blocks live under "h" so that their paths are h.0, h.1, ... as in GPT-2.
     h_.push_back(h->Add<nn::TransformerBlock>(std::to_string(i), c.width, c.heads));
+    h_.back()->SetRecomputeBoundary(true);  // the unit of TrainOptions::recompute
   }
   ln_f_ = Add<nn::LayerNorm>("ln_f", c.width);
   const double residual_std = 0.02 / std::sqrt(2.0 * c.layers);

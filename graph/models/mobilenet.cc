@@ -81,6 +81,7 @@ MobileNet::MobileNet(const MobileNetConfig& c) : config_(c) {
   for (size_t i = 0; i < c.blocks.size(); ++i) {
     // Blocks live under "blocks" so that their paths are blocks.0, blocks.1, ...
     blocks_.push_back(blocks->Add<nn::InvertedResidual>(std::to_string(i), c.blocks[i], frozen));
+    blocks_.back()->SetRecomputeBoundary(true);  // the unit of TrainOptions::recompute
   }
   const int64_t last = c.blocks.empty() ? c.stem : c.blocks.back().out;
   head_ = Add<nn::ConvBn>("head", last, c.head, 1, 1, 1, /*relu6=*/true, frozen);

@@ -69,7 +69,7 @@ Var BatchNorm2d::Forward(Var x) {
 }
 
 Var Sequential::Forward(Var x) {
-  for (Layer* l : layers_) x = l->Forward(x);
+  for (Layer* l : layers_) x = (*l)(x);
   return x;
 }
 

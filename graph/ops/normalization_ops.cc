@@ -143,13 +143,17 @@ class BatchNormGradOp final : public Op {
 // (x, gamma, beta, running_mean, running_var) -> (y, save_mean, save_rstd). Training: batch
 // statistics, saved for the gradient, and the running statistics updated in place. Evaluation:
 // the frozen kernel over the running statistics; save_mean and save_rstd are left as they are
-// (no gradient runs in Evaluate).
+// (no gradient runs in Evaluate). Without `update_running` (the recomputed copy of a checkpointed
+// block, RecomputeOp) training leaves the running statistics alone: the forward already updated
+// them once this step, and y, save_mean and save_rstd do not depend on them.
 class BatchNormOp final : public Op {
  public:
-  BatchNormOp(float eps, float momentum) : eps_(eps), momentum_(momentum) {}
+  BatchNormOp(float eps, float momentum, bool update_running = true)
+      : eps_(eps), momentum_(momentum), update_running_(update_running) {}
   OpKind kind() const override { return OpKind::kBatchNorm; }
   std::string Attributes() const override {
-    return absl::StrCat("eps=", eps_, " momentum=", momentum_);
+    return absl::StrCat("eps=", eps_, " momentum=", momentum_,
+                        update_running_ ? "" : " running_stats=read");
   }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 5));
@@ -175,19 +179,27 @@ class BatchNormOp final : public Op {
       return cpu::BatchNorm2dFrozenForward(a.in[0], a.in[1], a.in[2], a.in[3], a.in[4], eps_,
                                            a.out[0]);
     }
+    const Tensor none;
     return cpu::BatchNorm2dTrainForward(a.in[0], a.in[1], a.in[2], eps_, a.out[0], a.out[1],
-                                        a.out[2], a.in[3], a.in[4], momentum_);
+                                        a.out[2], update_running_ ? a.in[3] : none,
+                                        update_running_ ? a.in[4] : none, momentum_);
   }
   absl::Status Gradient(GradientArgs& g) const override {
     return internal::ApplyGradient(g, std::make_shared<BatchNormGradOp>(),
                                    {In(g, 0), In(g, 1), Out(g, 1), Out(g, 2), Dout(g, 0)},
                                    {0, 1, 2});
   }
-  std::vector<int> MutatedInputs() const override { return {3, 4}; }
-  bool MutatesOnlyWhenTraining() const override { return true; }
+  std::vector<int> MutatedInputs() const override {
+    return update_running_ ? std::vector<int>{3, 4} : std::vector<int>{};
+  }
+  bool MutatesOnlyWhenTraining() const override { return update_running_; }
+  std::shared_ptr<const Op> RecomputeOp() const override {
+    return std::make_shared<BatchNormOp>(eps_, momentum_, /*update_running=*/false);
+  }
 
  private:
   float eps_, momentum_;
+  bool update_running_;
 };
 
 }  // namespace

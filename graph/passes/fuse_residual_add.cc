@@ -66,7 +66,7 @@ absl::Status FuseResidualAdd(Graph& graph) {
       inputs.push_back(add.inputs[1 - k]);
       if (from.op->kind() == OpKind::kLinear && role == ValueRole::kActivation) {
         add = Node{ops::LinearResidualOp(/*has_bias=*/from.inputs.size() == 3), std::move(inputs),
-                   add.outputs, from.scope, kNoValue, add.phase};
+                   add.outputs, from.scope, kNoValue, add.phase, add.block};
       } else if (from.op->kind() == OpKind::kLayerNormGrad && role == ValueRole::kGradient &&
                  !ReadBetween(nodes, from, p, i)) {
         std::vector<ValueId> outputs = from.outputs;

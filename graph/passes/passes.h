@@ -4,6 +4,8 @@
 //   FuseCrossEntropy   cross_entropy + its gradient -> one cross_entropy_with_grad node
 //   FuseResidualAdd    add(linear(x, w, b), r) -> one linear_residual node (r + x w^T + b), and
 //                      add(layer_norm_grad.dx, g) -> one layer_norm_grad_residual node
+//   RecomputeActivations  (TrainOptions::recompute) checkpointed blocks keep only their input and
+//                      output through the forward; the rest is recomputed in the backward
 //   ScheduleUpdates    each optimizer update right after its gradient is final
 //   EliminateDeadCode  drops nodes whose outputs nobody reads and that write nothing in place
 //   PlaceState         a home tier for every persistent value (Note [home tiers])
@@ -24,6 +26,8 @@ namespace strata::graph {
 
 absl::Status FuseCrossEntropy(Graph& graph);
 absl::Status FuseResidualAdd(Graph& graph);
+// Note [activation checkpointing] in recompute.cc. A no-op when no node is in a block.
+absl::Status RecomputeActivations(Graph& graph);
 absl::Status ScheduleUpdates(Graph& graph);
 absl::Status EliminateDeadCode(Graph& graph);
 absl::Status PlaceState(Graph& graph, const OffloadOptions& options);

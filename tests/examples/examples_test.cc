@@ -240,6 +240,41 @@ TEST_F(StrataGptTest, ResumeRefusesARunThatWouldComputeAnotherOne) {
   EXPECT_THAT(longer.output, HasSubstr("resumed from " + Path("ckpt") + " at step 3"));
 }
 
+// --recompute (activation checkpointing) gives bitwise the losses without it, with a smaller
+// arena; a resume may turn it on or off, which is announced.
+TEST_F(StrataGptTest, RecomputeGivesTheSameLossesInLessArenaAndMayChangeOnResume) {
+  const Result plain = RunStrataGpt(With(Tiny(3), {"--metrics", Path("plain.jsonl")}));
+  const Result recomputed = RunStrataGpt(
+      With(Tiny(3), {"--recompute", "--metrics", Path("recomputed.jsonl"), "--save", Path("ckpt")}));
+  ASSERT_EQ(plain.exit_code, 0) << plain.output;
+  ASSERT_EQ(recomputed.exit_code, 0) << recomputed.output;
+  const std::vector<nlohmann::json> a = ReadMetrics(Path("plain.jsonl"));
+  const std::vector<nlohmann::json> b = ReadMetrics(Path("recomputed.jsonl"));
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(b.size(), 3u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].at("loss").get<double>(), b[i].at("loss").get<double>()) << "step " << i + 1;
+    EXPECT_LT(b[i].at("peak_bytes").at("device").get<int64_t>(),
+              a[i].at("peak_bytes").at("device").get<int64_t>());
+  }
+  const Result resumed = RunStrataGpt(With(Tiny(4), {"--resume", Path("ckpt")}));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_THAT(resumed.output, HasSubstr("--recompute changes from true (the checkpoint's run) to false"));
+
+  // A checkpoint written before the field existed records no --recompute: announced, not refused.
+  nlohmann::json state;
+  {
+    std::ifstream in(Path("ckpt/trainer_state.json"));
+    in >> state;
+  }
+  ASSERT_EQ(state["trainer"]["extra"].erase("run.--recompute"), 1u);
+  std::ofstream(Path("ckpt/trainer_state.json")) << state.dump(2);
+  const Result older = RunStrataGpt(With(Tiny(4), {"--resume", Path("ckpt"), "--recompute"}));
+  ASSERT_EQ(older.exit_code, 0) << older.output;
+  EXPECT_THAT(older.output,
+              HasSubstr("--recompute is not recorded by the checkpoint's run; this run has true"));
+}
+
 // A checkpoint that records no run configuration cannot be checked, so it is refused.
 TEST_F(StrataGptTest, ResumeRefusesACheckpointWithoutARecordedRun) {
   ASSERT_EQ(RunStrataGpt(With(Tiny(3), {"--save", Path("ckpt")})).exit_code, 0);
