@@ -172,8 +172,9 @@ absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes) {
         if (!joins) w = nullptr;
       }
       if (w == nullptr) {
-        windows.push_back({.value = v});
+        windows.emplace_back();
         w = &windows.back();
+        w->value = v;
         w->bytes = static_cast<int64_t>(graph.value(v).type.nbytes());
       }
       w->uses.push_back(u);

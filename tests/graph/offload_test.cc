@@ -104,10 +104,12 @@ Trained Finish(Program& p, const std::vector<Tensor>& batch, int steps) {
 }
 
 Trained TrainGpt(const Placement& where, double clip, int micro_batches, int steps = 4,
-             int64_t device_budget = 0, const GptConfig& config = kTiny, bool check_plan = false) {
+             int64_t device_budget = 0, const GptConfig& config = kTiny, bool check_plan = false,
+             bool recompute = false) {
   Gpt gpt(config);
   TrainOptions o = GptOptions(clip, micro_batches);
   o.check_plan = check_plan;
+  o.recompute = recompute;
   o.offload = Offload(where);
   o.offload.device_bytes = device_budget;
   const int64_t b = 2 * micro_batches;
@@ -164,6 +166,17 @@ TEST(OffloadTest, ThePlanCheckAcceptsTheOffloadSchedule) {
   for (const Placement& where : {kPlacements[1], kPlacements[5], kPlacements[6]}) {
     SCOPED_TRACE(where.Name());
     ExpectSameRun(memory, TrainGpt(where, 1.0, 1, 2, 0, kTiny, /*check_plan=*/true));
+  }
+}
+
+// Activation checkpointing and offloading together: the recomputed blocks read staged
+// parameters like the first forward did.
+TEST(OffloadTest, RecomputeWithStateOnNvmeTrainsBitIdentically) {
+  const Trained memory = TrainGpt({}, 1.0, 1, 3);
+  for (bool check_plan : {false, true}) {
+    SCOPED_TRACE(check_plan ? "plan checked" : "planned");
+    ExpectSameRun(memory, TrainGpt(kPlacements[1], 1.0, 1, 3, 0, kTiny, check_plan,
+                                   /*recompute=*/true));
   }
 }
 
