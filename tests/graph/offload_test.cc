@@ -74,6 +74,7 @@ TrainOptions GptOptions(double clip, int micro_batches) {
 
 struct Trained {
   std::vector<double> losses;
+  double evaluated = 0;  // Program::Evaluate on the batch after the last step
   std::vector<std::vector<float>> state;  // every parameter and optimizer state, in order
   std::vector<StepStats> stats;
   MemoryReport report;
@@ -93,6 +94,9 @@ Trained Finish(Program& p, const std::vector<Tensor>& batch, int steps) {
     r.losses.push_back(st->loss);
     r.stats.push_back(*st);
   }
+  absl::StatusOr<double> eval = p.Evaluate(batch);
+  EXPECT_TRUE(eval.ok()) << eval.status();
+  if (eval.ok()) r.evaluated = *eval;
   for (const auto* named : {&p.parameter_values(), &p.optimizer_state_values()}) {
     for (const auto& [name, v] : *named) {
       absl::StatusOr<Tensor> t = p.ReadState(v, DefaultCpuAllocator());
@@ -127,6 +131,7 @@ void ExpectSameRun(const Trained& a, const Trained& b) {
     EXPECT_EQ(a.losses[s], b.losses[s]) << "step " << s;  // bitwise: the same kernels, same order
     EXPECT_EQ(a.stats[s].grad_norm, b.stats[s].grad_norm) << "step " << s;
   }
+  EXPECT_EQ(a.evaluated, b.evaluated);
   ASSERT_EQ(a.state.size(), b.state.size());
   for (size_t i = 0; i < a.state.size(); ++i) EXPECT_EQ(a.state[i], b.state[i]) << "state " << i;
 }
