@@ -159,8 +159,16 @@ absl::Status Program::Bind() {
     const size_t elem = SizeOf(value.type.dtype);
     const bool persists = IsPersistent(value.role);
     if (persists && value.home == MemoryTier::kNvme) {
-      STRATA_ASSIGN_OR_RETURN(extents_[v],
-                              store_->AllocateExtent(static_cast<int64_t>(value.type.nbytes())));
+      absl::StatusOr<offload::Extent> extent =
+          store_->AllocateExtent(static_cast<int64_t>(value.type.nbytes()));
+      // The engine names one extent; the user needs the total that the directory must hold.
+      if (!extent.ok()) {
+        return absl::Status(extent.status().code(),
+                            absl::StrCat(extent.status().message(), "; the plan places ",
+                                         plan_.nvme_bytes, " bytes of state on nvme (", Describe(v),
+                                         " did not fit)"));
+      }
+      extents_[v] = *extent;
       continue;
     }
     std::shared_ptr<Storage> region = !persists                           ? arena

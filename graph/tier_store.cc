@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "offload/pinned_allocator.h"
@@ -54,7 +55,16 @@ absl::StatusOr<std::unique_ptr<TierStore>> TierStore::Create(const OffloadOption
     std::memset(s->host_region_.data(), 0, s->host_region_.size());
   }
   if (staging) {
-    STRATA_ASSIGN_OR_RETURN(s->staging_, s->pinned_->Allocate(StagingBytes(options), kIoAlignment));
+    absl::StatusOr<Allocation> buffers = s->pinned_->Allocate(StagingBytes(options), kIoAlignment);
+    // The allocator's advice is about the host budget; these bytes follow the io block size.
+    if (!buffers.ok()) {
+      return absl::Status(
+          buffers.status().code(),
+          absl::StrCat(buffers.status().message(), " (the ", StagingBytes(options),
+                       " bytes are the staging buffers: ", kStagingSlots, " chunks of 4 io blocks of ",
+                       options.io.block_size, " bytes; a smaller io block size needs fewer)"));
+    }
+    s->staging_ = *std::move(buffers);
   }
   if (options.uses_nvme()) {
     STRATA_RETURN_IF_ERROR(options.io.Validate());

@@ -1,12 +1,15 @@
 // strata-gpt (and the custom-model example) end to end: the binary is run as a user would run it, on a small text file, and its
 // metrics file, checkpoints and error messages are checked.
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "runtime/blas_check.h"
+#include "tests/offload/offload_test_util.h"
 
 namespace strata::examples {
 namespace {
@@ -445,6 +449,174 @@ TEST(FmnistExampleTest, OffloadFlagsAreCheckedAndNamed) {
   const Result help = RunBinary(STRATA_FMNIST_BINARY, {"--help"});
   EXPECT_THAT(help.output, HasSubstr("--offload-optimizer"));
   EXPECT_THAT(help.output, HasSubstr("sizes are bytes with an optional binary unit"));
+}
+
+// Bad input to training with state on NVMe: directories that cannot hold the swap file, a file
+// system that fills up, one without O_DIRECT, and io_uring refused. Each is exit 1 (a run-time
+// error) with one line naming the directory, errno or bytes. Mounting needs root; elsewhere those
+// tests skip.
+using offload::testing::Mount;
+using offload::testing::TempDir;
+
+// Blocks of 64 KiB keep the pinned staging buffers (48 of them) under the 8 MiB that
+// RLIMIT_MEMLOCK allows an unprivileged user by default.
+std::vector<std::string> AllOnNvme(const std::string& dir, const std::string& block = "64K") {
+  return {"--offload-params", "nvme", "--offload-grads", "nvme", "--offload-optimizer", "nvme",
+          "--nvme-dir", dir, "--io-block-size", block};
+}
+
+int Occurrences(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// Every file of a checkpoint directory and its bytes.
+std::map<std::string, std::string> Files(const fs::path& dir) {
+  std::map<std::string, std::string> files;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir)) {
+    std::ifstream in(e.path(), std::ios::binary);
+    files[e.path().filename().string()] =
+        std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  return files;
+}
+
+TEST_F(StrataGptTest, AnNvmeDirThatIsNoDirectoryIsNamed) {
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), AllOnNvme(Path("missing")))), 1,
+                   "io dir '" + Path("missing") + "': stat: No such file or directory (ENOENT)");
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), AllOnNvme(Path("corpus.txt")))), 1,
+                   "io dir '" + Path("corpus.txt") + "': not a directory: Not a directory (ENOTDIR)");
+}
+
+TEST_F(StrataGptTest, AnUnwritableNvmeDirIsNamed) {
+  std::string why;
+  std::optional<Mount> ro = Mount::Make("tmpfs", "size=1m", /*read_only=*/true, &why);
+  if (!ro) GTEST_SKIP() << why << " (a read-only mount is what stops root from writing)";
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), AllOnNvme(ro->path()))), 1,
+                   "io dir '" + ro->path() +
+                       "': cannot create the swap file: Read-only file system (EROFS)");
+}
+
+// A resume whose --nvme-dir cannot hold the model's state fails before it trains or saves: the
+// checkpoint it was to resume (and to overwrite) is untouched, and resumes in memory to the losses
+// of a run never interrupted.
+TEST_F(StrataGptTest, AFullNvmeDirFailsTheResumeAndLosesNothing) {
+  std::string why;
+  std::optional<Mount> roomy = Mount::Make("tmpfs", "size=64m", /*read_only=*/false, &why);
+  if (!roomy) GTEST_SKIP() << why;
+  // The tiny model's states take about 0.8 MiB on nvme.
+  std::optional<Mount> full = Mount::Make("tmpfs", "size=256k", /*read_only=*/false, &why);
+  ASSERT_TRUE(full) << why;
+
+  const Result straight = RunStrataGpt(With(Tiny(6), {"--metrics", Path("straight.jsonl")}));
+  ASSERT_EQ(straight.exit_code, 0) << straight.output;
+  const Result half = RunStrataGpt(
+      With(With(Tiny(6), AllOnNvme(roomy->path())),
+           {"--save", Path("ckpt"), "--stop-at", "3", "--metrics", Path("half.jsonl")}));
+  ASSERT_EQ(half.exit_code, 0) << half.output;
+  const int64_t on_nvme = ReadMetrics(Path("half.jsonl")).at(0).at("peak_bytes").at("nvme");
+  ASSERT_GT(on_nvme, 256 << 10) << "the state must not fit the full file system";
+  const std::map<std::string, std::string> saved = Files(Path("ckpt"));
+  ASSERT_FALSE(saved.empty());
+
+  const Result refused = RunStrataGpt(
+      With(With(Tiny(6), AllOnNvme(full->path())), {"--resume", Path("ckpt"), "--save", Path("ckpt")}));
+  ExpectCleanError(refused, 1, "in io dir '" + full->path() + "'");
+  EXPECT_THAT(refused.output, HasSubstr("No space left on device (ENOSPC)"));
+  EXPECT_THAT(refused.output, HasSubstr("nvme engine: cannot reserve "));
+  EXPECT_THAT(refused.output, HasSubstr(absl::StrCat("the plan places ", on_nvme,
+                                                     " bytes of state on nvme (value %")));
+  EXPECT_THAT(refused.output, Not(HasSubstr("resumed from")));
+  EXPECT_TRUE(fs::is_empty(full->path())) << "the swap file is unlinked";
+  EXPECT_EQ(Files(Path("ckpt")), saved) << "the checkpoint is untouched";
+
+  const Result resumed =
+      RunStrataGpt(With(Tiny(6), {"--resume", Path("ckpt"), "--metrics", Path("resumed.jsonl")}));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_THAT(resumed.output, HasSubstr("at step 3"));
+  const std::vector<nlohmann::json> a = ReadMetrics(Path("straight.jsonl"));
+  const std::vector<nlohmann::json> b = ReadMetrics(Path("resumed.jsonl"));
+  ASSERT_EQ(a.size(), 6u);
+  ASSERT_EQ(b.size(), 3u);
+  for (size_t i = 0; i < b.size(); ++i) {
+    EXPECT_EQ(b[i].at("step"), a[i + 3].at("step"));
+    // Bitwise: placement does not change the math (Note [placement is not part of the run]).
+    EXPECT_EQ(b[i].at("loss").get<double>(), a[i + 3].at("loss").get<double>()) << "step " << i + 4;
+  }
+}
+
+// ramfs refuses O_DIRECT: auto trains buffered, announced once, to the losses of a run in memory;
+// on is an error naming the directory.
+TEST_F(StrataGptTest, AnNvmeDirWithoutODirectFallsBackOrFailsWhenOn) {
+  std::string why;
+  std::optional<Mount> ramfs = Mount::Make("ramfs", "", /*read_only=*/false, &why);
+  if (!ramfs) GTEST_SKIP() << why;
+  const Result in_memory = RunStrataGpt(With(Tiny(3), {"--metrics", Path("memory.jsonl")}));
+  ASSERT_EQ(in_memory.exit_code, 0) << in_memory.output;
+  const Result buffered = RunStrataGpt(
+      With(With(Tiny(3), AllOnNvme(ramfs->path())), {"--metrics", Path("buffered.jsonl")}));
+  ASSERT_EQ(buffered.exit_code, 0) << buffered.output;
+  const std::string announced =
+      "strata: " + ramfs->path() + " does not support O_DIRECT (EINVAL); using buffered IO\n";
+  EXPECT_EQ(Occurrences(buffered.output, announced), 1) << buffered.output;
+  EXPECT_EQ(Occurrences(buffered.output, "O_DIRECT"), 1) << buffered.output;
+  EXPECT_THAT(buffered.output, HasSubstr(", buffered, block "));
+  const std::vector<nlohmann::json> a = ReadMetrics(Path("memory.jsonl"));
+  const std::vector<nlohmann::json> b = ReadMetrics(Path("buffered.jsonl"));
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(b.size(), 3u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(b[i].at("loss").get<double>(), a[i].at("loss").get<double>()) << "step " << i + 1;
+    EXPECT_GT(b[i].at("io_write_bytes").get<int64_t>(), 0) << "step " << i + 1;
+  }
+
+  ExpectCleanError(RunStrataGpt(With(With(Tiny(3), AllOnNvme(ramfs->path())), {"--io-direct", "on"})),
+                   1, "io dir '" + ramfs->path() + "' does not support O_DIRECT (Invalid argument "
+                      "(EINVAL)) but direct IO is 'on'");
+}
+
+// STRATA_IO_URING_DISABLE=1 makes io_uring look refused: uring is an error, auto falls back to
+// the thread pool, announced once. Buffered, so that no root or O_DIRECT-capable disk is needed.
+TEST_F(StrataGptTest, RefusedIoUringFailsWhenAskedForAndFallsBackOnAuto) {
+  TempDir swap;
+  const std::string refused_env = absl::StrCat("STRATA_IO_URING_DISABLE=1 ", STRATA_GPT_BINARY);
+  const std::vector<std::string> args =
+      With(With(Tiny(3), AllOnNvme(swap.path())), {"--io-direct", "off"});
+  ExpectCleanError(RunBinary(refused_env.c_str(), With(args, {"--io-engine", "uring"})), 1,
+                   "io engine 'uring': the kernel refused io_uring (EPERM: Operation not permitted "
+                   "[STRATA_IO_URING_DISABLE=1]): use 'auto' or 'threads'");
+  const Result fallback = RunBinary(refused_env.c_str(), With(args, {"--io-engine", "auto"}));
+  ASSERT_EQ(fallback.exit_code, 0) << fallback.output;
+  EXPECT_EQ(Occurrences(fallback.output,
+                        "strata: io_uring refused (EPERM: Operation not permitted "
+                        "[STRATA_IO_URING_DISABLE=1]); using the thread-pool engine\n"),
+            1)
+      << fallback.output;
+  EXPECT_EQ(Occurrences(fallback.output, "io_uring"), 1) << fallback.output;
+  EXPECT_THAT(fallback.output, HasSubstr("io     threads ("));
+  EXPECT_THAT(fallback.output, HasSubstr("strata-gpt: done at step 3"));
+}
+
+// Staging buffers are pinned: past RLIMIT_MEMLOCK (8 MiB, without CAP_IPC_LOCK, which root
+// drops here) the error says they follow the io block size, and a smaller block trains.
+TEST_F(StrataGptTest, StagingOverTheMemlockLimitNamesTheBlockSize) {
+  TempDir swap;
+  const std::string limited =
+      absl::StrCat("ulimit -l 8192 && ", geteuid() == 0 ? "setpriv --bounding-set=-ipc_lock " : "",
+                   STRATA_GPT_BINARY);
+  // Buffered: O_DIRECT on a virtual disk can take a second per step.
+  const Result refused = RunBinary(
+      limited.c_str(), With(With(Tiny(3), AllOnNvme(swap.path(), "1M")), {"--io-direct", "off"}));
+  ExpectCleanError(refused, 1, "cannot pin 50331648 bytes");
+  EXPECT_THAT(refused.output, HasSubstr("RLIMIT_MEMLOCK is 8388608 bytes"));
+  EXPECT_THAT(refused.output, HasSubstr("(the 50331648 bytes are the staging buffers: 12 chunks of "
+                                        "4 io blocks of 1048576 bytes; a smaller io block size "
+                                        "needs fewer)"));
+  const Result small = RunBinary(
+      limited.c_str(), With(With(Tiny(3), AllOnNvme(swap.path(), "64K")), {"--io-direct", "off"}));
+  ASSERT_EQ(small.exit_code, 0) << small.output;
+  EXPECT_THAT(small.output, HasSubstr("strata-gpt: done at step 3"));
 }
 
 TEST_F(StrataGptTest, HelpStatesEachRangeAndWhatZeroMeans) {
