@@ -90,6 +90,21 @@ std::vector<std::string> With(std::vector<std::string> args,
   return args;
 }
 
+// Two runs' metrics files: bitwise the same loss at every step, and the second's measured device
+// peak below the first's.
+void ExpectSameLossesInLessDeviceMemory(const fs::path& first, const fs::path& second,
+                                        size_t steps) {
+  const std::vector<nlohmann::json> a = ReadMetrics(first);
+  const std::vector<nlohmann::json> b = ReadMetrics(second);
+  ASSERT_EQ(a.size(), steps);
+  ASSERT_EQ(b.size(), steps);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].at("loss").get<double>(), b[i].at("loss").get<double>()) << "step " << i + 1;
+    EXPECT_LT(b[i].at("peak_bytes").at("device").get<int64_t>(),
+              a[i].at("peak_bytes").at("device").get<int64_t>());
+  }
+}
+
 TEST_F(StrataGptTest, MetricsCarryTheDocumentedFieldsAndTheLossFalls) {
   const Result run = RunStrataGpt(With(Tiny(30), {"--metrics", Path("m.jsonl"), "--eval-every", "10"}));
   ASSERT_EQ(run.exit_code, 0) << run.output;
@@ -151,15 +166,7 @@ TEST_F(StrataGptTest, CheckPlanGivesBitwiseTheSameLosses) {
   const Result checked =
       RunStrataGpt(With(Tiny(3), {"--check-plan", "--metrics", Path("checked.jsonl")}));
   ASSERT_EQ(checked.exit_code, 0) << checked.output;
-  const std::vector<nlohmann::json> a = ReadMetrics(Path("planned.jsonl"));
-  const std::vector<nlohmann::json> b = ReadMetrics(Path("checked.jsonl"));
-  ASSERT_EQ(a.size(), 3u);
-  ASSERT_EQ(b.size(), 3u);
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(a[i].at("loss").get<double>(), b[i].at("loss").get<double>()) << "step " << i + 1;
-    EXPECT_LT(b[i].at("peak_bytes").at("device").get<int64_t>(),
-              a[i].at("peak_bytes").at("device").get<int64_t>());
-  }
+  ExpectSameLossesInLessDeviceMemory(Path("planned.jsonl"), Path("checked.jsonl"), 3);
 }
 
 TEST_F(StrataGptTest, ResumingGivesExactlyTheLossesOfTheStraightRun) {
@@ -252,15 +259,7 @@ TEST_F(StrataGptTest, RecomputeGivesTheSameLossesInLessArenaAndMayChangeOnResume
       With(Tiny(3), {"--recompute", "--metrics", Path("recomputed.jsonl"), "--save", Path("ckpt")}));
   ASSERT_EQ(plain.exit_code, 0) << plain.output;
   ASSERT_EQ(recomputed.exit_code, 0) << recomputed.output;
-  const std::vector<nlohmann::json> a = ReadMetrics(Path("plain.jsonl"));
-  const std::vector<nlohmann::json> b = ReadMetrics(Path("recomputed.jsonl"));
-  ASSERT_EQ(a.size(), 3u);
-  ASSERT_EQ(b.size(), 3u);
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(a[i].at("loss").get<double>(), b[i].at("loss").get<double>()) << "step " << i + 1;
-    EXPECT_LT(b[i].at("peak_bytes").at("device").get<int64_t>(),
-              a[i].at("peak_bytes").at("device").get<int64_t>());
-  }
+  ExpectSameLossesInLessDeviceMemory(Path("plain.jsonl"), Path("recomputed.jsonl"), 3);
   const Result resumed = RunStrataGpt(With(Tiny(4), {"--resume", Path("ckpt")}));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_THAT(resumed.output, HasSubstr("--recompute changes from true (the checkpoint's run) to false"));
