@@ -216,7 +216,7 @@ TEST(OffloadTest, CnnWithBatchNormAndSgdTrainsBitIdenticallyWherever) {
   };
   const Trained memory = train({});
   ASSERT_EQ(memory.losses.size(), 3u);
-  for (const Placement& where : {kPlacements[0], kPlacements[1], kPlacements[5]}) {
+  for (const Placement& where : {kPlacements[0], kPlacements[1], kPlacements[2], kPlacements[5]}) {
     SCOPED_TRACE(where.Name());
     ExpectSameRun(memory, train(where));
   }
