@@ -2,10 +2,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "graph/tier_store.h"
 #include "graph/autodiff.h"
 #include "graph/ops/ops.h"
 #include "graph/passes/passes.h"
+#include "graph/tier_store.h"
 #include "runtime/status.h"
 #include "runtime/threading.h"
 
@@ -83,7 +83,7 @@ absl::StatusOr<MemoryPlan> ScheduleAndPlan(Graph& graph, Program::Config& config
                                                    o.device_bytes, ", host ", o.host_bytes, ")"));
   }
   const Graph unscheduled = graph;
-  int64_t lookahead = o.prefetch_bytes;
+  int64_t lookahead = o.offloads() ? o.prefetch_bytes : 0;  // nothing to fetch: one plan
   while (true) {
     graph = unscheduled;
     STRATA_RETURN_IF_ERROR(ScheduleOffload(graph, lookahead));
