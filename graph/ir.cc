@@ -21,7 +21,7 @@ const char* ValueRoleName(ValueRole role) {
     case ValueRole::kGradient: return "gradient";
     case ValueRole::kWorkspace: return "workspace";
     case ValueRole::kStaged: return "staged";
-    case ValueRole::kGradientHome: return "gradient_home";
+    case ValueRole::kSpilled: return "spilled";
   }
   return "unknown";
 }

@@ -54,8 +54,9 @@ enum class ValueRole : uint8_t {
   kWorkspace,       // a node's scratch, live only while it runs
   kStaged,          // a device copy of a value whose home is host or NVMe, from its fetch to its
                     // last use (graph/passes/schedule_offload.cc)
-  kGradientHome,    // a final gradient's bytes in its home tier (host or NVMe), written where the
-                    // gradient is final and read by its update
+  kSpilled,         // an arena value's bytes at its home tier (host or NVMe): a final gradient,
+                    // written where it is final and read by its update, or a block input that
+                    // recompute keeps, written in the forward and read by the backward
 };
 const char* ValueRoleName(ValueRole role);
 inline bool IsPersistent(ValueRole r) {

@@ -5,6 +5,7 @@
 //   o.offload.params = MemoryTier::kNvme;        // home tier of every parameter
 //   o.offload.grads = MemoryTier::kHost;         // of every final gradient / accumulator
 //   o.offload.optimizer = MemoryTier::kNvme;     // of AdamW's moments, SGD's momentum
+//   o.offload.activations = MemoryTier::kHost;   // with o.recompute: the block inputs it keeps
 //   o.offload.device_bytes = 512 << 20;          // the compute tier must fit in this
 //   o.offload.host_bytes = 1 << 30;              // pinned host RAM: homes plus staging
 //   o.offload.io.dir = "/mnt/nvme/strata";       // swap file directory (nvme homes need one)
@@ -25,6 +26,10 @@ struct OffloadOptions {
   MemoryTier params = MemoryTier::kDevice;
   MemoryTier grads = MemoryTier::kDevice;
   MemoryTier optimizer = MemoryTier::kDevice;
+  // With TrainOptions::recompute: where the block inputs that recompute keeps for the backward
+  // wait (written there in the forward, fetched back in the backward), as ZeRO-Infinity offloads
+  // activation checkpoints.
+  MemoryTier activations = MemoryTier::kDevice;
   int64_t device_bytes = 0;  // 0: no budget
   int64_t host_bytes = 0;    // 0: no budget
   // How many bytes of fetches may be in flight or waiting ahead of the node that needs them,
@@ -34,11 +39,11 @@ struct OffloadOptions {
 
   bool offloads() const {
     return params != MemoryTier::kDevice || grads != MemoryTier::kDevice ||
-           optimizer != MemoryTier::kDevice;
+           optimizer != MemoryTier::kDevice || activations != MemoryTier::kDevice;
   }
   bool uses_nvme() const {
     return params == MemoryTier::kNvme || grads == MemoryTier::kNvme ||
-           optimizer == MemoryTier::kNvme;
+           optimizer == MemoryTier::kNvme || activations == MemoryTier::kNvme;
   }
 };
 

@@ -697,8 +697,17 @@ absl::StatusOr<double> Program::Evaluate(absl::Span<const Tensor> batch) {
   double loss_sum = 0;
   for (int m = 0; m < config_.micro_batches; ++m) {
     STRATA_RETURN_IF_ERROR(LoadMicroBatch(batch, m));
+    int skipped_from = 0;  // nodes before the next slice node that the slice does not run
     for (auto it = slice.rbegin(); it != slice.rend(); ++it) {
       const int index = static_cast<int>(*it - instructions_.data());
+      // check_plan: a value whose interval ends at a node outside the slice (a write-back's
+      // source) is freed where the planned run would have freed it.
+      for (; config_.check_plan && skipped_from < index; ++skipped_from) {
+        for (ValueId v : dead_after_[skipped_from]) {
+          if (live_[v]) Release(v);
+        }
+      }
+      skipped_from = index + 1;
       const absl::Status s = config_.check_plan ? RunChecked(index) : Run(**it);
       if (!s.ok()) {
         ReleaseAll();

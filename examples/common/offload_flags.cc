@@ -26,6 +26,9 @@ void OffloadFlags::Register(Flags& flags) {
   flags.Add("offload-grads", &grads, "where gradients live: none|host|nvme");
   flags.Add("offload-optimizer", &optimizer,
             "where optimizer state (AdamW moments, SGD momentum) lives: none|host|nvme");
+  flags.Add("offload-activations", &activations,
+            "with --recompute: where the block inputs it keeps wait for the backward: "
+            "none|host|nvme");
   flags.Add("nvme-dir", &nvme_dir,
             "directory for the swap file of states placed on nvme (required with nvme, refused "
             "without)");
@@ -48,6 +51,12 @@ absl::StatusOr<graph::OffloadOptions> OffloadFlags::Resolve(const Flags& flags) 
   STRATA_ASSIGN_OR_RETURN(o.params, ParsePlacement("offload-params", params));
   STRATA_ASSIGN_OR_RETURN(o.grads, ParsePlacement("offload-grads", grads));
   STRATA_ASSIGN_OR_RETURN(o.optimizer, ParsePlacement("offload-optimizer", optimizer));
+  STRATA_ASSIGN_OR_RETURN(o.activations, ParsePlacement("offload-activations", activations));
+  if (o.activations != MemoryTier::kDevice && !flags.given("recompute")) {
+    return UsageError(absl::StrCat("--offload-activations ", activations,
+                                   " places the block inputs that --recompute keeps; it needs "
+                                   "--recompute"));
+  }
   o.device_bytes = device_budget;
   o.host_bytes = host_budget;
   o.prefetch_bytes = prefetch_bytes;
@@ -55,7 +64,8 @@ absl::StatusOr<graph::OffloadOptions> OffloadFlags::Resolve(const Flags& flags) 
   std::vector<std::string> on_nvme;
   for (const auto& [flag, tier] : {std::pair{"--offload-params", o.params},
                                    {"--offload-grads", o.grads},
-                                   {"--offload-optimizer", o.optimizer}}) {
+                                   {"--offload-optimizer", o.optimizer},
+                                   {"--offload-activations", o.activations}}) {
     if (tier == MemoryTier::kNvme) on_nvme.push_back(flag);
   }
   if (!on_nvme.empty() && nvme_dir.empty()) {
@@ -98,6 +108,7 @@ absl::StatusOr<graph::OffloadOptions> OffloadFlags::Resolve(const Flags& flags) 
 void RecordOffload(const graph::OffloadOptions& o, RunConfig& config) {
   config.Add("--offload-params", std::string(PlacementName(o.params)), RunConfig::kInform);
   config.Add("--offload-grads", std::string(PlacementName(o.grads)), RunConfig::kInform);
+  config.Add("--offload-activations", std::string(PlacementName(o.activations)), RunConfig::kInform);
   config.Add("--offload-optimizer", std::string(PlacementName(o.optimizer)), RunConfig::kInform);
   config.Add("--device-budget", o.device_bytes, RunConfig::kInform);
   config.Add("--host-budget", o.host_bytes, RunConfig::kInform);
@@ -109,7 +120,11 @@ std::string OffloadSummary(const graph::OffloadOptions& o) {
   auto budget = [](int64_t bytes) { return bytes == 0 ? std::string("none") : BytesText(bytes); };
   std::string s = absl::StrCat(
       "offload: params ", PlacementName(o.params), ", grads ", PlacementName(o.grads),
-      ", optimizer ", PlacementName(o.optimizer), "; budgets: device ", budget(o.device_bytes),
+      ", optimizer ", PlacementName(o.optimizer),
+      o.activations == MemoryTier::kDevice
+          ? ""
+          : absl::StrCat(", activations ", PlacementName(o.activations)),
+      "; budgets: device ", budget(o.device_bytes),
       ", host ", budget(o.host_bytes), "; prefetch ", BytesText(o.prefetch_bytes), "\n");
   if (o.uses_nvme()) {
     absl::StrAppend(&s, "io engine: ", offload::IoEngineKindName(o.io.engine), ", direct ",

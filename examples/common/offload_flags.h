@@ -32,7 +32,7 @@ namespace strata::examples {
 
 struct OffloadFlags {
   // none | host | nvme; none keeps the class in device memory (MemoryTier::kDevice).
-  std::string params = "none", grads = "none", optimizer = "none";
+  std::string params = "none", grads = "none", optimizer = "none", activations = "none";
   std::string nvme_dir;
   int64_t device_budget = graph::OffloadOptions{}.device_bytes;
   int64_t host_budget = graph::OffloadOptions{}.host_bytes;

@@ -65,7 +65,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(Graph& graph, int num_threads) {
     // Inputs, parameters and outputs keep their bytes even if no node reads them, so that the
     // caller can feed, load and read them.
     if (!used[v] && (value.role == ValueRole::kOptimizerState ||
-                     value.role == ValueRole::kGradientHome)) {
+                     value.role == ValueRole::kSpilled)) {
       continue;
     }
     const int64_t bytes = static_cast<int64_t>(value.type.nbytes());

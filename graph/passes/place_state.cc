@@ -6,8 +6,12 @@
 // and outputs stay on the device: they are small and written by the forward itself.
 //
 // A gradient is an arena value, made by the backward every step. A host or NVMe home for it means
-// "written there once final" (ScheduleOffload adds the write-back and a kGradientHome value that
-// the update reads), which keeps the gradients of a large model out of the device arena.
+// "written there once final" (ScheduleOffload adds the write-back and a kSpilled value that
+// the update reads), which keeps the gradients of a large model out of the device arena. The
+// same holds for the activations that activation checkpointing keeps (each block's input, read by
+// the recomputed copies in the backward): with an `activations` home they wait there.
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "graph/op.h"
 #include "graph/passes/passes.h"
@@ -29,6 +33,30 @@ absl::Status PlaceState(Graph& graph, const OffloadOptions& options) {
   for (ValueId v = 0; v < graph.num_values(); ++v) {
     Value& value = graph.mutable_value(v);
     if (value.role == ValueRole::kParameter) value.home = options.params;
+  }
+  if (options.activations != MemoryTier::kDevice) {
+    std::vector<bool> copied(graph.num_values(), false);  // made by a recomputed copy
+    bool recomputed = false;
+    for (const Node& n : graph.nodes()) {
+      if (!n.recomputed) continue;
+      recomputed = true;
+      for (ValueId v : n.outputs) {
+        if (v != kNoValue) copied[v] = true;
+      }
+    }
+    if (!recomputed) {
+      return absl::InvalidArgumentError(
+          "offload: an activations home places the block inputs that recompute keeps; it needs "
+          "recompute (--recompute, TrainOptions::recompute) and a model with recompute "
+          "boundaries");
+    }
+    for (const Node& n : graph.nodes()) {
+      if (!n.recomputed) continue;
+      for (ValueId v : n.inputs) {
+        Value& value = graph.mutable_value(v);
+        if (value.role == ValueRole::kActivation && !copied[v]) value.home = options.activations;
+      }
+    }
   }
   for (const Node& n : graph.nodes()) {
     if (!IsOptimizerUpdate(n)) continue;

@@ -3,8 +3,9 @@
 // nodes of the IR that run on the Program's IO stream:
 //   1. an update whose optimizer state lives on host or NVMe becomes an offloaded_update, which
 //      reads and writes every operand at its home, chunk by chunk in host buffers;
-//   2. a gradient with a host or NVMe home is written there (write_back into a kGradientHome
-//      value) right after the last device node that reads it, and the update reads that home;
+//   2. an arena value with a host or NVMe home is written there (write_back into a kSpilled
+//      value) right after its last near reader, and its far readers read that home: a
+//      gradient's update, or (a block input that recompute keeps) every node of the backward;
 //   3. every other node that reads a value homed off the device reads a kStaged copy instead:
 //      uses of a value are grouped into windows (consecutive uses stay in one window unless more
 //      than the lookahead of other staged bytes is used between them), each window gets one
@@ -18,9 +19,10 @@
 //
 // IO nodes run in list order on one stream. An IO node starts when compute has finished every
 // node listed before it, and compute waits for it before its completion point
-// (IoCompletionPoints): a fetch before its first reader; a write-back or an offloaded update
-// before the reader of the next fetch in its phase (IO is in order, so that fetch finishing
-// means it finished too), else at the end of its phase. The memory plan keeps every value an IO
+// (IoCompletionPoints): a fetch before its first reader; an offloaded update before the reader
+// of the next fetch in its phase (IO is in order, so that fetch finishing means it finished
+// too), else at the end of its phase; a write-back the same, or earlier: before the node after
+// the next IO node, so that its source's bytes are freed soon. The memory plan keeps every value an IO
 // node reads live until that point.
 #include <algorithm>
 #include <map>
@@ -46,7 +48,7 @@ bool Touches(const Node& n, ValueId v) {
 }
 
 // Steps 1 and 2 of the Note.
-void OffloadUpdatesAndGradients(Graph& graph) {
+void OffloadUpdatesAndSpills(Graph& graph) {
   std::vector<Node>& nodes = graph.mutable_nodes();
   for (Node& n : nodes) {
     if (n.op->kind() != OpKind::kAdamWUpdate && n.op->kind() != OpKind::kSgdUpdate) continue;
@@ -57,33 +59,45 @@ void OffloadUpdatesAndGradients(Graph& graph) {
     }
     if (state_off) n.op = ops::OffloadedUpdateOp(n.op);
   }
-  // Gradients: the arena value stays on the device; its home gets a value of its own.
+  // Arena values with a home (gradients, block inputs kept for the backward): the arena value
+  // stays on the device for its near readers; a kSpilled value holds it at home for the far ones.
+  int backward = static_cast<int>(nodes.size());  // the first node that writes a gradient
+  for (int i = 0; i < static_cast<int>(nodes.size()) && backward == static_cast<int>(nodes.size());
+       ++i) {
+    for (ValueId v : nodes[i].outputs) {
+      if (v != kNoValue && graph.value(v).role == ValueRole::kGradient) backward = i;
+    }
+  }
   std::map<int, std::vector<Node>> after;  // node index -> write-backs to insert after it
-  for (ValueId g = 0; g < graph.num_values(); ++g) {
-    Value& grad = graph.mutable_value(g);
-    if (grad.role != ValueRole::kGradient || grad.home == MemoryTier::kDevice) continue;
-    const MemoryTier home_tier = grad.home;
-    grad.home = MemoryTier::kDevice;
-    const TensorType type = grad.type;
-    const std::string name = grad.name;
-    const ValueId home = graph.AddValue(type, ValueRole::kGradientHome,
-                                        name.empty() ? absl::StrCat("grad%", g) : name);
+  for (ValueId v = 0; v < graph.num_values(); ++v) {
+    Value& value = graph.mutable_value(v);
+    if (IsPersistent(value.role) || value.home == MemoryTier::kDevice) continue;
+    const bool gradient = value.role == ValueRole::kGradient;
+    const MemoryTier home_tier = value.home;
+    value.home = MemoryTier::kDevice;
+    const TensorType type = value.type;
+    const std::string name = value.name.empty() ? absl::StrCat("%", v) : value.name;
+    const ValueId home = graph.AddValue(type, ValueRole::kSpilled, name);
     graph.mutable_value(home).home = home_tier;
+    // A gradient's far reader is its update; a block input's, every node of the backward.
+    auto far = [&](const Node& n, int i) {
+      return gradient ? IsOptimizerUpdate(n) && n.inputs[1] == v : i >= backward;
+    };
     int last = -1;
-    bool read_by_update = false;
+    bool spilled = false;
     for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
       Node& n = nodes[i];
-      if (IsOptimizerUpdate(n) && n.inputs[1] == g) {
-        n.inputs[1] = home;
-        read_by_update = true;
+      if (far(n, i) && std::find(n.inputs.begin(), n.inputs.end(), v) != n.inputs.end()) {
+        std::replace(n.inputs.begin(), n.inputs.end(), v, home);
+        spilled = true;
         continue;
       }
-      if (Touches(n, g)) last = i;
+      if (Touches(n, v)) last = i;
     }
-    if (!read_by_update || last < 0) continue;
+    if (!spilled || last < 0) continue;
     Node wb;
     wb.op = ops::WriteBackOp();
-    wb.inputs = {g, home};
+    wb.inputs = {v, home};
     wb.scope = nodes[last].scope;
     wb.phase = nodes[last].phase;
     after[last].push_back(std::move(wb));
@@ -120,7 +134,7 @@ absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("offload: prefetch_bytes = ", prefetch_bytes, " must be >= 0"));
   }
-  OffloadUpdatesAndGradients(graph);
+  OffloadUpdatesAndSpills(graph);
   std::vector<Node>& nodes = graph.mutable_nodes();
   const int n = static_cast<int>(nodes.size());
 
@@ -272,15 +286,22 @@ std::vector<int> IoCompletionPoints(const Graph& graph) {
       }
     }
   }
-  int next_fetch_done = n;  // scanning backwards: the completion point of the next fetch
+  // Scanning backwards: the earliest completion point of a later fetch, and the next IO node.
+  int next_fetch_done = n, next_io = n;
   for (int i = n - 1; i >= 0; --i) {
-    if (i + 1 < n && nodes[i + 1].phase != nodes[i].phase) next_fetch_done = phase_end[i];
+    if (i + 1 < n && nodes[i + 1].phase != nodes[i].phase) next_fetch_done = next_io = phase_end[i];
     if (!nodes[i].op->RunsOnIoStream()) continue;
     if (nodes[i].op->kind() == OpKind::kFetch) {
       next_fetch_done = std::min(next_fetch_done, done[i]);
+    } else if (nodes[i].op->kind() == OpKind::kWriteBack) {
+      // Its source's bytes are free once it is done: bound that by the node after the next IO
+      // node, so that a run of write-backs with no fetch after them (spilled block inputs in
+      // the forward) does not keep every source live to the end of the phase.
+      done[i] = std::min(next_fetch_done, next_io == phase_end[i] ? next_io : next_io + 1);
     } else {
       done[i] = next_fetch_done;
     }
+    next_io = i;
   }
   return done;
 }

@@ -162,6 +162,9 @@ TEST(OffloadFlagsTest, BadCombinationsAreUsageErrorsNamingTheFlag) {
       {{"--host-budget", "99999999999T"}, "--host-budget 99999999999T is outside its range [0, 1024T]"},
       {{"--device-budget", "2000T"}, "--device-budget 2000T is outside its range [0, 1024T]"},
       {{"--offload-params", "nvme"}, "--offload-params nvme needs --nvme-dir DIR"},
+      {{"--offload-activations", "host"}, "--offload-activations host places the block inputs "
+                                          "that --recompute keeps; it needs --recompute"},
+      {{"--offload-activations", "disk"}, "--offload-activations disk: expected none, host or nvme"},
       {{"--offload-grads", "host", "--offload-optimizer", "nvme"},
        "--offload-optimizer nvme needs --nvme-dir DIR"},
       {{"--nvme-dir", "/tmp/x"}, "--nvme-dir /tmp/x is given but no state is placed on nvme"},

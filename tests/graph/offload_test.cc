@@ -32,12 +32,13 @@ std::string SwapDir() {
 }
 
 struct Placement {
-  MemoryTier params = kDevice, grads = kDevice, optimizer = kDevice;
+  MemoryTier params = kDevice, grads = kDevice, optimizer = kDevice, activations = kDevice;
   offload::IoEngineKind engine = offload::IoEngineKind::kThreads;
   int64_t prefetch = int64_t{64} << 20;
   std::string Name() const {
     return absl::StrCat("params ", MemoryTierName(params), ", grads ", MemoryTierName(grads),
-                        ", optimizer ", MemoryTierName(optimizer), ", ",
+                        ", optimizer ", MemoryTierName(optimizer), ", activations ",
+                        MemoryTierName(activations), ", ",
                         offload::IoEngineKindName(engine), ", prefetch ", prefetch);
   }
 };
@@ -47,6 +48,7 @@ OffloadOptions Offload(const Placement& p) {
   o.params = p.params;
   o.grads = p.grads;
   o.optimizer = p.optimizer;
+  o.activations = p.activations;
   o.prefetch_bytes = p.prefetch;
   o.io.dir = SwapDir();
   o.io.engine = p.engine;
@@ -78,6 +80,9 @@ struct Trained {
   std::vector<std::vector<float>> state;  // every parameter and optimizer state, in order
   std::vector<StepStats> stats;
   MemoryReport report;
+  // Spilled activations (block inputs written home): how many, and how many of them the plan
+  // keeps live on the device past the first node of the backward.
+  int spilled = 0, held_into_backward = 0;
 };
 
 std::vector<float> Floats(const Tensor& t) {
@@ -87,6 +92,22 @@ std::vector<float> Floats(const Tensor& t) {
 Trained Finish(Program& p, const std::vector<Tensor>& batch, int steps) {
   Trained r;
   r.report = p.memory_report();
+  const Graph& g = p.graph();
+  int backward = static_cast<int>(g.nodes().size());
+  for (int i = static_cast<int>(g.nodes().size()) - 1; i >= 0; --i) {
+    for (ValueId v : g.nodes()[i].outputs) {
+      if (v != kNoValue && g.value(v).role == ValueRole::kGradient) backward = i;
+    }
+  }
+  for (const Node& n : g.nodes()) {
+    if (n.op->kind() != OpKind::kWriteBack || g.value(n.inputs[0]).role != ValueRole::kActivation) {
+      continue;
+    }
+    ++r.spilled;
+    if (!p.plan().live.empty() && p.plan().live[n.inputs[0]].second >= backward) {
+      ++r.held_into_backward;
+    }
+  }
   for (int s = 0; s < steps; ++s) {
     absl::StatusOr<StepStats> st = p.Step(batch);
     EXPECT_TRUE(st.ok()) << st.status();
@@ -183,6 +204,39 @@ TEST(OffloadTest, RecomputeWithStateOnNvmeTrainsBitIdentically) {
     ExpectSameRun(memory, TrainGpt(kPlacements[1], 1.0, 1, 3, 0, kTiny, check_plan,
                                    /*recompute=*/true));
   }
+}
+
+// The block inputs that recompute keeps, written home in the forward and fetched back for the
+// backward (ZeRO-Infinity's offloaded activation checkpoints): same bits, fewer device bytes.
+TEST(OffloadTest, ActivationCheckpointsOnHostOrNvmeTrainBitIdenticallyInLessDeviceMemory) {
+  constexpr GptConfig kDeep{.vocab = 64, .block_size = 16, .layers = 6, .width = 32, .heads = 4};
+  const Trained memory = TrainGpt({}, 1.0, 1, 3, 0, kDeep);
+  const Trained kept = TrainGpt({}, 1.0, 1, 3, 0, kDeep, false, /*recompute=*/true);
+  ExpectSameRun(memory, kept);
+  for (MemoryTier home : {kHost, kNvme}) {
+    for (bool check_plan : {false, true}) {
+      const Placement where{.activations = home, .prefetch = 0};
+      SCOPED_TRACE(absl::StrCat(where.Name(), check_plan ? ", plan checked" : ""));
+      const Trained spilled = TrainGpt(where, 1.0, 1, 3, 0, kDeep, check_plan, true);
+      ExpectSameRun(memory, spilled);
+      if (check_plan) continue;
+      EXPECT_GT(spilled.stats.back().io_write_bytes[static_cast<int>(home)], 0);
+      // Every block's input is written home and freed on the device before the backward.
+      EXPECT_EQ(spilled.spilled, kDeep.layers);
+      EXPECT_EQ(spilled.held_into_backward, 0);
+    }
+  }
+}
+
+TEST(OffloadTest, AnActivationsHomeWithoutRecomputeIsRefused) {
+  Gpt gpt(kTiny);
+  TrainOptions o = GptOptions(1.0, 1);
+  o.offload.activations = kHost;
+  auto p = Compile(gpt, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
+                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
+                   o);
+  ASSERT_FALSE(p.ok());
+  EXPECT_THAT(p.status().message(), HasSubstr("--recompute"));
 }
 
 TEST(OffloadTest, GradientAccumulationTrainsBitIdenticallyWherever) {
