@@ -214,6 +214,7 @@ absl::Status Program::Bind() {
 // calling thread, IO included, so that each value's block exists exactly over its interval.
 absl::Status Program::PlanStreams() {
   const int n = static_cast<int>(instructions_.size());
+  deferred_.assign(n, false);
   std::vector<bool> is_io(n);
   bool any = false;
   for (int i = 0; i < n; ++i) {
@@ -221,11 +222,25 @@ absl::Status Program::PlanStreams() {
     any = any || is_io[i];
   }
   if (!any || config_.check_plan) return absl::OkStatus();
-  const std::vector<int> completion = IoCompletionPoints(graph_);
+  std::vector<int> completion = IoCompletionPoints(graph_);
   std::vector<int> all, micro, update;
   for (int i = 0; i < n; ++i) {
     all.push_back(i);
     (instructions_[i].phase == Phase::kMicroStep ? micro : update).push_back(i);
+  }
+  // Note [deferred updates]: the step's last sequence leaves its tail to the next step's first.
+  const bool one = config_.micro_batches == 1;
+  std::vector<int>& last = one ? all : update;
+  const std::vector<int> tail = DeferrableTail(graph_, last, config_.grad_norm);
+  last.resize(last.size() - tail.size());
+  if (!tail.empty()) {
+    for (int i : tail) deferred_[i] = true;
+    const DeferredSequence steady =
+        InterleaveDeferred(graph_, tail, one ? all : micro, config_.grad_norm);
+    std::vector<int> steady_completion = completion;
+    for (size_t k = 0; k < tail.size(); ++k) steady_completion[tail[k]] = steady.completion[k];
+    steady_ = IoStream::Plan(steady.entries, is_io, steady_completion);
+    tail_ = IoStream::Plan(tail, is_io, completion);
   }
   all_ = IoStream::Plan(all, is_io, completion);
   micro_ = IoStream::Plan(micro, is_io, completion);
@@ -269,6 +284,8 @@ absl::StatusOr<Tensor> Program::ReadState(ValueId id, Allocator& allocator) cons
       plan_.offset[id] < 0) {
     return absl::NotFoundError(absl::StrCat("program has no state value %", id));
   }
+  // The pending updates belong to the last step: finishing them changes no state a caller saw.
+  STRATA_RETURN_IF_ERROR(const_cast<Program*>(this)->Flush());
   const Value& value = graph_.value(id);
   STRATA_ASSIGN_OR_RETURN(Tensor copy, Tensor::Empty(value.type.shape, value.type.dtype, allocator));
   if (tensors_[id].defined()) {
@@ -284,6 +301,7 @@ absl::Status Program::WriteState(ValueId id, const Tensor& src) {
       plan_.offset[id] < 0) {
     return absl::NotFoundError(absl::StrCat("program has no state value %", id));
   }
+  STRATA_RETURN_IF_ERROR(Flush());
   const Value& value = graph_.value(id);
   if (src.dtype() != value.type.dtype || src.shape() != value.type.shape || !src.is_contiguous()) {
     return absl::InvalidArgumentError(absl::StrCat("WriteState: ", Describe(id), " cannot take ",
@@ -414,6 +432,9 @@ absl::Status Program::RunOffloadedUpdate(const Instruction& ins) {
   const Node& n = *ins.node;
   const Op& update = ops::OffloadedInnerUpdate(*ins.op);
   const bool has_norm = config_.grad_norm != kNoValue && n.inputs.back() == config_.grad_norm;
+  // A deferred update runs inside the next step, with the scalars and norm of its own.
+  const bool deferred = deferred_[&ins - instructions_.data()];
+  StepScalars* scalars = deferred ? &deferred_scalars_ : &scalars_;
   const int k = static_cast<int>(n.inputs.size()) - (has_norm ? 1 : 0);
   const std::vector<int> mutated = update.MutatedInputs();
   std::array<TierStore::Operand, 4> operands;
@@ -427,11 +448,14 @@ absl::Status Program::RunOffloadedUpdate(const Instruction& ins) {
     } else {
       o.data = ins.in[j].data<float>();
     }
-    o.mutated = std::find(mutated.begin(), mutated.end(), j) != mutated.end();
+    // A gradient spilled home for its update is dead after it: clipping scales it in place,
+    // but nothing reads the scaled bytes, so they are not written back.
+    o.mutated = std::find(mutated.begin(), mutated.end(), j) != mutated.end() &&
+                value.role != ValueRole::kSpilled;
   }
   Tensor norm;
   if (has_norm) {  // four bytes of the device, copied once
-    norm_scratch_[0] = ins.in.back().data<float>()[0];
+    norm_scratch_[0] = deferred ? deferred_norm_ : ins.in.back().data<float>()[0];
     STRATA_ASSIGN_OR_RETURN(
         norm, Tensor::View(std::make_shared<Storage>(norm_scratch_, sizeof(float), Device::Cpu()),
                            Shape{}, {}, 0, DType::kF32));
@@ -450,14 +474,28 @@ absl::Status Program::RunOffloadedUpdate(const Instruction& ins) {
         }
         if (has_norm) in[k] = norm;
         return update.Run(RunArgs{absl::MakeConstSpan(in.data(), k + (has_norm ? 1 : 0)), {}, {},
-                                  &scalars_});
+                                  scalars});
       });
+}
+
+absl::Status Program::RunSequence(const IoStream::Sequence& seq) {
+  return io_stream_->Run(seq, run_instruction_, &io_wait_ms_);
+}
+
+absl::Status Program::Flush() {
+  if (!pending_) return absl::OkStatus();
+  pending_ = false;
+  double waited = 0;
+  return io_stream_->Run(tail_, run_instruction_, &waited);
 }
 
 absl::Status Program::RunPhase(Phase phase, bool all) {
   if (io_stream_ != nullptr) {
-    const IoStream::Sequence& seq = all ? all_ : phase == Phase::kMicroStep ? micro_ : update_;
-    return io_stream_->Run(seq, run_instruction_, &io_wait_ms_);
+    if (pending_ && phase == Phase::kMicroStep) {  // the first micro-batch takes the last tail
+      pending_ = false;
+      return RunSequence(steady_);
+    }
+    return RunSequence(all ? all_ : phase == Phase::kMicroStep ? micro_ : update_);
   }
   for (int i = 0; i < static_cast<int>(instructions_.size()); ++i) {
     if (!all && instructions_[i].phase != phase) continue;
@@ -604,6 +642,11 @@ absl::Status Program::RunMicroBatches(absl::Span<const Tensor> batch, double* lo
     *loss_sum += *loss;
   }
   if (k > 1) STRATA_RETURN_IF_ERROR(RunPhase(Phase::kUpdate, false));
+  if (!tail_.entries.empty()) {  // this step's tail runs in the next one, as this step's
+    pending_ = true;
+    deferred_scalars_ = scalars_;
+    if (config_.grad_norm != kNoValue) deferred_norm_ = tensors_[config_.grad_norm].data<float>()[0];
+  }
   return absl::OkStatus();
 }
 
@@ -677,6 +720,7 @@ std::string Program::ProfileReport() const {
 
 absl::StatusOr<double> Program::Evaluate(absl::Span<const Tensor> batch) {
   STRATA_RETURN_IF_ERROR(CheckBatch(batch));
+  STRATA_RETURN_IF_ERROR(Flush());
   // The nodes the loss depends on, none of which writes anything in place outside training.
   std::vector<bool> needed(graph_.num_values(), false);
   needed[config_.loss] = true;

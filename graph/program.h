@@ -117,6 +117,11 @@ class Program {
   absl::StatusOr<StepStats> Step(absl::Span<const Tensor> batch);
   // The loss on `batch` without changing anything (same shapes as Step); for held-out loss.
   absl::StatusOr<double> Evaluate(absl::Span<const Tensor> batch);
+  // Runs the optimizer updates that the last Step left in flight (Note [deferred updates] in
+  // graph/passes/defer_updates.cc: updates that write only NVMe-homed state may finish inside the
+  // next Step, overlapped with its forward). ReadState, WriteState and Evaluate call it first, so
+  // callers need it only to time the state's last writes; a no-op when nothing is pending.
+  absl::Status Flush();
 
   MemoryReport memory_report() const;
   const Graph& graph() const { return graph_; }
@@ -178,6 +183,7 @@ class Program {
   absl::Status RunOffloadedUpdate(const Instruction& ins);
   absl::Status PlanStreams();
   absl::Status RunPhase(Phase phase, bool all);
+  absl::Status RunSequence(const IoStream::Sequence& seq);
   absl::Status RunMicroBatches(absl::Span<const Tensor> batch, double* loss_sum);
   // check_plan: Run with the node's arena values allocated, checked and released around it.
   absl::Status RunChecked(int index);
@@ -214,6 +220,14 @@ class Program {
   std::vector<std::pair<std::string, ValueId>> param_values_, state_values_;
   // Note [the IO stream]: the instruction sequences of a step and the stream that runs them.
   IoStream::Sequence all_, micro_, update_;
+  // Note [deferred updates]: the last sequence's trailing updates (tail_), left pending by one
+  // step and run inside the next step's first sequence (steady_), or alone by Flush; with the
+  // scalars and global norm of the step they belong to.
+  IoStream::Sequence tail_, steady_;
+  std::vector<bool> deferred_;  // per instruction
+  bool pending_ = false;
+  StepScalars deferred_scalars_;
+  float deferred_norm_ = 0;
   std::function<absl::Status(int)> run_instruction_;
   double io_wait_ms_ = 0;
   float norm_scratch_[16] = {};  // an offloaded update's copy of the global norm

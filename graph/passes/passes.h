@@ -39,6 +39,19 @@ bool IsOptimizerUpdate(const Node& n);
 // waits for it to finish (nodes.size() for the end of the step); -1 for compute nodes.
 std::vector<int> IoCompletionPoints(const Graph& graph);
 
+// Note [deferred updates] (defer_updates.cc). The longest suffix of `entries` (node indices in
+// run order) made of offloaded updates that can run inside the next step; `norm` is the global
+// gradient norm the updates read (kNoValue without clipping).
+std::vector<int> DeferrableTail(const Graph& graph, const std::vector<int>& entries, ValueId norm);
+struct DeferredSequence {
+  std::vector<int> entries;    // `body` with the deferred nodes inserted
+  std::vector<int> completion;  // per deferred node: the compute node that must wait for it, or -1
+};
+// `body` (the next step's nodes) with each node of `tail` placed before the first body node that
+// touches one of its values.
+DeferredSequence InterleaveDeferred(const Graph& graph, const std::vector<int>& tail,
+                                    const std::vector<int>& body, ValueId norm);
+
 inline constexpr int64_t kPlanAlignment = 64;
 
 // Where every value lives. Transient values (activations, gradients, workspaces) share one arena

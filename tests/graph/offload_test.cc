@@ -185,6 +185,28 @@ TEST(OffloadTest, GptTrainsBitIdenticallyWherever) {
   }
 }
 
+// Note [deferred updates]: with clipping, the updates that write only NVMe-homed state finish
+// inside the next step (the bitwise checks above cover their values), so the first step writes
+// none of the parameters and moments and every later one writes all of them (and no scaled
+// gradient: it is dead after the update); an update that writes host memory is never deferred.
+TEST(OffloadTest, UpdatesThatWriteOnlyNvmeFinishInsideTheNextStep) {
+  int64_t updated_bytes = 0;  // parameters, exp_avg and exp_avg_sq, written by each step's updates
+  {
+    Gpt gpt(kTiny);
+    gpt.ForEachParameter([&](const std::string&, Parameter& p) {
+      if (p.trainable()) updated_bytes += 3 * 4 * p.shape().numel();
+    });
+  }
+  const int nvme = static_cast<int>(kNvme), host = static_cast<int>(kHost);
+  const Trained deferred = TrainGpt(kPlacements[1], 1.0, 1, 3);
+  ASSERT_EQ(deferred.stats.size(), 3u);
+  EXPECT_EQ(deferred.stats[1].io_write_bytes[nvme] - deferred.stats[0].io_write_bytes[nvme],
+            updated_bytes);
+  EXPECT_EQ(deferred.stats[2].io_write_bytes[nvme], deferred.stats[1].io_write_bytes[nvme]);
+  const Trained on_host = TrainGpt(kPlacements[0], 1.0, 1, 3);
+  EXPECT_EQ(on_host.stats[0].io_write_bytes[host], on_host.stats[1].io_write_bytes[host]);
+}
+
 // The plan check (Note [checking the plan]) runs the staged copies and the IO nodes over their
 // planned intervals, with each value in its own block: same losses, no overlap, no stale read.
 TEST(OffloadTest, ThePlanCheckAcceptsTheOffloadSchedule) {

@@ -1,0 +1,111 @@
+// Note [deferred updates]
+// With global-norm clipping every update waits for the whole backward (the norm needs every
+// gradient), so a step whose optimizer state lives on NVMe ends with all of its update IO (28
+// bytes per parameter with AdamW: read the gradient, parameter and both moments, write three
+// back) after the last compute node, with nothing left to overlap it. The next step does not
+// need those updates all at once, though: its forward needs parameter i only when it reaches
+// layer i. So the Program leaves the trailing updates of step N in flight and runs them inside
+// step N+1, each on the IO stream right before the first node of step N+1 that touches one of
+// its values (the fetch of the parameter it wrote, normally), with step N's learning rate, step
+// count and global norm. The forward then overlaps the updates as the backward overlaps them
+// without clipping.
+//
+// Only an update whose every operand lives at an off-device home, and that writes only values
+// homed on NVMe, is deferred: nothing but the IO stream reads those (Program::ReadState and
+// Evaluate apply the pending updates first), so no observer can see a value half a step old, and
+// no compute node depends on it. The values are bitwise those of the undeferred run.
+#include <algorithm>
+
+#include "graph/op.h"
+#include "graph/passes/passes.h"
+
+namespace strata::graph {
+namespace {
+
+bool Deferrable(const Graph& graph, const Node& n, ValueId norm) {
+  if (n.op->kind() != OpKind::kOffloadedUpdate) return false;
+  for (ValueId v : n.inputs) {
+    if (v == norm) continue;
+    const Value& value = graph.value(v);
+    if (!IsPersistent(value.role) || value.home == MemoryTier::kDevice) return false;
+  }
+  for (int slot : n.op->MutatedInputs()) {
+    if (graph.value(n.inputs[slot]).home != MemoryTier::kNvme) return false;
+  }
+  return true;
+}
+
+// The values a node reads or writes, but for the global norm (which the deferred update reads
+// from the Program's copy).
+std::vector<ValueId> Touched(const Node& n, ValueId norm) {
+  std::vector<ValueId> t;
+  for (const auto* vs : {&n.inputs, &n.outputs}) {
+    for (ValueId v : *vs) {
+      if (v != kNoValue && v != norm) t.push_back(v);
+    }
+  }
+  std::sort(t.begin(), t.end());
+  return t;
+}
+
+bool Intersect(const std::vector<ValueId>& a, const std::vector<ValueId>& b) {
+  for (size_t i = 0, j = 0; i < a.size() && j < b.size();) {
+    if (a[i] == b[j]) return true;
+    a[i] < b[j] ? ++i : ++j;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::vector<int> DeferrableTail(const Graph& graph, const std::vector<int>& entries,
+                                ValueId norm) {
+  size_t begin = entries.size();
+  while (begin > 0 && Deferrable(graph, graph.nodes()[entries[begin - 1]], norm)) --begin;
+  return std::vector<int>(entries.begin() + static_cast<std::ptrdiff_t>(begin), entries.end());
+}
+
+DeferredSequence InterleaveDeferred(const Graph& graph, const std::vector<int>& tail,
+                                    const std::vector<int>& body, ValueId norm) {
+  const std::vector<Node>& nodes = graph.nodes();
+  const int t = static_cast<int>(tail.size()), b = static_cast<int>(body.size());
+  std::vector<std::vector<ValueId>> touched(t);
+  for (int k = 0; k < t; ++k) touched[k] = Touched(nodes[tail[k]], norm);
+  DeferredSequence out;
+  out.completion.assign(t, -1);
+  // Each deferred node goes before the first body node that touches one of its values; one that
+  // shares a value with a later deferred node stays before it.
+  // Per value, the first body node touching it, and the first compute node (which must wait).
+  std::vector<int> first(graph.num_values(), b), first_compute(graph.num_values(), b);
+  for (int i = b - 1; i >= 0; --i) {
+    for (ValueId v : Touched(nodes[body[i]], norm)) {
+      first[v] = i;
+      if (!nodes[body[i]].op->RunsOnIoStream()) first_compute[v] = i;
+    }
+  }
+  std::vector<int> at(t, b);
+  for (int k = 0; k < t; ++k) {
+    int wait = b;
+    for (ValueId v : touched[k]) {
+      at[k] = std::min(at[k], first[v]);
+      wait = std::min(wait, first_compute[v]);
+    }
+    if (wait < b) out.completion[k] = body[wait];
+  }
+  for (int k = t - 2; k >= 0; --k) {
+    for (int j = k + 1; j < t; ++j) {
+      if (Intersect(touched[k], touched[j])) at[k] = std::min(at[k], at[j]);
+    }
+  }
+  std::vector<int> order(t);
+  for (int k = 0; k < t; ++k) order[k] = k;
+  std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return at[x] < at[y]; });
+  size_t next = 0;
+  for (int i = 0; i <= b; ++i) {
+    for (; next < order.size() && at[order[next]] == i; ++next) out.entries.push_back(tail[order[next]]);
+    if (i < b) out.entries.push_back(body[i]);
+  }
+  return out;
+}
+
+}  // namespace strata::graph
