@@ -64,10 +64,8 @@ struct TierNeeds {
 };
 
 TierNeeds Needs(const Graph& graph, const MemoryPlan& plan, const OffloadOptions& o) {
-  bool staging = plan.nvme_bytes > 0;
-  for (const Node& n : graph.nodes()) staging = staging || n.op->kind() == OpKind::kOffloadedUpdate;
   return {plan.persistent_bytes + plan.arena_bytes,
-          plan.host_bytes + (staging ? TierStore::StagingBytes(o) : 0)};
+          plan.host_bytes + (TierStore::NeedsStaging(graph, plan) ? TierStore::StagingBytes(o) : 0)};
 }
 
 // Note [fitting the budgets]

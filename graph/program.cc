@@ -123,8 +123,7 @@ absl::Status Program::Bind() {
   if (persistent_.size() > 0) std::memset(persistent_.data(), 0, persistent_.size());
   auto persistent = std::make_shared<Storage>(persistent_.data(), persistent_.size(), Device::Cpu());
   auto arena = std::make_shared<Storage>(arena_.data(), arena_.size(), Device::Cpu());
-  bool staging = plan_.nvme_bytes > 0;
-  for (const Node& n : graph_.nodes()) staging = staging || n.op->kind() == OpKind::kOffloadedUpdate;
+  const bool staging = TierStore::NeedsStaging(graph_, plan_);
   if (plan_.host_bytes > 0 || staging) {
     STRATA_ASSIGN_OR_RETURN(store_,
                             TierStore::Create(config_.offload, &ledger_, plan_.host_bytes, staging));
@@ -335,9 +334,8 @@ MemoryReport Program::memory_report() const {
   r.planned_peak[static_cast<int>(MemoryTier::kDevice)] =
       r.persistent_bytes + (config_.check_plan ? r.live_peak_bytes : r.arena_bytes);
   r.host_bytes = plan_.host_bytes;
-  bool staging = plan_.nvme_bytes > 0;
-  for (const Node& n : graph_.nodes()) staging = staging || n.op->kind() == OpKind::kOffloadedUpdate;
-  r.staging_bytes = staging ? TierStore::StagingBytes(config_.offload) : 0;
+  r.staging_bytes =
+      TierStore::NeedsStaging(graph_, plan_) ? TierStore::StagingBytes(config_.offload) : 0;
   r.nvme_bytes = plan_.nvme_bytes;
   r.planned_peak[static_cast<int>(MemoryTier::kHost)] = r.host_bytes + r.staging_bytes;
   r.planned_peak[static_cast<int>(MemoryTier::kNvme)] = r.nvme_bytes;

@@ -5,10 +5,19 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "graph/op.h"
 #include "offload/pinned_allocator.h"
 #include "runtime/status.h"
 
 namespace strata::graph {
+
+bool TierStore::NeedsStaging(const Graph& graph, const MemoryPlan& plan) {
+  if (plan.nvme_bytes > 0) return true;
+  for (const Node& n : graph.nodes()) {
+    if (n.op->kind() == OpKind::kOffloadedUpdate) return true;
+  }
+  return false;
+}
 namespace {
 
 int64_t RoundUp(int64_t n) {

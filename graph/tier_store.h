@@ -23,7 +23,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "graph/ir.h"
 #include "graph/offload_options.h"
+#include "graph/passes/passes.h"
 #include "offload/nvme_engine.h"
 #include "runtime/allocator.h"
 #include "runtime/memory_ledger.h"
@@ -36,6 +38,9 @@ class TierStore {
   static constexpr int kStagingSlots = 12;
   static int64_t ChunkBytes(const OffloadOptions& o) { return 4 * o.io.block_size; }
   static int64_t StagingBytes(const OffloadOptions& o) { return kStagingSlots * ChunkBytes(o); }
+  // Whether a planned program's transfers need the staging buffers: NVMe homes, or updates over
+  // state off the device.
+  static bool NeedsStaging(const Graph& graph, const MemoryPlan& plan);
 
   // `host_bytes`: the region for values homed on the host; `staging`: whether transfers need
   // staging buffers (NVMe homes, or updates over state off the device). Opens the NVMe engine

@@ -12,6 +12,7 @@
 #include "graph/models/gpt.h"
 #include "graph/models/mobilenet.h"
 #include "graph/ops/ops.h"
+#include "graph/passes/passes.h"
 #include "gtest/gtest.h"
 #include "tests/runtime/cpu/kernel_test_util.h"
 
@@ -205,6 +206,55 @@ TEST(OffloadTest, UpdatesThatWriteOnlyNvmeFinishInsideTheNextStep) {
   EXPECT_EQ(deferred.stats[2].io_write_bytes[nvme], deferred.stats[1].io_write_bytes[nvme]);
   const Trained on_host = TrainGpt(kPlacements[0], 1.0, 1, 3);
   EXPECT_EQ(on_host.stats[0].io_write_bytes[host], on_host.stats[1].io_write_bytes[host]);
+}
+
+// The order the deferred updates run in: each right before the first node of the next step that
+// touches one of its values, so that the forward's first fetches do not wait for every update.
+TEST(OffloadTest, DeferredUpdatesRunJustBeforeTheirValuesAreNeeded) {
+  Gpt gpt(kTiny);
+  TrainOptions o = GptOptions(1.0, 1);
+  o.offload = Offload(kPlacements[1]);
+  auto p = Compile(gpt, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
+                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
+                   o);
+  ASSERT_TRUE(p.ok()) << p.status();
+  const Graph& g = (*p)->graph();
+  ValueId norm = kNoValue;
+  for (ValueId v = 0; v < g.num_values(); ++v) {
+    if (g.value(v).name == "grad_norm") norm = v;
+  }
+  ASSERT_NE(norm, kNoValue);
+  std::vector<int> all(g.nodes().size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
+  const std::vector<int> tail = DeferrableTail(g, all, norm);
+  int updates = 0;
+  for (const Node& n : g.nodes()) updates += n.op->kind() == OpKind::kOffloadedUpdate;
+  EXPECT_EQ(static_cast<int>(tail.size()), updates);
+  const std::vector<int> body(all.begin(), all.end() - static_cast<std::ptrdiff_t>(tail.size()));
+  const DeferredSequence steady = InterleaveDeferred(g, tail, body, norm);
+  ASSERT_EQ(steady.entries.size(), all.size());
+  auto touches = [&](int node, ValueId v) {
+    const Node& n = g.nodes()[node];
+    return std::count(n.inputs.begin(), n.inputs.end(), v) + std::count(n.outputs.begin(), n.outputs.end(), v) > 0;
+  };
+  int first_fetch = -1, last_deferred = -1;
+  for (size_t pos = 0; pos < steady.entries.size(); ++pos) {
+    const int node = steady.entries[pos];
+    if (first_fetch < 0 && g.nodes()[node].op->kind() == OpKind::kFetch) first_fetch = static_cast<int>(pos);
+    if (std::find(tail.begin(), tail.end(), node) == tail.end()) continue;
+    last_deferred = static_cast<int>(pos);
+    bool needed_later = false;
+    for (ValueId v : g.nodes()[node].inputs) {
+      if (v == norm) continue;
+      for (size_t q = 0; q < pos; ++q) {
+        EXPECT_FALSE(touches(steady.entries[q], v))
+            << "node " << steady.entries[q] << " touches " << g.value(v).name << " before its update";
+      }
+      for (size_t q = pos + 1; q < steady.entries.size(); ++q) needed_later |= touches(steady.entries[q], v);
+    }
+    EXPECT_TRUE(needed_later) << "the update of node " << node << " is needed by no later node";
+  }
+  EXPECT_GT(last_deferred, first_fetch) << "every deferred update runs before the first fetch";
 }
 
 // The plan check (Note [checking the plan]) runs the staged copies and the IO nodes over their
