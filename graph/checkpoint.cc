@@ -122,17 +122,21 @@ absl::Status WriteText(const fs::path& path, const std::string& text) {
   return absl::OkStatus();
 }
 
-// The tensors of `named`, wherever they live: state in memory as it is, state homed on NVMe read
-// into memory (the file format does not depend on where the state lived).
-absl::StatusOr<std::vector<std::pair<std::string, Tensor>>> Materialize(
-    const Program& program, const std::vector<std::pair<std::string, Tensor>>& tensors,
-    const std::vector<std::pair<std::string, ValueId>>& values) {
-  std::vector<std::pair<std::string, Tensor>> out = tensors;
-  for (size_t i = 0; i < out.size(); ++i) {
-    if (out[i].second.defined()) continue;
-    STRATA_ASSIGN_OR_RETURN(out[i].second, program.ReadState(values[i].second, DefaultCpuAllocator()));
+// Writes `tensors` (program state by name) to `path`, wherever each lives: in memory as it is,
+// homed on NVMe read one tensor at a time (the file format does not depend on where the state
+// lived, and a state larger than memory is never held in memory at once).
+absl::Status WriteStateFile(const Program& program, const fs::path& path,
+                            const std::vector<std::pair<std::string, Tensor>>& tensors,
+                            const std::vector<std::pair<std::string, ValueId>>& values) {
+  std::vector<SafetensorsEntry> entries;
+  for (const auto& [name, v] : values) {
+    const TensorType& type = program.graph().value(v).type;
+    entries.push_back({name, type.dtype, type.shape});
   }
-  return out;
+  return WriteSafetensors(path.string(), entries, [&](size_t i) -> absl::StatusOr<Tensor> {
+    if (tensors[i].second.defined()) return tensors[i].second;
+    return program.ReadState(values[i].second, DefaultCpuAllocator());
+  });
 }
 
 absl::Status WriteFiles(const Program& program, const TrainerState& state, const fs::path& tmp) {
@@ -141,11 +145,10 @@ absl::Status WriteFiles(const Program& program, const TrainerState& state, const
                                                 {kCheckpointOptimizerFile, true}};
   for (const auto& [name, optimizer] : files) {
     const fs::path path = tmp / name;
-    STRATA_ASSIGN_OR_RETURN(
-        const auto tensors,
-        optimizer ? Materialize(program, program.optimizer_state(), program.optimizer_state_values())
-                  : Materialize(program, program.parameters(), program.parameter_values()));
-    STRATA_RETURN_IF_ERROR(WriteSafetensors(path.string(), tensors));
+    STRATA_RETURN_IF_ERROR(optimizer ? WriteStateFile(program, path, program.optimizer_state(),
+                                                      program.optimizer_state_values())
+                                     : WriteStateFile(program, path, program.parameters(),
+                                                      program.parameter_values()));
     std::error_code ec;
     file_bytes[name] = fs::file_size(path, ec);
     if (ec) return absl::InternalError(absl::StrCat("cannot stat ", path.string(), ": ", ec.message()));
@@ -165,11 +168,18 @@ absl::Status WriteFiles(const Program& program, const TrainerState& state, const
 
 // --- loading ---
 
+// A program value and the file tensor it is loaded from.
+struct Copy {
+  ValueId value;
+  const SafetensorsFile* file;
+  std::string name;
+};
+
 // Every tensor `want` lists must be in `file` with the same dtype and shape, and `file` must hold
-// nothing else. Appends (program tensor, file tensor) pairs to `copies`.
+// nothing else (checked from the header, before any tensor is read). Appends to `copies`.
 absl::Status Match(const SafetensorsFile& file, const Program& program,
                    const std::vector<std::pair<std::string, ValueId>>& want,
-                   std::vector<std::pair<ValueId, Tensor>>& copies) {
+                   std::vector<Copy>& copies) {
   std::map<std::string, bool> used;
   for (const std::string& name : file.names()) used[name] = false;
   for (const auto& [name, value] : want) {
@@ -178,14 +188,14 @@ absl::Status Match(const SafetensorsFile& file, const Program& program,
       return absl::NotFoundError(absl::StrCat("checkpoint file ", file.path(), " has no tensor '",
                                               name, "', which the program has"));
     }
-    const Tensor src = file.Get(name).value();
-    if (src.dtype() != dst.dtype || src.shape() != dst.shape) {
+    const SafetensorsFile::Entry src = file.Find(name).value();
+    if (src.dtype != dst.dtype || src.shape != dst.shape) {
       return absl::InvalidArgumentError(
           absl::StrCat("checkpoint file ", file.path(), ": tensor '", name, "' is ",
-                       DTypeName(src.dtype()), src.shape().ToString(), ", the program's is ",
+                       DTypeName(src.dtype), src.shape.ToString(), ", the program's is ",
                        DTypeName(dst.dtype), dst.shape.ToString()));
     }
-    copies.emplace_back(value, src);
+    copies.push_back({value, &file, name});
     used[name] = true;
   }
   std::vector<std::string> unknown;
@@ -320,17 +330,19 @@ absl::StatusOr<TrainerState> LoadCheckpoint(Program& program, const std::string&
   for (const char* name : {kCheckpointWeightsFile, kCheckpointOptimizerFile}) {
     STRATA_RETURN_IF_ERROR(CheckComplete(root, name, state));
   }
-  std::vector<std::pair<ValueId, Tensor>> copies;
-  STRATA_ASSIGN_OR_RETURN(
-      SafetensorsFile weights,
-      SafetensorsFile::Read((root / kCheckpointWeightsFile).string(), DefaultCpuAllocator()));
+  // Headers first, then one tensor at a time: the state may be larger than memory.
+  std::vector<Copy> copies;
+  STRATA_ASSIGN_OR_RETURN(SafetensorsFile weights,
+                          SafetensorsFile::Open((root / kCheckpointWeightsFile).string()));
   STRATA_RETURN_IF_ERROR(Match(weights, program, program.parameter_values(), copies));
-  STRATA_ASSIGN_OR_RETURN(
-      SafetensorsFile optimizer,
-      SafetensorsFile::Read((root / kCheckpointOptimizerFile).string(), DefaultCpuAllocator()));
+  STRATA_ASSIGN_OR_RETURN(SafetensorsFile optimizer,
+                          SafetensorsFile::Open((root / kCheckpointOptimizerFile).string()));
   STRATA_RETURN_IF_ERROR(Match(optimizer, program, program.optimizer_state_values(), copies));
 
-  for (const auto& [dst, src] : copies) STRATA_RETURN_IF_ERROR(program.WriteState(dst, src));
+  for (const Copy& c : copies) {
+    STRATA_ASSIGN_OR_RETURN(const Tensor src, c.file->Load(c.name, DefaultCpuAllocator()));
+    STRATA_RETURN_IF_ERROR(program.WriteState(c.value, src));
+  }
   program.set_step_count(state.step);
   return state.trainer;
 }

@@ -10,6 +10,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "runtime/status.h"
 
 namespace strata {
 namespace {
@@ -45,8 +46,7 @@ absl::Status Corrupt(const std::string& path, absl::string_view what) {
 
 }  // namespace
 
-absl::StatusOr<SafetensorsFile> SafetensorsFile::Read(const std::string& path,
-                                                      Allocator& allocator) {
+absl::StatusOr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     return absl::NotFoundError(
@@ -128,18 +128,7 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Read(const std::string& path,
       return Corrupt(path, absl::StrCat(where, " ends at byte ", end, " of a data section of ",
                                         data_size, " bytes (truncated file?)"));
     }
-    absl::StatusOr<Tensor> empty = Tensor::Empty(*shape, *dtype, allocator);
-    if (!empty.ok()) {
-      return absl::Status(empty.status().code(),
-                          absl::StrCat("safetensors file ", path, ": ", where, ": ",
-                                       empty.status().message()));
-    }
-    Tensor t = *std::move(empty);
-    in.seekg(static_cast<std::streamoff>(data_start + begin));
-    if (!in.read(static_cast<char*>(t.raw_data()), static_cast<std::streamsize>(expected))) {
-      return Corrupt(path, absl::StrCat("short read of ", where));
-    }
-    file.tensors_[name] = std::move(t);
+    file.index_[name] = Entry{*dtype, *shape, data_start + begin};
     order.emplace_back(begin, name);
   }
   std::sort(order.begin(), order.end());
@@ -147,13 +136,48 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Read(const std::string& path,
   return file;
 }
 
-absl::StatusOr<Tensor> SafetensorsFile::Get(const std::string& name) const {
-  auto it = tensors_.find(name);
-  if (it == tensors_.end()) {
+absl::StatusOr<SafetensorsFile> SafetensorsFile::Read(const std::string& path,
+                                                      Allocator& allocator) {
+  STRATA_ASSIGN_OR_RETURN(SafetensorsFile file, Open(path));
+  for (const std::string& name : file.names_) {
+    STRATA_ASSIGN_OR_RETURN(file.tensors_[name], file.Load(name, allocator));
+  }
+  return file;
+}
+
+absl::StatusOr<SafetensorsFile::Entry> SafetensorsFile::Find(const std::string& name) const {
+  auto it = index_.find(name);
+  if (it == index_.end()) {
     return absl::NotFoundError(
         absl::StrCat("safetensors file ", path_, " has no tensor named '", name, "'"));
   }
   return it->second;
+}
+
+absl::StatusOr<Tensor> SafetensorsFile::Load(const std::string& name, Allocator& allocator) const {
+  STRATA_ASSIGN_OR_RETURN(const Entry e, Find(name));
+  const std::string where = absl::StrCat("tensor '", name, "'");
+  absl::StatusOr<Tensor> empty = Tensor::Empty(e.shape, e.dtype, allocator);
+  if (!empty.ok()) {
+    return absl::Status(empty.status().code(), absl::StrCat("safetensors file ", path_, ": ", where,
+                                                            ": ", empty.status().message()));
+  }
+  Tensor t = *std::move(empty);
+  std::ifstream in(path_, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot open safetensors file ", path_, ": ", std::strerror(errno)));
+  }
+  in.seekg(static_cast<std::streamoff>(e.offset));
+  if (!in.read(static_cast<char*>(t.raw_data()), static_cast<std::streamsize>(t.nbytes()))) {
+    return Corrupt(path_, absl::StrCat("short read of ", where));
+  }
+  return t;
+}
+
+absl::StatusOr<Tensor> SafetensorsFile::Get(const std::string& name) const {
+  if (auto it = tensors_.find(name); it != tensors_.end()) return it->second;
+  return Load(name, DefaultCpuAllocator());
 }
 
 absl::StatusOr<Tensor> SafetensorsFile::Get(const std::string& name, DType dtype,
@@ -170,22 +194,34 @@ absl::StatusOr<Tensor> SafetensorsFile::Get(const std::string& name, DType dtype
 absl::Status WriteSafetensors(const std::string& path,
                               const std::vector<std::pair<std::string, Tensor>>& tensors,
                               const std::map<std::string, std::string>& metadata) {
+  std::vector<SafetensorsEntry> entries;
+  for (const auto& [name, t] : tensors) {
+    STRATA_RETURN_IF_ERROR(CheckDefined("WriteSafetensors", name, t));
+    STRATA_RETURN_IF_ERROR(CheckHostAddressable("WriteSafetensors", name, t));
+    entries.push_back({name, t.dtype(), t.shape()});
+  }
+  return WriteSafetensors(
+      path, entries, [&](size_t i) -> absl::StatusOr<Tensor> { return tensors[i].second; },
+      metadata);
+}
+
+absl::Status WriteSafetensors(const std::string& path, const std::vector<SafetensorsEntry>& entries,
+                              const std::function<absl::StatusOr<Tensor>(size_t)>& produce,
+                              const std::map<std::string, std::string>& metadata) {
   nlohmann::json header = nlohmann::json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::set<std::string> seen;
   uint64_t offset = 0;
-  for (const auto& [name, t] : tensors) {
-    STRATA_RETURN_IF_ERROR(CheckDefined("WriteSafetensors", name, t));
-    STRATA_RETURN_IF_ERROR(CheckHostAddressable("WriteSafetensors", name, t));
-    if (!seen.insert(name).second) {
+  for (const SafetensorsEntry& e : entries) {
+    if (!seen.insert(e.name).second) {
       return absl::InvalidArgumentError(
-          absl::StrCat("WriteSafetensors ", path, ": tensor name '", name, "' appears twice"));
+          absl::StrCat("WriteSafetensors ", path, ": tensor name '", e.name, "' appears twice"));
     }
-    header[name] = {{"dtype", SafetensorsDTypeName(t.dtype())},
-                    {"shape", std::vector<int64_t>(t.shape().dims().begin(),
-                                                   t.shape().dims().end())},
-                    {"data_offsets", {offset, offset + t.nbytes()}}};
-    offset += t.nbytes();
+    const uint64_t bytes = static_cast<uint64_t>(e.shape.numel()) * SizeOf(e.dtype);
+    header[e.name] = {{"dtype", SafetensorsDTypeName(e.dtype)},
+                      {"shape", std::vector<int64_t>(e.shape.dims().begin(), e.shape.dims().end())},
+                      {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data section 8-byte aligned
@@ -197,21 +233,36 @@ absl::Status WriteSafetensors(const std::string& path,
     const int err = errno;  // ENOENT for a missing directory, EACCES, ...
     return absl::ErrnoToStatus(err, absl::StrCat("cannot create ", tmp));
   }
+  auto fail = [&](absl::Status s) {
+    out.close();
+    std::remove(tmp.c_str());
+    return s;
+  };
   out.write(reinterpret_cast<const char*>(&header_size), 8);
   out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  for (const auto& [name, t] : tensors) {
-    if (t.is_contiguous()) {
-      out.write(static_cast<const char*>(t.raw_data()), static_cast<std::streamsize>(t.nbytes()));
-    } else {
-      STRATA_ASSIGN_OR_RETURN(Tensor c, t.Contiguous(DefaultCpuAllocator()));
-      out.write(static_cast<const char*>(c.raw_data()), static_cast<std::streamsize>(c.nbytes()));
+  for (size_t i = 0; i < entries.size() && out; ++i) {
+    const SafetensorsEntry& e = entries[i];
+    absl::StatusOr<Tensor> t = produce(i);
+    if (!t.ok()) return fail(t.status());
+    if (!t->defined() || t->dtype() != e.dtype || t->shape() != e.shape) {
+      return fail(absl::InternalError(absl::StrCat(
+          "WriteSafetensors ", path, ": tensor '", e.name, "' was announced as ", DTypeName(e.dtype),
+          e.shape.ToString(), " but is ", t->defined() ? t->ToString() : "undefined")));
     }
+    absl::Status host = CheckHostAddressable("WriteSafetensors", e.name, *t);
+    if (!host.ok()) return fail(host);
+    Tensor c = *std::move(t);
+    if (!c.is_contiguous()) {
+      absl::StatusOr<Tensor> packed = c.Contiguous(DefaultCpuAllocator());
+      if (!packed.ok()) return fail(packed.status());
+      c = *std::move(packed);
+    }
+    out.write(static_cast<const char*>(c.raw_data()), static_cast<std::streamsize>(c.nbytes()));
   }
   out.flush();
   if (!out) {
     const int err = errno;
-    std::remove(tmp.c_str());
-    return absl::DataLossError(absl::StrCat("writing ", tmp, " failed: ", std::strerror(err)));
+    return fail(absl::DataLossError(absl::StrCat("writing ", tmp, " failed: ", std::strerror(err))));
   }
   out.close();
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {

@@ -46,8 +46,8 @@ absl::StatusOr<Tensor> ToF32(const Tensor& t) {
 }  // namespace
 
 absl::Status LoadGpt2Weights(Program& program, const std::string& path) {
-  STRATA_ASSIGN_OR_RETURN(SafetensorsFile file,
-                          SafetensorsFile::Read(path, DefaultCpuAllocator()));
+  // The header now, each tensor when it is copied: the weights may be larger than memory.
+  STRATA_ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::Open(path));
   auto error = [&](absl::StatusCode code, absl::string_view tensor, absl::string_view what) {
     return absl::Status(code, absl::StrCat("GPT-2 weights ", path, ": tensor '", tensor, "' ", what));
   };
@@ -63,8 +63,13 @@ absl::Status LoadGpt2Weights(Program& program, const std::string& path) {
     }
   }
 
-  // Check everything first; copy only when the whole file fits the program.
-  std::vector<std::pair<ValueId, Tensor>> copies;  // (program value, file tensor in our layout)
+  // Check everything first (from the header); copy only when the whole file fits the program.
+  struct Copy {
+    ValueId value;
+    std::string name;
+    bool conv1d;  // stored [in, out]: transposed into ours
+  };
+  std::vector<Copy> copies;
   for (const auto& [param_path, value] : program.parameter_values()) {
     const TensorType& dst = program.graph().value(value).type;
     auto it = by_path.find(param_path);
@@ -73,24 +78,20 @@ absl::Status LoadGpt2Weights(Program& program, const std::string& path) {
                                               param_path, "' (or '", param_path, "')"));
     }
     const std::string& name = it->second;
-    const Tensor src = file.Get(name).value();
-    if (src.dtype() != DType::kF32 && src.dtype() != DType::kBF16 && src.dtype() != DType::kF16) {
+    const SafetensorsFile::Entry src = file.Find(name).value();
+    if (src.dtype != DType::kF32 && src.dtype != DType::kBF16 && src.dtype != DType::kF16) {
       return error(absl::StatusCode::kInvalidArgument, name,
-                   absl::StrCat("has dtype ", DTypeName(src.dtype()), ", expected f32, bf16 or f16"));
+                   absl::StrCat("has dtype ", DTypeName(src.dtype), ", expected f32, bf16 or f16"));
     }
     const Shape expected = HfShape(param_path, dst.shape);
-    if (src.shape() != expected) {
+    if (src.shape != expected) {
       return error(absl::StatusCode::kInvalidArgument, name,
-                   absl::StrCat("has shape ", src.shape().ToString(), ", expected ",
+                   absl::StrCat("has shape ", src.shape.ToString(), ", expected ",
                                 expected.ToString(), " (Hugging Face layout",
                                 IsConv1dWeight(param_path, dst.shape) ? ", Conv1D [in, out]" : "",
                                 ")"));
     }
-    Tensor view = src;
-    if (IsConv1dWeight(param_path, dst.shape)) {
-      STRATA_ASSIGN_OR_RETURN(view, src.Transpose(0, 1));
-    }
-    copies.emplace_back(value, view);
+    copies.push_back({value, name, IsConv1dWeight(param_path, dst.shape)});
     by_path.erase(it);
   }
 
@@ -128,12 +129,16 @@ absl::Status LoadGpt2Weights(Program& program, const std::string& path) {
         unknown.size() > shown ? absl::StrCat(" and ", unknown.size() - shown, " more") : ""));
   }
 
-  for (const auto& [dst, src] : copies) {
+  for (const Copy& c : copies) {
     // In the file's dtype and layout: converted into memory first, then written home.
-    STRATA_ASSIGN_OR_RETURN(Tensor f32, Tensor::Empty(program.graph().value(dst).type.shape,
+    STRATA_ASSIGN_OR_RETURN(Tensor src, file.Load(c.name, DefaultCpuAllocator()));
+    if (c.conv1d) {
+      STRATA_ASSIGN_OR_RETURN(src, src.Transpose(0, 1));
+    }
+    STRATA_ASSIGN_OR_RETURN(Tensor f32, Tensor::Empty(program.graph().value(c.value).type.shape,
                                                       DType::kF32, DefaultCpuAllocator()));
     STRATA_RETURN_IF_ERROR(f32.CopyFrom(src));
-    STRATA_RETURN_IF_ERROR(program.WriteState(dst, f32));
+    STRATA_RETURN_IF_ERROR(program.WriteState(c.value, f32));
   }
   return absl::OkStatus();
 }
