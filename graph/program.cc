@@ -434,7 +434,8 @@ absl::Status Program::RunOffloadedUpdate(const Instruction& ins) {
   const bool deferred = deferred_[&ins - instructions_.data()];
   StepScalars* scalars = deferred ? &deferred_scalars_ : &scalars_;
   const int k = static_cast<int>(n.inputs.size()) - (has_norm ? 1 : 0);
-  const std::vector<int> mutated = update.MutatedInputs();
+  const std::vector<int> mutated = ins.op->MutatedInputs();  // with a gradient it zeroes
+  const bool zeroes_gradient = ops::OffloadedUpdateZeroesGradient(*ins.op);
   std::array<TierStore::Operand, 4> operands;
   for (int j = 0; j < k; ++j) {
     const ValueId v = n.inputs[j];
@@ -471,8 +472,10 @@ absl::Status Program::RunOffloadedUpdate(const Instruction& ins) {
                                   Shape{elems}, {1}, 0, DType::kF32));
         }
         if (has_norm) in[k] = norm;
-        return update.Run(RunArgs{absl::MakeConstSpan(in.data(), k + (has_norm ? 1 : 0)), {}, {},
-                                  scalars});
+        STRATA_RETURN_IF_ERROR(update.Run(
+            RunArgs{absl::MakeConstSpan(in.data(), k + (has_norm ? 1 : 0)), {}, {}, scalars}));
+        if (zeroes_gradient) std::fill_n(chunk[1], elems, 0.0f);
+        return absl::OkStatus();
       });
 }
 

@@ -2,6 +2,7 @@
 // what they mean when every operand is bound in addressable memory; the Program runs them
 // itself, on its IO stream, reading each operand at its home tier (Note [the IO stream] in
 // program.cc).
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -47,37 +48,55 @@ class WriteBack final : public Op {
 // The inner update is elementwise, so running it over chunks gives the bits of one call.
 class OffloadedUpdate final : public Op {
  public:
-  explicit OffloadedUpdate(std::shared_ptr<const Op> update) : update_(std::move(update)) {}
+  OffloadedUpdate(std::shared_ptr<const Op> update, bool zeroes_gradient)
+      : update_(std::move(update)), zeroes_gradient_(zeroes_gradient) {}
   OpKind kind() const override { return OpKind::kOffloadedUpdate; }
   std::string Attributes() const override {
     const std::string inner = update_->Attributes();
-    return absl::StrCat(update_->name(), inner.empty() ? "" : " ", inner);
+    return absl::StrCat(update_->name(), inner.empty() ? "" : " ", inner,
+                        zeroes_gradient_ ? " zeroes_gradient" : "");
   }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     return update_->Infer(in);
   }
-  std::vector<int> MutatedInputs() const override { return update_->MutatedInputs(); }
-  absl::Status Run(const RunArgs& a) const override { return update_->Run(a); }
+  std::vector<int> MutatedInputs() const override {
+    std::vector<int> m = update_->MutatedInputs();
+    if (zeroes_gradient_ && std::find(m.begin(), m.end(), 1) == m.end()) m.push_back(1);
+    return m;
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    STRATA_RETURN_IF_ERROR(update_->Run(a));
+    if (zeroes_gradient_) std::memset(a.in[1].raw_data(), 0, a.in[1].nbytes());
+    return absl::OkStatus();
+  }
   bool RunsOnIoStream() const override { return true; }
   const Op& update() const { return *update_; }
+  bool zeroes_gradient() const { return zeroes_gradient_; }
 
  private:
   std::shared_ptr<const Op> update_;
+  bool zeroes_gradient_;
 };
 
 }  // namespace
 
 std::shared_ptr<const Op> FetchOp() { return std::make_shared<Fetch>(); }
 std::shared_ptr<const Op> WriteBackOp() { return std::make_shared<WriteBack>(); }
-std::shared_ptr<const Op> OffloadedUpdateOp(std::shared_ptr<const Op> update) {
+std::shared_ptr<const Op> OffloadedUpdateOp(std::shared_ptr<const Op> update,
+                                            bool zeroes_gradient) {
   STRATA_CHECK(update->kind() == OpKind::kAdamWUpdate || update->kind() == OpKind::kSgdUpdate,
                "offloaded_update wraps an optimizer update, not ", update->name());
-  return std::make_shared<OffloadedUpdate>(std::move(update));
+  return std::make_shared<OffloadedUpdate>(std::move(update), zeroes_gradient);
 }
 const Op& OffloadedInnerUpdate(const Op& offloaded) {
   STRATA_CHECK(offloaded.kind() == OpKind::kOffloadedUpdate, offloaded.name(),
                " is not an offloaded_update");
   return static_cast<const OffloadedUpdate&>(offloaded).update();
+}
+bool OffloadedUpdateZeroesGradient(const Op& offloaded) {
+  STRATA_CHECK(offloaded.kind() == OpKind::kOffloadedUpdate, offloaded.name(),
+               " is not an offloaded_update");
+  return static_cast<const OffloadedUpdate&>(offloaded).zeroes_gradient();
 }
 
 }  // namespace strata::graph::ops

@@ -93,8 +93,12 @@ std::shared_ptr<const Op> SgdUpdateOp(double momentum, double dampening, bool ne
 // Program's IO stream.
 std::shared_ptr<const Op> FetchOp();
 std::shared_ptr<const Op> WriteBackOp();
-std::shared_ptr<const Op> OffloadedUpdateOp(std::shared_ptr<const Op> update);
-// The update inside an offloaded_update.
+// `zeroes_gradient`: the gradient operand (an accumulator) is zeroed after the update, in the
+// same pass over its chunks, instead of by a zero node that would read and write it again.
+std::shared_ptr<const Op> OffloadedUpdateOp(std::shared_ptr<const Op> update,
+                                            bool zeroes_gradient = false);
+// The update inside an offloaded_update, and whether it zeroes its gradient.
 const Op& OffloadedInnerUpdate(const Op& offloaded);
+bool OffloadedUpdateZeroesGradient(const Op& offloaded);
 
 }  // namespace strata::graph::ops

@@ -2,7 +2,8 @@
 // After PlaceState gave every persistent value a home tier, this pass makes the IO explicit, as
 // nodes of the IR that run on the Program's IO stream:
 //   1. an update whose optimizer state lives on host or NVMe becomes an offloaded_update, which
-//      reads and writes every operand at its home, chunk by chunk in host buffers;
+//      reads and writes every operand at its home, chunk by chunk in host buffers (and zeroes a
+//      gradient accumulator homed off the device in the same pass, for the zero node after it);
 //   2. an arena value with a host or NVMe home is written there (write_back into a kSpilled
 //      value) right after its last near reader, and its far readers read that home: a
 //      gradient's update, or (a block input that recompute keeps) every node of the backward;
@@ -50,14 +51,36 @@ bool Touches(const Node& n, ValueId v) {
 // Steps 1 and 2 of the Note.
 void OffloadUpdatesAndSpills(Graph& graph) {
   std::vector<Node>& nodes = graph.mutable_nodes();
-  for (Node& n : nodes) {
+  std::vector<bool> folded(nodes.size(), false);  // zero nodes an offloaded update took over
+  for (size_t u = 0; u < nodes.size(); ++u) {
+    Node& n = nodes[u];
     if (n.op->kind() != OpKind::kAdamWUpdate && n.op->kind() != OpKind::kSgdUpdate) continue;
     bool state_off = false;
     for (size_t i = 2; i < n.inputs.size(); ++i) {
       const Value& v = graph.value(n.inputs[i]);
       state_off = state_off || (v.role == ValueRole::kOptimizerState && HomedOff(v));
     }
-    if (state_off) n.op = ops::OffloadedUpdateOp(n.op);
+    if (!state_off) continue;
+    // An accumulator homed off the device and zeroed after the update (with micro-batches) is
+    // zeroed by the update itself, chunk by chunk, instead of fetched, zeroed and written back.
+    const ValueId grad = n.inputs[1];
+    size_t zero = nodes.size();
+    if (HomedOff(graph.value(grad))) {
+      for (size_t i = u + 1; i < nodes.size() && nodes[i].phase == n.phase; ++i) {
+        if (!Touches(nodes[i], grad)) continue;
+        if (nodes[i].op->kind() == OpKind::kZero) zero = i;
+        break;
+      }
+    }
+    if (zero < nodes.size()) folded[zero] = true;
+    n.op = ops::OffloadedUpdateOp(n.op, /*zeroes_gradient=*/zero < nodes.size());
+  }
+  if (std::find(folded.begin(), folded.end(), true) != folded.end()) {
+    std::vector<Node> kept;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      if (!folded[i]) kept.push_back(std::move(nodes[i]));
+    }
+    nodes = std::move(kept);
   }
   // Arena values with a home (gradients, block inputs kept for the backward): the arena value
   // stays on the device for its near readers; a kSpilled value holds it at home for the far ones.

@@ -199,13 +199,18 @@ TEST(OffloadTest, UpdatesThatWriteOnlyNvmeFinishInsideTheNextStep) {
     });
   }
   const int nvme = static_cast<int>(kNvme), host = static_cast<int>(kHost);
-  const Trained deferred = TrainGpt(kPlacements[1], 1.0, 1, 3);
-  ASSERT_EQ(deferred.stats.size(), 3u);
-  EXPECT_EQ(deferred.stats[1].io_write_bytes[nvme] - deferred.stats[0].io_write_bytes[nvme],
-            updated_bytes);
-  EXPECT_EQ(deferred.stats[2].io_write_bytes[nvme], deferred.stats[1].io_write_bytes[nvme]);
-  const Trained on_host = TrainGpt(kPlacements[0], 1.0, 1, 3);
-  EXPECT_EQ(on_host.stats[0].io_write_bytes[host], on_host.stats[1].io_write_bytes[host]);
+  for (int micro_batches : {1, 2}) {
+    SCOPED_TRACE(absl::StrCat(micro_batches, " micro-batches"));
+    // With micro-batches the update also zeroes the gradient accumulator: a fourth array.
+    const int64_t written = updated_bytes * (micro_batches == 1 ? 1 : 4) / (micro_batches == 1 ? 1 : 3);
+    const Trained deferred = TrainGpt(kPlacements[1], 1.0, micro_batches, 3);
+    ASSERT_EQ(deferred.stats.size(), 3u);
+    EXPECT_EQ(deferred.stats[1].io_write_bytes[nvme] - deferred.stats[0].io_write_bytes[nvme],
+              written);
+    EXPECT_EQ(deferred.stats[2].io_write_bytes[nvme], deferred.stats[1].io_write_bytes[nvme]);
+    const Trained on_host = TrainGpt(kPlacements[0], 1.0, micro_batches, 3);
+    EXPECT_EQ(on_host.stats[0].io_write_bytes[host], on_host.stats[1].io_write_bytes[host]);
+  }
 }
 
 // The order the deferred updates run in: each right before the first node of the next step that
