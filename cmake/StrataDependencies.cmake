@@ -9,6 +9,9 @@ find_package(ZLIB REQUIRED)
 # io_uring for the NVMe engine (offload/); Debian: liburing-dev.
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(liburing REQUIRED IMPORTED_TARGET liburing)
+# Open MPI for the collectives' MPI backend and the bootstrap of NCCL; Debian: libopenmpi-dev.
+find_package(MPI REQUIRED COMPONENTS C)
+find_program(STRATA_MPIEXEC NAMES mpiexec mpirun HINTS ${MPI_C_COMPILER_DIR})
 
 # OpenBLAS built with OpenMP, so that GEMM and our own OpenMP kernels share one thread pool
 # instead of two pools spinning against each other on the same cores.
@@ -39,6 +42,28 @@ if(NOT STRATA_CUDA STREQUAL "OFF")
     set(STRATA_HAVE_CUDA ON)
   elseif(STRATA_CUDA STREQUAL "ON")
     message(FATAL_ERROR "STRATA_CUDA=ON but the CUDA toolkit was not found (set CUDAToolkit_ROOT)")
+  endif()
+endif()
+
+# NCCL for the collectives' device backend: wherever the toolkit is, or /usr/local (the NVIDIA
+# packages put nccl.h in /usr/local/include and libnccl.so beside the toolkit's libraries).
+set(STRATA_HAVE_NCCL OFF)
+set(STRATA_NCCL_DETAIL "(needs the CUDA toolkit)")
+if(STRATA_HAVE_CUDA)
+  find_path(STRATA_NCCL_INCLUDE_DIR nccl.h
+    HINTS ${CUDAToolkit_INCLUDE_DIRS} ${CUDAToolkit_LIBRARY_ROOT}/include /usr/local/include)
+  find_library(STRATA_NCCL_LIBRARY nccl
+    HINTS ${CUDAToolkit_LIBRARY_DIR} ${CUDAToolkit_LIBRARY_ROOT}/lib ${CUDAToolkit_LIBRARY_ROOT}/lib64
+          /usr/local/lib)
+  if(STRATA_NCCL_INCLUDE_DIR AND STRATA_NCCL_LIBRARY)
+    set(STRATA_HAVE_NCCL ON)
+    file(STRINGS ${STRATA_NCCL_INCLUDE_DIR}/nccl.h nccl_version_lines
+         REGEX "^#define NCCL_(MAJOR|MINOR|PATCH) ")
+    string(REGEX REPLACE "[^0-9;]" "" nccl_version "${nccl_version_lines}")
+    string(REPLACE ";" "." nccl_version "${nccl_version}")
+    set(STRATA_NCCL_DETAIL "${nccl_version}: ${STRATA_NCCL_LIBRARY}")
+  else()
+    set(STRATA_NCCL_DETAIL "(nccl.h or libnccl not found: set STRATA_NCCL_INCLUDE_DIR, STRATA_NCCL_LIBRARY)")
   endif()
 endif()
 
@@ -88,6 +113,8 @@ strata_report("OpenMP" TRUE "${OpenMP_CXX_VERSION}")
 strata_report("liburing" TRUE "${liburing_VERSION}")
 strata_report("Abseil" TRUE "${absl_VERSION}")
 strata_report("CUDA toolkit" ${STRATA_HAVE_CUDA} "(STRATA_CUDA=${STRATA_CUDA}) ${CUDAToolkit_VERSION}")
+strata_report("MPI" TRUE "${MPI_C_VERSION} (mpiexec: ${STRATA_MPIEXEC})")
+strata_report("NCCL" ${STRATA_HAVE_NCCL} "${STRATA_NCCL_DETAIL}")
 strata_report("-march=native" "${STRATA_ARCH_FLAGS}" "")
 strata_report("sanitizers (ASan+UBSan)" ${STRATA_SANITIZE} "")
 strata_report("libFuzzer" ${STRATA_HAVE_LIBFUZZER} "${STRATA_LIBFUZZER_DETAIL}")

@@ -1,0 +1,54 @@
+#include "collectives/create_communicator.h"
+
+#include <mpi.h>
+
+#include <cstdlib>
+
+#include "absl/strings/str_cat.h"
+#include "collectives/mpi_communicator.h"
+#include "collectives/single_process_communicator.h"
+#include "runtime/status.h"
+#ifdef STRATA_HAVE_NCCL
+#include "collectives/nccl_communicator.h"
+#endif
+
+namespace strata::collectives {
+namespace {
+
+absl::StatusOr<std::unique_ptr<Communicator>> CreateHost(const CommOptions& options) {
+  if (!LaunchedUnderMpi()) {
+    STRATA_RETURN_IF_ERROR(ResolveCommTimeout(options).status());  // same errors either way
+    return std::unique_ptr<Communicator>(new SingleProcessCommunicator());
+  }
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<MpiCommunicator> mpi, MpiCommunicator::Create(options));
+  return std::unique_ptr<Communicator>(std::move(mpi));
+}
+
+}  // namespace
+
+bool LaunchedUnderMpi() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"}) {
+    if (std::getenv(name) != nullptr) return true;
+  }
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  return initialized != 0;
+}
+
+absl::StatusOr<std::unique_ptr<Communicator>> CreateCommunicator(const CommOptions& options) {
+  if (options.device.is_cpu()) return CreateHost(options);
+#ifdef STRATA_HAVE_NCCL
+  CommOptions host = options;
+  host.device = Device::Cpu();
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> bootstrap, CreateHost(host));
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<NcclCommunicator> nccl,
+                          NcclCommunicator::Create(options, std::move(bootstrap)));
+  return std::unique_ptr<Communicator>(std::move(nccl));
+#else
+  return absl::UnimplementedError(absl::StrCat(
+      "collectives: a communicator for ", options.device.ToString(),
+      " buffers needs NCCL, and this build has none (configure with the CUDA toolkit and NCCL)"));
+#endif
+}
+
+}  // namespace strata::collectives

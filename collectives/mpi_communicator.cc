@@ -1,0 +1,369 @@
+#include "collectives/mpi_communicator.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "collectives/internal/abort_job.h"
+#include "collectives/internal/reduce.h"
+#include "runtime/status.h"
+
+namespace strata::collectives {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// One MPI message carries at most this many bytes (counts are int); larger transfers are split.
+constexpr int64_t kMaxMessageBytes = int64_t{1} << 30;
+constexpr int64_t kBroadcastSegmentBytes = int64_t{1} << 20;
+
+absl::Status MpiError(const char* call, int code) {
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  if (MPI_Error_string(code, text, &length) != MPI_SUCCESS) length = 0;
+  return absl::InternalError(
+      absl::StrCat("collectives: ", call, " failed: ", absl::string_view(text, length)));
+}
+
+const char* ThreadLevelName(int level) {
+  switch (level) {
+    case MPI_THREAD_SINGLE: return "MPI_THREAD_SINGLE";
+    case MPI_THREAD_FUNNELED: return "MPI_THREAD_FUNNELED";
+    case MPI_THREAD_SERIALIZED: return "MPI_THREAD_SERIALIZED";
+    case MPI_THREAD_MULTIPLE: return "MPI_THREAD_MULTIPLE";
+  }
+  return "an unknown MPI thread level";
+}
+
+void FinalizeAtExit() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+}
+
+int Mod(int a, int n) { return ((a % n) + n) % n; }
+
+}  // namespace
+
+// What the communication thread is doing, for the message of a timeout.
+struct MpiCommunicator::Step {
+  const char* phase;  // "reduce-scatter", ...
+  int index;          // 0-based
+  int count;          // steps in the phase
+};
+
+absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create(
+    const CommOptions& options) {
+  STRATA_ASSIGN_OR_RETURN(const double timeout, ResolveCommTimeout(options));
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (finalized) {
+    return absl::FailedPreconditionError(
+        "collectives: MPI was already finalized; create the MPI communicator before MPI_Finalize");
+  }
+  int provided = MPI_THREAD_SINGLE;
+  if (!initialized) {
+    // Note [MPI thread level].
+    if (int rc = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided);
+        rc != MPI_SUCCESS) {
+      return MpiError("MPI_Init_thread", rc);
+    }
+    std::atexit(FinalizeAtExit);
+  } else {
+    MPI_Query_thread(&provided);
+  }
+  if (provided < MPI_THREAD_SERIALIZED) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "collectives: MPI provides ", ThreadLevelName(provided),
+        "; the communication thread needs MPI_THREAD_SERIALIZED (initialize MPI with "
+        "MPI_Init_thread(..., MPI_THREAD_SERIALIZED, ...) or let strata initialize it)"));
+  }
+  MPI_Comm comm;
+  if (int rc = MPI_Comm_dup(MPI_COMM_WORLD, &comm); rc != MPI_SUCCESS) {
+    return MpiError("MPI_Comm_dup(MPI_COMM_WORLD)", rc);
+  }
+  MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+  int rank = 0, size = 1, found = 0;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  int* tag_ub = nullptr;
+  MPI_Comm_get_attr(comm, MPI_TAG_UB, &tag_ub, &found);
+  const int ub = found && tag_ub != nullptr ? *tag_ub : 32767;  // the least MPI guarantees
+  return std::unique_ptr<MpiCommunicator>(
+      new MpiCommunicator(comm, rank, size, ub, options, timeout));
+}
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, int rank, int world_size, int tag_ub,
+                                 const CommOptions& options, double timeout_seconds)
+    : Communicator(rank, world_size, Device::Cpu()),
+      comm_(comm),
+      tag_ub_(tag_ub),
+      options_(options),
+      timeout_seconds_(timeout_seconds),
+      thread_([this] { Run(); }) {}
+
+MpiCommunicator::~MpiCommunicator() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  work_cv_.notify_all();
+  thread_.join();
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Comm_free(&comm_);
+}
+
+std::string MpiCommunicator::Describe() const {
+  return absl::StrCat("mpi communicator, rank ", rank(), " of ", world_size(), ", timeout ",
+                      timeout_seconds_, " s");
+}
+
+void MpiCommunicator::Submit(internal::CommRequest request) {
+  {
+    std::lock_guard lock(mutex_);
+    queue_.push_back(std::move(request));
+  }
+  work_cv_.notify_one();
+}
+
+void MpiCommunicator::Run() {
+  std::unique_lock lock(mutex_);
+  while (true) {
+    work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, nothing left
+    internal::CommRequest request = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    absl::Status status = broken_;
+    if (status.ok()) {
+      current_ = &request;
+      tag_ = static_cast<int>(request.ticket % (static_cast<uint64_t>(tag_ub_) + 1));
+      started_ = Clock::now();
+      deadline_ = started_ + std::chrono::duration_cast<Clock::duration>(
+                                 std::chrono::duration<double>(timeout_seconds_));
+      status = Execute(request);
+      current_ = nullptr;
+      if (status.ok()) AddBytesSent(request.bytes_sent);
+    }
+    tickets().Complete(request.ticket, std::move(status));
+    lock.lock();
+  }
+}
+
+absl::Status MpiCommunicator::Execute(const internal::CommRequest& r) {
+  const int64_t es = static_cast<int64_t>(SizeOf(r.dtype));
+  const char* input = static_cast<const char*>(r.input);
+  char* output = static_cast<char*>(r.output);
+  char* in_staging = nullptr;
+  char* out_staging = nullptr;
+  if (r.bucketed) {
+    staging_.Pack(r, rank(), &in_staging, &out_staging);
+    input = in_staging;
+    output = out_staging;
+  }
+  absl::Status status;
+  switch (r.op) {
+    case CommOp::kAllReduce: status = RingAllReduce(output, r.count); break;
+    case CommOp::kReduceScatter: status = RingReduceScatter(input, output, r.rank_counts); break;
+    case CommOp::kAllGather: status = RingAllGather(input, output, r.rank_counts); break;
+    case CommOp::kBroadcast: status = ChainBroadcast(output, r.count * es, r.root); break;
+    case CommOp::kBarrier: status = DisseminationBarrier(); break;
+  }
+  if (status.ok() && r.bucketed) staging_.Unpack(r, output);
+  return status;
+}
+
+char* MpiCommunicator::Scratch(int index, int64_t bytes) {
+  if (static_cast<int64_t>(scratch_[index].size()) < bytes) scratch_[index].resize(bytes);
+  return scratch_[index].data();
+}
+
+absl::Status MpiCommunicator::RingAllReduce(void* data, int64_t count) {
+  const int n = world_size(), r = rank();
+  if (n == 1) return absl::OkStatus();
+  const DType dtype = current_->dtype;
+  const int64_t es = static_cast<int64_t>(SizeOf(dtype));
+  char* base = static_cast<char*>(data);
+  const std::vector<int64_t> counts = ShardCounts(count, n);
+  auto chunk = [&](int c) { return base + ShardOf(count, n, c).offset * es; };
+  char* tmp = Scratch(0, counts[0] * es);  // the first chunk is the longest
+  const int right = Mod(r + 1, n), left = Mod(r - 1, n);
+  for (int s = 0; s < n - 1; ++s) {  // reduce-scatter: rank r ends with chunk r summed
+    const int send = Mod(r - s - 1, n), recv = Mod(r - s - 2, n);
+    STRATA_RETURN_IF_ERROR(Exchange(chunk(send), counts[send] * es, right, tmp, counts[recv] * es,
+                                    left, Step{"reduce-scatter", s, n - 1}));
+    internal::AddInto(chunk(recv), chunk(recv), tmp, counts[recv], dtype);
+  }
+  for (int s = 0; s < n - 1; ++s) {  // all-gather of the summed chunks
+    const int send = Mod(r - s, n), recv = Mod(r - s - 1, n);
+    STRATA_RETURN_IF_ERROR(Exchange(chunk(send), counts[send] * es, right, chunk(recv),
+                                    counts[recv] * es, left, Step{"all-gather", s, n - 1}));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MpiCommunicator::RingReduceScatter(const char* input, char* output,
+                                            const std::vector<int64_t>& counts) {
+  const int n = world_size(), r = rank();
+  const DType dtype = current_->dtype;
+  const int64_t es = static_cast<int64_t>(SizeOf(dtype));
+  if (n == 1) {
+    if (output != input && counts[0] > 0) std::memcpy(output, input, counts[0] * es);
+    return absl::OkStatus();
+  }
+  std::vector<int64_t> offsets(n, 0);
+  for (int c = 1; c < n; ++c) offsets[c] = offsets[c - 1] + counts[c - 1];
+  const int64_t longest = *std::max_element(counts.begin(), counts.end());
+  // Partial sums travel the ring in two scratch buffers: one sent while the other receives.
+  char* partial[2] = {Scratch(0, longest * es), Scratch(1, longest * es)};
+  const int right = Mod(r + 1, n), left = Mod(r - 1, n);
+  for (int s = 0; s < n - 1; ++s) {
+    const int send = Mod(r - s - 1, n), recv = Mod(r - s - 2, n);  // recv == r at the last step
+    const char* outgoing = s == 0 ? input + offsets[send] * es : partial[(s - 1) % 2];
+    char* incoming = partial[s % 2];
+    STRATA_RETURN_IF_ERROR(Exchange(outgoing, counts[send] * es, right, incoming,
+                                    counts[recv] * es, left, Step{"reduce-scatter", s, n - 1}));
+    // The last sum goes to the output, which may be this rank's own chunk of the input: each
+    // element is read before it is written.
+    char* sum = s == n - 2 ? output : incoming;
+    internal::AddInto(sum, input + offsets[recv] * es, incoming, counts[recv], dtype);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MpiCommunicator::RingAllGather(const char* input, char* output,
+                                        const std::vector<int64_t>& counts) {
+  const int n = world_size(), r = rank();
+  const int64_t es = static_cast<int64_t>(SizeOf(current_->dtype));
+  std::vector<int64_t> offsets(n, 0);
+  for (int c = 1; c < n; ++c) offsets[c] = offsets[c - 1] + counts[c - 1];
+  if (output + offsets[r] * es != input && counts[r] > 0) {
+    std::memcpy(output + offsets[r] * es, input, counts[r] * es);
+  }
+  const int right = Mod(r + 1, n), left = Mod(r - 1, n);
+  for (int s = 0; s < n - 1; ++s) {
+    const int send = Mod(r - s, n), recv = Mod(r - s - 1, n);
+    STRATA_RETURN_IF_ERROR(Exchange(output + offsets[send] * es, counts[send] * es, right,
+                                    output + offsets[recv] * es, counts[recv] * es, left,
+                                    Step{"all-gather", s, n - 1}));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MpiCommunicator::ChainBroadcast(char* data, int64_t bytes, int root) {
+  const int n = world_size(), r = rank();
+  if (n == 1 || bytes == 0) return absl::OkStatus();
+  const int position = Mod(r - root, n);  // in the chain root -> root+1 -> ... -> root-1
+  const bool first = position == 0, last = position == n - 1;
+  const int next = Mod(r + 1, n), prev = Mod(r - 1, n);
+  // Two ranks have nothing to pipeline: one message (split only past kMaxMessageBytes).
+  const int64_t segment = n == 2 ? bytes : kBroadcastSegmentBytes;
+  const int segments = static_cast<int>((bytes + segment - 1) / segment);
+  auto seg_bytes = [&](int k) { return std::min(segment, bytes - k * segment); };
+  // Step k receives segment k from prev while forwarding segment k-1 to next.
+  for (int k = 0; k <= segments; ++k) {
+    const bool send = !last && (first ? k < segments : k > 0);
+    const int send_index = first ? k : k - 1;
+    const bool recv = !first && k < segments;
+    if (!send && !recv) continue;
+    STRATA_RETURN_IF_ERROR(Exchange(
+        send ? data + send_index * segment : nullptr, send ? seg_bytes(send_index) : 0, next,
+        recv ? data + k * segment : nullptr, recv ? seg_bytes(k) : 0, prev,
+        Step{"chain", k, segments + 1}));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MpiCommunicator::DisseminationBarrier() {
+  const int n = world_size(), r = rank();
+  int round = 0, rounds = 0;
+  for (int d = 1; d < n; d *= 2) ++rounds;
+  for (int d = 1; d < n; d *= 2, ++round) {
+    STRATA_RETURN_IF_ERROR(Exchange(nullptr, 0, Mod(r + d, n), nullptr, 0, Mod(r - d, n),
+                                    Step{"dissemination", round, rounds},
+                                    /*empty_messages=*/true));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MpiCommunicator::Exchange(const char* send, int64_t send_bytes, int to, char* recv,
+                                       int64_t recv_bytes, int from, const Step& step,
+                                       bool empty_messages) {
+  requests_.clear();
+  auto post = [&](bool is_send, const char* data, int64_t bytes, int peer) -> absl::Status {
+    if (bytes == 0 && !empty_messages) return absl::OkStatus();
+    int64_t done = 0;
+    do {
+      const int piece = static_cast<int>(std::min(kMaxMessageBytes, bytes - done));
+      MPI_Request request;
+      const int rc = is_send ? MPI_Isend(data + done, piece, MPI_BYTE, peer, tag_, comm_, &request)
+                             : MPI_Irecv(const_cast<char*>(data) + done, piece, MPI_BYTE, peer,
+                                         tag_, comm_, &request);
+      if (rc != MPI_SUCCESS) return MpiError(is_send ? "MPI_Isend" : "MPI_Irecv", rc);
+      requests_.push_back(request);
+      done += piece;
+    } while (done < bytes);
+    return absl::OkStatus();
+  };
+  STRATA_RETURN_IF_ERROR(post(false, recv, recv_bytes, from));
+  const int recvs = static_cast<int>(requests_.size());
+  STRATA_RETURN_IF_ERROR(post(true, send, send_bytes, to));
+  if (requests_.empty()) return absl::OkStatus();
+  for (uint64_t polls = 1;; ++polls) {
+    int done = 0;
+    if (int rc = MPI_Testall(static_cast<int>(requests_.size()), requests_.data(), &done,
+                             MPI_STATUSES_IGNORE);
+        rc != MPI_SUCCESS) {
+      return MpiError("MPI_Testall", rc);
+    }
+    if (done) return absl::OkStatus();
+    if (polls % 256 == 0 && Clock::now() > deadline_) {
+      return TimedOut(step, to, send_bytes, from, recv_bytes, recvs);
+    }
+  }
+}
+
+absl::Status MpiCommunicator::TimedOut(const Step& step, int to, int64_t send_bytes, int from,
+                                       int64_t recv_bytes, int recvs) {
+  // Which messages are still pending names the peers that did not take part.
+  bool recv_pending = false, send_pending = false;
+  for (size_t i = 0; i < requests_.size(); ++i) {
+    int done = 0;
+    MPI_Test(&requests_[i], &done, MPI_STATUS_IGNORE);
+    if (!done) (static_cast<int>(i) < recvs ? recv_pending : send_pending) = true;
+  }
+  std::string waiting;
+  if (recv_pending) {
+    absl::StrAppend(&waiting, "waiting for rank ", from, " to send ", recv_bytes, " bytes");
+  }
+  if (send_pending) {
+    absl::StrAppend(&waiting, recv_pending ? " and " : "", "waiting for rank ", to, " to receive ",
+                    send_bytes, " bytes");
+  }
+  const double elapsed = std::chrono::duration<double>(Clock::now() - started_).count();
+  const std::string message = absl::StrFormat(
+      "collectives: %s timed out on rank %d of %d after %.2f s (timeout %g s): %s step %d of %d, "
+      "MPI tag %d, %s; that rank did not join this collective, is in another one, or is stuck",
+      current_->Describe(), rank(), world_size(), elapsed, timeout_seconds_, step.phase,
+      step.index + 1, step.count, tag_, waiting);
+  if (options_.abort_on_timeout) internal::AbortJob(message, kCommTimeoutExitCode);
+  // No abort: the communicator cannot be used again, the ring is out of step.
+  for (MPI_Request& request : requests_) {
+    if (request != MPI_REQUEST_NULL) {
+      MPI_Cancel(&request);
+      MPI_Request_free(&request);
+    }
+  }
+  broken_ = absl::FailedPreconditionError(
+      absl::StrCat("collectives: the communicator is unusable after an earlier timeout: ",
+                   message));
+  return absl::DeadlineExceededError(message);
+}
+
+}  // namespace strata::collectives

@@ -1,0 +1,108 @@
+// The MPI backend: host buffers, ring algorithms over MPI_Isend/MPI_Irecv, progressed by one
+// communication thread per communicator.
+//
+//   CommOptions options{.timeout_seconds = 60};
+//   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<MpiCommunicator> comm, MpiCommunicator::Create(options));
+//   STRATA_ASSIGN_OR_RETURN(CommTicket t, comm->AllReduce(grad));
+//   STRATA_RETURN_IF_ERROR(comm->Wait(t));
+//
+// Create initializes MPI if the program has not (and then finalizes it at exit), duplicates
+// MPI_COMM_WORLD so that strata's messages never match the program's own, and reads rank and
+// world size from it.
+//
+// Note [MPI thread level]
+// Every MPI call of a communicator is made by its communication thread, one at a time, while the
+// threads that submit collectives never call MPI: MPI_THREAD_SERIALIZED is the level this needs
+// (FUNNELED is not enough, the thread is not the one that initialized MPI), and the one
+// Create requests. It is an error when MPI provides less. A program that calls MPI itself (the
+// collectives benchmark does) must not do so while a collective of a communicator is in flight.
+//
+// Note [rings over point-to-point]
+// MPI's non-blocking collectives (MPI_Iallreduce, ...) are progressed by Open MPI 4.1's libnbc,
+// which measured at 0.4x the bandwidth of its blocking MPI_Allreduce for 4 MiB and more on this
+// project's machines; rings of MPI_Isend/MPI_Irecv polled with MPI_Testall matched or beat it
+// (docs/collectives.md). They also know, when a step times out, exactly which peer and which
+// message the rank waits for. A ring over N ranks splits the buffer into N chunks (ShardOf):
+// all_reduce is a reduce-scatter (N-1 steps, each sending one chunk to the right neighbour and
+// adding the one from the left) and an all-gather (N-1 steps forwarding the finished chunks), so
+// every rank ends with the same bits; broadcast is a chain from the root, pipelined in 1 MiB
+// segments; barrier is a dissemination barrier of empty messages (ceil(log2 N) rounds). Messages
+// are tagged with the op's sequence number (its ticket, modulo MPI_TAG_UB + 1).
+#pragma once
+
+#include <mpi.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "collectives/comm_options.h"
+#include "collectives/communicator.h"
+#include "collectives/internal/host_staging.h"
+
+namespace strata::collectives {
+
+class MpiCommunicator final : public Communicator {
+ public:
+  // Errors: MPI already finalized, a thread level below MPI_THREAD_SERIALIZED (naming both),
+  // an MPI call that failed (naming it and MPI's error string), or bad options.
+  static absl::StatusOr<std::unique_ptr<MpiCommunicator>> Create(const CommOptions& options);
+  // Runs the collectives still queued, then stops the communication thread and frees the
+  // duplicated MPI communicator.
+  ~MpiCommunicator() override;
+
+  std::string Describe() const override;
+  double timeout_seconds() const { return timeout_seconds_; }
+
+ private:
+  struct Step;  // one ring step in flight, for timeout messages
+
+  MpiCommunicator(MPI_Comm comm, int rank, int world_size, int tag_ub, const CommOptions& options,
+                  double timeout_seconds);
+  void Submit(internal::CommRequest request) override;
+  void Run();  // the communication thread
+  absl::Status Execute(const internal::CommRequest& request);
+  absl::Status RingAllReduce(void* data, int64_t count);
+  absl::Status RingReduceScatter(const char* input, char* output, const std::vector<int64_t>& counts);
+  absl::Status RingAllGather(const char* input, char* output, const std::vector<int64_t>& counts);
+  absl::Status ChainBroadcast(char* data, int64_t bytes, int root);
+  absl::Status DisseminationBarrier();
+  // Sends `send_bytes` at `send` to rank `to` and receives `recv_bytes` into `recv` from rank
+  // `from` (either may be 0 bytes: no message, unless `empty_messages`), polling until both are
+  // done or the op's deadline passed.
+  absl::Status Exchange(const char* send, int64_t send_bytes, int to, char* recv,
+                        int64_t recv_bytes, int from, const Step& step, bool empty_messages = false);
+  absl::Status TimedOut(const Step& step, int to, int64_t send_bytes, int from, int64_t recv_bytes,
+                        int sends_posted);
+  char* Scratch(int index, int64_t bytes);
+
+  MPI_Comm comm_;
+  const int tag_ub_;
+  const CommOptions options_;
+  const double timeout_seconds_;
+
+  std::mutex mutex_;
+  std::condition_variable work_cv_;
+  std::deque<internal::CommRequest> queue_;
+  bool stopping_ = false;
+
+  // Owned by the communication thread.
+  const internal::CommRequest* current_ = nullptr;
+  std::chrono::steady_clock::time_point started_, deadline_;
+  int tag_ = 0;
+  absl::Status broken_;  // after a timeout without abort
+  std::vector<MPI_Request> requests_;
+  internal::HostStaging staging_;
+  std::vector<char> scratch_[2];
+
+  std::thread thread_;  // last: starts once the members above exist
+};
+
+}  // namespace strata::collectives
