@@ -111,6 +111,17 @@ absl::StatusOr<MemoryPlan> ScheduleAndPlan(Graph& graph, Program::Config& config
 
 }  // namespace
 
+// Note [data parallel]
+// ZeRO stage 0: every rank holds the whole model and runs the whole step on its own rows of the
+// global batch. The step's loss is the mean over all rows, i.e. the mean over ranks of each rank's
+// mean, so each rank seeds its backward with 1 / (micro-batches * ranks) and the sum of the
+// ranks' gradients (one all_reduce node per gradient, in place) is the gradient of the global
+// loss; clipping and the updates then see the same bytes on every rank, so the parameters stay
+// identical without ever being sent. The all_reduce nodes run on the IO stream in node order —
+// the same order on every rank, as the collectives require — and ScheduleUpdates puts each right
+// after its gradient is final, so it overlaps the rest of the backward; with micro-batches they
+// run once per step, on the accumulators, before the update phase's norms and updates. The loss
+// and held-out loss the Program reports are averaged over the ranks.
 absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
                                                 const std::vector<InputSpec>& inputs,
                                                 const LossFn& loss_fn,
@@ -166,9 +177,12 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
   Dump(options, config.dump, "trace", graph);
   if (trainable.empty()) return absl::InvalidArgumentError("compile: no trainable parameter");
 
-  // Backward, seeded with d total / d loss = 1 / micro_batches (the mean over micro-batches).
+  // Backward, seeded with d total / d loss = 1 / (micro_batches * ranks): the total is the mean
+  // over the micro-batches of every rank (Note [data parallel]).
+  const int world = options.communicator != nullptr ? options.communicator->world_size() : 1;
+  config.communicator = options.communicator;
   Var seed = tracer.NewValue({Shape{}, DType::kF32}, ValueRole::kConstant, "loss_seed");
-  const float seed_value = 1.0f / static_cast<float>(options.micro_batches);
+  const float seed_value = 1.0f / static_cast<float>(options.micro_batches * world);
   graph.SetConstant(seed.id(), std::string(reinterpret_cast<const char*>(&seed_value), sizeof(float)));
   STRATA_ASSIGN_OR_RETURN(const Gradients grads, Differentiate(tracer, loss, seed, trainable));
   Dump(options, config.dump, "autodiff", graph);
@@ -193,6 +207,11 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
     }
   }
   const size_t update_begin = graph.nodes().size();
+  if (world > 1) {
+    for (size_t i = 0; i < trainable.size(); ++i) {
+      graph.AddNode(ops::AllReduceOp(), {final_grads[i]}, {}, trainable_paths[i]);
+    }
+  }
   ValueId global_norm = kNoValue;
   if (options.clip_grad_norm > 0) {
     std::vector<ValueId> norms;

@@ -65,6 +65,11 @@ struct TrainOptions {
   // the block's activations in the backward (same losses, less arena).
   bool recompute = false;
   OffloadOptions offload;      // home tier per class of state, budgets, NVMe engine
+  // Data parallel (Note [data parallel] in compile.cc): with a communicator of more than one
+  // rank, each rank runs the step on its rows of the global batch (inputs are given per rank)
+  // and the gradients are summed over the ranks before clipping and the updates. Not owned; it
+  // must outlive the Program. Null: one process.
+  collectives::Communicator* communicator = nullptr;
 };
 
 using LossFn = std::function<Var(absl::Span<const Var> inputs)>;

@@ -57,6 +57,8 @@ enum class OpKind {
   kLayerNorm,
   kLayerNormGrad,
   kLayerNormGradResidual,
+  // collective_ops.cc
+  kAllReduce,
   // offload_ops.cc
   kFetch,
   kOffloadedUpdate,

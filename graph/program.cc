@@ -105,6 +105,7 @@ Program::Program(Graph graph, MemoryPlan plan, Config config)
 absl::StatusOr<std::unique_ptr<Program>> Program::Create(Graph graph, MemoryPlan plan,
                                                          Config config) {
   std::unique_ptr<Program> p(new Program(std::move(graph), std::move(plan), std::move(config)));
+  STRATA_RETURN_IF_ERROR(p->CheckSameProgramOnEveryRank());
   STRATA_RETURN_IF_ERROR(p->Bind());
   STRATA_RETURN_IF_ERROR(p->InitializeParameters());
   return p;
@@ -421,6 +422,12 @@ absl::Status Program::RunIo(const Instruction& ins) {
       return absl::OkStatus();
     }
     case OpKind::kOffloadedUpdate: return RunOffloadedUpdate(ins);
+    case OpKind::kAllReduce: {
+      collectives::Communicator* comm = config_.communicator;
+      if (comm == nullptr) return ins.op->Run(RunArgs{ins.in, ins.out, {}, &scalars_});
+      STRATA_ASSIGN_OR_RETURN(const collectives::CommTicket t, comm->AllReduce(ins.in[0]));
+      return comm->Wait(t);
+    }
     default:
       return absl::InternalError(absl::StrCat(ins.op->name(), " runs on the IO stream but is not IO"));
   }
@@ -667,7 +674,10 @@ absl::StatusOr<StepStats> Program::Step(absl::Span<const Tensor> batch) {
   scalars_.training = true;
   double loss_sum = 0;
   const int k = config_.micro_batches;
+  collectives::Communicator* comm = config_.communicator;
+  const int64_t sent_before = comm != nullptr ? comm->bytes_sent() : 0;
   const absl::Status run = RunMicroBatches(batch, &loss_sum);
+  const int64_t comm_bytes = comm != nullptr ? comm->bytes_sent() - sent_before : 0;
   // With check_plan every value's interval ends inside the step; a failed step leaves some live.
   const int left = ReleaseAll();
   STRATA_RETURN_IF_ERROR(run);
@@ -680,7 +690,10 @@ absl::StatusOr<StepStats> Program::Step(absl::Span<const Tensor> batch) {
 
   StepStats s;
   s.step = step_count_;
-  s.loss = loss_sum / k;
+  STRATA_ASSIGN_OR_RETURN(loss_sum, SumOverRanks(loss_sum));
+  s.world_size = comm != nullptr ? comm->world_size() : 1;
+  s.comm_bytes = comm_bytes;
+  s.loss = loss_sum / (k * s.world_size);
   s.lr = scalars_.lr;
   if (config_.grad_norm != kNoValue) s.grad_norm = tensors_[config_.grad_norm].data<float>()[0];
   s.step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
@@ -763,7 +776,87 @@ absl::StatusOr<double> Program::Evaluate(absl::Span<const Tensor> batch) {
     ReleaseAll();
     loss_sum += tensors_[config_.loss].data<float>()[0];
   }
-  return loss_sum / config_.micro_batches;
+  const int world = config_.communicator != nullptr ? config_.communicator->world_size() : 1;
+  STRATA_ASSIGN_OR_RETURN(loss_sum, SumOverRanks(loss_sum));
+  return loss_sum / (config_.micro_batches * world);
+}
+
+absl::StatusOr<double> Program::SumOverRanks(double local) {
+  collectives::Communicator* comm = config_.communicator;
+  if (comm == nullptr || comm->world_size() == 1) return local;
+  if (!loss_sum_.defined()) {
+    STRATA_ASSIGN_OR_RETURN(loss_sum_, Tensor::Empty(Shape{1}, DType::kF32, *persistent_allocator_));
+  }
+  loss_sum_.data<float>()[0] = static_cast<float>(local);
+  STRATA_ASSIGN_OR_RETURN(const collectives::CommTicket t, comm->AllReduce(loss_sum_));
+  STRATA_RETURN_IF_ERROR(comm->Wait(t));
+  return loss_sum_.data<float>()[0];
+}
+
+// Note [same program on every rank]
+// A data-parallel job whose ranks compiled different programs (another model, batch, placement
+// or optimizer: a flag given to one rank only, a stale binary on one node) would deadlock or
+// silently diverge at the first collective. So Create compares a fingerprint of each of those
+// fields with rank 0's, and every rank fails, naming the fields that differ, if any rank's does.
+absl::Status Program::CheckSameProgramOnEveryRank() {
+  collectives::Communicator* comm = config_.communicator;
+  if (comm == nullptr || comm->world_size() == 1) return absl::OkStatus();
+  std::vector<std::pair<std::string, std::string>> fields(4);
+  fields[0].first = "model (parameter paths and shapes)";
+  for (const Config::Param& p : config_.params) {
+    absl::StrAppend(&fields[0].second, p.path, graph_.value(p.value).type.ToString(), p.init_kind,
+                    ",", p.a, ",", p.b, p.trainable ? "t;" : "f;");
+  }
+  absl::StrAppend(&fields[0].second, "seed ", config_.seed);
+  fields[1].first = "batch (input shapes, micro-batches)";
+  for (const InputSpec& in : config_.inputs) {
+    absl::StrAppend(&fields[1].second, in.name, DTypeName(in.dtype), in.shape.ToString(), ";");
+  }
+  absl::StrAppend(&fields[1].second, config_.micro_batches);
+  fields[2].first = "placement (--offload-*, budgets, prefetch)";
+  const OffloadOptions& o = config_.offload;
+  absl::StrAppend(&fields[2].second, MemoryTierName(o.params), MemoryTierName(o.grads),
+                  MemoryTierName(o.optimizer), MemoryTierName(o.activations), o.device_bytes, ",",
+                  o.host_bytes, ",", o.prefetch_bytes);
+  fields[3].first = "optimizer, clipping and schedule";
+  for (const Node& n : graph_.nodes()) {
+    if (IsOptimizerUpdate(n)) absl::StrAppend(&fields[3].second, n.op->Attributes(), ";");
+  }
+  const optim::LrSchedule& lr = config_.schedule;
+  absl::StrAppend(&fields[3].second, static_cast<int>(lr.kind), ",", lr.max_lr, ",", lr.min_lr, ",",
+                  lr.warmup_steps, ",", lr.total_steps);
+  const int f = static_cast<int>(fields.size());
+  STRATA_ASSIGN_OR_RETURN(Tensor mine, Tensor::Empty(Shape{2 * f}, DType::kI32, DefaultCpuAllocator()));
+  for (int i = 0; i < f; ++i) {
+    uint64_t h = 1469598103934665603ull;  // FNV-1a
+    for (unsigned char c : fields[i].second) h = (h ^ c) * 1099511628211ull;
+    std::memcpy(mine.data<int32_t>() + 2 * i, &h, sizeof(h));
+  }
+  STRATA_ASSIGN_OR_RETURN(Tensor first, Tensor::Empty(Shape{2 * f}, DType::kI32, DefaultCpuAllocator()));
+  STRATA_RETURN_IF_ERROR(first.CopyFrom(mine));
+  STRATA_ASSIGN_OR_RETURN(collectives::CommTicket t, comm->Broadcast(first, 0));
+  STRATA_RETURN_IF_ERROR(comm->Wait(t));
+  STRATA_ASSIGN_OR_RETURN(Tensor differ, Tensor::Empty(Shape{f}, DType::kI32, DefaultCpuAllocator()));
+  for (int i = 0; i < f; ++i) {
+    differ.data<int32_t>()[i] = std::memcmp(mine.data<int32_t>() + 2 * i,
+                                            first.data<int32_t>() + 2 * i, 8) != 0;
+  }
+  STRATA_ASSIGN_OR_RETURN(t, comm->AllReduce(differ));
+  STRATA_RETURN_IF_ERROR(comm->Wait(t));
+  std::string wrong;
+  for (int i = 0; i < f; ++i) {
+    const int ranks = differ.data<int32_t>()[i];
+    if (ranks == 0) continue;
+    absl::StrAppend(&wrong, wrong.empty() ? "" : "; ", fields[i].first, ": ", ranks, " of ",
+                    comm->world_size(), " ranks differ from rank 0",
+                    std::memcmp(mine.data<int32_t>() + 2 * i, first.data<int32_t>() + 2 * i, 8) != 0
+                        ? absl::StrCat(" (this rank, ", comm->rank(), ", is one)")
+                        : "");
+  }
+  if (wrong.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "data parallel: the ranks compiled different programs (", wrong,
+      "); start every rank with the same flags and data shapes"));
 }
 
 }  // namespace strata::graph

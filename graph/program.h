@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "collectives/communicator.h"
 #include "graph/io_stream.h"
 #include "graph/ir.h"
 #include "graph/offload_options.h"
@@ -71,6 +72,9 @@ struct StepStats {
   double io_wait_ms = 0;    // time the compute stream waited for IO (fetches, write-backs)
   TierBytes io_read_bytes{};   // bytes fetched from each tier (host, nvme) during the step
   TierBytes io_write_bytes{};  // bytes written back to each tier during the step
+  int64_t comm_bytes = 0;      // bytes this rank sent in the step's collectives, as the
+                               // communicator counts them (collectives/communicator.h)
+  int world_size = 1;
 };
 
 struct InputSpec {
@@ -107,6 +111,9 @@ class Program {
     // plan at every node (Note [checking the plan] in program.cc). Slower; Step allocates.
     bool check_plan = false;
     OffloadOptions offload;  // home tiers, budgets and the NVMe engine
+    // Data parallel (TrainOptions::communicator): runs the all_reduce nodes and averages the
+    // reported losses over the ranks. Not owned.
+    collectives::Communicator* communicator = nullptr;
   };
 
   static absl::StatusOr<std::unique_ptr<Program>> Create(Graph graph, MemoryPlan plan,
@@ -181,6 +188,10 @@ class Program {
   absl::Status Run(const Instruction& ins);
   absl::Status RunIo(const Instruction& ins);
   absl::Status RunOffloadedUpdate(const Instruction& ins);
+  // Data parallel: `local` summed over the ranks (itself in a world of one).
+  absl::StatusOr<double> SumOverRanks(double local);
+  // Data parallel: every rank must run the same program (Note [same program on every rank]).
+  absl::Status CheckSameProgramOnEveryRank();
   absl::Status PlanStreams();
   absl::Status RunPhase(Phase phase, bool all);
   absl::Status RunSequence(const IoStream::Sequence& seq);
@@ -231,6 +242,7 @@ class Program {
   std::function<absl::Status(int)> run_instruction_;
   double io_wait_ms_ = 0;
   float norm_scratch_[16] = {};  // an offloaded update's copy of the global norm
+  Tensor loss_sum_;               // data parallel: the step's loss, summed over the ranks
   std::unique_ptr<IoStream> io_stream_;  // last: its worker stops before the rest goes
 };
 

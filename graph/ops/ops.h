@@ -87,6 +87,10 @@ std::shared_ptr<const Op> AdamWUpdateOp(double beta1, double beta2, double eps,
 std::shared_ptr<const Op> SgdUpdateOp(double momentum, double dampening, bool nesterov,
                                       double weight_decay, double max_norm = 0);
 
+// Data parallel (graph/compile.cc): all_reduce sums a gradient over the ranks of the Program's
+// communicator, in place, on its IO stream. In a world of one the sum is the value itself.
+std::shared_ptr<const Op> AllReduceOp();
+
 // Offload (graph/passes/schedule_offload.cc). fetch: home -> its staged device copy; write_back:
 // (staged copy, home) -> the copy's bytes back home; offloaded_update: an optimizer update (above)
 // run over state at its home tier, chunk by chunk in host buffers. All three run on the

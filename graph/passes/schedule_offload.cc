@@ -298,12 +298,19 @@ std::vector<int> IoCompletionPoints(const Graph& graph) {
   for (int i = n - 2; i >= 0; --i) {
     phase_end[i] = nodes[i + 1].phase != nodes[i].phase ? i + 1 : phase_end[i + 1];
   }
+  // A fetch before the first reader of its copy; an all_reduce (in place) before the next node
+  // that touches its value.
   for (int i = 0; i < n; ++i) {
-    if (!nodes[i].op->RunsOnIoStream() || nodes[i].op->kind() != OpKind::kFetch) continue;
-    const ValueId out = nodes[i].outputs[0];
+    const OpKind kind = nodes[i].op->kind();
+    if (!nodes[i].op->RunsOnIoStream() || (kind != OpKind::kFetch && kind != OpKind::kAllReduce)) {
+      continue;
+    }
+    const ValueId v = kind == OpKind::kFetch ? nodes[i].outputs[0] : nodes[i].inputs[0];
     done[i] = phase_end[i];
     for (int k = i + 1; k < phase_end[i]; ++k) {
-      if (std::find(nodes[k].inputs.begin(), nodes[k].inputs.end(), out) != nodes[k].inputs.end()) {
+      if (kind == OpKind::kFetch ? std::find(nodes[k].inputs.begin(), nodes[k].inputs.end(), v) !=
+                                       nodes[k].inputs.end()
+                                 : Touches(nodes[k], v)) {
         done[i] = k;
         break;
       }
@@ -314,7 +321,7 @@ std::vector<int> IoCompletionPoints(const Graph& graph) {
   for (int i = n - 1; i >= 0; --i) {
     if (i + 1 < n && nodes[i + 1].phase != nodes[i].phase) next_fetch_done = next_io = phase_end[i];
     if (!nodes[i].op->RunsOnIoStream()) continue;
-    if (nodes[i].op->kind() == OpKind::kFetch) {
+    if (nodes[i].op->kind() == OpKind::kFetch || nodes[i].op->kind() == OpKind::kAllReduce) {
       next_fetch_done = std::min(next_fetch_done, done[i]);
     } else if (nodes[i].op->kind() == OpKind::kWriteBack) {
       // Its source's bytes are free once it is done: bound that by the node after the next IO

@@ -6,7 +6,9 @@
 // memory PockEngine and DeepSpeed's overlap_comm save. Clipping needs every gradient first: then
 // each gradient's norm moves up to where the gradient is final (so an offloaded gradient is read
 // once, there) and the updates follow the global norm, after the backward. Accumulation over
-// micro-batches updates only after the last one; then nothing moves.
+// micro-batches updates only after the last one; then nothing moves. In a data-parallel run the
+// gradient's all_reduce moves with them, ahead of its norm and update (Note [data parallel]), so
+// the sum over the ranks of one gradient overlaps the backward of the next.
 #include <algorithm>
 
 #include "graph/op.h"
@@ -17,7 +19,7 @@ namespace {
 bool Moves(const Node& n) {
   return n.phase == Phase::kUpdate &&
          (n.op->kind() == OpKind::kAdamWUpdate || n.op->kind() == OpKind::kSgdUpdate ||
-          n.op->kind() == OpKind::kGradNorm);
+          n.op->kind() == OpKind::kGradNorm || n.op->kind() == OpKind::kAllReduce);
 }
 }  // namespace
 
