@@ -37,11 +37,12 @@ struct Options {
   int exit_code = 0;
 };
 
+constexpr char kUsage[] =
+    "usage: rank_probe [--sleep SECONDS|forever] [--kill-rank R --kill-after SECONDS] "
+    "[--block-rank R] [--exit-rank R --exit-code C]\n";
+
 [[noreturn]] void Usage(const char* message) {
-  std::fprintf(stderr,
-               "rank_probe: %s\nusage: rank_probe [--sleep SECONDS|forever] [--kill-rank R "
-               "--kill-after SECONDS] [--block-rank R] [--exit-rank R --exit-code C]\n",
-               message);
+  std::fprintf(stderr, "rank_probe: %s\n%s", message, kUsage);
   std::exit(2);
 }
 
@@ -72,6 +73,10 @@ Options ParseOptions(int argc, char** argv) {
   Options options;
   for (int i = 1; i < argc; ++i) {
     std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::printf("%s", kUsage);
+      std::exit(0);
+    }
     if (i + 1 >= argc) Usage(("missing value for " + flag).c_str());
     const char* value = argv[++i];
     if (flag == "--sleep") {

@@ -35,12 +35,15 @@ class StrataRunTest(unittest.TestCase):
         self.assertEqual(run.returncode, 3, run.stdout + run.stderr)
 
     def test_timeout_ends_the_job_and_leaves_no_process(self):
-        run = self.run_job(["-n", "2", "--timeout", "3", "--grace", "2"],
-                           lc.Probe().argv("--sleep", "forever"))
-        self.assertEqual(run.returncode, 124, run.stderr)
-        self.assertIn("--timeout 3 s expired", run.stderr)
-        self.assertGreaterEqual(run.seconds, 3)
-        self.assertLess(run.seconds, 3 + 2 + 3)  # the timeout, the grace, start-up slack
+        # Ranks asleep, and ranks spinning in a barrier that rank 0 never enters.
+        for flags in (["--sleep", "forever"], ["--block-rank", "0"]):
+            with self.subTest(program=flags):
+                run = self.run_job(["-n", "2", "--timeout", "3", "--grace", "2"],
+                                   lc.Probe().argv(*flags))
+                self.assertEqual(run.returncode, 124, run.stderr)
+                self.assertIn("--timeout 3 s expired", run.stderr)
+                self.assertGreaterEqual(run.seconds, 3)
+                self.assertLess(run.seconds, 3 + 2 + 3)  # the timeout, the grace, slack
 
     def test_a_killed_rank_ends_the_job_while_the_others_wait_in_a_collective(self):
         start = time.monotonic()
@@ -116,6 +119,19 @@ class StrataRunTest(unittest.TestCase):
         run = lc.strata_run([], ["prog"], env)
         self.assertEqual(run.returncode, 2)
         self.assertIn("SLURM_NTASKS not set", run.stderr)
+
+    def test_srun_launcher_without_pmix_says_so(self):
+        with lc.temp_dir() as d:
+            srun = os.path.join(d, "srun")  # a Slurm whose MPI plugins lack PMIx
+            with open(srun, "w") as f:
+                f.write("#!/bin/sh\nprintf 'MPI plugin types are...\\n\\tnone\\n\\tpmi2\\n'\n")
+            os.chmod(srun, 0o755)
+            env = dict(os.environ, PATH=f"{d}:{os.environ['PATH']}", SLURM_JOB_ID="42",
+                       SLURM_NTASKS="2")
+            run = lc.strata_run(["--launcher", "srun"], [lc.paths.probe], env)
+        self.assertEqual(run.returncode, 2, run.stderr)
+        self.assertIn("this Slurm has no PMIx plugin (`srun --mpi=list` does not list pmix)",
+                      run.stderr)
 
     def test_missing_mpirun_names_the_package(self):
         with lc.temp_dir() as empty:
