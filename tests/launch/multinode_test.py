@@ -41,7 +41,20 @@ class TwoHosts:
         self.agent = self.directory / "netns-agent"
         self.hostfile = self.directory / "hostfile"
 
+    @staticmethod
+    def remove_stale():
+        """Removes the namespaces of earlier runs that were killed before their clean-up (a ctest
+        timeout): those whose process id is gone."""
+        for line in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                   text=True).stdout.splitlines():
+            name = line.split()[0] if line.split() else ""
+            host, _, pid = name.rpartition("-")
+            if host in HOSTS and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+                subprocess.run(["ip", "netns", "del", name], capture_output=True)
+                shutil.rmtree(pathlib.Path("/etc/netns") / name, ignore_errors=True)
+
     def open(self):
+        self.remove_stale()
         a, b = HOSTS
         for host in HOSTS:
             sh("ip", "netns", "add", self.ns[host])

@@ -8,6 +8,7 @@ root, Slurm or munge not installed, a daemon that does not come up in time).
     python3 tests/launch/slurm_test.py --strata-run launch/strata-run \
         --probe build/release/tests/launch/rank_probe --gpt build/release/bin/strata-gpt
 """
+import ctypes
 import os
 import pathlib
 import shutil
@@ -23,6 +24,14 @@ import launch_common as lc
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("salloc", "sbatch", "srun", "sinfo", "scontrol")
 START_SECONDS = 20  # for all daemons together, then the test is skipped
+
+
+def die_with_parent():
+    """In the daemon before exec: the kernel kills it when this test dies, even by SIGKILL (a
+    ctest timeout), so that no daemon outlives its test."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_PDEATHSIG = 1
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def free_ports(count):
@@ -116,7 +125,8 @@ PartitionName=test Nodes=ALL Default=YES MaxTime=10 State=UP
     def spawn(self, name, cmd):
         with open(self.dir / f"{name}.out", "w") as out:
             self.procs.append((name, subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                                      start_new_session=True)))
+                                                      start_new_session=True,
+                                                      preexec_fn=die_with_parent)))
 
     def node_idle(self):
         out = subprocess.run(["sinfo", "-h", "-n", self.node, "-o", "%T"], env=self.env(),
@@ -218,6 +228,16 @@ class SlurmTest(unittest.TestCase):
         self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
         self.assertIn("srun --mpi=pmix -n 2", run.stderr)
         lc.DATA_PARALLEL.check(self, run.stdout, ranks=2)
+        self.assertEqual(lc.leftovers(tag), [])
+
+    def test_timeout_ends_srun_s_ranks(self):
+        tag = lc.new_tag()
+        run = lc.strata_run(["--launcher", "srun", "--timeout", "3", "--grace", "2"],
+                            lc.Probe().argv("--sleep", "forever"),
+                            lc.tagged_env(tag, self.slurm.env()), timeout=60,
+                            prefix=["salloc", "-n", "2", "--time=1"])
+        self.assertNotEqual(run.returncode, 0, run.stdout + run.stderr)  # salloc's: 124
+        self.assertIn("--timeout 3 s expired", run.stderr)
         self.assertEqual(lc.leftovers(tag), [])
 
     def test_strata_gpt_runs_in_an_allocation(self):
