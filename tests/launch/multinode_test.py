@@ -170,7 +170,16 @@ def can_make_namespaces():
     proc = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if proc.returncode != 0:
         return f"ip netns add is not permitted here: {proc.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    try:
+        checks = [("a veth pair", ["ip", "-n", probe, "link", "add", "sva", "type", "veth",
+                                   "peer", "name", "svb"]),
+                  ("a UTS namespace", ["ip", "netns", "exec", probe, "unshare", "--uts", "true"])]
+        for what, cmd in checks:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+            if proc.returncode != 0:
+                return f"cannot make {what} here ({' '.join(cmd)}): {proc.stderr.strip()}"
+    finally:
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True)
     return None
 
 
