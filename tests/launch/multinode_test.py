@@ -152,6 +152,18 @@ class MultiNodeTest(unittest.TestCase):
         self.assertLess(run.seconds, 30)
         self.assertEqual(lc.leftovers(tag), [])
 
+    def test_a_host_that_cannot_be_reached_fails_the_launch(self):
+        # A third host in the hostfile that the agent cannot reach, as ssh to a dead node.
+        hostfile = pathlib.Path(self.dir.name) / "hostfile-unreachable"
+        hostfile.write_text(self.hosts.hostfile.read_text() + "strata-c slots=1\n")
+        tag = lc.new_tag()
+        run = self.hosts.run_on_first(["--hostfile", str(hostfile), "-n", "3"],
+                                      lc.DATA_PARALLEL.argv(), lc.tagged_env(tag))
+        self.assertNotIn(run.returncode, (0, 124), run.stdout + run.stderr)
+        self.assertIn("netns-agent: unknown host strata-c", run.stderr)
+        self.assertLess(run.seconds, 30)
+        self.assertEqual(lc.leftovers(tag), [])
+
     def test_strata_gpt_runs_on_both_hosts(self):
         with lc.temp_dir() as d:
             gpt = lc.GptSmoke(d)
