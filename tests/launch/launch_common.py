@@ -1,0 +1,153 @@
+"""What the launcher tests share: the programs they launch, running launch/strata-run, and finding
+the processes a job left behind.
+
+    import launch_common as lc
+    lc.main()                                     # parses --strata-run/--probe/--gpt, runs tests
+    run = lc.strata_run(["-n", "2"], lc.DATA_PARALLEL.argv(), env=lc.tagged_env(tag))
+    lc.DATA_PARALLEL.check(self, run.stdout, ranks=2)
+    self.assertEqual(lc.leftovers(tag), [])
+
+Every test gives its job a tag, STRATA_TEST_TAG=<unique>, which strata-run exports to every rank
+(it exports STRATA_*), so that the processes of this test's job can be told from those of another
+test running beside it: pgrep matches names and command lines, which two tests share.
+"""
+import argparse
+import json
+import math
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import uuid
+
+SKIP = 77  # ctest's SKIP_RETURN_CODE for these tests
+
+paths = argparse.Namespace(strata_run=None, probe=None, gpt=None)
+
+
+class Probe:
+    """tests/launch/rank_probe: every rank prints 'rank R of N on HOST pid P netns NS addresses A'
+    and checks an all-reduce of known data."""
+    LINE = re.compile(r"^rank (\d+) of (\d+) on (\S+) pid (\d+) netns (\S+) addresses (\S+)$", re.M)
+
+    def argv(self, *flags):
+        return [paths.probe, *flags]
+
+    def reports(self, stdout):
+        """{rank: (host, netns, addresses)} from the report lines."""
+        return {int(m[1]): (m[3], m[5], m[6]) for m in self.LINE.finditer(stdout)}
+
+    def check(self, test, stdout, ranks):
+        """Every rank reported once with the right size, and every rank's all-reduce was right."""
+        sizes = {int(m[2]) for m in self.LINE.finditer(stdout)}
+        test.assertEqual(sizes, {ranks}, stdout)
+        test.assertEqual(sorted(self.reports(stdout)), list(range(ranks)), stdout)
+        for r in range(ranks):
+            test.assertIn(f"rank {r} allreduce ok", stdout)
+
+
+# The data-parallel program every launch path is tested with. When strata-gpt trains
+# data-parallel, a class like Probe for it (argv, check) replaces Probe() here.
+DATA_PARALLEL = Probe()
+
+
+class GptSmoke:
+    """strata-gpt, a tiny model for 2 steps on each rank: independent processes until it is
+    data-parallel, so each rank writes its own metrics file, named by its rank (Open MPI and
+    PMIx both set it in the environment)."""
+    STEPS = 2
+
+    def __init__(self, directory):
+        self.directory = pathlib.Path(directory)
+        self.data = self.directory / "gpt-data.txt"
+        self.data.write_text("the quick brown fox jumps over the lazy dog. " * 200)
+
+    def argv(self):
+        metrics = str(self.directory / "metrics") + ".${OMPI_COMM_WORLD_RANK:-${PMIX_RANK:-$SLURM_PROCID}}.jsonl"
+        gpt = [paths.gpt, "--data", str(self.data), "--layers", "1", "--width", "32",
+               "--heads", "2", "--seq", "16", "--batch", "2", "--steps", str(self.STEPS),
+               "--threads", "1"]
+        return ["/bin/sh", "-c", f'exec "$@" --metrics "{metrics}"', "gpt-rank", *gpt]
+
+    def check(self, test, ranks):
+        """Each rank ran every step with a finite loss; as the ranks are independent runs of the
+        same seed, data and thread count, their losses are identical."""
+        losses = []
+        for r in range(ranks):
+            path = self.directory / f"metrics.{r}.jsonl"
+            test.assertTrue(path.exists(), f"rank {r} wrote no {path}")
+            records = [json.loads(line) for line in path.read_text().splitlines()]
+            test.assertEqual([rec["step"] for rec in records], list(range(1, self.STEPS + 1)))
+            test.assertTrue(all(math.isfinite(rec["loss"]) for rec in records), records)
+            losses.append([rec["loss"] for rec in records])
+        test.assertEqual(losses, [losses[0]] * ranks)
+        test.assertAlmostEqual(losses[0][0], math.log(256), delta=0.5)  # untrained: ~uniform
+
+
+def new_tag():
+    return uuid.uuid4().hex[:12]
+
+
+def tagged_env(tag, base=None):
+    env = dict(os.environ if base is None else base)
+    env["STRATA_TEST_TAG"] = tag
+    return env
+
+
+def strata_run(flags, program, env, timeout=60, prefix=()):
+    """Runs `prefix... strata-run FLAGS -- PROGRAM`; returns the CompletedProcess and its seconds."""
+    start = time.monotonic()
+    proc = subprocess.run([*prefix, sys.executable, paths.strata_run, *flags, "--", *program],
+                          env=env, capture_output=True, text=True, timeout=timeout)
+    proc.seconds = time.monotonic() - start
+    return proc
+
+
+def leftovers(tag, wait=5.0):
+    """Live (not zombie) processes whose environment holds STRATA_TEST_TAG=tag, after giving them
+    up to `wait` seconds to go: "pid command" strings."""
+    needle = f"STRATA_TEST_TAG={tag}".encode()
+    deadline = time.monotonic() + wait
+    while True:
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if needle not in f.read().split(b"\0"):
+                        continue
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if stat.rsplit(")", 1)[1].split()[0] != "Z":
+                found.append(f"{entry} {stat[stat.find('(') + 1:stat.rfind(')')]}")
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def skip(reason):
+    """Ends the test as skipped: ctest sees SKIP_RETURN_CODE, and launch/test lists the reason
+    (it reads the line after one ending in ': Skipped', as GoogleTest prints it)."""
+    print(f"{sys.argv[0]}: Skipped\n{reason}", flush=True)
+    sys.exit(SKIP)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--strata-run", required=True)
+    p.add_argument("--probe", required=True)
+    p.add_argument("--gpt", required=True)
+    known, rest = p.parse_known_args()
+    paths.strata_run, paths.probe, paths.gpt = known.strata_run, known.probe, known.gpt
+    unittest.main(argv=[sys.argv[0], "-v", *rest])
+
+
+def temp_dir():
+    return tempfile.TemporaryDirectory(prefix="strata-launch-")
