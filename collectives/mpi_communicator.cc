@@ -1,9 +1,11 @@
 #include "collectives/mpi_communicator.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -325,6 +327,13 @@ absl::Status MpiCommunicator::Exchange(const char* send, int64_t send_bytes, int
     if (done) return absl::OkStatus();
     if (polls % 256 == 0 && Clock::now() > deadline_) {
       return TimedOut(step, to, send_bytes, from, recv_bytes, recvs);
+    }
+    // Spin briefly (the common case: the peer is running), then give the core away: with more
+    // ranks and compute threads than cores, a spinning rank starves the peer it waits for.
+    if (polls > 65536) {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    } else if (polls > 1024) {
+      std::this_thread::yield();
     }
   }
 }

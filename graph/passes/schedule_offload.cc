@@ -7,7 +7,8 @@
 //   2. an arena value with a host or NVMe home is written there (write_back into a kSpilled
 //      value) right after its last near reader, and its far readers read that home: a
 //      gradient's update, or (a block input that recompute keeps) every node of the backward;
-//   3. every other node that reads a value homed off the device reads a kStaged copy instead:
+//   3. every other node that reads a value homed off the device (compute, or an all_reduce)
+//      reads a kStaged copy instead:
 //      uses of a value are grouped into windows (consecutive uses stay in one window unless more
 //      than the lookahead of other staged bytes is used between them), each window gets one
 //      fetch ahead of its first use and, when a node of the window writes the value, one
@@ -91,11 +92,17 @@ void OffloadUpdatesAndSpills(Graph& graph) {
       if (v != kNoValue && graph.value(v).role == ValueRole::kGradient) backward = i;
     }
   }
+  // The gradients an update reads (whatever their role: a sum of two contributions, for a tied
+  // weight, is an activation).
+  std::vector<bool> updated_gradient(graph.num_values(), false);
+  for (const Node& n : nodes) {
+    if (IsOptimizerUpdate(n)) updated_gradient[n.inputs[1]] = true;
+  }
   std::map<int, std::vector<Node>> after;  // node index -> write-backs to insert after it
   for (ValueId v = 0; v < graph.num_values(); ++v) {
     Value& value = graph.mutable_value(v);
     if (IsPersistent(value.role) || value.home == MemoryTier::kDevice) continue;
-    const bool gradient = value.role == ValueRole::kGradient;
+    const bool gradient = updated_gradient[v];
     const MemoryTier home_tier = value.home;
     value.home = MemoryTier::kDevice;
     const TensorType type = value.type;
@@ -165,7 +172,8 @@ absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes) {
   std::map<ValueId, std::vector<Use>> uses;
   for (int i = 0; i < n; ++i) {
     const Node& node = nodes[i];
-    if (node.op->RunsOnIoStream()) continue;
+    // IO nodes read homes themselves; an all_reduce sends bytes from memory, so it reads a copy.
+    if (node.op->RunsOnIoStream() && node.op->kind() != OpKind::kAllReduce) continue;
     for (int s = 0; s < static_cast<int>(node.inputs.size()); ++s) {
       if (HomedOff(graph.value(node.inputs[s]))) uses[node.inputs[s]].push_back({i, s});
     }

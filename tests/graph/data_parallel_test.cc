@@ -1,0 +1,222 @@
+// Data parallel training (ZeRO stage 0, Note [data parallel] in graph/compile.cc) on 2 and 3
+// ranks (ctest runs this binary under mpiexec -n 2 and -n 3): each rank trains a small GPT on its
+// rows of a global batch, and every rank also trains the same GPT alone on the whole batch (a
+// world of one, computed locally), which is the reference. Per-step losses, the norm and the
+// final parameters and moments must match it within 1e-5 relative (the sums run in another order);
+// the bytes each rank sends per step are the ring all-reduce's for every gradient; the placements
+// and micro-batches change none of that; ranks that compiled different programs fail at Create.
+//
+// Every rank runs every test in the same order, so the collectives match; a rank that skips one
+// makes the others time out (20 s) and end the job.
+#include <mpi.h>
+
+#include <cmath>
+#include <filesystem>
+#include <random>
+#include <vector>
+
+#include "collectives/mpi_communicator.h"
+#include "gmock/gmock.h"
+#include "graph/compile.h"
+#include "graph/models/gpt.h"
+#include "graph/ops/ops.h"
+#include "gtest/gtest.h"
+
+namespace strata::graph {
+namespace {
+
+using ::testing::HasSubstr;
+
+collectives::MpiCommunicator* comm = nullptr;  // made in main, before the tests
+
+constexpr GptConfig kTiny{.vocab = 64, .block_size = 16, .layers = 2, .width = 32, .heads = 4};
+constexpr int64_t kGlobalBatch = 12;  // divisible by 1, 2 and 3 ranks times 2 micro-batches
+constexpr int kSteps = 10;
+
+struct RunSetup {
+  double clip = 1.0;
+  int micro_batches = 1;
+  OffloadOptions offload;
+};
+
+// Rows [first, first + rows) of step `step`'s global batch of token ids (and targets).
+Tensor Rows(int step, int which, int64_t first, int64_t rows) {
+  Tensor x = Tensor::Empty(Shape{rows, 16}, DType::kI32, DefaultCpuAllocator()).value();
+  for (int64_t r = 0; r < rows; ++r) {
+    std::mt19937 rng(static_cast<uint32_t>(1000 * step + 100 * which + first + r));
+    for (int64_t t = 0; t < 16; ++t) x.data<int32_t>()[r * 16 + t] = static_cast<int32_t>(rng() % 64);
+  }
+  return x;
+}
+
+struct Trained {
+  std::vector<StepStats> stats;
+  std::vector<std::vector<float>> state;  // parameters and optimizer state, after the last step
+};
+
+// Trains on `world` ranks (this rank's rows) or, with `alone`, on the whole batch in one process.
+Trained Train(const RunSetup& setup, bool alone) {
+  const int world = alone ? 1 : comm->world_size(), rank = alone ? 0 : comm->rank();
+  const int64_t rows = kGlobalBatch / world;
+  const int64_t micro_rows = rows / setup.micro_batches;
+  Gpt gpt(kTiny);
+  TrainOptions o;
+  o.optimizer = OptimizerOptions::AdamW(0.9, 0.95, 1e-8, 0.1);
+  o.schedule = {.kind = optim::LrSchedule::kCosine, .max_lr = 1e-2, .min_lr = 1e-3,
+                .warmup_steps = 2, .total_steps = 20};
+  o.clip_grad_norm = setup.clip;
+  o.micro_batches = setup.micro_batches;
+  o.seed = 5;
+  o.offload = setup.offload;
+  o.communicator = alone ? nullptr : comm;
+  auto p = Compile(gpt, {{"ids", Shape{micro_rows, 16}, DType::kI32},
+                         {"targets", Shape{micro_rows, 16}, DType::kI32}},
+                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
+                   o);
+  Trained r;
+  EXPECT_TRUE(p.ok()) << p.status();
+  if (!p.ok()) return r;
+  for (int s = 0; s < kSteps; ++s) {
+    absl::StatusOr<StepStats> st =
+        (*p)->Step({Rows(s, 0, rank * rows, rows), Rows(s, 1, rank * rows, rows)});
+    EXPECT_TRUE(st.ok()) << st.status();
+    if (!st.ok()) return r;
+    r.stats.push_back(*st);
+  }
+  for (const auto* named : {&(*p)->parameter_values(), &(*p)->optimizer_state_values()}) {
+    for (const auto& [name, v] : *named) {
+      Tensor t = (*p)->ReadState(v, DefaultCpuAllocator()).value();
+      r.state.emplace_back(t.data<float>(), t.data<float>() + t.numel());
+    }
+  }
+  return r;
+}
+
+void ExpectRelativelyNear(double got, double want, double tolerance, const std::string& what) {
+  EXPECT_LE(std::abs(got - want), tolerance * std::max(1.0, std::abs(want)))
+      << what << ": " << got << " vs " << want;
+}
+
+void ExpectSameTraining(const RunSetup& setup) {
+  const Trained alone = Train(setup, /*alone=*/true);
+  const Trained parallel = Train(setup, /*alone=*/false);
+  ASSERT_EQ(alone.stats.size(), static_cast<size_t>(kSteps));
+  ASSERT_EQ(parallel.stats.size(), static_cast<size_t>(kSteps));
+  for (int s = 0; s < kSteps; ++s) {
+    ExpectRelativelyNear(parallel.stats[s].loss, alone.stats[s].loss, 1e-5,
+                         absl::StrCat("loss of step ", s + 1));
+    if (setup.clip > 0) {
+      ExpectRelativelyNear(parallel.stats[s].grad_norm, alone.stats[s].grad_norm, 1e-5,
+                           absl::StrCat("norm of step ", s + 1));
+    }
+    EXPECT_EQ(parallel.stats[s].world_size, comm->world_size());
+  }
+  ASSERT_EQ(parallel.state.size(), alone.state.size());
+  // Per tensor, against its largest element: Adam turns the last-bit differences of a gradient
+  // near zero into differences of a whole step (lr) in that element, not relative to it.
+  double worst = 0;
+  std::string where;
+  for (size_t i = 0; i < alone.state.size(); ++i) {
+    double scale = 0, diff = 0;
+    for (size_t k = 0; k < alone.state[i].size(); ++k) {
+      scale = std::max(scale, std::abs(static_cast<double>(alone.state[i][k])));
+      diff = std::max(diff, std::abs(static_cast<double>(alone.state[i][k]) - parallel.state[i][k]));
+    }
+    if (scale > 0 && diff / scale > worst) {
+      worst = diff / scale;
+      where = absl::StrCat("state tensor ", i);
+    }
+  }
+  EXPECT_LE(worst, 1e-3) << "largest difference of a parameter or moment, relative to its "
+                            "tensor's largest element: "
+                         << where;
+  // Every rank holds the same bytes: the updates saw the same summed gradients.
+  std::vector<float> flat;
+  for (const auto& t : parallel.state) flat.insert(flat.end(), t.begin(), t.end());
+  std::vector<float> rank0 = flat;
+  MPI_Bcast(rank0.data(), static_cast<int>(rank0.size()), MPI_FLOAT, 0, MPI_COMM_WORLD);
+  EXPECT_EQ(flat, rank0) << "rank " << comm->rank() << "'s state differs from rank 0's";
+}
+
+TEST(DataParallelTest, LossesAndStateMatchOneProcessWithClipping) { ExpectSameTraining({}); }
+
+TEST(DataParallelTest, LossesAndStateMatchOneProcessWithoutClipping) {
+  ExpectSameTraining({.clip = 0});
+}
+
+TEST(DataParallelTest, MicroBatchesReduceOncePerStep) {
+  ExpectSameTraining({.micro_batches = 2});
+  // One all-reduce per gradient per optimizer step, not per micro-batch: the bytes are those of
+  // one micro-batch's run.
+  RunSetup two{.micro_batches = 2}, one;
+  EXPECT_EQ(Train(two, false).stats.back().comm_bytes, Train(one, false).stats.back().comm_bytes);
+}
+
+TEST(DataParallelTest, StateOnNvmeTrainsTheSame) {
+  RunSetup s;
+  s.offload.params = s.offload.grads = s.offload.optimizer = MemoryTier::kNvme;
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) / absl::StrCat("data_parallel_test_", comm->rank());
+  std::filesystem::create_directories(dir);
+  s.offload.io.dir = dir.string();
+  s.offload.io.block_size = 16 << 10;
+  ExpectSameTraining(s);
+  ExpectSameTraining({.clip = 1.0, .micro_batches = 2, .offload = s.offload});
+}
+
+// The bytes a rank sends in a step are the ring all-reduce's (collectives::RingBytesSent) for
+// every gradient, as the communicator counted them.
+TEST(DataParallelTest, CommunicationBytesAreTheRingAllReduceOfEveryGradient) {
+  const Trained r = Train({}, false);
+  ASSERT_FALSE(r.stats.empty());
+  Gpt gpt(kTiny);
+  int64_t want = 0;
+  gpt.ForEachParameter([&](const std::string&, Parameter& p) {
+    if (p.trainable()) {
+      want += collectives::RingBytesSent(collectives::CommOp::kAllReduce, p.shape().numel(), {}, 4,
+                                         comm->world_size(), comm->rank());
+    }
+  });
+  for (const StepStats& s : r.stats) EXPECT_EQ(s.comm_bytes, want);
+  EXPECT_GT(want, 0);
+}
+
+TEST(DataParallelTest, RanksThatCompiledDifferentProgramsFailAtCreate) {
+  // The last rank asks for another clipping and another batch shape: every rank fails, naming
+  // both fields.
+  Gpt gpt(kTiny);
+  TrainOptions o;
+  o.optimizer = OptimizerOptions::AdamW(0.9, 0.95, 1e-8, 0.1);
+  const bool odd = comm->rank() == comm->world_size() - 1;
+  o.clip_grad_norm = odd ? 0.5 : 1.0;
+  o.communicator = comm;
+  const int64_t rows = odd ? 1 : 2;
+  auto p = Compile(gpt, {{"ids", Shape{rows, 16}, DType::kI32}, {"targets", Shape{rows, 16}, DType::kI32}},
+                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
+                   o);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(p.status().message(), HasSubstr("batch (input shapes, micro-batches): 1 of"));
+  EXPECT_THAT(p.status().message(), HasSubstr("optimizer, clipping and schedule: 1 of"));
+  EXPECT_THAT(p.status().message(), ::testing::Not(HasSubstr("model (")));
+}
+
+}  // namespace
+}  // namespace strata::graph
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  absl::StatusOr<std::unique_ptr<strata::collectives::MpiCommunicator>> comm =
+      strata::collectives::MpiCommunicator::Create(
+          strata::collectives::CommOptions{.timeout_seconds = 20});
+  if (!comm.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(comm.status().message()).c_str());
+    return 1;
+  }
+  strata::graph::comm = comm->get();
+  const int result = RUN_ALL_TESTS();
+  comm->reset();
+  int worst = result;  // a rank whose tests failed fails the job
+  MPI_Allreduce(&result, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  return worst;
+}
