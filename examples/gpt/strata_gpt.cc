@@ -7,6 +7,11 @@
 // Batches follow llm.c: step s reads B*T+1 consecutive training tokens from s*B*T (wrapping at
 // the end); inputs are the first B*T, targets the same shifted by one. --shuffle draws random
 // windows instead. The last --val-fraction of the tokens is held out for --eval-every.
+//
+// Launched on several ranks (launch/strata-run -n N -- strata-gpt ...), it trains data parallel:
+// --batch stays the global micro-batch, each rank reads its B/N rows of every micro-batch, and
+// the losses are the one-process run's (Note [data parallel] in graph/compile.cc). Rank 0 prints,
+// writes --metrics and saves checkpoints; every rank reads --resume and --init-from.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -20,6 +25,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "collectives/create_communicator.h"
 #include "examples/common/flags.h"
 #include "examples/common/metrics.h"
 #include "examples/common/offload_flags.h"
@@ -48,7 +54,7 @@ struct Options {
   int64_t warmup = 10, seed = 1337, threads = 0, eval_every = 0, eval_batches = 4,
           micro_batches = 1, save_every = 0, log_every = 1, stop_at = 0;
   double lr = 6e-4, min_lr = -1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1,
-         clip = 1.0, val_fraction = 0.1;
+         clip = 1.0, val_fraction = 0.1, comm_timeout = 0;
   bool shuffle = false, dump_graph = false, profile = false, check_plan = false;
   bool recompute = false;  // activation checkpointing of every transformer block
   std::set<std::string> given;  // model-shape flags given on the command line (see InferConfig)
@@ -91,6 +97,37 @@ class Batcher {
   int64_t begin_, n_, b_, t_;
   bool shuffle_;
   uint64_t seed_;
+  Tensor ids_, targets_;
+};
+
+// This rank's rows of a global batch of `micro_batches` micro-batches of `rows` sequences each:
+// rows [rank * rows / world, (rank + 1) * rows / world) of every micro-batch, so that micro-batch
+// i on every rank is part of the one-process run's micro-batch i.
+class RankRows {
+ public:
+  RankRows(int64_t micro_batches, int64_t rows, int64_t t, int world, int rank)
+      : k_(micro_batches), rows_(rows), t_(t), world_(world), rank_(rank) {
+    for (Tensor* x : {&ids_, &targets_}) {
+      *x = Tensor::Empty(Shape{k_ * rows_ / world_, t_}, DType::kI32, DefaultCpuAllocator()).value();
+    }
+  }
+  std::vector<Tensor> Of(const std::vector<Tensor>& global) {
+    if (world_ == 1) return global;
+    const int64_t mine = rows_ / world_;
+    std::vector<Tensor> out = {ids_, targets_};
+    for (size_t j = 0; j < out.size(); ++j) {
+      const int32_t* src = global[j].data<int32_t>();
+      int32_t* dst = out[j].data<int32_t>();
+      for (int64_t i = 0; i < k_; ++i) {
+        std::copy_n(src + (i * rows_ + rank_ * mine) * t_, mine * t_, dst + i * mine * t_);
+      }
+    }
+    return out;
+  }
+
+ private:
+  int64_t k_, rows_, t_;
+  int world_, rank_;
   Tensor ids_, targets_;
 };
 
@@ -234,8 +271,20 @@ RunConfig MakeRunConfig(const Options& o, const GptConfig& c, const data::TokenF
 absl::Status Train(Options o) {
   STRATA_RETURN_IF_ERROR(CheckFlags(o));
   if (o.threads > 0) SetNumThreads(static_cast<int>(o.threads));
-  if (const std::string w = SlowBlasKernelWarning(); !w.empty()) {
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<collectives::Communicator> comm,
+                          collectives::CreateCommunicator({.timeout_seconds = o.comm_timeout}));
+  const int world = comm->world_size(), rank = comm->rank();
+  if (const std::string w = SlowBlasKernelWarning(); !w.empty() && rank == 0) {
     std::fprintf(stderr, "strata-gpt: %s\n", w.c_str());  // Note [OpenBLAS on CPUs it does not know]
+  }
+  if (o.batch % world != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--batch ", o.batch, " does not split among ", world, " ranks: each rank reads --batch / ",
+        world, " sequences of every micro-batch, so give a multiple of ", world));
+  }
+  // Rank 0 speaks for the job; the others print only errors (on stderr).
+  if (rank != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) {
+    return absl::InternalError("cannot silence the standard output of rank " + std::to_string(rank));
   }
   STRATA_ASSIGN_OR_RETURN(const data::TokenFile file, data::ReadTokens(o.data));
 
@@ -283,7 +332,8 @@ absl::Status Train(Options o) {
   t.check_plan = o.check_plan;
   t.offload = o.offload;
   t.recompute = o.recompute;
-  const Shape micro{o.batch, o.seq};
+  t.communicator = comm.get();
+  const Shape micro{o.batch / world, o.seq};
   STRATA_ASSIGN_OR_RETURN(
       std::unique_ptr<graph::Program> program,
       graph::Compile(gpt, {{"ids", micro, DType::kI32}, {"targets", micro, DType::kI32}},
@@ -300,13 +350,18 @@ absl::Status Train(Options o) {
               static_cast<long long>(config.vocab), config.layers,
               static_cast<long long>(config.width), config.heads, params / 1e6, NumThreads(),
               program->memory_report().ToString().c_str(), OffloadSummary(o.offload).c_str());
+  if (world > 1) {
+    std::printf("data parallel over %d ranks (%s): %lld sequences per rank per micro-batch\n",
+                world, comm->Describe().c_str(), static_cast<long long>(o.batch / world));
+  }
   std::fflush(stdout);
 
   if (!o.init_from.empty()) {
     STRATA_RETURN_IF_ERROR(graph::LoadGpt2Weights(*program, o.init_from));
     std::printf("loaded weights from %s\n", o.init_from.c_str());
   }
-  STRATA_ASSIGN_OR_RETURN(MetricsFile metrics, MetricsFile::Open(o.metrics));
+  STRATA_ASSIGN_OR_RETURN(MetricsFile metrics, MetricsFile::Open(rank == 0 ? o.metrics : ""));
+  RankRows mine(o.micro_batches, o.batch, o.seq, world, rank);
   Batcher train(file.tokens, 0, n_train, o.batch * o.micro_batches, o.seq, o.shuffle, o.seed);
   Batcher val(file.tokens, n_train, n, o.batch * o.micro_batches, o.seq, false, o.seed);
   if (!o.resume.empty()) {
@@ -323,7 +378,8 @@ absl::Status Train(Options o) {
     state.rng = absl::StrCat("seed=", o.seed);
     run.Record(state.extra);
     state.extra["data"] = o.data;
-    STRATA_RETURN_IF_ERROR(graph::SaveCheckpoint(*program, state, o.save));
+    // Every rank holds the whole state (stage 0): rank 0 writes it.
+    if (rank == 0) STRATA_RETURN_IF_ERROR(graph::SaveCheckpoint(*program, state, o.save));
     std::printf("saved checkpoint %s at step %lld\n", o.save.c_str(),
                 static_cast<long long>(program->step_count()));
     return absl::OkStatus();
@@ -336,22 +392,23 @@ absl::Status Train(Options o) {
     // The first step of a process also pays for first touches of memory: leave it out of the
     // profile unless it is the only one.
     program->set_profiling(o.profile && (s > first || last - first == 1));
-    STRATA_ASSIGN_OR_RETURN(const graph::StepStats st, program->Step(train.Get(s)));
+    STRATA_ASSIGN_OR_RETURN(const graph::StepStats st, program->Step(mine.Of(train.Get(s))));
     if (st.step % o.log_every == 0 || st.step == o.steps || st.step == 1) {
       std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s%s\n",
                   static_cast<long long>(st.step), static_cast<long long>(o.steps), st.loss, st.lr,
-                  st.grad_norm, st.step_ms, st.tokens_per_s, IoWaitText(st, o.offload).c_str());
+                  st.grad_norm, st.step_ms, st.tokens_per_s * world, IoWaitText(st, o.offload).c_str());
       std::fflush(stdout);
     }
     nlohmann::json record = {
         {"step", st.step}, {"loss", st.loss}, {"lr", st.lr}, {"grad_norm", st.grad_norm},
-        {"step_ms", st.step_ms}, {"tokens_per_s", st.tokens_per_s}};
+        {"step_ms", st.step_ms}, {"tokens_per_s", st.tokens_per_s * world},
+        {"world_size", st.world_size}, {"comm_bytes", st.comm_bytes}};
     AddStepMemory(st, record);
     if (st.step == last) record["peak_rss_bytes"] = PeakRssBytes();
     if (o.eval_every > 0 && (st.step % o.eval_every == 0 || st.step == o.steps)) {
       double sum = 0;
       for (int64_t i = 0; i < o.eval_batches; ++i) {
-        STRATA_ASSIGN_OR_RETURN(const double l, program->Evaluate(val.Get(i)));
+        STRATA_ASSIGN_OR_RETURN(const double l, program->Evaluate(mine.Of(val.Get(i))));
         sum += l;
       }
       record["val_loss"] = sum / o.eval_batches;
@@ -429,7 +486,10 @@ int main(int argc, char** argv) {
   f.Add("recompute", &o.recompute,
         "keep only each transformer block's input through the forward and recompute its "
         "activations in the backward (less memory, more time; same losses)");
-  f.Add("threads", &o.threads, {.min = 0, .max = 4096, .zero = "all cores"}, "threads");
+  f.Add("threads", &o.threads, {.min = 0, .max = 4096, .zero = "all cores"}, "threads per rank");
+  f.Add("comm-timeout", &o.comm_timeout,
+        {.min = 0, .max = 1e6, .zero = "STRATA_COMM_TIMEOUT, else 300"},
+        "seconds a collective may wait for the other ranks before the job is ended");
   f.Add("profile", &o.profile, "print the time per op at the end (steps after the first)");
   strata::examples::OffloadFlags offload;
   offload.Register(f);

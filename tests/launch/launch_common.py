@@ -56,9 +56,9 @@ DATA_PARALLEL = Probe()
 
 
 class GptSmoke:
-    """strata-gpt, a tiny model for 2 steps on each rank: independent processes until it is
-    data-parallel, so each rank writes its own metrics file, named by its rank (Open MPI and
-    PMIx both set it in the environment)."""
+    """strata-gpt, a tiny model for 2 steps, data parallel over the job's ranks: rank 0 writes the
+    metrics, whose losses must be those of the same command run as one process (the global batch
+    is the same; the sums run in another order, so within 1e-5 relative)."""
     STEPS = 2
 
     def __init__(self, directory):
@@ -66,26 +66,32 @@ class GptSmoke:
         self.data = self.directory / "gpt-data.txt"
         self.data.write_text("the quick brown fox jumps over the lazy dog. " * 200)
 
+    def command(self, metrics):
+        return [paths.gpt, "--data", str(self.data), "--layers", "1", "--width", "32",
+                "--heads", "2", "--seq", "16", "--batch", "6", "--steps", str(self.STEPS),
+                "--threads", "1", "--metrics", str(metrics)]
+
     def argv(self):
-        metrics = str(self.directory / "metrics") + ".${OMPI_COMM_WORLD_RANK:-${PMIX_RANK:-$SLURM_PROCID}}.jsonl"
-        gpt = [paths.gpt, "--data", str(self.data), "--layers", "1", "--width", "32",
-               "--heads", "2", "--seq", "16", "--batch", "2", "--steps", str(self.STEPS),
-               "--threads", "1"]
-        return ["/bin/sh", "-c", f'exec "$@" --metrics "{metrics}"', "gpt-rank", *gpt]
+        return self.command(self.directory / "metrics.jsonl")
+
+    def records(self, path):
+        return [json.loads(line) for line in path.read_text().splitlines()]
 
     def check(self, test, ranks):
-        """Each rank ran every step with a finite loss; as the ranks are independent runs of the
-        same seed, data and thread count, their losses are identical."""
-        losses = []
-        for r in range(ranks):
-            path = self.directory / f"metrics.{r}.jsonl"
-            test.assertTrue(path.exists(), f"rank {r} wrote no {path}")
-            records = [json.loads(line) for line in path.read_text().splitlines()]
-            test.assertEqual([rec["step"] for rec in records], list(range(1, self.STEPS + 1)))
-            test.assertTrue(all(math.isfinite(rec["loss"]) for rec in records), records)
-            losses.append([rec["loss"] for rec in records])
-        test.assertEqual(losses, [losses[0]] * ranks)
-        test.assertAlmostEqual(losses[0][0], math.log(256), delta=0.5)  # untrained: ~uniform
+        path = self.directory / "metrics.jsonl"
+        test.assertTrue(path.exists(), f"rank 0 wrote no {path}")
+        records = self.records(path)
+        test.assertEqual([rec["step"] for rec in records], list(range(1, self.STEPS + 1)))
+        test.assertEqual({rec["world_size"] for rec in records}, {ranks})
+        test.assertTrue(all(rec["comm_bytes"] > 0 for rec in records), records)
+        alone_path = self.directory / "metrics-one-process.jsonl"
+        subprocess.run(self.command(alone_path), check=True, capture_output=True, timeout=120,
+                       env={k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_"))})
+        alone = self.records(alone_path)
+        for rec, one in zip(records, alone):
+            test.assertTrue(math.isfinite(rec["loss"]), records)
+            test.assertAlmostEqual(rec["loss"], one["loss"], delta=1e-5 * abs(one["loss"]))
+        test.assertAlmostEqual(records[0]["loss"], math.log(256), delta=0.5)  # untrained: ~uniform
 
 
 def new_tag():
