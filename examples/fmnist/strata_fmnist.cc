@@ -7,10 +7,12 @@
 // The data are the four gzip IDX files as Debian's dataset-fashion-mnist installs them. The
 // recipe (shuffling, schedule, test scoring) is examples/fmnist/fmnist_train.h.
 #include <cstdio>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "collectives/create_communicator.h"
 #include "examples/common/flags.h"
 #include "examples/common/metrics.h"
 #include "examples/common/offload_flags.h"
@@ -31,6 +33,17 @@ struct Options {
 };
 
 absl::Status Train(Options o) {
+  // Its BatchNorm layers would take their statistics over each rank's rows only, so the run
+  // would not be the one-process run that the losses promise: refuse rather than diverge.
+  if (collectives::LaunchedUnderMpi()) {
+    STRATA_ASSIGN_OR_RETURN(std::unique_ptr<collectives::Communicator> comm,
+                            collectives::CreateCommunicator({}));
+    if (comm->world_size() > 1) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "launched on ", comm->world_size(), " ranks, but strata-fmnist trains in one process: "
+          "its BatchNorm statistics are not synchronized across ranks; run it without mpirun"));
+    }
+  }
   SetNumThreads(static_cast<int>(o.threads));  // before compiling: workspaces are sized for it
   if (const std::string w = SlowBlasKernelWarning(); !w.empty()) {
     std::fprintf(stderr, "strata-fmnist: %s\n", w.c_str());  // Note [OpenBLAS on CPUs it does not know]

@@ -5,6 +5,7 @@ end the whole job with nothing left behind, and bad invocations get clear errors
         --probe build/release/tests/launch/rank_probe --gpt build/release/bin/strata-gpt
 """
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -76,6 +77,19 @@ class StrataRunTest(unittest.TestCase):
             run = self.run_job(["-n", "2"], gpt.argv(), timeout=120)
             self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
             gpt.check(self, ranks=2)
+
+    def test_strata_gpt_refuses_a_batch_the_ranks_cannot_split(self):
+        with lc.temp_dir() as d:
+            gpt = lc.GptSmoke(d)  # --batch 6
+            run = self.run_job(["-n", "4"], gpt.argv(), timeout=120)
+            self.assertNotEqual(run.returncode, 0)
+            self.assertIn("--batch 6 does not split among 4 ranks", run.stderr)
+
+    def test_strata_fmnist_refuses_several_ranks(self):
+        run = self.run_job(["-n", "2"], [str(pathlib.Path(lc.paths.gpt).with_name("strata-fmnist")),
+                                          "--data", "/nonexistent"], timeout=120)
+        self.assertNotEqual(run.returncode, 0)
+        self.assertIn("BatchNorm statistics are not synchronized across ranks", run.stderr)
 
     def test_dry_run_prints_the_mpirun_command(self):
         env = dict(os.environ, STRATA_THREADS="2", NCCL_DEBUG="INFO", OMPI_MCA_btl="tcp,self",
