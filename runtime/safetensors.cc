@@ -10,6 +10,8 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "runtime/safetensors_writer.h"
+#include "runtime/status.h"
 
 namespace strata {
 namespace {
@@ -25,18 +27,6 @@ absl::StatusOr<DType> DTypeFromSafetensors(const std::string& s) {
   if (s == "I64") return DType::kI64;
   if (s == "U8") return DType::kU8;
   return absl::InvalidArgumentError(absl::StrCat("unsupported safetensors dtype '", s, "'"));
-}
-
-std::string SafetensorsDTypeName(DType dtype) {
-  switch (dtype) {
-    case DType::kF32: return "F32";
-    case DType::kBF16: return "BF16";
-    case DType::kF16: return "F16";
-    case DType::kI32: return "I32";
-    case DType::kI64: return "I64";
-    case DType::kU8: return "U8";
-  }
-  return "?";
 }
 
 absl::Status Corrupt(const std::string& path, absl::string_view what) {
@@ -170,57 +160,17 @@ absl::StatusOr<Tensor> SafetensorsFile::Get(const std::string& name, DType dtype
 absl::Status WriteSafetensors(const std::string& path,
                               const std::vector<std::pair<std::string, Tensor>>& tensors,
                               const std::map<std::string, std::string>& metadata) {
-  nlohmann::json header = nlohmann::json::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
-  std::set<std::string> seen;
-  uint64_t offset = 0;
+  std::vector<SafetensorsWriter::Entry> entries;
+  entries.reserve(tensors.size());
   for (const auto& [name, t] : tensors) {
     STRATA_RETURN_IF_ERROR(CheckDefined("WriteSafetensors", name, t));
     STRATA_RETURN_IF_ERROR(CheckHostAddressable("WriteSafetensors", name, t));
-    if (!seen.insert(name).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("WriteSafetensors ", path, ": tensor name '", name, "' appears twice"));
-    }
-    header[name] = {{"dtype", SafetensorsDTypeName(t.dtype())},
-                    {"shape", std::vector<int64_t>(t.shape().dims().begin(),
-                                                   t.shape().dims().end())},
-                    {"data_offsets", {offset, offset + t.nbytes()}}};
-    offset += t.nbytes();
+    entries.push_back({name, t.dtype(), t.shape()});
   }
-  std::string text = header.dump();
-  text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data section 8-byte aligned
-  const uint64_t header_size = text.size();
-
-  const std::string tmp = path + ".tmp";
-  std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-  if (!out) {
-    const int err = errno;  // ENOENT for a missing directory, EACCES, ...
-    return absl::ErrnoToStatus(err, absl::StrCat("cannot create ", tmp));
-  }
-  out.write(reinterpret_cast<const char*>(&header_size), 8);
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  for (const auto& [name, t] : tensors) {
-    if (t.is_contiguous()) {
-      out.write(static_cast<const char*>(t.raw_data()), static_cast<std::streamsize>(t.nbytes()));
-    } else {
-      STRATA_ASSIGN_OR_RETURN(Tensor c, t.Contiguous(DefaultCpuAllocator()));
-      out.write(static_cast<const char*>(c.raw_data()), static_cast<std::streamsize>(c.nbytes()));
-    }
-  }
-  out.flush();
-  if (!out) {
-    const int err = errno;
-    std::remove(tmp.c_str());
-    return absl::DataLossError(absl::StrCat("writing ", tmp, " failed: ", std::strerror(err)));
-  }
-  out.close();
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::remove(tmp.c_str());
-    return absl::DataLossError(
-        absl::StrCat("renaming ", tmp, " to ", path, " failed: ", std::strerror(err)));
-  }
-  return absl::OkStatus();
+  STRATA_ASSIGN_OR_RETURN(SafetensorsWriter writer,
+                          SafetensorsWriter::Create(path, std::move(entries), metadata));
+  for (const auto& [name, t] : tensors) STRATA_RETURN_IF_ERROR(writer.Write(t));
+  return writer.Commit();
 }
 
 }  // namespace strata

@@ -6,8 +6,8 @@
 //   STRATA_ASSIGN_OR_RETURN(Tensor w, f.Get("transformer.wte.weight"));
 //   STRATA_RETURN_IF_ERROR(WriteSafetensors("out.safetensors", {{"w", w}}, {{"step", "7"}}));
 //
-// Writes go to "<path>.tmp" first and are renamed over `path`, so a crash never leaves a
-// half-written file behind.
+// Writes are atomic (Note [atomic file writes] in runtime/safetensors_writer.h): a crash or an
+// error never leaves a half-written file behind, nor loses the file that was there.
 #pragma once
 
 #include <map>
@@ -43,7 +43,8 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
-// Tensors may be strided; they are written contiguously. Names must be unique.
+// Tensors may be strided; they are written contiguously. Names must be unique. To write a model
+// one tensor at a time, use SafetensorsWriter (runtime/safetensors_writer.h).
 absl::Status WriteSafetensors(const std::string& path,
                               const std::vector<std::pair<std::string, Tensor>>& tensors,
                               const std::map<std::string, std::string>& metadata = {});
