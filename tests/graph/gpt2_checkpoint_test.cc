@@ -3,6 +3,8 @@
 // file is refused with an error that names the file and the tensor.
 #include "graph/models/gpt2_checkpoint.h"
 
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "graph/compile.h"
 #include "graph/models/gpt.h"
 #include "graph/nn/layers.h"
@@ -327,6 +330,55 @@ TEST_F(Gpt2CheckpointTest, ParametersOnNvmeExportTheSameBytes) {
   ASSERT_TRUE(saved.ok()) << saved;
   EXPECT_EQ(FileBytes(a), FileBytes(b));
   EXPECT_NE(FileBytes(a), FileBytes(path_));  // trained: not the initial file
+}
+
+// Runs `command`, returning its exit code (-1 if it did not exit) and its output.
+std::pair<int, std::string> RunCommand(const std::string& command) {
+  std::string output;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return {-1, "popen failed"};
+  char buffer[4096];
+  while (size_t n = fread(buffer, 1, sizeof(buffer), pipe)) output.append(buffer, n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+// The exported file read by an independent reader: tests/graph/gpt2_export_check.py parses it
+// with plain Python and recomputes GPT-2's forward in PyTorch (Debian's python3-torch) as
+// transformers does, to within 1e-5 of strata's logits.
+TEST_F(Gpt2CheckpointTest, PyTorchReadsTheExportAndComputesTheSameLogits) {
+  const char* python = "/usr/bin/python3";
+  for (uint32_t s = 0; s < 2; ++s) ASSERT_TRUE(source_.program->Step(Batch(kTiny.vocab, s)).ok());
+  const std::vector<Tensor> batch = Batch(kTiny.vocab, 9);
+  ASSERT_TRUE(source_.program->Evaluate(batch).ok());
+  const Tensor logits = source_.program->value(source_.logits).value();
+  const std::string model = TempPath("torch_model.safetensors");
+  const std::string reference = TempPath("torch_reference.safetensors");
+  ASSERT_TRUE(SaveGpt2Weights(*source_.program, kTiny, model).ok());
+  ASSERT_TRUE(WriteSafetensors(reference, {{"ids", batch[0]}, {"logits", logits}},
+                               {{"n_head", std::to_string(kTiny.heads)}})
+                  .ok());
+  const char* root = std::getenv("STRATA_SOURCE_DIR");
+  const auto [code, output] =
+      RunCommand(absl::StrCat(python, " ", root ? root : ".", "/tests/graph/gpt2_export_check.py ", model,
+                       " ", reference));
+  if (code == 77) GTEST_SKIP() << output;  // no numpy or torch (launch/setup installs them)
+  EXPECT_EQ(code, 0) << output;
+  EXPECT_TRUE(absl::StrContains(output, "28 tensors, 2 layers, width 32, 4 heads, vocab 64"))
+      << output;
+
+  // The reader is not blind: a file whose Conv1D weight is in strata's (out, in) layout fails.
+  Named tensors = ReadAll(model);
+  Tensor& w = Find(tensors, "transformer.h.1.mlp.c_fc.weight");
+  w = w.Transpose(0, 1).value();
+  ASSERT_TRUE(WriteSafetensors(model, tensors, {{"format", "pt"}}).ok());
+  const auto [bad_code, bad_output] =
+      RunCommand(absl::StrCat(python, " ", root ? root : ".", "/tests/graph/gpt2_export_check.py ", model,
+                       " ", reference));
+  EXPECT_EQ(bad_code, 1) << bad_output;
+  EXPECT_TRUE(absl::StrContains(bad_output, "transformer.h.1.mlp.c_fc.weight: F32[128, 32], "
+                                            "expected F32[32, 128]"))
+      << bad_output;
 }
 
 // Names, dtypes and shapes exactly as in the file `transformers` itself wrote for the same config
