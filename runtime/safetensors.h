@@ -6,7 +6,7 @@
 //   STRATA_ASSIGN_OR_RETURN(Tensor w, f.Get("transformer.wte.weight"));
 //   STRATA_RETURN_IF_ERROR(WriteSafetensors("out.safetensors", {{"w", w}}, {{"step", "7"}}));
 //
-// Writes are atomic (Note [atomic file writes] in runtime/safetensors_writer.h): a crash or an
+// Writes are atomic (Note [atomic file writes] in runtime/atomic_file.h): a crash or an
 // error never leaves a half-written file behind, nor loses the file that was there.
 #pragma once
 

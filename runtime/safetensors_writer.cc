@@ -1,12 +1,5 @@
 #include "runtime/safetensors_writer.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
 #include <set>
 #include <utility>
 
@@ -27,20 +20,6 @@ std::string SafetensorsDTypeName(DType dtype) {
     case DType::kU8: return "U8";
   }
   return "?";
-}
-
-// "No space left on device (ENOSPC)": as a person reads it, with the name to search for.
-std::string ErrnoText(int error_number) {
-  const char* name = strerrorname_np(error_number);
-  return absl::StrCat(std::strerror(error_number), " (",
-                      name != nullptr ? std::string(name) : absl::StrCat("errno ", error_number),
-                      ")");
-}
-
-// The directory holding `path`, for the fsync that makes a rename durable.
-std::string DirectoryOf(const std::string& path) {
-  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  return parent.empty() ? "." : parent.string();
 }
 
 }  // namespace
@@ -69,131 +48,53 @@ absl::StatusOr<SafetensorsWriter> SafetensorsWriter::Create(
   text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data section 8-byte aligned
   const uint64_t header_size = text.size();
 
-  SafetensorsWriter w;
-  w.path_ = path;
-  w.tmp_ = path + ".tmp";
+  STRATA_ASSIGN_OR_RETURN(AtomicFile file, AtomicFile::Create(path));
+  SafetensorsWriter w(std::move(file));
   w.entries_ = std::move(entries);
-  w.fd_ = ::open(w.tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (w.fd_ < 0) {
-    const int err = errno;  // ENOENT for a missing directory, EACCES, EROFS, ...
-    return absl::Status(absl::ErrnoToStatusCode(err),
-                        absl::StrCat("cannot create ", w.tmp_, ": ", ErrnoText(err)));
-  }
-  STRATA_RETURN_IF_ERROR(w.WriteBytes(&header_size, 8));
-  STRATA_RETURN_IF_ERROR(w.WriteBytes(text.data(), text.size()));
+  STRATA_RETURN_IF_ERROR(w.file_.Write(&header_size, 8));
+  STRATA_RETURN_IF_ERROR(w.file_.Write(text.data(), text.size()));
   return w;
 }
 
-SafetensorsWriter::SafetensorsWriter(SafetensorsWriter&& other) noexcept { *this = std::move(other); }
-
-SafetensorsWriter& SafetensorsWriter::operator=(SafetensorsWriter&& other) noexcept {
-  if (this != &other) {
-    Abandon();
-    path_ = std::move(other.path_);
-    tmp_ = std::move(other.tmp_);
-    fd_ = std::exchange(other.fd_, -1);
-    entries_ = std::move(other.entries_);
-    next_ = other.next_;
-  }
-  return *this;
-}
-
-SafetensorsWriter::~SafetensorsWriter() { Abandon(); }
-
-void SafetensorsWriter::Abandon() {
-  if (fd_ < 0) return;
-  ::close(fd_);
-  fd_ = -1;
-  ::unlink(tmp_.c_str());
-}
-
-absl::Status SafetensorsWriter::WriteBytes(const void* data, size_t n) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const ssize_t done = ::write(fd_, p, n);
-    if (done < 0 && errno == EINTR) continue;
-    if (done <= 0) {
-      const int err = done < 0 ? errno : EIO;
-      Abandon();
-      return absl::DataLossError(absl::StrCat("writing ", tmp_, " failed: ", ErrnoText(err)));
-    }
-    p += done;
-    n -= static_cast<size_t>(done);
-  }
-  return absl::OkStatus();
-}
-
 absl::Status SafetensorsWriter::Write(const Tensor& t) {
-  if (fd_ < 0) {
+  if (!file_.open()) {
     return absl::FailedPreconditionError(
-        absl::StrCat("safetensors file ", path_, ": the writer is closed (committed or failed)"));
+        absl::StrCat("safetensors file ", path(), ": the writer is closed (committed or failed)"));
   }
   if (next_ == entries_.size()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "safetensors file ", path_, ": all ", entries_.size(), " declared tensors are written"));
+        "safetensors file ", path(), ": all ", entries_.size(), " declared tensors are written"));
   }
   const Entry& e = entries_[next_];
   STRATA_RETURN_IF_ERROR(CheckDefined("SafetensorsWriter", e.name, t));
   STRATA_RETURN_IF_ERROR(CheckHostAddressable("SafetensorsWriter", e.name, t));
   if (t.dtype() != e.dtype || t.shape() != e.shape) {
-    return absl::InvalidArgumentError(absl::StrCat("safetensors file ", path_, ": tensor '", e.name,
-                                                   "' is declared ", DTypeName(e.dtype),
+    return absl::InvalidArgumentError(absl::StrCat("safetensors file ", path(), ": tensor '",
+                                                   e.name, "' is declared ", DTypeName(e.dtype),
                                                    e.shape.ToString(), ", given ", t.ToString()));
   }
   if (t.is_contiguous()) {
-    STRATA_RETURN_IF_ERROR(WriteBytes(t.raw_data(), t.nbytes()));
+    STRATA_RETURN_IF_ERROR(file_.Write(t.raw_data(), t.nbytes()));
   } else {
     STRATA_ASSIGN_OR_RETURN(const Tensor c, t.Contiguous(DefaultCpuAllocator()));
-    STRATA_RETURN_IF_ERROR(WriteBytes(c.raw_data(), c.nbytes()));
+    STRATA_RETURN_IF_ERROR(file_.Write(c.raw_data(), c.nbytes()));
   }
   ++next_;
   return absl::OkStatus();
 }
 
 absl::Status SafetensorsWriter::Commit() {
-  if (fd_ < 0) {
+  if (!file_.open()) {
     return absl::FailedPreconditionError(
-        absl::StrCat("safetensors file ", path_, ": the writer is closed (committed or failed)"));
+        absl::StrCat("safetensors file ", path(), ": the writer is closed (committed or failed)"));
   }
   if (next_ != entries_.size()) {
-    const std::string missing = entries_[next_].name;
-    const size_t written = next_;
-    Abandon();
+    file_.Abandon();
     return absl::FailedPreconditionError(
-        absl::StrCat("safetensors file ", path_, ": committed after ", written, " of ",
-                     entries_.size(), " tensors; '", missing, "' was never written"));
+        absl::StrCat("safetensors file ", path(), ": committed after ", next_, " of ",
+                     entries_.size(), " tensors; '", entries_[next_].name, "' was never written"));
   }
-  if (::fsync(fd_) != 0) {
-    const int err = errno;
-    Abandon();
-    return absl::DataLossError(absl::StrCat("fsync of ", tmp_, " failed: ", ErrnoText(err)));
-  }
-  const int fd = std::exchange(fd_, -1);
-  if (::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp_.c_str());
-    return absl::DataLossError(absl::StrCat("closing ", tmp_, " failed: ", ErrnoText(err)));
-  }
-  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp_.c_str());
-    return absl::DataLossError(
-        absl::StrCat("renaming ", tmp_, " to ", path_, " failed: ", ErrnoText(err)));
-  }
-  // The rename is durable once the directory is: without this a power cut may lose it.
-  const std::string dir = DirectoryOf(path_);
-  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    const int synced = ::fsync(dir_fd);
-    const int err = errno;
-    ::close(dir_fd);
-    // Some file systems cannot fsync a directory (EINVAL); the rename itself has happened.
-    if (synced != 0 && err != EINVAL) {
-      return absl::DataLossError(absl::StrCat("wrote ", path_, " but fsync of its directory ",
-                                              dir, " failed: ", ErrnoText(err)));
-    }
-  }
-  return absl::OkStatus();
+  return file_.Commit();
 }
 
 }  // namespace strata

@@ -10,18 +10,17 @@
 //   STRATA_RETURN_IF_ERROR(w.Write(wpe));
 //   STRATA_RETURN_IF_ERROR(w.Commit());
 //
-// Note [atomic file writes]: the bytes go to "<path>.tmp" in the same directory; Commit fsyncs
-// it, renames it over `path` and fsyncs the directory, so `path` is at every moment either the
-// old file or the complete new one, also across a power cut. A writer that is destroyed or fails
-// before Commit removes the temporary file and leaves `path` as it was. Errors name the file and,
-// for system calls, errno ("No space left on device (ENOSPC)").
+// Atomic (Note [atomic file writes] in runtime/atomic_file.h): a writer destroyed or failed
+// before Commit leaves the file that was at `path` as it was, and no temporary behind.
 #pragma once
 
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "runtime/atomic_file.h"
 #include "runtime/dtype.h"
 #include "runtime/shape.h"
 #include "runtime/tensor.h"
@@ -41,27 +40,21 @@ class SafetensorsWriter {
                                                   std::vector<Entry> entries,
                                                   const std::map<std::string, std::string>& metadata = {});
 
-  SafetensorsWriter(SafetensorsWriter&& other) noexcept;
-  SafetensorsWriter& operator=(SafetensorsWriter&& other) noexcept;
-  SafetensorsWriter(const SafetensorsWriter&) = delete;
-  SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
-  ~SafetensorsWriter();  // without Commit: removes the temporary file
+  SafetensorsWriter(SafetensorsWriter&&) = default;
+  SafetensorsWriter& operator=(SafetensorsWriter&&) = default;
 
   // Writes the next declared tensor; `t` must have its dtype and shape (any strides, host memory).
   // A refused tensor writes nothing; an IO error abandons the file.
   absl::Status Write(const Tensor& t);
-  // After every tensor was written: fsync, rename over the path, fsync the directory.
+  // After every tensor was written: AtomicFile::Commit.
   absl::Status Commit();
 
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return file_.path(); }
 
  private:
-  SafetensorsWriter() = default;
-  absl::Status WriteBytes(const void* data, size_t n);
-  void Abandon();  // closes and removes the temporary file
+  explicit SafetensorsWriter(AtomicFile file) : file_(std::move(file)) {}
 
-  std::string path_, tmp_;
-  int fd_ = -1;
+  AtomicFile file_;
   std::vector<Entry> entries_;
   size_t next_ = 0;  // the entry Write takes next
 };

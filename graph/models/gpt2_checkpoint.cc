@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "nlohmann/json.hpp"
+#include "runtime/atomic_file.h"
 #include "runtime/safetensors.h"
 #include "runtime/safetensors_writer.h"
 #include "runtime/status.h"
@@ -193,6 +195,33 @@ absl::Status SaveGpt2Weights(const GptConfig& config, const ReadGpt2Parameter& r
     STRATA_RETURN_IF_ERROR(writer.Write(hf));
   }
   return writer.Commit();
+}
+
+std::string Gpt2ConfigJson(const GptConfig& config) {
+  const nlohmann::ordered_json j = {
+      {"architectures", {"GPT2LMHeadModel"}},
+      {"model_type", "gpt2"},
+      {"vocab_size", config.vocab},
+      {"n_positions", config.block_size},
+      {"n_embd", config.width},
+      {"n_layer", config.layers},
+      {"n_head", config.heads},
+      {"n_inner", nullptr},  // 4 * n_embd
+      {"activation_function", "gelu_new"},
+      {"layer_norm_epsilon", 1e-5},
+      {"tie_word_embeddings", true},
+      {"torch_dtype", "float32"}};
+  return j.dump(2) + "\n";
+}
+
+absl::Status SaveGpt2Config(const GptConfig& config, const std::string& path) {
+  if (absl::Status s = config.Validate(); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("GPT-2 config ", path, ": ", s.message()));
+  }
+  const std::string text = Gpt2ConfigJson(config);
+  STRATA_ASSIGN_OR_RETURN(AtomicFile file, AtomicFile::Create(path));
+  STRATA_RETURN_IF_ERROR(file.Write(text.data(), text.size()));
+  return file.Commit();
 }
 
 absl::Status SaveGpt2Weights(const Program& program, const GptConfig& config,

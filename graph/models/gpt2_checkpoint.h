@@ -51,12 +51,19 @@ using ReadGpt2Parameter = std::function<absl::StatusOr<Tensor>(const std::string
 // Writes a GPT of `config` to `path` as `transformers` writes GPT2LMHeadModel's model.safetensors:
 // "transformer.<path>" names, Conv1D weights [in, out], F32, no lm_head (tied to wte), metadata
 // {"format": "pt"}. `read` is called once per parameter, in Gpt2Parameters order, and only one
-// value is held at a time. Atomic (Note [atomic file writes] in runtime/safetensors_writer.h): on
+// value is held at a time. Atomic (Note [atomic file writes] in runtime/atomic_file.h): on
 // any error the file that was at `path` stays as it was. Errors name `path` and the parameter: a
 // config GPT-2 cannot express (GptConfig::Validate names the field), a value of the wrong dtype
 // or shape, or the errno of a failed write.
 absl::Status SaveGpt2Weights(const GptConfig& config, const ReadGpt2Parameter& read,
                              const std::string& path);
+
+// The config.json that `transformers` reads beside model.safetensors (GPT2Config): the shape,
+// the heads (which no tensor's shape records), GELU "gelu_new", LayerNorm eps 1e-5, lm_head tied
+// to wte. LoadGpt2Weights' callers (strata-gpt --init-from) read n_head from it.
+std::string Gpt2ConfigJson(const GptConfig& config);
+// Writes Gpt2ConfigJson(config) to `path` atomically; errors name the path and errno.
+absl::Status SaveGpt2Config(const GptConfig& config, const std::string& path);
 
 // The same from a compiled GPT: every parameter of `program` must be one of Gpt2Parameters(config)
 // with its shape, and every one of those must be there (InvalidArgument naming the parameter
