@@ -25,6 +25,7 @@
 #include "graph/nn/layers.h"
 #include "graph/ops/ops.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "runtime/safetensors.h"
 #include "runtime/safetensors_writer.h"
 #include "tests/runtime/cpu/kernel_test_util.h"
@@ -352,12 +353,12 @@ TEST_F(Gpt2CheckpointTest, PyTorchReadsTheExportAndComputesTheSameLogits) {
   const std::vector<Tensor> batch = Batch(kTiny.vocab, 9);
   ASSERT_TRUE(source_.program->Evaluate(batch).ok());
   const Tensor logits = source_.program->value(source_.logits).value();
-  const std::string model = TempPath("torch_model.safetensors");
+  std::filesystem::create_directories(TempPath("torch"));
+  const std::string model = TempPath("torch/model.safetensors");
   const std::string reference = TempPath("torch_reference.safetensors");
   ASSERT_TRUE(SaveGpt2Weights(*source_.program, kTiny, model).ok());
-  ASSERT_TRUE(WriteSafetensors(reference, {{"ids", batch[0]}, {"logits", logits}},
-                               {{"n_head", std::to_string(kTiny.heads)}})
-                  .ok());
+  ASSERT_TRUE(SaveGpt2Config(kTiny, TempPath("torch/config.json")).ok());
+  ASSERT_TRUE(WriteSafetensors(reference, {{"ids", batch[0]}, {"logits", logits}}).ok());
   const char* root = std::getenv("STRATA_SOURCE_DIR");
   const auto [code, output] =
       RunCommand(absl::StrCat(python, " ", root ? root : ".", "/tests/graph/gpt2_export_check.py ", model,
@@ -418,6 +419,32 @@ TEST(Gpt2ExportLayoutTest, MatchesTheFileTransformersWrites) {
     EXPECT_EQ(ours.Get(name)->shape(), hf.Get(name)->shape()) << name;
   }
   EXPECT_EQ(testing::ToDouble(ours.Get("transformer.ln_f.bias").value())[0], 27.0);
+}
+
+TEST(Gpt2ConfigTest, WritesTheGpt2ConfigFieldsAndRefusesABadConfig) {
+  const std::string path = TempPath("config.json");
+  ASSERT_TRUE(SaveGpt2Config(kTiny, path).ok());
+  std::ifstream in(path);
+  const nlohmann::json j = nlohmann::json::parse(in);
+  EXPECT_EQ(j.at("architectures"), nlohmann::json::array({"GPT2LMHeadModel"}));
+  EXPECT_EQ(j.at("model_type"), "gpt2");
+  EXPECT_EQ(j.at("vocab_size"), 64);
+  EXPECT_EQ(j.at("n_positions"), 16);
+  EXPECT_EQ(j.at("n_embd"), 32);
+  EXPECT_EQ(j.at("n_layer"), 2);
+  EXPECT_EQ(j.at("n_head"), 4);
+  EXPECT_TRUE(j.at("n_inner").is_null());
+  EXPECT_EQ(j.at("activation_function"), "gelu_new");
+  EXPECT_EQ(j.at("layer_norm_epsilon"), 1e-5);
+  EXPECT_EQ(j.at("tie_word_embeddings"), true);
+
+  GptConfig bad = kTiny;
+  bad.block_size = 0;
+  ExpectStatus(SaveGpt2Config(bad, TempPath("bad.json")), absl::StatusCode::kInvalidArgument,
+               {"bad.json", "block_size = 0"});
+  EXPECT_FALSE(std::filesystem::exists(TempPath("bad.json")));
+  ExpectStatus(SaveGpt2Config(kTiny, TempPath("none/config.json")), absl::StatusCode::kNotFound,
+               {"none/config.json.tmp", "ENOENT"});
 }
 
 TEST_F(Gpt2CheckpointTest, RefusesAProgramThatIsNotTheConfiguredGpt2) {

@@ -1,17 +1,18 @@
 #!/usr/bin/python3
 """Reads a GPT-2 file that strata exported, as a stranger to strata would, and checks it.
 
-    /usr/bin/python3 tests/graph/gpt2_export_check.py model.safetensors reference.safetensors
+    /usr/bin/python3 tests/graph/gpt2_export_check.py DIR/model.safetensors reference.safetensors
 
-model.safetensors: written by SaveGpt2Weights (graph/models/gpt2_checkpoint.h).
+DIR/model.safetensors, DIR/config.json: written by SaveGpt2Weights and SaveGpt2Config
+(graph/models/gpt2_checkpoint.h), as strata-gpt --export writes them.
 reference.safetensors: from the C++ test (tests/graph/gpt2_checkpoint_test.cc):
     ids      I32 [B, T]          token ids
     logits   F32 [B, T, vocab]   strata's logits for ids, from the exported parameters
-    metadata n_head              the one number no tensor shape records
 
 The file is parsed with plain json + struct + numpy (no safetensors package, no strata code):
 the header, Hugging Face GPT2LMHeadModel's names, shapes (Conv1D weights [in, out]) and dtypes,
-the metadata {"format": "pt"}, and data offsets that tile the data section. Then GPT-2's forward
+the metadata {"format": "pt"}, data offsets that tile the data section, and a config.json whose
+GPT2Config fields agree with the shapes (n_head, which no shape records, comes from it). Then GPT-2's forward
 is recomputed in float64 with torch the way transformers' GPT2LMHeadModel computes it (Conv1D
 y = x @ W + b, c_attn's output split [q | k | v], causal softmax scaled by 1/sqrt(head dim),
 GELU with tanh ("gelu_new"), LayerNorm eps 1e-5, lm_head tied to wte) and compared with strata's
@@ -20,6 +21,7 @@ numpy or torch.
 """
 import json
 import math
+import pathlib
 import struct
 import sys
 
@@ -121,9 +123,10 @@ def gpt2_logits(p, ids, layers, heads):
 def main(model_path, reference_path):
     torch.set_num_threads(1)
     metadata, tensors, problems = read_safetensors(model_path)
-    ref_metadata, reference, ref_problems = read_safetensors(reference_path)
+    _, reference, ref_problems = read_safetensors(reference_path)
     problems += ref_problems
-    heads = int(ref_metadata["n_head"])
+    config = json.loads((pathlib.Path(model_path).parent / "config.json").read_text())
+    heads = config["n_head"]
     if metadata != {"format": "pt"}:
         problems.append(f"metadata {metadata}, expected {{'format': 'pt'}}")
 
@@ -137,6 +140,14 @@ def main(model_path, reference_path):
         layers += 1
     vocab, width = wte[1]
     expected = expected_layout(vocab, wpe[1][0], layers, width)
+    for field, value in (("model_type", "gpt2"), ("vocab_size", vocab),
+                         ("n_positions", wpe[1][0]), ("n_embd", width), ("n_layer", layers),
+                         ("activation_function", "gelu_new"), ("layer_norm_epsilon", 1e-5),
+                         ("tie_word_embeddings", True)):
+        if config.get(field) != value:
+            problems.append(f"config.json: {field} {config.get(field)!r}, expected {value!r}")
+    if not isinstance(heads, int) or heads < 1 or width % heads != 0:
+        problems.append(f"config.json: n_head {heads!r} does not divide n_embd {width}")
     for name in sorted(set(tensors) | set(expected)):
         if name not in tensors:
             problems.append(f"missing {name}")
