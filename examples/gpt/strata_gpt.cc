@@ -248,6 +248,10 @@ absl::Status CheckExportPath(const std::string& path) {
     return absl::InvalidArgumentError(absl::StrCat("--export ", path, " is a directory; expected "
                                                    "a file name such as model.safetensors"));
   }
+  if (std::filesystem::path(path).filename() == "config.json") {
+    return UsageError(absl::StrCat("--export ", path, ": the config.json written beside the "
+                                   "weights would replace them; name the file model.safetensors"));
+  }
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
   const std::string dir = parent.empty() ? "." : parent.string();
   if (::access(dir.c_str(), W_OK) != 0) {

@@ -732,6 +732,8 @@ TEST_F(StrataGptTest, AnExportThatCannotBeWrittenIsNamedAndLeavesNoPartialFile) 
   fs::create_directories(Path("dir.safetensors"));
   ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--export", Path("dir.safetensors")})), 1,
                    "--export " + Path("dir.safetensors") + " is a directory");
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--export", Path("config.json")})), 2,
+                   "the config.json written beside the weights would replace them");
 
   fs::create_directories(Path("out"));
   const std::string model = Path("out/model.safetensors");
