@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 #include "runtime/safetensors.h"
+#include "runtime/safetensors_writer.h"
 #include "runtime/status.h"
 
 namespace strata::graph {
@@ -128,15 +129,22 @@ absl::Status WriteText(const fs::path& path, const std::string& text) {
 absl::Status WriteStateFile(const Program& program, const fs::path& path,
                             const std::vector<std::pair<std::string, Tensor>>& tensors,
                             const std::vector<std::pair<std::string, ValueId>>& values) {
-  std::vector<SafetensorsEntry> entries;
+  std::vector<SafetensorsWriter::Entry> entries;
   for (const auto& [name, v] : values) {
     const TensorType& type = program.graph().value(v).type;
     entries.push_back({name, type.dtype, type.shape});
   }
-  return WriteSafetensors(path.string(), entries, [&](size_t i) -> absl::StatusOr<Tensor> {
-    if (tensors[i].second.defined()) return tensors[i].second;
-    return program.ReadState(values[i].second, DefaultCpuAllocator());
-  });
+  STRATA_ASSIGN_OR_RETURN(SafetensorsWriter writer,
+                          SafetensorsWriter::Create(path.string(), std::move(entries)));
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (tensors[i].second.defined()) {
+      STRATA_RETURN_IF_ERROR(writer.Write(tensors[i].second));
+      continue;
+    }
+    STRATA_ASSIGN_OR_RETURN(const Tensor t, program.ReadState(values[i].second, DefaultCpuAllocator()));
+    STRATA_RETURN_IF_ERROR(writer.Write(t));
+  }
+  return writer.Commit();
 }
 
 absl::Status WriteFiles(const Program& program, const TrainerState& state, const fs::path& tmp) {

@@ -10,6 +10,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "runtime/safetensors_writer.h"
 #include "runtime/status.h"
 
 namespace strata {
@@ -26,18 +27,6 @@ absl::StatusOr<DType> DTypeFromSafetensors(const std::string& s) {
   if (s == "I64") return DType::kI64;
   if (s == "U8") return DType::kU8;
   return absl::InvalidArgumentError(absl::StrCat("unsupported safetensors dtype '", s, "'"));
-}
-
-std::string SafetensorsDTypeName(DType dtype) {
-  switch (dtype) {
-    case DType::kF32: return "F32";
-    case DType::kBF16: return "BF16";
-    case DType::kF16: return "F16";
-    case DType::kI32: return "I32";
-    case DType::kI64: return "I64";
-    case DType::kU8: return "U8";
-  }
-  return "?";
 }
 
 absl::Status Corrupt(const std::string& path, absl::string_view what) {
@@ -194,84 +183,17 @@ absl::StatusOr<Tensor> SafetensorsFile::Get(const std::string& name, DType dtype
 absl::Status WriteSafetensors(const std::string& path,
                               const std::vector<std::pair<std::string, Tensor>>& tensors,
                               const std::map<std::string, std::string>& metadata) {
-  std::vector<SafetensorsEntry> entries;
+  std::vector<SafetensorsWriter::Entry> entries;
+  entries.reserve(tensors.size());
   for (const auto& [name, t] : tensors) {
     STRATA_RETURN_IF_ERROR(CheckDefined("WriteSafetensors", name, t));
     STRATA_RETURN_IF_ERROR(CheckHostAddressable("WriteSafetensors", name, t));
     entries.push_back({name, t.dtype(), t.shape()});
   }
-  return WriteSafetensors(
-      path, entries, [&](size_t i) -> absl::StatusOr<Tensor> { return tensors[i].second; },
-      metadata);
-}
-
-absl::Status WriteSafetensors(const std::string& path, const std::vector<SafetensorsEntry>& entries,
-                              const std::function<absl::StatusOr<Tensor>(size_t)>& produce,
-                              const std::map<std::string, std::string>& metadata) {
-  nlohmann::json header = nlohmann::json::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
-  std::set<std::string> seen;
-  uint64_t offset = 0;
-  for (const SafetensorsEntry& e : entries) {
-    if (!seen.insert(e.name).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("WriteSafetensors ", path, ": tensor name '", e.name, "' appears twice"));
-    }
-    const uint64_t bytes = static_cast<uint64_t>(e.shape.numel()) * SizeOf(e.dtype);
-    header[e.name] = {{"dtype", SafetensorsDTypeName(e.dtype)},
-                      {"shape", std::vector<int64_t>(e.shape.dims().begin(), e.shape.dims().end())},
-                      {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
-  }
-  std::string text = header.dump();
-  text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data section 8-byte aligned
-  const uint64_t header_size = text.size();
-
-  const std::string tmp = path + ".tmp";
-  std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-  if (!out) {
-    const int err = errno;  // ENOENT for a missing directory, EACCES, ...
-    return absl::ErrnoToStatus(err, absl::StrCat("cannot create ", tmp));
-  }
-  auto fail = [&](absl::Status s) {
-    out.close();
-    std::remove(tmp.c_str());
-    return s;
-  };
-  out.write(reinterpret_cast<const char*>(&header_size), 8);
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  for (size_t i = 0; i < entries.size() && out; ++i) {
-    const SafetensorsEntry& e = entries[i];
-    absl::StatusOr<Tensor> t = produce(i);
-    if (!t.ok()) return fail(t.status());
-    if (!t->defined() || t->dtype() != e.dtype || t->shape() != e.shape) {
-      return fail(absl::InternalError(absl::StrCat(
-          "WriteSafetensors ", path, ": tensor '", e.name, "' was announced as ", DTypeName(e.dtype),
-          e.shape.ToString(), " but is ", t->defined() ? t->ToString() : "undefined")));
-    }
-    absl::Status host = CheckHostAddressable("WriteSafetensors", e.name, *t);
-    if (!host.ok()) return fail(host);
-    Tensor c = *std::move(t);
-    if (!c.is_contiguous()) {
-      absl::StatusOr<Tensor> packed = c.Contiguous(DefaultCpuAllocator());
-      if (!packed.ok()) return fail(packed.status());
-      c = *std::move(packed);
-    }
-    out.write(static_cast<const char*>(c.raw_data()), static_cast<std::streamsize>(c.nbytes()));
-  }
-  out.flush();
-  if (!out) {
-    const int err = errno;
-    return fail(absl::DataLossError(absl::StrCat("writing ", tmp, " failed: ", std::strerror(err))));
-  }
-  out.close();
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    std::remove(tmp.c_str());
-    return absl::DataLossError(
-        absl::StrCat("renaming ", tmp, " to ", path, " failed: ", std::strerror(err)));
-  }
-  return absl::OkStatus();
+  STRATA_ASSIGN_OR_RETURN(SafetensorsWriter writer,
+                          SafetensorsWriter::Create(path, std::move(entries), metadata));
+  for (const auto& [name, t] : tensors) STRATA_RETURN_IF_ERROR(writer.Write(t));
+  return writer.Commit();
 }
 
 }  // namespace strata

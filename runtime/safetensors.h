@@ -8,12 +8,11 @@
 //   STRATA_ASSIGN_OR_RETURN(SafetensorsFile big, SafetensorsFile::Open("optimizer.safetensors"));
 //   STRATA_ASSIGN_OR_RETURN(Tensor m, big.Load("h.0.attn.c_attn.weight.exp_avg", alloc));
 //
-// Writes go to "<path>.tmp" first and are renamed over `path`, so a crash never leaves a
-// half-written file behind.
+// Writes are atomic (Note [atomic file writes] in runtime/atomic_file.h): a crash or an
+// error never leaves a half-written file behind, nor loses the file that was there.
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -61,21 +60,10 @@ class SafetensorsFile {
   std::map<std::string, std::string> metadata_;
 };
 
-struct SafetensorsEntry {
-  std::string name;
-  DType dtype;
-  Shape shape;
-};
-
-// Tensors may be strided; they are written contiguously. Names must be unique.
+// Tensors may be strided; they are written contiguously. Names must be unique. To write a model
+// one tensor at a time, use SafetensorsWriter (runtime/safetensors_writer.h).
 absl::Status WriteSafetensors(const std::string& path,
                               const std::vector<std::pair<std::string, Tensor>>& tensors,
-                              const std::map<std::string, std::string>& metadata = {});
-// The same, streaming: `entries` declare the tensors (the header is written first), and
-// produce(i) returns entry i's tensor just before its bytes are written, so a file larger than
-// memory can be written one tensor at a time. An error from produce removes the unfinished file.
-absl::Status WriteSafetensors(const std::string& path, const std::vector<SafetensorsEntry>& entries,
-                              const std::function<absl::StatusOr<Tensor>(size_t)>& produce,
                               const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace strata

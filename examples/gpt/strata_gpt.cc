@@ -3,6 +3,7 @@
 //
 //   strata-gpt --data /usr/share/games/fortunes/songs-poems --layers 4 --width 192 --heads 6
 //              --seq 128 --batch 8 --steps 200 --lr 1e-3 --metrics run.jsonl
+//              --export finetuned/model.safetensors
 //
 // Batches follow llm.c: step s reads B*T+1 consecutive training tokens from s*B*T (wrapping at
 // the end); inputs are the first B*T, targets the same shifted by one. --shuffle draws random
@@ -11,7 +12,9 @@
 // Launched on several ranks (launch/strata-run -n N -- strata-gpt ...), it trains data parallel:
 // --batch stays the global micro-batch, each rank reads its B/N rows of every micro-batch, and
 // the losses are the one-process run's (Note [data parallel] in graph/compile.cc). Rank 0 prints,
-// writes --metrics and saves checkpoints; every rank reads --resume and --init-from.
+// writes --metrics, saves checkpoints and exports; every rank reads --resume and --init-from.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -40,6 +43,7 @@
 #include "nlohmann/json.hpp"
 #include "runtime/safetensors.h"
 #include "runtime/blas_check.h"
+#include "runtime/errno_text.h"
 #include "runtime/status.h"
 #include "runtime/threading.h"
 
@@ -50,6 +54,7 @@ using graph::GptConfig;
 
 struct Options {
   std::string data, init_from, save, resume, metrics, schedule = "cosine";
+  std::string export_path;  // --export: the model in Hugging Face GPT-2 layout at the end
   int64_t layers = 6, width = 384, heads = 6, seq = 256, batch = 8, steps = 100, vocab = 0;
   int64_t warmup = 10, seed = 1337, threads = 0, eval_every = 0, eval_batches = 4,
           micro_batches = 1, save_every = 0, log_every = 1, stop_at = 0;
@@ -215,7 +220,11 @@ absl::Status CheckFlags(const Options& o) {
   if (o.init_from.empty() && o.width % o.heads != 0) {
     return UsageError(absl::StrCat("--heads ", o.heads, " does not divide --width ", o.width));
   }
-  if (o.schedule == "cosine" && o.warmup >= o.steps) {
+  if (o.steps == 0 && o.export_path.empty() && o.save.empty()) {
+    return UsageError("--steps 0 trains nothing: it writes the model as it starts, with --export "
+                      "FILE (or --save DIR)");
+  }
+  if (o.schedule == "cosine" && o.steps > 0 && o.warmup >= o.steps) {
     return UsageError(absl::StrCat("--warmup ", o.warmup, " must be below --steps ", o.steps,
                                    " for the cosine schedule"));
   }
@@ -268,8 +277,32 @@ RunConfig MakeRunConfig(const Options& o, const GptConfig& c, const data::TokenF
   return r;
 }
 
+// The --export file is written at the end: a directory it cannot be written to is found before
+// the run, not after it. The write itself is atomic (Note [atomic file writes]).
+absl::Status CheckExportPath(const std::string& path) {
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error)) {
+    return absl::InvalidArgumentError(absl::StrCat("--export ", path, " is a directory; expected "
+                                                   "a file name such as model.safetensors"));
+  }
+  if (std::filesystem::path(path).filename() == "config.json") {
+    return UsageError(absl::StrCat("--export ", path, ": the config.json written beside the "
+                                   "weights would replace them; name the file model.safetensors"));
+  }
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  const std::string dir = parent.empty() ? "." : parent.string();
+  if (::access(dir.c_str(), W_OK) != 0) {
+    const int err = errno;
+    return absl::Status(absl::ErrnoToStatusCode(err),
+                        absl::StrCat("--export ", path, ": cannot write in ", dir, ": ",
+                                     ErrnoText(err)));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Train(Options o) {
   STRATA_RETURN_IF_ERROR(CheckFlags(o));
+  if (!o.export_path.empty()) STRATA_RETURN_IF_ERROR(CheckExportPath(o.export_path));
   if (o.threads > 0) SetNumThreads(static_cast<int>(o.threads));
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<collectives::Communicator> comm,
                           collectives::CreateCommunicator({.timeout_seconds = o.comm_timeout}));
@@ -325,6 +358,9 @@ absl::Status Train(Options o) {
   t.schedule.min_lr = min_lr;
   t.schedule.warmup_steps = o.warmup;
   t.schedule.total_steps = o.steps;
+  // --steps 0 runs no step, so no learning rate is ever taken; a constant schedule compiles
+  // where a cosine one of no steps would not.
+  if (o.steps == 0) t.schedule.kind = optim::LrSchedule::kConstant;
   t.clip_grad_norm = o.clip;
   t.micro_batches = static_cast<int>(o.micro_batches);
   t.seed = static_cast<uint64_t>(o.seed);
@@ -421,6 +457,18 @@ absl::Status Train(Options o) {
     }
   }
   if (!o.save.empty()) STRATA_RETURN_IF_ERROR(save());
+  if (!o.export_path.empty()) {
+    // Through Program::ReadState, wherever the parameters live (device, host or NVMe).
+    STRATA_RETURN_IF_ERROR(graph::SaveGpt2Weights(*program, config, o.export_path));
+    // The heads are in no tensor's shape: transformers and --init-from read them from here.
+    const std::string config_json =
+        (std::filesystem::path(o.export_path).parent_path() / "config.json").string();
+    STRATA_RETURN_IF_ERROR(graph::SaveGpt2Config(config, config_json));
+    std::printf("exported %s (%lld bytes) and %s at step %lld, in Hugging Face GPT-2 layout\n",
+                o.export_path.c_str(),
+                static_cast<long long>(std::filesystem::file_size(o.export_path)),
+                config_json.c_str(), static_cast<long long>(program->step_count()));
+  }
   if (o.profile) std::printf("%s", program->ProfileReport().c_str());
   std::printf("strata-gpt: done at step %lld, peak RSS %s\n",
               static_cast<long long>(program->step_count()), MebibytesText(PeakRssBytes()).c_str());
@@ -447,7 +495,8 @@ int main(int argc, char** argv) {
         "micro-batches accumulated per step");
   f.Add("vocab", &o.vocab, {.min = 0, .max = 1 << 20, .zero = "256 for text, 50257 for token files"},
         "vocabulary");
-  f.Add("steps", &o.steps, {.min = 1, .max = kMaxCount}, "optimizer steps (the schedule's length)");
+  f.Add("steps", &o.steps, {.min = 0, .max = kMaxCount},
+        "optimizer steps (the schedule's length); 0 with --export writes the model as it starts");
   f.Add("stop-at", &o.stop_at, {.min = 0, .max = kMaxCount, .zero = "--steps"},
         "end this run at this step, e.g. to --resume later");
   f.Add("lr", &o.lr, {.min = 0, .max = 10}, "peak learning rate");
@@ -473,6 +522,10 @@ int main(int argc, char** argv) {
   f.Add("resume", &o.resume,
         "checkpoint directory to resume from (refused when a setting that changes the math "
         "differs; a changed --steps is announced)");
+  f.Add("export", &o.export_path,
+        "write the model at the end to this safetensors file in Hugging Face GPT-2 layout "
+        "(GPT2LMHeadModel names, Conv1D weights [in, out], f32) and its config.json beside it, "
+        "as transformers' save_pretrained does");
   f.Add("metrics", &o.metrics, "write one JSON object per step to this file");
   f.Add("eval-every", &o.eval_every, {.min = 0, .max = kMaxCount, .zero = "never"},
         "steps between held-out evaluations");
@@ -501,6 +554,6 @@ int main(int argc, char** argv) {
     if (f.given(name)) o.given.insert(name);
   }
   // A short run keeps its default warm-up shorter than itself.
-  if (!f.given("warmup")) o.warmup = std::min<int64_t>(o.warmup, o.steps - 1);
+  if (!f.given("warmup") && o.steps > 0) o.warmup = std::min<int64_t>(o.warmup, o.steps - 1);
   return f.ExitCode(strata::examples::Train(o));
 }

@@ -10,7 +10,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "nlohmann/json.hpp"
+#include "runtime/atomic_file.h"
 #include "runtime/safetensors.h"
+#include "runtime/safetensors_writer.h"
 #include "runtime/status.h"
 
 namespace strata::graph {
@@ -143,18 +146,131 @@ absl::Status LoadGpt2Weights(Program& program, const std::string& path) {
   return absl::OkStatus();
 }
 
-absl::Status SaveGpt2Weights(const Program& program, const std::string& path) {
-  std::vector<std::pair<std::string, Tensor>> tensors;
-  tensors.reserve(program.parameters().size());
-  for (const auto& [param_path, value] : program.parameter_values()) {
-    STRATA_ASSIGN_OR_RETURN(const Tensor t, program.ReadState(value, DefaultCpuAllocator()));
-    Tensor view = t;
-    if (IsConv1dWeight(param_path, t.shape())) {
-      STRATA_ASSIGN_OR_RETURN(view, t.Transpose(0, 1));
+std::vector<std::pair<std::string, Shape>> Gpt2Parameters(const GptConfig& c) {
+  const int64_t w = c.width;
+  std::vector<std::pair<std::string, Shape>> params = {{"wte.weight", Shape{c.vocab, w}},
+                                                       {"wpe.weight", Shape{c.block_size, w}}};
+  for (int i = 0; i < c.layers; ++i) {
+    const std::string h = absl::StrCat("h.", i, ".");
+    // Linear weights in strata's (out, in) layout.
+    for (const auto& [name, shape] : std::vector<std::pair<const char*, Shape>>{
+             {"ln_1.weight", Shape{w}}, {"ln_1.bias", Shape{w}},
+             {"attn.c_attn.weight", Shape{3 * w, w}}, {"attn.c_attn.bias", Shape{3 * w}},
+             {"attn.c_proj.weight", Shape{w, w}}, {"attn.c_proj.bias", Shape{w}},
+             {"ln_2.weight", Shape{w}}, {"ln_2.bias", Shape{w}},
+             {"mlp.c_fc.weight", Shape{4 * w, w}}, {"mlp.c_fc.bias", Shape{4 * w}},
+             {"mlp.c_proj.weight", Shape{w, 4 * w}}, {"mlp.c_proj.bias", Shape{w}}}) {
+      params.emplace_back(h + name, shape);
     }
-    tensors.emplace_back(absl::StrCat(kPrefix, param_path), view);
   }
-  return WriteSafetensors(path, tensors, {{"format", "pt"}});
+  params.emplace_back("ln_f.weight", Shape{w});
+  params.emplace_back("ln_f.bias", Shape{w});
+  return params;
+}
+
+absl::Status SaveGpt2Weights(const GptConfig& config, const ReadGpt2Parameter& read,
+                             const std::string& path) {
+  if (absl::Status s = config.Validate(); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("GPT-2 export ", path, ": ", s.message()));
+  }
+  const std::vector<std::pair<std::string, Shape>> params = Gpt2Parameters(config);
+  std::vector<SafetensorsWriter::Entry> entries;
+  entries.reserve(params.size());
+  for (const auto& [param_path, shape] : params) {
+    entries.push_back({absl::StrCat(kPrefix, param_path), DType::kF32, HfShape(param_path, shape)});
+  }
+  STRATA_ASSIGN_OR_RETURN(SafetensorsWriter writer,
+                          SafetensorsWriter::Create(path, std::move(entries), {{"format", "pt"}}));
+  for (const auto& [param_path, shape] : params) {
+    absl::StatusOr<Tensor> value = read(param_path);
+    if (!value.ok()) {
+      return absl::Status(value.status().code(),
+                          absl::StrCat("GPT-2 export ", path, ": reading parameter '", param_path,
+                                       "': ", value.status().message()));
+    }
+    if (!value->defined() || value->dtype() != DType::kF32 || value->shape() != shape) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "GPT-2 export ", path, ": parameter '", param_path, "' is ",
+          value->defined() ? value->ToString() : "undefined", ", expected f32", shape.ToString()));
+    }
+    Tensor hf = *value;
+    if (IsConv1dWeight(param_path, shape)) {  // Note [GPT-2 layout]
+      STRATA_ASSIGN_OR_RETURN(hf, value->Transpose(0, 1));
+    }
+    STRATA_RETURN_IF_ERROR(writer.Write(hf));
+  }
+  return writer.Commit();
+}
+
+std::string Gpt2ConfigJson(const GptConfig& config) {
+  const nlohmann::ordered_json j = {
+      {"architectures", {"GPT2LMHeadModel"}},
+      {"model_type", "gpt2"},
+      {"vocab_size", config.vocab},
+      {"n_positions", config.block_size},
+      {"n_embd", config.width},
+      {"n_layer", config.layers},
+      {"n_head", config.heads},
+      {"n_inner", nullptr},  // 4 * n_embd
+      {"activation_function", "gelu_new"},
+      {"layer_norm_epsilon", 1e-5},
+      {"tie_word_embeddings", true},
+      {"torch_dtype", "float32"}};
+  return j.dump(2) + "\n";
+}
+
+absl::Status SaveGpt2Config(const GptConfig& config, const std::string& path) {
+  if (absl::Status s = config.Validate(); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("GPT-2 config ", path, ": ", s.message()));
+  }
+  const std::string text = Gpt2ConfigJson(config);
+  STRATA_ASSIGN_OR_RETURN(AtomicFile file, AtomicFile::Create(path));
+  STRATA_RETURN_IF_ERROR(file.Write(text.data(), text.size()));
+  return file.Commit();
+}
+
+absl::Status SaveGpt2Weights(const Program& program, const GptConfig& config,
+                             const std::string& path) {
+  if (absl::Status s = config.Validate(); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("GPT-2 export ", path, ": ", s.message()));
+  }
+  // The program's parameters must be exactly GPT-2's: anything else would be dropped or missing.
+  const std::vector<std::pair<std::string, Shape>> params = Gpt2Parameters(config);
+  const std::map<std::string, Shape> expected(params.begin(), params.end());
+  std::map<std::string, ValueId> values;
+  for (const auto& [param_path, value] : program.parameter_values()) {
+    const TensorType& type = program.graph().value(value).type;
+    auto it = expected.find(param_path);
+    if (it == expected.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "GPT-2 export ", path, ": the program's parameter '", param_path, "' (",
+          DTypeName(type.dtype), type.shape.ToString(),
+          ") has no place in Hugging Face GPT-2 of ", config.layers,
+          " layers (wte, wpe, h.0 .. h.", config.layers - 1,
+          ", ln_f; the output projection is tied to wte.weight)"));
+    }
+    if (type.dtype != DType::kF32 || type.shape != it->second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "GPT-2 export ", path, ": the program's parameter '", param_path, "' is ",
+          DTypeName(type.dtype), type.shape.ToString(), ", but GPT-2 of vocab ", config.vocab,
+          ", block_size ", config.block_size, ", width ", config.width, " has f32",
+          it->second.ToString()));
+    }
+    values.emplace(param_path, value);
+  }
+  for (const auto& [param_path, shape] : params) {
+    if (values.count(param_path) == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("GPT-2 export ", path,
+                                                     ": the program has no parameter '",
+                                                     param_path, "' (layers ", config.layers, ")"));
+    }
+  }
+  return SaveGpt2Weights(
+      config,
+      [&](const std::string& param_path) {
+        return program.ReadState(values.at(param_path), DefaultCpuAllocator());
+      },
+      path);
 }
 
 }  // namespace strata::graph

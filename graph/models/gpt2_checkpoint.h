@@ -5,18 +5,28 @@
 //   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Program> p, Compile(gpt, inputs, loss, options));
 //   STRATA_RETURN_IF_ERROR(LoadGpt2Weights(*p, "gpt2/model.safetensors"));
 //   ... p->Step(batch) ...
-//   STRATA_RETURN_IF_ERROR(SaveGpt2Weights(*p, "finetuned/model.safetensors"));
+//   STRATA_RETURN_IF_ERROR(SaveGpt2Weights(*p, gpt.config(), "finetuned/model.safetensors"));
+//
+// Saving reads each parameter through Program::ReadState, so it works wherever the state lives
+// (device, host, NVMe); SaveGpt2Weights(config, read, path) takes the values from any source,
+// e.g. shards gathered one parameter at a time, and holds one parameter in memory at a time.
 //
 // Note [GPT-2 layout]: strata's parameter paths are Hugging Face's without the "transformer."
 // prefix (wte.weight, h.0.attn.c_attn.weight, ...). GPT-2 implements its projections as Conv1D,
 // whose weight is stored [in, out]; strata's Linear stores (out, in). So the four Conv1D weights
 // of each block — attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj — are transposed on load and on
-// save; every other tensor is copied as it is.
+// save; every other tensor is copied as it is. c_attn's output is [q | k | v] in both (head h of
+// each at columns h*d .. (h+1)*d), so the transpose is all that its fused layout needs.
 #pragma once
 
+#include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "graph/models/gpt.h"
 #include "graph/program.h"
 
 namespace strata::graph {
@@ -30,8 +40,35 @@ namespace strata::graph {
 // unsupported dtype, an lm_head that is not wte, or names the program does not have (listed).
 absl::Status LoadGpt2Weights(Program& program, const std::string& path);
 
-// Writes every parameter of `program` as "transformer.<path>" in HF layout (F32), plus the
-// metadata {"format": "pt"} that `transformers` expects. Written to "<path>.tmp" and renamed.
-absl::Status SaveGpt2Weights(const Program& program, const std::string& path);
+// Hugging Face GPT-2's parameters for `config`, in the order the file holds them: (model path,
+// shape in strata's layout). wte, wpe, then per block ln_1, attn.c_attn, attn.c_proj, ln_2,
+// mlp.c_fc, mlp.c_proj (weight, bias each), then ln_f.
+std::vector<std::pair<std::string, Shape>> Gpt2Parameters(const GptConfig& config);
+
+// One parameter's full f32 value in strata's layout, by model path ("h.0.attn.c_attn.weight").
+using ReadGpt2Parameter = std::function<absl::StatusOr<Tensor>(const std::string& path)>;
+
+// Writes a GPT of `config` to `path` as `transformers` writes GPT2LMHeadModel's model.safetensors:
+// "transformer.<path>" names, Conv1D weights [in, out], F32, no lm_head (tied to wte), metadata
+// {"format": "pt"}. `read` is called once per parameter, in Gpt2Parameters order, and only one
+// value is held at a time. Atomic (Note [atomic file writes] in runtime/atomic_file.h): on
+// any error the file that was at `path` stays as it was. Errors name `path` and the parameter: a
+// config GPT-2 cannot express (GptConfig::Validate names the field), a value of the wrong dtype
+// or shape, or the errno of a failed write.
+absl::Status SaveGpt2Weights(const GptConfig& config, const ReadGpt2Parameter& read,
+                             const std::string& path);
+
+// The config.json that `transformers` reads beside model.safetensors (GPT2Config): the shape,
+// the heads (which no tensor's shape records), GELU "gelu_new", LayerNorm eps 1e-5, lm_head tied
+// to wte. LoadGpt2Weights' callers (strata-gpt --init-from) read n_head from it.
+std::string Gpt2ConfigJson(const GptConfig& config);
+// Writes Gpt2ConfigJson(config) to `path` atomically; errors name the path and errno.
+absl::Status SaveGpt2Config(const GptConfig& config, const std::string& path);
+
+// The same from a compiled GPT: every parameter of `program` must be one of Gpt2Parameters(config)
+// with its shape, and every one of those must be there (InvalidArgument naming the parameter
+// otherwise, e.g. a head that is not tied to wte); values come through Program::ReadState.
+absl::Status SaveGpt2Weights(const Program& program, const GptConfig& config,
+                             const std::string& path);
 
 }  // namespace strata::graph

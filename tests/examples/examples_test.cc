@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -391,7 +392,7 @@ TEST_F(StrataGptTest, NumericFlagsOutsideTheirRangeAreUsageErrors) {
   const std::vector<std::vector<std::string>> cases = {
       {"--log-every", "0"}, {"--batch", "-4"}, {"--val-fraction", "-0.1"},
       {"--val-fraction", "1"}, {"--layers", "0"}, {"--width", "0"}, {"--heads", "-1"},
-      {"--seq", "0"}, {"--micro-batches", "0"}, {"--vocab", "-1"}, {"--steps", "0"},
+      {"--seq", "0"}, {"--micro-batches", "0"}, {"--vocab", "-1"}, {"--steps", "-1"},
       {"--stop-at", "-1"}, {"--lr", "-1"}, {"--lr", "inf"}, {"--min-lr", "nan"},
       {"--warmup", "-1"}, {"--beta1", "1"}, {"--beta2", "-0.5"}, {"--eps", "0"},
       {"--weight-decay", "-1"}, {"--clip", "-1"}, {"--seed", "-3"}, {"--save-every", "-1"},
@@ -407,6 +408,8 @@ TEST_F(StrataGptTest, NumericFlagsOutsideTheirRangeAreUsageErrors) {
   ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--stop-at", "4"})), 2, "--stop-at 4 is past --steps 3");
   ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--min-lr", "1"})), 2, "--min-lr 1 exceeds --lr");
   ExpectCleanError(RunStrataGpt({"--steps", "3"}), 2, "--data FILE is required");
+  ExpectCleanError(RunStrataGpt(With(Tiny(0), {})), 2,
+                   "--steps 0 trains nothing: it writes the model as it starts, with --export FILE");
   ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--resume", Path("a"), "--init-from", Path("b")})),
                    2, "--resume and --init-from contradict each other");
   // Too few held-out tokens for one batch is the data's fault: a run-time error.
@@ -625,6 +628,8 @@ TEST_F(StrataGptTest, HelpStatesEachRangeAndWhatZeroMeans) {
   EXPECT_THAT(run.output, HasSubstr("--log-every       steps between progress lines; [1, "));
   EXPECT_THAT(run.output, HasSubstr("AdamW beta2; [0, 1)"));
   EXPECT_THAT(run.output, HasSubstr("exit codes: 0 success, 1 run-time error"));
+  EXPECT_THAT(run.output, HasSubstr("--export"));
+  EXPECT_THAT(run.output, HasSubstr("Hugging Face GPT-2 layout"));
 }
 
 TEST_F(StrataGptTest, BadFlagsAndFilesAreNamed) {
@@ -645,6 +650,110 @@ TEST_F(StrataGptTest, BadFlagsAndFilesAreNamed) {
   std::vector<std::string> args = Tiny(2);
   args[7] = "3";
   ExpectCleanError(RunStrataGpt(args), 2, "--heads 3 does not divide --width 32");
+}
+
+std::string FileBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// --export writes the trained model in Hugging Face GPT-2 layout with the config.json beside it.
+// strata-gpt reads it back with --init-from (the heads from that config.json) and, with
+// --steps 0, exports the same bytes again; a checkpoint resumed at its last step exports them too.
+TEST_F(StrataGptTest, ExportRoundTripsThroughInitFromAndResume) {
+  for (const char* d : {"a", "b", "c"}) fs::create_directories(Path(d));
+  const Result trained = RunStrataGpt(
+      With(Tiny(3), {"--save", Path("ckpt"), "--export", Path("a/model.safetensors")}));
+  ASSERT_EQ(trained.exit_code, 0) << trained.output;
+  EXPECT_THAT(trained.output, HasSubstr("exported " + Path("a/model.safetensors") + " ("));
+  EXPECT_THAT(trained.output, HasSubstr(Path("a/config.json") + " at step 3"));
+  nlohmann::json config;
+  {
+    std::ifstream in(Path("a/config.json"));
+    in >> config;
+  }
+  EXPECT_EQ(config.at("model_type"), "gpt2");
+  EXPECT_EQ(config.at("n_head"), 2);
+  EXPECT_EQ(config.at("n_layer"), 2);
+  EXPECT_EQ(config.at("n_embd"), 32);
+  EXPECT_EQ(config.at("n_positions"), 16);
+  EXPECT_EQ(config.at("vocab_size"), 256);
+  EXPECT_EQ(config.at("activation_function"), "gelu_new");
+
+  const Result again =
+      RunStrataGpt({"--data", Path("corpus.txt"), "--init-from", Path("a/model.safetensors"),
+                    "--steps", "0", "--threads", "1", "--export", Path("b/model.safetensors")});
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_THAT(again.output, HasSubstr("2 layers, width 32, 2 heads"));
+  EXPECT_THAT(again.output, HasSubstr("strata-gpt: done at step 0"));
+  EXPECT_EQ(FileBytes(Path("b/model.safetensors")), FileBytes(Path("a/model.safetensors")));
+  EXPECT_EQ(FileBytes(Path("b/config.json")), FileBytes(Path("a/config.json")));
+
+  const Result resumed =
+      RunStrataGpt(With(Tiny(3), {"--resume", Path("ckpt"), "--export", Path("c/model.safetensors")}));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_THAT(resumed.output, Not(HasSubstr("step     ")));  // nothing left to train
+  EXPECT_EQ(FileBytes(Path("c/model.safetensors")), FileBytes(Path("a/model.safetensors")));
+}
+
+// Placement does not change the math, and the export reads parameters wherever they live.
+TEST_F(StrataGptTest, ExportWithStateOnNvmeWritesTheSameBytes) {
+  TempDir swap;
+  const Result in_memory = RunStrataGpt(With(Tiny(3), {"--export", Path("memory.safetensors")}));
+  ASSERT_EQ(in_memory.exit_code, 0) << in_memory.output;
+  const Result offloaded = RunStrataGpt(
+      With(With(Tiny(3), AllOnNvme(swap.path())),
+           {"--io-direct", "off", "--export", Path("nvme.safetensors")}));
+  ASSERT_EQ(offloaded.exit_code, 0) << offloaded.output;
+  EXPECT_THAT(offloaded.output, HasSubstr("nvme"));
+  EXPECT_EQ(FileBytes(Path("nvme.safetensors")), FileBytes(Path("memory.safetensors")));
+  EXPECT_GT(FileBytes(Path("memory.safetensors")).size(), 100000u);
+}
+
+// Every file in `dir`, to show that a failed export leaves nothing behind.
+std::vector<std::string> Listing(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir)) {
+    names.push_back(e.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// A directory the export cannot write to is found before the run trains; a write that fails at
+// the end (here: over the file size limit, as a full disk would) names the file and errno, and
+// leaves the previous export as it was and no temporary file.
+TEST_F(StrataGptTest, AnExportThatCannotBeWrittenIsNamedAndLeavesNoPartialFile) {
+  const std::string missing = Path("missing/model.safetensors");
+  Result run = RunStrataGpt(With(Tiny(3), {"--export", missing}));
+  ExpectCleanError(run, 1, "--export " + missing + ": cannot write in " + Path("missing") +
+                               ": No such file or directory (ENOENT)");
+  EXPECT_THAT(run.output, Not(HasSubstr("step ")));
+  fs::create_directories(Path("dir.safetensors"));
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--export", Path("dir.safetensors")})), 1,
+                   "--export " + Path("dir.safetensors") + " is a directory");
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--export", Path("config.json")})), 2,
+                   "the config.json written beside the weights would replace them");
+
+  fs::create_directories(Path("out"));
+  const std::string model = Path("out/model.safetensors");
+  ASSERT_EQ(RunStrataGpt(With(Tiny(3), {"--seed", "7", "--export", model})).exit_code, 0);
+  const std::string before = FileBytes(model);
+  // dash's ulimit -f counts 512-byte blocks: 64 KiB, less than the 139 KiB file. SIGXFSZ ignored,
+  // so that write() fails with EFBIG instead of the signal ending the process.
+  const std::string limited = absl::StrCat("ulimit -f 128 && trap '' XFSZ && ", STRATA_GPT_BINARY);
+  run = RunBinary(limited.c_str(), With(Tiny(3), {"--export", model}));
+  ExpectCleanError(run, 1, "writing " + model + ".tmp failed: File too large (EFBIG)");
+  EXPECT_THAT(run.output, HasSubstr("step     3/3"));  // it failed at the end, after training
+  EXPECT_EQ(FileBytes(model), before);
+  EXPECT_EQ(Listing(Path("out")), (std::vector<std::string>{"config.json", "model.safetensors"}));
+
+  std::string why;
+  std::optional<Mount> ro = Mount::Make("tmpfs", "size=1m", /*read_only=*/true, &why);
+  if (!ro) GTEST_SKIP() << why << " (a read-only mount is what stops root from writing)";
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--export", ro->path() + "/model.safetensors"})), 1,
+                   "cannot write in " + ro->path() + ": Read-only file system (EROFS)");
+  EXPECT_TRUE(fs::is_empty(ro->path()));
 }
 
 // strata-fmnist on a slice of Fashion-MNIST (Debian's dataset-fashion-mnist): one JSON line per
