@@ -238,20 +238,30 @@ absl::Status MpiCommunicator::RingReduceScatter(const char* input, char* output,
 }
 
 absl::Status MpiCommunicator::RingAllGather(const char* input, char* output,
-                                        const std::vector<int64_t>& counts) {
+                                            const std::vector<int64_t>& counts) {
   const int n = world_size(), r = rank();
   const int64_t es = static_cast<int64_t>(SizeOf(current_->dtype));
   std::vector<int64_t> offsets(n, 0);
   for (int c = 1; c < n; ++c) offsets[c] = offsets[c - 1] + counts[c - 1];
-  if (output + offsets[r] * es != input && counts[r] > 0) {
-    std::memcpy(output + offsets[r] * es, input, counts[r] * es);
+  char* own = output + offsets[r] * es;
+  // This rank's shard goes into place while the first step's messages are in flight (the first
+  // step sends it from the input, so the copy and the send do not touch the same bytes).
+  auto place_own = [&] {
+    if (own != input && counts[r] > 0) std::memcpy(own, input, counts[r] * es);
+  };
+  if (n == 1) {
+    place_own();
+    return absl::OkStatus();
   }
   const int right = Mod(r + 1, n), left = Mod(r - 1, n);
   for (int s = 0; s < n - 1; ++s) {
     const int send = Mod(r - s, n), recv = Mod(r - s - 1, n);
-    STRATA_RETURN_IF_ERROR(Exchange(output + offsets[send] * es, counts[send] * es, right,
+    const char* outgoing = s == 0 ? input : output + offsets[send] * es;
+    STRATA_RETURN_IF_ERROR(Exchange(outgoing, counts[send] * es, right,
                                     output + offsets[recv] * es, counts[recv] * es, left,
-                                    Step{"all-gather", s, n - 1}));
+                                    Step{"all-gather", s, n - 1}, /*empty_messages=*/false,
+                                    s == 0 ? absl::FunctionRef<void()>(place_own)
+                                           : absl::FunctionRef<void()>([] {})));
   }
   return absl::OkStatus();
 }
@@ -294,7 +304,7 @@ absl::Status MpiCommunicator::DisseminationBarrier() {
 
 absl::Status MpiCommunicator::Exchange(const char* send, int64_t send_bytes, int to, char* recv,
                                        int64_t recv_bytes, int from, const Step& step,
-                                       bool empty_messages) {
+                                       bool empty_messages, absl::FunctionRef<void()> meanwhile) {
   requests_.clear();
   auto post = [&](bool is_send, const char* data, int64_t bytes, int peer) -> absl::Status {
     if (bytes == 0 && !empty_messages) return absl::OkStatus();
@@ -314,6 +324,7 @@ absl::Status MpiCommunicator::Exchange(const char* send, int64_t send_bytes, int
   STRATA_RETURN_IF_ERROR(post(false, recv, recv_bytes, from));
   const int recvs = static_cast<int>(requests_.size());
   STRATA_RETURN_IF_ERROR(post(true, send, send_bytes, to));
+  meanwhile();
   if (requests_.empty()) return absl::OkStatus();
   for (uint64_t polls = 1;; ++polls) {
     int done = 0;

@@ -43,6 +43,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/functional/function_ref.h"
 #include "collectives/comm_options.h"
 #include "collectives/communicator.h"
 #include "collectives/internal/host_staging.h"
@@ -76,9 +77,10 @@ class MpiCommunicator final : public Communicator {
   absl::Status DisseminationBarrier();
   // Sends `send_bytes` at `send` to rank `to` and receives `recv_bytes` into `recv` from rank
   // `from` (either may be 0 bytes: no message, unless `empty_messages`), polling until both are
-  // done or the op's deadline passed.
+  // done or the op's deadline passed. `meanwhile`, if given, runs once the messages are posted.
   absl::Status Exchange(const char* send, int64_t send_bytes, int to, char* recv,
-                        int64_t recv_bytes, int from, const Step& step, bool empty_messages = false);
+                        int64_t recv_bytes, int from, const Step& step, bool empty_messages = false,
+                        absl::FunctionRef<void()> meanwhile = [] {});
   absl::Status TimedOut(const Step& step, int to, int64_t send_bytes, int from, int64_t recv_bytes,
                         int sends_posted);
   char* Scratch(int index, int64_t bytes);
