@@ -135,25 +135,52 @@ void MpiCommunicator::Submit(internal::CommRequest request) {
 void MpiCommunicator::Run() {
   std::unique_lock lock(mutex_);
   while (true) {
-    work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-    if (queue_.empty()) return;  // stopping, nothing left
+    // Runs the next collective unless a waiting thread runs one; stops once nothing is left.
+    work_cv_.wait(lock, [&] { return !executing_ && (stopping_ || !queue_.empty()); });
+    if (queue_.empty()) return;
     internal::CommRequest request = std::move(queue_.front());
     queue_.pop_front();
+    executing_ = true;
     lock.unlock();
-    absl::Status status = broken_;
-    if (status.ok()) {
-      current_ = &request;
-      tag_ = static_cast<int>(request.ticket % (static_cast<uint64_t>(tag_ub_) + 1));
-      started_ = Clock::now();
-      deadline_ = started_ + std::chrono::duration_cast<Clock::duration>(
-                                 std::chrono::duration<double>(timeout_seconds_));
-      status = Execute(request);
-      current_ = nullptr;
-      if (status.ok()) AddBytesSent(request.bytes_sent);
-    }
-    tickets().Complete(request.ticket, std::move(status));
+    RunOne(request);
     lock.lock();
+    executing_ = false;
   }
+}
+
+void MpiCommunicator::RunQueuedUpTo(CommTicket ticket) {
+  // Note [the waiting thread helps].
+  std::unique_lock lock(mutex_);
+  bool ran = false;
+  while (!executing_ && !queue_.empty() && queue_.front().ticket <= ticket) {
+    internal::CommRequest request = std::move(queue_.front());
+    queue_.pop_front();
+    executing_ = true;
+    lock.unlock();
+    RunOne(request);
+    lock.lock();
+    executing_ = false;
+    ran = true;
+  }
+  if (ran) {
+    lock.unlock();
+    work_cv_.notify_all();  // the communication thread takes over what is left
+  }
+}
+
+void MpiCommunicator::RunOne(internal::CommRequest& request) {
+  absl::Status status = broken_;
+  if (status.ok()) {
+    current_ = &request;
+    tag_ = static_cast<int>(request.ticket % (static_cast<uint64_t>(tag_ub_) + 1));
+    started_ = Clock::now();
+    deadline_ = started_ + std::chrono::duration_cast<Clock::duration>(
+                               std::chrono::duration<double>(timeout_seconds_));
+    status = Execute(request);
+    current_ = nullptr;
+    if (status.ok()) AddBytesSent(request.bytes_sent);
+  }
+  tickets().Complete(request.ticket, std::move(status));
 }
 
 absl::Status MpiCommunicator::Execute(const internal::CommRequest& r) {
