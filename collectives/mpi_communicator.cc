@@ -19,7 +19,6 @@ using Clock = std::chrono::steady_clock;
 
 // One MPI message carries at most this many bytes (counts are int); larger transfers are split.
 constexpr int64_t kMaxMessageBytes = int64_t{1} << 30;
-constexpr int64_t kBroadcastSegmentBytes = int64_t{1} << 20;
 
 absl::Status MpiError(const char* call, int code) {
   char text[MPI_MAX_ERROR_STRING];
@@ -299,8 +298,11 @@ absl::Status MpiCommunicator::ChainBroadcast(char* data, int64_t bytes, int root
   const int position = Mod(r - root, n);  // in the chain root -> root+1 -> ... -> root-1
   const bool first = position == 0, last = position == n - 1;
   const int next = Mod(r + 1, n), prev = Mod(r - 1, n);
-  // Two ranks have nothing to pipeline: one message (split only past kMaxMessageBytes).
-  const int64_t segment = n == 2 ? bytes : kBroadcastSegmentBytes;
+  // Two ranks have nothing to pipeline: one message (split only past kMaxMessageBytes). Longer
+  // chains fill the pipeline in one segment per hop, so segments are a sixteenth of the buffer
+  // (the fill costs about (N-2)/16 of the time), between 128 KiB (per-message overhead) and 4 MiB.
+  const int64_t segment =
+      n == 2 ? bytes : std::clamp<int64_t>(bytes / 16, int64_t{128} << 10, int64_t{4} << 20);
   const int segments = static_cast<int>((bytes + segment - 1) / segment);
   auto seg_bytes = [&](int k) { return std::min(segment, bytes - k * segment); };
   // Step k receives segment k from prev while forwarding segment k-1 to next.

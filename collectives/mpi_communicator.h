@@ -25,9 +25,10 @@
 // message the rank waits for. A ring over N ranks splits the buffer into N chunks (ShardOf):
 // all_reduce is a reduce-scatter (N-1 steps, each sending one chunk to the right neighbour and
 // adding the one from the left) and an all-gather (N-1 steps forwarding the finished chunks), so
-// every rank ends with the same bits; broadcast is a chain from the root, pipelined in 1 MiB
-// segments; barrier is a dissemination barrier of empty messages (ceil(log2 N) rounds). Messages
-// are tagged with the op's sequence number (its ticket, modulo MPI_TAG_UB + 1).
+// every rank ends with the same bits; broadcast is a chain from the root, pipelined in segments
+// (a sixteenth of the buffer, 128 KiB to 4 MiB); barrier is a dissemination barrier of empty
+// messages (ceil(log2 N) rounds). Messages are tagged with the op's sequence number (its ticket,
+// modulo MPI_TAG_UB + 1).
 //
 // Note [the waiting thread helps]
 // Handing a collective to the communication thread and its completion back costs two thread
