@@ -161,9 +161,11 @@ void MpiCommunicator::RunQueuedUpTo(CommTicket ticket) {
     executing_ = false;
     ran = true;
   }
-  if (ran) {
+  // The communication thread takes over what is left (waking it for nothing would cost a
+  // context switch per collective).
+  if (ran && (!queue_.empty() || stopping_)) {
     lock.unlock();
-    work_cv_.notify_all();  // the communication thread takes over what is left
+    work_cv_.notify_all();
   }
 }
 
