@@ -65,18 +65,19 @@ function(strata_cc_benchmark)
   target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS} benchmark::benchmark)
 endfunction()
 
-# strata_add_mpi_test(NAME name NP ranks TARGET binary [LABELS ...] [TIMEOUT seconds])
+# strata_add_mpi_test(NAME name NP ranks TARGET binary [ARGS ...] [LABELS ...] [TIMEOUT seconds])
 # Runs `binary` under mpiexec with NP ranks as one ctest entry. Open MPI as root needs the two
 # OMPI_ALLOW_* variables; --oversubscribe lets more ranks than cores run (this is a 2-core CI).
 # Under the sanitizers, Open MPI's own allocations that it never frees at MPI_Finalize would fail
 # every run, so leak detection is off for MPI tests alone (ASan's other checks stay on).
 function(strata_add_mpi_test)
-  cmake_parse_arguments(ARG "" "NAME;NP;TARGET;TIMEOUT" "LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "" "NAME;NP;TARGET;TIMEOUT" "ARGS;LABELS" ${ARGN})
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 300)
   endif()
   add_test(NAME ${ARG_NAME}
-           COMMAND ${STRATA_MPIEXEC} --oversubscribe -n ${ARG_NP} $<TARGET_FILE:${ARG_TARGET}>)
+           COMMAND ${STRATA_MPIEXEC} --oversubscribe -n ${ARG_NP} $<TARGET_FILE:${ARG_TARGET}>
+                   ${ARG_ARGS})
   # One compute thread per rank: the ranks share the machine's cores.
   set(environment "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_rmaps_base_oversubscribe=1;OMP_NUM_THREADS=1")
   if(STRATA_SANITIZE)

@@ -115,7 +115,10 @@ class Communicator {
   // Blocks until `ticket` completed and returns its status. Bounded: the communication stream
   // ends every collective within the timeout (Note [collective timeouts]). Each ticket is waited
   // on once; a ticket never issued or already waited on is InvalidArgument.
-  absl::Status Wait(CommTicket ticket) { return tickets_.Wait(ticket); }
+  absl::Status Wait(CommTicket ticket) {
+    RunQueuedUpTo(ticket);
+    return tickets_.Wait(ticket);
+  }
   // A host Event that completes when `ticket` does (failed or not: the status comes from Wait),
   // so that a Stream can wait on it. Complete at once for a ticket already waited on.
   Event CompletionEvent(CommTicket ticket) { return tickets_.CompletionEvent(ticket); }
@@ -130,6 +133,10 @@ class Communicator {
   // Runs `request` (validated, in order) on the communication stream; completes its ticket
   // through tickets() and adds its bytes_sent on success.
   virtual void Submit(internal::CommRequest request) = 0;
+  // Called by Wait before it blocks: a backend whose communication stream is idle may run the
+  // collectives queued up to `ticket` on the waiting thread (Note [the waiting thread helps] in
+  // mpi_communicator.h).
+  virtual void RunQueuedUpTo(CommTicket ticket) {}
 
   internal::TicketTable& tickets() { return tickets_; }
   void AddBytesSent(int64_t bytes) { bytes_sent_.fetch_add(bytes, std::memory_order_relaxed); }

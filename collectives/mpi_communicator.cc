@@ -21,7 +21,6 @@ using Clock = std::chrono::steady_clock;
 
 // One MPI message carries at most this many bytes (counts are int); larger transfers are split.
 constexpr int64_t kMaxMessageBytes = int64_t{1} << 30;
-constexpr int64_t kBroadcastSegmentBytes = int64_t{1} << 20;
 
 absl::Status MpiError(const char* call, int code) {
   char text[MPI_MAX_ERROR_STRING];
@@ -137,25 +136,54 @@ void MpiCommunicator::Submit(internal::CommRequest request) {
 void MpiCommunicator::Run() {
   std::unique_lock lock(mutex_);
   while (true) {
-    work_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-    if (queue_.empty()) return;  // stopping, nothing left
+    // Runs the next collective unless a waiting thread runs one; stops once nothing is left.
+    work_cv_.wait(lock, [&] { return !executing_ && (stopping_ || !queue_.empty()); });
+    if (queue_.empty()) return;
     internal::CommRequest request = std::move(queue_.front());
     queue_.pop_front();
+    executing_ = true;
     lock.unlock();
-    absl::Status status = broken_;
-    if (status.ok()) {
-      current_ = &request;
-      tag_ = static_cast<int>(request.ticket % (static_cast<uint64_t>(tag_ub_) + 1));
-      started_ = Clock::now();
-      deadline_ = started_ + std::chrono::duration_cast<Clock::duration>(
-                                 std::chrono::duration<double>(timeout_seconds_));
-      status = Execute(request);
-      current_ = nullptr;
-      if (status.ok()) AddBytesSent(request.bytes_sent);
-    }
-    tickets().Complete(request.ticket, std::move(status));
+    RunOne(request);
     lock.lock();
+    executing_ = false;
   }
+}
+
+void MpiCommunicator::RunQueuedUpTo(CommTicket ticket) {
+  // Note [the waiting thread helps].
+  std::unique_lock lock(mutex_);
+  bool ran = false;
+  while (!executing_ && !queue_.empty() && queue_.front().ticket <= ticket) {
+    internal::CommRequest request = std::move(queue_.front());
+    queue_.pop_front();
+    executing_ = true;
+    lock.unlock();
+    RunOne(request);
+    lock.lock();
+    executing_ = false;
+    ran = true;
+  }
+  // The communication thread takes over what is left (waking it for nothing would cost a
+  // context switch per collective).
+  if (ran && (!queue_.empty() || stopping_)) {
+    lock.unlock();
+    work_cv_.notify_all();
+  }
+}
+
+void MpiCommunicator::RunOne(internal::CommRequest& request) {
+  absl::Status status = broken_;
+  if (status.ok()) {
+    current_ = &request;
+    tag_ = static_cast<int>(request.ticket % (static_cast<uint64_t>(tag_ub_) + 1));
+    started_ = Clock::now();
+    deadline_ = started_ + std::chrono::duration_cast<Clock::duration>(
+                               std::chrono::duration<double>(timeout_seconds_));
+    status = Execute(request);
+    current_ = nullptr;
+    if (status.ok()) AddBytesSent(request.bytes_sent);
+  }
+  tickets().Complete(request.ticket, std::move(status));
 }
 
 absl::Status MpiCommunicator::Execute(const internal::CommRequest& r) {
@@ -240,20 +268,30 @@ absl::Status MpiCommunicator::RingReduceScatter(const char* input, char* output,
 }
 
 absl::Status MpiCommunicator::RingAllGather(const char* input, char* output,
-                                        const std::vector<int64_t>& counts) {
+                                            const std::vector<int64_t>& counts) {
   const int n = world_size(), r = rank();
   const int64_t es = static_cast<int64_t>(SizeOf(current_->dtype));
   std::vector<int64_t> offsets(n, 0);
   for (int c = 1; c < n; ++c) offsets[c] = offsets[c - 1] + counts[c - 1];
-  if (output + offsets[r] * es != input && counts[r] > 0) {
-    std::memcpy(output + offsets[r] * es, input, counts[r] * es);
+  char* own = output + offsets[r] * es;
+  // This rank's shard goes into place while the first step's messages are in flight (the first
+  // step sends it from the input, so the copy and the send do not touch the same bytes).
+  auto place_own = [&] {
+    if (own != input && counts[r] > 0) std::memcpy(own, input, counts[r] * es);
+  };
+  if (n == 1) {
+    place_own();
+    return absl::OkStatus();
   }
   const int right = Mod(r + 1, n), left = Mod(r - 1, n);
   for (int s = 0; s < n - 1; ++s) {
     const int send = Mod(r - s, n), recv = Mod(r - s - 1, n);
-    STRATA_RETURN_IF_ERROR(Exchange(output + offsets[send] * es, counts[send] * es, right,
+    const char* outgoing = s == 0 ? input : output + offsets[send] * es;
+    STRATA_RETURN_IF_ERROR(Exchange(outgoing, counts[send] * es, right,
                                     output + offsets[recv] * es, counts[recv] * es, left,
-                                    Step{"all-gather", s, n - 1}));
+                                    Step{"all-gather", s, n - 1}, /*empty_messages=*/false,
+                                    s == 0 ? absl::FunctionRef<void()>(place_own)
+                                           : absl::FunctionRef<void()>([] {})));
   }
   return absl::OkStatus();
 }
@@ -264,8 +302,11 @@ absl::Status MpiCommunicator::ChainBroadcast(char* data, int64_t bytes, int root
   const int position = Mod(r - root, n);  // in the chain root -> root+1 -> ... -> root-1
   const bool first = position == 0, last = position == n - 1;
   const int next = Mod(r + 1, n), prev = Mod(r - 1, n);
-  // Two ranks have nothing to pipeline: one message (split only past kMaxMessageBytes).
-  const int64_t segment = n == 2 ? bytes : kBroadcastSegmentBytes;
+  // Two ranks have nothing to pipeline: one message (split only past kMaxMessageBytes). Longer
+  // chains fill the pipeline in one segment per hop, so segments are a sixteenth of the buffer
+  // (the fill costs about (N-2)/16 of the time), between 128 KiB (per-message overhead) and 4 MiB.
+  const int64_t segment =
+      n == 2 ? bytes : std::clamp<int64_t>(bytes / 16, int64_t{128} << 10, int64_t{4} << 20);
   const int segments = static_cast<int>((bytes + segment - 1) / segment);
   auto seg_bytes = [&](int k) { return std::min(segment, bytes - k * segment); };
   // Step k receives segment k from prev while forwarding segment k-1 to next.
@@ -296,7 +337,7 @@ absl::Status MpiCommunicator::DisseminationBarrier() {
 
 absl::Status MpiCommunicator::Exchange(const char* send, int64_t send_bytes, int to, char* recv,
                                        int64_t recv_bytes, int from, const Step& step,
-                                       bool empty_messages) {
+                                       bool empty_messages, absl::FunctionRef<void()> meanwhile) {
   requests_.clear();
   auto post = [&](bool is_send, const char* data, int64_t bytes, int peer) -> absl::Status {
     if (bytes == 0 && !empty_messages) return absl::OkStatus();
@@ -316,6 +357,7 @@ absl::Status MpiCommunicator::Exchange(const char* send, int64_t send_bytes, int
   STRATA_RETURN_IF_ERROR(post(false, recv, recv_bytes, from));
   const int recvs = static_cast<int>(requests_.size());
   STRATA_RETURN_IF_ERROR(post(true, send, send_bytes, to));
+  meanwhile();
   if (requests_.empty()) return absl::OkStatus();
   for (uint64_t polls = 1;; ++polls) {
     int done = 0;

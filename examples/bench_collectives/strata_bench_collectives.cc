@@ -5,10 +5,12 @@
 //   mpirun -n 2 strata-bench-collectives --min-bytes 1K --max-bytes 256M
 //
 // For each size (x4 steps) and op, `--rounds` rounds alternate strata and MPI (which goes first
-// alternates too); a round runs the op `iters` times back to back (about 32 MiB of buffer in all,
+// alternates too); a round runs the op `iters` times back to back (about 16 MiB of buffer in all,
 // 3 to 500 times) between barriers, and its time is the slowest rank's. The table gives each side's
 // median time per op and bus bandwidth (algorithm bandwidth S/t times 2(N-1)/N for all_reduce,
-// (N-1)/N for reduce_scatter and all_gather, 1 for broadcast), and the ratio of bus bandwidths.
+// (N-1)/N for reduce_scatter and all_gather, 1 for broadcast), and the median over rounds of the
+// ratio strata/MPI of the two halves of a round, which a machine whose load drifts (a shared one)
+// disturbs less than a ratio of medians.
 // MPI's calls: MPI_Allreduce (in place), MPI_Reduce_scatter, MPI_Allgather (MPI_Allgatherv where
 // the world does not divide the count), MPI_Bcast. --json prints one object per line instead.
 #include <mpi.h>
@@ -32,7 +34,7 @@ using collectives::CommOp;
 using collectives::Communicator;
 
 struct Options {
-  int64_t min_bytes = 1024, max_bytes = int64_t{256} << 20, rounds = 5;
+  int64_t min_bytes = 1024, max_bytes = int64_t{256} << 20, rounds = 9;
   std::string ops = "all_reduce,reduce_scatter,all_gather,broadcast";
   bool json = false;
 };
@@ -97,7 +99,7 @@ absl::Status Bench(const Options& o) {
     const Tensor whole_t = Tensor::Wrap(whole.data(), Shape{count}, DType::kF32, Device::Cpu());
     const Tensor shard_t = Tensor::Wrap(shard.data(), Shape{mine.count}, DType::kF32,
                                         Device::Cpu());
-    const int64_t iters = std::clamp<int64_t>((int64_t{32} << 20) / bytes, 3, 500);
+    const int64_t iters = std::clamp<int64_t>((int64_t{16} << 20) / bytes, 3, 500);
     for (CommOp op : ops) {
       auto strata = [&]() -> absl::Status {
         absl::StatusOr<collectives::CommTicket> t;
@@ -148,9 +150,13 @@ absl::Status Bench(const Options& o) {
         }
       }
       STRATA_RETURN_IF_ERROR(error);
-      std::sort(strata_s.begin(), strata_s.end());
-      std::sort(mpi_s.begin(), mpi_s.end());
-      const double ts = strata_s[strata_s.size() / 2], tm = mpi_s[mpi_s.size() / 2];
+      std::vector<double> ratios;  // of bus bandwidths, strata / MPI, per round
+      for (size_t k = 0; k < strata_s.size(); ++k) ratios.push_back(mpi_s[k] / strata_s[k]);
+      auto median = [](std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        return v[v.size() / 2];
+      };
+      const double ts = median(strata_s), tm = median(mpi_s), ratio = median(ratios);
       const double factor = BusFactor(op, n);
       const double bw_s = bytes / ts * factor / 1e9, bw_m = bytes / tm * factor / 1e9;
       if (rank != 0) continue;
@@ -158,13 +164,16 @@ absl::Status Bench(const Options& o) {
       if (o.json) {
         std::printf("{\"op\": \"%s\", \"bytes\": %lld, \"ranks\": %d, \"iters\": %lld, "
                     "\"strata_s\": %.9g, \"mpi_s\": %.9g, \"strata_busbw\": %.6g, "
-                    "\"mpi_busbw\": %.6g}\n",
+                    "\"mpi_busbw\": %.6g, \"ratio\": %.6g, \"ratio_min\": %.6g, "
+                    "\"ratio_max\": %.6g}\n",
                     name.c_str(), static_cast<long long>(bytes), n,
-                    static_cast<long long>(iters), ts, tm, bw_s * 1e9, bw_m * 1e9);
+                    static_cast<long long>(iters), ts, tm, bw_s * 1e9, bw_m * 1e9, ratio,
+                    *std::min_element(ratios.begin(), ratios.end()),
+                    *std::max_element(ratios.begin(), ratios.end()));
       } else {
         std::printf("%14s %12lld %15lld %10.1f %10.3f %10.1f %10.3f %8.2f\n", name.c_str(),
                     static_cast<long long>(bytes), static_cast<long long>(count), ts * 1e6, bw_s,
-                    tm * 1e6, bw_m, bw_s / bw_m);
+                    tm * 1e6, bw_m, ratio);
       }
       std::fflush(stdout);
     }
