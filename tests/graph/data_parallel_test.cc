@@ -36,7 +36,7 @@ constexpr int kSteps = 10;
 struct RunSetup {
   double clip = 1.0;
   int micro_batches = 1;
-  OffloadOptions offload;
+  OffloadOptions offload{};
 };
 
 // Rows [first, first + rows) of step `step`'s global batch of token ids (and targets).
