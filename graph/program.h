@@ -8,7 +8,8 @@
 //
 // Lifecycle: Compile (trace, autodiff, passes, plan) -> Program::Create (allocate the two regions,
 // initialize parameters and constants, bind tensors) -> Step, Step, ... No heap allocation
-// happens inside Step after the first one.
+// happens inside Step after the first one, but for a data-parallel program's collectives (the
+// communicator's per-call bookkeeping, collectives/communicator.h).
 //
 // Measured memory (StepStats::peak_bytes) is the high-water mark of the bytes that the
 // program's allocators handed out during the step, per tier, never a number taken from the plan.

@@ -15,6 +15,22 @@ import unittest
 import launch_common as lc
 
 
+def rank_pid(tag, rank):
+    """The pid of strata-gpt's rank `rank` in the job tagged `tag`, or None."""
+    want = {f"STRATA_TEST_TAG={tag}".encode(), f"OMPI_COMM_WORLD_RANK={rank}".encode()}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            env = set(pathlib.Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"))
+            exe = os.readlink(f"/proc/{entry}/exe")
+        except OSError:
+            continue
+        if want <= env and exe.endswith("strata-gpt"):
+            return int(entry)
+    return None
+
+
 class StrataRunTest(unittest.TestCase):
     def run_job(self, flags, program, timeout=60, env=None):
         tag = lc.new_tag()
@@ -54,6 +70,33 @@ class StrataRunTest(unittest.TestCase):
         self.assertNotEqual(run.returncode, 0)
         self.assertNotEqual(run.returncode, 124)  # ended by the failure, not by a timeout
         self.assertIn("signal 9", run.stderr)     # mpirun names the killed rank's signal
+
+    def test_a_killed_strata_gpt_rank_ends_the_job(self):
+        """Data-parallel strata-gpt: SIGKILL rank 1 mid-run; rank 0, waiting for it in the
+        next all-reduce, ends with the job well within 30 s, and no process is left."""
+        with lc.temp_dir() as d:
+            gpt = lc.GptSmoke(d)
+            argv = gpt.argv()
+            argv[argv.index("--steps") + 1] = "1000000"
+            metrics = pathlib.Path(d) / "metrics.jsonl"
+            tag = lc.new_tag()
+            start = time.monotonic()
+            proc = subprocess.Popen([sys.executable, lc.paths.strata_run, "-n", "2", "--", *argv],
+                                    env=lc.tagged_env(tag), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+            while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+                self.assertIsNone(proc.poll(), "the job ended before it trained")
+                self.assertLess(time.monotonic() - start, 60, "no step within 60 s")
+                time.sleep(0.1)
+            victim = rank_pid(tag, 1)
+            self.assertIsNotNone(victim, "rank 1 of strata-gpt not found")
+            killed = time.monotonic()
+            os.kill(victim, signal.SIGKILL)
+            _, err = proc.communicate(timeout=60)
+            self.assertLess(time.monotonic() - killed, 30)
+            self.assertNotEqual(proc.returncode, 0)
+            self.assertNotEqual(proc.returncode, 124, err)  # ended by the failure, not a timeout
+            self.assertEqual(lc.leftovers(tag), [])
 
     def test_sigterm_to_strata_run_ends_every_rank(self):
         tag = lc.new_tag()
