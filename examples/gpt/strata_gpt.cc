@@ -457,7 +457,7 @@ absl::Status Train(Options o) {
     }
   }
   if (!o.save.empty()) STRATA_RETURN_IF_ERROR(save());
-  if (!o.export_path.empty()) {
+  if (!o.export_path.empty() && rank == 0) {  // every rank holds the same model (stage 0)
     // Through Program::ReadState, wherever the parameters live (device, host or NVMe).
     STRATA_RETURN_IF_ERROR(graph::SaveGpt2Weights(*program, config, o.export_path));
     // The heads are in no tensor's shape: transformers and --init-from read them from here.
