@@ -119,6 +119,9 @@ TEST(OpKindTest, EveryKindIsMadeByExactlyOneOpClassUnderItsName) {
       nvme);
   ASSERT_TRUE(program.ok()) << program.status();
   for (const Node& n : (*program)->graph().nodes()) ops.push_back(n.op);
+  // all_reduce is compiled in only with a communicator of several ranks (an MPI job:
+  // graph_data_parallel_test); its factory is the only one.
+  ops.push_back(ops::AllReduceOp());
 
   std::map<OpKind, std::set<std::type_index>> classes;
   for (const std::shared_ptr<const Op>& op : ops) {
