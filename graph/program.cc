@@ -785,7 +785,8 @@ absl::StatusOr<double> Program::SumOverRanks(double local) {
   collectives::Communicator* comm = config_.communicator;
   if (comm == nullptr || comm->world_size() == 1) return local;
   if (!loss_sum_.defined()) {
-    STRATA_ASSIGN_OR_RETURN(loss_sum_, Tensor::Empty(Shape{1}, DType::kF32, *persistent_allocator_));
+    // Outside the program's ledger: its measured peak stays the plan's.
+    STRATA_ASSIGN_OR_RETURN(loss_sum_, Tensor::Empty(Shape{1}, DType::kF32, DefaultCpuAllocator()));
   }
   loss_sum_.data<float>()[0] = static_cast<float>(local);
   STRATA_ASSIGN_OR_RETURN(const collectives::CommTicket t, comm->AllReduce(loss_sum_));
