@@ -81,10 +81,14 @@ absl::StatusOr<MemoryPlan> ScheduleAndPlan(Graph& graph, Program::Config& config
                                                    o.device_bytes, ", host ", o.host_bytes, ")"));
   }
   const Graph unscheduled = graph;
-  int64_t lookahead = o.offloads() ? o.prefetch_bytes : 0;  // nothing to fetch: one plan
+  bool gathers = false;  // ZeRO stage 3: sharded parameters are fetched (gathered) like offloads
+  for (ValueId v = 0; v < graph.num_values(); ++v) {
+    gathers = gathers || (graph.value(v).role == ValueRole::kParameter && graph.value(v).shard);
+  }
+  int64_t lookahead = o.offloads() || gathers ? o.prefetch_bytes : 0;  // nothing to fetch: one plan
   while (true) {
     graph = unscheduled;
-    STRATA_RETURN_IF_ERROR(ScheduleOffload(graph, lookahead));
+    STRATA_RETURN_IF_ERROR(ScheduleOffload(graph, lookahead, config.zero.reuse_bytes));
     STRATA_ASSIGN_OR_RETURN(MemoryPlan plan, PlanMemory(graph, config.num_threads));
     const TierNeeds need = Needs(graph, plan, o);
     if (o.host_bytes > 0 && need.host > o.host_bytes) {
@@ -121,13 +125,15 @@ absl::StatusOr<MemoryPlan> ScheduleAndPlan(Graph& graph, Program::Config& config
 // the same order on every rank, as the collectives require — and ScheduleUpdates puts each right
 // after its gradient is final, so it overlaps the rest of the backward; with micro-batches they
 // run once per step, on the accumulators, before the update phase's norms and updates. The loss
-// and held-out loss the Program reports are averaged over the ranks.
+// and held-out loss the Program reports are averaged over the ranks. Stages 1-3 then shard the
+// gradients, optimizer state and parameters (Note [zero partition] in passes/zero_partition.cc).
 absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
                                                 const std::vector<InputSpec>& inputs,
                                                 const LossFn& loss_fn,
                                                 const TrainOptions& options) {
   STRATA_RETURN_IF_ERROR(options.optimizer.Validate());
   STRATA_RETURN_IF_ERROR(options.schedule.Validate());
+  STRATA_RETURN_IF_ERROR(options.zero.Validate());
   if (options.micro_batches < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("train options: micro_batches = ", options.micro_batches, " must be >= 1"));
@@ -181,6 +187,19 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
   // over the micro-batches of every rank (Note [data parallel]).
   const int world = options.communicator != nullptr ? options.communicator->world_size() : 1;
   config.communicator = options.communicator;
+  config.zero = options.zero;
+  const bool partitions = world > 1 && options.zero.stage > 0;
+  if (partitions && options.keep_gradients) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "train options: keep_gradients keeps every whole gradient; ZeRO stage ",
+        options.zero.stage, " keeps only this rank's shards (use stage 0)"));
+  }
+  if (partitions && options.zero.stage < 3 && options.offload.params == MemoryTier::kNvme) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "train options: ZeRO stage ", options.zero.stage, " keeps every parameter whole on each "
+        "rank, so parameters on nvme would be read whole by every rank; use stage 3 (parameters "
+        "sharded, ZeRO-Infinity) or keep parameters on the device or host"));
+  }
   Var seed = tracer.NewValue({Shape{}, DType::kF32}, ValueRole::kConstant, "loss_seed");
   const float seed_value = 1.0f / static_cast<float>(options.micro_batches * world);
   graph.SetConstant(seed.id(), std::string(reinterpret_cast<const char*>(&seed_value), sizeof(float)));
@@ -257,6 +276,11 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
     config.optimizer_state.push_back({graph.value(final_grads[i]).name, final_grads[i]});
   }
   Dump(options, config.dump, "optimizer", graph);
+  if (partitions) {
+    STRATA_RETURN_IF_ERROR(
+        PartitionForZero(graph, options.zero, options.communicator->rank(), world));
+    Dump(options, config.dump, "zero_partition", graph);
+  }
   return r;
 }
 

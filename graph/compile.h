@@ -28,6 +28,7 @@
 #include "graph/module.h"
 #include "graph/offload_options.h"
 #include "graph/program.h"
+#include "graph/zero_options.h"
 #include "optim/lr_schedule.h"
 
 namespace strata::graph {
@@ -70,6 +71,9 @@ struct TrainOptions {
   // and the gradients are summed over the ranks before clipping and the updates. Not owned; it
   // must outlive the Program. Null: one process.
   collectives::Communicator* communicator = nullptr;
+  // ZeRO stages 1-3 with that communicator (Note [zero partition] in
+  // graph/passes/zero_partition.cc); ignored in a world of one.
+  ZeroOptions zero;
 };
 
 using LossFn = std::function<Var(absl::Span<const Var> inputs)>;

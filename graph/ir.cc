@@ -28,7 +28,12 @@ const char* ValueRoleName(ValueRole role) {
 
 ValueId Graph::AddValue(TensorType type, ValueRole role, std::string name) {
   const ValueId id = static_cast<ValueId>(values_.size());
-  values_.push_back(Value{id, std::move(type), role, std::move(name)});
+  Value v;
+  v.id = id;
+  v.type = std::move(type);
+  v.role = role;
+  v.name = std::move(name);
+  values_.push_back(std::move(v));
   return id;
 }
 
@@ -50,8 +55,9 @@ void Graph::RemoveNodes(const std::vector<bool>& remove) {
 std::string Graph::ValueToString(ValueId id) const {
   if (id == kNoValue) return "_";
   const Value& v = values_[id];
-  const std::string home =
+  std::string home =
       v.home == MemoryTier::kDevice ? "" : absl::StrCat(" @", MemoryTierName(v.home));
+  if (v.shard) absl::StrAppend(&home, " [shard ", v.shard->offset, "+", v.shard->count, "]");
   return v.name.empty() ? absl::StrCat("%", id, home) : absl::StrCat("%", id, " ", v.name, home);
 }
 

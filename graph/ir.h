@@ -16,9 +16,11 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "collectives/shard.h"
 #include "runtime/dtype.h"
 #include "runtime/memory_tier.h"
 #include "runtime/shape.h"
@@ -73,6 +75,15 @@ struct Value {
   // bound where compute reads them; others are fetched into kStaged copies. For a gradient (an
   // arena value) a host or NVMe home means it is written there once final.
   MemoryTier home = MemoryTier::kDevice;
+  // ZeRO (Note [zero partition] in graph/passes/zero_partition.cc): the value holds only this
+  // rank's elements [offset, offset + count) of its type, flattened — a stage-3 parameter at its
+  // home, an optimizer state shard, a reduce-scattered gradient. Its bytes are a 1-D tensor of
+  // `count` elements; the type stays the whole tensor's, which a gathered copy has.
+  std::optional<collectives::ShardRange> shard;
+
+  int64_t numel() const { return shard ? shard->count : type.shape.numel(); }
+  // The bytes the value holds: its shard's, or the whole type's.
+  size_t nbytes() const { return static_cast<size_t>(numel()) * SizeOf(type.dtype); }
 };
 
 using NodeId = int32_t;

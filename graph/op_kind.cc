@@ -40,6 +40,8 @@ absl::string_view OpKindName(OpKind kind) {
     case OpKind::kLayerNormGrad: return "layer_norm_grad";
     case OpKind::kLayerNormGradResidual: return "layer_norm_grad_residual";
     case OpKind::kAllReduce: return "all_reduce";
+    case OpKind::kAllGather: return "all_gather";
+    case OpKind::kReduceScatter: return "reduce_scatter";
     case OpKind::kFetch: return "fetch";
     case OpKind::kOffloadedUpdate: return "offloaded_update";
     case OpKind::kWriteBack: return "write_back";

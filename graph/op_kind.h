@@ -59,6 +59,8 @@ enum class OpKind {
   kLayerNormGradResidual,
   // collective_ops.cc
   kAllReduce,
+  kAllGather,
+  kReduceScatter,
   // offload_ops.cc
   kFetch,
   kOffloadedUpdate,

@@ -54,12 +54,20 @@ uint64_t HashPath(uint64_t seed, const std::string& path) {
 
 // The bytes the plan reserves for a value (memory_plan.cc rounds every value up to this).
 int64_t PlannedBytes(const Value& v) {
-  const int64_t n = static_cast<int64_t>(v.type.nbytes());
+  const int64_t n = static_cast<int64_t>(v.nbytes());
   return (n + kPlanAlignment - 1) / kPlanAlignment * kPlanAlignment;
 }
 
 // A signalling NaN in every f32 word of [p, p + bytes): a kernel that reads bytes no one wrote in
 // this interval turns the loss into NaN.
+// The shape of the bytes a value holds: its type's, or a ZeRO shard's (1-D).
+Shape HeldShape(const Value& v) { return v.shard ? Shape{v.shard->count} : v.type.shape; }
+
+// Elements [offset, offset + count) of contiguous `t`, as a 1-D view.
+absl::StatusOr<Tensor> FlatRange(const Tensor& t, int64_t offset, int64_t count) {
+  return Tensor::View(t.storage(), Shape{count}, {1}, t.offset() + offset, t.dtype());
+}
+
 void FillNaN(void* p, int64_t bytes) {
   std::fill_n(static_cast<uint32_t*>(p), bytes / sizeof(uint32_t), 0x7FA00000u);
 }
@@ -160,7 +168,7 @@ absl::Status Program::Bind() {
     const bool persists = IsPersistent(value.role);
     if (persists && value.home == MemoryTier::kNvme) {
       absl::StatusOr<offload::Extent> extent =
-          store_->AllocateExtent(static_cast<int64_t>(value.type.nbytes()));
+          store_->AllocateExtent(static_cast<int64_t>(value.nbytes()));
       // The engine names one extent; the user needs the total that the directory must hold.
       if (!extent.ok()) {
         return absl::Status(extent.status().code(),
@@ -174,8 +182,9 @@ absl::Status Program::Bind() {
     std::shared_ptr<Storage> region = !persists                           ? arena
                                       : value.home == MemoryTier::kHost ? host
                                                                         : persistent;
+    const Shape shape = HeldShape(value);
     STRATA_ASSIGN_OR_RETURN(
-        tensors_[v], Tensor::View(region, value.type.shape, ContiguousStrides(value.type.shape),
+        tensors_[v], Tensor::View(region, shape, ContiguousStrides(shape),
                                   plan_.offset[v] / static_cast<int64_t>(elem), value.type.dtype));
   }
   for (const auto& [v, bytes] : graph_.constants()) {
@@ -185,6 +194,7 @@ absl::Status Program::Bind() {
     Instruction ins{n.op.get(), {}, {}, {}, n.phase, &n};
     for (ValueId v : n.inputs) ins.in.push_back(tensors_[v]);
     for (ValueId v : n.outputs) ins.out.push_back(v == kNoValue ? Tensor() : tensors_[v]);
+    STRATA_RETURN_IF_ERROR(BindShardedUpdate(n, ins));
     if (n.workspace != kNoValue && tensors_[n.workspace].defined()) {  // else bound while live
       const Tensor& w = tensors_[n.workspace];
       ins.workspace = absl::MakeSpan(w.data<float>(), w.numel());
@@ -204,6 +214,18 @@ absl::Status Program::Bind() {
     state_values_.push_back({name, v});
   }
   return PlanStreams();
+}
+
+// An update of a reduce-scattered gradient (ZeRO stages 1-2) changes only this rank's elements
+// of a parameter that every rank holds whole: it reads them as a view (Note [zero partition]).
+absl::Status Program::BindShardedUpdate(const Node& n, Instruction& ins) {
+  if (!IsOptimizerUpdate(n)) return absl::OkStatus();
+  const Value& grad = graph_.value(n.inputs[1]);
+  const Value& param = graph_.value(n.inputs[0]);
+  const Tensor& whole = tensors_[n.inputs[0]];
+  if (!grad.shard || param.shard || !whole.defined()) return absl::OkStatus();
+  STRATA_ASSIGN_OR_RETURN(ins.in[0], FlatRange(whole, grad.shard->offset, grad.shard->count));
+  return absl::OkStatus();
 }
 
 // Note [the IO stream]
@@ -253,9 +275,11 @@ absl::Status Program::PlanStreams() {
 absl::Status Program::InitializeParameters() {
   for (const Config::Param& p : config_.params) {
     const Value& value = graph_.value(p.value);
-    // A parameter homed on NVMe is drawn in memory, one at a time, then written home.
+    // A parameter homed on NVMe is drawn in memory, one at a time, then written home; so is a
+    // ZeRO shard, drawn whole (the same numbers on every rank and in any world size) and cut.
+    const bool in_place = tensors_[p.value].defined() && !value.shard;
     Tensor t = tensors_[p.value];
-    if (!t.defined()) {
+    if (!in_place) {
       STRATA_ASSIGN_OR_RETURN(t, Tensor::Empty(value.type.shape, DType::kF32, DefaultCpuAllocator()));
     }
     float* d = t.data<float>();
@@ -268,7 +292,11 @@ absl::Status Program::InitializeParameters() {
         default: d[i] = static_cast<float>(p.a + (p.b - p.a) * rng.Uniform()); break;
       }
     }
-    if (!tensors_[p.value].defined()) STRATA_RETURN_IF_ERROR(WriteState(p.value, t));
+    if (in_place) continue;
+    if (value.shard) {
+      STRATA_ASSIGN_OR_RETURN(t, FlatRange(t, value.shard->offset, value.shard->count));
+    }
+    STRATA_RETURN_IF_ERROR(WriteState(p.value, t));
   }
   return absl::OkStatus();
 }
@@ -287,7 +315,7 @@ absl::StatusOr<Tensor> Program::ReadState(ValueId id, Allocator& allocator) cons
   // The pending updates belong to the last step: finishing them changes no state a caller saw.
   STRATA_RETURN_IF_ERROR(const_cast<Program*>(this)->Flush());
   const Value& value = graph_.value(id);
-  STRATA_ASSIGN_OR_RETURN(Tensor copy, Tensor::Empty(value.type.shape, value.type.dtype, allocator));
+  STRATA_ASSIGN_OR_RETURN(Tensor copy, Tensor::Empty(HeldShape(value), value.type.dtype, allocator));
   if (tensors_[id].defined()) {
     STRATA_RETURN_IF_ERROR(copy.CopyFrom(tensors_[id]));
   } else {
@@ -303,7 +331,7 @@ absl::Status Program::WriteState(ValueId id, const Tensor& src) {
   }
   STRATA_RETURN_IF_ERROR(Flush());
   const Value& value = graph_.value(id);
-  if (src.dtype() != value.type.dtype || src.shape() != value.type.shape || !src.is_contiguous()) {
+  if (src.dtype() != value.type.dtype || src.shape() != HeldShape(value) || !src.is_contiguous()) {
     return absl::InvalidArgumentError(absl::StrCat("WriteState: ", Describe(id), " cannot take ",
                                                    src.ToString()));
   }
@@ -400,25 +428,33 @@ absl::Status Program::RunIo(const Instruction& ins) {
   const Node& n = *ins.node;
   switch (ins.op->kind()) {
     case OpKind::kFetch: {
+      // A ZeRO stage-3 parameter's home holds its shard: read into the shard's place in the
+      // copy, then gathered (Note [zero partition]).
       const ValueId home = n.inputs[0];
+      const Value& value = graph_.value(home);
+      const bool gathered = value.shard && !graph_.value(n.outputs[0]).shard;
+      const int64_t offset = gathered ? value.shard->offset : 0;
       const Tensor& dst = ins.out[0];
-      const int64_t bytes = static_cast<int64_t>(dst.nbytes());
-      if (graph_.value(home).home == MemoryTier::kNvme) {
-        return store_->Read(extents_[home], dst.raw_data(), bytes);
+      char* to = static_cast<char*>(dst.raw_data()) + offset * SizeOf(dst.dtype());
+      const int64_t bytes = static_cast<int64_t>(value.nbytes());
+      if (value.home == MemoryTier::kNvme) {
+        STRATA_RETURN_IF_ERROR(store_->Read(extents_[home], to, bytes));
+      } else if (bytes > 0) {
+        std::memcpy(to, tensors_[home].raw_data(), bytes);
+        if (value.home == MemoryTier::kHost) store_->CountRead(MemoryTier::kHost, bytes);
       }
-      std::memcpy(dst.raw_data(), tensors_[home].raw_data(), bytes);
-      store_->CountRead(MemoryTier::kHost, bytes);
-      return absl::OkStatus();
+      return gathered ? Gather(dst, *value.shard) : absl::OkStatus();
     }
     case OpKind::kWriteBack: {
       const ValueId home = n.inputs[1];
+      const Value& value = graph_.value(home);
+      const int64_t offset = value.shard && !graph_.value(n.inputs[0]).shard ? value.shard->offset : 0;
       const Tensor& src = ins.in[0];
-      const int64_t bytes = static_cast<int64_t>(src.nbytes());
-      if (graph_.value(home).home == MemoryTier::kNvme) {
-        return store_->Write(extents_[home], src.raw_data(), bytes);
-      }
-      std::memcpy(tensors_[home].raw_data(), src.raw_data(), bytes);
-      store_->CountWrite(MemoryTier::kHost, bytes);
+      const char* from = static_cast<const char*>(src.raw_data()) + offset * SizeOf(src.dtype());
+      const int64_t bytes = static_cast<int64_t>(value.nbytes());
+      if (value.home == MemoryTier::kNvme) return store_->Write(extents_[home], from, bytes);
+      if (bytes > 0) std::memcpy(tensors_[home].raw_data(), from, bytes);
+      if (value.home == MemoryTier::kHost) store_->CountWrite(MemoryTier::kHost, bytes);
       return absl::OkStatus();
     }
     case OpKind::kOffloadedUpdate: return RunOffloadedUpdate(ins);
@@ -428,9 +464,32 @@ absl::Status Program::RunIo(const Instruction& ins) {
       STRATA_ASSIGN_OR_RETURN(const collectives::CommTicket t, comm->AllReduce(ins.in[0]));
       return comm->Wait(t);
     }
+    case OpKind::kReduceScatter: {
+      collectives::Communicator* comm = config_.communicator;
+      if (comm == nullptr) return ins.op->Run(RunArgs{ins.in, ins.out, {}, &scalars_});
+      STRATA_ASSIGN_OR_RETURN(const Tensor whole, FlatRange(ins.in[0], 0, ins.in[0].numel()));
+      STRATA_ASSIGN_OR_RETURN(const collectives::CommTicket t,
+                              comm->ReduceScatter(whole, ins.out[0]));
+      return comm->Wait(t);
+    }
+    case OpKind::kAllGather: {
+      collectives::Communicator* comm = config_.communicator;
+      if (comm == nullptr) return absl::OkStatus();
+      return Gather(ins.in[0], collectives::ShardOf(ins.in[0].numel(), comm->world_size(),
+                                                    comm->rank()));
+    }
     default:
       return absl::InternalError(absl::StrCat(ins.op->name(), " runs on the IO stream but is not IO"));
   }
+}
+
+absl::Status Program::Gather(const Tensor& whole, const collectives::ShardRange& mine) {
+  collectives::Communicator* comm = config_.communicator;
+  if (comm == nullptr || comm->world_size() == 1) return absl::OkStatus();
+  STRATA_ASSIGN_OR_RETURN(const Tensor shard, FlatRange(whole, mine.offset, mine.count));
+  STRATA_ASSIGN_OR_RETURN(const Tensor flat, FlatRange(whole, 0, whole.numel()));
+  STRATA_ASSIGN_OR_RETURN(const collectives::CommTicket t, comm->AllGather(shard, flat));
+  return comm->Wait(t);
 }
 
 absl::Status Program::RunOffloadedUpdate(const Instruction& ins) {
@@ -466,8 +525,7 @@ absl::Status Program::RunOffloadedUpdate(const Instruction& ins) {
         norm, Tensor::View(std::make_shared<Storage>(norm_scratch_, sizeof(float), Device::Cpu()),
                            Shape{}, {}, 0, DType::kF32));
   }
-  const int64_t numel = ins.in[0].defined() ? ins.in[0].numel()
-                                            : graph_.value(n.inputs[0]).type.shape.numel();
+  const int64_t numel = graph_.value(n.inputs[1]).numel();  // the shard's, with ZeRO
   return store_->Update(
       absl::MakeConstSpan(operands.data(), k), numel,
       [&](absl::Span<float* const> chunk, int64_t elems) -> absl::Status {
@@ -578,12 +636,13 @@ absl::Status Program::Allocate(ValueId v, int index) {
   if (bytes > 0) {
     live_extents_[begin] = v;
     FillNaN(block.data(), bytes);
-    Poison(static_cast<char*>(block.data()) + value.type.nbytes(), bytes - value.type.nbytes());
+    Poison(static_cast<char*>(block.data()) + value.nbytes(), bytes - value.nbytes());
   }
   live_[v] = true;
-  auto storage = std::make_shared<Storage>(block.data(), value.type.nbytes(), Device::Cpu());
-  STRATA_ASSIGN_OR_RETURN(tensors_[v], Tensor::View(std::move(storage), value.type.shape,
-                                                    ContiguousStrides(value.type.shape), 0,
+  auto storage = std::make_shared<Storage>(block.data(), value.nbytes(), Device::Cpu());
+  const Shape shape = HeldShape(value);
+  STRATA_ASSIGN_OR_RETURN(tensors_[v], Tensor::View(std::move(storage), shape,
+                                                    ContiguousStrides(shape), 0,
                                                     value.type.dtype));
   return absl::OkStatus();
 }
@@ -634,6 +693,7 @@ absl::Status Program::RunChecked(int index) {
     STRATA_RETURN_IF_ERROR(bind(n.workspace, w));
     ins.workspace = absl::MakeSpan(w.data<float>(), w.numel());
   }
+  STRATA_RETURN_IF_ERROR(BindShardedUpdate(n, ins));
   STRATA_RETURN_IF_ERROR(Run(ins));
   for (ValueId v : dead_after_[index]) Release(v);
   return absl::OkStatus();
@@ -802,7 +862,7 @@ absl::StatusOr<double> Program::SumOverRanks(double local) {
 absl::Status Program::CheckSameProgramOnEveryRank() {
   collectives::Communicator* comm = config_.communicator;
   if (comm == nullptr || comm->world_size() == 1) return absl::OkStatus();
-  std::vector<std::pair<std::string, std::string>> fields(4);
+  std::vector<std::pair<std::string, std::string>> fields(5);
   fields[0].first = "model (parameter paths and shapes)";
   for (const Config::Param& p : config_.params) {
     absl::StrAppend(&fields[0].second, p.path, graph_.value(p.value).type.ToString(), p.init_kind,
@@ -826,6 +886,9 @@ absl::Status Program::CheckSameProgramOnEveryRank() {
   const optim::LrSchedule& lr = config_.schedule;
   absl::StrAppend(&fields[3].second, static_cast<int>(lr.kind), ",", lr.max_lr, ",", lr.min_lr, ",",
                   lr.warmup_steps, ",", lr.total_steps);
+  fields[4].first = "ZeRO (stage, persistence threshold, reuse)";
+  absl::StrAppend(&fields[4].second, config_.zero.stage, ",", config_.zero.persistence_threshold,
+                  ",", config_.zero.reuse_bytes);
   const int f = static_cast<int>(fields.size());
   STRATA_ASSIGN_OR_RETURN(Tensor mine, Tensor::Empty(Shape{2 * f}, DType::kI32, DefaultCpuAllocator()));
   for (int i = 0; i < f; ++i) {

@@ -34,6 +34,7 @@
 #include "graph/op.h"
 #include "graph/passes/passes.h"
 #include "graph/tier_store.h"
+#include "graph/zero_options.h"
 #include "optim/lr_schedule.h"
 #include "runtime/allocator.h"
 #include "runtime/memory_ledger.h"
@@ -115,6 +116,7 @@ class Program {
     // Data parallel (TrainOptions::communicator): runs the all_reduce nodes and averages the
     // reported losses over the ranks. Not owned.
     collectives::Communicator* communicator = nullptr;
+    ZeroOptions zero;  // how the state is partitioned over the ranks
   };
 
   static absl::StatusOr<std::unique_ptr<Program>> Create(Graph graph, MemoryPlan plan,
@@ -154,6 +156,8 @@ class Program {
   absl::StatusOr<Tensor> parameter(const std::string& path) const;
   int64_t num_parameters() const;  // elements of every parameter and buffer
   // A persistent value's bytes, wherever it lives: a host copy made with `allocator`, and back.
+  // A ZeRO shard (Value::shard: optimizer state at stages 1-3, parameters at stage 3) is the 1-D
+  // tensor of this rank's elements; graph().value(id).shard says which.
   absl::StatusOr<Tensor> ReadState(ValueId id, Allocator& allocator) const;
   absl::Status WriteState(ValueId id, const Tensor& src);
   // The tensor bound to value `id`, as the last Step or Evaluate left it (Evaluate computes only
@@ -183,12 +187,15 @@ class Program {
   };
   Program(Graph graph, MemoryPlan plan, Config config);
   absl::Status Bind();
+  absl::Status BindShardedUpdate(const Node& n, Instruction& ins);
   absl::Status InitializeParameters();
   absl::Status CheckBatch(absl::Span<const Tensor> batch) const;
   absl::Status LoadMicroBatch(absl::Span<const Tensor> batch, int index);
   absl::Status Run(const Instruction& ins);
   absl::Status RunIo(const Instruction& ins);
   absl::Status RunOffloadedUpdate(const Instruction& ins);
+  // ZeRO: `whole` (contiguous) filled in place with every rank's shard; this rank's is `mine`.
+  absl::Status Gather(const Tensor& whole, const collectives::ShardRange& mine);
   // Data parallel: `local` summed over the ranks (itself in a world of one).
   absl::StatusOr<double> SumOverRanks(double local);
   // Data parallel: every rank must run the same program (Note [same program on every rank]).

@@ -80,6 +80,10 @@ std::shared_ptr<const Op> ZeroOp();
 // max_norm / (norm + 1e-6) when that is below 1 before updating.
 std::shared_ptr<const Op> GradNormOp();
 std::shared_ptr<const Op> GlobalGradNormOp();
+// The same over parts (ZeRO, where each rank holds shards of the gradients): the first
+// `squared_inputs` inputs are already sums of squares; with `squared_output` the result is the
+// sum of squares itself, not its root (a partial sum that an all_reduce completes).
+std::shared_ptr<const Op> GlobalGradNormOp(int squared_inputs, bool squared_output);
 // param, grad, m, v[, global norm]: AdamW with PyTorch's semantics, lr from StepScalars.
 std::shared_ptr<const Op> AdamWUpdateOp(double beta1, double beta2, double eps,
                                         double weight_decay, double max_norm = 0);
@@ -90,6 +94,10 @@ std::shared_ptr<const Op> SgdUpdateOp(double momentum, double dampening, bool ne
 // Data parallel (graph/compile.cc): all_reduce sums a gradient over the ranks of the Program's
 // communicator, in place, on its IO stream. In a world of one the sum is the value itself.
 std::shared_ptr<const Op> AllReduceOp();
+// ZeRO (graph/passes/zero_partition.cc): reduce_scatter(g) -> this rank's shard of g summed over
+// the ranks; all_gather(p) fills p in place with every rank's shard of it.
+std::shared_ptr<const Op> ReduceScatterOp();
+std::shared_ptr<const Op> AllGatherOp();
 
 // Offload (graph/passes/schedule_offload.cc). fetch: home -> its staged device copy; write_back:
 // (staged copy, home) -> the copy's bytes back home; offloaded_update: an optimizer update (above)

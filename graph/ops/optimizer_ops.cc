@@ -60,19 +60,35 @@ class GradNorm final : public Op {
 // sqrt of the sum of the squared per-gradient norms: the global norm that clipping divides by.
 class GlobalGradNorm final : public Op {
  public:
+  GlobalGradNorm(int squared_inputs, bool squared_output)
+      : squared_inputs_(squared_inputs), squared_output_(squared_output) {}
   OpKind kind() const override { return OpKind::kGlobalGradNorm; }
+  std::string Attributes() const override {
+    if (squared_inputs_ == 0 && !squared_output_) return "";
+    return absl::StrCat("squared_inputs=", squared_inputs_,
+                        squared_output_ ? " squared_output" : "");
+  }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    if (static_cast<int>(in.size()) < squared_inputs_) {
+      return absl::InvalidArgumentError(absl::StrCat("global_grad_norm: ", in.size(),
+                                                     " inputs, fewer than the ", squared_inputs_,
+                                                     " squared ones"));
+    }
     return std::vector<TensorType>{{Shape{}, DType::kF32}};
   }
   absl::Status Run(const RunArgs& a) const override {
     double sum_sq = 0;
-    for (const Tensor& n : a.in) {
-      const double v = n.data<float>()[0];
-      sum_sq += v * v;
+    for (size_t i = 0; i < a.in.size(); ++i) {
+      const double v = a.in[i].data<float>()[0];
+      sum_sq += static_cast<int>(i) < squared_inputs_ ? v : v * v;
     }
-    a.out[0].data<float>()[0] = static_cast<float>(std::sqrt(sum_sq));
+    a.out[0].data<float>()[0] = static_cast<float>(squared_output_ ? sum_sq : std::sqrt(sum_sq));
     return absl::OkStatus();
   }
+
+ private:
+  int squared_inputs_;
+  bool squared_output_;
 };
 
 // With clipping, an update's last input is the global norm and its gradient (input 1) is scaled
@@ -144,7 +160,10 @@ class SgdUpdate final : public InPlaceOp {
 std::shared_ptr<const Op> AccumulateOp() { return std::make_shared<Accumulate>(); }
 std::shared_ptr<const Op> ZeroOp() { return std::make_shared<Zero>(); }
 std::shared_ptr<const Op> GradNormOp() { return std::make_shared<GradNorm>(); }
-std::shared_ptr<const Op> GlobalGradNormOp() { return std::make_shared<GlobalGradNorm>(); }
+std::shared_ptr<const Op> GlobalGradNormOp() { return std::make_shared<GlobalGradNorm>(0, false); }
+std::shared_ptr<const Op> GlobalGradNormOp(int squared_inputs, bool squared_output) {
+  return std::make_shared<GlobalGradNorm>(squared_inputs, squared_output);
+}
 std::shared_ptr<const Op> AdamWUpdateOp(double beta1, double beta2, double eps,
                                         double weight_decay, double max_norm) {
   return std::make_shared<AdamWUpdate>(

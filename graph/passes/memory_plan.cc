@@ -68,7 +68,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(Graph& graph, int num_threads) {
                      value.role == ValueRole::kSpilled)) {
       continue;
     }
-    const int64_t bytes = static_cast<int64_t>(value.type.nbytes());
+    const int64_t bytes = static_cast<int64_t>(value.nbytes());
     int64_t& region = value.home == MemoryTier::kHost   ? plan.host_bytes
                       : value.home == MemoryTier::kNvme ? plan.nvme_bytes
                                                         : plan.persistent_bytes;
@@ -83,17 +83,17 @@ absl::StatusOr<MemoryPlan> PlanMemory(Graph& graph, int num_threads) {
     if (!IsPersistent(graph.value(v).role) && used[v]) arena.push_back(v);
   }
   std::stable_sort(arena.begin(), arena.end(), [&](ValueId a, ValueId b) {
-    return graph.value(a).type.nbytes() > graph.value(b).type.nbytes();
+    return graph.value(a).nbytes() > graph.value(b).nbytes();
   });
   std::vector<ValueId> placed;
   for (ValueId v : arena) {
-    const int64_t size = Align(static_cast<int64_t>(graph.value(v).type.nbytes()));
+    const int64_t size = Align(static_cast<int64_t>(graph.value(v).nbytes()));
     const auto [first, last] = plan.live[v];
     std::vector<std::pair<int64_t, int64_t>> busy;  // [begin, end) of overlapping live values
     for (ValueId p : placed) {
       const auto [pf, pl] = plan.live[p];
       if (pf <= last && first <= pl) {
-        busy.push_back({plan.offset[p], plan.offset[p] + Align(graph.value(p).type.nbytes())});
+        busy.push_back({plan.offset[p], plan.offset[p] + Align(graph.value(p).nbytes())});
       }
     }
     std::sort(busy.begin(), busy.end());
@@ -110,7 +110,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(Graph& graph, int num_threads) {
   std::vector<int64_t> live_bytes(nodes.size() + 1, 0);
   for (ValueId v : arena) {
     for (int i = plan.live[v].first; i <= plan.live[v].second; ++i) {
-      live_bytes[i] += Align(graph.value(v).type.nbytes());
+      live_bytes[i] += Align(graph.value(v).nbytes());
     }
   }
   plan.live_peak_bytes = *std::max_element(live_bytes.begin(), live_bytes.end());

@@ -4,6 +4,8 @@
 //   FuseCrossEntropy   cross_entropy + its gradient -> one cross_entropy_with_grad node
 //   FuseResidualAdd    add(linear(x, w, b), r) -> one linear_residual node (r + x w^T + b), and
 //                      add(layer_norm_grad.dx, g) -> one layer_norm_grad_residual node
+//   PartitionForZero   (TrainOptions::zero, stages 1-3) reduce-scatter gradients, shard optimizer
+//                      state and, at stage 3, parameters (Note [zero partition])
 //   RecomputeActivations  (TrainOptions::recompute) checkpointed blocks keep only their input and
 //                      output through the forward; the rest is recomputed in the backward
 //   ScheduleUpdates    each optimizer update right after its gradient is final
@@ -21,17 +23,23 @@
 #include "absl/status/statusor.h"
 #include "graph/ir.h"
 #include "graph/offload_options.h"
+#include "graph/zero_options.h"
 
 namespace strata::graph {
 
 absl::Status FuseCrossEntropy(Graph& graph);
+// Note [zero partition] in zero_partition.cc: this rank's (`rank` of `world_size`) shards. A
+// no-op at stage 0 or in a world of one.
+absl::Status PartitionForZero(Graph& graph, const ZeroOptions& zero, int rank, int world_size);
 absl::Status FuseResidualAdd(Graph& graph);
 // Note [activation checkpointing] in recompute.cc. A no-op when no node is in a block.
 absl::Status RecomputeActivations(Graph& graph);
 absl::Status ScheduleUpdates(Graph& graph);
 absl::Status EliminateDeadCode(Graph& graph);
 absl::Status PlaceState(Graph& graph, const OffloadOptions& options);
-absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes);
+// `reuse_bytes`: the window rule's bound for parameters gathered by ZeRO stage 3
+// (ZeroOptions::reuse_bytes); other values use `prefetch_bytes`.
+absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes, int64_t reuse_bytes = 0);
 
 // adamw_update, sgd_update or offloaded_update: inputs (param, grad, state..., [global norm]).
 bool IsOptimizerUpdate(const Node& n);

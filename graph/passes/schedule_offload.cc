@@ -7,8 +7,12 @@
 //   2. an arena value with a host or NVMe home is written there (write_back into a kSpilled
 //      value) right after its last near reader, and its far readers read that home: a
 //      gradient's update, or (a block input that recompute keeps) every node of the backward;
-//   3. every other node that reads a value homed off the device (compute, or an all_reduce)
-//      reads a kStaged copy instead:
+//   3. every other node that reads a value homed off the device (compute, or a collective)
+//      reads a kStaged copy instead — so does every node but its update that reads a ZeRO
+//      stage-3 parameter, whose home holds only this rank's shard: its fetch reads the shard and
+//      all-gathers the rest into the copy (Note [zero partition]), and its windows join across
+//      at most ZeroOptions::reuse_bytes instead of the lookahead (with 0, a copy serves the
+//      node that reads it and no other):
 //      uses of a value are grouped into windows (consecutive uses stay in one window unless more
 //      than the lookahead of other staged bytes is used between them), each window gets one
 //      fetch ahead of its first use and, when a node of the window writes the value, one
@@ -37,7 +41,23 @@
 namespace strata::graph {
 namespace {
 
-bool HomedOff(const Value& v) { return IsPersistent(v.role) && v.home != MemoryTier::kDevice; }
+// A ZeRO stage-3 parameter: its home holds only this rank's shard, so compute reads a whole copy
+// that its fetch gathers from every rank (Note [zero partition]).
+bool Gathered(const Value& v) { return v.role == ValueRole::kParameter && v.shard.has_value(); }
+
+bool HomedOff(const Value& v) {
+  return IsPersistent(v.role) && (v.home != MemoryTier::kDevice || Gathered(v));
+}
+
+// The bytes of a value's staged copy: the whole value when gathered, else what its home holds.
+int64_t StagedBytes(const Value& v) {
+  return static_cast<int64_t>(Gathered(v) ? v.type.nbytes() : v.nbytes());
+}
+
+bool IsCollective(const Node& n) {
+  const OpKind k = n.op->kind();
+  return k == OpKind::kAllReduce || k == OpKind::kReduceScatter || k == OpKind::kAllGather;
+}
 
 bool Mutates(const Node& n, int slot) {
   const std::vector<int> m = n.op->MutatedInputs();
@@ -56,7 +76,9 @@ void OffloadUpdatesAndSpills(Graph& graph) {
   for (size_t u = 0; u < nodes.size(); ++u) {
     Node& n = nodes[u];
     if (n.op->kind() != OpKind::kAdamWUpdate && n.op->kind() != OpKind::kSgdUpdate) continue;
-    bool state_off = false;
+    // A sharded parameter homed off the device is read at its home too.
+    const Value& param = graph.value(n.inputs[0]);
+    bool state_off = Gathered(param) && param.home != MemoryTier::kDevice;
     for (size_t i = 2; i < n.inputs.size(); ++i) {
       const Value& v = graph.value(n.inputs[i]);
       state_off = state_off || (v.role == ValueRole::kOptimizerState && HomedOff(v));
@@ -107,8 +129,10 @@ void OffloadUpdatesAndSpills(Graph& graph) {
     value.home = MemoryTier::kDevice;
     const TensorType type = value.type;
     const std::string name = value.name.empty() ? absl::StrCat("%", v) : value.name;
+    const std::optional<collectives::ShardRange> shard = value.shard;
     const ValueId home = graph.AddValue(type, ValueRole::kSpilled, name);
     graph.mutable_value(home).home = home_tier;
+    graph.mutable_value(home).shard = shard;
     // A gradient's far reader is its update; a block input's, every node of the backward.
     auto far = [&](const Node& n, int i) {
       return gradient ? IsOptimizerUpdate(n) && n.inputs[1] == v : i >= backward;
@@ -159,10 +183,11 @@ struct Window {
 
 }  // namespace
 
-absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes) {
-  if (prefetch_bytes < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("offload: prefetch_bytes = ", prefetch_bytes, " must be >= 0"));
+absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes, int64_t reuse_bytes) {
+  if (prefetch_bytes < 0 || reuse_bytes < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("offload: prefetch_bytes = ", prefetch_bytes,
+                                                   " and reuse_bytes = ", reuse_bytes,
+                                                   " must be >= 0"));
   }
   OffloadUpdatesAndSpills(graph);
   std::vector<Node>& nodes = graph.mutable_nodes();
@@ -172,10 +197,13 @@ absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes) {
   std::map<ValueId, std::vector<Use>> uses;
   for (int i = 0; i < n; ++i) {
     const Node& node = nodes[i];
-    // IO nodes read homes themselves; an all_reduce sends bytes from memory, so it reads a copy.
-    if (node.op->RunsOnIoStream() && node.op->kind() != OpKind::kAllReduce) continue;
+    // IO nodes read homes themselves; a collective sends bytes from memory, so it reads a copy.
+    if (node.op->RunsOnIoStream() && !IsCollective(node)) continue;
     for (int s = 0; s < static_cast<int>(node.inputs.size()); ++s) {
-      if (HomedOff(graph.value(node.inputs[s]))) uses[node.inputs[s]].push_back({i, s});
+      const Value& value = graph.value(node.inputs[s]);
+      // An update of a sharded parameter reads and writes only its shard, at its home.
+      if (s == 0 && IsOptimizerUpdate(node) && Gathered(value)) continue;
+      if (HomedOff(value)) uses[node.inputs[s]].push_back({i, s});
     }
   }
   if (uses.empty()) return absl::OkStatus();
@@ -199,7 +227,7 @@ absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes) {
       for (ValueId o : needs[i]) {
         if (o == v || std::find(seen.begin(), seen.end(), o) != seen.end()) continue;
         seen.push_back(o);
-        bytes += static_cast<int64_t>(graph.value(o).type.nbytes());
+        bytes += StagedBytes(graph.value(o));
       }
     }
     return bytes;
@@ -211,16 +239,20 @@ absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes) {
       Window* w = windows.empty() || windows.back().value != v ? nullptr : &windows.back();
       if (w != nullptr) {
         const int prev = w->uses.back().node;
+        // A gathered copy with no reuse allowed serves one node only.
+        const bool gathered = Gathered(graph.value(v));
+        const int64_t reuse = gathered ? reuse_bytes : prefetch_bytes;
         const bool joins = prev == u.node ||
-                           (nodes[prev].phase == nodes[u.node].phase && !io_between(v, prev, u.node) &&
-                            staged_between(v, prev, u.node) <= prefetch_bytes);
+                           ((!gathered || reuse_bytes > 0) &&
+                            nodes[prev].phase == nodes[u.node].phase && !io_between(v, prev, u.node) &&
+                            staged_between(v, prev, u.node) <= reuse);
         if (!joins) w = nullptr;
       }
       if (w == nullptr) {
         windows.emplace_back();
         w = &windows.back();
         w->value = v;
-        w->bytes = static_cast<int64_t>(graph.value(v).type.nbytes());
+        w->bytes = StagedBytes(graph.value(v));
       }
       w->uses.push_back(u);
       w->writes = w->writes || Mutates(nodes[u.node], u.slot);
@@ -263,8 +295,12 @@ absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes) {
     const TensorType type = home.type;
     const std::string name = home.name.empty() ? absl::StrCat("%", w.value) : home.name;
     const MemoryTier tier = home.home;
+    const bool gathered = Gathered(home);
+    const std::optional<collectives::ShardRange> shard = home.shard;
     w.staged = graph.AddValue(type, ValueRole::kStaged,
-                              absl::StrCat(name, " (from ", MemoryTierName(tier), ")"));
+                              absl::StrCat(name, gathered ? " (gathered, shard from " : " (from ",
+                                           MemoryTierName(tier), ")"));
+    if (!gathered) graph.mutable_value(w.staged).shard = shard;  // a copy of the shard it holds
     for (const Use& u : w.uses) nodes[u.node].inputs[u.slot] = w.staged;
     const int first = w.uses.front().node, last = w.uses.back().node;
     Node fetch;
@@ -306,19 +342,21 @@ std::vector<int> IoCompletionPoints(const Graph& graph) {
   for (int i = n - 2; i >= 0; --i) {
     phase_end[i] = nodes[i + 1].phase != nodes[i].phase ? i + 1 : phase_end[i + 1];
   }
-  // A fetch before the first reader of its copy; an all_reduce (in place) before the next node
-  // that touches its value.
+  // A fetch or reduce_scatter before the first reader of its output; an all_reduce or
+  // all_gather (in place) before the next node that touches its value.
+  auto produces = [](const Node& n) {
+    return n.op->kind() == OpKind::kFetch || n.op->kind() == OpKind::kReduceScatter;
+  };
+  auto awaited = [&](const Node& n) { return produces(n) || IsCollective(n); };
   for (int i = 0; i < n; ++i) {
-    const OpKind kind = nodes[i].op->kind();
-    if (!nodes[i].op->RunsOnIoStream() || (kind != OpKind::kFetch && kind != OpKind::kAllReduce)) {
-      continue;
-    }
-    const ValueId v = kind == OpKind::kFetch ? nodes[i].outputs[0] : nodes[i].inputs[0];
+    if (!nodes[i].op->RunsOnIoStream() || !awaited(nodes[i])) continue;
+    const bool output = produces(nodes[i]);
+    const ValueId v = output ? nodes[i].outputs[0] : nodes[i].inputs[0];
     done[i] = phase_end[i];
     for (int k = i + 1; k < phase_end[i]; ++k) {
-      if (kind == OpKind::kFetch ? std::find(nodes[k].inputs.begin(), nodes[k].inputs.end(), v) !=
-                                       nodes[k].inputs.end()
-                                 : Touches(nodes[k], v)) {
+      if (output ? std::find(nodes[k].inputs.begin(), nodes[k].inputs.end(), v) !=
+                       nodes[k].inputs.end()
+                 : Touches(nodes[k], v)) {
         done[i] = k;
         break;
       }
@@ -329,7 +367,7 @@ std::vector<int> IoCompletionPoints(const Graph& graph) {
   for (int i = n - 1; i >= 0; --i) {
     if (i + 1 < n && nodes[i + 1].phase != nodes[i].phase) next_fetch_done = next_io = phase_end[i];
     if (!nodes[i].op->RunsOnIoStream()) continue;
-    if (nodes[i].op->kind() == OpKind::kFetch || nodes[i].op->kind() == OpKind::kAllReduce) {
+    if (awaited(nodes[i])) {
       next_fetch_done = std::min(next_fetch_done, done[i]);
     } else if (nodes[i].op->kind() == OpKind::kWriteBack) {
       // Its source's bytes are free once it is done: bound that by the node after the next IO

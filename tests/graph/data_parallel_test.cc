@@ -19,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "graph/compile.h"
 #include "graph/models/gpt.h"
+#include "graph/nn/layers.h"
 #include "graph/ops/ops.h"
 #include "gtest/gtest.h"
 
@@ -37,6 +38,9 @@ struct RunSetup {
   double clip = 1.0;
   int micro_batches = 1;
   OffloadOptions offload{};
+  ZeroOptions zero{};
+  bool freeze_positions = false;  // wpe frozen: stage 3 gathers it, nothing reduces it
+  bool check_plan = false;        // TrainOptions::check_plan: the memory plan checked as it runs
 };
 
 // Rows [first, first + rows) of step `step`'s global batch of token ids (and targets).
@@ -52,7 +56,29 @@ Tensor Rows(int step, int which, int64_t first, int64_t rows) {
 struct Trained {
   std::vector<StepStats> stats;
   std::vector<std::vector<float>> state;  // parameters and optimizer state, after the last step
+  int64_t state_bytes = 0;  // what this rank holds of them (its shards, with ZeRO)
 };
+
+// The whole of a state value: a ZeRO shard is gathered from every rank (all ranks call this in
+// the same order); a whole value is this rank's copy.
+std::vector<float> WholeState(const Program& p, ValueId v, const Tensor& held) {
+  std::vector<float> mine(held.data<float>(), held.data<float>() + held.numel());
+  const Value& value = p.graph().value(v);
+  if (!value.shard) return mine;
+  const int world = comm->world_size();
+  const std::vector<int64_t> counts = collectives::ShardCounts(value.type.shape.numel(), world);
+  std::vector<int> n(world), at(world);
+  for (int r = 0, off = 0; r < world; off += static_cast<int>(counts[r]), ++r) {
+    n[r] = static_cast<int>(counts[r]);
+    at[r] = off;
+  }
+  EXPECT_EQ(static_cast<int64_t>(mine.size()), counts[comm->rank()]) << value.name;
+  EXPECT_EQ(value.shard->offset, at[comm->rank()]) << value.name;
+  std::vector<float> whole(value.type.shape.numel());
+  MPI_Allgatherv(mine.data(), static_cast<int>(mine.size()), MPI_FLOAT, whole.data(), n.data(),
+                 at.data(), MPI_FLOAT, MPI_COMM_WORLD);
+  return whole;
+}
 
 // Trains on `world` ranks (this rank's rows) or, with `alone`, on the whole batch in one process.
 Trained Train(const RunSetup& setup, bool alone) {
@@ -60,6 +86,11 @@ Trained Train(const RunSetup& setup, bool alone) {
   const int64_t rows = kGlobalBatch / world;
   const int64_t micro_rows = rows / setup.micro_batches;
   Gpt gpt(kTiny);
+  if (setup.freeze_positions) {
+    gpt.ForEachParameter([](const std::string& path, Parameter& p) {
+      if (path == "wpe.weight") p.set_trainable(false);
+    });
+  }
   TrainOptions o;
   o.optimizer = OptimizerOptions::AdamW(0.9, 0.95, 1e-8, 0.1);
   o.schedule = {.kind = optim::LrSchedule::kCosine, .max_lr = 1e-2, .min_lr = 1e-3,
@@ -69,6 +100,8 @@ Trained Train(const RunSetup& setup, bool alone) {
   o.seed = 5;
   o.offload = setup.offload;
   o.communicator = alone ? nullptr : comm;
+  o.zero = setup.zero;
+  o.check_plan = setup.check_plan;
   auto p = Compile(gpt, {{"ids", Shape{micro_rows, 16}, DType::kI32},
                          {"targets", Shape{micro_rows, 16}, DType::kI32}},
                    [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
@@ -86,7 +119,9 @@ Trained Train(const RunSetup& setup, bool alone) {
   for (const auto* named : {&(*p)->parameter_values(), &(*p)->optimizer_state_values()}) {
     for (const auto& [name, v] : *named) {
       Tensor t = (*p)->ReadState(v, DefaultCpuAllocator()).value();
-      r.state.emplace_back(t.data<float>(), t.data<float>() + t.numel());
+      r.state_bytes += static_cast<int64_t>(t.nbytes());
+      r.state.push_back(alone ? std::vector<float>(t.data<float>(), t.data<float>() + t.numel())
+                              : WholeState(**p, v, t));
     }
   }
   return r;
@@ -180,6 +215,152 @@ TEST(DataParallelTest, CommunicationBytesAreTheRingAllReduceOfEveryGradient) {
   for (const StepStats& s : r.stats) EXPECT_EQ(s.comm_bytes, want);
   EXPECT_GT(want, 0);
 }
+
+// ZeRO stages 1-3 (Note [zero partition]): the same losses, norms and state as one process, with
+// every tensor sharded (threshold 0: shards of a bias smaller than the world are empty on some
+// ranks) or only the larger ones (the rest replicated), with and without clipping and
+// micro-batches, frozen parameters, and state on NVMe.
+class ZeroStageTest : public ::testing::TestWithParam<int> {
+ protected:
+  ZeroOptions Zero(int64_t threshold = 0) const {
+    return {.stage = GetParam(), .persistence_threshold = threshold};
+  }
+  OffloadOptions Nvme(bool params) const {
+    OffloadOptions o;
+    o.params = params ? MemoryTier::kNvme : MemoryTier::kHost;
+    o.grads = MemoryTier::kHost;
+    o.optimizer = MemoryTier::kNvme;
+    const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) /
+                                      absl::StrCat("zero_test_", comm->rank());
+    std::filesystem::create_directories(dir);
+    o.io.dir = dir.string();
+    o.io.block_size = 16 << 10;
+    return o;
+  }
+};
+
+TEST_P(ZeroStageTest, EveryTensorShardedTrainsAsOneProcess) { ExpectSameTraining({.zero = Zero()}); }
+
+TEST_P(ZeroStageTest, SmallTensorsReplicatedWithoutClippingTrainAsOneProcess) {
+  ExpectSameTraining({.clip = 0, .zero = Zero(/*threshold=*/1000)});
+}
+
+TEST_P(ZeroStageTest, MicroBatchesAndFrozenParametersTrainAsOneProcess) {
+  ExpectSameTraining(
+      {.micro_batches = 2, .zero = Zero(), .freeze_positions = true, .check_plan = true});
+}
+
+TEST_P(ZeroStageTest, StateOffTheDeviceTrainsAsOneProcess) {
+  // Stage 3 with parameters and optimizer state on NVMe is ZeRO-Infinity; stages 1-2 keep whole
+  // parameters on every rank, so they may go to the host, not NVMe.
+  ExpectSameTraining({.offload = Nvme(/*params=*/GetParam() == 3), .zero = Zero()});
+  ExpectSameTraining({.clip = 0, .micro_batches = 2, .offload = Nvme(GetParam() == 3),
+                      .zero = Zero(1000)});
+}
+
+TEST_P(ZeroStageTest, RanksHoldTheirShareOfTheModelState) {
+  // Parameters (stage 3) and optimizer state are split over the ranks: each holds its 1/N, within
+  // 5%, of what one process holds (read back from the program, shard by shard).
+  const Trained alone = Train({.zero = Zero()}, /*alone=*/true);
+  const Trained mine = Train({.zero = Zero()}, /*alone=*/false);
+  const double params = [] {
+    Gpt gpt(kTiny);
+    int64_t n = 0;
+    gpt.ForEachParameter([&](const std::string&, Parameter& p) { n += p.shape().numel(); });
+    return 4.0 * static_cast<double>(n);
+  }();
+  const int world = comm->world_size();
+  // Stages 1-2 keep every parameter whole; their optimizer state (2 moments) is split.
+  const double want = GetParam() == 3 ? alone.state_bytes / world
+                                      : params + (alone.state_bytes - params) / world;
+  EXPECT_NEAR(mine.state_bytes, want, 0.05 * want) << "rank " << comm->rank();
+}
+
+// Three linear layers behind a trainable shift of the input, nothing tied: every weight is read
+// once by the forward and once by the backward (for its input's gradient), the shift and the
+// biases are below the persistence threshold.
+class ShiftedMlp : public Module {
+ public:
+  static constexpr int64_t kWidth = 48, kClasses = 10;
+  ShiftedMlp()
+      : shift_(AddParameter("shift", Shape{kWidth}, Init::Normal(0, 1))),
+        fc0_(Add<nn::Linear>("fc0", kWidth, kWidth)),
+        fc1_(Add<nn::Linear>("fc1", kWidth, kWidth)),
+        fc2_(Add<nn::Linear>("fc2", kWidth, kClasses)) {}
+  Var Loss(Var x, Var targets) {
+    Var h = ops::Relu((*fc0_)(ops::Add(x, shift_->var())));
+    h = ops::Relu((*fc1_)(h));
+    return ops::CrossEntropy((*fc2_)(h), targets);
+  }
+
+ private:
+  Parameter* shift_;
+  nn::Linear *fc0_, *fc1_, *fc2_;
+};
+
+// This rank's bytes sent in the second step of ShiftedMlp at `zero`.
+int64_t MlpStepBytes(const ZeroOptions& zero) {
+  ShiftedMlp mlp;
+  TrainOptions o;
+  o.optimizer = OptimizerOptions::AdamW(0.9, 0.95, 1e-8, 0.1);
+  o.schedule.max_lr = 1e-3;
+  o.communicator = comm;
+  o.zero = zero;
+  const int64_t rows = 2;
+  auto p = Compile(mlp, {{"x", Shape{rows, ShiftedMlp::kWidth}, DType::kF32},
+                         {"targets", Shape{rows}, DType::kI32}},
+                   [&](absl::Span<const Var> in) { return mlp.Loss(in[0], in[1]); }, o);
+  EXPECT_TRUE(p.ok()) << p.status();
+  if (!p.ok()) return -1;
+  Tensor x = Tensor::Empty(Shape{rows, ShiftedMlp::kWidth}, DType::kF32, DefaultCpuAllocator()).value();
+  Tensor t = Tensor::Empty(Shape{rows}, DType::kI32, DefaultCpuAllocator()).value();
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = static_cast<float>(i % 7) - 3;
+  for (int64_t i = 0; i < rows; ++i) t.data<int32_t>()[i] = static_cast<int32_t>(i + comm->rank());
+  int64_t bytes = -1;
+  for (int s = 0; s < 2; ++s) {
+    absl::StatusOr<StepStats> st = (*p)->Step({x, t});
+    EXPECT_TRUE(st.ok()) << st.status();
+    if (st.ok()) bytes = st->comm_bytes;
+  }
+  return bytes;
+}
+
+// The bytes of Note [zero partition], as the communicator counted them: stages 1-2 send one
+// reduce-scatter and one all-gather per sharded weight, stage 3 one more all-gather (its forward
+// and its backward each gather it), so 1.5x stage 2 over the sharded weights; the replicated
+// tensors cost one all-reduce each in every stage. Keeping gathered weights for their next use
+// sends less.
+TEST(ZeroBytesTest, StageThreeSendsOneAndAHalfTimesStageTwoOverTheShardedWeights) {
+  const int world = comm->world_size(), rank = comm->rank();
+  using collectives::CommOp;
+  using collectives::RingBytesSent;
+  int64_t replicated = 0, reduce_scatter = 0, all_gather = 0;
+  ShiftedMlp mlp;
+  mlp.ForEachParameter([&](const std::string&, Parameter& p) {
+    const int64_t n = p.shape().numel();
+    if (n < 100) {
+      replicated += RingBytesSent(CommOp::kAllReduce, n, {}, 4, world, rank);
+    } else {
+      reduce_scatter += RingBytesSent(CommOp::kReduceScatter, n, {}, 4, world, rank);
+      all_gather += RingBytesSent(CommOp::kAllGather, n, {}, 4, world, rank);
+    }
+  });
+  const int64_t stage2 = MlpStepBytes({.stage = 2, .persistence_threshold = 100});
+  const int64_t stage3 = MlpStepBytes({.stage = 3, .persistence_threshold = 100});
+  EXPECT_EQ(MlpStepBytes({.stage = 1, .persistence_threshold = 100}), stage2);
+  EXPECT_EQ(stage2, replicated + reduce_scatter + all_gather);
+  EXPECT_EQ(stage3, replicated + reduce_scatter + 2 * all_gather);
+  EXPECT_NEAR(static_cast<double>(stage3 - replicated) / (stage2 - replicated), 1.5, 0.02);
+  const int64_t kept = MlpStepBytes(
+      {.stage = 3, .persistence_threshold = 100, .reuse_bytes = int64_t{1} << 30});
+  EXPECT_LT(kept, stage3);
+  EXPECT_GE(kept, replicated + reduce_scatter + all_gather);
+}
+
+INSTANTIATE_TEST_SUITE_P(Stages, ZeroStageTest, ::testing::Values(1, 2, 3),
+                         [](const ::testing::TestParamInfo<int>& i) {
+                           return absl::StrCat("Stage", i.param);
+                         });
 
 TEST(DataParallelTest, RanksThatCompiledDifferentProgramsFailAtCreate) {
   // The last rank asks for another clipping and another batch shape: every rank fails, naming

@@ -119,9 +119,11 @@ TEST(OpKindTest, EveryKindIsMadeByExactlyOneOpClassUnderItsName) {
       nvme);
   ASSERT_TRUE(program.ok()) << program.status();
   for (const Node& n : (*program)->graph().nodes()) ops.push_back(n.op);
-  // all_reduce is compiled in only with a communicator of several ranks (an MPI job:
-  // graph_data_parallel_test); its factory is the only one.
+  // The collectives are compiled in only with a communicator of several ranks (an MPI job:
+  // graph_data_parallel_test); their factories are the only ones.
   ops.push_back(ops::AllReduceOp());
+  ops.push_back(ops::AllGatherOp());
+  ops.push_back(ops::ReduceScatterOp());
 
   std::map<OpKind, std::set<std::type_index>> classes;
   for (const std::shared_ptr<const Op>& op : ops) {
