@@ -398,6 +398,10 @@ absl::Status Train(Options o) {
                 world, comm->Describe().c_str(), static_cast<long long>(o.batch / world),
                 static_cast<int>(o.zero_stage));
   }
+  if (world == 1 && o.zero_stage > 0) {
+    std::printf("--zero-stage %d: one rank holds everything, nothing to partition (run several "
+                "ranks with launch/strata-run)\n", static_cast<int>(o.zero_stage));
+  }
   std::fflush(stdout);
 
   if (!o.init_from.empty()) {
@@ -556,7 +560,7 @@ int main(int argc, char** argv) {
         "gradients; 3 shards the parameters too, gathered before each use (docs/zero.md)");
   f.Add("zero-persistence-threshold", &o.zero.persistence_threshold, {.min = 0, .max = kMaxCount},
         "stages 1-3: parameters of fewer elements stay whole on every rank");
-  f.Add("zero-reuse-bytes", &o.zero.reuse_bytes, {.min = 0, .max = int64_t{1} << 50},
+  f.AddBytes("zero-reuse-bytes", &o.zero.reuse_bytes, {.zero = "release after each use"},
         "stage 3: keep a gathered parameter for its next use when at most this many bytes of "
         "other gathered parameters are used in between (0: release after each use)");
   f.Add("profile", &o.profile, "print the time per op at the end (steps after the first)");
