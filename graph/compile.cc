@@ -88,7 +88,8 @@ absl::StatusOr<MemoryPlan> ScheduleAndPlan(Graph& graph, Program::Config& config
   int64_t lookahead = o.offloads() || gathers ? o.prefetch_bytes : 0;  // nothing to fetch: one plan
   while (true) {
     graph = unscheduled;
-    STRATA_RETURN_IF_ERROR(ScheduleOffload(graph, lookahead, config.zero.reuse_bytes));
+    STRATA_RETURN_IF_ERROR(
+        ScheduleOffload(graph, lookahead, config.zero.reuse_bytes, config.zero.bucket_bytes));
     STRATA_ASSIGN_OR_RETURN(MemoryPlan plan, PlanMemory(graph, config.num_threads));
     const TierNeeds need = Needs(graph, plan, o);
     if (o.host_bytes > 0 && need.host > o.host_bytes) {

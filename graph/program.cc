@@ -429,21 +429,40 @@ absl::Status Program::RunIo(const Instruction& ins) {
   switch (ins.op->kind()) {
     case OpKind::kFetch: {
       // A ZeRO stage-3 parameter's home holds its shard: read into the shard's place in the
-      // copy, then gathered (Note [zero partition]).
-      const ValueId home = n.inputs[0];
-      const Value& value = graph_.value(home);
-      const bool gathered = value.shard && !graph_.value(n.outputs[0]).shard;
-      const int64_t offset = gathered ? value.shard->offset : 0;
-      const Tensor& dst = ins.out[0];
-      char* to = static_cast<char*>(dst.raw_data()) + offset * SizeOf(dst.dtype());
-      const int64_t bytes = static_cast<int64_t>(value.nbytes());
-      if (value.home == MemoryTier::kNvme) {
-        STRATA_RETURN_IF_ERROR(store_->Read(extents_[home], to, bytes));
-      } else if (bytes > 0) {
-        std::memcpy(to, tensors_[home].raw_data(), bytes);
-        if (value.home == MemoryTier::kHost) store_->CountRead(MemoryTier::kHost, bytes);
+      // copy, then gathered, a bucket of them in one collective (Note [zero partition]).
+      std::array<Tensor, kMaxGatherBucket> shards, wholes;
+      int gathered = 0;
+      for (size_t i = 0; i < n.inputs.size(); ++i) {
+        const ValueId home = n.inputs[i];
+        const Value& value = graph_.value(home);
+        const bool gathers = value.shard && !graph_.value(n.outputs[i]).shard;
+        const int64_t offset = gathers ? value.shard->offset : 0;
+        const Tensor& dst = ins.out[i];
+        char* to = static_cast<char*>(dst.raw_data()) + offset * SizeOf(dst.dtype());
+        const int64_t bytes = static_cast<int64_t>(value.nbytes());
+        if (value.home == MemoryTier::kNvme) {
+          STRATA_RETURN_IF_ERROR(store_->Read(extents_[home], to, bytes));
+        } else if (bytes > 0) {
+          std::memcpy(to, tensors_[home].raw_data(), bytes);
+          if (value.home == MemoryTier::kHost) store_->CountRead(MemoryTier::kHost, bytes);
+        }
+        if (!gathers) continue;
+        if (gathered == kMaxGatherBucket) {
+          return absl::InternalError(absl::StrCat("fetch: a bucket of more than ",
+                                                  kMaxGatherBucket, " gathers"));
+        }
+        STRATA_ASSIGN_OR_RETURN(shards[gathered], FlatRange(dst, offset, value.shard->count));
+        STRATA_ASSIGN_OR_RETURN(wholes[gathered], FlatRange(dst, 0, dst.numel()));
+        ++gathered;
       }
-      return gathered ? Gather(dst, *value.shard) : absl::OkStatus();
+      collectives::Communicator* comm = config_.communicator;
+      if (gathered == 0 || comm == nullptr || comm->world_size() == 1) return absl::OkStatus();
+      STRATA_ASSIGN_OR_RETURN(
+          const collectives::CommTicket t,
+          gathered == 1 ? comm->AllGather(shards[0], wholes[0])
+                        : comm->AllGatherBucketed(absl::MakeConstSpan(shards.data(), gathered),
+                                                  absl::MakeConstSpan(wholes.data(), gathered)));
+      return comm->Wait(t);
     }
     case OpKind::kWriteBack: {
       const ValueId home = n.inputs[1];
@@ -886,9 +905,9 @@ absl::Status Program::CheckSameProgramOnEveryRank() {
   const optim::LrSchedule& lr = config_.schedule;
   absl::StrAppend(&fields[3].second, static_cast<int>(lr.kind), ",", lr.max_lr, ",", lr.min_lr, ",",
                   lr.warmup_steps, ",", lr.total_steps);
-  fields[4].first = "ZeRO (stage, persistence threshold, reuse)";
+  fields[4].first = "ZeRO (stage, persistence threshold, reuse, buckets)";
   absl::StrAppend(&fields[4].second, config_.zero.stage, ",", config_.zero.persistence_threshold,
-                  ",", config_.zero.reuse_bytes);
+                  ",", config_.zero.reuse_bytes, ",", config_.zero.bucket_bytes);
   const int f = static_cast<int>(fields.size());
   STRATA_ASSIGN_OR_RETURN(Tensor mine, Tensor::Empty(Shape{2 * f}, DType::kI32, DefaultCpuAllocator()));
   for (int i = 0; i < f; ++i) {

@@ -30,6 +30,9 @@ struct ZeroOptions {
   // gathered copy after the node that reads it (a stage-3 step then sends 1.5x a stage-2 step's
   // bytes); more keeps the last layers' parameters from the forward to the backward.
   int64_t reuse_bytes = 0;
+  // Stage 3: gathers placed together (fetches anchored at the same node) go out as one bucketed
+  // all-gather of up to this many bytes of parameters, one message instead of one per tensor.
+  int64_t bucket_bytes = int64_t{16} << 20;
 
   absl::Status Validate() const {
     if (stage < 0 || stage > 3) {
@@ -38,6 +41,9 @@ struct ZeroOptions {
     if (persistence_threshold < 0) {
       return absl::InvalidArgumentError(absl::StrCat(
           "zero: persistence_threshold = ", persistence_threshold, " must be >= 0"));
+    }
+    if (bucket_bytes < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("zero: bucket_bytes = ", bucket_bytes, " must be >= 0"));
     }
     if (reuse_bytes < 0) {
       return absl::InvalidArgumentError(absl::StrCat("zero: reuse_bytes = ", reuse_bytes, " must be >= 0"));

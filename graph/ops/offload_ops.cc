@@ -12,15 +12,17 @@
 namespace strata::graph::ops {
 namespace {
 
-// home -> staged copy on the device.
+// homes -> their staged copies on the device, one per home (several: a bucket of ZeRO gathers).
 class Fetch final : public Op {
  public:
   OpKind kind() const override { return OpKind::kFetch; }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
-    return std::vector<TensorType>{in[0]};
+    return std::vector<TensorType>(in.begin(), in.end());
   }
   absl::Status Run(const RunArgs& a) const override {
-    std::memcpy(a.out[0].raw_data(), a.in[0].raw_data(), a.in[0].nbytes());
+    for (size_t i = 0; i < a.in.size(); ++i) {
+      std::memcpy(a.out[i].raw_data(), a.in[i].raw_data(), a.in[i].nbytes());
+    }
     return absl::OkStatus();
   }
   bool RunsOnIoStream() const override { return true; }

@@ -38,8 +38,11 @@ absl::Status ScheduleUpdates(Graph& graph);
 absl::Status EliminateDeadCode(Graph& graph);
 absl::Status PlaceState(Graph& graph, const OffloadOptions& options);
 // `reuse_bytes`: the window rule's bound for parameters gathered by ZeRO stage 3
-// (ZeroOptions::reuse_bytes); other values use `prefetch_bytes`.
-absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes, int64_t reuse_bytes = 0);
+// (ZeroOptions::reuse_bytes); other values use `prefetch_bytes`. `bucket_bytes`: adjacent
+// fetches of gathered parameters merge into one fetch node of up to that many bytes.
+absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes, int64_t reuse_bytes = 0,
+                             int64_t bucket_bytes = 0);
+inline constexpr int kMaxGatherBucket = 64;  // tensors per bucket, whatever their bytes
 
 // adamw_update, sgd_update or offloaded_update: inputs (param, grad, state..., [global norm]).
 bool IsOptimizerUpdate(const Node& n);

@@ -12,7 +12,8 @@
 //      stage-3 parameter, whose home holds only this rank's shard: its fetch reads the shard and
 //      all-gathers the rest into the copy (Note [zero partition]), and its windows join across
 //      at most ZeroOptions::reuse_bytes instead of the lookahead (with 0, a copy serves the
-//      node that reads it and no other):
+//      node that reads it and no other); adjacent gathers merge into buckets of up to
+//      ZeroOptions::bucket_bytes, one all-gather each:
 //      uses of a value are grouped into windows (consecutive uses stay in one window unless more
 //      than the lookahead of other staged bytes is used between them), each window gets one
 //      fetch ahead of its first use and, when a node of the window writes the value, one
@@ -167,6 +168,33 @@ void OffloadUpdatesAndSpills(Graph& graph) {
   nodes = std::move(out);
 }
 
+// Adjacent fetches of gathered parameters in one phase become one fetch node of up to
+// `bucket_bytes` (a bucket holds at least one), which the Program runs as one bucketed
+// all-gather.
+std::vector<Node> BucketGathers(const Graph& graph, std::vector<Node> nodes, int64_t bucket_bytes) {
+  auto gathers = [&](const Node& n) {
+    return n.op->kind() == OpKind::kFetch && Gathered(graph.value(n.inputs[0]));
+  };
+  std::vector<Node> out;
+  int64_t bytes = 0;  // of the bucket at out.back()
+  for (Node& n : nodes) {
+    if (gathers(n)) {
+      const int64_t b = static_cast<int64_t>(graph.value(n.inputs[0]).type.nbytes());
+      if (!out.empty() && gathers(out.back()) && out.back().phase == n.phase &&
+          bytes + b <= bucket_bytes &&
+          static_cast<int>(out.back().inputs.size()) < kMaxGatherBucket) {
+        out.back().inputs.push_back(n.inputs[0]);
+        out.back().outputs.push_back(n.outputs[0]);
+        bytes += b;
+        continue;
+      }
+      bytes = b;
+    }
+    out.push_back(std::move(n));
+  }
+  return out;
+}
+
 struct Use {
   int node;
   int slot;
@@ -183,7 +211,8 @@ struct Window {
 
 }  // namespace
 
-absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes, int64_t reuse_bytes) {
+absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes, int64_t reuse_bytes,
+                             int64_t bucket_bytes) {
   if (prefetch_bytes < 0 || reuse_bytes < 0) {
     return absl::InvalidArgumentError(absl::StrCat("offload: prefetch_bytes = ", prefetch_bytes,
                                                    " and reuse_bytes = ", reuse_bytes,
@@ -329,7 +358,7 @@ absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes, int64_t reuse
     out.push_back(std::move(nodes[i]));
     emit(i + 1);
   }
-  nodes = std::move(out);
+  nodes = BucketGathers(graph, std::move(out), bucket_bytes);
   return absl::OkStatus();
 }
 
@@ -351,12 +380,16 @@ std::vector<int> IoCompletionPoints(const Graph& graph) {
   for (int i = 0; i < n; ++i) {
     if (!nodes[i].op->RunsOnIoStream() || !awaited(nodes[i])) continue;
     const bool output = produces(nodes[i]);
-    const ValueId v = output ? nodes[i].outputs[0] : nodes[i].inputs[0];
+    // A bucket of fetches is done before the first reader of any of its copies.
+    auto reads_output = [&](const Node& k) {
+      for (ValueId v : nodes[i].outputs) {
+        if (std::find(k.inputs.begin(), k.inputs.end(), v) != k.inputs.end()) return true;
+      }
+      return false;
+    };
     done[i] = phase_end[i];
     for (int k = i + 1; k < phase_end[i]; ++k) {
-      if (output ? std::find(nodes[k].inputs.begin(), nodes[k].inputs.end(), v) !=
-                       nodes[k].inputs.end()
-                 : Touches(nodes[k], v)) {
+      if (output ? reads_output(nodes[k]) : Touches(nodes[k], nodes[i].inputs[0])) {
         done[i] = k;
         break;
       }

@@ -298,8 +298,9 @@ class ShiftedMlp : public Module {
   nn::Linear *fc0_, *fc1_, *fc2_;
 };
 
-// This rank's bytes sent in the second step of ShiftedMlp at `zero`.
-int64_t MlpStepBytes(const ZeroOptions& zero) {
+// This rank's bytes sent in the second step of ShiftedMlp at `zero`; `bucket` (if given) gets the
+// most parameters that one fetch node gathers.
+int64_t MlpStepBytes(const ZeroOptions& zero, int* bucket = nullptr) {
   ShiftedMlp mlp;
   TrainOptions o;
   o.optimizer = OptimizerOptions::AdamW(0.9, 0.95, 1e-8, 0.1);
@@ -312,6 +313,11 @@ int64_t MlpStepBytes(const ZeroOptions& zero) {
                    [&](absl::Span<const Var> in) { return mlp.Loss(in[0], in[1]); }, o);
   EXPECT_TRUE(p.ok()) << p.status();
   if (!p.ok()) return -1;
+  for (const Node& n : (*p)->graph().nodes()) {
+    if (bucket != nullptr && n.op->kind() == OpKind::kFetch) {
+      *bucket = std::max(*bucket, static_cast<int>(n.inputs.size()));
+    }
+  }
   Tensor x = Tensor::Empty(Shape{rows, ShiftedMlp::kWidth}, DType::kF32, DefaultCpuAllocator()).value();
   Tensor t = Tensor::Empty(Shape{rows}, DType::kI32, DefaultCpuAllocator()).value();
   for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = static_cast<float>(i % 7) - 3;
@@ -346,7 +352,13 @@ TEST(ZeroBytesTest, StageThreeSendsOneAndAHalfTimesStageTwoOverTheShardedWeights
     }
   });
   const int64_t stage2 = MlpStepBytes({.stage = 2, .persistence_threshold = 100});
-  const int64_t stage3 = MlpStepBytes({.stage = 3, .persistence_threshold = 100});
+  int bucket = 0, single = 0;
+  const int64_t stage3 = MlpStepBytes({.stage = 3, .persistence_threshold = 100}, &bucket);
+  // The first layers' gathers go out together at the start of the step; unbucketed, one each.
+  EXPECT_GT(bucket, 1);
+  EXPECT_EQ(MlpStepBytes({.stage = 3, .persistence_threshold = 100, .bucket_bytes = 0}, &single),
+            stage3);
+  EXPECT_EQ(single, 1);
   EXPECT_EQ(MlpStepBytes({.stage = 1, .persistence_threshold = 100}), stage2);
   EXPECT_EQ(stage2, replicated + reduce_scatter + all_gather);
   EXPECT_EQ(stage3, replicated + reduce_scatter + 2 * all_gather);
