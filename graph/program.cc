@@ -331,12 +331,18 @@ absl::Status Program::WriteState(ValueId id, const Tensor& src) {
   }
   STRATA_RETURN_IF_ERROR(Flush());
   const Value& value = graph_.value(id);
-  if (src.dtype() != value.type.dtype || src.shape() != HeldShape(value) || !src.is_contiguous()) {
+  const bool whole = value.shard && src.shape() == value.type.shape;  // this rank's part of it
+  if (src.dtype() != value.type.dtype || (src.shape() != HeldShape(value) && !whole) ||
+      !src.is_contiguous()) {
     return absl::InvalidArgumentError(absl::StrCat("WriteState: ", Describe(id), " cannot take ",
                                                    src.ToString()));
   }
-  if (tensors_[id].defined()) return tensors_[id].CopyFrom(src);
-  return store_->Write(extents_[id], src.raw_data(), static_cast<int64_t>(src.nbytes()));
+  Tensor held = src;
+  if (whole) {
+    STRATA_ASSIGN_OR_RETURN(held, FlatRange(src, value.shard->offset, value.shard->count));
+  }
+  if (tensors_[id].defined()) return tensors_[id].CopyFrom(held);
+  return store_->Write(extents_[id], held.raw_data(), static_cast<int64_t>(held.nbytes()));
 }
 
 absl::StatusOr<Tensor> Program::parameter(const std::string& path) const {

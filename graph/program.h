@@ -157,7 +157,8 @@ class Program {
   int64_t num_parameters() const;  // elements of every parameter and buffer
   // A persistent value's bytes, wherever it lives: a host copy made with `allocator`, and back.
   // A ZeRO shard (Value::shard: optimizer state at stages 1-3, parameters at stage 3) is the 1-D
-  // tensor of this rank's elements; graph().value(id).shard says which.
+  // tensor of this rank's elements; graph().value(id).shard says which. WriteState of a shard
+  // also takes the whole tensor and keeps this rank's elements of it (loading whole weights).
   absl::StatusOr<Tensor> ReadState(ValueId id, Allocator& allocator) const;
   absl::Status WriteState(ValueId id, const Tensor& src);
   // The tensor bound to value `id`, as the last Step or Evaluate left it (Evaluate computes only
