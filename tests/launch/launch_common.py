@@ -57,7 +57,7 @@ DATA_PARALLEL = Probe()
 
 
 class GptSmoke:
-    """strata-gpt, a tiny model for 2 steps, data parallel over the job's ranks: rank 0 writes the
+    """strata-gpt, a tiny model for 2 steps, ZeRO-3 over the job's ranks: rank 0 writes the
     metrics, whose losses must be those of the same command run as one process (the global batch
     is the same; the sums run in another order, so within 1e-5 relative)."""
     STEPS = 2
@@ -73,7 +73,10 @@ class GptSmoke:
                 "--threads", "1", "--metrics", str(metrics)]
 
     def argv(self):
-        return self.command(self.directory / "metrics.jsonl")
+        # ZeRO stage 3 with every tensor sharded: the gathers, reduce-scatters and the norm's
+        # all-reduce all cross the job's transport.
+        return self.command(self.directory / "metrics.jsonl") + [
+            "--zero-stage", "3", "--zero-persistence-threshold", "0"]
 
     def records(self, path):
         return [json.loads(line) for line in path.read_text().splitlines()]
