@@ -311,7 +311,7 @@ absl::StatusOr<std::unique_ptr<Program>> Compile(Module& model,
   STRATA_RETURN_IF_ERROR(PlaceState(graph, options.offload));
   config.offload = options.offload;
   STRATA_ASSIGN_OR_RETURN(MemoryPlan plan, ScheduleAndPlan(graph, config));
-  if (options.offload.offloads()) Dump(options, config.dump, "schedule_offload", graph);
+  Dump(options, config.dump, "schedule_offload", graph);  // fetches: offloads and ZeRO-3 gathers
   if (options.dump_graph) {
     absl::StrAppend(&config.dump, "== memory plan ==\npersistent ", plan.persistent_bytes,
                     " B, arena ", plan.arena_bytes, " B (largest live set ", plan.live_peak_bytes,
