@@ -58,8 +58,6 @@ int64_t PlannedBytes(const Value& v) {
   return (n + kPlanAlignment - 1) / kPlanAlignment * kPlanAlignment;
 }
 
-// A signalling NaN in every f32 word of [p, p + bytes): a kernel that reads bytes no one wrote in
-// this interval turns the loss into NaN.
 // The shape of the bytes a value holds: its type's, or a ZeRO shard's (1-D).
 Shape HeldShape(const Value& v) { return v.shard ? Shape{v.shard->count} : v.type.shape; }
 
@@ -68,6 +66,8 @@ absl::StatusOr<Tensor> FlatRange(const Tensor& t, int64_t offset, int64_t count)
   return Tensor::View(t.storage(), Shape{count}, {1}, t.offset() + offset, t.dtype());
 }
 
+// A signalling NaN in every f32 word of [p, p + bytes): a kernel that reads bytes no one wrote in
+// this interval turns the loss into NaN.
 void FillNaN(void* p, int64_t bytes) {
   std::fill_n(static_cast<uint32_t*>(p), bytes / sizeof(uint32_t), 0x7FA00000u);
 }
