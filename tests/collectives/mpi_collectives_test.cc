@@ -19,12 +19,13 @@
 #include "collectives/create_communicator.h"
 #include "collectives/mpi_communicator.h"
 #include "gtest/gtest.h"
+#include "tests/collectives/mpi_test_main.h"
 #include "runtime/stream.h"
 
 namespace strata::collectives {
 namespace {
 
-MpiCommunicator* comm = nullptr;  // made in main, before the tests
+MpiCommunicator* Comm() { return &testing::JobCommunicator(); }  // the job's, from mpi_test_main
 
 constexpr int64_t kSizes[] = {0, 1, 2, 7, 1023, (int64_t{1} << 20) + 3};
 
@@ -36,12 +37,12 @@ int32_t I(int q, int64_t i) {
 }
 double SumF(int64_t i) {
   double s = 0;
-  for (int q = 0; q < comm->world_size(); ++q) s += F(q, i);
+  for (int q = 0; q < Comm()->world_size(); ++q) s += F(q, i);
   return s;
 }
 int32_t SumI(int64_t i) {
   int64_t s = 0;
-  for (int q = 0; q < comm->world_size(); ++q) s += I(q, i);
+  for (int q = 0; q < Comm()->world_size(); ++q) s += I(q, i);
   return static_cast<int32_t>(static_cast<uint32_t>(s));
 }
 
@@ -55,7 +56,7 @@ Tensor I32(std::vector<int32_t>& v) {
 void ExpectNearSum(const std::vector<float>& got, int64_t first, const char* what) {
   for (size_t k = 0; k < got.size(); ++k) {
     const double want = SumF(first + static_cast<int64_t>(k));
-    ASSERT_NEAR(got[k], want, 1e-6 * comm->world_size() * (1 + std::abs(want)))
+    ASSERT_NEAR(got[k], want, 1e-6 * Comm()->world_size() * (1 + std::abs(want)))
         << what << " element " << first + static_cast<int64_t>(k);
   }
 }
@@ -80,25 +81,25 @@ TEST(MpiCommunicatorTest, RankAndSizeComeFromMpi) {
   int rank = -1, size = -1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  EXPECT_EQ(comm->rank(), rank);
-  EXPECT_EQ(comm->world_size(), size);
+  EXPECT_EQ(Comm()->rank(), rank);
+  EXPECT_EQ(Comm()->world_size(), size);
   EXPECT_GE(size, 2);
-  EXPECT_EQ(comm->timeout_seconds(), 10);
+  EXPECT_EQ(Comm()->timeout_seconds(), 20);  // mpi_test_main's
   EXPECT_TRUE(LaunchedUnderMpi());
 }
 
 TEST(MpiCommunicatorTest, AllReduceF32MatchesDoubleSumsAndIsIdenticalOnEveryRank) {
-  const int n = comm->world_size(), r = comm->rank();
+  const int n = Comm()->world_size(), r = Comm()->rank();
   for (int64_t count : kSizes) {
     std::vector<float> v(count);
     for (int64_t i = 0; i < count; ++i) v[i] = F(r, i);
-    const int64_t before = comm->bytes_sent();
-    absl::StatusOr<CommTicket> t = comm->AllReduce(F32(v));
+    const int64_t before = Comm()->bytes_sent();
+    absl::StatusOr<CommTicket> t = Comm()->AllReduce(F32(v));
     ASSERT_TRUE(t.ok()) << t.status();
-    ASSERT_TRUE(comm->Wait(*t).ok());
+    ASSERT_TRUE(Comm()->Wait(*t).ok());
     ExpectNearSum(v, 0, "all_reduce");
     EXPECT_TRUE(SameOnEveryRank(v.data(), v.size() * 4)) << count;
-    const int64_t sent = comm->bytes_sent() - before;
+    const int64_t sent = Comm()->bytes_sent() - before;
     EXPECT_EQ(sent, RingBytesSent(CommOp::kAllReduce, count, {}, 4, n, r));
     EXPECT_EQ(SumOverRanks(sent), 2 * (n - 1) * count * 4) << count;
     if (count % n == 0) {
@@ -108,31 +109,31 @@ TEST(MpiCommunicatorTest, AllReduceF32MatchesDoubleSumsAndIsIdenticalOnEveryRank
 }
 
 TEST(MpiCommunicatorTest, AllReduceI32WrapsAsTwosComplement) {
-  const int r = comm->rank();
+  const int r = Comm()->rank();
   for (int64_t count : kSizes) {
     std::vector<int32_t> v(count);
     for (int64_t i = 0; i < count; ++i) v[i] = I(r, i);
-    ASSERT_TRUE(comm->Wait(*comm->AllReduce(I32(v))).ok());
+    ASSERT_TRUE(Comm()->Wait(*Comm()->AllReduce(I32(v))).ok());
     for (int64_t i = 0; i < count; ++i) ASSERT_EQ(v[i], SumI(i)) << count << " " << i;
   }
 }
 
 TEST(MpiCommunicatorTest, ReduceScatterDefaultSplitExplicitSplitAndInPlace) {
-  const int n = comm->world_size(), r = comm->rank();
+  const int n = Comm()->world_size(), r = Comm()->rank();
   for (int64_t count : kSizes) {
     std::vector<float> in(count);
     for (int64_t i = 0; i < count; ++i) in[i] = F(r, i);
     const ShardRange mine = ShardOf(count, n, r);
     std::vector<float> out(mine.count, -7.f);
-    const int64_t before = comm->bytes_sent();
-    ASSERT_TRUE(comm->Wait(*comm->ReduceScatter(F32(in), F32(out))).ok());
+    const int64_t before = Comm()->bytes_sent();
+    ASSERT_TRUE(Comm()->Wait(*Comm()->ReduceScatter(F32(in), F32(out))).ok());
     ExpectNearSum(out, mine.offset, "reduce_scatter");
-    const int64_t sent = comm->bytes_sent() - before;
+    const int64_t sent = Comm()->bytes_sent() - before;
     EXPECT_EQ(sent, (count - mine.count) * 4);
     EXPECT_EQ(SumOverRanks(sent), (n - 1) * count * 4);
 
     // In place: the output is this rank's own range of the input.
-    ASSERT_TRUE(comm->Wait(*comm->ReduceScatter(F32(in), *F32(in).Slice(0, mine.offset,
+    ASSERT_TRUE(Comm()->Wait(*Comm()->ReduceScatter(F32(in), *F32(in).Slice(0, mine.offset,
                                                                         mine.offset + mine.count)))
                     .ok());
     std::vector<float> shard(in.begin() + mine.offset, in.begin() + mine.offset + mine.count);
@@ -146,33 +147,33 @@ TEST(MpiCommunicatorTest, ReduceScatterDefaultSplitExplicitSplitAndInPlace) {
   std::vector<int32_t> in(count);
   for (int64_t i = 0; i < count; ++i) in[i] = I(r, i);
   std::vector<int32_t> out(counts[r]);
-  ASSERT_TRUE(comm->Wait(*comm->ReduceScatter(I32(in), I32(out), counts)).ok());
+  ASSERT_TRUE(Comm()->Wait(*Comm()->ReduceScatter(I32(in), I32(out), counts)).ok());
   int64_t offset = 0;
   for (int q = 0; q < r; ++q) offset += counts[q];
   for (int64_t k = 0; k < counts[r]; ++k) ASSERT_EQ(out[k], SumI(offset + k));
 }
 
 TEST(MpiCommunicatorTest, AllGatherDefaultSplitExplicitSplitAndInPlace) {
-  const int n = comm->world_size(), r = comm->rank();
+  const int n = Comm()->world_size(), r = Comm()->rank();
   for (int64_t count : kSizes) {
     const ShardRange mine = ShardOf(count, n, r);
     std::vector<float> in(mine.count);
     for (int64_t k = 0; k < mine.count; ++k) in[k] = F(r, mine.offset + k);
     std::vector<float> out(count, -7.f);
-    const int64_t before = comm->bytes_sent();
-    ASSERT_TRUE(comm->Wait(*comm->AllGather(F32(in), F32(out))).ok());
+    const int64_t before = Comm()->bytes_sent();
+    ASSERT_TRUE(Comm()->Wait(*Comm()->AllGather(F32(in), F32(out))).ok());
     for (int q = 0; q < n; ++q) {
       const ShardRange s = ShardOf(count, n, q);
       for (int64_t k = 0; k < s.count; ++k) ASSERT_EQ(out[s.offset + k], F(q, s.offset + k));
     }
-    const int64_t sent = comm->bytes_sent() - before;
+    const int64_t sent = Comm()->bytes_sent() - before;
     EXPECT_EQ(sent, (count - ShardOf(count, n, (r + 1) % n).count) * 4);
     EXPECT_EQ(SumOverRanks(sent), (n - 1) * count * 4);
 
     std::vector<float> whole(count, -7.f);
     std::copy(in.begin(), in.end(), whole.begin() + mine.offset);
     ASSERT_TRUE(
-        comm->Wait(*comm->AllGather(*F32(whole).Slice(0, mine.offset, mine.offset + mine.count),
+        Comm()->Wait(*Comm()->AllGather(*F32(whole).Slice(0, mine.offset, mine.offset + mine.count),
                                     F32(whole)))
             .ok());
     EXPECT_EQ(whole, out);
@@ -183,21 +184,21 @@ TEST(MpiCommunicatorTest, AllGatherDefaultSplitExplicitSplitAndInPlace) {
   std::vector<int32_t> in(counts[r]);
   for (int64_t k = 0; k < counts[r]; ++k) in[k] = 100 * r + static_cast<int32_t>(k);
   std::vector<int32_t> out(7, -1);
-  ASSERT_TRUE(comm->Wait(*comm->AllGather(I32(in), I32(out), counts)).ok());
+  ASSERT_TRUE(Comm()->Wait(*Comm()->AllGather(I32(in), I32(out), counts)).ok());
   EXPECT_EQ(out, (std::vector<int32_t>{0, 1, 100 * (n - 1), 100 * (n - 1) + 1,
                                        100 * (n - 1) + 2, 100 * (n - 1) + 3, 100 * (n - 1) + 4}));
 }
 
 TEST(MpiCommunicatorTest, BroadcastFromEveryRoot) {
-  const int n = comm->world_size(), r = comm->rank();
+  const int n = Comm()->world_size(), r = Comm()->rank();
   for (int64_t count : {int64_t{0}, int64_t{7}, (int64_t{1} << 20) + 3, int64_t{3} << 20}) {
     for (int root = 0; root < n; ++root) {
       std::vector<float> v(count);
       for (int64_t i = 0; i < count; ++i) v[i] = F(r, i);
-      const int64_t before = comm->bytes_sent();
-      ASSERT_TRUE(comm->Wait(*comm->Broadcast(F32(v), root)).ok());
+      const int64_t before = Comm()->bytes_sent();
+      ASSERT_TRUE(Comm()->Wait(*Comm()->Broadcast(F32(v), root)).ok());
       for (int64_t i = 0; i < count; ++i) ASSERT_EQ(v[i], F(root, i)) << root << " " << i;
-      const int64_t sent = comm->bytes_sent() - before;
+      const int64_t sent = Comm()->bytes_sent() - before;
       EXPECT_EQ(sent, (r - root + n) % n == n - 1 ? 0 : count * 4);
       EXPECT_EQ(SumOverRanks(sent), (n - 1) * count * 4);
     }
@@ -205,10 +206,10 @@ TEST(MpiCommunicatorTest, BroadcastFromEveryRoot) {
 }
 
 TEST(MpiCommunicatorTest, BarrierWaitsForTheLastRank) {
-  const int n = comm->world_size(), r = comm->rank();
+  const int n = Comm()->world_size(), r = Comm()->rank();
   const auto start = std::chrono::steady_clock::now();
   if (r == n - 1) std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  ASSERT_TRUE(comm->Wait(*comm->Barrier()).ok());
+  ASSERT_TRUE(Comm()->Wait(*Comm()->Barrier()).ok());
   const double waited =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_GE(waited, 0.25) << "rank " << r << " left the barrier before rank " << n - 1
@@ -216,7 +217,7 @@ TEST(MpiCommunicatorTest, BarrierWaitsForTheLastRank) {
 }
 
 TEST(MpiCommunicatorTest, BucketedOpsMatchTheOneTensorOps) {
-  const int n = comm->world_size(), r = comm->rank();
+  const int n = Comm()->world_size(), r = Comm()->rank();
   const std::vector<int64_t> sizes = {3, 0, 1023, 1, 10, 2};
   std::vector<std::vector<float>> data(sizes.size()), shards(sizes.size()), gathered(sizes.size());
   std::vector<Tensor> tensors, shard_tensors, gathered_tensors;
@@ -233,24 +234,24 @@ TEST(MpiCommunicatorTest, BucketedOpsMatchTheOneTensorOps) {
     total += sizes[k];
   }
   // Reduce-scatter first (the inputs are still this rank's own data).
-  int64_t before = comm->bytes_sent();
-  ASSERT_TRUE(comm->Wait(*comm->ReduceScatterBucketed(tensors, shard_tensors)).ok());
-  EXPECT_EQ(SumOverRanks(comm->bytes_sent() - before), (n - 1) * total * 4);
+  int64_t before = Comm()->bytes_sent();
+  ASSERT_TRUE(Comm()->Wait(*Comm()->ReduceScatterBucketed(tensors, shard_tensors)).ok());
+  EXPECT_EQ(SumOverRanks(Comm()->bytes_sent() - before), (n - 1) * total * 4);
   int64_t first = 0;
   for (size_t k = 0; k < sizes.size(); ++k) {
     ExpectNearSum(shards[k], first + ShardOf(sizes[k], n, r).offset, "reduce_scatter_bucketed");
     first += sizes[k];
   }
   // All-gather the summed shards back: every tensor is then the full sum.
-  ASSERT_TRUE(comm->Wait(*comm->AllGatherBucketed(shard_tensors, gathered_tensors)).ok());
+  ASSERT_TRUE(Comm()->Wait(*Comm()->AllGatherBucketed(shard_tensors, gathered_tensors)).ok());
   first = 0;
   for (size_t k = 0; k < sizes.size(); ++k) {
     ExpectNearSum(gathered[k], first, "all_gather_bucketed");
     first += sizes[k];
   }
-  before = comm->bytes_sent();
-  ASSERT_TRUE(comm->Wait(*comm->AllReduceBucketed(tensors)).ok());
-  EXPECT_EQ(SumOverRanks(comm->bytes_sent() - before), 2 * (n - 1) * total * 4);
+  before = Comm()->bytes_sent();
+  ASSERT_TRUE(Comm()->Wait(*Comm()->AllReduceBucketed(tensors)).ok());
+  EXPECT_EQ(SumOverRanks(Comm()->bytes_sent() - before), 2 * (n - 1) * total * 4);
   first = 0;
   for (size_t k = 0; k < sizes.size(); ++k) {
     ExpectNearSum(data[k], first, "all_reduce_bucketed");
@@ -260,17 +261,17 @@ TEST(MpiCommunicatorTest, BucketedOpsMatchTheOneTensorOps) {
 }
 
 TEST(MpiCommunicatorTest, ManyOpsInFlightCompleteInOrderAndReleaseStreams) {
-  const int r = comm->rank();
+  const int r = Comm()->rank();
   constexpr int kOps = 6;
   std::vector<std::vector<float>> bufs(kOps, std::vector<float>(4097));
   std::vector<CommTicket> tickets;
   for (int k = 0; k < kOps; ++k) {
     for (int64_t i = 0; i < 4097; ++i) bufs[k][i] = F(r, i + k);
-    tickets.push_back(*comm->AllReduce(F32(bufs[k])));
+    tickets.push_back(*Comm()->AllReduce(F32(bufs[k])));
   }
   absl::StatusOr<std::unique_ptr<Stream>> stream = Stream::Create(Device::Cpu(), "compute");
   ASSERT_TRUE(stream.ok());
-  (*stream)->Wait(comm->CompletionEvent(tickets.back()));
+  (*stream)->Wait(Comm()->CompletionEvent(tickets.back()));
   double seen = 0;
   (*stream)->Enqueue([&] {
     seen = bufs.back()[0];  // runs only after the last all-reduce finished
@@ -278,7 +279,7 @@ TEST(MpiCommunicatorTest, ManyOpsInFlightCompleteInOrderAndReleaseStreams) {
   });
   ASSERT_TRUE((*stream)->Synchronize().ok());
   EXPECT_NEAR(seen, SumF(kOps - 1), 1e-5);
-  for (int k = kOps - 1; k >= 0; --k) ASSERT_TRUE(comm->Wait(tickets[k]).ok());
+  for (int k = kOps - 1; k >= 0; --k) ASSERT_TRUE(Comm()->Wait(tickets[k]).ok());
   for (int k = 0; k < kOps; ++k) {
     std::vector<float> shifted(bufs[k].begin(), bufs[k].end());
     ExpectNearSum(shifted, k, "in flight");
@@ -287,21 +288,3 @@ TEST(MpiCommunicatorTest, ManyOpsInFlightCompleteInOrderAndReleaseStreams) {
 
 }  // namespace
 }  // namespace strata::collectives
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  absl::StatusOr<std::unique_ptr<strata::collectives::MpiCommunicator>> comm =
-      strata::collectives::MpiCommunicator::Create(
-          strata::collectives::CommOptions{.timeout_seconds = 10});
-  if (!comm.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(comm.status().message()).c_str());
-    return 1;
-  }
-  strata::collectives::comm = comm->get();
-  const int result = RUN_ALL_TESTS();
-  comm->reset();
-  // A rank whose tests failed fails the job (mpiexec returns non-zero).
-  int worst = result;
-  MPI_Allreduce(&result, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  return worst;
-}

@@ -22,13 +22,14 @@
 #include "graph/nn/layers.h"
 #include "graph/ops/ops.h"
 #include "gtest/gtest.h"
+#include "tests/collectives/mpi_test_main.h"
 
 namespace strata::graph {
 namespace {
 
 using ::testing::HasSubstr;
 
-collectives::MpiCommunicator* comm = nullptr;  // made in main, before the tests
+collectives::MpiCommunicator* Comm() { return &testing::JobCommunicator(); }  // the job's, from mpi_test_main
 
 constexpr GptConfig kTiny{.vocab = 64, .block_size = 16, .layers = 2, .width = 32, .heads = 4};
 constexpr int64_t kGlobalBatch = 12;  // divisible by 1, 2 and 3 ranks times 2 micro-batches
@@ -68,15 +69,15 @@ std::vector<float> WholeState(const Program& p, ValueId v, const Tensor& held) {
   std::vector<float> mine(held.data<float>(), held.data<float>() + held.numel());
   const Value& value = p.graph().value(v);
   if (!value.shard) return mine;
-  const int world = comm->world_size();
+  const int world = Comm()->world_size();
   const std::vector<int64_t> counts = collectives::ShardCounts(value.type.shape.numel(), world);
   std::vector<int> n(world), at(world);
   for (int r = 0, off = 0; r < world; off += static_cast<int>(counts[r]), ++r) {
     n[r] = static_cast<int>(counts[r]);
     at[r] = off;
   }
-  EXPECT_EQ(static_cast<int64_t>(mine.size()), counts[comm->rank()]) << value.name;
-  EXPECT_EQ(value.shard->offset, at[comm->rank()]) << value.name;
+  EXPECT_EQ(static_cast<int64_t>(mine.size()), counts[Comm()->rank()]) << value.name;
+  EXPECT_EQ(value.shard->offset, at[Comm()->rank()]) << value.name;
   std::vector<float> whole(value.type.shape.numel());
   MPI_Allgatherv(mine.data(), static_cast<int>(mine.size()), MPI_FLOAT, whole.data(), n.data(),
                  at.data(), MPI_FLOAT, MPI_COMM_WORLD);
@@ -85,7 +86,7 @@ std::vector<float> WholeState(const Program& p, ValueId v, const Tensor& held) {
 
 // Trains on `world` ranks (this rank's rows) or, with `alone`, on the whole batch in one process.
 Trained Train(const RunSetup& setup, bool alone) {
-  const int world = alone ? 1 : comm->world_size(), rank = alone ? 0 : comm->rank();
+  const int world = alone ? 1 : Comm()->world_size(), rank = alone ? 0 : Comm()->rank();
   const int64_t rows = kGlobalBatch / world;
   const int64_t micro_rows = rows / setup.micro_batches;
   Gpt gpt(kTiny);
@@ -102,7 +103,7 @@ Trained Train(const RunSetup& setup, bool alone) {
   o.micro_batches = setup.micro_batches;
   o.seed = setup.seed;
   o.offload = setup.offload;
-  o.communicator = alone ? nullptr : comm;
+  o.communicator = alone ? nullptr : Comm();
   o.zero = setup.zero;
   o.check_plan = setup.check_plan;
   auto p = Compile(gpt, {{"ids", Shape{micro_rows, 16}, DType::kI32},
@@ -155,7 +156,7 @@ void ExpectSameTraining(const RunSetup& setup) {
       ExpectRelativelyNear(parallel.stats[s].grad_norm, alone.stats[s].grad_norm, 1e-5,
                            absl::StrCat("norm of step ", s + 1));
     }
-    EXPECT_EQ(parallel.stats[s].world_size, comm->world_size());
+    EXPECT_EQ(parallel.stats[s].world_size, Comm()->world_size());
   }
   ASSERT_EQ(parallel.state.size(), alone.state.size());
   // Per tensor, against its largest element: Adam turns the last-bit differences of a gradient
@@ -182,7 +183,7 @@ void ExpectSameTraining(const RunSetup& setup) {
   for (const auto& t : parallel.state) flat.insert(flat.end(), t.begin(), t.end());
   std::vector<float> rank0 = flat;
   MPI_Bcast(rank0.data(), static_cast<int>(rank0.size()), MPI_FLOAT, 0, MPI_COMM_WORLD);
-  EXPECT_EQ(flat, rank0) << "rank " << comm->rank() << "'s state differs from rank 0's";
+  EXPECT_EQ(flat, rank0) << "rank " << Comm()->rank() << "'s state differs from rank 0's";
 }
 
 TEST(DataParallelTest, LossesAndStateMatchOneProcessWithClipping) { ExpectSameTraining({}); }
@@ -203,7 +204,7 @@ TEST(DataParallelTest, StateOnNvmeTrainsTheSame) {
   RunSetup s;
   s.offload.params = s.offload.grads = s.offload.optimizer = MemoryTier::kNvme;
   const std::filesystem::path dir =
-      std::filesystem::path(::testing::TempDir()) / absl::StrCat("data_parallel_test_", comm->rank());
+      std::filesystem::path(::testing::TempDir()) / absl::StrCat("data_parallel_test_", Comm()->rank());
   std::filesystem::create_directories(dir);
   s.offload.io.dir = dir.string();
   s.offload.io.block_size = 16 << 10;
@@ -221,7 +222,7 @@ TEST(DataParallelTest, CommunicationBytesAreTheRingAllReduceOfEveryGradient) {
   gpt.ForEachParameter([&](const std::string&, Parameter& p) {
     if (p.trainable()) {
       want += collectives::RingBytesSent(collectives::CommOp::kAllReduce, p.shape().numel(), {}, 4,
-                                         comm->world_size(), comm->rank());
+                                         Comm()->world_size(), Comm()->rank());
     }
   });
   for (const StepStats& s : r.stats) EXPECT_EQ(s.comm_bytes, want);
@@ -243,7 +244,7 @@ class ZeroStageTest : public ::testing::TestWithParam<int> {
     o.grads = MemoryTier::kHost;
     o.optimizer = MemoryTier::kNvme;
     const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) /
-                                      absl::StrCat("zero_test_", comm->rank());
+                                      absl::StrCat("zero_test_", Comm()->rank());
     std::filesystem::create_directories(dir);
     o.io.dir = dir.string();
     o.io.block_size = 16 << 10;
@@ -281,11 +282,11 @@ TEST_P(ZeroStageTest, RanksHoldTheirShareOfTheModelState) {
     gpt.ForEachParameter([&](const std::string&, Parameter& p) { n += p.shape().numel(); });
     return 4.0 * static_cast<double>(n);
   }();
-  const int world = comm->world_size();
+  const int world = Comm()->world_size();
   // Stages 1-2 keep every parameter whole; their optimizer state (2 moments) is split.
   const double want = GetParam() == 3 ? alone.state_bytes / world
                                       : params + (alone.state_bytes - params) / world;
-  EXPECT_NEAR(mine.state_bytes, want, 0.05 * want) << "rank " << comm->rank();
+  EXPECT_NEAR(mine.state_bytes, want, 0.05 * want) << "rank " << Comm()->rank();
 }
 
 // Three linear layers behind a trainable shift of the input, nothing tied: every weight is read
@@ -317,7 +318,7 @@ int64_t MlpStepBytes(const ZeroOptions& zero, int* bucket = nullptr) {
   TrainOptions o;
   o.optimizer = OptimizerOptions::AdamW(0.9, 0.95, 1e-8, 0.1);
   o.schedule.max_lr = 1e-3;
-  o.communicator = comm;
+  o.communicator = Comm();
   o.zero = zero;
   const int64_t rows = 2;
   auto p = Compile(mlp, {{"x", Shape{rows, ShiftedMlp::kWidth}, DType::kF32},
@@ -333,7 +334,7 @@ int64_t MlpStepBytes(const ZeroOptions& zero, int* bucket = nullptr) {
   Tensor x = Tensor::Empty(Shape{rows, ShiftedMlp::kWidth}, DType::kF32, DefaultCpuAllocator()).value();
   Tensor t = Tensor::Empty(Shape{rows}, DType::kI32, DefaultCpuAllocator()).value();
   for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = static_cast<float>(i % 7) - 3;
-  for (int64_t i = 0; i < rows; ++i) t.data<int32_t>()[i] = static_cast<int32_t>(i + comm->rank());
+  for (int64_t i = 0; i < rows; ++i) t.data<int32_t>()[i] = static_cast<int32_t>(i + Comm()->rank());
   int64_t bytes = -1;
   for (int s = 0; s < 2; ++s) {
     absl::StatusOr<StepStats> st = (*p)->Step({x, t});
@@ -349,7 +350,7 @@ int64_t MlpStepBytes(const ZeroOptions& zero, int* bucket = nullptr) {
 // tensors cost one all-reduce each in every stage. Keeping gathered weights for their next use
 // sends less.
 TEST(ZeroBytesTest, StageThreeSendsOneAndAHalfTimesStageTwoOverTheShardedWeights) {
-  const int world = comm->world_size(), rank = comm->rank();
+  const int world = Comm()->world_size(), rank = Comm()->rank();
   using collectives::CommOp;
   using collectives::RingBytesSent;
   int64_t replicated = 0, reduce_scatter = 0, all_gather = 0;
@@ -403,9 +404,9 @@ TEST(DataParallelTest, RanksThatCompiledDifferentProgramsFailAtCreate) {
   Gpt gpt(kTiny);
   TrainOptions o;
   o.optimizer = OptimizerOptions::AdamW(0.9, 0.95, 1e-8, 0.1);
-  const bool odd = comm->rank() == comm->world_size() - 1;
+  const bool odd = Comm()->rank() == Comm()->world_size() - 1;
   o.clip_grad_norm = odd ? 0.5 : 1.0;
-  o.communicator = comm;
+  o.communicator = Comm();
   const int64_t rows = odd ? 1 : 2;
   auto p = Compile(gpt, {{"ids", Shape{rows, 16}, DType::kI32}, {"targets", Shape{rows, 16}, DType::kI32}},
                    [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
@@ -419,20 +420,3 @@ TEST(DataParallelTest, RanksThatCompiledDifferentProgramsFailAtCreate) {
 
 }  // namespace
 }  // namespace strata::graph
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  absl::StatusOr<std::unique_ptr<strata::collectives::MpiCommunicator>> comm =
-      strata::collectives::MpiCommunicator::Create(
-          strata::collectives::CommOptions{.timeout_seconds = 20});
-  if (!comm.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(comm.status().message()).c_str());
-    return 1;
-  }
-  strata::graph::comm = comm->get();
-  const int result = RUN_ALL_TESTS();
-  comm->reset();
-  int worst = result;  // a rank whose tests failed fails the job
-  MPI_Allreduce(&result, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  return worst;
-}
