@@ -119,9 +119,16 @@ TEST(OpKindTest, EveryKindIsMadeByExactlyOneOpClassUnderItsName) {
       nvme);
   ASSERT_TRUE(program.ok()) << program.status();
   for (const Node& n : (*program)->graph().nodes()) ops.push_back(n.op);
-  // all_reduce is compiled in only with a communicator of several ranks (an MPI job:
-  // graph_data_parallel_test); its factory is the only one.
+  // all_reduce and the synchronized batch norm ops are compiled in only with a communicator of
+  // several ranks (an MPI job: graph_data_parallel_test); here from the pass itself.
   ops.push_back(ops::AllReduceOp());
+  EveryOp synced;
+  absl::StatusOr<TrainingGraph> t = TraceTrainingStep(
+      synced, {{"x", Shape{2, 2, 8, 8}, DType::kF32}, {"targets", Shape{2}, DType::kI32}},
+      [&](absl::Span<const Var> in) { return synced.Loss(in[0], in[1]); }, sgd);
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_TRUE(SyncBatchNorm(t->graph, 0, 2).ok());
+  for (const Node& n : t->graph.nodes()) ops.push_back(n.op);
 
   std::map<OpKind, std::set<std::type_index>> classes;
   for (const std::shared_ptr<const Op>& op : ops) {
