@@ -12,11 +12,14 @@ Every test gives its job a tag, STRATA_TEST_TAG=<unique>, which strata-run expor
 test running beside it: pgrep matches names and command lines, which two tests share.
 """
 import argparse
+import gzip
 import json
 import math
 import os
 import pathlib
+import random
 import re
+import struct
 import subprocess
 import sys
 import tempfile
@@ -93,6 +96,61 @@ class GptSmoke:
             test.assertTrue(math.isfinite(rec["loss"]), records)
             test.assertAlmostEqual(rec["loss"], one["loss"], delta=1e-5 * abs(one["loss"]))
         test.assertAlmostEqual(records[0]["loss"], math.log(256), delta=0.5)  # untrained: ~uniform
+
+
+class FmnistSmoke:
+    """strata-fmnist, 2 steps on a made-up Fashion-MNIST (random 28x28 images in the four gzip
+    IDX files), data parallel over the job's ranks with its BatchNorms synchronized: rank 0's
+    metrics must be those of the same command run as one process, within 1e-5 relative, the test
+    scores included."""
+    TRAIN, TEST, BATCH = 48, 20, 24
+
+    def __init__(self, directory):
+        self.directory = pathlib.Path(directory)
+        rng = random.Random(5)
+        for name, n in (("train", self.TRAIN), ("t10k", self.TEST)):
+            pixels = bytes(rng.randrange(256) for _ in range(n * 28 * 28))
+            labels = bytes(rng.randrange(10) for _ in range(n))
+            self._idx(f"{name}-images-idx3-ubyte.gz", 3, [n, 28, 28], pixels)
+            self._idx(f"{name}-labels-idx1-ubyte.gz", 1, [n], labels)
+
+    def _idx(self, name, dims, shape, data):
+        header = struct.pack(">I", 0x800 + dims) + b"".join(struct.pack(">I", d) for d in shape)
+        with gzip.open(self.directory / name, "wb") as f:
+            f.write(header + data)
+
+    def command(self, metrics, batch=BATCH):
+        return [str(pathlib.Path(paths.gpt).with_name("strata-fmnist")), "--data",
+                str(self.directory), "--epochs", "1", "--batch", str(batch), "--warmup", "0",
+                "--threads", "1", "--log-every", "1", "--metrics", str(metrics)]
+
+    def argv(self, batch=BATCH):
+        return self.command(self.directory / "metrics.jsonl", batch)
+
+    def records(self, path):
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def check(self, test, ranks):
+        path = self.directory / "metrics.jsonl"
+        test.assertTrue(path.exists(), f"rank 0 wrote no {path}")
+        records = self.records(path)
+        steps = [rec for rec in records if "loss" in rec]
+        test.assertEqual([rec["step"] for rec in steps], [1, 2])
+        test.assertEqual({rec["world_size"] for rec in steps}, {ranks})
+        test.assertTrue(all(rec["comm_bytes"] > 0 for rec in steps), records)
+        alone_path = self.directory / "metrics-one-process.jsonl"
+        subprocess.run(self.command(alone_path), check=True, capture_output=True, timeout=120,
+                       env={k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_"))})
+        alone = self.records(alone_path)
+        test.assertEqual(len(records), len(alone))
+        for rec, one in zip(records, alone):
+            for key in ("loss", "train_loss", "test_loss", "test_accuracy"):
+                if key not in one:
+                    continue
+                test.assertTrue(math.isfinite(rec[key]), records)
+                test.assertAlmostEqual(rec[key], one[key], delta=1e-5 * abs(one[key]),
+                                       msg=f"{key} of record {rec}")
+        test.assertAlmostEqual(steps[0]["loss"], math.log(10), delta=0.5)  # untrained: ~uniform
 
 
 def new_tag():
