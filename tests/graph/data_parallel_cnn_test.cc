@@ -47,6 +47,7 @@ struct RunSetup {
   int micro_batches = 1;
   bool recompute = false;
   bool check_plan = false;
+  OffloadOptions offload{};
 };
 
 // Global batch `step` (micro_batches * kGlobalBatch rows): images and labels from the row index.
@@ -90,6 +91,7 @@ Trained Train(const RunSetup& setup, bool alone) {
   o.micro_batches = setup.micro_batches;
   o.recompute = setup.recompute;
   o.check_plan = setup.check_plan;
+  o.offload = setup.offload;
   o.seed = 7;
   o.communicator = alone ? nullptr : comm;
   auto p = Compile(net, {{"images", Shape{micro_rows, 1, kSide, kSide}},
@@ -171,10 +173,14 @@ TEST(DataParallelCnnTest, MicroBatchesAndClippingMatchOneProcess) {
 }
 
 // The recomputed copies read the forward's summed statistics: no collective, the same bytes.
-TEST(DataParallelCnnTest, RecomputeAndThePlanCheckChangeNoBit) {
+// Neither does a placement of every state and kept activation on the host change a bit.
+TEST(DataParallelCnnTest, RecomputeThePlanCheckAndPlacementChangeNoBit) {
   const Trained plain = Train({}, false);
+  OffloadOptions host;
+  host.params = host.grads = host.optimizer = host.activations = MemoryTier::kHost;
   for (const RunSetup& s : {RunSetup{.recompute = true}, RunSetup{.check_plan = true},
-                            RunSetup{.recompute = true, .check_plan = true}}) {
+                            RunSetup{.recompute = true, .check_plan = true},
+                            RunSetup{.recompute = true, .offload = host}}) {
     const Trained other = Train(s, false);
     ASSERT_EQ(other.stats.size(), plain.stats.size());
     for (size_t i = 0; i < plain.stats.size(); ++i) {
