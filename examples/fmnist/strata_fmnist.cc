@@ -2,7 +2,7 @@
 // Fashion-MNIST and reports test accuracy after each epoch.
 //
 //   strata-fmnist [--epochs 2] [--batch 64] [--optimizer sgd|adamw] [--lr 0.05]
-//                 [--data /usr/share/datasets/fashion-mnist] [--metrics run.jsonl]
+//                 [--data /usr/share/datasets/fashion-mnist] [--metrics run.jsonl] [--save DIR]
 //
 // The data are the four gzip IDX files as Debian's dataset-fashion-mnist installs them. The
 // recipe (shuffling, schedule, test scoring) is examples/fmnist/fmnist_train.h.
@@ -10,8 +10,8 @@
 // Launched on several ranks (launch/strata-run -n N -- strata-fmnist ...), it trains data
 // parallel: --batch stays the global batch, each rank reads its B/N images of every batch, the
 // BatchNorms take their statistics over the global batch, and the losses are the one-process
-// run's (Note [synchronized batch norm] in graph/passes/sync_batch_norm.cc). Rank 0 prints and
-// writes --metrics.
+// run's (Note [synchronized batch norm] in graph/passes/sync_batch_norm.cc). Rank 0 prints,
+// writes --metrics and --save.
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -25,6 +25,7 @@
 #include "examples/common/step_metrics.h"
 #include "examples/fmnist/fashion_mnist.h"
 #include "examples/fmnist/fmnist_train.h"
+#include "graph/checkpoint.h"
 #include "runtime/blas_check.h"
 #include "runtime/status.h"
 #include "runtime/threading.h"
@@ -34,7 +35,7 @@ namespace {
 
 struct Options {
   FmnistRecipe recipe;
-  std::string data = kFashionMnistDir, metrics;
+  std::string data = kFashionMnistDir, metrics, save;
   int64_t seed = 0, threads = 0, log_every = 50;
   double comm_timeout = 0;
 };
@@ -122,6 +123,15 @@ absl::Status Train(Options o) {
     if (epoch == r.epochs) record["peak_rss_bytes"] = PeakRssBytes();
     STRATA_RETURN_IF_ERROR(metrics.Write(record));
   }
+  if (!o.save.empty()) {
+    graph::TrainerState state;
+    state.counters["epoch"] = r.epochs;
+    state.extra["data"] = o.data;
+    // Every rank holds the same state, running statistics included (stage 0): rank 0 writes it.
+    if (rank == 0) STRATA_RETURN_IF_ERROR(graph::SaveCheckpoint(trainer->program(), state, o.save));
+    std::printf("saved checkpoint %s at step %lld\n", o.save.c_str(),
+                static_cast<long long>(trainer->program().step_count()));
+  }
   std::printf("strata-fmnist: done after %lld epochs, peak RSS %s\n",
               static_cast<long long>(r.epochs), MebibytesText(PeakRssBytes()).c_str());
   return absl::OkStatus();
@@ -167,6 +177,9 @@ int main(int argc, char** argv) {
         "keep only each inverted-residual block's input through the forward and recompute its "
         "activations in the backward (less memory, more time; same losses)");
   f.Add("metrics", &o.metrics, "write one JSON object per step and per epoch to this file");
+  f.Add("save", &o.save,
+        "after the last epoch, write a checkpoint (weights with the BatchNorm running statistics, "
+        "optimizer state) to this directory");
   f.Add("log-every", &o.log_every, {.min = 1, .max = kMaxCount},
         "steps between progress lines (the last of each epoch too)");
   strata::examples::OffloadFlags offload;

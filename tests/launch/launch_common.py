@@ -12,6 +12,7 @@ Every test gives its job a tag, STRATA_TEST_TAG=<unique>, which strata-run expor
 test running beside it: pgrep matches names and command lines, which two tests share.
 """
 import argparse
+import array
 import gzip
 import json
 import math
@@ -119,16 +120,31 @@ class FmnistSmoke:
         with gzip.open(self.directory / name, "wb") as f:
             f.write(header + data)
 
-    def command(self, metrics, batch=BATCH):
+    def command(self, metrics, save, batch=BATCH):
         return [str(pathlib.Path(paths.gpt).with_name("strata-fmnist")), "--data",
                 str(self.directory), "--epochs", "1", "--batch", str(batch), "--warmup", "0",
-                "--threads", "1", "--log-every", "1", "--metrics", str(metrics)]
+                "--threads", "1", "--log-every", "1", "--metrics", str(metrics),
+                "--save", str(save)]
 
     def argv(self, batch=BATCH):
-        return self.command(self.directory / "metrics.jsonl", batch)
+        return self.command(self.directory / "metrics.jsonl", self.directory / "checkpoint", batch)
 
     def records(self, path):
         return [json.loads(line) for line in path.read_text().splitlines()]
+
+    @staticmethod
+    def weights(checkpoint):
+        """The f32 tensors of a checkpoint's weights.safetensors, by name."""
+        raw = (checkpoint / "weights.safetensors").read_bytes()
+        size = struct.unpack("<Q", raw[:8])[0]
+        header = json.loads(raw[8:8 + size])
+        out = {}
+        for name, t in header.items():
+            if name == "__metadata__":
+                continue
+            begin, end = t["data_offsets"]
+            out[name] = array.array("f", raw[8 + size + begin:8 + size + end])
+        return out
 
     def check(self, test, ranks):
         path = self.directory / "metrics.jsonl"
@@ -139,9 +155,19 @@ class FmnistSmoke:
         test.assertEqual({rec["world_size"] for rec in steps}, {ranks})
         test.assertTrue(all(rec["comm_bytes"] > 0 for rec in steps), records)
         alone_path = self.directory / "metrics-one-process.jsonl"
-        subprocess.run(self.command(alone_path), check=True, capture_output=True, timeout=120,
+        alone_save = self.directory / "checkpoint-one-process"
+        subprocess.run(self.command(alone_path, alone_save), check=True, capture_output=True,
+                       timeout=120,
                        env={k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_"))})
         alone = self.records(alone_path)
+        # Rank 0's checkpoint: the weights and the running statistics of the one-process run.
+        weights, alone_weights = self.weights(self.directory / "checkpoint"), self.weights(alone_save)
+        test.assertEqual(sorted(weights), sorted(alone_weights))
+        test.assertTrue(any(name.endswith(".running_var") for name in weights), sorted(weights))
+        for name, values in alone_weights.items():
+            scale = max([1.0] + [abs(v) for v in values])
+            worst = max(abs(a - b) for a, b in zip(weights[name], values))
+            test.assertLessEqual(worst, 1e-5 * scale, name)
         test.assertEqual(len(records), len(alone))
         for rec, one in zip(records, alone):
             for key in ("loss", "train_loss", "test_loss", "test_accuracy"):
