@@ -311,8 +311,15 @@ class BatchNormGradStats final : public Op {
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 4));
     STRATA_RETURN_IF_ERROR(ExpectNchw(name(), in[0]));
-    if (in[3] != in[0]) return TypeError(name(), "dy is ", in[3].ToString(), ", expected x's ", in[0].ToString());
-    return std::vector<TensorType>{in[1], in[1], StatsType(in[0], world_)};
+    const TensorType c{Shape{in[0].shape[1]}, DType::kF32};
+    if (in[1] != c || in[2] != c) {
+      return TypeError(name(), "save_mean ", in[1].ToString(), " and save_rstd ", in[2].ToString(),
+                       " must be ", c.ToString(), " for x ", in[0].ToString());
+    }
+    if (in[3] != in[0]) {
+      return TypeError(name(), "dy is ", in[3].ToString(), ", expected x's ", in[0].ToString());
+    }
+    return std::vector<TensorType>{c, c, StatsType(in[0], world_)};
   }
   absl::Status Run(const RunArgs& a) const override {
     return cpu::BatchNorm2dLocalGradStats(a.in[0], a.in[1], a.in[2], a.in[3], rank_, a.out[2],

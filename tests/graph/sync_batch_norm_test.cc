@@ -161,6 +161,25 @@ TEST(SyncBatchNormPassTest, NoInputGradientNoSumOverTheRanks) {
   EXPECT_EQ(Count(g, OpKind::kAllReduce), 1);
 }
 
+TEST(SyncBatchNormPassTest, OpsNameTheirBadInputs) {
+  const TensorType x{Shape{2, 3, 4, 4}, DType::kF32}, c{Shape{3}, DType::kF32};
+  const TensorType stats{Shape{2, 4, 3}, DType::kF32}, wrong{Shape{2, 4, 5}, DType::kF32};
+  absl::StatusOr<std::vector<TensorType>> t =
+      ops::BatchNormGradSyncedOp()->Infer({x, c, c, c, x, wrong});
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(t.status().message(), HasSubstr("batch_norm_grad_synced"));
+  EXPECT_THAT(t.status().message(), HasSubstr("stats is f32[2, 4, 5]"));
+  t = ops::BatchNormGradStatsOp(0, 2)->Infer({x, c, TensorType{Shape{4}, DType::kF32}, x});
+  ASSERT_FALSE(t.ok());
+  EXPECT_THAT(t.status().message(), HasSubstr("save_rstd"));
+  t = ops::BatchNormStatsOp(1, 2)->Infer({x});
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ((*t)[0], stats);
+  // Only a batch_norm has a synchronized form.
+  EXPECT_EQ(ops::BatchNormSyncedOp(*ops::AllReduceOp()), nullptr);
+}
+
 TEST(SyncBatchNormPassTest, BadRankIsAnError) {
   MobileNet net(Tiny());
   Graph g = Traced(net);
