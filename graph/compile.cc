@@ -206,6 +206,10 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
   graph.SetConstant(seed.id(), std::string(reinterpret_cast<const char*>(&seed_value), sizeof(float)));
   STRATA_ASSIGN_OR_RETURN(const Gradients grads, Differentiate(tracer, loss, seed, trainable));
   Dump(options, config.dump, "autodiff", graph);
+  if (world > 1) {  // Note [synchronized batch norm]
+    STRATA_RETURN_IF_ERROR(SyncBatchNorm(graph, options.communicator->rank(), world));
+    Dump(options, config.dump, "sync_batch_norm", graph);
+  }
 
   // Gradient accumulation, clipping and the updates.
   std::vector<ValueId> final_grads;

@@ -36,6 +36,10 @@ absl::string_view OpKindName(OpKind kind) {
     case OpKind::kBatchNormGrad: return "batch_norm_grad";
     case OpKind::kBatchNormFrozen: return "batch_norm_frozen";
     case OpKind::kBatchNormFrozenGrad: return "batch_norm_frozen_grad";
+    case OpKind::kBatchNormGradStats: return "batch_norm_grad_stats";
+    case OpKind::kBatchNormGradSynced: return "batch_norm_grad_synced";
+    case OpKind::kBatchNormStats: return "batch_norm_stats";
+    case OpKind::kBatchNormSynced: return "batch_norm_synced";
     case OpKind::kLayerNorm: return "layer_norm";
     case OpKind::kLayerNormGrad: return "layer_norm_grad";
     case OpKind::kLayerNormGradResidual: return "layer_norm_grad_residual";

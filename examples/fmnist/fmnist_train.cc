@@ -57,14 +57,26 @@ double FmnistRecipe::resolved_weight_decay() const {
   return optimizer == "adamw" ? 0.01 : 5e-4;
 }
 
-FmnistTrainer::FmnistTrainer(const FashionMnist& data, const FmnistRecipe& recipe)
-    : data_(data), recipe_(recipe), rng_(recipe.seed) {}
+FmnistTrainer::FmnistTrainer(const FashionMnist& data, const FmnistRecipe& recipe,
+                             collectives::Communicator* comm)
+    : data_(data),
+      recipe_(recipe),
+      comm_(comm),
+      world_(comm != nullptr ? comm->world_size() : 1),
+      rank_(comm != nullptr ? comm->rank() : 0),
+      rng_(recipe.seed) {}
 
-absl::StatusOr<std::unique_ptr<FmnistTrainer>> FmnistTrainer::Create(const FashionMnist& data,
-                                                                     const FmnistRecipe& recipe) {
+absl::StatusOr<std::unique_ptr<FmnistTrainer>> FmnistTrainer::Create(
+    const FashionMnist& data, const FmnistRecipe& recipe, collectives::Communicator* comm) {
   STRATA_RETURN_IF_ERROR(recipe.Validate(data.train.size()));
-  std::unique_ptr<FmnistTrainer> t(new FmnistTrainer(data, recipe));
+  std::unique_ptr<FmnistTrainer> t(new FmnistTrainer(data, recipe, comm));
   const FmnistRecipe& r = t->recipe_;
+  if (r.batch % t->world_ != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--batch ", r.batch, " does not split among ", t->world_, " ranks: each rank reads --batch / ",
+        t->world_, " images of every batch, so give a multiple of ", t->world_));
+  }
+  const int64_t mine = r.batch / t->world_;
   t->train_size_ = r.limit_train > 0 ? std::min(r.limit_train, data.train.size())
                                      : data.train.size();
   t->model_ = std::make_unique<graph::MobileNet>(graph::MobileNetConfig{});
@@ -84,14 +96,15 @@ absl::StatusOr<std::unique_ptr<FmnistTrainer>> FmnistTrainer::Create(const Fashi
   o.check_plan = r.check_plan;
   o.offload = r.offload;
   o.recompute = r.recompute;
+  o.communicator = comm;
   graph::MobileNet* model = t->model_.get();
   graph::ValueId* logits_id = &t->logits_;
   STRATA_ASSIGN_OR_RETURN(
       t->program_,
       graph::Compile(*model,
-                     {{"images", Shape{r.batch, 1, kFashionMnistSide, kFashionMnistSide},
+                     {{"images", Shape{mine, 1, kFashionMnistSide, kFashionMnistSide},
                        DType::kF32},
-                      {"labels", Shape{r.batch}, DType::kI32}},
+                      {"labels", Shape{mine}, DType::kI32}},
                      [&](absl::Span<const graph::Var> in) {
                        graph::Var logits = model->Forward(in[0]);
                        in[0].tracer()->MarkOutput(logits, "logits");
@@ -101,14 +114,22 @@ absl::StatusOr<std::unique_ptr<FmnistTrainer>> FmnistTrainer::Create(const Fashi
                      o));
 
   STRATA_ASSIGN_OR_RETURN(
-      t->images_, Tensor::Empty(Shape{r.batch, 1, kFashionMnistSide, kFashionMnistSide},
+      t->images_, Tensor::Empty(Shape{mine, 1, kFashionMnistSide, kFashionMnistSide},
                                 DType::kF32, DefaultCpuAllocator()));
   STRATA_ASSIGN_OR_RETURN(t->labels_,
-                          Tensor::Empty(Shape{r.batch}, DType::kI32, DefaultCpuAllocator()));
+                          Tensor::Empty(Shape{mine}, DType::kI32, DefaultCpuAllocator()));
+  STRATA_ASSIGN_OR_RETURN(t->counts_, Tensor::Empty(Shape{2}, DType::kF32, DefaultCpuAllocator()));
   t->order_.resize(t->train_size_);
   t->indices_.resize(r.batch);
+  t->mine_.resize(mine);
   if (r.init_images > 0) STRATA_RETURN_IF_ERROR(t->ScaleConvolutions(r.init_images));
   return t;
+}
+
+void FmnistTrainer::FillMine(const FashionMnistSplit& split, absl::Span<const int64_t> global) {
+  const int64_t mine = static_cast<int64_t>(mine_.size());
+  std::copy_n(global.begin() + rank_ * mine, mine, mine_.begin());
+  FillBatch(split, mine_, images_, labels_);
 }
 
 // Note [data-dependent initialization]
@@ -161,6 +182,13 @@ absl::Status FmnistTrainer::ScaleConvolutions(int64_t images) {
                                                 DefaultCpuAllocator()));
     STRATA_RETURN_IF_ERROR(t.CopyFrom(from));
   }
+  // The whole batch on every rank (the same bytes, so the same scaled weights everywhere).
+  STRATA_ASSIGN_OR_RETURN(
+      const Tensor batch_images,
+      Tensor::Empty(Shape{b, 1, kFashionMnistSide, kFashionMnistSide}, DType::kF32,
+                    DefaultCpuAllocator()));
+  STRATA_ASSIGN_OR_RETURN(const Tensor batch_labels,
+                          Tensor::Empty(Shape{b}, DType::kI32, DefaultCpuAllocator()));
   const int64_t batches = std::max<int64_t>(1, std::min(images, train_size_) / b);
   for (const Conv& c : convs) {
     STRATA_ASSIGN_OR_RETURN(const Tensor y, p->value(c.y));
@@ -168,8 +196,8 @@ absl::Status FmnistTrainer::ScaleConvolutions(int64_t images) {
     double sum = 0, sum_sq = 0;
     for (int64_t k = 0; k < batches; ++k) {
       for (int64_t r = 0; r < b; ++r) indices_[r] = (k * b + r) % train_size_;
-      FillBatch(data_.train, indices_, images_, labels_);
-      STRATA_RETURN_IF_ERROR(p->Evaluate({images_, labels_}).status());
+      FillBatch(data_.train, indices_, batch_images, batch_labels);
+      STRATA_RETURN_IF_ERROR(p->Evaluate({batch_images, batch_labels}).status());
       const float* v = y.data<float>();
       for (int64_t i = 0; i < y.numel(); ++i) {
         sum += v[i];
@@ -207,7 +235,7 @@ absl::StatusOr<FmnistEpoch> FmnistTrainer::TrainEpoch(
   const auto start = std::chrono::steady_clock::now();
   for (int64_t s = 0; s < steps; ++s) {
     std::copy(order_.begin() + s * b, order_.begin() + (s + 1) * b, indices_.begin());
-    FillBatch(data_.train, indices_, images_, labels_);
+    FillMine(data_.train, indices_);
     STRATA_ASSIGN_OR_RETURN(const graph::StepStats st, program_->Step({images_, labels_}));
     if (!std::isfinite(st.loss)) {
       return absl::InternalError(absl::StrCat("epoch ", epoch_, " step ", s + 1,
@@ -234,13 +262,15 @@ absl::StatusOr<FmnistEpoch> FmnistTrainer::Test() {
   const int64_t b = recipe_.batch;
   STRATA_ASSIGN_OR_RETURN(const Tensor logits, program_->value(logits_));
   const int64_t classes = logits.dim(1);
+  const int64_t mine = static_cast<int64_t>(mine_.size());
   FmnistEpoch e;
   double loss_sum = 0;
   for (int64_t first = 0; first < n; first += b) {
-    const int64_t real = std::min(b, n - first);
-    // The last batch is padded with test images from the start; only `real` rows count.
+    // The last batch is padded with test images from the start; only its first `real` rows
+    // count, of which this rank holds rows [rank * mine, (rank + 1) * mine).
+    const int64_t real = std::clamp<int64_t>(std::min(b, n - first) - rank_ * mine, 0, mine);
     for (int64_t r = 0; r < b; ++r) indices_[r] = (first + r) % n;
-    FillBatch(test, indices_, images_, labels_);
+    FillMine(test, indices_);
     STRATA_RETURN_IF_ERROR(program_->Evaluate({images_, labels_}).status());
     const float* z = logits.data<float>();
     const int32_t* y = labels_.data<int32_t>();
@@ -252,6 +282,14 @@ absl::StatusOr<FmnistEpoch> FmnistTrainer::Test() {
       for (int64_t c = 0; c < classes; ++c) sum += std::exp(double{row[c]} - row[best]);
       loss_sum += std::log(sum) + row[best] - row[y[r]];  // -log softmax(row)[y]
     }
+  }
+  if (world_ > 1) {  // counts below 2^24 are exact in f32
+    counts_.data<float>()[0] = static_cast<float>(e.test_correct);
+    counts_.data<float>()[1] = static_cast<float>(loss_sum);
+    STRATA_ASSIGN_OR_RETURN(const collectives::CommTicket t, comm_->AllReduce(counts_));
+    STRATA_RETURN_IF_ERROR(comm_->Wait(t));
+    e.test_correct = static_cast<int64_t>(counts_.data<float>()[0]);
+    loss_sum = counts_.data<float>()[1];
   }
   e.test_size = n;
   e.test_accuracy = static_cast<double>(e.test_correct) / static_cast<double>(n);

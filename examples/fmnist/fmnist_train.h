@@ -16,6 +16,12 @@
 // (Tracer::MarkOutput) and Program::value reads them after each Evaluate, which normalizes with
 // the BatchNorms' running statistics (PyTorch's model.eval()). Optionally, before the first step,
 // the convolutions are rescaled to unit output variance on a few training batches (LSUV).
+//
+// Data parallel (a communicator of W > 1 ranks): `batch` stays the global batch; every rank draws
+// the same shuffle and reads rows [rank * B / W, (rank + 1) * B / W) of each batch, the
+// BatchNorms take their statistics over the global batch (Note [synchronized batch norm] in
+// graph/passes/sync_batch_norm.cc), so the losses are the one-process run's; each rank scores
+// its rows of every test batch and the counts are summed over the ranks.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +32,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "collectives/communicator.h"
 #include "examples/fmnist/fashion_mnist.h"
 #include "graph/compile.h"
 #include "graph/models/mobilenet.h"
@@ -78,9 +85,11 @@ struct FmnistEpoch {
 class FmnistTrainer {
  public:
   // Validates the recipe, builds and compiles the model (with the current thread count) for
-  // (batch, 1, 28, 28) images and (batch) labels.
-  static absl::StatusOr<std::unique_ptr<FmnistTrainer>> Create(const FashionMnist& data,
-                                                               const FmnistRecipe& recipe);
+  // (batch / W, 1, 28, 28) images and (batch / W) labels, W the world size of `comm` (1 when
+  // null); batch must be a multiple of W.
+  static absl::StatusOr<std::unique_ptr<FmnistTrainer>> Create(
+      const FashionMnist& data, const FmnistRecipe& recipe,
+      collectives::Communicator* comm = nullptr);
 
   graph::Program& program() { return *program_; }
   int64_t train_size() const { return train_size_; }
@@ -93,19 +102,26 @@ class FmnistTrainer {
   absl::StatusOr<FmnistEpoch> Test();
 
  private:
-  FmnistTrainer(const FashionMnist& data, const FmnistRecipe& recipe);
+  FmnistTrainer(const FashionMnist& data, const FmnistRecipe& recipe,
+                collectives::Communicator* comm);
   absl::Status ScaleConvolutions(int64_t images);
+  // This rank's rows of the global batch `global` (B example indices) into images_ and labels_.
+  void FillMine(const FashionMnistSplit& split, absl::Span<const int64_t> global);
 
   const FashionMnist& data_;
   FmnistRecipe recipe_;
+  collectives::Communicator* comm_;  // null: one process
+  int world_ = 1, rank_ = 0;
   int64_t train_size_ = 0;
   int64_t epoch_ = 0;
   std::unique_ptr<graph::MobileNet> model_;
   std::unique_ptr<graph::Program> program_;
   graph::ValueId logits_ = graph::kNoValue;
-  Tensor images_, labels_;       // one batch
+  Tensor images_, labels_;       // this rank's rows of one batch
+  Tensor counts_;                // (correct, loss sum) of a test run, summed over the ranks
   std::vector<int64_t> order_;   // the training permutation
-  std::vector<int64_t> indices_; // one batch's example indices
+  std::vector<int64_t> indices_; // one global batch's example indices
+  std::vector<int64_t> mine_;    // this rank's share of them
   std::mt19937_64 rng_;
 };
 

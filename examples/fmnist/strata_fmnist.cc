@@ -2,10 +2,16 @@
 // Fashion-MNIST and reports test accuracy after each epoch.
 //
 //   strata-fmnist [--epochs 2] [--batch 64] [--optimizer sgd|adamw] [--lr 0.05]
-//                 [--data /usr/share/datasets/fashion-mnist] [--metrics run.jsonl]
+//                 [--data /usr/share/datasets/fashion-mnist] [--metrics run.jsonl] [--save DIR]
 //
 // The data are the four gzip IDX files as Debian's dataset-fashion-mnist installs them. The
 // recipe (shuffling, schedule, test scoring) is examples/fmnist/fmnist_train.h.
+//
+// Launched on several ranks (launch/strata-run -n N -- strata-fmnist ...), it trains data
+// parallel: --batch stays the global batch, each rank reads its B/N images of every batch, the
+// BatchNorms take their statistics over the global batch, and the losses are the one-process
+// run's (Note [synchronized batch norm] in graph/passes/sync_batch_norm.cc). Rank 0 prints,
+// writes --metrics and --save.
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -19,6 +25,7 @@
 #include "examples/common/step_metrics.h"
 #include "examples/fmnist/fashion_mnist.h"
 #include "examples/fmnist/fmnist_train.h"
+#include "graph/checkpoint.h"
 #include "runtime/blas_check.h"
 #include "runtime/status.h"
 #include "runtime/threading.h"
@@ -28,24 +35,26 @@ namespace {
 
 struct Options {
   FmnistRecipe recipe;
-  std::string data = kFashionMnistDir, metrics;
+  std::string data = kFashionMnistDir, metrics, save;
   int64_t seed = 0, threads = 0, log_every = 50;
+  double comm_timeout = 0;
 };
 
 absl::Status Train(Options o) {
-  // Its BatchNorm layers would take their statistics over each rank's rows only, so the run
-  // would not be the one-process run that the losses promise: refuse rather than diverge.
-  if (collectives::LaunchedUnderMpi()) {
-    STRATA_ASSIGN_OR_RETURN(std::unique_ptr<collectives::Communicator> comm,
-                            collectives::CreateCommunicator({}));
-    if (comm->world_size() > 1) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "launched on ", comm->world_size(), " ranks, but strata-fmnist trains in one process: "
-          "its BatchNorm statistics are not synchronized across ranks; run it without mpirun"));
-    }
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<collectives::Communicator> comm,
+                          collectives::CreateCommunicator({.timeout_seconds = o.comm_timeout}));
+  const int world = comm->world_size(), rank = comm->rank();
+  if (o.recipe.batch % world != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--batch ", o.recipe.batch, " does not split among ", world, " ranks: each rank reads "
+        "--batch / ", world, " images of every batch, so give a multiple of ", world));
+  }
+  // Rank 0 speaks for the job; the others print only errors (on stderr).
+  if (rank != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) {
+    return absl::InternalError("cannot silence the standard output of rank " + std::to_string(rank));
   }
   SetNumThreads(static_cast<int>(o.threads));  // before compiling: workspaces are sized for it
-  if (const std::string w = SlowBlasKernelWarning(); !w.empty()) {
+  if (const std::string w = SlowBlasKernelWarning(); !w.empty() && rank == 0) {
     std::fprintf(stderr, "strata-fmnist: %s\n", w.c_str());  // Note [OpenBLAS on CPUs it does not know]
   }
   o.recipe.seed = static_cast<uint64_t>(o.seed);
@@ -58,9 +67,9 @@ absl::Status Train(Options o) {
   }
   // The recipe's errors name a flag that contradicts another or the data (--batch, --warmup).
   if (absl::Status s = o.recipe.Validate(data->train.size()); !s.ok()) return UsageError(s.message());
-  STRATA_ASSIGN_OR_RETURN(MetricsFile metrics, MetricsFile::Open(o.metrics));
+  STRATA_ASSIGN_OR_RETURN(MetricsFile metrics, MetricsFile::Open(rank == 0 ? o.metrics : ""));
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<FmnistTrainer> trainer,
-                          FmnistTrainer::Create(*data, o.recipe));
+                          FmnistTrainer::Create(*data, o.recipe, world > 1 ? comm.get() : nullptr));
   const FmnistRecipe& r = o.recipe;
   const int64_t params = trainer->program().num_parameters();
   std::printf("strata-fmnist: %s, %lld training images, %lld test images; %lld parameters; "
@@ -72,6 +81,10 @@ absl::Status Train(Options o) {
               static_cast<long long>(trainer->steps_per_epoch()), NumThreads(),
               trainer->program().memory_report().ToString().c_str(),
               OffloadSummary(r.offload).c_str());
+  if (world > 1) {
+    std::printf("data parallel over %d ranks (%s): %lld images per rank per batch\n", world,
+                comm->Describe().c_str(), static_cast<long long>(r.batch / world));
+  }
   std::fflush(stdout);
 
   absl::Status step_error;
@@ -82,13 +95,14 @@ absl::Status Train(Options o) {
       std::printf("epoch %lld step %5lld/%lld | loss %.4f | lr %.2e | %.1f ms | %.0f images/s%s\n",
                   static_cast<long long>(s.epoch), static_cast<long long>(s.step_in_epoch),
                   static_cast<long long>(s.steps_per_epoch), st.loss, st.lr, st.step_ms,
-                  st.samples_per_s, IoWaitText(st, r.offload).c_str());
+                  st.samples_per_s * world, IoWaitText(st, r.offload).c_str());
       std::fflush(stdout);
     }
     if (step_error.ok()) {
       nlohmann::json record = {{"epoch", s.epoch}, {"step", st.step}, {"loss", st.loss},
                                {"lr", st.lr}, {"step_ms", st.step_ms},
-                               {"samples_per_s", st.samples_per_s}};
+                               {"samples_per_s", st.samples_per_s * world},
+                               {"world_size", st.world_size}, {"comm_bytes", st.comm_bytes}};
       AddStepMemory(st, record);
       step_error = metrics.Write(record);
     }
@@ -108,6 +122,15 @@ absl::Status Train(Options o) {
         {"test_images", e.test_size}, {"epoch_s", e.train_s}, {"test_s", e.test_s}};
     if (epoch == r.epochs) record["peak_rss_bytes"] = PeakRssBytes();
     STRATA_RETURN_IF_ERROR(metrics.Write(record));
+  }
+  if (!o.save.empty()) {
+    graph::TrainerState state;
+    state.counters["epoch"] = r.epochs;
+    state.extra["data"] = o.data;
+    // Every rank holds the same state, running statistics included (stage 0): rank 0 writes it.
+    if (rank == 0) STRATA_RETURN_IF_ERROR(graph::SaveCheckpoint(trainer->program(), state, o.save));
+    std::printf("saved checkpoint %s at step %lld\n", o.save.c_str(),
+                static_cast<long long>(trainer->program().step_count()));
   }
   std::printf("strata-fmnist: done after %lld epochs, peak RSS %s\n",
               static_cast<long long>(r.epochs), MebibytesText(PeakRssBytes()).c_str());
@@ -138,7 +161,10 @@ int main(int argc, char** argv) {
         "clip the global gradient norm to this");
   f.Add("seed", &o.seed, {.min = 0, .max = strata::examples::kMaxSeed},
         "initialization and shuffling seed");
-  f.Add("threads", &o.threads, {.min = 0, .max = 4096, .zero = "all cores"}, "threads");
+  f.Add("threads", &o.threads, {.min = 0, .max = 4096, .zero = "all cores"}, "threads per rank");
+  f.Add("comm-timeout", &o.comm_timeout,
+        {.min = 0, .max = 1e6, .zero = "STRATA_COMM_TIMEOUT, else 300"},
+        "seconds a collective may wait for the other ranks before the job is ended");
   f.Add("limit-train", &r.limit_train, {.min = 0, .max = kMaxCount, .zero = "all"},
         "train on the first N training images only");
   f.Add("limit-test", &r.limit_test, {.min = 0, .max = kMaxCount, .zero = "all"},
@@ -151,6 +177,9 @@ int main(int argc, char** argv) {
         "keep only each inverted-residual block's input through the forward and recompute its "
         "activations in the backward (less memory, more time; same losses)");
   f.Add("metrics", &o.metrics, "write one JSON object per step and per epoch to this file");
+  f.Add("save", &o.save,
+        "after the last epoch, write a checkpoint (weights with the BatchNorm running statistics, "
+        "optimizer state) to this directory");
   f.Add("log-every", &o.log_every, {.min = 1, .max = kMaxCount},
         "steps between progress lines (the last of each epoch too)");
   strata::examples::OffloadFlags offload;

@@ -1,9 +1,12 @@
-// layer_norm, batch_norm (training mode) and frozen batch_norm, with their gradients.
+// layer_norm, batch_norm (training mode) and frozen batch_norm, with their gradients, and the
+// split batch_norm of data-parallel runs (Note [synchronized batch norm] in
+// graph/passes/sync_batch_norm.cc).
 #include "absl/strings/str_cat.h"
 #include "graph/ops/internal/op_util.h"
 #include "graph/ops/ops.h"
 #include "runtime/cpu/batchnorm.h"
 #include "runtime/cpu/layernorm.h"
+#include "runtime/cpu/sync_batchnorm.h"
 #include "runtime/status.h"
 
 namespace strata::graph::ops {
@@ -196,10 +199,151 @@ class BatchNormOp final : public Op {
   std::shared_ptr<const Op> RecomputeOp() const override {
     return std::make_shared<BatchNormOp>(eps_, momentum_, /*update_running=*/false);
   }
+  float eps() const { return eps_; }
+  float momentum() const { return momentum_; }
+  bool update_running() const { return update_running_; }
 
  private:
   float eps_, momentum_;
   bool update_running_;
+};
+
+// (W, 4, C) for x (N, C, H, W) in a world of W ranks.
+TensorType StatsType(const TensorType& x, int world) {
+  return {Shape{world, 4, x.shape[1]}, DType::kF32};
+}
+
+absl::Status ExpectNchw(const std::string& op, const TensorType& x) {
+  STRATA_RETURN_IF_ERROR(internal::ExpectF32(op, "x", x));
+  if (x.shape.rank() != 4) return TypeError(op, "x is ", x.ToString(), ", expected (N, C, H, W)");
+  return absl::OkStatus();
+}
+
+absl::Status ExpectStats(const std::string& op, const TensorType& stats, const TensorType& x) {
+  if (stats.dtype != DType::kF32 || stats.shape.rank() != 3 || stats.shape[1] != 4 ||
+      stats.shape[2] != x.shape[1]) {
+    return TypeError(op, "stats is ", stats.ToString(), ", expected f32(world, 4, ",
+                     x.shape[1], ") for x ", x.ToString());
+  }
+  return absl::OkStatus();
+}
+
+std::string RankAttributes(int rank, int world) {
+  return absl::StrCat("rank=", rank, " world=", world);
+}
+
+// (x) -> stats (W, 4, C): this rank's per-channel mean and variance in its row, zeros elsewhere.
+// Evaluation reads no batch statistics, so it writes nothing then.
+class BatchNormStats final : public Op {
+ public:
+  BatchNormStats(int rank, int world) : rank_(rank), world_(world) {}
+  OpKind kind() const override { return OpKind::kBatchNormStats; }
+  std::string Attributes() const override { return RankAttributes(rank_, world_); }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 1));
+    STRATA_RETURN_IF_ERROR(ExpectNchw(name(), in[0]));
+    return std::vector<TensorType>{StatsType(in[0], world_)};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    if (a.scalars != nullptr && !a.scalars->training) return absl::OkStatus();
+    return cpu::BatchNorm2dLocalStats(a.in[0], rank_, a.out[0]);
+  }
+
+ private:
+  int rank_, world_;
+};
+
+// (x, gamma, beta, running_mean, running_var, stats summed over the ranks) -> (y, save_mean,
+// save_rstd): BatchNormOp with the global statistics; the same in evaluation.
+class BatchNormSynced final : public Op {
+ public:
+  BatchNormSynced(float eps, float momentum, bool update_running)
+      : eps_(eps), momentum_(momentum), update_running_(update_running) {}
+  OpKind kind() const override { return OpKind::kBatchNormSynced; }
+  std::string Attributes() const override {
+    return absl::StrCat("eps=", eps_, " momentum=", momentum_,
+                        update_running_ ? "" : " running_stats=read");
+  }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 6));
+    STRATA_RETURN_IF_ERROR(ExpectNchw(name(), in[0]));
+    const Shape c{in[0].shape[1]};
+    const char* names[] = {"gamma", "beta", "running_mean", "running_var"};
+    for (int i = 1; i < 5; ++i) {
+      if (in[i].shape != c || in[i].dtype != DType::kF32) {
+        return TypeError(name(), names[i - 1], " is ", in[i].ToString(), ", expected f32",
+                         c.ToString(), " for x ", in[0].ToString());
+      }
+    }
+    STRATA_RETURN_IF_ERROR(ExpectStats(name(), in[5], in[0]));
+    return std::vector<TensorType>{in[0], {c, DType::kF32}, {c, DType::kF32}};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    if (a.scalars != nullptr && !a.scalars->training) {
+      return cpu::BatchNorm2dFrozenForward(a.in[0], a.in[1], a.in[2], a.in[3], a.in[4], eps_,
+                                           a.out[0]);
+    }
+    const Tensor none;
+    return cpu::BatchNorm2dSyncedForward(a.in[0], a.in[1], a.in[2], a.in[5], eps_, a.out[0],
+                                         a.out[1], a.out[2], update_running_ ? a.in[3] : none,
+                                         update_running_ ? a.in[4] : none, momentum_);
+  }
+  std::vector<int> MutatedInputs() const override {
+    return update_running_ ? std::vector<int>{3, 4} : std::vector<int>{};
+  }
+  bool MutatesOnlyWhenTraining() const override { return update_running_; }
+  std::shared_ptr<const Op> RecomputeOp() const override {
+    return std::make_shared<BatchNormSynced>(eps_, momentum_, /*update_running=*/false);
+  }
+
+ private:
+  float eps_, momentum_;
+  bool update_running_;
+};
+
+// (x, save_mean, save_rstd, dy) -> (dgamma, dbeta, grad_stats): this rank's shares of dgamma and
+// dbeta, and its sums of dy and dy * (x - mean) in its row of grad_stats (W, 4, C).
+class BatchNormGradStats final : public Op {
+ public:
+  BatchNormGradStats(int rank, int world) : rank_(rank), world_(world) {}
+  OpKind kind() const override { return OpKind::kBatchNormGradStats; }
+  std::string Attributes() const override { return RankAttributes(rank_, world_); }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 4));
+    STRATA_RETURN_IF_ERROR(ExpectNchw(name(), in[0]));
+    const TensorType c{Shape{in[0].shape[1]}, DType::kF32};
+    if (in[1] != c || in[2] != c) {
+      return TypeError(name(), "save_mean ", in[1].ToString(), " and save_rstd ", in[2].ToString(),
+                       " must be ", c.ToString(), " for x ", in[0].ToString());
+    }
+    if (in[3] != in[0]) {
+      return TypeError(name(), "dy is ", in[3].ToString(), ", expected x's ", in[0].ToString());
+    }
+    return std::vector<TensorType>{c, c, StatsType(in[0], world_)};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    return cpu::BatchNorm2dLocalGradStats(a.in[0], a.in[1], a.in[2], a.in[3], rank_, a.out[2],
+                                          a.out[0], a.out[1]);
+  }
+
+ private:
+  int rank_, world_;
+};
+
+// (x, gamma, save_mean, save_rstd, dy, grad_stats summed over the ranks) -> dx.
+class BatchNormGradSynced final : public Op {
+ public:
+  OpKind kind() const override { return OpKind::kBatchNormGradSynced; }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 6));
+    STRATA_RETURN_IF_ERROR(ExpectNchw(name(), in[0]));
+    STRATA_RETURN_IF_ERROR(ExpectStats(name(), in[5], in[0]));
+    return std::vector<TensorType>{in[0]};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    return cpu::BatchNorm2dSyncedBackward(a.in[0], a.in[1], a.in[2], a.in[3], a.in[4], a.in[5],
+                                          a.out[0]);
+  }
 };
 
 }  // namespace
@@ -217,6 +361,25 @@ Var BatchNorm2d(Var x, Var gamma, Var beta, Var running_mean, Var running_var, f
                 float momentum) {
   return Apply(std::make_shared<BatchNormOp>(eps, momentum),
                {x, gamma, beta, running_mean, running_var})[0];
+}
+
+std::shared_ptr<const Op> BatchNormStatsOp(int rank, int world) {
+  return std::make_shared<BatchNormStats>(rank, world);
+}
+
+std::shared_ptr<const Op> BatchNormSyncedOp(const Op& batch_norm) {
+  const auto* bn = dynamic_cast<const BatchNormOp*>(&batch_norm);
+  if (bn == nullptr) return nullptr;
+  return std::make_shared<BatchNormSynced>(bn->eps(), bn->momentum(),
+                                                   bn->update_running());
+}
+
+std::shared_ptr<const Op> BatchNormGradStatsOp(int rank, int world) {
+  return std::make_shared<BatchNormGradStats>(rank, world);
+}
+
+std::shared_ptr<const Op> BatchNormGradSyncedOp() {
+  return std::make_shared<BatchNormGradSynced>();
 }
 
 std::shared_ptr<const Op> LayerNormGradResidualOp() {

@@ -99,6 +99,19 @@ std::shared_ptr<const Op> AllReduceOp();
 std::shared_ptr<const Op> ReduceScatterOp();
 std::shared_ptr<const Op> AllGatherOp();
 
+// Synchronized batch norm (Note [synchronized batch norm] in graph/passes/sync_batch_norm.cc):
+// a training batch_norm and its gradient, each split around an all_reduce of per-channel values
+// (runtime/cpu/sync_batchnorm.h) on rank `rank` of `world`.
+//   batch_norm_stats: x -> stats (W, 4, C)
+//   batch_norm_synced: (x, gamma, beta, running_mean, running_var, summed stats) -> (y, save_mean,
+//       save_rstd); made from a batch_norm op (nullptr for another op), with its eps and momentum
+//   batch_norm_grad_stats: (x, save_mean, save_rstd, dy) -> (dgamma, dbeta, grad_stats (W, 4, C))
+//   batch_norm_grad_synced: (x, gamma, save_mean, save_rstd, dy, summed grad_stats) -> dx
+std::shared_ptr<const Op> BatchNormStatsOp(int rank, int world);
+std::shared_ptr<const Op> BatchNormSyncedOp(const Op& batch_norm);
+std::shared_ptr<const Op> BatchNormGradStatsOp(int rank, int world);
+std::shared_ptr<const Op> BatchNormGradSyncedOp();
+
 // Offload (graph/passes/schedule_offload.cc). fetch: home -> its staged device copy; write_back:
 // (staged copy, home) -> the copy's bytes back home; offloaded_update: an optimizer update (above)
 // run over state at its home tier, chunk by chunk in host buffers. All three run on the

@@ -1,6 +1,8 @@
 // Compile passes: each is a small function over the Graph with its own test (DESIGN.md, "The
 // compile pipeline", 4). Compile runs them in this order and can print the IR after each.
 //
+//   SyncBatchNorm      (data parallel, world > 1) training batch_norm and its gradient split around
+//                      all_reduce nodes, so the statistics are the global batch's
 //   FuseCrossEntropy   cross_entropy + its gradient -> one cross_entropy_with_grad node
 //   FuseResidualAdd    add(linear(x, w, b), r) -> one linear_residual node (r + x w^T + b), and
 //                      add(layer_norm_grad.dx, g) -> one layer_norm_grad_residual node
@@ -27,6 +29,9 @@
 
 namespace strata::graph {
 
+// Note [synchronized batch norm] in sync_batch_norm.cc. Run right after autodiff; a no-op when
+// world == 1.
+absl::Status SyncBatchNorm(Graph& graph, int rank, int world);
 absl::Status FuseCrossEntropy(Graph& graph);
 // Note [zero partition] in zero_partition.cc: this rank's (`rank` of `world_size`) shards. A
 // no-op at stage 0 or in a world of one.

@@ -15,7 +15,9 @@
 // bitwise equal to the run without recompute. An op that writes in place (BatchNorm's running
 // statistics) is copied as its Op::RecomputeOp, which computes the same outputs and writes
 // nothing, so the statistics are updated once per step; an op with no such variant is not copied
-// and its outputs are kept instead. A value a caller reads (a persistent role) is kept too.
+// and its outputs are kept instead, as is a value such a node writes in place (the batch
+// statistics an all_reduce summed over the ranks). A value a caller reads (a persistent role) is
+// kept too.
 #include <algorithm>
 #include <memory>
 
@@ -53,6 +55,11 @@ absl::Status RecomputeActivations(Graph& graph) {
       if (v == kNoValue) continue;
       block_of[v] = n.block;
       kept[v] = !copyable || IsPersistent(graph.value(v).role);
+    }
+    // A copy of the node that wrote it would miss what this node, never copied, wrote into it
+    // (an all_reduce: Note [synchronized batch norm]).
+    if (!copyable) {
+      for (int slot : n.op->MutatedInputs()) kept[n.inputs[slot]] = true;
     }
   }
   auto recomputed = [&](ValueId v) { return block_of[v] >= 0 && !kept[v]; };

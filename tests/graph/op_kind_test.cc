@@ -119,11 +119,19 @@ TEST(OpKindTest, EveryKindIsMadeByExactlyOneOpClassUnderItsName) {
       nvme);
   ASSERT_TRUE(program.ok()) << program.status();
   for (const Node& n : (*program)->graph().nodes()) ops.push_back(n.op);
-  // The collectives are compiled in only with a communicator of several ranks (an MPI job:
-  // graph_data_parallel_test); their factories are the only ones.
+  // The collectives and the synchronized batch norm ops are compiled in only with a communicator
+  // of several ranks (MPI jobs: graph_data_parallel_test); the collectives' factories are their
+  // only makers, the batch norm ops come from the pass itself.
   ops.push_back(ops::AllReduceOp());
   ops.push_back(ops::AllGatherOp());
   ops.push_back(ops::ReduceScatterOp());
+  EveryOp synced;
+  absl::StatusOr<TrainingGraph> t = TraceTrainingStep(
+      synced, {{"x", Shape{2, 2, 8, 8}, DType::kF32}, {"targets", Shape{2}, DType::kI32}},
+      [&](absl::Span<const Var> in) { return synced.Loss(in[0], in[1]); }, sgd);
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_TRUE(SyncBatchNorm(t->graph, 0, 2).ok());
+  for (const Node& n : t->graph.nodes()) ops.push_back(n.op);
 
   std::map<OpKind, std::set<std::type_index>> classes;
   for (const std::shared_ptr<const Op>& op : ops) {

@@ -12,11 +12,15 @@ Every test gives its job a tag, STRATA_TEST_TAG=<unique>, which strata-run expor
 test running beside it: pgrep matches names and command lines, which two tests share.
 """
 import argparse
+import array
+import gzip
 import json
 import math
 import os
 import pathlib
+import random
 import re
+import struct
 import subprocess
 import sys
 import tempfile
@@ -96,6 +100,86 @@ class GptSmoke:
             test.assertTrue(math.isfinite(rec["loss"]), records)
             test.assertAlmostEqual(rec["loss"], one["loss"], delta=1e-5 * abs(one["loss"]))
         test.assertAlmostEqual(records[0]["loss"], math.log(256), delta=0.5)  # untrained: ~uniform
+
+
+class FmnistSmoke:
+    """strata-fmnist, 2 steps on a made-up Fashion-MNIST (random 28x28 images in the four gzip
+    IDX files), data parallel over the job's ranks with its BatchNorms synchronized: rank 0's
+    metrics must be those of the same command run as one process, within 1e-5 relative, the test
+    scores included."""
+    TRAIN, TEST, BATCH = 48, 20, 24
+
+    def __init__(self, directory):
+        self.directory = pathlib.Path(directory)
+        rng = random.Random(5)
+        for name, n in (("train", self.TRAIN), ("t10k", self.TEST)):
+            pixels = bytes(rng.randrange(256) for _ in range(n * 28 * 28))
+            labels = bytes(rng.randrange(10) for _ in range(n))
+            self._idx(f"{name}-images-idx3-ubyte.gz", 3, [n, 28, 28], pixels)
+            self._idx(f"{name}-labels-idx1-ubyte.gz", 1, [n], labels)
+
+    def _idx(self, name, dims, shape, data):
+        header = struct.pack(">I", 0x800 + dims) + b"".join(struct.pack(">I", d) for d in shape)
+        with gzip.open(self.directory / name, "wb") as f:
+            f.write(header + data)
+
+    def command(self, metrics, save, batch=BATCH):
+        return [str(pathlib.Path(paths.gpt).with_name("strata-fmnist")), "--data",
+                str(self.directory), "--epochs", "1", "--batch", str(batch), "--warmup", "0",
+                "--threads", "1", "--log-every", "1", "--metrics", str(metrics),
+                "--save", str(save)]
+
+    def argv(self, batch=BATCH):
+        return self.command(self.directory / "metrics.jsonl", self.directory / "checkpoint", batch)
+
+    def records(self, path):
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    @staticmethod
+    def weights(checkpoint):
+        """The f32 tensors of a checkpoint's weights.safetensors, by name."""
+        raw = (checkpoint / "weights.safetensors").read_bytes()
+        size = struct.unpack("<Q", raw[:8])[0]
+        header = json.loads(raw[8:8 + size])
+        out = {}
+        for name, t in header.items():
+            if name == "__metadata__":
+                continue
+            begin, end = t["data_offsets"]
+            out[name] = array.array("f", raw[8 + size + begin:8 + size + end])
+        return out
+
+    def check(self, test, ranks):
+        path = self.directory / "metrics.jsonl"
+        test.assertTrue(path.exists(), f"rank 0 wrote no {path}")
+        records = self.records(path)
+        steps = [rec for rec in records if "loss" in rec]
+        test.assertEqual([rec["step"] for rec in steps], [1, 2])
+        test.assertEqual({rec["world_size"] for rec in steps}, {ranks})
+        test.assertTrue(all(rec["comm_bytes"] > 0 for rec in steps), records)
+        alone_path = self.directory / "metrics-one-process.jsonl"
+        alone_save = self.directory / "checkpoint-one-process"
+        subprocess.run(self.command(alone_path, alone_save), check=True, capture_output=True,
+                       timeout=120,
+                       env={k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_"))})
+        alone = self.records(alone_path)
+        # Rank 0's checkpoint: the weights and the running statistics of the one-process run.
+        weights, alone_weights = self.weights(self.directory / "checkpoint"), self.weights(alone_save)
+        test.assertEqual(sorted(weights), sorted(alone_weights))
+        test.assertTrue(any(name.endswith(".running_var") for name in weights), sorted(weights))
+        for name, values in alone_weights.items():
+            scale = max([1.0] + [abs(v) for v in values])
+            worst = max(abs(a - b) for a, b in zip(weights[name], values))
+            test.assertLessEqual(worst, 1e-5 * scale, name)
+        test.assertEqual(len(records), len(alone))
+        for rec, one in zip(records, alone):
+            for key in ("loss", "train_loss", "test_loss", "test_accuracy"):
+                if key not in one:
+                    continue
+                test.assertTrue(math.isfinite(rec[key]), records)
+                test.assertAlmostEqual(rec[key], one[key], delta=1e-5 * abs(one[key]),
+                                       msg=f"{key} of record {rec}")
+        test.assertAlmostEqual(steps[0]["loss"], math.log(10), delta=0.5)  # untrained: ~uniform
 
 
 def new_tag():

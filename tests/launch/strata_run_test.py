@@ -128,11 +128,20 @@ class StrataRunTest(unittest.TestCase):
             self.assertNotEqual(run.returncode, 0)
             self.assertIn("--batch 6 does not split among 4 ranks", run.stderr)
 
-    def test_strata_fmnist_refuses_several_ranks(self):
-        run = self.run_job(["-n", "2"], [str(pathlib.Path(lc.paths.gpt).with_name("strata-fmnist")),
-                                          "--data", "/nonexistent"], timeout=120)
-        self.assertNotEqual(run.returncode, 0)
-        self.assertIn("BatchNorm statistics are not synchronized across ranks", run.stderr)
+    def test_strata_fmnist_runs_on_two_ranks_as_one_process(self):
+        with lc.temp_dir() as d:
+            fmnist = lc.FmnistSmoke(d)
+            run = self.run_job(["-n", "2"], fmnist.argv(), timeout=120)
+            self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
+            self.assertIn("data parallel over 2 ranks", run.stdout)
+            fmnist.check(self, ranks=2)
+
+    def test_strata_fmnist_refuses_a_batch_the_ranks_cannot_split(self):
+        with lc.temp_dir() as d:
+            fmnist = lc.FmnistSmoke(d)
+            run = self.run_job(["-n", "2"], fmnist.argv(batch=15), timeout=120)
+            self.assertNotEqual(run.returncode, 0)
+            self.assertIn("--batch 15 does not split among 2 ranks", run.stderr)
 
     def test_dry_run_prints_the_mpirun_command(self):
         env = dict(os.environ, STRATA_THREADS="2", NCCL_DEBUG="INFO", OMPI_MCA_btl="tcp,self",

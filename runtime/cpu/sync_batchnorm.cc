@@ -1,0 +1,248 @@
+#include "runtime/cpu/sync_batchnorm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace strata::cpu {
+namespace {
+
+// Note [exact sums over the ranks]: a double as two floats, and back.
+void Put(double v, float* hi, float* lo) {
+  *hi = static_cast<float>(v);
+  *lo = std::isfinite(*hi) ? static_cast<float>(v - *hi) : 0.0f;
+}
+double Get(const float* hi, const float* lo) { return double{*hi} + double{*lo}; }
+
+// stats (W, 4, C) for x's C channels, with rank in [0, W).
+absl::Status CheckStats(absl::string_view op, absl::string_view name, const Tensor& stats,
+                        int64_t c, int rank) {
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, name, stats));
+  if (stats.rank() != 3 || stats.dim(0) < 1 || stats.dim(1) != 4 || stats.dim(2) != c) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " is ", stats.ToString(),
+                                                   ", expected (world, 4, ", c, ")"));
+  }
+  if (rank < 0 || rank >= stats.dim(0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": rank ", rank, " is outside the world of ", stats.dim(0)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckOptionalC(absl::string_view op, absl::string_view name, const Tensor& t,
+                            const Shape& c) {
+  return t.defined() ? CheckF32Contiguous(op, name, t, c) : absl::OkStatus();
+}
+
+absl::Status CheckX(absl::string_view op, const Tensor& x) {
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, "x", x));
+  return CheckRank(op, "x", x, 4);
+}
+
+}  // namespace
+
+absl::Status BatchNorm2dLocalStats(const Tensor& x, int rank, const Tensor& stats) {
+  constexpr char kOp[] = "BatchNorm2dLocalStats";
+  STRATA_RETURN_IF_ERROR(CheckX(kOp, x));
+  const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
+  STRATA_RETURN_IF_ERROR(CheckStats(kOp, "stats", stats, c, rank));
+  if (n * hw < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kOp, ": x is ", x.shape().ToString(), ", expected values in every channel"));
+  }
+  const double count = static_cast<double>(n * hw);
+  const float* xp = x.data<float>();
+  float* s = stats.data<float>();
+  std::memset(s, 0, stats.nbytes());
+  float* row = s + static_cast<int64_t>(rank) * 4 * c;
+#pragma omp parallel for schedule(static) if (n * c * hw > (1 << 14))
+  for (int64_t ch = 0; ch < c; ++ch) {
+    // As BatchNorm2dTrainForward: values shifted by the channel's first one, summed in double.
+    const float shift = xp[ch * hw];
+    double s1 = 0, s2 = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* in = xp + (i * c + ch) * hw;
+#pragma omp simd reduction(+ : s1, s2)
+      for (int64_t k = 0; k < hw; ++k) {
+        const double d = double{in[k]} - shift;
+        s1 += d;
+        s2 += d * d;
+      }
+    }
+    const double mean_shifted = s1 / count;
+    const double var = std::max(0.0, s2 / count - mean_shifted * mean_shifted);
+    Put(shift + mean_shifted, &row[ch], &row[c + ch]);
+    Put(var, &row[2 * c + ch], &row[3 * c + ch]);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status BatchNorm2dSyncedForward(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                      const Tensor& stats, float eps, const Tensor& y,
+                                      const Tensor& save_mean, const Tensor& save_rstd,
+                                      const Tensor& running_mean, const Tensor& running_var,
+                                      float momentum) {
+  constexpr char kOp[] = "BatchNorm2dSyncedForward";
+  STRATA_RETURN_IF_ERROR(CheckX(kOp, x));
+  const Shape c_shape{x.dim(1)};
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "gamma", gamma, c_shape));
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "beta", beta, c_shape));
+  STRATA_RETURN_IF_ERROR(CheckStats(kOp, "stats", stats, x.dim(1), 0));
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "y", y, x.shape()));
+  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "save_mean", save_mean, c_shape));
+  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "save_rstd", save_rstd, c_shape));
+  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "running_mean", running_mean, c_shape));
+  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "running_var", running_var, c_shape));
+  if (running_mean.defined() != running_var.defined()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kOp, ": running_mean and running_var must be both defined or both not"));
+  }
+  if (!(eps > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(kOp, ": eps = ", eps, " must be > 0"));
+  }
+  if (!(momentum >= 0 && momentum <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kOp, ": momentum = ", momentum, " must be in [0, 1]"));
+  }
+  const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3), world = stats.dim(0);
+  const int64_t count = world * n * hw;
+  if (count < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        kOp, ": x is ", x.shape().ToString(), " on ", world,
+        " ranks, expected more than 1 value per channel (N * H * W) for batch statistics"));
+  }
+  const float *xp = x.data<float>(), *g = gamma.data<float>(), *b = beta.data<float>();
+  const float* s = stats.data<float>();
+  float* yp = y.data<float>();
+  float* sm = save_mean.defined() ? save_mean.data<float>() : nullptr;
+  float* sr = save_rstd.defined() ? save_rstd.data<float>() : nullptr;
+  float* rm = running_mean.defined() ? running_mean.data<float>() : nullptr;
+  float* rv = running_var.defined() ? running_var.data<float>() : nullptr;
+#pragma omp parallel for schedule(static) if (n * c * hw > (1 << 14))
+  for (int64_t ch = 0; ch < c; ++ch) {
+    // Chan's merge of W equal-sized parts, in rank order (Note [exact sums over the ranks]).
+    double mean = 0;
+    for (int64_t r = 0; r < world; ++r) mean += Get(&s[(r * 4) * c + ch], &s[(r * 4 + 1) * c + ch]);
+    mean /= static_cast<double>(world);
+    double var = 0;
+    for (int64_t r = 0; r < world; ++r) {
+      const double d = Get(&s[(r * 4) * c + ch], &s[(r * 4 + 1) * c + ch]) - mean;
+      var += Get(&s[(r * 4 + 2) * c + ch], &s[(r * 4 + 3) * c + ch]) + d * d;
+    }
+    var = std::max(0.0, var / static_cast<double>(world));
+    const double rstd = 1.0 / std::sqrt(var + eps);
+    const float mean_f = static_cast<float>(mean);
+    if (sm != nullptr) sm[ch] = mean_f;
+    if (sr != nullptr) sr[ch] = static_cast<float>(rstd);
+    if (rm != nullptr) {
+      const double unbiased = var * static_cast<double>(count) / static_cast<double>(count - 1);
+      rm[ch] = static_cast<float>((1.0 - momentum) * rm[ch] + momentum * mean);
+      rv[ch] = static_cast<float>((1.0 - momentum) * rv[ch] + momentum * unbiased);
+    }
+    const float scale = static_cast<float>(g[ch] * rstd), shift = b[ch];
+    for (int64_t i = 0; i < n; ++i) {
+      const float* in = xp + (i * c + ch) * hw;
+      float* out = yp + (i * c + ch) * hw;
+#pragma omp simd
+      for (int64_t k = 0; k < hw; ++k) out[k] = (in[k] - mean_f) * scale + shift;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status BatchNorm2dLocalGradStats(const Tensor& x, const Tensor& save_mean,
+                                       const Tensor& save_rstd, const Tensor& dy, int rank,
+                                       const Tensor& grad_stats, const Tensor& dgamma,
+                                       const Tensor& dbeta) {
+  constexpr char kOp[] = "BatchNorm2dLocalGradStats";
+  STRATA_RETURN_IF_ERROR(CheckX(kOp, x));
+  const Shape c_shape{x.dim(1)};
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "save_mean", save_mean, c_shape));
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "save_rstd", save_rstd, c_shape));
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dy", dy, x.shape()));
+  if (grad_stats.defined()) {
+    STRATA_RETURN_IF_ERROR(CheckStats(kOp, "grad_stats", grad_stats, x.dim(1), rank));
+  }
+  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "dgamma", dgamma, c_shape));
+  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "dbeta", dbeta, c_shape));
+  const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
+  const float *xp = x.data<float>(), *dyp = dy.data<float>();
+  const float *sm = save_mean.data<float>(), *sr = save_rstd.data<float>();
+  float* dgp = dgamma.defined() ? dgamma.data<float>() : nullptr;
+  float* dbp = dbeta.defined() ? dbeta.data<float>() : nullptr;
+  float* row = nullptr;
+  if (grad_stats.defined()) {
+    std::memset(grad_stats.data<float>(), 0, grad_stats.nbytes());
+    row = grad_stats.data<float>() + static_cast<int64_t>(rank) * 4 * c;
+  }
+#pragma omp parallel for schedule(static) if (n * c * hw > (1 << 14))
+  for (int64_t ch = 0; ch < c; ++ch) {
+    const float mean = sm[ch];
+    double sum_dy = 0, sum_dy_xc = 0;  // as BatchNorm2dTrainBackward, in double
+    for (int64_t i = 0; i < n; ++i) {
+      const float* in = xp + (i * c + ch) * hw;
+      const float* d = dyp + (i * c + ch) * hw;
+#pragma omp simd reduction(+ : sum_dy, sum_dy_xc)
+      for (int64_t k = 0; k < hw; ++k) {
+        sum_dy += d[k];
+        sum_dy_xc += double{d[k]} * (in[k] - mean);
+      }
+    }
+    if (dgp != nullptr) dgp[ch] = static_cast<float>(sum_dy_xc * double{sr[ch]});
+    if (dbp != nullptr) dbp[ch] = static_cast<float>(sum_dy);
+    if (row != nullptr) {
+      Put(sum_dy, &row[ch], &row[c + ch]);
+      Put(sum_dy_xc, &row[2 * c + ch], &row[3 * c + ch]);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status BatchNorm2dSyncedBackward(const Tensor& x, const Tensor& gamma,
+                                       const Tensor& save_mean, const Tensor& save_rstd,
+                                       const Tensor& dy, const Tensor& grad_stats,
+                                       const Tensor& dx) {
+  constexpr char kOp[] = "BatchNorm2dSyncedBackward";
+  STRATA_RETURN_IF_ERROR(CheckX(kOp, x));
+  const Shape c_shape{x.dim(1)};
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "gamma", gamma, c_shape));
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "save_mean", save_mean, c_shape));
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "save_rstd", save_rstd, c_shape));
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dy", dy, x.shape()));
+  STRATA_RETURN_IF_ERROR(CheckStats(kOp, "grad_stats", grad_stats, x.dim(1), 0));
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dx", dx, x.shape()));
+  const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3), world = grad_stats.dim(0);
+  const double count = static_cast<double>(world * n * hw);
+  const float *xp = x.data<float>(), *g = gamma.data<float>(), *dyp = dy.data<float>();
+  const float *sm = save_mean.data<float>(), *sr = save_rstd.data<float>();
+  const float* s = grad_stats.data<float>();
+  float* dxp = dx.data<float>();
+#pragma omp parallel for schedule(static) if (n * c * hw > (1 << 14))
+  for (int64_t ch = 0; ch < c; ++ch) {
+    double sum_dy = 0, sum_dy_xc = 0;  // over every rank, in rank order
+    for (int64_t r = 0; r < world; ++r) {
+      sum_dy += Get(&s[(r * 4) * c + ch], &s[(r * 4 + 1) * c + ch]);
+      sum_dy_xc += Get(&s[(r * 4 + 2) * c + ch], &s[(r * 4 + 3) * c + ch]);
+    }
+    // As BatchNorm2dTrainBackward: dx = a * dy + b * (x - mean) + c0.
+    const float mean = sm[ch];
+    const double rstd = sr[ch];
+    const double a = g[ch] * rstd;
+    const double b = -a * rstd * rstd * sum_dy_xc / count;
+    const double c0 = -a * sum_dy / count;
+    const float af = static_cast<float>(a), bf = static_cast<float>(b),
+                cf = static_cast<float>(c0);
+    for (int64_t i = 0; i < n; ++i) {
+      const float* in = xp + (i * c + ch) * hw;
+      const float* d = dyp + (i * c + ch) * hw;
+      float* out = dxp + (i * c + ch) * hw;
+#pragma omp simd
+      for (int64_t k = 0; k < hw; ++k) out[k] = af * d[k] + bf * (in[k] - mean) + cf;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace strata::cpu
