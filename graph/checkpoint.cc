@@ -753,9 +753,10 @@ absl::Status CheckSharedDirectory(collectives::Communicator* communicator, const
       ShareNewDirectory(communicator, target.dir.string() + ".probe-",
                         absl::StrCat("checkpoint directory ", target.dir.string()),
                         [&] { return CreateParent(target, "CheckSharedDirectory"); }));
-  // Every rank has looked (ShareNewDirectory agreed on it): the probe may go.
-  if (communicator->rank() == 0) return RemoveAll(probe);
-  return absl::OkStatus();
+  // Every rank has looked (ShareNewDirectory agreed on it): the probe may go, and is gone on
+  // every rank's return.
+  const absl::Status removed = communicator->rank() == 0 ? RemoveAll(probe) : absl::OkStatus();
+  return AgreeOnRanks(communicator, removed, absl::StrCat("checkpoint directory ", dir));
 }
 
 }  // namespace strata::graph
