@@ -1,8 +1,8 @@
 // Sharded checkpoints (Note [sharded checkpoints] in graph/checkpoint.h) on 2 and 3 ranks (ctest
 // runs this binary under mpiexec -n 2 and -n 3): a tiny GPT trained at ZeRO stage 2 or 3 for 5
 // steps is saved by every rank, then resumed on the same ranks at the same stage, at stage 0, at
-// the other stage, and in a world of one (each rank alone, on the whole batch), and a checkpoint
-// of one process is resumed at stage 3 on every rank. The 5 steps after each resume must have
+// the other stage, in a world of one (each rank alone, on the whole batch) and, with 3 ranks,
+// from 3 ranks on 2 and from 2 on 3; and a checkpoint of one process is resumed at stage 2 and 3 on every rank. The 5 steps after each resume must have
 // the losses of the straight 10-step run of one process within 1e-5 relative (data parallel sums
 // run in another order). Also: a save where one rank fails leaves the old checkpoint and no
 // temporary directory; missing shard files, holes in the index and a directory that the ranks do
@@ -54,24 +54,26 @@ Tensor Rows(int step, int which, int64_t first, int64_t rows) {
   return x;
 }
 
-// A compiled tiny GPT: on every rank at `stage` (threshold 1000: the large tensors sharded, the
-// biases and norms whole), or with `alone` in this process only, on the whole batch.
+// A compiled tiny GPT: on the ranks of `group` (every rank by default) at `stage` (threshold
+// 1000: the large tensors sharded, the biases and norms whole), or with `alone` in this process
+// only, on the whole batch.
 struct Trainee {
   std::unique_ptr<Gpt> gpt;
   std::unique_ptr<Program> program;
-  bool alone = false;
+  collectives::Communicator* group = nullptr;  // null: alone
 };
 
-Trainee Make(int stage, bool alone) {
-  Trainee r{std::make_unique<Gpt>(kTiny), nullptr, alone};
-  const int world = alone ? 1 : comm->world_size();
+Trainee Make(int stage, bool alone, collectives::Communicator* group = nullptr) {
+  if (group == nullptr) group = comm;
+  Trainee r{std::make_unique<Gpt>(kTiny), nullptr, alone ? nullptr : group};
+  const int world = alone ? 1 : group->world_size();
   TrainOptions o;
   o.optimizer = OptimizerOptions::AdamW(0.9, 0.95, 1e-8, 0.1);
   o.schedule = {.kind = optim::LrSchedule::kCosine, .max_lr = 1e-2, .min_lr = 1e-3,
                 .warmup_steps = 2, .total_steps = 20};
   o.clip_grad_norm = 1.0;
   o.seed = 5;
-  o.communicator = alone ? nullptr : comm;
+  o.communicator = r.group;
   o.zero = {.stage = stage, .persistence_threshold = 1000};
   const int64_t rows = kGlobalBatch / world;
   Gpt& gpt = *r.gpt;
@@ -87,7 +89,7 @@ Trainee Make(int stage, bool alone) {
 std::vector<double> Train(Trainee& run, int until) {
   std::vector<double> losses;
   if (run.program == nullptr) return losses;
-  const int world = run.alone ? 1 : comm->world_size(), rank = run.alone ? 0 : comm->rank();
+  const int world = run.group ? run.group->world_size() : 1, rank = run.group ? run.group->rank() : 0;
   const int64_t rows = kGlobalBatch / world;
   for (int s = static_cast<int>(run.program->step_count()); s < until; ++s) {
     absl::StatusOr<StepStats> st =
@@ -97,6 +99,12 @@ std::vector<double> Train(Trainee& run, int until) {
     losses.push_back(st->loss);
   }
   return losses;
+}
+
+TrainerState At(uint64_t data_position) {
+  TrainerState s;
+  s.data_position = data_position;
+  return s;
 }
 
 // The losses of the straight run of one process, steps 1 .. kSteps.
@@ -177,7 +185,7 @@ TEST_P(ShardedCheckpointTest, ResumesOnAnyWorldAndStageWithTheStraightLosses) {
   const fs::path dir = SharedRoot(absl::StrCat("resume_stage", stage)) / "ckpt";
   Trainee first = Make(stage, /*alone=*/false);
   ExpectLosses(Train(first, kHead), 0, kHead, "before the save");
-  ASSERT_EQ(SaveCheckpoint(*first.program, {.data_position = kHead}, dir.string()), absl::OkStatus());
+  ASSERT_EQ(SaveCheckpoint(*first.program, At(kHead), dir.string()), absl::OkStatus());
   // Each rank wrote its own files; rank 0 the index.
   for (int r = 0; r < world; ++r) {
     for (bool optimizer : {false, true}) {
@@ -207,6 +215,49 @@ TEST_P(ShardedCheckpointTest, ResumesOnAnyWorldAndStageWithTheStraightLosses) {
   }
 }
 
+TEST_P(ShardedCheckpointTest, ResumesOnFewerAndMoreRanks) {
+  // N ranks to M, both more than one: the first two ranks of three resume the three's checkpoint
+  // (shards of 3 read into shards of 2, which straddle them), and all three resume a checkpoint
+  // of the two. Needs 3 ranks or more.
+  const int stage = GetParam(), world = comm->world_size();
+  if (world < 3) GTEST_SKIP() << "needs 3 ranks";
+  const fs::path root = SharedRoot(absl::StrCat("fewer_stage", stage));
+  const fs::path dir = root / "ckpt", of_two = root / "of_two";
+  Trainee first = Make(stage, /*alone=*/false);
+  Train(first, kHead);
+  ASSERT_EQ(SaveCheckpoint(*first.program, {}, dir.string()), absl::OkStatus());
+  MPI_Comm pair;
+  ASSERT_EQ(MPI_Comm_split(MPI_COMM_WORLD, comm->rank() < 2 ? 0 : MPI_UNDEFINED, comm->rank(), &pair),
+            MPI_SUCCESS);
+  if (pair != MPI_COMM_NULL) {
+    auto two = collectives::MpiCommunicator::Create({.timeout_seconds = 20}, pair);
+    ASSERT_TRUE(two.ok()) << two.status();
+    ASSERT_EQ((*two)->world_size(), 2);
+    for (const int to : {stage, 0, 5 - stage}) {
+      Trainee resumed = Make(to, /*alone=*/false, two->get());
+      ASSERT_NE(resumed.program, nullptr);
+      ASSERT_EQ(LoadCheckpoint(*resumed.program, dir.string()).status(), absl::OkStatus());
+      ExpectLosses(Train(resumed, kSteps), kHead, kSteps,
+                   absl::StrCat("stage ", stage, " on ", world, " ranks resumed at stage ", to,
+                                " on 2"));
+    }
+    Trainee pair_run = Make(stage, /*alone=*/false, two->get());
+    ExpectLosses(Train(pair_run, kHead), 0, kHead, "on 2 ranks");
+    ASSERT_EQ(SaveCheckpoint(*pair_run.program, {}, of_two.string()), absl::OkStatus());
+    pair_run.program.reset();
+    two->reset();
+    MPI_Comm_free(&pair);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  for (const int to : {stage, 0}) {
+    Trainee resumed = Make(to, /*alone=*/false);
+    ASSERT_NE(resumed.program, nullptr);
+    ASSERT_EQ(LoadCheckpoint(*resumed.program, of_two.string()).status(), absl::OkStatus());
+    ExpectLosses(Train(resumed, kSteps), kHead, kSteps,
+                 absl::StrCat("stage ", stage, " on 2 ranks resumed at stage ", to, " on ", world));
+  }
+}
+
 TEST_P(ShardedCheckpointTest, OneProcessCheckpointResumesShardedOnEveryRank) {
   const int stage = GetParam();
   const fs::path dir = SharedRoot(absl::StrCat("from_one_stage", stage)) / "ckpt";
@@ -233,7 +284,7 @@ TEST(ShardedCheckpointFailureTest, OneRankFailingLeavesTheOldCheckpointAndNoTemp
   const fs::path root = SharedRoot("failure"), dir = root / "ckpt";
   Trainee run = Make(3, /*alone=*/false);
   Train(run, kHead);
-  ASSERT_EQ(SaveCheckpoint(*run.program, {.data_position = 1}, dir.string()), absl::OkStatus());
+  ASSERT_EQ(SaveCheckpoint(*run.program, At(1), dir.string()), absl::OkStatus());
   Train(run, kHead + 1);
   // The last rank's file system takes no more than 1 KiB per file (as a full disk would refuse):
   // its shard file fails part way.
@@ -244,8 +295,10 @@ TEST(ShardedCheckpointFailureTest, OneRankFailingLeavesTheOldCheckpointAndNoTemp
     const rlimit small{1024, before.rlim_max};
     ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
   }
-  const absl::Status s = SaveCheckpoint(*run.program, {.data_position = 2}, dir.string());
-  if (comm->rank() == last) ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &before), 0);
+  const absl::Status s = SaveCheckpoint(*run.program, At(2), dir.string());
+  if (comm->rank() == last) {
+    ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &before), 0);
+  }
   ASSERT_FALSE(s.ok());
   if (comm->rank() == last) {
     EXPECT_THAT(s.message(), HasSubstr(CheckpointShardFile(false, last, world))) << s;
