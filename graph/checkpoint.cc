@@ -364,8 +364,8 @@ absl::StatusOr<StateFile> ReadStateFile(const fs::path& path) {
   s.version = j["version"].get<int>();
   if (s.version == kShardedVersion) {
     if (!j.contains("world_size") || !j["world_size"].is_number_integer() ||
-        j["world_size"].get<int64_t>() < 1) {
-      return bad("'world_size' is not a positive integer");
+        j["world_size"].get<int64_t>() < 1 || j["world_size"].get<int64_t>() > (1 << 30)) {
+      return bad("'world_size' is not a positive integer (at most 2^30)");
     }
     s.world_size = j["world_size"].get<int>();
     if (!j.contains("tensors") || !j["tensors"].is_object()) return bad("no 'tensors' index");
@@ -449,11 +449,17 @@ struct Opened {
 absl::StatusOr<Shape> ParseShape(const nlohmann::json& j) {
   if (!j.is_array()) return absl::DataLossError("'shape' is not an array");
   std::vector<int64_t> dims;
+  int64_t numel = 1;
   for (const nlohmann::json& d : j) {
     if (!d.is_number_integer() || d.get<int64_t>() < 0) {
       return absl::DataLossError("'shape' holds a negative or non-integer size");
     }
-    dims.push_back(d.get<int64_t>());
+    const int64_t n = d.get<int64_t>();
+    if (n > 0 && numel > (int64_t{1} << 62) / n) {  // no tensor has 2^62 elements
+      return absl::DataLossError("'shape' has more elements than any tensor can");
+    }
+    numel *= n;
+    dims.push_back(n);
   }
   return Shape(dims);
 }
@@ -481,8 +487,8 @@ absl::Status IndexTensors(const fs::path& index, Opened& o) {
       }
       const std::string file = p["file"].get<std::string>();
       const int64_t offset = p["offset"].get<int64_t>(), count = p["count"].get<int64_t>();
-      if (offset < 0 || count < 0 || offset + count > shape->numel()) {
-        return bad(absl::StrCat("piece [", offset, ", ", offset + count, ") in ", file,
+      if (offset < 0 || count < 0 || count > shape->numel() || offset > shape->numel() - count) {
+        return bad(absl::StrCat("a piece of ", count, " elements at offset ", offset, " in ", file,
                                 " is outside its ", shape->numel(), " elements"));
       }
       auto f = o.files.find(file);
