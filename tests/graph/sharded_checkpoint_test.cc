@@ -2,11 +2,12 @@
 // runs this binary under mpiexec -n 2 and -n 3): a tiny GPT trained at ZeRO stage 2 or 3 for 5
 // steps is saved by every rank, then resumed on the same ranks at the same stage, at stage 0, at
 // the other stage, in a world of one (each rank alone, on the whole batch) and, with 3 ranks,
-// from 3 ranks on 2 and from 2 on 3; and a checkpoint of one process is resumed at stage 2 and 3 on every rank. The 5 steps after each resume must have
-// the losses of the straight 10-step run of one process within 1e-5 relative (data parallel sums
-// run in another order). Also: a save where one rank fails leaves the old checkpoint and no
-// temporary directory; missing shard files, holes in the index and a directory that the ranks do
-// not share are refused by name; the Hugging Face export of a stage-3 run is the gathered model.
+// from 3 ranks on 2 and from 2 on 3; and a checkpoint of one process is resumed at stage 2 and 3
+// on every rank. The 5 steps after each resume must have the losses of the straight 10-step run
+// of one process within 1e-5 relative (data parallel sums run in another order). Also: a save
+// where one rank fails leaves the old checkpoint and no temporary directory; missing shard files,
+// holes in the index and a directory that the ranks do not share are refused by name; the
+// Hugging Face export of a stage-3 run is the gathered model.
 //
 // Every rank runs every test in the same order, so the collectives match.
 #include <mpi.h>
