@@ -59,7 +59,7 @@ struct MpiCommunicator::Step {
 
 absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create(
     const CommOptions& options) {
-  STRATA_ASSIGN_OR_RETURN(const double timeout, ResolveCommTimeout(options));
+  STRATA_RETURN_IF_ERROR(ResolveCommTimeout(options).status());
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
@@ -84,9 +84,28 @@ absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create(
         "; the communication thread needs MPI_THREAD_SERIALIZED (initialize MPI with "
         "MPI_Init_thread(..., MPI_THREAD_SERIALIZED, ...) or let strata initialize it)"));
   }
+  return Create(options, MPI_COMM_WORLD);
+}
+
+absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create(const CommOptions& options,
+                                                                         MPI_Comm base) {
+  STRATA_ASSIGN_OR_RETURN(const double timeout, ResolveCommTimeout(options));
+  int initialized = 0, finalized = 0, provided = MPI_THREAD_SINGLE;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (!initialized || finalized) {
+    return absl::FailedPreconditionError(
+        "collectives: MPI is not initialized; create a communicator over MPI_COMM_WORLD first");
+  }
+  MPI_Query_thread(&provided);
+  if (provided < MPI_THREAD_SERIALIZED) {  // Note [MPI thread level]
+    return absl::FailedPreconditionError(absl::StrCat(
+        "collectives: MPI provides ", ThreadLevelName(provided),
+        "; the communication thread needs MPI_THREAD_SERIALIZED"));
+  }
   MPI_Comm comm;
-  if (int rc = MPI_Comm_dup(MPI_COMM_WORLD, &comm); rc != MPI_SUCCESS) {
-    return MpiError("MPI_Comm_dup(MPI_COMM_WORLD)", rc);
+  if (int rc = MPI_Comm_dup(base, &comm); rc != MPI_SUCCESS) {
+    return MpiError(base == MPI_COMM_WORLD ? "MPI_Comm_dup(MPI_COMM_WORLD)" : "MPI_Comm_dup", rc);
   }
   MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
   int rank = 0, size = 1, found = 0;

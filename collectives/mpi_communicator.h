@@ -64,6 +64,11 @@ class MpiCommunicator final : public Communicator {
   // Errors: MPI already finalized, a thread level below MPI_THREAD_SERIALIZED (naming both),
   // an MPI call that failed (naming it and MPI's error string), or bad options.
   static absl::StatusOr<std::unique_ptr<MpiCommunicator>> Create(const CommOptions& options);
+  // Over the ranks of `base` (duplicated) instead of MPI_COMM_WORLD, e.g. a group that
+  // MPI_Comm_split made; collective over `base`. MPI must be initialized (by the program or an
+  // earlier Create).
+  static absl::StatusOr<std::unique_ptr<MpiCommunicator>> Create(const CommOptions& options,
+                                                                 MPI_Comm base);
   // Runs the collectives still queued, then stops the communication thread and frees the
   // duplicated MPI communicator.
   ~MpiCommunicator() override;

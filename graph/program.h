@@ -177,6 +177,9 @@ class Program {
   std::string ProfileReport() const;
   void set_step_count(int64_t s) { step_count_ = s; }
   const optim::LrSchedule& schedule() const { return config_.schedule; }
+  // The data-parallel communicator (Config::communicator), null without one. Collective
+  // callers (SaveCheckpoint, GatherState) use it between steps, in the same order on every rank.
+  collectives::Communicator* communicator() const { return config_.communicator; }
 
  private:
   struct Instruction {

@@ -12,7 +12,10 @@
 // Launched on several ranks (launch/strata-run -n N -- strata-gpt ...), it trains data parallel:
 // --batch stays the global micro-batch, each rank reads its B/N rows of every micro-batch, and
 // the losses are the one-process run's (Note [data parallel] in graph/compile.cc). Rank 0 prints,
-// writes --metrics, saves checkpoints and exports; every rank reads --resume and --init-from.
+// writes --metrics and the export; every rank reads --resume and --init-from and takes part in
+// saving checkpoints (each writes its own shards, Note [sharded checkpoints] in
+// graph/checkpoint.h) and in the export (the shards are gathered); --save must be on a file
+// system every rank sees, which is checked at the start.
 #include <unistd.h>
 
 #include <algorithm>
@@ -323,6 +326,7 @@ absl::Status Train(Options o) {
   if (rank != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) {
     return absl::InternalError("cannot silence the standard output of rank " + std::to_string(rank));
   }
+  if (!o.save.empty()) STRATA_RETURN_IF_ERROR(graph::CheckSharedDirectory(comm.get(), o.save));
   STRATA_ASSIGN_OR_RETURN(const data::TokenFile file, data::ReadTokens(o.data));
 
   GptConfig config{.vocab = o.vocab, .block_size = o.seq, .layers = static_cast<int>(o.layers),
@@ -426,8 +430,8 @@ absl::Status Train(Options o) {
     state.rng = absl::StrCat("seed=", o.seed);
     run.Record(state.extra);
     state.extra["data"] = o.data;
-    // Every rank holds the whole state (stage 0): rank 0 writes it.
-    if (rank == 0) STRATA_RETURN_IF_ERROR(graph::SaveCheckpoint(*program, state, o.save));
+    // Collective: each rank writes what it holds (with ZeRO shards, its own files).
+    STRATA_RETURN_IF_ERROR(graph::SaveCheckpoint(*program, state, o.save));
     std::printf("saved checkpoint %s at step %lld\n", o.save.c_str(),
                 static_cast<long long>(program->step_count()));
     return absl::OkStatus();
@@ -469,9 +473,12 @@ absl::Status Train(Options o) {
     }
   }
   if (!o.save.empty()) STRATA_RETURN_IF_ERROR(save());
-  if (!o.export_path.empty() && rank == 0) {  // every rank holds the same model (stage 0)
-    // Through Program::ReadState, wherever the parameters live (device, host or NVMe).
+  if (!o.export_path.empty()) {
+    // Collective: every rank takes part in gathering the parameters, rank 0 writes the file;
+    // through Program::ReadState, wherever the parameters live (device, host or NVMe).
     STRATA_RETURN_IF_ERROR(graph::SaveGpt2Weights(*program, config, o.export_path));
+  }
+  if (!o.export_path.empty() && rank == 0) {
     // The heads are in no tensor's shape: transformers and --init-from read them from here.
     const std::string config_json =
         (std::filesystem::path(o.export_path).parent_path() / "config.json").string();

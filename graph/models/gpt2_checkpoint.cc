@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "graph/collective_state.h"
 #include "nlohmann/json.hpp"
 #include "runtime/atomic_file.h"
 #include "runtime/safetensors.h"
@@ -265,12 +266,30 @@ absl::Status SaveGpt2Weights(const Program& program, const GptConfig& config,
                                                      param_path, "' (layers ", config.layers, ")"));
     }
   }
-  return SaveGpt2Weights(
-      config,
-      [&](const std::string& param_path) {
-        return program.ReadState(values.at(param_path), DefaultCpuAllocator());
-      },
-      path);
+  if (!IsDataParallel(program)) {
+    return SaveGpt2Weights(
+        config,
+        [&](const std::string& param_path) {
+          return program.ReadState(values.at(param_path), DefaultCpuAllocator());
+        },
+        path);
+  }
+  // Data parallel: every rank gathers every parameter in the same order (GatherState), rank 0
+  // writes. A rank 0 whose write failed part way still takes part in the remaining gathers, so
+  // that no rank waits for it.
+  collectives::Communicator* comm = program.communicator();
+  size_t gathered = 0;
+  absl::Status mine;
+  auto gather = [&](const std::string& param_path) {
+    ++gathered;
+    return GatherState(program, values.at(param_path), DefaultCpuAllocator());
+  };
+  if (comm->rank() == 0) mine = SaveGpt2Weights(config, gather, path);
+  for (size_t i = gathered; i < params.size(); ++i) {
+    absl::StatusOr<Tensor> value = gather(params[i].first);
+    if (!value.ok() && mine.ok()) mine = value.status();
+  }
+  return AgreeOnRanks(comm, mine, absl::StrCat("GPT-2 export ", path));
 }
 
 }  // namespace strata::graph

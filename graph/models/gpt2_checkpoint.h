@@ -9,7 +9,8 @@
 //
 // Saving reads each parameter through Program::ReadState, so it works wherever the state lives
 // (device, host, NVMe); SaveGpt2Weights(config, read, path) takes the values from any source,
-// e.g. shards gathered one parameter at a time, and holds one parameter in memory at a time.
+// e.g. shards gathered one parameter at a time, and holds one parameter in memory at a time; on
+// several ranks SaveGpt2Weights(program, ...) is collective and gathers the shards itself.
 //
 // Note [GPT-2 layout]: strata's parameter paths are Hugging Face's without the "transformer."
 // prefix (wte.weight, h.0.attn.c_attn.weight, ...). GPT-2 implements its projections as Conv1D,
@@ -68,6 +69,9 @@ absl::Status SaveGpt2Config(const GptConfig& config, const std::string& path);
 // The same from a compiled GPT: every parameter of `program` must be one of Gpt2Parameters(config)
 // with its shape, and every one of those must be there (InvalidArgument naming the parameter
 // otherwise, e.g. a head that is not tied to wte); values come through Program::ReadState.
+// Data parallel (a communicator of more than one rank), it is collective: every rank calls it,
+// every parameter is gathered from its ZeRO shards one at a time (GatherState in
+// graph/collective_state.h), rank 0 writes `path`, and every rank gets the same verdict.
 absl::Status SaveGpt2Weights(const Program& program, const GptConfig& config,
                              const std::string& path);
 

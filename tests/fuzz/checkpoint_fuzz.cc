@@ -1,7 +1,9 @@
 // Fuzz target: LoadCheckpoint on arbitrary checkpoint directories. One input holds the three
 // files, trainer_state.json, weights.safetensors and optimizer.safetensors, separated by kSplit
-// (a missing part leaves its file out), loaded into a small compiled program.
+// (a missing part leaves its file out), loaded into a small compiled program. The seeds are a
+// checkpoint of that program and the same files under a sharded checkpoint's index.
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,6 +13,8 @@
 #include "graph/compile.h"
 #include "graph/nn/layers.h"
 #include "graph/ops/ops.h"
+#include "nlohmann/json.hpp"
+#include "runtime/safetensors.h"
 #include "tests/fuzz/fuzz_target.h"
 
 namespace strata::fuzz {
@@ -61,7 +65,32 @@ std::vector<std::string> FuzzSeeds() {
   if (!graph::SaveCheckpoint(TinyProgram(), state, dir.string()).ok()) std::abort();
   std::vector<std::string> parts;
   for (const char* name : kFiles) parts.push_back(ReadWholeFile((dir / name).string()));
-  return {absl::StrJoin(parts, kSplit)};
+  // The same files under a sharded checkpoint's index (version 2, Note [sharded checkpoints]):
+  // each tensor one piece, the whole of it, in the file that holds it.
+  nlohmann::json index = nlohmann::json::parse(parts[0]);
+  index["version"] = 2;
+  index["world_size"] = 1;
+  for (const char* name : {graph::kCheckpointWeightsFile, graph::kCheckpointOptimizerFile}) {
+    const SafetensorsFile f = SafetensorsFile::Open((dir / name).string()).value();
+    for (const std::string& tensor : f.names()) {
+      const SafetensorsFile::Entry e = f.Find(tensor).value();
+      index["tensors"][tensor] = {
+          {"dtype", std::string(DTypeName(e.dtype))},
+          {"shape", e.shape.dims()},
+          {"pieces", {{{"file", name}, {"offset", 0}, {"count", e.shape.numel()}}}}};
+    }
+  }
+  std::vector<std::string> sharded = parts;
+  sharded[0] = index.dump(2);
+  // A seed that does not load would start every mutation from an error.
+  const fs::path check = fs::path(TempDir()) / "seed-sharded-checkpoint";
+  fs::create_directories(check);
+  for (size_t i = 0; i < sharded.size(); ++i) std::ofstream(check / kFiles[i]) << sharded[i];
+  if (absl::Status s = graph::LoadCheckpoint(TinyProgram(), check.string()).status(); !s.ok()) {
+    std::fprintf(stderr, "fuzz: the sharded seed does not load: %s\n", std::string(s.message()).c_str());
+    std::abort();
+  }
+  return {absl::StrJoin(parts, kSplit), absl::StrJoin(sharded, kSplit)};
 }
 
 }  // namespace strata::fuzz
