@@ -53,6 +53,7 @@ absl::Status Train(Options o) {
   if (rank != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) {
     return absl::InternalError("cannot silence the standard output of rank " + std::to_string(rank));
   }
+  if (!o.save.empty()) STRATA_RETURN_IF_ERROR(graph::CheckSharedDirectory(comm.get(), o.save));
   SetNumThreads(static_cast<int>(o.threads));  // before compiling: workspaces are sized for it
   if (const std::string w = SlowBlasKernelWarning(); !w.empty() && rank == 0) {
     std::fprintf(stderr, "strata-fmnist: %s\n", w.c_str());  // Note [OpenBLAS on CPUs it does not know]
@@ -127,8 +128,9 @@ absl::Status Train(Options o) {
     graph::TrainerState state;
     state.counters["epoch"] = r.epochs;
     state.extra["data"] = o.data;
-    // Every rank holds the same state, running statistics included (stage 0): rank 0 writes it.
-    if (rank == 0) STRATA_RETURN_IF_ERROR(graph::SaveCheckpoint(trainer->program(), state, o.save));
+    // Collective on several ranks: every rank takes part, rank 0 writes the replicated state
+    // (running statistics included) and publishes the checkpoint (Note [sharded checkpoints]).
+    STRATA_RETURN_IF_ERROR(graph::SaveCheckpoint(trainer->program(), state, o.save));
     std::printf("saved checkpoint %s at step %lld\n", o.save.c_str(),
                 static_cast<long long>(trainer->program().step_count()));
   }

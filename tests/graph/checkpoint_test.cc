@@ -217,7 +217,9 @@ TEST_F(CheckpointTest, ResumesAcrossPlacementsBitwise) {
     DefaultCpuAllocator().ResetPeak();
     const int64_t before = DefaultCpuAllocator().usage().in_use;
     ASSERT_TRUE(SaveCheckpoint(*first.program, first_data.Save(), dir_).ok());
-    if (save_on_nvme) EXPECT_LE(DefaultCpuAllocator().usage().peak - before, largest);
+    if (save_on_nvme) {
+      EXPECT_LE(DefaultCpuAllocator().usage().peak - before, largest);
+    }
     Compiled resumed = CompileGpt(7, kTiny, save_on_nvme ? OffloadOptions{} : nvme);
     DefaultCpuAllocator().ResetPeak();
     const int64_t before_load = DefaultCpuAllocator().usage().in_use;
