@@ -117,10 +117,12 @@ def proc_io(pid):
         return None
 
 
-def run(gpt, args, env, script, metrics, show_output=False):
+def run(gpt, args, env, script, metrics, show_output=False, launcher=()):
     """Runs strata-gpt with `args` and `--metrics metrics`; stops the script with its output when
-    it fails. With show_output the program writes to the terminal as it goes."""
-    cmd = [str(gpt), *map(str, args), "--metrics", str(metrics)]
+    it fails. With show_output the program writes to the terminal as it goes. `launcher` goes
+    before the program (e.g. launch/strata-run -n 2 --); the RSS and disk bytes are then the
+    launcher's, not the ranks'."""
+    cmd = [*map(str, launcher), str(gpt), *map(str, args), "--metrics", str(metrics)]
     if show_output:
         print("+ " + " ".join(cmd), flush=True)
     log = pathlib.Path(metrics).with_suffix(".log")
