@@ -97,6 +97,7 @@ absl::StatusOr<std::unique_ptr<FmnistTrainer>> FmnistTrainer::Create(
   o.offload = r.offload;
   o.recompute = r.recompute;
   o.communicator = comm;
+  o.zero = r.zero;
   graph::MobileNet* model = t->model_.get();
   graph::ValueId* logits_id = &t->logits_;
   STRATA_ASSIGN_OR_RETURN(

@@ -36,6 +36,7 @@
 #include "examples/fmnist/fashion_mnist.h"
 #include "graph/compile.h"
 #include "graph/models/mobilenet.h"
+#include "graph/zero_options.h"
 
 namespace strata::examples {
 
@@ -59,6 +60,7 @@ struct FmnistRecipe {
   bool check_plan = false;  // check the memory plan while running (graph::TrainOptions::check_plan)
   graph::OffloadOptions offload;  // where states live (graph::TrainOptions::offload)
   bool recompute = false;   // recompute each block's activations (graph::TrainOptions::recompute)
+  graph::ZeroOptions zero;  // with several ranks (graph::TrainOptions::zero)
   // Errors name the flag-like field; `train_size` is the training set before limit_train.
   absl::Status Validate(int64_t train_size) const;
   double resolved_lr() const;

@@ -23,6 +23,7 @@
 #include "examples/common/metrics.h"
 #include "examples/common/offload_flags.h"
 #include "examples/common/step_metrics.h"
+#include "examples/common/zero_flags.h"
 #include "examples/fmnist/fashion_mnist.h"
 #include "examples/fmnist/fmnist_train.h"
 #include "graph/checkpoint.h"
@@ -186,7 +187,10 @@ int main(int argc, char** argv) {
         "steps between progress lines (the last of each epoch too)");
   strata::examples::OffloadFlags offload;
   offload.Register(f);
+  strata::examples::ZeroFlags zero;
+  zero.Register(f);
   if (std::optional<int> code = f.ParseOrExitCode(argc, argv)) return *code;
+  r.zero = zero.options();
   absl::StatusOr<strata::graph::OffloadOptions> placement = offload.Resolve(f);
   if (!placement.ok()) return f.ExitCode(placement.status());
   r.offload = *placement;

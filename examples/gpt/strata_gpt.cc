@@ -37,6 +37,7 @@
 #include "examples/common/offload_flags.h"
 #include "examples/common/run_config.h"
 #include "examples/common/step_metrics.h"
+#include "examples/common/zero_flags.h"
 #include "graph/checkpoint.h"
 #include "graph/compile.h"
 #include "graph/data/token_file.h"
@@ -61,8 +62,7 @@ struct Options {
   int64_t layers = 6, width = 384, heads = 6, seq = 256, batch = 8, steps = 100, vocab = 0;
   int64_t warmup = 10, seed = 1337, threads = 0, eval_every = 0, eval_batches = 4,
           micro_batches = 1, save_every = 0, log_every = 1, stop_at = 0;
-  int64_t zero_stage = 0;
-  graph::ZeroOptions zero;  // --zero-persistence-threshold, --zero-reuse-bytes; stage from above
+  graph::ZeroOptions zero;  // from the ZeRO flags (examples/common/zero_flags.h)
   double lr = 6e-4, min_lr = -1, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1,
          clip = 1.0, val_fraction = 0.1, comm_timeout = 0;
   bool shuffle = false, dump_graph = false, profile = false, check_plan = false;
@@ -280,7 +280,7 @@ RunConfig MakeRunConfig(const Options& o, const GptConfig& c, const data::TokenF
   // Recomputing gives bitwise the same steps, so a resume may turn it on or off.
   r.Add("--recompute", std::string(o.recompute ? "true" : "false"), RunConfig::kAnnounce);
   // So does the partition over ranks (the sums run in another order: within rounding).
-  r.Add("--zero-stage", o.zero_stage, RunConfig::kAnnounce);
+  r.Add("--zero-stage", int64_t{o.zero.stage}, RunConfig::kAnnounce);
   return r;
 }
 
@@ -378,7 +378,6 @@ absl::Status Train(Options o) {
   t.recompute = o.recompute;
   t.communicator = comm.get();
   t.zero = o.zero;
-  t.zero.stage = static_cast<int>(o.zero_stage);
   const Shape micro{o.batch / world, o.seq};
   STRATA_ASSIGN_OR_RETURN(
       std::unique_ptr<graph::Program> program,
@@ -400,11 +399,11 @@ absl::Status Train(Options o) {
     std::printf("data parallel over %d ranks (%s): %lld sequences per rank per micro-batch, "
                 "ZeRO stage %d\n",
                 world, comm->Describe().c_str(), static_cast<long long>(o.batch / world),
-                static_cast<int>(o.zero_stage));
+                o.zero.stage);
   }
-  if (world == 1 && o.zero_stage > 0) {
+  if (world == 1 && o.zero.stage > 0) {
     std::printf("--zero-stage %d: one rank holds everything, nothing to partition (run several "
-                "ranks with launch/strata-run)\n", static_cast<int>(o.zero_stage));
+                "ranks with launch/strata-run)\n", o.zero.stage);
   }
   std::fflush(stdout);
 
@@ -562,18 +561,13 @@ int main(int argc, char** argv) {
   f.Add("comm-timeout", &o.comm_timeout,
         {.min = 0, .max = 1e6, .zero = "STRATA_COMM_TIMEOUT, else 300"},
         "seconds a collective may wait for the other ranks before the job is ended");
-  f.Add("zero-stage", &o.zero_stage, {.min = 0, .max = 3},
-        "with several ranks: 0 all-reduces gradients; 1 and 2 shard the optimizer state and "
-        "gradients; 3 shards the parameters too, gathered before each use (docs/zero.md)");
-  f.Add("zero-persistence-threshold", &o.zero.persistence_threshold, {.min = 0, .max = kMaxCount},
-        "stages 1-3: parameters of fewer elements stay whole on every rank");
-  f.AddBytes("zero-reuse-bytes", &o.zero.reuse_bytes, {.zero = "release after each use"},
-        "stage 3: keep a gathered parameter for its next use when at most this many bytes of "
-        "other gathered parameters are used in between (0: release after each use)");
   f.Add("profile", &o.profile, "print the time per op at the end (steps after the first)");
   strata::examples::OffloadFlags offload;
   offload.Register(f);
+  strata::examples::ZeroFlags zero;
+  zero.Register(f);
   if (std::optional<int> code = f.ParseOrExitCode(argc, argv)) return *code;
+  o.zero = zero.options();
   absl::StatusOr<strata::graph::OffloadOptions> placement = offload.Resolve(f);
   if (!placement.ok()) return f.ExitCode(placement.status());
   o.offload = *placement;

@@ -49,6 +49,7 @@ struct RunSetup {
   bool recompute = false;
   bool check_plan = false;
   OffloadOptions offload{};
+  ZeroOptions zero{};
 };
 
 // Global batch `step` (micro_batches * kGlobalBatch rows): images and labels from the row index.
@@ -95,6 +96,7 @@ Trained Train(const RunSetup& setup, bool alone) {
   o.offload = setup.offload;
   o.seed = 7;
   o.communicator = alone ? nullptr : Comm();
+  o.zero = setup.zero;
   auto p = Compile(net, {{"images", Shape{micro_rows, 1, kSide, kSide}},
                          {"labels", Shape{micro_rows}, DType::kI32}},
                    [&](absl::Span<const Var> in) { return ops::CrossEntropy(net.Forward(in[0]), in[1]); },
@@ -168,6 +170,20 @@ void ExpectSameTraining(const RunSetup& setup) {
 }
 
 TEST(DataParallelCnnTest, LossesAndRunningStatisticsMatchOneProcess) { ExpectSameTraining({}); }
+
+// ZeRO-3 over every tensor (SGD's momentum sharded, each convolution gathered before its use)
+// with synchronized BatchNorm: the losses and held-out loss of one process.
+TEST(DataParallelCnnTest, ZeroStageThreeWithSgdMatchesOneProcess) {
+  const Trained alone = Train({.clip = 1.0}, /*alone=*/true);
+  const Trained zero3 = Train({.clip = 1.0, .zero = {.stage = 3, .persistence_threshold = 0}},
+                              /*alone=*/false);
+  ASSERT_EQ(zero3.stats.size(), static_cast<size_t>(kSteps));
+  for (int s = 0; s < kSteps; ++s) {
+    ExpectRelativelyNear(zero3.stats[s].loss, alone.stats[s].loss, 1e-5,
+                         absl::StrCat("loss of step ", s + 1));
+  }
+  ExpectRelativelyNear(zero3.held_out, alone.held_out, 1e-5, "held-out loss");
+}
 
 TEST(DataParallelCnnTest, MicroBatchesAndClippingMatchOneProcess) {
   ExpectSameTraining({.clip = 1.0, .micro_batches = 2});

@@ -418,5 +418,20 @@ TEST(DataParallelTest, RanksThatCompiledDifferentProgramsFailAtCreate) {
   EXPECT_THAT(p.status().message(), ::testing::Not(HasSubstr("model (")));
 }
 
+TEST(DataParallelTest, RanksWithAnotherZeroStageFailAtCreateNamingIt) {
+  Gpt gpt(kTiny);
+  TrainOptions o;
+  o.communicator = Comm();
+  o.zero = {.stage = Comm()->rank() == Comm()->world_size() - 1 ? 2 : 3,
+            .persistence_threshold = 0};
+  auto p = Compile(gpt, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
+                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
+                   o);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(p.status().message(), HasSubstr("ZeRO (stage, persistence threshold"));
+  EXPECT_THAT(p.status().message(), ::testing::Not(HasSubstr("batch (")));
+}
+
 }  // namespace
 }  // namespace strata::graph
