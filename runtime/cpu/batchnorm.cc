@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cpu/internal/batchnorm_channel.h"
 
 namespace strata::cpu {
 namespace {
@@ -77,40 +78,16 @@ absl::Status BatchNorm2dTrainForward(const Tensor& x, const Tensor& gamma, const
   float* rv = running_var.defined() ? running_var.data<float>() : nullptr;
 #pragma omp parallel for schedule(static) if (n * c * hw > (1 << 14))
   for (int64_t ch = 0; ch < c; ++ch) {
-    // One pass over values shifted by the channel's first one, summed in double: no
-    // cancellation for float data, and one read of x fewer than two passes.
-    const float shift = xp[ch * hw];
-    double s1 = 0, s2 = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      const float* in = xp + (i * c + ch) * hw;
-#pragma omp simd reduction(+ : s1, s2)
-      for (int64_t k = 0; k < hw; ++k) {
-        const double d = double{in[k]} - shift;
-        s1 += d;
-        s2 += d * d;
-      }
-    }
-    const double mean_shifted = s1 / static_cast<double>(count);
-    const double var = std::max(0.0, s2 / static_cast<double>(count) - mean_shifted * mean_shifted);
-    const double mean = shift + mean_shifted;
-    const double rstd = 1.0 / std::sqrt(var + eps);
-    const float mean_f = static_cast<float>(mean);
+    const internal::ChannelMoments m = internal::BatchNormMoments(xp, n, c, hw, ch);
+    const double rstd = 1.0 / std::sqrt(m.var + eps);
+    const float mean_f = static_cast<float>(m.mean);
     if (sm != nullptr) sm[ch] = mean_f;
     if (sr != nullptr) sr[ch] = static_cast<float>(rstd);
     if (rm != nullptr) {
-      const double unbiased = var * static_cast<double>(count) / static_cast<double>(count - 1);
-      rm[ch] = static_cast<float>((1.0 - momentum) * rm[ch] + momentum * mean);
-      rv[ch] = static_cast<float>((1.0 - momentum) * rv[ch] + momentum * unbiased);
+      internal::BatchNormUpdateRunning(rm[ch], rv[ch], m.mean, m.var, count, momentum);
     }
-    // (x - mean) * scale + beta rather than x * scale + shift: no cancellation when |mean| is
-    // large against the standard deviation.
-    const float scale = static_cast<float>(g[ch] * rstd), beta = b[ch];
-    for (int64_t i = 0; i < n; ++i) {
-      const float* in = xp + (i * c + ch) * hw;
-      float* out = yp + (i * c + ch) * hw;
-#pragma omp simd
-      for (int64_t k = 0; k < hw; ++k) out[k] = (in[k] - mean_f) * scale + beta;
-    }
+    internal::BatchNormNormalize(xp, yp, mean_f, static_cast<float>(g[ch] * rstd), b[ch], n, c, hw,
+                                 ch);
   }
   return absl::OkStatus();
 }
@@ -141,35 +118,14 @@ absl::Status BatchNorm2dTrainBackward(const Tensor& x, const Tensor& gamma,
 #pragma omp parallel for schedule(static) if (n * c * hw > (1 << 14))
   for (int64_t ch = 0; ch < c; ++ch) {
     const float mean = sm[ch];
-    double sum_dy = 0, sum_dy_xc = 0;  // sum dy and sum dy * (x - mean), in double
-    for (int64_t i = 0; i < n; ++i) {
-      const float* in = xp + (i * c + ch) * hw;
-      const float* d = dyp + (i * c + ch) * hw;
-#pragma omp simd reduction(+ : sum_dy, sum_dy_xc)
-      for (int64_t k = 0; k < hw; ++k) {
-        sum_dy += d[k];
-        sum_dy_xc += double{d[k]} * (in[k] - mean);
-      }
-    }
+    const internal::ChannelGradSums sums = internal::BatchNormGradSums(xp, dyp, mean, n, c, hw, ch);
     const double rstd = sr[ch];
     if (dgp != nullptr) {
-      dgp[ch] = (accumulate ? dgp[ch] : 0.0f) + static_cast<float>(sum_dy_xc * rstd);
+      dgp[ch] = (accumulate ? dgp[ch] : 0.0f) + static_cast<float>(sums.dy_xc * rstd);
     }
-    if (dbp != nullptr) dbp[ch] = (accumulate ? dbp[ch] : 0.0f) + static_cast<float>(sum_dy);
+    if (dbp != nullptr) dbp[ch] = (accumulate ? dbp[ch] : 0.0f) + static_cast<float>(sums.dy);
     if (dxp == nullptr) continue;
-    // dx = g * rstd * (dy - mean(dy) - xhat * mean(dy * xhat)) = a * dy + b * (x - mean) + c0.
-    const double a = g[ch] * rstd;
-    const double b = -a * rstd * rstd * sum_dy_xc / count;
-    const double c0 = -a * sum_dy / count;
-    const float af = static_cast<float>(a), bf = static_cast<float>(b),
-                cf = static_cast<float>(c0);
-    for (int64_t i = 0; i < n; ++i) {
-      const float* in = xp + (i * c + ch) * hw;
-      const float* d = dyp + (i * c + ch) * hw;
-      float* out = dxp + (i * c + ch) * hw;
-#pragma omp simd
-      for (int64_t k = 0; k < hw; ++k) out[k] = af * d[k] + bf * (in[k] - mean) + cf;
-    }
+    internal::BatchNormInputGrad(xp, dyp, dxp, mean, g[ch], rstd, sums, count, n, c, hw, ch);
   }
   return absl::OkStatus();
 }

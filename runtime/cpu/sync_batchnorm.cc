@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cpu/internal/batchnorm_channel.h"
 
 namespace strata::cpu {
 namespace {
@@ -52,29 +53,16 @@ absl::Status BatchNorm2dLocalStats(const Tensor& x, int rank, const Tensor& stat
     return absl::InvalidArgumentError(
         absl::StrCat(kOp, ": x is ", x.shape().ToString(), ", expected values in every channel"));
   }
-  const double count = static_cast<double>(n * hw);
   const float* xp = x.data<float>();
   float* s = stats.data<float>();
   std::memset(s, 0, stats.nbytes());
   float* row = s + static_cast<int64_t>(rank) * 4 * c;
 #pragma omp parallel for schedule(static) if (n * c * hw > (1 << 14))
   for (int64_t ch = 0; ch < c; ++ch) {
-    // As BatchNorm2dTrainForward: values shifted by the channel's first one, summed in double.
-    const float shift = xp[ch * hw];
-    double s1 = 0, s2 = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      const float* in = xp + (i * c + ch) * hw;
-#pragma omp simd reduction(+ : s1, s2)
-      for (int64_t k = 0; k < hw; ++k) {
-        const double d = double{in[k]} - shift;
-        s1 += d;
-        s2 += d * d;
-      }
-    }
-    const double mean_shifted = s1 / count;
-    const double var = std::max(0.0, s2 / count - mean_shifted * mean_shifted);
-    Put(shift + mean_shifted, &row[ch], &row[c + ch]);
-    Put(var, &row[2 * c + ch], &row[3 * c + ch]);
+    // As BatchNorm2dTrainForward.
+    const internal::ChannelMoments m = internal::BatchNormMoments(xp, n, c, hw, ch);
+    Put(m.mean, &row[ch], &row[c + ch]);
+    Put(m.var, &row[2 * c + ch], &row[3 * c + ch]);
   }
   return absl::OkStatus();
 }
@@ -137,17 +125,10 @@ absl::Status BatchNorm2dSyncedForward(const Tensor& x, const Tensor& gamma, cons
     if (sm != nullptr) sm[ch] = mean_f;
     if (sr != nullptr) sr[ch] = static_cast<float>(rstd);
     if (rm != nullptr) {
-      const double unbiased = var * static_cast<double>(count) / static_cast<double>(count - 1);
-      rm[ch] = static_cast<float>((1.0 - momentum) * rm[ch] + momentum * mean);
-      rv[ch] = static_cast<float>((1.0 - momentum) * rv[ch] + momentum * unbiased);
+      internal::BatchNormUpdateRunning(rm[ch], rv[ch], mean, var, count, momentum);
     }
-    const float scale = static_cast<float>(g[ch] * rstd), shift = b[ch];
-    for (int64_t i = 0; i < n; ++i) {
-      const float* in = xp + (i * c + ch) * hw;
-      float* out = yp + (i * c + ch) * hw;
-#pragma omp simd
-      for (int64_t k = 0; k < hw; ++k) out[k] = (in[k] - mean_f) * scale + shift;
-    }
+    internal::BatchNormNormalize(xp, yp, mean_f, static_cast<float>(g[ch] * rstd), b[ch], n, c, hw,
+                                 ch);
   }
   return absl::OkStatus();
 }
@@ -179,22 +160,14 @@ absl::Status BatchNorm2dLocalGradStats(const Tensor& x, const Tensor& save_mean,
   }
 #pragma omp parallel for schedule(static) if (n * c * hw > (1 << 14))
   for (int64_t ch = 0; ch < c; ++ch) {
-    const float mean = sm[ch];
-    double sum_dy = 0, sum_dy_xc = 0;  // as BatchNorm2dTrainBackward, in double
-    for (int64_t i = 0; i < n; ++i) {
-      const float* in = xp + (i * c + ch) * hw;
-      const float* d = dyp + (i * c + ch) * hw;
-#pragma omp simd reduction(+ : sum_dy, sum_dy_xc)
-      for (int64_t k = 0; k < hw; ++k) {
-        sum_dy += d[k];
-        sum_dy_xc += double{d[k]} * (in[k] - mean);
-      }
-    }
-    if (dgp != nullptr) dgp[ch] = static_cast<float>(sum_dy_xc * double{sr[ch]});
-    if (dbp != nullptr) dbp[ch] = static_cast<float>(sum_dy);
+    // As BatchNorm2dTrainBackward.
+    const internal::ChannelGradSums sums =
+        internal::BatchNormGradSums(xp, dyp, sm[ch], n, c, hw, ch);
+    if (dgp != nullptr) dgp[ch] = static_cast<float>(sums.dy_xc * double{sr[ch]});
+    if (dbp != nullptr) dbp[ch] = static_cast<float>(sums.dy);
     if (row != nullptr) {
-      Put(sum_dy, &row[ch], &row[c + ch]);
-      Put(sum_dy_xc, &row[2 * c + ch], &row[3 * c + ch]);
+      Put(sums.dy, &row[ch], &row[c + ch]);
+      Put(sums.dy_xc, &row[2 * c + ch], &row[3 * c + ch]);
     }
   }
   return absl::OkStatus();
@@ -221,26 +194,13 @@ absl::Status BatchNorm2dSyncedBackward(const Tensor& x, const Tensor& gamma,
   float* dxp = dx.data<float>();
 #pragma omp parallel for schedule(static) if (n * c * hw > (1 << 14))
   for (int64_t ch = 0; ch < c; ++ch) {
-    double sum_dy = 0, sum_dy_xc = 0;  // over every rank, in rank order
+    internal::ChannelGradSums sums;  // over every rank, in rank order
     for (int64_t r = 0; r < world; ++r) {
-      sum_dy += Get(&s[(r * 4) * c + ch], &s[(r * 4 + 1) * c + ch]);
-      sum_dy_xc += Get(&s[(r * 4 + 2) * c + ch], &s[(r * 4 + 3) * c + ch]);
+      sums.dy += Get(&s[(r * 4) * c + ch], &s[(r * 4 + 1) * c + ch]);
+      sums.dy_xc += Get(&s[(r * 4 + 2) * c + ch], &s[(r * 4 + 3) * c + ch]);
     }
-    // As BatchNorm2dTrainBackward: dx = a * dy + b * (x - mean) + c0.
-    const float mean = sm[ch];
-    const double rstd = sr[ch];
-    const double a = g[ch] * rstd;
-    const double b = -a * rstd * rstd * sum_dy_xc / count;
-    const double c0 = -a * sum_dy / count;
-    const float af = static_cast<float>(a), bf = static_cast<float>(b),
-                cf = static_cast<float>(c0);
-    for (int64_t i = 0; i < n; ++i) {
-      const float* in = xp + (i * c + ch) * hw;
-      const float* d = dyp + (i * c + ch) * hw;
-      float* out = dxp + (i * c + ch) * hw;
-#pragma omp simd
-      for (int64_t k = 0; k < hw; ++k) out[k] = af * d[k] + bf * (in[k] - mean) + cf;
-    }
+    // As BatchNorm2dTrainBackward.
+    internal::BatchNormInputGrad(xp, dyp, dxp, sm[ch], g[ch], sr[ch], sums, count, n, c, hw, ch);
   }
   return absl::OkStatus();
 }
