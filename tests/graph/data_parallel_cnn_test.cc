@@ -22,6 +22,7 @@
 #include "collectives/mpi_communicator.h"
 #include "gtest/gtest.h"
 #include "tests/collectives/mpi_test_main.h"
+#include "tests/graph/data_parallel_util.h"
 #include "graph/compile.h"
 #include "graph/models/mobilenet.h"
 #include "graph/ops/ops.h"
@@ -121,11 +122,6 @@ Trained Train(const RunSetup& setup, bool alone) {
     }
   }
   return r;
-}
-
-void ExpectRelativelyNear(double got, double want, double tolerance, const std::string& what) {
-  EXPECT_LE(std::abs(got - want), tolerance * std::max(1.0, std::abs(want)))
-      << what << ": " << got << " vs " << want;
 }
 
 // Per tensor, against its largest element or 1, whichever is larger: as ExpectRelativelyNear,

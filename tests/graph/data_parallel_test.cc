@@ -23,6 +23,7 @@
 #include "graph/ops/ops.h"
 #include "gtest/gtest.h"
 #include "tests/collectives/mpi_test_main.h"
+#include "tests/graph/data_parallel_util.h"
 
 namespace strata::graph {
 namespace {
@@ -47,42 +48,11 @@ struct RunSetup {
   const std::vector<std::vector<float>>* load = nullptr;
 };
 
-// Rows [first, first + rows) of step `step`'s global batch of token ids (and targets).
-Tensor Rows(int step, int which, int64_t first, int64_t rows) {
-  Tensor x = Tensor::Empty(Shape{rows, 16}, DType::kI32, DefaultCpuAllocator()).value();
-  for (int64_t r = 0; r < rows; ++r) {
-    std::mt19937 rng(static_cast<uint32_t>(1000 * step + 100 * which + first + r));
-    for (int64_t t = 0; t < 16; ++t) x.data<int32_t>()[r * 16 + t] = static_cast<int32_t>(rng() % 64);
-  }
-  return x;
-}
-
 struct Trained {
   std::vector<StepStats> stats;
   std::vector<std::vector<float>> state;  // parameters and optimizer state, after the last step
   int64_t state_bytes = 0;  // what this rank holds of them (its shards, with ZeRO)
 };
-
-// The whole of a state value: a ZeRO shard is gathered from every rank (all ranks call this in
-// the same order); a whole value is this rank's copy.
-std::vector<float> WholeState(const Program& p, ValueId v, const Tensor& held) {
-  std::vector<float> mine(held.data<float>(), held.data<float>() + held.numel());
-  const Value& value = p.graph().value(v);
-  if (!value.shard) return mine;
-  const int world = Comm()->world_size();
-  const std::vector<int64_t> counts = collectives::ShardCounts(value.type.shape.numel(), world);
-  std::vector<int> n(world), at(world);
-  for (int r = 0, off = 0; r < world; off += static_cast<int>(counts[r]), ++r) {
-    n[r] = static_cast<int>(counts[r]);
-    at[r] = off;
-  }
-  EXPECT_EQ(static_cast<int64_t>(mine.size()), counts[Comm()->rank()]) << value.name;
-  EXPECT_EQ(value.shard->offset, at[Comm()->rank()]) << value.name;
-  std::vector<float> whole(value.type.shape.numel());
-  MPI_Allgatherv(mine.data(), static_cast<int>(mine.size()), MPI_FLOAT, whole.data(), n.data(),
-                 at.data(), MPI_FLOAT, MPI_COMM_WORLD);
-  return whole;
-}
 
 // Trains on `world` ranks (this rank's rows) or, with `alone`, on the whole batch in one process.
 Trained Train(const RunSetup& setup, bool alone) {
@@ -123,7 +93,7 @@ Trained Train(const RunSetup& setup, bool alone) {
   }
   for (int s = 0; s < kSteps; ++s) {
     absl::StatusOr<StepStats> st =
-        (*p)->Step({Rows(s, 0, rank * rows, rows), Rows(s, 1, rank * rows, rows)});
+        (*p)->Step({TokenRows(s, 0, rank * rows, rows), TokenRows(s, 1, rank * rows, rows)});
     EXPECT_TRUE(st.ok()) << st.status();
     if (!st.ok()) return r;
     r.stats.push_back(*st);
@@ -133,15 +103,10 @@ Trained Train(const RunSetup& setup, bool alone) {
       Tensor t = (*p)->ReadState(v, DefaultCpuAllocator()).value();
       r.state_bytes += static_cast<int64_t>(t.nbytes());
       r.state.push_back(alone ? std::vector<float>(t.data<float>(), t.data<float>() + t.numel())
-                              : WholeState(**p, v, t));
+                              : GatherWhole(**p, v, t));
     }
   }
   return r;
-}
-
-void ExpectRelativelyNear(double got, double want, double tolerance, const std::string& what) {
-  EXPECT_LE(std::abs(got - want), tolerance * std::max(1.0, std::abs(want)))
-      << what << ": " << got << " vs " << want;
 }
 
 void ExpectSameTraining(const RunSetup& setup) {

@@ -32,6 +32,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/collectives/mpi_test_main.h"
+#include "tests/graph/data_parallel_util.h"
 
 namespace strata::graph {
 namespace {
@@ -45,16 +46,6 @@ collectives::MpiCommunicator* Comm() { return &testing::JobCommunicator(); }  //
 constexpr GptConfig kTiny{.vocab = 64, .block_size = 16, .layers = 2, .width = 32, .heads = 4};
 constexpr int64_t kGlobalBatch = 12;  // divisible by 1, 2 and 3 ranks
 constexpr int kHead = 5, kSteps = 10;  // saved after kHead steps of kSteps
-
-// Rows [first, first + rows) of step `step`'s global batch of token ids (which 0) or targets (1).
-Tensor Rows(int step, int which, int64_t first, int64_t rows) {
-  Tensor x = Tensor::Empty(Shape{rows, 16}, DType::kI32, DefaultCpuAllocator()).value();
-  for (int64_t r = 0; r < rows; ++r) {
-    std::mt19937 rng(static_cast<uint32_t>(1000 * step + 100 * which + first + r));
-    for (int64_t t = 0; t < 16; ++t) x.data<int32_t>()[r * 16 + t] = static_cast<int32_t>(rng() % 64);
-  }
-  return x;
-}
 
 // A compiled tiny GPT: on the ranks of `group` (every rank by default) at `stage` (threshold
 // 1000: the large tensors sharded, the biases and norms whole), or with `alone` in this process
@@ -95,7 +86,7 @@ std::vector<double> Train(Trainee& run, int until) {
   const int64_t rows = kGlobalBatch / world;
   for (int s = static_cast<int>(run.program->step_count()); s < until; ++s) {
     absl::StatusOr<StepStats> st =
-        run.program->Step({Rows(s, 0, rank * rows, rows), Rows(s, 1, rank * rows, rows)});
+        run.program->Step({TokenRows(s, 0, rank * rows, rows), TokenRows(s, 1, rank * rows, rows)});
     EXPECT_TRUE(st.ok()) << st.status();
     if (!st.ok()) break;
     losses.push_back(st->loss);
@@ -163,21 +154,7 @@ void EditIndex(const fs::path& dir, const std::function<void(nlohmann::json&)>& 
 
 // The whole of a state value, gathered with MPI directly (independent of GatherState).
 std::vector<float> WholeState(const Program& p, ValueId v) {
-  const Tensor held = p.ReadState(v, DefaultCpuAllocator()).value();
-  std::vector<float> mine(held.data<float>(), held.data<float>() + held.numel());
-  const Value& value = p.graph().value(v);
-  if (!value.shard) return mine;
-  const int world = Comm()->world_size();
-  const std::vector<int64_t> counts = collectives::ShardCounts(value.type.shape.numel(), world);
-  std::vector<int> n(world), at(world);
-  for (int r = 0, off = 0; r < world; off += static_cast<int>(counts[r]), ++r) {
-    n[r] = static_cast<int>(counts[r]);
-    at[r] = off;
-  }
-  std::vector<float> whole(value.type.shape.numel());
-  MPI_Allgatherv(mine.data(), static_cast<int>(mine.size()), MPI_FLOAT, whole.data(), n.data(),
-                 at.data(), MPI_FLOAT, MPI_COMM_WORLD);
-  return whole;
+  return GatherWhole(p, v, p.ReadState(v, DefaultCpuAllocator()).value());
 }
 
 class ShardedCheckpointTest : public ::testing::TestWithParam<int> {};
