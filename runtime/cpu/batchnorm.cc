@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/cpu/internal/batchnorm_channel.h"
+#include "runtime/cpu/internal/batchnorm_checks.h"
 
 namespace strata::cpu {
 namespace {
@@ -30,11 +31,6 @@ absl::Status CheckArgs(absl::string_view op, const Tensor& x, const Tensor& gamm
   return absl::OkStatus();
 }
 
-absl::Status CheckOptionalC(absl::string_view op, absl::string_view name, const Tensor& t,
-                            const Shape& c) {
-  return t.defined() ? CheckF32Contiguous(op, name, t, c) : absl::OkStatus();
-}
-
 }  // namespace
 
 absl::Status BatchNorm2dTrainForward(const Tensor& x, const Tensor& gamma, const Tensor& beta,
@@ -48,21 +44,8 @@ absl::Status BatchNorm2dTrainForward(const Tensor& x, const Tensor& gamma, const
   STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "gamma", gamma, c_shape));
   STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "beta", beta, c_shape));
   STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "y", y, x.shape()));
-  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "save_mean", save_mean, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "save_rstd", save_rstd, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "running_mean", running_mean, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "running_var", running_var, c_shape));
-  if (running_mean.defined() != running_var.defined()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kOp, ": running_mean and running_var must be both defined or both not"));
-  }
-  if (!(eps > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(kOp, ": eps = ", eps, " must be > 0"));
-  }
-  if (!(momentum >= 0 && momentum <= 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kOp, ": momentum = ", momentum, " must be in [0, 1]"));
-  }
+  STRATA_RETURN_IF_ERROR(internal::CheckTrainForwardArgs(kOp, c_shape, save_mean, save_rstd,
+                                                         running_mean, running_var, eps, momentum));
   const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
   const int64_t count = n * hw;
   if (count < 2) {
@@ -105,8 +88,8 @@ absl::Status BatchNorm2dTrainBackward(const Tensor& x, const Tensor& gamma,
   STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "save_rstd", save_rstd, c_shape));
   STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dy", dy, x.shape()));
   if (dx.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dx", dx, x.shape()));
-  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "dgamma", dgamma, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "dbeta", dbeta, c_shape));
+  STRATA_RETURN_IF_ERROR(internal::CheckOptionalC(kOp, "dgamma", dgamma, c_shape));
+  STRATA_RETURN_IF_ERROR(internal::CheckOptionalC(kOp, "dbeta", dbeta, c_shape));
   const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
   const double count = static_cast<double>(n * hw);
   const float *xp = x.data<float>(), *g = gamma.data<float>(), *dyp = dy.data<float>();

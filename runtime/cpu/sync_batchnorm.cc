@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/cpu/internal/batchnorm_channel.h"
+#include "runtime/cpu/internal/batchnorm_checks.h"
 
 namespace strata::cpu {
 namespace {
@@ -30,11 +31,6 @@ absl::Status CheckStats(absl::string_view op, absl::string_view name, const Tens
         absl::StrCat(op, ": rank ", rank, " is outside the world of ", stats.dim(0)));
   }
   return absl::OkStatus();
-}
-
-absl::Status CheckOptionalC(absl::string_view op, absl::string_view name, const Tensor& t,
-                            const Shape& c) {
-  return t.defined() ? CheckF32Contiguous(op, name, t, c) : absl::OkStatus();
 }
 
 absl::Status CheckX(absl::string_view op, const Tensor& x) {
@@ -79,21 +75,8 @@ absl::Status BatchNorm2dSyncedForward(const Tensor& x, const Tensor& gamma, cons
   STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "beta", beta, c_shape));
   STRATA_RETURN_IF_ERROR(CheckStats(kOp, "stats", stats, x.dim(1), 0));
   STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "y", y, x.shape()));
-  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "save_mean", save_mean, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "save_rstd", save_rstd, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "running_mean", running_mean, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "running_var", running_var, c_shape));
-  if (running_mean.defined() != running_var.defined()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kOp, ": running_mean and running_var must be both defined or both not"));
-  }
-  if (!(eps > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(kOp, ": eps = ", eps, " must be > 0"));
-  }
-  if (!(momentum >= 0 && momentum <= 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kOp, ": momentum = ", momentum, " must be in [0, 1]"));
-  }
+  STRATA_RETURN_IF_ERROR(internal::CheckTrainForwardArgs(kOp, c_shape, save_mean, save_rstd,
+                                                         running_mean, running_var, eps, momentum));
   const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3), world = stats.dim(0);
   const int64_t count = world * n * hw;
   if (count < 2) {
@@ -146,8 +129,8 @@ absl::Status BatchNorm2dLocalGradStats(const Tensor& x, const Tensor& save_mean,
   if (grad_stats.defined()) {
     STRATA_RETURN_IF_ERROR(CheckStats(kOp, "grad_stats", grad_stats, x.dim(1), rank));
   }
-  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "dgamma", dgamma, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "dbeta", dbeta, c_shape));
+  STRATA_RETURN_IF_ERROR(internal::CheckOptionalC(kOp, "dgamma", dgamma, c_shape));
+  STRATA_RETURN_IF_ERROR(internal::CheckOptionalC(kOp, "dbeta", dbeta, c_shape));
   const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
   const float *xp = x.data<float>(), *dyp = dy.data<float>();
   const float *sm = save_mean.data<float>(), *sr = save_rstd.data<float>();
