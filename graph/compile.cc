@@ -122,7 +122,7 @@ absl::StatusOr<MemoryPlan> ScheduleAndPlan(Graph& graph, Program::Config& config
 // mean, so each rank seeds its backward with 1 / (micro-batches * ranks) and the sum of the
 // ranks' gradients (one all_reduce node per gradient, in place) is the gradient of the global
 // loss; clipping and the updates then see the same bytes on every rank, so the parameters stay
-// identical without ever being sent. The all_reduce nodes run on the IO stream in node order —
+// identical without ever being sent. The all_reduce nodes run on the communication stream in node order —
 // the same order on every rank, as the collectives require — and ScheduleUpdates puts each right
 // after its gradient is final, so it overlaps the rest of the backward; with micro-batches they
 // run once per step, on the accumulators, before the update phase's norms and updates. The loss

@@ -79,10 +79,11 @@ class Op {
   // True when Run writes its MutatedInputs only while StepScalars::training is set (BatchNorm's
   // running statistics), so that Program::Evaluate may run it.
   virtual bool MutatesOnlyWhenTraining() const { return false; }
-  // True for the nodes that move bytes between tiers (fetch, write-back) and for updates over
-  // offloaded state: the Program runs them on its IO stream, overlapped with compute
-  // (Note [the IO stream] in program.cc), and reads their operands at their home tiers.
-  virtual bool RunsOnIoStream() const { return false; }
+  // True for the nodes that move bytes between tiers (fetch, write-back), for updates over
+  // offloaded state and for collectives: the Program runs them on a side stream (StreamOf in
+  // graph/passes/passes.h), overlapped with compute (Note [the IO stream] in program.cc), and
+  // reads their operands at their home tiers.
+  virtual bool RunsOnSideStream() const { return false; }
   // The op a recomputed copy of this node runs (graph/passes/recompute.cc): the same outputs
   // from the same inputs, bit for bit, writing nothing in place (BatchNorm without its running
   // statistics update). nullptr: the op itself, when it writes nothing in place; a node whose op

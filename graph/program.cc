@@ -229,19 +229,20 @@ absl::Status Program::BindShardedUpdate(const Node& n, Instruction& ins) {
 }
 
 // Note [the IO stream]
-// Nodes that move bytes between tiers run on an IO stream (a worker thread here, a copy stream
-// and host threads on a GPU build) while compute goes on; the order and the waits are those of
+// Nodes that move bytes between tiers run on an IO stream, and collectives on a communication
+// stream (a worker thread each here; a copy stream, host threads and NCCL's stream on a GPU
+// build), while compute goes on (graph/streams.h); the order and the waits are those of
 // Note [the offload schedule] (graph/passes/schedule_offload.cc), fixed at compile time, so a
 // step allocates nothing and needs no tracing. With check_plan every node runs in order on the
 // calling thread, IO included, so that each value's block exists exactly over its interval.
 absl::Status Program::PlanStreams() {
   const int n = static_cast<int>(instructions_.size());
   deferred_.assign(n, false);
-  std::vector<bool> is_io(n);
+  std::vector<int> stream_of(n);
   bool any = false;
   for (int i = 0; i < n; ++i) {
-    is_io[i] = instructions_[i].op->RunsOnIoStream();
-    any = any || is_io[i];
+    stream_of[i] = static_cast<int>(StreamOf(graph_, *instructions_[i].node));
+    any = any || stream_of[i] >= 0;
   }
   if (!any || config_.check_plan) return absl::OkStatus();
   std::vector<int> completion = IoCompletionPoints(graph_);
@@ -261,14 +262,14 @@ absl::Status Program::PlanStreams() {
         InterleaveDeferred(graph_, tail, one ? all : micro, config_.grad_norm);
     std::vector<int> steady_completion = completion;
     for (size_t k = 0; k < tail.size(); ++k) steady_completion[tail[k]] = steady.completion[k];
-    steady_ = IoStream::Plan(steady.entries, is_io, steady_completion);
-    tail_ = IoStream::Plan(tail, is_io, completion);
+    steady_ = Streams::Plan(steady.entries, stream_of, steady_completion);
+    tail_ = Streams::Plan(tail, stream_of, completion);
   }
-  all_ = IoStream::Plan(all, is_io, completion);
-  micro_ = IoStream::Plan(micro, is_io, completion);
-  update_ = IoStream::Plan(update, is_io, completion);
+  all_ = Streams::Plan(all, stream_of, completion);
+  micro_ = Streams::Plan(micro, stream_of, completion);
+  update_ = Streams::Plan(update, stream_of, completion);
   run_instruction_ = [this](int i) { return Run(instructions_[i]); };
-  io_stream_ = std::make_unique<IoStream>();
+  streams_ = std::make_unique<Streams>();
   return absl::OkStatus();
 }
 
@@ -418,7 +419,7 @@ absl::Status Program::LoadMicroBatch(absl::Span<const Tensor> batch, int index) 
 absl::Status Program::Run(const Instruction& ins) {
   const auto start = profiling_ ? std::chrono::steady_clock::now()
                                 : std::chrono::steady_clock::time_point();
-  const absl::Status s = ins.op->RunsOnIoStream()
+  const absl::Status s = ins.op->RunsOnSideStream()
                              ? RunIo(ins)
                              : ins.op->Run(RunArgs{ins.in, ins.out, ins.workspace, &scalars_});
   if (profiling_) {
@@ -504,7 +505,7 @@ absl::Status Program::RunIo(const Instruction& ins) {
                                                     comm->rank()));
     }
     default:
-      return absl::InternalError(absl::StrCat(ins.op->name(), " runs on the IO stream but is not IO"));
+      return absl::InternalError(absl::StrCat(ins.op->name(), " runs on a side stream but is not IO nor a collective"));
   }
 }
 
@@ -569,19 +570,19 @@ absl::Status Program::RunOffloadedUpdate(const Instruction& ins) {
       });
 }
 
-absl::Status Program::RunSequence(const IoStream::Sequence& seq) {
-  return io_stream_->Run(seq, run_instruction_, &io_wait_ms_);
+absl::Status Program::RunSequence(const Streams::Sequence& seq) {
+  return streams_->Run(seq, run_instruction_, &io_wait_ms_);
 }
 
 absl::Status Program::Flush() {
   if (!pending_) return absl::OkStatus();
   pending_ = false;
   double waited = 0;
-  return io_stream_->Run(tail_, run_instruction_, &waited);
+  return streams_->Run(tail_, run_instruction_, &waited);
 }
 
 absl::Status Program::RunPhase(Phase phase, bool all) {
-  if (io_stream_ != nullptr) {
+  if (streams_ != nullptr) {
     if (pending_ && phase == Phase::kMicroStep) {  // the first micro-batch takes the last tail
       pending_ = false;
       return RunSequence(steady_);

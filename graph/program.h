@@ -28,7 +28,7 @@
 
 #include "absl/status/statusor.h"
 #include "collectives/communicator.h"
-#include "graph/io_stream.h"
+#include "graph/streams.h"
 #include "graph/ir.h"
 #include "graph/offload_options.h"
 #include "graph/op.h"
@@ -206,7 +206,7 @@ class Program {
   absl::Status CheckSameProgramOnEveryRank();
   absl::Status PlanStreams();
   absl::Status RunPhase(Phase phase, bool all);
-  absl::Status RunSequence(const IoStream::Sequence& seq);
+  absl::Status RunSequence(const Streams::Sequence& seq);
   absl::Status RunMicroBatches(absl::Span<const Tensor> batch, double* loss_sum);
   // check_plan: Run with the node's arena values allocated, checked and released around it.
   absl::Status RunChecked(int index);
@@ -241,12 +241,12 @@ class Program {
   std::unique_ptr<TierStore> store_;
   std::vector<offload::Extent> extents_;
   std::vector<std::pair<std::string, ValueId>> param_values_, state_values_;
-  // Note [the IO stream]: the instruction sequences of a step and the stream that runs them.
-  IoStream::Sequence all_, micro_, update_;
+  // Note [the IO stream]: the instruction sequences of a step and the streams that run them.
+  Streams::Sequence all_, micro_, update_;
   // Note [deferred updates]: the last sequence's trailing updates (tail_), left pending by one
   // step and run inside the next step's first sequence (steady_), or alone by Flush; with the
   // scalars and global norm of the step they belong to.
-  IoStream::Sequence tail_, steady_;
+  Streams::Sequence tail_, steady_;
   std::vector<bool> deferred_;  // per instruction
   bool pending_ = false;
   StepScalars deferred_scalars_;
@@ -255,7 +255,7 @@ class Program {
   double io_wait_ms_ = 0;
   float norm_scratch_[16] = {};  // an offloaded update's copy of the global norm
   Tensor loss_sum_;               // data parallel: the step's loss, summed over the ranks
-  std::unique_ptr<IoStream> io_stream_;  // last: its worker stops before the rest goes
+  std::unique_ptr<Streams> streams_;  // last: its workers stop before the rest goes
 };
 
 }  // namespace strata::graph

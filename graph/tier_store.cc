@@ -95,6 +95,7 @@ std::string TierStore::Describe() const {
 }
 
 absl::Status TierStore::Read(const offload::Extent& extent, void* dst, int64_t bytes) {
+  std::lock_guard lock(staging_mutex_);
   Tickets t(engine_.get());
   const int64_t chunks = (bytes + chunk_bytes_ - 1) / chunk_bytes_;
   auto issue = [&](int64_t c) -> absl::Status {
@@ -119,6 +120,7 @@ absl::Status TierStore::Read(const offload::Extent& extent, void* dst, int64_t b
 }
 
 absl::Status TierStore::Write(const offload::Extent& extent, const void* src, int64_t bytes) {
+  std::lock_guard lock(staging_mutex_);
   Tickets t(engine_.get());
   const int64_t chunks = (bytes + chunk_bytes_ - 1) / chunk_bytes_;
   for (int64_t c = 0; c < chunks; ++c) {
@@ -147,6 +149,7 @@ absl::Status TierStore::Write(const offload::Extent& extent, const void* src, in
 // one call over the whole tensor.
 absl::Status TierStore::Update(absl::Span<const Operand> operands, int64_t numel,
                                const ChunkFn& fn) {
+  std::lock_guard lock(staging_mutex_);
   const int k = static_cast<int>(operands.size());
   STRATA_CHECK(k >= 1 && k <= 4, "a pipelined update over ", k, " operands (1 to 4)");
   STRATA_CHECK(staging_.size() > 0, "a pipelined update without staging buffers");

@@ -7,7 +7,8 @@
 //   STRATA_RETURN_IF_ERROR(store->Write(e, src, bytes));   // memory -> NVMe, via staging
 //   STRATA_RETURN_IF_ERROR(store->Read(e, dst, bytes));    // NVMe -> memory, via staging
 //
-// Update runs an elementwise function over operands that live in different tiers, pipelined:
+// Read, Write and Update may be called from several threads; they take turns with the staging
+// buffers. Update runs an elementwise function over operands that live in different tiers, pipelined:
 // while chunk i is computed in host buffers, chunk i+1 is read and chunk i-1 written back
 // (Note [the pipelined update] in tier_store.cc). Every byte is accounted: the host region and
 // the staging buffers on the ledger's host tier, the extents on its NVMe tier.
@@ -18,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -83,6 +85,9 @@ class TierStore {
   std::unique_ptr<Allocator> pinned_;
   Allocation host_region_, staging_;
   std::unique_ptr<offload::NvmeEngine> engine_;
+  // One set of staging buffers: a transfer from the IO stream and one from the communication
+  // stream (a stage-3 gather's shard read) take turns.
+  std::mutex staging_mutex_;
   std::array<std::atomic<int64_t>, kNumMemoryTiers> read_{}, write_{};
 };
 

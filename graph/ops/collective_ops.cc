@@ -1,4 +1,4 @@
-// Collectives as nodes of the IR: the Program runs them over its communicator on the IO stream
+// Collectives as nodes of the IR: the Program runs them over its communicator on the communication stream
 // (Note [data parallel] in graph/compile.cc); Run is what they mean in a world of one.
 #include <cstring>
 
@@ -19,7 +19,7 @@ class AllReduce final : public Op {
   }
   std::vector<int> MutatedInputs() const override { return {0}; }
   absl::Status Run(const RunArgs&) const override { return absl::OkStatus(); }
-  bool RunsOnIoStream() const override { return true; }
+  bool RunsOnSideStream() const override { return true; }
 };
 
 // (parameter) -> every rank's shard of it, in place: after a stage 1-2 update wrote this rank's
@@ -35,7 +35,7 @@ class AllGather final : public Op {
   }
   std::vector<int> MutatedInputs() const override { return {0}; }
   absl::Status Run(const RunArgs&) const override { return absl::OkStatus(); }
-  bool RunsOnIoStream() const override { return true; }
+  bool RunsOnSideStream() const override { return true; }
 };
 
 // (gradient) -> this rank's shard of its sum over the ranks, a value of the same type that holds
@@ -56,7 +56,7 @@ class ReduceScatter final : public Op {
     std::memcpy(a.out[0].raw_data(), a.in[0].raw_data(), a.in[0].nbytes());
     return absl::OkStatus();
   }
-  bool RunsOnIoStream() const override { return true; }
+  bool RunsOnSideStream() const override { return true; }
 };
 
 }  // namespace

@@ -25,7 +25,7 @@ class Fetch final : public Op {
     }
     return absl::OkStatus();
   }
-  bool RunsOnIoStream() const override { return true; }
+  bool RunsOnSideStream() const override { return true; }
 };
 
 // (staged copy, home): the copy's bytes back to the home tier.
@@ -43,7 +43,7 @@ class WriteBack final : public Op {
     std::memcpy(a.in[1].raw_data(), a.in[0].raw_data(), a.in[0].nbytes());
     return absl::OkStatus();
   }
-  bool RunsOnIoStream() const override { return true; }
+  bool RunsOnSideStream() const override { return true; }
 };
 
 // An optimizer update whose state lives on host or NVMe, run chunk by chunk in host buffers.
@@ -71,7 +71,7 @@ class OffloadedUpdate final : public Op {
     if (zeroes_gradient_) std::memset(a.in[1].raw_data(), 0, a.in[1].nbytes());
     return absl::OkStatus();
   }
-  bool RunsOnIoStream() const override { return true; }
+  bool RunsOnSideStream() const override { return true; }
   const Op& update() const { return *update_; }
   bool zeroes_gradient() const { return zeroes_gradient_; }
 

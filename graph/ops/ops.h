@@ -92,7 +92,7 @@ std::shared_ptr<const Op> SgdUpdateOp(double momentum, double dampening, bool ne
                                       double weight_decay, double max_norm = 0);
 
 // Data parallel (graph/compile.cc): all_reduce sums a gradient over the ranks of the Program's
-// communicator, in place, on its IO stream. In a world of one the sum is the value itself.
+// communicator, in place, on its communication stream. In a world of one the sum is the value itself.
 std::shared_ptr<const Op> AllReduceOp();
 // ZeRO (graph/passes/zero_partition.cc): reduce_scatter(g) -> this rank's shard of g summed over
 // the ranks; all_gather(p) fills p in place with every rank's shard of it.
@@ -115,7 +115,7 @@ std::shared_ptr<const Op> BatchNormGradSyncedOp();
 // Offload (graph/passes/schedule_offload.cc). fetch: home -> its staged device copy; write_back:
 // (staged copy, home) -> the copy's bytes back home; offloaded_update: an optimizer update (above)
 // run over state at its home tier, chunk by chunk in host buffers. All three run on the
-// Program's IO stream.
+// Program's IO stream, but for a fetch that gathers a stage-3 parameter (communication stream).
 std::shared_ptr<const Op> FetchOp();
 std::shared_ptr<const Op> WriteBackOp();
 // `zeroes_gradient`: the gradient operand (an accumulator) is zeroed after the update, in the

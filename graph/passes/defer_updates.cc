@@ -75,12 +75,14 @@ DeferredSequence InterleaveDeferred(const Graph& graph, const std::vector<int>& 
   out.completion.assign(t, -1);
   // Each deferred node goes before the first body node that touches one of its values; one that
   // shares a value with a later deferred node stays before it.
-  // Per value, the first body node touching it, and the first compute node (which must wait).
+  // Per value, the first body node touching it, and the first one not on the IO stream (compute,
+  // or a gather on the communication stream), which must wait; the IO stream runs in order.
   std::vector<int> first(graph.num_values(), b), first_compute(graph.num_values(), b);
   for (int i = b - 1; i >= 0; --i) {
+    const bool other_stream = StreamOf(graph, nodes[body[i]]) != StreamKind::kIo;
     for (ValueId v : Touched(nodes[body[i]], norm)) {
       first[v] = i;
-      if (!nodes[body[i]].op->RunsOnIoStream()) first_compute[v] = i;
+      if (other_stream) first_compute[v] = i;
     }
   }
   std::vector<int> at(t, b);

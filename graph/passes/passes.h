@@ -51,8 +51,15 @@ inline constexpr int kMaxGatherBucket = 64;  // tensors per bucket, whatever the
 
 // adamw_update, sgd_update or offloaded_update: inputs (param, grad, state..., [global norm]).
 bool IsOptimizerUpdate(const Node& n);
-// Per node, for the nodes that run on the IO stream: the index of the node before which compute
-// waits for it to finish (nodes.size() for the end of the step); -1 for compute nodes.
+// The stream a node runs on (graph/streams.h): compute on the calling thread; moves between
+// tiers and offloaded updates on the IO stream; collectives, and the fetches that gather a ZeRO
+// stage-3 parameter, on the communication stream, in node order (the same on every rank).
+enum class StreamKind { kCompute = -1, kIo = 0, kComm = 1 };
+inline constexpr int kNumSideStreams = 2;
+StreamKind StreamOf(const Graph& graph, const Node& node);
+// Per node, for the nodes that run on a side stream: the index of the node before which every
+// other node (compute, or the other side stream's) waits for it to finish (nodes.size() for the
+// end of the step); -1 for compute nodes.
 std::vector<int> IoCompletionPoints(const Graph& graph);
 
 // Note [deferred updates] (defer_updates.cc). The longest suffix of `entries` (node indices in

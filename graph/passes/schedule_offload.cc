@@ -1,6 +1,6 @@
 // Note [the offload schedule]
 // After PlaceState gave every persistent value a home tier, this pass makes the IO explicit, as
-// nodes of the IR that run on the Program's IO stream:
+// nodes of the IR that run on the Program's side streams:
 //   1. an update whose optimizer state lives on host or NVMe becomes an offloaded_update, which
 //      reads and writes every operand at its home, chunk by chunk in host buffers (and zeroes a
 //      gradient accumulator homed off the device in the same pass, for the zero node after it);
@@ -24,14 +24,20 @@
 // flight while the previous one is used. A fetch never moves above a write-back of its own
 // value, nor out of its phase.
 //
-// IO nodes run in list order on one stream. An IO node starts when compute has finished every
-// node listed before it, and compute waits for it before its completion point
-// (IoCompletionPoints): a fetch before its first reader; an offloaded update before the reader
-// of the next fetch in its phase (IO is in order, so that fetch finishing means it finished
-// too), else at the end of its phase; a write-back the same, or earlier: before the node after
-// the next IO node, so that its source's bytes are freed soon. The memory plan keeps every value an IO
-// node reads live until that point.
+// IO nodes run on two side streams (StreamOf, graph/streams.h), each in list order: the IO
+// stream moves bytes between tiers, the communication stream runs the collectives and the
+// fetches that gather. A side-stream node starts when compute has finished every node listed
+// before it, and every other node waits for it before its completion point
+// (IoCompletionPoints): a fetch or reduce_scatter before the first reader of its output, a
+// collective in place before the next node that touches its value; an offloaded update before
+// the completion point of the next such node of its stream in its phase (a stream is in order,
+// so that node finishing means it finished too), else at the end of its phase; a write-back the
+// same, or earlier: before the node after the next node of its stream, so that its source's
+// bytes are freed soon; and any of them before the first later node of the other side stream
+// that touches one of its values. The memory plan keeps every value a side-stream node reads
+// live until that point.
 #include <algorithm>
+#include <array>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -227,7 +233,7 @@ absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes, int64_t reuse
   for (int i = 0; i < n; ++i) {
     const Node& node = nodes[i];
     // IO nodes read homes themselves; a collective sends bytes from memory, so it reads a copy.
-    if (node.op->RunsOnIoStream() && !IsCollective(node)) continue;
+    if (node.op->RunsOnSideStream() && !IsCollective(node)) continue;
     for (int s = 0; s < static_cast<int>(node.inputs.size()); ++s) {
       const Value& value = graph.value(node.inputs[s]);
       // An update of a sharded parameter reads and writes only its shard, at its home.
@@ -245,7 +251,7 @@ absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes, int64_t reuse
   }
   auto io_between = [&](ValueId v, int a, int b) {  // an IO node touching v in (a, b)
     for (int i = a + 1; i < b; ++i) {
-      if (nodes[i].op->RunsOnIoStream() && Touches(nodes[i], v)) return true;
+      if (nodes[i].op->RunsOnSideStream() && Touches(nodes[i], v)) return true;
     }
     return false;
   };
@@ -307,7 +313,7 @@ absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes, int64_t reuse
     anchor = std::max(anchor, last_end[w.value]);
     for (int i = first - 1; i > anchor; --i) {
       if (nodes[i].phase != nodes[first].phase ||
-          (nodes[i].op->RunsOnIoStream() && Touches(nodes[i], w.value))) {
+          (nodes[i].op->RunsOnSideStream() && Touches(nodes[i], w.value))) {
         anchor = i;
         break;
       }
@@ -362,10 +368,24 @@ absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes, int64_t reuse
   return absl::OkStatus();
 }
 
+StreamKind StreamOf(const Graph& graph, const Node& node) {
+  if (!node.op->RunsOnSideStream()) return StreamKind::kCompute;
+  if (IsCollective(node)) return StreamKind::kComm;
+  if (node.op->kind() == OpKind::kFetch) {
+    for (size_t i = 0; i < node.inputs.size(); ++i) {
+      if (graph.value(node.inputs[i]).shard && !graph.value(node.outputs[i]).shard) {
+        return StreamKind::kComm;
+      }
+    }
+  }
+  return StreamKind::kIo;
+}
+
 std::vector<int> IoCompletionPoints(const Graph& graph) {
   const std::vector<Node>& nodes = graph.nodes();
   const int n = static_cast<int>(nodes.size());
-  std::vector<int> done(n, -1);
+  std::vector<int> done(n, -1), stream(n);
+  for (int i = 0; i < n; ++i) stream[i] = static_cast<int>(StreamOf(graph, nodes[i]));
   // The end of each node's phase: the index of the first node of a later phase, or n.
   std::vector<int> phase_end(n, n);
   for (int i = n - 2; i >= 0; --i) {
@@ -378,7 +398,7 @@ std::vector<int> IoCompletionPoints(const Graph& graph) {
   };
   auto awaited = [&](const Node& n) { return produces(n) || IsCollective(n); };
   for (int i = 0; i < n; ++i) {
-    if (!nodes[i].op->RunsOnIoStream() || !awaited(nodes[i])) continue;
+    if (stream[i] < 0 || !awaited(nodes[i])) continue;
     const bool output = produces(nodes[i]);
     // A bucket of fetches is done before the first reader of any of its copies.
     auto reads_output = [&](const Node& k) {
@@ -395,22 +415,51 @@ std::vector<int> IoCompletionPoints(const Graph& graph) {
       }
     }
   }
-  // Scanning backwards: the earliest completion point of a later fetch, and the next IO node.
-  int next_fetch_done = n, next_io = n;
+  // Scanning backwards, per stream: the earliest completion point of a later awaited node, and
+  // the next node of the stream (which runs in order, so a node is done when a later one is).
+  std::array<int, kNumSideStreams> next_fetch_done, next_io;
+  next_fetch_done.fill(n);
+  next_io.fill(n);
   for (int i = n - 1; i >= 0; --i) {
-    if (i + 1 < n && nodes[i + 1].phase != nodes[i].phase) next_fetch_done = next_io = phase_end[i];
-    if (!nodes[i].op->RunsOnIoStream()) continue;
-    if (awaited(nodes[i])) {
-      next_fetch_done = std::min(next_fetch_done, done[i]);
-    } else if (nodes[i].op->kind() == OpKind::kWriteBack) {
-      // Its source's bytes are free once it is done: bound that by the node after the next IO
-      // node, so that a run of write-backs with no fetch after them (spilled block inputs in
-      // the forward) does not keep every source live to the end of the phase.
-      done[i] = std::min(next_fetch_done, next_io == phase_end[i] ? next_io : next_io + 1);
-    } else {
-      done[i] = next_fetch_done;
+    if (i + 1 < n && nodes[i + 1].phase != nodes[i].phase) {
+      next_fetch_done.fill(phase_end[i]);
+      next_io.fill(phase_end[i]);
     }
-    next_io = i;
+    const int s = stream[i];
+    if (s < 0) continue;
+    if (awaited(nodes[i])) {
+      next_fetch_done[s] = std::min(next_fetch_done[s], done[i]);
+    } else if (nodes[i].op->kind() == OpKind::kWriteBack) {
+      // Its source's bytes are free once it is done: bound that by the node after the next node
+      // of its stream, so that a run of write-backs with no fetch after them (spilled block
+      // inputs in the forward) does not keep every source live to the end of the phase.
+      done[i] = std::min(next_fetch_done[s],
+                         next_io[s] == phase_end[i] ? next_io[s] : next_io[s] + 1);
+    } else {
+      done[i] = next_fetch_done[s];
+    }
+    next_io[s] = i;
+  }
+  // Across the side streams: a node is done before the first later node of the other stream
+  // that touches one of its values, so that neither reads what the other has not finished
+  // writing nor writes what the other still reads (a reduce_scatter before the offloaded update
+  // of its shard, an update before the all_gather of the parameter it wrote).
+  auto shares_value = [](const Node& a, const Node& b) {
+    for (const auto* vs : {&a.inputs, &a.outputs}) {
+      for (ValueId v : *vs) {
+        if (v != kNoValue && Touches(b, v)) return true;
+      }
+    }
+    return false;
+  };
+  for (int i = 0; i < n; ++i) {
+    if (stream[i] < 0) continue;
+    for (int k = i + 1; k < std::min(done[i], phase_end[i]); ++k) {
+      if (stream[k] >= 0 && stream[k] != stream[i] && shares_value(nodes[i], nodes[k])) {
+        done[i] = k;
+        break;
+      }
+    }
   }
   return done;
 }

@@ -3,7 +3,7 @@
 // N of the global batch's W * N rows. A training batch_norm normalizes each channel with the
 // mean and variance of its values; for the step to be the one-process step, those must be the
 // statistics of all W * N * H * W values, as PyTorch's nn.SyncBatchNorm takes them. Collectives
-// run only on the Program's IO stream, in node order (the same on every rank), so no compute op
+// run only on the Program's communication stream, in node order (the same on every rank), so no compute op
 // talks to the communicator; instead this pass splits every training batch_norm node and its
 // gradient around an all_reduce node:
 //

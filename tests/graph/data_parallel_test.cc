@@ -10,6 +10,7 @@
 // makes the others time out (20 s) and end the job.
 #include <mpi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <random>
@@ -21,6 +22,7 @@
 #include "graph/models/gpt.h"
 #include "graph/nn/layers.h"
 #include "graph/ops/ops.h"
+#include "graph/passes/passes.h"
 #include "gtest/gtest.h"
 #include "tests/collectives/mpi_test_main.h"
 #include "tests/graph/data_parallel_util.h"
@@ -54,11 +56,11 @@ struct Trained {
   int64_t state_bytes = 0;  // what this rank holds of them (its shards, with ZeRO)
 };
 
-// Trains on `world` ranks (this rank's rows) or, with `alone`, on the whole batch in one process.
-Trained Train(const RunSetup& setup, bool alone) {
-  const int world = alone ? 1 : Comm()->world_size(), rank = alone ? 0 : Comm()->rank();
-  const int64_t rows = kGlobalBatch / world;
-  const int64_t micro_rows = rows / setup.micro_batches;
+// The small GPT compiled for `world` ranks (this rank's rows) or, with `alone`, for the whole
+// batch in one process.
+absl::StatusOr<std::unique_ptr<Program>> CompileTiny(const RunSetup& setup, bool alone) {
+  const int world = alone ? 1 : Comm()->world_size();
+  const int64_t micro_rows = kGlobalBatch / world / setup.micro_batches;
   Gpt gpt(kTiny);
   if (setup.freeze_positions) {
     gpt.ForEachParameter([](const std::string& path, Parameter& p) {
@@ -76,10 +78,17 @@ Trained Train(const RunSetup& setup, bool alone) {
   o.communicator = alone ? nullptr : Comm();
   o.zero = setup.zero;
   o.check_plan = setup.check_plan;
-  auto p = Compile(gpt, {{"ids", Shape{micro_rows, 16}, DType::kI32},
-                         {"targets", Shape{micro_rows, 16}, DType::kI32}},
-                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
-                   o);
+  return Compile(gpt, {{"ids", Shape{micro_rows, 16}, DType::kI32},
+                       {"targets", Shape{micro_rows, 16}, DType::kI32}},
+                 [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
+                 o);
+}
+
+// Trains on `world` ranks (this rank's rows) or, with `alone`, on the whole batch in one process.
+Trained Train(const RunSetup& setup, bool alone) {
+  const int world = alone ? 1 : Comm()->world_size(), rank = alone ? 0 : Comm()->rank();
+  const int64_t rows = kGlobalBatch / world;
+  auto p = CompileTiny(setup, alone);
   Trained r;
   EXPECT_TRUE(p.ok()) << p.status();
   if (!p.ok()) return r;
@@ -234,6 +243,61 @@ TEST_P(ZeroStageTest, StateOffTheDeviceTrainsAsOneProcess) {
   ExpectSameTraining({.offload = Nvme(/*params=*/GetParam() == 3), .zero = Zero()});
   ExpectSameTraining({.clip = 0, .micro_batches = 2, .offload = Nvme(GetParam() == 3),
                       .zero = Zero(1000)});
+  // Parameters on the device, optimizer state on NVMe: the offloaded update (IO stream) writes
+  // the parameter that the all-gather (communication stream) then reads.
+  OffloadOptions optimizer_only = Nvme(false);
+  optimizer_only.params = MemoryTier::kDevice;
+  ExpectSameTraining({.clip = 0, .offload = optimizer_only, .zero = Zero()});
+}
+
+void ExpectSideStreamsWaitForEachOther(const RunSetup& setup) {
+  auto p = CompileTiny(setup, /*alone=*/false);
+  ASSERT_TRUE(p.ok()) << p.status();
+  const Graph& graph = (*p)->graph();
+  const std::vector<Node>& nodes = graph.nodes();
+  const std::vector<int> done = IoCompletionPoints(graph);
+  int on[kNumSideStreams] = {};
+  int pairs = 0;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const StreamKind si = StreamOf(graph, nodes[i]);
+    if (si == StreamKind::kCompute) continue;
+    ++on[static_cast<int>(si)];
+    for (size_t k = i + 1; k < nodes.size() && nodes[k].phase == nodes[i].phase; ++k) {
+      const StreamKind sk = StreamOf(graph, nodes[k]);
+      if (sk == StreamKind::kCompute || sk == si) continue;
+      bool shared = false;
+      for (const auto* vs : {&nodes[i].inputs, &nodes[i].outputs}) {
+        for (ValueId v : *vs) {
+          for (const auto* ws : {&nodes[k].inputs, &nodes[k].outputs}) {
+            shared = shared || std::find(ws->begin(), ws->end(), v) != ws->end();
+          }
+        }
+      }
+      if (!shared) continue;
+      ++pairs;
+      EXPECT_LE(done[i], static_cast<int>(k))
+          << nodes[i].op->name() << " (node " << i << ") is not done before " << nodes[k].op->name()
+          << " (node " << k << ") on the other stream";
+    }
+  }
+  EXPECT_GT(on[static_cast<int>(StreamKind::kIo)], 0);
+  EXPECT_GT(on[static_cast<int>(StreamKind::kComm)], 0);
+  EXPECT_GT(pairs, 0) << "no value passes between the streams: the check checked nothing";
+}
+
+TEST_P(ZeroStageTest, SideStreamsWaitForEachOthersValues) {
+  // With state on NVMe the step uses both side streams: reduce-scatters and gathers on the
+  // communication stream, offloaded updates (and the shard reads of stage 1-2) on the IO stream.
+  // Checked pair by pair against the completion points: a side-stream node is done before any
+  // later node of the other stream in its phase that touches one of its values.
+  // Parameters homed on the device (the stage 1-2 update writes them in place, then the
+  // all-gather reads them), or off it.
+  for (const bool params_on_device : {true, false}) {
+    SCOPED_TRACE(params_on_device ? "parameters on the device" : "parameters off the device");
+    OffloadOptions offload = Nvme(GetParam() == 3);
+    if (params_on_device) offload.params = MemoryTier::kDevice;
+    ExpectSideStreamsWaitForEachOther({.clip = 0, .offload = offload, .zero = Zero()});
+  }
 }
 
 TEST_P(ZeroStageTest, RanksHoldTheirShareOfTheModelState) {
