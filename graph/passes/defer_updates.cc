@@ -11,9 +11,9 @@
 // without clipping.
 //
 // Only an update whose every operand lives at an off-device home, and that writes only values
-// homed on NVMe, is deferred: nothing but the IO stream reads those (Program::ReadState and
-// Evaluate apply the pending updates first), so no observer can see a value half a step old, and
-// no compute node depends on it. The values are bitwise those of the undeferred run.
+// homed on NVMe (or its gradient's home, which it alone reads), is deferred: nothing but the
+// side streams read those (Program::ReadState and Evaluate apply the pending updates first), so
+// no observer can see a value half a step old, and no compute node depends on it. The values are bitwise those of the undeferred run.
 #include <algorithm>
 
 #include "graph/op.h"
@@ -30,7 +30,10 @@ bool Deferrable(const Graph& graph, const Node& n, ValueId norm) {
     if (!IsPersistent(value.role) || value.home == MemoryTier::kDevice) return false;
   }
   for (int slot : n.op->MutatedInputs()) {
-    if (graph.value(n.inputs[slot]).home != MemoryTier::kNvme) return false;
+    // Clipping scales the gradient in place: its home off the device (a kSpilled value) is read
+    // by this update alone and written again only by the next backward, after it.
+    const Value& written = graph.value(n.inputs[slot]);
+    if (written.home != MemoryTier::kNvme && written.role != ValueRole::kSpilled) return false;
   }
   return true;
 }

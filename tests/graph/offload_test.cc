@@ -166,6 +166,7 @@ const Placement kPlacements[] = {
     {.params = kDevice, .grads = kDevice, .optimizer = kNvme},
     {.params = kNvme, .grads = kDevice, .optimizer = kHost},
     {.params = kHost, .grads = kNvme, .optimizer = kDevice},
+    {.params = kNvme, .grads = kHost, .optimizer = kNvme},  // deferred with clipping
 };
 
 TEST(OffloadTest, GptTrainsBitIdenticallyWherever) {
@@ -189,7 +190,8 @@ TEST(OffloadTest, GptTrainsBitIdenticallyWherever) {
 // Note [deferred updates]: with clipping, the updates that write only NVMe-homed state finish
 // inside the next step (the bitwise checks above cover their values), so the first step writes
 // none of the parameters and moments and every later one writes all of them (and no scaled
-// gradient: it is dead after the update); an update that writes host memory is never deferred.
+// gradient: it is dead after the update); an update that writes host memory (but its own
+// gradient's home) is never deferred.
 TEST(OffloadTest, UpdatesThatWriteOnlyNvmeFinishInsideTheNextStep) {
   int64_t updated_bytes = 0;  // parameters, exp_avg and exp_avg_sq, written by each step's updates
   {
@@ -211,6 +213,13 @@ TEST(OffloadTest, UpdatesThatWriteOnlyNvmeFinishInsideTheNextStep) {
     const Trained on_host = TrainGpt(kPlacements[0], 1.0, micro_batches, 3);
     EXPECT_EQ(on_host.stats[0].io_write_bytes[host], on_host.stats[1].io_write_bytes[host]);
   }
+  // Gradients on the host: clipping scales them in place there, which only their own update
+  // reads, so the updates are still deferred: step 1 writes nothing to NVMe, step 2 every
+  // parameter and moment.
+  const Trained host_grads = TrainGpt(kPlacements[7], 1.0, 1, 3);
+  ASSERT_EQ(host_grads.stats.size(), 3u);
+  EXPECT_EQ(host_grads.stats[0].io_write_bytes[nvme], 0);
+  EXPECT_EQ(host_grads.stats[1].io_write_bytes[nvme], updated_bytes);
 }
 
 // The order the deferred updates run in: each right before the first node of the next step that
