@@ -44,6 +44,7 @@
 #include "graph/models/gpt.h"
 #include "graph/models/gpt2_checkpoint.h"
 #include "graph/ops/ops.h"
+#include "graph/sparse_update.h"
 #include "nlohmann/json.hpp"
 #include "runtime/safetensors.h"
 #include "runtime/blas_check.h"
@@ -59,6 +60,7 @@ using graph::GptConfig;
 struct Options {
   std::string data, init_from, save, resume, metrics, schedule = "cosine";
   std::string export_path;  // --export: the model in Hugging Face GPT-2 layout at the end
+  std::string sparse_update;  // --sparse-update: a JSON file of rules (graph/sparse_update.h)
   int64_t layers = 6, width = 384, heads = 6, seq = 256, batch = 8, steps = 100, vocab = 0;
   int64_t warmup = 10, seed = 1337, threads = 0, eval_every = 0, eval_batches = 4,
           micro_batches = 1, save_every = 0, log_every = 1, stop_at = 0;
@@ -253,7 +255,7 @@ absl::Status CheckFlags(const Options& o) {
 // Everything that changes the math of the run (see RunConfig): a resume must agree on all of it
 // but --steps, whose change (which reshapes the schedule) is announced.
 RunConfig MakeRunConfig(const Options& o, const GptConfig& c, const data::TokenFile& file,
-                        int64_t n_train, double min_lr) {
+                        int64_t n_train, double min_lr, const graph::SparseUpdateSpec* sparse) {
   RunConfig r;
   r.Add("--layers", int64_t{c.layers});
   r.Add("--width", c.width);
@@ -281,6 +283,15 @@ RunConfig MakeRunConfig(const Options& o, const GptConfig& c, const data::TokenF
   r.Add("--recompute", std::string(o.recompute ? "true" : "false"), RunConfig::kAnnounce);
   // So does the partition over ranks (the sums run in another order: within rounding).
   r.Add("--zero-stage", int64_t{o.zero.stage}, RunConfig::kAnnounce);
+  // Which parameters train: another spec has other optimizer state, which the load then names.
+  std::string rules = "none";
+  if (sparse != nullptr) {
+    rules.clear();
+    for (const graph::SparseUpdateRule& rule : sparse->rules) {
+      absl::StrAppend(&rules, rules.empty() ? "" : ", ", rule.match, " ", rule.update);
+    }
+  }
+  r.Add("--sparse-update", rules, RunConfig::kAnnounce);
   return r;
 }
 
@@ -350,7 +361,12 @@ absl::Status Train(Options o) {
                          : ""));
   }
   const double min_lr = o.min_lr >= 0 ? o.min_lr : o.lr / 10;
-  const RunConfig run = MakeRunConfig(o, config, file, n_train, min_lr);
+  std::optional<graph::SparseUpdateSpec> sparse;
+  if (!o.sparse_update.empty()) {
+    STRATA_ASSIGN_OR_RETURN(sparse, graph::ReadSparseUpdateFile(o.sparse_update));
+  }
+  const RunConfig run =
+      MakeRunConfig(o, config, file, n_train, min_lr, sparse ? &*sparse : nullptr);
   graph::TrainerState resumed;
   if (!o.resume.empty()) {
     STRATA_ASSIGN_OR_RETURN(resumed, graph::ReadTrainerState(o.resume));
@@ -359,6 +375,14 @@ absl::Status Train(Options o) {
   }
 
   graph::Gpt gpt(config);
+  if (sparse) {
+    absl::StatusOr<graph::SparseUpdatePlan> plan = graph::ApplySparseUpdate(gpt, *sparse);
+    if (!plan.ok()) {
+      return absl::Status(plan.status().code(), absl::StrCat("--sparse-update ", o.sparse_update,
+                                                             ": ", plan.status().message()));
+    }
+    std::printf("%s\n", plan->Summary().c_str());
+  }
   graph::TrainOptions t;
   t.optimizer = graph::OptimizerOptions::AdamW(o.beta1, o.beta2, o.eps, o.weight_decay);
   STRATA_ASSIGN_OR_RETURN(t.schedule.kind, optim::ParseLrScheduleKind(o.schedule));
@@ -534,6 +558,10 @@ int main(int argc, char** argv) {
   f.Add("init-from", &o.init_from,
         "Hugging Face GPT-2 safetensors file to start from (heads from config.json beside it); "
         "shape flags left out come from it, shape flags given must agree with it");
+  f.Add("sparse-update", &o.sparse_update,
+        "JSON file of [{\"match\": \"<glob over parameter paths>\", \"update\": "
+        "\"frozen|bias_only|full\"}]: train only what it selects (later entries override "
+        "earlier ones; unmatched parameters are frozen), for fine-tuning with --init-from");
   f.Add("save", &o.save, "checkpoint directory to write at the end (and every --save-every)");
   f.Add("save-every", &o.save_every, {.min = 0, .max = kMaxCount, .zero = "only at the end"},
         "steps between checkpoints");

@@ -1,0 +1,62 @@
+// Sparse updates (PockEngine-style fine-tuning): which parameters a run trains, given per
+// parameter path pattern. Frozen parameters get no gradient, no optimizer state and no backward
+// node that only they need (autodiff differentiates toward the trainable ones alone, and the
+// input-gradient chain stops below the earliest of them), so fine-tuning a few layers costs the
+// memory and time of those layers' backward only.
+//
+//   STRATA_ASSIGN_OR_RETURN(SparseUpdateSpec spec, ReadSparseUpdateFile("last_block.json"));
+//   // or: SparseUpdateSpec spec{{{"h.5.*", "full"}, {"*.bias", "bias_only"}}};
+//   STRATA_ASSIGN_OR_RETURN(SparseUpdatePlan plan, ApplySparseUpdate(model, spec));
+//   std::cout << plan.Summary();
+//   Compile(model, ...);  // builds the pruned step
+//
+// The file is a JSON array of {"match": "<glob over parameter paths>", "update": "<rule>"}
+// (Note [sparse update rules] in sparse_update.cc says what each rule does); later entries
+// override earlier ones, and a parameter no entry matches is frozen.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "graph/module.h"
+
+namespace strata::graph {
+
+enum class SparseUpdateKind { kFrozen, kBiasOnly, kFull, kChannels };
+
+struct SparseUpdateRule {
+  std::string match;   // a glob over parameter paths ("h.*.attn.*"; * and ? and [...])
+  std::string update;  // "frozen", "bias_only", "full" or "channels:F", 0 < F <= 1
+};
+
+struct SparseUpdateSpec {
+  std::vector<SparseUpdateRule> rules;
+};
+
+// Parses `text` (the JSON array above); `source` names it in errors (a path, "--sparse-update").
+absl::StatusOr<SparseUpdateSpec> ParseSparseUpdateJson(absl::string_view text,
+                                                       absl::string_view source);
+absl::StatusOr<SparseUpdateSpec> ReadSparseUpdateFile(const std::string& path);
+
+// What a spec made of a model's parameters.
+struct SparseUpdatePlan {
+  struct Entry {
+    std::string path;
+    SparseUpdateKind kind = SparseUpdateKind::kFrozen;  // kFull or kFrozen once applied
+    int64_t numel = 0;
+  };
+  std::vector<Entry> params;  // every parameter (not buffers), in model order
+  int64_t trainable_numel = 0, total_numel = 0;
+  // "sparse update: 14 of 76 tensors trained (2.41M of 10.8M parameters): h.5.*, ln_f.*, ..."
+  std::string Summary() const;
+};
+
+// Resolves `spec` over `model`'s parameters and sets each one's trainable flag. Errors (nothing
+// changed): an unknown rule, a fraction outside (0, 1], a pattern that matches no parameter, a
+// spec that trains nothing.
+absl::StatusOr<SparseUpdatePlan> ApplySparseUpdate(Module& model, const SparseUpdateSpec& spec);
+
+}  // namespace strata::graph

@@ -1,0 +1,214 @@
+// Sparse updates (graph/sparse_update.h): the spec's parsing and its errors, which parameters a
+// spec trains, and the training step it compiles to: a sparse step must train its parameters
+// exactly as a full step does when the updates of every other parameter are masked out (reset
+// after each step), and hold no gradient or optimizer state for the frozen ones.
+#include "graph/sparse_update.h"
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "graph/compile.h"
+#include "graph/models/gpt.h"
+#include "graph/ops/ops.h"
+#include "gtest/gtest.h"
+
+namespace strata::graph {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr GptConfig kTiny{.vocab = 64, .block_size = 16, .layers = 3, .width = 32, .heads = 4};
+
+void ExpectParseError(const std::string& json, const std::string& says) {
+  absl::StatusOr<SparseUpdateSpec> s = ParseSparseUpdateJson(json, "spec.json");
+  ASSERT_FALSE(s.ok()) << json;
+  EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument) << json;
+  EXPECT_THAT(s.status().message(), HasSubstr("spec.json")) << json;
+  EXPECT_THAT(s.status().message(), HasSubstr(says)) << json;
+}
+
+TEST(SparseUpdateSpecTest, BadSpecsSayWhatIsWrong) {
+  ExpectParseError(R"([{"match": "h.*", "update": "full"})", "not valid JSON");
+  ExpectParseError(R"({"match": "h.*", "update": "full"})", "expected a JSON array");
+  ExpectParseError(R"(["h.*"])", "entry 0: expected an object");
+  ExpectParseError(R"([{"match": "h.*", "update": "full", "lr": 2}])", "unknown field \"lr\"");
+  ExpectParseError(R"([{"match": "h.*"}])", "missing \"update\"");
+  ExpectParseError(R"([{"update": "full"}])", "missing \"match\"");
+  ExpectParseError(R"([{"match": "h.*", "update": 1}])", "\"update\" must be a string");
+  ExpectParseError(R"([{"match": "", "update": "full"}])", "\"match\" is empty");
+  ExpectParseError(R"([{"match": "h.*", "update": "half"}])", "unknown update rule \"half\"");
+  ExpectParseError(R"([{"match": "h.*", "update": "full"}, {"match": "x", "update": "channels:0"}])",
+                   "entry 1: \"channels:0\": the fraction of input channels must be a number in (0, 1]");
+  ExpectParseError(R"([{"match": "h.*", "update": "channels:1.5"}])", "in (0, 1]");
+  ExpectParseError(R"([{"match": "h.*", "update": "channels:nan"}])", "in (0, 1]");
+  ExpectParseError(R"([{"match": "h.*", "update": "channels:"}])", "in (0, 1]");
+  ExpectParseError(R"([])", "no rules");
+  EXPECT_TRUE(ParseSparseUpdateJson(R"([{"match": "h.*", "update": "channels:0.25"}])", "s").ok());
+}
+
+TEST(SparseUpdateSpecTest, ReadsAFileAndNamesAMissingOne) {
+  const std::filesystem::path path =
+      std::filesystem::path(::testing::TempDir()) / "sparse_update_test_spec.json";
+  std::ofstream(path) << R"([{"match": "ln_f.*", "update": "full"}])";
+  absl::StatusOr<SparseUpdateSpec> spec = ReadSparseUpdateFile(path.string());
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  ASSERT_EQ(spec->rules.size(), 1u);
+  EXPECT_EQ(spec->rules[0].match, "ln_f.*");
+  const absl::StatusOr<SparseUpdateSpec> missing = ReadSparseUpdateFile("/nonexistent/spec.json");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(missing.status().message(), HasSubstr("/nonexistent/spec.json"));
+  EXPECT_THAT(missing.status().message(), HasSubstr("ENOENT"));
+}
+
+std::set<std::string> Trainable(Module& m) {
+  std::set<std::string> t;
+  m.ForEachParameter([&](const std::string& path, Parameter& p) {
+    if (p.trainable()) t.insert(path);
+  });
+  return t;
+}
+
+TEST(SparseUpdateSpecTest, LaterRulesOverrideAndTrainedWeightsTrainTheirBias) {
+  Gpt gpt(kTiny);
+  const SparseUpdateSpec spec{{{"h.2.*", "full"},
+                               {"h.2.mlp.*", "frozen"},
+                               {"h.1.*", "bias_only"},
+                               {"h.0.attn.c_proj.weight", "full"},
+                               {"ln_f.*", "full"}}};
+  absl::StatusOr<SparseUpdatePlan> plan = ApplySparseUpdate(gpt, spec);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const std::set<std::string> want = {
+      "h.2.ln_1.weight", "h.2.ln_1.bias", "h.2.attn.c_attn.weight", "h.2.attn.c_attn.bias",
+      "h.2.attn.c_proj.weight", "h.2.attn.c_proj.bias", "h.2.ln_2.weight", "h.2.ln_2.bias",
+      // bias_only: every *.bias of block 1, LayerNorms' included.
+      "h.1.ln_1.bias", "h.1.attn.c_attn.bias", "h.1.attn.c_proj.bias", "h.1.ln_2.bias",
+      "h.1.mlp.c_fc.bias", "h.1.mlp.c_proj.bias",
+      // a trained weight trains its layer's bias
+      "h.0.attn.c_proj.weight", "h.0.attn.c_proj.bias", "ln_f.weight", "ln_f.bias"};
+  EXPECT_EQ(Trainable(gpt), want);
+  int64_t numel = 0;
+  gpt.ForEachParameter([&](const std::string& path, Parameter& p) {
+    if (want.count(path)) numel += p.shape().numel();
+  });
+  EXPECT_EQ(plan->trainable_numel, numel);
+  EXPECT_THAT(plan->Summary(), HasSubstr("18 of"));
+}
+
+TEST(SparseUpdateSpecTest, RulesThatCannotApplyAreErrorsAndChangeNothing) {
+  Gpt gpt(kTiny);
+  const std::set<std::string> before = Trainable(gpt);
+  absl::StatusOr<SparseUpdatePlan> none = ApplySparseUpdate(gpt, {{{"h.9.*", "full"}}});
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(none.status().message(), HasSubstr("\"h.9.*\""));
+  EXPECT_THAT(none.status().message(), HasSubstr("matches no parameter"));
+  absl::StatusOr<SparseUpdatePlan> nothing =
+      ApplySparseUpdate(gpt, {{{"h.*", "full"}, {"*", "frozen"}}});
+  EXPECT_THAT(nothing.status().message(), HasSubstr("train no parameter"));
+  absl::StatusOr<SparseUpdatePlan> channels =
+      ApplySparseUpdate(gpt, {{{"h.2.mlp.c_fc.weight", "channels:0.5"}}});
+  EXPECT_EQ(channels.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(channels.status().message(), HasSubstr("h.2.mlp.c_fc.weight"));
+  absl::StatusOr<SparseUpdatePlan> unknown = ApplySparseUpdate(gpt, {{{"h.*", "most"}}});
+  EXPECT_THAT(unknown.status().message(), HasSubstr("unknown update rule \"most\""));
+  EXPECT_EQ(Trainable(gpt), before);
+}
+
+Tensor Tokens(int64_t b, int64_t t, uint32_t seed) {
+  Tensor x = Tensor::Empty(Shape{b, t}, DType::kI32, DefaultCpuAllocator()).value();
+  std::mt19937 rng(seed);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<int32_t>()[i] = static_cast<int32_t>(rng() % kTiny.vocab);
+  return x;
+}
+
+std::unique_ptr<Program> CompileGpt(Gpt& gpt, bool keep_gradients) {
+  TrainOptions o;
+  o.optimizer = OptimizerOptions::AdamW(0.9, 0.95, 1e-8, 0.1);
+  o.schedule = {.kind = optim::LrSchedule::kConstant, .max_lr = 1e-2};
+  o.clip_grad_norm = 0;  // the global norm would mix in the frozen parameters' gradients
+  o.seed = 7;
+  o.keep_gradients = keep_gradients;
+  auto p = Compile(gpt, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
+                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
+                   o);
+  EXPECT_TRUE(p.ok()) << p.status();
+  return p.ok() ? *std::move(p) : nullptr;
+}
+
+std::map<std::string, std::vector<float>> Params(Program& p) {
+  std::map<std::string, std::vector<float>> out;
+  for (const auto& [name, v] : p.parameter_values()) {
+    Tensor t = p.ReadState(v, DefaultCpuAllocator()).value();
+    out[name].assign(t.data<float>(), t.data<float>() + t.numel());
+  }
+  return out;
+}
+
+TEST(SparseUpdateStepTest, EqualsAFullStepWithTheOtherUpdatesMaskedOut) {
+  const std::vector<SparseUpdateSpec> specs = {
+      {{{"h.2.*", "full"}, {"ln_f.*", "full"}, {"h.1.*", "bias_only"}}},  // the issue's GPT case
+      {{{"*", "bias_only"}}},                                              // every bias
+      {{{"h.0.attn.*", "full"}}},  // a middle layer: the backward runs down to block 0
+      {{{"wte.weight", "full"}}},  // tied: the embedding and the head both feed its gradient
+  };
+  for (const SparseUpdateSpec& spec : specs) {
+    SCOPED_TRACE(spec.rules[0].match + ": " + spec.rules[0].update);
+    Gpt sparse_gpt(kTiny), full_gpt(kTiny);
+    absl::StatusOr<SparseUpdatePlan> plan = ApplySparseUpdate(sparse_gpt, spec);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    std::unique_ptr<Program> sparse = CompileGpt(sparse_gpt, /*keep_gradients=*/true);
+    std::unique_ptr<Program> full = CompileGpt(full_gpt, false);
+    ASSERT_TRUE(sparse && full);
+    const std::set<std::string> trained = Trainable(sparse_gpt);
+
+    // No gradient and no optimizer state for a frozen parameter, and less memory than full.
+    for (const auto& [name, t] : sparse->gradients()) EXPECT_TRUE(trained.count(name)) << name;
+    EXPECT_EQ(sparse->gradients().size(), trained.size());
+    for (const auto& [name, v] : sparse->optimizer_state_values()) {
+      const std::string param = name.substr(0, name.rfind('.'));
+      EXPECT_TRUE(trained.count(param)) << name;
+    }
+    EXPECT_EQ(sparse->optimizer_state_values().size(), 2 * trained.size());
+    EXPECT_LT(sparse->memory_report().persistent_bytes, full->memory_report().persistent_bytes);
+
+    // Both start from the same weights (the same seed and paths); the full run's frozen
+    // parameters are put back after every step.
+    const std::map<std::string, std::vector<float>> initial = Params(*full);
+    EXPECT_EQ(Params(*sparse), initial);
+    for (int s = 0; s < 3; ++s) {
+      const std::vector<Tensor> batch = {Tokens(2, 16, 10 + s), Tokens(2, 16, 20 + s)};
+      ASSERT_TRUE(sparse->Step(batch).ok());
+      ASSERT_TRUE(full->Step(batch).ok());
+      for (const auto& [name, v] : full->parameter_values()) {
+        if (trained.count(name)) continue;
+        const std::vector<float>& w = initial.at(name);
+        Tensor t = Tensor::Empty(full->graph().value(v).type.shape, DType::kF32,
+                                 DefaultCpuAllocator()).value();
+        std::copy(w.begin(), w.end(), t.data<float>());
+        ASSERT_TRUE(full->WriteState(v, t).ok());
+      }
+    }
+    const std::map<std::string, std::vector<float>> a = Params(*sparse), b = Params(*full);
+    for (const auto& [name, values] : a) {
+      if (!trained.count(name)) {
+        EXPECT_EQ(values, initial.at(name)) << name << " is frozen but changed";
+        continue;
+      }
+      bool changed = false;
+      for (size_t i = 0; i < values.size(); ++i) {
+        ASSERT_NEAR(values[i], b.at(name)[i], 1e-6 + 1e-5 * std::abs(b.at(name)[i]))
+            << name << "[" << i << "]";
+        changed = changed || values[i] != initial.at(name)[i];
+      }
+      EXPECT_TRUE(changed) << name << " is trained but did not change";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace strata::graph
