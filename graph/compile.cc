@@ -293,6 +293,12 @@ absl::StatusOr<std::unique_ptr<Program>> Compile(Module& model,
                                                  const std::vector<InputSpec>& inputs,
                                                  const LossFn& loss_fn,
                                                  const TrainOptions& options) {
+  STRATA_ASSIGN_OR_RETURN(PlannedStep step, PlanTrainingStep(model, inputs, loss_fn, options));
+  return Program::Create(std::move(step.graph), std::move(step.plan), std::move(step.config));
+}
+
+absl::StatusOr<PlannedStep> PlanTrainingStep(Module& model, const std::vector<InputSpec>& inputs,
+                                             const LossFn& loss_fn, const TrainOptions& options) {
   STRATA_ASSIGN_OR_RETURN(TrainingGraph traced, TraceTrainingStep(model, inputs, loss_fn, options));
   Graph& graph = traced.graph;
   Program::Config& config = traced.config;
@@ -322,7 +328,7 @@ absl::StatusOr<std::unique_ptr<Program>> Compile(Module& model,
                     " B), host ", plan.host_bytes, " B, nvme ", plan.nvme_bytes, " B, prefetch ",
                     config.offload.prefetch_bytes, " B\n");
   }
-  return Program::Create(std::move(graph), std::move(plan), std::move(config));
+  return PlannedStep{std::move(graph), std::move(plan), std::move(config)};
 }
 
 }  // namespace strata::graph

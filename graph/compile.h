@@ -92,4 +92,15 @@ struct TrainingGraph {
 absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model, const std::vector<InputSpec>& inputs,
                                                 const LossFn& loss, const TrainOptions& options);
 
+// Compile without Program::Create: the step after every pass and its memory plan, nothing
+// allocated. ReportPlannedMemory(step.graph, step.plan, step.config) says what it would take, so
+// that two plans (a sparse update against full training) can be compared before either runs.
+struct PlannedStep {
+  Graph graph;
+  MemoryPlan plan;
+  Program::Config config;
+};
+absl::StatusOr<PlannedStep> PlanTrainingStep(Module& model, const std::vector<InputSpec>& inputs,
+                                             const LossFn& loss, const TrainOptions& options);
+
 }  // namespace strata::graph

@@ -26,6 +26,11 @@ void Module::ForEachParameter(const std::function<void(const std::string&, Param
   for (auto& c : children_) c->ForEachParameter(fn);
 }
 
+void Module::ForEachModule(const std::function<void(const std::string&, Module&)>& fn) {
+  fn(path(), *this);
+  for (auto& c : children_) c->ForEachModule(fn);
+}
+
 void Module::SetTrainable(bool trainable) {
   ForEachParameter([&](const std::string&, Parameter& p) { p.set_trainable(trainable); });
 }

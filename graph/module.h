@@ -79,6 +79,8 @@ class Module {
   // Visits every parameter and buffer, this module's first, then submodules' in the order they
   // were added, with the full path ("h.3.attn.c_attn.weight").
   void ForEachParameter(const std::function<void(const std::string&, Parameter&)>& fn);
+  // Visits this module and every module below it, parents first, with the full path.
+  void ForEachModule(const std::function<void(const std::string&, Module&)>& fn);
   // Freezes or unfreezes every parameter below this module.
   void SetTrainable(bool trainable);
   // nullptr when there is no parameter at `path`.

@@ -362,22 +362,28 @@ absl::StatusOr<Tensor> Program::value(ValueId id) const {
   return tensors_[id];
 }
 
-MemoryReport Program::memory_report() const {
+MemoryReport ReportPlannedMemory(const Graph& graph, const MemoryPlan& plan,
+                                 const Program::Config& config) {
   MemoryReport r;
-  r.persistent_bytes = plan_.persistent_bytes;
-  r.arena_bytes = plan_.arena_bytes;
-  r.live_peak_bytes = plan_.live_peak_bytes;
+  r.persistent_bytes = plan.persistent_bytes;
+  r.arena_bytes = plan.arena_bytes;
+  r.live_peak_bytes = plan.live_peak_bytes;
   r.planned_peak[static_cast<int>(MemoryTier::kDevice)] =
-      r.persistent_bytes + (config_.check_plan ? r.live_peak_bytes : r.arena_bytes);
-  r.host_bytes = plan_.host_bytes;
+      r.persistent_bytes + (config.check_plan ? r.live_peak_bytes : r.arena_bytes);
+  r.host_bytes = plan.host_bytes;
   r.staging_bytes =
-      TierStore::NeedsStaging(graph_, plan_) ? TierStore::StagingBytes(config_.offload) : 0;
-  r.nvme_bytes = plan_.nvme_bytes;
+      TierStore::NeedsStaging(graph, plan) ? TierStore::StagingBytes(config.offload) : 0;
+  r.nvme_bytes = plan.nvme_bytes;
   r.planned_peak[static_cast<int>(MemoryTier::kHost)] = r.host_bytes + r.staging_bytes;
   r.planned_peak[static_cast<int>(MemoryTier::kNvme)] = r.nvme_bytes;
-  r.budget[static_cast<int>(MemoryTier::kDevice)] = config_.offload.device_bytes;
-  r.budget[static_cast<int>(MemoryTier::kHost)] = config_.offload.host_bytes;
-  r.prefetch_bytes = config_.offload.prefetch_bytes;
+  r.budget[static_cast<int>(MemoryTier::kDevice)] = config.offload.device_bytes;
+  r.budget[static_cast<int>(MemoryTier::kHost)] = config.offload.host_bytes;
+  r.prefetch_bytes = config.offload.prefetch_bytes;
+  return r;
+}
+
+MemoryReport Program::memory_report() const {
+  MemoryReport r = ReportPlannedMemory(graph_, plan_, config_);
   if (store_ != nullptr && plan_.nvme_bytes > 0) r.io = store_->Describe();
   return r;
 }

@@ -258,4 +258,9 @@ class Program {
   std::unique_ptr<Streams> streams_;  // last: its workers stop before the rest goes
 };
 
+// The memory a planned step needs per tier (Program::memory_report without the NVMe engine's
+// description): for comparing plans before allocating any of them.
+MemoryReport ReportPlannedMemory(const Graph& graph, const MemoryPlan& plan,
+                                 const Program::Config& config);
+
 }  // namespace strata::graph

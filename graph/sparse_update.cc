@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "graph/nn/layers.h"
 #include "nlohmann/json.hpp"
 #include "runtime/errno_text.h"
 #include "runtime/status.h"
@@ -29,7 +30,10 @@ namespace {
 //   channels:F  the first ceil(F * C_in) input channels of a weight (PockEngine's partial
 //               update); not built yet: refused with a message that says so.
 // Then a layer whose weight is trained trains its bias too (PockEngine, tiny-training): the
-// bias's gradient is the cheapest part of that layer's backward.
+// bias's gradient is the cheapest part of that layer's backward. A BatchNorm whose weight does
+// not train runs in its frozen mode (the running statistics normalize, nothing updates them), as
+// PockEngine fine-tunes: a batch's statistics would move a pretrained model's normalization, and
+// their gradient would pull the backward through every BatchNorm.
 struct Rule {
   SparseUpdateKind kind;
   double fraction = 1.0;  // kChannels
@@ -181,6 +185,15 @@ absl::StatusOr<SparseUpdatePlan> ApplySparseUpdate(Module& model, const SparseUp
   for (size_t i = 0; i < plan.params.size(); ++i) {
     params[i]->set_trainable(plan.params[i].kind == SparseUpdateKind::kFull);
   }
+  // A BatchNorm normalizes with its running statistics unless its weight trains.
+  model.ForEachModule([&](const std::string& path, Module& m) {
+    auto* bn = dynamic_cast<nn::BatchNorm2d*>(&m);
+    if (bn == nullptr) return;
+    const auto it = index.find(path.empty() ? "weight" : absl::StrCat(path, ".weight"));
+    const bool trains = it != index.end() && plan.params[it->second].kind == SparseUpdateKind::kFull;
+    bn->SetFrozen(!trains);
+    ++(trains ? plan.batchnorms_training : plan.batchnorms_frozen);
+  });
   return plan;
 }
 
@@ -193,9 +206,14 @@ std::string SparseUpdatePlan::Summary() const {
     if (trained <= 12) absl::StrAppend(&list, trained > 1 ? ", " : "", e.path);
   }
   if (trained > 12) absl::StrAppend(&list, ", ... (", trained - 12, " more)");
-  return absl::StrFormat("sparse update: %d of %d tensors trained (%.4gM of %.4gM parameters): %s",
+  std::string bn;
+  if (batchnorms_frozen > 0) {
+    bn = absl::StrCat("; ", batchnorms_frozen, " of ", batchnorms_frozen + batchnorms_training,
+                      " BatchNorms normalize with their running statistics");
+  }
+  return absl::StrFormat("sparse update: %d of %d tensors trained (%.4gM of %.4gM parameters)%s: %s",
                          trained, static_cast<int>(params.size()), trainable_numel / 1e6,
-                         total_numel / 1e6, list);
+                         total_numel / 1e6, bn, list);
 }
 
 }  // namespace strata::graph

@@ -50,12 +50,15 @@ struct SparseUpdatePlan {
   };
   std::vector<Entry> params;  // every parameter (not buffers), in model order
   int64_t trainable_numel = 0, total_numel = 0;
+  // BatchNorms set to normalize with their running statistics (their weight does not train),
+  // and those left in training mode.
+  int batchnorms_frozen = 0, batchnorms_training = 0;
   // "sparse update: 14 of 76 tensors trained (2.41M of 10.8M parameters): h.5.*, ln_f.*, ..."
   std::string Summary() const;
 };
 
-// Resolves `spec` over `model`'s parameters and sets each one's trainable flag. Errors (nothing
-// changed): an unknown rule, a fraction outside (0, 1], a pattern that matches no parameter, a
+// Resolves `spec` over `model`'s parameters, sets each one's trainable flag, and freezes the
+// BatchNorms whose weight does not train (nn::BatchNorm2d::SetFrozen). Errors (nothing changed): an unknown rule, a fraction outside (0, 1], a pattern that matches no parameter, a
 // spec that trains nothing.
 absl::StatusOr<SparseUpdatePlan> ApplySparseUpdate(Module& model, const SparseUpdateSpec& spec);
 

@@ -9,24 +9,39 @@ namespace {
 
 using internal::TypeError;
 
-// dx, dw, db of y = x w^T + b from (x, w, dy).
+// dx, dw, db of y = x w^T + b from (x, w, dy); or, for a layer whose weight does not train,
+// dx, db from (w, dy): then x is not an input, so the forward need not keep it (sparse updates).
 class LinearGradOp final : public Op {
  public:
-  explicit LinearGradOp(bool has_bias) : has_bias_(has_bias) {}
+  LinearGradOp(bool has_bias, bool weight_grad) : has_bias_(has_bias), weight_grad_(weight_grad) {}
   OpKind kind() const override { return OpKind::kLinearGrad; }
+  std::string Attributes() const override { return weight_grad_ ? "" : "no_weight_grad"; }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
-    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 3));
-    std::vector<TensorType> out = {in[0], in[1]};
-    if (has_bias_) out.push_back({Shape{in[1].shape[0]}, DType::kF32});
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, weight_grad_ ? 3 : 2));
+    const TensorType& w = in[weight_grad_ ? 1 : 0];
+    TensorType x = weight_grad_ ? in[0] : in[1];  // without x: dy's shape with w's `in` last
+    if (!weight_grad_) {
+      if (w.shape.rank() != 2 || x.shape.rank() < 1) {
+        return TypeError(name(), "w ", w.ToString(), " and dy ", x.ToString(),
+                         " (expected w (out, in) and dy (..., out))");
+      }
+      Dims dims(x.shape.dims().begin(), x.shape.dims().end());
+      dims.back() = w.shape[1];
+      x.shape = Shape(dims);
+    }
+    std::vector<TensorType> out = {x};
+    if (weight_grad_) out.push_back(w);
+    if (has_bias_) out.push_back({Shape{w.shape[0]}, DType::kF32});
     return out;
   }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::LinearBackward(a.in[0], a.in[1], a.in[2], a.out[0], a.out[1],
-                               has_bias_ ? a.out[2] : Tensor());
+    const Tensor db = has_bias_ ? a.out[weight_grad_ ? 2 : 1] : Tensor();
+    if (!weight_grad_) return cpu::LinearBackward(Tensor(), a.in[0], a.in[1], a.out[0], Tensor(), db);
+    return cpu::LinearBackward(a.in[0], a.in[1], a.in[2], a.out[0], a.out[1], db);
   }
 
  private:
-  bool has_bias_;
+  bool has_bias_, weight_grad_;
 };
 
 class LinearOp final : public Op {
@@ -56,7 +71,12 @@ class LinearOp final : public Op {
   }
   absl::Status Gradient(GradientArgs& g) const override {
     using internal::In;
-    return internal::ApplyGradient(g, std::make_shared<LinearGradOp>(has_bias_),
+    if (!g.needs_grad[1]) {  // the weight does not train: no dw, so x is not kept for it
+      return internal::ApplyGradient(g, std::make_shared<LinearGradOp>(has_bias_, false),
+                                     {In(g, 1), internal::Dout(g, 0)},
+                                     has_bias_ ? std::vector<int>{0, 2} : std::vector<int>{0});
+    }
+    return internal::ApplyGradient(g, std::make_shared<LinearGradOp>(has_bias_, true),
                                    {In(g, 0), In(g, 1), internal::Dout(g, 0)},
                                    has_bias_ ? std::vector<int>{0, 1, 2} : std::vector<int>{0, 1});
   }

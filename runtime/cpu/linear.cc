@@ -64,16 +64,26 @@ absl::Status LinearBackward(const Tensor& x, const Tensor& w, const Tensor& dy, 
   constexpr char kOp[] = "LinearBackward";
   STRATA_RETURN_IF_ERROR(CheckWeight(kOp, w));
   const int64_t out = w.dim(0), in = w.dim(1);
-  STRATA_ASSIGN_OR_RETURN(const Tensor x2, AsMatrix(kOp, "x", x, in));
+  if (dw.defined() && !x.defined()) {
+    return absl::InvalidArgumentError(absl::StrCat(kOp, ": dw needs x"));
+  }
   STRATA_ASSIGN_OR_RETURN(const Tensor dy2, AsMatrix(kOp, "dy", dy, out));
-  if (dy2.dim(0) != x2.dim(0)) {
-    return absl::InvalidArgumentError(absl::StrCat(kOp, ": x ", x.ToString(), " and dy ",
-                                                   dy.ToString(), " differ in leading dimensions"));
+  // x (..., in): given, or (without dw, which alone reads it) dy's shape with `in` last.
+  Dims x_dims(dy.shape().dims().begin(), dy.shape().dims().end());
+  x_dims.back() = in;
+  const Shape x_shape = x.defined() ? x.shape() : Shape(x_dims);
+  Tensor x2;
+  if (x.defined()) {
+    STRATA_ASSIGN_OR_RETURN(x2, AsMatrix(kOp, "x", x, in));
+    if (dy2.dim(0) != x2.dim(0)) {
+      return absl::InvalidArgumentError(absl::StrCat(kOp, ": x ", x.ToString(), " and dy ",
+                                                     dy.ToString(), " differ in leading dimensions"));
+    }
   }
   // Every output is checked before any is written.
   Tensor dx2;
   if (dx.defined()) {
-    STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dx", dx, x.shape()));
+    STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dx", dx, x_shape));
     STRATA_ASSIGN_OR_RETURN(dx2, AsMatrix(kOp, "dx", dx, in));
   }
   if (dw.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dw", dw, w.shape()));

@@ -4,6 +4,7 @@
 //   STRATA_RETURN_IF_ERROR(LinearForward(x, w, b, y, r));         // y = r + x w^T + b
 //   STRATA_RETURN_IF_ERROR(LinearBackward(x, w, dy, dx, dw, db));  // any of dx, dw, db undefined
 //   STRATA_RETURN_IF_ERROR(LinearBackward(x, w, dy, Tensor(), dw, db, GradMode::kAccumulate));
+//   STRATA_RETURN_IF_ERROR(LinearBackward(Tensor(), w, dy, dx, Tensor(), db));  // no dw: no x
 #pragma once
 
 #include "absl/status/status.h"
@@ -21,7 +22,8 @@ absl::Status LinearForward(const Tensor& x, const Tensor& w, const Tensor& b, co
 
 // x (..., in), w (out, in), dy (..., out) -> dx (..., in), dw (out, in), db (out), all
 // contiguous; undefined outputs are skipped, every defined one is checked before any is written.
-// dx is overwritten; `mode` applies to dw and db.
+// dx is overwritten; `mode` applies to dw and db. Only dw reads x: without dw, x may be undefined
+// (a layer whose weight does not train need not keep its input for the backward).
 absl::Status LinearBackward(const Tensor& x, const Tensor& w, const Tensor& dy, const Tensor& dx,
                             const Tensor& dw, const Tensor& db,
                             GradMode mode = GradMode::kOverwrite);

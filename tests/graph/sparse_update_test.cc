@@ -15,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "graph/compile.h"
 #include "graph/models/gpt.h"
+#include "graph/op.h"
 #include "graph/ops/ops.h"
 #include "gtest/gtest.h"
 
@@ -175,6 +176,15 @@ TEST(SparseUpdateStepTest, EqualsAFullStepWithTheOtherUpdatesMaskedOut) {
     }
     EXPECT_EQ(sparse->optimizer_state_values().size(), 2 * trained.size());
     EXPECT_LT(sparse->memory_report().persistent_bytes, full->memory_report().persistent_bytes);
+    // A linear layer whose weight is frozen differentiates without its input: no dw, so the
+    // forward does not keep x for it.
+    for (const Node& n : sparse->graph().nodes()) {
+      if (n.op->kind() != OpKind::kLinearGrad) continue;
+      const bool frozen_weight = n.op->Attributes() == "no_weight_grad";
+      EXPECT_EQ(n.inputs.size(), frozen_weight ? 2u : 3u) << n.scope;
+      const std::string weight = n.scope + ".weight";
+      EXPECT_EQ(frozen_weight, !trained.count(weight)) << n.scope;
+    }
 
     // Both start from the same weights (the same seed and paths); the full run's frozen
     // parameters are put back after every step.

@@ -66,7 +66,22 @@ TEST(LinearTest, ForwardBackwardAgainstReferenceAndFiniteDifferences) {
     for (double& v : gb2) v *= 2;
     ExpectClose(dw, gw2, 1e-4, 1e-5, "accumulated dw");
     ExpectClose(db, gb2, 1e-4, 1e-5, "accumulated db");
+    // Without dw, x is not needed (a frozen weight's layer): the same dx and db.
+    const Tensor dx_alone = testing::EmptyF32(x.shape()), db_alone = testing::EmptyF32(b.shape());
+    ASSERT_TRUE(LinearBackward(Tensor(), w, dy, dx_alone, Tensor(), db_alone).ok());
+    ExpectClose(dx_alone, gx, 1e-4, 1e-5, "dx without x");
+    ExpectClose(db_alone, gb, 1e-4, 1e-5, "db without x");
   }
+}
+
+TEST(LinearTest, BackwardWithoutXChecksItsShapesFromDy) {
+  const Tensor w = testing::EmptyF32(Shape{4, 3}), dy = testing::EmptyF32(Shape{2, 5, 4});
+  ExpectStatus(LinearBackward(Tensor(), w, dy, Tensor(), testing::EmptyF32(Shape{4, 3}), Tensor()),
+               absl::StatusCode::kInvalidArgument, {"dw needs x"});
+  // dx must be dy's shape with w's input width last: (2, 5, 3).
+  ExpectStatus(LinearBackward(Tensor(), w, dy, testing::EmptyF32(Shape{2, 5, 4}), Tensor(), Tensor()),
+               absl::StatusCode::kInvalidArgument, {"dx"});
+  EXPECT_TRUE(LinearBackward(Tensor(), w, dy, testing::EmptyF32(Shape{2, 5, 3}), Tensor(), Tensor()).ok());
 }
 
 TEST(LinearTest, MatchesPyTorchWithLeadingDims) {
