@@ -12,9 +12,12 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "gmock/gmock.h"
 #include "graph/compile.h"
 #include "graph/models/gpt.h"
+#include "graph/models/mobilenet.h"
+#include "graph/nn/layers.h"
 #include "graph/op.h"
 #include "graph/ops/ops.h"
 #include "gtest/gtest.h"
@@ -216,6 +219,93 @@ TEST(SparseUpdateStepTest, EqualsAFullStepWithTheOtherUpdatesMaskedOut) {
         changed = changed || values[i] != initial.at(name)[i];
       }
       EXPECT_TRUE(changed) << name << " is trained but did not change";
+    }
+  }
+}
+
+// The BatchNorms of a model by path, and whether each is frozen.
+std::map<std::string, bool> FrozenBatchNorms(Module& m) {
+  std::map<std::string, bool> frozen;
+  m.ForEachModule([&](const std::string& path, Module& child) {
+    if (auto* bn = dynamic_cast<nn::BatchNorm2d*>(&child)) frozen[path] = bn->frozen();
+  });
+  return frozen;
+}
+
+std::unique_ptr<Program> CompileNet(MobileNet& net, int64_t batch) {
+  TrainOptions o;
+  o.optimizer = OptimizerOptions::Sgd(/*momentum=*/0.9, /*weight_decay=*/5e-4);
+  o.schedule.max_lr = 0.05;
+  o.seed = 1;
+  auto p = Compile(net, {{"images", Shape{batch, 1, 28, 28}}, {"labels", Shape{batch}, DType::kI32}},
+                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(net.Forward(in[0]), in[1]); },
+                   o);
+  EXPECT_TRUE(p.ok()) << p.status();
+  return p.ok() ? *std::move(p) : nullptr;
+}
+
+TEST(SparseUpdateStepTest, CnnEqualsAFullStepWithTheOtherUpdatesMaskedOut) {
+  // The CNN case (the last block's weights and the biases of the last two blocks and
+  // the classifier), and every bias alone (every BatchNorm frozen).
+  const std::vector<SparseUpdateSpec> specs = {
+      {{{"blocks.4.*", "full"}, {"blocks.3.*", "bias_only"}, {"classifier.*", "full"}}},
+      {{{"*", "bias_only"}}},
+  };
+  constexpr int64_t kBatch = 4;
+  for (const SparseUpdateSpec& spec : specs) {
+    SCOPED_TRACE(spec.rules[0].match + ": " + spec.rules[0].update);
+    MobileNet sparse_net(MobileNetConfig{}), full_net(MobileNetConfig{});
+    absl::StatusOr<SparseUpdatePlan> plan = ApplySparseUpdate(sparse_net, spec);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    // A BatchNorm trains in training mode only when its weight trains.
+    const std::set<std::string> trained = Trainable(sparse_net);
+    const std::map<std::string, bool> frozen = FrozenBatchNorms(sparse_net);
+    ASSERT_FALSE(frozen.empty());
+    for (const auto& [path, is_frozen] : frozen) {
+      EXPECT_EQ(is_frozen, !trained.count(path + ".weight")) << path;
+    }
+    EXPECT_EQ(plan->batchnorms_frozen + plan->batchnorms_training, static_cast<int>(frozen.size()));
+    // The reference: every parameter trains, with the same BatchNorm modes.
+    full_net.ForEachModule([&](const std::string& path, Module& m) {
+      if (auto* bn = dynamic_cast<nn::BatchNorm2d*>(&m)) bn->SetFrozen(frozen.at(path));
+    });
+    std::unique_ptr<Program> sparse = CompileNet(sparse_net, kBatch);
+    std::unique_ptr<Program> full = CompileNet(full_net, kBatch);
+    ASSERT_TRUE(sparse && full);
+    EXPECT_EQ(sparse->optimizer_state_values().size(), trained.size());  // one momentum each
+    EXPECT_LT(sparse->memory_report().planned_peak[0], full->memory_report().planned_peak[0]);
+
+    const std::map<std::string, std::vector<float>> initial = Params(*full);
+    std::mt19937 rng(3);
+    std::normal_distribution<float> pixel(0.3f, 0.4f);
+    for (int s = 0; s < 3; ++s) {
+      Tensor images = Tensor::Empty(Shape{kBatch, 1, 28, 28}, DType::kF32, DefaultCpuAllocator()).value();
+      Tensor labels = Tensor::Empty(Shape{kBatch}, DType::kI32, DefaultCpuAllocator()).value();
+      for (int64_t i = 0; i < images.numel(); ++i) images.data<float>()[i] = pixel(rng);
+      for (int64_t i = 0; i < kBatch; ++i) labels.data<int32_t>()[i] = static_cast<int32_t>(rng() % 10);
+      ASSERT_TRUE(sparse->Step({images, labels}).ok());
+      ASSERT_TRUE(full->Step({images, labels}).ok());
+      for (const auto& [name, v] : full->parameter_values()) {
+        if (trained.count(name) || full->graph().value(v).role != ValueRole::kParameter) continue;
+        const std::vector<float>& w = initial.at(name);
+        Tensor t = Tensor::Empty(full->graph().value(v).type.shape, DType::kF32,
+                                 DefaultCpuAllocator()).value();
+        std::copy(w.begin(), w.end(), t.data<float>());
+        ASSERT_TRUE(full->WriteState(v, t).ok());
+      }
+    }
+    const std::map<std::string, std::vector<float>> a = Params(*sparse), b = Params(*full);
+    for (const auto& [name, values] : a) {
+      if (!trained.count(name)) {
+        if (initial.count(name) && !absl::StrContains(name, "running_")) {
+          EXPECT_EQ(values, initial.at(name)) << name << " is frozen but changed";
+        }
+        continue;
+      }
+      for (size_t i = 0; i < values.size(); ++i) {
+        ASSERT_NEAR(values[i], b.at(name)[i], 1e-5 + 1e-4 * std::abs(b.at(name)[i]))
+            << name << "[" << i << "]";
+      }
     }
   }
 }
