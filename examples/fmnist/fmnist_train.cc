@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "graph/op.h"
 #include "graph/ops/ops.h"
+#include "runtime/safetensors.h"
 #include "runtime/status.h"
 
 namespace strata::examples {
@@ -36,6 +39,12 @@ absl::Status FmnistRecipe::Validate(int64_t train_size) const {
   if (limit_train < 0) return bad("limit-train", limit_train, "must be >= 0");
   if (limit_test < 0) return bad("limit-test", limit_test, "must be >= 0");
   if (init_images < 0) return bad("init-images", init_images, "must be >= 0 (0: off)");
+  for (size_t i = 0; i < classes.size(); ++i) {
+    if (classes[i] < 0 || classes[i] > 9) return bad("classes", classes[i], "is not a label 0-9");
+    for (size_t j = 0; j < i; ++j) {
+      if (classes[j] == classes[i]) return bad("classes", classes[i], "is given twice");
+    }
+  }
   const int64_t n = limit_train > 0 ? std::min(limit_train, train_size) : train_size;
   if (n < batch) {
     return bad("batch", batch, absl::StrCat("is more than the ", n, " training images"));
@@ -77,9 +86,30 @@ absl::StatusOr<std::unique_ptr<FmnistTrainer>> FmnistTrainer::Create(
         t->world_, " images of every batch, so give a multiple of ", t->world_));
   }
   const int64_t mine = r.batch / t->world_;
-  t->train_size_ = r.limit_train > 0 ? std::min(r.limit_train, data.train.size())
-                                     : data.train.size();
+  auto pool = [&](const FashionMnistSplit& split, int64_t limit) {
+    std::vector<int64_t> p;
+    for (int64_t i = 0; i < split.size(); ++i) {
+      if (r.classes.empty() || std::find(r.classes.begin(), r.classes.end(),
+                                         split.labels[i]) != r.classes.end()) {
+        p.push_back(i);
+      }
+    }
+    if (limit > 0 && static_cast<int64_t>(p.size()) > limit) p.resize(limit);
+    return p;
+  };
+  t->train_pool_ = pool(data.train, r.limit_train);
+  t->test_pool_ = pool(data.test, r.limit_test);
+  t->train_size_ = static_cast<int64_t>(t->train_pool_.size());
+  if (t->train_size_ < r.batch || t->test_pool_.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--classes ", absl::StrJoin(r.classes, ","), ": ", t->train_size_,
+        " training images and ", t->test_pool_.size(), " test images, fewer than a batch (",
+        r.batch, ") or none"));
+  }
   t->model_ = std::make_unique<graph::MobileNet>(graph::MobileNetConfig{});
+  if (r.sparse_update) {
+    STRATA_ASSIGN_OR_RETURN(t->sparse_plan_, graph::ApplySparseUpdate(*t->model_, *r.sparse_update));
+  }
 
   graph::TrainOptions o;
   o.optimizer = r.optimizer == "adamw"
@@ -124,7 +154,28 @@ absl::StatusOr<std::unique_ptr<FmnistTrainer>> FmnistTrainer::Create(
   t->indices_.resize(r.batch);
   t->mine_.resize(mine);
   if (r.init_images > 0) STRATA_RETURN_IF_ERROR(t->ScaleConvolutions(r.init_images));
+  if (!r.init_from.empty()) STRATA_RETURN_IF_ERROR(t->LoadWeights(r.init_from));
   return t;
+}
+
+absl::Status FmnistTrainer::LoadWeights(const std::string& dir) {
+  const std::string path = (std::filesystem::path(dir) / "weights.safetensors").string();
+  STRATA_ASSIGN_OR_RETURN(const SafetensorsFile file,
+                          SafetensorsFile::Read(path, DefaultCpuAllocator()));
+  for (const auto& [name, value] : program_->parameter_values()) {
+    absl::StatusOr<Tensor> t = file.Get(name);
+    if (!t.ok()) {
+      return absl::Status(t.status().code(), absl::StrCat("--finetune ", dir, ": ",
+                                                          t.status().message()));
+    }
+    if (t->shape() != program_->graph().value(value).type.shape) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--finetune ", dir, ": ", name, " is ", t->shape().ToString(), " in ", path,
+          ", the model's is ", program_->graph().value(value).type.shape.ToString()));
+    }
+    STRATA_RETURN_IF_ERROR(program_->WriteState(value, *t));
+  }
+  return absl::OkStatus();
 }
 
 void FmnistTrainer::FillMine(const FashionMnistSplit& split, absl::Span<const int64_t> global) {
@@ -196,7 +247,7 @@ absl::Status FmnistTrainer::ScaleConvolutions(int64_t images) {
     STRATA_ASSIGN_OR_RETURN(const Tensor w, p->parameter(c.weight));
     double sum = 0, sum_sq = 0;
     for (int64_t k = 0; k < batches; ++k) {
-      for (int64_t r = 0; r < b; ++r) indices_[r] = (k * b + r) % train_size_;
+      for (int64_t r = 0; r < b; ++r) indices_[r] = train_pool_[(k * b + r) % train_size_];
       FillBatch(data_.train, indices_, batch_images, batch_labels);
       STRATA_RETURN_IF_ERROR(p->Evaluate({batch_images, batch_labels}).status());
       const float* v = y.data<float>();
@@ -235,7 +286,7 @@ absl::StatusOr<FmnistEpoch> FmnistTrainer::TrainEpoch(
   double loss_sum = 0;
   const auto start = std::chrono::steady_clock::now();
   for (int64_t s = 0; s < steps; ++s) {
-    std::copy(order_.begin() + s * b, order_.begin() + (s + 1) * b, indices_.begin());
+    for (int64_t r = 0; r < b; ++r) indices_[r] = train_pool_[order_[s * b + r]];
     FillMine(data_.train, indices_);
     STRATA_ASSIGN_OR_RETURN(const graph::StepStats st, program_->Step({images_, labels_}));
     if (!std::isfinite(st.loss)) {
@@ -258,8 +309,7 @@ absl::StatusOr<FmnistEpoch> FmnistTrainer::TrainEpoch(
 absl::StatusOr<FmnistEpoch> FmnistTrainer::Test() {
   const auto start = std::chrono::steady_clock::now();
   const FashionMnistSplit& test = data_.test;
-  const int64_t n = recipe_.limit_test > 0 ? std::min(recipe_.limit_test, test.size())
-                                           : test.size();
+  const int64_t n = static_cast<int64_t>(test_pool_.size());
   const int64_t b = recipe_.batch;
   STRATA_ASSIGN_OR_RETURN(const Tensor logits, program_->value(logits_));
   const int64_t classes = logits.dim(1);
@@ -270,7 +320,7 @@ absl::StatusOr<FmnistEpoch> FmnistTrainer::Test() {
     // The last batch is padded with test images from the start; only its first `real` rows
     // count, of which this rank holds rows [rank * mine, (rank + 1) * mine).
     const int64_t real = std::clamp<int64_t>(std::min(b, n - first) - rank_ * mine, 0, mine);
-    for (int64_t r = 0; r < b; ++r) indices_[r] = (first + r) % n;
+    for (int64_t r = 0; r < b; ++r) indices_[r] = test_pool_[(first + r) % n];
     FillMine(test, indices_);
     STRATA_RETURN_IF_ERROR(program_->Evaluate({images_, labels_}).status());
     const float* z = logits.data<float>();

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -36,6 +37,7 @@
 #include "examples/fmnist/fashion_mnist.h"
 #include "graph/compile.h"
 #include "graph/models/mobilenet.h"
+#include "graph/sparse_update.h"
 #include "graph/zero_options.h"
 
 namespace strata::examples {
@@ -61,6 +63,13 @@ struct FmnistRecipe {
   graph::OffloadOptions offload;  // where states live (graph::TrainOptions::offload)
   bool recompute = false;   // recompute each block's activations (graph::TrainOptions::recompute)
   graph::ZeroOptions zero;  // with several ranks (graph::TrainOptions::zero)
+  // Transfer learning. `classes`: train and score only the images of these labels (the source
+  // task of a pretraining run); empty: all ten. `init_from`: a checkpoint directory whose
+  // weights and BatchNorm statistics (weights.safetensors) replace the initialization.
+  // `sparse_update`: which parameters train (graph/sparse_update.h), applied before compiling.
+  std::vector<int32_t> classes;
+  std::string init_from;
+  std::optional<graph::SparseUpdateSpec> sparse_update;
   // Errors name the flag-like field; `train_size` is the training set before limit_train.
   absl::Status Validate(int64_t train_size) const;
   double resolved_lr() const;
@@ -94,6 +103,10 @@ class FmnistTrainer {
       collectives::Communicator* comm = nullptr);
 
   graph::Program& program() { return *program_; }
+  // What recipe.sparse_update trains (null without one).
+  const graph::SparseUpdatePlan* sparse_plan() const {
+    return sparse_plan_ ? &*sparse_plan_ : nullptr;
+  }
   int64_t train_size() const { return train_size_; }
   int64_t steps_per_epoch() const { return train_size_ / recipe_.batch; }
   int64_t total_steps() const { return steps_per_epoch() * recipe_.epochs; }
@@ -107,6 +120,8 @@ class FmnistTrainer {
   FmnistTrainer(const FashionMnist& data, const FmnistRecipe& recipe,
                 collectives::Communicator* comm);
   absl::Status ScaleConvolutions(int64_t images);
+  // recipe.init_from's weights.safetensors into every parameter and buffer of the program.
+  absl::Status LoadWeights(const std::string& dir);
   // This rank's rows of the global batch `global` (B example indices) into images_ and labels_.
   void FillMine(const FashionMnistSplit& split, absl::Span<const int64_t> global);
 
@@ -115,6 +130,10 @@ class FmnistTrainer {
   collectives::Communicator* comm_;  // null: one process
   int world_ = 1, rank_ = 0;
   int64_t train_size_ = 0;
+  // The examples of the recipe's classes (all when it names none), limited by limit_train and
+  // limit_test: indices into data_.train and data_.test.
+  std::vector<int64_t> train_pool_, test_pool_;
+  std::optional<graph::SparseUpdatePlan> sparse_plan_;
   int64_t epoch_ = 0;
   std::unique_ptr<graph::MobileNet> model_;
   std::unique_ptr<graph::Program> program_;

@@ -4,6 +4,11 @@
 //   strata-fmnist [--epochs 2] [--batch 64] [--optimizer sgd|adamw] [--lr 0.05]
 //                 [--data /usr/share/datasets/fashion-mnist] [--metrics run.jsonl] [--save DIR]
 //
+// Transfer learning (PockEngine's setting): `--pretrain DIR` trains on classes 0-4 and saves the
+// model to DIR; `--finetune DIR` starts from it on all ten classes twice, training only what
+// `--sparse-update FILE` selects (by default the last block, the classifier and the biases of the
+// layers between), then every parameter, and prints accuracy, memory and step time of both.
+//
 // The data are the four gzip IDX files as Debian's dataset-fashion-mnist installs them. The
 // recipe (shuffling, schedule, test scoring) is examples/fmnist/fmnist_train.h.
 //
@@ -12,12 +17,16 @@
 // BatchNorms take their statistics over the global batch, and the losses are the one-process
 // run's (Note [synchronized batch norm] in graph/passes/sync_batch_norm.cc). Rank 0 prints,
 // writes --metrics and --save.
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <optional>
 #include <string>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "collectives/create_communicator.h"
 #include "examples/common/flags.h"
 #include "examples/common/metrics.h"
@@ -27,6 +36,7 @@
 #include "examples/fmnist/fashion_mnist.h"
 #include "examples/fmnist/fmnist_train.h"
 #include "graph/checkpoint.h"
+#include "graph/sparse_update.h"
 #include "runtime/blas_check.h"
 #include "runtime/status.h"
 #include "runtime/threading.h"
@@ -37,9 +47,154 @@ namespace {
 struct Options {
   FmnistRecipe recipe;
   std::string data = kFashionMnistDir, metrics, save;
+  std::string pretrain, finetune, sparse_update, classes;
   int64_t seed = 0, threads = 0, log_every = 50;
   double comm_timeout = 0;
 };
+
+// The fine-tune of --finetune without --sparse-update (PockEngine's CNN case): the last block's
+// weights, the biases of the two blocks before the classifier, and the classifier; the backward
+// stops at blocks.3.
+constexpr char kDefaultCnnSpec[] =
+    R"([{"match": "blocks.4.*", "update": "full"}, {"match": "blocks.3.*", "update": "bias_only"},)"
+    R"( {"match": "head.*", "update": "bias_only"}, {"match": "classifier.*", "update": "full"}])";
+
+// What one training run gives the --finetune table.
+struct RunResult {
+  FmnistEpoch last;
+  int64_t planned_device = 0;   // planned peak of the device tier
+  int64_t measured_device = 0;  // the largest measured peak of any step
+  int64_t weight_bytes = 0;     // parameters and buffers, on the device whatever trains
+  double median_step_ms = 0;    // steps after the first
+};
+
+// "3,2,7" -> {3, 2, 7}.
+absl::StatusOr<std::vector<int32_t>> ParseClasses(const std::string& text) {
+  std::vector<int32_t> out;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    int32_t c = 0;
+    if (!absl::SimpleAtoi(part, &c)) {
+      return UsageError(absl::StrCat("--classes ", text, ": \"", part, "\" is not a label"));
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+// Trains `r` for its epochs with progress lines and metrics; saves to `save` when given.
+absl::StatusOr<RunResult> TrainOnce(const Options& o, const FmnistRecipe& r,
+                                    collectives::Communicator* comm, const FashionMnist& data,
+                                    MetricsFile& metrics, const std::string& save,
+                                    const std::string& label) {
+  const int world = comm != nullptr ? comm->world_size() : 1;
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<FmnistTrainer> trainer,
+                          FmnistTrainer::Create(data, r, world > 1 ? comm : nullptr));
+  const int64_t params = trainer->program().num_parameters();
+  std::printf("strata-fmnist%s: %s, %lld training images, %lld test images%s; %lld parameters; "
+              "%s lr %g (%s), batch %lld, %lld epochs of %lld steps, %d threads\n",
+              label.c_str(), o.data.c_str(), static_cast<long long>(trainer->train_size()),
+              static_cast<long long>(r.limit_test > 0 ? std::min(r.limit_test, data.test.size())
+                                                      : data.test.size()),
+              r.classes.empty() ? "" : absl::StrCat(" (classes ", absl::StrJoin(r.classes, ","), ")").c_str(),
+              static_cast<long long>(params), r.optimizer.c_str(), r.resolved_lr(),
+              r.schedule.c_str(), static_cast<long long>(r.batch), static_cast<long long>(r.epochs),
+              static_cast<long long>(trainer->steps_per_epoch()), NumThreads());
+  if (const graph::SparseUpdatePlan* plan = trainer->sparse_plan()) {
+    std::printf("%s\n", plan->Summary().c_str());
+  }
+  if (!r.init_from.empty()) std::printf("weights from %s\n", r.init_from.c_str());
+  std::printf("%s\n%s", trainer->program().memory_report().ToString().c_str(),
+              OffloadSummary(r.offload).c_str());
+  if (world > 1) {
+    std::printf("data parallel over %d ranks (%s): %lld images per rank per batch\n", world,
+                comm->Describe().c_str(), static_cast<long long>(r.batch / world));
+  }
+  std::fflush(stdout);
+
+  RunResult result;
+  const int device = static_cast<int>(MemoryTier::kDevice);
+  result.planned_device = trainer->program().memory_report().planned_peak[device];
+  for (const auto& [name, value] : trainer->program().parameter_values()) {
+    const graph::Value& v = trainer->program().graph().value(value);
+    if (v.home == MemoryTier::kDevice) result.weight_bytes += static_cast<int64_t>(v.nbytes());
+  }
+  std::vector<double> step_ms;
+  absl::Status step_error;
+  auto on_step = [&](const FmnistStep& s) {
+    const graph::StepStats& st = s.stats;
+    result.measured_device = std::max(result.measured_device, st.peak_bytes[device]);
+    if (st.step > 1) step_ms.push_back(st.step_ms);
+    if (s.step_in_epoch % o.log_every == 0 || s.step_in_epoch == s.steps_per_epoch ||
+        st.step == 1) {
+      std::printf("epoch %lld step %5lld/%lld | loss %.4f | lr %.2e | %.1f ms | %.0f images/s%s\n",
+                  static_cast<long long>(s.epoch), static_cast<long long>(s.step_in_epoch),
+                  static_cast<long long>(s.steps_per_epoch), st.loss, st.lr, st.step_ms,
+                  st.samples_per_s * world, IoWaitText(st, r.offload).c_str());
+      std::fflush(stdout);
+    }
+    if (step_error.ok()) {
+      nlohmann::json record = {{"epoch", s.epoch}, {"step", st.step}, {"loss", st.loss},
+                               {"lr", st.lr}, {"step_ms", st.step_ms},
+                               {"samples_per_s", st.samples_per_s * world},
+                               {"world_size", st.world_size}, {"comm_bytes", st.comm_bytes}};
+      if (!label.empty()) record["run"] = label.substr(1);
+      AddStepMemory(st, record);
+      step_error = metrics.Write(record);
+    }
+  };
+  for (int64_t epoch = 1; epoch <= r.epochs; ++epoch) {
+    STRATA_ASSIGN_OR_RETURN(const FmnistEpoch e, trainer->TrainEpoch(on_step));
+    STRATA_RETURN_IF_ERROR(step_error);
+    result.last = e;
+    std::printf("epoch %lld | train loss %.4f | test loss %.4f | test accuracy %.4f (%lld/%lld) | "
+                "%.1f s training, %.1f s testing\n",
+                static_cast<long long>(e.epoch), e.train_loss, e.test_loss, e.test_accuracy,
+                static_cast<long long>(e.test_correct), static_cast<long long>(e.test_size),
+                e.train_s, e.test_s);
+    std::fflush(stdout);
+    nlohmann::json record = {
+        {"epoch", e.epoch}, {"step", e.step}, {"train_loss", e.train_loss},
+        {"test_loss", e.test_loss}, {"test_accuracy", e.test_accuracy},
+        {"test_images", e.test_size}, {"epoch_s", e.train_s}, {"test_s", e.test_s}};
+    if (!label.empty()) record["run"] = label.substr(1);
+    if (epoch == r.epochs) record["peak_rss_bytes"] = PeakRssBytes();
+    STRATA_RETURN_IF_ERROR(metrics.Write(record));
+  }
+  if (!step_ms.empty()) {
+    std::sort(step_ms.begin(), step_ms.end());
+    result.median_step_ms = step_ms[step_ms.size() / 2];
+  }
+  if (!save.empty()) {
+    graph::TrainerState state;
+    state.counters["epoch"] = r.epochs;
+    state.extra["data"] = o.data;
+    // Collective on several ranks: every rank takes part, rank 0 writes the replicated state
+    // (running statistics included) and publishes the checkpoint (Note [sharded checkpoints]).
+    STRATA_RETURN_IF_ERROR(graph::SaveCheckpoint(trainer->program(), state, save));
+    std::printf("saved checkpoint %s at step %lld\n", save.c_str(),
+                static_cast<long long>(trainer->program().step_count()));
+  }
+  return result;
+}
+
+// The --finetune table: the sparse fine-tune against full fine-tuning from the same weights.
+void PrintFinetuneTable(const RunResult& sparse, const RunResult& full) {
+  constexpr double kMiB = 1 << 20;
+  auto beyond = [](const RunResult& r, int64_t bytes) { return bytes - r.weight_bytes; };
+  std::printf("\n| fine-tune | test accuracy | planned device MiB | measured device MiB | "
+              "measured beyond the weights MiB | step ms |\n|---|---|---|---|---|---|\n");
+  for (const auto& [name, r] : {std::pair{"sparse", &sparse}, {"full", &full}}) {
+    std::printf("| %s | %.4f | %.1f | %.1f | %.1f | %.1f |\n", name, r->last.test_accuracy,
+                r->planned_device / kMiB, r->measured_device / kMiB,
+                beyond(*r, r->measured_device) / kMiB, r->median_step_ms);
+  }
+  const double memory = static_cast<double>(beyond(sparse, sparse.measured_device)) /
+                        static_cast<double>(std::max<int64_t>(1, beyond(full, full.measured_device)));
+  std::printf("\nsparse / full: memory beyond the weights %.3fx, step time %.3fx, test accuracy "
+              "%+.2f points\n",
+              memory, full.median_step_ms > 0 ? sparse.median_step_ms / full.median_step_ms : 0.0,
+              100 * (sparse.last.test_accuracy - full.last.test_accuracy));
+}
 
 absl::Status Train(Options o) {
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<collectives::Communicator> comm,
@@ -53,6 +208,31 @@ absl::Status Train(Options o) {
   // Rank 0 speaks for the job; the others print only errors (on stderr).
   if (rank != 0 && std::freopen("/dev/null", "w", stdout) == nullptr) {
     return absl::InternalError("cannot silence the standard output of rank " + std::to_string(rank));
+  }
+  // Transfer learning: --pretrain DIR trains on classes 0-4 and saves there; --finetune DIR
+  // starts from its weights on every class, sparse and full.
+  if (!o.pretrain.empty() && !o.finetune.empty()) {
+    return UsageError("--pretrain and --finetune are two runs: pretrain first, then fine-tune");
+  }
+  if (!o.pretrain.empty() && !o.save.empty()) {
+    return UsageError(absl::StrCat("--pretrain ", o.pretrain, " saves there; --save ", o.save,
+                                   " would be a second checkpoint of the same run"));
+  }
+  if (!o.finetune.empty() && !o.save.empty()) {
+    return UsageError("--finetune trains two models (sparse and full) and keeps neither; "
+                      "leave out --save");
+  }
+  if (!o.classes.empty()) {
+    STRATA_ASSIGN_OR_RETURN(o.recipe.classes, ParseClasses(o.classes));
+  } else if (!o.pretrain.empty()) {
+    o.recipe.classes = {0, 1, 2, 3, 4};
+  }
+  if (!o.pretrain.empty()) o.save = o.pretrain;
+  std::optional<graph::SparseUpdateSpec> spec;
+  if (!o.sparse_update.empty()) {
+    STRATA_ASSIGN_OR_RETURN(spec, graph::ReadSparseUpdateFile(o.sparse_update));
+  } else if (!o.finetune.empty()) {
+    STRATA_ASSIGN_OR_RETURN(spec, graph::ParseSparseUpdateJson(kDefaultCnnSpec, "the default fine-tune"));
   }
   if (!o.save.empty()) STRATA_RETURN_IF_ERROR(graph::CheckSharedDirectory(comm.get(), o.save));
   SetNumThreads(static_cast<int>(o.threads));  // before compiling: workspaces are sized for it
@@ -70,73 +250,26 @@ absl::Status Train(Options o) {
   // The recipe's errors name a flag that contradicts another or the data (--batch, --warmup).
   if (absl::Status s = o.recipe.Validate(data->train.size()); !s.ok()) return UsageError(s.message());
   STRATA_ASSIGN_OR_RETURN(MetricsFile metrics, MetricsFile::Open(rank == 0 ? o.metrics : ""));
-  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<FmnistTrainer> trainer,
-                          FmnistTrainer::Create(*data, o.recipe, world > 1 ? comm.get() : nullptr));
-  const FmnistRecipe& r = o.recipe;
-  const int64_t params = trainer->program().num_parameters();
-  std::printf("strata-fmnist: %s, %lld training images, %lld test images; %lld parameters; "
-              "%s lr %g (%s), batch %lld, %lld epochs of %lld steps, %d threads\n%s\n%s",
-              o.data.c_str(), static_cast<long long>(trainer->train_size()),
-              static_cast<long long>(data->test.size()), static_cast<long long>(params),
-              r.optimizer.c_str(), r.resolved_lr(), r.schedule.c_str(),
-              static_cast<long long>(r.batch), static_cast<long long>(r.epochs),
-              static_cast<long long>(trainer->steps_per_epoch()), NumThreads(),
-              trainer->program().memory_report().ToString().c_str(),
-              OffloadSummary(r.offload).c_str());
-  if (world > 1) {
-    std::printf("data parallel over %d ranks (%s): %lld images per rank per batch\n", world,
-                comm->Describe().c_str(), static_cast<long long>(r.batch / world));
+  if (o.finetune.empty()) {
+    FmnistRecipe r = o.recipe;
+    r.sparse_update = spec;
+    STRATA_RETURN_IF_ERROR(TrainOnce(o, r, comm.get(), *data, metrics, o.save, "").status());
+  } else {
+    FmnistRecipe sparse = o.recipe, full = o.recipe;
+    sparse.init_from = full.init_from = o.finetune;
+    sparse.sparse_update = spec;
+    STRATA_ASSIGN_OR_RETURN(const RunResult s,
+                            TrainOnce(o, sparse, comm.get(), *data, metrics, "", " (sparse)"));
+    STRATA_ASSIGN_OR_RETURN(const RunResult f,
+                            TrainOnce(o, full, comm.get(), *data, metrics, "", " (full)"));
+    PrintFinetuneTable(s, f);
   }
-  std::fflush(stdout);
-
-  absl::Status step_error;
-  auto on_step = [&](const FmnistStep& s) {
-    const graph::StepStats& st = s.stats;
-    if (s.step_in_epoch % o.log_every == 0 || s.step_in_epoch == s.steps_per_epoch ||
-        st.step == 1) {
-      std::printf("epoch %lld step %5lld/%lld | loss %.4f | lr %.2e | %.1f ms | %.0f images/s%s\n",
-                  static_cast<long long>(s.epoch), static_cast<long long>(s.step_in_epoch),
-                  static_cast<long long>(s.steps_per_epoch), st.loss, st.lr, st.step_ms,
-                  st.samples_per_s * world, IoWaitText(st, r.offload).c_str());
-      std::fflush(stdout);
-    }
-    if (step_error.ok()) {
-      nlohmann::json record = {{"epoch", s.epoch}, {"step", st.step}, {"loss", st.loss},
-                               {"lr", st.lr}, {"step_ms", st.step_ms},
-                               {"samples_per_s", st.samples_per_s * world},
-                               {"world_size", st.world_size}, {"comm_bytes", st.comm_bytes}};
-      AddStepMemory(st, record);
-      step_error = metrics.Write(record);
-    }
-  };
-  for (int64_t epoch = 1; epoch <= r.epochs; ++epoch) {
-    STRATA_ASSIGN_OR_RETURN(const FmnistEpoch e, trainer->TrainEpoch(on_step));
-    STRATA_RETURN_IF_ERROR(step_error);
-    std::printf("epoch %lld | train loss %.4f | test loss %.4f | test accuracy %.4f (%lld/%lld) | "
-                "%.1f s training, %.1f s testing\n",
-                static_cast<long long>(e.epoch), e.train_loss, e.test_loss, e.test_accuracy,
-                static_cast<long long>(e.test_correct), static_cast<long long>(e.test_size),
-                e.train_s, e.test_s);
-    std::fflush(stdout);
-    nlohmann::json record = {
-        {"epoch", e.epoch}, {"step", e.step}, {"train_loss", e.train_loss},
-        {"test_loss", e.test_loss}, {"test_accuracy", e.test_accuracy},
-        {"test_images", e.test_size}, {"epoch_s", e.train_s}, {"test_s", e.test_s}};
-    if (epoch == r.epochs) record["peak_rss_bytes"] = PeakRssBytes();
-    STRATA_RETURN_IF_ERROR(metrics.Write(record));
+  if (o.finetune.empty()) {
+    std::printf("strata-fmnist: done after %lld epochs, peak RSS %s\n",
+                static_cast<long long>(o.recipe.epochs), MebibytesText(PeakRssBytes()).c_str());
+  } else {
+    std::printf("strata-fmnist: done, peak RSS %s\n", MebibytesText(PeakRssBytes()).c_str());
   }
-  if (!o.save.empty()) {
-    graph::TrainerState state;
-    state.counters["epoch"] = r.epochs;
-    state.extra["data"] = o.data;
-    // Collective on several ranks: every rank takes part, rank 0 writes the replicated state
-    // (running statistics included) and publishes the checkpoint (Note [sharded checkpoints]).
-    STRATA_RETURN_IF_ERROR(graph::SaveCheckpoint(trainer->program(), state, o.save));
-    std::printf("saved checkpoint %s at step %lld\n", o.save.c_str(),
-                static_cast<long long>(trainer->program().step_count()));
-  }
-  std::printf("strata-fmnist: done after %lld epochs, peak RSS %s\n",
-              static_cast<long long>(r.epochs), MebibytesText(PeakRssBytes()).c_str());
   return absl::OkStatus();
 }
 
@@ -183,6 +316,17 @@ int main(int argc, char** argv) {
   f.Add("save", &o.save,
         "after the last epoch, write a checkpoint (weights with the BatchNorm running statistics, "
         "optimizer state) to this directory");
+  f.Add("pretrain", &o.pretrain,
+        "train on the source task (classes 0-4, or --classes) and save the model to this "
+        "directory, for --finetune");
+  f.Add("finetune", &o.finetune,
+        "start from the weights of this --pretrain (or --save) directory, fine-tune on every class "
+        "(or --classes) with --sparse-update (default: blocks.4 and the classifier, and the "
+        "biases of blocks.3 and head) and with every parameter, and print both in one table");
+  f.Add("sparse-update", &o.sparse_update,
+        "JSON file of [{\"match\": \"<glob over parameter paths>\", \"update\": "
+        "\"frozen|bias_only|full\"}]: train only what it selects");
+  f.Add("classes", &o.classes, "comma-separated labels to train and score on (default: all)");
   f.Add("log-every", &o.log_every, {.min = 1, .max = kMaxCount},
         "steps between progress lines (the last of each epoch too)");
   strata::examples::OffloadFlags offload;

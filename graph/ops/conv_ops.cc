@@ -18,29 +18,41 @@ std::string ConvAttributes(const cpu::Conv2dParams& p) {
                       " dilation=", p.dilation_h, "x", p.dilation_w, " groups=", p.groups);
 }
 
-// (x, w, dy) -> (dx, dw, db).
+// (x, w, dy) -> (dx, dw, db); or, for a convolution whose weight does not train, (w, dy) ->
+// (dx, db): x is then not an input, so the forward need not keep it (sparse updates). `x` is
+// the input's type, which the second form cannot read from its inputs.
 class Conv2dGradOp final : public Op {
  public:
-  Conv2dGradOp(cpu::Conv2dParams p, bool has_bias) : p_(p), has_bias_(has_bias) {}
+  Conv2dGradOp(cpu::Conv2dParams p, bool has_bias, bool weight_grad, TensorType x)
+      : p_(p), has_bias_(has_bias), weight_grad_(weight_grad), x_(std::move(x)) {}
   OpKind kind() const override { return OpKind::kConv2dGrad; }
-  std::string Attributes() const override { return ConvAttributes(p_); }
+  std::string Attributes() const override {
+    return absl::StrCat(ConvAttributes(p_), weight_grad_ ? "" : " no_weight_grad");
+  }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
-    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 3));
-    std::vector<TensorType> out = {in[0], in[1]};
-    if (has_bias_) out.push_back({Shape{in[1].shape[0]}, DType::kF32});
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, weight_grad_ ? 3 : 2));
+    const TensorType& w = in[weight_grad_ ? 1 : 0];
+    std::vector<TensorType> out = {x_};
+    if (weight_grad_) out.push_back(w);
+    if (has_bias_) out.push_back({Shape{w.shape[0]}, DType::kF32});
     return out;
   }
   size_t WorkspaceBytes(absl::Span<const TensorType> in, int threads) const override {
-    return cpu::Conv2dWorkspaceBytes(in[0].shape, in[1].shape, p_, threads);
+    return cpu::Conv2dWorkspaceBytes(x_.shape, in[weight_grad_ ? 1 : 0].shape, p_, threads);
   }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::Conv2dBackward(a.in[0], a.in[1], a.in[2], a.out[0], a.out[1],
-                               has_bias_ ? a.out[2] : Tensor(), p_, a.workspace);
+    const Tensor db = has_bias_ ? a.out[weight_grad_ ? 2 : 1] : Tensor();
+    if (!weight_grad_) {
+      return cpu::Conv2dBackward(Tensor(), a.in[0], a.in[1], a.out[0], Tensor(), db, p_,
+                                 a.workspace);
+    }
+    return cpu::Conv2dBackward(a.in[0], a.in[1], a.in[2], a.out[0], a.out[1], db, p_, a.workspace);
   }
 
  private:
   cpu::Conv2dParams p_;
-  bool has_bias_;
+  bool has_bias_, weight_grad_;
+  TensorType x_;
 };
 
 class Conv2dOp final : public Op {
@@ -71,8 +83,15 @@ class Conv2dOp final : public Op {
                               a.workspace);
   }
   absl::Status Gradient(GradientArgs& g) const override {
+    const TensorType x = g.tracer.graph().value(g.node.inputs[0]).type;
+    if (!g.needs_grad[1]) {  // the weight does not train: no dw, so x is not kept for it
+      return internal::ApplyGradient(
+          g, std::make_shared<Conv2dGradOp>(p_, has_bias_, false, x), {In(g, 1), Dout(g, 0)},
+          has_bias_ ? std::vector<int>{0, 2} : std::vector<int>{0});
+    }
     return internal::ApplyGradient(
-        g, std::make_shared<Conv2dGradOp>(p_, has_bias_), {In(g, 0), In(g, 1), Dout(g, 0)},
+        g, std::make_shared<Conv2dGradOp>(p_, has_bias_, true, x),
+        {In(g, 0), In(g, 1), Dout(g, 0)},
         has_bias_ ? std::vector<int>{0, 1, 2} : std::vector<int>{0, 1});
   }
 

@@ -75,22 +75,31 @@ class LayerNormOp final : public Op {
   float eps_;
 };
 
-// (x, gamma, running_mean, running_var, dy) -> (dx, dgamma, dbeta).
+// (x, gamma, running_mean, running_var, dy) -> (dx, dgamma, dbeta); or, when gamma does not
+// train, (gamma, running_mean, running_var, dy) -> (dx, dbeta): only dgamma reads x, so the
+// forward need not keep it (sparse updates).
 class BatchNormFrozenGradOp final : public Op {
  public:
-  explicit BatchNormFrozenGradOp(float eps) : eps_(eps) {}
+  BatchNormFrozenGradOp(float eps, bool gamma_grad) : eps_(eps), gamma_grad_(gamma_grad) {}
   OpKind kind() const override { return OpKind::kBatchNormFrozenGrad; }
+  std::string Attributes() const override { return gamma_grad_ ? "" : "no_weight_grad"; }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
-    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 5));
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, gamma_grad_ ? 5 : 4));
+    if (!gamma_grad_) return std::vector<TensorType>{in[3], in[0]};
     return std::vector<TensorType>{in[0], in[1], in[1]};
   }
   absl::Status Run(const RunArgs& a) const override {
+    if (!gamma_grad_) {
+      return cpu::BatchNorm2dFrozenBackward(Tensor(), a.in[0], a.in[1], a.in[2], eps_, a.in[3],
+                                            a.out[0], Tensor(), a.out[1]);
+    }
     return cpu::BatchNorm2dFrozenBackward(a.in[0], a.in[1], a.in[2], a.in[3], eps_, a.in[4],
                                           a.out[0], a.out[1], a.out[2]);
   }
 
  private:
   float eps_;
+  bool gamma_grad_;
 };
 
 // (x, gamma, beta, running_mean, running_var) -> y.
@@ -120,7 +129,11 @@ class BatchNormFrozenOp final : public Op {
                                          a.out[0]);
   }
   absl::Status Gradient(GradientArgs& g) const override {
-    return internal::ApplyGradient(g, std::make_shared<BatchNormFrozenGradOp>(eps_),
+    if (!g.needs_grad[1]) {  // gamma does not train: no dgamma, so x is not kept for it
+      return internal::ApplyGradient(g, std::make_shared<BatchNormFrozenGradOp>(eps_, false),
+                                     {In(g, 1), In(g, 3), In(g, 4), Dout(g, 0)}, {0, 2});
+    }
+    return internal::ApplyGradient(g, std::make_shared<BatchNormFrozenGradOp>(eps_, true),
                                    {In(g, 0), In(g, 1), In(g, 3), In(g, 4), Dout(g, 0)},
                                    {0, 1, 2});
   }

@@ -143,14 +143,20 @@ absl::Status BatchNorm2dFrozenBackward(const Tensor& x, const Tensor& gamma,
                                        float eps, const Tensor& dy, const Tensor& dx,
                                        const Tensor& dgamma, const Tensor& dbeta, GradMode mode) {
   constexpr char kOp[] = "BatchNorm2dFrozenBackward";
-  STRATA_RETURN_IF_ERROR(CheckArgs(kOp, x, gamma, running_mean, running_var, eps));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dy", dy, x.shape()));
-  const Shape c_shape{x.dim(1)};
-  if (dx.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dx", dx, x.shape()));
+  // Only dgamma reads x; without it x may be undefined, and dy gives the shapes.
+  if (dgamma.defined() && !x.defined()) {
+    return absl::InvalidArgumentError(absl::StrCat(kOp, ": dgamma needs x"));
+  }
+  const Tensor& like_x = x.defined() ? x : dy;
+  STRATA_RETURN_IF_ERROR(CheckArgs(kOp, like_x, gamma, running_mean, running_var, eps));
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dy", dy, like_x.shape()));
+  const Shape c_shape{like_x.dim(1)};
+  if (dx.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dx", dx, like_x.shape()));
   if (dgamma.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dgamma", dgamma, c_shape));
   if (dbeta.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dbeta", dbeta, c_shape));
-  const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
-  const float *xp = x.data<float>(), *g = gamma.data<float>(), *dyp = dy.data<float>();
+  const int64_t n = like_x.dim(0), c = like_x.dim(1), hw = like_x.dim(2) * like_x.dim(3);
+  const float *xp = x.defined() ? x.data<float>() : nullptr, *g = gamma.data<float>(),
+              *dyp = dy.data<float>();
   const float *m = running_mean.data<float>(), *v = running_var.data<float>();
   float* dxp = dx.defined() ? dx.data<float>() : nullptr;
   float* dgp = dgamma.defined() ? dgamma.data<float>() : nullptr;
@@ -162,14 +168,14 @@ absl::Status BatchNorm2dFrozenBackward(const Tensor& x, const Tensor& gamma,
     const float scale = g[ch] * rstd;
     double sum_dy = 0, sum_dy_xhat = 0;
     for (int64_t i = 0; i < n; ++i) {
-      const float* in = xp + (i * c + ch) * hw;
       const float* d = dyp + (i * c + ch) * hw;
       if (dxp != nullptr) {
         float* out = dxp + (i * c + ch) * hw;
 #pragma omp simd
         for (int64_t k = 0; k < hw; ++k) out[k] = d[k] * scale;
       }
-      if (dgp != nullptr || dbp != nullptr) {
+      if (dgp != nullptr) {
+        const float* in = xp + (i * c + ch) * hw;
         float s = 0, sx = 0;
 #pragma omp simd reduction(+ : s, sx)
         for (int64_t k = 0; k < hw; ++k) {
@@ -178,6 +184,11 @@ absl::Status BatchNorm2dFrozenBackward(const Tensor& x, const Tensor& gamma,
         }
         sum_dy += s;
         sum_dy_xhat += sx;
+      } else if (dbp != nullptr) {
+        float s = 0;
+#pragma omp simd reduction(+ : s)
+        for (int64_t k = 0; k < hw; ++k) s += d[k];
+        sum_dy += s;
       }
     }
     if (dgp != nullptr) dgp[ch] = (accumulate ? dgp[ch] : 0.0f) + static_cast<float>(sum_dy_xhat);

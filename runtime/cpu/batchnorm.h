@@ -51,7 +51,8 @@ absl::Status BatchNorm2dFrozenForward(const Tensor& x, const Tensor& gamma, cons
                                       float eps, const Tensor& y);
 
 // dy like x -> dx like x, dgamma and dbeta (C); any may be undefined (skipped). `mode` applies to
-// dgamma and dbeta.
+// dgamma and dbeta. Only dgamma reads x: without it x may be undefined (a BatchNorm whose weight
+// does not train need not keep its input for the backward).
 absl::Status BatchNorm2dFrozenBackward(const Tensor& x, const Tensor& gamma,
                                        const Tensor& running_mean, const Tensor& running_var,
                                        float eps, const Tensor& dy, const Tensor& dx,

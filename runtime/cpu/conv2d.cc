@@ -1201,6 +1201,35 @@ absl::Status Conv2dBackward(const Tensor& x, const Tensor& w, const Tensor& dy, 
                             const Tensor& dw, const Tensor& db, const Conv2dParams& p,
                             absl::Span<float> workspace, GradMode mode) {
   constexpr char kBack[] = "Conv2dBackward";
+  if (!x.defined()) {
+    if (dw.defined()) return absl::InvalidArgumentError(absl::StrCat(kBack, ": dw needs x"));
+    STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kBack, "w", w));
+    // db alone is the per-channel sum of dy; with dx, dx stands for x's shape (never read).
+    if (db.defined()) {
+      STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kBack, "dy", dy));
+      STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kBack, "db", db, Shape{w.dim(0)}));
+      if (dy.rank() != 4 || dy.dim(1) != w.dim(0)) {
+        return absl::InvalidArgumentError(absl::StrCat(kBack, ": dy ", dy.ToString(),
+                                                       " does not match w ", w.ToString()));
+      }
+    }
+    if (dx.defined()) {
+      STRATA_RETURN_IF_ERROR(Conv2dBackward(dx, w, dy, dx, Tensor(), Tensor(), p, workspace, mode));
+    }
+    if (db.defined()) {
+      const int64_t n = dy.dim(0), oc = dy.dim(1), hw = dy.dim(2) * dy.dim(3);
+      const float* d = dy.data<float>();
+      float* out = db.data<float>();
+      for (int64_t o = 0; o < oc; ++o) {
+        double s = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          for (int64_t k = 0; k < hw; ++k) s += d[(i * oc + o) * hw + k];
+        }
+        out[o] = (mode == GradMode::kAccumulate ? out[o] : 0.0f) + static_cast<float>(s);
+      }
+    }
+    return absl::OkStatus();
+  }
   STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kBack, "x", x));
   STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kBack, "w", w));
   STRATA_ASSIGN_OR_RETURN(const Shape y_shape, Conv2dOutputShape(x.shape(), w.shape(), p));

@@ -48,7 +48,8 @@ absl::Status Conv2dForward(const Tensor& x, const Tensor& w, const Tensor& b, co
                            const Conv2dParams& p, absl::Span<float> workspace);
 
 // dy (N, OC, OH, OW) -> dx (like x), dw (like w), db (OC); any of them may be undefined (skipped).
-// `mode` applies to dw and db.
+// `mode` applies to dw and db. Only dw reads x: without dw, x may be undefined (dx, or dy for db
+// alone, gives the shapes), so a convolution whose weight does not train need not keep its input.
 absl::Status Conv2dBackward(const Tensor& x, const Tensor& w, const Tensor& dy, const Tensor& dx,
                             const Tensor& dw, const Tensor& db, const Conv2dParams& p,
                             absl::Span<float> workspace, GradMode mode = GradMode::kOverwrite);

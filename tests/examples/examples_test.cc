@@ -797,6 +797,49 @@ TEST(FmnistExampleTest, ReportsTestAccuracyPerEpoch) {
   EXPECT_THAT(run.output, HasSubstr("strata-fmnist: done after 2 epochs, peak RSS "));
 }
 
+// --pretrain on classes 0-4, then --finetune on all ten: the sparse fine-tune and the full one in
+// one table, the sparse one needing less memory beyond the weights.
+TEST(FmnistExampleTest, PretrainThenFinetuneComparesSparseWithFull) {
+  const fs::path data = "/usr/share/datasets/fashion-mnist";
+  if (!fs::exists(data / "t10k-labels-idx1-ubyte.gz")) {
+    GTEST_SKIP() << data << " not installed (launch/setup installs dataset-fashion-mnist)";
+  }
+  const fs::path dir = fs::temp_directory_path() / absl::StrCat("strata_fmnist_pretrain_", getpid());
+  fs::remove_all(dir);
+  const std::vector<std::string> small = {"--epochs", "1", "--limit-train", "256",
+                                          "--limit-test", "128", "--warmup", "1", "--threads", "1"};
+  std::vector<std::string> pretrain = small;
+  pretrain.insert(pretrain.end(), {"--pretrain", dir.string()});
+  const Result pre = RunBinary(STRATA_FMNIST_BINARY, pretrain);
+  ASSERT_EQ(pre.exit_code, 0) << pre.output;
+  EXPECT_THAT(pre.output, HasSubstr("(classes 0,1,2,3,4)"));
+  ASSERT_TRUE(fs::exists(dir / "weights.safetensors"));
+  std::vector<std::string> finetune = small;
+  finetune.insert(finetune.end(), {"--finetune", dir.string()});
+  const Result fine = RunBinary(STRATA_FMNIST_BINARY, finetune);
+  fs::remove_all(dir);
+  ASSERT_EQ(fine.exit_code, 0) << fine.output;
+  EXPECT_THAT(fine.output, HasSubstr("sparse update: 15 of 50 tensors trained"));
+  EXPECT_THAT(fine.output, HasSubstr("BatchNorms normalize with their running statistics"));
+  EXPECT_THAT(fine.output, HasSubstr("| sparse | "));
+  EXPECT_THAT(fine.output, HasSubstr("| full | "));
+  const size_t at = fine.output.find("memory beyond the weights ");
+  ASSERT_NE(at, std::string::npos) << fine.output;
+  const double ratio = std::stod(fine.output.substr(at + 26));
+  EXPECT_GT(ratio, 0.0);
+  EXPECT_LT(ratio, 0.5) << fine.output;
+  // Bad combinations and inputs are named.
+  ExpectCleanError(RunBinary(STRATA_FMNIST_BINARY, {"--pretrain", "a", "--finetune", "b"}), 2,
+                   "--pretrain and --finetune are two runs");
+  ExpectCleanError(RunBinary(STRATA_FMNIST_BINARY, {"--finetune", "/nonexistent-pretrain",
+                                                    "--limit-train", "256", "--warmup", "1"}),
+                   1, "/nonexistent-pretrain/weights.safetensors");
+  ExpectCleanError(RunBinary(STRATA_FMNIST_BINARY, {"--classes", "3,12"}), 2,
+                   "--classes = 12: is not a label 0-9");
+  ExpectCleanError(RunBinary(STRATA_FMNIST_BINARY, {"--classes", "3,x"}), 2,
+                   "--classes 3,x: \"x\" is not a label");
+}
+
 TEST(FmnistExampleTest, NumericFlagsOutsideTheirRangeAreUsageErrors) {
   for (const std::vector<std::string>& c : std::vector<std::vector<std::string>>{
            {"--batch", "0"}, {"--epochs", "0"}, {"--lr", "-1"}, {"--clip", "nan"},

@@ -56,6 +56,15 @@ TEST(BatchNormFrozenTest, MatchesReferenceAndFiniteDifferences) {
     Vec gb2 = gb;
     for (double& e : gb2) e *= 2;
     ExpectClose(db, gb2, 1e-4, 1e-6, "accumulated dbeta");
+    // Without dgamma, x is not needed: the same dx and dbeta from dy alone.
+    const Tensor dx_alone = testing::EmptyF32(s), db_alone = testing::EmptyF32(c);
+    ASSERT_TRUE(BatchNorm2dFrozenBackward(Tensor(), g, m, v, kEps, dy, dx_alone, Tensor(),
+                                          db_alone).ok());
+    ExpectClose(dx_alone, testing::NumericalGradient([&](const Vec& p) { return Reference(p, gv, bv, mv, vv, s); }, xv, dyv),
+                1e-4, 1e-6, "dx without x");
+    ExpectClose(db_alone, gb, 1e-4, 1e-6, "dbeta without x");
+    testing::ExpectStatus(BatchNorm2dFrozenBackward(Tensor(), g, m, v, kEps, dy, Tensor(), dg, db),
+                          absl::StatusCode::kInvalidArgument, {"dgamma needs x"});
   }
 }
 

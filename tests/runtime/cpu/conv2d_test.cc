@@ -87,6 +87,19 @@ void CheckAgainstReference(const Case& k, uint64_t seed) {
   for (double& v : gb2) v *= 2;
   ExpectClose(dw, gw2, 1e-4, 1e-5, "accumulated dw");
   ExpectClose(db, gb2, 1e-4, 1e-5, "accumulated db");
+
+  // A frozen weight: without dw, x is not needed (dx stands for its shape); db alone from dy.
+  const Tensor dx_alone = testing::EmptyF32(x.shape()), db_alone = testing::EmptyF32(b.shape());
+  ASSERT_TRUE(Conv2dBackward(Tensor(), w, dy, dx_alone, Tensor(), db_alone, k.p,
+                             absl::MakeSpan(ws)).ok());
+  ExpectClose(dx_alone, gx, 1e-4, 1e-5, "dx without x");
+  ExpectClose(db_alone, gb, 1e-4, 1e-5, "db without x");
+  ASSERT_TRUE(Conv2dBackward(Tensor(), w, dy, Tensor(), Tensor(), db_alone, k.p,
+                             absl::MakeSpan(ws), GradMode::kAccumulate).ok());
+  ExpectClose(db_alone, gb2, 1e-4, 1e-5, "accumulated db without x or dx");
+  testing::ExpectStatus(Conv2dBackward(Tensor(), w, dy, Tensor(), testing::EmptyF32(w.shape()),
+                                       Tensor(), k.p, absl::MakeSpan(ws)),
+                        absl::StatusCode::kInvalidArgument, {"dw needs x"});
 }
 
 TEST(Conv2dTest, MatchesDoubleReferenceAndFiniteDifferences) {
@@ -181,6 +194,10 @@ TEST(Conv2dTest, DirectPathMatchesDoubleReference) {
     ExpectClose(dw, gw, 1e-5, 1e-5, "accumulated dw");
     ASSERT_TRUE(Conv2dBackward(x, w, dy, dx, Tensor(), Tensor(), k.p, absl::MakeSpan(ws)).ok());
     ExpectClose(dx, gx, 1e-5, 1e-5, "dx alone");
+    const Tensor dx_alone = testing::EmptyF32(x.shape());
+    ASSERT_TRUE(Conv2dBackward(Tensor(), w, dy, dx_alone, Tensor(), Tensor(), k.p,
+                               absl::MakeSpan(ws)).ok());
+    ExpectClose(dx_alone, gx, 1e-5, 1e-5, "dx without x");
   }
 }
 
@@ -234,6 +251,10 @@ TEST(Conv2dTest, DepthwisePathsMatchDoubleReference) {
     ExpectClose(db, gb, 1e-5, 1e-5, "accumulated db");
     ASSERT_TRUE(Conv2dBackward(x, w, dy, dx, Tensor(), Tensor(), k.p, absl::MakeSpan(ws)).ok());
     ExpectClose(dx, gx, 1e-5, 1e-5, "dx alone");
+    const Tensor dx_alone = testing::EmptyF32(x.shape());
+    ASSERT_TRUE(Conv2dBackward(Tensor(), w, dy, dx_alone, Tensor(), Tensor(), k.p,
+                               absl::MakeSpan(ws)).ok());
+    ExpectClose(dx_alone, gx, 1e-5, 1e-5, "dx without x");
   }
 }
 
