@@ -8,10 +8,16 @@ AdamW; Debian's torch 1.13 has neither, and runs the standard unfused forms.
 
     /usr/bin/python3 gpt_train_torch.py --data tokens.txt --layers 6 --width 384 --heads 6 \
         --seq 256 --batch 8 --steps 10 --threads 2
+
+With --sparse-update FILE (strata's JSON rules, launch/bench-sparse) only the selected parameters
+have requires_grad, as a PyTorch user fine-tunes; --clip 0 turns clipping off.
 """
 import argparse
+import fnmatch
 import json
 import math
+import re
+import resource
 import time
 
 import torch
@@ -60,19 +66,50 @@ class Gpt(torch.nn.Module):
         return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
 
 
+def strata_path(name):
+    """This model's parameter names in strata's GPT paths (graph/models/gpt.h)."""
+    name = re.sub(r"^(h\.\d+)\.(c_attn|c_proj)\.", r"\1.attn.\2.", name)
+    name = re.sub(r"^(h\.\d+)\.c_fc\.", r"\1.mlp.c_fc.", name)
+    return re.sub(r"^(h\.\d+)\.mlp_proj\.", r"\1.mlp.c_proj.", name)
+
+
+def apply_sparse_update(model, rules):
+    """strata's --sparse-update rules (graph/sparse_update.h: later rules override, unmatched
+    parameters are frozen, bias_only trains *.bias, a trained weight trains its bias) as
+    requires_grad; returns the number of trained tensors."""
+    paths = {strata_path(n): p for n, p in model.named_parameters()}
+    train = {path: False for path in paths}
+    for rule in rules:
+        for path in paths:
+            if fnmatch.fnmatchcase(path, rule["match"]):
+                kind = rule["update"]
+                train[path] = kind == "full" or (kind == "bias_only" and path.endswith(".bias"))
+    for path in paths:
+        if train[path] and path.endswith(".weight") and path[:-6] + "bias" in train:
+            train[path[:-6] + "bias"] = True
+    for path, p in paths.items():
+        p.requires_grad_(train[path])
+    return sum(train.values())
+
+
 def main():
     p = argparse.ArgumentParser()
     for name, default in [("layers", 6), ("width", 384), ("heads", 6), ("seq", 256), ("batch", 8),
                           ("steps", 10), ("threads", 2), ("vocab", 256)]:
         p.add_argument(f"--{name}", type=int, default=default)
     p.add_argument("--data", required=True)
+    p.add_argument("--clip", type=float, default=1.0, help="0: no clipping")
+    p.add_argument("--sparse-update", default="", help="strata's JSON rules: train only those")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     tokens = torch.tensor(list(open(a.data, "rb").read()), dtype=torch.long)
     model = Gpt(a.vocab, a.seq, a.layers, a.width, a.heads)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    other = [p for p in model.parameters() if p.dim() < 2]
+    trained = None
+    if a.sparse_update:
+        trained = apply_sparse_update(model, json.load(open(a.sparse_update)))
+    decay = [p for p in model.parameters() if p.dim() >= 2 and p.requires_grad]
+    other = [p for p in model.parameters() if p.dim() < 2 and p.requires_grad]
     groups = [{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}]
     fused = tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 4)  # fused on CPU
     opt = torch.optim.AdamW(groups, lr=6e-4, betas=(0.9, 0.95), eps=1e-8,
@@ -87,12 +124,14 @@ def main():
         loss = model(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if a.clip > 0:
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], a.clip)
         opt.step()
         times.append((time.perf_counter() - t0) * 1e3)
         losses.append(loss.item())
     print(json.dumps({"step_ms": times, "loss": losses, "torch": torch.__version__,
-                      "fused_adamw": fused}))
+                      "fused_adamw": fused, "trained_tensors": trained,
+                      "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 
 
 if __name__ == "__main__":
