@@ -23,6 +23,7 @@
 #include "graph/nn/layers.h"
 #include "graph/ops/ops.h"
 #include "graph/passes/passes.h"
+#include "graph/sparse_update.h"
 #include "gtest/gtest.h"
 #include "tests/collectives/mpi_test_main.h"
 #include "tests/graph/data_parallel_util.h"
@@ -44,6 +45,7 @@ struct RunSetup {
   OffloadOptions offload{};
   ZeroOptions zero{};
   bool freeze_positions = false;  // wpe frozen: stage 3 gathers it, nothing reduces it
+  const SparseUpdateSpec* sparse = nullptr;  // applied to the model before compiling
   bool check_plan = false;        // TrainOptions::check_plan: the memory plan checked as it runs
   uint64_t seed = 5;
   // Whole parameters (in parameter_values() order) written with WriteState before the first step.
@@ -67,6 +69,7 @@ absl::StatusOr<std::unique_ptr<Program>> CompileTiny(const RunSetup& setup, bool
       if (path == "wpe.weight") p.set_trainable(false);
     });
   }
+  if (setup.sparse != nullptr) STRATA_RETURN_IF_ERROR(ApplySparseUpdate(gpt, *setup.sparse).status());
   TrainOptions o;
   o.optimizer = OptimizerOptions::AdamW(0.9, 0.95, 1e-8, 0.1);
   o.schedule = {.kind = optim::LrSchedule::kCosine, .max_lr = 1e-2, .min_lr = 1e-3,
@@ -298,6 +301,30 @@ TEST_P(ZeroStageTest, SideStreamsWaitForEachOthersValues) {
     if (params_on_device) offload.params = MemoryTier::kDevice;
     ExpectSideStreamsWaitForEachOther({.clip = 0, .offload = offload, .zero = Zero()});
   }
+}
+
+TEST_P(ZeroStageTest, SparseUpdatesReduceOnlyWhatTrainsAndTrainAsOneProcess) {
+  // Block 1 trains, block 0 only its biases: each trained tensor's gradient is reduced once
+  // (reduce-scatter or all-reduce), no frozen one is, and stage 3 still gathers frozen weights.
+  const SparseUpdateSpec spec{{{"h.1.*", "full"}, {"h.0.*", "bias_only"}}};
+  const RunSetup setup{.clip = 0, .zero = Zero(), .sparse = &spec};
+  auto p = CompileTiny(setup, /*alone=*/false);
+  ASSERT_TRUE(p.ok()) << p.status();
+  const Graph& graph = (*p)->graph();
+  int reductions = 0;
+  bool frozen_weight_gathered = false;
+  for (const Node& n : graph.nodes()) {
+    const OpKind k = n.op->kind();
+    if (k == OpKind::kReduceScatter || k == OpKind::kAllReduce) ++reductions;
+    if (k != OpKind::kFetch) continue;
+    for (ValueId v : n.inputs) {
+      frozen_weight_gathered = frozen_weight_gathered ||
+                               (graph.value(v).name == "h.0.attn.c_attn.weight" && graph.value(v).shard);
+    }
+  }
+  EXPECT_EQ(reductions, 12 + 6) << "12 tensors of block 1 and 6 biases of block 0";
+  EXPECT_EQ(frozen_weight_gathered, GetParam() == 3);
+  ExpectSameTraining(setup);
 }
 
 TEST_P(ZeroStageTest, RanksHoldTheirShareOfTheModelState) {

@@ -226,6 +226,73 @@ TEST(SparseUpdateStepTest, EqualsAFullStepWithTheOtherUpdatesMaskedOut) {
   }
 }
 
+// Sparse plans on every tier: frozen parameters keep no gradient and no optimizer state on the
+// host or NVMe either, the measured peak of every tier equals the planned one, and the steps are
+// bitwise those of the same sparse step in memory.
+TEST(SparseUpdateStepTest, StateOffTheDeviceHoldsOnlyWhatTrains) {
+  const SparseUpdateSpec spec{{{"h.2.*", "full"}, {"h.1.*", "bias_only"}}};
+  const std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) / "sparse_update_test_nvme";
+  std::filesystem::create_directories(dir);
+  std::map<std::string, std::vector<float>> reference;
+  for (const bool offloaded : {false, true}) {
+    SCOPED_TRACE(offloaded ? "parameters and optimizer state on NVMe, gradients on the host"
+                           : "in memory");
+    Gpt gpt(kTiny);
+    ASSERT_TRUE(ApplySparseUpdate(gpt, spec).ok());
+    const std::set<std::string> trained = Trainable(gpt);
+    int64_t all_extents = 0, trained_extents = 0;
+    gpt.ForEachParameter([&](const std::string& path, Parameter& p) {
+      const int64_t extent = (4 * p.shape().numel() + 4095) / 4096 * 4096;
+      all_extents += extent;
+      if (trained.count(path)) trained_extents += extent;
+    });
+    TrainOptions o;
+    o.optimizer = OptimizerOptions::AdamW(0.9, 0.95, 1e-8, 0.1);
+    o.schedule = {.kind = optim::LrSchedule::kConstant, .max_lr = 1e-2};
+    o.seed = 7;
+    if (offloaded) {
+      o.offload.params = o.offload.optimizer = MemoryTier::kNvme;
+      o.offload.grads = MemoryTier::kHost;
+      o.offload.io.dir = dir.string();
+      o.offload.io.block_size = 16 << 10;
+    }
+    auto p = Compile(gpt, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
+                     [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
+                     o);
+    ASSERT_TRUE(p.ok()) << p.status();
+    const MemoryReport report = (*p)->memory_report();
+    if (offloaded) {
+      // Every parameter's extent (frozen ones too: they are weights), and two moments for each
+      // trained one, nothing more.
+      EXPECT_EQ(report.nvme_bytes, all_extents + 2 * trained_extents);
+    }
+    for (ValueId v = 0; v < (*p)->graph().num_values(); ++v) {
+      const Value& value = (*p)->graph().value(v);
+      if (value.role != ValueRole::kOptimizerState && value.role != ValueRole::kSpilled &&
+          value.role != ValueRole::kGradient) {
+        continue;
+      }
+      for (const std::string& frozen : {std::string("h.0."), std::string("wte."), std::string("h.1.attn.c_attn.weight")}) {
+        EXPECT_FALSE(absl::StartsWith(value.name, frozen)) << value.name << " belongs to a frozen parameter";
+      }
+    }
+    for (int s = 0; s < 3; ++s) {
+      absl::StatusOr<StepStats> st = (*p)->Step({Tokens(2, 16, 10 + s), Tokens(2, 16, 20 + s)});
+      ASSERT_TRUE(st.ok()) << st.status();
+      for (int t = 0; t < kNumMemoryTiers; ++t) {
+        EXPECT_EQ(st->peak_bytes[t], report.planned_peak[t]) << "tier " << t << ", step " << s + 1;
+      }
+    }
+    const std::map<std::string, std::vector<float>> params = Params(**p);
+    if (!offloaded) {
+      reference = params;
+    } else {
+      EXPECT_EQ(params, reference);
+    }
+  }
+}
+
 // The BatchNorms of a model by path, and whether each is frozen.
 std::map<std::string, bool> FrozenBatchNorms(Module& m) {
   std::map<std::string, bool> frozen;
