@@ -9,14 +9,21 @@ The MobileNetV2-style CNN of graph/models/mobilenet.h (3x3 stem 16, inverted res
 torchvision's initialization; images scaled as (x / 255 - 0.2860) / 0.3530. SGD with momentum
 0.9 or AdamW, weight decay on 2+-dimensional tensors only, linear warm-up then cosine to 0 at
 the last step (the schedule of optim/lr_schedule.cc), a new shuffle each epoch, the last partial
-batch dropped. Prints one JSON object: test accuracy and seconds of training per epoch.
+batch dropped. Prints one JSON object: test accuracy and seconds of training per epoch, the
+median step time and the peak RSS. With --sparse-update FILE (strata's JSON rules,
+graph/sparse_update.h; launch/bench-sparse) only the selected parameters have requires_grad and
+each BatchNorm whose weight does not train stays in eval mode, as strata fine-tunes.
 Needs Debian's python3-torch and dataset-fashion-mnist.
 """
 import argparse
+import fnmatch
 import gzip
 import json
 import math
 import pathlib
+import re
+import resource
+import statistics
 import time
 
 import torch
@@ -82,6 +89,33 @@ class MobileNet(torch.nn.Module):
         return self.classifier(x.mean(dim=(2, 3)))
 
 
+def strata_path(name):
+    """This model's parameter names in strata's paths (graph/models/mobilenet.h): a ConvBn's
+    conv and bn are its children 0 and 1 here."""
+    return re.sub(r"\.1\.(weight|bias)$", r".bn.\1", re.sub(r"\.0\.weight$", ".conv.weight", name))
+
+
+def apply_sparse_update(model, rules):
+    """strata's rules as requires_grad (later rules override, unmatched parameters are frozen,
+    bias_only trains *.bias, a trained weight trains its bias); returns the BatchNorms to keep in
+    eval mode (those whose weight does not train)."""
+    params = dict(model.named_parameters())
+    paths = {strata_path(n): n for n in params}
+    train = {path: False for path in paths}
+    for rule in rules:
+        for path in paths:
+            if fnmatch.fnmatchcase(path, rule["match"]):
+                train[path] = rule["update"] == "full" or (
+                    rule["update"] == "bias_only" and path.endswith(".bias"))
+    for path in list(train):
+        if train[path] and path.endswith(".weight") and path[:-6] + "bias" in train:
+            train[path[:-6] + "bias"] = True
+    for path, name in paths.items():
+        params[name].requires_grad_(train[path])
+    return [m for m in model.modules()
+            if isinstance(m, torch.nn.BatchNorm2d) and not m.weight.requires_grad]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
@@ -96,6 +130,7 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit-train", type=int, default=0, help="first N training images (0: all)")
     p.add_argument("--limit-test", type=int, default=0, help="first N test images (0: all)")
+    p.add_argument("--sparse-update", default="", help="strata's JSON rules: train only those")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -107,8 +142,9 @@ def main():
         test_x, test_y = test_x[:a.limit_test], test_y[:a.limit_test]
 
     model = MobileNet()
-    decay = [q for q in model.parameters() if q.dim() >= 2]
-    no_decay = [q for q in model.parameters() if q.dim() < 2]
+    frozen_bn = apply_sparse_update(model, json.load(open(a.sparse_update))) if a.sparse_update else []
+    decay = [q for q in model.parameters() if q.dim() >= 2 and q.requires_grad]
+    no_decay = [q for q in model.parameters() if q.dim() < 2 and q.requires_grad]
     groups = [{"params": decay, "weight_decay": a.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     if a.optimizer == "sgd":
@@ -125,12 +161,16 @@ def main():
         return a.lr * 0.5 * (1 + math.cos(math.pi * progress))
 
     result = {"epochs": []}
+    step_ms = []
     step = 0
     for epoch in range(1, a.epochs + 1):
         model.train()
+        for bn in frozen_bn:
+            bn.eval()
         order = torch.randperm(len(train_x))
         start = time.perf_counter()
         for s in range(steps_per_epoch):
+            t0 = time.perf_counter()
             idx = order[s * a.batch:(s + 1) * a.batch]
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
@@ -140,6 +180,7 @@ def main():
             loss.backward()
             opt.step()
             step += 1
+            step_ms.append((time.perf_counter() - t0) * 1e3)
         train_s = time.perf_counter() - start
         model.eval()
         correct = 0
@@ -149,6 +190,8 @@ def main():
                 correct += (logits.argmax(1) == test_y[first:first + a.batch]).sum().item()
         result["epochs"].append({"epoch": epoch, "test_accuracy": correct / len(test_x),
                                  "epoch_s": train_s})
+    result["median_step_ms"] = statistics.median(step_ms[2:] if len(step_ms) > 3 else step_ms)
+    result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps(result))
 
 
