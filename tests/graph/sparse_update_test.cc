@@ -4,6 +4,7 @@
 // after each step), and hold no gradient or optimizer state for the frozen ones.
 #include "graph/sparse_update.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -20,6 +21,7 @@
 #include "graph/nn/layers.h"
 #include "graph/op.h"
 #include "graph/ops/ops.h"
+#include "graph/passes/passes.h"
 #include "gtest/gtest.h"
 
 namespace strata::graph {
@@ -231,6 +233,33 @@ TEST(SparseUpdateStepTest, EqualsAFullStepWithTheOtherUpdatesMaskedOut) {
       EXPECT_TRUE(changed) << name << " is trained but did not change";
     }
   }
+}
+
+// Without clipping and with one micro-batch, each update runs as soon as its gradient is final
+// and the gradient dies there: the memory plan never holds every trained gradient at once.
+TEST(SparseUpdateStepTest, EachGradientDiesAtItsUpdate) {
+  Gpt gpt(kTiny);
+  ASSERT_TRUE(ApplySparseUpdate(gpt, {{{"h.2.*", "full"}, {"h.1.*", "full"}, {"h.0.*", "bias_only"}}}).ok());
+  std::unique_ptr<Program> p = CompileGpt(gpt, /*keep_gradients=*/false);
+  ASSERT_TRUE(p);
+  const std::vector<Node>& nodes = p->graph().nodes();
+  const MemoryPlan& plan = p->plan();
+  std::vector<int64_t> live(nodes.size() + 1, 0);
+  int64_t all = 0;
+  int updates = 0;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (!IsOptimizerUpdate(nodes[i])) continue;
+    ++updates;
+    const ValueId g = nodes[i].inputs[1];
+    const auto [first, last] = plan.live[g];
+    EXPECT_EQ(last, static_cast<int>(i)) << p->graph().value(g).name << " outlives its update";
+    const int64_t bytes = static_cast<int64_t>(p->graph().value(g).nbytes());
+    all += bytes;
+    for (int k = first; k <= last; ++k) live[k] += bytes;
+  }
+  EXPECT_EQ(updates, static_cast<int>(Trainable(gpt).size()));
+  const int64_t peak = *std::max_element(live.begin(), live.end());
+  EXPECT_LT(peak, all / 2) << "gradients live at once: " << peak << " of " << all << " bytes";
 }
 
 // Sparse plans on every tier: frozen parameters keep no gradient and no optimizer state on the
