@@ -216,6 +216,7 @@ Var Gelu(Var x) { return Apply1(std::make_shared<ActivationOp>(Activation::kGelu
 Var Relu(Var x) { return Apply1(std::make_shared<ActivationOp>(Activation::kRelu), {x}); }
 Var Relu6(Var x) { return Apply1(std::make_shared<ActivationOp>(Activation::kRelu6), {x}); }
 Var Reshape(Var x, const Shape& shape) { return Apply1(std::make_shared<ReshapeOp>(shape), {x}); }
+Var SumTo(Var x, const Shape& tail) { return Apply1(std::make_shared<SumToOp>(tail), {x}); }
 Var WeightedSum(Var x, Var weights) {
   return Apply1(std::make_shared<WeightedSumOp>(), {x, weights});
 }

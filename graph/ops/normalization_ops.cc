@@ -66,6 +66,12 @@ class LayerNormOp final : public Op {
     return cpu::LayerNormForward(a.in[0], a.in[1], a.in[2], eps_, a.out[0], a.out[1], a.out[2]);
   }
   absl::Status Gradient(GradientArgs& g) const override {
+    if (!g.needs_grad[0] && !g.needs_grad[1]) {
+      // Only beta trains (the lowest trained LayerNorm of a sparse update): its gradient is the
+      // sum of dy, so x, mean and rstd need not be kept for the backward.
+      g.input_grads[2] = SumTo(Dout(g, 0), g.tracer.graph().value(g.node.inputs[2]).type.shape).id();
+      return g.tracer.status();
+    }
     return internal::ApplyGradient(g, std::make_shared<LayerNormGradOp>(/*has_residual=*/false),
                                    {In(g, 0), In(g, 1), Out(g, 1), Out(g, 2), Dout(g, 0)},
                                    {0, 1, 2});

@@ -59,6 +59,8 @@ Var GlobalAvgPool(Var x);
 Var Arange(const Var& like, int64_t n, const std::string& name);
 // Same elements, new shape (a copy).
 Var Reshape(Var x, const Shape& shape);
+// x (..., tail) -> the sum over the leading dimensions, shaped like `tail` (a bias's gradient).
+Var SumTo(Var x, const Shape& tail);
 
 // Factories used by autodiff, passes and Compile.
 // loss and d loss / d logits in one pass, given the seed gradient d total / d loss (a scalar).

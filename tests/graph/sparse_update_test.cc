@@ -224,10 +224,15 @@ TEST(SparseUpdateStepTest, EqualsAFullStepWithTheOtherUpdatesMaskedOut) {
         EXPECT_EQ(values, initial.at(name)) << name << " is frozen but changed";
         continue;
       }
+      // Against the tensor's largest element: the two programs sum some gradients in another
+      // order, and Adam turns a last-bit difference of a gradient near zero into a visible one
+      // in that element (measured up to 5.3e-4 of the tensor's scale; a step of a wrong update
+      // moves an element by about lr = 1e-2, tens of percent of these tensors' scales).
       bool changed = false;
+      double scale = 0;
+      for (float v : b.at(name)) scale = std::max(scale, std::abs(double{v}));
       for (size_t i = 0; i < values.size(); ++i) {
-        ASSERT_NEAR(values[i], b.at(name)[i], 1e-6 + 1e-5 * std::abs(b.at(name)[i]))
-            << name << "[" << i << "]";
+        ASSERT_NEAR(values[i], b.at(name)[i], 1e-6 + 5e-3 * scale) << name << "[" << i << "]";
         changed = changed || values[i] != initial.at(name)[i];
       }
       EXPECT_TRUE(changed) << name << " is trained but did not change";
