@@ -10,8 +10,15 @@ find_package(ZLIB REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(liburing REQUIRED IMPORTED_TARGET liburing)
 # Open MPI for the collectives' MPI backend and the bootstrap of NCCL; Debian: libopenmpi-dev.
-find_package(MPI REQUIRED COMPONENTS C)
-find_program(STRATA_MPIEXEC NAMES mpiexec mpirun HINTS ${MPI_C_COMPILER_DIR})
+# STRATA_WITH_MPI=OFF (the Jetson preset) leaves the MPI backend and the multi-rank tests out: the
+# single-process backend remains.
+if(STRATA_WITH_MPI)
+  find_package(MPI REQUIRED COMPONENTS C)
+  find_program(STRATA_MPIEXEC NAMES mpiexec mpirun HINTS ${MPI_C_COMPILER_DIR})
+  set(STRATA_MPI_DETAIL "${MPI_C_VERSION} (mpiexec: ${STRATA_MPIEXEC})")
+else()
+  set(STRATA_MPI_DETAIL "(STRATA_WITH_MPI=OFF: single-process collectives only)")
+endif()
 
 # OpenBLAS built with OpenMP, so that GEMM and our own OpenMP kernels share one thread pool
 # instead of two pools spinning against each other on the same cores.
@@ -113,7 +120,7 @@ strata_report("OpenMP" TRUE "${OpenMP_CXX_VERSION}")
 strata_report("liburing" TRUE "${liburing_VERSION}")
 strata_report("Abseil" TRUE "${absl_VERSION}")
 strata_report("CUDA toolkit" ${STRATA_HAVE_CUDA} "(STRATA_CUDA=${STRATA_CUDA}) ${CUDAToolkit_VERSION}")
-strata_report("MPI" TRUE "${MPI_C_VERSION} (mpiexec: ${STRATA_MPIEXEC})")
+strata_report("MPI" ${STRATA_WITH_MPI} "${STRATA_MPI_DETAIL}")
 strata_report("NCCL" ${STRATA_HAVE_NCCL} "${STRATA_NCCL_DETAIL}")
 strata_report("-march=native" "${STRATA_ARCH_FLAGS}" "")
 strata_report("sanitizers (ASan+UBSan)" ${STRATA_SANITIZE} "")

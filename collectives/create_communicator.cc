@@ -1,13 +1,17 @@
 #include "collectives/create_communicator.h"
 
+#ifdef STRATA_HAVE_MPI
 #include <mpi.h>
+#endif
 
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
-#include "collectives/mpi_communicator.h"
 #include "collectives/single_process_communicator.h"
 #include "runtime/status.h"
+#ifdef STRATA_HAVE_MPI
+#include "collectives/mpi_communicator.h"
+#endif
 #ifdef STRATA_HAVE_NCCL
 #include "collectives/nccl_communicator.h"
 #endif
@@ -20,8 +24,15 @@ absl::StatusOr<std::unique_ptr<Communicator>> CreateHost(const CommOptions& opti
     STRATA_RETURN_IF_ERROR(ResolveCommTimeout(options).status());  // same errors either way
     return std::unique_ptr<Communicator>(new SingleProcessCommunicator());
   }
+#ifdef STRATA_HAVE_MPI
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<MpiCommunicator> mpi, MpiCommunicator::Create(options));
   return std::unique_ptr<Communicator>(std::move(mpi));
+#else
+  // A rank of a job that would run alone: refuse rather than train every rank on its own.
+  return absl::FailedPreconditionError(
+      "collectives: this process was started as a rank of an MPI job, and this build has no MPI "
+      "backend (configure with -DSTRATA_WITH_MPI=ON)");
+#endif
 }
 
 }  // namespace
@@ -30,9 +41,13 @@ bool LaunchedUnderMpi() {
   for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"}) {
     if (std::getenv(name) != nullptr) return true;
   }
+#ifdef STRATA_HAVE_MPI
   int initialized = 0;
   MPI_Initialized(&initialized);
   return initialized != 0;
+#else
+  return false;
+#endif
 }
 
 absl::StatusOr<std::unique_ptr<Communicator>> CreateCommunicator(const CommOptions& options) {

@@ -20,7 +20,8 @@ namespace strata::collectives {
 // or when MPI is already initialized.
 bool LaunchedUnderMpi();
 
-// options.device cpu: MpiCommunicator when LaunchedUnderMpi(), else SingleProcessCommunicator.
+// options.device cpu: MpiCommunicator when LaunchedUnderMpi(), else SingleProcessCommunicator;
+// FailedPrecondition under a launcher in a build without MPI (STRATA_WITH_MPI=OFF).
 // cuda:N: NcclCommunicator, bootstrapped over the MPI backend (or a world of one), where this
 // build has NCCL; Unimplemented, naming the device, where it does not.
 absl::StatusOr<std::unique_ptr<Communicator>> CreateCommunicator(const CommOptions& options);

@@ -11,11 +11,14 @@ std::string BlasCoreName() {
 }
 
 std::string SuitableBlasCoreType() {
+#if defined(__x86_64__) || defined(__i386__)
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
     return "SkylakeX";
   }
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+#endif
+  // Elsewhere (aarch64: every core has NEON) there is no wider x86 kernel to point to.
   return "";
 }
 

@@ -20,7 +20,7 @@ namespace strata {
 std::string BlasCoreName();
 
 // The OPENBLAS_CORETYPE that suits this CPU's vector units: "SkylakeX" with AVX-512 (F, BW, DQ,
-// VL), "Haswell" with AVX2 and FMA, "" otherwise.
+// VL), "Haswell" with AVX2 and FMA, "" otherwise and on every CPU that is not x86 (aarch64).
 std::string SuitableBlasCoreType();
 
 // Empty when the BLAS kernels use this CPU's vector units; else one line saying what runs, how

@@ -116,6 +116,19 @@ TEST(CreateCommunicatorTest, OutsideMpirunIsTheSingleProcessBackend) {
                absl::StatusCode::kInvalidArgument, {"timeout_seconds"});
 }
 
+#ifndef STRATA_HAVE_MPI
+// A build without MPI (STRATA_WITH_MPI=OFF) started by mpirun would train every rank alone: it
+// refuses, naming the option that builds the MPI backend.
+TEST(CreateCommunicatorTest, UnderALauncherWithoutMpiIsRefused) {
+  ASSERT_EQ(std::getenv("PMI_RANK"), nullptr) << "this test runs outside mpirun";
+  setenv("PMI_RANK", "0", 1);
+  EXPECT_TRUE(LaunchedUnderMpi());
+  const absl::Status status = CreateCommunicator(CommOptions{}).status();
+  unsetenv("PMI_RANK");
+  ExpectStatus(status, absl::StatusCode::kFailedPrecondition, {"MPI job", "STRATA_WITH_MPI=ON"});
+}
+#endif
+
 TEST(SingleProcessTest, EveryOpIsTheIdentityAndSendsNothing) {
   SingleProcessCommunicator comm;
   for (int64_t n : {0, 1, 7, 1023, 1000003}) {
