@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -114,6 +115,11 @@ absl::StatusOr<SparseUpdateSpec> ParseSparseUpdateJson(absl::string_view text,
 }
 
 absl::StatusOr<SparseUpdateSpec> ReadSparseUpdateFile(const std::string& path) {
+  // An ifstream opens a directory and reads nothing, which would look like empty JSON.
+  if (std::error_code ec; std::filesystem::is_directory(path, ec)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--sparse-update ", path, ": is a directory, not a JSON file of rules"));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     return absl::NotFoundError(

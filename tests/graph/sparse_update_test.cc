@@ -70,6 +70,9 @@ TEST(SparseUpdateSpecTest, ReadsAFileAndNamesAMissingOne) {
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(missing.status().message(), HasSubstr("/nonexistent/spec.json"));
   EXPECT_THAT(missing.status().message(), HasSubstr("ENOENT"));
+  const absl::StatusOr<SparseUpdateSpec> dir = ReadSparseUpdateFile(::testing::TempDir());
+  EXPECT_EQ(dir.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(dir.status().message(), HasSubstr("is a directory"));
 }
 
 std::set<std::string> Trainable(Module& m) {
