@@ -114,6 +114,60 @@ absl::StatusOr<MemoryPlan> ScheduleAndPlan(Graph& graph, Program::Config& config
   }
 }
 
+// Note [partial channels] (graph/ops/channel_ops.cc): the gradient and optimizer state of a
+// weight that trains only some channels hold those alone, which the offloaded (chunked) update
+// and ZeRO's shards of the parameter do not describe; refused there, by name.
+absl::Status CheckPartialChannels(const Graph& graph, const std::vector<ValueId>& trainable,
+                                  const TrainOptions& options, bool partitions) {
+  for (ValueId id : trainable) {
+    const Value& v = graph.value(id);
+    if (v.trained_channels == 0) continue;
+    const OffloadOptions& o = options.offload;
+    const char* why = nullptr;
+    if (o.params != MemoryTier::kDevice || o.grads != MemoryTier::kDevice ||
+        o.optimizer != MemoryTier::kDevice) {
+      why = "with parameters, gradients or optimizer state offloaded (train it full or freeze it, "
+            "or keep them on the device)";
+    } else if (partitions) {
+      why = "under ZeRO stages 1-3 (train it full or freeze it, or use stage 0)";
+    }
+    if (why != nullptr) {
+      return absl::UnimplementedError(absl::StrCat(v.name, ": training the first ",
+                                                   v.trained_channels, " channels of a weight "
+                                                   "(channels:F) is not supported ", why));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The part of `param` its gradient covers: the whole, or its first trained_channels channels of
+// dimension 0 or 1 (Note [partial channels]).
+absl::StatusOr<ops::UpdateSlice> SliceOf(const Value& param, const TensorType& grad) {
+  const Shape &p = param.type.shape, &g = grad.shape;
+  if (p == g) {
+    if (param.trained_channels == 0) return ops::UpdateSlice{};
+    return absl::UnimplementedError(absl::StrCat(
+        param.name, ": trains its first ", param.trained_channels, " channels, but an op that reads "
+        "it gives a gradient over all of them (only the weights of linear and conv2d layers "
+        "train part of their channels)"));
+  }
+  int d = 0;
+  while (d < p.rank() && d < g.rank() && p[d] == g[d]) ++d;
+  bool one_dim = p.rank() == g.rank() && d <= 1 && g[d] == param.trained_channels;
+  for (int j = d + 1; one_dim && j < p.rank(); ++j) one_dim = p[j] == g[j];
+  if (!one_dim) {
+    return absl::InternalError(absl::StrCat("compile: ", param.name, " ", p.ToString(),
+                                            " has a gradient of shape ", g.ToString()));
+  }
+  ops::UpdateSlice s{1, 1, 1};
+  for (int j = 0; j < d; ++j) s.rows *= p[j];
+  for (int j = d; j < p.rank(); ++j) {
+    s.stride *= p[j];
+    s.prefix *= g[j];
+  }
+  return s;
+}
+
 }  // namespace
 
 // Note [data parallel]
@@ -165,6 +219,7 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
     config.params.push_back({path, v.id(), static_cast<int>(p.init().kind), p.init().a,
                              p.init().b, p.trainable()});
     if (p.trainable()) {
+      graph.mutable_value(v.id()).trained_channels = p.trained_channels();
       trainable.push_back(v.id());
       trainable_params.push_back(&p);
       trainable_paths.push_back(path);
@@ -201,11 +256,20 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
         "rank, so parameters on nvme would be read whole by every rank; use stage 3 (parameters "
         "sharded, ZeRO-Infinity) or keep parameters on the device or host"));
   }
+  STRATA_RETURN_IF_ERROR(CheckPartialChannels(graph, trainable, options, partitions));
   Var seed = tracer.NewValue({Shape{}, DType::kF32}, ValueRole::kConstant, "loss_seed");
   const float seed_value = 1.0f / static_cast<float>(options.micro_batches * world);
   graph.SetConstant(seed.id(), std::string(reinterpret_cast<const char*>(&seed_value), sizeof(float)));
+  const int forward_nodes = static_cast<int>(graph.nodes().size());
   STRATA_ASSIGN_OR_RETURN(const Gradients grads, Differentiate(tracer, loss, seed, trainable));
   Dump(options, config.dump, "autodiff", graph);
+  STRATA_RETURN_IF_ERROR(HoistChannelSlices(graph, forward_nodes));
+  std::vector<ops::UpdateSlice> slices;
+  for (size_t i = 0; i < trainable.size(); ++i) {
+    STRATA_ASSIGN_OR_RETURN(
+        slices.emplace_back(),
+        SliceOf(graph.value(trainable[i]), graph.value(grads.of.at(trainable[i])).type));
+  }
   if (world > 1) {  // Note [synchronized batch norm]
     STRATA_RETURN_IF_ERROR(SyncBatchNorm(graph, options.communicator->rank(), world));
     Dump(options, config.dump, "sync_batch_norm", graph);
@@ -216,7 +280,7 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
   for (size_t i = 0; i < trainable.size(); ++i) {
     ValueId g = grads.of.at(trainable[i]);
     if (options.micro_batches > 1) {
-      Var acc = tracer.NewValue(graph.value(trainable[i]).type, ValueRole::kOptimizerState,
+      Var acc = tracer.NewValue(graph.value(g).type, ValueRole::kOptimizerState,
                                 absl::StrCat(trainable_paths[i], ".grad_accumulator"));
       graph.AddNode(ops::AccumulateOp(), {acc.id(), g}, {}, trainable_paths[i]);
       g = acc.id();
@@ -251,8 +315,11 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
   const OptimizerOptions& o = options.optimizer;
   for (size_t i = 0; i < trainable.size(); ++i) {
     const std::string& path = trainable_paths[i];
-    const TensorType type = graph.value(trainable[i]).type;  // a copy: NewValue may reallocate
-    const double wd = o.decays(path, type.shape) ? o.weight_decay : 0.0;
+    // Copies (NewValue may reallocate): the parameter's type, and its gradient's, which the
+    // optimizer state takes (only the trained channels, Note [partial channels]).
+    const TensorType param_type = graph.value(trainable[i]).type;
+    const TensorType type = graph.value(final_grads[i]).type;
+    const double wd = o.decays(path, param_type.shape) ? o.weight_decay : 0.0;
     auto state = [&](const char* slot) {
       const ValueId v = tracer.NewValue(type, ValueRole::kOptimizerState, absl::StrCat(path, ".", slot)).id();
       config.optimizer_state.push_back({absl::StrCat(path, ".", slot), v});
@@ -262,14 +329,15 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
       const ValueId m = state("exp_avg"), v = state("exp_avg_sq");
       std::vector<ValueId> in = {trainable[i], final_grads[i], m, v};
       if (global_norm != kNoValue) in.push_back(global_norm);
-      graph.AddNode(ops::AdamWUpdateOp(o.beta1, o.beta2, o.eps, wd, options.clip_grad_norm), in,
-                    {}, path);
+      graph.AddNode(
+          ops::AdamWUpdateOp(o.beta1, o.beta2, o.eps, wd, options.clip_grad_norm, slices[i]), in,
+          {}, path);
     } else {
       std::vector<ValueId> in = {trainable[i], final_grads[i]};
       if (o.momentum != 0) in.push_back(state("momentum_buffer"));
       if (global_norm != kNoValue) in.push_back(global_norm);
       graph.AddNode(ops::SgdUpdateOp(o.momentum, o.dampening, o.nesterov, wd,
-                                     options.clip_grad_norm),
+                                     options.clip_grad_norm, slices[i]),
                     in, {}, path);
     }
     if (options.micro_batches > 1) graph.AddNode(ops::ZeroOp(), {final_grads[i]}, {}, path);

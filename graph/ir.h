@@ -80,6 +80,10 @@ struct Value {
   // home, an optimizer state shard, a reduce-scattered gradient. Its bytes are a 1-D tensor of
   // `count` elements; the type stays the whole tensor's, which a gathered copy has.
   std::optional<collectives::ShardRange> shard;
+  // A parameter of which only the first `trained_channels` channels train (sparse updates,
+  // channels:F): its gradient and optimizer state hold those channels alone (Note [partial
+  // channels] in graph/ops/channel_ops.cc). 0: the whole parameter, when it trains.
+  int64_t trained_channels = 0;
 
   int64_t numel() const { return shard ? shard->count : type.shape.numel(); }
   // The bytes the value holds: its shard's, or the whole type's.

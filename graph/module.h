@@ -52,7 +52,14 @@ class Parameter {
   const Init& init() const { return init_; }
   bool trainable() const { return trainable_ && !buffer_; }
   bool is_buffer() const { return buffer_; }
-  void set_trainable(bool t) { trainable_ = t; }
+  void set_trainable(bool t) {  // and trains all of its channels
+    trainable_ = t;
+    trained_channels_ = 0;
+  }
+  // Sparse updates (channels:F, graph/sparse_update.h): only the first `k` channels of the
+  // weight train, its input channels (or, for a depthwise convolution, its own); 0: all of it.
+  int64_t trained_channels() const { return trained_channels_; }
+  void set_trained_channels(int64_t k) { trained_channels_ = k; }
   void set_init(Init init) { init_ = init; }
   // The value it is bound to in the trace being compiled.
   Var var() const { return var_; }
@@ -64,6 +71,7 @@ class Parameter {
   Init init_;
   bool trainable_;
   bool buffer_;
+  int64_t trained_channels_ = 0;
   Var var_;
 };
 

@@ -27,6 +27,7 @@ absl::string_view OpKindName(OpKind kind) {
     case OpKind::kReshape: return "reshape";
     case OpKind::kScaleByScalar: return "scale_by_scalar";
     case OpKind::kSumTo: return "sum_to";
+    case OpKind::kChannelSlice: return "channel_slice";
     case OpKind::kWeightedSum: return "weighted_sum";
     case OpKind::kEmbedding: return "embedding";
     case OpKind::kEmbeddingGrad: return "embedding_grad";

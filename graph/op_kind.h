@@ -18,6 +18,8 @@ enum class OpKind {
   // attention_ops.cc
   kCausalAttention,
   kCausalAttentionGrad,
+  // channel_ops.cc
+  kChannelSlice,
   // conv_ops.cc
   kAvgPool2d,
   kAvgPool2dGrad,

@@ -28,8 +28,13 @@ namespace {
 //   full        it is;
 //   bias_only   the matched parameters named *.bias are trained (norm biases included), the
 //               others frozen;
-//   channels:F  the first ceil(F * C_in) input channels of a weight (PockEngine's partial
-//               update); not built yet: refused with a message that says so.
+//   channels:F  the first ceil(F * C_in) input channels of the weight of a linear layer or
+//               a convolution (PockEngine's sparse tensor update); a depthwise convolution's
+//               weight, whose input channel is its output channel, its own first ceil(F * C).
+//               Only those channels of the layer's input are kept for the backward (Note
+//               [partial channels] in graph/ops/channel_ops.cc). A parameter with no input
+//               channels (a bias, a norm's scale) trains whole; so does a weight when ceil(F *
+//               C_in) is all of them. Any other weight (an embedding) is refused by name.
 // Then a layer whose weight is trained trains its bias too (PockEngine, tiny-training): the
 // bias's gradient is the cheapest part of that layer's backward. A BatchNorm whose weight does
 // not train runs in its frozen mode (the running statistics normalize, nothing updates them), as
@@ -55,6 +60,24 @@ absl::StatusOr<Rule> ParseRule(const std::string& text, const std::string& where
   return absl::InvalidArgumentError(absl::StrCat(
       where, ": unknown update rule \"", text,
       "\" (expected frozen, bias_only, full or channels:F with 0 < F <= 1)"));
+}
+
+// The channels that channels:F divides, per weight of a linear or convolution layer: linear
+// (out, in) and conv (O, C, KH, KW) their input channels, a depthwise conv (C, 1, KH, KW) its own.
+// -1 for a convolution with other groups.
+std::map<std::string, int64_t> ChannelledWeights(Module& model) {
+  std::map<std::string, int64_t> out;
+  model.ForEachModule([&](const std::string& path, Module& m) {
+    const std::string weight = path.empty() ? "weight" : absl::StrCat(path, ".weight");
+    if (auto* linear = dynamic_cast<nn::Linear*>(&m)) {
+      out[weight] = linear->weight()->shape()[1];
+    } else if (auto* conv = dynamic_cast<nn::Conv2d*>(&m)) {
+      const Shape& w = conv->weight()->shape();
+      const int groups = conv->params().groups;
+      out[weight] = groups == 1 ? w[1] : groups == w[0] && w[1] == 1 ? w[0] : -1;
+    }
+  });
+  return out;
 }
 
 bool Matches(const std::string& pattern, const std::string& path) {
@@ -144,6 +167,7 @@ absl::StatusOr<SparseUpdatePlan> ApplySparseUpdate(Module& model, const SparseUp
     plan.params.push_back({path, SparseUpdateKind::kFrozen, p.shape().numel()});
     params.push_back(&p);
   });
+  const std::map<std::string, int64_t> channelled = ChannelledWeights(model);
   for (size_t r = 0; r < spec.rules.size(); ++r) {
     const SparseUpdateRule& rule = spec.rules[r];
     const std::string where = absl::StrCat("sparse update rule ", r, " (\"", rule.match, "\": \"",
@@ -157,13 +181,30 @@ absl::StatusOr<SparseUpdatePlan> ApplySparseUpdate(Module& model, const SparseUp
         case SparseUpdateKind::kBiasOnly:
           e.kind = absl::EndsWith(e.path, ".bias") ? SparseUpdateKind::kFull
                                                    : SparseUpdateKind::kFrozen;
+          e.channels = e.of_channels = 0;
           break;
-        case SparseUpdateKind::kChannels:
-          return absl::UnimplementedError(absl::StrCat(
-              where, " matches ", e.path,
-              ": updating only part of a weight's input channels is not supported by this "
-              "build; train the weight (full) or freeze it"));
-        default: e.kind = parsed.kind;
+        case SparseUpdateKind::kChannels: {
+          if (params[&e - plan.params.data()]->shape().rank() == 1) {  // no input channels
+            e.kind = SparseUpdateKind::kFull;
+            break;
+          }
+          const auto it = channelled.find(e.path);
+          if (it == channelled.end() || it->second < 0) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                where, " matches ", e.path, ", which is not the weight of a linear layer or of a "
+                "convolution with groups 1 or depthwise: only those train part of their "
+                "channels (train it full or freeze it)"));
+          }
+          const int64_t c = it->second;
+          const auto k = static_cast<int64_t>(std::ceil(parsed.fraction * static_cast<double>(c)));
+          e.kind = k >= c ? SparseUpdateKind::kFull : SparseUpdateKind::kChannels;
+          e.channels = k < c ? k : 0;
+          e.of_channels = k < c ? c : 0;
+          break;
+        }
+        default:
+          e.kind = parsed.kind;
+          e.channels = e.of_channels = 0;
       }
     }
     if (matched == 0) {
@@ -173,23 +214,23 @@ absl::StatusOr<SparseUpdatePlan> ApplySparseUpdate(Module& model, const SparseUp
   }
   // A trained weight trains its layer's bias.
   for (const SparseUpdatePlan::Entry& e : plan.params) {
-    if (e.kind != SparseUpdateKind::kFull || !absl::EndsWith(e.path, ".weight")) continue;
+    if (e.kind == SparseUpdateKind::kFrozen || !absl::EndsWith(e.path, ".weight")) continue;
     const std::string bias = absl::StrCat(e.path.substr(0, e.path.size() - 6), "bias");
     if (auto it = index.find(bias); it != index.end()) {
       plan.params[it->second].kind = SparseUpdateKind::kFull;
     }
   }
-  for (size_t i = 0; i < plan.params.size(); ++i) {
-    const bool trained = plan.params[i].kind == SparseUpdateKind::kFull;
-    plan.total_numel += plan.params[i].numel;
-    if (trained) plan.trainable_numel += plan.params[i].numel;
+  for (const SparseUpdatePlan::Entry& e : plan.params) {
+    plan.total_numel += e.numel;
+    plan.trainable_numel += e.trained_numel();
   }
   if (plan.trainable_numel == 0) {
     return absl::InvalidArgumentError(
         "sparse update: the rules train no parameter (every one is frozen)");
   }
   for (size_t i = 0; i < plan.params.size(); ++i) {
-    params[i]->set_trainable(plan.params[i].kind == SparseUpdateKind::kFull);
+    params[i]->set_trainable(plan.params[i].kind != SparseUpdateKind::kFrozen);
+    params[i]->set_trained_channels(plan.params[i].channels);
   }
   // A BatchNorm normalizes with its running statistics unless its weight trains.
   model.ForEachModule([&](const std::string& path, Module& m) {
@@ -207,9 +248,13 @@ std::string SparseUpdatePlan::Summary() const {
   int trained = 0;
   std::string list;
   for (const Entry& e : params) {
-    if (e.kind != SparseUpdateKind::kFull) continue;
+    if (e.kind == SparseUpdateKind::kFrozen) continue;
     ++trained;
-    if (trained <= 12) absl::StrAppend(&list, trained > 1 ? ", " : "", e.path);
+    if (trained > 12) continue;
+    absl::StrAppend(&list, trained > 1 ? ", " : "", e.path);
+    if (e.kind == SparseUpdateKind::kChannels) {
+      absl::StrAppend(&list, " (", e.channels, " of ", e.of_channels, " channels)");
+    }
   }
   if (trained > 12) absl::StrAppend(&list, ", ... (", trained - 12, " more)");
   std::string bn;

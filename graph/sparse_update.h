@@ -45,8 +45,18 @@ absl::StatusOr<SparseUpdateSpec> ReadSparseUpdateFile(const std::string& path);
 struct SparseUpdatePlan {
   struct Entry {
     std::string path;
-    SparseUpdateKind kind = SparseUpdateKind::kFrozen;  // kFull or kFrozen once applied
+    // kFull, kChannels or kFrozen once applied.
+    SparseUpdateKind kind = SparseUpdateKind::kFrozen;
     int64_t numel = 0;
+    // kChannels: the first `channels` of the weight's `of_channels` train (Note [partial
+    // channels] in graph/ops/channel_ops.cc).
+    int64_t channels = 0, of_channels = 0;
+    // The elements that train.
+    int64_t trained_numel() const {
+      return kind == SparseUpdateKind::kFull       ? numel
+             : kind == SparseUpdateKind::kChannels ? numel / of_channels * channels
+                                                   : 0;
+    }
   };
   std::vector<Entry> params;  // every parameter (not buffers), in model order
   int64_t trainable_numel = 0, total_numel = 0;
@@ -57,9 +67,11 @@ struct SparseUpdatePlan {
   std::string Summary() const;
 };
 
-// Resolves `spec` over `model`'s parameters, sets each one's trainable flag, and freezes the
-// BatchNorms whose weight does not train (nn::BatchNorm2d::SetFrozen). Errors (nothing changed): an unknown rule, a fraction outside (0, 1], a pattern that matches no parameter, a
-// spec that trains nothing.
+// Resolves `spec` over `model`'s parameters, sets each one's trainable flag and trained channels,
+// and freezes the BatchNorms whose weight does not train (nn::BatchNorm2d::SetFrozen). Errors
+// (nothing changed): an unknown rule, a fraction outside (0, 1], a pattern that matches no
+// parameter, channels:F over a weight that is not a linear or convolution layer's (groups 1 or
+// depthwise), a spec that trains nothing.
 absl::StatusOr<SparseUpdatePlan> ApplySparseUpdate(Module& model, const SparseUpdateSpec& spec);
 
 }  // namespace strata::graph

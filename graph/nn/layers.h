@@ -60,6 +60,8 @@ class Conv2d : public Layer {
  public:
   Conv2d(int64_t in, int64_t out, const Conv2dOptions& options);
   Var Forward(Var x) override;
+  Parameter* weight() const { return weight_; }
+  const cpu::Conv2dParams& params() const { return params_; }
 
  private:
   Parameter* weight_;

@@ -1,8 +1,11 @@
 // conv2d and the pooling ops, with their gradients.
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "graph/ops/internal/op_util.h"
 #include "graph/ops/ops.h"
 #include "runtime/cpu/conv2d.h"
+#include "runtime/cpu/copy.h"
 #include "runtime/cpu/pooling.h"
 #include "runtime/status.h"
 
@@ -19,39 +22,96 @@ std::string ConvAttributes(const cpu::Conv2dParams& p) {
 }
 
 // (x, w, dy) -> (dx, dw, db); or, for a convolution whose weight does not train, (w, dy) ->
-// (dx, db): x is then not an input, so the forward need not keep it (sparse updates). `x` is
-// the input's type, which the second form cannot read from its inputs.
+// (dx, db): x is then not an input, so the forward need not keep it (sparse updates); or, when
+// only the first k channels of w train (Note [partial channels]), (x[:, :k], w, dy) -> (dx,
+// dw over those channels, db). `x` is the input's type, which the last two forms cannot read from
+// their inputs.
 class Conv2dGradOp final : public Op {
  public:
-  Conv2dGradOp(cpu::Conv2dParams p, bool has_bias, bool weight_grad, TensorType x)
-      : p_(p), has_bias_(has_bias), weight_grad_(weight_grad), x_(std::move(x)) {}
+  enum class Weight { kWhole, kNone, kChannels };
+  Conv2dGradOp(cpu::Conv2dParams p, bool has_bias, Weight weight, TensorType x)
+      : p_(p), has_bias_(has_bias), weight_(weight), x_(std::move(x)) {}
   OpKind kind() const override { return OpKind::kConv2dGrad; }
   std::string Attributes() const override {
-    return absl::StrCat(ConvAttributes(p_), weight_grad_ ? "" : " no_weight_grad");
+    return absl::StrCat(ConvAttributes(p_), weight_ == Weight::kNone       ? " no_weight_grad"
+                                            : weight_ == Weight::kChannels ? " partial_channels"
+                                                                           : "");
   }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
-    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, weight_grad_ ? 3 : 2));
-    const TensorType& w = in[weight_grad_ ? 1 : 0];
+    const bool reads_x = weight_ != Weight::kNone;
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, reads_x ? 3 : 2));
+    const TensorType& w = in[reads_x ? 1 : 0];
     std::vector<TensorType> out = {x_};
-    if (weight_grad_) out.push_back(w);
+    if (weight_ == Weight::kWhole) out.push_back(w);
+    if (weight_ == Weight::kChannels) out.push_back({PartialWeight(in[0].shape, w.shape), DType::kF32});
     if (has_bias_) out.push_back({Shape{w.shape[0]}, DType::kF32});
     return out;
   }
   size_t WorkspaceBytes(absl::Span<const TensorType> in, int threads) const override {
-    return cpu::Conv2dWorkspaceBytes(x_.shape, in[weight_grad_ ? 1 : 0].shape, p_, threads);
+    const bool reads_x = weight_ != Weight::kNone;
+    const Shape& w = in[reads_x ? 1 : 0].shape;
+    size_t bytes = cpu::Conv2dWorkspaceBytes(x_.shape, w, p_, threads);
+    if (weight_ == Weight::kChannels) {
+      const Shape& xs = in[0].shape;
+      bytes = std::max(bytes, PartialDyBytes(in[2].shape, xs[1]) +
+                                  cpu::Conv2dWorkspaceBytes(xs, PartialWeight(xs, w),
+                                                            PartialParams(xs[1]), threads));
+    }
+    return bytes;
   }
   absl::Status Run(const RunArgs& a) const override {
-    const Tensor db = has_bias_ ? a.out[weight_grad_ ? 2 : 1] : Tensor();
-    if (!weight_grad_) {
-      return cpu::Conv2dBackward(Tensor(), a.in[0], a.in[1], a.out[0], Tensor(), db, p_,
-                                 a.workspace);
+    switch (weight_) {
+      case Weight::kWhole:
+        return cpu::Conv2dBackward(a.in[0], a.in[1], a.in[2], a.out[0], a.out[1],
+                                   has_bias_ ? a.out[2] : Tensor(), p_, a.workspace);
+      case Weight::kNone:
+        return cpu::Conv2dBackward(Tensor(), a.in[0], a.in[1], a.out[0], Tensor(),
+                                   has_bias_ ? a.out[1] : Tensor(), p_, a.workspace);
+      case Weight::kChannels: return RunChannels(a);
     }
-    return cpu::Conv2dBackward(a.in[0], a.in[1], a.in[2], a.out[0], a.out[1], db, p_, a.workspace);
+    return absl::InternalError("conv2d_grad: unknown weight mode");
   }
 
  private:
+  bool Depthwise() const { return p_.groups > 1; }  // Gradient refuses other grouped forms
+  // dw's shape: (O, k, KH, KW), or for a depthwise convolution (k, 1, KH, KW).
+  Shape PartialWeight(const Shape& xs, const Shape& w) const {
+    return Depthwise() ? Shape{xs[1], 1, w[2], w[3]} : Shape{w[0], xs[1], w[2], w[3]};
+  }
+  cpu::Conv2dParams PartialParams(int64_t k) const {
+    cpu::Conv2dParams p = p_;
+    if (Depthwise()) p.groups = static_cast<int>(k);
+    return p;
+  }
+  // A depthwise convolution's dw over k channels reads dy's first k channels, copied to the
+  // workspace's start (rounded to 64 bytes, so the convolution's own part stays aligned).
+  size_t PartialDyBytes(const Shape& dy, int64_t k) const {
+    if (!Depthwise()) return 0;
+    const size_t bytes = static_cast<size_t>(dy.numel() / dy[1] * k) * sizeof(float);
+    return (bytes + 63) / 64 * 64;
+  }
+  absl::Status RunChannels(const RunArgs& a) const {
+    const Tensor &xs = a.in[0], &dy = a.in[2], &dw = a.out[1];
+    STRATA_RETURN_IF_ERROR(cpu::Conv2dBackward(Tensor(), a.in[1], dy, a.out[0], Tensor(),
+                                               has_bias_ ? a.out[2] : Tensor(), p_, a.workspace));
+    if (!dw.defined()) return absl::OkStatus();
+    // The weight's values are not read for dw alone: dw stands for its shape.
+    const int64_t k = xs.dim(1);
+    if (!Depthwise()) {
+      return cpu::Conv2dBackward(xs, dw, dy, Tensor(), dw, Tensor(), p_, a.workspace);
+    }
+    const size_t dy_floats = PartialDyBytes(dy.shape(), k) / sizeof(float);
+    Tensor dy_k = Tensor::Wrap(a.workspace.data(), Shape{dy.dim(0), k, dy.dim(2), dy.dim(3)},
+                               DType::kF32, dy.device());
+    STRATA_ASSIGN_OR_RETURN(const Tensor head, dy.Slice(1, 0, k));
+    STRATA_RETURN_IF_ERROR(cpu::CopyStrided(head, dy_k));
+    return cpu::Conv2dBackward(xs, dw, dy_k, Tensor(), dw, Tensor(), PartialParams(k),
+                               a.workspace.subspan(dy_floats));
+  }
+
   cpu::Conv2dParams p_;
-  bool has_bias_, weight_grad_;
+  bool has_bias_;
+  Weight weight_;
   TensorType x_;
 };
 
@@ -83,16 +143,28 @@ class Conv2dOp final : public Op {
                               a.workspace);
   }
   absl::Status Gradient(GradientArgs& g) const override {
+    using Weight = Conv2dGradOp::Weight;
     const TensorType x = g.tracer.graph().value(g.node.inputs[0]).type;
+    const std::vector<int> with_w = has_bias_ ? std::vector<int>{0, 1, 2} : std::vector<int>{0, 1};
     if (!g.needs_grad[1]) {  // the weight does not train: no dw, so x is not kept for it
       return internal::ApplyGradient(
-          g, std::make_shared<Conv2dGradOp>(p_, has_bias_, false, x), {In(g, 1), Dout(g, 0)},
-          has_bias_ ? std::vector<int>{0, 2} : std::vector<int>{0});
+          g, std::make_shared<Conv2dGradOp>(p_, has_bias_, Weight::kNone, x),
+          {In(g, 1), Dout(g, 0)}, has_bias_ ? std::vector<int>{0, 2} : std::vector<int>{0});
+    }
+    if (const int64_t k = TrainedChannels(g, 1); k > 0) {  // Note [partial channels]
+      const int64_t w_out = g.tracer.graph().value(g.node.inputs[1]).type.shape[0];
+      if (p_.groups != 1 && (p_.groups != x.shape[1] || w_out != x.shape[1])) {
+        return absl::UnimplementedError(absl::StrCat(
+            "training part of a weight's channels needs a convolution with groups 1 or a "
+            "depthwise one; this one has groups ", p_.groups, " over ", x.shape[1], " channels"));
+      }
+      return internal::ApplyGradient(
+          g, std::make_shared<Conv2dGradOp>(p_, has_bias_, Weight::kChannels, x),
+          {ChannelSlice(g, In(g, 0), 1, k), In(g, 1), Dout(g, 0)}, with_w);
     }
     return internal::ApplyGradient(
-        g, std::make_shared<Conv2dGradOp>(p_, has_bias_, true, x),
-        {In(g, 0), In(g, 1), Dout(g, 0)},
-        has_bias_ ? std::vector<int>{0, 1, 2} : std::vector<int>{0, 1});
+        g, std::make_shared<Conv2dGradOp>(p_, has_bias_, Weight::kWhole, x),
+        {In(g, 0), In(g, 1), Dout(g, 0)}, with_w);
   }
 
  private:

@@ -10,38 +10,68 @@ namespace {
 using internal::TypeError;
 
 // dx, dw, db of y = x w^T + b from (x, w, dy); or, for a layer whose weight does not train,
-// dx, db from (w, dy): then x is not an input, so the forward need not keep it (sparse updates).
+// dx, db from (w, dy): then x is not an input, so the forward need not keep it (sparse updates);
+// or, when only the first k input channels of w train (Note [partial channels]), dx, dw[:, :k],
+// db from (x[..., :k], w, dy): the forward keeps those channels of x alone.
 class LinearGradOp final : public Op {
  public:
-  LinearGradOp(bool has_bias, bool weight_grad) : has_bias_(has_bias), weight_grad_(weight_grad) {}
+  enum class Weight { kWhole, kNone, kChannels };
+  LinearGradOp(bool has_bias, Weight weight) : has_bias_(has_bias), weight_(weight) {}
   OpKind kind() const override { return OpKind::kLinearGrad; }
-  std::string Attributes() const override { return weight_grad_ ? "" : "no_weight_grad"; }
+  std::string Attributes() const override {
+    return weight_ == Weight::kNone ? "no_weight_grad"
+           : weight_ == Weight::kChannels ? "partial_channels" : "";
+  }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
-    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, weight_grad_ ? 3 : 2));
-    const TensorType& w = in[weight_grad_ ? 1 : 0];
-    TensorType x = weight_grad_ ? in[0] : in[1];  // without x: dy's shape with w's `in` last
-    if (!weight_grad_) {
-      if (w.shape.rank() != 2 || x.shape.rank() < 1) {
-        return TypeError(name(), "w ", w.ToString(), " and dy ", x.ToString(),
+    const bool reads_x = weight_ != Weight::kNone;
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, reads_x ? 3 : 2));
+    const TensorType& w = in[reads_x ? 1 : 0];
+    const TensorType& dy = in[reads_x ? 2 : 1];
+    TensorType x = in[0];
+    if (weight_ != Weight::kWhole) {  // x's type is dy's shape with w's `in` last
+      if (w.shape.rank() != 2 || dy.shape.rank() < 1) {
+        return TypeError(name(), "w ", w.ToString(), " and dy ", dy.ToString(),
                          " (expected w (out, in) and dy (..., out))");
       }
-      Dims dims(x.shape.dims().begin(), x.shape.dims().end());
+      Dims dims(dy.shape.dims().begin(), dy.shape.dims().end());
       dims.back() = w.shape[1];
-      x.shape = Shape(dims);
+      x = {Shape(dims), dy.dtype};
     }
     std::vector<TensorType> out = {x};
-    if (weight_grad_) out.push_back(w);
+    if (weight_ == Weight::kWhole) out.push_back(w);
+    if (weight_ == Weight::kChannels) {
+      const int64_t k = in[0].shape.dim(-1);
+      if (k < 1 || k > w.shape[1]) {
+        return TypeError(name(), "x's channels ", in[0].ToString(), " do not fit w ", w.ToString());
+      }
+      out.push_back({Shape{w.shape[0], k}, DType::kF32});
+    }
     if (has_bias_) out.push_back({Shape{w.shape[0]}, DType::kF32});
     return out;
   }
   absl::Status Run(const RunArgs& a) const override {
-    const Tensor db = has_bias_ ? a.out[weight_grad_ ? 2 : 1] : Tensor();
-    if (!weight_grad_) return cpu::LinearBackward(Tensor(), a.in[0], a.in[1], a.out[0], Tensor(), db);
-    return cpu::LinearBackward(a.in[0], a.in[1], a.in[2], a.out[0], a.out[1], db);
+    switch (weight_) {
+      case Weight::kWhole:
+        return cpu::LinearBackward(a.in[0], a.in[1], a.in[2], a.out[0], a.out[1],
+                                   has_bias_ ? a.out[2] : Tensor());
+      case Weight::kNone:
+        return cpu::LinearBackward(Tensor(), a.in[0], a.in[1], a.out[0], Tensor(),
+                                   has_bias_ ? a.out[1] : Tensor());
+      case Weight::kChannels: {
+        const Tensor& dw = a.out[1];
+        STRATA_RETURN_IF_ERROR(cpu::LinearBackward(Tensor(), a.in[1], a.in[2], a.out[0], Tensor(),
+                                                   has_bias_ ? a.out[2] : Tensor()));
+        // dw[:, :k] = dy^T x[..., :k]: the weight's values are not read, dw stands for its shape.
+        if (!dw.defined()) return absl::OkStatus();
+        return cpu::LinearBackward(a.in[0], dw, a.in[2], Tensor(), dw, Tensor());
+      }
+    }
+    return absl::InternalError("linear_grad: unknown weight mode");
   }
 
  private:
-  bool has_bias_, weight_grad_;
+  bool has_bias_;
+  Weight weight_;
 };
 
 class LinearOp final : public Op {
@@ -71,14 +101,20 @@ class LinearOp final : public Op {
   }
   absl::Status Gradient(GradientArgs& g) const override {
     using internal::In;
+    using Weight = LinearGradOp::Weight;
+    const std::vector<int> with_w = has_bias_ ? std::vector<int>{0, 1, 2} : std::vector<int>{0, 1};
     if (!g.needs_grad[1]) {  // the weight does not train: no dw, so x is not kept for it
-      return internal::ApplyGradient(g, std::make_shared<LinearGradOp>(has_bias_, false),
+      return internal::ApplyGradient(g, std::make_shared<LinearGradOp>(has_bias_, Weight::kNone),
                                      {In(g, 1), internal::Dout(g, 0)},
                                      has_bias_ ? std::vector<int>{0, 2} : std::vector<int>{0});
     }
-    return internal::ApplyGradient(g, std::make_shared<LinearGradOp>(has_bias_, true),
-                                   {In(g, 0), In(g, 1), internal::Dout(g, 0)},
-                                   has_bias_ ? std::vector<int>{0, 1, 2} : std::vector<int>{0, 1});
+    if (const int64_t k = TrainedChannels(g, 1); k > 0) {  // Note [partial channels]
+      return internal::ApplyGradient(
+          g, std::make_shared<LinearGradOp>(has_bias_, Weight::kChannels),
+          {ChannelSlice(g, In(g, 0), -1, k), In(g, 1), internal::Dout(g, 0)}, with_w);
+    }
+    return internal::ApplyGradient(g, std::make_shared<LinearGradOp>(has_bias_, Weight::kWhole),
+                                   {In(g, 0), In(g, 1), internal::Dout(g, 0)}, with_w);
   }
 
  private:

@@ -86,12 +86,30 @@ std::shared_ptr<const Op> GlobalGradNormOp();
 // `squared_inputs` inputs are already sums of squares; with `squared_output` the result is the
 // sum of squares itself, not its root (a partial sum that an all_reduce completes).
 std::shared_ptr<const Op> GlobalGradNormOp(int squared_inputs, bool squared_output);
+// The part of a parameter an update writes when only some of its channels train (Note [partial
+// channels] in channel_ops.cc): `rows` runs of `prefix` elements, `stride` apart, which the
+// gradient and the optimizer state hold back to back. rows == 0: the whole parameter.
+struct UpdateSlice {
+  int64_t rows = 0, stride = 0, prefix = 0;
+  bool whole() const { return rows == 0; }
+};
 // param, grad, m, v[, global norm]: AdamW with PyTorch's semantics, lr from StepScalars.
 std::shared_ptr<const Op> AdamWUpdateOp(double beta1, double beta2, double eps,
-                                        double weight_decay, double max_norm = 0);
+                                        double weight_decay, double max_norm = 0,
+                                        UpdateSlice slice = {});
 // param, grad, momentum buffer (absent when momentum is 0)[, global norm]: torch.optim.SGD.
 std::shared_ptr<const Op> SgdUpdateOp(double momentum, double dampening, bool nesterov,
-                                      double weight_decay, double max_norm = 0);
+                                      double weight_decay, double max_norm = 0,
+                                      UpdateSlice slice = {});
+// The slice of an update op (whole() for any other op).
+UpdateSlice UpdateSliceOf(const Op& update);
+
+// Partial channels (Note [partial channels] in channel_ops.cc), for the gradients of linear and
+// conv2d: how many leading channels of a node's input `input` train (0: all, or not a parameter
+// with partial channels), and channel_slice(x) -> the first k entries of dimension `dim`, made
+// by a gradient and computed in the forward (HoistChannelSlices).
+int64_t TrainedChannels(const GradientArgs& g, int input);
+Var ChannelSlice(GradientArgs& g, Var x, int dim, int64_t k);
 
 // Data parallel (graph/compile.cc): all_reduce sums a gradient over the ranks of the Program's
 // communicator, in place, on its communication stream. In a world of one the sum is the value itself.

@@ -1,5 +1,6 @@
 // Optimizer updates and gradient bookkeeping as IR nodes (STYLE.md 7): the Program runs them like
 // any other op, and the learning rate and step count come from StepScalars at run time.
+#include <array>
 #include <cmath>
 #include <cstring>
 
@@ -106,37 +107,84 @@ std::vector<int> WithGrad(std::vector<int> mutated, double max_norm) {
   return mutated;
 }
 
+std::string SliceAttributes(const UpdateSlice& s) {
+  if (s.whole()) return "";
+  return absl::StrCat(" channels=", s.rows, "x", s.prefix, "/", s.stride);
+}
+
+// Runs `step` over the whole parameter, or over each run of a partial-channel slice with the
+// matching runs of the compact operands (Note [partial channels]); the step is elementwise.
+template <typename Step>
+absl::Status ForEachRun(const UpdateSlice& s, const Tensor& param,
+                        absl::Span<const Tensor> compact, const Step& step) {
+  std::array<absl::Span<float>, 3> parts{};
+  if (s.whole()) {
+    for (size_t i = 0; i < compact.size(); ++i) {
+      if (compact[i].defined()) parts[i] = Flat(compact[i]);
+    }
+    return step(Flat(param), parts);
+  }
+  if (param.numel() != s.rows * s.stride || s.prefix > s.stride) {
+    return absl::InternalError(absl::StrCat("update: a slice of ", s.rows, " runs of ", s.prefix,
+                                            " every ", s.stride, " over ", param.ToString()));
+  }
+  for (size_t i = 0; i < compact.size(); ++i) {
+    if (compact[i].defined() && compact[i].numel() != s.rows * s.prefix) {
+      return absl::InternalError(absl::StrCat("update: operand ", compact[i].ToString(),
+                                              " does not hold ", s.rows, " runs of ", s.prefix));
+    }
+  }
+  for (int64_t r = 0; r < s.rows; ++r) {
+    for (size_t i = 0; i < compact.size(); ++i) {
+      if (compact[i].defined()) {
+        parts[i] = absl::MakeSpan(compact[i].data<float>() + r * s.prefix, s.prefix);
+      }
+    }
+    STRATA_RETURN_IF_ERROR(
+        step(absl::MakeSpan(param.data<float>() + r * s.stride, s.prefix), parts));
+  }
+  return absl::OkStatus();
+}
+
 class AdamWUpdate final : public InPlaceOp {
  public:
-  AdamWUpdate(optim::AdamWHyper h, double max_norm) : h_(h), max_norm_(max_norm) {}
+  AdamWUpdate(optim::AdamWHyper h, double max_norm, UpdateSlice slice)
+      : h_(h), max_norm_(max_norm), slice_(slice) {}
   OpKind kind() const override { return OpKind::kAdamWUpdate; }
   std::string Attributes() const override {
     return absl::StrCat("beta1=", h_.beta1, " beta2=", h_.beta2, " eps=", h_.eps,
                         " weight_decay=", h_.weight_decay,
-                        max_norm_ > 0 ? absl::StrCat(" max_norm=", max_norm_) : "");
+                        max_norm_ > 0 ? absl::StrCat(" max_norm=", max_norm_) : "",
+                        SliceAttributes(slice_));
   }
   std::vector<int> MutatedInputs() const override { return WithGrad({0, 2, 3}, max_norm_); }
   absl::Status Run(const RunArgs& a) const override {
     STRATA_RETURN_IF_ERROR(ClipInPlace(a, max_norm_));
     optim::AdamWHyper h = h_;
     h.lr = a.scalars->lr;
-    return optim::AdamWStep(Flat(a.in[0]), Flat(a.in[1]), Flat(a.in[2]), Flat(a.in[3]), h,
-                            a.scalars->step);
+    const Tensor compact[] = {a.in[1], a.in[2], a.in[3]};
+    return ForEachRun(slice_, a.in[0], compact, [&](absl::Span<float> p, auto& g_m_v) {
+      return optim::AdamWStep(p, g_m_v[0], g_m_v[1], g_m_v[2], h, a.scalars->step);
+    });
   }
+  const UpdateSlice& slice() const { return slice_; }
 
  private:
   optim::AdamWHyper h_;
   double max_norm_;
+  UpdateSlice slice_;
 };
 
 class SgdUpdate final : public InPlaceOp {
  public:
-  SgdUpdate(optim::SgdHyper h, double max_norm) : h_(h), max_norm_(max_norm) {}
+  SgdUpdate(optim::SgdHyper h, double max_norm, UpdateSlice slice)
+      : h_(h), max_norm_(max_norm), slice_(slice) {}
   OpKind kind() const override { return OpKind::kSgdUpdate; }
   std::string Attributes() const override {
     return absl::StrCat("momentum=", h_.momentum, " dampening=", h_.dampening,
                         " nesterov=", h_.nesterov, " weight_decay=", h_.weight_decay,
-                        max_norm_ > 0 ? absl::StrCat(" max_norm=", max_norm_) : "");
+                        max_norm_ > 0 ? absl::StrCat(" max_norm=", max_norm_) : "",
+                        SliceAttributes(slice_));
   }
   std::vector<int> MutatedInputs() const override {
     return WithGrad(h_.momentum != 0 ? std::vector<int>{0, 2} : std::vector<int>{0}, max_norm_);
@@ -146,13 +194,17 @@ class SgdUpdate final : public InPlaceOp {
     optim::SgdHyper h = h_;
     h.lr = a.scalars->lr;
     const bool has_buffer = h_.momentum != 0;
-    return optim::SgdStep(Flat(a.in[0]), Flat(a.in[1]),
-                          has_buffer ? Flat(a.in[2]) : absl::Span<float>(), h, a.scalars->step);
+    const Tensor compact[] = {a.in[1], has_buffer ? a.in[2] : Tensor()};
+    return ForEachRun(slice_, a.in[0], compact, [&](absl::Span<float> p, auto& g_buf) {
+      return optim::SgdStep(p, g_buf[0], g_buf[1], h, a.scalars->step);
+    });
   }
+  const UpdateSlice& slice() const { return slice_; }
 
  private:
   optim::SgdHyper h_;
   double max_norm_;
+  UpdateSlice slice_;
 };
 
 }  // namespace
@@ -165,20 +217,25 @@ std::shared_ptr<const Op> GlobalGradNormOp(int squared_inputs, bool squared_outp
   return std::make_shared<GlobalGradNorm>(squared_inputs, squared_output);
 }
 std::shared_ptr<const Op> AdamWUpdateOp(double beta1, double beta2, double eps,
-                                        double weight_decay, double max_norm) {
+                                        double weight_decay, double max_norm, UpdateSlice slice) {
   return std::make_shared<AdamWUpdate>(
       optim::AdamWHyper{
           .lr = 0, .beta1 = beta1, .beta2 = beta2, .eps = eps, .weight_decay = weight_decay},
-      max_norm);
+      max_norm, slice);
 }
 std::shared_ptr<const Op> SgdUpdateOp(double momentum, double dampening, bool nesterov,
-                                      double weight_decay, double max_norm) {
+                                      double weight_decay, double max_norm, UpdateSlice slice) {
   return std::make_shared<SgdUpdate>(optim::SgdHyper{.lr = 0,
                                                      .momentum = momentum,
                                                      .dampening = dampening,
                                                      .nesterov = nesterov,
                                                      .weight_decay = weight_decay},
-                                     max_norm);
+                                     max_norm, slice);
+}
+UpdateSlice UpdateSliceOf(const Op& update) {
+  if (const auto* a = dynamic_cast<const AdamWUpdate*>(&update)) return a->slice();
+  if (const auto* s = dynamic_cast<const SgdUpdate*>(&update)) return s->slice();
+  return {};
 }
 
 }  // namespace strata::graph::ops

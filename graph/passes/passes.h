@@ -1,6 +1,8 @@
 // Compile passes: each is a small function over the Graph with its own test (DESIGN.md, "The
 // compile pipeline", 4). Compile runs them in this order and can print the IR after each.
 //
+//   HoistChannelSlices the channel_slice nodes of partial-channel weight gradients move into the
+//                      forward, so that it keeps only those channels (Note [partial channels])
 //   SyncBatchNorm      (data parallel, world > 1) training batch_norm and its gradient split around
 //                      all_reduce nodes, so the statistics are the global batch's
 //   FuseCrossEntropy   cross_entropy + its gradient -> one cross_entropy_with_grad node
@@ -29,6 +31,8 @@
 
 namespace strata::graph {
 
+// Run right after autodiff; `forward_nodes`: how many nodes the traced forward had.
+absl::Status HoistChannelSlices(Graph& graph, int forward_nodes);
 // Note [synchronized batch norm] in sync_batch_norm.cc. Run right after autodiff; a no-op when
 // world == 1.
 absl::Status SyncBatchNorm(Graph& graph, int rank, int world);

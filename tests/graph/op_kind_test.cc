@@ -98,6 +98,12 @@ TEST(OpKindTest, EveryKindIsMadeByExactlyOneOpClassUnderItsName) {
   CollectOps(gpt, {{"ids", Shape{2, 4}, DType::kI32}, {"targets", Shape{2, 4}, DType::kI32}},
              [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
              adamw, ops);
+  // A weight that trains its first input channels only: channel_slice.
+  Gpt partial(GptConfig{.vocab = 16, .block_size = 4, .layers = 1, .width = 8, .heads = 2});
+  partial.FindParameter("h.0.mlp.c_fc.weight")->set_trained_channels(4);
+  CollectOps(partial, {{"ids", Shape{2, 4}, DType::kI32}, {"targets", Shape{2, 4}, DType::kI32}},
+             [&](absl::Span<const Var> in) { return ops::CrossEntropy(partial.Forward(in[0]), in[1]); },
+             adamw, ops);
   // The rest with SGD (momentum) over two micro-batches: accumulate, zero and sgd_update.
   EveryOp every;
   TrainOptions sgd;

@@ -119,13 +119,50 @@ TEST(SparseUpdateSpecTest, RulesThatCannotApplyAreErrorsAndChangeNothing) {
   absl::StatusOr<SparseUpdatePlan> nothing =
       ApplySparseUpdate(gpt, {{{"h.*", "full"}, {"*", "frozen"}}});
   EXPECT_THAT(nothing.status().message(), HasSubstr("train no parameter"));
+  // The embedding (tied to the head) has no input channels to train part of.
   absl::StatusOr<SparseUpdatePlan> channels =
-      ApplySparseUpdate(gpt, {{{"h.2.mlp.c_fc.weight", "channels:0.5"}}});
-  EXPECT_EQ(channels.status().code(), absl::StatusCode::kUnimplemented);
-  EXPECT_THAT(channels.status().message(), HasSubstr("h.2.mlp.c_fc.weight"));
+      ApplySparseUpdate(gpt, {{{"h.2.*", "full"}, {"wte.weight", "channels:0.5"}}});
+  EXPECT_EQ(channels.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(channels.status().message(), HasSubstr("wte.weight"));
+  EXPECT_THAT(channels.status().message(), HasSubstr("not the weight of a linear layer"));
   absl::StatusOr<SparseUpdatePlan> unknown = ApplySparseUpdate(gpt, {{{"h.*", "most"}}});
   EXPECT_THAT(unknown.status().message(), HasSubstr("unknown update rule \"most\""));
   EXPECT_EQ(Trainable(gpt), before);
+}
+
+// channels:F trains the first ceil(F * C_in) input channels of a linear weight; a parameter
+// without input channels (a bias, a LayerNorm's scale) trains whole, and so does a weight when
+// ceil(F * C_in) is all of its channels.
+TEST(SparseUpdateSpecTest, ChannelsTrainTheLeadingInputChannels) {
+  Gpt gpt(kTiny);
+  absl::StatusOr<SparseUpdatePlan> plan = ApplySparseUpdate(
+      gpt, {{{"h.2.*", "channels:0.3"}, {"h.2.mlp.c_proj.weight", "channels:1"}}});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  std::map<std::string, SparseUpdatePlan::Entry> by_path;
+  for (const SparseUpdatePlan::Entry& e : plan->params) by_path[e.path] = e;
+  // c_fc is (4 * 32, 32): ceil(0.3 * 32) = 10 of its 32 input channels; c_attn the same.
+  for (const char* path : {"h.2.mlp.c_fc.weight", "h.2.attn.c_attn.weight", "h.2.attn.c_proj.weight"}) {
+    EXPECT_EQ(by_path[path].kind, SparseUpdateKind::kChannels) << path;
+    EXPECT_EQ(by_path[path].channels, 10) << path;
+    EXPECT_EQ(by_path[path].of_channels, 32) << path;
+    EXPECT_EQ(gpt.FindParameter(path)->trained_channels(), 10) << path;
+    EXPECT_TRUE(gpt.FindParameter(path)->trainable()) << path;
+  }
+  for (const char* path : {"h.2.mlp.c_proj.weight", "h.2.mlp.c_fc.bias", "h.2.ln_1.weight"}) {
+    EXPECT_EQ(by_path[path].kind, SparseUpdateKind::kFull) << path;
+    EXPECT_EQ(gpt.FindParameter(path)->trained_channels(), 0) << path;
+  }
+  int64_t numel = 0;
+  gpt.ForEachParameter([&](const std::string& path, Parameter& p) {
+    if (!absl::StartsWith(path, "h.2.")) return;
+    const bool partial = by_path[path].kind == SparseUpdateKind::kChannels;
+    numel += partial ? p.shape()[0] * 10 : p.shape().numel();
+  });
+  EXPECT_EQ(plan->trainable_numel, numel);
+  EXPECT_THAT(plan->Summary(), HasSubstr("h.2.attn.c_attn.weight (10 of 32 channels)"));
+  // Re-applied, a weight no rule trains in part trains whole again.
+  ASSERT_TRUE(ApplySparseUpdate(gpt, {{{"h.2.*", "full"}}}).ok());
+  EXPECT_EQ(gpt.FindParameter("h.2.mlp.c_fc.weight")->trained_channels(), 0);
 }
 
 Tensor Tokens(int64_t b, int64_t t, uint32_t seed) {
@@ -415,6 +452,268 @@ TEST(SparseUpdateStepTest, CnnEqualsAFullStepWithTheOtherUpdatesMaskedOut) {
       }
     }
   }
+}
+
+// Whether each element of each parameter trains, from a plan: all of a kFull one, the leading
+// channels of a kChannels one (dimension 1, or 0 for a depthwise weight (C, 1, KH, KW)).
+std::map<std::string, std::vector<char>> TrainedElements(Module& m, const SparseUpdatePlan& plan) {
+  std::map<std::string, std::vector<char>> out;
+  for (const SparseUpdatePlan::Entry& e : plan.params) {
+    if (e.kind == SparseUpdateKind::kFrozen) continue;
+    const Shape& shape = m.FindParameter(e.path)->shape();
+    std::vector<char>& mask = out[e.path];
+    mask.assign(static_cast<size_t>(shape.numel()), e.kind == SparseUpdateKind::kFull);
+    if (e.kind != SparseUpdateKind::kChannels) continue;
+    const int dim = shape[1] == e.of_channels ? 1 : 0;
+    int64_t inner = 1;
+    for (int d = dim + 1; d < shape.rank(); ++d) inner *= shape[d];
+    for (int64_t i = 0; i < shape.numel(); ++i) mask[i] = (i / inner) % shape[dim] < e.channels;
+  }
+  return out;
+}
+
+// Masks the full program's updates element by element: every element `trained` does not mark
+// gets its initial value back.
+void PutBackUntrained(Program& full, const std::map<std::string, std::vector<char>>& trained,
+                      const std::map<std::string, std::vector<float>>& initial) {
+  for (const auto& [name, v] : full.parameter_values()) {
+    if (full.graph().value(v).role != ValueRole::kParameter) continue;
+    Tensor t = full.ReadState(v, DefaultCpuAllocator()).value();
+    const auto mask = trained.find(name);
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      if (mask == trained.end() || !mask->second[i]) t.data<float>()[i] = initial.at(name)[i];
+    }
+    ASSERT_TRUE(full.WriteState(v, t).ok()) << name;
+  }
+}
+
+std::unique_ptr<Program> CompileFor(Gpt& gpt, bool keep_gradients) {
+  return CompileGpt(gpt, keep_gradients);
+}
+std::unique_ptr<Program> CompileFor(MobileNet& net, bool keep_gradients) {
+  TrainOptions o;
+  o.optimizer = OptimizerOptions::Sgd(/*momentum=*/0.9, /*weight_decay=*/5e-4);
+  o.schedule.max_lr = 0.05;
+  o.seed = 1;
+  o.keep_gradients = keep_gradients;
+  auto p = Compile(net, {{"images", Shape{4, 1, 28, 28}}, {"labels", Shape{4}, DType::kI32}},
+                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(net.Forward(in[0]), in[1]); },
+                   o);
+  EXPECT_TRUE(p.ok()) << p.status();
+  return p.ok() ? *std::move(p) : nullptr;
+}
+
+// The masked comparison for partial channels (Note [partial channels]): the trained channels
+// move as a full step's, the others keep their values, and the gradients and optimizer state
+// hold the trained channels alone.
+template <typename Model, typename Make, typename Batch>
+void ExpectPartialChannelsMatchMaskedFull(const SparseUpdateSpec& spec, const Make& make,
+                                          const Batch& batch, double tolerance) {
+  std::unique_ptr<Model> sparse_ptr = make(), full_ptr = make();
+  Model &sparse_model = *sparse_ptr, &full_model = *full_ptr;
+  absl::StatusOr<SparseUpdatePlan> plan = ApplySparseUpdate(sparse_model, spec);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const std::map<std::string, std::vector<char>> trained = TrainedElements(sparse_model, *plan);
+  const std::map<std::string, bool> frozen = FrozenBatchNorms(sparse_model);
+  full_model.ForEachModule([&](const std::string& path, Module& m) {  // the same BatchNorm modes
+    if (auto* bn = dynamic_cast<nn::BatchNorm2d*>(&m)) bn->SetFrozen(frozen.at(path));
+  });
+  std::unique_ptr<Program> sparse = CompileFor(sparse_model, true);
+  std::unique_ptr<Program> full = CompileFor(full_model, false);
+  ASSERT_TRUE(sparse && full);
+  int partial = 0;
+  for (const SparseUpdatePlan::Entry& e : plan->params) {
+    if (e.kind != SparseUpdateKind::kChannels) continue;
+    ++partial;
+    int64_t trained_numel = 0;
+    for (char c : trained.at(e.path)) trained_numel += c;
+    for (const auto& [name, v] : sparse->gradients()) {
+      if (name == e.path) {
+        EXPECT_EQ(v.numel(), trained_numel) << name;
+      }
+    }
+    for (const auto& [name, v] : sparse->optimizer_state_values()) {
+      if (name.substr(0, name.rfind('.')) == e.path) {
+        EXPECT_EQ(sparse->graph().value(v).numel(), trained_numel) << name;
+      }
+    }
+  }
+  ASSERT_GT(partial, 0);
+  // Each partial weight gradient reads a channel_slice that the forward computes: it comes
+  // before the first node of the backward, the loss's.
+  const std::vector<Node>& nodes = sparse->graph().nodes();
+  int slices = 0, first_backward = static_cast<int>(nodes.size());
+  for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
+    const OpKind k = nodes[i].op->kind();
+    if (k == OpKind::kCrossEntropyWithGrad) first_backward = std::min(first_backward, i);
+    if (k == OpKind::kChannelSlice) {
+      ++slices;
+      EXPECT_LT(i, first_backward) << "a channel_slice in the backward";
+    }
+  }
+  EXPECT_EQ(slices, partial);
+
+  const std::map<std::string, std::vector<float>> initial = Params(*full);
+  EXPECT_EQ(Params(*sparse), initial);
+  for (int s = 0; s < 3; ++s) {
+    const std::vector<Tensor> b = batch(s);
+    ASSERT_TRUE(sparse->Step(b).ok());
+    ASSERT_TRUE(full->Step(b).ok());
+    PutBackUntrained(*full, trained, initial);
+  }
+  const std::map<std::string, std::vector<float>> a = Params(*sparse), b = Params(*full);
+  for (const auto& [name, values] : a) {
+    if (absl::StrContains(name, "running_")) continue;  // buffers: BatchNorm statistics
+    const auto mask = trained.find(name);
+    double scale = 0;
+    for (float v : b.at(name)) scale = std::max(scale, std::abs(double{v}));
+    bool changed = false;
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (mask == trained.end() || !mask->second[i]) {
+        ASSERT_EQ(values[i], initial.at(name)[i]) << name << "[" << i << "] does not train";
+        continue;
+      }
+      ASSERT_NEAR(values[i], b.at(name)[i], 1e-6 + tolerance * scale) << name << "[" << i << "]";
+      changed = changed || values[i] != initial.at(name)[i];
+    }
+    if (mask != trained.end()) {
+      EXPECT_TRUE(changed) << name << " trains but did not change";
+    }
+  }
+}
+
+TEST(SparseUpdateStepTest, PartialChannelsEqualAFullStepWithTheOtherChannelsMaskedOut) {
+  const std::vector<SparseUpdateSpec> gpt_specs = {
+      // the last block's linears at a quarter of their input channels, the biases before
+      {{{"h.2.*", "channels:0.25"}, {"h.1.*", "bias_only"}, {"ln_f.*", "full"}}},
+      // one layer in the middle: the input-gradient chain runs down to block 0
+      {{{"h.0.mlp.c_proj.weight", "channels:0.3"}}},
+  };
+  for (const SparseUpdateSpec& spec : gpt_specs) {
+    SCOPED_TRACE(spec.rules[0].match + ": " + spec.rules[0].update);
+    ExpectPartialChannelsMatchMaskedFull<Gpt>(
+        spec, [] { return std::make_unique<Gpt>(kTiny); },
+        [](int s) { return std::vector<Tensor>{Tokens(2, 16, 10 + s), Tokens(2, 16, 20 + s)}; },
+        5e-3);
+  }
+  // The CNN's last block: its 1x1 expand and project convolutions at their leading input
+  // channels, its depthwise convolution at its own leading channels.
+  const std::vector<SparseUpdateSpec> cnn_specs = {
+      {{{"blocks.4.*", "channels:0.25"}, {"classifier.*", "full"}}},
+      {{{"blocks.3.depthwise.conv.weight", "channels:0.5"}}},
+  };
+  for (const SparseUpdateSpec& spec : cnn_specs) {
+    SCOPED_TRACE(spec.rules[0].match + ": " + spec.rules[0].update);
+    ExpectPartialChannelsMatchMaskedFull<MobileNet>(
+        spec, [] { return std::make_unique<MobileNet>(MobileNetConfig{}); },
+        [](int s) {
+          std::mt19937 rng(3 + s);
+          std::normal_distribution<float> pixel(0.3f, 0.4f);
+          Tensor images = Tensor::Empty(Shape{4, 1, 28, 28}, DType::kF32, DefaultCpuAllocator()).value();
+          Tensor labels = Tensor::Empty(Shape{4}, DType::kI32, DefaultCpuAllocator()).value();
+          for (int64_t i = 0; i < images.numel(); ++i) images.data<float>()[i] = pixel(rng);
+          for (int64_t i = 0; i < 4; ++i) labels.data<int32_t>()[i] = static_cast<int32_t>(rng() % 10);
+          return std::vector<Tensor>{images, labels};
+        },
+        1e-4);
+  }
+}
+
+// The bytes of the activations the forward keeps for the backward: values a node before the loss
+// writes and a node after it reads.
+int64_t SavedForBackward(const Graph& g) {
+  const std::vector<Node>& nodes = g.nodes();
+  int loss = 0;
+  while (nodes[loss].op->kind() != OpKind::kCrossEntropyWithGrad) ++loss;
+  std::set<ValueId> written, saved;
+  for (int i = 0; i < loss; ++i) written.insert(nodes[i].outputs.begin(), nodes[i].outputs.end());
+  for (size_t i = loss + 1; i < nodes.size(); ++i) {
+    for (ValueId v : nodes[i].inputs) {
+      if (written.count(v) && g.value(v).role == ValueRole::kActivation) saved.insert(v);
+    }
+  }
+  int64_t bytes = 0;
+  for (ValueId v : saved) bytes += static_cast<int64_t>(g.value(v).nbytes());
+  return bytes;
+}
+
+// Partial channels keep k of C channels of a layer's input for the backward instead of all of
+// them. Block 0's four linear layers read inputs that only their weight gradients keep (ln_1's
+// and ln_2's outputs, the attention's output, gelu's output: their own gradients read other
+// values), so at 1/8 of the input channels the forward keeps exactly 7/8 of those four less.
+TEST(SparseUpdateStepTest, PartialChannelsKeepOnlyThoseChannelsOfTheInput) {
+  Gpt whole(kTiny), partial(kTiny);
+  ASSERT_TRUE(ApplySparseUpdate(whole, {{{"h.0.*", "full"}}}).ok());
+  ASSERT_TRUE(ApplySparseUpdate(partial, {{{"h.0.*", "channels:0.125"}}}).ok());
+  std::unique_ptr<Program> a = CompileGpt(whole, false), b = CompileGpt(partial, false);
+  ASSERT_TRUE(a && b);
+  // The inputs of c_attn, attn.c_proj and c_fc are (2, 16, 32), mlp.c_proj's (2, 16, 128), f32:
+  // 4, 4, 4 and 16 channels of them are kept.
+  constexpr int64_t kRows = 2 * 16;
+  EXPECT_EQ(SavedForBackward(b->graph()),
+            SavedForBackward(a->graph()) - kRows * ((32 - 4) * 3 + (128 - 16)) * 4);
+  EXPECT_LT(b->memory_report().arena_bytes, a->memory_report().arena_bytes);
+}
+
+// Partial channels compose with clipping, gradient accumulation (the accumulator holds the
+// trained channels) and recompute (the channel_slice is recomputed with its block): the same
+// spec with and without recompute gives bitwise the same losses, norms and weights.
+TEST(SparseUpdateStepTest, PartialChannelsComposeWithClippingAccumulationAndRecompute) {
+  std::vector<double> losses[2], norms[2];
+  std::map<std::string, std::vector<float>> params[2];
+  for (int recompute = 0; recompute < 2; ++recompute) {
+    Gpt gpt(kTiny);
+    ASSERT_TRUE(ApplySparseUpdate(gpt, {{{"h.1.*", "channels:0.5"}, {"h.0.*", "bias_only"}}}).ok());
+    TrainOptions o;
+    o.schedule = {.kind = optim::LrSchedule::kConstant, .max_lr = 1e-2};
+    o.clip_grad_norm = 0.05;  // small enough to clip
+    o.micro_batches = 2;
+    o.recompute = recompute == 1;
+    o.seed = 7;
+    auto p = Compile(gpt, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
+                     [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
+                     o);
+    ASSERT_TRUE(p.ok()) << p.status();
+    // Four slices (block 1's linears): in the forward, or with recompute only in the copies of
+    // block 1 that the backward recomputes, after the loss.
+    const std::vector<Node>& nodes = (*p)->graph().nodes();
+    int slices = 0, after_loss = 0;
+    bool loss_seen = false;
+    for (const Node& n : nodes) {
+      loss_seen = loss_seen || n.op->kind() == OpKind::kCrossEntropyWithGrad;
+      if (n.op->kind() != OpKind::kChannelSlice) continue;
+      ++slices;
+      after_loss += loss_seen;
+    }
+    EXPECT_EQ(slices, 4);
+    EXPECT_EQ(after_loss, recompute == 1 ? 4 : 0);
+    for (int s = 0; s < 4; ++s) {
+      absl::StatusOr<StepStats> st = (*p)->Step({Tokens(4, 16, 30 + s), Tokens(4, 16, 40 + s)});
+      ASSERT_TRUE(st.ok()) << st.status();
+      losses[recompute].push_back(st->loss);
+      norms[recompute].push_back(st->grad_norm);
+    }
+    params[recompute] = Params(**p);
+  }
+  EXPECT_EQ(losses[0], losses[1]);
+  EXPECT_EQ(norms[0], norms[1]);
+  EXPECT_GT(norms[0][0], 0.05);
+  EXPECT_EQ(params[0], params[1]);
+}
+
+// Partial channels are refused, by name, where their compact gradient and state cannot go.
+TEST(SparseUpdateStepTest, PartialChannelsWithOffloadedStateAreRefusedByName) {
+  Gpt gpt(kTiny);
+  ASSERT_TRUE(ApplySparseUpdate(gpt, {{{"h.2.mlp.c_fc.weight", "channels:0.5"}}}).ok());
+  TrainOptions o;
+  o.clip_grad_norm = 0;
+  o.offload.optimizer = MemoryTier::kHost;
+  auto p = Compile(gpt, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
+                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
+                   o);
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(p.status().message(), HasSubstr("h.2.mlp.c_fc.weight"));
+  EXPECT_THAT(p.status().message(), HasSubstr("offloaded"));
 }
 
 }  // namespace
