@@ -1,5 +1,7 @@
 #include "graph/compile.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "graph/autodiff.h"
@@ -166,6 +168,41 @@ absl::StatusOr<ops::UpdateSlice> SliceOf(const Value& param, const TensorType& g
     s.prefix *= g[j];
   }
   return s;
+}
+
+// "largest live set at node 812 (linear_grad in h.5.mlp.c_proj): 93.7 MB\n  12.6 MB %417 ...":
+// what a smaller arena would have to do without, largest first.
+std::string LargestLiveSet(const Graph& graph, const MemoryPlan& plan) {
+  // Live from the node that writes a value, or the one after for an in-place output (which
+  // shares that node with the input it overwrites), to its last reader.
+  auto from = [&](ValueId v) { return plan.live[v].first + (plan.alias[v] != kNoValue ? 1 : 0); };
+  std::vector<int64_t> bytes(graph.nodes().size() + 1, 0);
+  for (ValueId v = 0; v < graph.num_values(); ++v) {
+    for (int i = from(v); plan.live[v].first >= 0 && i <= plan.live[v].second; ++i) {
+      bytes[i] += static_cast<int64_t>(graph.value(v).nbytes());
+    }
+  }
+  const int peak = static_cast<int>(std::max_element(bytes.begin(), bytes.end()) - bytes.begin());
+  if (bytes[peak] == 0 || peak >= static_cast<int>(graph.nodes().size())) return "";
+  const Node& at = graph.nodes()[peak];
+  std::vector<std::pair<int64_t, ValueId>> live;
+  for (ValueId v = 0; v < graph.num_values(); ++v) {
+    if (plan.live[v].first >= 0 && from(v) <= peak && peak <= plan.live[v].second) {
+      live.push_back({static_cast<int64_t>(graph.value(v).nbytes()), v});
+    }
+  }
+  std::sort(live.rbegin(), live.rend());
+  std::string out = absl::StrCat("largest live set at node ", peak, " (", at.op->name(),
+                                 at.scope.empty() ? "" : " in " + at.scope, "): ", bytes[peak],
+                                 " B in ", live.size(), " values\n");
+  for (size_t i = 0; i < live.size() && i < 16; ++i) {
+    const ValueId v = live[i].second;
+    const int writer = plan.live[v].first;
+    absl::StrAppend(&out, "  ", live[i].first, " B ", graph.ValueToString(v), " from node ", writer,
+                    " (", graph.nodes()[writer].op->name(), " in ", graph.nodes()[writer].scope,
+                    ") until node ", plan.live[v].second, "\n");
+  }
+  return out;
 }
 
 }  // namespace
@@ -394,7 +431,7 @@ absl::StatusOr<PlannedStep> PlanTrainingStep(Module& model, const std::vector<In
     absl::StrAppend(&config.dump, "== memory plan ==\npersistent ", plan.persistent_bytes,
                     " B, arena ", plan.arena_bytes, " B (largest live set ", plan.live_peak_bytes,
                     " B), host ", plan.host_bytes, " B, nvme ", plan.nvme_bytes, " B, prefetch ",
-                    config.offload.prefetch_bytes, " B\n");
+                    config.offload.prefetch_bytes, " B\n", LargestLiveSet(graph, plan));
   }
   return PlannedStep{std::move(graph), std::move(plan), std::move(config)};
 }

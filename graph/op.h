@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -76,6 +77,11 @@ class Op {
   virtual absl::Status Gradient(GradientArgs& args) const;  // default: not differentiable
   // Inputs that Run writes in place (an optimizer update writes its parameter and state).
   virtual std::vector<int> MutatedInputs() const { return {}; }
+  // (output, input) pairs, in order of preference: the output may take over the input's bytes
+  // where this node is the input's last reader (Note [in-place outputs] in
+  // graph/passes/memory_plan.cc), so Run must read whatever it needs of the input before writing
+  // the output over it (an elementwise op; a linear gradient that computes dw before dx).
+  virtual std::vector<std::pair<int, int>> InPlaceOutputs() const { return {}; }
   // True when Run writes its MutatedInputs only while StepScalars::training is set (BatchNorm's
   // running statistics), so that Program::Evaluate may run it.
   virtual bool MutatesOnlyWhenTraining() const { return false; }

@@ -642,6 +642,32 @@ absl::Status Program::Allocate(ValueId v, int index) {
         "reaches into the update phase)"));
   }
   const Value& value = graph_.value(v);
+  if (const ValueId in = plan_.alias[v]; in != kNoValue) {
+    // Note [in-place outputs]: v takes over the block of `in`, which this node reads last; no NaN
+    // fill, since the node still reads it.
+    if (!live_[in] || plan_.live[in].second != index || plan_.offset[in] != plan_.offset[v]) {
+      return absl::InternalError(absl::StrCat("check-plan: ", Describe(v), " takes over the bytes of ",
+                                              Describe(in), " at ", DescribeNode(index),
+                                              ", which is not where that value dies"));
+    }
+    blocks_[v] = std::move(blocks_[in]);  // Release(in) then frees nothing
+    if (blocks_[v].size() > 0) live_extents_[plan_.offset[v]] = v;
+  } else {
+    STRATA_RETURN_IF_ERROR(AllocateBlock(v, index));
+  }
+  live_[v] = true;
+  auto storage = std::make_shared<Storage>(blocks_[v].data(), value.nbytes(), Device::Cpu());
+  const Shape shape = HeldShape(value);
+  STRATA_ASSIGN_OR_RETURN(tensors_[v], Tensor::View(std::move(storage), shape,
+                                                    ContiguousStrides(shape), 0,
+                                                    value.type.dtype));
+  return absl::OkStatus();
+}
+
+// A fresh block for v, at its planned extent, checked against every live value's.
+absl::Status Program::AllocateBlock(ValueId v, int index) {
+  const auto [first, last] = plan_.live[v];
+  const Value& value = graph_.value(v);
   const int64_t bytes = PlannedBytes(value), begin = plan_.offset[v], end = begin + bytes;
   if (end > plan_.arena_bytes) {
     return absl::InternalError(absl::StrCat("check-plan: ", Describe(v), " is planned at [", begin,
@@ -670,12 +696,6 @@ absl::Status Program::Allocate(ValueId v, int index) {
     FillNaN(block.data(), bytes);
     Poison(static_cast<char*>(block.data()) + value.nbytes(), bytes - value.nbytes());
   }
-  live_[v] = true;
-  auto storage = std::make_shared<Storage>(block.data(), value.nbytes(), Device::Cpu());
-  const Shape shape = HeldShape(value);
-  STRATA_ASSIGN_OR_RETURN(tensors_[v], Tensor::View(std::move(storage), shape,
-                                                    ContiguousStrides(shape), 0,
-                                                    value.type.dtype));
   return absl::OkStatus();
 }
 

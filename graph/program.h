@@ -211,6 +211,7 @@ class Program {
   // check_plan: Run with the node's arena values allocated, checked and released around it.
   absl::Status RunChecked(int index);
   absl::Status Allocate(ValueId v, int index);
+  absl::Status AllocateBlock(ValueId v, int index);
   void Release(ValueId v);
   int ReleaseAll();  // the number of arena values that were still live
   std::string Describe(ValueId v) const;

@@ -49,6 +49,11 @@ class LinearGradOp final : public Op {
     if (has_bias_) out.push_back({Shape{w.shape[0]}, DType::kF32});
     return out;
   }
+  // dx (the input's shape) may overwrite x: LinearBackward computes dw from x first.
+  std::vector<std::pair<int, int>> InPlaceOutputs() const override {
+    if (weight_ == Weight::kWhole) return {{0, 0}};
+    return {};
+  }
   absl::Status Run(const RunArgs& a) const override {
     switch (weight_) {
       case Weight::kWhole:

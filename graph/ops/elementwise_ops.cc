@@ -67,6 +67,9 @@ class AddOp final : public Op {
     }
     return std::vector<TensorType>{in[0]};
   }
+  // Elementwise: the sum may overwrite either addend (b only when it is not broadcast, which
+  // the planner's equal-size rule ensures).
+  std::vector<std::pair<int, int>> InPlaceOutputs() const override { return {{0, 0}, {0, 1}}; }
   absl::Status Run(const RunArgs& a) const override {
     if (a.in[0].shape() == a.in[1].shape()) return cpu::Add(a.in[0], a.in[1], a.out[0]);
     const int64_t cols = a.in[1].numel();
@@ -107,6 +110,8 @@ class ActivationGradOp final : public Op {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 2));
     return std::vector<TensorType>{in[0]};
   }
+  // Elementwise: dx may overwrite dy or x.
+  std::vector<std::pair<int, int>> InPlaceOutputs() const override { return {{0, 1}, {0, 0}}; }
   absl::Status Run(const RunArgs& a) const override {
     switch (activation_) {
       case Activation::kGelu: return cpu::GeluBackward(a.in[0], a.in[1], a.out[0]);

@@ -33,6 +33,11 @@ class LayerNormGradOp final : public Op {
     }
     return std::vector<TensorType>{in[0], in[1], in[1]};
   }
+  // (x, gamma, mean, rstd, dy[, r]): dx may overwrite r or dy (cpu::LayerNormBackward).
+  std::vector<std::pair<int, int>> InPlaceOutputs() const override {
+    if (has_residual_) return {{0, 5}, {0, 4}};
+    return {{0, 4}};
+  }
   absl::Status Run(const RunArgs& a) const override {
     return cpu::LayerNormBackward(a.in[0], a.in[1], a.in[2], a.in[3], a.in[4], a.out[0], a.out[1],
                                   a.out[2], cpu::GradMode::kOverwrite,

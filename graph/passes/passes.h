@@ -95,14 +95,18 @@ struct MemoryPlan {
   std::vector<std::pair<int, int>> live;
   // Largest sum of live arena bytes at any node: a lower bound no plan can beat.
   int64_t live_peak_bytes = 0;
+  // Per value: the input whose bytes it takes over at the node that writes it (Note [in-place
+  // outputs] in memory_plan.cc), or kNoValue.
+  std::vector<ValueId> alias;
 };
 
 // The bytes of the swap-file extent that holds `bytes`: whole 4 KiB blocks.
 int64_t NvmeExtentBytes(int64_t bytes);
 
 // Adds a kWorkspace value for each node whose op needs scratch (sized for `num_threads`), then
-// assigns offsets: largest values first, each at the lowest offset that does not overlap a placed
-// value live at the same time.
+// assigns offsets so that no two values live at the same node share bytes, letting an output
+// take over the bytes of an input that dies at its node where the op allows (Note [in-place
+// outputs] in memory_plan.cc); of several greedy placements, the smallest arena is kept.
 absl::StatusOr<MemoryPlan> PlanMemory(Graph& graph, int num_threads);
 
 }  // namespace strata::graph

@@ -90,10 +90,11 @@ absl::Status LinearBackward(const Tensor& x, const Tensor& w, const Tensor& dy, 
   if (db.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "db", db, Shape{out}));
 
   const bool accumulate = mode == GradMode::kAccumulate;
-  if (dx.defined()) STRATA_RETURN_IF_ERROR(Matmul(dy2, w, dx2));  // dx = dy w
-  if (dw.defined()) {                                              // dw (+)= dy^T x
+  // dw before dx: dx may be x's own bytes (an in-place gradient, once x is read for the last time).
+  if (dw.defined()) {  // dw (+)= dy^T x
     STRATA_RETURN_IF_ERROR(Matmul(dy2, x2, dw, true, false, 1.0f, accumulate ? 1.0f : 0.0f));
   }
+  if (dx.defined()) STRATA_RETURN_IF_ERROR(Matmul(dy2, w, dx2));  // dx = dy w
   if (db.defined()) {
     internal::ColumnSums(dy2.data<float>(), dy2.dim(0), out, db.data<float>(), accumulate);
   }

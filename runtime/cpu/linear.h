@@ -23,7 +23,8 @@ absl::Status LinearForward(const Tensor& x, const Tensor& w, const Tensor& b, co
 // x (..., in), w (out, in), dy (..., out) -> dx (..., in), dw (out, in), db (out), all
 // contiguous; undefined outputs are skipped, every defined one is checked before any is written.
 // dx is overwritten; `mode` applies to dw and db. Only dw reads x: without dw, x may be undefined
-// (a layer whose weight does not train need not keep its input for the backward).
+// (a layer whose weight does not train need not keep its input for the backward). dx may be x
+// itself (same bytes): dw is computed first.
 absl::Status LinearBackward(const Tensor& x, const Tensor& w, const Tensor& dy, const Tensor& dx,
                             const Tensor& dw, const Tensor& db,
                             GradMode mode = GradMode::kOverwrite);

@@ -71,6 +71,13 @@ TEST(LinearTest, ForwardBackwardAgainstReferenceAndFiniteDifferences) {
     ASSERT_TRUE(LinearBackward(Tensor(), w, dy, dx_alone, Tensor(), db_alone).ok());
     ExpectClose(dx_alone, gx, 1e-4, 1e-5, "dx without x");
     ExpectClose(db_alone, gb, 1e-4, 1e-5, "db without x");
+    // dx may be x's own bytes (an in-place gradient): dw reads x before dx overwrites it.
+    const Tensor x_copy = testing::EmptyF32(x.shape());
+    ASSERT_TRUE(x_copy.CopyFrom(x).ok());
+    const Tensor dw_in_place = testing::EmptyF32(w.shape());
+    ASSERT_TRUE(LinearBackward(x_copy, w, dy, x_copy, dw_in_place, Tensor()).ok());
+    ExpectClose(x_copy, gx, 1e-4, 1e-5, "dx over x");
+    ExpectClose(dw_in_place, gw, 1e-4, 1e-5, "dw with dx over x");
   }
 }
 
