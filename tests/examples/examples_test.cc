@@ -209,6 +209,47 @@ void ExpectCleanError(const Result& run, int exit_code, const std::string& names
   }
 }
 
+// --sparse-budget: the analysis prints one line per unit and the choice with its planned peak
+// before step 1, then trains the chosen rules; the run's planned peak is within the budget.
+TEST_F(StrataGptTest, SparseBudgetPrintsTheChoiceThenTrainsIt) {
+  const Result run = RunStrataGpt(With(Tiny(3), {"--sparse-budget", "1M",
+                                                 "--sparse-budget-batches", "2"}));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("sparse budget 1M: measuring 8 units, 2 steps each"));
+  EXPECT_THAT(run.output, HasSubstr("biases of the last 1 block (ln_f)"));
+  EXPECT_THAT(run.output, HasSubstr("h.1 full"));
+  EXPECT_THAT(run.output, HasSubstr("sparse update rules: [{\"match\""));
+  const size_t chose = run.output.find("sparse budget 1.0 MiB: chose ");
+  const size_t step1 = run.output.find("step     1/3");
+  ASSERT_NE(chose, std::string::npos) << run.output;
+  ASSERT_NE(step1, std::string::npos) << run.output;
+  EXPECT_LT(chose, step1);
+  const size_t peak = run.output.find("planned peak ", chose);
+  ASSERT_NE(peak, std::string::npos);
+  EXPECT_LE(std::stod(run.output.substr(peak + 13)), 1.0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("strata-gpt: done at step 3"));
+
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--sparse-budget", "10K"})), 1,
+                   "--sparse-budget 10K: sparse budget 10240 bytes (0.0 MiB) is below the "
+                   "smallest choice, which plans ");
+}
+
+TEST_F(StrataGptTest, SparseBudgetFlagErrorsAreNamed) {
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--sparse-budget", "12Q"})), 2,
+                   "--sparse-budget expects a size, got '12Q'");
+  std::ofstream(Path("spec.json")) << R"([{"match": "h.1.*", "update": "full"}])";
+  ExpectCleanError(
+      RunStrataGpt(With(Tiny(3), {"--sparse-budget", "1M", "--sparse-update", Path("spec.json")})),
+      2, "--sparse-update " + Path("spec.json") + " and --sparse-budget 1M both choose what trains");
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--sparse-budget", "1M", "--val-fraction", "0"})),
+                   2, "--sparse-budget 1M measures on held-out tokens, but --val-fraction is 0");
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--sparse-budget", "1M", "--resume", Path("x")})),
+                   2, "--sparse-budget measures from the starting weights");
+  ExpectCleanError(
+      RunStrataGpt(With(Tiny(3), {"--sparse-budget", "1M", "--sparse-budget-batches", "0"})), 2,
+      "--sparse-budget-batches 0 is outside its range");
+}
+
 TEST_F(StrataGptTest, ResumeRefusesARunThatWouldComputeAnotherOne) {
   ASSERT_EQ(RunStrataGpt(With(Tiny(3), {"--save", Path("ckpt")})).exit_code, 0);
   std::vector<std::string> args = With(Tiny(4), {"--resume", Path("ckpt")});
@@ -817,7 +858,6 @@ TEST(FmnistExampleTest, PretrainThenFinetuneComparesSparseWithFull) {
   std::vector<std::string> finetune = small;
   finetune.insert(finetune.end(), {"--finetune", dir.string()});
   const Result fine = RunBinary(STRATA_FMNIST_BINARY, finetune);
-  fs::remove_all(dir);
   ASSERT_EQ(fine.exit_code, 0) << fine.output;
   EXPECT_THAT(fine.output, HasSubstr("sparse update: 15 of 50 tensors trained"));
   EXPECT_THAT(fine.output, HasSubstr("BatchNorms normalize with their running statistics"));
@@ -828,6 +868,27 @@ TEST(FmnistExampleTest, PretrainThenFinetuneComparesSparseWithFull) {
   const double ratio = std::stod(fine.output.substr(at + 26));
   EXPECT_GT(ratio, 0.0);
   EXPECT_LT(ratio, 0.5) << fine.output;
+  // --sparse-budget adds a third fine-tune, chosen by the analysis, within the budget.
+  finetune.insert(finetune.end(), {"--sparse-budget", "30M", "--sparse-budget-batches", "1"});
+  const Result budget = RunBinary(STRATA_FMNIST_BINARY, finetune);
+  EXPECT_EQ(budget.exit_code, 0) << budget.output;
+  EXPECT_THAT(budget.output, HasSubstr("sparse budget 30M: measuring 16 units, 1 steps each"));
+  EXPECT_THAT(budget.output, HasSubstr("classifier full"));
+  EXPECT_THAT(budget.output, HasSubstr("sparse budget analysis: "));
+  const size_t planned = budget.output.find("| budget | ");
+  ASSERT_NE(planned, std::string::npos) << budget.output;
+  // | budget | accuracy | planned device MiB | ...
+  const size_t cell = budget.output.find(" | ", planned + 10);
+  EXPECT_LE(std::stod(budget.output.substr(cell + 3)), 30.0) << budget.output;
+  EXPECT_THAT(budget.output, HasSubstr("budget / full: memory beyond the weights "));
+  ExpectCleanError(RunBinary(STRATA_FMNIST_BINARY, {"--sparse-budget", "30M"}), 2,
+                   "--sparse-budget 30M chooses what a --finetune DIR run trains");
+  ExpectCleanError(RunBinary(STRATA_FMNIST_BINARY, {"--finetune", dir.string(), "--sparse-budget",
+                                                    "30M", "--sparse-update", "s.json"}),
+                   2, "--sparse-update s.json and --sparse-budget 30M both choose what trains");
+  ExpectCleanError(RunBinary(STRATA_FMNIST_BINARY, {"--sparse-budget", "lots"}), 2,
+                   "--sparse-budget expects a size, got 'lots'");
+  fs::remove_all(dir);
   // Bad combinations and inputs are named.
   ExpectCleanError(RunBinary(STRATA_FMNIST_BINARY, {"--pretrain", "a", "--finetune", "b"}), 2,
                    "--pretrain and --finetune are two runs");
