@@ -8,6 +8,8 @@
 // model to DIR; `--finetune DIR` starts from it on all ten classes twice, training only what
 // `--sparse-update FILE` selects (by default the last block, the classifier and the biases of the
 // layers between), then every parameter, and prints accuracy, memory and step time of both.
+// `--sparse-budget BYTES` adds a third fine-tune of what contribution analysis chooses to fit
+// the budget (graph/sparse_budget.h), printed before it trains and as a row of the table.
 //
 // The data are the four gzip IDX files as Debian's dataset-fashion-mnist installs them. The
 // recipe (shuffling, schedule, test scoring) is examples/fmnist/fmnist_train.h.
