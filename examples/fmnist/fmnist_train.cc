@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "graph/op.h"
 #include "graph/ops/ops.h"
+#include "graph/sparse_budget.h"
 #include "runtime/safetensors.h"
 #include "runtime/status.h"
 
@@ -17,6 +18,44 @@ namespace {
 
 double Seconds(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+graph::TrainOptions StepOptions(const FmnistRecipe& r, int64_t total_steps,
+                                collectives::Communicator* comm) {
+  graph::TrainOptions o;
+  o.optimizer = r.optimizer == "adamw"
+                    ? graph::OptimizerOptions::AdamW(0.9, 0.999, 1e-8, r.resolved_weight_decay())
+                    : graph::OptimizerOptions::Sgd(0.9, r.resolved_weight_decay());
+  o.schedule.kind = r.schedule == "cosine" ? optim::LrSchedule::kCosine
+                                           : optim::LrSchedule::kConstant;
+  o.schedule.max_lr = r.resolved_lr();
+  o.schedule.min_lr = 0;
+  o.schedule.warmup_steps = r.warmup_steps;
+  o.schedule.total_steps = total_steps;
+  o.clip_grad_norm = r.clip_grad_norm;
+  o.seed = r.seed;
+  o.check_plan = r.check_plan;
+  o.offload = r.offload;
+  o.recompute = r.recompute;
+  o.communicator = comm;
+  o.zero = r.zero;
+  return o;
+}
+
+std::vector<graph::InputSpec> StepInputs(int64_t rows) {
+  return {{"images", Shape{rows, 1, kFashionMnistSide, kFashionMnistSide}, DType::kF32},
+          {"labels", Shape{rows}, DType::kI32}};
+}
+
+// Cross-entropy of the model's logits, which are marked as an output (read by Test) and whose
+// value id goes to `logits_id` when it is not null.
+graph::LossFn LossOf(graph::MobileNet& model, graph::ValueId* logits_id) {
+  return [&model, logits_id](absl::Span<const graph::Var> in) {
+    graph::Var logits = model.Forward(in[0]);
+    in[0].tracer()->MarkOutput(logits, "logits");
+    if (logits_id != nullptr) *logits_id = logits.id();
+    return graph::ops::CrossEntropy(logits, in[1]);
+  };
 }
 
 }  // namespace
@@ -111,38 +150,12 @@ absl::StatusOr<std::unique_ptr<FmnistTrainer>> FmnistTrainer::Create(
     STRATA_ASSIGN_OR_RETURN(t->sparse_plan_, graph::ApplySparseUpdate(*t->model_, *r.sparse_update));
   }
 
-  graph::TrainOptions o;
-  o.optimizer = r.optimizer == "adamw"
-                    ? graph::OptimizerOptions::AdamW(0.9, 0.999, 1e-8, r.resolved_weight_decay())
-                    : graph::OptimizerOptions::Sgd(0.9, r.resolved_weight_decay());
-  o.schedule.kind = r.schedule == "cosine" ? optim::LrSchedule::kCosine
-                                           : optim::LrSchedule::kConstant;
-  o.schedule.max_lr = r.resolved_lr();
-  o.schedule.min_lr = 0;
-  o.schedule.warmup_steps = r.warmup_steps;
-  o.schedule.total_steps = t->total_steps();
-  o.clip_grad_norm = r.clip_grad_norm;
-  o.seed = r.seed;
-  o.check_plan = r.check_plan;
-  o.offload = r.offload;
-  o.recompute = r.recompute;
-  o.communicator = comm;
-  o.zero = r.zero;
   graph::MobileNet* model = t->model_.get();
   graph::ValueId* logits_id = &t->logits_;
   STRATA_ASSIGN_OR_RETURN(
       t->program_,
-      graph::Compile(*model,
-                     {{"images", Shape{mine, 1, kFashionMnistSide, kFashionMnistSide},
-                       DType::kF32},
-                      {"labels", Shape{mine}, DType::kI32}},
-                     [&](absl::Span<const graph::Var> in) {
-                       graph::Var logits = model->Forward(in[0]);
-                       in[0].tracer()->MarkOutput(logits, "logits");
-                       *logits_id = logits.id();
-                       return graph::ops::CrossEntropy(logits, in[1]);
-                     },
-                     o));
+      graph::Compile(*model, StepInputs(mine), LossOf(*model, logits_id),
+                     StepOptions(r, t->total_steps(), comm)));
 
   STRATA_ASSIGN_OR_RETURN(
       t->images_, Tensor::Empty(Shape{mine, 1, kFashionMnistSide, kFashionMnistSide},
@@ -273,27 +286,52 @@ absl::Status FmnistTrainer::ScaleConvolutions(int64_t images) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<FmnistEpoch> FmnistTrainer::TrainEpoch(
-    const std::function<void(const FmnistStep&)>& on_step) {
+absl::StatusOr<int64_t> PlanFmnistStep(const FmnistRecipe& recipe, int64_t train_size,
+                                       const graph::SparseUpdateSpec& spec, int world) {
+  graph::MobileNet model{graph::MobileNetConfig{}};
+  const int64_t n = recipe.limit_train > 0 ? std::min(recipe.limit_train, train_size) : train_size;
+  return graph::PlannedPeakWith(model, StepInputs(recipe.batch / world), LossOf(model, nullptr),
+                                StepOptions(recipe, n / recipe.batch * recipe.epochs,
+                                            nullptr))(spec);
+}
+
+void FmnistTrainer::Shuffle() {
   ++epoch_;
   // A new permutation each epoch (Fisher-Yates over the identity, from the recipe's seed).
   for (int64_t i = 0; i < train_size_; ++i) order_[i] = i;
   for (int64_t i = train_size_ - 1; i > 0; --i) {
     std::swap(order_[i], order_[rng_() % static_cast<uint64_t>(i + 1)]);
   }
-  const int64_t steps = steps_per_epoch();
+}
+
+absl::StatusOr<graph::StepStats> FmnistTrainer::StepAt(int64_t s) {
   const int64_t b = recipe_.batch;
+  for (int64_t r = 0; r < b; ++r) indices_[r] = train_pool_[order_[s * b + r]];
+  FillMine(data_.train, indices_);
+  STRATA_ASSIGN_OR_RETURN(const graph::StepStats st, program_->Step({images_, labels_}));
+  if (!std::isfinite(st.loss)) {
+    return absl::InternalError(absl::StrCat("epoch ", epoch_, " step ", s + 1, ": the loss is ",
+                                            st.loss, " (try a smaller --lr or a --warmup)"));
+  }
+  return st;
+}
+
+absl::Status FmnistTrainer::TrainSteps(int64_t steps) {
+  for (int64_t i = 0; i < steps; ++i) {
+    if (i % steps_per_epoch() == 0) Shuffle();
+    STRATA_RETURN_IF_ERROR(StepAt(i % steps_per_epoch()).status());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<FmnistEpoch> FmnistTrainer::TrainEpoch(
+    const std::function<void(const FmnistStep&)>& on_step) {
+  Shuffle();
+  const int64_t steps = steps_per_epoch();
   double loss_sum = 0;
   const auto start = std::chrono::steady_clock::now();
   for (int64_t s = 0; s < steps; ++s) {
-    for (int64_t r = 0; r < b; ++r) indices_[r] = train_pool_[order_[s * b + r]];
-    FillMine(data_.train, indices_);
-    STRATA_ASSIGN_OR_RETURN(const graph::StepStats st, program_->Step({images_, labels_}));
-    if (!std::isfinite(st.loss)) {
-      return absl::InternalError(absl::StrCat("epoch ", epoch_, " step ", s + 1,
-                                              ": the loss is ", st.loss,
-                                              " (try a smaller --lr or a --warmup)"));
-    }
+    STRATA_ASSIGN_OR_RETURN(const graph::StepStats st, StepAt(s));
     loss_sum += st.loss;
     if (on_step) on_step({epoch_, s + 1, steps, st});
   }

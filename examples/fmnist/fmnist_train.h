@@ -93,6 +93,11 @@ struct FmnistEpoch {
   double train_s = 0, test_s = 0;  // wall time of the epoch's steps, and of scoring
 };
 
+// The planned device peak of the step FmnistTrainer::Create compiles for `recipe` on `world`
+// ranks, training what `spec` selects; nothing is allocated.
+absl::StatusOr<int64_t> PlanFmnistStep(const FmnistRecipe& recipe, int64_t train_size,
+                                       const graph::SparseUpdateSpec& spec, int world = 1);
+
 class FmnistTrainer {
  public:
   // Validates the recipe, builds and compiles the model (with the current thread count) for
@@ -113,6 +118,9 @@ class FmnistTrainer {
 
   // One epoch of steps over a new shuffle, then Test(); `on_step` (may be empty) sees each step.
   absl::StatusOr<FmnistEpoch> TrainEpoch(const std::function<void(const FmnistStep&)>& on_step);
+  // `steps` steps over the shuffles TrainEpoch would draw (a new one at each epoch's start), no
+  // test: the short fine-tunes of a --sparse-budget analysis.
+  absl::Status TrainSteps(int64_t steps);
   // Scores the test set with the current parameters (test_* fields only).
   absl::StatusOr<FmnistEpoch> Test();
 
@@ -122,6 +130,10 @@ class FmnistTrainer {
   absl::Status ScaleConvolutions(int64_t images);
   // recipe.init_from's weights.safetensors into every parameter and buffer of the program.
   absl::Status LoadWeights(const std::string& dir);
+  // A new training permutation, for epoch epoch_ + 1.
+  void Shuffle();
+  // Step `s` of the current permutation; a loss that is not finite is an error.
+  absl::StatusOr<graph::StepStats> StepAt(int64_t s);
   // This rank's rows of the global batch `global` (B example indices) into images_ and labels_.
   void FillMine(const FashionMnistSplit& split, absl::Span<const int64_t> global);
 

@@ -8,6 +8,8 @@
 // model to DIR; `--finetune DIR` starts from it on all ten classes twice, training only what
 // `--sparse-update FILE` selects (by default the last block, the classifier and the biases of the
 // layers between), then every parameter, and prints accuracy, memory and step time of both.
+// `--sparse-budget BYTES` adds a third fine-tune of what contribution analysis chooses to fit
+// the budget (graph/sparse_budget.h), printed before it trains and as a row of the table.
 //
 // The data are the four gzip IDX files as Debian's dataset-fashion-mnist installs them. The
 // recipe (shuffling, schedule, test scoring) is examples/fmnist/fmnist_train.h.
@@ -18,6 +20,7 @@
 // run's (Note [synchronized batch norm] in graph/passes/sync_batch_norm.cc). Rank 0 prints,
 // writes --metrics and --save.
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -36,6 +39,7 @@
 #include "examples/fmnist/fashion_mnist.h"
 #include "examples/fmnist/fmnist_train.h"
 #include "graph/checkpoint.h"
+#include "graph/sparse_budget.h"
 #include "graph/sparse_update.h"
 #include "runtime/blas_check.h"
 #include "runtime/status.h"
@@ -49,6 +53,9 @@ struct Options {
   std::string data = kFashionMnistDir, metrics, save;
   std::string pretrain, finetune, sparse_update, classes;
   int64_t seed = 0, threads = 0, log_every = 50;
+  // --sparse-budget (with --finetune): a third fine-tune, training what the contribution
+  // analysis of graph/sparse_budget.h chooses to fit this many bytes; 0: off.
+  int64_t sparse_budget = 0, sparse_budget_batches = 8;
   double comm_timeout = 0;
 };
 
@@ -177,23 +184,81 @@ absl::StatusOr<RunResult> TrainOnce(const Options& o, const FmnistRecipe& r,
   return result;
 }
 
-// The --finetune table: the sparse fine-tune against full fine-tuning from the same weights.
-void PrintFinetuneTable(const RunResult& sparse, const RunResult& full) {
+// The --finetune table: the sparse fine-tune (and the --sparse-budget one) against full
+// fine-tuning from the same weights.
+void PrintFinetuneTable(const RunResult& sparse, const RunResult* budget, const RunResult& full) {
   constexpr double kMiB = 1 << 20;
   auto beyond = [](const RunResult& r, int64_t bytes) { return bytes - r.weight_bytes; };
   std::printf("\n| fine-tune | test accuracy | planned device MiB | measured device MiB | "
               "measured beyond the weights MiB | step ms |\n|---|---|---|---|---|---|\n");
-  for (const auto& [name, r] : {std::pair{"sparse", &sparse}, {"full", &full}}) {
+  std::vector<std::pair<const char*, const RunResult*>> rows = {{"sparse", &sparse}};
+  if (budget != nullptr) rows.push_back({"budget", budget});
+  rows.push_back({"full", &full});
+  for (const auto& [name, r] : rows) {
     std::printf("| %s | %.4f | %.1f | %.1f | %.1f | %.1f |\n", name, r->last.test_accuracy,
                 r->planned_device / kMiB, r->measured_device / kMiB,
                 beyond(*r, r->measured_device) / kMiB, r->median_step_ms);
   }
-  const double memory = static_cast<double>(beyond(sparse, sparse.measured_device)) /
-                        static_cast<double>(std::max<int64_t>(1, beyond(full, full.measured_device)));
-  std::printf("\nsparse / full: memory beyond the weights %.3fx, step time %.3fx, test accuracy "
-              "%+.2f points\n",
-              memory, full.median_step_ms > 0 ? sparse.median_step_ms / full.median_step_ms : 0.0,
-              100 * (sparse.last.test_accuracy - full.last.test_accuracy));
+  std::printf("\n");
+  for (const auto& [name, r] : rows) {
+    if (r == &full) continue;
+    const double memory =
+        static_cast<double>(beyond(*r, r->measured_device)) /
+        static_cast<double>(std::max<int64_t>(1, beyond(full, full.measured_device)));
+    std::printf("%s / full: memory beyond the weights %.3fx, step time %.3fx, test accuracy "
+                "%+.2f points\n",
+                name, memory, full.median_step_ms > 0 ? r->median_step_ms / full.median_step_ms : 0.0,
+                100 * (r->last.test_accuracy - full.last.test_accuracy));
+  }
+}
+
+// --sparse-budget: the contribution analysis of graph/sparse_budget.h from the --finetune
+// weights. Each unit fine-tunes for --sparse-budget-batches steps at the recipe's peak learning
+// rate (constant) on the run's first shuffle, then is scored on the test images (--limit-test);
+// the planned peaks are the step as the fine-tune compiles it.
+absl::StatusOr<graph::SparseUpdateSpec> ChooseByBudget(const Options& o,
+                                                       const FashionMnist& data) {
+  const auto start = std::chrono::steady_clock::now();
+  FmnistRecipe trial = o.recipe;
+  trial.init_from = o.finetune;
+  trial.schedule = "constant";
+  trial.warmup_steps = 0;
+  graph::SparseBudgetCallbacks cb;
+  cb.held_out_loss = [&](const graph::SparseUpdateSpec& spec,
+                         int64_t steps) -> absl::StatusOr<double> {
+    FmnistRecipe r = trial;
+    r.sparse_update = spec;
+    STRATA_ASSIGN_OR_RETURN(std::unique_ptr<FmnistTrainer> t, FmnistTrainer::Create(data, r));
+    STRATA_RETURN_IF_ERROR(t->TrainSteps(steps));
+    STRATA_ASSIGN_OR_RETURN(const FmnistEpoch e, t->Test());
+    return e.test_loss;
+  };
+  cb.planned_peak = [&](const graph::SparseUpdateSpec& spec) {
+    return PlanFmnistStep(o.recipe, data.train.size(), spec);
+  };
+  graph::MobileNet model{graph::MobileNetConfig{}};
+  std::vector<graph::SparseBudgetUnit> units =
+      graph::SparseBudgetUnits(graph::SparseBudgetBlocks(model), {1.0});
+  std::printf("sparse budget %s: measuring %zu units, %lld steps each at lr %g, on the test "
+              "images\n",
+              BytesText(o.sparse_budget).c_str(), units.size(),
+              static_cast<long long>(o.sparse_budget_batches), o.recipe.resolved_lr());
+  std::fflush(stdout);
+  auto wrap = [&](const absl::Status& s) {
+    return absl::Status(s.code(), absl::StrCat("--sparse-budget ", BytesText(o.sparse_budget),
+                                               ": ", s.message()));
+  };
+  if (absl::Status s = graph::MeasureContributions(units, o.sparse_budget_batches, cb); !s.ok()) {
+    return wrap(s);
+  }
+  absl::StatusOr<graph::SparseBudgetChoice> choice =
+      graph::ChooseSparseUpdate(units, o.sparse_budget, cb.planned_peak);
+  if (!choice.ok()) return wrap(choice.status());
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("%ssparse budget analysis: %.1f s\n", choice->Summary().c_str(), seconds);
+  std::fflush(stdout);
+  return choice->spec;
 }
 
 absl::Status Train(Options o) {
@@ -221,6 +286,20 @@ absl::Status Train(Options o) {
   if (!o.finetune.empty() && !o.save.empty()) {
     return UsageError("--finetune trains two models (sparse and full) and keeps neither; "
                       "leave out --save");
+  }
+  if (o.sparse_budget > 0 && o.finetune.empty()) {
+    return UsageError(absl::StrCat("--sparse-budget ", BytesText(o.sparse_budget),
+                                   " chooses what a --finetune DIR run trains: give --finetune"));
+  }
+  if (o.sparse_budget > 0 && !o.sparse_update.empty()) {
+    return UsageError(absl::StrCat("--sparse-update ", o.sparse_update, " and --sparse-budget ",
+                                   BytesText(o.sparse_budget),
+                                   " both choose what trains: give one of them"));
+  }
+  if (o.sparse_budget > 0 && world > 1) {
+    return UsageError(absl::StrCat(
+        "--sparse-budget runs its analysis in one process, not on ", world, " ranks: run it "
+        "alone, then pass the rules it prints with --sparse-update"));
   }
   if (!o.classes.empty()) {
     STRATA_ASSIGN_OR_RETURN(o.recipe.classes, ParseClasses(o.classes));
@@ -258,11 +337,17 @@ absl::Status Train(Options o) {
     FmnistRecipe sparse = o.recipe, full = o.recipe;
     sparse.init_from = full.init_from = o.finetune;
     sparse.sparse_update = spec;
+    std::optional<RunResult> b;
+    if (o.sparse_budget > 0) {
+      FmnistRecipe budget = sparse;
+      STRATA_ASSIGN_OR_RETURN(budget.sparse_update, ChooseByBudget(o, *data));
+      STRATA_ASSIGN_OR_RETURN(b, TrainOnce(o, budget, comm.get(), *data, metrics, "", " (budget)"));
+    }
     STRATA_ASSIGN_OR_RETURN(const RunResult s,
                             TrainOnce(o, sparse, comm.get(), *data, metrics, "", " (sparse)"));
     STRATA_ASSIGN_OR_RETURN(const RunResult f,
                             TrainOnce(o, full, comm.get(), *data, metrics, "", " (full)"));
-    PrintFinetuneTable(s, f);
+    PrintFinetuneTable(s, b ? &*b : nullptr, f);
   }
   if (o.finetune.empty()) {
     std::printf("strata-fmnist: done after %lld epochs, peak RSS %s\n",
@@ -326,6 +411,12 @@ int main(int argc, char** argv) {
   f.Add("sparse-update", &o.sparse_update,
         "JSON file of [{\"match\": \"<glob over parameter paths>\", \"update\": "
         "\"frozen|bias_only|full\"}]: train only what it selects");
+  f.AddBytes("sparse-budget", &o.sparse_budget, {.zero = "off"},
+             "with --finetune, also fine-tune what contribution analysis chooses so that the "
+             "planned training step, weights included, fits this size (64M, 1.5G), and add it to "
+             "the table; instead of --sparse-update");
+  f.Add("sparse-budget-batches", &o.sparse_budget_batches, {.min = 1, .max = 1 << 20},
+        "training steps per unit in the --sparse-budget analysis");
   f.Add("classes", &o.classes, "comma-separated labels to train and score on (default: all)");
   f.Add("log-every", &o.log_every, {.min = 1, .max = kMaxCount},
         "steps between progress lines (the last of each epoch too)");

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -45,6 +46,7 @@
 #include "graph/models/gpt.h"
 #include "graph/models/gpt2_checkpoint.h"
 #include "graph/ops/ops.h"
+#include "graph/sparse_budget.h"
 #include "graph/sparse_update.h"
 #include "nlohmann/json.hpp"
 #include "runtime/safetensors.h"
@@ -62,6 +64,9 @@ struct Options {
   std::string data, init_from, save, resume, metrics, schedule = "cosine";
   std::string export_path;  // --export: the model in Hugging Face GPT-2 layout at the end
   std::string sparse_update;  // --sparse-update: a JSON file of rules (graph/sparse_update.h)
+  // --sparse-budget: choose the rules by contribution analysis (graph/sparse_budget.h) so that
+  // the planned step fits this many bytes; 0: off.
+  int64_t sparse_budget = 0, sparse_budget_batches = 8;
   int64_t layers = 6, width = 384, heads = 6, seq = 256, batch = 8, steps = 100, vocab = 0;
   int64_t warmup = 10, seed = 1337, threads = 0, eval_every = 0, eval_batches = 4,
           micro_batches = 1, save_every = 0, log_every = 1, stop_at = 0;
@@ -250,6 +255,19 @@ absl::Status CheckFlags(const Options& o) {
     return UsageError("--resume and --init-from contradict each other: a resumed run's weights "
                       "come from its checkpoint");
   }
+  if (o.sparse_budget > 0 && !o.sparse_update.empty()) {
+    return UsageError(absl::StrCat("--sparse-update ", o.sparse_update, " and --sparse-budget ",
+                                   BytesText(o.sparse_budget),
+                                   " both choose what trains: give one of them"));
+  }
+  if (o.sparse_budget > 0 && !o.resume.empty()) {
+    return UsageError("--sparse-budget measures from the starting weights, which a resumed run "
+                      "does not have: resume with --sparse-update and the rules it printed");
+  }
+  if (o.sparse_budget > 0 && o.val_fraction == 0) {
+    return UsageError(absl::StrCat("--sparse-budget ", BytesText(o.sparse_budget),
+                                   " measures on held-out tokens, but --val-fraction is 0"));
+  }
   return absl::OkStatus();
 }
 
@@ -323,6 +341,8 @@ RunConfig MakeRunConfig(const Options& o, const GptConfig& c, const data::TokenF
     }
   }
   r.Add("--sparse-update", rules, RunConfig::kAnnounce);
+  // How the rules were chosen; the rules above are what the math depends on.
+  r.Add("--sparse-budget", o.sparse_budget, RunConfig::kInform);
   return r;
 }
 
@@ -347,6 +367,83 @@ absl::Status CheckExportPath(const std::string& path) {
                                      ErrnoText(err)));
   }
   return absl::OkStatus();
+}
+
+// --sparse-budget: the contribution analysis of graph/sparse_budget.h on this run's model and
+// data. Each unit trains for --sparse-budget-batches steps from the starting weights (--init-from,
+// else the seed's initialization) at the constant --lr, then is scored on --eval-batches held-out
+// batches; the planned peaks are the step as the run compiles it.
+absl::StatusOr<graph::SparseUpdateSpec> ChooseByBudget(const Options& o, const GptConfig& config,
+                                                       const graph::TrainOptions& run,
+                                                       const std::vector<uint16_t>& tokens,
+                                                       int64_t n_train) {
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  const int64_t rows = o.batch * o.micro_batches;
+  const std::vector<graph::InputSpec> inputs = {{"ids", Shape{o.batch, o.seq}, DType::kI32},
+                                                {"targets", Shape{o.batch, o.seq}, DType::kI32}};
+  graph::TrainOptions t = run;
+  t.schedule = {.kind = optim::LrSchedule::kConstant, .max_lr = o.lr};
+  t.dump_graph = false;
+  t.communicator = nullptr;
+  Batcher train(tokens, 0, n_train, rows, o.seq, o.shuffle, o.seed);
+  Batcher val(tokens, n_train, n, rows, o.seq, false, o.seed);
+  graph::SparseBudgetCallbacks cb;
+  cb.held_out_loss = [&](const graph::SparseUpdateSpec& spec,
+                         int64_t steps) -> absl::StatusOr<double> {
+    graph::Gpt gpt(config);
+    STRATA_RETURN_IF_ERROR(graph::ApplySparseUpdate(gpt, spec).status());
+    STRATA_ASSIGN_OR_RETURN(
+        std::unique_ptr<graph::Program> p,
+        graph::Compile(gpt, inputs,
+                       [&](absl::Span<const graph::Var> in) {
+                         return graph::ops::CrossEntropy(gpt.Forward(in[0]), in[1]);
+                       },
+                       t));
+    if (!o.init_from.empty()) STRATA_RETURN_IF_ERROR(graph::LoadGpt2Weights(*p, o.init_from));
+    for (int64_t s = 0; s < steps; ++s) STRATA_RETURN_IF_ERROR(p->Step(train.Get(s)).status());
+    double sum = 0;
+    for (int64_t i = 0; i < o.eval_batches; ++i) {
+      STRATA_ASSIGN_OR_RETURN(const double l, p->Evaluate(val.Get(i)));
+      sum += l;
+    }
+    if (!std::isfinite(sum)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the held-out loss after ", steps, " steps at --lr ", o.lr, " is ", sum / o.eval_batches,
+          " (try a smaller --lr)"));
+    }
+    return sum / o.eval_batches;
+  };
+  graph::Gpt plan_gpt(config);
+  cb.planned_peak = graph::PlannedPeakWith(
+      plan_gpt, inputs,
+      [&](absl::Span<const graph::Var> in) {
+        return graph::ops::CrossEntropy(plan_gpt.Forward(in[0]), in[1]);
+      },
+      t);
+  std::vector<graph::SparseBudgetUnit> units =
+      graph::SparseBudgetUnits(graph::SparseBudgetBlocks(plan_gpt), {1.0});
+  std::printf("sparse budget %s: measuring %zu units, %lld steps each at lr %g, on %lld held-out "
+              "batches\n",
+              BytesText(o.sparse_budget).c_str(), units.size(),
+              static_cast<long long>(o.sparse_budget_batches), o.lr,
+              static_cast<long long>(o.eval_batches));
+  std::fflush(stdout);
+  auto wrap = [&](const absl::Status& s) {
+    return absl::Status(s.code(), absl::StrCat("--sparse-budget ", BytesText(o.sparse_budget),
+                                               ": ", s.message()));
+  };
+  if (absl::Status s = graph::MeasureContributions(units, o.sparse_budget_batches, cb); !s.ok()) {
+    return wrap(s);
+  }
+  absl::StatusOr<graph::SparseBudgetChoice> choice =
+      graph::ChooseSparseUpdate(units, o.sparse_budget, cb.planned_peak);
+  if (!choice.ok()) return wrap(choice.status());
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("%ssparse budget analysis: %.1f s\n", choice->Summary().c_str(), seconds);
+  std::fflush(stdout);
+  return choice->spec;
 }
 
 absl::Status Train(Options o) {
@@ -382,38 +479,17 @@ absl::Status Train(Options o) {
                                                    config.vocab, " (--vocab)"));
   }
   const int64_t n = static_cast<int64_t>(file.tokens.size());
-  const int64_t n_val = o.eval_every > 0 ? static_cast<int64_t>(n * o.val_fraction) : 0;
+  const bool held_out = o.eval_every > 0 || o.sparse_budget > 0;
+  const int64_t n_val = held_out ? static_cast<int64_t>(n * o.val_fraction) : 0;
   const int64_t n_train = n - n_val;
   const int64_t need = o.batch * o.micro_batches * o.seq + 1;
-  if (n_train < need || (o.eval_every > 0 && n_val < need)) {
+  if (n_train < need || (held_out && n_val < need)) {
     return absl::InvalidArgumentError(absl::StrCat(
         o.data, " has ", n, " tokens; a batch needs ", need, " for training",
-        o.eval_every > 0 ? absl::StrCat(" and ", need, " of the ", n_val, " held out (--val-fraction)")
+        held_out ? absl::StrCat(" and ", need, " of the ", n_val, " held out (--val-fraction)")
                          : ""));
   }
   const double min_lr = o.min_lr >= 0 ? o.min_lr : o.lr / 10;
-  std::optional<graph::SparseUpdateSpec> sparse;
-  if (!o.sparse_update.empty()) {
-    STRATA_ASSIGN_OR_RETURN(sparse, graph::ReadSparseUpdateFile(o.sparse_update));
-  }
-  const RunConfig run =
-      MakeRunConfig(o, config, file, n_train, min_lr, sparse ? &*sparse : nullptr);
-  graph::TrainerState resumed;
-  if (!o.resume.empty()) {
-    STRATA_ASSIGN_OR_RETURN(resumed, graph::ReadTrainerState(o.resume));
-    STRATA_ASSIGN_OR_RETURN(const std::vector<std::string> changes, run.Check(resumed.extra, o.resume));
-    for (const std::string& change : changes) std::printf("resuming %s: %s\n", o.resume.c_str(), change.c_str());
-  }
-
-  graph::Gpt gpt(config);
-  if (sparse) {
-    absl::StatusOr<graph::SparseUpdatePlan> plan = graph::ApplySparseUpdate(gpt, *sparse);
-    if (!plan.ok()) {
-      return absl::Status(plan.status().code(), absl::StrCat("--sparse-update ", o.sparse_update,
-                                                             ": ", plan.status().message()));
-    }
-    std::printf("%s\n", plan->Summary().c_str());
-  }
   graph::TrainOptions t;
   t.optimizer = graph::OptimizerOptions::AdamW(o.beta1, o.beta2, o.eps, o.weight_decay);
   STRATA_ASSIGN_OR_RETURN(t.schedule.kind, optim::ParseLrScheduleKind(o.schedule));
@@ -434,6 +510,38 @@ absl::Status Train(Options o) {
   t.communicator = comm.get();
   t.zero = o.zero;
   const Shape micro{o.batch / world, o.seq};
+  std::optional<graph::SparseUpdateSpec> sparse;
+  if (!o.sparse_update.empty()) {
+    STRATA_ASSIGN_OR_RETURN(sparse, graph::ReadSparseUpdateFile(o.sparse_update));
+  } else if (o.sparse_budget > 0) {
+    if (world > 1) {
+      return UsageError(absl::StrCat(
+          "--sparse-budget runs its analysis in one process, not on ", world, " ranks: run it "
+          "alone, then pass the rules it prints with --sparse-update"));
+    }
+    STRATA_ASSIGN_OR_RETURN(sparse, ChooseByBudget(o, config, t, file.tokens, n_train));
+  }
+  const RunConfig run =
+      MakeRunConfig(o, config, file, n_train, min_lr, sparse ? &*sparse : nullptr);
+  graph::TrainerState resumed;
+  if (!o.resume.empty()) {
+    STRATA_ASSIGN_OR_RETURN(resumed, graph::ReadTrainerState(o.resume));
+    STRATA_ASSIGN_OR_RETURN(const std::vector<std::string> changes, run.Check(resumed.extra, o.resume));
+    for (const std::string& change : changes) std::printf("resuming %s: %s\n", o.resume.c_str(), change.c_str());
+  }
+
+  graph::Gpt gpt(config);
+  if (sparse) {
+    absl::StatusOr<graph::SparseUpdatePlan> plan = graph::ApplySparseUpdate(gpt, *sparse);
+    if (!plan.ok()) {
+      const std::string flag = o.sparse_budget > 0
+                                   ? absl::StrCat("--sparse-budget ", BytesText(o.sparse_budget))
+                                   : absl::StrCat("--sparse-update ", o.sparse_update);
+      return absl::Status(plan.status().code(),
+                          absl::StrCat(flag, ": ", plan.status().message()));
+    }
+    std::printf("%s\n", plan->Summary().c_str());
+  }
   STRATA_ASSIGN_OR_RETURN(
       std::unique_ptr<graph::Program> program,
       graph::Compile(gpt, {{"ids", micro, DType::kI32}, {"targets", micro, DType::kI32}},
@@ -611,6 +719,12 @@ int main(int argc, char** argv) {
         "JSON file of [{\"match\": \"<glob over parameter paths>\", \"update\": "
         "\"frozen|bias_only|full\"}]: train only what it selects (later entries override "
         "earlier ones; unmatched parameters are frozen), for fine-tuning with --init-from");
+  f.AddBytes("sparse-budget", &o.sparse_budget, {.zero = "off"},
+             "choose what trains by contribution analysis so that the planned training step, "
+             "weights included, fits this size (512M, 2G); instead of --sparse-update; measures on "
+             "the --val-fraction held-out tokens");
+  f.Add("sparse-budget-batches", &o.sparse_budget_batches, {.min = 1, .max = 1 << 20},
+        "training steps per unit in the --sparse-budget analysis");
   f.Add("save", &o.save, "checkpoint directory to write at the end (and every --save-every)");
   f.Add("save-every", &o.save_every, {.min = 0, .max = kMaxCount, .zero = "only at the end"},
         "steps between checkpoints");

@@ -209,6 +209,47 @@ void ExpectCleanError(const Result& run, int exit_code, const std::string& names
   }
 }
 
+// --sparse-budget: the analysis prints one line per unit and the choice with its planned peak
+// before step 1, then trains the chosen rules; the run's planned peak is within the budget.
+TEST_F(StrataGptTest, SparseBudgetPrintsTheChoiceThenTrainsIt) {
+  const Result run = RunStrataGpt(With(Tiny(3), {"--sparse-budget", "1M",
+                                                 "--sparse-budget-batches", "2"}));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("sparse budget 1M: measuring 8 units, 2 steps each"));
+  EXPECT_THAT(run.output, HasSubstr("biases of the last 1 block (ln_f)"));
+  EXPECT_THAT(run.output, HasSubstr("h.1 full"));
+  EXPECT_THAT(run.output, HasSubstr("sparse update rules: [{\"match\""));
+  const size_t chose = run.output.find("sparse budget 1.0 MiB: chose ");
+  const size_t step1 = run.output.find("step     1/3");
+  ASSERT_NE(chose, std::string::npos) << run.output;
+  ASSERT_NE(step1, std::string::npos) << run.output;
+  EXPECT_LT(chose, step1);
+  const size_t peak = run.output.find("planned peak ", chose);
+  ASSERT_NE(peak, std::string::npos);
+  EXPECT_LE(std::stod(run.output.substr(peak + 13)), 1.0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("strata-gpt: done at step 3"));
+
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--sparse-budget", "10K"})), 1,
+                   "--sparse-budget 10K: sparse budget 10240 bytes (0.0 MiB) is below the "
+                   "smallest choice, which plans ");
+}
+
+TEST_F(StrataGptTest, SparseBudgetFlagErrorsAreNamed) {
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--sparse-budget", "12Q"})), 2,
+                   "--sparse-budget expects a size, got '12Q'");
+  std::ofstream(Path("spec.json")) << R"([{"match": "h.1.*", "update": "full"}])";
+  ExpectCleanError(
+      RunStrataGpt(With(Tiny(3), {"--sparse-budget", "1M", "--sparse-update", Path("spec.json")})),
+      2, "--sparse-update " + Path("spec.json") + " and --sparse-budget 1M both choose what trains");
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--sparse-budget", "1M", "--val-fraction", "0"})),
+                   2, "--sparse-budget 1M measures on held-out tokens, but --val-fraction is 0");
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--sparse-budget", "1M", "--resume", Path("x")})),
+                   2, "--sparse-budget measures from the starting weights");
+  ExpectCleanError(
+      RunStrataGpt(With(Tiny(3), {"--sparse-budget", "1M", "--sparse-budget-batches", "0"})), 2,
+      "--sparse-budget-batches 0 is outside its range");
+}
+
 TEST_F(StrataGptTest, ResumeRefusesARunThatWouldComputeAnotherOne) {
   ASSERT_EQ(RunStrataGpt(With(Tiny(3), {"--save", Path("ckpt")})).exit_code, 0);
   std::vector<std::string> args = With(Tiny(4), {"--resume", Path("ckpt")});
@@ -838,6 +879,50 @@ TEST(FmnistExampleTest, PretrainThenFinetuneComparesSparseWithFull) {
                    "--classes = 12: is not a label 0-9");
   ExpectCleanError(RunBinary(STRATA_FMNIST_BINARY, {"--classes", "3,x"}), 2,
                    "--classes 3,x: \"x\" is not a label");
+}
+
+// --finetune with --sparse-budget adds a third fine-tune, chosen by the analysis, within the
+// budget (a small batch: the analysis compiles and trains 16 units).
+TEST(FmnistExampleTest, FinetuneWithASparseBudgetAddsABudgetRow) {
+  const fs::path data = "/usr/share/datasets/fashion-mnist";
+  if (!fs::exists(data / "t10k-labels-idx1-ubyte.gz")) {
+    GTEST_SKIP() << data << " not installed (launch/setup installs dataset-fashion-mnist)";
+  }
+  const fs::path dir = fs::temp_directory_path() / absl::StrCat("strata_fmnist_budget_", getpid());
+  fs::remove_all(dir);
+  const std::vector<std::string> small = {"--epochs", "1", "--limit-train", "64", "--limit-test",
+                                          "32", "--batch", "16", "--warmup", "1", "--threads", "1"};
+  std::vector<std::string> pretrain = small;
+  pretrain.insert(pretrain.end(), {"--pretrain", dir.string()});
+  const Result pre = RunBinary(STRATA_FMNIST_BINARY, pretrain);
+  ASSERT_EQ(pre.exit_code, 0) << pre.output;
+  std::vector<std::string> finetune = small;
+  finetune.insert(finetune.end(), {"--finetune", dir.string(), "--sparse-budget", "30M",
+                                   "--sparse-budget-batches", "1"});
+  const Result budget = RunBinary(STRATA_FMNIST_BINARY, finetune);
+  EXPECT_EQ(budget.exit_code, 0) << budget.output;
+  EXPECT_THAT(budget.output, HasSubstr("sparse budget 30M: measuring 16 units, 1 steps each"));
+  EXPECT_THAT(budget.output, HasSubstr("classifier full"));
+  EXPECT_THAT(budget.output, HasSubstr("sparse budget analysis: "));
+  // The choice is printed before the budget fine-tune starts.
+  EXPECT_LT(budget.output.find("sparse budget 30.0 MiB: chose "),
+            budget.output.find("strata-fmnist (budget): "));
+  const size_t row = budget.output.find("| budget | ");
+  ASSERT_NE(row, std::string::npos) << budget.output;
+  // | budget | accuracy | planned device MiB | ...
+  const size_t cell = budget.output.find(" | ", row + 10);
+  EXPECT_LE(std::stod(budget.output.substr(cell + 3)), 30.0) << budget.output;
+  EXPECT_THAT(budget.output, HasSubstr("| sparse | "));
+  EXPECT_THAT(budget.output, HasSubstr("| full | "));
+  EXPECT_THAT(budget.output, HasSubstr("budget / full: memory beyond the weights "));
+  ExpectCleanError(RunBinary(STRATA_FMNIST_BINARY, {"--sparse-budget", "30M"}), 2,
+                   "--sparse-budget 30M chooses what a --finetune DIR run trains");
+  ExpectCleanError(RunBinary(STRATA_FMNIST_BINARY, {"--finetune", dir.string(), "--sparse-budget",
+                                                    "30M", "--sparse-update", "s.json"}),
+                   2, "--sparse-update s.json and --sparse-budget 30M both choose what trains");
+  ExpectCleanError(RunBinary(STRATA_FMNIST_BINARY, {"--sparse-budget", "lots"}), 2,
+                   "--sparse-budget expects a size, got 'lots'");
+  fs::remove_all(dir);
 }
 
 TEST(FmnistExampleTest, NumericFlagsOutsideTheirRangeAreUsageErrors) {
