@@ -1,13 +1,16 @@
 #include "graph/sparse_budget.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 #include "runtime/status.h"
 
@@ -59,6 +62,7 @@ std::vector<SparseBudgetBlock> SparseBudgetBlocks(Module& model) {
   };
   std::vector<SparseBudgetBlock> blocks;
   std::map<std::string, size_t> index;
+  const std::map<std::string, int64_t> channelled = PartialChannelWeights(model);
   model.ForEachParameter([&](const std::string& path, Parameter& p) {
     if (p.is_buffer()) return;
     std::string block, match;
@@ -75,6 +79,9 @@ std::vector<SparseBudgetBlock> SparseBudgetBlocks(Module& model) {
     auto [it, added] = index.emplace(block, blocks.size());
     if (added) blocks.push_back({block, match, false});
     if (absl::EndsWith(path, ".bias") || path == "bias") blocks[it->second].has_bias = true;
+    if (auto c = channelled.find(path); c != channelled.end() && c->second > 1) {
+      blocks[it->second].has_channels = true;
+    }
   });
   return blocks;
 }
@@ -98,6 +105,7 @@ std::vector<SparseBudgetUnit> SparseBudgetUnits(const std::vector<SparseBudgetBl
   }
   for (size_t i = 0; i < blocks.size(); ++i) {
     for (double r : ratios) {
+      if (r < 1.0 && !blocks[i].has_channels) continue;  // channels:r would train it whole
       SparseBudgetUnit u;
       u.kind = SparseBudgetUnit::kWeights;
       u.index = static_cast<int>(i);
@@ -251,6 +259,23 @@ std::function<absl::StatusOr<int64_t>(const SparseUpdateSpec&)> PlannedPeakWith(
     const MemoryReport report = ReportPlannedMemory(step.graph, step.plan, step.config);
     return report.planned_peak[static_cast<int>(MemoryTier::kDevice)];
   };
+}
+
+absl::StatusOr<std::vector<double>> ParseChannelRatios(absl::string_view text) {
+  std::vector<double> ratios;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    double r = 0;
+    if (!absl::SimpleAtod(part, &r) || !std::isfinite(r) || r <= 0 || r > 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "channel ratio \"", part, "\" in \"", text, "\" must be a number in (0, 1]"));
+    }
+    if (std::find(ratios.begin(), ratios.end(), r) != ratios.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("channel ratio ", r, " appears twice in \"", text, "\""));
+    }
+    ratios.push_back(r);
+  }
+  return ratios;
 }
 
 std::string SparseUpdateJson(const SparseUpdateSpec& spec) {

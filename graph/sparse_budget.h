@@ -38,6 +38,8 @@ struct SparseBudgetBlock {
   std::string path;   // "h.3", "ln_f", "classifier"
   std::string match;  // the glob over its parameters ("h.3.*")
   bool has_bias = false;  // a parameter below it is named *.bias
+  // A weight below it trains part of its channels under channels:F (PartialChannelWeights).
+  bool has_channels = false;
 };
 
 // The model's blocks in model order (the order ForEachModule visits them).
@@ -56,7 +58,7 @@ struct SparseBudgetUnit {
 };
 
 // The bias units for k = 1..(blocks with biases), then each block's weight unit at each ratio
-// (in (0, 1]; 1 gives the rule `full`, others `channels:r`).
+// (in (0, 1]; 1 gives the rule `full`, others `channels:r`, for the blocks with such weights).
 std::vector<SparseBudgetUnit> SparseBudgetUnits(const std::vector<SparseBudgetBlock>& blocks,
                                                 const std::vector<double>& ratios);
 
@@ -98,6 +100,9 @@ absl::StatusOr<SparseBudgetChoice> ChooseSparseUpdate(
 // peak. `model` must outlive the callback; `loss` traces `model`.
 std::function<absl::StatusOr<int64_t>(const SparseUpdateSpec&)> PlannedPeakWith(
     Module& model, std::vector<InputSpec> inputs, LossFn loss, TrainOptions options);
+
+// "0.25,0.5,1" -> {0.25, 0.5, 1}: distinct channel ratios in (0, 1]; errors name the entry.
+absl::StatusOr<std::vector<double>> ParseChannelRatios(absl::string_view text);
 
 // The rules as the JSON array --sparse-update reads.
 std::string SparseUpdateJson(const SparseUpdateSpec& spec);

@@ -62,10 +62,13 @@ absl::StatusOr<Rule> ParseRule(const std::string& text, const std::string& where
       "\" (expected frozen, bias_only, full or channels:F with 0 < F <= 1)"));
 }
 
-// The channels that channels:F divides, per weight of a linear or convolution layer: linear
-// (out, in) and conv (O, C, KH, KW) their input channels, a depthwise conv (C, 1, KH, KW) its own.
-// -1 for a convolution with other groups.
-std::map<std::string, int64_t> ChannelledWeights(Module& model) {
+bool Matches(const std::string& pattern, const std::string& path) {
+  return fnmatch(pattern.c_str(), path.c_str(), 0) == 0;
+}
+
+}  // namespace
+
+std::map<std::string, int64_t> PartialChannelWeights(Module& model) {
   std::map<std::string, int64_t> out;
   model.ForEachModule([&](const std::string& path, Module& m) {
     const std::string weight = path.empty() ? "weight" : absl::StrCat(path, ".weight");
@@ -79,12 +82,6 @@ std::map<std::string, int64_t> ChannelledWeights(Module& model) {
   });
   return out;
 }
-
-bool Matches(const std::string& pattern, const std::string& path) {
-  return fnmatch(pattern.c_str(), path.c_str(), 0) == 0;
-}
-
-}  // namespace
 
 absl::StatusOr<SparseUpdateSpec> ParseSparseUpdateJson(absl::string_view text,
                                                        absl::string_view source) {
@@ -167,7 +164,7 @@ absl::StatusOr<SparseUpdatePlan> ApplySparseUpdate(Module& model, const SparseUp
     plan.params.push_back({path, SparseUpdateKind::kFrozen, p.shape().numel()});
     params.push_back(&p);
   });
-  const std::map<std::string, int64_t> channelled = ChannelledWeights(model);
+  const std::map<std::string, int64_t> channelled = PartialChannelWeights(model);
   for (size_t r = 0; r < spec.rules.size(); ++r) {
     const SparseUpdateRule& rule = spec.rules[r];
     const std::string where = absl::StrCat("sparse update rule ", r, " (\"", rule.match, "\": \"",

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,11 @@ struct SparseUpdatePlan {
   // "sparse update: 14 of 76 tensors trained (2.41M of 10.8M parameters): h.5.*, ln_f.*, ..."
   std::string Summary() const;
 };
+
+// The weights channels:F applies to, by path, with the channels it divides: a linear layer's
+// (out, in) and a convolution's (O, C, KH, KW) input channels, a depthwise convolution's (C, 1,
+// KH, KW) own; -1 for a convolution with other groups (refused).
+std::map<std::string, int64_t> PartialChannelWeights(Module& model);
 
 // Resolves `spec` over `model`'s parameters, sets each one's trainable flag and trained channels,
 // and freezes the BatchNorms whose weight does not train (nn::BatchNorm2d::SetFrozen). Errors

@@ -56,6 +56,7 @@ struct Options {
   // --sparse-budget (with --finetune): a third fine-tune, training what the contribution
   // analysis of graph/sparse_budget.h chooses to fit this many bytes; 0: off.
   int64_t sparse_budget = 0, sparse_budget_batches = 8;
+  std::string sparse_budget_ratios = "0.25,0.5,1";  // the channel ratios each block is tried at
   double comm_timeout = 0;
 };
 
@@ -238,7 +239,8 @@ absl::StatusOr<graph::SparseUpdateSpec> ChooseByBudget(const Options& o,
   };
   graph::MobileNet model{graph::MobileNetConfig{}};
   std::vector<graph::SparseBudgetUnit> units =
-      graph::SparseBudgetUnits(graph::SparseBudgetBlocks(model), {1.0});
+      graph::SparseBudgetUnits(graph::SparseBudgetBlocks(model),
+                                *graph::ParseChannelRatios(o.sparse_budget_ratios));
   std::printf("sparse budget %s: measuring %zu units, %lld steps each at lr %g, on the test "
               "images\n",
               BytesText(o.sparse_budget).c_str(), units.size(),
@@ -295,6 +297,10 @@ absl::Status Train(Options o) {
     return UsageError(absl::StrCat("--sparse-update ", o.sparse_update, " and --sparse-budget ",
                                    BytesText(o.sparse_budget),
                                    " both choose what trains: give one of them"));
+  }
+  if (absl::StatusOr<std::vector<double>> r = graph::ParseChannelRatios(o.sparse_budget_ratios);
+      !r.ok()) {
+    return UsageError(absl::StrCat("--sparse-budget-ratios: ", r.status().message()));
   }
   if (o.sparse_budget > 0 && world > 1) {
     return UsageError(absl::StrCat(
@@ -410,13 +416,16 @@ int main(int argc, char** argv) {
         "biases of blocks.3 and head) and with every parameter, and print both in one table");
   f.Add("sparse-update", &o.sparse_update,
         "JSON file of [{\"match\": \"<glob over parameter paths>\", \"update\": "
-        "\"frozen|bias_only|full\"}]: train only what it selects");
+        "\"frozen|bias_only|full|channels:F\"}]: train only what it selects");
   f.AddBytes("sparse-budget", &o.sparse_budget, {.zero = "off"},
              "with --finetune, also fine-tune what contribution analysis chooses so that the "
              "planned training step, weights included, fits this size (64M, 1.5G), and add it to "
              "the table; instead of --sparse-update");
   f.Add("sparse-budget-batches", &o.sparse_budget_batches, {.min = 1, .max = 1 << 20},
         "training steps per unit in the --sparse-budget analysis");
+  f.Add("sparse-budget-ratios", &o.sparse_budget_ratios,
+        "the channel ratios each block's weights are tried at in the --sparse-budget analysis "
+        "(1: all of them, `full`; 0.25: channels:0.25), comma-separated");
   f.Add("classes", &o.classes, "comma-separated labels to train and score on (default: all)");
   f.Add("log-every", &o.log_every, {.min = 1, .max = kMaxCount},
         "steps between progress lines (the last of each epoch too)");

@@ -67,6 +67,7 @@ struct Options {
   // --sparse-budget: choose the rules by contribution analysis (graph/sparse_budget.h) so that
   // the planned step fits this many bytes; 0: off.
   int64_t sparse_budget = 0, sparse_budget_batches = 8;
+  std::string sparse_budget_ratios = "0.25,0.5,1";  // the channel ratios each block is tried at
   int64_t layers = 6, width = 384, heads = 6, seq = 256, batch = 8, steps = 100, vocab = 0;
   int64_t warmup = 10, seed = 1337, threads = 0, eval_every = 0, eval_batches = 4,
           micro_batches = 1, save_every = 0, log_every = 1, stop_at = 0;
@@ -264,6 +265,10 @@ absl::Status CheckFlags(const Options& o) {
     return UsageError("--sparse-budget measures from the starting weights, which a resumed run "
                       "does not have: resume with --sparse-update and the rules it printed");
   }
+  if (absl::StatusOr<std::vector<double>> r = graph::ParseChannelRatios(o.sparse_budget_ratios);
+      !r.ok()) {
+    return UsageError(absl::StrCat("--sparse-budget-ratios: ", r.status().message()));
+  }
   if (o.sparse_budget > 0 && o.val_fraction == 0) {
     return UsageError(absl::StrCat("--sparse-budget ", BytesText(o.sparse_budget),
                                    " measures on held-out tokens, but --val-fraction is 0"));
@@ -422,7 +427,8 @@ absl::StatusOr<graph::SparseUpdateSpec> ChooseByBudget(const Options& o, const G
       },
       t);
   std::vector<graph::SparseBudgetUnit> units =
-      graph::SparseBudgetUnits(graph::SparseBudgetBlocks(plan_gpt), {1.0});
+      graph::SparseBudgetUnits(graph::SparseBudgetBlocks(plan_gpt),
+                                *graph::ParseChannelRatios(o.sparse_budget_ratios));
   std::printf("sparse budget %s: measuring %zu units, %lld steps each at lr %g, on %lld held-out "
               "batches\n",
               BytesText(o.sparse_budget).c_str(), units.size(),
@@ -717,14 +723,17 @@ int main(int argc, char** argv) {
         "shape flags left out come from it, shape flags given must agree with it");
   f.Add("sparse-update", &o.sparse_update,
         "JSON file of [{\"match\": \"<glob over parameter paths>\", \"update\": "
-        "\"frozen|bias_only|full\"}]: train only what it selects (later entries override "
-        "earlier ones; unmatched parameters are frozen), for fine-tuning with --init-from");
+        "\"frozen|bias_only|full|channels:F\"}]: train only what it selects (later entries "
+        "override earlier ones; unmatched parameters are frozen), for fine-tuning with --init-from");
   f.AddBytes("sparse-budget", &o.sparse_budget, {.zero = "off"},
              "choose what trains by contribution analysis so that the planned training step, "
              "weights included, fits this size (512M, 2G); instead of --sparse-update; measures on "
              "the --val-fraction held-out tokens");
   f.Add("sparse-budget-batches", &o.sparse_budget_batches, {.min = 1, .max = 1 << 20},
         "training steps per unit in the --sparse-budget analysis");
+  f.Add("sparse-budget-ratios", &o.sparse_budget_ratios,
+        "the channel ratios each block's weights are tried at in the --sparse-budget analysis "
+        "(1: all of them, `full`; 0.25: channels:0.25), comma-separated");
   f.Add("save", &o.save, "checkpoint directory to write at the end (and every --save-every)");
   f.Add("save-every", &o.save_every, {.min = 0, .max = kMaxCount, .zero = "only at the end"},
         "steps between checkpoints");

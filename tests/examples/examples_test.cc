@@ -215,9 +215,12 @@ TEST_F(StrataGptTest, SparseBudgetPrintsTheChoiceThenTrainsIt) {
   const Result run = RunStrataGpt(With(Tiny(3), {"--sparse-budget", "1M",
                                                  "--sparse-budget-batches", "2"}));
   ASSERT_EQ(run.exit_code, 0) << run.output;
-  EXPECT_THAT(run.output, HasSubstr("sparse budget 1M: measuring 8 units, 2 steps each"));
+  // 3 bias units, 5 blocks at ratio 1, and the 2 transformer blocks at 0.25 and 0.5 (the
+  // default --sparse-budget-ratios).
+  EXPECT_THAT(run.output, HasSubstr("sparse budget 1M: measuring 12 units, 2 steps each"));
   EXPECT_THAT(run.output, HasSubstr("biases of the last 1 block (ln_f)"));
   EXPECT_THAT(run.output, HasSubstr("h.1 full"));
+  EXPECT_THAT(run.output, HasSubstr("h.0 channels:0.25"));
   EXPECT_THAT(run.output, HasSubstr("sparse update rules: [{\"match\""));
   const size_t chose = run.output.find("sparse budget 1.0 MiB: chose ");
   const size_t step1 = run.output.find("step     1/3");
@@ -248,6 +251,9 @@ TEST_F(StrataGptTest, SparseBudgetFlagErrorsAreNamed) {
   ExpectCleanError(
       RunStrataGpt(With(Tiny(3), {"--sparse-budget", "1M", "--sparse-budget-batches", "0"})), 2,
       "--sparse-budget-batches 0 is outside its range");
+  ExpectCleanError(
+      RunStrataGpt(With(Tiny(3), {"--sparse-budget", "1M", "--sparse-budget-ratios", "0.5,2"})), 2,
+      "--sparse-budget-ratios: channel ratio \"2\" in \"0.5,2\" must be a number in (0, 1]");
 }
 
 TEST_F(StrataGptTest, ResumeRefusesARunThatWouldComputeAnotherOne) {
@@ -901,7 +907,10 @@ TEST(FmnistExampleTest, FinetuneWithASparseBudgetAddsABudgetRow) {
                                    "--sparse-budget-batches", "1"});
   const Result budget = RunBinary(STRATA_FMNIST_BINARY, finetune);
   EXPECT_EQ(budget.exit_code, 0) << budget.output;
-  EXPECT_THAT(budget.output, HasSubstr("sparse budget 30M: measuring 16 units, 1 steps each"));
+  // 8 bias units, 8 blocks at ratio 1, and at 0.25 and 0.5 the 7 blocks with more than one
+  // input channel (not the stem's convolution of the one-channel image).
+  EXPECT_THAT(budget.output, HasSubstr("sparse budget 30M: measuring 30 units, 1 steps each"));
+  EXPECT_THAT(budget.output, HasSubstr("blocks.1 channels:0.5"));
   EXPECT_THAT(budget.output, HasSubstr("classifier full"));
   EXPECT_THAT(budget.output, HasSubstr("sparse budget analysis: "));
   // The choice is printed before the budget fine-tune starts.

@@ -27,22 +27,26 @@ constexpr GptConfig kTiny{.vocab = 64, .block_size = 16, .layers = 3, .width = 3
 TEST(SparseBudgetBlocksTest, GptBlocksAreTopLevelModulesAndTransformerBlocks) {
   Gpt gpt(kTiny);
   std::vector<std::string> paths, matches;
-  std::vector<bool> bias;
+  std::vector<bool> bias, channels;
   for (const SparseBudgetBlock& b : SparseBudgetBlocks(gpt)) {
     paths.push_back(b.path);
     matches.push_back(b.match);
     bias.push_back(b.has_bias);
+    channels.push_back(b.has_channels);
   }
   EXPECT_THAT(paths, ElementsAre("wte", "wpe", "h.0", "h.1", "h.2", "ln_f"));
   EXPECT_THAT(matches, ElementsAre("wte.*", "wpe.*", "h.0.*", "h.1.*", "h.2.*", "ln_f.*"));
   EXPECT_THAT(bias, ElementsAre(false, false, true, true, true, true));
+  // Only the blocks' linear layers train part of their channels (not the embeddings, not ln_f).
+  EXPECT_THAT(channels, ElementsAre(false, false, true, true, true, false));
 }
 
 TEST(SparseBudgetUnitsTest, BiasUnitsGrowFromTheLastBlockAndRatioOneIsFull) {
   const std::vector<SparseBudgetBlock> blocks = {
-      {"a", "a.*", true}, {"b", "b.*", false}, {"c", "c.*", true}};
+      {"a", "a.*", true, true}, {"b", "b.*", false, false}, {"c", "c.*", true, true}};
   const std::vector<SparseBudgetUnit> units = SparseBudgetUnits(blocks, {1.0, 0.25});
-  ASSERT_EQ(units.size(), 2u + 3 * 2);
+  // b has no weight that trains part of its channels: no channels:0.25 unit for it.
+  ASSERT_EQ(units.size(), 2u + 2 + 1 + 2);
   EXPECT_EQ(units[0].kind, SparseBudgetUnit::kBiases);
   ASSERT_EQ(units[0].rules.size(), 1u);
   EXPECT_EQ(units[0].rules[0].match, "c.*");
@@ -55,7 +59,8 @@ TEST(SparseBudgetUnitsTest, BiasUnitsGrowFromTheLastBlockAndRatioOneIsFull) {
   EXPECT_EQ(units[2].rules[0].match, "a.*");
   EXPECT_EQ(units[2].rules[0].update, "full");
   EXPECT_EQ(units[3].rules[0].update, "channels:0.25");
-  EXPECT_EQ(units[7].name, "c channels:0.25");
+  EXPECT_EQ(units[4].name, "b full");
+  EXPECT_EQ(units[6].name, "c channels:0.25");
 }
 
 // A synthetic instance over blocks b0..b{L-1}, all with biases. Planned peak of a spec: weights,
@@ -229,6 +234,17 @@ TEST(ChooseSparseUpdateTest, ErrorsNameTheBudgetAndTheSmallestThatWorks) {
   EXPECT_THAT(c.status().message(), HasSubstr("no unit lowered the held-out loss"));
 }
 
+TEST(SparseBudgetUnitsTest, ChannelRatiosParseAndNameWhatIsWrong) {
+  absl::StatusOr<std::vector<double>> r = ParseChannelRatios("0.25,0.5,1");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(*r, ElementsAre(0.25, 0.5, 1.0));
+  for (const char* bad : {"0", "1.5", "x", "0.5,,1", "", "nan"}) {
+    EXPECT_THAT(ParseChannelRatios(bad).status().message(), HasSubstr("must be a number in (0, 1]"))
+        << bad;
+  }
+  EXPECT_THAT(ParseChannelRatios("0.5,1,0.5").status().message(), HasSubstr("appears twice"));
+}
+
 TEST(MeasureContributionsTest, ContributionIsTheLossBeforeMinusAfter) {
   std::vector<SparseBudgetUnit> units =
       SparseBudgetUnits({{"a", "a.*", true}, {"b", "b.*", true}}, {1.0});
@@ -296,8 +312,9 @@ TEST_F(TinyGptBudget, ChosenSpecFitsAndMoreBudgetNeverChoosesLess) {
       model, Inputs(),
       [&](absl::Span<const Var> in) { return ops::CrossEntropy(model.Forward(in[0]), in[1]); },
       Options());
-  std::vector<SparseBudgetUnit> units = SparseBudgetUnits(SparseBudgetBlocks(model), {1.0});
-  ASSERT_EQ(units.size(), 4u + 6u);
+  // Each block at all and half of its channels (the three transformer blocks only).
+  std::vector<SparseBudgetUnit> units = SparseBudgetUnits(SparseBudgetBlocks(model), {1.0, 0.5});
+  ASSERT_EQ(units.size(), 4u + 6u + 3u);
   ASSERT_TRUE(MeasureContributions(units, 4, cb).ok());
   int64_t smallest = INT64_MAX, largest = 0;
   for (const SparseBudgetUnit& u : units) {
