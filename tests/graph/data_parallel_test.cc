@@ -177,6 +177,18 @@ TEST(DataParallelTest, MicroBatchesReduceOncePerStep) {
   EXPECT_EQ(Train(two, false).stats.back().comm_bytes, Train(one, false).stats.back().comm_bytes);
 }
 
+// Partial channels (channels:F) under data parallelism: each rank all-reduces the compact
+// gradient of the trained channels, and the run trains as one process does; stages 1-3 refuse
+// it by name (their shards address whole tensors).
+TEST(DataParallelTest, PartialChannelsTrainAsOneProcessAtStageZero) {
+  const SparseUpdateSpec spec{{{"h.1.*", "channels:0.5"}, {"h.0.*", "bias_only"}}};
+  ExpectSameTraining({.clip = 0, .sparse = &spec});
+  auto refused = CompileTiny({.clip = 0, .zero = {.stage = 2}, .sparse = &spec}, /*alone=*/false);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(refused.status().message(), HasSubstr("h.1.attn.c_attn.weight"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("ZeRO stages 1-3"));
+}
+
 TEST(DataParallelTest, StateOnNvmeTrainsTheSame) {
   RunSetup s;
   s.offload.params = s.offload.grads = s.offload.optimizer = MemoryTier::kNvme;
