@@ -34,6 +34,7 @@
 #include "examples/common/flags.h"
 #include "examples/common/metrics.h"
 #include "examples/common/offload_flags.h"
+#include "examples/common/sparse_budget_run.h"
 #include "examples/common/step_metrics.h"
 #include "examples/common/zero_flags.h"
 #include "examples/fmnist/fashion_mnist.h"
@@ -241,26 +242,12 @@ absl::StatusOr<graph::SparseUpdateSpec> ChooseByBudget(const Options& o,
   std::vector<graph::SparseBudgetUnit> units =
       graph::SparseBudgetUnits(graph::SparseBudgetBlocks(model),
                                 *graph::ParseChannelRatios(o.sparse_budget_ratios));
-  std::printf("sparse budget %s: measuring %zu units, %lld steps each at lr %g, on the test "
-              "images\n",
-              BytesText(o.sparse_budget).c_str(), units.size(),
-              static_cast<long long>(o.sparse_budget_batches), o.recipe.resolved_lr());
-  std::fflush(stdout);
-  auto wrap = [&](const absl::Status& s) {
-    return absl::Status(s.code(), absl::StrCat("--sparse-budget ", BytesText(o.sparse_budget),
-                                               ": ", s.message()));
-  };
-  if (absl::Status s = graph::MeasureContributions(units, o.sparse_budget_batches, cb); !s.ok()) {
-    return wrap(s);
-  }
-  absl::StatusOr<graph::SparseBudgetChoice> choice =
-      graph::ChooseSparseUpdate(units, o.sparse_budget, cb.planned_peak);
-  if (!choice.ok()) return wrap(choice.status());
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("%ssparse budget analysis: %.1f s\n", choice->Summary().c_str(), seconds);
-  std::fflush(stdout);
-  return choice->spec;
+  return RunSparseBudget(std::move(units), cb,
+                         {.budget = o.sparse_budget,
+                          .batches = o.sparse_budget_batches,
+                          .lr = o.recipe.resolved_lr(),
+                          .held_out = "on the test images",
+                          .start = start});
 }
 
 absl::Status Train(Options o) {
@@ -421,11 +408,7 @@ int main(int argc, char** argv) {
              "with --finetune, also fine-tune what contribution analysis chooses so that the "
              "planned training step, weights included, fits this size (64M, 1.5G), and add it to "
              "the table; instead of --sparse-update");
-  f.Add("sparse-budget-batches", &o.sparse_budget_batches, {.min = 1, .max = 1 << 20},
-        "training steps per unit in the --sparse-budget analysis");
-  f.Add("sparse-budget-ratios", &o.sparse_budget_ratios,
-        "the channel ratios each block's weights are tried at in the --sparse-budget analysis "
-        "(1: all of them, `full`; 0.25: channels:0.25), comma-separated");
+  AddSparseBudgetAnalysisFlags(f, &o.sparse_budget_batches, &o.sparse_budget_ratios);
   f.Add("classes", &o.classes, "comma-separated labels to train and score on (default: all)");
   f.Add("log-every", &o.log_every, {.min = 1, .max = kMaxCount},
         "steps between progress lines (the last of each epoch too)");

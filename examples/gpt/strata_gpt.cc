@@ -37,6 +37,7 @@
 #include "examples/common/flags.h"
 #include "examples/common/metrics.h"
 #include "examples/common/offload_flags.h"
+#include "examples/common/sparse_budget_run.h"
 #include "examples/common/run_config.h"
 #include "examples/common/step_metrics.h"
 #include "examples/common/zero_flags.h"
@@ -429,27 +430,12 @@ absl::StatusOr<graph::SparseUpdateSpec> ChooseByBudget(const Options& o, const G
   std::vector<graph::SparseBudgetUnit> units =
       graph::SparseBudgetUnits(graph::SparseBudgetBlocks(plan_gpt),
                                 *graph::ParseChannelRatios(o.sparse_budget_ratios));
-  std::printf("sparse budget %s: measuring %zu units, %lld steps each at lr %g, on %lld held-out "
-              "batches\n",
-              BytesText(o.sparse_budget).c_str(), units.size(),
-              static_cast<long long>(o.sparse_budget_batches), o.lr,
-              static_cast<long long>(o.eval_batches));
-  std::fflush(stdout);
-  auto wrap = [&](const absl::Status& s) {
-    return absl::Status(s.code(), absl::StrCat("--sparse-budget ", BytesText(o.sparse_budget),
-                                               ": ", s.message()));
-  };
-  if (absl::Status s = graph::MeasureContributions(units, o.sparse_budget_batches, cb); !s.ok()) {
-    return wrap(s);
-  }
-  absl::StatusOr<graph::SparseBudgetChoice> choice =
-      graph::ChooseSparseUpdate(units, o.sparse_budget, cb.planned_peak);
-  if (!choice.ok()) return wrap(choice.status());
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("%ssparse budget analysis: %.1f s\n", choice->Summary().c_str(), seconds);
-  std::fflush(stdout);
-  return choice->spec;
+  return RunSparseBudget(std::move(units), cb,
+                         {.budget = o.sparse_budget,
+                          .batches = o.sparse_budget_batches,
+                          .lr = o.lr,
+                          .held_out = absl::StrCat("on ", o.eval_batches, " held-out batches"),
+                          .start = start});
 }
 
 absl::Status Train(Options o) {
@@ -729,11 +715,7 @@ int main(int argc, char** argv) {
              "choose what trains by contribution analysis so that the planned training step, "
              "weights included, fits this size (512M, 2G); instead of --sparse-update; measures on "
              "the --val-fraction held-out tokens");
-  f.Add("sparse-budget-batches", &o.sparse_budget_batches, {.min = 1, .max = 1 << 20},
-        "training steps per unit in the --sparse-budget analysis");
-  f.Add("sparse-budget-ratios", &o.sparse_budget_ratios,
-        "the channel ratios each block's weights are tried at in the --sparse-budget analysis "
-        "(1: all of them, `full`; 0.25: channels:0.25), comma-separated");
+  AddSparseBudgetAnalysisFlags(f, &o.sparse_budget_batches, &o.sparse_budget_ratios);
   f.Add("save", &o.save, "checkpoint directory to write at the end (and every --save-every)");
   f.Add("save-every", &o.save_every, {.min = 0, .max = kMaxCount, .zero = "only at the end"},
         "steps between checkpoints");
