@@ -170,8 +170,9 @@ absl::StatusOr<ops::UpdateSlice> SliceOf(const Value& param, const TensorType& g
   return s;
 }
 
-// "largest live set at node 812 (linear_grad in h.5.mlp.c_proj): 93.7 MB\n  12.6 MB %417 ...":
-// what a smaller arena would have to do without, largest first.
+// "largest live set at node 55 (linear in h.5.mlp.c_proj): 84049920 B in 24 values\n  12582912 B
+// %169 from node 49 (gelu in h.5.mlp) until node 58\n...", for --dump-graph: what a smaller arena
+// would have to do without, largest first.
 std::string LargestLiveSet(const Graph& graph, const MemoryPlan& plan) {
   // Live from the node that writes a value, or the one after for an in-place output (which
   // shares that node with the input it overwrites), to its last reader.

@@ -49,6 +49,7 @@ std::vector<ValueId> InPlaceAliases(const Graph& graph, const MemoryPlan& plan) 
   }
   return alias;
 }
+
 // Places `order`'s values one by one where they overlap no placed value live at the same time:
 // at the lowest such offset (first fit), or in the smallest gap between placed values that holds
 // them (best fit, else above them all); returns the bytes the placement spans.
