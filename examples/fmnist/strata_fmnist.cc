@@ -216,21 +216,36 @@ void PrintFinetuneTable(const RunResult& sparse, const RunResult* budget, const 
 
 // --sparse-budget: the contribution analysis of graph/sparse_budget.h from the --finetune
 // weights. Each unit fine-tunes for --sparse-budget-batches steps at the recipe's peak learning
-// rate (constant) on the run's first shuffle, then is scored on the test images (--limit-test);
-// the planned peaks are the step as the fine-tune compiles it.
+// rate (constant) on the run's first shuffle of the training images, then is scored on
+// validation images held out of the end of the training set (as many as --limit-test, at most a
+// sixth of the set and 10,000): never on the test images, which score the choice afterwards.
+// The planned peaks are the step as the fine-tune compiles it.
 absl::StatusOr<graph::SparseUpdateSpec> ChooseByBudget(const Options& o,
                                                        const FashionMnist& data) {
   const auto start = std::chrono::steady_clock::now();
+  const int64_t n = data.train.size();
+  const int64_t held = std::min({n / 6, int64_t{10000},
+                                 o.recipe.limit_test > 0 ? o.recipe.limit_test : n});
+  FashionMnist split;
+  auto take = [&](int64_t from, int64_t to, FashionMnistSplit& out) {
+    constexpr int64_t kPixels = 28 * 28;
+    out.pixels.assign(data.train.pixels.begin() + from * kPixels,
+                      data.train.pixels.begin() + to * kPixels);
+    out.labels.assign(data.train.labels.begin() + from, data.train.labels.begin() + to);
+  };
+  take(0, n - held, split.train);
+  take(n - held, n, split.test);
   FmnistRecipe trial = o.recipe;
   trial.init_from = o.finetune;
   trial.schedule = "constant";
   trial.warmup_steps = 0;
+  trial.limit_test = 0;  // every held-out image
   graph::SparseBudgetCallbacks cb;
   cb.held_out_loss = [&](const graph::SparseUpdateSpec& spec,
                          int64_t steps) -> absl::StatusOr<double> {
     FmnistRecipe r = trial;
     r.sparse_update = spec;
-    STRATA_ASSIGN_OR_RETURN(std::unique_ptr<FmnistTrainer> t, FmnistTrainer::Create(data, r));
+    STRATA_ASSIGN_OR_RETURN(std::unique_ptr<FmnistTrainer> t, FmnistTrainer::Create(split, r));
     STRATA_RETURN_IF_ERROR(t->TrainSteps(steps));
     STRATA_ASSIGN_OR_RETURN(const FmnistEpoch e, t->Test());
     return e.test_loss;
@@ -246,7 +261,8 @@ absl::StatusOr<graph::SparseUpdateSpec> ChooseByBudget(const Options& o,
                          {.budget = o.sparse_budget,
                           .batches = o.sparse_budget_batches,
                           .lr = o.recipe.resolved_lr(),
-                          .held_out = "on the test images",
+                          .held_out = absl::StrCat("on ", held,
+                                                   " validation images held out of the training set"),
                           .start = start});
 }
 

@@ -888,7 +888,7 @@ TEST(FmnistExampleTest, PretrainThenFinetuneComparesSparseWithFull) {
 }
 
 // --finetune with --sparse-budget adds a third fine-tune, chosen by the analysis, within the
-// budget (a small batch: the analysis compiles and trains 16 units).
+// budget (a small batch: the analysis compiles and trains 30 units).
 TEST(FmnistExampleTest, FinetuneWithASparseBudgetAddsABudgetRow) {
   const fs::path data = "/usr/share/datasets/fashion-mnist";
   if (!fs::exists(data / "t10k-labels-idx1-ubyte.gz")) {
@@ -911,6 +911,9 @@ TEST(FmnistExampleTest, FinetuneWithASparseBudgetAddsABudgetRow) {
   // input channel (not the stem's convolution of the one-channel image).
   EXPECT_THAT(budget.output, HasSubstr("sparse budget 30M: measuring 30 units, 1 steps each"));
   EXPECT_THAT(budget.output, HasSubstr("blocks.1 channels:0.5"));
+  // Scored on images held out of the training set (--limit-test of them), not the test images.
+  EXPECT_THAT(budget.output,
+              HasSubstr("on 32 validation images held out of the training set"));
   EXPECT_THAT(budget.output, HasSubstr("classifier full"));
   EXPECT_THAT(budget.output, HasSubstr("sparse budget analysis: "));
   // The choice is printed before the budget fine-tune starts.
