@@ -132,8 +132,9 @@ TEST(ProgramTest, MeasuredPeakIsWhatTheAllocatorsHandedOut) {
     const MemoryPlan& plan = r.program->plan();
     ASSERT_GT(plan.persistent_bytes, 0);
     ASSERT_GT(plan.live_peak_bytes, 0);
-    // The greedy offsets of this model leave holes, so the two numbers below differ.
-    ASSERT_GT(plan.arena_bytes, plan.live_peak_bytes);
+    // The arena can only be larger than the largest live set (equal where the placement leaves
+    // no hole, which depends on the thread count's workspaces).
+    ASSERT_GE(plan.arena_bytes, plan.live_peak_bytes);
     const int64_t expected = plan.persistent_bytes + (check ? plan.live_peak_bytes : plan.arena_bytes);
     for (int s = 0; s < 2; ++s) {
       auto stats = r.program->Step({Tokens(2, 16, kTiny.vocab, 1), Tokens(2, 16, kTiny.vocab, 2)});
@@ -210,10 +211,16 @@ Planned PlanGpt(TrainOptions o) {
 }
 
 // The first activation that some later node reads (its interval spans several nodes).
+// An activation live over more than two nodes whose bytes no output takes over at its last
+// reader (Note [in-place outputs]): a change to its interval shows as a use outside it.
 ValueId LongLivedActivation(const Planned& p) {
+  std::vector<bool> handed_over(p.graph.num_values(), false);
+  for (ValueId v = 0; v < p.graph.num_values(); ++v) {
+    if (p.plan.alias[v] != kNoValue) handed_over[p.plan.alias[v]] = true;
+  }
   for (ValueId v = 0; v < p.graph.num_values(); ++v) {
     if (p.graph.value(v).role == ValueRole::kActivation && p.plan.offset[v] >= 0 &&
-        p.plan.live[v].second > p.plan.live[v].first + 1) {
+        p.plan.live[v].second > p.plan.live[v].first + 1 && !handed_over[v]) {
       return v;
     }
   }
