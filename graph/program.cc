@@ -238,6 +238,8 @@ absl::Status Program::BindShardedUpdate(const Node& n, Instruction& ins) {
 absl::Status Program::PlanStreams() {
   const int n = static_cast<int>(instructions_.size());
   deferred_.assign(n, false);
+  hands_to_.assign(n, -1);
+  handed_.assign(n, 0);
   std::vector<int> stream_of(n);
   bool any = false;
   for (int i = 0; i < n; ++i) {
@@ -261,7 +263,10 @@ absl::Status Program::PlanStreams() {
     const DeferredSequence steady =
         InterleaveDeferred(graph_, tail, one ? all : micro, config_.grad_norm);
     std::vector<int> steady_completion = completion;
-    for (size_t k = 0; k < tail.size(); ++k) steady_completion[tail[k]] = steady.completion[k];
+    for (size_t k = 0; k < tail.size(); ++k) {
+      steady_completion[tail[k]] = steady.completion[k];
+      hands_to_[tail[k]] = steady.hands_to[k];
+    }
     steady_ = Streams::Plan(steady.entries, stream_of, steady_completion);
     tail_ = Streams::Plan(tail, stream_of, completion);
   }
@@ -441,6 +446,11 @@ absl::Status Program::RunIo(const Instruction& ins) {
   const Node& n = *ins.node;
   switch (ins.op->kind()) {
     case OpKind::kFetch: {
+      const int self = static_cast<int>(&ins - instructions_.data());
+      if (handed_[self]) {  // Note [handing the parameter over]
+        handed_[self] = false;
+        return absl::OkStatus();
+      }
       // A ZeRO stage-3 parameter's home holds its shard: read into the shard's place in the
       // copy, then gathered, a bucket of them in one collective (Note [zero partition]).
       std::array<Tensor, kMaxGatherBucket> shards, wholes;
@@ -557,6 +567,11 @@ absl::Status Program::RunOffloadedUpdate(const Instruction& ins) {
         norm, Tensor::View(std::make_shared<Storage>(norm_scratch_, sizeof(float), Device::Cpu()),
                            Shape{}, {}, 0, DType::kF32));
   }
+  const int self = static_cast<int>(&ins - instructions_.data());
+  if (running_steady_ && hands_to_[self] >= 0) {  // Note [handing the parameter over]
+    operands[0].copy_to = instructions_[hands_to_[self]].out[0].data<float>();
+    handed_[hands_to_[self]] = true;
+  }
   const int64_t numel = graph_.value(n.inputs[1]).numel();  // the shard's, with ZeRO
   return store_->Update(
       absl::MakeConstSpan(operands.data(), k), numel,
@@ -591,7 +606,11 @@ absl::Status Program::RunPhase(Phase phase, bool all) {
   if (streams_ != nullptr) {
     if (pending_ && phase == Phase::kMicroStep) {  // the first micro-batch takes the last tail
       pending_ = false;
-      return RunSequence(steady_);
+      std::fill(handed_.begin(), handed_.end(), 0);
+      running_steady_ = true;
+      const absl::Status s = RunSequence(steady_);
+      running_steady_ = false;
+      return s;
     }
     return RunSequence(all ? all_ : phase == Phase::kMicroStep ? micro_ : update_);
   }

@@ -192,6 +192,7 @@ absl::Status TierStore::Update(absl::Span<const Operand> operands, int64_t numel
     const int64_t off = c * elems, n = range(c), bytes = n * static_cast<int64_t>(sizeof(float));
     for (int j = 0; j < k; ++j) {
       const Operand& o = operands[j];
+      if (o.copy_to != nullptr) std::memcpy(o.copy_to + off, ptrs[set][j], bytes);
       if (!o.mutated) continue;
       CountWrite(o.tier, bytes);
       if (o.tier == MemoryTier::kDevice) {

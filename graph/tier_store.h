@@ -64,6 +64,7 @@ class TierStore {
     float* data = nullptr;                  // kDevice and kHost
     offload::Extent extent;                 // kNvme
     bool mutated = false;
+    float* copy_to = nullptr;  // where the updated chunks are also copied (a fetched copy), or null
   };
   // fn(chunk pointers, one per operand, in host memory; elements in this chunk).
   using ChunkFn = std::function<absl::Status(absl::Span<float* const>, int64_t)>;

@@ -73,6 +73,9 @@ std::vector<int> DeferrableTail(const Graph& graph, const std::vector<int>& entr
 struct DeferredSequence {
   std::vector<int> entries;    // `body` with the deferred nodes inserted
   std::vector<int> completion;  // per deferred node: the compute node that must wait for it, or -1
+  // Per deferred node: the fetch of the parameter it updates that runs right after it on the IO
+  // stream, which it hands the new parameter (Note [handing the parameter over]); or -1.
+  std::vector<int> hands_to;
 };
 // `body` (the next step's nodes) with each node of `tail` placed before the first body node that
 // touches one of its values.

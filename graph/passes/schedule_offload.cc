@@ -32,10 +32,10 @@
 // collective in place before the next node that touches its value; an offloaded update before
 // the completion point of the next such node of its stream in its phase (a stream is in order,
 // so that node finishing means it finished too), else at the end of its phase; a write-back the
-// same, or earlier: before the node after the next node of its stream, so that its source's
-// bytes are freed soon; and any of them before the first later node of the other side stream
-// that touches one of its values. The memory plan keeps every value a side-stream node reads
-// live until that point.
+// same, or earlier, once as many bytes are queued behind it (WriteBackCompletions), so that its
+// source's bytes are freed soon; and any of them before the first later node of the other side
+// stream that touches one of its values. The memory plan keeps every value a side-stream node
+// reads live until that point.
 #include <algorithm>
 #include <array>
 #include <map>
@@ -381,6 +381,56 @@ StreamKind StreamOf(const Graph& graph, const Node& node) {
   return StreamKind::kIo;
 }
 
+// A write-back's source is freed once it is done, so it should be done soon; but a stream runs
+// in order, so waiting for a small write-back also waits for the big one before it. The
+// write-backs of one node's outputs form a group (a gradient and its bias's, read by the norm
+// between them); a write-back is done before the node after the stream node by which the later
+// groups' write-backs hold as many bytes as its own group. Then a gradient's write-back overlaps
+// the computation of the next gradient instead of the elementwise node after its producer, and a
+// run of write-backs with no fetch after them (spilled block inputs in the forward) does not keep
+// every source live to the end of the phase. Where the later write-backs hold fewer bytes (the
+// last of a run), it is done before the node after the next node of its stream. Other nodes
+// get n.
+std::vector<int> WriteBackCompletions(const Graph& graph, const std::vector<int>& stream,
+                                      const std::vector<int>& phase_end) {
+  const std::vector<Node>& nodes = graph.nodes();
+  const int n = static_cast<int>(nodes.size());
+  std::vector<int> producer(graph.num_values(), -1);
+  for (int i = 0; i < n; ++i) {
+    for (ValueId v : nodes[i].outputs) {
+      if (v != kNoValue) producer[v] = i;
+    }
+  }
+  auto is_write_back = [&](int i) { return nodes[i].op->kind() == OpKind::kWriteBack; };
+  auto group = [&](int i) { return is_write_back(i) ? producer[nodes[i].inputs[0]] : -2 - i; };
+  auto bytes = [&](int i) {
+    return is_write_back(i) ? static_cast<int64_t>(graph.value(nodes[i].inputs[0]).nbytes()) : 0;
+  };
+  std::map<int, int64_t> group_bytes;
+  for (int i = 0; i < n; ++i) {
+    if (stream[i] >= 0 && is_write_back(i)) group_bytes[group(i)] += bytes(i);
+  }
+  std::vector<int> done(n, n);
+  for (int i = 0; i < n; ++i) {
+    if (stream[i] < 0 || !is_write_back(i)) continue;
+    done[i] = phase_end[i];
+    int next = -1;  // the next node of the stream
+    int64_t behind = 0;
+    for (int j = i + 1; j < phase_end[i]; ++j) {
+      if (stream[j] != stream[i]) continue;
+      if (next < 0) next = j;
+      if (group(j) == group(i)) continue;
+      behind += bytes(j);
+      if (behind >= group_bytes[group(i)]) {
+        done[i] = j + 1;
+        break;
+      }
+    }
+    if (done[i] == phase_end[i] && next >= 0) done[i] = next + 1;
+  }
+  return done;
+}
+
 std::vector<int> IoCompletionPoints(const Graph& graph) {
   const std::vector<Node>& nodes = graph.nodes();
   const int n = static_cast<int>(nodes.size());
@@ -417,28 +467,20 @@ std::vector<int> IoCompletionPoints(const Graph& graph) {
   }
   // Scanning backwards, per stream: the earliest completion point of a later awaited node, and
   // the next node of the stream (which runs in order, so a node is done when a later one is).
-  std::array<int, kNumSideStreams> next_fetch_done, next_io;
+  const std::vector<int> write_back_done = WriteBackCompletions(graph, stream, phase_end);
+  std::array<int, kNumSideStreams> next_fetch_done;
   next_fetch_done.fill(n);
-  next_io.fill(n);
   for (int i = n - 1; i >= 0; --i) {
-    if (i + 1 < n && nodes[i + 1].phase != nodes[i].phase) {
-      next_fetch_done.fill(phase_end[i]);
-      next_io.fill(phase_end[i]);
-    }
+    if (i + 1 < n && nodes[i + 1].phase != nodes[i].phase) next_fetch_done.fill(phase_end[i]);
     const int s = stream[i];
     if (s < 0) continue;
     if (awaited(nodes[i])) {
       next_fetch_done[s] = std::min(next_fetch_done[s], done[i]);
     } else if (nodes[i].op->kind() == OpKind::kWriteBack) {
-      // Its source's bytes are free once it is done: bound that by the node after the next node
-      // of its stream, so that a run of write-backs with no fetch after them (spilled block
-      // inputs in the forward) does not keep every source live to the end of the phase.
-      done[i] = std::min(next_fetch_done[s],
-                         next_io[s] == phase_end[i] ? next_io[s] : next_io[s] + 1);
+      done[i] = std::min(next_fetch_done[s], write_back_done[i]);
     } else {
       done[i] = next_fetch_done[s];
     }
-    next_io[s] = i;
   }
   // Across the side streams: a node is done before the first later node of the other stream
   // that touches one of its values, so that neither reads what the other has not finished

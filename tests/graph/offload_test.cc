@@ -222,6 +222,57 @@ TEST(OffloadTest, UpdatesThatWriteOnlyNvmeFinishInsideTheNextStep) {
   EXPECT_EQ(host_grads.stats[1].io_write_bytes[nvme], updated_bytes);
 }
 
+// A weight gradient's write-back must be done by the time its source's bytes are reused, but not
+// before the next gradient is computed: the elementwise node after its producer (gelu_grad, the
+// layer norm's gradient) must not wait for it, or every layer of the backward stalls on the disk.
+TEST(OffloadTest, AGradientsWriteBackOverlapsTheNextGradient) {
+  Gpt gpt(kTiny);
+  TrainOptions o = GptOptions(1.0, 1);
+  o.offload = Offload(kPlacements[1]);
+  auto p = Compile(gpt, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
+                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
+                   o);
+  ASSERT_TRUE(p.ok()) << p.status();
+  const Graph& g = (*p)->graph();
+  const std::vector<Node>& nodes = g.nodes();
+  const std::vector<int> done = IoCompletionPoints(g);
+  const int n = static_cast<int>(nodes.size());
+  int checked = 0;
+  for (int i = 0; i < n; ++i) {
+    if (nodes[i].op->kind() != OpKind::kWriteBack || g.value(nodes[i].inputs[0]).type.shape.rank() != 2) {
+      continue;
+    }
+    int next_gradient = -1;
+    for (int j = i + 1; j < n && next_gradient < 0; ++j) {
+      if (nodes[j].op->kind() == OpKind::kLinearGrad) next_gradient = j;
+    }
+    if (next_gradient < 0) continue;
+    ++checked;
+    EXPECT_GT(done[i], next_gradient) << g.value(nodes[i].inputs[0]).name;
+    EXPECT_LT(done[i], n) << g.value(nodes[i].inputs[0]).name << " is held to the end of the step";
+  }
+  EXPECT_GE(checked, 4 * kTiny.layers - 1);
+}
+
+// Note [handing the parameter over]: a deferred update copies the new parameter into the fetch
+// right after it, which then reads nothing. Step 1 reads each parameter once (its fetch); every
+// later step also runs the deferred updates, which read the parameter, gradient and both moments,
+// and hand the fetch its parameter: 3 more reads of each, not 4. The losses match (above).
+TEST(OffloadTest, ADeferredUpdateHandsItsFetchTheNewParameter) {
+  int64_t param_bytes = 0;
+  {
+    Gpt gpt(kTiny);
+    gpt.ForEachParameter([&](const std::string&, Parameter& p) {
+      if (p.trainable()) param_bytes += 4 * p.shape().numel();
+    });
+  }
+  const int nvme = static_cast<int>(kNvme);
+  const Trained run = TrainGpt(kPlacements[1], 1.0, 1, 3);
+  ASSERT_EQ(run.stats.size(), 3u);
+  EXPECT_EQ(run.stats[1].io_read_bytes[nvme] - run.stats[0].io_read_bytes[nvme], 3 * param_bytes);
+  EXPECT_EQ(run.stats[2].io_read_bytes[nvme], run.stats[1].io_read_bytes[nvme]);
+}
+
 // The order the deferred updates run in: each right before the first node of the next step that
 // touches one of its values, so that the forward's first fetches do not wait for every update.
 TEST(OffloadTest, DeferredUpdatesRunJustBeforeTheirValuesAreNeeded) {
@@ -257,6 +308,14 @@ TEST(OffloadTest, DeferredUpdatesRunJustBeforeTheirValuesAreNeeded) {
     if (first_fetch < 0 && g.nodes()[node].op->kind() == OpKind::kFetch) first_fetch = static_cast<int>(pos);
     if (std::find(tail.begin(), tail.end(), node) == tail.end()) continue;
     last_deferred = static_cast<int>(pos);
+    // Note [handing the parameter over]: each update hands the fetch of its parameter, right
+    // after it, the new bytes.
+    const int k = static_cast<int>(std::find(tail.begin(), tail.end(), node) - tail.begin());
+    ASSERT_LT(pos + 1, steady.entries.size());
+    EXPECT_EQ(steady.hands_to[k], steady.entries[pos + 1]);
+    const Node& next = g.nodes()[steady.entries[pos + 1]];
+    EXPECT_EQ(next.op->kind(), OpKind::kFetch);
+    EXPECT_EQ(next.inputs[0], g.nodes()[node].inputs[0]);
     bool needed_later = false;
     for (ValueId v : g.nodes()[node].inputs) {
       if (v == norm) continue;
