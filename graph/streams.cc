@@ -55,7 +55,7 @@ Streams::~Streams() {
     std::lock_guard lock(mutex_);
     stop_ = true;
   }
-  cv_.notify_all();
+  for (std::condition_variable& cv : worker_cv_) cv.notify_one();
   for (std::thread& w : workers_) w.join();
 }
 
@@ -66,18 +66,33 @@ bool Streams::Ready(const Counts& need) const {
   return true;
 }
 
+void Streams::WakeReady() {
+  for (int k = 0; k < kNumSideStreams; ++k) {
+    const int p = worker_waits_at_[k];
+    if (p >= 0 && (abort_ || (compute_done_ >= seq_->compute_before[p] && Ready(seq_->need[p])))) {
+      worker_cv_[k].notify_one();
+    }
+  }
+  if (compute_waits_ &&
+      (compute_needs_ == nullptr ? busy_ == 0 : abort_ || Ready(*compute_needs_))) {
+    compute_cv_.notify_one();
+  }
+}
+
 void Streams::Worker(int stream) {
   uint64_t seen = 0;
   std::unique_lock lock(mutex_);
   while (true) {
-    cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+    worker_cv_[stream].wait(lock, [&] { return stop_ || generation_ != seen; });
     if (stop_) return;
     seen = generation_;
     const Sequence& seq = *seq_;
     for (int p : seq.side[stream]) {
-      cv_.wait(lock, [&] {
+      worker_waits_at_[stream] = p;
+      worker_cv_[stream].wait(lock, [&] {
         return abort_ || (compute_done_ >= seq.compute_before[p] && Ready(seq.need[p]));
       });
+      worker_waits_at_[stream] = -1;
       if (abort_) break;
       lock.unlock();
       absl::Status s = (*run_)(seq.entries[p]);
@@ -87,11 +102,11 @@ void Streams::Worker(int stream) {
         if (status_.ok()) status_ = std::move(s);
         abort_ = true;
       }
-      cv_.notify_all();
+      WakeReady();
       if (abort_) break;
     }
     --busy_;
-    cv_.notify_all();
+    WakeReady();
   }
 }
 
@@ -108,38 +123,45 @@ absl::Status Streams::Run(const Sequence& seq, const std::function<absl::Status(
     busy_ = kNumSideStreams;
     ++generation_;
   }
-  cv_.notify_all();
+  for (std::condition_variable& cv : worker_cv_) cv.notify_one();
   absl::Status compute_status;
   double waited = 0;
-  auto wait_for = [&](std::unique_lock<std::mutex>& lock, const Counts& need) {
-    if (abort_ || Ready(need)) return;
+  // Waits until `need` is done or a stream failed; nullptr: until the workers left the run.
+  auto wait_for = [&](std::unique_lock<std::mutex>& lock, const Counts* need) {
+    auto ready = [&] { return need == nullptr ? busy_ == 0 : abort_ || Ready(*need); };
+    if (ready()) return;
     const auto start = std::chrono::steady_clock::now();
-    cv_.wait(lock, [&] { return abort_ || Ready(need); });
-    waited += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-                  .count();
+    compute_waits_ = true;
+    compute_needs_ = need;
+    compute_cv_.wait(lock, ready);
+    compute_waits_ = false;
+    if (need != nullptr) {
+      waited += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                    .count();
+    }
   };
   for (size_t p = 0; p < seq.entries.size(); ++p) {
     if (seq.stream[p] >= 0) continue;
     {
       std::unique_lock lock(mutex_);
-      wait_for(lock, seq.need[p]);
+      wait_for(lock, &seq.need[p]);
       if (abort_) break;
     }
     compute_status = run(seq.entries[p]);
     std::lock_guard lock(mutex_);
     if (!compute_status.ok()) {
       abort_ = true;
-      cv_.notify_all();
+      WakeReady();
       break;
     }
     ++compute_done_;
-    cv_.notify_all();
+    WakeReady();
   }
   std::unique_lock lock(mutex_);
   Counts all{};
   for (int k = 0; k < kNumSideStreams; ++k) all[k] = static_cast<int>(seq.side[k].size());
-  wait_for(lock, all);
-  cv_.wait(lock, [&] { return busy_ == 0; });
+  wait_for(lock, &all);
+  wait_for(lock, nullptr);
   if (wait_ms != nullptr) *wait_ms += waited;
   seq_ = nullptr;
   run_ = nullptr;

@@ -60,9 +60,18 @@ class Streams {
  private:
   void Worker(int stream);
   bool Ready(const Counts& need) const;  // with mutex_ held
+  // With mutex_ held: wakes each waiting thread whose condition now holds, and no other (a
+  // thread woken for nothing takes a core from the compute team on a small machine).
+  void WakeReady();
 
   std::mutex mutex_;
-  std::condition_variable cv_;
+  std::array<std::condition_variable, kNumSideStreams> worker_cv_;
+  std::condition_variable compute_cv_;
+  // Per worker: the entry it waits to start, or -1. The compute thread: whether it waits, and
+  // for what (nullptr: for the workers to leave the run).
+  std::array<int, kNumSideStreams> worker_waits_at_{-1, -1};
+  bool compute_waits_ = false;
+  const Counts* compute_needs_ = nullptr;
   const Sequence* seq_ = nullptr;
   const std::function<absl::Status(int)>* run_ = nullptr;
   uint64_t generation_ = 0;
