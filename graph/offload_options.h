@@ -10,6 +10,7 @@
 //   o.offload.host_bytes = 1 << 30;              // pinned host RAM: homes plus staging
 //   o.offload.io.dir = "/mnt/nvme/strata";       // swap file directory (nvme homes need one)
 //   o.offload.prefetch_bytes = 64 << 20;         // fetches issued ahead of their first use
+//   o.offload.persistence_threshold = 100000;    // smaller parameters stay on the device
 //
 // With every class on kDevice (the default) nothing is offloaded and no IO engine is opened.
 #pragma once
@@ -35,8 +36,13 @@ struct OffloadOptions {
   // How many bytes of fetches may be in flight or waiting ahead of the node that needs them,
   // beyond the next one (0: fetch only one value ahead).
   int64_t prefetch_bytes = int64_t{64} << 20;
+  // Parameters of fewer elements stay on the device with their gradients and optimizer state
+  // (Note [home tiers] in passes/place_state.cc), as ZeroOptions::persistence_threshold keeps
+  // them whole; 0 offloads every one.
+  int64_t persistence_threshold = 100000;
   offload::IoOptions io;  // the NVMe engine: directory, engine, O_DIRECT, block size, depth
 
+  bool Persists(int64_t numel) const { return numel < persistence_threshold; }
   bool offloads() const {
     return params != MemoryTier::kDevice || grads != MemoryTier::kDevice ||
            optimizer != MemoryTier::kDevice || activations != MemoryTier::kDevice;

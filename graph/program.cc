@@ -256,10 +256,17 @@ absl::Status Program::PlanStreams() {
   // Note [deferred updates]: the step's last sequence leaves its tail to the next step's first.
   const bool one = config_.micro_batches == 1;
   std::vector<int>& last = one ? all : update;
-  const std::vector<int> tail = DeferrableTail(graph_, last, config_.grad_norm);
-  last.resize(last.size() - tail.size());
+  const std::vector<int> tail = DeferredUpdates(graph_, last, config_.grad_norm);
   if (!tail.empty()) {
     for (int i : tail) deferred_[i] = true;
+    last.erase(std::remove_if(last.begin(), last.end(), [&](int i) { return deferred_[i]; }),
+               last.end());
+    // A completion point at a deferred node (say a write-back's, at the update after it) moves
+    // to the next node left in the step: at the end of the sequence, the wait would come after
+    // compute nodes that the memory plan lets reuse the bytes it still reads.
+    for (int i = 0; i < n; ++i) {
+      while (completion[i] >= 0 && completion[i] < n && deferred_[completion[i]]) ++completion[i];
+    }
     const DeferredSequence steady =
         InterleaveDeferred(graph_, tail, one ? all : micro, config_.grad_norm);
     std::vector<int> steady_completion = completion;

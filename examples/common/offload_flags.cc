@@ -38,6 +38,9 @@ void OffloadFlags::Register(Flags& flags) {
                  "host RAM for offloaded states and staging");
   flags.AddBytes("prefetch-bytes", &prefetch_bytes, {.zero = "fetch one value ahead only"},
                  "bytes of fetches issued ahead of the node that needs them");
+  flags.Add("offload-persistence-threshold", &persistence_threshold, {.min = 0, .max = kMaxCount},
+            "parameters of fewer elements (biases, norms) stay in device memory with their "
+            "gradients and optimizer state, whatever --offload-* says; 0: offload every one");
   flags.Add("io-engine", &io_engine, "NVMe engine: auto (io_uring, else threads)|uring|threads");
   flags.Add("io-direct", &io_direct, "O_DIRECT for the swap file: auto (where allowed)|on|off");
   flags.AddBytes("io-block-size", &io_block_size,
@@ -60,6 +63,7 @@ absl::StatusOr<graph::OffloadOptions> OffloadFlags::Resolve(const Flags& flags) 
   o.device_bytes = device_budget;
   o.host_bytes = host_budget;
   o.prefetch_bytes = prefetch_bytes;
+  o.persistence_threshold = persistence_threshold;
 
   std::vector<std::string> on_nvme;
   for (const auto& [flag, tier] : {std::pair{"--offload-params", o.params},
@@ -113,6 +117,7 @@ void RecordOffload(const graph::OffloadOptions& o, RunConfig& config) {
   config.Add("--device-budget", o.device_bytes, RunConfig::kInform);
   config.Add("--host-budget", o.host_bytes, RunConfig::kInform);
   config.Add("--prefetch-bytes", o.prefetch_bytes, RunConfig::kInform);
+  config.Add("--offload-persistence-threshold", o.persistence_threshold, RunConfig::kInform);
 }
 
 std::string OffloadSummary(const graph::OffloadOptions& o) {
@@ -125,7 +130,12 @@ std::string OffloadSummary(const graph::OffloadOptions& o) {
           ? ""
           : absl::StrCat(", activations ", PlacementName(o.activations)),
       "; budgets: device ", budget(o.device_bytes),
-      ", host ", budget(o.host_bytes), "; prefetch ", BytesText(o.prefetch_bytes), "\n");
+      ", host ", budget(o.host_bytes), "; prefetch ", BytesText(o.prefetch_bytes),
+      o.persistence_threshold > 0
+          ? absl::StrCat("; parameters under ", o.persistence_threshold,
+                         " elements stay on the device")
+          : "",
+      "\n");
   if (o.uses_nvme()) {
     absl::StrAppend(&s, "io engine: ", offload::IoEngineKindName(o.io.engine), ", direct ",
                     offload::DirectIoName(o.io.direct), ", block ", BytesText(o.io.block_size),

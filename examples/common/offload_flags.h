@@ -37,6 +37,7 @@ struct OffloadFlags {
   int64_t device_budget = graph::OffloadOptions{}.device_bytes;
   int64_t host_budget = graph::OffloadOptions{}.host_bytes;
   int64_t prefetch_bytes = graph::OffloadOptions{}.prefetch_bytes;
+  int64_t persistence_threshold = graph::OffloadOptions{}.persistence_threshold;
   std::string io_engine = "auto", io_direct = "auto";
   int64_t io_block_size = offload::IoOptions{}.block_size;
   int64_t io_queue_depth = offload::IoOptions{}.queue_depth;

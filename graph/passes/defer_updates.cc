@@ -10,6 +10,10 @@
 // count and global norm. The forward then overlaps the updates as the backward overlaps them
 // without clipping.
 //
+// The deferred updates are those among the optimizer updates that end the step's last sequence
+// that no update left after them touches (the updates of small parameters kept on the device,
+// OffloadOptions::persistence_threshold, stay in the step among them).
+//
 // Only an update whose every operand lives at an off-device home, and that writes only values
 // homed on NVMe (or its gradient's home, which it alone reads), is deferred: nothing but the
 // side streams read those (Program::ReadState and Evaluate apply the pending updates first), so
@@ -83,11 +87,26 @@ bool HandsOver(const Graph& graph, const Node& update, const Node& fetch) {
 
 }  // namespace
 
-std::vector<int> DeferrableTail(const Graph& graph, const std::vector<int>& entries,
+std::vector<int> DeferredUpdates(const Graph& graph, const std::vector<int>& entries,
                                 ValueId norm) {
-  size_t begin = entries.size();
-  while (begin > 0 && Deferrable(graph, graph.nodes()[entries[begin - 1]], norm)) --begin;
-  return std::vector<int>(entries.begin() + static_cast<std::ptrdiff_t>(begin), entries.end());
+  // Scanning the trailing optimizer updates from the end: a deferrable one is deferred unless a
+  // later one that stays in the step touches one of its values (it would then run before it).
+  std::vector<bool> kept_touches(graph.num_values(), false);
+  std::vector<int> deferred;
+  for (size_t i = entries.size(); i-- > 0;) {
+    const Node& n = graph.nodes()[entries[i]];
+    if (!IsOptimizerUpdate(n)) break;
+    const std::vector<ValueId> touched = Touched(n, norm);
+    bool defer = Deferrable(graph, n, norm);
+    for (ValueId v : touched) defer = defer && !kept_touches[v];
+    if (defer) {
+      deferred.push_back(entries[i]);
+    } else {
+      for (ValueId v : touched) kept_touches[v] = true;
+    }
+  }
+  std::reverse(deferred.begin(), deferred.end());
+  return deferred;
 }
 
 DeferredSequence InterleaveDeferred(const Graph& graph, const std::vector<int>& tail,

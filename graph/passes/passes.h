@@ -66,10 +66,11 @@ StreamKind StreamOf(const Graph& graph, const Node& node);
 // end of the step); -1 for compute nodes.
 std::vector<int> IoCompletionPoints(const Graph& graph);
 
-// Note [deferred updates] (defer_updates.cc). The longest suffix of `entries` (node indices in
-// run order) made of offloaded updates that can run inside the next step; `norm` is the global
-// gradient norm the updates read (kNoValue without clipping).
-std::vector<int> DeferrableTail(const Graph& graph, const std::vector<int>& entries, ValueId norm);
+// Note [deferred updates] (defer_updates.cc). The offloaded updates among the optimizer updates
+// that end `entries` (node indices in run order) that can run inside the next step, in order:
+// each one that no later update left in the step touches; `norm` is the global gradient norm the
+// updates read (kNoValue without clipping).
+std::vector<int> DeferredUpdates(const Graph& graph, const std::vector<int>& entries, ValueId norm);
 struct DeferredSequence {
   std::vector<int> entries;    // `body` with the deferred nodes inserted
   std::vector<int> completion;  // per deferred node: the compute node that must wait for it, or -1

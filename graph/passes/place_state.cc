@@ -3,7 +3,12 @@
 // user picks one per class of state (OffloadOptions): parameters (trainable or frozen), gradients
 // (the final gradient an update reads, or its accumulator over micro-batches) and optimizer state
 // (AdamW's moments, SGD's momentum). Buffers (BatchNorm's running statistics), inputs, constants
-// and outputs stay on the device: they are small and written by the forward itself.
+// and outputs stay on the device: they are small and written by the forward itself. So do the
+// parameters of fewer than OffloadOptions::persistence_threshold elements (biases, norms), with
+// their gradients and optimizer state, as DeepSpeed's param_persistence_threshold keeps them on
+// the GPU: their bytes are nothing, but each offloaded value costs a fetch, a write-back and an
+// update round trip through the IO stream and the engine per step, and on a small machine each
+// of those wakes threads that take a core from compute.
 //
 // A gradient is an arena value, made by the backward every step. A host or NVMe home for it means
 // "written there once final" (ScheduleOffload adds the write-back and a kSpilled value that
@@ -25,6 +30,11 @@ bool IsOptimizerUpdate(const Node& n) {
 
 absl::Status PlaceState(Graph& graph, const OffloadOptions& options) {
   if (!options.offloads()) return absl::OkStatus();
+  if (options.persistence_threshold < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("offload: persistence_threshold = ",
+                                                   options.persistence_threshold,
+                                                   " must be >= 0"));
+  }
   if (options.uses_nvme() && options.io.dir.empty()) {
     return absl::InvalidArgumentError(
         "offload: state placed on nvme needs a directory for its swap file (--nvme-dir, "
@@ -32,7 +42,9 @@ absl::Status PlaceState(Graph& graph, const OffloadOptions& options) {
   }
   for (ValueId v = 0; v < graph.num_values(); ++v) {
     Value& value = graph.mutable_value(v);
-    if (value.role == ValueRole::kParameter) value.home = options.params;
+    if (value.role == ValueRole::kParameter) {
+      value.home = options.Persists(value.numel()) ? MemoryTier::kDevice : options.params;
+    }
   }
   if (options.activations != MemoryTier::kDevice) {
     std::vector<bool> copied(graph.num_values(), false);  // made by a recomputed copy
@@ -66,10 +78,13 @@ absl::Status PlaceState(Graph& graph, const OffloadOptions& options) {
           "offload: keep_gradients keeps every gradient readable on the device; it cannot be "
           "combined with gradients on ", MemoryTierName(options.grads)));
     }
-    grad.home = options.grads;
+    const bool persists = options.Persists(graph.value(n.inputs[0]).numel());
+    grad.home = persists ? MemoryTier::kDevice : options.grads;
     for (size_t i = 2; i < n.inputs.size(); ++i) {
       Value& state = graph.mutable_value(n.inputs[i]);
-      if (state.role == ValueRole::kOptimizerState) state.home = options.optimizer;
+      if (state.role == ValueRole::kOptimizerState) {
+        state.home = persists ? MemoryTier::kDevice : options.optimizer;
+      }
     }
   }
   return absl::OkStatus();

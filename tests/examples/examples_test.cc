@@ -508,10 +508,11 @@ using offload::testing::Mount;
 using offload::testing::TempDir;
 
 // Blocks of 64 KiB keep the pinned staging buffers (48 of them) under the 8 MiB that
-// RLIMIT_MEMLOCK allows an unprivileged user by default.
+// RLIMIT_MEMLOCK allows an unprivileged user by default. Every parameter of the tiny model is
+// under the default persistence threshold: 0 offloads them all.
 std::vector<std::string> AllOnNvme(const std::string& dir, const std::string& block = "64K") {
   return {"--offload-params", "nvme", "--offload-grads", "nvme", "--offload-optimizer", "nvme",
-          "--nvme-dir", dir, "--io-block-size", block};
+          "--nvme-dir", dir, "--io-block-size", block, "--offload-persistence-threshold", "0"};
 }
 
 int Occurrences(const std::string& text, const std::string& what) {
@@ -529,6 +530,35 @@ std::map<std::string, std::string> Files(const fs::path& dir) {
         std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
   return files;
+}
+
+// --offload-persistence-threshold: the tiny model's parameters all have fewer than 5000 elements
+// but the embedding (vocabulary 256 x width 32, tied to the head), so with 5000 only its four
+// arrays (parameter, gradient, two moments) go to NVMe; with the default (100000) none does. The
+// losses are the in-memory run's either way.
+TEST_F(StrataGptTest, ParametersUnderThePersistenceThresholdStayOnTheDevice) {
+  const Result memory = RunStrataGpt(With(Tiny(4), {"--metrics", Path("memory.jsonl")}));
+  ASSERT_EQ(memory.exit_code, 0) << memory.output;
+  const std::vector<nlohmann::json> want = ReadMetrics(Path("memory.jsonl"));
+  const std::vector<std::string> on_nvme = {"--offload-params", "nvme", "--offload-grads", "nvme",
+                                            "--offload-optimizer", "nvme", "--nvme-dir", Path(""),
+                                            "--io-block-size", "64K"};
+  for (const auto& [threshold, nvme_bytes] : {std::pair{"5000", 4 * 256 * 32 * 4}, {"", 0}}) {
+    SCOPED_TRACE(absl::StrCat("threshold '", threshold, "'"));
+    std::vector<std::string> args = With(With(Tiny(4), on_nvme), {"--metrics", Path("nvme.jsonl")});
+    if (*threshold != '\0') args = With(args, {"--offload-persistence-threshold", threshold});
+    const Result run = RunStrataGpt(args);
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    EXPECT_THAT(run.output, HasSubstr(absl::StrCat("parameters under ",
+                                                   *threshold != '\0' ? threshold : "100000",
+                                                   " elements stay on the device")));
+    const std::vector<nlohmann::json> got = ReadMetrics(Path("nvme.jsonl"));
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].at("loss").get<double>(), want[i].at("loss").get<double>()) << "step " << i + 1;
+      EXPECT_EQ(got[i].at("peak_bytes").at("nvme").get<int64_t>(), nvme_bytes);
+    }
+  }
 }
 
 TEST_F(StrataGptTest, AnNvmeDirThatIsNoDirectoryIsNamed) {

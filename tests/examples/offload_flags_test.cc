@@ -116,6 +116,7 @@ TEST(OffloadFlagsTest, DefaultsKeepEverythingOnTheDevice) {
   EXPECT_EQ(o.device_bytes, 0);
   EXPECT_EQ(o.host_bytes, 0);
   EXPECT_EQ(o.prefetch_bytes, graph::OffloadOptions{}.prefetch_bytes);
+  EXPECT_EQ(o.persistence_threshold, 100000);
   EXPECT_EQ(OffloadSummary(o), "");
 }
 
@@ -124,7 +125,8 @@ TEST(OffloadFlagsTest, EveryFlagReachesTheOptions) {
       Resolve({"--offload-params", "nvme", "--offload-grads=host", "--offload-optimizer", "nvme",
                "--nvme-dir", "/mnt/x", "--device-budget", "512M", "--host-budget", "1.5G",
                "--prefetch-bytes", "64K", "--io-engine", "threads", "--io-direct", "on",
-               "--io-block-size", "256KiB", "--io-queue-depth", "8"})
+               "--io-block-size", "256KiB", "--io-queue-depth", "8",
+               "--offload-persistence-threshold", "5000"})
           .value();
   EXPECT_EQ(o.params, MemoryTier::kNvme);
   EXPECT_EQ(o.grads, MemoryTier::kHost);
@@ -137,10 +139,14 @@ TEST(OffloadFlagsTest, EveryFlagReachesTheOptions) {
   EXPECT_EQ(o.io.direct, offload::DirectIo::kOn);
   EXPECT_EQ(o.io.block_size, 256 * kKi);
   EXPECT_EQ(o.io.queue_depth, 8);
+  EXPECT_EQ(o.persistence_threshold, 5000);
   EXPECT_EQ(OffloadSummary(o),
             "offload: params nvme, grads host, optimizer nvme; budgets: device 512M, host 1536M; "
-            "prefetch 64K\nio engine: threads, direct on, block 256K, queue depth 8, swap file in "
-            "/mnt/x\n");
+            "prefetch 64K; parameters under 5000 elements stay on the device\nio engine: threads, "
+            "direct on, block 256K, queue depth 8, swap file in /mnt/x\n");
+  graph::OffloadOptions every = o;
+  every.persistence_threshold = 0;
+  EXPECT_THAT(OffloadSummary(every), ::testing::Not(HasSubstr("stay on the device")));
 }
 
 TEST(OffloadFlagsTest, HostOnlyNeedsNoDirectoryAndPrintsNoEngine) {
@@ -159,6 +165,7 @@ TEST(OffloadFlagsTest, BadCombinationsAreUsageErrorsNamingTheFlag) {
       {{"--device-budget", "12X"}, "--device-budget expects a size, got '12X': unknown unit 'X'"},
       {{"--host-budget", "-1G"}, "--host-budget expects a size, got '-1G': a size cannot be negative"},
       {{"--prefetch-bytes", "0.1K"}, "--prefetch-bytes expects a size, got '0.1K'"},
+      {{"--offload-persistence-threshold", "-1"}, "--offload-persistence-threshold"},
       {{"--host-budget", "99999999999T"}, "--host-budget 99999999999T is outside its range [0, 1024T]"},
       {{"--device-budget", "2000T"}, "--device-budget 2000T is outside its range [0, 1024T]"},
       {{"--offload-params", "nvme"}, "--offload-params nvme needs --nvme-dir DIR"},

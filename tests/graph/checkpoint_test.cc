@@ -189,6 +189,7 @@ TEST_F(CheckpointTest, ResumedRunMatchesAStraightRunBitwise) {
 TEST_F(CheckpointTest, ResumesAcrossPlacementsBitwise) {
   OffloadOptions nvme;
   nvme.params = nvme.grads = nvme.optimizer = MemoryTier::kNvme;
+  nvme.persistence_threshold = 0;
   nvme.io.dir = root_.string();
   nvme.io.block_size = 16 << 10;
   Compiled straight = CompileGpt(1);

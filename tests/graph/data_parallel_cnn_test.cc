@@ -191,6 +191,7 @@ TEST(DataParallelCnnTest, RecomputeThePlanCheckAndPlacementChangeNoBit) {
   const Trained plain = Train({}, false);
   OffloadOptions host;
   host.params = host.grads = host.optimizer = host.activations = MemoryTier::kHost;
+  host.persistence_threshold = 0;
   for (const RunSetup& s : {RunSetup{.recompute = true}, RunSetup{.check_plan = true},
                             RunSetup{.recompute = true, .check_plan = true},
                             RunSetup{.recompute = true, .offload = host}}) {

@@ -197,6 +197,7 @@ TEST(DataParallelTest, StateOnNvmeTrainsTheSame) {
   std::filesystem::create_directories(dir);
   s.offload.io.dir = dir.string();
   s.offload.io.block_size = 16 << 10;
+  s.offload.persistence_threshold = 0;
   ExpectSameTraining(s);
   ExpectSameTraining({.clip = 1.0, .micro_batches = 2, .offload = s.offload});
 }
@@ -232,6 +233,7 @@ class ZeroStageTest : public ::testing::TestWithParam<int> {
     o.params = params ? MemoryTier::kNvme : MemoryTier::kHost;
     o.grads = MemoryTier::kHost;
     o.optimizer = MemoryTier::kNvme;
+    o.persistence_threshold = 0;
     const std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) /
                                       absl::StrCat("zero_test_", Comm()->rank());
     std::filesystem::create_directories(dir);

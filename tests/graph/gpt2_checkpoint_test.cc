@@ -315,6 +315,7 @@ TEST_F(Gpt2CheckpointTest, ParametersOnNvmeExportTheSameBytes) {
   OffloadOptions nvme;
   nvme.params = MemoryTier::kNvme;
   nvme.optimizer = MemoryTier::kNvme;
+  nvme.persistence_threshold = 0;
   nvme.io.dir = swap.string();
   nvme.io.block_size = 16 << 10;
   Compiled in_memory = CompileGpt(kTiny, /*seed=*/5);

@@ -36,11 +36,13 @@ struct Placement {
   MemoryTier params = kDevice, grads = kDevice, optimizer = kDevice, activations = kDevice;
   offload::IoEngineKind engine = offload::IoEngineKind::kThreads;
   int64_t prefetch = int64_t{64} << 20;
+  int64_t persist = 0;  // OffloadOptions::persistence_threshold
   std::string Name() const {
     return absl::StrCat("params ", MemoryTierName(params), ", grads ", MemoryTierName(grads),
                         ", optimizer ", MemoryTierName(optimizer), ", activations ",
                         MemoryTierName(activations), ", ",
-                        offload::IoEngineKindName(engine), ", prefetch ", prefetch);
+                        offload::IoEngineKindName(engine), ", prefetch ", prefetch,
+                        persist > 0 ? absl::StrCat(", persistence threshold ", persist) : "");
   }
 };
 
@@ -51,6 +53,7 @@ OffloadOptions Offload(const Placement& p) {
   o.optimizer = p.optimizer;
   o.activations = p.activations;
   o.prefetch_bytes = p.prefetch;
+  o.persistence_threshold = p.persist;  // 0 by default: the tiny models' parameters are all small
   o.io.dir = SwapDir();
   o.io.engine = p.engine;
   o.io.block_size = 16 << 10;  // small chunks, so tensors span several and the pipeline turns
@@ -167,6 +170,9 @@ const Placement kPlacements[] = {
     {.params = kNvme, .grads = kDevice, .optimizer = kHost},
     {.params = kHost, .grads = kNvme, .optimizer = kDevice},
     {.params = kNvme, .grads = kHost, .optimizer = kNvme},  // deferred with clipping
+    // The norms and the smaller biases stay on the device: their updates run among the deferred
+    // ones at the end of the step.
+    {.params = kNvme, .grads = kNvme, .optimizer = kNvme, .persist = 100},
 };
 
 TEST(OffloadTest, GptTrainsBitIdenticallyWherever) {
@@ -220,6 +226,22 @@ TEST(OffloadTest, UpdatesThatWriteOnlyNvmeFinishInsideTheNextStep) {
   ASSERT_EQ(host_grads.stats.size(), 3u);
   EXPECT_EQ(host_grads.stats[0].io_write_bytes[nvme], 0);
   EXPECT_EQ(host_grads.stats[1].io_write_bytes[nvme], updated_bytes);
+  // Parameters under the persistence threshold stay on the device, and their updates run at the
+  // end of the step among the deferred ones, which are still all deferred.
+  int64_t offloaded_bytes = 0;
+  {
+    Gpt gpt(kTiny);
+    gpt.ForEachParameter([&](const std::string&, Parameter& p) {
+      if (p.trainable() && p.shape().numel() >= kPlacements[8].persist) {
+        offloaded_bytes += 3 * 4 * p.shape().numel();
+      }
+    });
+  }
+  ASSERT_LT(offloaded_bytes, updated_bytes);
+  const Trained mixed = TrainGpt(kPlacements[8], 1.0, 1, 3);
+  ASSERT_EQ(mixed.stats.size(), 3u);
+  EXPECT_EQ(mixed.stats[1].io_write_bytes[nvme] - mixed.stats[0].io_write_bytes[nvme],
+            offloaded_bytes);
 }
 
 // A weight gradient's write-back must be done by the time its source's bytes are reused, but not
@@ -291,7 +313,7 @@ TEST(OffloadTest, DeferredUpdatesRunJustBeforeTheirValuesAreNeeded) {
   ASSERT_NE(norm, kNoValue);
   std::vector<int> all(g.nodes().size());
   for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
-  const std::vector<int> tail = DeferrableTail(g, all, norm);
+  const std::vector<int> tail = DeferredUpdates(g, all, norm);
   int updates = 0;
   for (const Node& n : g.nodes()) updates += n.op->kind() == OpKind::kOffloadedUpdate;
   EXPECT_EQ(static_cast<int>(tail.size()), updates);
@@ -334,7 +356,7 @@ TEST(OffloadTest, DeferredUpdatesRunJustBeforeTheirValuesAreNeeded) {
 // planned intervals, with each value in its own block: same losses, no overlap, no stale read.
 TEST(OffloadTest, ThePlanCheckAcceptsTheOffloadSchedule) {
   const Trained memory = TrainGpt({}, 1.0, 1, 2);
-  for (const Placement& where : {kPlacements[1], kPlacements[5], kPlacements[6]}) {
+  for (const Placement& where : {kPlacements[1], kPlacements[5], kPlacements[6], kPlacements[8]}) {
     SCOPED_TRACE(where.Name());
     ExpectSameRun(memory, TrainGpt(where, 1.0, 1, 2, 0, kTiny, /*check_plan=*/true));
   }

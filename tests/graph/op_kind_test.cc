@@ -119,6 +119,7 @@ TEST(OpKindTest, EveryKindIsMadeByExactlyOneOpClassUnderItsName) {
   nvme.offload.grads = MemoryTier::kHost;
   nvme.offload.optimizer = MemoryTier::kNvme;
   nvme.offload.io.dir = ::testing::TempDir();
+  nvme.offload.persistence_threshold = 0;
   auto program = Compile(
       offloaded, {{"ids", Shape{2, 4}, DType::kI32}, {"targets", Shape{2, 4}, DType::kI32}},
       [&](absl::Span<const Var> in) { return ops::CrossEntropy(offloaded.Forward(in[0]), in[1]); },

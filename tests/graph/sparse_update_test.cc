@@ -335,6 +335,7 @@ TEST(SparseUpdateStepTest, StateOffTheDeviceHoldsOnlyWhatTrains) {
     if (offloaded) {
       o.offload.params = o.offload.optimizer = MemoryTier::kNvme;
       o.offload.grads = MemoryTier::kHost;
+      o.offload.persistence_threshold = 0;
       o.offload.io.dir = dir.string();
       o.offload.io.block_size = 16 << 10;
     }
@@ -708,6 +709,7 @@ TEST(SparseUpdateStepTest, PartialChannelsWithOffloadedStateAreRefusedByName) {
   TrainOptions o;
   o.clip_grad_norm = 0;
   o.offload.optimizer = MemoryTier::kHost;
+  o.offload.persistence_threshold = 0;
   auto p = Compile(gpt, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
                    [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
                    o);
