@@ -73,7 +73,8 @@ bool Intersect(const std::vector<ValueId>& a, const std::vector<ValueId>& b) {
   return false;
 }
 
-// Note [handing the parameter over]: `fetch` copies the whole of the parameter `update` writes.
+// Note [handing the parameter over]: `fetch` copies the whole of the parameter `update` writes,
+// and the update writes all of it (not a ZeRO shard of it: its gradient is whole).
 bool HandsOver(const Graph& graph, const Node& update, const Node& fetch) {
   if (fetch.op->kind() != OpKind::kFetch || fetch.inputs.size() != 1 ||
       StreamOf(graph, fetch) != StreamKind::kIo || fetch.inputs[0] != update.inputs[0]) {
@@ -82,6 +83,7 @@ bool HandsOver(const Graph& graph, const Node& update, const Node& fetch) {
   const std::vector<int> m = update.op->MutatedInputs();
   const Value& param = graph.value(update.inputs[0]);
   return std::find(m.begin(), m.end(), 0) != m.end() && !param.shard &&
+         !graph.value(update.inputs[1]).shard &&
          graph.value(fetch.outputs[0]).nbytes() == param.nbytes();
 }
 
