@@ -239,6 +239,7 @@ absl::Status Program::PlanStreams() {
   const int n = static_cast<int>(instructions_.size());
   deferred_.assign(n, false);
   hands_to_.assign(n, -1);
+  hands_input_.assign(n, -1);
   handed_.assign(n, 0);
   std::vector<int> stream_of(n);
   bool any = false;
@@ -273,6 +274,7 @@ absl::Status Program::PlanStreams() {
     for (size_t k = 0; k < tail.size(); ++k) {
       steady_completion[tail[k]] = steady.completion[k];
       hands_to_[tail[k]] = steady.hands_to[k];
+      hands_input_[tail[k]] = steady.hands_input[k];
     }
     steady_ = Streams::Plan(steady.entries, stream_of, steady_completion);
     tail_ = Streams::Plan(tail, stream_of, completion);
@@ -453,11 +455,10 @@ absl::Status Program::RunIo(const Instruction& ins) {
   const Node& n = *ins.node;
   switch (ins.op->kind()) {
     case OpKind::kFetch: {
+      // Note [handing the parameter over]: the inputs whose bytes a deferred update put there.
       const int self = static_cast<int>(&ins - instructions_.data());
-      if (handed_[self]) {  // Note [handing the parameter over]
-        handed_[self] = false;
-        return absl::OkStatus();
-      }
+      const uint64_t handed = handed_[self];
+      handed_[self] = 0;
       // A ZeRO stage-3 parameter's home holds its shard: read into the shard's place in the
       // copy, then gathered, a bucket of them in one collective (Note [zero partition]).
       std::array<Tensor, kMaxGatherBucket> shards, wholes;
@@ -470,9 +471,9 @@ absl::Status Program::RunIo(const Instruction& ins) {
         const Tensor& dst = ins.out[i];
         char* to = static_cast<char*>(dst.raw_data()) + offset * SizeOf(dst.dtype());
         const int64_t bytes = static_cast<int64_t>(value.nbytes());
-        if (value.home == MemoryTier::kNvme) {
+        if (((handed >> i) & 1) == 0 && value.home == MemoryTier::kNvme) {
           STRATA_RETURN_IF_ERROR(store_->Read(extents_[home], to, bytes));
-        } else if (bytes > 0) {
+        } else if (((handed >> i) & 1) == 0 && bytes > 0) {
           std::memcpy(to, tensors_[home].raw_data(), bytes);
           if (value.home == MemoryTier::kHost) store_->CountRead(MemoryTier::kHost, bytes);
         }
@@ -576,8 +577,12 @@ absl::Status Program::RunOffloadedUpdate(const Instruction& ins) {
   }
   const int self = static_cast<int>(&ins - instructions_.data());
   if (running_steady_ && hands_to_[self] >= 0) {  // Note [handing the parameter over]
-    operands[0].copy_to = instructions_[hands_to_[self]].out[0].data<float>();
-    handed_[hands_to_[self]] = true;
+    const Instruction& fetch = instructions_[hands_to_[self]];
+    const int i = hands_input_[self];
+    const Value& home = graph_.value(fetch.node->inputs[i]);
+    const bool gathers = home.shard && !graph_.value(fetch.node->outputs[i]).shard;
+    operands[0].copy_to = fetch.out[i].data<float>() + (gathers ? home.shard->offset : 0);
+    handed_[hands_to_[self]] |= uint64_t{1} << i;
   }
   const int64_t numel = graph_.value(n.inputs[1]).numel();  // the shard's, with ZeRO
   return store_->Update(

@@ -249,10 +249,11 @@ class Program {
   // scalars and global norm of the step they belong to.
   Streams::Sequence tail_, steady_;
   std::vector<bool> deferred_;  // per instruction
-  // Note [handing the parameter over]: per deferred update, the fetch that it hands the new
-  // parameter in the steady sequence (or -1); per fetch, whether this run's update already did.
-  std::vector<int> hands_to_;
-  std::vector<char> handed_;
+  // Note [handing the parameter over]: per deferred update, the fetch and the fetch's input that
+  // it hands the new parameter in the steady sequence (or -1); per fetch, a bit per input that
+  // this run's updates already handed.
+  std::vector<int> hands_to_, hands_input_;
+  std::vector<uint64_t> handed_;
   bool running_steady_ = false;
   bool pending_ = false;
   StepScalars deferred_scalars_;

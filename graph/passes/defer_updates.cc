@@ -26,7 +26,8 @@
 // bytes, is skipped; that saves a read of every parameter per step (4 of the 32 bytes per
 // parameter that an NVMe step moves). The destination's block is free: the update runs on the
 // IO stream in the fetch's place, after every node before the fetch, as the fetch itself would.
-// Only a fetch of the whole parameter qualifies (not a ZeRO gather), and only in the steady
+// A ZeRO stage-3 fetch (on the communication stream, which waits for the update) still gathers
+// the other ranks' shards; only the read of this rank's shard is saved. Only in the steady
 // sequence: a tail run on its own (Program::Flush) has no fetch after it.
 #include <algorithm>
 
@@ -73,18 +74,21 @@ bool Intersect(const std::vector<ValueId>& a, const std::vector<ValueId>& b) {
   return false;
 }
 
-// Note [handing the parameter over]: `fetch` copies the whole of the parameter `update` writes,
-// and the update writes all of it (not a ZeRO shard of it: its gradient is whole).
-bool HandsOver(const Graph& graph, const Node& update, const Node& fetch) {
-  if (fetch.op->kind() != OpKind::kFetch || fetch.inputs.size() != 1 ||
-      StreamOf(graph, fetch) != StreamKind::kIo || fetch.inputs[0] != update.inputs[0]) {
-    return false;
-  }
+// Note [handing the parameter over]: which input of `fetch` is the parameter that `update`
+// writes, all of what its home holds (the whole parameter, or a ZeRO stage-3 parameter's shard,
+// which the fetch reads into its place in the copy and gathers the rest); -1 if none.
+int HandsOver(const Graph& graph, const Node& update, const Node& fetch) {
   const std::vector<int> m = update.op->MutatedInputs();
+  if (fetch.op->kind() != OpKind::kFetch || std::find(m.begin(), m.end(), 0) == m.end()) return -1;
+  const auto at = std::find(fetch.inputs.begin(), fetch.inputs.end(), update.inputs[0]);
+  if (at == fetch.inputs.end()) return -1;
+  const int i = static_cast<int>(at - fetch.inputs.begin());
   const Value& param = graph.value(update.inputs[0]);
-  return std::find(m.begin(), m.end(), 0) != m.end() && !param.shard &&
-         !graph.value(update.inputs[1]).shard &&
-         graph.value(fetch.outputs[0]).nbytes() == param.nbytes();
+  const Value& grad = graph.value(update.inputs[1]);
+  const Value& copy = graph.value(fetch.outputs[i]);
+  const bool whole = !param.shard && !grad.shard && copy.nbytes() == param.nbytes();
+  const bool shard = param.shard && !copy.shard && grad.numel() == param.numel();
+  return whole || shard ? i : -1;
 }
 
 }  // namespace
@@ -150,12 +154,14 @@ DeferredSequence InterleaveDeferred(const Graph& graph, const std::vector<int>& 
   std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return at[x] < at[y]; });
   size_t next = 0;
   out.hands_to.assign(t, -1);
+  out.hands_input.assign(t, -1);
   for (int i = 0; i <= b; ++i) {
     for (; next < order.size() && at[order[next]] == i; ++next) {
       out.entries.push_back(tail[order[next]]);
-      const bool last_here = next + 1 == order.size() || at[order[next + 1]] != i;
-      if (i < b && last_here && HandsOver(graph, nodes[tail[order[next]]], nodes[body[i]])) {
+      const int input = i < b ? HandsOver(graph, nodes[tail[order[next]]], nodes[body[i]]) : -1;
+      if (input >= 0) {
         out.hands_to[order[next]] = body[i];
+        out.hands_input[order[next]] = input;
       }
     }
     if (i < b) out.entries.push_back(body[i]);

@@ -74,9 +74,10 @@ std::vector<int> DeferredUpdates(const Graph& graph, const std::vector<int>& ent
 struct DeferredSequence {
   std::vector<int> entries;    // `body` with the deferred nodes inserted
   std::vector<int> completion;  // per deferred node: the compute node that must wait for it, or -1
-  // Per deferred node: the fetch of the parameter it updates that runs right after it on the IO
-  // stream, which it hands the new parameter (Note [handing the parameter over]); or -1.
+  // Per deferred node: the fetch right after it that reads the parameter it updates, which it
+  // hands the new parameter (Note [handing the parameter over]), and that fetch's input; or -1.
   std::vector<int> hands_to;
+  std::vector<int> hands_input;
 };
 // `body` (the next step's nodes) with each node of `tail` placed before the first body node that
 // touches one of its values.

@@ -267,6 +267,30 @@ TEST_P(ZeroStageTest, StateOffTheDeviceTrainsAsOneProcess) {
   ExpectSameTraining({.clip = 0, .offload = optimizer_only, .zero = Zero()});
 }
 
+// Note [handing the parameter over]: with clipping, each deferred update hands the fetch after it
+// the parameter (or this rank's shard of it, which the stage-3 fetch then gathers) instead of
+// having it read back from NVMe. Step 1 runs no update; a later step adds the updates' reads of
+// the parameter and both moments (the gradients are on the host) less the fetches' reads of the
+// parameters they were handed: twice this rank's NVMe-homed parameter bytes, not three times.
+TEST_P(ZeroStageTest, ADeferredUpdateHandsTheFetchItsShard) {
+  if (GetParam() != 3) GTEST_SKIP() << "parameters are on NVMe with stage 3 only";
+  const RunSetup clipped{.offload = Nvme(true), .zero = Zero()};
+  auto p = CompileTiny(clipped, /*alone=*/false);
+  ASSERT_TRUE(p.ok()) << p.status();
+  int64_t param_bytes = 0;  // this rank's parameter bytes on NVMe: shards, and small ones whole
+  for (ValueId v = 0; v < (*p)->graph().num_values(); ++v) {
+    const Value& value = (*p)->graph().value(v);
+    if (value.role == ValueRole::kParameter && value.home == MemoryTier::kNvme) {
+      param_bytes += static_cast<int64_t>(value.nbytes());
+    }
+  }
+  ASSERT_GT(param_bytes, 0);
+  const int nvme = static_cast<int>(MemoryTier::kNvme);
+  const Trained run = Train(clipped, false);
+  ASSERT_GE(run.stats.size(), 3u);
+  EXPECT_EQ(run.stats[2].io_read_bytes[nvme] - run.stats[0].io_read_bytes[nvme], 2 * param_bytes);
+}
+
 void ExpectSideStreamsWaitForEachOther(const RunSetup& setup) {
   auto p = CompileTiny(setup, /*alone=*/false);
   ASSERT_TRUE(p.ok()) << p.status();
