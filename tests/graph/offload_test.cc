@@ -78,6 +78,13 @@ TrainOptions GptOptions(double clip, int micro_batches) {
   return o;
 }
 
+// `gpt` compiled with `o` for batches of 2 x 16 tokens.
+absl::StatusOr<std::unique_ptr<Program>> CompileTiny(Gpt& gpt, const TrainOptions& o) {
+  return Compile(gpt, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
+                 [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
+                 o);
+}
+
 struct Trained {
   std::vector<double> losses;
   double evaluated = 0;  // Program::Evaluate on the batch after the last step
@@ -142,9 +149,7 @@ Trained TrainGpt(const Placement& where, double clip, int micro_batches, int ste
   o.offload = Offload(where);
   o.offload.device_bytes = device_budget;
   const int64_t b = 2 * micro_batches;
-  auto p = Compile(gpt, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
-                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
-                   o);
+  auto p = CompileTiny(gpt, o);
   EXPECT_TRUE(p.ok()) << p.status();
   if (!p.ok()) return {};
   return Finish(**p, {Tokens(b, 16, 1), Tokens(b, 16, 2)}, steps);
@@ -251,9 +256,7 @@ TEST(OffloadTest, AGradientsWriteBackOverlapsTheNextGradient) {
   Gpt gpt(kTiny);
   TrainOptions o = GptOptions(1.0, 1);
   o.offload = Offload(kPlacements[1]);
-  auto p = Compile(gpt, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
-                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
-                   o);
+  auto p = CompileTiny(gpt, o);
   ASSERT_TRUE(p.ok()) << p.status();
   const Graph& g = (*p)->graph();
   const std::vector<Node>& nodes = g.nodes();
@@ -301,9 +304,7 @@ TEST(OffloadTest, DeferredUpdatesRunJustBeforeTheirValuesAreNeeded) {
   Gpt gpt(kTiny);
   TrainOptions o = GptOptions(1.0, 1);
   o.offload = Offload(kPlacements[1]);
-  auto p = Compile(gpt, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
-                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
-                   o);
+  auto p = CompileTiny(gpt, o);
   ASSERT_TRUE(p.ok()) << p.status();
   const Graph& g = (*p)->graph();
   ValueId norm = kNoValue;
@@ -399,9 +400,7 @@ TEST(OffloadTest, AnActivationsHomeWithoutRecomputeIsRefused) {
   Gpt gpt(kTiny);
   TrainOptions o = GptOptions(1.0, 1);
   o.offload.activations = kHost;
-  auto p = Compile(gpt, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
-                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
-                   o);
+  auto p = CompileTiny(gpt, o);
   ASSERT_FALSE(p.ok());
   EXPECT_THAT(p.status().message(), HasSubstr("--recompute"));
 }
@@ -468,9 +467,7 @@ TEST(OffloadTest, ABudgetTooSmallFailsAtCompileTimeWithTheSmallestThatWorks) {
   TrainOptions o = GptOptions(1.0, 1);
   o.offload = Offload({.params = kNvme, .grads = kNvme, .optimizer = kNvme});
   o.offload.device_bytes = 1000;
-  auto p = Compile(gpt, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
-                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
-                   o);
+  auto p = CompileTiny(gpt, o);
   ASSERT_FALSE(p.ok());
   EXPECT_EQ(p.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(p.status().message(), HasSubstr("device budget of"));
@@ -498,9 +495,7 @@ TEST(OffloadTest, NvmeWithoutADirectoryIsAnErrorNamingTheFlag) {
   Gpt gpt(kTiny);
   TrainOptions o = GptOptions(1.0, 1);
   o.offload.optimizer = kNvme;
-  auto p = Compile(gpt, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
-                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
-                   o);
+  auto p = CompileTiny(gpt, o);
   ASSERT_FALSE(p.ok());
   EXPECT_THAT(p.status().message(), HasSubstr("--nvme-dir"));
 }
@@ -510,9 +505,7 @@ TEST(OffloadTest, TheDumpShowsFetchesWriteBacksAndOffloadedUpdates) {
   TrainOptions o = GptOptions(1.0, 1);
   o.dump_graph = true;
   o.offload = Offload({.params = kNvme, .grads = kHost, .optimizer = kNvme});
-  auto p = Compile(gpt, {{"ids", Shape{2, 16}, DType::kI32}, {"targets", Shape{2, 16}, DType::kI32}},
-                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
-                   o);
+  auto p = CompileTiny(gpt, o);
   ASSERT_TRUE(p.ok()) << p.status();
   const std::string& dump = (*p)->dump();
   EXPECT_THAT(dump, HasSubstr("== after schedule_offload =="));
