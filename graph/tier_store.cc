@@ -25,14 +25,26 @@ int64_t RoundUp(int64_t n) {
          offload::kIoBlockAlignment;
 }
 
+}  // namespace
+
 // Tickets in flight; on an error the rest are still waited for, since they target our buffers.
-class Tickets {
+class TierStore::Tickets {
  public:
   explicit Tickets(offload::NvmeEngine* engine) : engine_(engine) {}
   ~Tickets() { (void)WaitAll(); }
-  void Add(int slot, offload::IoTicket t) {
+  // `file_offset`: where in the swap file the extent it reads or writes starts.
+  void Add(int slot, offload::IoTicket t, int64_t file_offset = -1) {
     tickets_[slot] = t;
     pending_[slot] = true;
+    file_offset_[slot] = file_offset;
+  }
+  // Waits for the tickets on the extent that starts at `file_offset`.
+  absl::Status WaitFor(int64_t file_offset) {
+    absl::Status first;
+    for (int i = 0; i < TierStore::kStagingSlots; ++i) {
+      if (pending_[i] && file_offset_[i] == file_offset) first.Update(Wait(i));
+    }
+    return first;
   }
   absl::Status Wait(int slot) {
     if (!pending_[slot]) return absl::OkStatus();
@@ -49,9 +61,12 @@ class Tickets {
   offload::NvmeEngine* engine_;
   std::array<offload::IoTicket, TierStore::kStagingSlots> tickets_{};
   std::array<bool, TierStore::kStagingSlots> pending_{};
+  std::array<int64_t, TierStore::kStagingSlots> file_offset_{};
 };
 
-}  // namespace
+TierStore::~TierStore() {
+  if (pending_writes_ != nullptr) (void)pending_writes_->WaitAll();
+}
 
 absl::StatusOr<std::unique_ptr<TierStore>> TierStore::Create(const OffloadOptions& options,
                                                              MemoryLedger* ledger,
@@ -81,6 +96,7 @@ absl::StatusOr<std::unique_ptr<TierStore>> TierStore::Create(const OffloadOption
     if (staging) {
       STRATA_RETURN_IF_ERROR(s->engine_->RegisterBuffer(s->staging_.data(), s->staging_.size()));
     }
+    s->pending_writes_ = std::make_unique<Tickets>(s->engine_.get());
   }
   return s;
 }
@@ -96,6 +112,7 @@ std::string TierStore::Describe() const {
 
 absl::Status TierStore::Read(const offload::Extent& extent, void* dst, int64_t bytes) {
   std::lock_guard lock(staging_mutex_);
+  if (pending_writes_ != nullptr) STRATA_RETURN_IF_ERROR(pending_writes_->WaitAll());
   Tickets t(engine_.get());
   const int64_t chunks = (bytes + chunk_bytes_ - 1) / chunk_bytes_;
   auto issue = [&](int64_t c) -> absl::Status {
@@ -121,6 +138,7 @@ absl::Status TierStore::Read(const offload::Extent& extent, void* dst, int64_t b
 
 absl::Status TierStore::Write(const offload::Extent& extent, const void* src, int64_t bytes) {
   std::lock_guard lock(staging_mutex_);
+  if (pending_writes_ != nullptr) STRATA_RETURN_IF_ERROR(pending_writes_->WaitAll());
   Tickets t(engine_.get());
   const int64_t chunks = (bytes + chunk_bytes_ - 1) / chunk_bytes_;
   for (int64_t c = 0; c < chunks; ++c) {
@@ -144,7 +162,10 @@ absl::Status TierStore::Write(const offload::Extent& extent, const void* src, in
 // copied from the device) and chunk i-1 written back, so the engine is busy while the CPU
 // computes. Host-homed operands are updated in place in their home (no copy); operands on the
 // device are copied in and out, as a GPU build would with DMA. A chunk's staging set is reused
-// only after its writes from three chunks ago have completed. Chunks start at multiples of
+// only after its writes from three chunks ago have completed. The last writes are left in flight
+// when the update returns, so that the next update's reads overlap them; the next transfer waits
+// for them slot by slot as it reuses the buffers, and for all of them first when it reads or
+// writes the same extent (or is a plain Read or Write). Chunks start at multiples of
 // ChunkBytes / 4 elements, and the update is elementwise, so the result is bitwise the same as
 // one call over the whole tensor.
 absl::Status TierStore::Update(absl::Span<const Operand> operands, int64_t numel,
@@ -153,7 +174,11 @@ absl::Status TierStore::Update(absl::Span<const Operand> operands, int64_t numel
   const int k = static_cast<int>(operands.size());
   STRATA_CHECK(k >= 1 && k <= 4, "a pipelined update over ", k, " operands (1 to 4)");
   STRATA_CHECK(staging_.size() > 0, "a pipelined update without staging buffers");
-  Tickets reads(engine_.get()), writes(engine_.get());
+  Tickets reads(engine_.get());
+  // Without NVMe nothing is written asynchronously; with it, the previous update's last writes may
+  // still be in flight from the slots this one is about to fill (waited for per set below).
+  Tickets no_engine(nullptr);
+  Tickets& writes = pending_writes_ != nullptr ? *pending_writes_ : no_engine;
   const int64_t elems = chunk_bytes_ / static_cast<int64_t>(sizeof(float));
   const int64_t chunks = (numel + elems - 1) / elems;
   std::array<std::array<float*, 4>, 3> ptrs{};
@@ -175,6 +200,8 @@ absl::Status TierStore::Update(absl::Span<const Operand> operands, int64_t numel
           CountRead(MemoryTier::kDevice, bytes);
           break;
         case MemoryTier::kNvme: {
+          // An earlier update's writes still in flight to this extent land first.
+          STRATA_RETURN_IF_ERROR(writes.WaitFor(o.extent.offset));
           STRATA_ASSIGN_OR_RETURN(offload::IoTicket t,
                                   engine_->Read(o.extent, off * static_cast<int64_t>(sizeof(float)),
                                                 staged, RoundUp(bytes)));
@@ -204,11 +231,12 @@ absl::Status TierStore::Update(absl::Span<const Operand> operands, int64_t numel
             offload::IoTicket t,
             engine_->Write(o.extent, off * static_cast<int64_t>(sizeof(float)), staged,
                            RoundUp(bytes)));
-        writes.Add(set * 4 + j, t);
+        writes.Add(set * 4 + j, t, o.extent.offset);
       }
     }
     return absl::OkStatus();
   };
+  for (int j = 0; j < 4; ++j) STRATA_RETURN_IF_ERROR(writes.Wait(j));  // set 0
   if (chunks > 0) STRATA_RETURN_IF_ERROR(stage_in(0));
   for (int64_t c = 0; c < chunks; ++c) {
     if (c + 1 < chunks) {
@@ -221,7 +249,7 @@ absl::Status TierStore::Update(absl::Span<const Operand> operands, int64_t numel
     STRATA_RETURN_IF_ERROR(fn(absl::MakeConstSpan(ptrs[set].data(), k), range(c)));
     STRATA_RETURN_IF_ERROR(stage_out(c));
   }
-  return writes.WaitAll();
+  return absl::OkStatus();  // the last writes finish behind the next transfer
 }
 
 }  // namespace strata::graph

@@ -7,6 +7,10 @@
 //   STRATA_RETURN_IF_ERROR(store->Write(e, src, bytes));   // memory -> NVMe, via staging
 //   STRATA_RETURN_IF_ERROR(store->Read(e, dst, bytes));    // NVMe -> memory, via staging
 //
+// An update returns with its last writes to NVMe still in flight (from staging buffers only), so
+// that the next update's reads overlap them; every later transfer waits for them before it
+// reuses a staging buffer or touches the swap file, so they are never observed half done.
+//
 // Read, Write and Update may be called from several threads; they take turns with the staging
 // buffers. Update runs an elementwise function over operands that live in different tiers, pipelined:
 // while chunk i is computed in host buffers, chunk i+1 is read and chunk i-1 written back
@@ -50,6 +54,7 @@ class TierStore {
   static absl::StatusOr<std::unique_ptr<TierStore>> Create(const OffloadOptions& options,
                                                            MemoryLedger* ledger,
                                                            int64_t host_bytes, bool staging);
+  ~TierStore();  // waits for the writes still in flight
 
   void* host_region() const { return host_region_.data(); }
   absl::StatusOr<offload::Extent> AllocateExtent(int64_t bytes);
@@ -79,6 +84,7 @@ class TierStore {
   std::string Describe() const;
 
  private:
+  class Tickets;  // tickets in flight, one per staging slot
   TierStore() = default;
   char* slot(int i) const { return static_cast<char*>(staging_.data()) + i * chunk_bytes_; }
 
@@ -89,6 +95,8 @@ class TierStore {
   // One set of staging buffers: a transfer from the IO stream and one from the communication
   // stream (a stage-3 gather's shard read) take turns.
   std::mutex staging_mutex_;
+  // The writes an update left in flight (with staging_mutex_ held; null without NVMe).
+  std::unique_ptr<Tickets> pending_writes_;
   std::array<std::atomic<int64_t>, kNumMemoryTiers> read_{}, write_{};
 };
 
