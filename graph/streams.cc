@@ -47,6 +47,7 @@ Streams::Sequence Streams::Plan(const std::vector<int>& entries, const std::vect
 }
 
 Streams::Streams() {
+  worker_waits_at_.fill(-1);
   for (int k = 0; k < kNumSideStreams; ++k) workers_[k] = std::thread([this, k] { Worker(k); });
 }
 

@@ -69,7 +69,7 @@ class Streams {
   std::condition_variable compute_cv_;
   // Per worker: the entry it waits to start, or -1. The compute thread: whether it waits, and
   // for what (nullptr: for the workers to leave the run).
-  std::array<int, kNumSideStreams> worker_waits_at_{-1, -1};
+  std::array<int, kNumSideStreams> worker_waits_at_;
   bool compute_waits_ = false;
   const Counts* compute_needs_ = nullptr;
   const Sequence* seq_ = nullptr;
