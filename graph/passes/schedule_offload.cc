@@ -465,8 +465,8 @@ std::vector<int> IoCompletionPoints(const Graph& graph) {
       }
     }
   }
-  // Scanning backwards, per stream: the earliest completion point of a later awaited node, and
-  // the next node of the stream (which runs in order, so a node is done when a later one is).
+  // Scanning backwards, per stream: the earliest completion point of a later awaited node (a
+  // stream runs in order, so a node is done when a later one is).
   const std::vector<int> write_back_done = WriteBackCompletions(graph, stream, phase_end);
   std::array<int, kNumSideStreams> next_fetch_done;
   next_fetch_done.fill(n);
