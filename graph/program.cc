@@ -271,12 +271,14 @@ absl::Status Program::PlanStreams() {
     const DeferredSequence steady =
         InterleaveDeferred(graph_, tail, one ? all : micro, config_.grad_norm);
     std::vector<int> steady_completion = completion;
+    std::vector<bool> binds_one_node(n, false);
     for (size_t k = 0; k < tail.size(); ++k) {
       steady_completion[tail[k]] = steady.completion[k];
+      binds_one_node[tail[k]] = steady.binds_one_node[k];
       hands_to_[tail[k]] = steady.hands_to[k];
       hands_input_[tail[k]] = steady.hands_input[k];
     }
-    steady_ = Streams::Plan(steady.entries, stream_of, steady_completion);
+    steady_ = Streams::Plan(steady.entries, stream_of, steady_completion, binds_one_node);
     tail_ = Streams::Plan(tail, stream_of, completion);
   }
   all_ = Streams::Plan(all, stream_of, completion);

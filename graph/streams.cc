@@ -6,7 +6,8 @@
 namespace strata::graph {
 
 Streams::Sequence Streams::Plan(const std::vector<int>& entries, const std::vector<int>& stream_of,
-                                const std::vector<int>& completion) {
+                                const std::vector<int>& completion,
+                                const std::vector<bool>& binds_one_node) {
   Sequence s;
   s.entries = entries;
   const int n = static_cast<int>(entries.size());
@@ -18,6 +19,7 @@ Streams::Sequence Streams::Plan(const std::vector<int>& entries, const std::vect
   for (int p = 0; p < n; ++p) position_of[entries[p]] = p;
   // Per position: per side stream, how many of its nodes complete before that position.
   std::vector<Counts> need_at(n + 1, Counts{});
+  std::vector<Counts> need_at_only(n, Counts{});  // the same, for the node there alone
   for (int p = 0; p < n; ++p) {
     const int index = entries[p];
     const int stream = stream_of[index];
@@ -34,7 +36,10 @@ Streams::Sequence Streams::Plan(const std::vector<int>& entries, const std::vect
     if (c >= 0 && c < static_cast<int>(position_of.size()) && position_of[c] > p) {
       at = position_of[c];
     }
-    need_at[at][stream] = std::max(need_at[at][stream], ordinal + 1);
+    const bool one = at < n && index < static_cast<int>(binds_one_node.size()) &&
+                     binds_one_node[index];
+    Counts& waits = one ? need_at_only[at] : need_at[at];
+    waits[stream] = std::max(waits[stream], ordinal + 1);
   }
   // A stream runs in order, so waiting for its k-th node waits for every one before it.
   s.need.resize(n);
@@ -42,6 +47,7 @@ Streams::Sequence Streams::Plan(const std::vector<int>& entries, const std::vect
   for (int p = 0; p < n; ++p) {
     for (int k = 0; k < kNumSideStreams; ++k) need[k] = std::max(need[k], need_at[p][k]);
     s.need[p] = need;
+    for (int k = 0; k < kNumSideStreams; ++k) s.need[p][k] = std::max(need[k], need_at_only[p][k]);
   }
   return s;
 }

@@ -44,8 +44,12 @@ class Streams {
   // `entries` are instruction indices in run order; `stream_of` (a StreamKind as int) and
   // `completion` are per instruction (completion: IoCompletionPoints, an instruction index; one
   // past the sequence's end or any index not in it means "by the end of the sequence").
+  // `binds_one_node`, when given, is per instruction too: true where only the node at the
+  // completion point waits (a side-stream node that alone uses what this one wrote), rather than
+  // every node listed from there on.
   static Sequence Plan(const std::vector<int>& entries, const std::vector<int>& stream_of,
-                       const std::vector<int>& completion);
+                       const std::vector<int>& completion,
+                       const std::vector<bool>& binds_one_node = {});
 
   Streams();
   ~Streams();

@@ -30,8 +30,10 @@ struct ZeroOptions {
   // gathered copy after the node that reads it (a stage-3 step then sends 1.5x a stage-2 step's
   // bytes); more keeps the last layers' parameters from the forward to the backward.
   int64_t reuse_bytes = 0;
-  // Stage 3: gathers placed together (fetches anchored at the same node) go out as one bucketed
-  // all-gather of up to this many bytes of parameters, one message instead of one per tensor.
+  // Stage 3: gathers placed together (fetches anchored at the same node) go out as bucketed
+  // all-gathers of up to this many bytes of parameters, one message instead of one per tensor;
+  // the first bucket of such a run holds only the parameter needed first, and each next one up
+  // to twice the one before, so that compute starts as soon as its own parameter is there.
   int64_t bucket_bytes = int64_t{16} << 20;
 
   absl::Status Validate() const {

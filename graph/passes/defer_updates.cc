@@ -125,24 +125,33 @@ DeferredSequence InterleaveDeferred(const Graph& graph, const std::vector<int>& 
   out.completion.assign(t, -1);
   // Each deferred node goes before the first body node that touches one of its values; one that
   // shares a value with a later deferred node stays before it.
-  // Per value, the first body node touching it, and the first one not on the IO stream (compute,
-  // or a gather on the communication stream), which must wait; the IO stream runs in order.
-  std::vector<int> first(graph.num_values(), b), first_compute(graph.num_values(), b);
+  // Per value, the first body node touching it, the first one not on the IO stream (compute, or a
+  // gather on the communication stream), which must wait (the IO stream runs in order), and the
+  // first compute node. When no compute node touches a deferred node's values, only the gather
+  // waits for it: what reads the gathered copy waits for the gather anyway, and the compute
+  // stream goes on meanwhile (the first layer's compute need not wait for the later layers'
+  // updates that its prefetched gathers wait for).
+  std::vector<int> first(graph.num_values(), b), first_off_io(graph.num_values(), b),
+      first_compute(graph.num_values(), b);
   for (int i = b - 1; i >= 0; --i) {
-    const bool other_stream = StreamOf(graph, nodes[body[i]]) != StreamKind::kIo;
+    const StreamKind stream = StreamOf(graph, nodes[body[i]]);
     for (ValueId v : Touched(nodes[body[i]], norm)) {
       first[v] = i;
-      if (other_stream) first_compute[v] = i;
+      if (stream != StreamKind::kIo) first_off_io[v] = i;
+      if (stream == StreamKind::kCompute) first_compute[v] = i;
     }
   }
   std::vector<int> at(t, b);
+  out.binds_one_node.assign(t, false);
   for (int k = 0; k < t; ++k) {
-    int wait = b;
+    int wait = b, compute = b;
     for (ValueId v : touched[k]) {
       at[k] = std::min(at[k], first[v]);
-      wait = std::min(wait, first_compute[v]);
+      wait = std::min(wait, first_off_io[v]);
+      compute = std::min(compute, first_compute[v]);
     }
     if (wait < b) out.completion[k] = body[wait];
+    out.binds_one_node[k] = wait < b && compute == b;
   }
   for (int k = t - 2; k >= 0; --k) {
     for (int j = k + 1; j < t; ++j) {

@@ -73,7 +73,11 @@ std::vector<int> IoCompletionPoints(const Graph& graph);
 std::vector<int> DeferredUpdates(const Graph& graph, const std::vector<int>& entries, ValueId norm);
 struct DeferredSequence {
   std::vector<int> entries;    // `body` with the deferred nodes inserted
-  std::vector<int> completion;  // per deferred node: the compute node that must wait for it, or -1
+  // Per deferred node: the first node off the IO stream that must wait for it, or -1; and
+  // whether that node alone waits (a gather on the communication stream, when no compute node
+  // touches the deferred node's values) rather than it and every node listed after it.
+  std::vector<int> completion;
+  std::vector<bool> binds_one_node;
   // Per deferred node: the fetch right after it that reads the parameter it updates, which it
   // hands the new parameter (Note [handing the parameter over]), and that fetch's input; or -1.
   std::vector<int> hands_to;

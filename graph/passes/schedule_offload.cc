@@ -13,7 +13,7 @@
 //      all-gathers the rest into the copy (Note [zero partition]), and its windows join across
 //      at most ZeroOptions::reuse_bytes instead of the lookahead (with 0, a copy serves the
 //      node that reads it and no other); adjacent gathers merge into buckets of up to
-//      ZeroOptions::bucket_bytes, one all-gather each:
+//      ZeroOptions::bucket_bytes, growing from one fetch (BucketGathers), one all-gather each:
 //      uses of a value are grouped into windows (consecutive uses stay in one window unless more
 //      than the lookahead of other staged bytes is used between them), each window gets one
 //      fetch ahead of its first use and, when a node of the window writes the value, one
@@ -176,24 +176,30 @@ void OffloadUpdatesAndSpills(Graph& graph) {
 
 // Adjacent fetches of gathered parameters in one phase become one fetch node of up to
 // `bucket_bytes` (a bucket holds at least one), which the Program runs as one bucketed
-// all-gather.
+// all-gather. Within a run of adjacent fetches, buckets grow: the first holds only the first
+// fetch, each next one up to twice the bytes of the one before. A run is the fetches of one
+// anchor, in the order of their first use; the step's first run can be the whole prefetch
+// lookahead, and one 16 MiB bucket there made the first layer wait for the gathers (and, with
+// deferred updates, the NVMe updates) of the next two.
 std::vector<Node> BucketGathers(const Graph& graph, std::vector<Node> nodes, int64_t bucket_bytes) {
   auto gathers = [&](const Node& n) {
     return n.op->kind() == OpKind::kFetch && Gathered(graph.value(n.inputs[0]));
   };
   std::vector<Node> out;
   int64_t bytes = 0;  // of the bucket at out.back()
+  int64_t limit = 0;  // of the bucket at out.back()
   for (Node& n : nodes) {
     if (gathers(n)) {
       const int64_t b = static_cast<int64_t>(graph.value(n.inputs[0]).type.nbytes());
-      if (!out.empty() && gathers(out.back()) && out.back().phase == n.phase &&
-          bytes + b <= bucket_bytes &&
+      const bool run = !out.empty() && gathers(out.back()) && out.back().phase == n.phase;
+      if (run && bytes + b <= limit &&
           static_cast<int>(out.back().inputs.size()) < kMaxGatherBucket) {
         out.back().inputs.push_back(n.inputs[0]);
         out.back().outputs.push_back(n.outputs[0]);
         bytes += b;
         continue;
       }
+      limit = std::min(bucket_bytes, run ? 2 * bytes : b);
       bytes = b;
     }
     out.push_back(std::move(n));

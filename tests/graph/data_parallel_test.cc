@@ -289,6 +289,34 @@ TEST_P(ZeroStageTest, ADeferredUpdateHandsTheFetchItsShard) {
   const Trained run = Train(clipped, false);
   ASSERT_GE(run.stats.size(), 3u);
   EXPECT_EQ(run.stats[2].io_read_bytes[nvme] - run.stats[0].io_read_bytes[nvme], 2 * param_bytes);
+
+  // Only the gather waits for the update that hands it a shard: no compute node touches the
+  // update's values, and compute before the gather's readers goes on (the first layer does not
+  // wait for the updates of the layers whose gathers were prefetched with its own).
+  const Graph& g = (*p)->graph();
+  ValueId norm = kNoValue;
+  for (ValueId v = 0; v < g.num_values(); ++v) {
+    if (g.value(v).name == "grad_norm") norm = v;
+  }
+  ASSERT_NE(norm, kNoValue);
+  std::vector<int> all(g.nodes().size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int>(i);
+  const std::vector<int> tail = DeferredUpdates(g, all, norm);
+  ASSERT_FALSE(tail.empty());
+  std::vector<int> body;
+  for (int i : all) {
+    if (std::find(tail.begin(), tail.end(), i) == tail.end()) body.push_back(i);
+  }
+  const DeferredSequence steady = InterleaveDeferred(g, tail, body, norm);
+  int handing = 0;
+  for (size_t k = 0; k < tail.size(); ++k) {
+    if (steady.hands_to[k] < 0) continue;
+    ++handing;
+    ASSERT_EQ(steady.completion[k], steady.hands_to[k]);
+    EXPECT_EQ(StreamOf(g, g.nodes()[steady.completion[k]]), StreamKind::kComm);
+    EXPECT_TRUE(steady.binds_one_node[k]) << "deferred update " << tail[k];
+  }
+  EXPECT_GT(handing, 0);
 }
 
 void ExpectSideStreamsWaitForEachOther(const RunSetup& setup) {
@@ -407,7 +435,7 @@ class ShiftedMlp : public Module {
 
 // This rank's bytes sent in the second step of ShiftedMlp at `zero`; `bucket` (if given) gets the
 // most parameters that one fetch node gathers.
-int64_t MlpStepBytes(const ZeroOptions& zero, int* bucket = nullptr) {
+int64_t MlpStepBytes(const ZeroOptions& zero, int* bucket = nullptr, int* first_bucket = nullptr) {
   ShiftedMlp mlp;
   TrainOptions o;
   o.optimizer = OptimizerOptions::AdamW(0.9, 0.95, 1e-8, 0.1);
@@ -423,6 +451,9 @@ int64_t MlpStepBytes(const ZeroOptions& zero, int* bucket = nullptr) {
   for (const Node& n : (*p)->graph().nodes()) {
     if (bucket != nullptr && n.op->kind() == OpKind::kFetch) {
       *bucket = std::max(*bucket, static_cast<int>(n.inputs.size()));
+    }
+    if (first_bucket != nullptr && *first_bucket == 0 && n.op->kind() == OpKind::kFetch) {
+      *first_bucket = static_cast<int>(n.inputs.size());
     }
   }
   Tensor x = Tensor::Empty(Shape{rows, ShiftedMlp::kWidth}, DType::kF32, DefaultCpuAllocator()).value();
@@ -459,10 +490,12 @@ TEST(ZeroBytesTest, StageThreeSendsOneAndAHalfTimesStageTwoOverTheShardedWeights
     }
   });
   const int64_t stage2 = MlpStepBytes({.stage = 2, .persistence_threshold = 100});
-  int bucket = 0, single = 0;
-  const int64_t stage3 = MlpStepBytes({.stage = 3, .persistence_threshold = 100}, &bucket);
-  // The first layers' gathers go out together at the start of the step; unbucketed, one each.
+  int bucket = 0, single = 0, first = 0;
+  const int64_t stage3 = MlpStepBytes({.stage = 3, .persistence_threshold = 100}, &bucket, &first);
+  // The first layers' gathers go out together at the start of the step, the first layer's alone
+  // (its compute need not wait for the others); unbucketed, one each.
   EXPECT_GT(bucket, 1);
+  EXPECT_EQ(first, 1);
   EXPECT_EQ(MlpStepBytes({.stage = 3, .persistence_threshold = 100, .bucket_bytes = 0}, &single),
             stage3);
   EXPECT_EQ(single, 1);

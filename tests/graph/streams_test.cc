@@ -33,6 +33,21 @@ TEST(StreamsPlanTest, NeedsFollowCompletionPoints) {
   EXPECT_THAT(s.need, testing::ElementsAre(C{0, 0}, C{0, 0}, C{0, 0}, C{1, 0}, C{1, 1}, C{1, 1}));
 }
 
+TEST(StreamsPlanTest, ACompletionThatBindsOneNodeHoldsBackThatNodeAlone) {
+  // 0 io (for the gather 1 alone), 1 comm, 2 compute, 3 io (for compute 4 and what follows),
+  // 4 compute, 5 compute.
+  const std::vector<int> stream_of = {kIo, kComm, kCompute, kIo, kCompute, kCompute};
+  const std::vector<int> completion = {1, 6, -1, 4, -1, -1};
+  const std::vector<bool> binds_one_node = {true, false, false, false, false, false};
+  const Streams::Sequence s =
+      Streams::Plan({0, 1, 2, 3, 4, 5}, stream_of, completion, binds_one_node);
+  using C = Streams::Counts;
+  EXPECT_THAT(s.need, testing::ElementsAre(C{0, 0}, C{1, 0}, C{0, 0}, C{0, 0}, C{2, 0}, C{2, 0}));
+  // Without the flag, the compute node after the gather waits for the IO node too.
+  const Streams::Sequence every = Streams::Plan({0, 1, 2, 3, 4, 5}, stream_of, completion);
+  EXPECT_EQ(every.need[2], (C{1, 0}));
+}
+
 TEST(StreamsPlanTest, CompletionOutsideTheSequenceMeansItsEnd) {
   // Entries are instruction indices: 7 completes at 2, which is before it, so at the end; 9 at
   // 40, which is not in the sequence.
