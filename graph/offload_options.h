@@ -43,6 +43,13 @@ struct OffloadOptions {
   offload::IoOptions io;  // the NVMe engine: directory, engine, O_DIRECT, block size, depth
 
   bool Persists(int64_t numel) const { return numel < persistence_threshold; }
+  // Whether the final gradients of offloaded updates wait on the host though `grads` is the
+  // device (Note [home tiers] in passes/place_state.cc): when parameters and optimizer state are
+  // on NVMe, and no host budget bounds the host.
+  bool StagesGradsOnHost() const {
+    return grads == MemoryTier::kDevice && params == MemoryTier::kNvme &&
+           optimizer == MemoryTier::kNvme && host_bytes == 0;
+  }
   bool offloads() const {
     return params != MemoryTier::kDevice || grads != MemoryTier::kDevice ||
            optimizer != MemoryTier::kDevice || activations != MemoryTier::kDevice;

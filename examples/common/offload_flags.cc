@@ -125,6 +125,7 @@ std::string OffloadSummary(const graph::OffloadOptions& o) {
   auto budget = [](int64_t bytes) { return bytes == 0 ? std::string("none") : BytesText(bytes); };
   std::string s = absl::StrCat(
       "offload: params ", PlacementName(o.params), ", grads ", PlacementName(o.grads),
+      o.StagesGradsOnHost() ? " (the final ones staged on the host for the NVMe updates)" : "",
       ", optimizer ", PlacementName(o.optimizer),
       o.activations == MemoryTier::kDevice
           ? ""

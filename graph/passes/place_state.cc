@@ -15,6 +15,16 @@
 // the update reads), which keeps the gradients of a large model out of the device arena. The
 // same holds for the activations that activation checkpointing keeps (each block's input, read by
 // the recomputed copies in the backward): with an `activations` home they wait there.
+//
+// With parameters and optimizer state on NVMe, the final gradient an offloaded update reads waits
+// on the host even when gradients are placed on the device (OffloadOptions::StagesGradsOnHost),
+// as ZeRO-Infinity hands its CPU optimizer the gradients in host memory: the update runs off the
+// device anyway, and a gradient in the arena dies with its step, which would keep the update in
+// the step. With clipping every update waits for the whole backward, so in the step its NVMe
+// traffic has nothing left to overlap; with the gradient on the host it runs inside the next
+// step's forward instead (Note [deferred updates]). The gradients stay on the device through the
+// backward; only the final ones (this rank's shards with ZeRO) are copied, once, to host bytes
+// of their own. A host budget keeps them on the device: it is the user's bound on the host.
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -79,7 +89,8 @@ absl::Status PlaceState(Graph& graph, const OffloadOptions& options) {
           "combined with gradients on ", MemoryTierName(options.grads)));
     }
     const bool persists = options.Persists(graph.value(n.inputs[0]).numel());
-    grad.home = persists ? MemoryTier::kDevice : options.grads;
+    const bool staged = options.StagesGradsOnHost() && grad.role != ValueRole::kOutput;
+    grad.home = persists ? MemoryTier::kDevice : staged ? MemoryTier::kHost : options.grads;
     for (size_t i = 2; i < n.inputs.size(); ++i) {
       Value& state = graph.mutable_value(n.inputs[i]);
       if (state.role == ValueRole::kOptimizerState) {

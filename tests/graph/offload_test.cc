@@ -178,6 +178,8 @@ const Placement kPlacements[] = {
     // The norms and the smaller biases stay on the device: their updates run among the deferred
     // ones at the end of the step.
     {.params = kNvme, .grads = kNvme, .optimizer = kNvme, .persist = 100},
+    // The final gradients wait on the host for the NVMe updates (Note [home tiers]): deferred.
+    {.params = kNvme, .grads = kDevice, .optimizer = kNvme},
 };
 
 TEST(OffloadTest, GptTrainsBitIdenticallyWherever) {
@@ -231,6 +233,26 @@ TEST(OffloadTest, UpdatesThatWriteOnlyNvmeFinishInsideTheNextStep) {
   ASSERT_EQ(host_grads.stats.size(), 3u);
   EXPECT_EQ(host_grads.stats[0].io_write_bytes[nvme], 0);
   EXPECT_EQ(host_grads.stats[1].io_write_bytes[nvme], updated_bytes);
+  // Gradients on the device with parameters and optimizer state on NVMe: the final gradients are
+  // staged on the host, so the updates are deferred all the same; with a host budget they stay
+  // on the device, and every step writes its updates.
+  const Trained staged = TrainGpt(kPlacements[9], 1.0, 1, 3);
+  ASSERT_EQ(staged.stats.size(), 3u);
+  EXPECT_EQ(staged.stats[0].io_write_bytes[nvme], 0);
+  EXPECT_EQ(staged.stats[1].io_write_bytes[nvme], updated_bytes);
+  EXPECT_GT(staged.stats[0].io_write_bytes[host], 0);  // the gradients, written to the host
+  {
+    Gpt gpt(kTiny);
+    TrainOptions o = GptOptions(1.0, 1);
+    o.offload = Offload(kPlacements[9]);
+    o.offload.host_bytes = int64_t{64} << 20;
+    auto p = CompileTiny(gpt, o);
+    ASSERT_TRUE(p.ok()) << p.status();
+    const Trained bounded = Finish(**p, {Tokens(2, 16, 1), Tokens(2, 16, 2)}, 2);
+    ASSERT_EQ(bounded.stats.size(), 2u);
+    EXPECT_EQ(bounded.stats[0].io_write_bytes[nvme], updated_bytes);
+    EXPECT_EQ(bounded.stats[0].io_write_bytes[host], 0);
+  }
   // Parameters under the persistence threshold stay on the device, and their updates run at the
   // end of the step among the deferred ones, which are still all deferred.
   int64_t offloaded_bytes = 0;
