@@ -12,13 +12,27 @@ if(STRATA_HAVE_LIBFUZZER)
   list(APPEND STRATA_COMMON_OPTIONS -fsanitize=fuzzer-no-link)  # coverage for the fuzzer
 endif()
 
-# strata_cc_library(NAME strata_runtime SRCS a.cc HDRS a.h DEPS ...)
+# strata_cc_library(NAME strata_runtime SRCS a.cc HDRS a.h DEPS ... [INSTALL])
+# INSTALL: part of the installed package (`cmake --install`, find_package(strata), Note [the
+# installed package] in CMakeLists.txt): the library goes to lib/ in the export set strataTargets,
+# and its HDRS to include/strata/<its directory>/, so that an installed program includes
+# "graph/compile.h" as the tree does.
 function(strata_cc_library)
-  cmake_parse_arguments(ARG "" "NAME" "SRCS;HDRS;DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "INSTALL" "NAME" "SRCS;HDRS;DEPS" ${ARGN})
   add_library(${ARG_NAME} ${ARG_SRCS} ${ARG_HDRS})
-  target_include_directories(${ARG_NAME} PUBLIC ${PROJECT_SOURCE_DIR})
+  target_include_directories(${ARG_NAME} PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>
+                             $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}/strata>)
   target_compile_options(${ARG_NAME} PRIVATE ${STRATA_COMMON_OPTIONS})
   target_link_libraries(${ARG_NAME} PUBLIC ${ARG_DEPS})
+  if(ARG_INSTALL)
+    install(TARGETS ${ARG_NAME} EXPORT strataTargets
+            ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+    file(RELATIVE_PATH dir ${PROJECT_SOURCE_DIR} ${CMAKE_CURRENT_SOURCE_DIR})
+    foreach(header ${ARG_HDRS})
+      get_filename_component(subdir ${header} DIRECTORY)
+      install(FILES ${header} DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/strata/${dir}/${subdir})
+    endforeach()
+  endif()
 endfunction()
 
 # strata_cc_test(NAME tensor_test SRCS tensor_test.cc DEPS strata_runtime [LABELS kernels]
