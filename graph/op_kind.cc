@@ -24,6 +24,16 @@ absl::string_view OpKindName(OpKind kind) {
     case OpKind::kReluGrad: return "relu_grad";
     case OpKind::kRelu6: return "relu6";
     case OpKind::kRelu6Grad: return "relu6_grad";
+    case OpKind::kSigmoid: return "sigmoid";
+    case OpKind::kSigmoidGrad: return "sigmoid_grad";
+    case OpKind::kTanh: return "tanh";
+    case OpKind::kTanhGrad: return "tanh_grad";
+    case OpKind::kSilu: return "silu";
+    case OpKind::kSiluGrad: return "silu_grad";
+    case OpKind::kSoftplus: return "softplus";
+    case OpKind::kSoftplusGrad: return "softplus_grad";
+    case OpKind::kGeluExact: return "gelu_exact";
+    case OpKind::kGeluExactGrad: return "gelu_exact_grad";
     case OpKind::kReshape: return "reshape";
     case OpKind::kScaleByScalar: return "scale_by_scalar";
     case OpKind::kSumTo: return "sum_to";

@@ -91,21 +91,35 @@ class AddOp final : public Op {
   }
 };
 
-enum class Activation { kGelu, kRelu, kRelu6 };
-OpKind ActivationKind(Activation a, bool grad) {
-  switch (a) {
-    case Activation::kGelu: return grad ? OpKind::kGeluGrad : OpKind::kGelu;
-    case Activation::kRelu: return grad ? OpKind::kReluGrad : OpKind::kRelu;
-    case Activation::kRelu6: return grad ? OpKind::kRelu6Grad : OpKind::kRelu6;
-  }
-  return OpKind::kNumOpKinds;  // not reached: every Activation is above
+enum class Activation { kGelu, kRelu, kRelu6, kSigmoid, kTanh, kSilu, kSoftplus, kGeluExact };
+
+// Per activation: its kinds and its kernels (runtime/cpu/activation.h), which all take the
+// forward input.
+struct ActivationInfo {
+  OpKind kind, grad_kind;
+  absl::Status (*forward)(const Tensor& x, const Tensor& out);
+  absl::Status (*backward)(const Tensor& x, const Tensor& dout, const Tensor& dx);
+};
+
+const ActivationInfo& Info(Activation a) {
+  static const ActivationInfo kInfo[] = {
+      {OpKind::kGelu, OpKind::kGeluGrad, cpu::GeluForward, cpu::GeluBackward},
+      {OpKind::kRelu, OpKind::kReluGrad, cpu::ReluForward, cpu::ReluBackward},
+      {OpKind::kRelu6, OpKind::kRelu6Grad, cpu::Relu6Forward, cpu::Relu6Backward},
+      {OpKind::kSigmoid, OpKind::kSigmoidGrad, cpu::SigmoidForward, cpu::SigmoidBackward},
+      {OpKind::kTanh, OpKind::kTanhGrad, cpu::TanhForward, cpu::TanhBackward},
+      {OpKind::kSilu, OpKind::kSiluGrad, cpu::SiluForward, cpu::SiluBackward},
+      {OpKind::kSoftplus, OpKind::kSoftplusGrad, cpu::SoftplusForward, cpu::SoftplusBackward},
+      {OpKind::kGeluExact, OpKind::kGeluExactGrad, cpu::GeluExactForward, cpu::GeluExactBackward},
+  };
+  return kInfo[static_cast<int>(a)];
 }
 
 // dx from (x, dy).
 class ActivationGradOp final : public Op {
  public:
   explicit ActivationGradOp(Activation activation) : activation_(activation) {}
-  OpKind kind() const override { return ActivationKind(activation_, /*grad=*/true); }
+  OpKind kind() const override { return Info(activation_).grad_kind; }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 2));
     return std::vector<TensorType>{in[0]};
@@ -113,12 +127,7 @@ class ActivationGradOp final : public Op {
   // Elementwise: dx may overwrite dy or x.
   std::vector<std::pair<int, int>> InPlaceOutputs() const override { return {{0, 1}, {0, 0}}; }
   absl::Status Run(const RunArgs& a) const override {
-    switch (activation_) {
-      case Activation::kGelu: return cpu::GeluBackward(a.in[0], a.in[1], a.out[0]);
-      case Activation::kRelu: return cpu::ReluBackward(a.in[0], a.in[1], a.out[0]);
-      case Activation::kRelu6: return cpu::Relu6Backward(a.in[0], a.in[1], a.out[0]);
-    }
-    return absl::InternalError("unknown activation");
+    return Info(activation_).backward(a.in[0], a.in[1], a.out[0]);
   }
 
  private:
@@ -128,19 +137,14 @@ class ActivationGradOp final : public Op {
 class ActivationOp final : public Op {
  public:
   explicit ActivationOp(Activation activation) : activation_(activation) {}
-  OpKind kind() const override { return ActivationKind(activation_, /*grad=*/false); }
+  OpKind kind() const override { return Info(activation_).kind; }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 1));
     STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "x", in[0]));
     return std::vector<TensorType>{in[0]};
   }
   absl::Status Run(const RunArgs& a) const override {
-    switch (activation_) {
-      case Activation::kGelu: return cpu::GeluForward(a.in[0], a.out[0]);
-      case Activation::kRelu: return cpu::ReluForward(a.in[0], a.out[0]);
-      case Activation::kRelu6: return cpu::Relu6Forward(a.in[0], a.out[0]);
-    }
-    return absl::InternalError("unknown activation");
+    return Info(activation_).forward(a.in[0], a.out[0]);
   }
   absl::Status Gradient(GradientArgs& g) const override {
     return internal::ApplyGradient(g, std::make_shared<ActivationGradOp>(activation_),
@@ -220,6 +224,13 @@ Var Add(Var a, Var b) { return Apply1(std::make_shared<AddOp>(), {a, b}); }
 Var Gelu(Var x) { return Apply1(std::make_shared<ActivationOp>(Activation::kGelu), {x}); }
 Var Relu(Var x) { return Apply1(std::make_shared<ActivationOp>(Activation::kRelu), {x}); }
 Var Relu6(Var x) { return Apply1(std::make_shared<ActivationOp>(Activation::kRelu6), {x}); }
+Var Sigmoid(Var x) { return Apply1(std::make_shared<ActivationOp>(Activation::kSigmoid), {x}); }
+Var Tanh(Var x) { return Apply1(std::make_shared<ActivationOp>(Activation::kTanh), {x}); }
+Var Silu(Var x) { return Apply1(std::make_shared<ActivationOp>(Activation::kSilu), {x}); }
+Var Softplus(Var x) { return Apply1(std::make_shared<ActivationOp>(Activation::kSoftplus), {x}); }
+Var GeluExact(Var x) {
+  return Apply1(std::make_shared<ActivationOp>(Activation::kGeluExact), {x});
+}
 Var Reshape(Var x, const Shape& shape) { return Apply1(std::make_shared<ReshapeOp>(shape), {x}); }
 Var SumTo(Var x, const Shape& tail) { return Apply1(std::make_shared<SumToOp>(tail), {x}); }
 Var WeightedSum(Var x, Var weights) {

@@ -30,6 +30,11 @@ Var Add(Var a, Var b);
 Var Gelu(Var x);  // tanh approximation, as GPT-2
 Var Relu(Var x);
 Var Relu6(Var x);
+Var Sigmoid(Var x);
+Var Tanh(Var x);
+Var Silu(Var x);      // x sigmoid(x)
+Var Softplus(Var x);  // log(1 + exp(x)); x itself above 20, as PyTorch
+Var GeluExact(Var x); // 0.5 x (1 + erf(x / sqrt(2))), as gelu(approximate='none')
 // x (..., C), gamma and beta (C).
 Var LayerNorm(Var x, Var gamma, Var beta, float eps = 1e-5f);
 // ids (...) i32/i64, table (V, C) -> (..., C).

@@ -71,6 +71,17 @@ inline __m512 GeluGrad16(__m512 v) {
 }
 #endif
 
+// sigmoid(x) without overflow: exp of a non-positive argument only.
+inline float SigmoidScalar(float x) {
+  if (x >= 0.0f) return 1.0f / (1.0f + std::exp(-x));
+  const float e = std::exp(x);
+  return e / (1.0f + e);
+}
+
+constexpr float kSoftplusThreshold = 20.0f;  // PyTorch's: above it softplus(x) is x in f32
+constexpr float kInvSqrt2 = 0.7071067811865476f;
+constexpr float kInvSqrt2Pi = 0.3989422804014327f;
+
 // Runs vec8(i) on blocks of 8 elements and scalar(i) on the tail, in parallel.
 template <typename Vec8, typename Scalar>
 void ForBlocks(int64_t n, Vec8 vec8, Scalar scalar) {
@@ -184,6 +195,93 @@ absl::Status Relu6Backward(const Tensor& x, const Tensor& dout, const Tensor& dx
       CheckSameShapeAndDType("Relu6Backward", {{"x", &x}, {"dout", &dout}, {"dx", &dx}}));
   MapElements<2>({&x, &dout}, dx,
                  [](float x, float d) { return x > 0.0f && x < 6.0f ? d : 0.0f; });
+  return absl::OkStatus();
+}
+
+// The activations below are scalar loops (MapElements: any strides, f32 or bf16): they serve
+// custom models, not the GPT's or the CNN's hot paths, and the compiler vectorizes what it can.
+absl::Status SigmoidForward(const Tensor& x, const Tensor& out) {
+  STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("SigmoidForward", {{"x", &x}, {"out", &out}}));
+  MapElements<1>({&x}, out, [](float x) { return SigmoidScalar(x); });
+  return absl::OkStatus();
+}
+
+absl::Status SigmoidBackward(const Tensor& x, const Tensor& dout, const Tensor& dx) {
+  STRATA_RETURN_IF_ERROR(
+      CheckSameShapeAndDType("SigmoidBackward", {{"x", &x}, {"dout", &dout}, {"dx", &dx}}));
+  MapElements<2>({&x, &dout}, dx, [](float x, float d) {
+    const float s = SigmoidScalar(x);
+    return d * s * (1.0f - s);
+  });
+  return absl::OkStatus();
+}
+
+absl::Status TanhForward(const Tensor& x, const Tensor& out) {
+  STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("TanhForward", {{"x", &x}, {"out", &out}}));
+  MapElements<1>({&x}, out, [](float x) { return std::tanh(x); });
+  return absl::OkStatus();
+}
+
+absl::Status TanhBackward(const Tensor& x, const Tensor& dout, const Tensor& dx) {
+  STRATA_RETURN_IF_ERROR(
+      CheckSameShapeAndDType("TanhBackward", {{"x", &x}, {"dout", &dout}, {"dx", &dx}}));
+  MapElements<2>({&x, &dout}, dx, [](float x, float d) {
+    const float t = std::tanh(x);
+    return d * (1.0f - t * t);
+  });
+  return absl::OkStatus();
+}
+
+absl::Status SiluForward(const Tensor& x, const Tensor& out) {
+  STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("SiluForward", {{"x", &x}, {"out", &out}}));
+  MapElements<1>({&x}, out, [](float x) { return x * SigmoidScalar(x); });
+  return absl::OkStatus();
+}
+
+// d/dx x s(x) = s (1 + x (1 - s)).
+absl::Status SiluBackward(const Tensor& x, const Tensor& dout, const Tensor& dx) {
+  STRATA_RETURN_IF_ERROR(
+      CheckSameShapeAndDType("SiluBackward", {{"x", &x}, {"dout", &dout}, {"dx", &dx}}));
+  MapElements<2>({&x, &dout}, dx, [](float x, float d) {
+    const float s = SigmoidScalar(x);
+    return d * s * (1.0f + x * (1.0f - s));
+  });
+  return absl::OkStatus();
+}
+
+// log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)): no overflow, full precision in both tails.
+absl::Status SoftplusForward(const Tensor& x, const Tensor& out) {
+  STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("SoftplusForward", {{"x", &x}, {"out", &out}}));
+  MapElements<1>({&x}, out, [](float x) {
+    return x > kSoftplusThreshold ? x : std::max(x, 0.0f) + std::log1p(std::exp(-std::abs(x)));
+  });
+  return absl::OkStatus();
+}
+
+absl::Status SoftplusBackward(const Tensor& x, const Tensor& dout, const Tensor& dx) {
+  STRATA_RETURN_IF_ERROR(
+      CheckSameShapeAndDType("SoftplusBackward", {{"x", &x}, {"dout", &dout}, {"dx", &dx}}));
+  MapElements<2>({&x, &dout}, dx, [](float x, float d) {
+    return x > kSoftplusThreshold ? d : d * SigmoidScalar(x);
+  });
+  return absl::OkStatus();
+}
+
+absl::Status GeluExactForward(const Tensor& x, const Tensor& out) {
+  STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("GeluExactForward", {{"x", &x}, {"out", &out}}));
+  // 0.5 x erfc(-x / sqrt(2)) is 0.5 x (1 + erf(x / sqrt(2))) without its cancellation for x < 0.
+  MapElements<1>({&x}, out, [](float x) { return 0.5f * x * std::erfc(-x * kInvSqrt2); });
+  return absl::OkStatus();
+}
+
+// d/dx x Phi(x) = Phi(x) + x phi(x).
+absl::Status GeluExactBackward(const Tensor& x, const Tensor& dout, const Tensor& dx) {
+  STRATA_RETURN_IF_ERROR(
+      CheckSameShapeAndDType("GeluExactBackward", {{"x", &x}, {"dout", &dout}, {"dx", &dx}}));
+  MapElements<2>({&x, &dout}, dx, [](float x, float d) {
+    const float cdf = 0.5f * std::erfc(-x * kInvSqrt2);
+    return d * (cdf + x * kInvSqrt2Pi * std::exp(-0.5f * x * x));
+  });
   return absl::OkStatus();
 }
 

@@ -24,4 +24,23 @@ absl::Status ReluBackward(const Tensor& x, const Tensor& dout, const Tensor& dx)
 absl::Status Relu6Forward(const Tensor& x, const Tensor& out);
 absl::Status Relu6Backward(const Tensor& x, const Tensor& dout, const Tensor& dx);
 
+// out = 1 / (1 + exp(-x)).
+absl::Status SigmoidForward(const Tensor& x, const Tensor& out);
+absl::Status SigmoidBackward(const Tensor& x, const Tensor& dout, const Tensor& dx);
+
+absl::Status TanhForward(const Tensor& x, const Tensor& out);
+absl::Status TanhBackward(const Tensor& x, const Tensor& dout, const Tensor& dx);
+
+// out = x sigmoid(x) (SiLU, swish).
+absl::Status SiluForward(const Tensor& x, const Tensor& out);
+absl::Status SiluBackward(const Tensor& x, const Tensor& dout, const Tensor& dx);
+
+// out = log(1 + exp(x)), and x itself above 20, as PyTorch's softplus (beta 1, threshold 20).
+absl::Status SoftplusForward(const Tensor& x, const Tensor& out);
+absl::Status SoftplusBackward(const Tensor& x, const Tensor& dout, const Tensor& dx);
+
+// out = 0.5 x (1 + erf(x / sqrt(2))), as gelu(approximate='none').
+absl::Status GeluExactForward(const Tensor& x, const Tensor& out);
+absl::Status GeluExactBackward(const Tensor& x, const Tensor& dout, const Tensor& dx);
+
 }  // namespace strata::cpu

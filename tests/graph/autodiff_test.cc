@@ -146,6 +146,18 @@ TEST(AutodiffTest, Activations) {
                   false, 1e-3});
   CheckGradients({"relu6", {Shape{5, 7}}, {},
                   [](const Probe& p, auto) { return ops::Relu6(p[0]); }, false, 1e-3});
+  CheckGradients({"sigmoid", {Shape{5, 7}}, {},
+                  [](const Probe& p, auto) { return ops::Sigmoid(p[0]); }});
+  CheckGradients({"tanh", {Shape{5, 7}}, {}, [](const Probe& p, auto) { return ops::Tanh(p[0]); }});
+  CheckGradients({"silu", {Shape{5, 7}}, {}, [](const Probe& p, auto) { return ops::Silu(p[0]); }});
+  CheckGradients({"softplus", {Shape{5, 7}}, {},
+                  [](const Probe& p, auto) { return ops::Softplus(p[0]); }});
+  CheckGradients({"gelu exact", {Shape{5, 7}}, {},
+                  [](const Probe& p, auto) { return ops::GeluExact(p[0]); }});
+  // Chained: each one's gradient feeds the next.
+  CheckGradients({"silu(tanh(softplus(x)))", {Shape{3, 4}}, {}, [](const Probe& p, auto) {
+                    return ops::Silu(ops::Tanh(ops::Softplus(p[0])));
+                  }});
 }
 
 TEST(AutodiffTest, LayerNorm) {

@@ -61,6 +61,8 @@ class EveryOp : public Module {
   // x (2, 2, 8, 8), targets (2).
   Var Loss(Var x, Var targets) {
     Var h = ops::Relu6((*frozen_bn_)((*bn_)((*conv_)(x))));
+    // The activations that no model here uses, chained (each keeps the shape).
+    h = ops::GeluExact(ops::Softplus(ops::Silu(ops::Tanh(ops::Sigmoid(h)))));
     h = ops::Relu(ops::AvgPool2d(ops::MaxPool2d(h, {}), {}));     // (2, 4, 2, 2)
     h = ops::Reshape(ops::GlobalAvgPool(h), Shape{2, 1, 4});      // (2, 1, 4)
     Var logits = ops::Reshape(ops::Add((*fc_)(h), shift_->var()), Shape{2, 3});  // sum_to

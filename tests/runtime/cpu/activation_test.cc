@@ -29,6 +29,13 @@ std::vector<Activation> All() {
        [](double x) { return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); }},
       {"relu", ReluForward, ReluBackward, [](double x) { return x > 0 ? x : 0.0; }},
       {"relu6", Relu6Forward, Relu6Backward, [](double x) { return std::min(std::max(x, 0.0), 6.0); }},
+      {"sigmoid", SigmoidForward, SigmoidBackward, [](double x) { return 1 / (1 + std::exp(-x)); }},
+      {"tanh", TanhForward, TanhBackward, [](double x) { return std::tanh(x); }},
+      {"silu", SiluForward, SiluBackward, [](double x) { return x / (1 + std::exp(-x)); }},
+      {"softplus", SoftplusForward, SoftplusBackward,
+       [](double x) { return x > 20 ? x : std::log1p(std::exp(x)); }},
+      {"gelu_exact", GeluExactForward, GeluExactBackward,
+       [](double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); }},
   };
 }
 
