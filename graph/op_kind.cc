@@ -34,6 +34,16 @@ absl::string_view OpKindName(OpKind kind) {
     case OpKind::kSoftplusGrad: return "softplus_grad";
     case OpKind::kGeluExact: return "gelu_exact";
     case OpKind::kGeluExactGrad: return "gelu_exact_grad";
+    case OpKind::kSub: return "sub";
+    case OpKind::kMul: return "mul";
+    case OpKind::kDiv: return "div";
+    case OpKind::kScaleShift: return "scale_shift";
+    case OpKind::kPow: return "pow";
+    case OpKind::kExp: return "exp";
+    case OpKind::kLog: return "log";
+    case OpKind::kSqrt: return "sqrt";
+    case OpKind::kRsqrt: return "rsqrt";
+    case OpKind::kExpand: return "expand";
     case OpKind::kReshape: return "reshape";
     case OpKind::kScaleByScalar: return "scale_by_scalar";
     case OpKind::kSumTo: return "sum_to";

@@ -35,6 +35,22 @@ Var Tanh(Var x);
 Var Silu(Var x);      // x sigmoid(x)
 Var Softplus(Var x);  // log(1 + exp(x)); x itself above 20, as PyTorch
 Var GeluExact(Var x); // 0.5 x (1 + erf(x / sqrt(2))), as gelu(approximate='none')
+// Elementwise arithmetic (graph/ops/math_ops.cc). a and b of one shape, or one's shape the
+// trailing dimensions of the other's, which is then expanded over the leading ones.
+Var Sub(Var a, Var b);
+Var Mul(Var a, Var b);
+Var Div(Var a, Var b);
+Var ScaleShift(Var x, float alpha, float beta);  // alpha x + beta
+Var Scale(Var x, float alpha);                   // alpha x
+Var AddScalar(Var x, float beta);                // x + beta
+Var Neg(Var x);
+Var Pow(Var x, float exponent);  // x^exponent, std::pow's rules (NaN for x < 0, p not integral)
+Var Exp(Var x);
+Var Log(Var x);
+Var Sqrt(Var x);
+Var Rsqrt(Var x);  // 1 / sqrt(x)
+// x, whose shape is the trailing dimensions of `shape`, repeated over the leading ones.
+Var Expand(Var x, const Shape& shape);
 // x (..., C), gamma and beta (C).
 Var LayerNorm(Var x, Var gamma, Var beta, float eps = 1e-5f);
 // ids (...) i32/i64, table (V, C) -> (..., C).

@@ -1,5 +1,8 @@
 #include "runtime/cpu/elementwise.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "runtime/cpu/internal/column_sums.h"
 #include "runtime/cpu/internal/elementwise_loop.h"
 
@@ -45,7 +48,68 @@ absl::Status Scale(const Tensor& x, float alpha, const Tensor& out) {
   return absl::OkStatus();
 }
 
+absl::Status Sub(const Tensor& a, const Tensor& b, const Tensor& out) {
+  STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("Sub", {{"a", &a}, {"b", &b}, {"out", &out}}));
+  MapElements<2>({&a, &b}, out, [](float x, float y) { return x - y; });
+  return absl::OkStatus();
+}
+
+absl::Status Div(const Tensor& a, const Tensor& b, const Tensor& out) {
+  STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("Div", {{"a", &a}, {"b", &b}, {"out", &out}}));
+  MapElements<2>({&a, &b}, out, [](float x, float y) { return x / y; });
+  return absl::OkStatus();
+}
+
+absl::Status ScaleShift(const Tensor& x, float alpha, float beta, const Tensor& out) {
+  STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("ScaleShift", {{"x", &x}, {"out", &out}}));
+  MapElements<1>({&x}, out, [alpha, beta](float x) { return alpha * x + beta; });
+  return absl::OkStatus();
+}
+
+absl::Status Pow(const Tensor& x, float exponent, const Tensor& out) {
+  STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("Pow", {{"x", &x}, {"out", &out}}));
+  if (exponent == 2.0f) {  // the common case, exact and fast
+    MapElements<1>({&x}, out, [](float x) { return x * x; });
+  } else {
+    MapElements<1>({&x}, out, [exponent](float x) { return std::pow(x, exponent); });
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Exp(const Tensor& x, const Tensor& out) {
+  STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("Exp", {{"x", &x}, {"out", &out}}));
+  MapElements<1>({&x}, out, [](float x) { return std::exp(x); });
+  return absl::OkStatus();
+}
+
+absl::Status Log(const Tensor& x, const Tensor& out) {
+  STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("Log", {{"x", &x}, {"out", &out}}));
+  MapElements<1>({&x}, out, [](float x) { return std::log(x); });
+  return absl::OkStatus();
+}
+
+absl::Status Sqrt(const Tensor& x, const Tensor& out) {
+  STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("Sqrt", {{"x", &x}, {"out", &out}}));
+  MapElements<1>({&x}, out, [](float x) { return std::sqrt(x); });
+  return absl::OkStatus();
+}
+
+absl::Status Rsqrt(const Tensor& x, const Tensor& out) {
+  STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("Rsqrt", {{"x", &x}, {"out", &out}}));
+  MapElements<1>({&x}, out, [](float x) { return 1.0f / std::sqrt(x); });
+  return absl::OkStatus();
+}
+
 namespace {
+
+template <typename T>
+void BroadcastRowsTyped(const Tensor& x, const Tensor& out) {
+  const int64_t c = x.numel(), rows = c ? out.numel() / c : 0;
+  const T* xp = static_cast<const T*>(x.raw_data());
+  T* op = static_cast<T*>(out.raw_data());
+#pragma omp parallel for schedule(static) if (out.numel() > internal::kParallelThreshold)
+  for (int64_t r = 0; r < rows; ++r) std::copy(xp, xp + c, op + r * c);
+}
 
 template <typename T>
 void AddBiasTyped(const Tensor& x, const Tensor& bias, const Tensor& out) {
@@ -90,6 +154,15 @@ absl::Status AddBias(const Tensor& x, const Tensor& bias, const Tensor& out) {
   STRATA_RETURN_IF_ERROR(CheckBias("AddBias", "x", x, "bias", bias));
   if (x.dtype() == DType::kF32) AddBiasTyped<float>(x, bias, out);
   else AddBiasTyped<uint16_t>(x, bias, out);
+  return absl::OkStatus();
+}
+
+absl::Status BroadcastRows(const Tensor& x, const Tensor& out) {
+  STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType("BroadcastRows", {{"out", &out}}));
+  STRATA_RETURN_IF_ERROR(CheckContiguous("BroadcastRows", "out", out));
+  STRATA_RETURN_IF_ERROR(CheckBias("BroadcastRows", "out", out, "x", x));
+  if (x.dtype() == DType::kF32) BroadcastRowsTyped<float>(x, out);
+  else BroadcastRowsTyped<uint16_t>(x, out);
   return absl::OkStatus();
 }
 

@@ -140,6 +140,47 @@ TEST(AutodiffTest, AddAndBroadcast) {
                   [](const Probe& p, auto) { return ops::Add(p[0], p[0]); }});
 }
 
+// Parameters are drawn from N(0, 1): the functions that need positive inputs get x^2 + 1, which
+// also checks that the gradients compose.
+TEST(AutodiffTest, Arithmetic) {
+  auto positive = [](Var x) { return ops::AddScalar(ops::Pow(x, 2.0f), 1.0f); };
+  CheckGradients({"sub", {Shape{4, 5}, Shape{4, 5}}, {},
+                  [](const Probe& p, auto) { return ops::Sub(p[0], p[1]); }});
+  CheckGradients({"mul", {Shape{4, 5}, Shape{4, 5}}, {},
+                  [](const Probe& p, auto) { return ops::Mul(p[0], p[1]); }});
+  CheckGradients({"div", {Shape{4, 5}, Shape{4, 5}}, {},
+                  [&](const Probe& p, auto) { return ops::Div(p[0], positive(p[1])); }});
+  // Broadcasts over the leading dimensions, either way round (expand, and sum_to back).
+  CheckGradients({"mul broadcast b", {Shape{2, 3, 5}, Shape{3, 5}}, {},
+                  [](const Probe& p, auto) { return ops::Mul(p[0], p[1]); }});
+  CheckGradients({"sub broadcast a", {Shape{5}, Shape{2, 3, 5}}, {},
+                  [](const Probe& p, auto) { return ops::Sub(p[0], p[1]); }});
+  CheckGradients({"div broadcast b", {Shape{3, 4}, Shape{4}}, {},
+                  [&](const Probe& p, auto) { return ops::Div(p[0], positive(p[1])); }});
+  CheckGradients({"expand", {Shape{3, 4}}, {},
+                  [](const Probe& p, auto) { return ops::Expand(p[0], Shape{2, 3, 4}); }});
+  CheckGradients({"scale shift, neg", {Shape{4, 5}}, {}, [](const Probe& p, auto) {
+                    return ops::Neg(ops::ScaleShift(p[0], 2.5f, -1.0f));
+                  }});
+  CheckGradients({"x^3", {Shape{4, 5}}, {},
+                  [](const Probe& p, auto) { return ops::Pow(p[0], 3.0f); }});
+  CheckGradients({"x^-1.5", {Shape{4, 5}}, {},
+                  [&](const Probe& p, auto) { return ops::Pow(positive(p[0]), -1.5f); }});
+  CheckGradients({"exp", {Shape{4, 5}}, {}, [](const Probe& p, auto) { return ops::Exp(p[0]); }});
+  CheckGradients({"log", {Shape{4, 5}}, {},
+                  [&](const Probe& p, auto) { return ops::Log(positive(p[0])); }});
+  CheckGradients({"sqrt", {Shape{4, 5}}, {},
+                  [&](const Probe& p, auto) { return ops::Sqrt(positive(p[0])); }});
+  CheckGradients({"rsqrt", {Shape{4, 5}}, {},
+                  [&](const Probe& p, auto) { return ops::Rsqrt(positive(p[0])); }});
+  // An RMS norm written with them: x * rsqrt(mean(x^2) + eps) needs a mean, so here over a
+  // broadcast of a second parameter standing in for it.
+  CheckGradients({"x * rsqrt(s^2 + 1) * w", {Shape{3, 4}, Shape{4}, Shape{4}}, {},
+                  [&](const Probe& p, auto) {
+                    return ops::Mul(ops::Mul(p[0], ops::Rsqrt(positive(p[1]))), p[2]);
+                  }});
+}
+
 TEST(AutodiffTest, Activations) {
   CheckGradients({"gelu", {Shape{5, 7}}, {}, [](const Probe& p, auto) { return ops::Gelu(p[0]); }});
   CheckGradients({"relu", {Shape{5, 7}}, {}, [](const Probe& p, auto) { return ops::Relu(p[0]); },

@@ -55,6 +55,7 @@ class EveryOp : public Module {
         frozen_bn_(Add<nn::BatchNorm2d>("frozen_bn", 4)),
         fc_(Add<nn::Linear>("fc", 4, 3)),
         shift_(AddParameter("shift", Shape{3}, Init::Normal(0, 1))),
+        offset_(AddParameter("offset", Shape{8}, Init::Normal(0, 1))),
         probe_(AddParameter("probe", Shape{2, 3}, Init::Normal(0, 1), /*trainable=*/false)) {
     frozen_bn_->SetFrozen(true);
   }
@@ -63,6 +64,10 @@ class EveryOp : public Module {
     Var h = ops::Relu6((*frozen_bn_)((*bn_)((*conv_)(x))));
     // The activations that no model here uses, chained (each keeps the shape).
     h = ops::GeluExact(ops::Softplus(ops::Silu(ops::Tanh(ops::Sigmoid(h)))));
+    // The arithmetic (math_ops.cc): h * (h^2 + 1) / sqrt(exp(h) - h) ... every op once.
+    Var positive = ops::ScaleShift(ops::Pow(h, 2.0f), 1.0f, 1.0f);
+    h = ops::Div(ops::Mul(h, ops::Rsqrt(positive)), ops::Sqrt(ops::Exp(ops::Log(positive))));
+    h = ops::Sub(h, ops::Expand(offset_->var(), Shape{2, 4, 8, 8}));
     h = ops::Relu(ops::AvgPool2d(ops::MaxPool2d(h, {}), {}));     // (2, 4, 2, 2)
     h = ops::Reshape(ops::GlobalAvgPool(h), Shape{2, 1, 4});      // (2, 1, 4)
     Var logits = ops::Reshape(ops::Add((*fc_)(h), shift_->var()), Shape{2, 3});  // sum_to
@@ -75,6 +80,7 @@ class EveryOp : public Module {
   nn::BatchNorm2d* frozen_bn_;
   nn::Linear* fc_;
   Parameter* shift_;
+  Parameter* offset_;
   Parameter* probe_;
 };
 

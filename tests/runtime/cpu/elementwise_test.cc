@@ -1,6 +1,10 @@
 #include "runtime/cpu/elementwise.h"
 
+#include <cmath>
 #include <random>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "tests/runtime/cpu/kernel_test_util.h"
@@ -49,6 +53,64 @@ TEST(ElementwiseTest, AddMulScaleAddScaledOnStridedAndContiguous) {
       ExpectClose(db, testing::NumericalGradient(mul_b, bv, ToDouble(dout)), 1e-5, 1e-6, "db");
     }
   }
+}
+
+// The arithmetic of custom models against a double reference: a - b, a / b, alpha x + beta, x^p
+// (integral and not), exp, log, sqrt and rsqrt, on positive inputs where the function needs them.
+TEST(ElementwiseTest, ArithmeticAndMathAgainstDoubleReference) {
+  std::mt19937_64 rng(8);
+  for (const Shape& s : {Shape{1}, Shape{13}, Shape{3, 7, 11}}) {
+    for (bool strided : {false, true}) {
+      SCOPED_TRACE(s.ToString() + (strided ? " strided" : ""));
+      Tensor a = testing::RandomTensor(s, rng), b = testing::RandomTensor(s, rng, 0.5f, 3.0f);
+      const Vec av = ToDouble(a), bv = ToDouble(b);
+      if (strided) {
+        a = testing::MakeStrided(a);
+        b = testing::MakeStrided(b);
+      }
+      const Tensor out = strided ? testing::MakeStrided(testing::EmptyF32(s)) : testing::EmptyF32(s);
+      ASSERT_TRUE(Sub(a, b, out).ok());
+      ExpectClose(out, Zip(av, bv, [](double x, double y) { return x - y; }), 1e-6, 1e-7, "sub");
+      ASSERT_TRUE(Div(a, b, out).ok());
+      ExpectClose(out, Zip(av, bv, [](double x, double y) { return x / y; }), 1e-6, 1e-7, "div");
+      ASSERT_TRUE(ScaleShift(a, -1.5f, 0.25f, out).ok());
+      ExpectClose(out, Zip(av, bv, [](double x, double) { return -1.5 * x + 0.25; }), 1e-6, 1e-7,
+                  "scale shift");
+      ASSERT_TRUE(Pow(a, 2.0f, out).ok());
+      ExpectClose(out, Zip(av, bv, [](double x, double) { return x * x; }), 1e-6, 1e-7, "x^2");
+      ASSERT_TRUE(Pow(a, 3.0f, out).ok());
+      ExpectClose(out, Zip(av, bv, [](double x, double) { return x * x * x; }), 1e-6, 1e-7, "x^3");
+      ASSERT_TRUE(Pow(b, -0.75f, out).ok());
+      ExpectClose(out, Zip(bv, bv, [](double x, double) { return std::pow(x, -0.75); }), 1e-6,
+                  1e-7, "x^-0.75");
+      ASSERT_TRUE(Exp(a, out).ok());
+      ExpectClose(out, Zip(av, bv, [](double x, double) { return std::exp(x); }), 1e-6, 1e-7, "exp");
+      ASSERT_TRUE(Log(b, out).ok());
+      ExpectClose(out, Zip(bv, bv, [](double x, double) { return std::log(x); }), 1e-6, 1e-7, "log");
+      ASSERT_TRUE(Sqrt(b, out).ok());
+      ExpectClose(out, Zip(bv, bv, [](double x, double) { return std::sqrt(x); }), 1e-6, 1e-7,
+                  "sqrt");
+      ASSERT_TRUE(Rsqrt(b, out).ok());
+      ExpectClose(out, Zip(bv, bv, [](double x, double) { return 1 / std::sqrt(x); }), 1e-6, 1e-7,
+                  "rsqrt");
+    }
+  }
+}
+
+TEST(ElementwiseTest, BroadcastRowsRepeatsItsInputOnEveryRow) {
+  std::mt19937_64 rng(9);
+  for (const Shape& s : {Shape{1, 1}, Shape{5, 3}, Shape{2, 9, 130}}) {
+    SCOPED_TRACE(s.ToString());
+    const int64_t c = s.dim(-1);
+    const Tensor x = testing::RandomTensor(Shape{c}, rng), out = testing::EmptyF32(s);
+    ASSERT_TRUE(BroadcastRows(x, out).ok());
+    const Vec xv = ToDouble(x);
+    Vec ref(s.numel());
+    for (int64_t i = 0; i < s.numel(); ++i) ref[i] = xv[i % c];
+    EXPECT_EQ(ToDouble(out), ref);  // copies: exact
+  }
+  ExpectStatus(BroadcastRows(testing::RandomTensor(Shape{4}, rng), testing::EmptyF32(Shape{2, 3})),
+               absl::StatusCode::kInvalidArgument, {"BroadcastRows", "x", "f32[4]", "f32[3]"});
 }
 
 TEST(ElementwiseTest, InPlaceResidualAndBf16) {
@@ -109,6 +171,20 @@ TEST(ElementwiseTest, MatchesPyTorch) {
   const Tensor dbias = testing::EmptyF32(get("bias").shape());
   ASSERT_TRUE(BiasGrad(get("bias.dy"), dbias).ok());
   ExpectClose(dbias, ToDouble(get("bias.db")), 1e-5, 1e-6, "bias grad");
+  // The math functions, on positive inputs (p) where they need them.
+  const Tensor p = get("p");
+  const Tensor y = testing::EmptyF32(p.shape());
+  ASSERT_TRUE(Div(a, p, out).ok());
+  ExpectClose(out, ToDouble(get("div.y")), 1e-5, 1e-7, "div");
+  ASSERT_TRUE(Sub(a, p, out).ok());
+  ExpectClose(out, ToDouble(get("sub.y")), 1e-5, 1e-7, "sub");
+  ASSERT_TRUE(Pow(p, 1.5f, y).ok());
+  ExpectClose(y, ToDouble(get("pow.y")), 1e-5, 1e-7, "pow 1.5");
+  for (const auto& [name, fn] : std::vector<std::pair<std::string, absl::Status (*)(const Tensor&, const Tensor&)>>{
+           {"exp", Exp}, {"log", Log}, {"sqrt", Sqrt}, {"rsqrt", Rsqrt}}) {
+    ASSERT_TRUE(fn(p, y).ok());
+    ExpectClose(y, ToDouble(get((name + ".y").c_str())), 1e-5, 1e-7, name);
+  }
 }
 
 TEST(ElementwiseTest, BadInput) {
