@@ -44,6 +44,14 @@ absl::string_view OpKindName(OpKind kind) {
     case OpKind::kSqrt: return "sqrt";
     case OpKind::kRsqrt: return "rsqrt";
     case OpKind::kExpand: return "expand";
+    case OpKind::kSumDim: return "sum_dim";
+    case OpKind::kBroadcastDim: return "broadcast_dim";
+    case OpKind::kMaxDim: return "max_dim";
+    case OpKind::kMaxDimGrad: return "max_dim_grad";
+    case OpKind::kSoftmax: return "softmax";
+    case OpKind::kSoftmaxGrad: return "softmax_grad";
+    case OpKind::kLogSoftmax: return "log_softmax";
+    case OpKind::kLogSoftmaxGrad: return "log_softmax_grad";
     case OpKind::kReshape: return "reshape";
     case OpKind::kScaleByScalar: return "scale_by_scalar";
     case OpKind::kSumTo: return "sum_to";

@@ -51,6 +51,19 @@ Var Sqrt(Var x);
 Var Rsqrt(Var x);  // 1 / sqrt(x)
 // x, whose shape is the trailing dimensions of `shape`, repeated over the leading ones.
 Var Expand(Var x, const Shape& shape);
+// Reductions (graph/ops/reduce_ops.cc) over `dims` (negative: from the back; empty: all of
+// them), which are dropped, or kept with size 1 with `keepdim`. Sums accumulate in double.
+Var Sum(Var x, std::vector<int> dims = {}, bool keepdim = false);
+Var Mean(Var x, std::vector<int> dims = {}, bool keepdim = false);
+// The maximum over one dimension; its gradient goes to the first maximum, as torch.max(dim).
+Var Max(Var x, int dim, bool keepdim = false);
+// Over the last dimension.
+Var Softmax(Var x);
+Var LogSoftmax(Var x);
+// Scalar losses, averaged over every element: mean((prediction - target)^2), and
+// mean(softplus(x) - x target) = binary cross-entropy of sigmoid(x), targets in [0, 1].
+Var MseLoss(Var prediction, Var target);
+Var BceWithLogitsLoss(Var logits, Var target);
 // x (..., C), gamma and beta (C).
 Var LayerNorm(Var x, Var gamma, Var beta, float eps = 1e-5f);
 // ids (...) i32/i64, table (V, C) -> (..., C).

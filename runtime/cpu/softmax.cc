@@ -98,4 +98,43 @@ absl::Status SoftmaxBackward(const Tensor& y, const Tensor& dy, const Tensor& dx
   return absl::OkStatus();
 }
 
+absl::Status LogSoftmaxForward(const Tensor& x, const Tensor& out) {
+  STRATA_RETURN_IF_ERROR(CheckRows("LogSoftmaxForward", {{"x", &x}, {"out", &out}}));
+  const int64_t c = x.dim(-1), rows = c ? x.numel() / c : 0;
+  const float* xp = x.data<float>();
+  float* op = out.data<float>();
+#pragma omp parallel for schedule(static) if (x.numel() > internal::kParallelThreshold)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* in = xp + r * c;
+    float* o = op + r * c;
+    float m = -std::numeric_limits<float>::infinity();
+    for (int64_t i = 0; i < c; ++i) m = std::max(m, in[i]);
+    if (m == -std::numeric_limits<float>::infinity()) m = 0.0f;  // all -inf: NaN, as PyTorch
+    double sum = 0;  // in double: the log of a sum of many small terms keeps its digits
+    for (int64_t i = 0; i < c; ++i) sum += std::exp(static_cast<double>(in[i] - m));
+    const float shift = m + static_cast<float>(std::log(sum));
+    for (int64_t i = 0; i < c; ++i) o[i] = in[i] - shift;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LogSoftmaxBackward(const Tensor& y, const Tensor& dy, const Tensor& dx) {
+  STRATA_RETURN_IF_ERROR(CheckRows("LogSoftmaxBackward", {{"y", &y}, {"dy", &dy}, {"dx", &dx}}));
+  const int64_t c = y.dim(-1), rows = c ? y.numel() / c : 0;
+  const float* yp = y.data<float>();
+  const float* dyp = dy.data<float>();
+  float* dxp = dx.data<float>();
+#pragma omp parallel for schedule(static) if (y.numel() > internal::kParallelThreshold)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* yr = yp + r * c;
+    const float* dyr = dyp + r * c;
+    float* dxr = dxp + r * c;
+    double sum = 0;
+    for (int64_t i = 0; i < c; ++i) sum += dyr[i];
+    const float s = static_cast<float>(sum);
+    for (int64_t i = 0; i < c; ++i) dxr[i] = dyr[i] - std::exp(yr[i]) * s;
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace strata::cpu

@@ -181,6 +181,82 @@ TEST(AutodiffTest, Arithmetic) {
                   }});
 }
 
+TEST(AutodiffTest, Reductions) {
+  CheckGradients({"sum all", {Shape{3, 4, 5}}, {}, [](const Probe& p, auto) {
+                    return ops::Reshape(ops::Sum(p[0]), Shape{1});
+                  }});
+  CheckGradients({"sum dims 0, 2", {Shape{3, 4, 5}}, {},
+                  [](const Probe& p, auto) { return ops::Sum(p[0], {0, -1}); }});
+  CheckGradients({"mean dim 1 keepdim", {Shape{3, 4, 5}}, {},
+                  [](const Probe& p, auto) { return ops::Mean(p[0], {1}, true); }});
+  CheckGradients({"max dim 1", {Shape{3, 6, 5}}, {},
+                  [](const Probe& p, auto) { return ops::Max(p[0], 1); }});
+  CheckGradients({"max dim -1 keepdim", {Shape{4, 7}}, {},
+                  [](const Probe& p, auto) { return ops::Max(p[0], -1, true); }});
+  CheckGradients({"softmax", {Shape{3, 2, 7}}, {},
+                  [](const Probe& p, auto) { return ops::Softmax(p[0]); }});
+  CheckGradients({"log_softmax", {Shape{3, 2, 7}}, {},
+                  [](const Probe& p, auto) { return ops::LogSoftmax(p[0]); }});
+  CheckGradients({"mse", {Shape{4, 5}, Shape{4, 5}}, {},
+                  [](const Probe& p, auto) { return ops::MseLoss(p[0], p[1]); }, true});
+  CheckGradients({"bce with logits", {Shape{4, 5}, Shape{4, 5}}, {}, [](const Probe& p, auto) {
+                    return ops::BceWithLogitsLoss(p[0], ops::Sigmoid(p[1]));
+                  }, true});
+}
+
+// The losses' values against their closed forms in double precision, through a compiled step.
+TEST(AutodiffTest, LossesEqualTheirClosedForms) {
+  std::mt19937_64 rng(5);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  const Shape s{6, 7};
+  Tensor x = Tensor::Empty(s, DType::kF32, DefaultCpuAllocator()).value();
+  Tensor t = Tensor::Empty(s, DType::kF32, DefaultCpuAllocator()).value();
+  double mse = 0, bce = 0;
+  for (int64_t i = 0; i < s.numel(); ++i) {
+    const double xi = x.data<float>()[i] = normal(rng) * (i == 0 ? 20 : 1);  // one saturated logit
+    const double ti = t.data<float>()[i] = unit(rng);
+    mse += (xi - ti) * (xi - ti) / s.numel();
+    const double sig = 1 / (1 + std::exp(-xi));
+    bce -= (ti * std::log(sig) + (1 - ti) * std::log1p(-sig)) / s.numel();
+  }
+  for (bool binary : {false, true}) {
+    SCOPED_TRACE(binary ? "bce" : "mse");
+    Probe probe({Shape{7}}, 100);  // a parameter to train, added times 0: the inputs' loss
+    TrainOptions o;
+    o.optimizer = OptimizerOptions::Sgd(0, 0);
+    auto p = Compile(probe, {{"x", s, DType::kF32}, {"t", s, DType::kF32}},
+                     [&](absl::Span<const Var> in) {
+                       const Var pred = ops::Add(in[0], ops::Scale(probe[0], 0.0f));
+                       return binary ? ops::BceWithLogitsLoss(pred, in[1]) : ops::MseLoss(pred, in[1]);
+                     },
+                     o);
+    ASSERT_TRUE(p.ok()) << p.status();
+    absl::StatusOr<double> loss = (*p)->Evaluate({x, t});
+    ASSERT_TRUE(loss.ok()) << loss.status();
+    EXPECT_NEAR(*loss, binary ? bce : mse, 1e-6 * (binary ? bce : mse));
+  }
+}
+
+TEST(AutodiffTest, BadReductionsAndLossesAreRefusedByName) {
+  Graph g;
+  Tracer t(g);
+  Var x = t.NewValue({Shape{3, 4}, DType::kF32}, ValueRole::kInput);
+  EXPECT_FALSE(ops::Sum(x, {2}).valid());
+  EXPECT_THAT(std::string(t.status().message()), ::testing::HasSubstr("dim 2 is out of range"));
+  Graph g2;
+  Tracer t2(g2);
+  Var a = t2.NewValue({Shape{3, 4}, DType::kF32}, ValueRole::kInput);
+  Var b = t2.NewValue({Shape{4, 3}, DType::kF32}, ValueRole::kInput);
+  EXPECT_FALSE(ops::MseLoss(a, b).valid());
+  EXPECT_THAT(std::string(t2.status().message()), ::testing::HasSubstr("differ in shape"));
+  Graph g3;
+  Tracer t3(g3);
+  Var c = t3.NewValue({Shape{3, 4}, DType::kF32}, ValueRole::kInput);
+  EXPECT_FALSE(ops::Sum(c, {1, -1}).valid());
+  EXPECT_THAT(std::string(t3.status().message()), ::testing::HasSubstr("twice"));
+}
+
 TEST(AutodiffTest, Activations) {
   CheckGradients({"gelu", {Shape{5, 7}}, {}, [](const Probe& p, auto) { return ops::Gelu(p[0]); }});
   CheckGradients({"relu", {Shape{5, 7}}, {}, [](const Probe& p, auto) { return ops::Relu(p[0]); },

@@ -68,6 +68,9 @@ class EveryOp : public Module {
     Var positive = ops::ScaleShift(ops::Pow(h, 2.0f), 1.0f, 1.0f);
     h = ops::Div(ops::Mul(h, ops::Rsqrt(positive)), ops::Sqrt(ops::Exp(ops::Log(positive))));
     h = ops::Sub(h, ops::Expand(offset_->var(), Shape{2, 4, 8, 8}));
+    // Reductions and softmaxes (reduce_ops.cc): the max over a dim, put back by a summed
+    // broadcast, and the softmaxes over the last dim.
+    h = ops::Add(ops::LogSoftmax(ops::Softmax(h)), ops::Mean(ops::Max(h, 2, true), {}, false));
     h = ops::Relu(ops::AvgPool2d(ops::MaxPool2d(h, {}), {}));     // (2, 4, 2, 2)
     h = ops::Reshape(ops::GlobalAvgPool(h), Shape{2, 1, 4});      // (2, 1, 4)
     Var logits = ops::Reshape(ops::Add((*fc_)(h), shift_->var()), Shape{2, 3});  // sum_to

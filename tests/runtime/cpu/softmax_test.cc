@@ -42,6 +42,34 @@ TEST(SoftmaxTest, ForwardBackwardAgainstReference) {
   }
 }
 
+Vec LogReference(const Vec& x, int64_t c) {
+  Vec y = Reference(x, c);
+  for (double& v : y) v = std::log(v);
+  return y;
+}
+
+TEST(SoftmaxTest, LogSoftmaxForwardBackwardAgainstReference) {
+  std::mt19937_64 rng(8);
+  for (const Shape& s : {Shape{1, 1}, Shape{1, 5}, Shape{3, 17}, Shape{2, 3, 67}}) {
+    SCOPED_TRACE(s.ToString());
+    const int64_t c = s.dim(-1);
+    const Tensor x = testing::RandomTensor(s, rng, -10.0f, 10.0f);
+    const Vec xv = ToDouble(x);
+    const Tensor y = testing::EmptyF32(s);
+    ASSERT_TRUE(LogSoftmaxForward(x, y).ok());
+    ExpectClose(y, LogReference(xv, c), 1e-5, 1e-6, "forward");
+    const Tensor dy = testing::RandomTensor(s, rng), dx = testing::EmptyF32(s);
+    ASSERT_TRUE(LogSoftmaxBackward(y, dy, dx).ok());
+    ExpectClose(dx, testing::NumericalGradient([&](const Vec& v) { return LogReference(v, c); }, xv, ToDouble(dy)),
+                1e-4, 1e-6, "backward");
+  }
+  // Far tails keep their digits: log(softmax) of a logit 200 below the rest is -200, not -inf.
+  const Tensor x = testing::FromDouble({0, -200, 3}, Shape{1, 3});
+  const Tensor y = testing::EmptyF32(Shape{1, 3});
+  ASSERT_TRUE(LogSoftmaxForward(x, y).ok());
+  ExpectClose(y, LogReference({0, -200, 3}, 3), 1e-6, 1e-6, "tail");
+}
+
 TEST(SoftmaxTest, StableForHugeLogitsAndInPlace) {
   const Tensor x = testing::FromDouble({1000, 1001, 999, -1e30}, Shape{1, 4});
   ASSERT_TRUE(SoftmaxForward(x, x).ok());
@@ -56,6 +84,10 @@ TEST(SoftmaxTest, MatchesPyTorch) {
   ExpectClose(y, ToDouble(f.Get("y").value()), 1e-5, 1e-7, "y");
   ASSERT_TRUE(SoftmaxBackward(y, f.Get("dy").value(), dx).ok());
   ExpectClose(dx, ToDouble(f.Get("dx").value()), 1e-5, 1e-7, "dx");
+  ASSERT_TRUE(LogSoftmaxForward(x, y).ok());
+  ExpectClose(y, ToDouble(f.Get("log.y").value()), 1e-5, 1e-6, "log y");
+  ASSERT_TRUE(LogSoftmaxBackward(y, f.Get("log.dy").value(), dx).ok());
+  ExpectClose(dx, ToDouble(f.Get("log.dx").value()), 1e-5, 1e-6, "log dx");
 }
 
 TEST(SoftmaxTest, BadInput) {
