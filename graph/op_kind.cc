@@ -52,6 +52,13 @@ absl::string_view OpKindName(OpKind kind) {
     case OpKind::kSoftmaxGrad: return "softmax_grad";
     case OpKind::kLogSoftmax: return "log_softmax";
     case OpKind::kLogSoftmaxGrad: return "log_softmax_grad";
+    case OpKind::kPermute: return "permute";
+    case OpKind::kSlice: return "slice";
+    case OpKind::kSliceGrad: return "slice_grad";
+    case OpKind::kConcat: return "concat";
+    case OpKind::kSplit: return "split";
+    case OpKind::kMatmul: return "matmul";
+    case OpKind::kMatmulGrad: return "matmul_grad";
     case OpKind::kReshape: return "reshape";
     case OpKind::kScaleByScalar: return "scale_by_scalar";
     case OpKind::kSumTo: return "sum_to";

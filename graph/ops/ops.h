@@ -51,6 +51,18 @@ Var Sqrt(Var x);
 Var Rsqrt(Var x);  // 1 / sqrt(x)
 // x, whose shape is the trailing dimensions of `shape`, repeated over the leading ones.
 Var Expand(Var x, const Shape& shape);
+// Shape ops (graph/ops/shape_ops.cc), copies into contiguous outputs; dims negative from the
+// back. Permute's order lists, per output dimension, the input dimension it takes.
+Var Permute(Var x, std::vector<int> order);
+Var Transpose(Var x, int dim0, int dim1);
+Var Slice(Var x, int dim, int64_t start, int64_t end);  // [start, end) of `dim`
+Var Concat(const std::vector<Var>& inputs, int dim);
+std::vector<Var> Split(Var x, int dim, const std::vector<int64_t>& sizes);
+// Matrix products (graph/ops/matmul_ops.cc): op(a) @ op(b), op a transpose of the last two
+// dimensions where asked. Matmul: a (M, K) or (..., M, K) with b (K, N); BatchedMatmul: a and b
+// (..., M, K) and (..., K, N) with the same leading dimensions.
+Var Matmul(Var a, Var b, bool trans_a = false, bool trans_b = false);
+Var BatchedMatmul(Var a, Var b, bool trans_a = false, bool trans_b = false);
 // Reductions (graph/ops/reduce_ops.cc) over `dims` (negative: from the back; empty: all of
 // them), which are dropped, or kept with size 1 with `keepdim`. Sums accumulate in double.
 Var Sum(Var x, std::vector<int> dims = {}, bool keepdim = false);

@@ -204,6 +204,40 @@ TEST(AutodiffTest, Reductions) {
                   }, true});
 }
 
+TEST(AutodiffTest, ShapeOps) {
+  CheckGradients({"permute", {Shape{2, 3, 4}}, {},
+                  [](const Probe& p, auto) { return ops::Permute(p[0], {2, 0, 1}); }});
+  CheckGradients({"transpose -1, 0", {Shape{2, 3, 4}}, {},
+                  [](const Probe& p, auto) { return ops::Transpose(p[0], -1, 0); }});
+  CheckGradients({"slice", {Shape{3, 7}}, {},
+                  [](const Probe& p, auto) { return ops::Slice(p[0], 1, 2, 5); }});
+  CheckGradients({"concat", {Shape{2, 3}, Shape{2, 1}, Shape{2, 4}}, {},
+                  [](const Probe& p, auto) { return ops::Concat({p[0], p[1], p[2]}, -1); }});
+  CheckGradients({"split, the middle part", {Shape{5, 4}}, {},
+                  [](const Probe& p, auto) { return ops::Split(p[0], 0, {1, 3, 1})[1]; }});
+  CheckGradients({"split, every part, joined in reverse", {Shape{5, 4}}, {}, [](const Probe& p, auto) {
+                    const std::vector<Var> s = ops::Split(p[0], 0, {1, 3, 1});
+                    return ops::Concat({s[2], s[1], s[0]}, 0);
+                  }});
+}
+
+TEST(AutodiffTest, Matmul) {
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      const Shape a = ta ? Shape{5, 3} : Shape{3, 5}, b = tb ? Shape{4, 5} : Shape{5, 4};
+      CheckGradients({absl::StrCat("matmul ", ta, tb), {a, b}, {},
+                      [=](const Probe& p, auto) { return ops::Matmul(p[0], p[1], ta, tb); }});
+      const Shape ba = ta ? Shape{2, 5, 3} : Shape{2, 3, 5}, bb = tb ? Shape{2, 4, 5} : Shape{2, 5, 4};
+      CheckGradients({absl::StrCat("batched ", ta, tb), {ba, bb}, {},
+                      [=](const Probe& p, auto) { return ops::BatchedMatmul(p[0], p[1], ta, tb); }});
+    }
+  }
+  CheckGradients({"(2, 3, 5) @ (5, 4)", {Shape{2, 3, 5}, Shape{5, 4}}, {},
+                  [](const Probe& p, auto) { return ops::Matmul(p[0], p[1]); }});
+  CheckGradients({"(2, 2, 3, 5) @ (2, 2, 4, 5)^T", {Shape{2, 2, 3, 5}, Shape{2, 2, 4, 5}}, {},
+                  [](const Probe& p, auto) { return ops::BatchedMatmul(p[0], p[1], false, true); }});
+}
+
 // The losses' values against their closed forms in double precision, through a compiled step.
 TEST(AutodiffTest, LossesEqualTheirClosedForms) {
   std::mt19937_64 rng(5);
@@ -255,6 +289,16 @@ TEST(AutodiffTest, BadReductionsAndLossesAreRefusedByName) {
   Var c = t3.NewValue({Shape{3, 4}, DType::kF32}, ValueRole::kInput);
   EXPECT_FALSE(ops::Sum(c, {1, -1}).valid());
   EXPECT_THAT(std::string(t3.status().message()), ::testing::HasSubstr("twice"));
+  Graph g4;
+  Tracer t4(g4);
+  Var m = t4.NewValue({Shape{3, 4}, DType::kF32}, ValueRole::kInput);
+  EXPECT_FALSE(ops::Matmul(m, m).valid());
+  EXPECT_THAT(std::string(t4.status().message()), ::testing::HasSubstr("has 4 columns but"));
+  Graph g5;
+  Tracer t5(g5);
+  Var q = t5.NewValue({Shape{3, 4}, DType::kF32}, ValueRole::kInput);
+  EXPECT_FALSE(ops::Slice(q, 1, 2, 6).valid());
+  EXPECT_THAT(std::string(t5.status().message()), ::testing::HasSubstr("[2, 6) of dim 1"));
 }
 
 TEST(AutodiffTest, Activations) {

@@ -71,6 +71,11 @@ class EveryOp : public Module {
     // Reductions and softmaxes (reduce_ops.cc): the max over a dim, put back by a summed
     // broadcast, and the softmaxes over the last dim.
     h = ops::Add(ops::LogSoftmax(ops::Softmax(h)), ops::Mean(ops::Max(h, 2, true), {}, false));
+    // Shape ops and matrix products (shape_ops.cc, matmul_ops.cc): h (2, 4, 8, 8) with its
+    // last two dims swapped, multiplied by itself per batch, sliced in two halves and joined.
+    h = ops::BatchedMatmul(h, ops::Permute(h, {0, 1, 3, 2}));
+    h = ops::Matmul(h, ops::Concat({ops::Slice(ops::Reshape(h, Shape{64, 8}), 0, 0, 4),
+                                    ops::Slice(ops::Reshape(h, Shape{64, 8}), 0, 4, 8)}, 0));
     h = ops::Relu(ops::AvgPool2d(ops::MaxPool2d(h, {}), {}));     // (2, 4, 2, 2)
     h = ops::Reshape(ops::GlobalAvgPool(h), Shape{2, 1, 4});      // (2, 1, 4)
     Var logits = ops::Reshape(ops::Add((*fc_)(h), shift_->var()), Shape{2, 3});  // sum_to
