@@ -38,6 +38,15 @@ Var LayerNorm::Forward(Var x) {
   return ops::LayerNorm(x, weight_->var(), bias_->var(), eps_);
 }
 
+RmsNorm::RmsNorm(int64_t dim, float eps)
+    : weight_(AddParameter("weight", Shape{dim}, Init::Ones())), eps_(eps) {}
+
+Var RmsNorm::Forward(Var x) {
+  TraceScope scope(*this, x);
+  const Var inv_rms = ops::Rsqrt(ops::AddScalar(ops::Mean(ops::Pow(x, 2.0f), {-1}, true), eps_));
+  return ops::Mul(ops::Mul(x, inv_rms), weight_->var());
+}
+
 Conv2d::Conv2d(int64_t in, int64_t out, const Conv2dOptions& o) : params_(o.params) {
   const int64_t per_group = o.params.groups > 0 ? in / o.params.groups : in;
   const Init init = FanInUniform(static_cast<double>(per_group * o.kernel * o.kernel));

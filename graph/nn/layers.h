@@ -49,6 +49,19 @@ class LayerNorm : public Layer {
   float eps_;
 };
 
+// x (..., C) -> x / sqrt(mean(x^2 over C) + eps) * weight, as Llama's (and PyTorch's RMSNorm);
+// written with the elementwise and reduction ops, so its gradient is theirs.
+class RmsNorm : public Layer {
+ public:
+  explicit RmsNorm(int64_t dim, float eps = 1e-6f);
+  Var Forward(Var x) override;
+  Parameter* weight() const { return weight_; }
+
+ private:
+  Parameter* weight_;
+  float eps_;
+};
+
 struct Conv2dOptions {
   int64_t kernel = 3;
   cpu::Conv2dParams params;  // stride, padding, dilation, groups

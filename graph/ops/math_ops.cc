@@ -1,11 +1,14 @@
-// Elementwise arithmetic for custom models: a - b, a * b, a / b (with a broadcast over leading
-// dimensions), alpha x + beta, x^p, exp, log, sqrt and rsqrt, and the broadcast itself (expand).
+// Elementwise arithmetic for custom models: a - b, a * b, a / b (broadcast as NumPy does), alpha x
+// + beta, x^p, exp, log, sqrt and rsqrt, and the broadcast itself (expand).
 // Their gradients are made of the same ops, so they need no kernels of their own.
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "graph/ops/internal/op_util.h"
 #include "graph/ops/ops.h"
+#include "runtime/cpu/copy.h"
 #include "runtime/cpu/elementwise.h"
 #include "runtime/status.h"
 
@@ -26,7 +29,17 @@ bool EndsWith(const Shape& full, const Shape& tail) {
   return true;
 }
 
-// x, shaped like the trailing dimensions of `shape`, repeated over its leading ones.
+// Whether x's shape broadcasts to `shape` (NumPy's rule: aligned from the back, each dimension
+// of x equal to shape's or 1, missing leading dimensions repeated).
+bool BroadcastsTo(const Shape& x, const Shape& shape) {
+  if (x.rank() > shape.rank()) return false;
+  for (int i = 1; i <= x.rank(); ++i) {
+    if (x.dim(-i) != shape.dim(-i) && x.dim(-i) != 1) return false;
+  }
+  return true;
+}
+
+// x broadcast to `shape`: repeated along its size-1 dimensions and the leading ones it lacks.
 class ExpandOp final : public Op {
  public:
   explicit ExpandOp(Shape shape) : shape_(std::move(shape)) {}
@@ -35,21 +48,46 @@ class ExpandOp final : public Op {
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 1));
     STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "x", in[0]));
-    if (!EndsWith(shape_, in[0].shape)) {
-      return TypeError(name(), "x ", in[0].ToString(), " is not the trailing dimensions of ",
+    if (!BroadcastsTo(in[0].shape, shape_)) {
+      return TypeError(name(), "x ", in[0].ToString(), " does not broadcast to ",
                        shape_.ToString());
     }
     return std::vector<TensorType>{{shape_, DType::kF32}};
   }
   absl::Status Run(const RunArgs& a) const override {
-    const int64_t c = a.in[0].numel();
+    const Tensor& x = a.in[0];
+    const int64_t c = x.numel();
     if (c == 0 || shape_.numel() == 0) return absl::OkStatus();
-    STRATA_ASSIGN_OR_RETURN(const Tensor x, a.in[0].Reshape({c}));
-    STRATA_ASSIGN_OR_RETURN(const Tensor out, a.out[0].Reshape({shape_.numel() / c, c}));
-    return cpu::BroadcastRows(x, out);
+    if (EndsWith(shape_, x.shape())) {  // a repeat of whole rows: the fast path
+      STRATA_ASSIGN_OR_RETURN(const Tensor flat, x.Reshape({c}));
+      STRATA_ASSIGN_OR_RETURN(const Tensor out, a.out[0].Reshape({shape_.numel() / c, c}));
+      return cpu::BroadcastRows(flat, out);
+    }
+    // A view of x with stride 0 along every repeated dimension, copied out.
+    std::vector<int64_t> strides(shape_.rank(), 0);
+    const int lead = shape_.rank() - x.rank();
+    for (int i = 0; i < x.rank(); ++i) {
+      strides[lead + i] = x.dim(i) == 1 ? 0 : x.stride(i);
+    }
+    STRATA_ASSIGN_OR_RETURN(const Tensor view,
+                            Tensor::View(x.storage(), shape_, strides, x.offset(), x.dtype()));
+    return cpu::CopyStrided(view, a.out[0]);
   }
   absl::Status Gradient(GradientArgs& g) const override {
-    g.input_grads[0] = SumTo(Dout(g, 0), g.tracer.graph().value(g.node.inputs[0]).type.shape).id();
+    // The sum over every repeated dimension, back in x's shape.
+    // A copy: the ops below add values to the graph, which may move the one it refers to.
+    const Shape x = g.tracer.graph().value(g.node.inputs[0]).type.shape;
+    const Var dy = Dout(g, 0);
+    if (EndsWith(shape_, x)) {
+      g.input_grads[0] = SumTo(dy, x).id();
+      return g.tracer.status();
+    }
+    std::vector<int> dims;
+    const int lead = shape_.rank() - x.rank();
+    for (int d = 0; d < shape_.rank(); ++d) {
+      if (d < lead || (x.dim(d - lead) == 1 && shape_.dim(d) != 1)) dims.push_back(d);
+    }
+    g.input_grads[0] = Reshape(Sum(dy, dims, /*keepdim=*/true), x).id();
     return g.tracer.status();
   }
 
@@ -208,14 +246,22 @@ class UnaryMathOp final : public Op {
   Unary fn_;
 };
 
-// a op b, expanding whichever operand has the other's trailing dimensions.
+// a op b, each operand broadcast (NumPy's rule) to the shape of the result.
 Var ApplyBinary(Binary op, Var a, Var b) {
   if (a.valid() && b.valid() && a.shape() != b.shape()) {
-    if (EndsWith(a.shape(), b.shape())) {
-      b = Expand(b, a.shape());
-    } else if (EndsWith(b.shape(), a.shape())) {
-      a = Expand(a, b.shape());
-    }  // else BinaryOp's Infer names both shapes
+    const Shape &sa = a.shape(), &sb = b.shape();
+    std::vector<int64_t> out(std::max(sa.rank(), sb.rank()));
+    bool fits = true;
+    for (int i = 1; i <= static_cast<int>(out.size()); ++i) {
+      const int64_t da = i <= sa.rank() ? sa.dim(-i) : 1, db = i <= sb.rank() ? sb.dim(-i) : 1;
+      fits = fits && (da == db || da == 1 || db == 1);
+      out[out.size() - i] = da == 1 ? db : da;
+    }
+    if (fits) {  // else BinaryOp's Infer names both shapes
+      const Shape shape(out);
+      if (sa != shape) a = Expand(a, shape);
+      if (sb != shape) b = Expand(b, shape);
+    }
   }
   return Apply1(std::make_shared<BinaryOp>(op), {a, b});
 }

@@ -35,8 +35,8 @@ Var Tanh(Var x);
 Var Silu(Var x);      // x sigmoid(x)
 Var Softplus(Var x);  // log(1 + exp(x)); x itself above 20, as PyTorch
 Var GeluExact(Var x); // 0.5 x (1 + erf(x / sqrt(2))), as gelu(approximate='none')
-// Elementwise arithmetic (graph/ops/math_ops.cc). a and b of one shape, or one's shape the
-// trailing dimensions of the other's, which is then expanded over the leading ones.
+// Elementwise arithmetic (graph/ops/math_ops.cc). a and b broadcast as NumPy does: aligned from
+// the back, each dimension equal or 1 in one of them ((B, T, C) * (B, T, 1), (B, T, C) - (C)).
 Var Sub(Var a, Var b);
 Var Mul(Var a, Var b);
 Var Div(Var a, Var b);
@@ -49,7 +49,8 @@ Var Exp(Var x);
 Var Log(Var x);
 Var Sqrt(Var x);
 Var Rsqrt(Var x);  // 1 / sqrt(x)
-// x, whose shape is the trailing dimensions of `shape`, repeated over the leading ones.
+// x broadcast to `shape` (NumPy's rule): repeated along its size-1 dimensions and over the
+// leading ones it lacks.
 Var Expand(Var x, const Shape& shape);
 // Shape ops (graph/ops/shape_ops.cc), copies into contiguous outputs; dims negative from the
 // back. Permute's order lists, per output dimension, the input dimension it takes.

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "graph/compile.h"
+#include "graph/nn/layers.h"
 #include "graph/ops/ops.h"
 #include "gtest/gtest.h"
 #include "tests/runtime/cpu/kernel_test_util.h"
@@ -159,6 +160,13 @@ TEST(AutodiffTest, Arithmetic) {
                   [&](const Probe& p, auto) { return ops::Div(p[0], positive(p[1])); }});
   CheckGradients({"expand", {Shape{3, 4}}, {},
                   [](const Probe& p, auto) { return ops::Expand(p[0], Shape{2, 3, 4}); }});
+  // NumPy's broadcasting: size-1 dimensions, on both sides at once.
+  CheckGradients({"expand size-1 dims", {Shape{3, 1, 4}}, {},
+                  [](const Probe& p, auto) { return ops::Expand(p[0], Shape{2, 3, 5, 4}); }});
+  CheckGradients({"mul (2, 3, 4) by (2, 3, 1)", {Shape{2, 3, 4}, Shape{2, 3, 1}}, {},
+                  [](const Probe& p, auto) { return ops::Mul(p[0], p[1]); }});
+  CheckGradients({"sub (3, 1) - (1, 4)", {Shape{3, 1}, Shape{1, 4}}, {},
+                  [](const Probe& p, auto) { return ops::Sub(p[0], p[1]); }});
   CheckGradients({"scale shift, neg", {Shape{4, 5}}, {}, [](const Probe& p, auto) {
                     return ops::Neg(ops::ScaleShift(p[0], 2.5f, -1.0f));
                   }});
@@ -173,12 +181,44 @@ TEST(AutodiffTest, Arithmetic) {
                   [&](const Probe& p, auto) { return ops::Sqrt(positive(p[0])); }});
   CheckGradients({"rsqrt", {Shape{4, 5}}, {},
                   [&](const Probe& p, auto) { return ops::Rsqrt(positive(p[0])); }});
-  // An RMS norm written with them: x * rsqrt(mean(x^2) + eps) needs a mean, so here over a
-  // broadcast of a second parameter standing in for it.
-  CheckGradients({"x * rsqrt(s^2 + 1) * w", {Shape{3, 4}, Shape{4}, Shape{4}}, {},
-                  [&](const Probe& p, auto) {
-                    return ops::Mul(ops::Mul(p[0], ops::Rsqrt(positive(p[1]))), p[2]);
+}
+
+// nn::RmsNorm, written with the ops above: its value against a double reference, and its
+// gradients (input and weight) by finite differences.
+TEST(AutodiffTest, RmsNorm) {
+  CheckGradients({"rms norm", {Shape{2, 3, 6}, Shape{6}}, {}, [](const Probe& p, auto) {
+                    const Var inv = ops::Rsqrt(ops::AddScalar(ops::Mean(ops::Pow(p[0], 2.0f), {-1}, true), 1e-6f));
+                    return ops::Mul(ops::Mul(p[0], inv), p[1]);
                   }});
+  nn::RmsNorm norm(5);
+  const Shape s{3, 5};
+  auto program = Compile(norm, {{"x", s, DType::kF32}, {"target", s, DType::kF32}},
+                         [&](absl::Span<const Var> in) { return ops::MseLoss(norm(in[0]), in[1]); },
+                         [] {
+                           TrainOptions o;
+                           o.optimizer = OptimizerOptions::Sgd(0, 0);
+                           return o;
+                         }());
+  ASSERT_TRUE(program.ok()) << program.status();
+  std::mt19937_64 rng(2);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  Tensor x = Tensor::Empty(s, DType::kF32, DefaultCpuAllocator()).value();
+  Tensor zero = Tensor::Zeros(s, DType::kF32, DefaultCpuAllocator()).value();
+  double expected = 0;  // mse against 0 = mean of the normalized values squared (weight 1)
+  for (int64_t r = 0; r < 3; ++r) {
+    double ms = 0;
+    for (int64_t c = 0; c < 5; ++c) {
+      const double v = x.data<float>()[r * 5 + c] = normal(rng);
+      ms += v * v / 5;
+    }
+    for (int64_t c = 0; c < 5; ++c) {
+      const double y = x.data<float>()[r * 5 + c] / std::sqrt(ms + 1e-6);
+      expected += y * y / 15;
+    }
+  }
+  absl::StatusOr<double> loss = (*program)->Evaluate({x, zero});
+  ASSERT_TRUE(loss.ok()) << loss.status();
+  EXPECT_NEAR(*loss, expected, 1e-6);
 }
 
 TEST(AutodiffTest, Reductions) {
