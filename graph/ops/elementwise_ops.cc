@@ -14,17 +14,9 @@ namespace {
 
 using internal::Apply1;
 using internal::Dout;
+using internal::EndsWith;
 using internal::In;
 using internal::TypeError;
-
-// True when `tail` equals the trailing dimensions of `full`.
-bool IsTrailing(const Shape& full, const Shape& tail) {
-  if (tail.rank() > full.rank()) return false;
-  for (int i = 1; i <= tail.rank(); ++i) {
-    if (full.dim(-i) != tail.dim(-i)) return false;
-  }
-  return true;
-}
 
 // x (..., tail) viewed as (rows, numel(tail)).
 absl::StatusOr<Tensor> AsRows(const Tensor& x, int64_t cols) {
@@ -39,7 +31,7 @@ class SumToOp final : public Op {
   std::string Attributes() const override { return absl::StrCat("shape=", tail_.ToString()); }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 1));
-    if (!IsTrailing(in[0].shape, tail_)) {
+    if (!EndsWith(in[0].shape, tail_)) {
       return TypeError(name(), in[0].ToString(), " does not end in ", tail_.ToString());
     }
     return std::vector<TensorType>{{tail_, DType::kF32}};
@@ -61,7 +53,7 @@ class AddOp final : public Op {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 2));
     STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "a", in[0]));
     STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "b", in[1]));
-    if (!IsTrailing(in[0].shape, in[1].shape)) {
+    if (!EndsWith(in[0].shape, in[1].shape)) {
       return TypeError(name(), "b ", in[1].ToString(), " is neither the shape of a ",
                        in[0].ToString(), " nor its trailing dimensions");
     }

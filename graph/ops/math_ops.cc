@@ -17,17 +17,10 @@ namespace {
 
 using internal::Apply1;
 using internal::Dout;
+using internal::EndsWith;
 using internal::In;
 using internal::Out;
 using internal::TypeError;
-
-bool EndsWith(const Shape& full, const Shape& tail) {
-  if (tail.rank() > full.rank()) return false;
-  for (int i = 1; i <= tail.rank(); ++i) {
-    if (full.dim(-i) != tail.dim(-i)) return false;
-  }
-  return true;
-}
 
 // Whether x's shape broadcasts to `shape` (NumPy's rule: aligned from the back, each dimension
 // of x equal to shape's or 1, missing leading dimensions repeated).

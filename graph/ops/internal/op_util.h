@@ -32,6 +32,15 @@ inline absl::Status ExpectF32(absl::string_view op, absl::string_view name, cons
   return absl::OkStatus();
 }
 
+// True when `tail` equals the trailing dimensions of `full` (a bias-like broadcast).
+inline bool EndsWith(const Shape& full, const Shape& tail) {
+  if (tail.rank() > full.rank()) return false;
+  for (int i = 1; i <= tail.rank(); ++i) {
+    if (full.dim(-i) != tail.dim(-i)) return false;
+  }
+  return true;
+}
+
 // The Var of a value of the node being differentiated.
 inline Var In(GradientArgs& g, int i) { return g.tracer.Wrap(g.node.inputs[i]); }
 inline Var Out(GradientArgs& g, int i) { return g.tracer.Wrap(g.node.outputs[i]); }
