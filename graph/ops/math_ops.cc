@@ -242,7 +242,8 @@ class UnaryMathOp final : public Op {
 // a op b, each operand broadcast (NumPy's rule) to the shape of the result.
 Var ApplyBinary(Binary op, Var a, Var b) {
   if (a.valid() && b.valid() && a.shape() != b.shape()) {
-    const Shape &sa = a.shape(), &sb = b.shape();
+    // Copies: expanding a adds values to the graph, which may move b's.
+    const Shape sa = a.shape(), sb = b.shape();
     std::vector<int64_t> out(std::max(sa.rank(), sb.rank()));
     bool fits = true;
     for (int i = 1; i <= static_cast<int>(out.size()); ++i) {
