@@ -24,10 +24,16 @@ absl::Status CheckLogitsTargets(absl::string_view op, absl::Span<const TensorTyp
   return absl::OkStatus();
 }
 
+std::string OptionsAttributes(const CrossEntropyOptions& o) {
+  return absl::StrCat("ignore_index=", o.ignore_index, " label_smoothing=", o.label_smoothing);
+}
+
 // (logits, targets, dloss) -> (loss, dlogits): one pass computes both.
 class CrossEntropyWithGrad final : public Op {
  public:
+  explicit CrossEntropyWithGrad(const CrossEntropyOptions& options) : options_(options) {}
   OpKind kind() const override { return OpKind::kCrossEntropyWithGrad; }
+  std::string Attributes() const override { return OptionsAttributes(options_); }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 3));
     STRATA_RETURN_IF_ERROR(CheckLogitsTargets(name(), in));
@@ -35,41 +41,56 @@ class CrossEntropyWithGrad final : public Op {
   }
   absl::Status Run(const RunArgs& a) const override {
     return cpu::SoftmaxCrossEntropy(a.in[0], a.in[1], a.out[0], a.out[1],
-                                    a.in[2].data<float>()[0]);
+                                    a.in[2].data<float>()[0], options_.ignore_index,
+                                    options_.label_smoothing);
   }
+
+ private:
+  CrossEntropyOptions options_;
 };
 
 // (logits, targets) -> scalar mean loss.
 class CrossEntropyOp final : public Op {
  public:
+  explicit CrossEntropyOp(const CrossEntropyOptions& options) : options_(options) {}
   OpKind kind() const override { return OpKind::kCrossEntropy; }
+  std::string Attributes() const override { return OptionsAttributes(options_); }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 2));
     STRATA_RETURN_IF_ERROR(CheckLogitsTargets(name(), in));
     return std::vector<TensorType>{{Shape{}, DType::kF32}};
   }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::SoftmaxCrossEntropy(a.in[0], a.in[1], a.out[0], Tensor());
+    return cpu::SoftmaxCrossEntropy(a.in[0], a.in[1], a.out[0], Tensor(), 1.0f,
+                                    options_.ignore_index, options_.label_smoothing);
   }
   absl::Status Gradient(GradientArgs& g) const override {
     // The gradient op computes the loss again on the way (the kernel is fused); the fusion pass
     // then drops this forward node and takes the loss from there.
     std::vector<Var> outs = internal::Apply(
-        std::make_shared<CrossEntropyWithGrad>(),
+        std::make_shared<CrossEntropyWithGrad>(options_),
         {internal::In(g, 0), internal::In(g, 1), internal::Dout(g, 0)});
     if (g.needs_grad[0]) g.input_grads[0] = outs[1].id();
     return g.tracer.status();
   }
+
+ private:
+  CrossEntropyOptions options_;
 };
 
 }  // namespace
 
-Var CrossEntropy(Var logits, Var targets) {
-  return internal::Apply1(std::make_shared<CrossEntropyOp>(), {logits, targets});
+Var CrossEntropy(Var logits, Var targets, const CrossEntropyOptions& options) {
+  if (!(options.label_smoothing >= 0.0f && options.label_smoothing <= 1.0f) && logits.valid()) {
+    logits.tracer()->Fail(absl::InvalidArgumentError(absl::StrCat(
+        "cross_entropy: label_smoothing = ", options.label_smoothing, " must be in [0, 1]")));
+    return Var();
+  }
+  return internal::Apply1(std::make_shared<CrossEntropyOp>(options), {logits, targets});
 }
 
-std::shared_ptr<const Op> CrossEntropyWithGradOp() {
-  return std::make_shared<CrossEntropyWithGrad>();
+std::shared_ptr<const Op> CrossEntropyWithGradOp(const CrossEntropyOptions& options) {
+  return std::make_shared<CrossEntropyWithGrad>(options);
 }
 
 }  // namespace strata::graph::ops

@@ -24,7 +24,8 @@ absl::Status FuseCrossEntropy(Graph& graph) {
     for (size_t g = f + 1; g < nodes.size(); ++g) {
       Node& grad = nodes[g];
       if (!taken[g] && grad.op->kind() == OpKind::kCrossEntropyWithGrad &&
-          grad.inputs[0] == nodes[f].inputs[0] && grad.inputs[1] == nodes[f].inputs[1]) {
+          grad.inputs[0] == nodes[f].inputs[0] && grad.inputs[1] == nodes[f].inputs[1] &&
+          grad.op->Attributes() == nodes[f].op->Attributes()) {
         grad.outputs[0] = nodes[f].outputs[0];
         remove[f] = true;
         taken[g] = true;

@@ -19,8 +19,13 @@ inline int64_t TargetAt(const Tensor& t, int64_t i) {
 }  // namespace
 
 absl::Status SoftmaxCrossEntropy(const Tensor& logits, const Tensor& targets, const Tensor& loss,
-                                 const Tensor& dlogits, float dloss, int64_t ignore_index) {
+                                 const Tensor& dlogits, float dloss, int64_t ignore_index,
+                                 float label_smoothing) {
   constexpr char kOp[] = "SoftmaxCrossEntropy";
+  if (!(label_smoothing >= 0.0f && label_smoothing <= 1.0f)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kOp, ": label_smoothing = ", label_smoothing, " must be in [0, 1]"));
+  }
   STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "logits", logits));
   if (logits.rank() < 1 || logits.dim(-1) == 0) {
     return absl::InvalidArgumentError(
@@ -44,6 +49,8 @@ absl::Status SoftmaxCrossEntropy(const Tensor& logits, const Tensor& targets, co
   const float* lp = logits.data<float>();
   float* dp = dlogits.defined() ? dlogits.data<float>() : nullptr;
   const float grad_scale = count > 0 ? dloss / static_cast<float>(count) : 0.0f;
+  // The target distribution: `on` at the target, `off` everywhere (the target included).
+  const float off = label_smoothing / static_cast<float>(v), on = 1.0f - label_smoothing;
   double total = 0.0;
 #pragma omp parallel for schedule(static) reduction(+ : total) if (logits.numel() > (1 << 14))
   for (int64_t r = 0; r < rows; ++r) {
@@ -58,13 +65,22 @@ absl::Status SoftmaxCrossEntropy(const Tensor& logits, const Tensor& targets, co
 #pragma omp simd reduction(max : m)
     for (int64_t i = 0; i < v; ++i) m = std::max(m, x[i]);
     const float target_logit = x[t];  // read before d (which may be x) is written
+    // sum_j x_j, for the smoothing term sum_j -log p_j = V (m + log sum) - sum_j x_j.
+    double row_sum = 0.0;
+    if (off != 0.0f) {
+#pragma omp simd reduction(+ : row_sum)
+      for (int64_t i = 0; i < v; ++i) row_sum += x[i];
+    }
     const float sum = internal::ExpShiftedSum(x, d, v, m);
-    total += static_cast<double>(std::log(sum) + m - target_logit);
+    const double lse = static_cast<double>(std::log(sum)) + m;
+    total += on * (lse - target_logit);
+    if (off != 0.0f) total += off * (static_cast<double>(v) * lse - row_sum);
     if (d != nullptr) {
-      const float scale = grad_scale / sum;
+      // d = (softmax - on one_hot(t) - off) * grad_scale
+      const float scale = grad_scale / sum, shift = off * grad_scale;
 #pragma omp simd
-      for (int64_t i = 0; i < v; ++i) d[i] *= scale;
-      d[t] -= grad_scale;
+      for (int64_t i = 0; i < v; ++i) d[i] = d[i] * scale - shift;
+      d[t] -= on * grad_scale;
     }
   }
   loss.data<float>()[0] =
