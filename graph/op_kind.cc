@@ -6,6 +6,10 @@ absl::string_view OpKindName(OpKind kind) {
   switch (kind) {
     case OpKind::kCausalAttention: return "causal_attention";
     case OpKind::kCausalAttentionGrad: return "causal_attention_grad";
+    case OpKind::kAttention: return "attention";
+    case OpKind::kAttentionGrad: return "attention_grad";
+    case OpKind::kRotary: return "rotary";
+    case OpKind::kRotaryGrad: return "rotary_grad";
     case OpKind::kAvgPool2d: return "avg_pool2d";
     case OpKind::kAvgPool2dGrad: return "avg_pool2d_grad";
     case OpKind::kConv2d: return "conv2d";
@@ -79,6 +83,8 @@ absl::string_view OpKindName(OpKind kind) {
     case OpKind::kLayerNorm: return "layer_norm";
     case OpKind::kLayerNormGrad: return "layer_norm_grad";
     case OpKind::kLayerNormGradResidual: return "layer_norm_grad_residual";
+    case OpKind::kRmsNorm: return "rms_norm";
+    case OpKind::kRmsNormGrad: return "rms_norm_grad";
     case OpKind::kAllReduce: return "all_reduce";
     case OpKind::kAllGather: return "all_gather";
     case OpKind::kReduceScatter: return "reduce_scatter";

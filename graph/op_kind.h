@@ -18,6 +18,10 @@ enum class OpKind {
   // attention_ops.cc
   kCausalAttention,
   kCausalAttentionGrad,
+  kAttention,
+  kAttentionGrad,
+  kRotary,
+  kRotaryGrad,
   // channel_ops.cc
   kChannelSlice,
   // conv_ops.cc
@@ -98,6 +102,8 @@ enum class OpKind {
   kLayerNorm,
   kLayerNormGrad,
   kLayerNormGradResidual,
+  kRmsNorm,
+  kRmsNormGrad,
   // collective_ops.cc
   kAllReduce,
   kAllGather,

@@ -43,8 +43,7 @@ RmsNorm::RmsNorm(int64_t dim, float eps)
 
 Var RmsNorm::Forward(Var x) {
   TraceScope scope(*this, x);
-  const Var inv_rms = ops::Rsqrt(ops::AddScalar(ops::Mean(ops::Pow(x, 2.0f), {-1}, true), eps_));
-  return ops::Mul(ops::Mul(x, inv_rms), weight_->var());
+  return ops::RmsNorm(x, weight_->var(), eps_);
 }
 
 Conv2d::Conv2d(int64_t in, int64_t out, const Conv2dOptions& o) : params_(o.params) {

@@ -49,8 +49,7 @@ class LayerNorm : public Layer {
   float eps_;
 };
 
-// x (..., C) -> x / sqrt(mean(x^2 over C) + eps) * weight, as Llama's (and PyTorch's RMSNorm);
-// written with the elementwise and reduction ops, so its gradient is theirs.
+// x (..., C) -> x / sqrt(mean(x^2 over C) + eps) * weight, as Llama's (and PyTorch's RMSNorm).
 class RmsNorm : public Layer {
  public:
   explicit RmsNorm(int64_t dim, float eps = 1e-6f);

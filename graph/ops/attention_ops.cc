@@ -1,4 +1,6 @@
-// causal_attention over a packed qkv projection, and its gradient.
+// causal_attention over a packed qkv projection; attention over separate q, k, v projections
+// with grouped key/value heads (Note [grouped-query attention] in runtime/cpu/attention.cc); and
+// their gradients.
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -101,7 +103,94 @@ class CausalAttentionOp final : public Op {
   int heads_;
 };
 
+// (q, k, v, lse, dy) -> (dq, dk, dv).
+class AttentionGradOp final : public Op {
+ public:
+  AttentionGradOp(int heads, int kv_heads) : heads_(heads), kv_heads_(kv_heads) {}
+  OpKind kind() const override { return OpKind::kAttentionGrad; }
+  std::string Attributes() const override {
+    return absl::StrCat("heads=", heads_, " kv_heads=", kv_heads_);
+  }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 5));
+    return std::vector<TensorType>{in[0], in[1], in[2]};
+  }
+  size_t WorkspaceBytes(absl::Span<const TensorType> in, int threads) const override {
+    const Shape& q = in[0].shape;
+    return cpu::AttentionWorkspaceBytes(q[0], heads_, q[1], q[2] / heads_, threads);
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    STRATA_ASSIGN_OR_RETURN(const Tensor q, Heads(a.in[0], heads_, -1));
+    STRATA_ASSIGN_OR_RETURN(const Tensor k, Heads(a.in[1], kv_heads_, -1));
+    STRATA_ASSIGN_OR_RETURN(const Tensor v, Heads(a.in[2], kv_heads_, -1));
+    STRATA_ASSIGN_OR_RETURN(const Tensor dy, Heads(a.in[4], heads_, -1));
+    STRATA_ASSIGN_OR_RETURN(const Tensor dq, Heads(a.out[0], heads_, -1));
+    STRATA_ASSIGN_OR_RETURN(const Tensor dk, Heads(a.out[1], kv_heads_, -1));
+    STRATA_ASSIGN_OR_RETURN(const Tensor dv, Heads(a.out[2], kv_heads_, -1));
+    const float scale = 1.0f / std::sqrt(static_cast<float>(q.dim(3)));
+    return cpu::CausalAttentionBackward(q, k, v, a.in[3], dy, dq, dk, dv, scale, a.workspace);
+  }
+
+ private:
+  int heads_, kv_heads_;
+};
+
+// q (B, T, H D), k and v (B, T, H_kv D) -> (y (B, T, H D), lse (B, H, T)).
+class AttentionOp final : public Op {
+ public:
+  AttentionOp(int heads, int kv_heads) : heads_(heads), kv_heads_(kv_heads) {}
+  OpKind kind() const override { return OpKind::kAttention; }
+  std::string Attributes() const override {
+    return absl::StrCat("heads=", heads_, " kv_heads=", kv_heads_);
+  }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 3));
+    const char* names[] = {"q", "k", "v"};
+    for (int i = 0; i < 3; ++i) STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), names[i], in[i]));
+    const Shape& q = in[0].shape;
+    if (heads_ <= 0 || kv_heads_ <= 0 || heads_ % kv_heads_ != 0) {
+      return TypeError(name(), "heads = ", heads_, " must be a positive multiple of kv_heads = ",
+                       kv_heads_);
+    }
+    if (q.rank() != 3 || q[2] % heads_ != 0 || q[2] == 0) {
+      return TypeError(name(), "q is ", in[0].ToString(), ", expected (B, T, heads * D) with heads = ",
+                       heads_);
+    }
+    const Shape kv{q[0], q[1], q[2] / heads_ * kv_heads_};
+    if (in[1].shape != kv || in[2].shape != kv) {
+      return TypeError(name(), "k ", in[1].ToString(), " and v ", in[2].ToString(), " must be ",
+                       kv.ToString(), " (kv_heads = ", kv_heads_, " heads of q's head size ",
+                       q[2] / heads_, ")");
+    }
+    return std::vector<TensorType>{in[0], {Shape{q[0], heads_, q[1]}, DType::kF32}};
+  }
+  size_t WorkspaceBytes(absl::Span<const TensorType> in, int threads) const override {
+    const Shape& q = in[0].shape;
+    return cpu::AttentionWorkspaceBytes(q[0], heads_, q[1], q[2] / heads_, threads);
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    STRATA_ASSIGN_OR_RETURN(const Tensor q, Heads(a.in[0], heads_, -1));
+    STRATA_ASSIGN_OR_RETURN(const Tensor k, Heads(a.in[1], kv_heads_, -1));
+    STRATA_ASSIGN_OR_RETURN(const Tensor v, Heads(a.in[2], kv_heads_, -1));
+    STRATA_ASSIGN_OR_RETURN(const Tensor y, Heads(a.out[0], heads_, -1));
+    const float scale = 1.0f / std::sqrt(static_cast<float>(q.dim(3)));
+    return cpu::CausalAttentionForward(q, k, v, y, a.out[1], scale, a.workspace);
+  }
+  absl::Status Gradient(GradientArgs& g) const override {
+    return internal::ApplyGradient(g, std::make_shared<AttentionGradOp>(heads_, kv_heads_),
+                                   {In(g, 0), In(g, 1), In(g, 2), Out(g, 1), Dout(g, 0)},
+                                   {0, 1, 2});
+  }
+
+ private:
+  int heads_, kv_heads_;
+};
+
 }  // namespace
+
+Var CausalAttention(Var q, Var k, Var v, int heads, int kv_heads) {
+  return internal::Apply(std::make_shared<AttentionOp>(heads, kv_heads), {q, k, v})[0];
+}
 
 Var CausalSelfAttention(Var qkv, int heads) {
   return internal::Apply(std::make_shared<CausalAttentionOp>(heads), {qkv})[0];

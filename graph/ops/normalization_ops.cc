@@ -6,6 +6,7 @@
 #include "graph/ops/ops.h"
 #include "runtime/cpu/batchnorm.h"
 #include "runtime/cpu/layernorm.h"
+#include "runtime/cpu/rmsnorm.h"
 #include "runtime/cpu/sync_batchnorm.h"
 #include "runtime/status.h"
 
@@ -80,6 +81,50 @@ class LayerNormOp final : public Op {
     return internal::ApplyGradient(g, std::make_shared<LayerNormGradOp>(/*has_residual=*/false),
                                    {In(g, 0), In(g, 1), Out(g, 1), Out(g, 2), Dout(g, 0)},
                                    {0, 1, 2});
+  }
+
+ private:
+  float eps_;
+};
+
+// (x, gamma, rstd, dy) -> (dx, dgamma).
+class RmsNormGradOp final : public Op {
+ public:
+  OpKind kind() const override { return OpKind::kRmsNormGrad; }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 4));
+    return std::vector<TensorType>{in[0], in[1]};
+  }
+  std::vector<std::pair<int, int>> InPlaceOutputs() const override { return {{0, 3}}; }
+  absl::Status Run(const RunArgs& a) const override {
+    return cpu::RmsNormBackward(a.in[0], a.in[1], a.in[2], a.in[3], a.out[0], a.out[1]);
+  }
+};
+
+// (x, gamma) -> (y, rstd); rstd is saved for the gradient.
+class RmsNormOp final : public Op {
+ public:
+  explicit RmsNormOp(float eps) : eps_(eps) {}
+  OpKind kind() const override { return OpKind::kRmsNorm; }
+  std::string Attributes() const override { return absl::StrCat("eps=", eps_); }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 2));
+    STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "x", in[0]));
+    const Shape& x = in[0].shape;
+    if (x.rank() < 1 || x.dim(-1) == 0) return TypeError(name(), "x ", in[0].ToString(), " has no features");
+    if (in[1].shape != Shape{x.dim(-1)}) {
+      return TypeError(name(), "gamma ", in[1].ToString(), " must be ", Shape{x.dim(-1)}.ToString(),
+                       " for x ", in[0].ToString());
+    }
+    if (!(eps_ > 0)) return TypeError(name(), "eps = ", eps_, " must be > 0");
+    return std::vector<TensorType>{in[0], {Shape{x.numel() / x.dim(-1)}, DType::kF32}};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    return cpu::RmsNormForward(a.in[0], a.in[1], eps_, a.out[0], a.out[1]);
+  }
+  absl::Status Gradient(GradientArgs& g) const override {
+    return internal::ApplyGradient(g, std::make_shared<RmsNormGradOp>(),
+                                   {In(g, 0), In(g, 1), Out(g, 1), Dout(g, 0)}, {0, 1});
   }
 
  private:
@@ -374,6 +419,10 @@ class BatchNormGradSynced final : public Op {
 
 Var LayerNorm(Var x, Var gamma, Var beta, float eps) {
   return Apply(std::make_shared<LayerNormOp>(eps), {x, gamma, beta})[0];
+}
+
+Var RmsNorm(Var x, Var gamma, float eps) {
+  return Apply(std::make_shared<RmsNormOp>(eps), {x, gamma})[0];
 }
 
 Var BatchNorm2dFrozen(Var x, Var gamma, Var beta, Var running_mean, Var running_var, float eps) {

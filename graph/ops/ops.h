@@ -19,6 +19,7 @@
 #include "graph/tracer.h"
 #include "runtime/cpu/conv2d.h"
 #include "runtime/cpu/pooling.h"
+#include "runtime/cpu/rotary.h"
 
 namespace strata::graph::ops {
 
@@ -79,12 +80,31 @@ Var MseLoss(Var prediction, Var target);
 Var BceWithLogitsLoss(Var logits, Var target);
 // x (..., C), gamma and beta (C).
 Var LayerNorm(Var x, Var gamma, Var beta, float eps = 1e-5f);
+// x (..., C), gamma (C) -> x / sqrt(mean(x^2) + eps) * gamma, as Llama's RMSNorm.
+Var RmsNorm(Var x, Var gamma, float eps = 1e-6f);
 // ids (...) i32/i64, table (V, C) -> (..., C).
 Var Embedding(Var ids, Var table);
 // qkv (B, T, 3C) packed [q | k | v], C = heads * head_dim -> (B, T, C), causal, scale 1/sqrt(D).
 Var CausalSelfAttention(Var qkv, int heads);
-// logits (..., V) f32, targets (...) i32/i64 -> scalar mean cross-entropy (ignore_index -100).
-Var CrossEntropy(Var logits, Var targets);
+// torch.nn.functional.cross_entropy's options: rows whose target is ignore_index add nothing to
+// the loss or the mean's count; label_smoothing in [0, 1] mixes a uniform target into each row.
+struct CrossEntropyOptions {
+  int64_t ignore_index = -100;
+  float label_smoothing = 0.0f;
+};
+// Causal attention over separate projections: q (B, T, heads * D), k and v (B, T, kv_heads * D)
+// with heads a multiple of kv_heads (grouped-query attention; kv_heads == heads is multi-head)
+// -> (B, T, heads * D), scale 1/sqrt(D), in the same fused kernel as CausalSelfAttention.
+Var CausalAttention(Var q, Var k, Var v, int heads, int kv_heads);
+// The constant (positions, head_dim) table of rotary cosines and sines (cpu::RotaryTable) for
+// theta and Llama 3's optional frequency scaling, on `like`'s trace.
+Var RotaryTable(const Var& like, int64_t positions, int64_t head_dim, double theta,
+                const cpu::RotaryScaling& scaling, const std::string& name);
+// Rotary position embedding of x (B, T, heads * D) with a RotaryTable of at least T positions:
+// each head's halves rotated by position * frequency (Hugging Face's rotate_half layout).
+Var Rotary(Var x, Var table, int heads);
+// logits (..., V) f32, targets (...) i32/i64 -> scalar mean cross-entropy over the kept rows.
+Var CrossEntropy(Var logits, Var targets, const CrossEntropyOptions& options = {});
 // Sum of x * weights over all elements -> scalar; a linear probe (tests, custom losses).
 Var WeightedSum(Var x, Var weights);
 // x (N, C, H, W), w (O, C / groups, KH, KW), b (O) or invalid.
@@ -111,7 +131,7 @@ Var SumTo(Var x, const Shape& tail);
 
 // Factories used by autodiff, passes and Compile.
 // loss and d loss / d logits in one pass, given the seed gradient d total / d loss (a scalar).
-std::shared_ptr<const Op> CrossEntropyWithGradOp();
+std::shared_ptr<const Op> CrossEntropyWithGradOp(const CrossEntropyOptions& options = {});
 // (x, w, [b,] r) -> r + linear(x, w, b): a linear layer whose output only feeds a residual add,
 // fused after autodiff (passes/fuse_residual_add.cc); not differentiable itself.
 std::shared_ptr<const Op> LinearResidualOp(bool has_bias);

@@ -71,8 +71,14 @@ absl::Status CheckBhtd(absl::string_view op, absl::string_view name, const Tenso
 absl::Status CheckCommon(absl::string_view op, const Tensor& q, const Tensor& k, const Tensor& v,
                          const Tensor& lse, float scale, absl::Span<float> workspace) {
   STRATA_RETURN_IF_ERROR(CheckBhtd(op, "q", q, Tensor()));
-  STRATA_RETURN_IF_ERROR(CheckBhtd(op, "k", k, q));
-  STRATA_RETURN_IF_ERROR(CheckBhtd(op, "v", v, q));
+  STRATA_RETURN_IF_ERROR(CheckBhtd(op, "k", k, Tensor()));
+  if (k.dim(0) != q.dim(0) || k.dim(2) != q.dim(2) || k.dim(3) != q.dim(3) || k.dim(1) == 0 ||
+      q.dim(1) % k.dim(1) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        op, ": k is ", k.ToString(), " for q ", q.ToString(),
+        ", expected (B, H_kv, T, D) with the q heads a multiple of the key/value heads H_kv"));
+  }
+  STRATA_RETURN_IF_ERROR(CheckBhtd(op, "v", v, k));
   STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, "lse", lse, Shape{q.dim(0), q.dim(1), q.dim(2)}));
   if (!std::isfinite(scale) || scale <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(op, ": scale = ", scale, " must be finite and > 0"));
@@ -86,9 +92,10 @@ absl::Status CheckCommon(absl::string_view op, const Tensor& q, const Tensor& k,
   return absl::OkStatus();
 }
 
-int Threads(const Tensor& q, absl::Span<float> workspace) {
+// Threads for `units` independent pieces of work.
+int Threads(const Tensor& q, int64_t units, absl::Span<float> workspace) {
   const int64_t per = PerThreadFloats(q.dim(2), q.dim(3));
-  const int64_t t = std::min<int64_t>({omp_get_max_threads(), q.dim(0) * q.dim(1),
+  const int64_t t = std::min<int64_t>({omp_get_max_threads(), units,
                                        static_cast<int64_t>(workspace.size()) / per});
   return static_cast<int>(std::max<int64_t>(t, 1));
 }
@@ -128,15 +135,16 @@ void Scores(int64_t rows, int64_t i0, int64_t D, const float* a, int64_t lda, co
 }
 
 // One head's forward, kBlock queries at a time: the score rows over their visible keys (from
-// k^T), the softmax in place, then out = p v scaled by 1 / sum.
+// k^T), the softmax in place, then out = p v scaled by 1 / sum. With keys_ready, ws already holds
+// this k^T (the thread's previous head shared its key/value head).
 void ForwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& vm,
                  const HeadMatrix& om, float* lse, int64_t T, int64_t D, float scale, float* ws,
-                 absl::Span<const HeadMatrix> next) {
+                 bool keys_ready, absl::Span<const HeadMatrix> next) {
   const int64_t ld = RowStride(T);
   float* kt = ws;              // (D, ld)
   float* s = kt + D * ld;      // (kBlock, ld)
   float inv[kBlock];
-  internal::TransposeRows(km.data, T, D, km.ld, kt, ld);
+  if (!keys_ready) internal::TransposeRows(km.data, T, D, km.ld, kt, ld);
   const __m512 neg_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   const __m512 vscale = _mm512_set1_ps(scale);
   for (int64_t i0 = 0; i0 < T; i0 += kBlock) {
@@ -179,18 +187,21 @@ void ForwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& v
 
 // One head's backward, kBlock queries at a time: p and dp = dout v^T over the visible keys,
 // ds = p (dp - D_i) scale with D_i = sum_j p_j dp_j (= dout_i . out_i), then dq = ds k,
-// dv += p^T dout and dk += ds^T q.
+// dv += p^T dout and dk += ds^T q. With shared_kv, an earlier query head of the same key/value
+// head ran just before on this thread: ws holds k^T and v^T, and dk and dv hold its sums.
 void BackwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& vm,
                   const HeadMatrix& dom, const HeadMatrix& dqm, const HeadMatrix& dkm,
                   const HeadMatrix& dvm, const float* lse, int64_t T, int64_t D, float scale,
-                  float* ws, absl::Span<const HeadMatrix> next) {
+                  float* ws, bool shared_kv, absl::Span<const HeadMatrix> next) {
   const int64_t ld = RowStride(T);
   float* kt = ws;                  // (D, ld)
   float* vt = kt + D * ld;         // (D, ld)
   float* p = vt + D * ld;          // (kBlock, ld)
   float* ds = p + kBlock * ld;     // (kBlock, ld)
-  internal::TransposeRows(km.data, T, D, km.ld, kt, ld);
-  internal::TransposeRows(vm.data, T, D, vm.ld, vt, ld);
+  if (!shared_kv) {
+    internal::TransposeRows(km.data, T, D, km.ld, kt, ld);
+    internal::TransposeRows(vm.data, T, D, vm.ld, vt, ld);
+  }
   const __m512 vscale = _mm512_set1_ps(scale);
   for (int64_t i0 = 0; i0 < T; i0 += kBlock) {
     const int64_t rows = std::min(kBlock, T - i0), keys = i0 + rows;
@@ -231,11 +242,11 @@ void BackwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& 
           dqm.ld, {});
     }
     // Key j gets contributions from rows i >= j only: a key tile starting at j0 >= i0 skips the
-    // block's first j0 - i0 rows, and is written rather than accumulated (no earlier block reached
-    // it), which also spares zeroing dk and dv.
+    // block's first j0 - i0 rows, and is written rather than accumulated (no earlier block of
+    // this head, nor an earlier head, reached it), which also spares zeroing dk and dv.
     for (int64_t j0 = 0; j0 < keys; j0 += kKeyTile) {
       const int64_t jr = std::min(kKeyTile, keys - j0), first = std::max<int64_t>(0, j0 - i0);
-      const internal::ProductStore store{/*accumulate=*/j0 < i0, nullptr};
+      const internal::ProductStore store{/*accumulate=*/shared_kv || j0 < i0, nullptr};
       BroadcastProduct</*kTransA=*/true, kKeyTile, kKeyTileVectors>(
           jr, D, rows - first, p + first * ld + j0, ld, dom.data + (i0 + first) * dom.ld, dom.ld,
           dvm.data + j0 * dvm.ld, dvm.ld, store);
@@ -252,7 +263,7 @@ void BackwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& 
 
 void ForwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& vm,
                  const HeadMatrix& om, float* lse, int64_t T, int64_t D, float scale, float* s,
-                 absl::Span<const HeadMatrix> /*next*/) {
+                 bool /*keys_ready*/, absl::Span<const HeadMatrix> /*next*/) {
   for (int64_t i0 = 0; i0 < T; i0 += kQueryBlock) {
     const int64_t rows = std::min(kQueryBlock, T - i0), keys = i0 + rows;
     // s (rows, keys) = scale * q[i0:i0+rows] k[0:keys]^T
@@ -278,10 +289,10 @@ void ForwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& v
 void BackwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& vm,
                   const HeadMatrix& dom, const HeadMatrix& dqm, const HeadMatrix& dkm,
                   const HeadMatrix& dvm, const float* row_lse, int64_t T, int64_t D, float scale,
-                  float* ws, absl::Span<const HeadMatrix> /*next*/) {
+                  float* ws, bool shared_kv, absl::Span<const HeadMatrix> /*next*/) {
   float* p = ws;
   float* dp = p + kQueryBlock * T;
-  for (int64_t t = 0; t < T; ++t) {
+  for (int64_t t = 0; t < T && !shared_kv; ++t) {  // shared: dk, dv hold the group's sums
     std::fill(dkm.data + t * dkm.ld, dkm.data + t * dkm.ld + D, 0.0f);
     std::fill(dvm.data + t * dvm.ld, dvm.data + t * dvm.ld + D, 0.0f);
   }
@@ -319,19 +330,20 @@ void BackwardHead(const HeadMatrix& qm, const HeadMatrix& km, const HeadMatrix& 
 }
 #endif  // __AVX512F__
 
-// Runs fn(bh, next, thread) for every (batch, head) index bh < heads, each thread over one
-// contiguous range, so that it knows its next head (next, or -1 after its last) and the kernels
-// bring that head's rows into L2 while they compute this one. Every head costs the same, so the
-// static split loses nothing to imbalance. A head's rows are 256-byte runs thousands of bytes
-// apart, which the hardware prefetcher does not follow; in a training step, where they arrive
-// cold, attention ran about 30% slower than on warm inputs, and this prefetch wins back 3-4%.
+// Runs fn(u, next, first, thread) for every unit u < units, each thread over one contiguous
+// range, so that it knows its next unit (next, or -1 after its last) and whether u is its first
+// (first). The kernels bring the next unit's rows into L2 while they compute this one. Every
+// unit costs the same, so the static split loses nothing to imbalance. A head's rows are 256-byte
+// runs thousands of bytes apart, which the hardware prefetcher does not follow; in a training
+// step, where they arrive cold, attention ran about 30% slower than on warm inputs, and this
+// prefetch wins back 3-4%.
 template <typename Fn>
-void ForEachHead(int64_t heads, int threads, Fn fn) {
+void ForEachUnit(int64_t units, int threads, Fn fn) {
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int64_t begin = heads * t / nt, end = heads * (t + 1) / nt;
-    for (int64_t bh = begin; bh < end; ++bh) fn(bh, bh + 1 < end ? bh + 1 : -1, t);
+    const int64_t begin = units * t / nt, end = units * (t + 1) / nt;
+    for (int64_t u = begin; u < end; ++u) fn(u, u + 1 < end ? u + 1 : -1, u == begin, t);
   }
 }
 
@@ -343,22 +355,29 @@ size_t AttentionWorkspaceBytes(int64_t batch, int64_t heads, int64_t seq, int64_
   return static_cast<size_t>(threads * PerThreadFloats(seq, head_dim)) * sizeof(float);
 }
 
+// Note [grouped-query attention]
+// With H_kv key/value heads for H query heads, query head h reads key/value head h / (H / H_kv).
+// The forward runs over (batch, query head) units; a thread whose previous unit had the same
+// key/value head keeps its k^T. The backward runs over (batch, key/value head) units, each taking
+// its H / H_kv query heads in order on one thread, so that their dk and dv sums go to the same
+// rows without races, and k^T and v^T are transposed once per group.
 absl::Status CausalAttentionForward(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const Tensor& out, const Tensor& lse, float scale,
                                     absl::Span<float> workspace) {
   constexpr char kOp[] = "CausalAttentionForward";
   STRATA_RETURN_IF_ERROR(CheckCommon(kOp, q, k, v, lse, scale, workspace));
   STRATA_RETURN_IF_ERROR(CheckBhtd(kOp, "out", out, q));
-  const int64_t B = q.dim(0), H = q.dim(1), T = q.dim(2), D = q.dim(3);
-  const int threads = Threads(q, workspace);
+  const int64_t B = q.dim(0), H = q.dim(1), T = q.dim(2), D = q.dim(3), G = H / k.dim(1);
+  const int threads = Threads(q, B * H, workspace);
   float* lse_p = lse.data<float>();
-  ForEachHead(B * H, threads, [&](int64_t bh, int64_t next, int64_t thread) {
+  ForEachUnit(B * H, threads, [&](int64_t bh, int64_t next, bool first, int64_t thread) {
     const int64_t b = bh / H, h = bh % H, nb = std::max<int64_t>(next, 0) / H,
                   nh = std::max<int64_t>(next, 0) % H;
-    const HeadMatrix ahead[] = {Head(q, nb, nh), Head(k, nb, nh), Head(v, nb, nh),
+    const HeadMatrix ahead[] = {Head(q, nb, nh), Head(k, nb, nh / G), Head(v, nb, nh / G),
                                 Head(out, nb, nh)};
-    ForwardHead(Head(q, b, h), Head(k, b, h), Head(v, b, h), Head(out, b, h), lse_p + bh * T, T,
-                D, scale, workspace.data() + thread * PerThreadFloats(T, D),
+    ForwardHead(Head(q, b, h), Head(k, b, h / G), Head(v, b, h / G), Head(out, b, h),
+                lse_p + bh * T, T, D, scale, workspace.data() + thread * PerThreadFloats(T, D),
+                /*keys_ready=*/!first && h % G != 0,
                 next >= 0 ? absl::MakeConstSpan(ahead) : absl::Span<const HeadMatrix>());
   });
   return absl::OkStatus();
@@ -372,21 +391,30 @@ absl::Status CausalAttentionBackward(const Tensor& q, const Tensor& k, const Ten
   STRATA_RETURN_IF_ERROR(CheckCommon(kOp, q, k, v, lse, scale, workspace));
   STRATA_RETURN_IF_ERROR(CheckBhtd(kOp, "dout", dout, q));
   STRATA_RETURN_IF_ERROR(CheckBhtd(kOp, "dq", dq, q));
-  STRATA_RETURN_IF_ERROR(CheckBhtd(kOp, "dk", dk, q));
-  STRATA_RETURN_IF_ERROR(CheckBhtd(kOp, "dv", dv, q));
-  const int64_t B = q.dim(0), H = q.dim(1), T = q.dim(2), D = q.dim(3);
-  const int threads = Threads(q, workspace);
+  STRATA_RETURN_IF_ERROR(CheckBhtd(kOp, "dk", dk, k));
+  STRATA_RETURN_IF_ERROR(CheckBhtd(kOp, "dv", dv, k));
+  const int64_t B = q.dim(0), H = q.dim(1), T = q.dim(2), D = q.dim(3), Hkv = k.dim(1),
+                G = H / Hkv;
+  const int threads = Threads(q, B * Hkv, workspace);
   const float* lse_p = lse.data<float>();
-  ForEachHead(B * H, threads, [&](int64_t bh, int64_t next, int64_t thread) {
-    const int64_t b = bh / H, h = bh % H, nb = std::max<int64_t>(next, 0) / H,
-                  nh = std::max<int64_t>(next, 0) % H;
-    const HeadMatrix ahead[] = {Head(q, nb, nh),    Head(k, nb, nh),  Head(v, nb, nh),
-                                Head(dout, nb, nh), Head(dq, nb, nh), Head(dk, nb, nh),
-                                Head(dv, nb, nh)};
-    BackwardHead(Head(q, b, h), Head(k, b, h), Head(v, b, h), Head(dout, b, h), Head(dq, b, h),
-                 Head(dk, b, h), Head(dv, b, h), lse_p + bh * T, T, D, scale,
-                 workspace.data() + thread * PerThreadFloats(T, D),
-                 next >= 0 ? absl::MakeConstSpan(ahead) : absl::Span<const HeadMatrix>());
+  ForEachUnit(B * Hkv, threads, [&](int64_t unit, int64_t next, bool, int64_t thread) {
+    const int64_t b = unit / Hkv, kh = unit % Hkv, nb = std::max<int64_t>(next, 0) / Hkv,
+                  nkh = std::max<int64_t>(next, 0) % Hkv;
+    for (int64_t g = 0; g < G; ++g) {
+      const int64_t h = kh * G + g;
+      // The next query head: of this group, or the first of the thread's next unit.
+      const int64_t ab = g + 1 < G ? b : nb, ah = g + 1 < G ? h + 1 : nkh * G,
+                    akh = g + 1 < G ? kh : nkh;
+      const HeadMatrix ahead[] = {Head(q, ab, ah),    Head(k, ab, akh),  Head(v, ab, akh),
+                                  Head(dout, ab, ah), Head(dq, ab, ah),  Head(dk, ab, akh),
+                                  Head(dv, ab, akh)};
+      BackwardHead(Head(q, b, h), Head(k, b, kh), Head(v, b, kh), Head(dout, b, h),
+                   Head(dq, b, h), Head(dk, b, kh), Head(dv, b, kh), lse_p + (b * H + h) * T, T,
+                   D, scale, workspace.data() + thread * PerThreadFloats(T, D),
+                   /*shared_kv=*/g > 0,
+                   next >= 0 || g + 1 < G ? absl::MakeConstSpan(ahead)
+                                          : absl::Span<const HeadMatrix>());
+    }
   });
   return absl::OkStatus();
 }

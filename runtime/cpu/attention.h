@@ -36,13 +36,16 @@ namespace strata::cpu {
 size_t AttentionWorkspaceBytes(int64_t batch, int64_t heads, int64_t seq, int64_t head_dim,
                                int num_threads);
 
-// q, k, v, out (B, H, T, D) f32, any strides with stride 1 in D; lse (B, H, T) contiguous
-// receives log sum_j<=i exp(scale q_i . k_j). out_i = sum_j<=i softmax_j(scale q_i . k_j) v_j.
+// q, out (B, H, T, D) and k, v (B, H_kv, T, D) f32, any strides with stride 1 in D; H a multiple
+// of H_kv (grouped-query attention: query head h reads key/value head h / (H / H_kv); H_kv = H is
+// multi-head attention). lse (B, H, T) contiguous receives log sum_j<=i exp(scale q_i . k_j).
+// out_i = sum_j<=i softmax_j(scale q_i . k_j) v_j.
 absl::Status CausalAttentionForward(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const Tensor& out, const Tensor& lse, float scale,
                                     absl::Span<float> workspace);
 
-// dout (B, H, T, D) -> dq, dk, dv (B, H, T, D), all overwritten (any strides, stride 1 in D).
+// dout (B, H, T, D) -> dq (B, H, T, D), dk, dv (B, H_kv, T, D), all overwritten (any strides,
+// stride 1 in D); dk and dv sum over the query heads that share them.
 // lse is the forward's. The forward's out is not needed: the softmax gradient's row term
 // dout_i . out_i is computed as sum_j p_ij (dout_i . v_j) from the recomputed block.
 absl::Status CausalAttentionBackward(const Tensor& q, const Tensor& k, const Tensor& v,

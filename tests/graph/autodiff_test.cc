@@ -183,10 +183,12 @@ TEST(AutodiffTest, Arithmetic) {
                   [&](const Probe& p, auto) { return ops::Rsqrt(positive(p[0])); }});
 }
 
-// nn::RmsNorm, written with the ops above: its value against a double reference, and its
-// gradients (input and weight) by finite differences.
+// RmsNorm: the fused op's gradients by finite differences, the same norm written with the ops
+// above, and nn::RmsNorm's value against a double reference.
 TEST(AutodiffTest, RmsNorm) {
-  CheckGradients({"rms norm", {Shape{2, 3, 6}, Shape{6}}, {}, [](const Probe& p, auto) {
+  CheckGradients({"rms_norm", {Shape{2, 3, 6}, Shape{6}}, {},
+                  [](const Probe& p, auto) { return ops::RmsNorm(p[0], p[1]); }});
+  CheckGradients({"rms norm composed", {Shape{2, 3, 6}, Shape{6}}, {}, [](const Probe& p, auto) {
                     const Var inv = ops::Rsqrt(ops::AddScalar(ops::Mean(ops::Pow(p[0], 2.0f), {-1}, true), 1e-6f));
                     return ops::Mul(ops::Mul(p[0], inv), p[1]);
                   }});
@@ -375,6 +377,31 @@ TEST(AutodiffTest, Embedding) {
 TEST(AutodiffTest, CausalSelfAttention) {
   CheckGradients({"causal_attention", {Shape{2, 7, 3 * 8}}, {},
                   [](const Probe& p, auto) { return ops::CausalSelfAttention(p[0], 2); }});
+}
+
+// Grouped-query attention over separate projections: 4 query heads on 2 key/value heads.
+TEST(AutodiffTest, GroupedQueryAttention) {
+  CheckGradients({"attention", {Shape{2, 7, 4 * 4}, Shape{2, 7, 2 * 4}, Shape{2, 7, 2 * 4}}, {},
+                  [](const Probe& p, auto) { return ops::CausalAttention(p[0], p[1], p[2], 4, 2); }});
+}
+
+// Rotary embedding (and its gradient, the inverse rotation) after a linear map, so that the
+// gradient of the rotation's own gradient is checked through a second differentiation path too.
+TEST(AutodiffTest, Rotary) {
+  CheckGradients({"rotary", {Shape{2, 7, 2 * 8}, Shape{16, 16}}, {}, [](const Probe& p, auto) {
+                    const Var table = ops::RotaryTable(p[0], 9, 8, 100.0, {}, "rope");
+                    return ops::Rotary(ops::Linear(p[0], p[1]), table, 2);
+                  }});
+}
+
+TEST(AutodiffTest, CrossEntropyWithLabelSmoothingAndIgnoreIndex) {
+  std::vector<int32_t> targets = Ints(6, 11, 3);
+  targets[1] = targets[4] = 5;  // ignore_index 5
+  CheckGradients({"cross_entropy smoothed", {Shape{2, 3, 11}}, {{Shape{2, 3}, targets}},
+                  [](const Probe& p, absl::Span<const Var> in) {
+                    return ops::CrossEntropy(p[0], in[0], {.ignore_index = 5, .label_smoothing = 0.2f});
+                  },
+                  /*output_is_loss=*/true, 1e-2, 2e-2, 2e-4});
 }
 
 TEST(AutodiffTest, CrossEntropy) {

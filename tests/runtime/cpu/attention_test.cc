@@ -142,6 +142,64 @@ Grads ReferenceBackward(const Vec& q, const Vec& k, const Vec& v, const Vec& dou
   return g;
 }
 
+// (B, Hkv, T, D) -> (B, Hkv * g, T, D), each key/value head repeated for its g query heads.
+Vec RepeatHeads(const Vec& x, int64_t b, int64_t hkv, int64_t g, int64_t td) {
+  Vec out;
+  for (int64_t i = 0; i < b * hkv; ++i)
+    for (int64_t r = 0; r < g; ++r) out.insert(out.end(), x.begin() + i * td, x.begin() + (i + 1) * td);
+  return out;
+}
+
+// The inverse: the sum over each group of g repeated heads.
+Vec SumGroups(const Vec& x, int64_t b, int64_t hkv, int64_t g, int64_t td) {
+  Vec out(b * hkv * td, 0.0);
+  for (int64_t i = 0; i < b * hkv; ++i)
+    for (int64_t r = 0; r < g; ++r)
+      for (int64_t e = 0; e < td; ++e) out[i * td + e] += x[(i * g + r) * td + e];
+  return out;
+}
+
+// Grouped-query attention equals multi-head attention over repeated key/value heads, whose
+// key/value gradients sum over each group (the analytic double backward above; finite
+// differences on the small case, where they are cheap).
+TEST(AttentionTest, GroupedQueryHeadsAgainstRepeatedKeyValueHeads) {
+  std::mt19937_64 rng(31);
+  // T = 70 crosses a query block; the second case puts all query heads on one key/value head.
+  for (auto [b, hkv, g, t, d] : {std::tuple{2, 2, 3, 70, 16}, {1, 1, 4, 9, 5}, {3, 2, 2, 20, 8}}) {
+    SCOPED_TRACE(::testing::Message() << "B" << b << " Hkv" << hkv << " G" << g << " T" << t);
+    const int64_t h = hkv * g, td = t * d;
+    const Tensor q = testing::RandomTensor(Shape{b, h, t, d}, rng);
+    const Tensor k = testing::RandomTensor(Shape{b, hkv, t, d}, rng),
+                 v = testing::RandomTensor(Shape{b, hkv, t, d}, rng);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+    const Vec qv = ToDouble(q), kv = ToDouble(k), vv = ToDouble(v);
+    auto ref = [&](const Vec& qx, const Vec& kx, const Vec& vx) {
+      return Reference(qx, RepeatHeads(kx, b, hkv, g, td), RepeatHeads(vx, b, hkv, g, td), b * h,
+                       t, d, scale);
+    };
+    const Tensor out = testing::EmptyF32(q.shape()), lse = testing::EmptyF32(Shape{b, h, t});
+    std::vector<float> ws = Workspace(q);
+    ASSERT_TRUE(CausalAttentionForward(q, k, v, out, lse, static_cast<float>(scale), absl::MakeSpan(ws)).ok());
+    ExpectClose(out, ref(qv, kv, vv), 1e-5, 1e-6, "forward");
+    const Tensor dout = testing::RandomTensor(q.shape(), rng);
+    const Vec dov = ToDouble(dout);
+    const Tensor dq = testing::EmptyF32(q.shape()), dk = testing::EmptyF32(k.shape()),
+                 dv = testing::EmptyF32(k.shape());
+    ASSERT_TRUE(CausalAttentionBackward(q, k, v, lse, dout, dq, dk, dv, static_cast<float>(scale),
+                                        absl::MakeSpan(ws)).ok());
+    const Grads want = ReferenceBackward(qv, RepeatHeads(kv, b, hkv, g, td),
+                                         RepeatHeads(vv, b, hkv, g, td), dov, b * h, t, d, scale);
+    ExpectClose(dq, want.dq, 1e-4, 1e-5, "dq");
+    ExpectClose(dk, SumGroups(want.dk, b, hkv, g, td), 1e-4, 1e-5, "dk");
+    ExpectClose(dv, SumGroups(want.dv, b, hkv, g, td), 1e-4, 1e-5, "dv");
+    if (t > 10) continue;
+    ExpectClose(dk, testing::NumericalGradient([&](const Vec& x) { return ref(qv, x, vv); }, kv, dov),
+                1e-4, 1e-5, "dk by finite differences");
+    ExpectClose(dv, testing::NumericalGradient([&](const Vec& x) { return ref(qv, kv, x); }, vv, dov),
+                1e-4, 1e-5, "dv by finite differences");
+  }
+}
+
 // Sequence lengths and head sizes around the 16-lane vectors and the kernels' tiles (8 rows, 32
 // columns, blocks of 64 queries), on q, k, v, out and the gradients as views into packed buffers.
 TEST(AttentionTest, TileRemaindersOnPackedViews) {
@@ -180,6 +238,12 @@ TEST(AttentionTest, BadInput) {
   std::vector<float> ws = Workspace(q);
   ExpectStatus(CausalAttentionForward(q, testing::RandomTensor(Shape{1, 2, 6, 4}, rng), q, q, lse, 0.5f, absl::MakeSpan(ws)),
                absl::StatusCode::kInvalidArgument, {"k", "[1, 2, 6, 4]", "[1, 2, 5, 4]"});
+  const Tensor three_heads = testing::RandomTensor(Shape{1, 3, 5, 4}, rng);
+  ExpectStatus(CausalAttentionForward(q, three_heads, three_heads, q, lse, 0.5f, absl::MakeSpan(ws)),
+               absl::StatusCode::kInvalidArgument, {"k", "[1, 3, 5, 4]", "multiple of the key/value heads"});
+  const Tensor one_head = testing::RandomTensor(Shape{1, 1, 5, 4}, rng);
+  ExpectStatus(CausalAttentionBackward(q, one_head, one_head, lse, q, q, q, one_head, 0.5f, absl::MakeSpan(ws)),
+               absl::StatusCode::kInvalidArgument, {"dk", "[1, 2, 5, 4]", "[1, 1, 5, 4]"});
   const Tensor column_major = testing::RandomTensor(Shape{1, 2, 4, 5}, rng).Transpose(2, 3).value();
   ExpectStatus(CausalAttentionForward(q, q, q, column_major, lse, 0.5f, absl::MakeSpan(ws)),
                absl::StatusCode::kInvalidArgument, {"out", "stride 1"});

@@ -23,6 +23,8 @@
 #include "runtime/cpu/layernorm.h"
 #include "runtime/cpu/linear.h"
 #include "runtime/cpu/pooling.h"
+#include "runtime/cpu/rmsnorm.h"
+#include "runtime/cpu/rotary.h"
 #include "runtime/cpu/softmax.h"
 #include "runtime/threading.h"
 #include "tests/runtime/cpu/kernel_test_util.h"
@@ -68,6 +70,8 @@ TEST(NoAllocationTest, KernelsDoNotAllocate) {
   const Tensor halves[] = {x.Slice(1, 0, 128).value(), x.Slice(1, 128, 256).value()};
   const Tensor ids = testing::FromDouble(std::vector<double>(64, 3.0), Shape{64}, DType::kI64);
   const Tensor loss = testing::EmptyF32(Shape{1});
+  const Tensor x4 = x.Reshape({2, 32, 4, 64}).value(), y4 = y.Reshape({2, 32, 4, 64}).value();
+  const Tensor rope = testing::EmptyF32(Shape{32, 64});
   // Attention on views into a packed qkv buffer.
   const int64_t B = 2, H = 4, T = 70, D = 16;
   const Tensor qkv = RandomTensor(Shape{B, T, 3 * H * D}, rng);
@@ -130,6 +134,11 @@ TEST(NoAllocationTest, KernelsDoNotAllocate) {
       {"SoftmaxBackward", [&] { return SoftmaxBackward(y, dy, dx); }},
       {"LayerNormForward", [&] { return LayerNormForward(x, g, beta, 1e-5f, y, mean, rstd); }},
       {"LayerNormBackward", [&] { return LayerNormBackward(x, g, mean, rstd, dy, dx, dg, dbeta); }},
+      {"RmsNormForward", [&] { return RmsNormForward(x, g, 1e-5f, y, rstd); }},
+      {"RmsNormBackward", [&] { return RmsNormBackward(x, g, rstd, dy, dx, dg); }},
+      {"RotaryTable", [&] { return RotaryTable(1e4, RotaryScaling(), rope); }},
+      {"RotaryForward", [&] { return RotaryForward(x4, rope, y4); }},
+      {"RotaryBackward", [&] { return RotaryBackward(rope, x4, y4); }},
       {"EmbeddingForward", [&] { return EmbeddingForward(ids, x, y); }},
       {"EmbeddingBackward", [&] { return EmbeddingBackward(ids, dy, dx); }},
       {"CheckIds", [&] { return CheckIds("embedding", "ids", ids, 64); }},
