@@ -15,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "graph/compile.h"
 #include "graph/models/gpt.h"
+#include "graph/models/llama.h"
 #include "graph/nn/layers.h"
 #include "graph/op.h"
 #include "graph/ops/ops.h"
@@ -113,6 +114,14 @@ TEST(OpKindTest, EveryKindIsMadeByExactlyOneOpClassUnderItsName) {
   adamw.clip_grad_norm = 1.0;
   CollectOps(gpt, {{"ids", Shape{2, 4}, DType::kI32}, {"targets", Shape{2, 4}, DType::kI32}},
              [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
+             adamw, ops);
+  // A Llama (grouped-query attention, rotary, RMSNorm) with a smoothed cross-entropy.
+  Llama llama(LlamaConfig{.vocab = 16, .hidden = 8, .intermediate = 12, .layers = 1, .heads = 2,
+                          .kv_heads = 1, .max_positions = 4});
+  CollectOps(llama, {{"ids", Shape{2, 4}, DType::kI32}, {"targets", Shape{2, 4}, DType::kI32}},
+             [&](absl::Span<const Var> in) {
+               return ops::CrossEntropy(llama.Forward(in[0]), in[1], {.label_smoothing = 0.1f});
+             },
              adamw, ops);
   // A weight that trains its first input channels only: channel_slice.
   Gpt partial(GptConfig{.vocab = 16, .block_size = 4, .layers = 1, .width = 8, .heads = 2});
