@@ -1,9 +1,10 @@
-// strata-gpt: trains a GPT-2-architecture model on a text file (bytes, vocabulary 256) or a
-// nanoGPT / llm.c uint16 token file.
+// strata-gpt: trains a GPT-2-architecture model (or, with --arch llama, a Llama-architecture
+// one) on a text file (bytes, vocabulary 256) or a nanoGPT / llm.c uint16 token file.
 //
 //   strata-gpt --data /usr/share/games/fortunes/songs-poems --layers 4 --width 192 --heads 6
 //              --seq 128 --batch 8 --steps 200 --lr 1e-3 --metrics run.jsonl
 //              --export finetuned/model.safetensors
+//   strata-gpt --arch llama --data ... --layers 4 --width 256 --heads 8 --kv-heads 2
 //
 // Batches follow llm.c: step s reads B*T+1 consecutive training tokens from s*B*T (wrapping at
 // the end); inputs are the first B*T, targets the same shifted by one. --shuffle draws random
@@ -44,8 +45,9 @@
 #include "graph/checkpoint.h"
 #include "graph/compile.h"
 #include "graph/data/token_file.h"
-#include "graph/models/gpt.h"
+#include "examples/gpt/language_model.h"
 #include "graph/models/gpt2_checkpoint.h"
+#include "graph/models/llama_checkpoint.h"
 #include "graph/ops/ops.h"
 #include "graph/sparse_budget.h"
 #include "graph/sparse_update.h"
@@ -62,6 +64,7 @@ namespace {
 using graph::GptConfig;
 
 struct Options {
+  std::string arch = "gpt";  // --arch: gpt or llama
   std::string data, init_from, save, resume, metrics, schedule = "cosine";
   std::string export_path;  // --export: the model in Hugging Face GPT-2 layout at the end
   std::string sparse_update;  // --sparse-update: a JSON file of rules (graph/sparse_update.h)
@@ -70,6 +73,9 @@ struct Options {
   int64_t sparse_budget = 0, sparse_budget_batches = 8;
   std::string sparse_budget_ratios = "0.25,0.5,1";  // the channel ratios each block is tried at
   int64_t layers = 6, width = 384, heads = 6, seq = 256, batch = 8, steps = 100, vocab = 0;
+  int64_t kv_heads = 0, ffn = 0;  // Llama: key/value heads (0: --heads), SwiGLU width (0: auto)
+  double rope_theta = 10000;      // Llama
+  bool tie_embeddings = false;    // Llama: the output head is the token embedding
   int64_t warmup = 10, seed = 1337, threads = 0, eval_every = 0, eval_batches = 4,
           micro_batches = 1, save_every = 0, log_every = 1, stop_at = 0;
   graph::ZeroOptions zero;  // from the ZeRO flags (examples/common/zero_flags.h)
@@ -225,10 +231,95 @@ absl::Status InferConfig(Options& o, GptConfig& c) {
   return absl::OkStatus();
 }
 
+// A Llama's shape from the config.json beside its --init-from file (transformers writes both);
+// shape flags given must agree with it, and --seq, when left out, is its positions (at most
+// 1024).
+absl::Status InferLlamaConfig(Options& o, graph::LlamaConfig& c) {
+  const std::filesystem::path config_json =
+      std::filesystem::path(o.init_from).parent_path() / "config.json";
+  absl::StatusOr<graph::LlamaConfig> read = graph::ReadLlamaConfig(config_json.string());
+  if (!read.ok()) {
+    return absl::Status(read.status().code(),
+                        absl::StrCat("--init-from ", o.init_from, " needs the config.json beside it: ",
+                                     read.status().message()));
+  }
+  c = *read;
+  auto agree = [&](const char* flag, int64_t flag_value, int64_t file_value,
+                   const char* field) -> absl::Status {
+    if (o.given.count(flag) == 0 || flag_value == file_value) return absl::OkStatus();
+    return UsageError(absl::StrCat("--", flag, " ", flag_value, " differs from ", field, " ",
+                                   file_value, " in ", config_json.string()));
+  };
+  STRATA_RETURN_IF_ERROR(agree("layers", o.layers, c.layers, "num_hidden_layers"));
+  STRATA_RETURN_IF_ERROR(agree("width", o.width, c.hidden, "hidden_size"));
+  STRATA_RETURN_IF_ERROR(agree("heads", o.heads, c.heads, "num_attention_heads"));
+  STRATA_RETURN_IF_ERROR(agree("kv-heads", o.kv_heads, c.kv_heads, "num_key_value_heads"));
+  STRATA_RETURN_IF_ERROR(agree("ffn", o.ffn, c.intermediate, "intermediate_size"));
+  if (o.vocab != 0) STRATA_RETURN_IF_ERROR(agree("vocab", o.vocab, c.vocab, "vocab_size"));
+  if (o.given.count("seq") && o.seq > c.max_positions) {
+    return UsageError(absl::StrCat("--seq ", o.seq, " exceeds max_position_embeddings ",
+                                   c.max_positions, " in ", config_json.string()));
+  }
+  if (!o.given.count("seq")) o.seq = std::min<int64_t>(c.max_positions, 1024);
+  return absl::OkStatus();
+}
+
+// The model the flags ask for: its shape from the flags, or from --init-from.
+absl::StatusOr<LanguageModelConfig> ChooseModel(Options& o, const data::TokenFile& file) {
+  LanguageModelConfig m{.arch = o.arch};
+  const int64_t vocab = o.vocab != 0 ? o.vocab : file.format == "bytes" ? 256 : 50257;
+  if (m.is_llama()) {
+    graph::LlamaConfig& c = m.llama;
+    if (!o.init_from.empty()) {
+      STRATA_RETURN_IF_ERROR(InferLlamaConfig(o, c));
+    } else {
+      // Llama's SwiGLU width: 8/3 of the model width (the MLP's parameters of a 4x GELU one),
+      // rounded up to a multiple of 64.
+      const int64_t ffn = o.ffn > 0 ? o.ffn : (8 * o.width / 3 + 63) / 64 * 64;
+      c = graph::LlamaConfig{.vocab = vocab, .hidden = o.width, .intermediate = ffn,
+                             .layers = static_cast<int>(o.layers),
+                             .heads = static_cast<int>(o.heads),
+                             .kv_heads = static_cast<int>(o.kv_heads > 0 ? o.kv_heads : o.heads),
+                             .max_positions = o.seq, .rope_theta = o.rope_theta,
+                             .tie_word_embeddings = o.tie_embeddings};
+    }
+  } else {
+    m.gpt = GptConfig{.vocab = vocab, .block_size = o.seq, .layers = static_cast<int>(o.layers),
+                      .width = o.width, .heads = static_cast<int>(o.heads)};
+    if (!o.init_from.empty()) STRATA_RETURN_IF_ERROR(InferConfig(o, m.gpt));
+  }
+  STRATA_RETURN_IF_ERROR(m.Validate());
+  if (file.min_vocab > m.vocab()) {
+    return absl::InvalidArgumentError(absl::StrCat(o.data, ": token id ", file.min_vocab - 1,
+                                                   " does not fit the vocabulary of ", m.vocab(),
+                                                   " (--vocab)"));
+  }
+  return m;
+}
+
 // Usage errors that the flags show on their own (Note [exit codes] in flags.h); ranges were
 // checked by the parser.
 absl::Status CheckFlags(const Options& o) {
   if (o.data.empty()) return UsageError("--data FILE is required");
+  if (o.arch != "gpt" && o.arch != "llama") {
+    return UsageError(absl::StrCat("--arch ", o.arch, ": expected gpt or llama"));
+  }
+  if (o.arch != "llama") {
+    for (const char* flag : {"kv-heads", "ffn", "rope-theta", "tie-embeddings"}) {
+      if (o.given.count(flag)) return UsageError(absl::StrCat("--", flag, " is a Llama flag: add --arch llama"));
+    }
+  }
+  if (o.arch == "llama" && o.init_from.empty() && o.kv_heads > 0 && o.heads % o.kv_heads != 0) {
+    return UsageError(absl::StrCat("--kv-heads ", o.kv_heads, " does not divide --heads ", o.heads));
+  }
+  if (o.arch == "llama" && !o.init_from.empty()) {
+    for (const char* flag : {"rope-theta", "tie-embeddings"}) {
+      if (o.given.count(flag)) {
+        return UsageError(absl::StrCat("--", flag, " comes from the config.json of --init-from ",
+                                       o.init_from));
+      }
+    }
+  }
   if (!optim::ParseLrScheduleKind(o.schedule).ok()) {
     return UsageError(absl::StrCat("--schedule ", o.schedule, ": expected constant or cosine"));
   }
@@ -309,13 +400,28 @@ std::string SparseSaving(const graph::MemoryReport& sparse, const graph::Graph& 
       s_beyond > 0 ? static_cast<double>(f_beyond) / s_beyond : 0.0);
 }
 
-RunConfig MakeRunConfig(const Options& o, const GptConfig& c, const data::TokenFile& file,
+RunConfig MakeRunConfig(const Options& o, const LanguageModelConfig& m, const data::TokenFile& file,
                         int64_t n_train, double min_lr, const graph::SparseUpdateSpec* sparse) {
   RunConfig r;
-  r.Add("--layers", int64_t{c.layers});
-  r.Add("--width", c.width);
-  r.Add("--heads", int64_t{c.heads});
-  r.Add("--vocab", c.vocab);
+  if (m.is_llama()) {
+    // GPT runs record no --arch, as before it existed; a GPT checkpoint lacks it and is refused.
+    const graph::LlamaConfig& c = m.llama;
+    r.Add("--arch", m.arch);
+    r.Add("--layers", int64_t{c.layers});
+    r.Add("--width", c.hidden);
+    r.Add("--heads", int64_t{c.heads});
+    r.Add("--kv-heads", int64_t{c.kv_heads});
+    r.Add("--ffn", c.intermediate);
+    r.Add("--rope-theta", c.rope_theta);
+    r.Add("--tie-embeddings", std::string(c.tie_word_embeddings ? "true" : "false"));
+    r.Add("--vocab", c.vocab);
+  } else {
+    const GptConfig& c = m.gpt;
+    r.Add("--layers", int64_t{c.layers});
+    r.Add("--width", c.width);
+    r.Add("--heads", int64_t{c.heads});
+    r.Add("--vocab", c.vocab);
+  }
   r.Add("--seq", o.seq);
   r.Add("--data tokens", static_cast<int64_t>(file.tokens.size()));
   r.Add("--data hash", absl::StrCat("0x", absl::Hex(file.hash, absl::kZeroPad16)));
@@ -379,7 +485,7 @@ absl::Status CheckExportPath(const std::string& path) {
 // data. Each unit trains for --sparse-budget-batches steps from the starting weights (--init-from,
 // else the seed's initialization) at the constant --lr, then is scored on --eval-batches held-out
 // batches; the planned peaks are the step as the run compiles it.
-absl::StatusOr<graph::SparseUpdateSpec> ChooseByBudget(const Options& o, const GptConfig& config,
+absl::StatusOr<graph::SparseUpdateSpec> ChooseByBudget(const Options& o, const LanguageModelConfig& config,
                                                        const graph::TrainOptions& run,
                                                        const std::vector<uint16_t>& tokens,
                                                        int64_t n_train) {
@@ -397,16 +503,18 @@ absl::StatusOr<graph::SparseUpdateSpec> ChooseByBudget(const Options& o, const G
   graph::SparseBudgetCallbacks cb;
   cb.held_out_loss = [&](const graph::SparseUpdateSpec& spec,
                          int64_t steps) -> absl::StatusOr<double> {
-    graph::Gpt gpt(config);
-    STRATA_RETURN_IF_ERROR(graph::ApplySparseUpdate(gpt, spec).status());
+    LanguageModel model = BuildLanguageModel(config);
+    STRATA_RETURN_IF_ERROR(graph::ApplySparseUpdate(*model.module, spec).status());
     STRATA_ASSIGN_OR_RETURN(
         std::unique_ptr<graph::Program> p,
-        graph::Compile(gpt, inputs,
+        graph::Compile(*model.module, inputs,
                        [&](absl::Span<const graph::Var> in) {
-                         return graph::ops::CrossEntropy(gpt.Forward(in[0]), in[1]);
+                         return graph::ops::CrossEntropy(model.forward(in[0]), in[1]);
                        },
                        t));
-    if (!o.init_from.empty()) STRATA_RETURN_IF_ERROR(graph::LoadGpt2Weights(*p, o.init_from));
+    if (!o.init_from.empty()) {
+      STRATA_RETURN_IF_ERROR(LoadHuggingFaceWeights(*p, config, o.init_from));
+    }
     for (int64_t s = 0; s < steps; ++s) STRATA_RETURN_IF_ERROR(p->Step(train.Get(s)).status());
     double sum = 0;
     for (int64_t i = 0; i < o.eval_batches; ++i) {
@@ -420,15 +528,15 @@ absl::StatusOr<graph::SparseUpdateSpec> ChooseByBudget(const Options& o, const G
     }
     return sum / o.eval_batches;
   };
-  graph::Gpt plan_gpt(config);
+  LanguageModel plan = BuildLanguageModel(config);
   cb.planned_peak = graph::PlannedPeakWith(
-      plan_gpt, inputs,
+      *plan.module, inputs,
       [&](absl::Span<const graph::Var> in) {
-        return graph::ops::CrossEntropy(plan_gpt.Forward(in[0]), in[1]);
+        return graph::ops::CrossEntropy(plan.forward(in[0]), in[1]);
       },
       t);
   std::vector<graph::SparseBudgetUnit> units =
-      graph::SparseBudgetUnits(graph::SparseBudgetBlocks(plan_gpt),
+      graph::SparseBudgetUnits(graph::SparseBudgetBlocks(*plan.module),
                                 *graph::ParseChannelRatios(o.sparse_budget_ratios));
   return RunSparseBudget(std::move(units), cb,
                          {.budget = o.sparse_budget,
@@ -460,16 +568,7 @@ absl::Status Train(Options o) {
   if (!o.save.empty()) STRATA_RETURN_IF_ERROR(graph::CheckSharedDirectory(comm.get(), o.save));
   STRATA_ASSIGN_OR_RETURN(const data::TokenFile file, data::ReadTokens(o.data));
 
-  GptConfig config{.vocab = o.vocab, .block_size = o.seq, .layers = static_cast<int>(o.layers),
-                   .width = o.width, .heads = static_cast<int>(o.heads)};
-  if (config.vocab == 0) config.vocab = file.format == "bytes" ? 256 : 50257;
-  if (!o.init_from.empty()) STRATA_RETURN_IF_ERROR(InferConfig(o, config));
-  STRATA_RETURN_IF_ERROR(config.Validate());
-  if (file.min_vocab > config.vocab) {
-    return absl::InvalidArgumentError(absl::StrCat(o.data, ": token id ", file.min_vocab - 1,
-                                                   " does not fit the vocabulary of ",
-                                                   config.vocab, " (--vocab)"));
-  }
+  STRATA_ASSIGN_OR_RETURN(const LanguageModelConfig config, ChooseModel(o, file));
   const int64_t n = static_cast<int64_t>(file.tokens.size());
   const bool held_out = o.eval_every > 0 || o.sparse_budget > 0;
   const int64_t n_val = held_out ? static_cast<int64_t>(n * o.val_fraction) : 0;
@@ -522,9 +621,9 @@ absl::Status Train(Options o) {
     for (const std::string& change : changes) std::printf("resuming %s: %s\n", o.resume.c_str(), change.c_str());
   }
 
-  graph::Gpt gpt(config);
+  LanguageModel model = BuildLanguageModel(config);
   if (sparse) {
-    absl::StatusOr<graph::SparseUpdatePlan> plan = graph::ApplySparseUpdate(gpt, *sparse);
+    absl::StatusOr<graph::SparseUpdatePlan> plan = graph::ApplySparseUpdate(*model.module, *sparse);
     if (!plan.ok()) {
       const std::string flag = o.sparse_budget > 0
                                    ? absl::StrCat("--sparse-budget ", BytesText(o.sparse_budget))
@@ -536,23 +635,23 @@ absl::Status Train(Options o) {
   }
   STRATA_ASSIGN_OR_RETURN(
       std::unique_ptr<graph::Program> program,
-      graph::Compile(gpt, {{"ids", micro, DType::kI32}, {"targets", micro, DType::kI32}},
+      graph::Compile(*model.module, {{"ids", micro, DType::kI32}, {"targets", micro, DType::kI32}},
                      [&](absl::Span<const graph::Var> in) {
-                       return graph::ops::CrossEntropy(gpt.Forward(in[0]), in[1]);
+                       return graph::ops::CrossEntropy(model.forward(in[0]), in[1]);
                      },
                      t));
   if (o.dump_graph) std::cout << program->dump();
   std::string sparse_saving;
   if (sparse) {
     // The same step with every parameter trained, planned (not allocated), to show the saving.
-    graph::Gpt full_gpt(config);
+    LanguageModel full_model = BuildLanguageModel(config);
     graph::TrainOptions full_options = t;
     full_options.dump_graph = false;
     STRATA_ASSIGN_OR_RETURN(
         const graph::PlannedStep full,
-        graph::PlanTrainingStep(full_gpt, {{"ids", micro, DType::kI32}, {"targets", micro, DType::kI32}},
+        graph::PlanTrainingStep(*full_model.module, {{"ids", micro, DType::kI32}, {"targets", micro, DType::kI32}},
                                 [&](absl::Span<const graph::Var> in) {
-                                  return graph::ops::CrossEntropy(full_gpt.Forward(in[0]), in[1]);
+                                  return graph::ops::CrossEntropy(full_model.forward(in[0]), in[1]);
                                 },
                                 full_options));
     sparse_saving = SparseSaving(program->memory_report(), program->graph(),
@@ -561,11 +660,11 @@ absl::Status Train(Options o) {
   }
 
   const int64_t params = program->num_parameters();
-  std::printf("strata-gpt: %s, %lld tokens (%s), vocab %lld, %d layers, width %lld, %d heads, "
+  std::printf("strata-gpt: %s, %lld tokens (%s), vocab %lld, %s, "
               "%.2fM parameters, %d threads\n%s\n%s",
               o.data.c_str(), static_cast<long long>(n), file.format.c_str(),
-              static_cast<long long>(config.vocab), config.layers,
-              static_cast<long long>(config.width), config.heads, params / 1e6, NumThreads(),
+              static_cast<long long>(config.vocab()), config.Describe().c_str(), params / 1e6,
+              NumThreads(),
               program->memory_report().ToString().c_str(), OffloadSummary(o.offload).c_str());
   if (!sparse_saving.empty()) std::printf("%s\n", sparse_saving.c_str());
   if (world > 1) {
@@ -581,7 +680,7 @@ absl::Status Train(Options o) {
   std::fflush(stdout);
 
   if (!o.init_from.empty()) {
-    STRATA_RETURN_IF_ERROR(graph::LoadGpt2Weights(*program, o.init_from));
+    STRATA_RETURN_IF_ERROR(LoadHuggingFaceWeights(*program, config, o.init_from));
     std::printf("loaded weights from %s\n", o.init_from.c_str());
   }
   STRATA_ASSIGN_OR_RETURN(MetricsFile metrics, MetricsFile::Open(rank == 0 ? o.metrics : ""));
@@ -646,19 +745,15 @@ absl::Status Train(Options o) {
   }
   if (!o.save.empty()) STRATA_RETURN_IF_ERROR(save());
   if (!o.export_path.empty()) {
-    // Collective: every rank takes part in gathering the parameters, rank 0 writes the file;
+    // Collective: every rank takes part in gathering the parameters, rank 0 writes the files;
     // through Program::ReadState, wherever the parameters live (device, host or NVMe).
-    STRATA_RETURN_IF_ERROR(graph::SaveGpt2Weights(*program, config, o.export_path));
-  }
-  if (!o.export_path.empty() && rank == 0) {
-    // The heads are in no tensor's shape: transformers and --init-from read them from here.
-    const std::string config_json =
-        (std::filesystem::path(o.export_path).parent_path() / "config.json").string();
-    STRATA_RETURN_IF_ERROR(graph::SaveGpt2Config(config, config_json));
-    std::printf("exported %s (%lld bytes) and %s at step %lld, in Hugging Face GPT-2 layout\n",
+    STRATA_ASSIGN_OR_RETURN(const std::string config_json,
+                            ExportHuggingFace(*program, config, o.export_path, rank));
+    std::printf("exported %s (%lld bytes) and %s at step %lld, in Hugging Face %s layout\n",
                 o.export_path.c_str(),
                 static_cast<long long>(std::filesystem::file_size(o.export_path)),
-                config_json.c_str(), static_cast<long long>(program->step_count()));
+                config_json.c_str(), static_cast<long long>(program->step_count()),
+                config.is_llama() ? "LlamaForCausalLM" : "GPT-2");
   }
   if (o.profile) std::printf("%s", program->ProfileReport().c_str());
   std::printf("strata-gpt: done at step %lld, peak RSS %s\n",
@@ -674,11 +769,21 @@ int main(int argc, char** argv) {
   using strata::examples::kMaxCount;
   using strata::examples::kMaxSeed;
   strata::examples::Options o;
-  Flags f("strata-gpt", "Trains a GPT-2-architecture model on a text file or a uint16 token file.");
+  Flags f("strata-gpt", "Trains a GPT-2- or Llama-architecture model on a text file or a token file.");
   f.Add("data", &o.data, "text file (bytes) or .bin token file (nanoGPT / llm.c); required");
+  f.Add("arch", &o.arch,
+        "gpt (GPT-2: learned positions, LayerNorm, GELU, tied head) or llama (rotary positions, "
+        "RMSNorm, SwiGLU, grouped-query attention; Hugging Face LlamaForCausalLM's layout)");
   f.Add("layers", &o.layers, {.min = 1, .max = 1024}, "transformer blocks");
   f.Add("width", &o.width, {.min = 1, .max = 65536}, "model width");
   f.Add("heads", &o.heads, {.min = 1, .max = 65536}, "attention heads (must divide --width)");
+  f.Add("kv-heads", &o.kv_heads, {.min = 0, .max = 65536, .zero = "--heads"},
+        "Llama: key/value heads (must divide --heads; fewer is grouped-query attention)");
+  f.Add("ffn", &o.ffn, {.min = 0, .max = 1 << 20, .zero = "8/3 --width, rounded up to 64"},
+        "Llama: SwiGLU width (intermediate_size)");
+  f.Add("rope-theta", &o.rope_theta, {.min = 1, .max = 1e12, .min_open = true},
+        "Llama: rotary base frequency");
+  f.Add("tie-embeddings", &o.tie_embeddings, "Llama: the output head is the token embedding");
   f.Add("seq", &o.seq, {.min = 1, .max = 1 << 20},
         "sequence length (also the number of positions)");
   f.Add("batch", &o.batch, {.min = 1, .max = 1 << 20}, "sequences per micro-batch");
@@ -705,8 +810,9 @@ int main(int argc, char** argv) {
   f.Add("seed", &o.seed, {.min = 0, .max = kMaxSeed}, "initialization and shuffling seed");
   f.Add("shuffle", &o.shuffle, "random windows instead of sequential batches");
   f.Add("init-from", &o.init_from,
-        "Hugging Face GPT-2 safetensors file to start from (heads from config.json beside it); "
-        "shape flags left out come from it, shape flags given must agree with it");
+        "Hugging Face safetensors file to start from (GPT-2, or with --arch llama a Llama with "
+        "its config.json beside it); shape flags left out come from it, shape flags given must "
+        "agree with it");
   f.Add("sparse-update", &o.sparse_update,
         "JSON file of [{\"match\": \"<glob over parameter paths>\", \"update\": "
         "\"frozen|bias_only|full|channels:F\"}]: train only what it selects (later entries "
@@ -723,9 +829,9 @@ int main(int argc, char** argv) {
         "checkpoint directory to resume from (refused when a setting that changes the math "
         "differs; a changed --steps is announced)");
   f.Add("export", &o.export_path,
-        "write the model at the end to this safetensors file in Hugging Face GPT-2 layout "
-        "(GPT2LMHeadModel names, Conv1D weights [in, out], f32) and its config.json beside it, "
-        "as transformers' save_pretrained does");
+        "write the model at the end to this safetensors file in Hugging Face layout "
+        "(GPT2LMHeadModel: Conv1D weights [in, out]; LlamaForCausalLM), f32, and its config.json "
+        "beside it, as transformers' save_pretrained does");
   f.Add("metrics", &o.metrics, "write one JSON object per step to this file");
   f.Add("eval-every", &o.eval_every, {.min = 0, .max = kMaxCount, .zero = "never"},
         "steps between held-out evaluations");
@@ -753,7 +859,8 @@ int main(int argc, char** argv) {
   absl::StatusOr<strata::graph::OffloadOptions> placement = offload.Resolve(f);
   if (!placement.ok()) return f.ExitCode(placement.status());
   o.offload = *placement;
-  for (const char* name : {"layers", "width", "heads", "vocab", "seq"}) {
+  for (const char* name : {"layers", "width", "heads", "vocab", "seq", "kv-heads", "ffn",
+                           "rope-theta", "tie-embeddings"}) {
     if (f.given(name)) o.given.insert(name);
   }
   // A short run keeps its default warm-up shorter than itself.

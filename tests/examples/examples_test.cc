@@ -706,7 +706,8 @@ TEST_F(StrataGptTest, HelpStatesEachRangeAndWhatZeroMeans) {
   EXPECT_THAT(run.output, HasSubstr("AdamW beta2; [0, 1)"));
   EXPECT_THAT(run.output, HasSubstr("exit codes: 0 success, 1 run-time error"));
   EXPECT_THAT(run.output, HasSubstr("--export"));
-  EXPECT_THAT(run.output, HasSubstr("Hugging Face GPT-2 layout"));
+  EXPECT_THAT(run.output, HasSubstr("in Hugging Face layout (GPT2LMHeadModel"));
+  EXPECT_THAT(run.output, HasSubstr("--kv-heads        Llama: key/value heads"));
 }
 
 TEST_F(StrataGptTest, BadFlagsAndFilesAreNamed) {
@@ -771,6 +772,69 @@ TEST_F(StrataGptTest, ExportRoundTripsThroughInitFromAndResume) {
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_THAT(resumed.output, Not(HasSubstr("step     ")));  // nothing left to train
   EXPECT_EQ(FileBytes(Path("c/model.safetensors")), FileBytes(Path("a/model.safetensors")));
+}
+
+// --arch llama: trains, exports LlamaForCausalLM's files, starts again from them (bitwise the
+// same export), resumes, and starts from a file transformers wrote.
+TEST_F(StrataGptTest, LlamaExportsInitsFromItsExportAndResumes) {
+  for (const char* d : {"a", "b", "c", "hf"}) fs::create_directories(Path(d));
+  const std::vector<std::string> llama = With(Tiny(3), {"--arch", "llama", "--kv-heads", "1"});
+  const Result trained =
+      RunStrataGpt(With(llama, {"--save", Path("ckpt"), "--export", Path("a/model.safetensors")}));
+  ASSERT_EQ(trained.exit_code, 0) << trained.output;
+  EXPECT_THAT(trained.output, HasSubstr("Llama, 2 layers, width 32, 2 heads (1 key/value), ffn 128"));
+  EXPECT_THAT(trained.output, HasSubstr("in Hugging Face LlamaForCausalLM layout"));
+  nlohmann::json config;
+  {
+    std::ifstream in(Path("a/config.json"));
+    in >> config;
+  }
+  EXPECT_EQ(config.at("model_type"), "llama");
+  EXPECT_EQ(config.at("num_key_value_heads"), 1);
+  EXPECT_EQ(config.at("intermediate_size"), 128);
+  EXPECT_EQ(config.at("max_position_embeddings"), 16);
+
+  const Result again = RunStrataGpt({"--arch", "llama", "--data", Path("corpus.txt"), "--init-from",
+                                     Path("a/model.safetensors"), "--steps", "0", "--threads", "1",
+                                     "--export", Path("b/model.safetensors")});
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_EQ(FileBytes(Path("b/model.safetensors")), FileBytes(Path("a/model.safetensors")));
+  EXPECT_EQ(FileBytes(Path("b/config.json")), FileBytes(Path("a/config.json")));
+  const Result resumed =
+      RunStrataGpt(With(llama, {"--resume", Path("ckpt"), "--export", Path("c/model.safetensors")}));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(FileBytes(Path("c/model.safetensors")), FileBytes(Path("a/model.safetensors")));
+  // A GPT run refuses the Llama checkpoint.
+  const Result as_gpt = RunStrataGpt(With(Tiny(4), {"--resume", Path("ckpt")}));
+  EXPECT_NE(as_gpt.exit_code, 0);
+
+  const fs::path root = STRATA_SOURCE_ROOT;
+  fs::copy_file(root / "tests/fixtures/graph/hf_llama_model.safetensors", Path("hf/model.safetensors"));
+  const std::vector<std::string> hf = {"--arch", "llama", "--data", Path("corpus.txt"), "--init-from",
+                                       Path("hf/model.safetensors"), "--seq", "32", "--batch", "2",
+                                       "--steps", "2", "--threads", "1"};
+  ExpectCleanError(RunStrataGpt(hf), 1, "needs the config.json beside it");
+  fs::copy_file(root / "tests/fixtures/graph/hf_llama_config.json", Path("hf/config.json"));
+  const Result from_hf = RunStrataGpt(hf);
+  ASSERT_EQ(from_hf.exit_code, 0) << from_hf.output;
+  EXPECT_THAT(from_hf.output, HasSubstr("vocab 300, Llama, 2 layers, width 64, 4 heads (2 key/value), ffn 96"));
+  EXPECT_THAT(from_hf.output, HasSubstr("loaded weights from"));
+  ExpectCleanError(RunStrataGpt(With(hf, {"--kv-heads", "4"})), 2,
+                   "--kv-heads 4 differs from num_key_value_heads 2");
+  ExpectCleanError(RunStrataGpt(With(hf, {"--seq", "65"})), 2,
+                   "--seq 65 exceeds max_position_embeddings 64");
+  ExpectCleanError(RunStrataGpt(With(hf, {"--rope-theta", "500000"})), 2,
+                   "--rope-theta comes from the config.json");
+}
+
+TEST_F(StrataGptTest, ArchitectureFlagsAreChecked) {
+  ExpectCleanError(RunStrataGpt(With(Tiny(1), {"--kv-heads", "1"})), 2,
+                   "--kv-heads is a Llama flag: add --arch llama");
+  ExpectCleanError(RunStrataGpt(With(Tiny(1), {"--arch", "bert"})), 2,
+                   "--arch bert: expected gpt or llama");
+  ExpectCleanError(RunStrataGpt(With(Tiny(1), {"--arch", "llama", "--kv-heads", "3", "--heads", "4",
+                                               "--width", "32"})),
+                   2, "--kv-heads 3 does not divide --heads 4");
 }
 
 // Placement does not change the math, and the export reads parameters wherever they live.
