@@ -80,6 +80,9 @@ enum class OpKind {
   kScaleByScalar,
   kSumTo,
   kWeightedSum,
+  // dropout_ops.cc
+  kDropout,
+  kDropoutGrad,
   // embedding_ops.cc
   kEmbedding,
   kEmbeddingGrad,
