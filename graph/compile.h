@@ -55,7 +55,8 @@ struct TrainOptions {
   optim::LrSchedule schedule;  // the learning rate of each step
   int micro_batches = 1;       // gradient accumulation: inputs are given for one micro-batch
   double clip_grad_norm = 0;   // > 0: clip the global gradient norm to this
-  uint64_t seed = 0;           // parameter initialization
+  uint64_t seed = 0;           // parameter initialization and dropout masks (Note [dropout
+                               // in the step] in graph/ops/dropout_ops.cc)
   bool dump_graph = false;     // keep the IR after each pass in Program::dump()
   bool keep_gradients = false; // keep each parameter's final gradient readable after a step
                                // (Program::gradients()), at the cost of persistent bytes

@@ -37,8 +37,14 @@ struct StepScalars {
   int64_t step = 1;  // optimizer step, counting from 1 as PyTorch's optimizers do
   double lr = 0.0;   // this step's learning rate, from the schedule
   // True in Program::Step, false in Program::Evaluate: BatchNorm normalizes with the batch's
-  // statistics and updates its running ones only when training.
+  // statistics and updates its running ones only when training; Dropout drops only then.
   bool training = true;
+  // For random ops (Note [dropout masks from a counter] in runtime/cpu/dropout.h): the run's seed
+  // (TrainOptions::seed), and which micro-batch of the step's global batch runs now, counted over
+  // the ranks: rank * micro_batches + i. Every micro-batch has the same rows, so its first
+  // element's index in the global batch is micro_batch * (its elements), whatever the split.
+  uint64_t seed = 0;
+  int64_t micro_batch = 0;
 };
 
 struct RunArgs {

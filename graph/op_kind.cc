@@ -68,6 +68,8 @@ absl::string_view OpKindName(OpKind kind) {
     case OpKind::kSumTo: return "sum_to";
     case OpKind::kChannelSlice: return "channel_slice";
     case OpKind::kWeightedSum: return "weighted_sum";
+    case OpKind::kDropout: return "dropout";
+    case OpKind::kDropoutGrad: return "dropout_grad";
     case OpKind::kEmbedding: return "embedding";
     case OpKind::kEmbeddingGrad: return "embedding_grad";
     case OpKind::kCrossEntropy: return "cross_entropy";

@@ -84,6 +84,9 @@ enum class OpKind {
   kScaleByScalar,
   kSumTo,
   kWeightedSum,
+  // dropout_ops.cc
+  kDropout,
+  kDropoutGrad,
   // embedding_ops.cc
   kEmbedding,
   kEmbeddingGrad,

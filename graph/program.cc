@@ -108,7 +108,9 @@ std::string MemoryReport::ToString() const {
 }
 
 Program::Program(Graph graph, MemoryPlan plan, Config config)
-    : graph_(std::move(graph)), plan_(std::move(plan)), config_(std::move(config)) {}
+    : graph_(std::move(graph)), plan_(std::move(plan)), config_(std::move(config)) {
+  scalars_.seed = config_.seed;
+}
 
 absl::StatusOr<std::unique_ptr<Program>> Program::Create(Graph graph, MemoryPlan plan,
                                                          Config config) {
@@ -784,11 +786,19 @@ absl::Status Program::RunChecked(int index) {
   return absl::OkStatus();
 }
 
+// As if each rank held consecutive rows of the global batch (Note [data parallel] in compile.cc), the
+// same number on every rank (Note [same program on every rank]).
+int64_t Program::GlobalMicroBatch(int i) const {
+  const int rank = config_.communicator != nullptr ? config_.communicator->rank() : 0;
+  return static_cast<int64_t>(rank) * config_.micro_batches + i;
+}
+
 absl::Status Program::RunMicroBatches(absl::Span<const Tensor> batch, double* loss_sum) {
   const float* loss = tensors_[config_.loss].data<float>();
   const int k = config_.micro_batches;
   for (int i = 0; i < k; ++i) {
     STRATA_RETURN_IF_ERROR(LoadMicroBatch(batch, i));
+    scalars_.micro_batch = GlobalMicroBatch(i);
     // One micro-batch: every node in order (updates were scheduled among them); more: the
     // update phase runs once after the last.
     STRATA_RETURN_IF_ERROR(RunPhase(Phase::kMicroStep, /*all=*/k == 1));
@@ -900,6 +910,7 @@ absl::StatusOr<double> Program::Evaluate(absl::Span<const Tensor> batch) {
   double loss_sum = 0;
   for (int m = 0; m < config_.micro_batches; ++m) {
     STRATA_RETURN_IF_ERROR(LoadMicroBatch(batch, m));
+    scalars_.micro_batch = GlobalMicroBatch(m);
     int skipped_from = 0;  // nodes before the next slice node that the slice does not run
     for (auto it = slice.rbegin(); it != slice.rend(); ++it) {
       const int index = static_cast<int>(*it - instructions_.data());

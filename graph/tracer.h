@@ -11,6 +11,7 @@
 //   if (!t.status().ok()) ...                 // "fc1: linear: x f32[8, 784] ... "
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -68,6 +69,12 @@ class Tracer {
     return Apply(std::move(op), inputs)[0];
   }
 
+  // A stream number for a random op (dropout): the n-th one traced gets n, so that the same model
+  // code gives each call site the same stream on every rank and in every run, and no two call
+  // sites of one trace share a stream (Note [dropout masks from a counter] in
+  // runtime/cpu/dropout.h). A gradient or a recomputed copy reuses its forward's number.
+  uint32_t NewRandomStream() { return next_random_stream_++; }
+
   ValueRole output_role() const { return output_role_; }
   void set_output_role(ValueRole role) { output_role_ = role; }
 
@@ -109,6 +116,7 @@ class Tracer {
   ValueRole output_role_ = ValueRole::kActivation;
   int block_ = -1;
   int next_block_ = 0;
+  uint32_t next_random_stream_ = 0;
 };
 
 }  // namespace strata::graph

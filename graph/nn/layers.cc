@@ -46,6 +46,11 @@ Var RmsNorm::Forward(Var x) {
   return ops::RmsNorm(x, weight_->var(), eps_);
 }
 
+Var Dropout::Forward(Var x) {
+  TraceScope scope(*this, x);
+  return ops::Dropout(x, p_);
+}
+
 Conv2d::Conv2d(int64_t in, int64_t out, const Conv2dOptions& o) : params_(o.params) {
   const int64_t per_group = o.params.groups > 0 ? in / o.params.groups : in;
   const Init init = FanInUniform(static_cast<double>(per_group * o.kernel * o.kernel));

@@ -110,6 +110,16 @@ class ReLU6 : public Layer {
  public:
   Var Forward(Var x) override { return ops::Relu6(x); }
 };
+// Zeroes each element with probability p in a training step and scales the rest by 1 / (1 - p),
+// as torch.nn.Dropout; the identity in Program::Evaluate (ops::Dropout).
+class Dropout : public Layer {
+ public:
+  explicit Dropout(float p) : p_(p) {}
+  Var Forward(Var x) override;
+
+ private:
+  float p_;
+};
 class MaxPool2d : public Layer {
  public:
   explicit MaxPool2d(cpu::Pool2dParams p) : p_(p) {}

@@ -50,6 +50,13 @@ Var Exp(Var x);
 Var Log(Var x);
 Var Sqrt(Var x);
 Var Rsqrt(Var x);  // 1 / sqrt(x)
+// Inverted dropout (graph/ops/dropout_ops.cc), as torch.nn.Dropout: in a training step each
+// element is zeroed with probability p and the others scaled by 1 / (1 - p); in
+// Program::Evaluate, x itself. p in [0, 1) (0: x, no node). The mask is a function of
+// TrainOptions::seed, the step, the call site and the element's index in the step's global batch
+// (its leading dimension the batch's rows), so it is the same for any thread count, world size,
+// micro-batch split and resumed run (Note [dropout in the step]).
+Var Dropout(Var x, float p);
 // x broadcast to `shape` (NumPy's rule): repeated along its size-1 dimensions and over the
 // leading ones it lacks.
 Var Expand(Var x, const Shape& shape);

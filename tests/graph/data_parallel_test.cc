@@ -50,6 +50,7 @@ struct RunSetup {
   uint64_t seed = 5;
   // Whole parameters (in parameter_values() order) written with WriteState before the first step.
   const std::vector<std::vector<float>>* load = nullptr;
+  float dropout = 0;  // > 0: dropout on the logits (none traced at 0)
 };
 
 struct Trained {
@@ -83,7 +84,9 @@ absl::StatusOr<std::unique_ptr<Program>> CompileTiny(const RunSetup& setup, bool
   o.check_plan = setup.check_plan;
   return Compile(gpt, {{"ids", Shape{micro_rows, 16}, DType::kI32},
                        {"targets", Shape{micro_rows, 16}, DType::kI32}},
-                 [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
+                 [&](absl::Span<const Var> in) {
+                   return ops::CrossEntropy(ops::Dropout(gpt.Forward(in[0]), setup.dropout), in[1]);
+                 },
                  o);
 }
 
@@ -175,6 +178,13 @@ TEST(DataParallelTest, MicroBatchesReduceOncePerStep) {
   // one micro-batch's run.
   RunSetup two{.micro_batches = 2}, one;
   EXPECT_EQ(Train(two, false).stats.back().comm_bytes, Train(one, false).stats.back().comm_bytes);
+}
+
+// Dropout (graph/ops/dropout_ops.cc) numbers elements by their place in the global batch: each
+// rank's rows, in each of its micro-batches, draw the mask those rows draw in one process.
+TEST(DataParallelTest, DropoutDrawsTheMasksOfOneProcess) {
+  ExpectSameTraining({.dropout = 0.2f});
+  ExpectSameTraining({.micro_batches = 2, .dropout = 0.2f});
 }
 
 // Partial channels (channels:F) under data parallelism: each rank all-reduces the compact

@@ -62,7 +62,7 @@ class EveryOp : public Module {
   }
   // x (2, 2, 8, 8), targets (2).
   Var Loss(Var x, Var targets) {
-    Var h = ops::Relu6((*frozen_bn_)((*bn_)((*conv_)(x))));
+    Var h = ops::Dropout(ops::Relu6((*frozen_bn_)((*bn_)((*conv_)(x)))), 0.25f);
     // The activations that no model here uses, chained (each keeps the shape).
     h = ops::GeluExact(ops::Softplus(ops::Silu(ops::Tanh(ops::Sigmoid(h)))));
     // The arithmetic (math_ops.cc): h * (h^2 + 1) / sqrt(exp(h) - h) ... every op once.

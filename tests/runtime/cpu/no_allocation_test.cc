@@ -17,6 +17,7 @@
 #include "runtime/cpu/conv2d.h"
 #include "runtime/cpu/copy.h"
 #include "runtime/cpu/cross_entropy.h"
+#include "runtime/cpu/dropout.h"
 #include "runtime/cpu/elementwise.h"
 #include "runtime/cpu/embedding.h"
 #include "runtime/cpu/gemm.h"
@@ -160,6 +161,8 @@ TEST(NoAllocationTest, KernelsDoNotAllocate) {
       {"AvgPool2dBackward", [&] { return AvgPool2dBackward(dpooled, dimg, pool); }},
       {"GlobalAvgPoolForward", [&] { return GlobalAvgPoolForward(img, gap); }},
       {"GlobalAvgPoolBackward", [&] { return GlobalAvgPoolBackward(dgap, dimg); }},
+      {"DropoutForward", [&] { return DropoutForward(x, {.p = 0.1f, .seed = 1, .step = 1}, y); }},
+      {"DropoutBackward", [&] { return DropoutBackward(dy, {.p = 0.1f, .seed = 1, .step = 1}, dx); }},
   };
   for (const auto& [name, run] : kernels) {
     ASSERT_TRUE(run().ok()) << name;  // warm-up: thread pools, BLAS buffers
