@@ -37,6 +37,7 @@
 #include "examples/common/flags.h"
 #include "examples/common/metrics.h"
 #include "examples/common/offload_flags.h"
+#include "examples/common/param_group_flags.h"
 #include "examples/common/sparse_budget_run.h"
 #include "examples/common/run_config.h"
 #include "examples/common/step_metrics.h"
@@ -79,6 +80,7 @@ struct Options {
   bool recompute = false;  // activation checkpointing of every transformer block
   std::set<std::string> given;  // model-shape flags given on the command line (see InferConfig)
   graph::OffloadOptions offload;  // from the offload flags (examples/common/offload_flags.h)
+  std::vector<graph::ParamGroup> param_groups;  // --param-group, in order
 };
 
 // Token windows: sequential (llm.c) or shuffled, both a pure function of the step so that a
@@ -331,6 +333,8 @@ RunConfig MakeRunConfig(const Options& o, const GptConfig& c, const data::TokenF
   r.Add("--beta2", o.beta2);
   r.Add("--eps", o.eps);
   r.Add("--weight-decay", o.weight_decay);
+  // Checkpoints written before groups existed trained without them.
+  r.AddWithUnrecorded("--param-group", ParamGroupsText(o.param_groups), "none");
   r.Add("--clip", o.clip);
   r.Add("--steps", o.steps, RunConfig::kAnnounce);
   RecordOffload(o.offload, r);  // Note [placement is not part of the run]
@@ -484,6 +488,14 @@ absl::Status Train(Options o) {
   const double min_lr = o.min_lr >= 0 ? o.min_lr : o.lr / 10;
   graph::TrainOptions t;
   t.optimizer = graph::OptimizerOptions::AdamW(o.beta1, o.beta2, o.eps, o.weight_decay);
+  t.optimizer.groups = o.param_groups;
+  {
+    // A pattern that takes nothing is the command line's mistake: refused before anything runs
+    // (matching is over every parameter, so the model as built decides, whatever trains).
+    graph::Gpt probe(config);
+    const absl::StatusOr<graph::ParamGroupPlan> groups = graph::ResolveParamGroups(probe, t.optimizer);
+    if (!groups.ok()) return UsageError(absl::StrCat("--param-group: ", groups.status().message()));
+  }
   STRATA_ASSIGN_OR_RETURN(t.schedule.kind, optim::ParseLrScheduleKind(o.schedule));
   t.schedule.max_lr = o.lr;
   t.schedule.min_lr = min_lr;
@@ -534,6 +546,8 @@ absl::Status Train(Options o) {
     }
     std::printf("%s\n", plan->Summary().c_str());
   }
+  STRATA_ASSIGN_OR_RETURN(const graph::ParamGroupPlan groups,
+                          graph::ResolveParamGroups(gpt, t.optimizer));
   STRATA_ASSIGN_OR_RETURN(
       std::unique_ptr<graph::Program> program,
       graph::Compile(gpt, {{"ids", micro, DType::kI32}, {"targets", micro, DType::kI32}},
@@ -568,6 +582,7 @@ absl::Status Train(Options o) {
               static_cast<long long>(config.width), config.heads, params / 1e6, NumThreads(),
               program->memory_report().ToString().c_str(), OffloadSummary(o.offload).c_str());
   if (!sparse_saving.empty()) std::printf("%s\n", sparse_saving.c_str());
+  std::printf("%s", groups.Summary().c_str());
   if (world > 1) {
     std::printf("data parallel over %d ranks (%s): %lld sequences per rank per micro-batch, "
                 "ZeRO stage %d\n",
@@ -699,7 +714,7 @@ int main(int argc, char** argv) {
   f.Add("beta2", &o.beta2, {.min = 0, .max = 1, .max_open = true}, "AdamW beta2");
   f.Add("eps", &o.eps, {.min = 0, .max = 1, .min_open = true}, "AdamW epsilon");
   f.Add("weight-decay", &o.weight_decay, {.min = 0, .max = 10},
-        "AdamW weight decay (tensors with 2+ dimensions)");
+        "AdamW weight decay (tensors with 2+ dimensions; --param-group sets it per group)");
   f.Add("clip", &o.clip, {.min = 0, .max = 1e9, .zero = "off"},
         "clip the global gradient norm to this");
   f.Add("seed", &o.seed, {.min = 0, .max = kMaxSeed}, "initialization and shuffling seed");
@@ -744,11 +759,17 @@ int main(int argc, char** argv) {
         {.min = 0, .max = 1e6, .zero = "STRATA_COMM_TIMEOUT, else 300"},
         "seconds a collective may wait for the other ranks before the job is ended");
   f.Add("profile", &o.profile, "print the time per op at the end (steps after the first)");
+  std::vector<std::string> param_groups;
+  strata::examples::AddParamGroupFlag(f, &param_groups);
   strata::examples::OffloadFlags offload;
   offload.Register(f);
   strata::examples::ZeroFlags zero;
   zero.Register(f);
   if (std::optional<int> code = f.ParseOrExitCode(argc, argv)) return *code;
+  absl::StatusOr<std::vector<strata::graph::ParamGroup>> groups =
+      strata::examples::ParseParamGroupFlags(param_groups);
+  if (!groups.ok()) return f.ExitCode(groups.status());
+  o.param_groups = *std::move(groups);
   o.zero = zero.options();
   absl::StatusOr<strata::graph::OffloadOptions> placement = offload.Resolve(f);
   if (!placement.ok()) return f.ExitCode(placement.status());

@@ -698,6 +698,30 @@ TEST_F(StrataGptTest, StagingOverTheMemlockLimitNamesTheBlockSize) {
   EXPECT_THAT(small.output, HasSubstr("strata-gpt: done at step 3"));
 }
 
+// --param-group: the groups in the startup summary, errors named with exit code 2, and a resume
+// with other groups than the checkpoint's refused by name.
+TEST_F(StrataGptTest, ParamGroupsAreSummarizedCheckedAndRecorded) {
+  const std::vector<std::string> groups = {"--param-group", "'*.bias:weight_decay=0'",
+                                           "--param-group", "'h.*:lr_scale=0.5'"};
+  const Result run = RunStrataGpt(With(With(Tiny(3), groups), {"--save", Path("ckpt")}));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  // 2 blocks of 6 biases, and ln_f's; h.* takes the blocks' 12 other tensors.
+  EXPECT_THAT(run.output, HasSubstr("parameter groups (first match wins):\n  *.bias -> 13 tensors, "));
+  EXPECT_THAT(run.output, HasSubstr("lr x1, weight decay 0\n  h.* -> 12 tensors, "));
+  EXPECT_THAT(run.output, HasSubstr("  (no group) -> 3 tensors, "));
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--param-group", "'h.*.atn.*:lr_scale=0'"})), 2,
+                   "--param-group: optimizer: group 1 ('h.*.atn.*') matches no parameter");
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--param-group", "'*.bias:wd=0'"})), 2,
+                   "--param-group '*.bias:wd=0': unknown setting 'wd'");
+  ExpectCleanError(RunStrataGpt(With(Tiny(4), {"--resume", Path("ckpt")})), 2,
+                   "the checkpoint's run has --param-group *.bias:lr_scale=1,weight_decay=0; "
+                   "h.*:lr_scale=0.5,weight_decay=default, this run has --param-group none");
+  const Result resumed = RunStrataGpt(With(With(Tiny(4), groups), {"--resume", Path("ckpt")}));
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_THAT(resumed.output, HasSubstr("resumed from " + Path("ckpt") + " at step 3"));
+  EXPECT_THAT(RunStrataGpt({"--help"}).output, HasSubstr("--param-group"));
+}
+
 TEST_F(StrataGptTest, HelpStatesEachRangeAndWhatZeroMeans) {
   const Result run = RunStrataGpt({"--help"});
   ASSERT_EQ(run.exit_code, 0);
