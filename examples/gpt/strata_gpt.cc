@@ -1,5 +1,5 @@
 // strata-gpt: trains a GPT-2-architecture model on a text file (bytes, vocabulary 256) or a
-// nanoGPT / llm.c uint16 token file.
+// nanoGPT / llm.c token file (uint16, or llm.c's uint32 for vocabularies past 65,536).
 //
 //   strata-gpt --data /usr/share/games/fortunes/songs-poems --layers 4 --width 192 --heads 6
 //              --seq 128 --batch 8 --steps 200 --lr 1e-3 --metrics run.jsonl
@@ -87,7 +87,7 @@ struct Options {
 // resumed run reads exactly what an uninterrupted one would.
 class Batcher {
  public:
-  Batcher(const std::vector<uint16_t>& tokens, int64_t begin, int64_t end, int64_t b, int64_t t,
+  Batcher(const std::vector<uint32_t>& tokens, int64_t begin, int64_t end, int64_t b, int64_t t,
           bool shuffle, uint64_t seed)
       : tokens_(tokens), begin_(begin), n_(end - begin), b_(b), t_(t), shuffle_(shuffle),
         seed_(seed),
@@ -107,15 +107,16 @@ class Batcher {
       const int64_t row = shuffle_ ? static_cast<int64_t>(rng() % static_cast<uint64_t>(n_))
                                    : start + r * t_;
       for (int64_t i = 0; i < t_; ++i) {
-        x[r * t_ + i] = tokens_[begin_ + (row + i) % n_];
-        y[r * t_ + i] = tokens_[begin_ + (row + i + 1) % n_];
+        // Below the vocabulary (CheckTokenIds), so they fit int32.
+        x[r * t_ + i] = static_cast<int32_t>(tokens_[begin_ + (row + i) % n_]);
+        y[r * t_ + i] = static_cast<int32_t>(tokens_[begin_ + (row + i + 1) % n_]);
       }
     }
     return {ids_, targets_};
   }
 
  private:
-  const std::vector<uint16_t>& tokens_;
+  const std::vector<uint32_t>& tokens_;
   int64_t begin_, n_, b_, t_;
   bool shuffle_;
   uint64_t seed_;
@@ -385,7 +386,7 @@ absl::Status CheckExportPath(const std::string& path) {
 // batches; the planned peaks are the step as the run compiles it.
 absl::StatusOr<graph::SparseUpdateSpec> ChooseByBudget(const Options& o, const GptConfig& config,
                                                        const graph::TrainOptions& run,
-                                                       const std::vector<uint16_t>& tokens,
+                                                       const std::vector<uint32_t>& tokens,
                                                        int64_t n_train) {
   const auto start = std::chrono::steady_clock::now();
   const int64_t n = static_cast<int64_t>(tokens.size());
@@ -466,14 +467,13 @@ absl::Status Train(Options o) {
 
   GptConfig config{.vocab = o.vocab, .block_size = o.seq, .layers = static_cast<int>(o.layers),
                    .width = o.width, .heads = static_cast<int>(o.heads)};
-  if (config.vocab == 0) config.vocab = file.format == "bytes" ? 256 : 50257;
+  // The vocabularies of the files' usual tokenizers: bytes, GPT-2's, Llama 3's.
+  if (config.vocab == 0) {
+    config.vocab = file.format == "bytes" ? 256 : file.format == "llm.c uint32" ? 128256 : 50257;
+  }
   if (!o.init_from.empty()) STRATA_RETURN_IF_ERROR(InferConfig(o, config));
   STRATA_RETURN_IF_ERROR(config.Validate());
-  if (file.min_vocab > config.vocab) {
-    return absl::InvalidArgumentError(absl::StrCat(o.data, ": token id ", file.min_vocab - 1,
-                                                   " does not fit the vocabulary of ",
-                                                   config.vocab, " (--vocab)"));
-  }
+  STRATA_RETURN_IF_ERROR(data::CheckTokenIds(file, config.vocab));
   const int64_t n = static_cast<int64_t>(file.tokens.size());
   const bool held_out = o.eval_every > 0 || o.sparse_budget > 0;
   const int64_t n_val = held_out ? static_cast<int64_t>(n * o.val_fraction) : 0;
@@ -689,8 +689,10 @@ int main(int argc, char** argv) {
   using strata::examples::kMaxCount;
   using strata::examples::kMaxSeed;
   strata::examples::Options o;
-  Flags f("strata-gpt", "Trains a GPT-2-architecture model on a text file or a uint16 token file.");
-  f.Add("data", &o.data, "text file (bytes) or .bin token file (nanoGPT / llm.c); required");
+  Flags f("strata-gpt", "Trains a GPT-2-architecture model on a text file or a token file.");
+  f.Add("data", &o.data,
+        "text file (bytes) or .bin token file (nanoGPT uint16, llm.c uint16 or llm.c uint32 as its "
+        "llama-3 tooling writes); required");
   f.Add("layers", &o.layers, {.min = 1, .max = 1024}, "transformer blocks");
   f.Add("width", &o.width, {.min = 1, .max = 65536}, "model width");
   f.Add("heads", &o.heads, {.min = 1, .max = 65536}, "attention heads (must divide --width)");
@@ -699,7 +701,9 @@ int main(int argc, char** argv) {
   f.Add("batch", &o.batch, {.min = 1, .max = 1 << 20}, "sequences per micro-batch");
   f.Add("micro-batches", &o.micro_batches, {.min = 1, .max = 1 << 16},
         "micro-batches accumulated per step");
-  f.Add("vocab", &o.vocab, {.min = 0, .max = 1 << 20, .zero = "256 for text, 50257 for token files"},
+  f.Add("vocab", &o.vocab,
+        {.min = 0, .max = 1 << 20,
+         .zero = "256 for text, 128256 for uint32 token files, 50257 for other token files"},
         "vocabulary");
   f.Add("steps", &o.steps, {.min = 0, .max = kMaxCount},
         "optimizer steps (the schedule's length); 0 with --export writes the model as it starts");
