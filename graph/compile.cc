@@ -38,6 +38,9 @@ absl::Status OptimizerOptions::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat("optimizer: ", field, " = ", v, " ", why));
   };
   if (!(weight_decay >= 0)) return bad("weight_decay", weight_decay, "must be >= 0");
+  for (size_t i = 0; i < groups.size(); ++i) {
+    STRATA_RETURN_IF_ERROR(ValidateParamGroup(groups[i], static_cast<int>(i) + 1));
+  }
   if (kind == kAdamW) {
     if (!(beta1 >= 0 && beta1 < 1)) return bad("beta1", beta1, "must be in [0, 1)");
     if (!(beta2 >= 0 && beta2 < 1)) return bad("beta2", beta2, "must be in [0, 1)");
@@ -354,13 +357,20 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
     config.grad_norm = global_norm;
   }
   const OptimizerOptions& o = options.optimizer;
+  STRATA_ASSIGN_OR_RETURN(const ParamGroupPlan groups, ResolveParamGroups(model, o));
+  STRATA_CHECK(groups.params.size() == trainable.size(), "param groups: ", groups.params.size(),
+               " trainable parameters, compile has ", trainable.size());
   for (size_t i = 0; i < trainable.size(); ++i) {
     const std::string& path = trainable_paths[i];
-    // Copies (NewValue may reallocate): the parameter's type, and its gradient's, which the
-    // optimizer state takes (only the trained channels, Note [partial channels]).
-    const TensorType param_type = graph.value(trainable[i]).type;
+    STRATA_CHECK(groups.params[i].path == path, "param groups: ", groups.params[i].path,
+                 " where compile has ", path);
+    // Copies (NewValue may reallocate): the gradient's type, which the optimizer state takes
+    // (only the trained channels, Note [partial channels]).
     const TensorType type = graph.value(final_grads[i]).type;
-    const double wd = o.decays(path, param_type.shape) ? o.weight_decay : 0.0;
+    // Baked into the update node: every path that runs it (ZeRO shards, offloaded chunks) runs
+    // the same op, so each honors the group.
+    const double wd = groups.params[i].weight_decay;
+    const double lr_scale = groups.params[i].lr_scale;
     auto state = [&](const char* slot) {
       const ValueId v = tracer.NewValue(type, ValueRole::kOptimizerState, absl::StrCat(path, ".", slot)).id();
       config.optimizer_state.push_back({absl::StrCat(path, ".", slot), v});
@@ -371,14 +381,15 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
       std::vector<ValueId> in = {trainable[i], final_grads[i], m, v};
       if (global_norm != kNoValue) in.push_back(global_norm);
       graph.AddNode(
-          ops::AdamWUpdateOp(o.beta1, o.beta2, o.eps, wd, options.clip_grad_norm, slices[i]), in,
-          {}, path);
+          ops::AdamWUpdateOp(o.beta1, o.beta2, o.eps, wd, options.clip_grad_norm, slices[i],
+                             lr_scale),
+          in, {}, path);
     } else {
       std::vector<ValueId> in = {trainable[i], final_grads[i]};
       if (o.momentum != 0) in.push_back(state("momentum_buffer"));
       if (global_norm != kNoValue) in.push_back(global_norm);
       graph.AddNode(ops::SgdUpdateOp(o.momentum, o.dampening, o.nesterov, wd,
-                                     options.clip_grad_norm, slices[i]),
+                                     options.clip_grad_norm, slices[i], lr_scale),
                     in, {}, path);
     }
     if (options.micro_batches > 1) graph.AddNode(ops::ZeroOp(), {final_grads[i]}, {}, path);

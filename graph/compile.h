@@ -27,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "graph/module.h"
 #include "graph/offload_options.h"
+#include "graph/param_groups.h"
 #include "graph/program.h"
 #include "graph/zero_options.h"
 #include "optim/lr_schedule.h"
@@ -40,10 +41,14 @@ struct OptimizerOptions {
   double momentum = 0.0, dampening = 0.0;         // SGD
   bool nesterov = false;                          // SGD
   double weight_decay = 0.0;
-  // Parameter groups: which parameters get weight decay. Default as nanoGPT: tensors with two
-  // or more dimensions (weights, embeddings) decay, biases and norms do not.
+  // Which parameters get the default weight decay. Default as nanoGPT: tensors with two or more
+  // dimensions (weights, embeddings) decay, biases and norms do not.
   std::function<bool(const std::string& path, const Shape& shape)> decays =
       [](const std::string&, const Shape& s) { return s.rank() >= 2; };
+  // Parameter groups by path pattern, the first match taking a parameter: a learning-rate scale
+  // and a weight decay of their own (Note [parameter groups] in graph/param_groups.h). Empty:
+  // every parameter has the defaults above and the schedule's lr.
+  std::vector<ParamGroup> groups;
 
   static OptimizerOptions AdamW(double beta1, double beta2, double eps, double weight_decay);
   static OptimizerOptions Sgd(double momentum, double weight_decay, bool nesterov = false);

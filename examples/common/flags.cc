@@ -147,6 +147,12 @@ void Flags::Add(std::string name, std::string* v, std::string help) {
   f.default_text = *v;
   f.value = v;
 }
+void Flags::AddRepeated(std::string name, std::vector<std::string>* v, std::string help) {
+  Flag& f = flags_.emplace_back();
+  f.name = std::move(name);
+  f.help = absl::StrCat(std::move(help), "; repeatable");
+  f.value = v;
+}
 void Flags::Add(std::string name, bool* v, std::string help) {
   Flag& f = flags_.emplace_back();
   f.name = std::move(name);
@@ -194,6 +200,8 @@ absl::Status Flags::Set(Flag& f, const std::string& text) {
     **p = v;
   } else if (auto* p = std::get_if<std::string*>(&f.value)) {
     **p = text;
+  } else if (auto* p = std::get_if<std::vector<std::string>*>(&f.value)) {
+    (*p)->push_back(text);
   } else if (auto* p = std::get_if<bool*>(&f.value)) {
     if (text == "true" || text == "1") **p = true;
     else if (text == "false" || text == "0") **p = false;

@@ -8,6 +8,8 @@
 //   flags.Add("threads", &threads, {.min = 0, .max = 4096, .zero = "all cores"}, "threads");
 //   int64_t budget = 0;
 //   flags.AddBytes("host-budget", &budget, {.zero = "no budget"}, "host RAM budget");  // 4G, 512M
+//   std::vector<std::string> groups;
+//   flags.AddRepeated("param-group", &groups, "PATTERN:lr_scale=X");  // each use appends one
 //   if (std::optional<int> code = flags.ParseOrExitCode(argc, argv)) return *code;  // error, --help
 //   if (bad_combination) return flags.ExitCode(UsageError("--a 1 contradicts --b 2"));
 //   return flags.ExitCode(Train(options));     // prints "strata-gpt: <message>" on error
@@ -85,6 +87,8 @@ class Flags {
   void Add(std::string name, bool* value, std::string help);
   // A size in bytes written with an optional unit (ParseBytes); --help shows the syntax.
   void AddBytes(std::string name, int64_t* value, ByteRange range, std::string help);
+  // A flag that may be given any number of times: each use appends its value, in order.
+  void AddRepeated(std::string name, std::vector<std::string>* values, std::string help);
 
   // Errors are usage errors naming the flag (and the value and range where one is wrong).
   absl::Status Parse(int argc, char** argv);
@@ -102,7 +106,7 @@ class Flags {
  private:
   struct Flag {
     std::string name, help, default_text, range_text;
-    std::variant<int64_t*, double*, std::string*, bool*> value;
+    std::variant<int64_t*, double*, std::string*, bool*, std::vector<std::string>*> value;
     bool bytes = false;  // an int64_t* written as a size (AddBytes)
     IntRange int_range;
     RealRange real_range;

@@ -16,6 +16,11 @@ void RunConfig::Add(std::string field, std::string value, OnChange on_change) {
   fields_.push_back({std::move(field), std::move(value), on_change});
 }
 
+void RunConfig::AddWithUnrecorded(std::string field, std::string value, std::string unrecorded,
+                                  OnChange on_change) {
+  fields_.push_back({std::move(field), std::move(value), on_change, std::move(unrecorded)});
+}
+
 void RunConfig::Add(std::string field, int64_t value, OnChange on_change) {
   Add(std::move(field), absl::StrCat(value), on_change);
 }
@@ -35,25 +40,29 @@ absl::StatusOr<std::vector<std::string>> RunConfig::Check(
   std::vector<std::string> changes;
   for (const Field& f : fields_) {
     const auto it = saved.find(kPrefix + f.name);
-    if (it == saved.end() && f.on_change == kAnnounce) {  // free to change, so free to be new
+    // A field added since the checkpoint was written is read as what runs did before it.
+    const std::string* recorded = it != saved.end()          ? &it->second
+                                  : f.unrecorded.has_value() ? &*f.unrecorded
+                                                             : nullptr;
+    if (recorded == nullptr && f.on_change == kAnnounce) {  // free to change, so free to be new
       changes.push_back(absl::StrCat(f.name, " is not recorded by the checkpoint's run; this run has ",
                                      f.value));
       continue;
     }
-    if (it == saved.end()) {
+    if (recorded == nullptr) {
       if (f.on_change == kInform) continue;  // written before strata recorded it
       return absl::FailedPreconditionError(absl::StrCat(
           "checkpoint ", checkpoint, " records no ", f.name,
           " of the run that wrote it (written by an older strata?), so it cannot be checked "
           "against this run; start a new run"));
     }
-    if (it->second == f.value) continue;
+    if (*recorded == f.value) continue;
     if (f.on_change == kRefuse) {
       return UsageError(absl::StrCat("--resume ", checkpoint, ": the checkpoint's run has ",
-                                     f.name, " ", it->second, ", this run has ", f.name, " ",
+                                     f.name, " ", *recorded, ", this run has ", f.name, " ",
                                      f.value, "; resuming would compute a different run"));
     }
-    changes.push_back(absl::StrCat(f.name, " changes from ", it->second, " (the checkpoint's run) to ",
+    changes.push_back(absl::StrCat(f.name, " changes from ", *recorded, " (the checkpoint's run) to ",
                                    f.value,
                                    f.on_change == kInform ? " (it does not change the math)" : ""));
   }

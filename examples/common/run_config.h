@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,11 @@ class RunConfig {
   void Add(std::string field, std::string value, OnChange on_change = kRefuse);
   void Add(std::string field, int64_t value, OnChange on_change = kRefuse);
   void Add(std::string field, double value, OnChange on_change = kRefuse);
+  // A field added after checkpoints were written without it: such a checkpoint is taken to
+  // record `unrecorded` (what every run did before the field existed), then checked as
+  // `on_change` says, so that old checkpoints of runs that did not use it still resume.
+  void AddWithUnrecorded(std::string field, std::string value, std::string unrecorded,
+                         OnChange on_change = kRefuse);
 
   // Writes every field into a checkpoint's trainer-state strings as "run.<field>".
   void Record(std::map<std::string, std::string>& extra) const;
@@ -50,6 +56,7 @@ class RunConfig {
   struct Field {
     std::string name, value;
     OnChange on_change;
+    std::optional<std::string> unrecorded;  // AddWithUnrecorded
   };
   std::vector<Field> fields_;
 };

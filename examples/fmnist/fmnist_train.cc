@@ -26,6 +26,7 @@ graph::TrainOptions StepOptions(const FmnistRecipe& r, int64_t total_steps,
   o.optimizer = r.optimizer == "adamw"
                     ? graph::OptimizerOptions::AdamW(0.9, 0.999, 1e-8, r.resolved_weight_decay())
                     : graph::OptimizerOptions::Sgd(0.9, r.resolved_weight_decay());
+  o.optimizer.groups = r.param_groups;
   o.schedule.kind = r.schedule == "cosine" ? optim::LrSchedule::kCosine
                                            : optim::LrSchedule::kConstant;
   o.schedule.max_lr = r.resolved_lr();
@@ -148,6 +149,16 @@ absl::StatusOr<std::unique_ptr<FmnistTrainer>> FmnistTrainer::Create(
   t->model_ = std::make_unique<graph::MobileNet>(graph::MobileNetConfig{});
   if (r.sparse_update) {
     STRATA_ASSIGN_OR_RETURN(t->sparse_plan_, graph::ApplySparseUpdate(*t->model_, *r.sparse_update));
+  }
+  {
+    // Resolved here as well as in Compile, so that a pattern that takes nothing is refused as
+    // the flag it came from (and the plan is there for the startup summary).
+    const graph::TrainOptions o = StepOptions(r, t->total_steps(), comm);
+    absl::StatusOr<graph::ParamGroupPlan> groups = graph::ResolveParamGroups(*t->model_, o.optimizer);
+    if (!groups.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--param-group: ", groups.status().message()));
+    }
+    t->param_groups_ = *std::move(groups);
   }
 
   graph::MobileNet* model = t->model_.get();

@@ -37,6 +37,7 @@
 #include "examples/fmnist/fashion_mnist.h"
 #include "graph/compile.h"
 #include "graph/models/mobilenet.h"
+#include "graph/param_groups.h"
 #include "graph/sparse_update.h"
 #include "graph/zero_options.h"
 
@@ -70,6 +71,8 @@ struct FmnistRecipe {
   std::vector<int32_t> classes;
   std::string init_from;
   std::optional<graph::SparseUpdateSpec> sparse_update;
+  // Parameter groups (graph/param_groups.h): an lr scale and weight decay per path pattern.
+  std::vector<graph::ParamGroup> param_groups;
   // Errors name the flag-like field; `train_size` is the training set before limit_train.
   absl::Status Validate(int64_t train_size) const;
   double resolved_lr() const;
@@ -112,6 +115,8 @@ class FmnistTrainer {
   const graph::SparseUpdatePlan* sparse_plan() const {
     return sparse_plan_ ? &*sparse_plan_ : nullptr;
   }
+  // What recipe.param_groups take of the model's parameters.
+  const graph::ParamGroupPlan& param_groups() const { return param_groups_; }
   int64_t train_size() const { return train_size_; }
   int64_t steps_per_epoch() const { return train_size_ / recipe_.batch; }
   int64_t total_steps() const { return steps_per_epoch() * recipe_.epochs; }
@@ -146,6 +151,7 @@ class FmnistTrainer {
   // limit_test: indices into data_.train and data_.test.
   std::vector<int64_t> train_pool_, test_pool_;
   std::optional<graph::SparseUpdatePlan> sparse_plan_;
+  graph::ParamGroupPlan param_groups_;
   int64_t epoch_ = 0;
   std::unique_ptr<graph::MobileNet> model_;
   std::unique_ptr<graph::Program> program_;

@@ -34,6 +34,7 @@
 #include "examples/common/flags.h"
 #include "examples/common/metrics.h"
 #include "examples/common/offload_flags.h"
+#include "examples/common/param_group_flags.h"
 #include "examples/common/sparse_budget_run.h"
 #include "examples/common/step_metrics.h"
 #include "examples/common/zero_flags.h"
@@ -111,6 +112,7 @@ absl::StatusOr<RunResult> TrainOnce(const Options& o, const FmnistRecipe& r,
   if (const graph::SparseUpdatePlan* plan = trainer->sparse_plan()) {
     std::printf("%s\n", plan->Summary().c_str());
   }
+  std::printf("%s", trainer->param_groups().Summary().c_str());
   if (!r.init_from.empty()) std::printf("weights from %s\n", r.init_from.c_str());
   std::printf("%s\n%s", trainer->program().memory_report().ToString().c_str(),
               OffloadSummary(r.offload).c_str());
@@ -428,11 +430,17 @@ int main(int argc, char** argv) {
   f.Add("classes", &o.classes, "comma-separated labels to train and score on (default: all)");
   f.Add("log-every", &o.log_every, {.min = 1, .max = kMaxCount},
         "steps between progress lines (the last of each epoch too)");
+  std::vector<std::string> param_groups;
+  strata::examples::AddParamGroupFlag(f, &param_groups);
   strata::examples::OffloadFlags offload;
   offload.Register(f);
   strata::examples::ZeroFlags zero;
   zero.Register(f);
   if (std::optional<int> code = f.ParseOrExitCode(argc, argv)) return *code;
+  absl::StatusOr<std::vector<strata::graph::ParamGroup>> groups =
+      strata::examples::ParseParamGroupFlags(param_groups);
+  if (!groups.ok()) return f.ExitCode(groups.status());
+  r.param_groups = *std::move(groups);
   r.zero = zero.options();
   absl::StatusOr<strata::graph::OffloadOptions> placement = offload.Resolve(f);
   if (!placement.ok()) return f.ExitCode(placement.status());

@@ -1,5 +1,6 @@
 // strata-gpt: trains a GPT-2-architecture model (or, with --arch llama, a Llama-architecture
-// one) on a text file (bytes, vocabulary 256) or a nanoGPT / llm.c uint16 token file.
+// one) on a text file (bytes, vocabulary 256) or a nanoGPT / llm.c token file (uint16, or llm.c's
+// uint32 for vocabularies past 65,536).
 //
 //   strata-gpt --data /usr/share/games/fortunes/songs-poems --layers 4 --width 192 --heads 6
 //              --seq 128 --batch 8 --steps 200 --lr 1e-3 --metrics run.jsonl
@@ -38,6 +39,7 @@
 #include "examples/common/flags.h"
 #include "examples/common/metrics.h"
 #include "examples/common/offload_flags.h"
+#include "examples/common/param_group_flags.h"
 #include "examples/common/sparse_budget_run.h"
 #include "examples/common/run_config.h"
 #include "examples/common/step_metrics.h"
@@ -85,13 +87,14 @@ struct Options {
   bool recompute = false;  // activation checkpointing of every transformer block
   std::set<std::string> given;  // model-shape flags given on the command line (see InferConfig)
   graph::OffloadOptions offload;  // from the offload flags (examples/common/offload_flags.h)
+  std::vector<graph::ParamGroup> param_groups;  // --param-group, in order
 };
 
 // Token windows: sequential (llm.c) or shuffled, both a pure function of the step so that a
 // resumed run reads exactly what an uninterrupted one would.
 class Batcher {
  public:
-  Batcher(const std::vector<uint16_t>& tokens, int64_t begin, int64_t end, int64_t b, int64_t t,
+  Batcher(const std::vector<uint32_t>& tokens, int64_t begin, int64_t end, int64_t b, int64_t t,
           bool shuffle, uint64_t seed)
       : tokens_(tokens), begin_(begin), n_(end - begin), b_(b), t_(t), shuffle_(shuffle),
         seed_(seed),
@@ -111,15 +114,16 @@ class Batcher {
       const int64_t row = shuffle_ ? static_cast<int64_t>(rng() % static_cast<uint64_t>(n_))
                                    : start + r * t_;
       for (int64_t i = 0; i < t_; ++i) {
-        x[r * t_ + i] = tokens_[begin_ + (row + i) % n_];
-        y[r * t_ + i] = tokens_[begin_ + (row + i + 1) % n_];
+        // Below the vocabulary (CheckTokenIds), so they fit int32.
+        x[r * t_ + i] = static_cast<int32_t>(tokens_[begin_ + (row + i) % n_]);
+        y[r * t_ + i] = static_cast<int32_t>(tokens_[begin_ + (row + i + 1) % n_]);
       }
     }
     return {ids_, targets_};
   }
 
  private:
-  const std::vector<uint16_t>& tokens_;
+  const std::vector<uint32_t>& tokens_;
   int64_t begin_, n_, b_, t_;
   bool shuffle_;
   uint64_t seed_;
@@ -267,7 +271,11 @@ absl::Status InferLlamaConfig(Options& o, graph::LlamaConfig& c) {
 // The model the flags ask for: its shape from the flags, or from --init-from.
 absl::StatusOr<LanguageModelConfig> ChooseModel(Options& o, const data::TokenFile& file) {
   LanguageModelConfig m{.arch = o.arch};
-  const int64_t vocab = o.vocab != 0 ? o.vocab : file.format == "bytes" ? 256 : 50257;
+  // The vocabularies of the files' usual tokenizers: bytes, GPT-2's, Llama 3's.
+  const int64_t vocab = o.vocab != 0                       ? o.vocab
+                        : file.format == "bytes"           ? 256
+                        : file.format == "llm.c uint32"    ? 128256
+                                                           : 50257;
   if (m.is_llama()) {
     graph::LlamaConfig& c = m.llama;
     if (!o.init_from.empty()) {
@@ -289,11 +297,7 @@ absl::StatusOr<LanguageModelConfig> ChooseModel(Options& o, const data::TokenFil
     if (!o.init_from.empty()) STRATA_RETURN_IF_ERROR(InferConfig(o, m.gpt));
   }
   STRATA_RETURN_IF_ERROR(m.Validate());
-  if (file.min_vocab > m.vocab()) {
-    return absl::InvalidArgumentError(absl::StrCat(o.data, ": token id ", file.min_vocab - 1,
-                                                   " does not fit the vocabulary of ", m.vocab(),
-                                                   " (--vocab)"));
-  }
+  STRATA_RETURN_IF_ERROR(data::CheckTokenIds(file, m.vocab()));
   return m;
 }
 
@@ -437,6 +441,8 @@ RunConfig MakeRunConfig(const Options& o, const LanguageModelConfig& m, const da
   r.Add("--beta2", o.beta2);
   r.Add("--eps", o.eps);
   r.Add("--weight-decay", o.weight_decay);
+  // Checkpoints written before groups existed trained without them.
+  r.AddWithUnrecorded("--param-group", ParamGroupsText(o.param_groups), "none");
   r.Add("--clip", o.clip);
   r.Add("--steps", o.steps, RunConfig::kAnnounce);
   RecordOffload(o.offload, r);  // Note [placement is not part of the run]
@@ -487,7 +493,7 @@ absl::Status CheckExportPath(const std::string& path) {
 // batches; the planned peaks are the step as the run compiles it.
 absl::StatusOr<graph::SparseUpdateSpec> ChooseByBudget(const Options& o, const LanguageModelConfig& config,
                                                        const graph::TrainOptions& run,
-                                                       const std::vector<uint16_t>& tokens,
+                                                       const std::vector<uint32_t>& tokens,
                                                        int64_t n_train) {
   const auto start = std::chrono::steady_clock::now();
   const int64_t n = static_cast<int64_t>(tokens.size());
@@ -583,6 +589,15 @@ absl::Status Train(Options o) {
   const double min_lr = o.min_lr >= 0 ? o.min_lr : o.lr / 10;
   graph::TrainOptions t;
   t.optimizer = graph::OptimizerOptions::AdamW(o.beta1, o.beta2, o.eps, o.weight_decay);
+  t.optimizer.groups = o.param_groups;
+  {
+    // A pattern that takes nothing is the command line's mistake: refused before anything runs
+    // (matching is over every parameter, so the model as built decides, whatever trains).
+    LanguageModel probe = BuildLanguageModel(config);
+    const absl::StatusOr<graph::ParamGroupPlan> groups =
+        graph::ResolveParamGroups(*probe.module, t.optimizer);
+    if (!groups.ok()) return UsageError(absl::StrCat("--param-group: ", groups.status().message()));
+  }
   STRATA_ASSIGN_OR_RETURN(t.schedule.kind, optim::ParseLrScheduleKind(o.schedule));
   t.schedule.max_lr = o.lr;
   t.schedule.min_lr = min_lr;
@@ -633,6 +648,8 @@ absl::Status Train(Options o) {
     }
     std::printf("%s\n", plan->Summary().c_str());
   }
+  STRATA_ASSIGN_OR_RETURN(const graph::ParamGroupPlan groups,
+                          graph::ResolveParamGroups(*model.module, t.optimizer));
   STRATA_ASSIGN_OR_RETURN(
       std::unique_ptr<graph::Program> program,
       graph::Compile(*model.module, {{"ids", micro, DType::kI32}, {"targets", micro, DType::kI32}},
@@ -667,6 +684,7 @@ absl::Status Train(Options o) {
               NumThreads(),
               program->memory_report().ToString().c_str(), OffloadSummary(o.offload).c_str());
   if (!sparse_saving.empty()) std::printf("%s\n", sparse_saving.c_str());
+  std::printf("%s", groups.Summary().c_str());
   if (world > 1) {
     std::printf("data parallel over %d ranks (%s): %lld sequences per rank per micro-batch, "
                 "ZeRO stage %d\n",
@@ -770,7 +788,9 @@ int main(int argc, char** argv) {
   using strata::examples::kMaxSeed;
   strata::examples::Options o;
   Flags f("strata-gpt", "Trains a GPT-2- or Llama-architecture model on a text file or a token file.");
-  f.Add("data", &o.data, "text file (bytes) or .bin token file (nanoGPT / llm.c); required");
+  f.Add("data", &o.data,
+        "text file (bytes) or .bin token file (nanoGPT uint16, llm.c uint16 or llm.c uint32 as its "
+        "llama-3 tooling writes); required");
   f.Add("arch", &o.arch,
         "gpt (GPT-2: learned positions, LayerNorm, GELU, tied head) or llama (rotary positions, "
         "RMSNorm, SwiGLU, grouped-query attention; Hugging Face LlamaForCausalLM's layout)");
@@ -789,7 +809,9 @@ int main(int argc, char** argv) {
   f.Add("batch", &o.batch, {.min = 1, .max = 1 << 20}, "sequences per micro-batch");
   f.Add("micro-batches", &o.micro_batches, {.min = 1, .max = 1 << 16},
         "micro-batches accumulated per step");
-  f.Add("vocab", &o.vocab, {.min = 0, .max = 1 << 20, .zero = "256 for text, 50257 for token files"},
+  f.Add("vocab", &o.vocab,
+        {.min = 0, .max = 1 << 20,
+         .zero = "256 for text, 128256 for uint32 token files, 50257 for other token files"},
         "vocabulary");
   f.Add("steps", &o.steps, {.min = 0, .max = kMaxCount},
         "optimizer steps (the schedule's length); 0 with --export writes the model as it starts");
@@ -804,7 +826,7 @@ int main(int argc, char** argv) {
   f.Add("beta2", &o.beta2, {.min = 0, .max = 1, .max_open = true}, "AdamW beta2");
   f.Add("eps", &o.eps, {.min = 0, .max = 1, .min_open = true}, "AdamW epsilon");
   f.Add("weight-decay", &o.weight_decay, {.min = 0, .max = 10},
-        "AdamW weight decay (tensors with 2+ dimensions)");
+        "AdamW weight decay (tensors with 2+ dimensions; --param-group sets it per group)");
   f.Add("clip", &o.clip, {.min = 0, .max = 1e9, .zero = "off"},
         "clip the global gradient norm to this");
   f.Add("seed", &o.seed, {.min = 0, .max = kMaxSeed}, "initialization and shuffling seed");
@@ -850,11 +872,17 @@ int main(int argc, char** argv) {
         {.min = 0, .max = 1e6, .zero = "STRATA_COMM_TIMEOUT, else 300"},
         "seconds a collective may wait for the other ranks before the job is ended");
   f.Add("profile", &o.profile, "print the time per op at the end (steps after the first)");
+  std::vector<std::string> param_groups;
+  strata::examples::AddParamGroupFlag(f, &param_groups);
   strata::examples::OffloadFlags offload;
   offload.Register(f);
   strata::examples::ZeroFlags zero;
   zero.Register(f);
   if (std::optional<int> code = f.ParseOrExitCode(argc, argv)) return *code;
+  absl::StatusOr<std::vector<strata::graph::ParamGroup>> groups =
+      strata::examples::ParseParamGroupFlags(param_groups);
+  if (!groups.ok()) return f.ExitCode(groups.status());
+  o.param_groups = *std::move(groups);
   o.zero = zero.options();
   absl::StatusOr<strata::graph::OffloadOptions> placement = offload.Resolve(f);
   if (!placement.ok()) return f.ExitCode(placement.status());

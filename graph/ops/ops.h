@@ -167,14 +167,16 @@ struct UpdateSlice {
   int64_t rows = 0, stride = 0, prefix = 0;
   bool whole() const { return rows == 0; }
 };
-// param, grad, m, v[, global norm]: AdamW with PyTorch's semantics, lr from StepScalars.
+// param, grad, m, v[, global norm]: AdamW with PyTorch's semantics, lr from StepScalars times
+// lr_scale (the parameter's group, Note [parameter groups] in graph/param_groups.h).
 std::shared_ptr<const Op> AdamWUpdateOp(double beta1, double beta2, double eps,
                                         double weight_decay, double max_norm = 0,
-                                        UpdateSlice slice = {});
-// param, grad, momentum buffer (absent when momentum is 0)[, global norm]: torch.optim.SGD.
+                                        UpdateSlice slice = {}, double lr_scale = 1.0);
+// param, grad, momentum buffer (absent when momentum is 0)[, global norm]: torch.optim.SGD,
+// lr as above.
 std::shared_ptr<const Op> SgdUpdateOp(double momentum, double dampening, bool nesterov,
                                       double weight_decay, double max_norm = 0,
-                                      UpdateSlice slice = {});
+                                      UpdateSlice slice = {}, double lr_scale = 1.0);
 // The slice of an update op (whole() for any other op).
 UpdateSlice UpdateSliceOf(const Op& update);
 

@@ -112,6 +112,10 @@ std::string SliceAttributes(const UpdateSlice& s) {
   return absl::StrCat(" channels=", s.rows, "x", s.prefix, "/", s.stride);
 }
 
+std::string LrScaleAttribute(double lr_scale) {
+  return lr_scale == 1.0 ? "" : absl::StrCat(" lr_scale=", lr_scale);
+}
+
 // Runs `step` over the whole parameter, or over each run of a partial-channel slice with the
 // matching runs of the compact operands (Note [partial channels]); the step is elementwise.
 template <typename Step>
@@ -148,20 +152,20 @@ absl::Status ForEachRun(const UpdateSlice& s, const Tensor& param,
 
 class AdamWUpdate final : public InPlaceOp {
  public:
-  AdamWUpdate(optim::AdamWHyper h, double max_norm, UpdateSlice slice)
-      : h_(h), max_norm_(max_norm), slice_(slice) {}
+  AdamWUpdate(optim::AdamWHyper h, double max_norm, UpdateSlice slice, double lr_scale)
+      : h_(h), max_norm_(max_norm), slice_(slice), lr_scale_(lr_scale) {}
   OpKind kind() const override { return OpKind::kAdamWUpdate; }
   std::string Attributes() const override {
     return absl::StrCat("beta1=", h_.beta1, " beta2=", h_.beta2, " eps=", h_.eps,
                         " weight_decay=", h_.weight_decay,
                         max_norm_ > 0 ? absl::StrCat(" max_norm=", max_norm_) : "",
-                        SliceAttributes(slice_));
+                        SliceAttributes(slice_), LrScaleAttribute(lr_scale_));
   }
   std::vector<int> MutatedInputs() const override { return WithGrad({0, 2, 3}, max_norm_); }
   absl::Status Run(const RunArgs& a) const override {
     STRATA_RETURN_IF_ERROR(ClipInPlace(a, max_norm_));
     optim::AdamWHyper h = h_;
-    h.lr = a.scalars->lr;
+    h.lr = a.scalars->lr * lr_scale_;  // times 1.0 (no group) is exact
     const Tensor compact[] = {a.in[1], a.in[2], a.in[3]};
     return ForEachRun(slice_, a.in[0], compact, [&](absl::Span<float> p, auto& g_m_v) {
       return optim::AdamWStep(p, g_m_v[0], g_m_v[1], g_m_v[2], h, a.scalars->step);
@@ -173,18 +177,19 @@ class AdamWUpdate final : public InPlaceOp {
   optim::AdamWHyper h_;
   double max_norm_;
   UpdateSlice slice_;
+  double lr_scale_;
 };
 
 class SgdUpdate final : public InPlaceOp {
  public:
-  SgdUpdate(optim::SgdHyper h, double max_norm, UpdateSlice slice)
-      : h_(h), max_norm_(max_norm), slice_(slice) {}
+  SgdUpdate(optim::SgdHyper h, double max_norm, UpdateSlice slice, double lr_scale)
+      : h_(h), max_norm_(max_norm), slice_(slice), lr_scale_(lr_scale) {}
   OpKind kind() const override { return OpKind::kSgdUpdate; }
   std::string Attributes() const override {
     return absl::StrCat("momentum=", h_.momentum, " dampening=", h_.dampening,
                         " nesterov=", h_.nesterov, " weight_decay=", h_.weight_decay,
                         max_norm_ > 0 ? absl::StrCat(" max_norm=", max_norm_) : "",
-                        SliceAttributes(slice_));
+                        SliceAttributes(slice_), LrScaleAttribute(lr_scale_));
   }
   std::vector<int> MutatedInputs() const override {
     return WithGrad(h_.momentum != 0 ? std::vector<int>{0, 2} : std::vector<int>{0}, max_norm_);
@@ -192,7 +197,7 @@ class SgdUpdate final : public InPlaceOp {
   absl::Status Run(const RunArgs& a) const override {
     STRATA_RETURN_IF_ERROR(ClipInPlace(a, max_norm_));
     optim::SgdHyper h = h_;
-    h.lr = a.scalars->lr;
+    h.lr = a.scalars->lr * lr_scale_;  // times 1.0 (no group) is exact
     const bool has_buffer = h_.momentum != 0;
     const Tensor compact[] = {a.in[1], has_buffer ? a.in[2] : Tensor()};
     return ForEachRun(slice_, a.in[0], compact, [&](absl::Span<float> p, auto& g_buf) {
@@ -205,6 +210,7 @@ class SgdUpdate final : public InPlaceOp {
   optim::SgdHyper h_;
   double max_norm_;
   UpdateSlice slice_;
+  double lr_scale_;
 };
 
 }  // namespace
@@ -217,20 +223,22 @@ std::shared_ptr<const Op> GlobalGradNormOp(int squared_inputs, bool squared_outp
   return std::make_shared<GlobalGradNorm>(squared_inputs, squared_output);
 }
 std::shared_ptr<const Op> AdamWUpdateOp(double beta1, double beta2, double eps,
-                                        double weight_decay, double max_norm, UpdateSlice slice) {
+                                        double weight_decay, double max_norm, UpdateSlice slice,
+                                        double lr_scale) {
   return std::make_shared<AdamWUpdate>(
       optim::AdamWHyper{
           .lr = 0, .beta1 = beta1, .beta2 = beta2, .eps = eps, .weight_decay = weight_decay},
-      max_norm, slice);
+      max_norm, slice, lr_scale);
 }
 std::shared_ptr<const Op> SgdUpdateOp(double momentum, double dampening, bool nesterov,
-                                      double weight_decay, double max_norm, UpdateSlice slice) {
+                                      double weight_decay, double max_norm, UpdateSlice slice,
+                                      double lr_scale) {
   return std::make_shared<SgdUpdate>(optim::SgdHyper{.lr = 0,
                                                      .momentum = momentum,
                                                      .dampening = dampening,
                                                      .nesterov = nesterov,
                                                      .weight_decay = weight_decay},
-                                     max_norm, slice);
+                                     max_norm, slice, lr_scale);
 }
 UpdateSlice UpdateSliceOf(const Op& update) {
   if (const auto* a = dynamic_cast<const AdamWUpdate*>(&update)) return a->slice();

@@ -365,6 +365,33 @@ TEST_F(StrataGptTest, ATokenIdPastTheVocabularyIsNamed) {
   EXPECT_THAT(run.output, HasSubstr("tokens.bin"));
 }
 
+// llm.c's uint32 token files (magic 20240801, version 7, as its llama-3 tooling writes them):
+// ids past 65,535 train, and one past --vocab is named with its position.
+TEST_F(StrataGptTest, TrainsOnAUint32TokenFile) {
+  std::vector<uint32_t> tokens(4096);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint32_t>(65000 + i % 1000);
+  auto write = [&](const std::string& path) {
+    std::vector<int32_t> header(256, 0);
+    header[0] = 20240801;
+    header[1] = 7;
+    header[2] = static_cast<int32_t>(tokens.size());
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(header.data()), header.size() * sizeof(int32_t));
+    out.write(reinterpret_cast<const char*>(tokens.data()), tokens.size() * sizeof(uint32_t));
+  };
+  write(Path("llama.bin"));
+  std::vector<std::string> args = Tiny(3);
+  args[1] = Path("llama.bin");
+  const Result run = RunStrataGpt(With(args, {"--vocab", "66000"}));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("4096 tokens (llm.c uint32), vocab 66000"));
+  tokens[2000] = 66000;
+  write(Path("llama.bin"));
+  ExpectCleanError(RunStrataGpt(With(args, {"--vocab", "66000"})), 1,
+                   Path("llama.bin") + ": token id 66000 at position 2000 (of 4096) does not fit "
+                   "the vocabulary of 66000 (--vocab)");
+}
+
 // A GPT-2 file as `transformers` writes it (vocab 256, 64 positions, 2 layers, width 64, 4 heads):
 // the shape comes from the file, the heads from the config.json beside it.
 TEST_F(StrataGptTest, InitFromATransformersCheckpoint) {
@@ -696,6 +723,30 @@ TEST_F(StrataGptTest, StagingOverTheMemlockLimitNamesTheBlockSize) {
       limited.c_str(), With(With(Tiny(3), AllOnNvme(swap.path(), "64K")), {"--io-direct", "off"}));
   ASSERT_EQ(small.exit_code, 0) << small.output;
   EXPECT_THAT(small.output, HasSubstr("strata-gpt: done at step 3"));
+}
+
+// --param-group: the groups in the startup summary, errors named with exit code 2, and a resume
+// with other groups than the checkpoint's refused by name.
+TEST_F(StrataGptTest, ParamGroupsAreSummarizedCheckedAndRecorded) {
+  const std::vector<std::string> groups = {"--param-group", "'*.bias:weight_decay=0'",
+                                           "--param-group", "'h.*:lr_scale=0.5'"};
+  const Result run = RunStrataGpt(With(With(Tiny(3), groups), {"--save", Path("ckpt")}));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  // 2 blocks of 6 biases, and ln_f's; h.* takes the blocks' 12 other tensors.
+  EXPECT_THAT(run.output, HasSubstr("parameter groups (first match wins):\n  *.bias -> 13 tensors, "));
+  EXPECT_THAT(run.output, HasSubstr("lr x1, weight decay 0\n  h.* -> 12 tensors, "));
+  EXPECT_THAT(run.output, HasSubstr("  (no group) -> 3 tensors, "));
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--param-group", "'h.*.atn.*:lr_scale=0'"})), 2,
+                   "--param-group: optimizer: group 1 ('h.*.atn.*') matches no parameter");
+  ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--param-group", "'*.bias:wd=0'"})), 2,
+                   "--param-group '*.bias:wd=0': unknown setting 'wd'");
+  ExpectCleanError(RunStrataGpt(With(Tiny(4), {"--resume", Path("ckpt")})), 2,
+                   "the checkpoint's run has --param-group *.bias:lr_scale=1,weight_decay=0; "
+                   "h.*:lr_scale=0.5,weight_decay=default, this run has --param-group none");
+  const Result resumed = RunStrataGpt(With(With(Tiny(4), groups), {"--resume", Path("ckpt")}));
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_THAT(resumed.output, HasSubstr("resumed from " + Path("ckpt") + " at step 3"));
+  EXPECT_THAT(RunStrataGpt({"--help"}).output, HasSubstr("--param-group"));
 }
 
 TEST_F(StrataGptTest, HelpStatesEachRangeAndWhatZeroMeans) {

@@ -200,6 +200,30 @@ TEST(OffloadTest, GptTrainsBitIdenticallyWherever) {
   }
 }
 
+// Parameter groups (Note [parameter groups]) are in the update nodes, which the offloaded
+// (chunked, deferred) updates run as they are: the same bits wherever the state lives.
+TEST(OffloadTest, ParameterGroupsTrainBitIdenticallyWherever) {
+  auto train = [](const Placement& where) {
+    Gpt gpt(kTiny);
+    TrainOptions o = GptOptions(/*clip=*/1.0, /*micro_batches=*/1);
+    o.optimizer.groups = {{.match = "h.0.*", .lr_scale = 0},
+                          {.match = "*.bias", .lr_scale = 3, .weight_decay = 0.5},
+                          {.match = "wte.*", .lr_scale = 0.5, .weight_decay = 0}};
+    o.offload = Offload(where);
+    auto p = CompileTiny(gpt, o);
+    EXPECT_TRUE(p.ok()) << p.status();
+    if (!p.ok()) return Trained{};
+    return Finish(**p, {Tokens(2, 16, 1), Tokens(2, 16, 2)}, 4);
+  };
+  const Trained memory = train({});
+  ASSERT_EQ(memory.losses.size(), 4u);
+  EXPECT_NE(memory.state, TrainGpt({}, 1.0, 1).state);  // the groups changed the run
+  for (const Placement& where : {kPlacements[1], kPlacements[4], kPlacements[7], kPlacements[8]}) {
+    SCOPED_TRACE(where.Name());
+    ExpectSameRun(memory, train(where));
+  }
+}
+
 // Note [deferred updates]: with clipping, the updates that write only NVMe-homed state finish
 // inside the next step (the bitwise checks above cover their values), so the first step writes
 // none of the parameters and moments and every later one writes all of them (and no scaled
