@@ -103,46 +103,56 @@ class CausalAttentionOp final : public Op {
   int heads_;
 };
 
-// (q, k, v, lse, dy) -> (dq, dk, dv).
-class AttentionGradOp final : public Op {
+// What attention over separate projections and its gradient share: the head counts, their
+// attributes and workspace, and (B, T, heads D) tensors seen as (B, heads, T, D) views.
+class SeparateHeadsOp : public Op {
  public:
-  AttentionGradOp(int heads, int kv_heads) : heads_(heads), kv_heads_(kv_heads) {}
-  OpKind kind() const override { return OpKind::kAttentionGrad; }
   std::string Attributes() const override {
     return absl::StrCat("heads=", heads_, " kv_heads=", kv_heads_);
-  }
-  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
-    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 5));
-    return std::vector<TensorType>{in[0], in[1], in[2]};
   }
   size_t WorkspaceBytes(absl::Span<const TensorType> in, int threads) const override {
     const Shape& q = in[0].shape;
     return cpu::AttentionWorkspaceBytes(q[0], heads_, q[1], q[2] / heads_, threads);
   }
-  absl::Status Run(const RunArgs& a) const override {
-    STRATA_ASSIGN_OR_RETURN(const Tensor q, Heads(a.in[0], heads_, -1));
-    STRATA_ASSIGN_OR_RETURN(const Tensor k, Heads(a.in[1], kv_heads_, -1));
-    STRATA_ASSIGN_OR_RETURN(const Tensor v, Heads(a.in[2], kv_heads_, -1));
-    STRATA_ASSIGN_OR_RETURN(const Tensor dy, Heads(a.in[4], heads_, -1));
-    STRATA_ASSIGN_OR_RETURN(const Tensor dq, Heads(a.out[0], heads_, -1));
-    STRATA_ASSIGN_OR_RETURN(const Tensor dk, Heads(a.out[1], kv_heads_, -1));
-    STRATA_ASSIGN_OR_RETURN(const Tensor dv, Heads(a.out[2], kv_heads_, -1));
-    const float scale = 1.0f / std::sqrt(static_cast<float>(q.dim(3)));
-    return cpu::CausalAttentionBackward(q, k, v, a.in[3], dy, dq, dk, dv, scale, a.workspace);
+
+ protected:
+  SeparateHeadsOp(int heads, int kv_heads) : heads_(heads), kv_heads_(kv_heads) {}
+  // Views of a query-shaped (q, y, dy) and of key/value-shaped (k, v) tensors.
+  absl::StatusOr<Tensor> QueryHeads(const Tensor& t) const { return Heads(t, heads_, -1); }
+  absl::StatusOr<Tensor> KeyValueHeads(const Tensor& t) const { return Heads(t, kv_heads_, -1); }
+  static float Scale(const Tensor& heads) {
+    return 1.0f / std::sqrt(static_cast<float>(heads.dim(3)));
   }
 
- private:
   int heads_, kv_heads_;
 };
 
-// q (B, T, H D), k and v (B, T, H_kv D) -> (y (B, T, H D), lse (B, H, T)).
-class AttentionOp final : public Op {
+// (q, k, v, lse, dy) -> (dq, dk, dv).
+class AttentionGradOp final : public SeparateHeadsOp {
  public:
-  AttentionOp(int heads, int kv_heads) : heads_(heads), kv_heads_(kv_heads) {}
-  OpKind kind() const override { return OpKind::kAttention; }
-  std::string Attributes() const override {
-    return absl::StrCat("heads=", heads_, " kv_heads=", kv_heads_);
+  AttentionGradOp(int heads, int kv_heads) : SeparateHeadsOp(heads, kv_heads) {}
+  OpKind kind() const override { return OpKind::kAttentionGrad; }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 5));
+    return std::vector<TensorType>{in[0], in[1], in[2]};
   }
+  absl::Status Run(const RunArgs& a) const override {
+    STRATA_ASSIGN_OR_RETURN(const Tensor q, QueryHeads(a.in[0]));
+    STRATA_ASSIGN_OR_RETURN(const Tensor k, KeyValueHeads(a.in[1]));
+    STRATA_ASSIGN_OR_RETURN(const Tensor v, KeyValueHeads(a.in[2]));
+    STRATA_ASSIGN_OR_RETURN(const Tensor dy, QueryHeads(a.in[4]));
+    STRATA_ASSIGN_OR_RETURN(const Tensor dq, QueryHeads(a.out[0]));
+    STRATA_ASSIGN_OR_RETURN(const Tensor dk, KeyValueHeads(a.out[1]));
+    STRATA_ASSIGN_OR_RETURN(const Tensor dv, KeyValueHeads(a.out[2]));
+    return cpu::CausalAttentionBackward(q, k, v, a.in[3], dy, dq, dk, dv, Scale(q), a.workspace);
+  }
+};
+
+// q (B, T, H D), k and v (B, T, H_kv D) -> (y (B, T, H D), lse (B, H, T)).
+class AttentionOp final : public SeparateHeadsOp {
+ public:
+  AttentionOp(int heads, int kv_heads) : SeparateHeadsOp(heads, kv_heads) {}
+  OpKind kind() const override { return OpKind::kAttention; }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 3));
     const char* names[] = {"q", "k", "v"};
@@ -164,26 +174,18 @@ class AttentionOp final : public Op {
     }
     return std::vector<TensorType>{in[0], {Shape{q[0], heads_, q[1]}, DType::kF32}};
   }
-  size_t WorkspaceBytes(absl::Span<const TensorType> in, int threads) const override {
-    const Shape& q = in[0].shape;
-    return cpu::AttentionWorkspaceBytes(q[0], heads_, q[1], q[2] / heads_, threads);
-  }
   absl::Status Run(const RunArgs& a) const override {
-    STRATA_ASSIGN_OR_RETURN(const Tensor q, Heads(a.in[0], heads_, -1));
-    STRATA_ASSIGN_OR_RETURN(const Tensor k, Heads(a.in[1], kv_heads_, -1));
-    STRATA_ASSIGN_OR_RETURN(const Tensor v, Heads(a.in[2], kv_heads_, -1));
-    STRATA_ASSIGN_OR_RETURN(const Tensor y, Heads(a.out[0], heads_, -1));
-    const float scale = 1.0f / std::sqrt(static_cast<float>(q.dim(3)));
-    return cpu::CausalAttentionForward(q, k, v, y, a.out[1], scale, a.workspace);
+    STRATA_ASSIGN_OR_RETURN(const Tensor q, QueryHeads(a.in[0]));
+    STRATA_ASSIGN_OR_RETURN(const Tensor k, KeyValueHeads(a.in[1]));
+    STRATA_ASSIGN_OR_RETURN(const Tensor v, KeyValueHeads(a.in[2]));
+    STRATA_ASSIGN_OR_RETURN(const Tensor y, QueryHeads(a.out[0]));
+    return cpu::CausalAttentionForward(q, k, v, y, a.out[1], Scale(q), a.workspace);
   }
   absl::Status Gradient(GradientArgs& g) const override {
     return internal::ApplyGradient(g, std::make_shared<AttentionGradOp>(heads_, kv_heads_),
                                    {In(g, 0), In(g, 1), In(g, 2), Out(g, 1), Dout(g, 0)},
                                    {0, 1, 2});
   }
-
- private:
-  int heads_, kv_heads_;
 };
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "gmock/gmock.h"
 #include "graph/compile.h"
 #include "graph/models/gpt.h"
+#include "graph/models/llama.h"
 #include "graph/nn/layers.h"
 #include "graph/ops/ops.h"
 #include "graph/passes/passes.h"
@@ -53,7 +54,12 @@ struct RunSetup {
   const std::vector<std::vector<float>>* load = nullptr;
   float dropout = 0;  // > 0: dropout on the logits (none traced at 0)
   std::vector<ParamGroup> groups;  // OptimizerOptions::groups
+  bool llama = false;  // kTinyLlama instead of kTiny (freeze_positions and sparse do not apply)
 };
+
+// A Llama of kTiny's size with grouped-query heads.
+const LlamaConfig kTinyLlama{.vocab = 64, .hidden = 32, .intermediate = 48, .layers = 2,
+                             .heads = 4, .kv_heads = 2, .max_positions = 16};
 
 struct Trained {
   std::vector<StepStats> stats;
@@ -68,6 +74,9 @@ absl::StatusOr<std::unique_ptr<Program>> CompileTiny(const RunSetup& setup, bool
   const int world = alone ? 1 : Comm()->world_size();
   const int64_t micro_rows = kGlobalBatch / world / setup.micro_batches;
   Gpt gpt(kTiny);
+  Llama llama(kTinyLlama);
+  Module& model = setup.llama ? static_cast<Module&>(llama) : gpt;
+  auto forward = [&](Var ids) { return setup.llama ? llama.Forward(ids) : gpt.Forward(ids); };
   if (setup.freeze_positions) {
     gpt.ForEachParameter([](const std::string& path, Parameter& p) {
       if (path == "wpe.weight") p.set_trainable(false);
@@ -86,10 +95,10 @@ absl::StatusOr<std::unique_ptr<Program>> CompileTiny(const RunSetup& setup, bool
   o.communicator = alone ? nullptr : Comm();
   o.zero = setup.zero;
   o.check_plan = setup.check_plan;
-  return Compile(gpt, {{"ids", Shape{micro_rows, 16}, DType::kI32},
-                       {"targets", Shape{micro_rows, 16}, DType::kI32}},
+  return Compile(model, {{"ids", Shape{micro_rows, 16}, DType::kI32},
+                         {"targets", Shape{micro_rows, 16}, DType::kI32}},
                  [&](absl::Span<const Var> in) {
-                   return ops::CrossEntropy(ops::Dropout(gpt.Forward(in[0]), setup.dropout), in[1]);
+                   return ops::CrossEntropy(ops::Dropout(forward(in[0]), setup.dropout), in[1]);
                  },
                  o);
 }
@@ -286,6 +295,14 @@ TEST_P(ZeroStageTest, StateOffTheDeviceTrainsAsOneProcess) {
   OffloadOptions optimizer_only = Nvme(false);
   optimizer_only.params = MemoryTier::kDevice;
   ExpectSameTraining({.clip = 0, .offload = optimizer_only, .zero = Zero()});
+}
+
+// A Llama (rotary, RMSNorm, grouped-query attention, untied head) composes with every stage, in
+// memory and with its state on NVMe (ZeRO-Infinity at stage 3).
+TEST_P(ZeroStageTest, ALlamaTrainsAsOneProcess) {
+  ExpectSameTraining({.zero = Zero(), .llama = true});
+  ExpectSameTraining({.micro_batches = 2, .offload = Nvme(GetParam() == 3), .zero = Zero(),
+                      .llama = true});
 }
 
 // Parameter groups (Note [parameter groups]): the lr scale and weight decay live in each update
