@@ -38,6 +38,8 @@ absl::string_view OpKindName(OpKind kind) {
     case OpKind::kSoftplusGrad: return "softplus_grad";
     case OpKind::kGeluExact: return "gelu_exact";
     case OpKind::kGeluExactGrad: return "gelu_exact_grad";
+    case OpKind::kSwiGlu: return "swiglu";
+    case OpKind::kSwiGluGrad: return "swiglu_grad";
     case OpKind::kSub: return "sub";
     case OpKind::kMul: return "mul";
     case OpKind::kDiv: return "div";

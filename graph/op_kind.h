@@ -55,6 +55,8 @@ enum class OpKind {
   kSoftplusGrad,
   kGeluExact,
   kGeluExactGrad,
+  kSwiGlu,
+  kSwiGluGrad,
   kSub,
   kMul,
   kDiv,

@@ -178,7 +178,7 @@ Var LlamaMlp::Forward(Var x) {
   Var h;
   {
     TraceScope scope(*this, x);
-    h = ops::Mul(ops::Silu(gate), up);
+    h = ops::SwiGlu(gate, up);
   }
   return (*down_proj_)(h);
 }

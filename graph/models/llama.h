@@ -63,7 +63,7 @@ class LlamaAttention : public Layer {
   Var rope_;
 };
 
-// down_proj(silu(gate_proj(x)) * up_proj(x)).
+// down_proj(silu(gate_proj(x)) * up_proj(x)), the SwiGLU in one op (ops::SwiGlu).
 class LlamaMlp : public Layer {
  public:
   explicit LlamaMlp(const LlamaConfig& config);

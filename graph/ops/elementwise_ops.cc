@@ -147,6 +147,42 @@ class ActivationOp final : public Op {
   Activation activation_;
 };
 
+// (gate, up, dy) -> (dgate, dup).
+class SwiGluGradOp final : public Op {
+ public:
+  OpKind kind() const override { return OpKind::kSwiGluGrad; }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 3));
+    return std::vector<TensorType>{in[0], in[0]};
+  }
+  std::vector<std::pair<int, int>> InPlaceOutputs() const override { return {{1, 2}}; }
+  absl::Status Run(const RunArgs& a) const override {
+    return cpu::SwiGluBackward(a.in[0], a.in[1], a.in[2], a.out[0], a.out[1]);
+  }
+};
+
+// (gate, up) -> silu(gate) * up, one pass where Silu then Mul take two and keep silu(gate).
+class SwiGluOp final : public Op {
+ public:
+  OpKind kind() const override { return OpKind::kSwiGlu; }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 2));
+    STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "gate", in[0]));
+    if (in[1] != in[0]) {
+      return TypeError(name(), "up is ", in[1].ToString(), ", expected gate's ", in[0].ToString());
+    }
+    return std::vector<TensorType>{in[0]};
+  }
+  std::vector<std::pair<int, int>> InPlaceOutputs() const override { return {{0, 1}, {0, 0}}; }
+  absl::Status Run(const RunArgs& a) const override {
+    return cpu::SwiGluForward(a.in[0], a.in[1], a.out[0]);
+  }
+  absl::Status Gradient(GradientArgs& g) const override {
+    return internal::ApplyGradient(g, std::make_shared<SwiGluGradOp>(), {In(g, 0), In(g, 1), Dout(g, 0)},
+                                   {0, 1});
+  }
+};
+
 class ReshapeOp final : public Op {
  public:
   explicit ReshapeOp(Shape shape) : shape_(std::move(shape)) {}
@@ -223,6 +259,7 @@ Var Softplus(Var x) { return Apply1(std::make_shared<ActivationOp>(Activation::k
 Var GeluExact(Var x) {
   return Apply1(std::make_shared<ActivationOp>(Activation::kGeluExact), {x});
 }
+Var SwiGlu(Var gate, Var up) { return Apply1(std::make_shared<SwiGluOp>(), {gate, up}); }
 Var Reshape(Var x, const Shape& shape) { return Apply1(std::make_shared<ReshapeOp>(shape), {x}); }
 Var SumTo(Var x, const Shape& tail) { return Apply1(std::make_shared<SumToOp>(tail), {x}); }
 Var WeightedSum(Var x, Var weights) {

@@ -89,6 +89,8 @@ Var BceWithLogitsLoss(Var logits, Var target);
 Var LayerNorm(Var x, Var gamma, Var beta, float eps = 1e-5f);
 // x (..., C), gamma (C) -> x / sqrt(mean(x^2) + eps) * gamma, as Llama's RMSNorm.
 Var RmsNorm(Var x, Var gamma, float eps = 1e-6f);
+// silu(gate) * up (Llama's SwiGLU), gate and up of one shape: Mul(Silu(gate), up) in one op.
+Var SwiGlu(Var gate, Var up);
 // ids (...) i32/i64, table (V, C) -> (..., C).
 Var Embedding(Var ids, Var table);
 // qkv (B, T, 3C) packed [q | k | v], C = heads * head_dim -> (B, T, C), causal, scale 1/sqrt(D).

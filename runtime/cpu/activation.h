@@ -35,6 +35,13 @@ absl::Status TanhBackward(const Tensor& x, const Tensor& dout, const Tensor& dx)
 absl::Status SiluForward(const Tensor& x, const Tensor& out);
 absl::Status SiluBackward(const Tensor& x, const Tensor& dout, const Tensor& dx);
 
+// out = silu(gate) * up: the SwiGLU of Llama's MLP in one pass over both inputs.
+absl::Status SwiGluForward(const Tensor& gate, const Tensor& up, const Tensor& out);
+// dgate = dout up silu'(gate), dup = dout silu(gate); an undefined output is skipped. dup may
+// alias dout; nothing else may alias.
+absl::Status SwiGluBackward(const Tensor& gate, const Tensor& up, const Tensor& dout,
+                            const Tensor& dgate, const Tensor& dup);
+
 // out = log(1 + exp(x)), and x itself above 20, as PyTorch's softplus (beta 1, threshold 20).
 absl::Status SoftplusForward(const Tensor& x, const Tensor& out);
 absl::Status SoftplusBackward(const Tensor& x, const Tensor& dout, const Tensor& dx);

@@ -379,6 +379,11 @@ TEST(AutodiffTest, CausalSelfAttention) {
                   [](const Probe& p, auto) { return ops::CausalSelfAttention(p[0], 2); }});
 }
 
+TEST(AutodiffTest, SwiGlu) {
+  CheckGradients({"swiglu", {Shape{2, 3, 7}, Shape{2, 3, 7}}, {},
+                  [](const Probe& p, auto) { return ops::SwiGlu(p[0], p[1]); }});
+}
+
 // Grouped-query attention over separate projections: 4 query heads on 2 key/value heads.
 TEST(AutodiffTest, GroupedQueryAttention) {
   CheckGradients({"attention", {Shape{2, 7, 4 * 4}, Shape{2, 7, 2 * 4}, Shape{2, 7, 2 * 4}}, {},

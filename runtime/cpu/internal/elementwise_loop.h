@@ -81,17 +81,19 @@ void MapTyped(const std::array<const Tensor*, N>& in, const Tensor& out, F f) {
   T* dst = static_cast<T*>(out.raw_data());
   bool contiguous = out.is_contiguous();
   for (size_t k = 0; k < N; ++k) contiguous = contiguous && in[k]->is_contiguous();
-  if (contiguous && std::is_same_v<T, float> && N <= 2) {
-    // The common case as plain pointer loops, which the compiler vectorizes fully.
-    const float* a = reinterpret_cast<const float*>(src[0]);
-    const float* b = reinterpret_cast<const float*>(src[N - 1]);
-    float* d = reinterpret_cast<float*>(dst);
+  if constexpr (N <= 2) {
+    if (contiguous && std::is_same_v<T, float>) {
+      // The common case as plain pointer loops, which the compiler vectorizes fully.
+      const float* a = reinterpret_cast<const float*>(src[0]);
+      const float* b = reinterpret_cast<const float*>(src[N - 1]);
+      float* d = reinterpret_cast<float*>(dst);
 #pragma omp parallel for simd schedule(static) if (n > kParallelThreshold)
-    for (int64_t i = 0; i < n; ++i) {
-      if constexpr (N == 1) d[i] = f(a[i]);
-      else d[i] = f(a[i], b[i]);
+      for (int64_t i = 0; i < n; ++i) {
+        if constexpr (N == 1) d[i] = f(a[i]);
+        else d[i] = f(a[i], b[i]);
+      }
+      return;
     }
-    return;
   }
   if (contiguous) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelThreshold)

@@ -86,6 +86,52 @@ TEST(ActivationTest, MatchesPyTorchIncludingKinks) {
   }
 }
 
+// SwiGLU against double references of both gradients (finite differences), on the vector path
+// (contiguous, with a tail) and the strided one, then against PyTorch.
+TEST(ActivationTest, SwiGluForwardAndBackward) {
+  std::mt19937_64 rng(13);
+  for (const bool strided : {false, true}) {
+    SCOPED_TRACE(strided ? "strided" : "contiguous");
+    Tensor g = testing::RandomTensor(Shape{3, 37}, rng, -12.0f, 12.0f);
+    Tensor u = testing::RandomTensor(Shape{3, 37}, rng, -2.0f, 2.0f);
+    if (strided) {
+      g = testing::MakeStrided(g);
+      u = testing::MakeStrided(u);
+    }
+    const Vec gv = ToDouble(g), uv = ToDouble(u);
+    auto f = [&](const Vec& gx, const Vec& ux) {
+      Vec y(gx.size());
+      for (size_t i = 0; i < y.size(); ++i) y[i] = gx[i] / (1 + std::exp(-gx[i])) * ux[i];
+      return y;
+    };
+    const Tensor y = testing::EmptyF32(g.shape());
+    ASSERT_TRUE(SwiGluForward(g, u, y).ok());
+    ExpectClose(y, f(gv, uv), 1e-5, 1e-6, "y");
+    const Tensor dy = testing::RandomTensor(g.shape(), rng);
+    const Tensor dg = testing::EmptyF32(g.shape()), du = testing::EmptyF32(g.shape());
+    ASSERT_TRUE(SwiGluBackward(g, u, dy, dg, du).ok());
+    ExpectClose(dg, testing::NumericalGradient([&](const Vec& x) { return f(x, uv); }, gv, ToDouble(dy)),
+                1e-4, 1e-5, "dgate");
+    ExpectClose(du, testing::NumericalGradient([&](const Vec& x) { return f(gv, x); }, uv, ToDouble(dy)),
+                1e-4, 1e-5, "dup");
+    // dup written over dout, dgate not wanted.
+    const Tensor d2 = dy.Contiguous(DefaultCpuAllocator()).value();
+    ASSERT_TRUE(SwiGluBackward(g, u, d2, Tensor(), d2).ok());
+    ExpectClose(d2, ToDouble(du), 1e-6, 1e-7, "dup over dout");
+  }
+  const SafetensorsFile f = testing::LoadFixture("activation");
+  const Tensor x = f.Get("x").value(), up = f.Get("swiglu.up").value();
+  const Tensor y = testing::EmptyF32(x.shape()), dg = testing::EmptyF32(x.shape()),
+               du = testing::EmptyF32(x.shape());
+  ASSERT_TRUE(SwiGluForward(x, up, y).ok());
+  ASSERT_TRUE(SwiGluBackward(x, up, f.Get("swiglu.dy").value(), dg, du).ok());
+  ExpectClose(y, ToDouble(f.Get("swiglu.y").value()), 1e-5, 1e-6, "PyTorch y");
+  ExpectClose(dg, ToDouble(f.Get("swiglu.dgate").value()), 1e-5, 1e-6, "PyTorch dgate");
+  ExpectClose(du, ToDouble(f.Get("swiglu.dup").value()), 1e-5, 1e-6, "PyTorch dup");
+  ExpectStatus(SwiGluForward(x, testing::EmptyF32(Shape{3}), y), absl::StatusCode::kInvalidArgument,
+               {"SwiGluForward", "up"});
+}
+
 TEST(ActivationTest, Bf16StorageAndInPlace) {
   std::mt19937_64 rng(3);
   const Tensor x = testing::RandomTensor(Shape{4, 33}, rng, -4.0f, 4.0f);

@@ -135,6 +135,8 @@ TEST(NoAllocationTest, KernelsDoNotAllocate) {
       {"SoftmaxBackward", [&] { return SoftmaxBackward(y, dy, dx); }},
       {"LayerNormForward", [&] { return LayerNormForward(x, g, beta, 1e-5f, y, mean, rstd); }},
       {"LayerNormBackward", [&] { return LayerNormBackward(x, g, mean, rstd, dy, dx, dg, dbeta); }},
+      {"SwiGluForward", [&] { return SwiGluForward(x, dy, y); }},
+      {"SwiGluBackward", [&] { return SwiGluBackward(x, dy, dy, dx, y); }},
       {"RmsNormForward", [&] { return RmsNormForward(x, g, 1e-5f, y, rstd); }},
       {"RmsNormBackward", [&] { return RmsNormBackward(x, g, rstd, dy, dx, dg); }},
       {"RotaryTable", [&] { return RotaryTable(1e4, RotaryScaling(), rope); }},
