@@ -1,6 +1,13 @@
 // GEMM and linear layers at the sizes of a GPT with d = 384, T = 256, batch 8 (M = 2048 rows).
 // "gemm/strata" and "gemm/openblas" run the same product through Matmul and raw cblas_sgemm.
+// STRATA_BENCH_GEMM_SHAPES="MxKxN,..." adds gemm/openblas at other shapes (launch/bench-gpt
+// measures the sgemm peak at its model's own shapes).
 #include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "cblas.h"
 #include "runtime/cpu/gemm.h"
@@ -51,6 +58,21 @@ void BM_GemmOpenBlas(benchmark::State& state, int64_t m, int64_t k, int64_t n) {
         ->UseRealTime()->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark(("gemm/openblas/" + shape).c_str(), BM_GemmOpenBlas, kRows, in, out)
         ->UseRealTime()->Unit(benchmark::kMillisecond);
+  }
+  if (const char* extra = std::getenv("STRATA_BENCH_GEMM_SHAPES")) {
+    std::string list = extra;
+    for (size_t start = 0; start < list.size();) {
+      const size_t end = std::min(list.find(',', start), list.size());
+      const std::string shape = list.substr(start, end - start);
+      long long m = 0, k = 0, n = 0;
+      if (std::sscanf(shape.c_str(), "%lldx%lldx%lld", &m, &k, &n) != 3 || m <= 0 || k <= 0 || n <= 0) {
+        std::fprintf(stderr, "STRATA_BENCH_GEMM_SHAPES: '%s' is not MxKxN\n", shape.c_str());
+        std::exit(2);
+      }
+      benchmark::RegisterBenchmark(("gemm/openblas/" + shape).c_str(), BM_GemmOpenBlas, m, k, n)
+          ->UseRealTime()->Unit(benchmark::kMillisecond);
+      start = end + 1;
+    }
   }
   return true;
 }();
