@@ -20,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "runtime/blas_check.h"
+#include "runtime/safetensors.h"
 #include "tests/offload/offload_test_util.h"
 
 namespace strata::examples {
@@ -876,6 +877,46 @@ TEST_F(StrataGptTest, LlamaExportsInitsFromItsExportAndResumes) {
                    "--seq 65 exceeds max_position_embeddings 64");
   ExpectCleanError(RunStrataGpt(With(hf, {"--rope-theta", "500000"})), 2,
                    "--rope-theta comes from the config.json");
+}
+
+// A sparse fine-tune of a Llama (--sparse-update, partial channels included): what the rules
+// freeze leaves the export bitwise as it started, what they train moves.
+TEST_F(StrataGptTest, LlamaFineTunesSparsely) {
+  for (const char* d : {"a", "b"}) fs::create_directories(Path(d));
+  const std::vector<std::string> llama = With(Tiny(3), {"--arch", "llama", "--kv-heads", "1"});
+  ASSERT_EQ(RunStrataGpt(With(llama, {"--export", Path("a/model.safetensors")})).exit_code, 0);
+  std::ofstream(Path("rules.json")) << R"([{"match": "*", "update": "frozen"},
+      {"match": "model.layers.1.*", "update": "full"},
+      {"match": "model.layers.0.mlp.*", "update": "channels:0.5"}])";
+  const Result tuned = RunStrataGpt(
+      {"--arch", "llama", "--data", Path("corpus.txt"), "--init-from", Path("a/model.safetensors"),
+       "--seq", "16", "--batch", "4", "--steps", "3", "--lr", "1e-2", "--threads", "1",
+       "--sparse-update", Path("rules.json"), "--export", Path("b/model.safetensors")});
+  ASSERT_EQ(tuned.exit_code, 0) << tuned.output;
+  EXPECT_THAT(tuned.output, HasSubstr("model.layers.0.mlp.gate_proj.weight (16 of 32 channels)"));
+  const SafetensorsFile before = SafetensorsFile::Read(Path("a/model.safetensors"), DefaultCpuAllocator()).value();
+  const SafetensorsFile after = SafetensorsFile::Read(Path("b/model.safetensors"), DefaultCpuAllocator()).value();
+  auto same = [&](const std::string& name) {
+    const Tensor x = before.Get(name).value(), y = after.Get(name).value();
+    return std::equal(x.data<float>(), x.data<float>() + x.numel(), y.data<float>());
+  };
+  for (const char* frozen : {"model.embed_tokens.weight", "lm_head.weight", "model.norm.weight",
+                             "model.layers.0.self_attn.q_proj.weight",
+                             "model.layers.0.input_layernorm.weight"}) {
+    EXPECT_TRUE(same(frozen)) << frozen;
+  }
+  for (const char* trained : {"model.layers.1.self_attn.k_proj.weight", "model.layers.1.mlp.down_proj.weight",
+                              "model.layers.0.mlp.up_proj.weight"}) {
+    EXPECT_FALSE(same(trained)) << trained;
+  }
+  // channels:0.5 trains the first half of gate_proj's input channels only.
+  const Tensor x = before.Get("model.layers.0.mlp.gate_proj.weight").value();
+  const Tensor y = after.Get("model.layers.0.mlp.gate_proj.weight").value();
+  for (int64_t r = 0; r < x.dim(0); ++r) {
+    for (int64_t c = 16; c < 32; ++c) {
+      ASSERT_EQ(x.data<float>()[r * 32 + c], y.data<float>()[r * 32 + c]) << "row " << r << " column " << c;
+    }
+  }
 }
 
 TEST_F(StrataGptTest, ArchitectureFlagsAreChecked) {
