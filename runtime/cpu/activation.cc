@@ -32,12 +32,14 @@ inline float GeluGradScalar(float x) {
   return s + x * s * (e * s) * 2.0f * kSqrt2OverPi * (1.0f + 3.0f * kGeluCubic * x * x);
 }
 
+#if defined(__AVX512F__) || defined(__AVX2__)  // the vector paths' precondition
 bool AllContiguousF32(std::initializer_list<const Tensor*> ts) {
   for (const Tensor* t : ts) {
     if (t->dtype() != DType::kF32 || !t->is_contiguous()) return false;
   }
   return true;
 }
+#endif
 
 #ifdef __AVX512F__
 // Runs vec16(i, live) on blocks of 16 elements in parallel; `live` masks the last block's tail.
