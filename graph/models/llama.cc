@@ -1,6 +1,8 @@
 #include "graph/models/llama.h"
 
 #include <cmath>
+#include <limits>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
@@ -53,7 +55,13 @@ absl::StatusOr<LlamaConfig> LlamaConfig::FromJson(const std::string& text,
       if (status.ok()) status = field_error(key, absl::StrCat("is ", j[key].dump(), ", expected an integer"));
       return;
     }
-    out = static_cast<std::remove_reference_t<decltype(out)>>(j[key].get<int64_t>());
+    using Out = std::remove_reference_t<decltype(out)>;
+    const int64_t value = j[key].get<int64_t>();
+    if (value < std::numeric_limits<Out>::min() || value > std::numeric_limits<Out>::max()) {
+      if (status.ok()) status = field_error(key, absl::StrCat("is ", value, ", out of range"));
+      return;
+    }
+    out = static_cast<Out>(value);
   };
   auto number = [&](const char* key, double& out) {
     if (!j.contains(key) || j[key].is_null()) return;

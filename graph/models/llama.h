@@ -38,7 +38,7 @@ struct LlamaConfig {
   bool mlp_bias = false;
   double initializer_range = 0.02;
 
-  int64_t HeadDim() const { return head_dim > 0 ? head_dim : hidden / heads; }
+  int64_t HeadDim() const { return head_dim > 0 ? head_dim : heads > 0 ? hidden / heads : 0; }
   absl::Status Validate() const;  // names the bad field
   // From transformers' config.json text (LlamaConfig): the fields above by their Hugging Face
   // names; hidden_act must be "silu" and rope_scaling null or of rope_type "llama3". `source`

@@ -94,6 +94,15 @@ TEST(LlamaTest, BadConfigsAreRefusedByField) {
             std::string::npos);
   EXPECT_NE(error("{" + base + R"(, "rms_norm_eps": "small"})").find("rms_norm_eps"), std::string::npos);
   EXPECT_NE(error("[1, 2]").find("not a JSON object"), std::string::npos);
+  EXPECT_NE(error("{" + base + R"(, "num_hidden_layers": 4294967297})").find("\"num_hidden_layers\" is 4294967297, out of range"),
+            std::string::npos);
+  // A model built from a bad config fails its trace by field, not by a division by zero.
+  Llama zero_heads(LlamaConfig{.vocab = 10, .hidden = 8, .intermediate = 8, .layers = 1, .heads = 0});
+  auto p = Compile(zero_heads, {{"ids", Shape{1, 4}, DType::kI32}, {"targets", Shape{1, 4}, DType::kI32}},
+                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(zero_heads.Forward(in[0]), in[1]); },
+                   TrainOptions{});
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("num_attention_heads = 0"), std::string::npos) << p.status();
   EXPECT_NE(ReadLlamaConfig("/nonexistent/config.json").status().message().find("/nonexistent/config.json"),
             std::string::npos);
 }
