@@ -28,8 +28,14 @@ def python(venv, script, version="", index_url="", needs=""):
           file=sys.stderr, flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     index = ["--index-url", index_url] if index_url else []
+    if subprocess.run([str(exe), "-m", "pip", "install", "-q", *index, spec]).returncode != 0:
+        if not index_url:
+            sys.exit(f"{script}: pip could not install {spec} into {venv}")
+        # A machine that reaches PyPI alone: the full wheel, larger but the same torch.
+        print(f"{script}: {index_url} failed; installing {spec} from PyPI instead", file=sys.stderr,
+              flush=True)
+        subprocess.run([str(exe), "-m", "pip", "install", "-q", spec], check=True)
     # numpy (torch warns without it) from PyPI, whatever index torch came from.
-    subprocess.run([str(exe), "-m", "pip", "install", "-q", *index, spec], check=True)
     subprocess.run([str(exe), "-m", "pip", "install", "-q", "numpy"], check=True)
     done = subprocess.run([str(exe), "-c", check], capture_output=True, text=True)
     if done.returncode != 0:
