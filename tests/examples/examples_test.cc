@@ -919,6 +919,35 @@ TEST_F(StrataGptTest, LlamaFineTunesSparsely) {
   }
 }
 
+// --sparse-budget on the Llama: its units are its own (no biases: the embedding, each layer at
+// every ratio, the final norm and the untied head), and the choice fits the budget.
+TEST_F(StrataGptTest, LlamaSparseBudgetChoosesWithinTheBudget) {
+  const Result run = RunStrataGpt(With(Tiny(3), {"--arch", "llama", "--kv-heads", "1",
+                                                 "--sparse-budget", "700K",
+                                                 "--sparse-budget-batches", "2"}));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_THAT(run.output, HasSubstr("sparse budget 700K: measuring 11 units, 2 steps each"));
+  for (const char* unit : {"model.embed_tokens.weight full", "model.layers.0 channels:0.25",
+                           "model.layers.1 channels:0.5", "model.layers.1 full",
+                           "model.norm.weight full", "lm_head channels:0.25", "lm_head full"}) {
+    EXPECT_THAT(run.output, HasSubstr(unit));
+  }
+  EXPECT_THAT(run.output, ::testing::Not(HasSubstr("biases of the last")));
+  const size_t chose = run.output.find("sparse budget 0.7 MiB: chose ");
+  const size_t step1 = run.output.find("step     1/3");
+  ASSERT_NE(chose, std::string::npos) << run.output;
+  ASSERT_NE(step1, std::string::npos) << run.output;
+  EXPECT_LT(chose, step1);
+  const size_t peak = run.output.find("planned peak ", chose);
+  ASSERT_NE(peak, std::string::npos);
+  // 700 KiB is 0.68 MiB, printed to a tenth.
+  EXPECT_LE(std::stod(run.output.substr(peak + 13)), 0.7) << run.output;
+  // Training every unit plans more than the budget, so something is left out.
+  EXPECT_THAT(run.output, ::testing::ContainsRegex("sparse update: [0-9]+ of 21 tensors trained"));
+  EXPECT_THAT(run.output, ::testing::Not(HasSubstr("sparse update: 21 of 21")));
+  EXPECT_THAT(run.output, HasSubstr("strata-gpt: done at step 3"));
+}
+
 TEST_F(StrataGptTest, ArchitectureFlagsAreChecked) {
   ExpectCleanError(RunStrataGpt(With(Tiny(1), {"--kv-heads", "1"})), 2,
                    "--kv-heads is a Llama flag: add --arch llama");
