@@ -223,9 +223,11 @@ std::string LargestLiveSet(const Graph& graph, const MemoryPlan& plan) {
 // run once per step, on the accumulators, before the update phase's norms and updates. The loss
 // and held-out loss the Program reports are averaged over the ranks. Stages 1-3 then shard the
 // gradients, optimizer state and parameters (Note [zero partition] in passes/zero_partition.cc).
-// Random ops number the global batch's rows as if rank r held the r-th consecutive block of them
-// (StepScalars::micro_batch), so a dropout draws the mask of one process only when the data is
-// split that way, as the data-parallel tests and examples do.
+// Random ops number the global batch's rows as if rank r's micro-batch i held the r-th block of
+// the one-process run's micro-batch i (StepScalars::micro_batch), the split under which that
+// micro-batch's synchronized BatchNorm statistics are also the one process's; a dropout draws the
+// mask of one process when the data is split that way, as the data-parallel tests and examples
+// (strata-gpt, strata-fmnist) do.
 absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
                                                 const std::vector<InputSpec>& inputs,
                                                 const LossFn& loss_fn,

@@ -41,8 +41,9 @@ struct StepScalars {
   bool training = true;
   // For random ops (Note [dropout masks from a counter] in runtime/cpu/dropout.h): the run's seed
   // (TrainOptions::seed), and which micro-batch of the step's global batch runs now, counted over
-  // the ranks: rank * micro_batches + i. Every micro-batch has the same rows, so its first
-  // element's index in the global batch is micro_batch * (its elements), whatever the split.
+  // the ranks: i * world + rank for this rank's micro-batch i, whose rows are the rank-th block
+  // of the global micro-batch i. Every piece has the same rows, so its first element's index in
+  // the global batch is micro_batch * (its elements).
   uint64_t seed = 0;
   int64_t micro_batch = 0;
 };

@@ -790,7 +790,8 @@ absl::Status Program::RunChecked(int index) {
 // same number on every rank (Note [same program on every rank]).
 int64_t Program::GlobalMicroBatch(int i) const {
   const int rank = config_.communicator != nullptr ? config_.communicator->rank() : 0;
-  return static_cast<int64_t>(rank) * config_.micro_batches + i;
+  const int world = config_.communicator != nullptr ? config_.communicator->world_size() : 1;
+  return static_cast<int64_t>(i) * world + rank;
 }
 
 absl::Status Program::RunMicroBatches(absl::Span<const Tensor> batch, double* loss_sum) {

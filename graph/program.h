@@ -208,7 +208,8 @@ class Program {
   absl::Status RunPhase(Phase phase, bool all);
   absl::Status RunSequence(const Streams::Sequence& seq);
   absl::Status RunMicroBatches(absl::Span<const Tensor> batch, double* loss_sum);
-  // StepScalars::micro_batch of this rank's micro-batch i.
+  // StepScalars::micro_batch of this rank's micro-batch i: i * world + rank (Note [dropout in
+  // the step] in graph/ops/dropout_ops.cc).
   int64_t GlobalMicroBatch(int i) const;
   // check_plan: Run with the node's arena values allocated, checked and released around it.
   absl::Status RunChecked(int index);

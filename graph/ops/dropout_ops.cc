@@ -6,11 +6,13 @@
 // the step's global batch of the tensor's first element. The seed, the step and the micro-batch
 // come from StepScalars at run time (a resumed run restores the step counter, so it draws the
 // masks of the run it resumes); the stream is Tracer::NewRandomStream's number, fixed at trace
-// time. The first index is micro_batch * numel(x): micro-batches and ranks hold consecutive,
-// equal blocks of the global batch, so for a tensor whose elements are its micro-batch's rows in
-// order (the batch dimension first: activations (B, ...), (B * T, C)), element j of micro-batch m
-// is element m * numel + j of the same tensor over the whole global batch. One process with one
-// micro-batch of 8 rows, two micro-batches of 4 and two ranks of 4 thus draw the same mask. The
+// time. The first index is micro_batch * numel(x), micro_batch = i * world + rank: the global
+// batch is k micro-batches of consecutive rows, and rank r's micro-batch i is the r-th of `world`
+// equal blocks of micro-batch i, so the pieces in that order are consecutive, equal blocks of the
+// global batch. For a tensor whose elements are its piece's rows in order (the batch dimension
+// first: activations (B, ...), (B * T, C)), element j of piece m is element m * numel + j of the
+// same tensor over the whole global batch. One process with one micro-batch of 8 rows, two
+// micro-batches of 4, two ranks of 4, and two ranks of two micro-batches of 2 draw the same mask. The
 // gradient recomputes the forward's mask from the same counters, in the same micro-batch; so does
 // a recomputed forward (graph/passes/recompute.cc). Program::Evaluate (training false) copies.
 #include <cstdint>

@@ -106,7 +106,6 @@ absl::StatusOr<std::unique_ptr<Program>> CompileTiny(const RunSetup& setup, bool
 // Trains on `world` ranks (this rank's rows) or, with `alone`, on the whole batch in one process.
 Trained Train(const RunSetup& setup, bool alone) {
   const int world = alone ? 1 : Comm()->world_size(), rank = alone ? 0 : Comm()->rank();
-  const int64_t rows = kGlobalBatch / world;
   auto p = CompileTiny(setup, alone);
   Trained r;
   EXPECT_TRUE(p.ok()) << p.status();
@@ -121,7 +120,8 @@ Trained Train(const RunSetup& setup, bool alone) {
   }
   for (int s = 0; s < kSteps; ++s) {
     absl::StatusOr<StepStats> st =
-        (*p)->Step({TokenRows(s, 0, rank * rows, rows), TokenRows(s, 1, rank * rows, rows)});
+        (*p)->Step({RankTokenRows(s, 0, kGlobalBatch, setup.micro_batches, world, rank),
+                    RankTokenRows(s, 1, kGlobalBatch, setup.micro_batches, world, rank)});
     EXPECT_TRUE(st.ok()) << st.status();
     if (!st.ok()) return r;
     r.stats.push_back(*st);

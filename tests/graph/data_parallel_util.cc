@@ -20,6 +20,16 @@ Tensor TokenRows(int step, int which, int64_t first, int64_t rows) {
   return x;
 }
 
+Tensor RankTokenRows(int step, int which, int64_t rows, int micro_batches, int world, int rank) {
+  const int64_t piece = rows / micro_batches / world;
+  Tensor x = Tensor::Empty(Shape{piece * micro_batches, 16}, DType::kI32, DefaultCpuAllocator()).value();
+  for (int i = 0; i < micro_batches; ++i) {
+    const Tensor part = TokenRows(step, which, i * (rows / micro_batches) + rank * piece, piece);
+    std::copy_n(part.data<int32_t>(), part.numel(), x.data<int32_t>() + i * piece * 16);
+  }
+  return x;
+}
+
 std::vector<float> GatherWhole(const Program& program, ValueId v, const Tensor& held) {
   std::vector<float> mine(held.data<float>(), held.data<float>() + held.numel());
   const Value& value = program.graph().value(v);

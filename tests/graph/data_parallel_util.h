@@ -19,6 +19,12 @@ namespace strata::graph {
 // of its targets (1): a pure function of the row, so that any split among ranks reads the same.
 Tensor TokenRows(int step, int which, int64_t first, int64_t rows);
 
+// This rank's rows of step `step`'s global batch of `rows` rows in `micro_batches` micro-batches:
+// the rank-th of `world` equal blocks of each micro-batch, micro-batch after micro-batch, the
+// split under which the pieces are numbered as the one-process run's rows (Note [dropout in the
+// step] in graph/ops/dropout_ops.cc).
+Tensor RankTokenRows(int step, int which, int64_t rows, int micro_batches, int world, int rank);
+
 // The whole of a state value whose bytes on this rank are `held`: a ZeRO shard is gathered from
 // every rank of MPI_COMM_WORLD with MPI directly (every rank calls this in the same order); a
 // whole value is `held` itself.
