@@ -408,6 +408,11 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
         PartitionForZero(graph, options.zero, options.communicator->rank(), world));
     Dump(options, config.dump, "zero_partition", graph);
   }
+  if (world > 1) {
+    STRATA_RETURN_IF_ERROR(BucketAllReduces(graph, options.zero.persistence_threshold,
+                                            options.zero.bucket_bytes));
+    Dump(options, config.dump, "bucket_all_reduces", graph);
+  }
   return r;
 }
 

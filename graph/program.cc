@@ -515,7 +515,9 @@ absl::Status Program::RunIo(const Instruction& ins) {
     case OpKind::kAllReduce: {
       collectives::Communicator* comm = config_.communicator;
       if (comm == nullptr) return ins.op->Run(RunArgs{ins.in, ins.out, {}, &scalars_});
-      STRATA_ASSIGN_OR_RETURN(const collectives::CommTicket t, comm->AllReduce(ins.in[0]));
+      STRATA_ASSIGN_OR_RETURN(const collectives::CommTicket t,
+                              ins.in.size() == 1 ? comm->AllReduce(ins.in[0])
+                                                 : comm->AllReduceBucketed(ins.in));
       return comm->Wait(t);
     }
     case OpKind::kReduceScatter: {

@@ -34,6 +34,8 @@ struct ZeroOptions {
   // all-gathers of up to this many bytes of parameters, one message instead of one per tensor;
   // the first bucket of such a run holds only the parameter needed first, and each next one up
   // to twice the one before, so that compute starts as soon as its own parameter is there.
+  // Every stage: the gradients of the parameters below persistence_threshold are all-reduced in
+  // buckets of up to this many bytes (Note [bucketed all-reduces]). 0: one collective per tensor.
   int64_t bucket_bytes = int64_t{16} << 20;
 
   absl::Status Validate() const {

@@ -190,8 +190,10 @@ int64_t TrainedChannels(const GradientArgs& g, int input);
 Var ChannelSlice(GradientArgs& g, Var x, int dim, int64_t k);
 
 // Data parallel (graph/compile.cc): all_reduce sums a gradient over the ranks of the Program's
-// communicator, in place, on its communication stream. In a world of one the sum is the value itself.
-std::shared_ptr<const Op> AllReduceOp();
+// communicator, in place, on its communication stream; with arity > 1, a bucket of that many
+// gradients in one message (Note [bucketed all-reduces]). In a world of one the sum is the value
+// itself.
+std::shared_ptr<const Op> AllReduceOp(int arity = 1);
 // ZeRO (graph/passes/zero_partition.cc): reduce_scatter(g) -> this rank's shard of g summed over
 // the ranks; all_gather(p) fills p in place with every rank's shard of it.
 std::shared_ptr<const Op> ReduceScatterOp();

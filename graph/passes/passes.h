@@ -10,6 +10,8 @@
 //                      add(layer_norm_grad.dx, g) -> one layer_norm_grad_residual node
 //   PartitionForZero   (TrainOptions::zero, stages 1-3) reduce-scatter gradients, shard optimizer
 //                      state and, at stage 3, parameters (Note [zero partition])
+//   BucketAllReduces   (data parallel) the all_reduces of small gradients merged into buckets
+//                      (Note [bucketed all-reduces])
 //   RecomputeActivations  (TrainOptions::recompute) checkpointed blocks keep only their input and
 //                      output through the forward; the rest is recomputed in the backward
 //   ScheduleUpdates    each optimizer update right after its gradient is final
@@ -40,6 +42,9 @@ absl::Status FuseCrossEntropy(Graph& graph);
 // Note [zero partition] in zero_partition.cc: this rank's (`rank` of `world_size`) shards. A
 // no-op at stage 0 or in a world of one.
 absl::Status PartitionForZero(Graph& graph, const ZeroOptions& zero, int rank, int world_size);
+// Note [bucketed all-reduces] in bucket_all_reduces.cc: the all_reduce nodes of gradients of
+// fewer than `small_elements` elements, merged into nodes of up to `bucket_bytes` (0: none).
+absl::Status BucketAllReduces(Graph& graph, int64_t small_elements, int64_t bucket_bytes);
 absl::Status FuseResidualAdd(Graph& graph);
 // Note [activation checkpointing] in recompute.cc. A no-op when no node is in a block.
 absl::Status RecomputeActivations(Graph& graph);

@@ -463,9 +463,14 @@ std::vector<int> IoCompletionPoints(const Graph& graph) {
       }
       return false;
     };
+    // In place: any of its values (a bucketed all_reduce has several).
+    auto touches_input = [&](const Node& k) {
+      return std::any_of(nodes[i].inputs.begin(), nodes[i].inputs.end(),
+                         [&](ValueId v) { return Touches(k, v); });
+    };
     done[i] = phase_end[i];
     for (int k = i + 1; k < phase_end[i]; ++k) {
-      if (output ? reads_output(nodes[k]) : Touches(nodes[k], nodes[i].inputs[0])) {
+      if (output ? reads_output(nodes[k]) : touches_input(nodes[k])) {
         done[i] = k;
         break;
       }

@@ -206,8 +206,9 @@ TEST(DataParallelCnnTest, RecomputeThePlanCheckAndPlacementChangeNoBit) {
   }
 }
 
-// Per step: the ring all-reduce of every gradient, and of each BatchNorm's (W, 4, C) statistics
-// in the forward and in the backward.
+// Per step: the ring all-reduce of the gradients (all below the persistence threshold: one bucket,
+// Note [bucketed all-reduces]), and of each BatchNorm's (W, 4, C) statistics in the forward and
+// in the backward.
 TEST(DataParallelCnnTest, CommunicationBytesAreTheGradientsAndTheStatistics) {
   const Trained r = Train({}, false);
   ASSERT_FALSE(r.stats.empty());
@@ -216,16 +217,20 @@ TEST(DataParallelCnnTest, CommunicationBytesAreTheGradientsAndTheStatistics) {
   auto ring = [&](int64_t count) {
     return collectives::RingBytesSent(collectives::CommOp::kAllReduce, count, {}, 4, world, rank);
   };
-  int64_t want = 0;
+  int64_t want = 0, gradients = 0;
   int batch_norms = 0;
   net.ForEachParameter([&](const std::string& path, Parameter& p) {
-    if (p.trainable()) want += ring(p.shape().numel());
+    if (p.trainable()) {
+      EXPECT_LT(p.shape().numel(), ZeroOptions{}.persistence_threshold) << path;
+      gradients += p.shape().numel();
+    }
     if (absl::EndsWith(path, ".running_mean")) {
       want += 2 * ring(world * 4 * p.shape().numel());
       ++batch_norms;
     }
   });
   EXPECT_GT(batch_norms, 0);
+  want += ring(gradients);
   for (const StepStats& s : r.stats) EXPECT_EQ(s.comm_bytes, want);
 }
 

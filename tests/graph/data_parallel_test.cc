@@ -232,21 +232,29 @@ TEST(DataParallelTest, StateOnNvmeTrainsTheSame) {
   ExpectSameTraining({.clip = 1.0, .micro_batches = 2, .offload = s.offload});
 }
 
-// The bytes a rank sends in a step are the ring all-reduce's (collectives::RingBytesSent) for
-// every gradient, as the communicator counted them.
+// The bytes a rank sends in a step are the ring all-reduce's (collectives::RingBytesSent), as the
+// communicator counted them: of every gradient one by one with buckets off, and of their sum in
+// one bucket (every tensor of the tiny GPT is below the persistence threshold; Note [bucketed
+// all-reduces]), which trains the same.
 TEST(DataParallelTest, CommunicationBytesAreTheRingAllReduceOfEveryGradient) {
-  const Trained r = Train({}, false);
-  ASSERT_FALSE(r.stats.empty());
+  const Trained bucketed = Train({}, false);
+  const Trained single = ExpectSameTraining({.zero = {.bucket_bytes = 0}});
+  ASSERT_FALSE(bucketed.stats.empty());
+  ASSERT_FALSE(single.stats.empty());
   Gpt gpt(kTiny);
-  int64_t want = 0;
+  int64_t one_by_one = 0, elements = 0;
   gpt.ForEachParameter([&](const std::string&, Parameter& p) {
     if (p.trainable()) {
-      want += collectives::RingBytesSent(collectives::CommOp::kAllReduce, p.shape().numel(), {}, 4,
-                                         Comm()->world_size(), Comm()->rank());
+      one_by_one += collectives::RingBytesSent(collectives::CommOp::kAllReduce, p.shape().numel(),
+                                               {}, 4, Comm()->world_size(), Comm()->rank());
+      elements += p.shape().numel();
     }
   });
-  for (const StepStats& s : r.stats) EXPECT_EQ(s.comm_bytes, want);
-  EXPECT_GT(want, 0);
+  const int64_t one_bucket = collectives::RingBytesSent(collectives::CommOp::kAllReduce, elements,
+                                                        {}, 4, Comm()->world_size(), Comm()->rank());
+  for (const StepStats& s : single.stats) EXPECT_EQ(s.comm_bytes, one_by_one);
+  for (const StepStats& s : bucketed.stats) EXPECT_EQ(s.comm_bytes, one_bucket);
+  EXPECT_GT(one_bucket, 0);
 }
 
 // ZeRO stages 1-3 (Note [zero partition]): the same losses, norms and state as one process, with
@@ -510,8 +518,10 @@ class ShiftedMlp : public Module {
 };
 
 // This rank's bytes sent in the second step of ShiftedMlp at `zero`; `bucket` (if given) gets the
-// most parameters that one fetch node gathers.
-int64_t MlpStepBytes(const ZeroOptions& zero, int* bucket = nullptr, int* first_bucket = nullptr) {
+// most parameters that one fetch node gathers, `all_reduces` the all_reduce nodes and the
+// gradients they carry.
+int64_t MlpStepBytes(const ZeroOptions& zero, int* bucket = nullptr, int* first_bucket = nullptr,
+                     std::pair<int, int>* all_reduces = nullptr) {
   ShiftedMlp mlp;
   TrainOptions o;
   o.optimizer = OptimizerOptions::AdamW(0.9, 0.95, 1e-8, 0.1);
@@ -530,6 +540,10 @@ int64_t MlpStepBytes(const ZeroOptions& zero, int* bucket = nullptr, int* first_
     }
     if (first_bucket != nullptr && *first_bucket == 0 && n.op->kind() == OpKind::kFetch) {
       *first_bucket = static_cast<int>(n.inputs.size());
+    }
+    if (all_reduces != nullptr && n.op->kind() == OpKind::kAllReduce) {
+      ++all_reduces->first;
+      all_reduces->second += static_cast<int>(n.inputs.size());
     }
   }
   Tensor x = Tensor::Empty(Shape{rows, ShiftedMlp::kWidth}, DType::kF32, DefaultCpuAllocator()).value();
@@ -554,26 +568,38 @@ TEST(ZeroBytesTest, StageThreeSendsOneAndAHalfTimesStageTwoOverTheShardedWeights
   const int world = Comm()->world_size(), rank = Comm()->rank();
   using collectives::CommOp;
   using collectives::RingBytesSent;
-  int64_t replicated = 0, reduce_scatter = 0, all_gather = 0;
+  int64_t replicated_elements = 0, replicated_one_by_one = 0, reduce_scatter = 0, all_gather = 0;
+  int small = 0;
   ShiftedMlp mlp;
   mlp.ForEachParameter([&](const std::string&, Parameter& p) {
     const int64_t n = p.shape().numel();
     if (n < 100) {
-      replicated += RingBytesSent(CommOp::kAllReduce, n, {}, 4, world, rank);
+      replicated_elements += n;  // one bucket (Note [bucketed all-reduces])
+      replicated_one_by_one += RingBytesSent(CommOp::kAllReduce, n, {}, 4, world, rank);
+      ++small;
     } else {
       reduce_scatter += RingBytesSent(CommOp::kReduceScatter, n, {}, 4, world, rank);
       all_gather += RingBytesSent(CommOp::kAllGather, n, {}, 4, world, rank);
     }
   });
+  const int64_t replicated = RingBytesSent(CommOp::kAllReduce, replicated_elements, {}, 4, world, rank);
   const int64_t stage2 = MlpStepBytes({.stage = 2, .persistence_threshold = 100});
   int bucket = 0, single = 0, first = 0;
-  const int64_t stage3 = MlpStepBytes({.stage = 3, .persistence_threshold = 100}, &bucket, &first);
+  std::pair<int, int> reduces, reduces_unbucketed;
+  const int64_t stage3 =
+      MlpStepBytes({.stage = 3, .persistence_threshold = 100}, &bucket, &first, &reduces);
+  // The small gradients all-reduced as one bucket, or one by one.
+  EXPECT_EQ(reduces, std::make_pair(1, small));
   // The first layers' gathers go out together at the start of the step, the first layer's alone
   // (its compute need not wait for the others); unbucketed, one each.
   EXPECT_GT(bucket, 1);
   EXPECT_EQ(first, 1);
-  EXPECT_EQ(MlpStepBytes({.stage = 3, .persistence_threshold = 100, .bucket_bytes = 0}, &single),
-            stage3);
+  // Without buckets the small gradients' all-reduces go one by one too.
+  EXPECT_EQ(MlpStepBytes({.stage = 3, .persistence_threshold = 100, .bucket_bytes = 0}, &single,
+                         nullptr, &reduces_unbucketed),
+            stage3 - replicated + replicated_one_by_one);
+  EXPECT_EQ(reduces_unbucketed, std::make_pair(small, small));
+  EXPECT_GT(small, 1);
   EXPECT_EQ(single, 1);
   EXPECT_EQ(MlpStepBytes({.stage = 1, .persistence_threshold = 100}), stage2);
   EXPECT_EQ(stage2, replicated + reduce_scatter + all_gather);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -662,6 +663,115 @@ TEST(ScheduleUpdatesTest, ScheduledProgramTrainsLikeTheUnscheduledOne) {
       EXPECT_NEAR(a->loss, b->loss, 1e-6 * b->loss) << "step " << step;
     }
     ExpectSameParameters(*unscheduled, *scheduled, 1e-5);
+  }
+}
+
+// BucketAllReduces
+
+// The traced step with the all_reduce per gradient that Compile adds in a data-parallel run
+// (Note [data parallel]): before the update phase's first node, one per update's gradient.
+void AddAllReduces(Traced& t) {
+  std::vector<Node>& nodes = t.graph.mutable_nodes();
+  auto first = std::find_if(nodes.begin(), nodes.end(), [](const Node& n) { return IsUpdate(n); });
+  std::vector<Node> reduces;
+  for (auto it = first; it != nodes.end(); ++it) {
+    if (!IsUpdate(*it)) continue;
+    reduces.push_back({ops::AllReduceOp(), {it->inputs[1]}, {}, it->scope});
+    reduces.back().phase = Phase::kUpdate;
+  }
+  nodes.insert(first, reduces.begin(), reduces.end());
+}
+
+// Where each value is last written before node `before`.
+int LastWrite(const Graph& g, ValueId v, int before) {
+  for (int i = before - 1; i >= 0; --i) {
+    const Node& n = g.nodes()[i];
+    if (std::find(n.outputs.begin(), n.outputs.end(), v) != n.outputs.end()) return i;
+  }
+  return -1;
+}
+
+TEST(BucketAllReducesTest, SmallGradientsGoInBucketsInTheOrderTheyAreFinal) {
+  Case c = GptCase();
+  Traced t = Trace(c, {});
+  AddAllReduces(t);
+  const int gradients = Count(t.graph, OpKind::kAllReduce);
+  ASSERT_EQ(gradients, TrainableCount(t));
+  // Below 600 elements (the biases and norms of the tiny GPT), buckets of at most 1 KiB.
+  const int64_t small = 600, limit = 1024;
+  int small_count = 0;
+  for (const Node& n : t.graph.nodes()) {
+    if (n.op->kind() == OpKind::kAllReduce && t.graph.value(n.inputs[0]).type.shape.numel() < small) {
+      ++small_count;
+    }
+  }
+  ASSERT_GT(small_count, 4);
+  ASSERT_LT(small_count, gradients);
+  ASSERT_TRUE(BucketAllReduces(t.graph, small, limit).ok());
+  std::set<ValueId> seen;
+  int buckets = 0;
+  for (int i = 0; i < static_cast<int>(t.graph.nodes().size()); ++i) {
+    const Node& n = t.graph.nodes()[i];
+    if (n.op->kind() != OpKind::kAllReduce) continue;
+    int64_t bytes = 0, writer = -1;
+    for (ValueId v : n.inputs) {
+      EXPECT_TRUE(seen.insert(v).second) << "gradient " << v << " reduced twice";
+      bytes += static_cast<int64_t>(t.graph.value(v).type.nbytes());
+      const int w = LastWrite(t.graph, v, i);
+      EXPECT_GE(w, writer) << "members out of the order they are final";
+      writer = w;
+    }
+    if (n.inputs.size() == 1 && t.graph.value(n.inputs[0]).type.shape.numel() >= small) continue;
+    EXPECT_TRUE(bytes <= limit || n.inputs.size() == 1) << bytes << " B in a bucket";
+    ++buckets;
+  }
+  EXPECT_EQ(static_cast<int>(seen.size()), gradients);
+  EXPECT_GT(buckets, 1);
+  EXPECT_LT(buckets, small_count);
+
+  // Scheduled, each bucket follows the last of its gradients and precedes its members' updates.
+  ASSERT_TRUE(FuseCrossEntropy(t.graph).ok());
+  ASSERT_TRUE(ScheduleUpdates(t.graph).ok());
+  const std::vector<Node>& nodes = t.graph.nodes();
+  for (int i = 0; i < static_cast<int>(nodes.size()); ++i) {
+    if (nodes[i].op->kind() != OpKind::kAllReduce || nodes[i].inputs.size() < 2) continue;
+    int last = -1;
+    for (ValueId v : nodes[i].inputs) last = std::max(last, LastWrite(t.graph, v, i));
+    ASSERT_GE(last, 0);
+    // Only nodes that moved there too (collectives, updates) lie between: it waits for its last
+    // gradient and no more.
+    for (int k = last + 1; k < i; ++k) {
+      const OpKind kind = nodes[k].op->kind();
+      EXPECT_TRUE(IsUpdate(nodes[k]) || kind == OpKind::kAllReduce) << nodes[k].op->name();
+    }
+    for (int k = 0; k < i; ++k) {
+      if (IsUpdate(nodes[k])) {
+        EXPECT_EQ(std::count(nodes[i].inputs.begin(), nodes[i].inputs.end(), nodes[k].inputs[1]), 0)
+            << "an update before its gradient's all_reduce";
+      }
+    }
+  }
+}
+
+TEST(BucketAllReducesTest, ZeroBytesLeavesOneAllReducePerGradientAndTrainingIsUnchanged) {
+  Case a = GptCase(), b = GptCase();
+  Traced one = Trace(a, {}), bucketed = Trace(b, {});
+  AddAllReduces(one);
+  AddAllReduces(bucketed);
+  const std::string before = one.graph.ToString();
+  ASSERT_TRUE(BucketAllReduces(one.graph, 1 << 20, 0).ok());
+  EXPECT_EQ(one.graph.ToString(), before);
+  ASSERT_TRUE(BucketAllReduces(bucketed.graph, 1 << 20, 1 << 20).ok());
+  EXPECT_EQ(Count(bucketed.graph, OpKind::kAllReduce), 1);
+  // In a world of one an all_reduce changes nothing: the same steps, bucketed or not.
+  std::unique_ptr<Program> p = Build(std::move(one), kAllPasses);
+  std::unique_ptr<Program> q = Build(std::move(bucketed), kAllPasses);
+  ASSERT_NE(p, nullptr);
+  ASSERT_NE(q, nullptr);
+  for (int step = 0; step < 3; ++step) {
+    absl::StatusOr<StepStats> x = p->Step(a.batch), y = q->Step(a.batch);
+    ASSERT_TRUE(x.ok() && y.ok()) << x.status() << y.status();
+    EXPECT_EQ(x->loss, y->loss) << "step " << step;
   }
 }
 
