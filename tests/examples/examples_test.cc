@@ -210,6 +210,20 @@ void ExpectCleanError(const Result& run, int exit_code, const std::string& names
   }
 }
 
+// A --sparse-budget run's output: the choice ("sparse budget <budget_text>: chose ...") comes
+// before step 1, and its planned peak, printed to a tenth of a MiB, is at most `max_mib`.
+void ExpectChoiceBeforeStepOne(const std::string& output, const std::string& budget_text,
+                               double max_mib) {
+  const size_t chose = output.find("sparse budget " + budget_text + ": chose ");
+  const size_t step1 = output.find("step     1/");
+  ASSERT_NE(chose, std::string::npos) << output;
+  ASSERT_NE(step1, std::string::npos) << output;
+  EXPECT_LT(chose, step1);
+  const size_t peak = output.find("planned peak ", chose);
+  ASSERT_NE(peak, std::string::npos);
+  EXPECT_LE(std::stod(output.substr(peak + 13)), max_mib) << output;
+}
+
 // --sparse-budget: the analysis prints one line per unit and the choice with its planned peak
 // before step 1, then trains the chosen rules; the run's planned peak is within the budget.
 TEST_F(StrataGptTest, SparseBudgetPrintsTheChoiceThenTrainsIt) {
@@ -223,14 +237,7 @@ TEST_F(StrataGptTest, SparseBudgetPrintsTheChoiceThenTrainsIt) {
   EXPECT_THAT(run.output, HasSubstr("h.1 full"));
   EXPECT_THAT(run.output, HasSubstr("h.0 channels:0.25"));
   EXPECT_THAT(run.output, HasSubstr("sparse update rules: [{\"match\""));
-  const size_t chose = run.output.find("sparse budget 1.0 MiB: chose ");
-  const size_t step1 = run.output.find("step     1/3");
-  ASSERT_NE(chose, std::string::npos) << run.output;
-  ASSERT_NE(step1, std::string::npos) << run.output;
-  EXPECT_LT(chose, step1);
-  const size_t peak = run.output.find("planned peak ", chose);
-  ASSERT_NE(peak, std::string::npos);
-  EXPECT_LE(std::stod(run.output.substr(peak + 13)), 1.0) << run.output;
+  ExpectChoiceBeforeStepOne(run.output, "1.0 MiB", 1.0);
   EXPECT_THAT(run.output, HasSubstr("strata-gpt: done at step 3"));
 
   ExpectCleanError(RunStrataGpt(With(Tiny(3), {"--sparse-budget", "10K"})), 1,
@@ -933,15 +940,8 @@ TEST_F(StrataGptTest, LlamaSparseBudgetChoosesWithinTheBudget) {
     EXPECT_THAT(run.output, HasSubstr(unit));
   }
   EXPECT_THAT(run.output, ::testing::Not(HasSubstr("biases of the last")));
-  const size_t chose = run.output.find("sparse budget 0.7 MiB: chose ");
-  const size_t step1 = run.output.find("step     1/3");
-  ASSERT_NE(chose, std::string::npos) << run.output;
-  ASSERT_NE(step1, std::string::npos) << run.output;
-  EXPECT_LT(chose, step1);
-  const size_t peak = run.output.find("planned peak ", chose);
-  ASSERT_NE(peak, std::string::npos);
   // 700 KiB is 0.68 MiB, printed to a tenth.
-  EXPECT_LE(std::stod(run.output.substr(peak + 13)), 0.7) << run.output;
+  ExpectChoiceBeforeStepOne(run.output, "0.7 MiB", 0.7);
   // Training every unit plans more than the budget, so something is left out.
   EXPECT_THAT(run.output, ::testing::ContainsRegex("sparse update: [0-9]+ of 21 tensors trained"));
   EXPECT_THAT(run.output, ::testing::Not(HasSubstr("sparse update: 21 of 21")));
