@@ -41,7 +41,9 @@ if(STRATA_BUILD_BENCHMARKS)
   find_package(benchmark REQUIRED)
 endif()
 
-# CUDA: found here so that the build reports it; the CUDA backend itself lives in later targets.
+# CUDA: the toolkit's libraries, and nvcc for the kernels (runtime/cuda/, optim/cuda/). No GPU is
+# needed to build: the kernels compile for sm_80 (A100), sm_87 (Jetson Orin) and sm_90 (H100)
+# unless CMAKE_CUDA_ARCHITECTURES says otherwise (the jetson preset: 87 alone).
 set(STRATA_HAVE_CUDA OFF)
 if(NOT STRATA_CUDA STREQUAL "OFF")
   find_package(CUDAToolkit QUIET)
@@ -50,6 +52,17 @@ if(NOT STRATA_CUDA STREQUAL "OFF")
   elseif(STRATA_CUDA STREQUAL "ON")
     message(FATAL_ERROR "STRATA_CUDA=ON but the CUDA toolkit was not found (set CUDAToolkit_ROOT)")
   endif()
+endif()
+if(STRATA_HAVE_CUDA)
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES 80 87 90)
+  endif()
+  if(NOT DEFINED CMAKE_CUDA_COMPILER AND CUDAToolkit_NVCC_EXECUTABLE)
+    set(CMAKE_CUDA_COMPILER ${CUDAToolkit_NVCC_EXECUTABLE})
+  endif()
+  enable_language(CUDA)
+  set(CMAKE_CUDA_STANDARD 17)
+  set(CMAKE_CUDA_STANDARD_REQUIRED ON)
 endif()
 
 # NCCL for the collectives' device backend: wherever the toolkit is, or /usr/local (the NVIDIA
@@ -119,7 +132,7 @@ strata_report("OpenBLAS" TRUE "${STRATA_OPENBLAS_VARIANT}: ${STRATA_OPENBLAS_LIB
 strata_report("OpenMP" TRUE "${OpenMP_CXX_VERSION}")
 strata_report("liburing" TRUE "${liburing_VERSION}")
 strata_report("Abseil" TRUE "${absl_VERSION}")
-strata_report("CUDA toolkit" ${STRATA_HAVE_CUDA} "(STRATA_CUDA=${STRATA_CUDA}) ${CUDAToolkit_VERSION}")
+strata_report("CUDA toolkit" ${STRATA_HAVE_CUDA} "(STRATA_CUDA=${STRATA_CUDA}) ${CUDAToolkit_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES}")
 strata_report("MPI" ${STRATA_WITH_MPI} "${STRATA_MPI_DETAIL}")
 strata_report("NCCL" ${STRATA_HAVE_NCCL} "${STRATA_NCCL_DETAIL}")
 strata_report("-march=native" "${STRATA_ARCH_FLAGS}" "")

@@ -1,7 +1,8 @@
 # One helper declares every library, test and benchmark target (as Abseil's absl_cc_library).
 include(GoogleTest)
 
-# -fno-math-errno lets sqrt and friends vectorize (no errno side effect), as PyTorch builds.
+# -fno-math-errno lets sqrt and friends vectorize (no errno side effect), as PyTorch builds. C++
+# only: nvcc takes its own flags for the .cu files.
 set(STRATA_COMMON_OPTIONS -Wall -Wextra -Wno-unused-parameter -fno-math-errno ${STRATA_ARCH_FLAGS})
 if(STRATA_SANITIZE)
   list(APPEND STRATA_COMMON_OPTIONS -fsanitize=address,undefined -fno-omit-frame-pointer
@@ -22,7 +23,7 @@ function(strata_cc_library)
   add_library(${ARG_NAME} ${ARG_SRCS} ${ARG_HDRS})
   target_include_directories(${ARG_NAME} PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>
                              $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}/strata>)
-  target_compile_options(${ARG_NAME} PRIVATE ${STRATA_COMMON_OPTIONS})
+  target_compile_options(${ARG_NAME} PRIVATE "$<$<COMPILE_LANGUAGE:CXX>:${STRATA_COMMON_OPTIONS}>")
   target_link_libraries(${ARG_NAME} PUBLIC ${ARG_DEPS})
   if(ARG_INSTALL)
     install(TARGETS ${ARG_NAME} EXPORT strataTargets
@@ -49,7 +50,7 @@ endfunction()
 function(strata_cc_test)
   cmake_parse_arguments(ARG "" "NAME;TIMEOUT" "SRCS;DEPS;LABELS" ${ARGN})
   add_executable(${ARG_NAME} ${ARG_SRCS})
-  target_compile_options(${ARG_NAME} PRIVATE ${STRATA_COMMON_OPTIONS})
+  target_compile_options(${ARG_NAME} PRIVATE "$<$<COMPILE_LANGUAGE:CXX>:${STRATA_COMMON_OPTIONS}>")
   target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 600)
@@ -75,7 +76,7 @@ function(strata_cc_benchmark)
     return()
   endif()
   add_executable(${ARG_NAME} ${ARG_SRCS})
-  target_compile_options(${ARG_NAME} PRIVATE ${STRATA_COMMON_OPTIONS})
+  target_compile_options(${ARG_NAME} PRIVATE "$<$<COMPILE_LANGUAGE:CXX>:${STRATA_COMMON_OPTIONS}>")
   target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS} benchmark::benchmark)
 endfunction()
 

@@ -1,0 +1,20 @@
+// The AdamW kernel's launcher (adamw_kernel.cu). nvcc compiles the kernel, so this header keeps
+// to plain types; optim/cuda/adamw_cuda.cc checks the arguments and makes the scalars.
+#pragma once
+
+#include <cstdint>
+
+struct CUstream_st;
+
+namespace strata::optim::cuda {
+
+// internal::AdamWScalars (optim/internal/adamw_kernel.h), field for field.
+struct AdamWKernelScalars {
+  float decay, step_size, bias2_sqrt, b1, b2, one_b1, one_b2, eps;
+};
+
+// Enqueues the update of elements [0, n) on `stream`; returns the launch's cudaError_t.
+int LaunchAdamW(const AdamWKernelScalars& s, float* param, const float* grad, float* m, float* v,
+                int64_t n, CUstream_st* stream);
+
+}  // namespace strata::optim::cuda
