@@ -18,7 +18,8 @@
 //   weights.safetensors    Program::parameters() under their model paths
 //   optimizer.safetensors  Program::optimizer_state() ("<path>.exp_avg", "<path>.exp_avg_sq", ...)
 //   trainer_state.json     {"format", "version": 1, "step", "trainer": {...},
-//                           "files": {name: bytes}}
+//                           "files": {name: bytes}}, and with dynamic loss scaling
+//                           "loss_scale": {"scale", "good_steps"} (Note [mixed precision])
 // The "files" manifest gives each tensor file's size, so a truncated file is refused by name.
 //
 // Note [sharded checkpoints]

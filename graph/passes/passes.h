@@ -12,6 +12,9 @@
 //                      state and, at stage 3, parameters (Note [zero partition])
 //   RecomputeActivations  (TrainOptions::recompute) checkpointed blocks keep only their input and
 //                      output through the forward; the rest is recomputed in the backward
+//   ApplyMixedPrecision (TrainOptions::precision bf16 or f16) parameters read through working
+//                      copies, activations and their gradients stored in the working precision
+//                      (Note [mixed precision])
 //   ScheduleUpdates    each optimizer update right after its gradient is final
 //   EliminateDeadCode  drops nodes whose outputs nobody reads and that write nothing in place
 //   PlaceState         a home tier for every persistent value (Note [home tiers])
@@ -43,6 +46,9 @@ absl::Status PartitionForZero(Graph& graph, const ZeroOptions& zero, int rank, i
 absl::Status FuseResidualAdd(Graph& graph);
 // Note [activation checkpointing] in recompute.cc. A no-op when no node is in a block.
 absl::Status RecomputeActivations(Graph& graph);
+// Note [mixed precision] in mixed_precision.cc. A no-op for f32; `loss` stays f32. Run before
+// ScheduleUpdates (it tells compute from update-phase nodes by their phase).
+absl::Status ApplyMixedPrecision(Graph& graph, DType precision, ValueId loss);
 absl::Status ScheduleUpdates(Graph& graph);
 absl::Status EliminateDeadCode(Graph& graph);
 absl::Status PlaceState(Graph& graph, const OffloadOptions& options);
