@@ -285,6 +285,75 @@ TEST(MixedPrecisionTest, F16UpdatesUnscaleTheGradient) {
   }
 }
 
+// The skip and the unscaling live in the update ops, so every way of running them honors them:
+// updates over state offloaded to NVMe (chunked, and deferred into the next step), and updates
+// after gradient accumulation over micro-batches. Each gives the losses and scales of the plain
+// run, bit for bit (the same program on another placement), skipped steps included.
+TEST(MixedPrecisionTest, F16SkipsAlikeWhenOffloadedOrAccumulated) {
+  TrainOptions o = Options(DType::kF16);
+  o.loss_scale.init_scale = 0x1p22;
+  o.loss_scale.growth_interval = 4;
+  TrainOptions nvme = o;
+  nvme.offload.params = MemoryTier::kNvme;
+  nvme.offload.grads = MemoryTier::kHost;
+  nvme.offload.optimizer = MemoryTier::kNvme;
+  nvme.offload.io.dir = ::testing::TempDir();
+  nvme.offload.persistence_threshold = 0;
+  Trained plain = CompileGpt(o), offloaded = CompileGpt(nvme);
+  ASSERT_NE(plain.program, nullptr);
+  ASSERT_NE(offloaded.program, nullptr);
+  int skipped = 0;
+  for (int s = 0; s < 12; ++s) {
+    const Tensor ids = Tokens(1 + s % 3), targets = Tokens(7 + s % 3);
+    auto a = plain.program->Step({ids, targets});
+    auto b = offloaded.program->Step({ids, targets});
+    ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
+    EXPECT_EQ(a->loss, b->loss) << "step " << s;
+    EXPECT_EQ(a->loss_scale, b->loss_scale) << "step " << s;
+    EXPECT_EQ(a->skipped, b->skipped) << "step " << s;
+    skipped += a->skipped ? 1 : 0;
+  }
+  EXPECT_GE(skipped, 1);
+  EXPECT_LT(skipped, 12);
+  ASSERT_TRUE(offloaded.program->Flush().ok());
+  EXPECT_EQ(plain.program->step_count(), offloaded.program->step_count());
+
+  // Two micro-batches of half the rows: gradients accumulate in f32 and the step is skipped or
+  // taken as a whole.
+  TrainOptions accumulate = o;
+  accumulate.micro_batches = 2;
+  Trained acc{std::make_unique<Gpt>(kTiny), nullptr};
+  Gpt* gpt = acc.gpt.get();
+  auto p = Compile(*gpt,
+                   {{"ids", Shape{kBatch / 2, kSeq}, DType::kI32},
+                    {"targets", Shape{kBatch / 2, kSeq}, DType::kI32}},
+                   [gpt](absl::Span<const Var> in) {
+                     return ops::CrossEntropy(gpt->Forward(in[0]), in[1]);
+                   },
+                   accumulate);
+  ASSERT_TRUE(p.ok()) << p.status();
+  const std::vector<float> initial = Snapshot(**p);
+  int acc_skipped = 0, taken = 0;
+  for (int s = 0; s < 12; ++s) {
+    const double scale = (*p)->loss_scaler()->scale();
+    const std::vector<float> before = Snapshot(**p);
+    auto st = (*p)->Step({Tokens(1), Tokens(2)});
+    ASSERT_TRUE(st.ok()) << st.status();
+    EXPECT_EQ(st->loss_scale, scale);
+    if (st->skipped) {
+      ++acc_skipped;
+      // Parameters and moments unchanged; the accumulators were zeroed for the next step.
+      EXPECT_EQ(Snapshot(**p), before) << "step " << s;
+    } else {
+      ++taken;
+    }
+  }
+  EXPECT_GE(acc_skipped, 1);
+  EXPECT_GE(taken, 1);
+  EXPECT_EQ((*p)->step_count(), taken);
+  EXPECT_NE(Snapshot(**p), initial);
+}
+
 TEST(MixedPrecisionTest, F16LossScaleSurvivesSaveAndResume) {
   TrainOptions o = Options(DType::kF16);
   o.loss_scale.init_scale = 0x1p24;
