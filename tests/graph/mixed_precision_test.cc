@@ -17,6 +17,7 @@
 #include "graph/compile.h"
 #include "graph/models/gpt.h"
 #include "graph/ops/ops.h"
+#include "graph/passes/passes.h"
 #include "runtime/dtype.h"
 #include "tests/runtime/cpu/kernel_test_util.h"
 
@@ -396,6 +397,70 @@ TEST(MixedPrecisionTest, F16LossScaleSurvivesSaveAndResume) {
                           absl::StatusCode::kInvalidArgument, {"good_steps"});
   }
   std::filesystem::remove_all(dir);
+}
+
+// The pass alone, on the traced GPT step: what it marks and what it keeps f32.
+TEST(MixedPrecisionTest, PassMarksComputeOutputsAndKeepsStatisticsLossAndUpdatesF32) {
+  Gpt gpt(kTiny);
+  TrainOptions o = Options(DType::kBF16);
+  auto t = TraceTrainingStep(gpt,
+                             {{"ids", Shape{kBatch, kSeq}, DType::kI32},
+                              {"targets", Shape{kBatch, kSeq}, DType::kI32}},
+                             [&](absl::Span<const Var> in) {
+                               return ops::CrossEntropy(gpt.Forward(in[0]), in[1]);
+                             },
+                             o);
+  ASSERT_TRUE(t.ok()) << t.status();
+  Graph& g = t->graph;
+  ASSERT_TRUE(FuseCrossEntropy(g).ok());
+  testing::ExpectStatus(ApplyMixedPrecision(g, DType::kI32, t->config.loss),
+                        absl::StatusCode::kInvalidArgument, {"precision i32", "bf16 or f16"});
+  const Graph f32 = g;
+  ASSERT_TRUE(ApplyMixedPrecision(g, DType::kF32, t->config.loss).ok());  // a no-op
+  EXPECT_EQ(g.ToString(), f32.ToString());
+  ASSERT_TRUE(ApplyMixedPrecision(g, DType::kBF16, t->config.loss).ok());
+
+  EXPECT_EQ(g.value(t->config.loss).precision, DType::kF32);
+  std::vector<bool> read(g.num_values(), false);
+  int layer_norms = 0, attentions = 0, updates = 0, copies = 0;
+  for (const Node& n : g.nodes()) {
+    const OpKind k = n.op->kind();
+    if (k == OpKind::kRoundToPrecision) {
+      ++copies;
+      EXPECT_FALSE(read[n.inputs[0]]) << g.value(n.inputs[0]).name << " was read before its copy";
+      EXPECT_EQ(g.value(n.outputs[0]).name, g.value(n.inputs[0]).name + "@bf16");
+    }
+    for (ValueId v : n.inputs) read[v] = true;
+    if (k == OpKind::kLayerNorm) {
+      ++layer_norms;
+      EXPECT_EQ(g.value(n.outputs[0]).precision, DType::kBF16);
+      EXPECT_EQ(g.value(n.outputs[1]).precision, DType::kF32);  // mean
+      EXPECT_EQ(g.value(n.outputs[2]).precision, DType::kF32);  // 1 / std
+    }
+    if (k == OpKind::kCausalAttention) {
+      ++attentions;
+      EXPECT_EQ(g.value(n.outputs[0]).precision, DType::kBF16);
+      EXPECT_EQ(g.value(n.outputs[1]).precision, DType::kF32);  // log-sum-exp
+    }
+    if (k == OpKind::kLinearGrad || k == OpKind::kGeluGrad) {
+      for (ValueId v : n.outputs) {
+        if (v != kNoValue) EXPECT_EQ(g.value(v).precision, DType::kBF16) << n.op->name();
+      }
+    }
+    if (n.phase == Phase::kUpdate) {  // norms stay f32; updates read the f32 masters
+      for (ValueId v : n.outputs) {
+        if (v != kNoValue) EXPECT_EQ(g.value(v).precision, DType::kF32) << n.op->name();
+      }
+      if (k == OpKind::kAdamWUpdate) {
+        ++updates;
+        EXPECT_EQ(g.value(n.inputs[0]).role, ValueRole::kParameter);
+      }
+    }
+  }
+  EXPECT_EQ(layer_norms, 2 * kTiny.layers + 1);
+  EXPECT_EQ(attentions, kTiny.layers);
+  EXPECT_EQ(copies, updates);  // every parameter of the GPT trains
+  EXPECT_GT(copies, 0);
 }
 
 TEST(MixedPrecisionTest, BadOptionsNameTheField) {
