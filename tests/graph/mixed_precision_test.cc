@@ -20,6 +20,7 @@
 #include "graph/passes/passes.h"
 #include "runtime/dtype.h"
 #include "tests/runtime/cpu/kernel_test_util.h"
+#include "tests/util/allocation_counter.h"
 
 namespace strata::graph {
 namespace {
@@ -461,6 +462,23 @@ TEST(MixedPrecisionTest, PassMarksComputeOutputsAndKeepsStatisticsLossAndUpdates
   EXPECT_EQ(attentions, kTiny.layers);
   EXPECT_EQ(copies, updates);  // every parameter of the GPT trains
   EXPECT_GT(copies, 0);
+}
+
+// Rounding after each node, the seed rewrite and the scaler's update allocate nothing: a step
+// stays allocation-free, skipped or taken.
+TEST(MixedPrecisionTest, NoHeapAllocationAfterTheFirstStep) {
+  if (!testing::AllocationCounter::Supported()) GTEST_SKIP() << "allocation counting is off under sanitizers";
+  for (DType d : {DType::kBF16, DType::kF16}) {
+    TrainOptions o = Options(d);
+    o.loss_scale.init_scale = 0x1p22;  // some steps skipped, some taken
+    Trained r = CompileGpt(o);
+    ASSERT_NE(r.program, nullptr);
+    const std::vector<Tensor> batch = {Tokens(1), Tokens(2)};
+    ASSERT_TRUE(r.program->Step(batch).ok());
+    testing::AllocationCounter counter;
+    for (int s = 0; s < 6; ++s) ASSERT_TRUE(r.program->Step(batch).ok());
+    EXPECT_EQ(counter.count(), 0) << DTypeName(d);
+  }
 }
 
 TEST(MixedPrecisionTest, BadOptionsNameTheField) {
