@@ -154,6 +154,27 @@ TEST(RoundToPrecisionTest, RandomBitPatternsMatchTheReference) {
   }
 }
 
+// PyTorch's casts to bfloat16 and float16 and back (tests/fixtures/runtime_ops/
+// round_to_precision.py), bit for bit: values over every exponent, ties of both formats, specials.
+TEST(RoundToPrecisionTest, MatchesPyTorchCasts) {
+  const SafetensorsFile f = testing::LoadFixture("round_to_precision");
+  const Tensor x = f.Get("x").value();
+  for (const auto& [d, name] : {std::pair{DType::kBF16, "bf16"}, std::pair{DType::kF16, "f16"}}) {
+    const Tensor expected = f.Get(name).value();
+    const std::vector<float> in(x.data<float>(), x.data<float>() + x.numel());
+    const std::vector<float> out = Round(in, d);
+    int mismatches = 0;
+    for (size_t i = 0; i < in.size() && mismatches < 5; ++i) {
+      const float e = expected.data<float>()[i];
+      if (std::bit_cast<uint32_t>(out[i]) != std::bit_cast<uint32_t>(e)) {
+        ++mismatches;
+        ADD_FAILURE() << name << ": " << std::hexfloat << in[i] << " -> " << out[i]
+                      << ", PyTorch " << e;
+      }
+    }
+  }
+}
+
 TEST(RoundToPrecisionTest, F32IsANoOp) {
   const std::vector<float> in = {1.0f + 0x1p-20f, 70000.0f, 0x1p-30f};
   EXPECT_EQ(Round(in, DType::kF32), in);
