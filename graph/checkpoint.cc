@@ -285,6 +285,9 @@ absl::Status WriteIndex(const Program& program, const TrainerState& state, const
   j["format"] = kFormat;
   j["version"] = sharded ? kShardedVersion : kWholeVersion;
   j["step"] = program.step_count();
+  if (const optim::LossScaler* scaler = program.loss_scaler()) {  // Note [mixed precision]
+    j["loss_scale"] = {{"scale", scaler->scale()}, {"good_steps", scaler->good_steps()}};
+  }
   j["trainer"] = TrainerJson(state);
   std::map<std::string, uint64_t> file_bytes;
   std::vector<std::string> files;
@@ -336,6 +339,10 @@ absl::Status Prefixed(const absl::Status& s, absl::string_view what) {
 struct StateFile {
   int version = kWholeVersion;
   int64_t step = 0;
+  // The dynamic loss scaler's state, when the saved program scaled its loss.
+  bool has_loss_scale = false;
+  double loss_scale = 0;
+  int64_t good_steps = 0;
   TrainerState trainer;
   std::map<std::string, uint64_t> file_bytes;
   int world_size = 1;
@@ -375,6 +382,17 @@ absl::StatusOr<StateFile> ReadStateFile(const fs::path& path) {
     return bad("'step' is not a non-negative integer");
   }
   s.step = j["step"].get<int64_t>();
+  if (j.contains("loss_scale")) {
+    const nlohmann::json& l = j["loss_scale"];
+    if (!l.is_object() || !l.contains("scale") || !l["scale"].is_number() ||
+        !(l["scale"].get<double>() > 0) || !l.contains("good_steps") ||
+        !l["good_steps"].is_number_integer() || l["good_steps"].get<int64_t>() < 0) {
+      return bad("'loss_scale' is not {\"scale\": a positive number, \"good_steps\": an integer >= 0}");
+    }
+    s.has_loss_scale = true;
+    s.loss_scale = l["scale"].get<double>();
+    s.good_steps = l["good_steps"].get<int64_t>();
+  }
   if (!j.contains("files") || !j["files"].is_object()) return bad("no 'files' manifest");
   for (const auto& [name, bytes] : j["files"].items()) {
     if (!bytes.is_number_unsigned()) return bad(absl::StrCat("'files.", name, "' is not a size"));
@@ -741,8 +759,19 @@ absl::StatusOr<TrainerState> LoadCheckpoint(Program& program, const std::string&
     }
   }
   STRATA_RETURN_IF_ERROR(s);
+  // The scaler's state is checked against this program's options before anything is written. A
+  // checkpoint without one (saved without loss scaling) leaves the scaler as it is; a program
+  // without loss scaling ignores it.
+  const bool restores_scale = o.state.has_loss_scale && program.loss_scaler() != nullptr;
+  if (restores_scale) {
+    optim::LossScaler probe = *program.loss_scaler();
+    STRATA_RETURN_IF_ERROR(Prefixed(probe.Restore(o.state.loss_scale, o.state.good_steps), what));
+  }
   STRATA_RETURN_IF_ERROR(AgreeOnRanks(comm, RunCopies(program, copies), what));
   program.set_step_count(o.state.step);
+  if (restores_scale) {
+    STRATA_RETURN_IF_ERROR(program.RestoreLossScale(o.state.loss_scale, o.state.good_steps));
+  }
   return o.state.trainer;
 }
 

@@ -18,7 +18,8 @@
 //   weights.safetensors    Program::parameters() under their model paths
 //   optimizer.safetensors  Program::optimizer_state() ("<path>.exp_avg", "<path>.exp_avg_sq", ...)
 //   trainer_state.json     {"format", "version": 1, "step", "trainer": {...},
-//                           "files": {name: bytes}}
+//                           "files": {name: bytes}}, and with dynamic loss scaling
+//                           "loss_scale": {"scale", "good_steps"} (Note [mixed precision])
 // The "files" manifest gives each tensor file's size, so a truncated file is refused by name.
 //
 // Note [sharded checkpoints]
@@ -93,8 +94,9 @@ struct TrainerState {
 absl::Status SaveCheckpoint(const Program& program, const TrainerState& state,
                             const std::string& dir);
 
-// Restores parameters, optimizer state and step count of `program` from `dir`, and returns the
-// trainer's state. Every file must exist (NotFound naming it) and be complete (DataLoss naming
+// Restores parameters, optimizer state, step count and (with dynamic loss scaling, when the
+// checkpoint has it) the loss scaler's state of `program` from `dir`, and returns the trainer's
+// state. Every file must exist (NotFound naming it) and be complete (DataLoss naming
 // it when its size differs from the manifest or its contents do not parse); every tensor must
 // match the program's by name, dtype and shape (errors name the tensor and both shapes). All is
 // checked before anything is written: on error the program is unchanged. A sharded checkpoint's

@@ -243,6 +243,14 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
     return absl::InvalidArgumentError(absl::StrCat(
         "train options: clip_grad_norm = ", options.clip_grad_norm, " must be >= 0"));
   }
+  if (options.precision != DType::kF32 && options.precision != DType::kBF16 &&
+      options.precision != DType::kF16) {
+    return absl::InvalidArgumentError(absl::StrCat("train options: precision = ",
+                                                   DTypeName(options.precision),
+                                                   " must be f32, bf16 or f16"));
+  }
+  const bool scales_loss = options.scales_loss();
+  if (scales_loss) STRATA_RETURN_IF_ERROR(options.loss_scale.Validate());
   TrainingGraph r;
   Graph& graph = r.graph;
   Program::Config& config = r.config;
@@ -253,6 +261,8 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
   config.seed = options.seed;
   config.num_threads = NumThreads();
   config.check_plan = options.check_plan;
+  config.loss_scaling = scales_loss;
+  config.loss_scale = options.loss_scale;
 
   // Values for parameters, then inputs; trace.
   std::vector<ValueId> trainable;
@@ -306,6 +316,8 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
   Var seed = tracer.NewValue({Shape{}, DType::kF32}, ValueRole::kConstant, "loss_seed");
   const float seed_value = 1.0f / static_cast<float>(options.micro_batches * world);
   graph.SetConstant(seed.id(), std::string(reinterpret_cast<const char*>(&seed_value), sizeof(float)));
+  config.loss_seed = seed.id();  // with loss scaling, rewritten each step (Note [mixed precision])
+  config.loss_seed_value = seed_value;
   const int forward_nodes = static_cast<int>(graph.nodes().size());
   STRATA_ASSIGN_OR_RETURN(const Gradients grads, Differentiate(tracer, loss, seed, trainable));
   Dump(options, config.dump, "autodiff", graph);
@@ -346,8 +358,9 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
       graph.AddNode(ops::AllReduceOp(), {final_grads[i]}, {}, trainable_paths[i]);
     }
   }
+  // Loss scaling needs the norm too: it is not finite exactly when a gradient overflowed.
   ValueId global_norm = kNoValue;
-  if (options.clip_grad_norm > 0) {
+  if (options.clip_grad_norm > 0 || scales_loss) {
     std::vector<ValueId> norms;
     for (size_t i = 0; i < trainable.size(); ++i) {
       norms.push_back(tracer.NewValue({Shape{}, DType::kF32}, ValueRole::kActivation,
@@ -384,14 +397,14 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
       if (global_norm != kNoValue) in.push_back(global_norm);
       graph.AddNode(
           ops::AdamWUpdateOp(o.beta1, o.beta2, o.eps, wd, options.clip_grad_norm, slices[i],
-                             lr_scale),
+                             lr_scale, scales_loss),
           in, {}, path);
     } else {
       std::vector<ValueId> in = {trainable[i], final_grads[i]};
       if (o.momentum != 0) in.push_back(state("momentum_buffer"));
       if (global_norm != kNoValue) in.push_back(global_norm);
       graph.AddNode(ops::SgdUpdateOp(o.momentum, o.dampening, o.nesterov, wd,
-                                     options.clip_grad_norm, slices[i], lr_scale),
+                                     options.clip_grad_norm, slices[i], lr_scale, scales_loss),
                     in, {}, path);
     }
     if (options.micro_batches > 1) graph.AddNode(ops::ZeroOp(), {final_grads[i]}, {}, path);
@@ -440,6 +453,12 @@ absl::StatusOr<PlannedStep> PlanTrainingStep(Module& model, const std::vector<In
   if (options.recompute) {
     STRATA_RETURN_IF_ERROR(RecomputeActivations(graph));
     Dump(options, config.dump, "recompute_activations", graph);
+  }
+  // After the fusions and recompute, so that the nodes they make store their outputs in the
+  // working precision too; before ScheduleUpdates, which mixes update-phase nodes into the step.
+  if (options.precision != DType::kF32) {
+    STRATA_RETURN_IF_ERROR(ApplyMixedPrecision(graph, options.precision, config.loss));
+    Dump(options, config.dump, "mixed_precision", graph);
   }
   STRATA_RETURN_IF_ERROR(ScheduleUpdates(graph));
   Dump(options, config.dump, "schedule_updates", graph);

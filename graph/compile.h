@@ -30,6 +30,7 @@
 #include "graph/param_groups.h"
 #include "graph/program.h"
 #include "graph/zero_options.h"
+#include "optim/loss_scale.h"
 #include "optim/lr_schedule.h"
 
 namespace strata::graph {
@@ -72,6 +73,18 @@ struct TrainOptions {
   // the block's activations in the backward (same losses, less arena).
   bool recompute = false;
   OffloadOptions offload;      // home tier per class of state, budgets, NVMe engine
+  // Mixed precision (Note [mixed precision] in graph/passes/mixed_precision.cc): kF32, or kBF16 /
+  // kF16 for working copies of the parameters and activations stored in that precision, with
+  // f32 master weights and optimizer state.
+  DType precision = DType::kF32;
+  // Dynamic loss scaling (optim/loss_scale.h): kAuto scales with f16 only (bf16 has f32's range).
+  enum class LossScaling { kAuto, kDynamic, kOff };
+  LossScaling loss_scaling = LossScaling::kAuto;
+  optim::LossScaleOptions loss_scale;  // when it scales
+  bool scales_loss() const {
+    return loss_scaling == LossScaling::kDynamic ||
+           (loss_scaling == LossScaling::kAuto && precision == DType::kF16);
+  }
   // Data parallel (Note [data parallel] in compile.cc): with a communicator of more than one
   // rank, each rank runs the step on its rows of the global batch (inputs are given per rank)
   // and the gradients are summed over the ranks before clipping and the updates. Not owned; it

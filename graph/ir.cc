@@ -73,7 +73,11 @@ std::string Graph::ToString() const {
     for (size_t i = 0; i < n.outputs.size(); ++i) {
       absl::StrAppend(&outs, i ? ", " : "", n.outputs[i] == kNoValue ? "_" : absl::StrCat("%", n.outputs[i]));
       if (n.outputs[i] != kNoValue) {
-        absl::StrAppend(&types, types.empty() ? "" : ", ", values_[n.outputs[i]].type.ToString());
+        const Value& out = values_[n.outputs[i]];
+        // "f32[8, 64] as bf16": stored in the working precision (Note [mixed precision]).
+        absl::StrAppend(&types, types.empty() ? "" : ", ", out.type.ToString(),
+                        out.precision == DType::kF32 ? ""
+                                                        : absl::StrCat(" as ", DTypeName(out.precision)));
       }
     }
     for (size_t i = 0; i < n.inputs.size(); ++i) {

@@ -84,6 +84,10 @@ struct Value {
   // channels:F): its gradient and optimizer state hold those channels alone (Note [partial
   // channels] in graph/ops/channel_ops.cc). 0: the whole parameter, when it trains.
   int64_t trained_channels = 0;
+  // Mixed precision (Note [mixed precision] in graph/passes/mixed_precision.cc): the precision the
+  // value is stored in. On CPU its bytes stay those of `type` (f32) and the Program rounds them to
+  // this right after the node that writes them runs; f32 (the type's dtype): stored as computed.
+  DType precision = DType::kF32;
 
   int64_t numel() const { return shard ? shard->count : type.shape.numel(); }
   // The bytes the value holds: its shard's, or the whole type's.

@@ -46,6 +46,9 @@ struct StepScalars {
   // the global batch is micro_batch * (its elements).
   uint64_t seed = 0;
   int64_t micro_batch = 0;
+  // Dynamic loss scaling (Note [mixed precision] in graph/passes/mixed_precision.cc): the factor
+  // this step's loss and gradients carry, which the updates divide out; 1 without scaling.
+  float loss_scale = 1.0f;
 };
 
 struct RunArgs {
@@ -89,6 +92,10 @@ class Op {
   // graph/passes/memory_plan.cc), so Run must read whatever it needs of the input before writing
   // the output over it (an elementwise op; a linear gradient that computes dw before dx).
   virtual std::vector<std::pair<int, int>> InPlaceOutputs() const { return {}; }
+  // Outputs that hold per-row or per-channel statistics a backward reads (mean, 1/std,
+  // log-sum-exp, sums for a synchronized batch norm): a mixed-precision step keeps them f32, as
+  // fused low-precision kernels do (Note [mixed precision] in graph/passes/mixed_precision.cc).
+  virtual std::vector<int> StatisticsOutputs() const { return {}; }
   // True when Run writes its MutatedInputs only while StepScalars::training is set (BatchNorm's
   // running statistics), so that Program::Evaluate may run it.
   virtual bool MutatesOnlyWhenTraining() const { return false; }

@@ -101,6 +101,7 @@ absl::string_view OpKindName(OpKind kind) {
     case OpKind::kGradNorm: return "grad_norm";
     case OpKind::kSgdUpdate: return "sgd_update";
     case OpKind::kZero: return "zero";
+    case OpKind::kRoundToPrecision: return "round_to_precision";
     case OpKind::kNumOpKinds: break;
   }
   return "";  // not a kind (tests/graph/op_kind_test.cc checks that every kind has a name)

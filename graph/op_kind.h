@@ -124,6 +124,8 @@ enum class OpKind {
   kGradNorm,
   kSgdUpdate,
   kZero,
+  // precision_ops.cc
+  kRoundToPrecision,
 
   kNumOpKinds  // not a kind: the count, for tests that go through every kind. Keep it last.
 };

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "graph/ops/ops.h"
+#include "runtime/cpu/round_to_precision.h"
 #include "runtime/status.h"
 #include "runtime/threading.h"
 
@@ -110,6 +111,17 @@ std::string MemoryReport::ToString() const {
 Program::Program(Graph graph, MemoryPlan plan, Config config)
     : graph_(std::move(graph)), plan_(std::move(plan)), config_(std::move(config)) {
   scalars_.seed = config_.seed;
+  if (config_.loss_scaling) scaler_.emplace(config_.loss_scale);
+}
+
+absl::Status Program::RestoreLossScale(double scale, int64_t good_steps) {
+  if (!scaler_) {
+    return absl::FailedPreconditionError("loss scale: this program does not scale its loss");
+  }
+  optim::LossScaler restored = *scaler_;
+  STRATA_RETURN_IF_ERROR(restored.Restore(scale, good_steps));
+  scaler_ = restored;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<Program>> Program::Create(Graph graph, MemoryPlan plan,
@@ -443,9 +455,16 @@ absl::Status Program::LoadMicroBatch(absl::Span<const Tensor> batch, int index) 
 absl::Status Program::Run(const Instruction& ins) {
   const auto start = profiling_ ? std::chrono::steady_clock::now()
                                 : std::chrono::steady_clock::time_point();
-  const absl::Status s = ins.op->RunsOnSideStream()
-                             ? RunIo(ins)
-                             : ins.op->Run(RunArgs{ins.in, ins.out, ins.workspace, &scalars_});
+  absl::Status s = ins.op->RunsOnSideStream()
+                       ? RunIo(ins)
+                       : ins.op->Run(RunArgs{ins.in, ins.out, ins.workspace, &scalars_});
+  // Note [mixed precision]: a value stored in the working precision is rounded to it as soon as
+  // it is written.
+  for (size_t j = 0; s.ok() && j < ins.out.size(); ++j) {
+    const ValueId v = ins.node->outputs[j];
+    if (v == kNoValue || !ins.out[j].defined() || graph_.value(v).precision == DType::kF32) continue;
+    s = cpu::RoundToPrecision(ins.out[j], graph_.value(v).precision);
+  }
   if (profiling_) {
     node_ms_[&ins - instructions_.data()] +=
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
@@ -830,6 +849,12 @@ absl::StatusOr<StepStats> Program::Step(absl::Span<const Tensor> batch) {
   scalars_.step = step_count_ + 1;
   scalars_.lr = config_.schedule.At(step_count_);
   scalars_.training = true;
+  if (scaler_) {  // Note [mixed precision]: the seed carries this step's scale
+    scalars_.loss_scale = scaler_->scale();
+    const Tensor& seed = tensors_[config_.loss_seed];
+    if (!seed.defined()) return absl::InternalError("loss scale: the loss seed has no bytes");
+    seed.data<float>()[0] = config_.loss_seed_value * scalars_.loss_scale;
+  }
   double loss_sum = 0;
   const int k = config_.micro_batches;
   collectives::Communicator* comm = config_.communicator;
@@ -843,17 +868,25 @@ absl::StatusOr<StepStats> Program::Step(absl::Span<const Tensor> batch) {
     return absl::InternalError(absl::StrCat("check-plan: ", left,
                                             " arena values were still live after the step"));
   }
-  ++step_count_;
+  StepStats s;
+  if (scaler_) {
+    // Not finite exactly when a gradient overflowed; then every update did nothing.
+    s.skipped = !std::isfinite(tensors_[config_.grad_norm].data<float>()[0]);
+    s.loss_scale = scalars_.loss_scale;
+    scaler_->Update(s.skipped);
+  }
+  if (!s.skipped) ++step_count_;  // a skipped step is no optimizer step (Note [mixed precision])
   if (profiling_) ++profiled_steps_;
 
-  StepStats s;
   s.step = step_count_;
   STRATA_ASSIGN_OR_RETURN(loss_sum, SumOverRanks(loss_sum));
   s.world_size = comm != nullptr ? comm->world_size() : 1;
   s.comm_bytes = comm_bytes;
   s.loss = loss_sum / (k * s.world_size);
   s.lr = scalars_.lr;
-  if (config_.grad_norm != kNoValue) s.grad_norm = tensors_[config_.grad_norm].data<float>()[0];
+  if (config_.grad_norm != kNoValue) {
+    s.grad_norm = tensors_[config_.grad_norm].data<float>()[0] / s.loss_scale;
+  }
   s.step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   const double samples = static_cast<double>(batch.empty() || batch[0].rank() == 0 ? 1 : batch[0].dim(0));
   s.samples_per_s = samples / (s.step_ms / 1e3);

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,7 @@
 #include "graph/passes/passes.h"
 #include "graph/tier_store.h"
 #include "graph/zero_options.h"
+#include "optim/loss_scale.h"
 #include "optim/lr_schedule.h"
 #include "runtime/allocator.h"
 #include "runtime/memory_ledger.h"
@@ -63,10 +65,16 @@ struct MemoryReport {
 };
 
 struct StepStats {
-  int64_t step = 0;  // optimizer steps done, this one included
+  int64_t step = 0;  // optimizer steps done, this one included (unless skipped)
   double loss = 0;   // mean over the micro-batches
   double lr = 0;
-  double grad_norm = -1;  // before clipping; -1 when clipping is off
+  double grad_norm = -1;  // before clipping (unscaled); -1 when neither clipping nor loss
+                          // scaling computes it; inf or NaN on a step skipped for overflow
+  // Dynamic loss scaling (Note [mixed precision] in graph/passes/mixed_precision.cc): the scale
+  // this step's loss was multiplied by (1 without scaling), and whether its gradients overflowed
+  // so that no parameter changed and `step` did not advance.
+  double loss_scale = 1;
+  bool skipped = false;
   double step_ms = 0;
   double samples_per_s = 0;
   double tokens_per_s = 0;  // samples times the second dimension of the first input (sequence)
@@ -91,7 +99,14 @@ class Program {
     std::vector<InputSpec> inputs;
     std::vector<ValueId> input_values;
     ValueId loss = kNoValue;
-    ValueId grad_norm = kNoValue;  // kNoValue when clipping is off
+    ValueId grad_norm = kNoValue;  // kNoValue when neither clipping nor loss scaling is on
+    // Dynamic loss scaling (Note [mixed precision]): the backward's seed constant, rewritten
+    // before each step as loss_seed_value times the scale; the updates read StepScalars::loss_scale
+    // and skip when grad_norm is not finite.
+    bool loss_scaling = false;
+    optim::LossScaleOptions loss_scale;
+    ValueId loss_seed = kNoValue;
+    float loss_seed_value = 1.0f;
     int micro_batches = 1;
     optim::LrSchedule schedule;
     // Parameter path -> (value, initializer); the initializer is drawn at Create.
@@ -171,6 +186,10 @@ class Program {
   // with micro-batches, the accumulated sum, zeroed after the update).
   const std::vector<std::pair<std::string, Tensor>>& gradients() const { return named_grads_; }
   int64_t step_count() const { return step_count_; }
+  // Dynamic loss scaling: the scaler as the last step left it (null without loss scaling), and
+  // its state set back from a checkpoint (errors name the field, the program is then unchanged).
+  const optim::LossScaler* loss_scaler() const { return scaler_ ? &*scaler_ : nullptr; }
+  absl::Status RestoreLossScale(double scale, int64_t good_steps);
   // Per-op time: while enabled, each step adds every node's run time to its op's row.
   void set_profiling(bool on) { profiling_ = on; }
   // "op  ms/step  share" rows, slowest first, averaged over the profiled steps.
@@ -236,6 +255,7 @@ class Program {
   std::vector<Instruction> instructions_;
   std::vector<std::pair<std::string, Tensor>> named_params_, named_state_, named_grads_;
   StepScalars scalars_;
+  std::optional<optim::LossScaler> scaler_;  // with Config::loss_scaling
   int64_t step_count_ = 0;
   bool has_update_phase_ = false;
   bool profiling_ = false;

@@ -30,4 +30,22 @@ double ClipGradsByNorm(absl::Span<const absl::Span<float>> grads, double max_nor
   return coef;
 }
 
+double UnscaleAndClipGrads(absl::Span<const absl::Span<float>> grads, double scale,
+                           double max_norm, double scaled_norm) {
+  double coef = 1.0 / scale;
+  if (max_norm > 0) {
+    const double clip = max_norm / (scaled_norm / scale + 1e-6);
+    if (clip < 1.0) coef *= clip;
+  }
+  if (coef == 1.0) return 1.0;
+  const float c = static_cast<float>(coef);
+  for (absl::Span<float> g : grads) {
+    float* p = g.data();
+    const int64_t n = static_cast<int64_t>(g.size());
+#pragma omp parallel for simd schedule(static) if (n > (1 << 15))
+    for (int64_t i = 0; i < n; ++i) p[i] *= c;
+  }
+  return coef;
+}
+
 }  // namespace strata::optim

@@ -68,6 +68,7 @@ using graph::GptConfig;
 struct Options {
   std::string arch = "gpt";  // --arch: gpt or llama
   std::string data, init_from, save, resume, metrics, schedule = "cosine";
+  std::string precision = "f32";  // f32, bf16 or f16 (Note [mixed precision])
   std::string export_path;  // --export: the model in Hugging Face GPT-2 layout at the end
   std::string sparse_update;  // --sparse-update: a JSON file of rules (graph/sparse_update.h)
   // --sparse-budget: choose the rules by contribution analysis (graph/sparse_budget.h) so that
@@ -327,6 +328,9 @@ absl::Status CheckFlags(const Options& o) {
   if (!optim::ParseLrScheduleKind(o.schedule).ok()) {
     return UsageError(absl::StrCat("--schedule ", o.schedule, ": expected constant or cosine"));
   }
+  if (o.precision != "f32" && o.precision != "bf16" && o.precision != "f16") {
+    return UsageError(absl::StrCat("--precision ", o.precision, ": expected f32, bf16 or f16"));
+  }
   if (o.init_from.empty() && o.width % o.heads != 0) {
     return UsageError(absl::StrCat("--heads ", o.heads, " does not divide --width ", o.width));
   }
@@ -444,6 +448,7 @@ RunConfig MakeRunConfig(const Options& o, const LanguageModelConfig& m, const da
   // Checkpoints written before groups existed trained without them.
   r.AddWithUnrecorded("--param-group", ParamGroupsText(o.param_groups), "none");
   r.Add("--clip", o.clip);
+  r.AddWithUnrecorded("--precision", o.precision, "f32");
   r.Add("--steps", o.steps, RunConfig::kAnnounce);
   RecordOffload(o.offload, r);  // Note [placement is not part of the run]
   // Recomputing gives bitwise the same steps, so a resume may turn it on or off.
@@ -607,6 +612,7 @@ absl::Status Train(Options o) {
   // where a cosine one of no steps would not.
   if (o.steps == 0) t.schedule.kind = optim::LrSchedule::kConstant;
   t.clip_grad_norm = o.clip;
+  STRATA_ASSIGN_OR_RETURN(t.precision, ParseDType(o.precision));
   t.micro_batches = static_cast<int>(o.micro_batches);
   t.seed = static_cast<uint64_t>(o.seed);
   t.dump_graph = o.dump_graph;
@@ -728,22 +734,42 @@ absl::Status Train(Options o) {
 
   const int64_t last = o.stop_at > 0 ? std::min(o.stop_at, o.steps) : o.steps;
   const int64_t first = program->step_count();
+  // With f16's loss scaling a step whose gradients overflow is skipped and retried at half the
+  // scale (Note [mixed precision]); gradients that stay non-finite at any scale diverged.
+  constexpr int kMaxSkippedInARow = 64;
+  int skipped_in_a_row = 0;
   while (program->step_count() < last) {
     const int64_t s = program->step_count();
     // The first step of a process also pays for first touches of memory: leave it out of the
     // profile unless it is the only one.
     program->set_profiling(o.profile && (s > first || last - first == 1));
     STRATA_ASSIGN_OR_RETURN(const graph::StepStats st, program->Step(mine.Of(train.Get(s))));
-    if (st.step % o.log_every == 0 || st.step == o.steps || st.step == 1) {
-      std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s%s\n",
+    const bool scales = program->loss_scaler() != nullptr;
+    if (st.skipped || st.step % o.log_every == 0 || st.step == o.steps || st.step == 1) {
+      const std::string scale =
+          scales ? absl::StrFormat(" | scale %g%s", st.loss_scale,
+                                   st.skipped ? " (overflow: step skipped)" : "")
+                 : "";
+      std::printf("step %5lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s%s%s\n",
                   static_cast<long long>(st.step), static_cast<long long>(o.steps), st.loss, st.lr,
-                  st.grad_norm, st.step_ms, st.tokens_per_s * world, IoWaitText(st, o.offload).c_str());
+                  st.grad_norm, st.step_ms, st.tokens_per_s * world, scale.c_str(),
+                  IoWaitText(st, o.offload).c_str());
       std::fflush(stdout);
+    }
+    skipped_in_a_row = st.skipped ? skipped_in_a_row + 1 : 0;
+    if (skipped_in_a_row == kMaxSkippedInARow) {
+      return absl::DataLossError(absl::StrCat(
+          kMaxSkippedInARow, " steps in a row had non-finite gradients at every loss scale down "
+          "to ", st.loss_scale, " (loss ", st.loss, "): training diverged"));
     }
     nlohmann::json record = {
         {"step", st.step}, {"loss", st.loss}, {"lr", st.lr}, {"grad_norm", st.grad_norm},
         {"step_ms", st.step_ms}, {"tokens_per_s", st.tokens_per_s * world},
         {"world_size", st.world_size}, {"comm_bytes", st.comm_bytes}};
+    if (scales) {
+      record["loss_scale"] = st.loss_scale;
+      record["skipped"] = st.skipped;
+    }
     AddStepMemory(st, record);
     if (st.step == last) record["peak_rss_bytes"] = PeakRssBytes();
     if (o.eval_every > 0 && (st.step % o.eval_every == 0 || st.step == o.steps)) {
@@ -829,6 +855,10 @@ int main(int argc, char** argv) {
         "AdamW weight decay (tensors with 2+ dimensions; --param-group sets it per group)");
   f.Add("clip", &o.clip, {.min = 0, .max = 1e9, .zero = "off"},
         "clip the global gradient norm to this");
+  f.Add("precision", &o.precision,
+        "f32, bf16 or f16: working precision of weights and activations, with f32 master weights "
+        "and optimizer state; f16 scales its loss dynamically, skipping steps that overflow "
+        "(docs/mixed-precision.md; on CPU the values are rounded to it)");
   f.Add("seed", &o.seed, {.min = 0, .max = kMaxSeed}, "initialization and shuffling seed");
   f.Add("shuffle", &o.shuffle, "random windows instead of sequential batches");
   f.Add("init-from", &o.init_from,

@@ -71,6 +71,7 @@ class CausalAttentionOp final : public Op {
  public:
   explicit CausalAttentionOp(int heads) : heads_(heads) {}
   OpKind kind() const override { return OpKind::kCausalAttention; }
+  std::vector<int> StatisticsOutputs() const override { return {1}; }
   std::string Attributes() const override { return absl::StrCat("heads=", heads_); }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 1));
@@ -153,6 +154,7 @@ class AttentionOp final : public SeparateHeadsOp {
  public:
   AttentionOp(int heads, int kv_heads) : SeparateHeadsOp(heads, kv_heads) {}
   OpKind kind() const override { return OpKind::kAttention; }
+  std::vector<int> StatisticsOutputs() const override { return {1}; }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 3));
     const char* names[] = {"q", "k", "v"};

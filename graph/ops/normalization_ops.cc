@@ -54,6 +54,7 @@ class LayerNormOp final : public Op {
  public:
   explicit LayerNormOp(float eps) : eps_(eps) {}
   OpKind kind() const override { return OpKind::kLayerNorm; }
+  std::vector<int> StatisticsOutputs() const override { return {1, 2}; }
   std::string Attributes() const override { return absl::StrCat("eps=", eps_); }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 3));
@@ -106,6 +107,7 @@ class RmsNormOp final : public Op {
  public:
   explicit RmsNormOp(float eps) : eps_(eps) {}
   OpKind kind() const override { return OpKind::kRmsNorm; }
+  std::vector<int> StatisticsOutputs() const override { return {1}; }
   std::string Attributes() const override { return absl::StrCat("eps=", eps_); }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 2));
@@ -223,6 +225,7 @@ class BatchNormOp final : public Op {
   BatchNormOp(float eps, float momentum, bool update_running = true)
       : eps_(eps), momentum_(momentum), update_running_(update_running) {}
   OpKind kind() const override { return OpKind::kBatchNorm; }
+  std::vector<int> StatisticsOutputs() const override { return {1, 2}; }
   std::string Attributes() const override {
     return absl::StrCat("eps=", eps_, " momentum=", momentum_,
                         update_running_ ? "" : " running_stats=read");
@@ -307,6 +310,7 @@ class BatchNormStats final : public Op {
  public:
   BatchNormStats(int rank, int world) : rank_(rank), world_(world) {}
   OpKind kind() const override { return OpKind::kBatchNormStats; }
+  std::vector<int> StatisticsOutputs() const override { return {0}; }
   std::string Attributes() const override { return RankAttributes(rank_, world_); }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 1));
@@ -329,6 +333,7 @@ class BatchNormSynced final : public Op {
   BatchNormSynced(float eps, float momentum, bool update_running)
       : eps_(eps), momentum_(momentum), update_running_(update_running) {}
   OpKind kind() const override { return OpKind::kBatchNormSynced; }
+  std::vector<int> StatisticsOutputs() const override { return {1, 2}; }
   std::string Attributes() const override {
     return absl::StrCat("eps=", eps_, " momentum=", momentum_,
                         update_running_ ? "" : " running_stats=read");
@@ -376,6 +381,7 @@ class BatchNormGradStats final : public Op {
  public:
   BatchNormGradStats(int rank, int world) : rank_(rank), world_(world) {}
   OpKind kind() const override { return OpKind::kBatchNormGradStats; }
+  std::vector<int> StatisticsOutputs() const override { return {0, 1, 2}; }
   std::string Attributes() const override { return RankAttributes(rank_, world_); }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 4));

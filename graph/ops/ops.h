@@ -171,16 +171,27 @@ struct UpdateSlice {
 };
 // param, grad, m, v[, global norm]: AdamW with PyTorch's semantics, lr from StepScalars times
 // lr_scale (the parameter's group, Note [parameter groups] in graph/param_groups.h).
+// `loss_scaled` (dynamic loss scaling, Note [mixed precision] in passes/mixed_precision.cc): the
+// global norm is an input; when it is not finite the update does nothing (the step is skipped),
+// else the gradient is multiplied by 1 / StepScalars::loss_scale, times the clipping factor of
+// the unscaled norm when max_norm > 0.
 std::shared_ptr<const Op> AdamWUpdateOp(double beta1, double beta2, double eps,
                                         double weight_decay, double max_norm = 0,
-                                        UpdateSlice slice = {}, double lr_scale = 1.0);
+                                        UpdateSlice slice = {}, double lr_scale = 1.0,
+                                        bool loss_scaled = false);
 // param, grad, momentum buffer (absent when momentum is 0)[, global norm]: torch.optim.SGD,
-// lr as above.
+// lr and loss scaling as above.
 std::shared_ptr<const Op> SgdUpdateOp(double momentum, double dampening, bool nesterov,
                                       double weight_decay, double max_norm = 0,
-                                      UpdateSlice slice = {}, double lr_scale = 1.0);
+                                      UpdateSlice slice = {}, double lr_scale = 1.0,
+                                      bool loss_scaled = false);
 // The slice of an update op (whole() for any other op).
 UpdateSlice UpdateSliceOf(const Op& update);
+
+// Mixed precision (Note [mixed precision] in graph/passes/mixed_precision.cc): x -> a copy of x
+// rounded to `precision` (bf16 or f16), the working copy of a parameter that forward and backward
+// read in its place.
+std::shared_ptr<const Op> RoundToPrecisionOp(DType precision);
 
 // Partial channels (Note [partial channels] in channel_ops.cc), for the gradients of linear and
 // conv2d: how many leading channels of a node's input `input` train (0: all, or not a parameter

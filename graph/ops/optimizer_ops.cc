@@ -102,10 +102,28 @@ absl::Status ClipInPlace(const RunArgs& a, double max_norm) {
   return absl::OkStatus();
 }
 
-std::vector<int> WithGrad(std::vector<int> mutated, double max_norm) {
-  if (max_norm > 0) mutated.push_back(1);
+// With dynamic loss scaling the global norm (last input) is that of the scaled gradients: not
+// finite exactly when some gradient overflowed, and then the update is skipped (`skip`); else the
+// gradient is unscaled and clipped in place by one factor.
+absl::Status PrepareGradient(const RunArgs& a, double max_norm, bool loss_scaled, bool& skip) {
+  skip = false;
+  if (!loss_scaled) return ClipInPlace(a, max_norm);
+  const float norm = a.in.back().data<float>()[0];
+  if (!std::isfinite(norm)) {
+    skip = true;
+    return absl::OkStatus();
+  }
+  const absl::Span<float> one[1] = {Flat(a.in[1])};
+  optim::UnscaleAndClipGrads(one, a.scalars->loss_scale, max_norm, norm);
+  return absl::OkStatus();
+}
+
+std::vector<int> WithGrad(std::vector<int> mutated, bool scales_grad) {
+  if (scales_grad) mutated.push_back(1);
   return mutated;
 }
+
+std::string LossScaledAttribute(bool loss_scaled) { return loss_scaled ? " loss_scaled" : ""; }
 
 std::string SliceAttributes(const UpdateSlice& s) {
   if (s.whole()) return "";
@@ -152,18 +170,25 @@ absl::Status ForEachRun(const UpdateSlice& s, const Tensor& param,
 
 class AdamWUpdate final : public InPlaceOp {
  public:
-  AdamWUpdate(optim::AdamWHyper h, double max_norm, UpdateSlice slice, double lr_scale)
-      : h_(h), max_norm_(max_norm), slice_(slice), lr_scale_(lr_scale) {}
+  AdamWUpdate(optim::AdamWHyper h, double max_norm, UpdateSlice slice, double lr_scale,
+              bool loss_scaled)
+      : h_(h), max_norm_(max_norm), slice_(slice), lr_scale_(lr_scale),
+        loss_scaled_(loss_scaled) {}
   OpKind kind() const override { return OpKind::kAdamWUpdate; }
   std::string Attributes() const override {
     return absl::StrCat("beta1=", h_.beta1, " beta2=", h_.beta2, " eps=", h_.eps,
                         " weight_decay=", h_.weight_decay,
                         max_norm_ > 0 ? absl::StrCat(" max_norm=", max_norm_) : "",
-                        SliceAttributes(slice_), LrScaleAttribute(lr_scale_));
+                        SliceAttributes(slice_), LrScaleAttribute(lr_scale_),
+                        LossScaledAttribute(loss_scaled_));
   }
-  std::vector<int> MutatedInputs() const override { return WithGrad({0, 2, 3}, max_norm_); }
+  std::vector<int> MutatedInputs() const override {
+    return WithGrad({0, 2, 3}, max_norm_ > 0 || loss_scaled_);
+  }
   absl::Status Run(const RunArgs& a) const override {
-    STRATA_RETURN_IF_ERROR(ClipInPlace(a, max_norm_));
+    bool skip = false;
+    STRATA_RETURN_IF_ERROR(PrepareGradient(a, max_norm_, loss_scaled_, skip));
+    if (skip) return absl::OkStatus();
     optim::AdamWHyper h = h_;
     h.lr = a.scalars->lr * lr_scale_;  // times 1.0 (no group) is exact
     const Tensor compact[] = {a.in[1], a.in[2], a.in[3]};
@@ -178,24 +203,31 @@ class AdamWUpdate final : public InPlaceOp {
   double max_norm_;
   UpdateSlice slice_;
   double lr_scale_;
+  bool loss_scaled_;
 };
 
 class SgdUpdate final : public InPlaceOp {
  public:
-  SgdUpdate(optim::SgdHyper h, double max_norm, UpdateSlice slice, double lr_scale)
-      : h_(h), max_norm_(max_norm), slice_(slice), lr_scale_(lr_scale) {}
+  SgdUpdate(optim::SgdHyper h, double max_norm, UpdateSlice slice, double lr_scale,
+            bool loss_scaled)
+      : h_(h), max_norm_(max_norm), slice_(slice), lr_scale_(lr_scale),
+        loss_scaled_(loss_scaled) {}
   OpKind kind() const override { return OpKind::kSgdUpdate; }
   std::string Attributes() const override {
     return absl::StrCat("momentum=", h_.momentum, " dampening=", h_.dampening,
                         " nesterov=", h_.nesterov, " weight_decay=", h_.weight_decay,
                         max_norm_ > 0 ? absl::StrCat(" max_norm=", max_norm_) : "",
-                        SliceAttributes(slice_), LrScaleAttribute(lr_scale_));
+                        SliceAttributes(slice_), LrScaleAttribute(lr_scale_),
+                        LossScaledAttribute(loss_scaled_));
   }
   std::vector<int> MutatedInputs() const override {
-    return WithGrad(h_.momentum != 0 ? std::vector<int>{0, 2} : std::vector<int>{0}, max_norm_);
+    return WithGrad(h_.momentum != 0 ? std::vector<int>{0, 2} : std::vector<int>{0},
+                    max_norm_ > 0 || loss_scaled_);
   }
   absl::Status Run(const RunArgs& a) const override {
-    STRATA_RETURN_IF_ERROR(ClipInPlace(a, max_norm_));
+    bool skip = false;
+    STRATA_RETURN_IF_ERROR(PrepareGradient(a, max_norm_, loss_scaled_, skip));
+    if (skip) return absl::OkStatus();
     optim::SgdHyper h = h_;
     h.lr = a.scalars->lr * lr_scale_;  // times 1.0 (no group) is exact
     const bool has_buffer = h_.momentum != 0;
@@ -211,6 +243,7 @@ class SgdUpdate final : public InPlaceOp {
   double max_norm_;
   UpdateSlice slice_;
   double lr_scale_;
+  bool loss_scaled_;
 };
 
 }  // namespace
@@ -224,21 +257,21 @@ std::shared_ptr<const Op> GlobalGradNormOp(int squared_inputs, bool squared_outp
 }
 std::shared_ptr<const Op> AdamWUpdateOp(double beta1, double beta2, double eps,
                                         double weight_decay, double max_norm, UpdateSlice slice,
-                                        double lr_scale) {
+                                        double lr_scale, bool loss_scaled) {
   return std::make_shared<AdamWUpdate>(
       optim::AdamWHyper{
           .lr = 0, .beta1 = beta1, .beta2 = beta2, .eps = eps, .weight_decay = weight_decay},
-      max_norm, slice, lr_scale);
+      max_norm, slice, lr_scale, loss_scaled);
 }
 std::shared_ptr<const Op> SgdUpdateOp(double momentum, double dampening, bool nesterov,
                                       double weight_decay, double max_norm, UpdateSlice slice,
-                                      double lr_scale) {
+                                      double lr_scale, bool loss_scaled) {
   return std::make_shared<SgdUpdate>(optim::SgdHyper{.lr = 0,
                                                      .momentum = momentum,
                                                      .dampening = dampening,
                                                      .nesterov = nesterov,
                                                      .weight_decay = weight_decay},
-                                     max_norm, slice, lr_scale);
+                                     max_norm, slice, lr_scale, loss_scaled);
 }
 UpdateSlice UpdateSliceOf(const Op& update) {
   if (const auto* a = dynamic_cast<const AdamWUpdate*>(&update)) return a->slice();

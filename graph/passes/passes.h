@@ -14,6 +14,9 @@
 //                      (Note [bucketed all-reduces])
 //   RecomputeActivations  (TrainOptions::recompute) checkpointed blocks keep only their input and
 //                      output through the forward; the rest is recomputed in the backward
+//   ApplyMixedPrecision (TrainOptions::precision bf16 or f16) parameters read through working
+//                      copies, activations and their gradients stored in the working precision
+//                      (Note [mixed precision])
 //   ScheduleUpdates    each optimizer update right after its gradient is final
 //   EliminateDeadCode  drops nodes whose outputs nobody reads and that write nothing in place
 //   PlaceState         a home tier for every persistent value (Note [home tiers])
@@ -48,6 +51,9 @@ absl::Status BucketAllReduces(Graph& graph, int64_t small_elements, int64_t buck
 absl::Status FuseResidualAdd(Graph& graph);
 // Note [activation checkpointing] in recompute.cc. A no-op when no node is in a block.
 absl::Status RecomputeActivations(Graph& graph);
+// Note [mixed precision] in mixed_precision.cc. A no-op for f32; `loss` stays f32. Run before
+// ScheduleUpdates (it tells compute from update-phase nodes by their phase).
+absl::Status ApplyMixedPrecision(Graph& graph, DType precision, ValueId loss);
 absl::Status ScheduleUpdates(Graph& graph);
 absl::Status EliminateDeadCode(Graph& graph);
 absl::Status PlaceState(Graph& graph, const OffloadOptions& options);

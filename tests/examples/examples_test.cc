@@ -334,6 +334,41 @@ TEST_F(StrataGptTest, RecomputeGivesTheSameLossesInLessArenaAndMayChangeOnResume
               HasSubstr("--recompute is not recorded by the checkpoint's run; this run has true"));
 }
 
+// --precision: bf16 trains close to f32 with other losses; f16 prints and records its loss scale,
+// saves it, and a resume at another precision is refused by name (it changes the math).
+TEST_F(StrataGptTest, PrecisionFlagTrainsRecordsTheScaleAndIsCheckedOnResume) {
+  const Result f32 = RunStrataGpt(With(Tiny(4), {"--metrics", Path("f32.jsonl")}));
+  const Result bf16 =
+      RunStrataGpt(With(Tiny(4), {"--precision", "bf16", "--metrics", Path("bf16.jsonl")}));
+  const Result f16 = RunStrataGpt(With(
+      Tiny(4), {"--precision", "f16", "--metrics", Path("f16.jsonl"), "--save", Path("ckpt")}));
+  ASSERT_EQ(f32.exit_code, 0) << f32.output;
+  ASSERT_EQ(bf16.exit_code, 0) << bf16.output;
+  ASSERT_EQ(f16.exit_code, 0) << f16.output;
+  const std::vector<nlohmann::json> a = ReadMetrics(Path("f32.jsonl")),
+                                    b = ReadMetrics(Path("bf16.jsonl")),
+                                    h = ReadMetrics(Path("f16.jsonl"));
+  ASSERT_EQ(a.size(), 4u);
+  ASSERT_EQ(b.size(), 4u);
+  ASSERT_EQ(h.size(), 4u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double l = a[i].at("loss").get<double>();
+    EXPECT_NE(b[i].at("loss").get<double>(), l);
+    EXPECT_NEAR(b[i].at("loss").get<double>(), l, 0.03 * l);
+    EXPECT_NEAR(h[i].at("loss").get<double>(), l, 0.03 * l);
+    EXPECT_FALSE(b[i].contains("loss_scale"));  // bf16 does not scale
+    EXPECT_EQ(h[i].at("loss_scale").get<double>(), 65536.0);
+    EXPECT_FALSE(h[i].at("skipped").get<bool>());
+  }
+  EXPECT_THAT(f16.output, HasSubstr("| scale 65536"));
+  const Result other = RunStrataGpt(With(Tiny(5), {"--resume", Path("ckpt")}));
+  ExpectCleanError(other, 2, "--precision");
+  const Result same = RunStrataGpt(With(Tiny(5), {"--resume", Path("ckpt"), "--precision", "f16"}));
+  ASSERT_EQ(same.exit_code, 0) << same.output;
+  ExpectCleanError(RunStrataGpt(With(Tiny(2), {"--precision", "f64"})), 2,
+                   "--precision f64: expected f32, bf16 or f16");
+}
+
 // A checkpoint that records no run configuration cannot be checked, so it is refused.
 TEST_F(StrataGptTest, ResumeRefusesACheckpointWithoutARecordedRun) {
   ASSERT_EQ(RunStrataGpt(With(Tiny(3), {"--save", Path("ckpt")})).exit_code, 0);

@@ -137,6 +137,18 @@ TEST(OpKindTest, EveryKindIsMadeByExactlyOneOpClassUnderItsName) {
   CollectOps(every, {{"x", Shape{2, 2, 8, 8}, DType::kF32}, {"targets", Shape{2}, DType::kI32}},
              [&](absl::Span<const Var> in) { return every.Loss(in[0], in[1]); }, sgd, ops);
 
+  // Mixed precision: round_to_precision, the parameters' working copies.
+  Gpt mixed(GptConfig{.vocab = 16, .block_size = 4, .layers = 1, .width = 8, .heads = 2});
+  TrainOptions bf16 = adamw;
+  bf16.precision = DType::kBF16;
+  absl::StatusOr<TrainingGraph> m = TraceTrainingStep(
+      mixed, {{"ids", Shape{2, 4}, DType::kI32}, {"targets", Shape{2, 4}, DType::kI32}},
+      [&](absl::Span<const Var> in) { return ops::CrossEntropy(mixed.Forward(in[0]), in[1]); },
+      bf16);
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_TRUE(ApplyMixedPrecision(m->graph, DType::kBF16, m->config.loss).ok());
+  for (const Node& n : m->graph.nodes()) ops.push_back(n.op);
+
   // Offload: fetch, write_back and offloaded_update, from a compiled program's graph.
   Gpt offloaded(GptConfig{.vocab = 16, .block_size = 4, .layers = 1, .width = 8, .heads = 2});
   TrainOptions nvme = adamw;

@@ -26,6 +26,7 @@
 #include "runtime/cpu/pooling.h"
 #include "runtime/cpu/rmsnorm.h"
 #include "runtime/cpu/rotary.h"
+#include "runtime/cpu/round_to_precision.h"
 #include "runtime/cpu/softmax.h"
 #include "runtime/threading.h"
 #include "tests/runtime/cpu/kernel_test_util.h"
@@ -165,6 +166,8 @@ TEST(NoAllocationTest, KernelsDoNotAllocate) {
       {"GlobalAvgPoolBackward", [&] { return GlobalAvgPoolBackward(dgap, dimg); }},
       {"DropoutForward", [&] { return DropoutForward(x, {.p = 0.1f, .seed = 1, .step = 1}, y); }},
       {"DropoutBackward", [&] { return DropoutBackward(dy, {.p = 0.1f, .seed = 1, .step = 1}, dx); }},
+      {"RoundToPrecision bf16", [&] { return RoundToPrecision(y, DType::kBF16); }},
+      {"RoundToPrecision f16", [&] { return RoundToPrecision(y, DType::kF16); }},
   };
   for (const auto& [name, run] : kernels) {
     ASSERT_TRUE(run().ok()) << name;  // warm-up: thread pools, BLAS buffers
