@@ -34,7 +34,8 @@
 // so that node finishing means it finished too), else at the end of its phase; a write-back the
 // same, or earlier, once as many bytes are queued behind it (WriteBackCompletions), so that its
 // source's bytes are freed soon; and any of them before the first later node of the other side
-// stream that touches one of its values. The memory plan keeps every value a side-stream node
+// stream that touches one of its values, and before the first later compute node that writes one
+// of its values or reads one it writes. The memory plan keeps every value a side-stream node
 // reads live until that point.
 #include <algorithm>
 #include <array>
@@ -500,10 +501,27 @@ std::vector<int> IoCompletionPoints(const Graph& graph) {
     }
     return false;
   };
+  // Compute nodes only conflict where one of the two writes what the other touches (an offloaded
+  // update that reads a gradient accumulator on the device is done before the zero node after it;
+  // a gradient's write-back is not waited for by the norm that reads the same gradient).
+  auto writes_shared = [&](const Node& a, const Node& b) {
+    auto writes = [](const Node& w, const Node& t) {
+      for (ValueId v : w.outputs) {
+        if (v != kNoValue && Touches(t, v)) return true;
+      }
+      for (int slot : w.op->MutatedInputs()) {
+        if (Touches(t, w.inputs[slot])) return true;
+      }
+      return false;
+    };
+    return writes(a, b) || writes(b, a);
+  };
   for (int i = 0; i < n; ++i) {
     if (stream[i] < 0) continue;
     for (int k = i + 1; k < std::min(done[i], phase_end[i]); ++k) {
-      if (stream[k] >= 0 && stream[k] != stream[i] && shares_value(nodes[i], nodes[k])) {
+      const bool other_side = stream[k] >= 0 && stream[k] != stream[i];
+      if ((other_side && shares_value(nodes[i], nodes[k])) ||
+          (stream[k] < 0 && writes_shared(nodes[i], nodes[k]))) {
         done[i] = k;
         break;
       }
