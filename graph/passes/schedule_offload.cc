@@ -62,6 +62,25 @@ int64_t StagedBytes(const Value& v) {
   return static_cast<int64_t>(Gathered(v) ? v.type.nbytes() : v.nbytes());
 }
 
+// Note [partial channels offloaded]
+// An update that trains only the first k channels of a weight (Note [partial channels] in
+// graph/ops/channel_ops.cc) has a gradient and optimizer state of the trained channels alone,
+// (out, k), back to back, while the weight keeps its whole layout: its trained elements are `rows`
+// runs of `prefix` elements every `stride` (ops::UpdateSlice). The offloaded update runs over the
+// compact elements, chunk by chunk as for a whole tensor: the gradient's and the state's chunks
+// are read as they are, and the parameter's trained elements of the same chunk are gathered run
+// by run into a staging buffer and scattered back after the update (TierStore::Operand::run), so
+// every chunk's operands line up element for element and the step is bitwise the in-memory one.
+// The untrained channels are neither read nor written. Gathering runs needs the parameter in
+// memory: a device or host home is read in place; an NVMe home, whose O_DIRECT transfers move
+// whole aligned blocks that runs do not fill (and that neighbouring chunks would share), is read
+// through a fetched copy instead, written back after the update, as a compute node would.
+bool UpdatesAParameterCopy(const Graph& graph, const Node& n) {
+  if (!IsOptimizerUpdate(n) || ops::UpdateSliceOf(*n.op).whole()) return false;
+  const Value& param = graph.value(n.inputs[0]);
+  return n.op->kind() == OpKind::kOffloadedUpdate && param.home == MemoryTier::kNvme;
+}
+
 bool IsCollective(const Node& n) {
   const OpKind k = n.op->kind();
   return k == OpKind::kAllReduce || k == OpKind::kReduceScatter || k == OpKind::kAllGather;
@@ -240,11 +259,15 @@ absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes, int64_t reuse
   for (int i = 0; i < n; ++i) {
     const Node& node = nodes[i];
     // IO nodes read homes themselves; a collective sends bytes from memory, so it reads a copy.
-    if (node.op->RunsOnSideStream() && !IsCollective(node)) continue;
+    // A partial-channel update of a parameter homed on NVMe reads a copy of it too (Note [partial
+    // channels offloaded]).
+    const bool copies_param = UpdatesAParameterCopy(graph, node);
+    const bool reads_homes = node.op->RunsOnSideStream() && !IsCollective(node);
     for (int s = 0; s < static_cast<int>(node.inputs.size()); ++s) {
+      if (reads_homes && !(s == 0 && copies_param)) continue;
       const Value& value = graph.value(node.inputs[s]);
       // An update of a sharded parameter reads and writes only its shard, at its home.
-      if (s == 0 && IsOptimizerUpdate(node) && Gathered(value)) continue;
+      if (s == 0 && IsOptimizerUpdate(node) && Gathered(value) && !copies_param) continue;
       if (HomedOff(value)) uses[node.inputs[s]].push_back({i, s});
     }
   }
