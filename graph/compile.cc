@@ -119,21 +119,6 @@ absl::StatusOr<MemoryPlan> ScheduleAndPlan(Graph& graph, Program::Config& config
   }
 }
 
-// Note [partial channels] (graph/ops/channel_ops.cc): the gradient and optimizer state of a
-// weight that trains only some channels hold those alone, which ZeRO's shards of the parameter do
-// not describe; refused there, by name.
-absl::Status CheckPartialChannels(const Graph& graph, const std::vector<ValueId>& trainable,
-                                  bool partitions) {
-  for (ValueId id : trainable) {
-    const Value& v = graph.value(id);
-    if (v.trained_channels == 0 || !partitions) continue;
-    return absl::UnimplementedError(absl::StrCat(
-        v.name, ": training the first ", v.trained_channels, " channels of a weight (channels:F) "
-        "is not supported under ZeRO stages 1-3 (train it full or freeze it, or use stage 0)"));
-  }
-  return absl::OkStatus();
-}
-
 // The part of `param` its gradient covers: the whole, or its first trained_channels channels of
 // dimension 0 or 1 (Note [partial channels]).
 absl::StatusOr<ops::UpdateSlice> SliceOf(const Value& param, const TensorType& grad) {
@@ -289,7 +274,6 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
         "rank, so parameters on nvme would be read whole by every rank; use stage 3 (parameters "
         "sharded, ZeRO-Infinity) or keep parameters on the device or host"));
   }
-  STRATA_RETURN_IF_ERROR(CheckPartialChannels(graph, trainable, partitions));
   Var seed = tracer.NewValue({Shape{}, DType::kF32}, ValueRole::kConstant, "loss_seed");
   const float seed_value = 1.0f / static_cast<float>(options.micro_batches * world);
   graph.SetConstant(seed.id(), std::string(reinterpret_cast<const char*>(&seed_value), sizeof(float)));

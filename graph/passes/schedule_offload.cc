@@ -75,10 +75,17 @@ int64_t StagedBytes(const Value& v) {
 // memory: a device or host home is read in place; an NVMe home, whose O_DIRECT transfers move
 // whole aligned blocks that runs do not fill (and that neighbouring chunks would share), is read
 // through a fetched copy instead, written back after the update, as a compute node would.
+//
+// Under ZeRO stage 3 the same holds of a sharded parameter (Note [zero partition]): its home
+// holds a flat range of the whole that cuts rows anywhere, while its gradient and state are
+// replicated whole on every rank. Its update reads a gathered copy, updates the trained channels
+// of the whole (every rank the same, so the replicated state stays identical), and writes back
+// only this rank's shard.
 bool UpdatesAParameterCopy(const Graph& graph, const Node& n) {
   if (!IsOptimizerUpdate(n) || ops::UpdateSliceOf(*n.op).whole()) return false;
   const Value& param = graph.value(n.inputs[0]);
-  return n.op->kind() == OpKind::kOffloadedUpdate && param.home == MemoryTier::kNvme;
+  return Gathered(param) ||
+         (n.op->kind() == OpKind::kOffloadedUpdate && param.home == MemoryTier::kNvme);
 }
 
 bool IsCollective(const Node& n) {
@@ -259,8 +266,8 @@ absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes, int64_t reuse
   for (int i = 0; i < n; ++i) {
     const Node& node = nodes[i];
     // IO nodes read homes themselves; a collective sends bytes from memory, so it reads a copy.
-    // A partial-channel update of a parameter homed on NVMe reads a copy of it too (Note [partial
-    // channels offloaded]).
+    // A partial-channel update of a parameter homed on NVMe or in shards reads a copy of it too
+    // (Note [partial channels offloaded]).
     const bool copies_param = UpdatesAParameterCopy(graph, node);
     const bool reads_homes = node.op->RunsOnSideStream() && !IsCollective(node);
     for (int s = 0; s < static_cast<int>(node.inputs.size()); ++s) {
