@@ -119,32 +119,6 @@ absl::StatusOr<MemoryPlan> ScheduleAndPlan(Graph& graph, Program::Config& config
   }
 }
 
-// Note [partial channels] (graph/ops/channel_ops.cc): the gradient and optimizer state of a
-// weight that trains only some channels hold those alone, which the offloaded (chunked) update
-// and ZeRO's shards of the parameter do not describe; refused there, by name.
-absl::Status CheckPartialChannels(const Graph& graph, const std::vector<ValueId>& trainable,
-                                  const TrainOptions& options, bool partitions) {
-  for (ValueId id : trainable) {
-    const Value& v = graph.value(id);
-    if (v.trained_channels == 0) continue;
-    const OffloadOptions& o = options.offload;
-    const char* why = nullptr;
-    if (o.params != MemoryTier::kDevice || o.grads != MemoryTier::kDevice ||
-        o.optimizer != MemoryTier::kDevice) {
-      why = "with parameters, gradients or optimizer state offloaded (train it full or freeze it, "
-            "or keep them on the device)";
-    } else if (partitions) {
-      why = "under ZeRO stages 1-3 (train it full or freeze it, or use stage 0)";
-    }
-    if (why != nullptr) {
-      return absl::UnimplementedError(absl::StrCat(v.name, ": training the first ",
-                                                   v.trained_channels, " channels of a weight "
-                                                   "(channels:F) is not supported ", why));
-    }
-  }
-  return absl::OkStatus();
-}
-
 // The part of `param` its gradient covers: the whole, or its first trained_channels channels of
 // dimension 0 or 1 (Note [partial channels]).
 absl::StatusOr<ops::UpdateSlice> SliceOf(const Value& param, const TensorType& grad) {
@@ -312,7 +286,6 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
         "rank, so parameters on nvme would be read whole by every rank; use stage 3 (parameters "
         "sharded, ZeRO-Infinity) or keep parameters on the device or host"));
   }
-  STRATA_RETURN_IF_ERROR(CheckPartialChannels(graph, trainable, options, partitions));
   Var seed = tracer.NewValue({Shape{}, DType::kF32}, ValueRole::kConstant, "loss_seed");
   const float seed_value = 1.0f / static_cast<float>(options.micro_batches * world);
   graph.SetConstant(seed.id(), std::string(reinterpret_cast<const char*>(&seed_value), sizeof(float)));

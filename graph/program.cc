@@ -569,7 +569,8 @@ absl::Status Program::Gather(const Tensor& whole, const collectives::ShardRange&
 
 absl::Status Program::RunOffloadedUpdate(const Instruction& ins) {
   const Node& n = *ins.node;
-  const Op& update = ops::OffloadedInnerUpdate(*ins.op);
+  const Op& update = ops::OffloadedChunkUpdate(*ins.op);
+  const ops::UpdateSlice slice = ops::UpdateSliceOf(*ins.op);
   const bool has_norm = config_.grad_norm != kNoValue && n.inputs.back() == config_.grad_norm;
   // A deferred update runs inside the next step, with the scalars and norm of its own.
   const bool deferred = deferred_[&ins - instructions_.data()];
@@ -592,6 +593,15 @@ absl::Status Program::RunOffloadedUpdate(const Instruction& ins) {
     // but nothing reads the scaled bytes, so they are not written back.
     o.mutated = std::find(mutated.begin(), mutated.end(), j) != mutated.end() &&
                 value.role != ValueRole::kSpilled;
+  }
+  if (!slice.whole()) {  // Note [partial channels offloaded]: the parameter's trained channels
+    if (operands[0].tier == MemoryTier::kNvme) {
+      return absl::InternalError(absl::StrCat(
+          "offloaded_update: ", graph_.value(n.inputs[0]).name,
+          " trains part of its channels but is read at its NVMe home, not from a fetched copy"));
+    }
+    operands[0].run = slice.prefix;
+    operands[0].stride = slice.stride;
   }
   Tensor norm;
   if (has_norm) {  // four bytes of the device, copied once

@@ -25,6 +25,19 @@ int64_t RoundUp(int64_t n) {
          offload::kIoBlockAlignment;
 }
 
+// Copies elements [at, at + n) of a strided operand (runs of `run` every `stride` from `base`) into
+// `buffer` (`gather`) or back out of it: a 2-D copy, as cudaMemcpy2D would do on a GPU build.
+void CopyRuns(float* base, int64_t run, int64_t stride, int64_t at, int64_t n, float* buffer,
+              bool gather) {
+  for (int64_t i = at; i < at + n;) {
+    const int64_t j = i % run, len = std::min(run - j, at + n - i);
+    float* p = base + (i / run) * stride + j;
+    const size_t bytes = static_cast<size_t>(len) * sizeof(float);
+    gather ? std::memcpy(buffer + (i - at), p, bytes) : std::memcpy(p, buffer + (i - at), bytes);
+    i += len;
+  }
+}
+
 }  // namespace
 
 // Tickets in flight; on an error the rest are still waited for, since they target our buffers.
@@ -167,13 +180,24 @@ absl::Status TierStore::Write(const offload::Extent& extent, const void* src, in
 // for them slot by slot as it reuses the buffers, and for all of them first when it reads or
 // writes the same extent (or is a plain Read or Write). Chunks start at multiples of
 // ChunkBytes / 4 elements, and the update is elementwise, so the result is bitwise the same as
-// one call over the whole tensor.
+// one call over the whole tensor. A strided operand (the trained channels of a parameter, Note
+// [partial channels offloaded] in graph/passes/schedule_offload.cc) is gathered into its staging
+// buffer run by run and scattered back, so its chunk lines up with the compact operands'; chunks
+// need not end on a run's end. Such an operand is in memory: the O_DIRECT reads and writes of an
+// NVMe home move whole aligned blocks, which runs do not fill.
 absl::Status TierStore::Update(absl::Span<const Operand> operands, int64_t numel,
                                const ChunkFn& fn) {
   std::lock_guard lock(staging_mutex_);
   const int k = static_cast<int>(operands.size());
   STRATA_CHECK(k >= 1 && k <= 4, "a pipelined update over ", k, " operands (1 to 4)");
   STRATA_CHECK(staging_.size() > 0, "a pipelined update without staging buffers");
+  for (const Operand& o : operands) {
+    if (o.run > 0 && (o.tier == MemoryTier::kNvme || o.stride < o.run)) {
+      return absl::InternalError(absl::StrCat("update: a strided operand (runs of ", o.run,
+                                              " every ", o.stride, ") in ",
+                                              MemoryTierName(o.tier)));
+    }
+  }
   Tickets reads(engine_.get());
   // Without NVMe nothing is written asynchronously; with it, the previous update's last writes may
   // still be in flight from the slots this one is about to fill (waited for per set below).
@@ -189,6 +213,12 @@ absl::Status TierStore::Update(absl::Span<const Operand> operands, int64_t numel
     for (int j = 0; j < k; ++j) {
       const Operand& o = operands[j];
       float* staged = reinterpret_cast<float*>(slot(set * 4 + j));
+      if (o.run > 0) {
+        CopyRuns(o.data, o.run, o.stride, off, n, staged, /*gather=*/true);
+        ptrs[set][j] = staged;
+        CountRead(o.tier, bytes);
+        continue;
+      }
       switch (o.tier) {
         case MemoryTier::kHost:
           ptrs[set][j] = o.data + off;
@@ -219,10 +249,16 @@ absl::Status TierStore::Update(absl::Span<const Operand> operands, int64_t numel
     const int64_t off = c * elems, n = range(c), bytes = n * static_cast<int64_t>(sizeof(float));
     for (int j = 0; j < k; ++j) {
       const Operand& o = operands[j];
-      if (o.copy_to != nullptr) std::memcpy(o.copy_to + off, ptrs[set][j], bytes);
+      if (o.copy_to != nullptr && o.run > 0) {
+        CopyRuns(o.copy_to, o.run, o.stride, off, n, ptrs[set][j], /*gather=*/false);
+      } else if (o.copy_to != nullptr) {
+        std::memcpy(o.copy_to + off, ptrs[set][j], bytes);
+      }
       if (!o.mutated) continue;
       CountWrite(o.tier, bytes);
-      if (o.tier == MemoryTier::kDevice) {
+      if (o.run > 0) {
+        CopyRuns(o.data, o.run, o.stride, off, n, ptrs[set][j], /*gather=*/false);
+      } else if (o.tier == MemoryTier::kDevice) {
         std::memcpy(o.data + off, ptrs[set][j], bytes);
       } else if (o.tier == MemoryTier::kNvme) {
         char* staged = reinterpret_cast<char*>(ptrs[set][j]);

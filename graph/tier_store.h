@@ -70,6 +70,10 @@ class TierStore {
     offload::Extent extent;                 // kNvme
     bool mutated = false;
     float* copy_to = nullptr;  // where the updated chunks are also copied (a fetched copy), or null
+    // With run > 0 (kDevice and kHost only): the operand's elements are runs of `run` every
+    // `stride` of `data` (and of `copy_to`), the trained channels of a partial-channel parameter;
+    // each chunk gathers them into a staging buffer and scatters them back.
+    int64_t run = 0, stride = 0;
   };
   // fn(chunk pointers, one per operand, in host memory; elements in this chunk).
   using ChunkFn = std::function<absl::Status(absl::Span<float* const>, int64_t)>;

@@ -17,7 +17,10 @@
 // (out, k), (O, k, KH, KW) or (k, 1, KH, KW). The update writes them into the weight as `rows` runs
 // of `prefix` elements, `stride` apart (ops::UpdateSlice, derived by Compile from the two shapes);
 // it is elementwise, so the trained channels get exactly the values a full update would give them
-// and the others keep theirs.
+// and the others keep theirs. With that state off the device the update runs chunk by chunk over
+// the compact elements (Note [partial channels offloaded] in graph/passes/schedule_offload.cc);
+// under ZeRO the compact gradient and state are replicated and only the weight is sharded (Note
+// [zero partition] in graph/passes/zero_partition.cc).
 #include "absl/strings/str_cat.h"
 #include "graph/ops/internal/op_util.h"
 #include "graph/ops/ops.h"

@@ -47,11 +47,15 @@ class WriteBack final : public Op {
 };
 
 // An optimizer update whose state lives on host or NVMe, run chunk by chunk in host buffers.
-// The inner update is elementwise, so running it over chunks gives the bits of one call.
+// The inner update is elementwise, so running it over chunks gives the bits of one call; a
+// partial-channel update runs compact (CompactUpdateOp) over chunks into which the Program
+// gathered the trained elements of the parameter (Note [partial channels offloaded]).
 class OffloadedUpdate final : public Op {
  public:
   OffloadedUpdate(std::shared_ptr<const Op> update, bool zeroes_gradient)
-      : update_(std::move(update)), zeroes_gradient_(zeroes_gradient) {}
+      : update_(std::move(update)),
+        chunk_update_(CompactUpdateOp(*update_)),
+        zeroes_gradient_(zeroes_gradient) {}
   OpKind kind() const override { return OpKind::kOffloadedUpdate; }
   std::string Attributes() const override {
     const std::string inner = update_->Attributes();
@@ -73,10 +77,12 @@ class OffloadedUpdate final : public Op {
   }
   bool RunsOnSideStream() const override { return true; }
   const Op& update() const { return *update_; }
+  const Op& chunk_update() const { return *chunk_update_; }
   bool zeroes_gradient() const { return zeroes_gradient_; }
 
  private:
   std::shared_ptr<const Op> update_;
+  std::shared_ptr<const Op> chunk_update_;
   bool zeroes_gradient_;
 };
 
@@ -94,6 +100,11 @@ const Op& OffloadedInnerUpdate(const Op& offloaded) {
   STRATA_CHECK(offloaded.kind() == OpKind::kOffloadedUpdate, offloaded.name(),
                " is not an offloaded_update");
   return static_cast<const OffloadedUpdate&>(offloaded).update();
+}
+const Op& OffloadedChunkUpdate(const Op& offloaded) {
+  STRATA_CHECK(offloaded.kind() == OpKind::kOffloadedUpdate, offloaded.name(),
+               " is not an offloaded_update");
+  return static_cast<const OffloadedUpdate&>(offloaded).chunk_update();
 }
 bool OffloadedUpdateZeroesGradient(const Op& offloaded) {
   STRATA_CHECK(offloaded.kind() == OpKind::kOffloadedUpdate, offloaded.name(),

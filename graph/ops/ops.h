@@ -185,8 +185,14 @@ std::shared_ptr<const Op> SgdUpdateOp(double momentum, double dampening, bool ne
                                       double weight_decay, double max_norm = 0,
                                       UpdateSlice slice = {}, double lr_scale = 1.0,
                                       bool loss_scaled = false);
-// The slice of an update op (whole() for any other op).
+// The slice of an update op, or of the update an offloaded_update wraps (whole() for any other
+// op).
 UpdateSlice UpdateSliceOf(const Op& update);
+// The same update over operands that all hold the updated elements alone, back to back: the
+// update without its slice, which an offloaded_update runs on each chunk after gathering the
+// parameter's trained elements into it (Note [partial channels offloaded] in
+// graph/passes/schedule_offload.cc).
+std::shared_ptr<const Op> CompactUpdateOp(const Op& update);
 
 // Mixed precision (Note [mixed precision] in graph/passes/mixed_precision.cc): x -> a copy of x
 // rounded to `precision` (bf16 or f16), the working copy of a parameter that forward and backward
@@ -233,8 +239,10 @@ std::shared_ptr<const Op> WriteBackOp();
 // same pass over its chunks, instead of by a zero node that would read and write it again.
 std::shared_ptr<const Op> OffloadedUpdateOp(std::shared_ptr<const Op> update,
                                             bool zeroes_gradient = false);
-// The update inside an offloaded_update, and whether it zeroes its gradient.
+// The update inside an offloaded_update; the same as the Program runs it on each chunk (without
+// its slice: CompactUpdateOp); and whether it zeroes its gradient.
 const Op& OffloadedInnerUpdate(const Op& offloaded);
+const Op& OffloadedChunkUpdate(const Op& offloaded);
 bool OffloadedUpdateZeroesGradient(const Op& offloaded);
 
 }  // namespace strata::graph::ops

@@ -197,6 +197,9 @@ class AdamWUpdate final : public InPlaceOp {
     });
   }
   const UpdateSlice& slice() const { return slice_; }
+  std::shared_ptr<const Op> Compact() const {
+    return std::make_shared<AdamWUpdate>(h_, max_norm_, UpdateSlice{}, lr_scale_, loss_scaled_);
+  }
 
  private:
   optim::AdamWHyper h_;
@@ -237,6 +240,9 @@ class SgdUpdate final : public InPlaceOp {
     });
   }
   const UpdateSlice& slice() const { return slice_; }
+  std::shared_ptr<const Op> Compact() const {
+    return std::make_shared<SgdUpdate>(h_, max_norm_, UpdateSlice{}, lr_scale_, loss_scaled_);
+  }
 
  private:
   optim::SgdHyper h_;
@@ -276,7 +282,14 @@ std::shared_ptr<const Op> SgdUpdateOp(double momentum, double dampening, bool ne
 UpdateSlice UpdateSliceOf(const Op& update) {
   if (const auto* a = dynamic_cast<const AdamWUpdate*>(&update)) return a->slice();
   if (const auto* s = dynamic_cast<const SgdUpdate*>(&update)) return s->slice();
+  if (update.kind() == OpKind::kOffloadedUpdate) return UpdateSliceOf(OffloadedInnerUpdate(update));
   return {};
+}
+std::shared_ptr<const Op> CompactUpdateOp(const Op& update) {
+  if (const auto* a = dynamic_cast<const AdamWUpdate*>(&update)) return a->Compact();
+  if (const auto* s = dynamic_cast<const SgdUpdate*>(&update)) return s->Compact();
+  STRATA_CHECK(false, "compact_update of ", update.name(), ", not an optimizer update");
+  return nullptr;
 }
 
 }  // namespace strata::graph::ops

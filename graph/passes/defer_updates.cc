@@ -32,6 +32,7 @@
 #include <algorithm>
 
 #include "graph/op.h"
+#include "graph/ops/ops.h"
 #include "graph/passes/passes.h"
 
 namespace strata::graph {
@@ -86,7 +87,10 @@ int HandsOver(const Graph& graph, const Node& update, const Node& fetch) {
   const Value& param = graph.value(update.inputs[0]);
   const Value& grad = graph.value(update.inputs[1]);
   const Value& copy = graph.value(fetch.outputs[i]);
-  const bool whole = !param.shard && !grad.shard && copy.nbytes() == param.nbytes();
+  // A partial-channel update writes only the trained channels (Note [partial channels]): the
+  // fetch would still have to bring the others.
+  const bool whole = !param.shard && !grad.shard && copy.nbytes() == param.nbytes() &&
+                     ops::UpdateSliceOf(*update.op).whole();
   const bool shard = param.shard && !copy.shard && grad.numel() == param.numel();
   return whole || shard ? i : -1;
 }

@@ -34,7 +34,8 @@
 // so that node finishing means it finished too), else at the end of its phase; a write-back the
 // same, or earlier, once as many bytes are queued behind it (WriteBackCompletions), so that its
 // source's bytes are freed soon; and any of them before the first later node of the other side
-// stream that touches one of its values. The memory plan keeps every value a side-stream node
+// stream that touches one of its values, and before the first later compute node that writes one
+// of its values or reads one it writes. The memory plan keeps every value a side-stream node
 // reads live until that point.
 #include <algorithm>
 #include <array>
@@ -59,6 +60,32 @@ bool HomedOff(const Value& v) {
 // The bytes of a value's staged copy: the whole value when gathered, else what its home holds.
 int64_t StagedBytes(const Value& v) {
   return static_cast<int64_t>(Gathered(v) ? v.type.nbytes() : v.nbytes());
+}
+
+// Note [partial channels offloaded]
+// An update that trains only the first k channels of a weight (Note [partial channels] in
+// graph/ops/channel_ops.cc) has a gradient and optimizer state of the trained channels alone,
+// (out, k), back to back, while the weight keeps its whole layout: its trained elements are `rows`
+// runs of `prefix` elements every `stride` (ops::UpdateSlice). The offloaded update runs over the
+// compact elements, chunk by chunk as for a whole tensor: the gradient's and the state's chunks
+// are read as they are, and the parameter's trained elements of the same chunk are gathered run
+// by run into a staging buffer and scattered back after the update (TierStore::Operand::run), so
+// every chunk's operands line up element for element and the step is bitwise the in-memory one.
+// The untrained channels are neither read nor written. Gathering runs needs the parameter in
+// memory: a device or host home is read in place; an NVMe home, whose O_DIRECT transfers move
+// whole aligned blocks that runs do not fill (and that neighbouring chunks would share), is read
+// through a fetched copy instead, written back after the update, as a compute node would.
+//
+// Under ZeRO stage 3 the same holds of a sharded parameter (Note [zero partition]): its home
+// holds a flat range of the whole that cuts rows anywhere, while its gradient and state are
+// replicated whole on every rank. Its update reads a gathered copy, updates the trained channels
+// of the whole (every rank the same, so the replicated state stays identical), and writes back
+// only this rank's shard.
+bool UpdatesAParameterCopy(const Graph& graph, const Node& n) {
+  if (!IsOptimizerUpdate(n) || ops::UpdateSliceOf(*n.op).whole()) return false;
+  const Value& param = graph.value(n.inputs[0]);
+  return Gathered(param) ||
+         (n.op->kind() == OpKind::kOffloadedUpdate && param.home == MemoryTier::kNvme);
 }
 
 bool IsCollective(const Node& n) {
@@ -239,11 +266,15 @@ absl::Status ScheduleOffload(Graph& graph, int64_t prefetch_bytes, int64_t reuse
   for (int i = 0; i < n; ++i) {
     const Node& node = nodes[i];
     // IO nodes read homes themselves; a collective sends bytes from memory, so it reads a copy.
-    if (node.op->RunsOnSideStream() && !IsCollective(node)) continue;
+    // A partial-channel update of a parameter homed on NVMe or in shards reads a copy of it too
+    // (Note [partial channels offloaded]).
+    const bool copies_param = UpdatesAParameterCopy(graph, node);
+    const bool reads_homes = node.op->RunsOnSideStream() && !IsCollective(node);
     for (int s = 0; s < static_cast<int>(node.inputs.size()); ++s) {
+      if (reads_homes && !(s == 0 && copies_param)) continue;
       const Value& value = graph.value(node.inputs[s]);
       // An update of a sharded parameter reads and writes only its shard, at its home.
-      if (s == 0 && IsOptimizerUpdate(node) && Gathered(value)) continue;
+      if (s == 0 && IsOptimizerUpdate(node) && Gathered(value) && !copies_param) continue;
       if (HomedOff(value)) uses[node.inputs[s]].push_back({i, s});
     }
   }
@@ -505,10 +536,27 @@ std::vector<int> IoCompletionPoints(const Graph& graph) {
     }
     return false;
   };
+  // Compute nodes only conflict where one of the two writes what the other touches (an offloaded
+  // update that reads a gradient accumulator on the device is done before the zero node after it;
+  // a gradient's write-back is not waited for by the norm that reads the same gradient).
+  auto writes_shared = [&](const Node& a, const Node& b) {
+    auto writes = [](const Node& w, const Node& t) {
+      for (ValueId v : w.outputs) {
+        if (v != kNoValue && Touches(t, v)) return true;
+      }
+      for (int slot : w.op->MutatedInputs()) {
+        if (Touches(t, w.inputs[slot])) return true;
+      }
+      return false;
+    };
+    return writes(a, b) || writes(b, a);
+  };
   for (int i = 0; i < n; ++i) {
     if (stream[i] < 0) continue;
     for (int k = i + 1; k < std::min(done[i], phase_end[i]); ++k) {
-      if (stream[k] >= 0 && stream[k] != stream[i] && shares_value(nodes[i], nodes[k])) {
+      const bool other_side = stream[k] >= 0 && stream[k] != stream[i];
+      if ((other_side && shares_value(nodes[i], nodes[k])) ||
+          (stream[k] < 0 && writes_shared(nodes[i], nodes[k]))) {
         done[i] = k;
         break;
       }

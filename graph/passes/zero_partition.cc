@@ -17,12 +17,26 @@
 //     (ZeroOptions::reuse_bytes), so the forward and the backward gather it once each; the update
 //     reads the shard at its home. That home is any tier the placement gives parameters, so
 //     stage 3 with parameters on NVMe is ZeRO-Infinity.
+// A parameter that trains only some channels (Note [partial channels] in graph/ops/channel_ops.cc)
+// has a gradient and optimizer state of those channels alone, (out, k): a shard of the flattened
+// parameter cuts them into runs that no flat shard of theirs matches. They are kept as a small
+// parameter's are (stage 0's all_reduce of the gradient, the state whole on every rank, every
+// rank updating the trained channels alike), which costs little, since what trains is the small
+// part of such a weight. At stages 1-2 the parameter is whole on every rank anyway; at stage 3 it
+// is sharded as a frozen one is (its untrained channels are most of it), and its update reads a
+// gathered copy and writes back this rank's shard (Note [partial channels offloaded] in
+// graph/passes/schedule_offload.cc). Updating the replicated state from the shard alone would not
+// do: SGD's weight decay feeds the parameter into the momentum buffer, so every rank needs every
+// trained element of the parameter to keep the state identical.
 // Clipping needs the norm of the whole gradient: the squares of the shards' norms are summed on
 // each rank, all-reduced, and the replicated (unsharded) gradients' squared norms, equal on every
 // rank, are added once after that sum.
 // Bytes sent per step (Note [bytes sent] in collectives/communicator.h), over the sharded
 // parameters of Psi elements: stages 1-2 reduce-scatter and all-gather each once, 2 (N-1)/N Psi,
-// as much as stage 0's all-reduce; stage 3 gathers twice and reduce-scatters once, 1.5x that.
+// as much as stage 0's all-reduce; stage 3 gathers twice and reduce-scatters once, 1.5x that. A
+// partial-channel weight sends stage 0's all-reduce of its trained channels in every stage, and
+// at stage 3 three gathers of the whole (reuse_bytes 0): for the forward, the backward and its
+// update.
 #include <algorithm>
 #include <map>
 
@@ -58,6 +72,10 @@ absl::Status PartitionForZero(Graph& graph, const ZeroOptions& zero, int rank, i
     Node& u = nodes[i];
     if (!IsOptimizerUpdate(u) || !large(u.inputs[0])) continue;
     const ValueId p = u.inputs[0], g = u.inputs[1];
+    if (!ops::UpdateSliceOf(*u.op).whole()) {  // partial channels: stage 0's nodes, p sharded
+      if (zero.stage == 3) graph.mutable_value(p).shard = shard_of(p);
+      continue;
+    }
     auto ar = all_reduce_of.find(g);
     if (ar == all_reduce_of.end()) {
       return absl::InternalError(absl::StrCat("zero: the gradient of ", graph.value(p).name,

@@ -17,6 +17,7 @@
 #include <random>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "collectives/mpi_communicator.h"
 #include "gmock/gmock.h"
 #include "graph/compile.h"
@@ -208,15 +209,11 @@ TEST(DataParallelTest, DropoutDrawsTheMasksOfOneProcess) {
 }
 
 // Partial channels (channels:F) under data parallelism: each rank all-reduces the compact
-// gradient of the trained channels, and the run trains as one process does; stages 1-3 refuse
-// it by name (their shards address whole tensors).
+// gradient of the trained channels, and the run trains as one process does (stages 1-3:
+// ZeroStageTest.PartialChannelsTrainAsOneProcess).
 TEST(DataParallelTest, PartialChannelsTrainAsOneProcessAtStageZero) {
   const SparseUpdateSpec spec{{{"h.1.*", "channels:0.5"}, {"h.0.*", "bias_only"}}};
   ExpectSameTraining({.clip = 0, .sparse = &spec});
-  auto refused = CompileTiny({.clip = 0, .zero = {.stage = 2}, .sparse = &spec}, /*alone=*/false);
-  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnimplemented);
-  EXPECT_THAT(refused.status().message(), HasSubstr("h.1.attn.c_attn.weight"));
-  EXPECT_THAT(refused.status().message(), HasSubstr("ZeRO stages 1-3"));
 }
 
 TEST(DataParallelTest, StateOnNvmeTrainsTheSame) {
@@ -477,6 +474,53 @@ TEST_P(ZeroStageTest, SparseUpdatesReduceOnlyWhatTrainsAndTrainAsOneProcess) {
   ExpectSameTraining(setup);
 }
 
+// Partial channels under ZeRO (Note [zero partition]): their compact gradients are all-reduced
+// and their optimizer state replicated, as a small tensor's; at stage 3 the weight itself is
+// sharded (with 3 ranks, h.1.mlp.c_proj's shards cut its rows) and its update reads a gathered
+// copy and writes back this rank's shard. In memory with clipping (the plan checked as it runs),
+// and with the state on NVMe (stage 3: the parameters too; stages 1-2: on the host) and
+// micro-batches.
+TEST_P(ZeroStageTest, PartialChannelsTrainAsOneProcess) {
+  const SparseUpdateSpec spec{{{"h.1.*", "channels:0.5"}, {"h.0.*", "bias_only"}}};
+  for (const RunSetup& setup :
+       {RunSetup{.zero = Zero(), .sparse = &spec, .check_plan = true},
+        RunSetup{.clip = 0, .micro_batches = 2, .offload = Nvme(/*params=*/GetParam() == 3),
+                 .zero = Zero(), .sparse = &spec}}) {
+    SCOPED_TRACE(setup.offload.optimizer == MemoryTier::kDevice ? "in memory" : "state on nvme");
+    auto p = CompileTiny(setup, /*alone=*/false);
+    ASSERT_TRUE(p.ok()) << p.status();
+    const Graph& graph = (*p)->graph();
+    int partial = 0, all_reduced = 0, from_gathered_copy = 0;
+    // A gradient by name: a home it is spilled to takes its name (or "%id" of an unnamed one),
+    // a staged copy of it "<name> (from host)".
+    auto name = [&](ValueId v) {
+      const std::string& n = graph.value(v).name;
+      return n.empty() ? absl::StrCat("%", v) : n.substr(0, n.find(" ("));
+    };
+    std::vector<std::string> partial_grads;
+    for (const Node& n : graph.nodes()) {
+      if (!IsOptimizerUpdate(n) || ops::UpdateSliceOf(*n.op).whole()) continue;
+      ++partial;
+      partial_grads.push_back(name(n.inputs[1]));
+      EXPECT_FALSE(graph.value(n.inputs[1]).shard) << "a partial gradient reduce-scattered";
+      const Value& param = graph.value(n.inputs[0]);
+      from_gathered_copy += param.role == ValueRole::kStaged && !param.shard &&
+                            absl::StrContains(param.name, "gathered");
+    }
+    for (const Node& n : graph.nodes()) {
+      const bool of_partial =
+          !n.inputs.empty() && std::find(partial_grads.begin(), partial_grads.end(),
+                                         name(n.inputs[0])) != partial_grads.end();
+      all_reduced += n.op->kind() == OpKind::kAllReduce && of_partial;
+      EXPECT_FALSE(n.op->kind() == OpKind::kReduceScatter && of_partial);
+    }
+    EXPECT_EQ(partial, 4) << "block 1's linear weights";
+    EXPECT_EQ(all_reduced, 4);
+    EXPECT_EQ(from_gathered_copy, GetParam() == 3 ? 4 : 0);
+    ExpectSameTraining(setup);
+  }
+}
+
 TEST_P(ZeroStageTest, RanksHoldTheirShareOfTheModelState) {
   // Parameters (stage 3) and optimizer state are split over the ranks: each holds its 1/N, within
   // 5%, of what one process holds (read back from the program, shard by shard).
@@ -519,10 +563,16 @@ class ShiftedMlp : public Module {
 
 // This rank's bytes sent in the second step of ShiftedMlp at `zero`; `bucket` (if given) gets the
 // most parameters that one fetch node gathers, `all_reduces` the all_reduce nodes and the
-// gradients they carry.
+// gradients they carry; `sparse` (if given) is applied to the model first.
 int64_t MlpStepBytes(const ZeroOptions& zero, int* bucket = nullptr, int* first_bucket = nullptr,
-                     std::pair<int, int>* all_reduces = nullptr) {
+                     std::pair<int, int>* all_reduces = nullptr,
+                     const SparseUpdateSpec* sparse = nullptr) {
   ShiftedMlp mlp;
+  if (sparse != nullptr) {
+    const absl::Status applied = ApplySparseUpdate(mlp, *sparse).status();
+    EXPECT_TRUE(applied.ok()) << applied;
+    if (!applied.ok()) return -1;
+  }
   TrainOptions o;
   o.optimizer = OptimizerOptions::AdamW(0.9, 0.95, 1e-8, 0.1);
   o.schedule.max_lr = 1e-3;
@@ -609,6 +659,36 @@ TEST(ZeroBytesTest, StageThreeSendsOneAndAHalfTimesStageTwoOverTheShardedWeights
       {.stage = 3, .persistence_threshold = 100, .reuse_bytes = int64_t{1} << 30});
   EXPECT_LT(kept, stage3);
   EXPECT_GE(kept, replicated + reduce_scatter + all_gather);
+}
+
+// A weight that trains half its input channels (Note [zero partition]) all-reduces its compact
+// gradient, (48, 24), in every stage instead of reduce-scattering and gathering the whole; at
+// stage 3 it is gathered three times: for the forward, the backward and its update.
+TEST(ZeroBytesTest, APartialChannelWeightAllReducesItsTrainedChannels) {
+  const int world = Comm()->world_size(), rank = Comm()->rank();
+  using collectives::CommOp;
+  using collectives::RingBytesSent;
+  const SparseUpdateSpec spec{{{"*", "full"}, {"fc1.weight", "channels:0.5"}}};
+  int64_t replicated = 0, reduce_scatter = 0, all_gather = 0;
+  ShiftedMlp mlp;
+  mlp.ForEachParameter([&](const std::string& path, Parameter& p) {
+    const int64_t n = p.shape().numel();
+    if (n < 100) {
+      replicated += RingBytesSent(CommOp::kAllReduce, n, {}, 4, world, rank);
+    } else if (path != "fc1.weight") {
+      reduce_scatter += RingBytesSent(CommOp::kReduceScatter, n, {}, 4, world, rank);
+      all_gather += RingBytesSent(CommOp::kAllGather, n, {}, 4, world, rank);
+    }
+  });
+  constexpr int64_t kWidth = ShiftedMlp::kWidth;
+  const int64_t compact = RingBytesSent(CommOp::kAllReduce, kWidth * kWidth / 2, {}, 4, world, rank);
+  const int64_t gather_fc1 = RingBytesSent(CommOp::kAllGather, kWidth * kWidth, {}, 4, world, rank);
+  const ZeroOptions stage2{.stage = 2, .persistence_threshold = 100, .bucket_bytes = 0};
+  const ZeroOptions stage3{.stage = 3, .persistence_threshold = 100, .bucket_bytes = 0};
+  EXPECT_EQ(MlpStepBytes(stage2, nullptr, nullptr, nullptr, &spec),
+            replicated + compact + reduce_scatter + all_gather);
+  EXPECT_EQ(MlpStepBytes(stage3, nullptr, nullptr, nullptr, &spec),
+            replicated + compact + reduce_scatter + 2 * all_gather + 3 * gather_fc1);
 }
 
 TEST_P(ZeroStageTest, WholeWeightsWrittenIntoShardsTrainAsOneProcess) {

@@ -453,7 +453,9 @@ TEST(OffloadTest, AnActivationsHomeWithoutRecomputeIsRefused) {
 
 TEST(OffloadTest, GradientAccumulationTrainsBitIdenticallyWherever) {
   const Trained memory = TrainGpt({}, 1.0, 2, 3);
-  for (const Placement& where : {kPlacements[0], kPlacements[1], kPlacements[6]}) {
+  // kPlacements[4]: the accumulator stays on the device, and the zero node after the offloaded
+  // update that reads it waits for it.
+  for (const Placement& where : {kPlacements[0], kPlacements[1], kPlacements[4], kPlacements[6]}) {
     SCOPED_TRACE(where.Name());
     ExpectSameRun(memory, TrainGpt(where, 1.0, 2, 3));
   }
