@@ -16,17 +16,25 @@ double GlobalGradNorm(absl::Span<const absl::Span<float>> grads) {
   return std::sqrt(sum);
 }
 
-double ClipGradsByNorm(absl::Span<const absl::Span<float>> grads, double max_norm,
-                       double total_norm) {
-  const double coef = max_norm / (total_norm + 1e-6);
-  if (coef >= 1.0) return 1.0;
-  const float c = static_cast<float>(coef);
+namespace {
+
+// Every element of every gradient times c.
+void ScaleGrads(absl::Span<const absl::Span<float>> grads, float c) {
   for (absl::Span<float> g : grads) {
     float* p = g.data();
     const int64_t n = static_cast<int64_t>(g.size());
 #pragma omp parallel for simd schedule(static) if (n > (1 << 15))
     for (int64_t i = 0; i < n; ++i) p[i] *= c;
   }
+}
+
+}  // namespace
+
+double ClipGradsByNorm(absl::Span<const absl::Span<float>> grads, double max_norm,
+                       double total_norm) {
+  const double coef = max_norm / (total_norm + 1e-6);
+  if (coef >= 1.0) return 1.0;
+  ScaleGrads(grads, static_cast<float>(coef));
   return coef;
 }
 
@@ -38,13 +46,7 @@ double UnscaleAndClipGrads(absl::Span<const absl::Span<float>> grads, double sca
     if (clip < 1.0) coef *= clip;
   }
   if (coef == 1.0) return 1.0;
-  const float c = static_cast<float>(coef);
-  for (absl::Span<float> g : grads) {
-    float* p = g.data();
-    const int64_t n = static_cast<int64_t>(g.size());
-#pragma omp parallel for simd schedule(static) if (n > (1 << 15))
-    for (int64_t i = 0; i < n; ++i) p[i] *= c;
-  }
+  ScaleGrads(grads, static_cast<float>(coef));
   return coef;
 }
 
