@@ -8,18 +8,6 @@
 
 namespace strata {
 
-absl::Status CudaStatus(int error, absl::string_view call) {
-  const auto e = static_cast<cudaError_t>(error);
-  if (e == cudaSuccess) return absl::OkStatus();
-  const std::string text = absl::StrCat(call, " failed: ", cudaGetErrorName(e), " (",
-                                        cudaGetErrorString(e), ")");
-  if (e == cudaErrorMemoryAllocation) return absl::ResourceExhaustedError(text);
-  if (e == cudaErrorInvalidValue || e == cudaErrorInvalidDevice) {
-    return absl::InvalidArgumentError(text);
-  }
-  return absl::InternalError(text);
-}
-
 CudaDevices FindCudaDevices() {
   int count = 0;
   const cudaError_t e = cudaGetDeviceCount(&count);

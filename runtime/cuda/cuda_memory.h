@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "runtime/caching_allocator.h"
+#include "runtime/cuda/cuda_status.h"
 #include "runtime/device.h"
 #include "runtime/memory_ledger.h"
 
@@ -31,10 +32,6 @@ struct CudaDevices {
   std::string why_none;
 };
 CudaDevices FindCudaDevices();
-
-// A failed CUDA runtime call as a Status naming the call and CUDA's error name and text; OK for
-// cudaSuccess. `error` is a cudaError_t.
-absl::Status CudaStatus(int error, absl::string_view call);
 
 // cudaMalloc on one device (cudaMalloc's blocks are aligned to 256 bytes).
 class CudaMallocSource final : public BlockSource {

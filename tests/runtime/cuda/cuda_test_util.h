@@ -1,0 +1,56 @@
+// The CUDA kernel tests' fixture: every test skips with CUDA's reason where no device is found;
+// otherwise it gets a stream, a device allocator and copies to and from the device.
+//
+//   class GeluCudaTest : public CudaKernelTest {};
+//   TEST_F(GeluCudaTest, MatchesTheCpuKernel) {
+//     std::mt19937_64 rng(7);
+//     Tensor x = RandomTensor(Shape{64, 384}, rng);          // host, kernel_test_util.h
+//     Tensor want = EmptyF32(x.shape());
+//     ASSERT_OK(cpu::GeluForward(x, want));
+//     Tensor dx = ToDevice(x), dy = DeviceEmpty(x.shape());
+//     ASSERT_OK(cuda::GeluForward(stream(), dx, dy));
+//     ExpectRelativeError(ToHost(dy), want, 1e-5, "gelu forward");
+//   }
+//
+// A launcher checks its arguments before it touches the device, so its refusals are tested
+// without one (plain TEST, not this fixture): Tensor::Wrap(host_bytes, shape, dtype,
+// Device::Cuda(0)) makes a device-tagged tensor that the refused call never reads.
+#pragma once
+
+#include <memory>
+
+#include "absl/strings/string_view.h"
+#include "gtest/gtest.h"
+#include "runtime/caching_allocator.h"
+#include "runtime/tensor.h"
+
+struct CUstream_st;
+
+namespace strata::testing {
+
+class CudaKernelTest : public ::testing::Test {
+ protected:
+  void SetUp() override;  // GTEST_SKIP()s without a device
+  void TearDown() override;
+
+  CUstream_st* stream() const { return stream_; }
+  // Uninitialised device memory (filled with NaN bytes, 0xFF, so unwritten outputs show).
+  Tensor DeviceEmpty(const Shape& shape, DType dtype = DType::kF32);
+  Tensor DeviceZeros(const Shape& shape, DType dtype = DType::kF32);
+  // A contiguous device copy of a host tensor (any strides, any dtype).
+  Tensor ToDevice(const Tensor& host);
+  // Waits for the stream, then copies a device tensor (contiguous) to a new host tensor.
+  Tensor ToHost(const Tensor& device);
+
+ private:
+  std::unique_ptr<CachingAllocator> allocator_;
+  CUstream_st* stream_ = nullptr;
+};
+
+// The norm-wise relative error max|got - want| / max|want| (f32 or f16/bf16 host tensors of one
+// shape; NaN and infinities must sit at the same places with the same sign) must be below
+// `tolerance`; reports the worst element.
+void ExpectRelativeError(const Tensor& got, const Tensor& want, double tolerance,
+                         absl::string_view what);
+
+}  // namespace strata::testing
