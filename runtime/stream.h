@@ -2,7 +2,7 @@
 //
 //   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Stream> compute, Stream::Create(Device::Cpu(), "compute"));
 //   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<Stream> copy, Stream::Create(Device::Cpu(), "copy"));
-//   Event loaded = Event::Create(Device::Cpu());
+//   Event loaded = Event::Create(Device::Cpu());   // a point in a queue: any stream may wait on it
 //   copy->Enqueue([&] { return LoadShard(...); });
 //   copy->Record(loaded);             // marks "everything enqueued on copy so far"
 //   compute->Wait(loaded);            // compute's later work runs after that point
@@ -10,11 +10,13 @@
 //   STRATA_RETURN_IF_ERROR(compute->Synchronize());   // host waits; returns the first error
 //
 // On CPU a stream is one worker thread that runs its queue in order, so IO, communication and
-// compute overlap on CPU as they will on a GPU (a CUDA stream implements the same interface: its
-// Enqueue launches kernels onto a cudaStream_t, Record/Wait map to cudaEventRecord and
-// cudaStreamWaitEvent). A task returns a Status; after the first failure the stream skips the
-// rest of its queue (except event records, which still complete so that streams waiting on them
-// never hang) and Synchronize reports that failure, naming the stream.
+// compute overlap on CPU as they do on a GPU. A CUDA stream (runtime/cuda/cuda_stream.h)
+// implements the same interface: its tasks run on a launcher thread and enqueue kernels onto its
+// cudaStream_t, and its Record completes the event when the device gets there. An event is a
+// point in some stream's queue whatever the device, so any stream waits on any other. A task
+// returns a Status; after the first failure the stream skips the rest of its queue (except event
+// records, which still complete so that streams waiting on them never hang) and Synchronize
+// reports that failure, naming the stream.
 #pragma once
 
 #include <cstdint>
@@ -45,6 +47,10 @@ class Event {
   // every stream or host waiting on it goes on.
   uint64_t RecordOnHost() const;
   void CompleteOnHost(uint64_t point) const;
+  // For consumers that are not streams (a CUDA stream's launcher): the last point recorded so
+  // far, and a host wait until a given point is reached.
+  uint64_t LastPoint() const;
+  void SynchronizePoint(uint64_t point) const;
   Device device() const { return device_; }
   const std::shared_ptr<EventState>& state() const { return state_; }
 
@@ -57,6 +63,8 @@ using StreamTask = absl::AnyInvocable<absl::Status() &&>;
 
 class Stream {
  public:
+  // A CPU stream, or on a CUDA device the installed CUDA backend's stream (an Unimplemented
+  // error where none is installed).
   static absl::StatusOr<std::unique_ptr<Stream>> Create(Device device, std::string name);
   virtual ~Stream() = default;
 
@@ -77,5 +85,11 @@ class Stream {
   const Device device_;
   const std::string name_;
 };
+
+// How Stream::Create makes a stream on a CUDA device. The CUDA backend (a library above this
+// one) installs it: InstallCudaStreams in runtime/cuda/cuda_stream.h.
+using CudaStreamFactory = absl::StatusOr<std::unique_ptr<Stream>> (*)(Device device,
+                                                                      std::string name);
+void SetCudaStreamFactory(CudaStreamFactory factory);
 
 }  // namespace strata
