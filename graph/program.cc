@@ -465,6 +465,13 @@ absl::Status Program::Run(const Instruction& ins) {
     if (v == kNoValue || !ins.out[j].defined() || graph_.value(v).precision == DType::kF32) continue;
     s = cpu::RoundToPrecision(ins.out[j], graph_.value(v).precision);
   }
+  // And a gradient an all_reduce summed in place.
+  if (s.ok() && ins.op->kind() == OpKind::kAllReduce) {
+    for (size_t j = 0; s.ok() && j < ins.in.size(); ++j) {
+      const DType precision = graph_.value(ins.node->inputs[j]).precision;
+      if (precision != DType::kF32) s = cpu::RoundToPrecision(ins.in[j], precision);
+    }
+  }
   if (profiling_) {
     node_ms_[&ins - instructions_.data()] +=
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

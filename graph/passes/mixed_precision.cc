@@ -17,6 +17,11 @@
 //     accumulate over micro-batches in f32), model inputs, and the statistics outputs that a
 //     fused low-precision kernel keeps in f32 (Op::StatisticsOutputs: layer norm's mean and
 //     1/std, attention's log-sum-exp, batch norm's sums).
+//   - Data parallel: a gradient summed over the ranks stays in the working precision (the
+//     reduce_scatter's shard takes its gradient's flag; the Program rounds what an all_reduce
+//     sums in place). Each rank's part is rounded, the sum is taken in f32 and rounded once: the
+//     gradient differs from one process's in its last working bits only, and with f16 a sum past
+//     65504 overflows as one process's gradient would, so every world size skips the same steps.
 //
 // On CPU every kernel computes in f32 and every value keeps its f32 bytes: the Program rounds a
 // flagged value in place right after the node that writes it runs (cpu::RoundToPrecision: round to
@@ -74,8 +79,14 @@ absl::Status ApplyMixedPrecision(Graph& graph, DType precision, ValueId loss) {
                                                    DTypeName(precision),
                                                    " is not a working precision (bf16 or f16)"));
   }
-  // Activations and their gradients.
+  // Activations and their gradients; a gradient's reduced shard as the gradient (the Program also
+  // rounds what an all_reduce sums in place: a stored gradient is stored in the working precision
+  // however many ranks summed it, so that f16 overflows where one process's would).
   for (const Node& n : graph.nodes()) {
+    if (n.op->kind() == OpKind::kReduceScatter) {
+      graph.mutable_value(n.outputs[0]).precision = graph.value(n.inputs[0]).precision;
+      continue;
+    }
     if (!IsCompute(n)) continue;
     const std::vector<int> statistics = n.op->StatisticsOutputs();
     for (int i = 0; i < static_cast<int>(n.outputs.size()); ++i) {
