@@ -39,7 +39,7 @@ Tensor HostEmpty(const Shape& shape, DType dtype) {
 
 constexpr DType kDTypes[] = {DType::kU8, DType::kBF16, DType::kF32, DType::kI64};
 
-class CopyCudaTest : public testing::CudaKernelTest {};
+class CopyCudaTest : public testing::StridedCudaTest {};
 
 TEST_F(CopyCudaTest, PermutesOfEveryElementSize) {
   std::mt19937_64 rng(31);
@@ -63,15 +63,15 @@ TEST_F(CopyCudaTest, PermutesOfEveryElementSize) {
       const Tensor view = x.Permute(p.order).value();
       const Tensor want = HostEmpty(view.shape(), dtype);
       ASSERT_TRUE(cpu::CopyStrided(view, want).ok()) << what;
-      const Tensor dx = ToDevice(x);
-      const Tensor out = DeviceEmpty(view.shape(), dtype);
+      const Tensor dx = Upload(x, false);
+      const Tensor out = OutputLike(view.shape(), dtype, false);
       ASSERT_TRUE(CopyStrided(stream(), dx.Permute(p.order).value(), out).ok()) << what;
-      ExpectBitwiseEqual(ToHost(out), want, "CopyStrided " + what);
+      ExpectBitwiseEqual(Download(out), want, "CopyStrided " + what);
 
       // And back: out into the same permute of a destination, a strided dst, gives x again.
-      const Tensor back = DeviceEmpty(p.shape, dtype);
+      const Tensor back = OutputLike(p.shape, dtype, false);
       ASSERT_TRUE(CopyStrided(stream(), out, back.Permute(p.order).value()).ok()) << what;
-      ExpectBitwiseEqual(ToHost(back), x, "CopyStrided into a strided dst " + what);
+      ExpectBitwiseEqual(Download(back), x, "CopyStrided into a strided dst " + what);
     }
   }
 }

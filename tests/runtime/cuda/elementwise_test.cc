@@ -211,15 +211,15 @@ TEST_F(ElementwiseCudaTest, AddBiasAndBroadcastRowsMatchBitForBit) {
       const Tensor bias = HostAs(RandomTensor(bias_shape, rng), dtype);
       const Tensor want = HostAs(EmptyF32(shape), dtype);
       ASSERT_TRUE(cpu::AddBias(x, bias, want).ok()) << what;
-      const Tensor out = DeviceEmpty(shape, dtype);
-      ASSERT_TRUE(AddBias(stream(), ToDevice(x), ToDevice(bias), out).ok()) << what;
-      ExpectBitwiseEqual(ToHost(out), want, "AddBias " + what);
+      const Tensor out = OutputLike(shape, dtype, false);
+      ASSERT_TRUE(AddBias(stream(), Upload(x, false), ToDevice(bias), out).ok()) << what;
+      ExpectBitwiseEqual(Download(out), want, "AddBias " + what);
 
       const Tensor want_rows = HostAs(EmptyF32(shape), dtype);
       ASSERT_TRUE(cpu::BroadcastRows(bias, want_rows).ok()) << what;
-      const Tensor rows = DeviceEmpty(shape, dtype);
+      const Tensor rows = OutputLike(shape, dtype, false);
       ASSERT_TRUE(BroadcastRows(stream(), ToDevice(bias), rows).ok()) << what;
-      ExpectBitwiseEqual(ToHost(rows), want_rows, "BroadcastRows " + what);
+      ExpectBitwiseEqual(Download(rows), want_rows, "BroadcastRows " + what);
     }
   }
 }
@@ -237,7 +237,7 @@ TEST_F(ElementwiseCudaTest, BiasGradOverwritesAndAccumulates) {
         const Tensor want = HostAs(start, dtype);
         ASSERT_TRUE(cpu::BiasGrad(dout, want, mode).ok()) << what;
         const Tensor db = ToDevice(start);
-        ASSERT_TRUE(BiasGrad(stream(), ToDevice(dout), db, mode).ok()) << what;
+        ASSERT_TRUE(BiasGrad(stream(), Upload(dout, false), db, mode).ok()) << what;
         ExpectRelativeError(ToHost(db), want, dtype == DType::kF32 ? 1e-5 : 1e-2, what);
       }
     }

@@ -67,7 +67,9 @@ class StridedCudaTest : public CudaKernelTest {
  protected:
   // A device tensor with host's values: contiguous, or (strided, rank 2 only) the transpose of a
   // contiguous device buffer, so that neither dimension has stride 1 where a row-major one would.
+  // Tensors of no elements come from EmptyOnCuda.
   Tensor Upload(const Tensor& host, bool strided) {
+    if (host.numel() == 0) return EmptyOnCuda(host.shape(), host.dtype());
     if (!strided) return ToDevice(host);
     EXPECT_EQ(host.rank(), 2);
     const Tensor buffer = ToDevice(HostContiguous(host.Transpose(0, 1).value()));
@@ -75,9 +77,16 @@ class StridedCudaTest : public CudaKernelTest {
   }
   // An output of `shape` (filled with 0xFF bytes), laid out as Upload lays out its tensors.
   Tensor OutputLike(const Shape& shape, DType dtype, bool strided) {
+    if (shape.numel() == 0) return EmptyOnCuda(shape, dtype);
     if (!strided) return DeviceEmpty(shape, dtype);
     EXPECT_EQ(shape.rank(), 2);
     return DeviceEmpty(Shape{shape[1], shape[0]}, dtype).Transpose(0, 1).value();
+  }
+  // A CUDA-tagged tensor of no elements. (The allocator gives no memory, and so no device, for
+  // zero bytes; the kernels never read it.)
+  static Tensor EmptyOnCuda(const Shape& shape, DType dtype) {
+    static unsigned char unused[16];
+    return Tensor::Wrap(unused, shape, dtype, Device::Cuda(0));
   }
   // A contiguous host copy of a tensor made by Upload or OutputLike.
   Tensor Download(const Tensor& device) {
