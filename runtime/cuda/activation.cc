@@ -97,7 +97,8 @@ absl::Status SiluBackward(CUstream_st* stream, const Tensor& x, const Tensor& do
 absl::Status SwiGluForward(CUstream_st* stream, const Tensor& gate, const Tensor& up,
                            const Tensor& out) {
   constexpr char kOp[] = "SwiGluForward";
-  STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType(kOp, {{"gate", &gate}, {"up", &up}, {"out", &out}}));
+  STRATA_RETURN_IF_ERROR(
+      CheckSameShapeAndDType(kOp, {{"gate", &gate}, {"up", &up}, {"out", &out}}));
   return Launch(stream, kOp, ActivationOp::kSwiGluForward, {{"gate", &gate}, {"up", &up}}, "out",
                 out);
 }
@@ -105,7 +106,8 @@ absl::Status SwiGluForward(CUstream_st* stream, const Tensor& gate, const Tensor
 absl::Status SwiGluBackward(CUstream_st* stream, const Tensor& gate, const Tensor& up,
                             const Tensor& dout, const Tensor& dgate, const Tensor& dup) {
   constexpr char kOp[] = "SwiGluBackward";
-  STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType(kOp, {{"gate", &gate}, {"up", &up}, {"dout", &dout}}));
+  STRATA_RETURN_IF_ERROR(
+      CheckSameShapeAndDType(kOp, {{"gate", &gate}, {"up", &up}, {"dout", &dout}}));
   if (dgate.defined()) {
     STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType(kOp, {{"gate", &gate}, {"dgate", &dgate}}));
   }

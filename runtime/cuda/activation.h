@@ -2,8 +2,8 @@
 // forward and backward, on f32 or bf16 tensors (fp32 arithmetic, bf16 stored rounded to nearest
 // even).
 //
-//   STRATA_RETURN_IF_ERROR(cuda::GeluForward(stream, h, h_act));       // GPT-2's tanh approximation
-//   STRATA_RETURN_IF_ERROR(cuda::GeluBackward(stream, h, dh_act, dh));  // takes the forward *input*
+//   STRATA_RETURN_IF_ERROR(cuda::GeluForward(stream, h, h_act));       // GPT-2's tanh form
+//   STRATA_RETURN_IF_ERROR(cuda::GeluBackward(stream, h, dh_act, dh));  // the forward *input*
 //   STRATA_RETURN_IF_ERROR(cuda::Relu6Forward(stream, x, x));           // in place
 //
 // Backward kernels take the forward input x. Gradients at kinks follow PyTorch: relu'(0) = 0;

@@ -3,7 +3,7 @@
 //
 //   STRATA_RETURN_IF_ERROR(cuda::CopyStrided(stream, qkv.Permute({0, 2, 1, 3}).value(), q_bhtd));
 //   STRATA_RETURN_IF_ERROR(cuda::TransposeCopy(stream, x, 1, 2, xt));  // xt = x, dims 1, 2 swapped
-//   STRATA_RETURN_IF_ERROR(cuda::Concat(stream, {a, b}, 1, ab));   // backward: Split(dab, 1, {da, db})
+//   STRATA_RETURN_IF_ERROR(cuda::Concat(stream, {a, b}, 1, ab));  // backward: Split(dab, 1, ...)
 //
 // Any dtype of 1, 2, 4 or 8 bytes (the bits are moved unchanged); every tensor is on a CUDA
 // device; source and destination may be strided views (at most 8 dimensions each once size-1

@@ -130,10 +130,12 @@ absl::Status MulBackward(CUstream_st* stream, const Tensor& a, const Tensor& b, 
   if (db.defined()) STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType(kOp, {{"b", &b}, {"db", &db}}));
   // db first: da may alias a, which db needs (the stream runs the two launches in order).
   if (db.defined()) {
-    STRATA_RETURN_IF_ERROR(Map(kOp, ElementwiseOp::kMul, {{"dout", &dout}, {"a", &a}}, "db", db, stream));
+    STRATA_RETURN_IF_ERROR(
+        Map(kOp, ElementwiseOp::kMul, {{"dout", &dout}, {"a", &a}}, "db", db, stream));
   }
   if (da.defined()) {
-    STRATA_RETURN_IF_ERROR(Map(kOp, ElementwiseOp::kMul, {{"dout", &dout}, {"b", &b}}, "da", da, stream));
+    STRATA_RETURN_IF_ERROR(
+        Map(kOp, ElementwiseOp::kMul, {{"dout", &dout}, {"b", &b}}, "da", da, stream));
   }
   return absl::OkStatus();
 }

@@ -2,9 +2,9 @@
 // forward and backward, on f32 or bf16 tensors (fp32 arithmetic, bf16 stored rounded to nearest
 // even).
 //
-//   STRATA_RETURN_IF_ERROR(cuda::Add(stream, x, attn_out, x));                // residual, in place
-//   STRATA_RETURN_IF_ERROR(cuda::AddScaled(stream, grad, other, 0.5f, grad)); // grad += 0.5 other
-//   STRATA_RETURN_IF_ERROR(cuda::AddBias(stream, y, b, y));                   // y (..., C) += b (C)
+//   STRATA_RETURN_IF_ERROR(cuda::Add(stream, x, attn_out, x));                 // residual in place
+//   STRATA_RETURN_IF_ERROR(cuda::AddScaled(stream, grad, other, 0.5f, grad));  // += 0.5 other
+//   STRATA_RETURN_IF_ERROR(cuda::AddBias(stream, y, b, y));                     // (..., C) += (C)
 //   STRATA_RETURN_IF_ERROR(cuda::BiasGrad(stream, dy, db, GradMode::kAccumulate));
 //   STRATA_RETURN_IF_ERROR(cuda::Rsqrt(stream, var, inv_std));
 //

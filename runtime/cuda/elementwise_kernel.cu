@@ -1,4 +1,4 @@
-// Elementwise arithmetic on the device, with the CPU kernels' formulas (runtime/cpu/elementwise.cc).
+// Elementwise arithmetic on the device, with the CPU kernels' formulas (cpu/elementwise.cc).
 // Sums, products, quotients and square roots are each rounded on their own (__fadd_rn, __fmul_rn,
 // __fdiv_rn, __fsqrt_rn: nvcc may not fuse or approximate them), so Add, Sub, Mul, Div, Scale,
 // Pow(x, 2), Sqrt and Rsqrt are the CPU's bit for bit. a + alpha b and alpha x + beta are one

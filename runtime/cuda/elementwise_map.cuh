@@ -1,6 +1,8 @@
 // The map every elementwise kernel family shares (included by *.cu files only):
 //
-//   struct AddOp { __device__ float operator()(float a, float b) const { return __fadd_rn(a, b); } };
+//   struct AddOp {
+//     __device__ float operator()(float a, float b) const { return __fadd_rn(a, b); }
+//   };
 //   return LaunchMap<2>(type, in, out, n, AddOp{}, stream);
 //
 // out[i] = f(in[0][i], ..., in[N-1][i]) for every element i of the logical row-major order, each
@@ -54,7 +56,9 @@ __global__ void MapKernel(const __grid_constant__ Operands<N> in,
   for (int64_t i = GlobalIndex(); i < n; i += GridStride()) {
     float v[N];
 #pragma unroll
-    for (int k = 0; k < N; ++k) v[k] = LoadF32(static_cast<const T*>(in.v[k].data), ViewOffset(in.v[k], i));
+    for (int k = 0; k < N; ++k) {
+      v[k] = LoadF32(static_cast<const T*>(in.v[k].data), ViewOffset(in.v[k], i));
+    }
     float r;
     if constexpr (N == 1) r = f(v[0]);
     else if constexpr (N == 2) r = f(v[0], v[1]);

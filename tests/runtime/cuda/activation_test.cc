@@ -177,7 +177,8 @@ TEST(ActivationCudaChecks, RefuseHostTensorsWrongShapesAndDTypes) {
   ExpectStatus(SwiGluBackward(nullptr, a, a, a, b, Tensor()), absl::StatusCode::kInvalidArgument,
                {"SwiGluBackward", "dgate"});
   ExpectStatus(SwiGluBackward(nullptr, a, a, a, Tensor(), host),
-               absl::StatusCode::kInvalidArgument, {"SwiGluBackward", "dup", "not on a CUDA device"});
+               absl::StatusCode::kInvalidArgument,
+               {"SwiGluBackward", "dup", "not on a CUDA device"});
   ExpectStatus(SoftplusForward(nullptr, a, Tensor()), absl::StatusCode::kInvalidArgument,
                {"SoftplusForward", "out"});
 }

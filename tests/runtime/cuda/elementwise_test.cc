@@ -56,7 +56,9 @@ std::vector<BinaryCase> BinaryCases() {
       {"Mul", cpu::Mul, Mul, true},
       {"Div", cpu::Div, Div, true},
       {"AddScaled",
-       [](const Tensor& a, const Tensor& b, const Tensor& o) { return cpu::AddScaled(a, b, -0.37f, o); },
+       [](const Tensor& a, const Tensor& b, const Tensor& o) {
+         return cpu::AddScaled(a, b, -0.37f, o);
+       },
        [](CUstream_st* s, const Tensor& a, const Tensor& b, const Tensor& o) {
          return AddScaled(s, a, b, -0.37f, o);
        },
@@ -230,8 +232,9 @@ TEST_F(ElementwiseCudaTest, BiasGradOverwritesAndAccumulates) {
                              Shape{2, 513, 64}, Shape{0, 6}, Shape{20000, 3}}) {
     for (DType dtype : {DType::kF32, DType::kBF16}) {
       for (cpu::GradMode mode : {cpu::GradMode::kOverwrite, cpu::GradMode::kAccumulate}) {
-        const std::string what = absl::StrCat("BiasGrad ", shape.ToString(), " ", DTypeName(dtype),
-                                              mode == cpu::GradMode::kAccumulate ? " accumulate" : "");
+        const std::string what =
+            absl::StrCat("BiasGrad ", shape.ToString(), " ", DTypeName(dtype),
+                         mode == cpu::GradMode::kAccumulate ? " accumulate" : "");
         const Tensor dout = HostAs(RandomTensor(shape, rng), dtype);
         const Tensor start = HostAs(RandomTensor(Shape{shape.dim(-1)}, rng), dtype);
         const Tensor want = HostAs(start, dtype);
@@ -277,7 +280,8 @@ TEST(ElementwiseCudaChecks, RefuseHostTensorsWrongShapesAndDTypes) {
                {"BroadcastRows", "x"});
   ExpectStatus(BiasGrad(nullptr, a, bias4), absl::StatusCode::kInvalidArgument,
                {"BiasGrad", "dbias"});
-  ExpectStatus(BiasGrad(nullptr, b.Transpose(0, 1).value(), bias), absl::StatusCode::kInvalidArgument,
+  ExpectStatus(BiasGrad(nullptr, b.Transpose(0, 1).value(), bias),
+               absl::StatusCode::kInvalidArgument,
                {"BiasGrad", "dout", "contiguous"});
 }
 
