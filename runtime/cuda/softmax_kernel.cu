@@ -8,7 +8,8 @@
 namespace strata::cuda::internal {
 namespace {
 
-// The row maximum, 0 for an all -inf row (which then gives NaN, as PyTorch and the CPU kernel).
+// The row maximum, 0 for an all -inf row, which then gives NaN as PyTorch does (and the CPU
+// log-softmax; the CPU softmax's vectorized exp clamps -inf to -87.3 and gives a uniform row).
 __device__ __forceinline__ float RowMax(const float* in, int64_t c, float* shared) {
   float m = -INFINITY;
   for (int64_t i = threadIdx.x; i < c; i += blockDim.x) m = fmaxf(m, in[i]);
