@@ -1,7 +1,8 @@
 // cpu::EmbeddingForward and cpu::EmbeddingBackward (runtime/cpu/embedding.h) on a CUDA device.
 //
-//   STRATA_RETURN_IF_ERROR(cuda::EmbeddingForward(stream, tokens, wte, x));   // (B, T) -> (B, T, C)
-//   STRATA_RETURN_IF_ERROR(cuda::EmbeddingBackward(stream, tokens, dx, dwte, GradMode::kAccumulate));
+//   STRATA_RETURN_IF_ERROR(cuda::EmbeddingForward(stream, tokens, wte, x));  // (B, T) -> (B, T, C)
+//   STRATA_RETURN_IF_ERROR(
+//       cuda::EmbeddingBackward(stream, tokens, dx, dwte, GradMode::kAccumulate));
 //
 // Every tensor on the CUDA device: ids i32 or i64, table/dtable (V, C) f32, out/dout (..., C) f32,
 // all contiguous. Shapes and semantics are the CPU kernel's. The backward sums repeated ids

@@ -149,7 +149,8 @@ TEST(SoftmaxCrossEntropyCudaChecks, RefuseHostTensorsWrongShapesAndOptions) {
   ExpectStatus(SoftmaxCrossEntropy(nullptr, logits, targets, loss, Tensor(), on_cuda(Shape{2})),
                absl::StatusCode::kInvalidArgument,
                {"SoftmaxCrossEntropy", "workspace", "bytes"});
-  ExpectStatus(SoftmaxCrossEntropy(nullptr, logits, targets, loss, Tensor(), ws, 1.0f, -100, 1.5f),
+  ExpectStatus(
+      SoftmaxCrossEntropy(nullptr, logits, targets, loss, Tensor(), ws, 1.0f, -100, 1.5f),
                absl::StatusCode::kInvalidArgument, {"SoftmaxCrossEntropy", "label_smoothing"});
   ExpectStatus(SoftmaxCrossEntropy(nullptr, logits, targets, loss, Tensor(), Tensor()),
                absl::StatusCode::kInvalidArgument, {"SoftmaxCrossEntropy", "workspace"});

@@ -68,7 +68,8 @@ TEST(RotaryCudaChecks, RefuseHostTensorsAndWrongShapes) {
   const Tensor x = on_cuda(Shape{2, 4, 3, 8}), table = on_cuda(Shape{4, 8});
   ExpectStatus(RotaryForward(nullptr, EmptyF32(Shape{2, 4, 3, 8}), table, x),
                absl::StatusCode::kInvalidArgument, {"RotaryForward", "x", "not on a CUDA device"});
-  ExpectStatus(RotaryForward(nullptr, on_cuda(Shape{2, 4, 3, 7}), table, on_cuda(Shape{2, 4, 3, 7})),
+  const Tensor odd = on_cuda(Shape{2, 4, 3, 7});
+  ExpectStatus(RotaryForward(nullptr, odd, table, odd),
                absl::StatusCode::kInvalidArgument, {"RotaryForward", "x", "D even"});
   ExpectStatus(RotaryForward(nullptr, x, on_cuda(Shape{3, 8}), x),
                absl::StatusCode::kInvalidArgument, {"RotaryForward", "table", "T >= 4"});
