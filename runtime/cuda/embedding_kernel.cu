@@ -6,10 +6,10 @@
 // in shared memory, and each thread walks all tokens in token order, adding dout[i, col] into
 // dtable[ids[i], col] only for the ids its partition owns. So each element is a sum taken by one
 // thread in token order, exactly the CPU kernel's order: the result equals the CPU's bit for bit
-// and never depends on scheduling. A warp's threads share the token (the same id test) and touch
-// consecutive columns, so the loads and stores coalesce. Work: every thread reads all n ids from
-// shared memory, but only n / P of them lead to memory traffic; P = 64 gives enough blocks
-// (ceil(c / 256) x 64) to fill a device at GPT sizes.
+// and never depends on scheduling. A warp's threads share the token (the same id test, made once
+// per 32 tokens with a ballot) and touch consecutive columns, so the loads and stores coalesce.
+// Work: every warp tests all n ids, but only n / P of them lead to memory traffic; P = 64 gives
+// enough blocks (ceil(c / 256) x 64) to fill a device at GPT sizes.
 #include "runtime/cuda/embedding_kernel.h"
 #include "runtime/cuda/kernel_util.cuh"
 
@@ -40,6 +40,7 @@ __global__ void EmbeddingBackwardKernel(const Id* ids, int64_t n, const float* d
   __shared__ int chunk_part[kIdChunk];  // the owning partition, -1 for an id outside [0, v)
   const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int part = static_cast<int>(blockIdx.y);
+  const int lane = threadIdx.x % kWarp;
   for (int64_t base = 0; base < n; base += kIdChunk) {
     const int len = static_cast<int>(n - base < kIdChunk ? n - base : kIdChunk);
     __syncthreads();  // the previous chunk is done with
@@ -49,10 +50,16 @@ __global__ void EmbeddingBackwardKernel(const Id* ids, int64_t n, const float* d
       chunk_part[j] = id >= 0 && id < v ? static_cast<int>(id % partitions) : -1;
     }
     __syncthreads();
-    if (col < c) {
-      for (int j = 0; j < len; ++j) {
-        if (chunk_part[j] != part) continue;
-        dtable[chunk_id[j] * c + col] += dout[(base + j) * c + col];
+    // A warp tests 32 tokens at once (one per lane) and then takes the matching ones in token
+    // order (the ballot's bits from the lowest). Every lane of the warp runs the loop, also those
+    // past the last column, so that the ballot sees the whole warp.
+    for (int j0 = 0; j0 < len; j0 += kWarp) {
+      const int j = j0 + lane;
+      unsigned mine = __ballot_sync(0xffffffffu, j < len && chunk_part[j] == part);
+      while (mine != 0) {
+        const int t = j0 + __ffs(static_cast<int>(mine)) - 1;
+        mine &= mine - 1;
+        if (col < c) dtable[chunk_id[t] * c + col] += dout[(base + t) * c + col];
       }
     }
   }
