@@ -1,0 +1,79 @@
+#include "runtime/cuda/rmsnorm.h"
+
+#include "absl/strings/str_cat.h"
+#include "runtime/cuda/cuda_status.h"
+#include "runtime/cuda/rmsnorm_kernel.h"
+#include "runtime/status.h"
+
+namespace strata::cuda {
+namespace {
+
+absl::Status CheckInput(absl::string_view op, const Tensor& x, const Tensor& gamma,
+                        const Tensor& rstd) {
+  STRATA_RETURN_IF_ERROR(CheckCudaF32(op, "x", x));
+  if (x.rank() < 1 || x.dim(-1) == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": x ", x.ToString(), " has no features"));
+  }
+  STRATA_RETURN_IF_ERROR(CheckCudaF32(op, "gamma", gamma, Shape{x.dim(-1)}));
+  STRATA_RETURN_IF_ERROR(CheckCudaF32(op, "rstd", rstd));
+  if (rstd.numel() != x.numel() / x.dim(-1)) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": rstd is ", rstd.ToString(),
+                                                   ", expected ", x.numel() / x.dim(-1),
+                                                   " elements (one per row)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RmsNormForward(CUstream_st* stream, const Tensor& x, const Tensor& gamma, float eps,
+                            const Tensor& y, const Tensor& rstd) {
+  constexpr char kOp[] = "RmsNormForward";
+  STRATA_RETURN_IF_ERROR(CheckInput(kOp, x, gamma, rstd));
+  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "y", y, x.shape()));
+  if (!(eps > 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(kOp, ": eps = ", eps, " must be > 0"));
+  }
+  const int64_t c = x.dim(-1), rows = x.numel() / c;
+  return CudaLaunchStatus(
+      internal::LaunchRmsNormForward(x.data<float>(), gamma.data<float>(), eps, rows, c,
+                                     y.data<float>(), rstd.data<float>(), stream),
+      kOp);
+}
+
+size_t RmsNormBackwardWorkspaceBytes(const Shape& x) {
+  const int64_t c = x.rank() < 1 ? 0 : x.dim(-1);
+  const int64_t rows = c == 0 ? 0 : x.numel() / c;
+  return static_cast<size_t>(internal::RmsNormBackwardWorkspaceFloats(rows, c)) * sizeof(float);
+}
+
+absl::Status RmsNormBackward(CUstream_st* stream, const Tensor& x, const Tensor& gamma,
+                             const Tensor& rstd, const Tensor& dy, const Tensor& dx,
+                             const Tensor& dgamma, const Tensor& workspace, GradMode mode) {
+  constexpr char kOp[] = "RmsNormBackward";
+  STRATA_RETURN_IF_ERROR(CheckInput(kOp, x, gamma, rstd));
+  const int64_t c = x.dim(-1), rows = x.numel() / c;
+  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "dy", dy, x.shape()));
+  if (dx.defined()) STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "dx", dx, x.shape()));
+  float* ws = nullptr;
+  if (dgamma.defined()) {
+    STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "dgamma", dgamma, Shape{c}));
+    const size_t need = RmsNormBackwardWorkspaceBytes(x.shape());
+    STRATA_RETURN_IF_ERROR(CheckOnCuda(kOp, "workspace", workspace));
+    STRATA_RETURN_IF_ERROR(CheckContiguous(kOp, "workspace", workspace));
+    if (workspace.nbytes() < need) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          kOp, ": workspace ", workspace.ToString(), " has ", workspace.nbytes(),
+          " bytes, expected at least ", need, " (RmsNormBackwardWorkspaceBytes)"));
+    }
+    ws = static_cast<float*>(workspace.raw_data());
+  }
+  return CudaLaunchStatus(
+      internal::LaunchRmsNormBackward(x.data<float>(), gamma.data<float>(), rstd.data<float>(),
+                                      dy.data<float>(), dx.defined() ? dx.data<float>() : nullptr,
+                                      dgamma.defined() ? dgamma.data<float>() : nullptr, ws,
+                                      mode == GradMode::kAccumulate, rows, c, stream),
+      kOp);
+}
+
+}  // namespace strata::cuda
