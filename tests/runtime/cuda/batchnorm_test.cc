@@ -28,6 +28,16 @@ std::vector<Shape> Shapes() {
           Shape{2, 1, 1, 1}, Shape{1, 5, 1, 2}};
 }
 
+// The backward's shapes: with 2 values per channel the normalized values are +-1 whatever x is, so
+// dx is eps's tiny effect plus rounding, and no two summation orders agree on it.
+std::vector<Shape> BackwardShapes() {
+  std::vector<Shape> shapes;
+  for (const Shape& s : Shapes()) {
+    if (s[0] * s[2] * s[3] > 2) shapes.push_back(s);
+  }
+  return shapes;
+}
+
 Tensor CopyOf(const Tensor& t) {
   Tensor c = EmptyF32(t.shape());
   EXPECT_TRUE(c.CopyFrom(t).ok());
@@ -71,7 +81,7 @@ TEST_F(BatchNormCudaTest, TrainForwardMatchesTheCpuKernel) {
 
 TEST_F(BatchNormCudaTest, TrainBackwardMatchesTheCpuKernelInBothGradModes) {
   std::mt19937_64 rng(32);
-  for (const Shape& shape : Shapes()) {
+  for (const Shape& shape : BackwardShapes()) {
     SCOPED_TRACE(shape.ToString());
     const Shape c{shape[1]};
     const Tensor x = RandomTensor(shape, rng), dy = RandomTensor(shape, rng);
