@@ -63,6 +63,27 @@ __device__ __forceinline__ float BlockSum(float v, float* shared) {
   return WarpSum(v);
 }
 
+// The same in double, for the statistics that the BatchNorm kernels sum in double as the CPU's
+// do; `shared` holds one double per warp.
+__device__ __forceinline__ double WarpSum(double v) {
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
+    v += __shfl_xor_sync(0xffffffffu, v, offset);
+  }
+  return v;
+}
+
+__device__ __forceinline__ double BlockSum(double v, double* shared) {
+  const int lane = threadIdx.x % kWarp;
+  const int warp = threadIdx.x / kWarp;
+  const int warps = blockDim.x / kWarp;
+  v = WarpSum(v);
+  __syncthreads();
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  v = lane < warps ? shared[lane] : 0.0;
+  return WarpSum(v);
+}
+
 // The maximum of `v` over the block, returned to every thread, as BlockSum.
 __device__ __forceinline__ float BlockMax(float v, float* shared) {
   const int lane = threadIdx.x % kWarp;

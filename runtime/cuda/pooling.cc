@@ -1,0 +1,95 @@
+#include "runtime/cuda/pooling.h"
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "runtime/cuda/cuda_status.h"
+#include "runtime/cuda/pooling_kernel.h"
+#include "runtime/status.h"
+
+namespace strata::cuda {
+namespace {
+
+// As the CPU kernel's Check, on the device: x_like (N, C, H, W) and y_like (N, C, OH, OW).
+absl::StatusOr<internal::PoolShape> Check(absl::string_view op, const Tensor& x_like,
+                                          const Tensor& y_like, const cpu::Pool2dParams& p,
+                                          absl::string_view x_name, absl::string_view y_name) {
+  STRATA_RETURN_IF_ERROR(CheckCudaF32(op, x_name, x_like));
+  STRATA_RETURN_IF_ERROR(CheckRank(op, x_name, x_like, 4));
+  STRATA_ASSIGN_OR_RETURN(const Shape y_shape, cpu::Pool2dOutputShape(x_like.shape(), p));
+  STRATA_RETURN_IF_ERROR(CheckCudaF32(op, y_name, y_like, y_shape));
+  return internal::PoolShape{.planes = x_like.dim(0) * x_like.dim(1),
+                             .h = x_like.dim(2),
+                             .w = x_like.dim(3),
+                             .oh = y_shape[2],
+                             .ow = y_shape[3],
+                             .kernel_h = p.kernel_h,
+                             .kernel_w = p.kernel_w,
+                             .stride_h = p.stride_h,
+                             .stride_w = p.stride_w,
+                             .pad_h = p.pad_h,
+                             .pad_w = p.pad_w};
+}
+
+}  // namespace
+
+absl::Status MaxPool2dForward(CUstream_st* stream, const Tensor& x, const Tensor& y,
+                              const cpu::Pool2dParams& p) {
+  constexpr char kOp[] = "MaxPool2dForward";
+  STRATA_ASSIGN_OR_RETURN(const internal::PoolShape s, Check(kOp, x, y, p, "x", "y"));
+  return CudaLaunchStatus(
+      internal::LaunchMaxPool2dForward(x.data<float>(), y.data<float>(), s, stream), kOp);
+}
+
+absl::Status MaxPool2dBackward(CUstream_st* stream, const Tensor& x, const Tensor& dy,
+                               const Tensor& dx, const cpu::Pool2dParams& p) {
+  constexpr char kOp[] = "MaxPool2dBackward";
+  STRATA_ASSIGN_OR_RETURN(const internal::PoolShape s, Check(kOp, x, dy, p, "x", "dy"));
+  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "dx", dx, x.shape()));
+  return CudaLaunchStatus(internal::LaunchMaxPool2dBackward(x.data<float>(), dy.data<float>(),
+                                                            dx.data<float>(), s, stream),
+                          kOp);
+}
+
+absl::Status AvgPool2dForward(CUstream_st* stream, const Tensor& x, const Tensor& y,
+                              const cpu::Pool2dParams& p) {
+  constexpr char kOp[] = "AvgPool2dForward";
+  STRATA_ASSIGN_OR_RETURN(const internal::PoolShape s, Check(kOp, x, y, p, "x", "y"));
+  return CudaLaunchStatus(
+      internal::LaunchAvgPool2dForward(x.data<float>(), y.data<float>(), s, stream), kOp);
+}
+
+absl::Status AvgPool2dBackward(CUstream_st* stream, const Tensor& dy, const Tensor& dx,
+                               const cpu::Pool2dParams& p) {
+  constexpr char kOp[] = "AvgPool2dBackward";
+  STRATA_ASSIGN_OR_RETURN(const internal::PoolShape s, Check(kOp, dx, dy, p, "dx", "dy"));
+  return CudaLaunchStatus(
+      internal::LaunchAvgPool2dBackward(dy.data<float>(), dx.data<float>(), s, stream), kOp);
+}
+
+absl::Status GlobalAvgPoolForward(CUstream_st* stream, const Tensor& x, const Tensor& y) {
+  constexpr char kOp[] = "GlobalAvgPoolForward";
+  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "x", x));
+  STRATA_RETURN_IF_ERROR(CheckRank(kOp, "x", x, 4));
+  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "y", y, Shape{x.dim(0), x.dim(1)}));
+  const int64_t planes = x.dim(0) * x.dim(1), hw = x.dim(2) * x.dim(3);
+  if (hw == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(kOp, ": x ", x.ToString(), " has no pixels"));
+  }
+  return CudaLaunchStatus(internal::LaunchGlobalAvgPoolForward(x.data<float>(), y.data<float>(),
+                                                               planes, hw, stream),
+                          kOp);
+}
+
+absl::Status GlobalAvgPoolBackward(CUstream_st* stream, const Tensor& dy, const Tensor& dx) {
+  constexpr char kOp[] = "GlobalAvgPoolBackward";
+  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "dx", dx));
+  STRATA_RETURN_IF_ERROR(CheckRank(kOp, "dx", dx, 4));
+  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "dy", dy, Shape{dx.dim(0), dx.dim(1)}));
+  const int64_t planes = dx.dim(0) * dx.dim(1), hw = dx.dim(2) * dx.dim(3);
+  return CudaLaunchStatus(internal::LaunchGlobalAvgPoolBackward(dy.data<float>(),
+                                                                dx.data<float>(), planes, hw,
+                                                                stream),
+                          kOp);
+}
+
+}  // namespace strata::cuda
