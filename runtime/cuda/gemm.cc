@@ -216,6 +216,9 @@ absl::Status MatmulAdd(CUstream_st* stream, CublasHandle* blas, const Tensor& a,
     }
   }
   if (!bias.defined() && !addend.defined()) return Run(stream, blas, g, 1.0f, 0.0f, precision, kOp);
+  if (blas == nullptr && g.k > 0) {  // refused before out is written
+    return absl::InvalidArgumentError(absl::StrCat(kOp, ": no cuBLAS handle"));
+  }
   // bias + addend into out, then the product added to it (beta = 1): one pass over out, as the
   // CPU kernel's path through OpenBLAS. Element (r, c) of out is at r * c_rs + c * c_cs.
   STRATA_RETURN_IF_ERROR(CudaLaunchStatus(
