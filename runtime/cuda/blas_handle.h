@@ -50,6 +50,7 @@ class CublasHandle {
   absl::Status Bind(CUstream_st* stream);
 
   cublasContext* handle() const { return handle_; }
+  // For cuBLASLt calls (epilogue fusions); gemm.cc and linear.cc use cuBLAS alone so far.
   cublasLtContext* lt_handle() const { return lt_handle_; }
   int device() const { return device_; }
   void* workspace() const { return workspace_; }

@@ -4,6 +4,8 @@
 // which run without a device.
 #include "runtime/cuda/gemm.h"
 
+#include <cublas_v2.h>
+
 #include <memory>
 #include <random>
 #include <tuple>
@@ -98,7 +100,10 @@ class GemmCudaTest : public testing::CudaKernelTest {
 };
 
 constexpr std::tuple<int64_t, int64_t, int64_t> kShapes[] = {
-    {1, 1, 1}, {7, 33, 129}, {129, 7, 33}, {33, 129, 7}, {1, 65, 200}, {64, 1, 3}, {130, 70, 257}};
+    {1, 9, 1}, {9, 1, 1}, {7, 33, 129}, {129, 7, 33}, {33, 129, 7}, {1, 65, 200}, {64, 1, 3},
+    {130, 70, 257}};
+// (No single-element products: with beta != 0 one element can cancel to near zero, and a
+// norm-wise error over one element is then relative to almost nothing.)
 
 TEST_F(GemmCudaTest, MatmulF32MatchesTheCpuKernel) {
   std::mt19937_64 rng(11);
@@ -341,6 +346,17 @@ TEST_F(GemmCudaChecks, RefuseHostTensorsTypesAndShapes) {
                {"Matmul", "a", "no unit stride"});
   // Well-formed, but no handle to run it with.
   ExpectStatus(Matmul(nullptr, nullptr, a, b, out), kInvalid, {"Matmul", "no cuBLAS handle"});
+}
+
+TEST(CublasStatusTest, NamesTheCallAndTheStatus) {
+  EXPECT_TRUE(CublasStatus(CUBLAS_STATUS_SUCCESS, "cublasGemmEx").ok());
+  ExpectStatus(CublasStatus(CUBLAS_STATUS_INVALID_VALUE, "Matmul: cublasGemmEx"),
+               absl::StatusCode::kInvalidArgument,
+               {"Matmul: cublasGemmEx failed", "CUBLAS_STATUS_INVALID_VALUE"});
+  ExpectStatus(CublasStatus(CUBLAS_STATUS_ALLOC_FAILED, "cublasCreate"),
+               absl::StatusCode::kResourceExhausted, {"cublasCreate", "CUBLAS_STATUS_ALLOC_FAILED"});
+  ExpectStatus(CublasStatus(CUBLAS_STATUS_EXECUTION_FAILED, "cublasGemmEx"),
+               absl::StatusCode::kInternal, {"CUBLAS_STATUS_EXECUTION_FAILED"});
 }
 
 TEST_F(GemmCudaChecks, MatmulAddChecksBiasAndAddend) {
