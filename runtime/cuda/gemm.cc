@@ -1,0 +1,275 @@
+#include "runtime/cuda/gemm.h"
+
+#include <cublas_v2.h>
+#include <library_types.h>
+
+#include <algorithm>
+#include <climits>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/cuda/cuda_status.h"
+#include "runtime/cuda/gemm_kernel.h"
+#include "runtime/status.h"
+
+namespace strata::cuda {
+namespace {
+
+// A matrix operand as cuBLAS sees it: device data, a leading dimension, and whether the stored
+// (row-major) matrix is the transpose of the logical one.
+struct Operand {
+  const void* data;
+  int64_t ld;
+  bool trans;  // relative to the row-major view
+};
+
+// The last two dims of t, (rows, cols) with strides (rs, cs): row-major when cs == 1, else
+// transposed when rs == 1 (as cpu::Matmul's Describe).
+absl::StatusOr<Operand> Describe(absl::string_view op, absl::string_view name, const Tensor& t) {
+  const int64_t rows = t.dim(-2), cols = t.dim(-1), rs = t.stride(-2), cs = t.stride(-1);
+  // cuBLAS wants ld >= the stored row length even where a size-1 dimension makes it unused.
+  if (cs == 1 || cols == 1) return Operand{t.raw_data(), std::max<int64_t>({rs, cols, 1}), false};
+  if (rs == 1 || rows == 1) return Operand{t.raw_data(), std::max<int64_t>({cs, rows, 1}), true};
+  return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " is ", t.ToString(),
+                                                 ", whose matrix has no unit stride "
+                                                 "(call Contiguous)"));
+}
+
+bool IsGemmDType(DType d) { return d == DType::kF32 || d == DType::kBF16 || d == DType::kF16; }
+
+internal::GemmElem ElemOf(DType d) {
+  return d == DType::kBF16  ? internal::GemmElem::kBf16
+         : d == DType::kF16 ? internal::GemmElem::kF16
+                            : internal::GemmElem::kF32;
+}
+
+cudaDataType_t CudaTypeOf(DType d) {
+  return d == DType::kBF16 ? CUDA_R_16BF : d == DType::kF16 ? CUDA_R_16F : CUDA_R_32F;
+}
+
+// One checked product out = alpha * op(a) @ op(b) + beta * out, ready to run: every argument has
+// been validated, nothing has been written.
+struct Gemm {
+  Operand a, b;
+  void* c;
+  int64_t ldc;
+  bool c_trans;  // out is stored transposed
+  int64_t m, n, k;
+  int64_t batch;             // 1 for 2-D operands
+  int64_t a_bs, b_bs, c_bs;  // batch strides (elements)
+  int64_t c_rs, c_cs;        // out's strides, for the K = 0 case
+  DType ab_dtype, c_dtype;
+};
+
+struct Names {
+  absl::string_view a = "a", b = "b", out = "out";
+};
+
+absl::StatusOr<Gemm> Plan(absl::string_view op, const Tensor& a, const Tensor& b,
+                          const Tensor& out, int rank, bool trans_a, bool trans_b,
+                          const Names& names = {}) {
+  STRATA_RETURN_IF_ERROR(CheckOnCuda(op, names.a, a));
+  STRATA_RETURN_IF_ERROR(CheckOnCuda(op, names.b, b));
+  STRATA_RETURN_IF_ERROR(CheckOnCuda(op, names.out, out));
+  if (!IsGemmDType(a.dtype())) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": ", names.a, " is ", a.ToString(),
+                                                   ", expected f32, bf16 or f16"));
+  }
+  STRATA_RETURN_IF_ERROR(CheckDType(op, names.b, b, a.dtype()));
+  if (out.dtype() != DType::kF32 && out.dtype() != a.dtype()) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": ", names.out, " is ", out.ToString(),
+                                                   ", expected f32 or ", DTypeName(a.dtype()),
+                                                   " (the type of ", names.a, ")"));
+  }
+  STRATA_RETURN_IF_ERROR(CheckRank(op, names.a, a, rank));
+  STRATA_RETURN_IF_ERROR(CheckRank(op, names.b, b, rank));
+  STRATA_RETURN_IF_ERROR(CheckRank(op, names.out, out, rank));
+  Gemm g;
+  g.m = trans_a ? a.dim(-1) : a.dim(-2);
+  g.k = trans_a ? a.dim(-2) : a.dim(-1);
+  const int64_t kb = trans_b ? b.dim(-1) : b.dim(-2);
+  g.n = trans_b ? b.dim(-2) : b.dim(-1);
+  if (g.k != kb) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        op, ": inner dimensions differ: ", names.a, " ", a.ToString(),
+        (trans_a ? " (transposed)" : ""), " has ", g.k, ", ", names.b, " ", b.ToString(),
+        (trans_b ? " (transposed)" : ""), " has ", kb));
+  }
+  if (rank == 3 && (a.dim(0) != b.dim(0) || out.dim(0) != a.dim(0))) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": batch sizes differ: ", names.a, " ",
+                                                   a.ToString(), ", ", names.b, " ", b.ToString(),
+                                                   ", ", names.out, " ", out.ToString()));
+  }
+  if (out.dim(-2) != g.m || out.dim(-1) != g.n) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        op, ": ", names.out, " is ", out.ToString(), ", expected [",
+        rank == 3 ? absl::StrCat(a.dim(0), ", ") : "", g.m, ", ", g.n, "]"));
+  }
+  if (rank == 3 && out.dim(0) > 1 && out.stride(0) == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(op, ": ", names.out, " is ", out.ToString(),
+                                                   ", whose batch entries all alias one matrix"));
+  }
+  STRATA_ASSIGN_OR_RETURN(g.a, Describe(op, names.a, a));
+  STRATA_ASSIGN_OR_RETURN(g.b, Describe(op, names.b, b));
+  STRATA_ASSIGN_OR_RETURN(const Operand c, Describe(op, names.out, out));
+  g.a.trans = g.a.trans != trans_a;
+  g.b.trans = g.b.trans != trans_b;
+  g.c = out.raw_data();
+  g.ldc = c.ld;
+  g.c_trans = c.trans;
+  g.batch = rank == 3 ? a.dim(0) : 1;
+  g.a_bs = rank == 3 ? a.stride(0) : 0;
+  g.b_bs = rank == 3 ? b.stride(0) : 0;
+  g.c_bs = rank == 3 ? out.stride(0) : 0;
+  g.c_rs = out.stride(-2);
+  g.c_cs = out.stride(-1);
+  g.ab_dtype = a.dtype();
+  g.c_dtype = out.dtype();
+  // cuBLAS takes 32-bit sizes, leading dimensions and batch counts.
+  for (const int64_t v : {g.m, g.n, g.k, g.a.ld, g.b.ld, g.ldc, g.batch}) {
+    if (v > INT_MAX) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          op, ": ", names.a, " ", a.ToString(), ", ", names.b, " ", b.ToString(), ", ",
+          names.out, " ", out.ToString(), ": a size or leading dimension exceeds 2^31 - 1"));
+    }
+  }
+  return g;
+}
+
+// Note [row-major products on column-major cuBLAS]
+// A row-major matrix stored with leading dimension ld is, read column-major with the same ld, its
+// transpose. So for a row-major out, out^T = op(B)^T op(A)^T is asked of cuBLAS with b first: b
+// stored as B (row-major, not transposed) reads as B^T, exactly the first factor (CUBLAS_OP_N);
+// b stored as B^T reads as B, which cuBLAS transposes (CUBLAS_OP_T). An out stored transposed
+// reads column-major as out itself: then out = op(A) op(B) with a first, each operand transposed
+// unless it is stored transposed. k == 0 is done here (out = beta * out), as on the CPU, since
+// BLAS implementations differ on it.
+absl::Status Run(CUstream_st* stream, CublasHandle* blas, const Gemm& g, float alpha, float beta,
+                 GemmPrecision precision, absl::string_view op) {
+  if (g.m == 0 || g.n == 0 || g.batch == 0) return absl::OkStatus();
+  if (g.k == 0) {
+    return CudaLaunchStatus(internal::LaunchScaleMatrix(g.c, ElemOf(g.c_dtype), g.batch, g.m,
+                                                        g.n, g.c_bs, g.c_rs, g.c_cs, beta, stream),
+                            absl::StrCat(op, " (k = 0)"));
+  }
+  if (blas == nullptr) return absl::InvalidArgumentError(absl::StrCat(op, ": no cuBLAS handle"));
+  STRATA_RETURN_IF_ERROR(blas->Bind(stream));
+  const Operand& first = g.c_trans ? g.a : g.b;
+  const Operand& second = g.c_trans ? g.b : g.a;
+  const cublasOperation_t op_first =
+      g.c_trans ? (g.a.trans ? CUBLAS_OP_N : CUBLAS_OP_T) : (g.b.trans ? CUBLAS_OP_T : CUBLAS_OP_N);
+  const cublasOperation_t op_second =
+      g.c_trans ? (g.b.trans ? CUBLAS_OP_N : CUBLAS_OP_T) : (g.a.trans ? CUBLAS_OP_T : CUBLAS_OP_N);
+  const int rows = static_cast<int>(g.c_trans ? g.m : g.n);  // of the column-major result
+  const int cols = static_cast<int>(g.c_trans ? g.n : g.m);
+  const int64_t first_bs = g.c_trans ? g.a_bs : g.b_bs;
+  const int64_t second_bs = g.c_trans ? g.b_bs : g.a_bs;
+  const cublasComputeType_t compute =
+      g.ab_dtype == DType::kF32 && precision == GemmPrecision::kTf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                                     : CUBLAS_COMPUTE_32F;
+  const cudaDataType_t ab_type = CudaTypeOf(g.ab_dtype);
+  const cudaDataType_t c_type = CudaTypeOf(g.c_dtype);
+  if (g.batch == 1) {
+    return CublasStatus(
+        cublasGemmEx(blas->handle(), op_first, op_second, rows, cols, static_cast<int>(g.k), &alpha,
+                     first.data, ab_type, static_cast<int>(first.ld), second.data, ab_type,
+                     static_cast<int>(second.ld), &beta, g.c, c_type, static_cast<int>(g.ldc),
+                     compute, CUBLAS_GEMM_DEFAULT),
+        absl::StrCat(op, ": cublasGemmEx"));
+  }
+  return CublasStatus(
+      cublasGemmStridedBatchedEx(
+          blas->handle(), op_first, op_second, rows, cols, static_cast<int>(g.k), &alpha,
+          first.data, ab_type, static_cast<int>(first.ld), first_bs, second.data, ab_type,
+          static_cast<int>(second.ld), second_bs, &beta, g.c, c_type, static_cast<int>(g.ldc),
+          g.c_bs, static_cast<int>(g.batch), compute, CUBLAS_GEMM_DEFAULT),
+      absl::StrCat(op, ": cublasGemmStridedBatchedEx"));
+}
+
+}  // namespace
+
+absl::Status Matmul(CUstream_st* stream, CublasHandle* blas, const Tensor& a, const Tensor& b,
+                    const Tensor& out, bool trans_a, bool trans_b, float alpha, float beta,
+                    GemmPrecision precision) {
+  STRATA_ASSIGN_OR_RETURN(const Gemm g, Plan("Matmul", a, b, out, 2, trans_a, trans_b));
+  return Run(stream, blas, g, alpha, beta, precision, "Matmul");
+}
+
+absl::Status MatmulAdd(CUstream_st* stream, CublasHandle* blas, const Tensor& a, const Tensor& b,
+                       const Tensor& bias, const Tensor& addend, const Tensor& out, bool trans_a,
+                       bool trans_b, GemmPrecision precision) {
+  constexpr char kOp[] = "MatmulAdd";
+  STRATA_ASSIGN_OR_RETURN(const Gemm g, Plan(kOp, a, b, out, 2, trans_a, trans_b));
+  if (bias.defined()) {
+    STRATA_RETURN_IF_ERROR(CheckOnCuda(kOp, "bias", bias));
+    STRATA_RETURN_IF_ERROR(CheckDType(kOp, "bias", bias, out.dtype()));
+    STRATA_RETURN_IF_ERROR(CheckContiguous(kOp, "bias", bias));
+    STRATA_RETURN_IF_ERROR(CheckShape(kOp, "bias", bias, Shape{g.n}));
+  }
+  if (addend.defined()) {
+    STRATA_RETURN_IF_ERROR(CheckOnCuda(kOp, "addend", addend));
+    STRATA_RETURN_IF_ERROR(CheckDType(kOp, "addend", addend, out.dtype()));
+    STRATA_RETURN_IF_ERROR(CheckContiguous(kOp, "addend", addend));
+    STRATA_RETURN_IF_ERROR(CheckShape(kOp, "addend", addend, out.shape()));
+    if (g.c_trans) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          kOp, ": out is ", out.ToString(), ", a transposed view; an addend needs row-major out"));
+    }
+  }
+  if (!bias.defined() && !addend.defined()) return Run(stream, blas, g, 1.0f, 0.0f, precision, kOp);
+  if (blas == nullptr && g.k > 0) {  // refused before out is written
+    return absl::InvalidArgumentError(absl::StrCat(kOp, ": no cuBLAS handle"));
+  }
+  // bias + addend into out, then the product added to it (beta = 1): one pass over out, as the
+  // CPU kernel's path through OpenBLAS. Element (r, c) of out is at r * c_rs + c * c_cs.
+  STRATA_RETURN_IF_ERROR(CudaLaunchStatus(
+      internal::LaunchFillBiasAddend(g.c, ElemOf(g.c_dtype), g.m, g.n, g.c_rs, g.c_cs,
+                                     bias.defined() ? bias.raw_data() : nullptr,
+                                     addend.defined() ? addend.raw_data() : nullptr, stream),
+      "MatmulAdd bias and addend"));
+  return Run(stream, blas, g, 1.0f, 1.0f, precision, kOp);
+}
+
+absl::Status BatchedMatmul(CUstream_st* stream, CublasHandle* blas, const Tensor& a,
+                           const Tensor& b, const Tensor& out, bool trans_a, bool trans_b,
+                           float alpha, float beta, GemmPrecision precision) {
+  STRATA_ASSIGN_OR_RETURN(const Gemm g, Plan("BatchedMatmul", a, b, out, 3, trans_a, trans_b));
+  return Run(stream, blas, g, alpha, beta, precision, "BatchedMatmul");
+}
+
+absl::Status MatmulBackward(CUstream_st* stream, CublasHandle* blas, const Tensor& a,
+                            const Tensor& b, const Tensor& dout, const Tensor& da,
+                            const Tensor& db, bool trans_a, bool trans_b,
+                            GemmPrecision precision) {
+  constexpr char kOp[] = "MatmulBackward";
+  STRATA_RETURN_IF_ERROR(CheckDefined(kOp, "a", a));
+  const int rank = a.rank();
+  if (rank != 2 && rank != 3) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kOp, ": a is ", a.ToString(), ", expected rank 2 or 3 (batched)"));
+  }
+  // The forward product checks a, b and dout against each other, with no output written.
+  STRATA_RETURN_IF_ERROR(Plan(kOp, a, b, dout, rank, trans_a, trans_b, {"a", "b", "dout"}).status());
+  if (dout.dtype() != a.dtype()) {  // the gradients' products take dout as an operand
+    STRATA_RETURN_IF_ERROR(CheckDType(kOp, "dout", dout, a.dtype()));
+  }
+  // out = A B with A = op(a), B = op(b): dA = dout B^T, dB = A^T dout; a stored transposed gets
+  // the transpose of its gradient, computed directly as the transposed product.
+  Gemm ga{}, gb{};
+  if (da.defined()) {
+    STRATA_RETURN_IF_ERROR(CheckShape(kOp, "da", da, a.shape()));
+    STRATA_ASSIGN_OR_RETURN(
+        ga, !trans_a ? Plan(kOp, dout, b, da, rank, false, !trans_b, {"dout", "b", "da"})   // dout B^T
+                     : Plan(kOp, b, dout, da, rank, trans_b, true, {"b", "dout", "da"}));  // B dout^T
+  }
+  if (db.defined()) {
+    STRATA_RETURN_IF_ERROR(CheckShape(kOp, "db", db, b.shape()));
+    STRATA_ASSIGN_OR_RETURN(
+        gb, !trans_b ? Plan(kOp, a, dout, db, rank, !trans_a, false, {"a", "dout", "db"})   // A^T dout
+                     : Plan(kOp, dout, a, db, rank, true, trans_a, {"dout", "a", "db"}));  // dout^T A
+  }
+  if (da.defined()) STRATA_RETURN_IF_ERROR(Run(stream, blas, ga, 1.0f, 0.0f, precision, kOp));
+  if (db.defined()) STRATA_RETURN_IF_ERROR(Run(stream, blas, gb, 1.0f, 0.0f, precision, kOp));
+  return absl::OkStatus();
+}
+
+}  // namespace strata::cuda
