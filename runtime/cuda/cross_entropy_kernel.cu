@@ -25,7 +25,7 @@ __global__ void CountKernel(const Id* targets, int64_t rows, int64_t ignore_inde
   for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) {
     n += static_cast<int64_t>(targets[r]) != ignore_index ? 1.0 : 0.0;
   }
-  n = BlockSumDouble(n, shared_d);
+  n = BlockSum(n, shared_d);
   if (threadIdx.x == 0) *count = n;
 }
 
@@ -62,7 +62,7 @@ __global__ void RowKernel(const float* logits, const Id* targets, int64_t rows, 
       if (off != 0.0f) row_sum += x[i];
     }
     sum = BlockSum(sum, shared);
-    if (off != 0.0f) row_sum = BlockSumDouble(row_sum, shared_d);  // off is the same for all
+    if (off != 0.0f) row_sum = BlockSum(row_sum, shared_d);  // off is the same for all
     if (threadIdx.x == 0) {
       const double lse = static_cast<double>(logf(sum)) + m;
       double term = on * (lse - target_logit);
@@ -86,7 +86,7 @@ __global__ void TotalKernel(const double* count, const double* row_loss, int64_t
   __shared__ double shared_d[kWarp];
   double total = 0.0;
   for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) total += row_loss[r];
-  total = BlockSumDouble(total, shared_d);
+  total = BlockSum(total, shared_d);
   if (threadIdx.x == 0) {
     const double n = *count;
     *loss = n > 0 ? static_cast<float>(total / n) : NAN;

@@ -34,7 +34,9 @@ __device__ __forceinline__ int64_t GridStride() {
   return static_cast<int64_t>(gridDim.x) * blockDim.x;
 }
 
-__device__ __forceinline__ float WarpSum(float v) {
+// T is float or double (the sums the CPU kernels take in double are taken in double here too).
+template <typename T>
+__device__ __forceinline__ T WarpSum(T v) {
   for (int offset = kWarp / 2; offset > 0; offset /= 2) {
     v += __shfl_xor_sync(0xffffffffu, v, offset);
   }
@@ -48,10 +50,11 @@ __device__ __forceinline__ float WarpMax(float v) {
   return v;
 }
 
-// The sum of `v` over the block, returned to every thread. `shared` holds one float per warp
+// The sum of `v` over the block, returned to every thread. `shared` holds one T per warp
 // (blockDim.x / 32 <= 32); blockDim.x is a multiple of 32. Every thread of the block must call it;
 // a block may call it again right away (the barrier at its start protects `shared`).
-__device__ __forceinline__ float BlockSum(float v, float* shared) {
+template <typename T>
+__device__ __forceinline__ T BlockSum(T v, T* shared) {
   const int lane = threadIdx.x % kWarp;
   const int warp = threadIdx.x / kWarp;
   const int warps = blockDim.x / kWarp;
@@ -59,28 +62,7 @@ __device__ __forceinline__ float BlockSum(float v, float* shared) {
   __syncthreads();
   if (lane == 0) shared[warp] = v;
   __syncthreads();
-  v = lane < warps ? shared[lane] : 0.0f;
-  return WarpSum(v);
-}
-
-// The same in double, for the statistics that the BatchNorm kernels sum in double as the CPU's
-// do; `shared` holds one double per warp.
-__device__ __forceinline__ double WarpSum(double v) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
-    v += __shfl_xor_sync(0xffffffffu, v, offset);
-  }
-  return v;
-}
-
-__device__ __forceinline__ double BlockSum(double v, double* shared) {
-  const int lane = threadIdx.x % kWarp;
-  const int warp = threadIdx.x / kWarp;
-  const int warps = blockDim.x / kWarp;
-  v = WarpSum(v);
-  __syncthreads();
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  v = lane < warps ? shared[lane] : 0.0;
+  v = lane < warps ? shared[lane] : T(0);
   return WarpSum(v);
 }
 
@@ -107,27 +89,6 @@ inline int RowThreads(int64_t c) {
 // Blocks for a loop over `rows` rows, one block per row (each block then strides over the rest).
 inline int RowBlocks(int64_t rows) {
   return static_cast<int>(std::clamp<int64_t>(rows, 1, 1 << 20));
-}
-
-__device__ __forceinline__ double WarpSumDouble(double v) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
-    v += __shfl_xor_sync(0xffffffffu, v, offset);
-  }
-  return v;
-}
-
-// BlockSum in double, for the sums the CPU kernels take in double; `shared` holds one double per
-// warp.
-__device__ __forceinline__ double BlockSumDouble(double v, double* shared) {
-  const int lane = threadIdx.x % kWarp;
-  const int warp = threadIdx.x / kWarp;
-  const int warps = blockDim.x / kWarp;
-  v = WarpSumDouble(v);
-  __syncthreads();
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  v = lane < warps ? shared[lane] : 0.0;
-  return WarpSumDouble(v);
 }
 
 // Parameter gradients that sum over rows (layer norm's and RMS norm's dgamma and dbeta) in two

@@ -26,7 +26,7 @@ __global__ void SumRowsKernel(const float* x, int64_t rows, int64_t n, float* ou
     const float* p = x + r * n;
     double s = 0.0;
     for (int64_t k = threadIdx.x; k < n; k += blockDim.x) s += p[k];
-    s = BlockSumDouble(s, shared_d);
+    s = BlockSum(s, shared_d);
     if (threadIdx.x == 0) out[r] = static_cast<float>(s);
   }
 }

@@ -56,7 +56,7 @@ __global__ void LogSoftmaxForwardKernel(const float* x, float* out, int64_t rows
     for (int64_t i = threadIdx.x; i < c; i += blockDim.x) {
       sum += exp(static_cast<double>(in[i] - m));
     }
-    const float shift = m + static_cast<float>(log(BlockSumDouble(sum, shared_d)));
+    const float shift = m + static_cast<float>(log(BlockSum(sum, shared_d)));
     float* o = out + r * c;
     for (int64_t i = threadIdx.x; i < c; i += blockDim.x) o[i] = in[i] - shift;
   }
@@ -71,7 +71,7 @@ __global__ void LogSoftmaxBackwardKernel(const float* y, const float* dy, float*
     const float* dyr = dy + r * c;
     double sum = 0.0;
     for (int64_t i = threadIdx.x; i < c; i += blockDim.x) sum += dyr[i];
-    const float s = static_cast<float>(BlockSumDouble(sum, shared_d));
+    const float s = static_cast<float>(BlockSum(sum, shared_d));
     float* dxr = dx + r * c;
     for (int64_t i = threadIdx.x; i < c; i += blockDim.x) dxr[i] = dyr[i] - expf(yr[i]) * s;
   }
