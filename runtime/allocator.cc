@@ -19,14 +19,14 @@ Allocation& Allocation::operator=(Allocation&& other) noexcept {
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
     alignment_ = std::exchange(other.alignment_, 0);
+    empty_device_ = other.empty_device_;
+    empty_tier_ = other.empty_tier_;
   }
   return *this;
 }
 
-Device Allocation::device() const { return allocator_ ? allocator_->device() : Device::Cpu(); }
-MemoryTier Allocation::tier() const {
-  return allocator_ ? allocator_->tier() : MemoryTier::kDevice;
-}
+Device Allocation::device() const { return allocator_ ? allocator_->device() : empty_device_; }
+MemoryTier Allocation::tier() const { return allocator_ ? allocator_->tier() : empty_tier_; }
 
 void Allocation::Reset() {
   if (allocator_ != nullptr) allocator_->Free(data_, size_, alignment_);
@@ -52,7 +52,7 @@ absl::StatusOr<Allocation> Allocator::Allocate(size_t bytes, size_t alignment) {
     return absl::InvalidArgumentError(absl::StrCat("allocator '", name_, "': alignment ",
                                                    alignment, " is not a power of two"));
   }
-  if (bytes == 0) return Allocation();
+  if (bytes == 0) return Allocation(device_, tier_);  // nothing to free, but a place
   int64_t in_use;
   {
     std::lock_guard lock(mutex_);

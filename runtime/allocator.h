@@ -49,8 +49,12 @@ class Allocation {
   friend class Allocator;
   Allocation(Allocator* allocator, void* data, size_t size, size_t alignment)
       : allocator_(allocator), data_(data), size_(size), alignment_(alignment) {}
+  // An empty allocation (zero bytes) still says where its tensor lives.
+  Allocation(Device device, MemoryTier tier) : empty_device_(device), empty_tier_(tier) {}
 
   Allocator* allocator_ = nullptr;
+  Device empty_device_ = Device::Cpu();
+  MemoryTier empty_tier_ = MemoryTier::kDevice;
   void* data_ = nullptr;
   size_t size_ = 0;
   size_t alignment_ = 0;

@@ -183,6 +183,8 @@ TEST(AllocatorTest, ZeroBytesGiveAnEmptyAllocationAndCountNothing) {
   EXPECT_EQ(a.data(), nullptr);
   EXPECT_EQ(a.size(), 0u);
   EXPECT_EQ(a.allocator(), nullptr);
+  EXPECT_EQ(a.tier(), MemoryTier::kHost);  // nothing to free, but still the allocator's place
+  EXPECT_EQ(a.device(), Device::Cpu());
   Allocation b = host.Allocate(0, kIoAlignment).value();
   EXPECT_EQ(b.data(), nullptr);
   const MemoryUsage u = host.usage();
@@ -230,6 +232,8 @@ TEST(AllocatorTest, AllocationIsMoveOnlyAndFreesOnce) {
   Allocation b = std::move(a);
   EXPECT_EQ(a.data(), nullptr);  // NOLINT(bugprone-use-after-move): moved-from is empty
   EXPECT_EQ(a.allocator(), nullptr);
+  EXPECT_EQ(a.tier(), MemoryTier::kHost);  // nothing to free, but still the allocator's place
+  EXPECT_EQ(a.device(), Device::Cpu());
   EXPECT_EQ(b.data(), p);
   EXPECT_EQ(host.usage().in_use, 128);
   // Move-assigning over a live allocation frees the old one first.

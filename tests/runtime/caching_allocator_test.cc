@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
+#include "runtime/tensor.h"
 #include "gtest/gtest.h"
 
 namespace strata {
@@ -63,6 +64,20 @@ struct Fixture {
   MemoryLedger ledger;
   CachingAllocator allocator;
 };
+
+// A tensor of no elements from a device's allocator is still on that device: kernels that check
+// where their arguments live take it as the device's.
+TEST(CachingAllocatorTest, AnEmptyTensorIsOnTheAllocatorsDevice) {
+  SourceLog log;
+  MemoryLedger ledger;
+  CachingAllocator gpu("gpu", Device::Cuda(0), MemoryTier::kDevice, &ledger,
+                       std::make_unique<LimitedSource>(&log, 1 << 20));
+  const Tensor empty = Tensor::Empty(Shape{0, 16}, DType::kF32, gpu).value();
+  EXPECT_EQ(empty.device(), Device::Cuda(0));
+  EXPECT_EQ(empty.storage()->data(), nullptr);
+  EXPECT_EQ(log.allocations, 0);
+  EXPECT_EQ(gpu.usage().total_allocations, 0);
+}
 
 TEST(CachingAllocatorTest, SizeClassesAre512BytesThenTwoMebibytes) {
   EXPECT_EQ(CachingAllocator::BlockBytes(1), 512u);
