@@ -21,8 +21,8 @@ namespace strata::examples {
 
 struct LanguageModelConfig {
   std::string arch = "gpt";  // "gpt" or "llama"
-  graph::GptConfig gpt;      // when arch == "gpt"
-  graph::LlamaConfig llama;  // when arch == "llama"
+  graph::GptConfig gpt = {};      // when arch == "gpt"
+  graph::LlamaConfig llama = {};  // when arch == "llama"
 
   bool is_llama() const { return arch == "llama"; }
   int64_t vocab() const { return is_llama() ? llama.vocab : gpt.vocab; }

@@ -32,7 +32,7 @@ struct LlamaConfig {
   int64_t max_positions = 2048;   // max_position_embeddings
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
-  cpu::RotaryScaling rope_scaling;  // factor 0: none (rope_scaling null)
+  cpu::RotaryScaling rope_scaling = {};  // factor 0: none (rope_scaling null)
   bool tie_word_embeddings = false;
   bool attention_bias = false;
   bool mlp_bias = false;

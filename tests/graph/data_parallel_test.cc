@@ -54,7 +54,7 @@ struct RunSetup {
   // Whole parameters (in parameter_values() order) written with WriteState before the first step.
   const std::vector<std::vector<float>>* load = nullptr;
   float dropout = 0;  // > 0: dropout on the logits (none traced at 0)
-  std::vector<ParamGroup> groups;  // OptimizerOptions::groups
+  std::vector<ParamGroup> groups = {};  // OptimizerOptions::groups
   bool llama = false;  // kTinyLlama instead of kTiny (freeze_positions and sparse do not apply)
   DType precision = DType::kF32;  // TrainOptions::precision
   double init_scale = 0;          // > 0: f16's loss scale starts there (else the default)

@@ -8,8 +8,9 @@
 //   float sum = ExpShiftedSum(row, row, n, row_max);   // softmax numerators in place, and their sum
 //
 // exp(x) = 2^n * exp(r), n = round(x / ln 2), r = x - n ln 2 (ln 2 split in two for accuracy),
-// exp(r) by a degree-6 polynomial on [-ln2/2, ln2/2]. Inputs are clamped to [-87.3, 88.376], where
-// the result stays a normal float; NaN inputs give NaN.
+// exp(r) by a degree-6 polynomial on [-ln2/2, ln2/2]. Inputs above 88.376 are clamped there (the
+// result stays finite); inputs below -87.3, where exp is subnormal or 0, give 0 (so exp(-inf) is 0,
+// as std::exp's, and a softmax over a row of -inf is 0 / 0 = NaN on every path); NaN gives NaN.
 #pragma once
 
 #include <cmath>
@@ -30,6 +31,7 @@ namespace strata::cpu::internal {
 // The Cephes polynomial of Exp8 below, on 16 lanes; 2^n by scalef.
 inline __m512 Exp16(__m512 x) {
   const __mmask16 nan_mask = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+  const __mmask16 under = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_LT_OQ);
   x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3762626647949f));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -42,7 +44,7 @@ inline __m512 Exp16(__m512 x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
   p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  const __m512 result = _mm512_scalef_ps(p, n);
+  const __m512 result = _mm512_maskz_mov_ps(static_cast<__mmask16>(~under), _mm512_scalef_ps(p, n));
   return _mm512_mask_mov_ps(result, nan_mask, _mm512_set1_ps(__builtin_nanf("")));
 }
 
@@ -68,6 +70,7 @@ inline __mmask16 TailMask(int64_t n) {
 #ifdef __AVX2__
 inline __m256 Exp8(__m256 x) {
   const __m256 nan_mask = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+  const __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_LT_OQ);
   x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3762626647949f));
   const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -82,7 +85,7 @@ inline __m256 Exp8(__m256 x) {
   p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
   const __m256i bits = _mm256_slli_epi32(
       _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  const __m256 result = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+  const __m256 result = _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(bits)));
   return _mm256_blendv_ps(result, _mm256_set1_ps(__builtin_nanf("")), nan_mask);
 }
 

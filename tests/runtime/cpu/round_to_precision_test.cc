@@ -149,7 +149,9 @@ TEST(RoundToPrecisionTest, RandomBitPatternsMatchTheReference) {
     // Rounding twice changes nothing.
     const std::vector<float> again = Round(out, d);
     for (size_t i = 0; i < out.size(); ++i) {
-      if (!std::isnan(out[i])) ASSERT_EQ(std::bit_cast<uint32_t>(again[i]), std::bit_cast<uint32_t>(out[i]));
+      if (!std::isnan(out[i])) {
+        ASSERT_EQ(std::bit_cast<uint32_t>(again[i]), std::bit_cast<uint32_t>(out[i]));
+      }
     }
   }
 }

@@ -76,6 +76,27 @@ TEST(SoftmaxTest, StableForHugeLogitsAndInPlace) {
   ExpectClose(x, Reference({1000, 1001, 999, -1e30}, 4), 1e-5, 1e-7, "in place, large logits");
 }
 
+// -inf entries (masks) get exactly 0 and a row of nothing but -inf gives NaN, as PyTorch's: on
+// every path, the vectorized one included (33 columns: two full 16-lane blocks and a tail).
+TEST(SoftmaxTest, MinusInfinityGivesZeroAndAnAllMinusInfinityRowNaN) {
+  const double inf = INFINITY;
+  Vec values(2 * 33, -inf);
+  for (int i = 0; i < 33; i += 3) values[i] = 0.1 * i;  // row 0: every third entry finite
+  const Tensor x = testing::FromDouble(values, Shape{2, 33});
+  const Tensor y = testing::EmptyF32(x.shape());
+  ASSERT_TRUE(SoftmaxForward(x, y).ok());
+  const Vec got = ToDouble(y);
+  double sum = 0;
+  for (int i = 0; i < 33; ++i) {
+    if (i % 3 != 0) {
+      EXPECT_EQ(got[i], 0.0) << "column " << i;
+    }
+    sum += got[i];
+  }
+  EXPECT_NEAR(sum, 1.0, 1e-6);
+  for (int i = 33; i < 66; ++i) EXPECT_TRUE(std::isnan(got[i])) << "column " << i - 33 << ": " << got[i];
+}
+
 TEST(SoftmaxTest, MatchesPyTorch) {
   const SafetensorsFile f = testing::LoadFixture("softmax");
   const Tensor x = f.Get("x").value();
