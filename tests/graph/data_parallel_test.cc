@@ -340,6 +340,11 @@ TEST_P(ZeroStageTest, F16SkipsTheStepsOneProcessSkips) {
   for (const StepStats& s : f16.stats) skipped += s.skipped;
   EXPECT_GT(skipped, 0) << "no step overflowed: the test does not test the skips";
   EXPECT_LT(skipped, kSteps) << "every step overflowed: nothing trained";
+  // The same with the shards off the device (ZeRO-Infinity at stage 3): the offloaded updates
+  // skip and unscale as the in-memory ones.
+  ExpectSameTraining({.offload = Nvme(/*params=*/GetParam() == 3), .zero = Zero(),
+                      .precision = DType::kF16, .init_scale = 0x1p24, .loss_tolerance = 2e-3,
+                      .norm_tolerance = 2e-2, .state_tolerance = 1e-2});
 }
 
 TEST_P(ZeroStageTest, SmallTensorsReplicatedWithoutClippingTrainAsOneProcess) {
