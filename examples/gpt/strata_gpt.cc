@@ -756,12 +756,6 @@ absl::Status Train(Options o) {
                   IoWaitText(st, o.offload).c_str());
       std::fflush(stdout);
     }
-    skipped_in_a_row = st.skipped ? skipped_in_a_row + 1 : 0;
-    if (skipped_in_a_row == kMaxSkippedInARow) {
-      return absl::DataLossError(absl::StrCat(
-          kMaxSkippedInARow, " steps in a row had non-finite gradients at every loss scale down "
-          "to ", st.loss_scale, " (loss ", st.loss, "): training diverged"));
-    }
     nlohmann::json record = {
         {"step", st.step}, {"loss", st.loss}, {"lr", st.lr}, {"grad_norm", st.grad_norm},
         {"step_ms", st.step_ms}, {"tokens_per_s", st.tokens_per_s * world},
@@ -772,7 +766,8 @@ absl::Status Train(Options o) {
     }
     AddStepMemory(st, record);
     if (st.step == last) record["peak_rss_bytes"] = PeakRssBytes();
-    if (o.eval_every > 0 && (st.step % o.eval_every == 0 || st.step == o.steps)) {
+    // A skipped step changed nothing: the last step's evaluation and checkpoint still hold.
+    if (!st.skipped && o.eval_every > 0 && (st.step % o.eval_every == 0 || st.step == o.steps)) {
       double sum = 0;
       for (int64_t i = 0; i < o.eval_batches; ++i) {
         STRATA_ASSIGN_OR_RETURN(const double l, program->Evaluate(mine.Of(val.Get(i))));
@@ -782,8 +777,14 @@ absl::Status Train(Options o) {
       std::printf("step %5lld | held-out loss %.4f\n", static_cast<long long>(st.step),
                   sum / o.eval_batches);
     }
-    STRATA_RETURN_IF_ERROR(metrics.Write(record));
-    if (!o.save.empty() && o.save_every > 0 && st.step % o.save_every == 0) {
+    STRATA_RETURN_IF_ERROR(metrics.Write(record));  // the last skipped step's record too
+    skipped_in_a_row = st.skipped ? skipped_in_a_row + 1 : 0;
+    if (skipped_in_a_row == kMaxSkippedInARow) {
+      return absl::DataLossError(absl::StrCat(
+          kMaxSkippedInARow, " steps in a row had non-finite gradients at every loss scale down "
+          "to ", st.loss_scale, " (loss ", st.loss, "): training diverged"));
+    }
+    if (!st.skipped && !o.save.empty() && o.save_every > 0 && st.step % o.save_every == 0) {
       STRATA_RETURN_IF_ERROR(save());
     }
   }

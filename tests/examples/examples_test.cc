@@ -369,6 +369,22 @@ TEST_F(StrataGptTest, PrecisionFlagTrainsRecordsTheScaleAndIsCheckedOnResume) {
                    "--precision f64: expected f32, bf16 or f16");
 }
 
+// f16 at a learning rate that sends the weights past f16's range: every step after the first
+// overflows at every scale, and after 64 skipped steps in a row the run stops with an error that
+// says so, instead of halving the scale forever.
+TEST_F(StrataGptTest, F16StopsAfter64SkippedStepsInARow) {
+  const Result diverged = RunStrataGpt(
+      With(Tiny(200), {"--precision", "f16", "--lr", "10", "--metrics", Path("f16.jsonl")}));
+  ExpectCleanError(diverged, 1, "64 steps in a row had non-finite gradients");
+  EXPECT_THAT(diverged.output, HasSubstr("training diverged"));
+  EXPECT_THAT(diverged.output, HasSubstr("(overflow: step skipped)"));
+  const std::vector<nlohmann::json> steps = ReadMetrics(Path("f16.jsonl"));
+  ASSERT_GE(steps.size(), 64u);
+  for (size_t i = steps.size() - 64; i < steps.size(); ++i) {
+    EXPECT_TRUE(steps[i].at("skipped").get<bool>()) << "record " << i;
+  }
+}
+
 // A checkpoint that records no run configuration cannot be checked, so it is refused.
 TEST_F(StrataGptTest, ResumeRefusesACheckpointWithoutARecordedRun) {
   ASSERT_EQ(RunStrataGpt(With(Tiny(3), {"--save", Path("ckpt")})).exit_code, 0);
