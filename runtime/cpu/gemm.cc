@@ -50,20 +50,10 @@ absl::StatusOr<Gemm> Plan(absl::string_view op, const Tensor& a, const Tensor& b
   STRATA_ASSIGN_OR_RETURN(const internal::GemmLayout l,
                           internal::CheckGemmLayout(op, a, b, out, rank, trans_a, trans_b, names));
   Gemm g;
-  g.a = Operand{a.data<float>(), l.a.ld, l.a.trans};
-  g.b = Operand{b.data<float>(), l.b.ld, l.b.trans};
+  internal::SetGemmLayout(l, &g);
+  g.a.data = a.data<float>();
+  g.b.data = b.data<float>();
   g.c = out.data<float>();
-  g.ldc = l.c.ld;
-  g.c_trans = l.c.trans;
-  g.m = l.m;
-  g.n = l.n;
-  g.k = l.k;
-  g.batch = l.batch;
-  g.a_bs = l.a_bs;
-  g.b_bs = l.b_bs;
-  g.c_bs = l.c_bs;
-  g.c_rs = l.c_rs;
-  g.c_cs = l.c_cs;
   return g;
 }
 

@@ -73,20 +73,10 @@ absl::StatusOr<Gemm> Plan(absl::string_view op, const Tensor& a, const Tensor& b
       const cpu::internal::GemmLayout l,
       cpu::internal::CheckGemmLayout(op, a, b, out, rank, trans_a, trans_b, names));
   Gemm g;
-  g.a = Operand{a.raw_data(), l.a.ld, l.a.trans};
-  g.b = Operand{b.raw_data(), l.b.ld, l.b.trans};
+  cpu::internal::SetGemmLayout(l, &g);
+  g.a.data = a.raw_data();
+  g.b.data = b.raw_data();
   g.c = out.raw_data();
-  g.ldc = l.c.ld;
-  g.c_trans = l.c.trans;
-  g.m = l.m;
-  g.n = l.n;
-  g.k = l.k;
-  g.batch = l.batch;
-  g.a_bs = l.a_bs;
-  g.b_bs = l.b_bs;
-  g.c_bs = l.c_bs;
-  g.c_rs = l.c_rs;
-  g.c_cs = l.c_cs;
   g.ab_dtype = a.dtype();
   g.c_dtype = out.dtype();
   // cuBLAS takes 32-bit sizes, leading dimensions and batch counts.

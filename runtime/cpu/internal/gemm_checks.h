@@ -96,6 +96,28 @@ inline absl::StatusOr<GemmLayout> CheckGemmLayout(absl::string_view op, const Te
   return g;
 }
 
+// Copies l into a device's product description g, whose operands a and b (GemmOperand's ld and
+// trans, with the device's data pointer) and out's layout (ldc, c_trans) and sizes are named as
+// GemmLayout's; the data pointers are the caller's to set.
+template <typename Gemm>
+void SetGemmLayout(const GemmLayout& l, Gemm* g) {
+  g->a.ld = l.a.ld;
+  g->a.trans = l.a.trans;
+  g->b.ld = l.b.ld;
+  g->b.trans = l.b.trans;
+  g->ldc = l.c.ld;
+  g->c_trans = l.c.trans;
+  g->m = l.m;
+  g->n = l.n;
+  g->k = l.k;
+  g->batch = l.batch;
+  g->a_bs = l.a_bs;
+  g->b_bs = l.b_bs;
+  g->c_bs = l.c_bs;
+  g->c_rs = l.c_rs;
+  g->c_cs = l.c_cs;
+}
+
 // MatmulBackward's checks and its two products' plans: `plan(op, a, b, out, rank, trans_a,
 // trans_b, names)` is the device's checked plan (a StatusOr) of out = op(a) @ op(b); *ga is da's,
 // *gb is db's, each planned where that gradient is defined.
