@@ -25,22 +25,12 @@ absl::Status SoftmaxCrossEntropy(CUstream_st* stream, const Tensor& logits, cons
   STRATA_RETURN_IF_ERROR(
       cpu::internal::CheckCrossEntropyLogits(CheckCudaF32, logits, label_smoothing));
   const int64_t v = logits.dim(-1), rows = logits.numel() / v;
-  STRATA_RETURN_IF_ERROR(CheckOnCuda(kOp, "targets", targets));
-  if (targets.dtype() != DType::kI32 && targets.dtype() != DType::kI64) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kOp, ": targets is ", targets.ToString(), ", expected i32 or i64"));
-  }
-  STRATA_RETURN_IF_ERROR(CheckContiguous(kOp, "targets", targets));
+  STRATA_RETURN_IF_ERROR(CheckCudaIds(kOp, "targets", targets));
   STRATA_RETURN_IF_ERROR(
       cpu::internal::CheckCrossEntropyOutputs(CheckCudaF32, logits, targets, loss, dlogits));
   const size_t need = SoftmaxCrossEntropyWorkspaceBytes(logits.shape());
-  STRATA_RETURN_IF_ERROR(CheckOnCuda(kOp, "workspace", workspace));
-  STRATA_RETURN_IF_ERROR(CheckContiguous(kOp, "workspace", workspace));
-  if (workspace.nbytes() < need) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        kOp, ": workspace ", workspace.ToString(), " has ", workspace.nbytes(),
-        " bytes, expected at least ", need, " (SoftmaxCrossEntropyWorkspaceBytes)"));
-  }
+  STRATA_RETURN_IF_ERROR(
+      CheckCudaWorkspace(kOp, workspace, need, "SoftmaxCrossEntropyWorkspaceBytes"));
   if (reinterpret_cast<uintptr_t>(workspace.raw_data()) % alignof(double) != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(kOp, ": workspace ", workspace.ToString(), " is not 8-byte aligned"));

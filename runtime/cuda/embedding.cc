@@ -7,25 +7,13 @@
 #include "runtime/status.h"
 
 namespace strata::cuda {
-namespace {
-
-absl::Status CheckIds(absl::string_view op, const Tensor& ids) {
-  STRATA_RETURN_IF_ERROR(CheckOnCuda(op, "ids", ids));
-  if (ids.dtype() != DType::kI32 && ids.dtype() != DType::kI64) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(op, ": ids is ", ids.ToString(), ", expected i32 or i64"));
-  }
-  return CheckContiguous(op, "ids", ids);
-}
-
-}  // namespace
 
 absl::Status EmbeddingForward(CUstream_st* stream, const Tensor& ids, const Tensor& table,
                               const Tensor& out) {
   constexpr char kOp[] = "EmbeddingForward";
   STRATA_RETURN_IF_ERROR(cpu::internal::CheckEmbeddingTable(CheckCudaF32, kOp, "table", table));
   const int64_t v = table.dim(0), c = table.dim(1);
-  STRATA_RETURN_IF_ERROR(CheckIds(kOp, ids));
+  STRATA_RETURN_IF_ERROR(CheckCudaIds(kOp, "ids", ids));
   STRATA_RETURN_IF_ERROR(cpu::internal::CheckEmbeddingRows(CheckCudaF32, kOp, "out", ids, out, c));
   return CudaLaunchStatus(
       internal::LaunchEmbeddingForward(ids.raw_data(), ids.dtype() == DType::kI64, ids.numel(),
@@ -38,7 +26,7 @@ absl::Status EmbeddingBackward(CUstream_st* stream, const Tensor& ids, const Ten
   constexpr char kOp[] = "EmbeddingBackward";
   STRATA_RETURN_IF_ERROR(cpu::internal::CheckEmbeddingTable(CheckCudaF32, kOp, "dtable", dtable));
   const int64_t v = dtable.dim(0), c = dtable.dim(1);
-  STRATA_RETURN_IF_ERROR(CheckIds(kOp, ids));
+  STRATA_RETURN_IF_ERROR(CheckCudaIds(kOp, "ids", ids));
   STRATA_RETURN_IF_ERROR(
       cpu::internal::CheckEmbeddingRows(CheckCudaF32, kOp, "dout", ids, dout, c));
   return CudaLaunchStatus(

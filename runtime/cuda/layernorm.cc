@@ -46,13 +46,8 @@ absl::Status LayerNormBackward(CUstream_st* stream, const Tensor& x, const Tenso
   float* ws = nullptr;
   if (dgamma.defined() || dbeta.defined()) {
     const size_t need = LayerNormBackwardWorkspaceBytes(x.shape());
-    STRATA_RETURN_IF_ERROR(CheckOnCuda(kOp, "workspace", workspace));
-    STRATA_RETURN_IF_ERROR(CheckContiguous(kOp, "workspace", workspace));
-    if (workspace.nbytes() < need) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          kOp, ": workspace ", workspace.ToString(), " has ", workspace.nbytes(),
-          " bytes, expected at least ", need, " (LayerNormBackwardWorkspaceBytes)"));
-    }
+    STRATA_RETURN_IF_ERROR(
+        CheckCudaWorkspace(kOp, workspace, need, "LayerNormBackwardWorkspaceBytes"));
     ws = static_cast<float*>(workspace.raw_data());
   }
   return CudaLaunchStatus(

@@ -38,13 +38,8 @@ absl::Status RmsNormBackward(CUstream_st* stream, const Tensor& x, const Tensor&
   float* ws = nullptr;
   if (dgamma.defined()) {
     const size_t need = RmsNormBackwardWorkspaceBytes(x.shape());
-    STRATA_RETURN_IF_ERROR(CheckOnCuda(kOp, "workspace", workspace));
-    STRATA_RETURN_IF_ERROR(CheckContiguous(kOp, "workspace", workspace));
-    if (workspace.nbytes() < need) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          kOp, ": workspace ", workspace.ToString(), " has ", workspace.nbytes(),
-          " bytes, expected at least ", need, " (RmsNormBackwardWorkspaceBytes)"));
-    }
+    STRATA_RETURN_IF_ERROR(
+        CheckCudaWorkspace(kOp, workspace, need, "RmsNormBackwardWorkspaceBytes"));
     ws = static_cast<float*>(workspace.raw_data());
   }
   return CudaLaunchStatus(

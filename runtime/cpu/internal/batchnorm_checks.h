@@ -51,6 +51,15 @@ inline absl::Status CheckBatchNormX(TensorCheck f32, absl::string_view op, const
   return CheckRank(op, "x", x, 4);
 }
 
+// The forwards' x (N, C, H, W), gamma and beta (C).
+inline absl::Status CheckBatchNormAffine(TensorCheck f32, absl::string_view op, const Tensor& x,
+                                         const Tensor& gamma, const Tensor& beta) {
+  STRATA_RETURN_IF_ERROR(CheckBatchNormX(f32, op, x));
+  const Shape c_shape{x.dim(1)};
+  STRATA_RETURN_IF_ERROR(CheckWithShape(f32, op, "gamma", gamma, c_shape));
+  return CheckWithShape(f32, op, "beta", beta, c_shape);
+}
+
 // BatchNorm2dTrainForward.
 inline absl::Status CheckBatchNorm2dTrainForward(TensorCheck f32, const Tensor& x,
                                                  const Tensor& gamma, const Tensor& beta,
@@ -59,10 +68,8 @@ inline absl::Status CheckBatchNorm2dTrainForward(TensorCheck f32, const Tensor& 
                                                  const Tensor& running_mean,
                                                  const Tensor& running_var, float momentum) {
   constexpr char kOp[] = "BatchNorm2dTrainForward";
-  STRATA_RETURN_IF_ERROR(CheckBatchNormX(f32, kOp, x));
+  STRATA_RETURN_IF_ERROR(CheckBatchNormAffine(f32, kOp, x, gamma, beta));
   const Shape c_shape{x.dim(1)};
-  STRATA_RETURN_IF_ERROR(CheckWithShape(f32, kOp, "gamma", gamma, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckWithShape(f32, kOp, "beta", beta, c_shape));
   STRATA_RETURN_IF_ERROR(CheckWithShape(f32, kOp, "y", y, x.shape()));
   STRATA_RETURN_IF_ERROR(CheckTrainForwardArgs(f32, kOp, c_shape, save_mean, save_rstd,
                                                running_mean, running_var, eps, momentum));
@@ -157,10 +164,8 @@ inline absl::Status CheckBatchNorm2dSyncedForward(TensorCheck f32, const Tensor&
                                                   const Tensor& running_mean,
                                                   const Tensor& running_var, float momentum) {
   constexpr char kOp[] = "BatchNorm2dSyncedForward";
-  STRATA_RETURN_IF_ERROR(CheckBatchNormX(f32, kOp, x));
+  STRATA_RETURN_IF_ERROR(CheckBatchNormAffine(f32, kOp, x, gamma, beta));
   const Shape c_shape{x.dim(1)};
-  STRATA_RETURN_IF_ERROR(CheckWithShape(f32, kOp, "gamma", gamma, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckWithShape(f32, kOp, "beta", beta, c_shape));
   STRATA_RETURN_IF_ERROR(CheckSyncStats(f32, kOp, "stats", stats, x.dim(1), 0));
   STRATA_RETURN_IF_ERROR(CheckWithShape(f32, kOp, "y", y, x.shape()));
   STRATA_RETURN_IF_ERROR(CheckTrainForwardArgs(f32, kOp, c_shape, save_mean, save_rstd,
