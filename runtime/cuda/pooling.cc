@@ -30,14 +30,19 @@ absl::StatusOr<internal::PoolShape> Check(absl::string_view op, const Tensor& x_
                              .pad_w = p.pad_w};
 }
 
+// The windowed forwards: x -> y.
+absl::Status Forward(CUstream_st* stream, const char* op,
+                     int (*launch)(const float*, float*, const internal::PoolShape&, CUstream_st*),
+                     const Tensor& x, const Tensor& y, const cpu::Pool2dParams& p) {
+  STRATA_ASSIGN_OR_RETURN(const internal::PoolShape s, Check(op, x, y, p, "x", "y"));
+  return CudaLaunchStatus(launch(x.data<float>(), y.data<float>(), s, stream), op);
+}
+
 }  // namespace
 
 absl::Status MaxPool2dForward(CUstream_st* stream, const Tensor& x, const Tensor& y,
                               const cpu::Pool2dParams& p) {
-  constexpr char kOp[] = "MaxPool2dForward";
-  STRATA_ASSIGN_OR_RETURN(const internal::PoolShape s, Check(kOp, x, y, p, "x", "y"));
-  return CudaLaunchStatus(
-      internal::LaunchMaxPool2dForward(x.data<float>(), y.data<float>(), s, stream), kOp);
+  return Forward(stream, "MaxPool2dForward", internal::LaunchMaxPool2dForward, x, y, p);
 }
 
 absl::Status MaxPool2dBackward(CUstream_st* stream, const Tensor& x, const Tensor& dy,
@@ -52,10 +57,7 @@ absl::Status MaxPool2dBackward(CUstream_st* stream, const Tensor& x, const Tenso
 
 absl::Status AvgPool2dForward(CUstream_st* stream, const Tensor& x, const Tensor& y,
                               const cpu::Pool2dParams& p) {
-  constexpr char kOp[] = "AvgPool2dForward";
-  STRATA_ASSIGN_OR_RETURN(const internal::PoolShape s, Check(kOp, x, y, p, "x", "y"));
-  return CudaLaunchStatus(
-      internal::LaunchAvgPool2dForward(x.data<float>(), y.data<float>(), s, stream), kOp);
+  return Forward(stream, "AvgPool2dForward", internal::LaunchAvgPool2dForward, x, y, p);
 }
 
 absl::Status AvgPool2dBackward(CUstream_st* stream, const Tensor& dy, const Tensor& dx,
