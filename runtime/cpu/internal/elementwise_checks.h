@@ -36,6 +36,23 @@ inline absl::Status CheckSameShapeAndDType(
   return absl::OkStatus();
 }
 
+// SwiGluBackward: gate, up and dout alike, and dgate and dup (each optional) like gate.
+inline absl::Status CheckSwiGluBackward(TensorCheck placed, const Tensor& gate, const Tensor& up,
+                                        const Tensor& dout, const Tensor& dgate,
+                                        const Tensor& dup) {
+  constexpr char kOp[] = "SwiGluBackward";
+  STRATA_RETURN_IF_ERROR(
+      CheckSameShapeAndDType(placed, kOp, {{"gate", &gate}, {"up", &up}, {"dout", &dout}}));
+  if (dgate.defined()) {
+    STRATA_RETURN_IF_ERROR(
+        CheckSameShapeAndDType(placed, kOp, {{"gate", &gate}, {"dgate", &dgate}}));
+  }
+  if (dup.defined()) {
+    STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType(placed, kOp, {{"gate", &gate}, {"dup", &dup}}));
+  }
+  return absl::OkStatus();
+}
+
 // Contiguous x and b, b (C) of x's dtype where x is (..., C).
 inline absl::Status CheckBias(absl::string_view op, absl::string_view x_name, const Tensor& x,
                               absl::string_view b_name, const Tensor& b) {
