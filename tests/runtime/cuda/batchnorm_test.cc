@@ -17,6 +17,7 @@ namespace strata::cuda {
 namespace {
 
 using cpu::GradMode;
+using testing::CopyOf;
 using testing::CudaKernelTest;
 using testing::EmptyF32;
 using testing::ExpectRelativeError;
@@ -36,12 +37,6 @@ std::vector<Shape> BackwardShapes() {
     if (s[0] * s[2] * s[3] > 2) shapes.push_back(s);
   }
   return shapes;
-}
-
-Tensor CopyOf(const Tensor& t) {
-  Tensor c = EmptyF32(t.shape());
-  EXPECT_TRUE(c.CopyFrom(t).ok());
-  return c;
 }
 
 class BatchNormCudaTest : public CudaKernelTest {};

@@ -19,6 +19,7 @@ namespace {
 
 using cpu::Conv2dParams;
 using cpu::GradMode;
+using testing::CopyOf;
 using testing::CudaKernelTest;
 using testing::EmptyF32;
 using testing::ExpectRelativeError;
@@ -58,12 +59,6 @@ std::string Name(const ConvCase& c) {
   return absl::StrCat("x ", c.x.ToString(), " w ", c.w.ToString(), " stride ", c.p.stride_h, "x",
                       c.p.stride_w, " pad ", c.p.pad_h, "x", c.p.pad_w, " dilation ",
                       c.p.dilation_h, "x", c.p.dilation_w, " groups ", c.p.groups);
-}
-
-Tensor CopyOf(const Tensor& t) {
-  Tensor c = EmptyF32(t.shape());
-  EXPECT_TRUE(c.CopyFrom(t).ok());
-  return c;
 }
 
 class Conv2dCudaTest : public CudaKernelTest {};

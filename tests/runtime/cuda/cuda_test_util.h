@@ -18,6 +18,7 @@
 #pragma once
 
 #include <memory>
+#include <random>
 
 #include "absl/strings/string_view.h"
 #include "gtest/gtest.h"
@@ -52,5 +53,16 @@ class CudaKernelTest : public ::testing::Test {
 // `tolerance`; reports the worst element.
 void ExpectRelativeError(const Tensor& got, const Tensor& want, double tolerance,
                          absl::string_view what);
+
+// Host tensors the kernel tests compare with (no device involved).
+//
+// A contiguous f32 host copy of host tensor t (any dtype, any strides), converted by CopyFrom: a
+// CPU kernel's input or output that the test must not share with another call.
+Tensor CopyOf(const Tensor& t);
+// A contiguous f32 host copy of host tensor t, converted through double (ToDouble/FromDouble).
+Tensor ToF32(const Tensor& t);
+// Random values in `dtype` (RandomTensor's f32 values rounded to it), as a host tensor of that
+// dtype.
+Tensor RandomIn(const Shape& shape, DType dtype, std::mt19937_64& rng);
 
 }  // namespace strata::testing

@@ -21,18 +21,9 @@ namespace {
 
 using testing::ExpectRelativeError;
 using testing::ExpectStatus;
-using testing::FromDouble;
+using testing::RandomIn;
 using testing::RandomTensor;
-using testing::ToDouble;
-
-// A contiguous f32 host copy of any host tensor (any dtype, any strides).
-Tensor F32(const Tensor& t) { return FromDouble(ToDouble(t), t.shape()); }
-
-// Random values in `dtype` (rounded from f32), kept as a host tensor of that dtype.
-Tensor RandomIn(const Shape& shape, DType dtype, std::mt19937_64& rng) {
-  const Tensor r = RandomTensor(shape, rng);
-  return dtype == DType::kF32 ? r : FromDouble(ToDouble(r), shape, dtype);
-}
+using testing::ToF32;
 
 // A (rows, cols) matrix held by `storage`, stored as itself or transposed, its stored rows `pad`
 // elements longer than needed: the storage's shape, and the view of it.
@@ -85,14 +76,14 @@ class GemmCudaTest : public testing::CudaKernelTest {
                        MatrixView(db_s, br, bc, l.b_stored_trans),
                        MatrixView(dc_s, m, n, l.out_stored_trans), ta, tb, alpha, beta, precision)
                     .ok());
-    const Tensor want_s = F32(c_s);
+    const Tensor want_s = ToF32(c_s);
     const Tensor want = MatrixView(want_s, m, n, l.out_stored_trans);
-    ASSERT_TRUE(cpu::Matmul(MatrixView(F32(a_s), ar, ac, l.a_stored_trans),
-                            MatrixView(F32(b_s), br, bc, l.b_stored_trans), want, ta, tb, alpha,
+    ASSERT_TRUE(cpu::Matmul(MatrixView(ToF32(a_s), ar, ac, l.a_stored_trans),
+                            MatrixView(ToF32(b_s), br, bc, l.b_stored_trans), want, ta, tb, alpha,
                             beta)
                     .ok());
     const Tensor got = MatrixView(ToHost(dc_s), m, n, l.out_stored_trans);
-    ExpectRelativeError(F32(got), F32(want), tolerance, "matmul");
+    ExpectRelativeError(ToF32(got), ToF32(want), tolerance, "matmul");
   }
 
  private:
@@ -190,10 +181,10 @@ TEST_F(GemmCudaTest, MatmulAddMatchesTheCpuKernel) {
                                 with_addend ? ToDevice(addend) : Tensor(), out, false, tb)
                           .ok());
           const Tensor want = testing::EmptyF32(Shape{m, n});
-          ASSERT_TRUE(cpu::MatmulAdd(F32(a), F32(b), with_bias ? F32(bias) : Tensor(),
-                                     with_addend ? F32(addend) : Tensor(), want, false, tb)
+          ASSERT_TRUE(cpu::MatmulAdd(ToF32(a), ToF32(b), with_bias ? ToF32(bias) : Tensor(),
+                                     with_addend ? ToF32(addend) : Tensor(), want, false, tb)
                           .ok());
-          ExpectRelativeError(F32(ToHost(out)), want, tolerance, "matmul add");
+          ExpectRelativeError(ToF32(ToHost(out)), want, tolerance, "matmul add");
         }
       }
     }
@@ -207,7 +198,7 @@ TEST_F(GemmCudaTest, MatmulAddMatchesTheCpuKernel) {
                   .ok());
   const Tensor want = testing::EmptyF32(Shape{9, 4});
   ASSERT_TRUE(cpu::MatmulAdd(a, b, bias, Tensor(), want).ok());
-  ExpectRelativeError(F32(ToHost(out_s).Transpose(0, 1).value()), want, 1e-5,
+  ExpectRelativeError(ToF32(ToHost(out_s).Transpose(0, 1).value()), want, 1e-5,
                       "matmul add into a transposed view");
 }
 
@@ -223,7 +214,7 @@ TEST_F(GemmCudaTest, BatchedMatmulMatchesTheCpuKernel) {
   auto make = [&](int64_t rows, int64_t cols, bool broadcast, bool stored_trans, DType dtype) {
     const int64_t sr = stored_trans ? cols : rows, sc = stored_trans ? rows : cols;
     const Tensor s = RandomIn(Shape{broadcast ? 1 : batch, sr, sc}, dtype, rng);
-    const Tensor hs = F32(s), ds = ToDevice(s);
+    const Tensor hs = ToF32(s), ds = ToDevice(s);
     auto view = [&](const Tensor& t) {
       Tensor v = broadcast ? Tensor::View(t.storage(), Shape{batch, sr, sc}, {0, sc, 1},
                                           t.offset(), t.dtype())

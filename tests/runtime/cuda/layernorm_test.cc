@@ -13,17 +13,12 @@
 namespace strata::cuda {
 namespace {
 
+using testing::CopyOf;
 using testing::CudaKernelTest;
 using testing::EmptyF32;
 using testing::ExpectRelativeError;
 using testing::ExpectStatus;
 using testing::RandomTensor;
-
-Tensor Clone(const Tensor& t) {
-  Tensor c = EmptyF32(t.shape());
-  EXPECT_TRUE(c.CopyFrom(t).ok());
-  return c;
-}
 
 class LayerNormCudaTest : public CudaKernelTest {};
 
@@ -71,7 +66,7 @@ TEST_F(LayerNormCudaTest, BackwardMatchesTheCpuKernelInBothModes) {
         SCOPED_TRACE(shape.ToString() + (mode == GradMode::kAccumulate ? " accumulate" : "") +
                      (with_residual ? " residual" : ""));
         Tensor dg0 = RandomTensor(Shape{c}, rng), db0 = RandomTensor(Shape{c}, rng);
-        Tensor dx = EmptyF32(shape), dg = Clone(dg0), db = Clone(db0);
+        Tensor dx = EmptyF32(shape), dg = CopyOf(dg0), db = CopyOf(db0);
         ASSERT_TRUE(cpu::LayerNormBackward(x, gamma, mean, rstd, dy, dx, dg, db, mode,
                                            with_residual ? residual : Tensor())
                         .ok());

@@ -19,16 +19,9 @@ namespace {
 
 using testing::ExpectRelativeError;
 using testing::ExpectStatus;
-using testing::FromDouble;
+using testing::RandomIn;
 using testing::RandomTensor;
-using testing::ToDouble;
-
-Tensor F32(const Tensor& t) { return FromDouble(ToDouble(t), t.shape()); }
-
-Tensor RandomIn(const Shape& shape, DType dtype, std::mt19937_64& rng) {
-  const Tensor r = RandomTensor(shape, rng);
-  return dtype == DType::kF32 ? r : FromDouble(ToDouble(r), shape, dtype);
-}
+using testing::ToF32;
 
 class LinearCudaTest : public testing::CudaKernelTest {
  protected:
@@ -83,13 +76,13 @@ TEST_F(LinearCudaTest, ForwardMatchesTheCpuKernel) {
                                     with_b ? ToDevice(b) : Tensor(), y,
                                     with_r ? ToDevice(r) : Tensor())
                           .ok());
-          const Tensor hw_s = F32(w_s);
+          const Tensor hw_s = ToF32(w_s);
           const Tensor want = testing::EmptyF32(y.shape());
-          ASSERT_TRUE(cpu::LinearForward(F32(x), w_trans ? hw_s.Transpose(0, 1).value() : hw_s,
-                                         with_b ? F32(b) : Tensor(), want,
-                                         with_r ? F32(r) : Tensor())
+          ASSERT_TRUE(cpu::LinearForward(ToF32(x), w_trans ? hw_s.Transpose(0, 1).value() : hw_s,
+                                         with_b ? ToF32(b) : Tensor(), want,
+                                         with_r ? ToF32(r) : Tensor())
                           .ok());
-          ExpectRelativeError(F32(ToHost(y)), want, tolerance, "linear forward");
+          ExpectRelativeError(ToF32(ToHost(y)), want, tolerance, "linear forward");
         }
       }
     }
@@ -105,7 +98,7 @@ TEST_F(LinearCudaTest, Bf16OperandsIntoF32Output) {
   ASSERT_TRUE(
       LinearForward(stream(), blas(), ToDevice(x), ToDevice(w), ToDevice(b), y, ToDevice(r)).ok());
   const Tensor want = testing::EmptyF32(y.shape());
-  ASSERT_TRUE(cpu::LinearForward(F32(x), F32(w), b, want, r).ok());
+  ASSERT_TRUE(cpu::LinearForward(ToF32(x), ToF32(w), b, want, r).ok());
   ExpectRelativeError(ToHost(y), want, 1e-2, "bf16 linear into f32");
 }
 
@@ -150,13 +143,13 @@ TEST_F(LinearCudaTest, BackwardMatchesTheCpuKernel) {
                                      ToDevice(w), ToDevice(dy), dx, dw, db, mode)
                           .ok());
           const Tensor hdx = want_dx ? testing::EmptyF32(x.shape()) : Tensor();
-          const Tensor hdw = !want_dw ? Tensor() : acc ? F32(dw0) : testing::EmptyF32(w.shape());
-          const Tensor hdb = !want_db ? Tensor() : acc ? F32(db0) : testing::EmptyF32(Shape{out});
-          ASSERT_TRUE(cpu::LinearBackward(want_dw ? F32(x) : Tensor(), F32(w), F32(dy), hdx, hdw,
-                                          hdb, mode)
+          const Tensor hdw = !want_dw ? Tensor() : acc ? ToF32(dw0) : testing::EmptyF32(w.shape());
+          const Tensor hdb = !want_db ? Tensor() : acc ? ToF32(db0) : testing::EmptyF32(Shape{out});
+          ASSERT_TRUE(cpu::LinearBackward(want_dw ? ToF32(x) : Tensor(), ToF32(w), ToF32(dy), hdx,
+                                          hdw, hdb, mode)
                           .ok());
-          if (want_dx) ExpectRelativeError(F32(ToHost(dx)), hdx, tolerance, "dx");
-          if (want_dw) ExpectRelativeError(F32(ToHost(dw)), hdw, tolerance, "dw");
+          if (want_dx) ExpectRelativeError(ToF32(ToHost(dx)), hdx, tolerance, "dx");
+          if (want_dw) ExpectRelativeError(ToF32(ToHost(dw)), hdw, tolerance, "dw");
           // db is summed in f32 from dy's values either way.
           if (want_db) ExpectRelativeError(ToHost(db), hdb, 1e-5, "db");
         }

@@ -13,17 +13,12 @@
 namespace strata::cuda {
 namespace {
 
+using testing::CopyOf;
 using testing::CudaKernelTest;
 using testing::EmptyF32;
 using testing::ExpectRelativeError;
 using testing::ExpectStatus;
 using testing::RandomTensor;
-
-Tensor Clone(const Tensor& t) {
-  Tensor c = EmptyF32(t.shape());
-  EXPECT_TRUE(c.CopyFrom(t).ok());
-  return c;
-}
 
 class RmsNormCudaTest : public CudaKernelTest {
  protected:
@@ -52,7 +47,7 @@ TEST_F(RmsNormCudaTest, ForwardAndBackwardMatchTheCpuKernel) {
     for (GradMode mode : {GradMode::kOverwrite, GradMode::kAccumulate}) {
       SCOPED_TRACE(mode == GradMode::kAccumulate ? "accumulate" : "overwrite");
       Tensor dg0 = RandomTensor(Shape{c}, rng);
-      Tensor dx = EmptyF32(shape), dg = Clone(dg0);
+      Tensor dx = EmptyF32(shape), dg = CopyOf(dg0);
       ASSERT_TRUE(cpu::RmsNormBackward(x, gamma, rstd, dy, dx, dg, mode).ok());
       Tensor d_dx = DeviceEmpty(shape), d_dg = ToDevice(dg0);
       ASSERT_TRUE(RmsNormBackward(stream(), d_x, d_gamma, ToDevice(rstd), ToDevice(dy), d_dx, d_dg,

@@ -16,18 +16,13 @@
 namespace strata::cuda {
 namespace {
 
+using testing::CopyOf;
 using testing::CudaKernelTest;
 using testing::EmptyF32;
 using testing::ExpectRelativeError;
 using testing::ExpectStatus;
 using testing::RandomTensor;
 using testing::ZerosF32;
-
-Tensor CopyOf(const Tensor& t) {
-  Tensor c = EmptyF32(t.shape());
-  EXPECT_TRUE(c.CopyFrom(t).ok());
-  return c;
-}
 
 // The all-reduce: the sum of the ranks' buffers (host tensors of one shape).
 Tensor SumOf(const std::vector<Tensor>& parts) {
