@@ -156,10 +156,7 @@ TEST_F(BatchNormCudaTest, FrozenMatchesTheCpuKernel) {
 // The launchers check their arguments before they touch the device, so this runs anywhere: a
 // device tensor here is a CUDA-tagged view of host bytes that no kernel ever reads.
 TEST(BatchNormCudaChecks, RefuseHostTensorsWrongShapesAndDTypes) {
-  std::vector<float> bytes(4096);
-  auto on_cuda = [&](const Shape& s, DType d = DType::kF32) {
-    return Tensor::Wrap(bytes.data(), s, d, Device::Cuda(0));
-  };
+  testing::CudaTaggedViews on_cuda;
   const Tensor x = on_cuda(Shape{2, 3, 4, 4}), c = on_cuda(Shape{3});
   const auto kBad = absl::StatusCode::kInvalidArgument;
   ExpectStatus(BatchNorm2dTrainForward(nullptr, EmptyF32(x.shape()), c, c, 1e-5f, x, c, c), kBad,

@@ -132,10 +132,7 @@ TEST_F(Conv2dCudaTest, BackwardMatchesTheCpuKernelInBothGradModes) {
 // The launchers check their arguments before they touch the device, so this runs anywhere: a
 // device tensor here is a CUDA-tagged view of host bytes that no kernel ever reads.
 TEST(Conv2dCudaChecks, RefuseHostTensorsWrongShapesAndDTypes) {
-  std::vector<float> bytes(8192);
-  auto on_cuda = [&](const Shape& s, DType d = DType::kF32) {
-    return Tensor::Wrap(bytes.data(), s, d, Device::Cuda(0));
-  };
+  testing::CudaTaggedViews on_cuda;
   const Conv2dParams p{.pad_h = 1, .pad_w = 1};
   const Tensor x = on_cuda(Shape{2, 4, 6, 6}), w = on_cuda(Shape{8, 4, 3, 3});
   const Tensor y = on_cuda(Shape{2, 8, 6, 6}), b = on_cuda(Shape{8});

@@ -112,10 +112,7 @@ TEST_F(SoftmaxCrossEntropyCudaTest, ATargetOutOfRangeGivesNaN) {
 }
 
 TEST(SoftmaxCrossEntropyCudaChecks, RefuseHostTensorsWrongShapesAndOptions) {
-  std::vector<double> bytes(1024);
-  auto on_cuda = [&](const Shape& s, DType d = DType::kF32) {
-    return Tensor::Wrap(bytes.data(), s, d, Device::Cuda(0));
-  };
+  testing::CudaTaggedViews on_cuda;
   const Tensor logits = on_cuda(Shape{4, 8}), targets = on_cuda(Shape{4}, DType::kI64);
   const Tensor loss = on_cuda(Shape{1}), ws = on_cuda(Shape{64});
   ExpectStatus(SoftmaxCrossEntropy(nullptr, EmptyF32(Shape{4, 8}), targets, loss, Tensor(), ws),

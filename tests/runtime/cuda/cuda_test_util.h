@@ -19,6 +19,7 @@
 
 #include <memory>
 #include <random>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "gtest/gtest.h"
@@ -46,6 +47,21 @@ class CudaKernelTest : public ::testing::Test {
  private:
   std::unique_ptr<CachingAllocator> allocator_;
   CUstream_st* stream_ = nullptr;
+};
+
+// Device tensors for the argument-check tests (plain TEST, no device): each call is a CUDA-tagged
+// view of the same host bytes (32 KiB, 8-byte aligned), which the refused calls never read.
+//
+//   CudaTaggedViews on_cuda;
+//   ExpectStatus(cuda::GeluForward(nullptr, EmptyF32(Shape{4}), on_cuda(Shape{4})), ...);
+class CudaTaggedViews {
+ public:
+  Tensor operator()(const Shape& shape, DType dtype = DType::kF32) {
+    return Tensor::Wrap(bytes_.data(), shape, dtype, Device::Cuda(0));
+  }
+
+ private:
+  std::vector<double> bytes_ = std::vector<double>(4096);
 };
 
 // The norm-wise relative error max|got - want| / max|want| (f32 or f16/bf16 host tensors of one

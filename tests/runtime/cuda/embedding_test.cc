@@ -109,10 +109,7 @@ TEST_F(EmbeddingCudaTest, AnIdOutOfRangeGivesANaNRowAndIsSkippedByTheBackward) {
 }
 
 TEST(EmbeddingCudaChecks, RefuseHostTensorsWrongShapesAndDTypes) {
-  std::vector<float> bytes(256);
-  auto on_cuda = [&](const Shape& s, DType d = DType::kF32) {
-    return Tensor::Wrap(bytes.data(), s, d, Device::Cuda(0));
-  };
+  testing::CudaTaggedViews on_cuda;
   const Tensor ids = on_cuda(Shape{2, 3}, DType::kI32), table = on_cuda(Shape{10, 4});
   const Tensor out = on_cuda(Shape{2, 3, 4});
   ExpectStatus(EmbeddingForward(nullptr, ids, EmptyF32(Shape{10, 4}), out),

@@ -158,10 +158,7 @@ TEST_F(LayerNormCudaTest, ParameterGradientsAreBitwiseReproducible) {
 }
 
 TEST(LayerNormCudaChecks, RefuseHostTensorsWrongShapesAndSmallWorkspaces) {
-  std::vector<float> bytes(4096);
-  auto on_cuda = [&](const Shape& s, DType d = DType::kF32) {
-    return Tensor::Wrap(bytes.data(), s, d, Device::Cuda(0));
-  };
+  testing::CudaTaggedViews on_cuda;
   const Tensor x = on_cuda(Shape{4, 8}), g = on_cuda(Shape{8}), stats = on_cuda(Shape{4});
   ExpectStatus(LayerNormForward(nullptr, EmptyF32(Shape{4, 8}), g, g, 1e-5f, x, stats, stats),
                absl::StatusCode::kInvalidArgument,

@@ -123,10 +123,7 @@ TEST_F(PoolingCudaTest, GlobalAvgPoolMatchesTheCpuKernel) {
 // The launchers check their arguments before they touch the device, so these run anywhere: a
 // device tensor here is a CUDA-tagged view of host bytes that no kernel ever reads.
 TEST(PoolingCudaChecks, RefuseHostTensorsWrongShapesAndDTypes) {
-  std::vector<float> bytes(4096);
-  auto on_cuda = [&](const Shape& s, DType d = DType::kF32) {
-    return Tensor::Wrap(bytes.data(), s, d, Device::Cuda(0));
-  };
+  testing::CudaTaggedViews on_cuda;
   const Pool2dParams p{.kernel_h = 2, .kernel_w = 2, .stride_h = 2, .stride_w = 2};
   const Tensor x = on_cuda(Shape{1, 2, 4, 4}), y = on_cuda(Shape{1, 2, 2, 2});
   const Tensor host_x = EmptyF32(Shape{1, 2, 4, 4});

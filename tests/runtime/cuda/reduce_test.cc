@@ -79,10 +79,7 @@ TEST_F(ReduceCudaTest, NegativeDimensionsCountFromTheBack) {
 }
 
 TEST(ReduceCudaChecks, RefuseHostTensorsWrongShapesAndDimensions) {
-  std::vector<float> bytes(256);
-  auto on_cuda = [&](const Shape& s, DType d = DType::kF32) {
-    return Tensor::Wrap(bytes.data(), s, d, Device::Cuda(0));
-  };
+  testing::CudaTaggedViews on_cuda;
   const Tensor x = on_cuda(Shape{4, 5, 6}), out = on_cuda(Shape{4, 6});
   ExpectStatus(SumDim(nullptr, EmptyF32(Shape{4, 5, 6}), 1, out),
                absl::StatusCode::kInvalidArgument, {"SumDim", "x", "not on a CUDA device"});

@@ -77,10 +77,7 @@ TEST_F(RmsNormCudaTest, DxOverDyAndTheDeviceStatisticsOnTheCpu) {
 }
 
 TEST(RmsNormCudaChecks, RefuseHostTensorsWrongShapesAndSmallWorkspaces) {
-  std::vector<float> bytes(4096);
-  auto on_cuda = [&](const Shape& s, DType d = DType::kF32) {
-    return Tensor::Wrap(bytes.data(), s, d, Device::Cuda(0));
-  };
+  testing::CudaTaggedViews on_cuda;
   const Tensor x = on_cuda(Shape{4, 8}), g = on_cuda(Shape{8}), rstd = on_cuda(Shape{4});
   ExpectStatus(RmsNormForward(nullptr, EmptyF32(Shape{4, 8}), g, 1e-6f, x, rstd),
                absl::StatusCode::kInvalidArgument, {"RmsNormForward", "x", "not on a CUDA device"});

@@ -46,10 +46,7 @@ TEST_F(RotaryCudaTest, ForwardAndBackwardMatchTheCpuKernel) {
 }
 
 TEST(RotaryCudaChecks, RefuseHostTensorsAndWrongShapes) {
-  std::vector<float> bytes(1024);
-  auto on_cuda = [&](const Shape& s, DType d = DType::kF32) {
-    return Tensor::Wrap(bytes.data(), s, d, Device::Cuda(0));
-  };
+  testing::CudaTaggedViews on_cuda;
   const Tensor x = on_cuda(Shape{2, 4, 3, 8}), table = on_cuda(Shape{4, 8});
   ExpectStatus(RotaryForward(nullptr, EmptyF32(Shape{2, 4, 3, 8}), table, x),
                absl::StatusCode::kInvalidArgument, {"RotaryForward", "x", "not on a CUDA device"});

@@ -95,10 +95,7 @@ TEST_F(SoftmaxCudaTest, AnAllMinusInfinityRowGivesNaNLogSoftmaxAsOnTheCpu) {
 }
 
 TEST(SoftmaxCudaChecks, RefuseHostTensorsShapeMismatchesAndScalars) {
-  std::vector<float> bytes(64);
-  auto on_cuda = [&](const Shape& s, DType d = DType::kF32) {
-    return Tensor::Wrap(bytes.data(), s, d, Device::Cuda(0));
-  };
+  testing::CudaTaggedViews on_cuda;
   const Tensor x = on_cuda(Shape{4, 8});
   ExpectStatus(SoftmaxForward(nullptr, EmptyF32(Shape{4, 8}), x),
                absl::StatusCode::kInvalidArgument, {"SoftmaxForward", "x", "not on a CUDA device"});
