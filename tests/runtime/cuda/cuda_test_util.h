@@ -50,7 +50,7 @@ class CudaKernelTest : public ::testing::Test {
 };
 
 // Device tensors for the argument-check tests (plain TEST, no device): each call is a CUDA-tagged
-// view of the same host bytes (32 KiB, 8-byte aligned), which the refused calls never read.
+// view of the same host bytes (256 KiB, 8-byte aligned), which the refused calls never read.
 //
 //   CudaTaggedViews on_cuda;
 //   ExpectStatus(cuda::GeluForward(nullptr, EmptyF32(Shape{4}), on_cuda(Shape{4})), ...);
@@ -61,7 +61,7 @@ class CudaTaggedViews {
   }
 
  private:
-  std::vector<double> bytes_ = std::vector<double>(4096);
+  std::vector<double> bytes_ = std::vector<double>(1 << 15);
 };
 
 // The norm-wise relative error max|got - want| / max|want| (f32 or f16/bf16 host tensors of one

@@ -303,14 +303,11 @@ TEST_F(GemmCudaTest, RepeatedCallsAreBitwiseReproducible) {
 // device tensors are CUDA-tagged views of host bytes that nothing reads.
 class GemmCudaChecks : public ::testing::Test {
  protected:
-  Tensor OnCuda(const Shape& shape, DType dtype = DType::kF32) {
-    return Tensor::Wrap(bytes_.raw_data(), shape, dtype, Device::Cuda(0));
-  }
-  Tensor bytes_ = testing::EmptyF32(Shape{4096});
+  testing::CudaTaggedViews on_cuda;
 };
 
 TEST_F(GemmCudaChecks, RefuseHostTensorsTypesAndShapes) {
-  const Tensor a = OnCuda(Shape{4, 3}), b = OnCuda(Shape{3, 5}), out = OnCuda(Shape{4, 5});
+  const Tensor a = on_cuda(Shape{4, 3}), b = on_cuda(Shape{3, 5}), out = on_cuda(Shape{4, 5});
   const auto kInvalid = absl::StatusCode::kInvalidArgument;
   ExpectStatus(Matmul(nullptr, nullptr, testing::EmptyF32(Shape{4, 3}), b, out), kInvalid,
                {"Matmul", "a", "not on a CUDA device"});
@@ -318,21 +315,21 @@ TEST_F(GemmCudaChecks, RefuseHostTensorsTypesAndShapes) {
                {"Matmul", "b", "not on a CUDA device"});
   ExpectStatus(Matmul(nullptr, nullptr, a, b, testing::EmptyF32(Shape{4, 5})), kInvalid,
                {"Matmul", "out", "not on a CUDA device"});
-  ExpectStatus(Matmul(nullptr, nullptr, OnCuda(Shape{4, 3}, DType::kI32), b, out), kInvalid,
+  ExpectStatus(Matmul(nullptr, nullptr, on_cuda(Shape{4, 3}, DType::kI32), b, out), kInvalid,
                {"Matmul", "a", "expected f32, bf16 or f16"});
-  ExpectStatus(Matmul(nullptr, nullptr, OnCuda(Shape{4, 3}, DType::kBF16), b, out), kInvalid,
+  ExpectStatus(Matmul(nullptr, nullptr, on_cuda(Shape{4, 3}, DType::kBF16), b, out), kInvalid,
                {"Matmul", "b"});
-  ExpectStatus(Matmul(nullptr, nullptr, OnCuda(Shape{4, 3}, DType::kBF16),
-                      OnCuda(Shape{3, 5}, DType::kBF16), OnCuda(Shape{4, 5}, DType::kF16)),
+  ExpectStatus(Matmul(nullptr, nullptr, on_cuda(Shape{4, 3}, DType::kBF16),
+                      on_cuda(Shape{3, 5}, DType::kBF16), on_cuda(Shape{4, 5}, DType::kF16)),
                kInvalid, {"Matmul", "out", "expected f32 or bf16"});
-  ExpectStatus(Matmul(nullptr, nullptr, a, OnCuda(Shape{4, 5}), out), kInvalid,
+  ExpectStatus(Matmul(nullptr, nullptr, a, on_cuda(Shape{4, 5}), out), kInvalid,
                {"Matmul", "inner dimensions differ"});
-  ExpectStatus(Matmul(nullptr, nullptr, a, b, OnCuda(Shape{5, 4})), kInvalid,
+  ExpectStatus(Matmul(nullptr, nullptr, a, b, on_cuda(Shape{5, 4})), kInvalid,
                {"Matmul", "out", "expected [4, 5]"});
-  ExpectStatus(Matmul(nullptr, nullptr, OnCuda(Shape{2, 4, 3}), b, out), kInvalid,
+  ExpectStatus(Matmul(nullptr, nullptr, on_cuda(Shape{2, 4, 3}), b, out), kInvalid,
                {"Matmul", "a"});
   // No unit stride: every other element of every other row.
-  const Tensor no_unit = OnCuda(Shape{8, 6}).Slice(0, 0, 8, 2).value().Slice(1, 0, 6, 2).value();
+  const Tensor no_unit = on_cuda(Shape{8, 6}).Slice(0, 0, 8, 2).value().Slice(1, 0, 6, 2).value();
   ExpectStatus(Matmul(nullptr, nullptr, no_unit, b, out), kInvalid,
                {"Matmul", "a", "no unit stride"});
   // Well-formed, but no handle to run it with.
@@ -351,43 +348,43 @@ TEST(CublasStatusTest, NamesTheCallAndTheStatus) {
 }
 
 TEST_F(GemmCudaChecks, MatmulAddChecksBiasAndAddend) {
-  const Tensor a = OnCuda(Shape{4, 3}), b = OnCuda(Shape{3, 5}), out = OnCuda(Shape{4, 5});
+  const Tensor a = on_cuda(Shape{4, 3}), b = on_cuda(Shape{3, 5}), out = on_cuda(Shape{4, 5});
   const auto kInvalid = absl::StatusCode::kInvalidArgument;
-  ExpectStatus(MatmulAdd(nullptr, nullptr, a, b, OnCuda(Shape{4}), Tensor(), out), kInvalid,
+  ExpectStatus(MatmulAdd(nullptr, nullptr, a, b, on_cuda(Shape{4}), Tensor(), out), kInvalid,
                {"MatmulAdd", "bias"});
-  ExpectStatus(MatmulAdd(nullptr, nullptr, a, b, OnCuda(Shape{5}, DType::kBF16), Tensor(), out),
+  ExpectStatus(MatmulAdd(nullptr, nullptr, a, b, on_cuda(Shape{5}, DType::kBF16), Tensor(), out),
                kInvalid, {"MatmulAdd", "bias"});
   ExpectStatus(MatmulAdd(nullptr, nullptr, a, b, testing::EmptyF32(Shape{5}), Tensor(), out),
                kInvalid, {"MatmulAdd", "bias", "not on a CUDA device"});
-  ExpectStatus(MatmulAdd(nullptr, nullptr, a, b, Tensor(), OnCuda(Shape{5, 4}), out), kInvalid,
+  ExpectStatus(MatmulAdd(nullptr, nullptr, a, b, Tensor(), on_cuda(Shape{5, 4}), out), kInvalid,
                {"MatmulAdd", "addend"});
-  ExpectStatus(MatmulAdd(nullptr, nullptr, OnCuda(Shape{5, 3}), OnCuda(Shape{3, 4}), Tensor(),
-                         OnCuda(Shape{5, 4}), out.Transpose(0, 1).value()),
+  ExpectStatus(MatmulAdd(nullptr, nullptr, on_cuda(Shape{5, 3}), on_cuda(Shape{3, 4}), Tensor(),
+                         on_cuda(Shape{5, 4}), out.Transpose(0, 1).value()),
                kInvalid, {"MatmulAdd", "transposed view", "addend needs row-major out"});
 }
 
 TEST_F(GemmCudaChecks, BatchedAndBackwardChecks) {
   const auto kInvalid = absl::StatusCode::kInvalidArgument;
-  ExpectStatus(BatchedMatmul(nullptr, nullptr, OnCuda(Shape{2, 4, 3}), OnCuda(Shape{3, 3, 5}),
-                             OnCuda(Shape{2, 4, 5})),
+  ExpectStatus(BatchedMatmul(nullptr, nullptr, on_cuda(Shape{2, 4, 3}), on_cuda(Shape{3, 3, 5}),
+                             on_cuda(Shape{2, 4, 5})),
                kInvalid, {"BatchedMatmul", "batch sizes differ"});
-  ExpectStatus(BatchedMatmul(nullptr, nullptr, OnCuda(Shape{2, 4, 3}), OnCuda(Shape{2, 3, 5}),
-                             OnCuda(Shape{1, 4, 5})),
+  ExpectStatus(BatchedMatmul(nullptr, nullptr, on_cuda(Shape{2, 4, 3}), on_cuda(Shape{2, 3, 5}),
+                             on_cuda(Shape{1, 4, 5})),
                kInvalid, {"BatchedMatmul", "batch sizes differ"});
-  const Tensor one = OnCuda(Shape{1, 4, 5});
+  const Tensor one = on_cuda(Shape{1, 4, 5});
   const Tensor aliased =
       Tensor::View(one.storage(), Shape{2, 4, 5}, {0, 5, 1}, 0, DType::kF32).value();
-  ExpectStatus(BatchedMatmul(nullptr, nullptr, OnCuda(Shape{2, 4, 3}), OnCuda(Shape{2, 3, 5}),
-                             aliased),
-               kInvalid, {"BatchedMatmul", "out", "alias one matrix"});
-  const Tensor a = OnCuda(Shape{4, 3}), b = OnCuda(Shape{3, 5}), dout = OnCuda(Shape{4, 5});
-  ExpectStatus(MatmulBackward(nullptr, nullptr, a, b, dout, OnCuda(Shape{3, 4}), Tensor()),
+  ExpectStatus(
+      BatchedMatmul(nullptr, nullptr, on_cuda(Shape{2, 4, 3}), on_cuda(Shape{2, 3, 5}), aliased),
+      kInvalid, {"BatchedMatmul", "out", "alias one matrix"});
+  const Tensor a = on_cuda(Shape{4, 3}), b = on_cuda(Shape{3, 5}), dout = on_cuda(Shape{4, 5});
+  ExpectStatus(MatmulBackward(nullptr, nullptr, a, b, dout, on_cuda(Shape{3, 4}), Tensor()),
                kInvalid, {"MatmulBackward", "da"});
-  ExpectStatus(MatmulBackward(nullptr, nullptr, a, b, dout, Tensor(), OnCuda(Shape{5, 3})),
+  ExpectStatus(MatmulBackward(nullptr, nullptr, a, b, dout, Tensor(), on_cuda(Shape{5, 3})),
                kInvalid, {"MatmulBackward", "db"});
-  ExpectStatus(MatmulBackward(nullptr, nullptr, a, b, OnCuda(Shape{5, 4}), Tensor(), Tensor()),
+  ExpectStatus(MatmulBackward(nullptr, nullptr, a, b, on_cuda(Shape{5, 4}), Tensor(), Tensor()),
                kInvalid, {"MatmulBackward", "dout"});
-  ExpectStatus(MatmulBackward(nullptr, nullptr, OnCuda(Shape{4}), b, dout, Tensor(), Tensor()),
+  ExpectStatus(MatmulBackward(nullptr, nullptr, on_cuda(Shape{4}), b, dout, Tensor(), Tensor()),
                kInvalid, {"MatmulBackward", "rank 2 or 3"});
   ExpectStatus(MatmulBackward(nullptr, nullptr, a, b, dout, testing::EmptyF32(Shape{4, 3}),
                               Tensor()),

@@ -177,35 +177,33 @@ TEST_F(LinearCudaTest, BackwardIntoXItselfAndManyRows) {
 
 class LinearCudaChecks : public ::testing::Test {
  protected:
-  Tensor OnCuda(const Shape& shape, DType dtype = DType::kF32) {
-    return Tensor::Wrap(bytes_.raw_data(), shape, dtype, Device::Cuda(0));
-  }
-  Tensor bytes_ = testing::EmptyF32(Shape{4096});
+  testing::CudaTaggedViews on_cuda;
 };
 
 TEST_F(LinearCudaChecks, ForwardRefusals) {
   const auto kInvalid = absl::StatusCode::kInvalidArgument;
-  const Tensor x = OnCuda(Shape{2, 3, 8}), w = OnCuda(Shape{5, 8}), b = OnCuda(Shape{5});
-  const Tensor y = OnCuda(Shape{2, 3, 5});
+  const Tensor x = on_cuda(Shape{2, 3, 8}), w = on_cuda(Shape{5, 8}), b = on_cuda(Shape{5});
+  const Tensor y = on_cuda(Shape{2, 3, 5});
   ExpectStatus(LinearForward(nullptr, nullptr, x, testing::EmptyF32(Shape{5, 8}), b, y), kInvalid,
                {"LinearForward", "w", "not on a CUDA device"});
   ExpectStatus(LinearForward(nullptr, nullptr, testing::EmptyF32(Shape{2, 3, 8}), w, b, y),
                kInvalid, {"LinearForward", "x", "not on a CUDA device"});
-  ExpectStatus(LinearForward(nullptr, nullptr, OnCuda(Shape{2, 3, 7}), w, b, y), kInvalid,
+  ExpectStatus(LinearForward(nullptr, nullptr, on_cuda(Shape{2, 3, 7}), w, b, y), kInvalid,
                {"LinearForward", "x", "last dimension of 8"});
-  ExpectStatus(LinearForward(nullptr, nullptr, OnCuda(Shape{2, 3, 8}, DType::kBF16), w, b, y),
+  ExpectStatus(LinearForward(nullptr, nullptr, on_cuda(Shape{2, 3, 8}, DType::kBF16), w, b, y),
                kInvalid, {"LinearForward", "x"});
-  ExpectStatus(LinearForward(nullptr, nullptr, x, OnCuda(Shape{5, 8}, DType::kI32), b, y),
+  ExpectStatus(LinearForward(nullptr, nullptr, x, on_cuda(Shape{5, 8}, DType::kI32), b, y),
                kInvalid, {"LinearForward", "w", "expected f32, bf16 or f16"});
-  ExpectStatus(LinearForward(nullptr, nullptr, x, w, OnCuda(Shape{4}), y), kInvalid,
+  ExpectStatus(LinearForward(nullptr, nullptr, x, w, on_cuda(Shape{4}), y), kInvalid,
                {"LinearForward", "b"});
-  ExpectStatus(LinearForward(nullptr, nullptr, x, w, b, OnCuda(Shape{3, 3, 5})), kInvalid,
+  ExpectStatus(LinearForward(nullptr, nullptr, x, w, b, on_cuda(Shape{3, 3, 5})), kInvalid,
                {"LinearForward", "differ in leading dimensions"});
   ExpectStatus(LinearForward(nullptr, nullptr, x, w, b, y, y), kInvalid,
                {"LinearForward", "residual is y itself"});
-  ExpectStatus(LinearForward(nullptr, nullptr, x, w, b, y, OnCuda(Shape{2, 3, 5}, DType::kBF16)),
+  ExpectStatus(LinearForward(nullptr, nullptr, x, w, b, y, on_cuda(Shape{2, 3, 5}, DType::kBF16)),
                kInvalid, {"LinearForward", "residual"});
-  const Tensor no_unit = OnCuda(Shape{10, 16}).Slice(0, 0, 10, 2).value().Slice(1, 0, 16, 2).value();
+  const Tensor no_unit =
+      on_cuda(Shape{10, 16}).Slice(0, 0, 10, 2).value().Slice(1, 0, 16, 2).value();
   ExpectStatus(LinearForward(nullptr, nullptr, x, no_unit, b, y), kInvalid,
                {"LinearForward", "w", "no unit stride"});
   // Well-formed, but no handle to run it with.
@@ -215,23 +213,24 @@ TEST_F(LinearCudaChecks, ForwardRefusals) {
 
 TEST_F(LinearCudaChecks, BackwardChecksEveryOutputFirst) {
   const auto kInvalid = absl::StatusCode::kInvalidArgument;
-  const Tensor x = OnCuda(Shape{6, 8}), w = OnCuda(Shape{5, 8}), dy = OnCuda(Shape{6, 5});
-  const Tensor dx = OnCuda(Shape{6, 8}), dw = OnCuda(Shape{5, 8}), db = OnCuda(Shape{5});
+  const Tensor x = on_cuda(Shape{6, 8}), w = on_cuda(Shape{5, 8}), dy = on_cuda(Shape{6, 5});
+  const Tensor dx = on_cuda(Shape{6, 8}), dw = on_cuda(Shape{5, 8}), db = on_cuda(Shape{5});
   ExpectStatus(LinearBackward(nullptr, nullptr, Tensor(), w, dy, dx, dw, db), kInvalid,
                {"LinearBackward", "dw needs x"});
-  ExpectStatus(LinearBackward(nullptr, nullptr, x, w, OnCuda(Shape{6, 4}), dx, dw, db), kInvalid,
+  ExpectStatus(LinearBackward(nullptr, nullptr, x, w, on_cuda(Shape{6, 4}), dx, dw, db), kInvalid,
                {"LinearBackward", "dy"});
-  ExpectStatus(LinearBackward(nullptr, nullptr, x, w, dy, OnCuda(Shape{6, 7}), dw, db), kInvalid,
+  ExpectStatus(LinearBackward(nullptr, nullptr, x, w, dy, on_cuda(Shape{6, 7}), dw, db), kInvalid,
                {"LinearBackward", "dx"});
-  ExpectStatus(LinearBackward(nullptr, nullptr, x, w, dy, dx, OnCuda(Shape{8, 5}), db), kInvalid,
+  ExpectStatus(LinearBackward(nullptr, nullptr, x, w, dy, dx, on_cuda(Shape{8, 5}), db), kInvalid,
                {"LinearBackward", "dw"});
-  ExpectStatus(LinearBackward(nullptr, nullptr, x, w, dy, dx, dw, OnCuda(Shape{5}, DType::kBF16)),
+  ExpectStatus(LinearBackward(nullptr, nullptr, x, w, dy, dx, dw, on_cuda(Shape{5}, DType::kBF16)),
                kInvalid, {"LinearBackward", "db"});
   ExpectStatus(LinearBackward(nullptr, nullptr, x, w, dy, dx, dw, testing::EmptyF32(Shape{5})),
                kInvalid, {"LinearBackward", "db", "not on a CUDA device"});
-  ExpectStatus(LinearBackward(nullptr, nullptr, x, w, dy, dx, OnCuda(Shape{5, 8}, DType::kF16), db),
-               kInvalid, {"LinearBackward", "dw"});
-  ExpectStatus(LinearBackward(nullptr, nullptr, OnCuda(Shape{7, 8}), w, dy, dx, dw, db), kInvalid,
+  ExpectStatus(
+      LinearBackward(nullptr, nullptr, x, w, dy, dx, on_cuda(Shape{5, 8}, DType::kF16), db),
+      kInvalid, {"LinearBackward", "dw"});
+  ExpectStatus(LinearBackward(nullptr, nullptr, on_cuda(Shape{7, 8}), w, dy, dx, dw, db), kInvalid,
                {"LinearBackward", "differ in leading dimensions"});
 }
 
