@@ -14,6 +14,7 @@
 #include "runtime/cpu/gemm.h"
 #include "runtime/cuda/blas_handle.h"
 #include "tests/runtime/cpu/kernel_test_util.h"
+#include "tests/runtime/cuda/blas_test_util.h"
 #include "tests/runtime/cuda/cuda_test_util.h"
 
 namespace strata::cuda {
@@ -41,21 +42,8 @@ struct Layout {
   int64_t pad = 0;  // extra elements per stored row of a, b and out
 };
 
-class GemmCudaTest : public testing::CudaKernelTest {
+class GemmCudaTest : public testing::CublasKernelTest {
  protected:
-  void SetUp() override {
-    CudaKernelTest::SetUp();
-    if (IsSkipped()) return;
-    absl::StatusOr<std::unique_ptr<CublasHandle>> h = CublasHandle::Create(0);
-    ASSERT_TRUE(h.ok()) << h.status();
-    blas_ = std::move(*h);
-  }
-  void TearDown() override {
-    blas_.reset();
-    CudaKernelTest::TearDown();
-  }
-  CublasHandle* blas() const { return blas_.get(); }
-
   // out = alpha op(a) op(b) + beta out on the device and on the CPU (on the same values, rounded
   // to `ab` and `out_dtype`), compared norm-wise.
   void CompareMatmul(int64_t m, int64_t n, int64_t k, bool ta, bool tb, const Layout& l,
@@ -86,8 +74,6 @@ class GemmCudaTest : public testing::CudaKernelTest {
     ExpectRelativeError(ToF32(got), ToF32(want), tolerance, "matmul");
   }
 
- private:
-  std::unique_ptr<CublasHandle> blas_;
 };
 
 constexpr std::tuple<int64_t, int64_t, int64_t> kShapes[] = {

@@ -12,6 +12,7 @@
 #include "runtime/cpu/linear.h"
 #include "runtime/cuda/blas_handle.h"
 #include "tests/runtime/cpu/kernel_test_util.h"
+#include "tests/runtime/cuda/blas_test_util.h"
 #include "tests/runtime/cuda/cuda_test_util.h"
 
 namespace strata::cuda {
@@ -23,24 +24,7 @@ using testing::RandomIn;
 using testing::RandomTensor;
 using testing::ToF32;
 
-class LinearCudaTest : public testing::CudaKernelTest {
- protected:
-  void SetUp() override {
-    CudaKernelTest::SetUp();
-    if (IsSkipped()) return;
-    absl::StatusOr<std::unique_ptr<CublasHandle>> h = CublasHandle::Create(0);
-    ASSERT_TRUE(h.ok()) << h.status();
-    blas_ = std::move(*h);
-  }
-  void TearDown() override {
-    blas_.reset();
-    CudaKernelTest::TearDown();
-  }
-  CublasHandle* blas() const { return blas_.get(); }
-
- private:
-  std::unique_ptr<CublasHandle> blas_;
-};
+class LinearCudaTest : public testing::CublasKernelTest {};
 
 // x's leading dims, in, out. No single-element y: with a bias and a residual one element can
 // cancel to near zero, and a norm-wise error over one element is then relative to almost nothing.
