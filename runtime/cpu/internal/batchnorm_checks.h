@@ -81,6 +81,19 @@ inline absl::Status CheckBatchNorm2dTrainForward(TensorCheck f32, const Tensor& 
   return absl::OkStatus();
 }
 
+// The backwards' x (N, C, H, W), gamma and the saved statistics (C), and dy like x.
+inline absl::Status CheckBatchNormBackwardInputs(TensorCheck f32, absl::string_view op,
+                                                 const Tensor& x, const Tensor& gamma,
+                                                 const Tensor& save_mean, const Tensor& save_rstd,
+                                                 const Tensor& dy) {
+  STRATA_RETURN_IF_ERROR(CheckBatchNormX(f32, op, x));
+  const Shape c_shape{x.dim(1)};
+  STRATA_RETURN_IF_ERROR(CheckWithShape(f32, op, "gamma", gamma, c_shape));
+  STRATA_RETURN_IF_ERROR(CheckWithShape(f32, op, "save_mean", save_mean, c_shape));
+  STRATA_RETURN_IF_ERROR(CheckWithShape(f32, op, "save_rstd", save_rstd, c_shape));
+  return CheckWithShape(f32, op, "dy", dy, x.shape());
+}
+
 // BatchNorm2dTrainBackward.
 inline absl::Status CheckBatchNorm2dTrainBackward(TensorCheck f32, const Tensor& x,
                                                   const Tensor& gamma, const Tensor& save_mean,
@@ -88,12 +101,9 @@ inline absl::Status CheckBatchNorm2dTrainBackward(TensorCheck f32, const Tensor&
                                                   const Tensor& dx, const Tensor& dgamma,
                                                   const Tensor& dbeta) {
   constexpr char kOp[] = "BatchNorm2dTrainBackward";
-  STRATA_RETURN_IF_ERROR(CheckBatchNormX(f32, kOp, x));
+  STRATA_RETURN_IF_ERROR(
+      CheckBatchNormBackwardInputs(f32, kOp, x, gamma, save_mean, save_rstd, dy));
   const Shape c_shape{x.dim(1)};
-  STRATA_RETURN_IF_ERROR(CheckWithShape(f32, kOp, "gamma", gamma, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckWithShape(f32, kOp, "save_mean", save_mean, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckWithShape(f32, kOp, "save_rstd", save_rstd, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckWithShape(f32, kOp, "dy", dy, x.shape()));
   if (dx.defined()) STRATA_RETURN_IF_ERROR(CheckWithShape(f32, kOp, "dx", dx, x.shape()));
   STRATA_RETURN_IF_ERROR(CheckOptionalC(f32, kOp, "dgamma", dgamma, c_shape));
   return CheckOptionalC(f32, kOp, "dbeta", dbeta, c_shape);
@@ -204,12 +214,8 @@ inline absl::Status CheckBatchNorm2dSyncedBackward(TensorCheck f32, const Tensor
                                                    const Tensor& save_rstd, const Tensor& dy,
                                                    const Tensor& grad_stats, const Tensor& dx) {
   constexpr char kOp[] = "BatchNorm2dSyncedBackward";
-  STRATA_RETURN_IF_ERROR(CheckBatchNormX(f32, kOp, x));
-  const Shape c_shape{x.dim(1)};
-  STRATA_RETURN_IF_ERROR(CheckWithShape(f32, kOp, "gamma", gamma, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckWithShape(f32, kOp, "save_mean", save_mean, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckWithShape(f32, kOp, "save_rstd", save_rstd, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckWithShape(f32, kOp, "dy", dy, x.shape()));
+  STRATA_RETURN_IF_ERROR(
+      CheckBatchNormBackwardInputs(f32, kOp, x, gamma, save_mean, save_rstd, dy));
   STRATA_RETURN_IF_ERROR(CheckSyncStats(f32, kOp, "grad_stats", grad_stats, x.dim(1), 0));
   return CheckWithShape(f32, kOp, "dx", dx, x.shape());
 }
