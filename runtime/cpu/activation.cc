@@ -281,10 +281,8 @@ absl::Status SwiGluForward(const Tensor& gate, const Tensor& up, const Tensor& o
 // silu'(g) = s (1 + g (1 - s)), s = sigmoid(g).
 absl::Status SwiGluBackward(const Tensor& gate, const Tensor& up, const Tensor& dout,
                             const Tensor& dgate, const Tensor& dup) {
-  constexpr char kOp[] = "SwiGluBackward";
-  STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType(kOp, {{"gate", &gate}, {"up", &up}, {"dout", &dout}}));
-  if (dgate.defined()) STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType(kOp, {{"gate", &gate}, {"dgate", &dgate}}));
-  if (dup.defined()) STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType(kOp, {{"gate", &gate}, {"dup", &dup}}));
+  STRATA_RETURN_IF_ERROR(
+      internal::CheckSwiGluBackward(internal::CheckOnHost, gate, up, dout, dgate, dup));
 #if defined(__AVX512F__)
   if (AllContiguousF32({&gate, &up, &dout}) && (!dgate.defined() || AllContiguousF32({&dgate})) &&
       (!dup.defined() || AllContiguousF32({&dup}))) {

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cblas.h"
+#include "runtime/cpu/internal/attention_checks.h"
 #include "runtime/cpu/internal/attention_kernels.h"
 #include "runtime/cpu/internal/vec_math.h"
 
@@ -52,37 +53,22 @@ HeadMatrix Head(const Tensor& t, int64_t b, int64_t h) {
   return {t.data<float>() + b * t.stride(0) + h * t.stride(1), t.stride(2)};
 }
 
+// f32 and host-addressable (CheckBhtd checks the strides).
+absl::Status CheckF32OnHost(absl::string_view op, absl::string_view name, const Tensor& t) {
+  STRATA_RETURN_IF_ERROR(CheckDType(op, name, t, DType::kF32));
+  return CheckHostAddressable(op, name, t);
+}
+
 absl::Status CheckBhtd(absl::string_view op, absl::string_view name, const Tensor& t,
                        const Tensor& like) {
-  STRATA_RETURN_IF_ERROR(CheckDType(op, name, t, DType::kF32));
-  STRATA_RETURN_IF_ERROR(CheckHostAddressable(op, name, t));
-  if (t.rank() != 4 || (like.defined() && t.shape() != like.shape())) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " is ", t.ToString(),
-                                                   like.defined() ? absl::StrCat(", expected shape ", like.shape().ToString())
-                                                                  : ", expected (B, H, T, D)"));
-  }
-  if (t.stride(3) != 1 && t.dim(3) > 1) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " is ", t.ToString(),
-                                                   ", whose last dimension (D) must have stride 1"));
-  }
-  return absl::OkStatus();
+  return internal::CheckBhtd(CheckF32OnHost, op, name, t, like);
 }
 
 absl::Status CheckCommon(absl::string_view op, const Tensor& q, const Tensor& k, const Tensor& v,
                          const Tensor& lse, float scale, absl::Span<float> workspace) {
-  STRATA_RETURN_IF_ERROR(CheckBhtd(op, "q", q, Tensor()));
-  STRATA_RETURN_IF_ERROR(CheckBhtd(op, "k", k, Tensor()));
-  if (k.dim(0) != q.dim(0) || k.dim(2) != q.dim(2) || k.dim(3) != q.dim(3) || k.dim(1) == 0 ||
-      q.dim(1) % k.dim(1) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        op, ": k is ", k.ToString(), " for q ", q.ToString(),
-        ", expected (B, H_kv, T, D) with the q heads a multiple of the key/value heads H_kv"));
-  }
-  STRATA_RETURN_IF_ERROR(CheckBhtd(op, "v", v, k));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, "lse", lse, Shape{q.dim(0), q.dim(1), q.dim(2)}));
-  if (!std::isfinite(scale) || scale <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": scale = ", scale, " must be finite and > 0"));
-  }
+  STRATA_RETURN_IF_ERROR(internal::CheckAttentionQkv(CheckF32OnHost, op, q, k, v));
+  STRATA_RETURN_IF_ERROR(
+      internal::CheckAttentionLseAndScale(CheckF32Contiguous, op, q, lse, scale));
   const int64_t need = PerThreadFloats(q.dim(2), q.dim(3));
   if (static_cast<int64_t>(workspace.size()) < need) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -389,10 +375,8 @@ absl::Status CausalAttentionBackward(const Tensor& q, const Tensor& k, const Ten
                                      float scale, absl::Span<float> workspace) {
   constexpr char kOp[] = "CausalAttentionBackward";
   STRATA_RETURN_IF_ERROR(CheckCommon(kOp, q, k, v, lse, scale, workspace));
-  STRATA_RETURN_IF_ERROR(CheckBhtd(kOp, "dout", dout, q));
-  STRATA_RETURN_IF_ERROR(CheckBhtd(kOp, "dq", dq, q));
-  STRATA_RETURN_IF_ERROR(CheckBhtd(kOp, "dk", dk, k));
-  STRATA_RETURN_IF_ERROR(CheckBhtd(kOp, "dv", dv, k));
+  STRATA_RETURN_IF_ERROR(
+      internal::CheckAttentionGrads(CheckF32OnHost, kOp, q, k, dout, dq, dk, dv));
   const int64_t B = q.dim(0), H = q.dim(1), T = q.dim(2), D = q.dim(3), Hkv = k.dim(1),
                 G = H / Hkv;
   const int threads = Threads(q, B * Hkv, workspace);

@@ -12,15 +12,8 @@ namespace {
 
 absl::Status CheckArgs(absl::string_view op, const Tensor& x, const Tensor& gamma,
                        const Tensor& mean, const Tensor& var, float eps) {
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, "x", x));
-  STRATA_RETURN_IF_ERROR(CheckRank(op, "x", x, 4));
-  const Shape c{x.dim(1)};
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, "gamma", gamma, c));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, "running_mean", mean, c));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, "running_var", var, c));
-  if (!(eps > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": eps = ", eps, " must be > 0"));
-  }
+  STRATA_RETURN_IF_ERROR(
+      internal::CheckBatchNormFrozenArgs(CheckF32Contiguous, op, x, gamma, mean, var, eps));
   const float* v = var.data<float>();
   for (int64_t i = 0; i < var.numel(); ++i) {
     if (!(v[i] >= 0)) {
@@ -37,22 +30,11 @@ absl::Status BatchNorm2dTrainForward(const Tensor& x, const Tensor& gamma, const
                                      float eps, const Tensor& y, const Tensor& save_mean,
                                      const Tensor& save_rstd, const Tensor& running_mean,
                                      const Tensor& running_var, float momentum) {
-  constexpr char kOp[] = "BatchNorm2dTrainForward";
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "x", x));
-  STRATA_RETURN_IF_ERROR(CheckRank(kOp, "x", x, 4));
-  const Shape c_shape{x.dim(1)};
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "gamma", gamma, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "beta", beta, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "y", y, x.shape()));
-  STRATA_RETURN_IF_ERROR(internal::CheckTrainForwardArgs(kOp, c_shape, save_mean, save_rstd,
-                                                         running_mean, running_var, eps, momentum));
+  STRATA_RETURN_IF_ERROR(internal::CheckBatchNorm2dTrainForward(
+      CheckF32Contiguous, x, gamma, beta, eps, y, save_mean, save_rstd, running_mean, running_var,
+      momentum));
   const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
   const int64_t count = n * hw;
-  if (count < 2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        kOp, ": x is ", x.shape().ToString(),
-        ", expected more than 1 value per channel (N * H * W) for batch statistics"));
-  }
   const float *xp = x.data<float>(), *g = gamma.data<float>(), *b = beta.data<float>();
   float* yp = y.data<float>();
   float* sm = save_mean.defined() ? save_mean.data<float>() : nullptr;
@@ -79,17 +61,8 @@ absl::Status BatchNorm2dTrainBackward(const Tensor& x, const Tensor& gamma,
                                       const Tensor& save_mean, const Tensor& save_rstd,
                                       const Tensor& dy, const Tensor& dx, const Tensor& dgamma,
                                       const Tensor& dbeta, GradMode mode) {
-  constexpr char kOp[] = "BatchNorm2dTrainBackward";
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "x", x));
-  STRATA_RETURN_IF_ERROR(CheckRank(kOp, "x", x, 4));
-  const Shape c_shape{x.dim(1)};
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "gamma", gamma, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "save_mean", save_mean, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "save_rstd", save_rstd, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dy", dy, x.shape()));
-  if (dx.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dx", dx, x.shape()));
-  STRATA_RETURN_IF_ERROR(internal::CheckOptionalC(kOp, "dgamma", dgamma, c_shape));
-  STRATA_RETURN_IF_ERROR(internal::CheckOptionalC(kOp, "dbeta", dbeta, c_shape));
+  STRATA_RETURN_IF_ERROR(internal::CheckBatchNorm2dTrainBackward(
+      CheckF32Contiguous, x, gamma, save_mean, save_rstd, dy, dx, dgamma, dbeta));
   const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
   const double count = static_cast<double>(n * hw);
   const float *xp = x.data<float>(), *g = gamma.data<float>(), *dyp = dy.data<float>();
@@ -149,11 +122,8 @@ absl::Status BatchNorm2dFrozenBackward(const Tensor& x, const Tensor& gamma,
   }
   const Tensor& like_x = x.defined() ? x : dy;
   STRATA_RETURN_IF_ERROR(CheckArgs(kOp, like_x, gamma, running_mean, running_var, eps));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dy", dy, like_x.shape()));
-  const Shape c_shape{like_x.dim(1)};
-  if (dx.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dx", dx, like_x.shape()));
-  if (dgamma.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dgamma", dgamma, c_shape));
-  if (dbeta.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dbeta", dbeta, c_shape));
+  STRATA_RETURN_IF_ERROR(
+      internal::CheckBatchNormFrozenGrads(CheckF32Contiguous, kOp, like_x, dy, dx, dgamma, dbeta));
   const int64_t n = like_x.dim(0), c = like_x.dim(1), hw = like_x.dim(2) * like_x.dim(3);
   const float *xp = x.defined() ? x.data<float>() : nullptr, *g = gamma.data<float>(),
               *dyp = dy.data<float>();

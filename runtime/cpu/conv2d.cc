@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cblas.h"
+#include "runtime/cpu/internal/conv2d_checks.h"
 
 namespace strata::cpu {
 namespace {
@@ -1146,11 +1147,8 @@ size_t Conv2dWorkspaceBytes(const Shape& x, const Shape& w, const Conv2dParams& 
 
 absl::Status Conv2dForward(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& y,
                            const Conv2dParams& p, absl::Span<float> workspace) {
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "x", x));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "w", w));
-  STRATA_ASSIGN_OR_RETURN(const Shape y_shape, Conv2dOutputShape(x.shape(), w.shape(), p));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "y", y, y_shape));
-  if (b.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "b", b, Shape{w.dim(0)}));
+  STRATA_ASSIGN_OR_RETURN(const Shape y_shape,
+                          internal::CheckConv2dForward(CheckF32Contiguous, kOp, x, w, b, y, p));
   const Geometry g = MakeGeometry(x.shape(), w.shape(), y_shape, p);
   STRATA_RETURN_IF_ERROR(CheckWorkspace(g, workspace.size()));
   const float* xp = x.data<float>();
@@ -1200,19 +1198,9 @@ absl::Status Conv2dForward(const Tensor& x, const Tensor& w, const Tensor& b, co
 absl::Status Conv2dBackward(const Tensor& x, const Tensor& w, const Tensor& dy, const Tensor& dx,
                             const Tensor& dw, const Tensor& db, const Conv2dParams& p,
                             absl::Span<float> workspace, GradMode mode) {
-  constexpr char kBack[] = "Conv2dBackward";
   if (!x.defined()) {
-    if (dw.defined()) return absl::InvalidArgumentError(absl::StrCat(kBack, ": dw needs x"));
-    STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kBack, "w", w));
-    // db alone is the per-channel sum of dy; with dx, dx stands for x's shape (never read).
-    if (db.defined()) {
-      STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kBack, "dy", dy));
-      STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kBack, "db", db, Shape{w.dim(0)}));
-      if (dy.rank() != 4 || dy.dim(1) != w.dim(0)) {
-        return absl::InvalidArgumentError(absl::StrCat(kBack, ": dy ", dy.ToString(),
-                                                       " does not match w ", w.ToString()));
-      }
-    }
+    STRATA_RETURN_IF_ERROR(
+        internal::CheckConv2dBackwardWithoutX(CheckF32Contiguous, w, dy, dw, db));
     if (dx.defined()) {
       STRATA_RETURN_IF_ERROR(Conv2dBackward(dx, w, dy, dx, Tensor(), Tensor(), p, workspace, mode));
     }
@@ -1230,13 +1218,8 @@ absl::Status Conv2dBackward(const Tensor& x, const Tensor& w, const Tensor& dy, 
     }
     return absl::OkStatus();
   }
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kBack, "x", x));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kBack, "w", w));
-  STRATA_ASSIGN_OR_RETURN(const Shape y_shape, Conv2dOutputShape(x.shape(), w.shape(), p));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kBack, "dy", dy, y_shape));
-  if (dx.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kBack, "dx", dx, x.shape()));
-  if (dw.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kBack, "dw", dw, w.shape()));
-  if (db.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kBack, "db", db, Shape{w.dim(0)}));
+  STRATA_ASSIGN_OR_RETURN(const Shape y_shape, internal::CheckConv2dBackward(CheckF32Contiguous, x,
+                                                                             w, dy, dx, dw, db, p));
   const Geometry g = MakeGeometry(x.shape(), w.shape(), y_shape, p);
   STRATA_RETURN_IF_ERROR(CheckWorkspace(g, workspace.size()));
   const bool accumulate = mode == GradMode::kAccumulate;

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/cpu/embedding.h"
+#include "runtime/cpu/internal/cross_entropy_checks.h"
 #include "runtime/cpu/internal/vec_math.h"
 
 namespace strata::cpu {
@@ -22,28 +23,12 @@ absl::Status SoftmaxCrossEntropy(const Tensor& logits, const Tensor& targets, co
                                  const Tensor& dlogits, float dloss, int64_t ignore_index,
                                  float label_smoothing) {
   constexpr char kOp[] = "SoftmaxCrossEntropy";
-  if (!(label_smoothing >= 0.0f && label_smoothing <= 1.0f)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kOp, ": label_smoothing = ", label_smoothing, " must be in [0, 1]"));
-  }
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "logits", logits));
-  if (logits.rank() < 1 || logits.dim(-1) == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kOp, ": logits ", logits.ToString(), " has no classes"));
-  }
+  STRATA_RETURN_IF_ERROR(
+      internal::CheckCrossEntropyLogits(CheckF32Contiguous, logits, label_smoothing));
   const int64_t v = logits.dim(-1), rows = logits.numel() / v;
   STRATA_RETURN_IF_ERROR(CheckIds(kOp, "targets", targets, v, ignore_index));
-  if (targets.numel() != rows) {
-    return absl::InvalidArgumentError(absl::StrCat(kOp, ": targets ", targets.ToString(), " has ",
-                                                   targets.numel(), " entries for ", rows,
-                                                   " rows of logits ", logits.ToString()));
-  }
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "loss", loss));
-  if (loss.numel() != 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kOp, ": loss is ", loss.ToString(), ", expected one element"));
-  }
-  if (dlogits.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dlogits", dlogits, logits.shape()));
+  STRATA_RETURN_IF_ERROR(
+      internal::CheckCrossEntropyOutputs(CheckF32Contiguous, logits, targets, loss, dlogits));
   int64_t count = 0;
   for (int64_t r = 0; r < rows; ++r) count += TargetAt(targets, r) != ignore_index;
   const float* lp = logits.data<float>();

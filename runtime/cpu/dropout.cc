@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cpu/internal/dropout_checks.h"
 #include "runtime/cpu/internal/elementwise_loop.h"
 #include "runtime/cpu/philox.h"
 
@@ -18,17 +19,6 @@ using internal::Store;
 // Elements per parallel chunk: a multiple of 4, so that a chunk shares a counter with its
 // neighbour only where first_index is not a multiple of 4 (harmless: draws are pure).
 constexpr int64_t kChunk = 4096;
-
-absl::Status Validate(absl::string_view op, const DropoutParams& d) {
-  if (!(d.p >= 0.0f && d.p < 1.0f)) {  // NaN fails too
-    return absl::InvalidArgumentError(absl::StrCat(op, ": p = ", d.p, " must be in [0, 1)"));
-  }
-  if (d.first_index < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(op, ": first_index = ", d.first_index, " must be >= 0"));
-  }
-  return absl::OkStatus();
-}
 
 // out = x * mask / (1 - p) over the elements in logical row-major order.
 template <typename T>
@@ -77,7 +67,7 @@ void CopyElements(const Tensor& x, const Tensor& out) {
 absl::Status Run(absl::string_view op, const char* in_name, const char* out_name, const Tensor& x,
                  const DropoutParams& d, const Tensor& out) {
   STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType(op, {{in_name, &x}, {out_name, &out}}));
-  STRATA_RETURN_IF_ERROR(Validate(op, d));
+  STRATA_RETURN_IF_ERROR(internal::CheckDropoutParams(op, d));
   const bool f32 = x.dtype() == DType::kF32;
   if (d.p == 0.0f) {  // nothing is dropped and nothing scaled: no draws
     f32 ? CopyElements<float>(x, out) : CopyElements<uint16_t>(x, out);

@@ -8,6 +8,7 @@
 
 namespace strata::cpu {
 
+using internal::CheckBias;
 using internal::CheckSameShapeAndDType;
 using internal::MapElements;
 
@@ -131,19 +132,6 @@ void BiasGradTyped(const Tensor& dout, const Tensor& dbias, bool accumulate) {
   const int64_t c = dbias.numel(), rows = c ? dout.numel() / c : 0;
   internal::ColumnSums(static_cast<const T*>(dout.raw_data()), rows, c,
                        static_cast<T*>(dbias.raw_data()), accumulate);
-}
-
-absl::Status CheckBias(absl::string_view op, absl::string_view x_name, const Tensor& x,
-                       absl::string_view b_name, const Tensor& b) {
-  STRATA_RETURN_IF_ERROR(CheckContiguous(op, x_name, x));
-  STRATA_RETURN_IF_ERROR(CheckContiguous(op, b_name, b));
-  if (x.rank() < 1 || b.rank() != 1 || b.dim(0) != x.dim(-1) || b.dtype() != x.dtype()) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", b_name, " is ", b.ToString(), ", but ",
-                                                   x_name, " ", x.ToString(), " needs ",
-                                                   DTypeName(x.dtype()), "[",
-                                                   x.rank() ? x.dim(-1) : 0, "]"));
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cpu/internal/embedding_checks.h"
 
 namespace strata::cpu {
 namespace {
@@ -11,13 +12,6 @@ namespace {
 inline int64_t IdAt(const Tensor& ids, int64_t i) {
   return ids.dtype() == DType::kI64 ? static_cast<const int64_t*>(ids.raw_data())[i]
                                     : static_cast<const int32_t*>(ids.raw_data())[i];
-}
-
-absl::Status CheckOut(absl::string_view op, absl::string_view name, const Tensor& ids,
-                      const Tensor& t, int64_t c) {
-  Dims dims(ids.shape().dims().begin(), ids.shape().dims().end());
-  dims.push_back(c);
-  return CheckF32Contiguous(op, name, t, Shape(dims));
 }
 
 }  // namespace
@@ -43,11 +37,10 @@ absl::Status CheckIds(absl::string_view op, absl::string_view name, const Tensor
 
 absl::Status EmbeddingForward(const Tensor& ids, const Tensor& table, const Tensor& out) {
   constexpr char kOp[] = "EmbeddingForward";
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "table", table));
-  STRATA_RETURN_IF_ERROR(CheckRank(kOp, "table", table, 2));
+  STRATA_RETURN_IF_ERROR(internal::CheckEmbeddingTable(CheckF32Contiguous, kOp, "table", table));
   const int64_t v = table.dim(0), c = table.dim(1);
   STRATA_RETURN_IF_ERROR(CheckIds(kOp, "ids", ids, v));
-  STRATA_RETURN_IF_ERROR(CheckOut(kOp, "out", ids, out, c));
+  STRATA_RETURN_IF_ERROR(internal::CheckEmbeddingRows(CheckF32Contiguous, kOp, "out", ids, out, c));
   const float* tp = table.data<float>();
   float* op = out.data<float>();
   const int64_t n = ids.numel();
@@ -61,11 +54,11 @@ absl::Status EmbeddingForward(const Tensor& ids, const Tensor& table, const Tens
 absl::Status EmbeddingBackward(const Tensor& ids, const Tensor& dout, const Tensor& dtable,
                                GradMode mode) {
   constexpr char kOp[] = "EmbeddingBackward";
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dtable", dtable));
-  STRATA_RETURN_IF_ERROR(CheckRank(kOp, "dtable", dtable, 2));
+  STRATA_RETURN_IF_ERROR(internal::CheckEmbeddingTable(CheckF32Contiguous, kOp, "dtable", dtable));
   const int64_t v = dtable.dim(0), c = dtable.dim(1);
   STRATA_RETURN_IF_ERROR(CheckIds(kOp, "ids", ids, v));
-  STRATA_RETURN_IF_ERROR(CheckOut(kOp, "dout", ids, dout, c));
+  STRATA_RETURN_IF_ERROR(
+      internal::CheckEmbeddingRows(CheckF32Contiguous, kOp, "dout", ids, dout, c));
   const float* dp = dout.data<float>();
   float* tp = dtable.data<float>();
   if (mode == GradMode::kOverwrite) std::fill(tp, tp + v * c, 0.0f);

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cblas.h"
+#include "runtime/cpu/internal/gemm_checks.h"
 #include "runtime/cpu/internal/sgemm.h"
 
 namespace strata::cpu {
@@ -19,18 +20,6 @@ struct Operand {
   int64_t ld;
   bool trans;  // relative to the row-major view
 };
-
-// The last two dims of t, (rows, cols) with strides (rs, cs): row-major when cs == 1, else
-// transposed when rs == 1.
-absl::StatusOr<Operand> Describe(absl::string_view op, absl::string_view name, const Tensor& t) {
-  const int64_t rows = t.dim(-2), cols = t.dim(-1), rs = t.stride(-2), cs = t.stride(-1);
-  // sgemm wants ld >= the stored row length even where a size-1 dimension makes it unused.
-  if (cs == 1 || cols == 1) return Operand{t.data<float>(), std::max<int64_t>({rs, cols, 1}), false};
-  if (rs == 1 || rows == 1) return Operand{t.data<float>(), std::max<int64_t>({cs, rows, 1}), true};
-  return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " is ", t.ToString(),
-                                                 ", whose matrix has no unit stride "
-                                                 "(call Contiguous)"));
-}
 
 // One checked product out = alpha * op(a) @ op(b) + beta * out, ready to run: every argument has
 // been validated, nothing has been written.
@@ -45,14 +34,10 @@ struct Gemm {
   int64_t c_rs, c_cs;        // out's strides, for the K = 0 case
 };
 
-// Names of the three operands in error messages (MatmulBackward passes "dout", "da", ...).
-struct Names {
-  absl::string_view a = "a", b = "b", out = "out";
-};
+using internal::GemmNames;
 
-absl::StatusOr<Gemm> Plan(absl::string_view op, const Tensor& a, const Tensor& b,
-                          const Tensor& out, int rank, bool trans_a, bool trans_b,
-                          const Names& names = {}) {
+absl::StatusOr<Gemm> Plan(absl::string_view op, const Tensor& a, const Tensor& b, const Tensor& out,
+                          int rank, bool trans_a, bool trans_b, const GemmNames& names = {}) {
   STRATA_RETURN_IF_ERROR(CheckDType(op, names.a, a, DType::kF32));
   STRATA_RETURN_IF_ERROR(CheckDType(op, names.b, b, DType::kF32));
   STRATA_RETURN_IF_ERROR(CheckDType(op, names.out, out, DType::kF32));
@@ -62,45 +47,13 @@ absl::StatusOr<Gemm> Plan(absl::string_view op, const Tensor& a, const Tensor& b
   STRATA_RETURN_IF_ERROR(CheckHostAddressable(op, names.a, a));
   STRATA_RETURN_IF_ERROR(CheckHostAddressable(op, names.b, b));
   STRATA_RETURN_IF_ERROR(CheckHostAddressable(op, names.out, out));
+  STRATA_ASSIGN_OR_RETURN(const internal::GemmLayout l,
+                          internal::CheckGemmLayout(op, a, b, out, rank, trans_a, trans_b, names));
   Gemm g;
-  g.m = trans_a ? a.dim(-1) : a.dim(-2);
-  g.k = trans_a ? a.dim(-2) : a.dim(-1);
-  const int64_t kb = trans_b ? b.dim(-1) : b.dim(-2);
-  g.n = trans_b ? b.dim(-2) : b.dim(-1);
-  if (g.k != kb) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        op, ": inner dimensions differ: ", names.a, " ", a.ToString(),
-        (trans_a ? " (transposed)" : ""), " has ", g.k, ", ", names.b, " ", b.ToString(),
-        (trans_b ? " (transposed)" : ""), " has ", kb));
-  }
-  if (rank == 3 && (a.dim(0) != b.dim(0) || out.dim(0) != a.dim(0))) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": batch sizes differ: ", names.a, " ",
-                                                   a.ToString(), ", ", names.b, " ", b.ToString(),
-                                                   ", ", names.out, " ", out.ToString()));
-  }
-  if (out.dim(-2) != g.m || out.dim(-1) != g.n) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        op, ": ", names.out, " is ", out.ToString(), ", expected [",
-        rank == 3 ? absl::StrCat(a.dim(0), ", ") : "", g.m, ", ", g.n, "]"));
-  }
-  if (rank == 3 && out.dim(0) > 1 && out.stride(0) == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", names.out, " is ", out.ToString(),
-                                                   ", whose batch entries all alias one matrix"));
-  }
-  STRATA_ASSIGN_OR_RETURN(g.a, Describe(op, names.a, a));
-  STRATA_ASSIGN_OR_RETURN(g.b, Describe(op, names.b, b));
-  STRATA_ASSIGN_OR_RETURN(const Operand c, Describe(op, names.out, out));
-  g.a.trans = g.a.trans != trans_a;
-  g.b.trans = g.b.trans != trans_b;
+  internal::SetGemmLayout(l, &g);
+  g.a.data = a.data<float>();
+  g.b.data = b.data<float>();
   g.c = out.data<float>();
-  g.ldc = c.ld;
-  g.c_trans = c.trans;
-  g.batch = rank == 3 ? a.dim(0) : 1;
-  g.a_bs = rank == 3 ? a.stride(0) : 0;
-  g.b_bs = rank == 3 ? b.stride(0) : 0;
-  g.c_bs = rank == 3 ? out.stride(0) : 0;
-  g.c_rs = out.stride(-2);
-  g.c_cs = out.stride(-1);
   return g;
 }
 
@@ -238,30 +191,9 @@ absl::Status BatchedMatmul(const Tensor& a, const Tensor& b, const Tensor& out, 
 
 absl::Status MatmulBackward(const Tensor& a, const Tensor& b, const Tensor& dout, const Tensor& da,
                             const Tensor& db, bool trans_a, bool trans_b) {
-  constexpr char kOp[] = "MatmulBackward";
-  STRATA_RETURN_IF_ERROR(CheckDefined(kOp, "a", a));
-  const int rank = a.rank();
-  if (rank != 2 && rank != 3) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kOp, ": a is ", a.ToString(), ", expected rank 2 or 3 (batched)"));
-  }
-  // The forward product checks a, b and dout against each other, with no output written.
-  STRATA_RETURN_IF_ERROR(Plan(kOp, a, b, dout, rank, trans_a, trans_b, {"a", "b", "dout"}).status());
-  // out = A B with A = op(a), B = op(b): dA = dout B^T, dB = A^T dout; a stored transposed gets
-  // the transpose of its gradient, computed directly as the transposed product.
   Gemm ga{}, gb{};
-  if (da.defined()) {
-    STRATA_RETURN_IF_ERROR(CheckShape(kOp, "da", da, a.shape()));
-    STRATA_ASSIGN_OR_RETURN(
-        ga, !trans_a ? Plan(kOp, dout, b, da, rank, false, !trans_b, {"dout", "b", "da"})   // dout B^T
-                     : Plan(kOp, b, dout, da, rank, trans_b, true, {"b", "dout", "da"}));  // B dout^T
-  }
-  if (db.defined()) {
-    STRATA_RETURN_IF_ERROR(CheckShape(kOp, "db", db, b.shape()));
-    STRATA_ASSIGN_OR_RETURN(
-        gb, !trans_b ? Plan(kOp, a, dout, db, rank, !trans_a, false, {"a", "dout", "db"})   // A^T dout
-                     : Plan(kOp, dout, a, db, rank, true, trans_a, {"dout", "a", "db"}));  // dout^T A
-  }
+  STRATA_RETURN_IF_ERROR(
+      internal::PlanMatmulBackward(a, b, dout, da, db, trans_a, trans_b, Plan, &ga, &gb));
   if (da.defined()) Run(ga, 1.0f, 0.0f);
   if (db.defined()) Run(gb, 1.0f, 0.0f);
   return absl::OkStatus();

@@ -6,29 +6,12 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cpu/internal/norm_checks.h"
 
 namespace strata::cpu {
 namespace {
 
 constexpr int64_t kParallelThreshold = 1 << 14;
-
-absl::Status CheckStats(absl::string_view op, absl::string_view name, const Tensor& t,
-                        int64_t rows) {
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, name, t));
-  if (t.numel() != rows) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " is ", t.ToString(), ", expected ",
-                                                   rows, " elements (one per row)"));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckInput(absl::string_view op, const Tensor& x, const Tensor& gamma) {
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, "x", x));
-  if (x.rank() < 1 || x.dim(-1) == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": x ", x.ToString(), " has no features"));
-  }
-  return CheckF32Contiguous(op, "gamma", gamma, Shape{x.dim(-1)});
-}
 
 // Rows wider than this take two passes (see Note [one pass for the layer-norm gradient]); the
 // one-pass accumulators live on the stack, 2 x 16 KiB per thread.
@@ -84,14 +67,9 @@ void ParameterGradsByColumnBlocks(const float* xp, const float* dyp, const float
 
 absl::Status LayerNormForward(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
                               const Tensor& y, const Tensor& mean, const Tensor& rstd) {
-  constexpr char kOp[] = "LayerNormForward";
-  STRATA_RETURN_IF_ERROR(CheckInput(kOp, x, gamma));
+  STRATA_RETURN_IF_ERROR(
+      internal::CheckLayerNormForward(CheckF32Contiguous, x, gamma, beta, eps, y, mean, rstd));
   const int64_t c = x.dim(-1), rows = x.numel() / c;
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "beta", beta, Shape{c}));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "y", y, x.shape()));
-  STRATA_RETURN_IF_ERROR(CheckStats(kOp, "mean", mean, rows));
-  STRATA_RETURN_IF_ERROR(CheckStats(kOp, "rstd", rstd, rows));
-  if (!(eps > 0)) return absl::InvalidArgumentError(absl::StrCat(kOp, ": eps = ", eps, " must be > 0"));
   const float *xp = x.data<float>(), *g = gamma.data<float>(), *b = beta.data<float>();
   float *yp = y.data<float>(), *mp = mean.data<float>(), *rp = rstd.data<float>();
 #pragma omp parallel for schedule(static) if (x.numel() > kParallelThreshold)
@@ -118,21 +96,9 @@ absl::Status LayerNormBackward(const Tensor& x, const Tensor& gamma, const Tenso
                                const Tensor& rstd, const Tensor& dy, const Tensor& dx,
                                const Tensor& dgamma, const Tensor& dbeta, GradMode mode,
                                const Tensor& residual) {
-  constexpr char kOp[] = "LayerNormBackward";
-  STRATA_RETURN_IF_ERROR(CheckInput(kOp, x, gamma));
+  STRATA_RETURN_IF_ERROR(internal::CheckLayerNormBackward(CheckF32Contiguous, x, gamma, mean, rstd,
+                                                          dy, dx, dgamma, dbeta, residual));
   const int64_t c = x.dim(-1), rows = x.numel() / c;
-  STRATA_RETURN_IF_ERROR(CheckStats(kOp, "mean", mean, rows));
-  STRATA_RETURN_IF_ERROR(CheckStats(kOp, "rstd", rstd, rows));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dy", dy, x.shape()));
-  if (dx.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dx", dx, x.shape()));
-  if (dgamma.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dgamma", dgamma, Shape{c}));
-  if (dbeta.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dbeta", dbeta, Shape{c}));
-  if (residual.defined()) {
-    if (!dx.defined()) {
-      return absl::InvalidArgumentError(absl::StrCat(kOp, ": residual is given but dx is not"));
-    }
-    STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "residual", residual, x.shape()));
-  }
   const float *xp = x.data<float>(), *g = gamma.data<float>(), *dyp = dy.data<float>();
   const float *mp = mean.data<float>(), *rp = rstd.data<float>();
   float* dg = dgamma.defined() ? dgamma.data<float>() : nullptr;

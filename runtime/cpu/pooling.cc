@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cpu/internal/pooling_checks.h"
 
 namespace strata::cpu {
 namespace {
@@ -15,10 +16,8 @@ struct PoolGeometry {
 absl::StatusOr<PoolGeometry> Check(absl::string_view op, const Tensor& x_like, const Tensor& y_like,
                                    const Pool2dParams& p, absl::string_view x_name,
                                    absl::string_view y_name) {
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, x_name, x_like));
-  STRATA_RETURN_IF_ERROR(CheckRank(op, x_name, x_like, 4));
-  STRATA_ASSIGN_OR_RETURN(const Shape y_shape, Pool2dOutputShape(x_like.shape(), p));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, y_name, y_like, y_shape));
+  STRATA_ASSIGN_OR_RETURN(const Shape y_shape, internal::CheckPool2d(CheckF32Contiguous, op, x_like,
+                                                                     y_like, p, x_name, y_name));
   return PoolGeometry{x_like.dim(0) * x_like.dim(1), x_like.dim(2), x_like.dim(3), y_shape[2],
                       y_shape[3]};
 }
@@ -156,14 +155,8 @@ absl::Status AvgPool2dBackward(const Tensor& dy, const Tensor& dx, const Pool2dP
 }
 
 absl::Status GlobalAvgPoolForward(const Tensor& x, const Tensor& y) {
-  constexpr char kOp[] = "GlobalAvgPoolForward";
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "x", x));
-  STRATA_RETURN_IF_ERROR(CheckRank(kOp, "x", x, 4));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "y", y, Shape{x.dim(0), x.dim(1)}));
+  STRATA_RETURN_IF_ERROR(internal::CheckGlobalAvgPoolForward(CheckF32Contiguous, x, y));
   const int64_t planes = x.dim(0) * x.dim(1), hw = x.dim(2) * x.dim(3);
-  if (hw == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(kOp, ": x ", x.ToString(), " has no pixels"));
-  }
   const float* xp = x.data<float>();
   float* yp = y.data<float>();
 #pragma omp parallel for schedule(static) if (planes * hw > (1 << 14))
@@ -177,10 +170,7 @@ absl::Status GlobalAvgPoolForward(const Tensor& x, const Tensor& y) {
 }
 
 absl::Status GlobalAvgPoolBackward(const Tensor& dy, const Tensor& dx) {
-  constexpr char kOp[] = "GlobalAvgPoolBackward";
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dx", dx));
-  STRATA_RETURN_IF_ERROR(CheckRank(kOp, "dx", dx, 4));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dy", dy, Shape{dx.dim(0), dx.dim(1)}));
+  STRATA_RETURN_IF_ERROR(internal::CheckGlobalAvgPoolBackward(CheckF32Contiguous, dy, dx));
   const int64_t planes = dx.dim(0) * dx.dim(1), hw = dx.dim(2) * dx.dim(3);
   const float* dyp = dy.data<float>();
   float* dxp = dx.data<float>();

@@ -5,50 +5,24 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/cpu/internal/elementwise_loop.h"
+#include "runtime/cpu/internal/reduce_checks.h"
 
 namespace strata::cpu {
 namespace {
 
-// `full` viewed as (outer, n, inner) around dimension `dim`; `reduced` must be full's shape
-// without that dimension.
-struct Around {
-  int64_t outer = 1, n = 1, inner = 1;
-};
+using internal::ReduceAround;
 
-absl::StatusOr<Around> CheckAround(absl::string_view op, absl::string_view full_name,
-                                   const Tensor& full, int dim, absl::string_view reduced_name,
-                                   const Tensor& reduced) {
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, full_name, full));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, reduced_name, reduced));
-  const int rank = full.rank();
-  const int d = dim < 0 ? dim + rank : dim;
-  if (d < 0 || d >= rank) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": dim ", dim, " is out of range for ",
-                                                   full_name, " ", full.ToString()));
-  }
-  std::vector<int64_t> expected;
-  Around a;
-  for (int i = 0; i < rank; ++i) {
-    if (i == d) {
-      a.n = full.dim(i);
-      continue;
-    }
-    expected.push_back(full.dim(i));
-    (i < d ? a.outer : a.inner) *= full.dim(i);
-  }
-  if (reduced.shape() != Shape(expected)) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", reduced_name, " is ",
-                                                   reduced.ToString(), ", expected ",
-                                                   Shape(expected).ToString(), " (", full_name, " ",
-                                                   full.ToString(), " without dim ", dim, ")"));
-  }
-  return a;
+absl::StatusOr<ReduceAround> CheckAround(absl::string_view op, absl::string_view full_name,
+                                         const Tensor& full, int dim,
+                                         absl::string_view reduced_name, const Tensor& reduced) {
+  return internal::CheckReduceAround(CheckF32Contiguous, op, full_name, full, dim, reduced_name,
+                                     reduced);
 }
 
 }  // namespace
 
 absl::Status SumDim(const Tensor& x, int dim, const Tensor& out) {
-  STRATA_ASSIGN_OR_RETURN(const Around a, CheckAround("SumDim", "x", x, dim, "out", out));
+  STRATA_ASSIGN_OR_RETURN(const ReduceAround a, CheckAround("SumDim", "x", x, dim, "out", out));
   const float* xp = x.data<float>();
   float* op = out.data<float>();
 #pragma omp parallel for schedule(static) if (x.numel() > internal::kParallelThreshold)
@@ -63,11 +37,8 @@ absl::Status SumDim(const Tensor& x, int dim, const Tensor& out) {
 }
 
 absl::Status MaxDim(const Tensor& x, int dim, const Tensor& out) {
-  STRATA_ASSIGN_OR_RETURN(const Around a, CheckAround("MaxDim", "x", x, dim, "out", out));
-  if (a.n == 0 && out.numel() > 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("MaxDim: x ", x.ToString(), " has no elements along dim ", dim));
-  }
+  STRATA_ASSIGN_OR_RETURN(const ReduceAround a,
+                          internal::CheckMaxDim(CheckF32Contiguous, x, dim, out));
   const float* xp = x.data<float>();
   float* op = out.data<float>();
 #pragma omp parallel for schedule(static) if (x.numel() > internal::kParallelThreshold)
@@ -86,10 +57,8 @@ absl::Status MaxDim(const Tensor& x, int dim, const Tensor& out) {
 
 absl::Status MaxDimBackward(const Tensor& x, const Tensor& out, const Tensor& dout, int dim,
                             const Tensor& dx) {
-  STRATA_ASSIGN_OR_RETURN(const Around a,
-                          CheckAround("MaxDimBackward", "x", x, dim, "out", out));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous("MaxDimBackward", "dout", dout, out.shape()));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous("MaxDimBackward", "dx", dx, x.shape()));
+  STRATA_ASSIGN_OR_RETURN(const ReduceAround a,
+                          internal::CheckMaxDimBackward(CheckF32Contiguous, x, out, dout, dim, dx));
   const float* xp = x.data<float>();
   const float* mp = out.data<float>();
   const float* dp = dout.data<float>();
@@ -111,7 +80,8 @@ absl::Status MaxDimBackward(const Tensor& x, const Tensor& out, const Tensor& do
 }
 
 absl::Status BroadcastDim(const Tensor& x, int dim, const Tensor& out) {
-  STRATA_ASSIGN_OR_RETURN(const Around a, CheckAround("BroadcastDim", "out", out, dim, "x", x));
+  STRATA_ASSIGN_OR_RETURN(const ReduceAround a,
+                          CheckAround("BroadcastDim", "out", out, dim, "x", x));
   const float* xp = x.data<float>();
   float* op = out.data<float>();
 #pragma omp parallel for schedule(static) if (out.numel() > internal::kParallelThreshold)

@@ -6,27 +6,12 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cpu/internal/norm_checks.h"
 
 namespace strata::cpu {
 namespace {
 
 constexpr int64_t kParallelThreshold = 1 << 14;
-
-absl::Status CheckInput(absl::string_view op, const Tensor& x, const Tensor& gamma,
-                        const Tensor& rstd) {
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, "x", x));
-  if (x.rank() < 1 || x.dim(-1) == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": x ", x.ToString(), " has no features"));
-  }
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, "gamma", gamma, Shape{x.dim(-1)}));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, "rstd", rstd));
-  if (rstd.numel() != x.numel() / x.dim(-1)) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": rstd is ", rstd.ToString(), ", expected ",
-                                                   x.numel() / x.dim(-1),
-                                                   " elements (one per row)"));
-  }
-  return absl::OkStatus();
-}
 
 // Rows wider than this take two passes: dgamma by column blocks, then dx. The one-pass accumulator
 // lives on the stack (16 KiB per thread); kernels do not allocate.
@@ -65,10 +50,7 @@ inline void InputGradRow(const float* in, const float* d, const float* g, float 
 
 absl::Status RmsNormForward(const Tensor& x, const Tensor& gamma, float eps, const Tensor& y,
                             const Tensor& rstd) {
-  constexpr char kOp[] = "RmsNormForward";
-  STRATA_RETURN_IF_ERROR(CheckInput(kOp, x, gamma, rstd));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "y", y, x.shape()));
-  if (!(eps > 0)) return absl::InvalidArgumentError(absl::StrCat(kOp, ": eps = ", eps, " must be > 0"));
+  STRATA_RETURN_IF_ERROR(internal::CheckRmsNormForward(CheckF32Contiguous, x, gamma, eps, y, rstd));
   const int64_t c = x.dim(-1), rows = x.numel() / c;
   const float *xp = x.data<float>(), *g = gamma.data<float>();
   float *yp = y.data<float>(), *rp = rstd.data<float>();
@@ -90,12 +72,9 @@ absl::Status RmsNormForward(const Tensor& x, const Tensor& gamma, float eps, con
 absl::Status RmsNormBackward(const Tensor& x, const Tensor& gamma, const Tensor& rstd,
                              const Tensor& dy, const Tensor& dx, const Tensor& dgamma,
                              GradMode mode) {
-  constexpr char kOp[] = "RmsNormBackward";
-  STRATA_RETURN_IF_ERROR(CheckInput(kOp, x, gamma, rstd));
+  STRATA_RETURN_IF_ERROR(
+      internal::CheckRmsNormBackward(CheckF32Contiguous, x, gamma, rstd, dy, dx, dgamma));
   const int64_t c = x.dim(-1), rows = x.numel() / c;
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dy", dy, x.shape()));
-  if (dx.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dx", dx, x.shape()));
-  if (dgamma.defined()) STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dgamma", dgamma, Shape{c}));
   const float *xp = x.data<float>(), *g = gamma.data<float>(), *dyp = dy.data<float>();
   const float* rp = rstd.data<float>();
   float* dg = dgamma.defined() ? dgamma.data<float>() : nullptr;

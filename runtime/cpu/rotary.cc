@@ -4,6 +4,7 @@
 #include <numbers>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cpu/internal/rotary_checks.h"
 
 namespace strata::cpu {
 namespace {
@@ -25,18 +26,8 @@ double Scaled(double inv_freq, const RotaryScaling& s) {
 
 absl::Status Rotate(const char* op, const Tensor& x, const Tensor& table, const Tensor& y,
                     float sign) {
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, "x", x));
-  if (x.rank() != 4 || x.dim(3) % 2 != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(op, ": x is ", x.ToString(), ", expected (B, T, H, D) with D even"));
-  }
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, "y", y, x.shape()));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, "table", table));
+  STRATA_RETURN_IF_ERROR(internal::CheckRotary(CheckF32Contiguous, op, x, table, y));
   const int64_t B = x.dim(0), T = x.dim(1), H = x.dim(2), D = x.dim(3), half = D / 2;
-  if (table.rank() != 2 || table.dim(1) != D || table.dim(0) < T) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": table is ", table.ToString(),
-                                                   ", expected (T, D) with T >= ", T, " and D = ", D));
-  }
   const float* xp = x.data<float>();
   const float* tp = table.data<float>();
   float* yp = y.data<float>();

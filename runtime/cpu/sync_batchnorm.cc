@@ -18,37 +18,11 @@ void Put(double v, float* hi, float* lo) {
 }
 double Get(const float* hi, const float* lo) { return double{*hi} + double{*lo}; }
 
-// stats (W, 4, C) for x's C channels, with rank in [0, W).
-absl::Status CheckStats(absl::string_view op, absl::string_view name, const Tensor& stats,
-                        int64_t c, int rank) {
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, name, stats));
-  if (stats.rank() != 3 || stats.dim(0) < 1 || stats.dim(1) != 4 || stats.dim(2) != c) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " is ", stats.ToString(),
-                                                   ", expected (world, 4, ", c, ")"));
-  }
-  if (rank < 0 || rank >= stats.dim(0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(op, ": rank ", rank, " is outside the world of ", stats.dim(0)));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckX(absl::string_view op, const Tensor& x) {
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, "x", x));
-  return CheckRank(op, "x", x, 4);
-}
-
 }  // namespace
 
 absl::Status BatchNorm2dLocalStats(const Tensor& x, int rank, const Tensor& stats) {
-  constexpr char kOp[] = "BatchNorm2dLocalStats";
-  STRATA_RETURN_IF_ERROR(CheckX(kOp, x));
+  STRATA_RETURN_IF_ERROR(internal::CheckBatchNorm2dLocalStats(CheckF32Contiguous, x, rank, stats));
   const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
-  STRATA_RETURN_IF_ERROR(CheckStats(kOp, "stats", stats, c, rank));
-  if (n * hw < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kOp, ": x is ", x.shape().ToString(), ", expected values in every channel"));
-  }
   const float* xp = x.data<float>();
   float* s = stats.data<float>();
   std::memset(s, 0, stats.nbytes());
@@ -68,22 +42,11 @@ absl::Status BatchNorm2dSyncedForward(const Tensor& x, const Tensor& gamma, cons
                                       const Tensor& save_mean, const Tensor& save_rstd,
                                       const Tensor& running_mean, const Tensor& running_var,
                                       float momentum) {
-  constexpr char kOp[] = "BatchNorm2dSyncedForward";
-  STRATA_RETURN_IF_ERROR(CheckX(kOp, x));
-  const Shape c_shape{x.dim(1)};
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "gamma", gamma, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "beta", beta, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckStats(kOp, "stats", stats, x.dim(1), 0));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "y", y, x.shape()));
-  STRATA_RETURN_IF_ERROR(internal::CheckTrainForwardArgs(kOp, c_shape, save_mean, save_rstd,
-                                                         running_mean, running_var, eps, momentum));
+  STRATA_RETURN_IF_ERROR(internal::CheckBatchNorm2dSyncedForward(
+      CheckF32Contiguous, x, gamma, beta, stats, eps, y, save_mean, save_rstd, running_mean,
+      running_var, momentum));
   const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3), world = stats.dim(0);
   const int64_t count = world * n * hw;
-  if (count < 2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        kOp, ": x is ", x.shape().ToString(), " on ", world,
-        " ranks, expected more than 1 value per channel (N * H * W) for batch statistics"));
-  }
   const float *xp = x.data<float>(), *g = gamma.data<float>(), *b = beta.data<float>();
   const float* s = stats.data<float>();
   float* yp = y.data<float>();
@@ -120,17 +83,8 @@ absl::Status BatchNorm2dLocalGradStats(const Tensor& x, const Tensor& save_mean,
                                        const Tensor& save_rstd, const Tensor& dy, int rank,
                                        const Tensor& grad_stats, const Tensor& dgamma,
                                        const Tensor& dbeta) {
-  constexpr char kOp[] = "BatchNorm2dLocalGradStats";
-  STRATA_RETURN_IF_ERROR(CheckX(kOp, x));
-  const Shape c_shape{x.dim(1)};
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "save_mean", save_mean, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "save_rstd", save_rstd, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dy", dy, x.shape()));
-  if (grad_stats.defined()) {
-    STRATA_RETURN_IF_ERROR(CheckStats(kOp, "grad_stats", grad_stats, x.dim(1), rank));
-  }
-  STRATA_RETURN_IF_ERROR(internal::CheckOptionalC(kOp, "dgamma", dgamma, c_shape));
-  STRATA_RETURN_IF_ERROR(internal::CheckOptionalC(kOp, "dbeta", dbeta, c_shape));
+  STRATA_RETURN_IF_ERROR(internal::CheckBatchNorm2dLocalGradStats(
+      CheckF32Contiguous, x, save_mean, save_rstd, dy, rank, grad_stats, dgamma, dbeta));
   const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
   const float *xp = x.data<float>(), *dyp = dy.data<float>();
   const float *sm = save_mean.data<float>(), *sr = save_rstd.data<float>();
@@ -160,15 +114,8 @@ absl::Status BatchNorm2dSyncedBackward(const Tensor& x, const Tensor& gamma,
                                        const Tensor& save_mean, const Tensor& save_rstd,
                                        const Tensor& dy, const Tensor& grad_stats,
                                        const Tensor& dx) {
-  constexpr char kOp[] = "BatchNorm2dSyncedBackward";
-  STRATA_RETURN_IF_ERROR(CheckX(kOp, x));
-  const Shape c_shape{x.dim(1)};
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "gamma", gamma, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "save_mean", save_mean, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "save_rstd", save_rstd, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dy", dy, x.shape()));
-  STRATA_RETURN_IF_ERROR(CheckStats(kOp, "grad_stats", grad_stats, x.dim(1), 0));
-  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(kOp, "dx", dx, x.shape()));
+  STRATA_RETURN_IF_ERROR(internal::CheckBatchNorm2dSyncedBackward(
+      CheckF32Contiguous, x, gamma, save_mean, save_rstd, dy, grad_stats, dx));
   const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3), world = grad_stats.dim(0);
   const double count = static_cast<double>(world * n * hw);
   const float *xp = x.data<float>(), *g = gamma.data<float>(), *dyp = dy.data<float>();

@@ -3,6 +3,7 @@
 #include <initializer_list>
 #include <utility>
 
+#include "runtime/cpu/internal/elementwise_checks.h"
 #include "runtime/cuda/activation_kernel.h"
 #include "runtime/cuda/cuda_status.h"
 #include "runtime/cuda/elementwise.h"
@@ -46,53 +47,25 @@ absl::Status Backward(CUstream_st* stream, absl::string_view op_name, Activation
 
 }  // namespace
 
-absl::Status GeluForward(CUstream_st* stream, const Tensor& x, const Tensor& out) {
-  return Forward(stream, "GeluForward", ActivationOp::kGeluForward, x, out);
-}
-absl::Status GeluBackward(CUstream_st* stream, const Tensor& x, const Tensor& dout,
-                          const Tensor& dx) {
-  return Backward(stream, "GeluBackward", ActivationOp::kGeluBackward, x, dout, dx);
-}
+// Each activation's Forward and Backward (activation.h): one elementwise kernel op each, named
+// k<Name>Forward and k<Name>Backward.
+#define STRATA_CUDA_ACTIVATION(Name)                                                         \
+  absl::Status Name##Forward(CUstream_st* stream, const Tensor& x, const Tensor& out) {      \
+    return Forward(stream, #Name "Forward", ActivationOp::k##Name##Forward, x, out);         \
+  }                                                                                          \
+  absl::Status Name##Backward(CUstream_st* stream, const Tensor& x, const Tensor& dout,      \
+                              const Tensor& dx) {                                            \
+    return Backward(stream, #Name "Backward", ActivationOp::k##Name##Backward, x, dout, dx); \
+  }
 
-absl::Status ReluForward(CUstream_st* stream, const Tensor& x, const Tensor& out) {
-  return Forward(stream, "ReluForward", ActivationOp::kReluForward, x, out);
-}
-absl::Status ReluBackward(CUstream_st* stream, const Tensor& x, const Tensor& dout,
-                          const Tensor& dx) {
-  return Backward(stream, "ReluBackward", ActivationOp::kReluBackward, x, dout, dx);
-}
-
-absl::Status Relu6Forward(CUstream_st* stream, const Tensor& x, const Tensor& out) {
-  return Forward(stream, "Relu6Forward", ActivationOp::kRelu6Forward, x, out);
-}
-absl::Status Relu6Backward(CUstream_st* stream, const Tensor& x, const Tensor& dout,
-                           const Tensor& dx) {
-  return Backward(stream, "Relu6Backward", ActivationOp::kRelu6Backward, x, dout, dx);
-}
-
-absl::Status SigmoidForward(CUstream_st* stream, const Tensor& x, const Tensor& out) {
-  return Forward(stream, "SigmoidForward", ActivationOp::kSigmoidForward, x, out);
-}
-absl::Status SigmoidBackward(CUstream_st* stream, const Tensor& x, const Tensor& dout,
-                             const Tensor& dx) {
-  return Backward(stream, "SigmoidBackward", ActivationOp::kSigmoidBackward, x, dout, dx);
-}
-
-absl::Status TanhForward(CUstream_st* stream, const Tensor& x, const Tensor& out) {
-  return Forward(stream, "TanhForward", ActivationOp::kTanhForward, x, out);
-}
-absl::Status TanhBackward(CUstream_st* stream, const Tensor& x, const Tensor& dout,
-                          const Tensor& dx) {
-  return Backward(stream, "TanhBackward", ActivationOp::kTanhBackward, x, dout, dx);
-}
-
-absl::Status SiluForward(CUstream_st* stream, const Tensor& x, const Tensor& out) {
-  return Forward(stream, "SiluForward", ActivationOp::kSiluForward, x, out);
-}
-absl::Status SiluBackward(CUstream_st* stream, const Tensor& x, const Tensor& dout,
-                          const Tensor& dx) {
-  return Backward(stream, "SiluBackward", ActivationOp::kSiluBackward, x, dout, dx);
-}
+STRATA_CUDA_ACTIVATION(Gelu)
+STRATA_CUDA_ACTIVATION(Relu)
+STRATA_CUDA_ACTIVATION(Relu6)
+STRATA_CUDA_ACTIVATION(Sigmoid)
+STRATA_CUDA_ACTIVATION(Tanh)
+STRATA_CUDA_ACTIVATION(Silu)
+STRATA_CUDA_ACTIVATION(Softplus)
+STRATA_CUDA_ACTIVATION(GeluExact)
 
 absl::Status SwiGluForward(CUstream_st* stream, const Tensor& gate, const Tensor& up,
                            const Tensor& out) {
@@ -107,13 +80,7 @@ absl::Status SwiGluBackward(CUstream_st* stream, const Tensor& gate, const Tenso
                             const Tensor& dout, const Tensor& dgate, const Tensor& dup) {
   constexpr char kOp[] = "SwiGluBackward";
   STRATA_RETURN_IF_ERROR(
-      CheckSameShapeAndDType(kOp, {{"gate", &gate}, {"up", &up}, {"dout", &dout}}));
-  if (dgate.defined()) {
-    STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType(kOp, {{"gate", &gate}, {"dgate", &dgate}}));
-  }
-  if (dup.defined()) {
-    STRATA_RETURN_IF_ERROR(CheckSameShapeAndDType(kOp, {{"gate", &gate}, {"dup", &dup}}));
-  }
+      cpu::internal::CheckSwiGluBackward(CheckOnCuda, gate, up, dout, dgate, dup));
   // dgate first: dup may be dout, which dgate reads (the stream runs the launches in order).
   if (dgate.defined()) {
     STRATA_RETURN_IF_ERROR(Launch(stream, kOp, ActivationOp::kSwiGluGateGrad,
@@ -126,20 +93,6 @@ absl::Status SwiGluBackward(CUstream_st* stream, const Tensor& gate, const Tenso
   return absl::OkStatus();
 }
 
-absl::Status SoftplusForward(CUstream_st* stream, const Tensor& x, const Tensor& out) {
-  return Forward(stream, "SoftplusForward", ActivationOp::kSoftplusForward, x, out);
-}
-absl::Status SoftplusBackward(CUstream_st* stream, const Tensor& x, const Tensor& dout,
-                              const Tensor& dx) {
-  return Backward(stream, "SoftplusBackward", ActivationOp::kSoftplusBackward, x, dout, dx);
-}
-
-absl::Status GeluExactForward(CUstream_st* stream, const Tensor& x, const Tensor& out) {
-  return Forward(stream, "GeluExactForward", ActivationOp::kGeluExactForward, x, out);
-}
-absl::Status GeluExactBackward(CUstream_st* stream, const Tensor& x, const Tensor& dout,
-                               const Tensor& dx) {
-  return Backward(stream, "GeluExactBackward", ActivationOp::kGeluExactBackward, x, dout, dx);
-}
+#undef STRATA_CUDA_ACTIVATION
 
 }  // namespace strata::cuda

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cpu/internal/attention_checks.h"
 #include "runtime/cuda/attention_kernel.h"
 #include "runtime/cuda/cuda_status.h"
 #include "runtime/status.h"
@@ -14,45 +15,21 @@ using internal::AttentionShape;
 using internal::BhtdView;
 using internal::kAttentionMaxHeadDim;
 
-// The CPU kernel's CheckBhtd, on the device.
-absl::Status CheckBhtd(absl::string_view op, absl::string_view name, const Tensor& t,
-                       const Tensor& like) {
+// On a CUDA device and f32 (CheckBhtd checks the strides).
+absl::Status CheckF32OnCuda(absl::string_view op, absl::string_view name, const Tensor& t) {
   STRATA_RETURN_IF_ERROR(CheckOnCuda(op, name, t));
-  STRATA_RETURN_IF_ERROR(CheckDType(op, name, t, DType::kF32));
-  if (t.rank() != 4 || (like.defined() && t.shape() != like.shape())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        op, ": ", name, " is ", t.ToString(),
-        like.defined() ? absl::StrCat(", expected shape ", like.shape().ToString())
-                       : ", expected (B, H, T, D)"));
-  }
-  if (t.stride(3) != 1 && t.dim(3) > 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        op, ": ", name, " is ", t.ToString(), ", whose last dimension (D) must have stride 1"));
-  }
-  return absl::OkStatus();
+  return CheckDType(op, name, t, DType::kF32);
 }
 
 absl::Status CheckCommon(absl::string_view op, const Tensor& q, const Tensor& k, const Tensor& v,
                          const Tensor& lse, float scale, const Tensor& workspace) {
-  STRATA_RETURN_IF_ERROR(CheckBhtd(op, "q", q, Tensor()));
-  STRATA_RETURN_IF_ERROR(CheckBhtd(op, "k", k, Tensor()));
-  if (k.dim(0) != q.dim(0) || k.dim(2) != q.dim(2) || k.dim(3) != q.dim(3) || k.dim(1) == 0 ||
-      q.dim(1) % k.dim(1) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        op, ": k is ", k.ToString(), " for q ", q.ToString(),
-        ", expected (B, H_kv, T, D) with the q heads a multiple of the key/value heads H_kv"));
-  }
-  STRATA_RETURN_IF_ERROR(CheckBhtd(op, "v", v, k));
+  STRATA_RETURN_IF_ERROR(cpu::internal::CheckAttentionQkv(CheckF32OnCuda, op, q, k, v));
   if (q.dim(3) > kAttentionMaxHeadDim) {
     return absl::InvalidArgumentError(absl::StrCat(
         op, ": q is ", q.ToString(), ", whose head dimension D = ", q.dim(3),
         " is above the ", kAttentionMaxHeadDim, " the CUDA attention kernels support"));
   }
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(op, "lse", lse, Shape{q.dim(0), q.dim(1), q.dim(2)}));
-  if (!std::isfinite(scale) || scale <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(op, ": scale = ", scale, " must be finite and > 0"));
-  }
+  STRATA_RETURN_IF_ERROR(cpu::internal::CheckAttentionLseAndScale(CheckCudaF32, op, q, lse, scale));
   STRATA_RETURN_IF_ERROR(CheckCudaF32(op, "workspace", workspace));
   const size_t need = AttentionWorkspaceBytes(q.dim(0), q.dim(1), q.dim(2), q.dim(3));
   const size_t have = static_cast<size_t>(workspace.numel()) * sizeof(float);
@@ -83,7 +60,7 @@ absl::Status CausalAttentionForward(CUstream_st* stream, const Tensor& q, const 
                                     float scale, const Tensor& workspace) {
   constexpr char kOp[] = "CausalAttentionForward";
   STRATA_RETURN_IF_ERROR(CheckCommon(kOp, q, k, v, lse, scale, workspace));
-  STRATA_RETURN_IF_ERROR(CheckBhtd(kOp, "out", out, q));
+  STRATA_RETURN_IF_ERROR(cpu::internal::CheckBhtd(CheckF32OnCuda, kOp, "out", out, q));
   return CudaLaunchStatus(
       internal::LaunchCausalAttentionForward(ShapeOf(q, k), View(q), View(k), View(v), View(out),
                                              lse.data<float>(), scale, stream),
@@ -96,10 +73,8 @@ absl::Status CausalAttentionBackward(CUstream_st* stream, const Tensor& q, const
                                      float scale, const Tensor& workspace) {
   constexpr char kOp[] = "CausalAttentionBackward";
   STRATA_RETURN_IF_ERROR(CheckCommon(kOp, q, k, v, lse, scale, workspace));
-  STRATA_RETURN_IF_ERROR(CheckBhtd(kOp, "dout", dout, q));
-  STRATA_RETURN_IF_ERROR(CheckBhtd(kOp, "dq", dq, q));
-  STRATA_RETURN_IF_ERROR(CheckBhtd(kOp, "dk", dk, k));
-  STRATA_RETURN_IF_ERROR(CheckBhtd(kOp, "dv", dv, k));
+  STRATA_RETURN_IF_ERROR(
+      cpu::internal::CheckAttentionGrads(CheckF32OnCuda, kOp, q, k, dout, dq, dk, dv));
   return CudaLaunchStatus(
       internal::LaunchCausalAttentionBackward(ShapeOf(q, k), View(q), View(k), View(v),
                                               lse.data<float>(), View(dout), View(dq), View(dk),

@@ -1,6 +1,7 @@
 #include "runtime/cuda/conv2d.h"
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cpu/internal/conv2d_checks.h"
 #include "runtime/cuda/conv2d_kernel.h"
 #include "runtime/cuda/cuda_status.h"
 #include "runtime/status.h"
@@ -42,11 +43,8 @@ size_t Conv2dWorkspaceBytes(const Shape&, const Shape&, const cpu::Conv2dParams&
 
 absl::Status Conv2dForward(CUstream_st* stream, const Tensor& x, const Tensor& w, const Tensor& b,
                            const Tensor& y, const cpu::Conv2dParams& p, const Tensor& workspace) {
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kForward, "x", x));
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kForward, "w", w));
-  STRATA_ASSIGN_OR_RETURN(const Shape y_shape, cpu::Conv2dOutputShape(x.shape(), w.shape(), p));
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kForward, "y", y, y_shape));
-  if (b.defined()) STRATA_RETURN_IF_ERROR(CheckCudaF32(kForward, "b", b, Shape{w.dim(0)}));
+  STRATA_ASSIGN_OR_RETURN(const Shape y_shape,
+                          cpu::internal::CheckConv2dForward(CheckCudaF32, kForward, x, w, b, y, p));
   STRATA_RETURN_IF_ERROR(CheckWorkspace(kForward, workspace));
   return CudaLaunchStatus(
       internal::LaunchConv2dForward(x.data<float>(), w.data<float>(),
@@ -61,17 +59,7 @@ absl::Status Conv2dBackward(CUstream_st* stream, const Tensor& x, const Tensor& 
                             cpu::GradMode mode) {
   const bool accumulate = mode == cpu::GradMode::kAccumulate;
   if (!x.defined()) {
-    if (dw.defined()) return absl::InvalidArgumentError(absl::StrCat(kBackward, ": dw needs x"));
-    STRATA_RETURN_IF_ERROR(CheckCudaF32(kBackward, "w", w));
-    // db alone is the per-channel sum of dy; with dx, dx stands for x's shape (never read).
-    if (db.defined()) {
-      STRATA_RETURN_IF_ERROR(CheckCudaF32(kBackward, "dy", dy));
-      STRATA_RETURN_IF_ERROR(CheckCudaF32(kBackward, "db", db, Shape{w.dim(0)}));
-      if (dy.rank() != 4 || dy.dim(1) != w.dim(0)) {
-        return absl::InvalidArgumentError(absl::StrCat(kBackward, ": dy ", dy.ToString(),
-                                                       " does not match w ", w.ToString()));
-      }
-    }
+    STRATA_RETURN_IF_ERROR(cpu::internal::CheckConv2dBackwardWithoutX(CheckCudaF32, w, dy, dw, db));
     if (dx.defined()) {
       STRATA_RETURN_IF_ERROR(
           Conv2dBackward(stream, dx, w, dy, dx, Tensor(), Tensor(), p, workspace, mode));
@@ -85,13 +73,8 @@ absl::Status Conv2dBackward(CUstream_st* stream, const Tensor& x, const Tensor& 
     }
     return absl::OkStatus();
   }
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kBackward, "x", x));
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kBackward, "w", w));
-  STRATA_ASSIGN_OR_RETURN(const Shape y_shape, cpu::Conv2dOutputShape(x.shape(), w.shape(), p));
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kBackward, "dy", dy, y_shape));
-  if (dx.defined()) STRATA_RETURN_IF_ERROR(CheckCudaF32(kBackward, "dx", dx, x.shape()));
-  if (dw.defined()) STRATA_RETURN_IF_ERROR(CheckCudaF32(kBackward, "dw", dw, w.shape()));
-  if (db.defined()) STRATA_RETURN_IF_ERROR(CheckCudaF32(kBackward, "db", db, Shape{w.dim(0)}));
+  STRATA_ASSIGN_OR_RETURN(const Shape y_shape, cpu::internal::CheckConv2dBackward(
+                                                   CheckCudaF32, x, w, dy, dx, dw, db, p));
   STRATA_RETURN_IF_ERROR(CheckWorkspace(kBackward, workspace));
   const internal::ConvShape s = MakeShape(x.shape(), w.shape(), y_shape, p);
   if (dx.defined()) {

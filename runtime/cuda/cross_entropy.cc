@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cpu/internal/cross_entropy_checks.h"
 #include "runtime/cuda/cross_entropy_kernel.h"
 #include "runtime/cuda/cuda_status.h"
 #include "runtime/status.h"
@@ -21,43 +22,15 @@ absl::Status SoftmaxCrossEntropy(CUstream_st* stream, const Tensor& logits, cons
                                  const Tensor& workspace, float dloss, int64_t ignore_index,
                                  float label_smoothing) {
   constexpr char kOp[] = "SoftmaxCrossEntropy";
-  if (!(label_smoothing >= 0.0f && label_smoothing <= 1.0f)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kOp, ": label_smoothing = ", label_smoothing, " must be in [0, 1]"));
-  }
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "logits", logits));
-  if (logits.rank() < 1 || logits.dim(-1) == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kOp, ": logits ", logits.ToString(), " has no classes"));
-  }
+  STRATA_RETURN_IF_ERROR(
+      cpu::internal::CheckCrossEntropyLogits(CheckCudaF32, logits, label_smoothing));
   const int64_t v = logits.dim(-1), rows = logits.numel() / v;
-  STRATA_RETURN_IF_ERROR(CheckOnCuda(kOp, "targets", targets));
-  if (targets.dtype() != DType::kI32 && targets.dtype() != DType::kI64) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kOp, ": targets is ", targets.ToString(), ", expected i32 or i64"));
-  }
-  STRATA_RETURN_IF_ERROR(CheckContiguous(kOp, "targets", targets));
-  if (targets.numel() != rows) {
-    return absl::InvalidArgumentError(absl::StrCat(kOp, ": targets ", targets.ToString(), " has ",
-                                                   targets.numel(), " entries for ", rows,
-                                                   " rows of logits ", logits.ToString()));
-  }
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "loss", loss));
-  if (loss.numel() != 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kOp, ": loss is ", loss.ToString(), ", expected one element"));
-  }
-  if (dlogits.defined()) {
-    STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "dlogits", dlogits, logits.shape()));
-  }
+  STRATA_RETURN_IF_ERROR(CheckCudaIds(kOp, "targets", targets));
+  STRATA_RETURN_IF_ERROR(
+      cpu::internal::CheckCrossEntropyOutputs(CheckCudaF32, logits, targets, loss, dlogits));
   const size_t need = SoftmaxCrossEntropyWorkspaceBytes(logits.shape());
-  STRATA_RETURN_IF_ERROR(CheckOnCuda(kOp, "workspace", workspace));
-  STRATA_RETURN_IF_ERROR(CheckContiguous(kOp, "workspace", workspace));
-  if (workspace.nbytes() < need) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        kOp, ": workspace ", workspace.ToString(), " has ", workspace.nbytes(),
-        " bytes, expected at least ", need, " (SoftmaxCrossEntropyWorkspaceBytes)"));
-  }
+  STRATA_RETURN_IF_ERROR(
+      CheckCudaWorkspace(kOp, workspace, need, "SoftmaxCrossEntropyWorkspaceBytes"));
   if (reinterpret_cast<uintptr_t>(workspace.raw_data()) % alignof(double) != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(kOp, ": workspace ", workspace.ToString(), " is not 8-byte aligned"));

@@ -47,4 +47,25 @@ absl::Status CheckCudaF32(absl::string_view op, absl::string_view name, const Te
   return CheckShape(op, name, t, expected);
 }
 
+absl::Status CheckCudaIds(absl::string_view op, absl::string_view name, const Tensor& ids) {
+  STRATA_RETURN_IF_ERROR(CheckOnCuda(op, name, ids));
+  if (ids.dtype() != DType::kI32 && ids.dtype() != DType::kI64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": ", name, " is ", ids.ToString(), ", expected i32 or i64"));
+  }
+  return CheckContiguous(op, name, ids);
+}
+
+absl::Status CheckCudaWorkspace(absl::string_view op, const Tensor& workspace, size_t need,
+                                absl::string_view sizer) {
+  STRATA_RETURN_IF_ERROR(CheckOnCuda(op, "workspace", workspace));
+  STRATA_RETURN_IF_ERROR(CheckContiguous(op, "workspace", workspace));
+  if (workspace.nbytes() < need) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, ": workspace ", workspace.ToString(), " has ", workspace.nbytes(),
+                     " bytes, expected at least ", need, " (", sizer, ")"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace strata

@@ -8,6 +8,8 @@
 // never compiles Abseil; their Tensor-facing launchers (*.cc) check arguments with these.
 #pragma once
 
+#include <cstddef>
+
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "runtime/shape.h"
@@ -29,5 +31,11 @@ absl::Status CheckOnCuda(absl::string_view op, absl::string_view name, const Ten
 absl::Status CheckCudaF32(absl::string_view op, absl::string_view name, const Tensor& t);
 absl::Status CheckCudaF32(absl::string_view op, absl::string_view name, const Tensor& t,
                           const Shape& expected);
+// Ids (or class targets): defined, on a CUDA device, i32 or i64 and contiguous.
+absl::Status CheckCudaIds(absl::string_view op, absl::string_view name, const Tensor& ids);
+// A kernel's scratch memory: on a CUDA device, contiguous and of at least `need` bytes, the size
+// that the function named `sizer` (e.g. "LayerNormBackwardWorkspaceBytes") gives.
+absl::Status CheckCudaWorkspace(absl::string_view op, const Tensor& workspace, size_t need,
+                                absl::string_view sizer);
 
 }  // namespace strata

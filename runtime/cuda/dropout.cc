@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cpu/internal/dropout_checks.h"
 #include "runtime/cuda/copy.h"
 #include "runtime/cuda/cuda_status.h"
 #include "runtime/cuda/dropout_kernel.h"
@@ -12,22 +13,11 @@
 namespace strata::cuda {
 namespace {
 
-absl::Status Validate(absl::string_view op, const DropoutParams& d) {
-  if (!(d.p >= 0.0f && d.p < 1.0f)) {  // NaN fails too
-    return absl::InvalidArgumentError(absl::StrCat(op, ": p = ", d.p, " must be in [0, 1)"));
-  }
-  if (d.first_index < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(op, ": first_index = ", d.first_index, " must be >= 0"));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status Run(CUstream_st* stream, absl::string_view op, const char* in_name,
                  const char* out_name, const Tensor& x, const DropoutParams& d,
                  const Tensor& out) {
   STRATA_RETURN_IF_ERROR(internal::CheckSameShapeAndDType(op, {{in_name, &x}, {out_name, &out}}));
-  STRATA_RETURN_IF_ERROR(Validate(op, d));
+  STRATA_RETURN_IF_ERROR(cpu::internal::CheckDropoutParams(op, d));
   if (d.p == 0.0f) {  // nothing is dropped and nothing scaled: no draws
     if (x.raw_data() == out.raw_data() && x.strides() == out.strides()) return absl::OkStatus();
     return CopyStrided(stream, x, out);

@@ -1,6 +1,7 @@
 #include "runtime/cuda/elementwise.h"
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cpu/internal/elementwise_checks.h"
 #include "runtime/cuda/cuda_status.h"
 #include "runtime/cuda/elementwise_kernel.h"
 #include "runtime/status.h"
@@ -10,20 +11,7 @@ namespace internal {
 
 absl::Status CheckSameShapeAndDType(
     absl::string_view op, std::initializer_list<std::pair<absl::string_view, const Tensor*>> args) {
-  const Tensor* first = args.begin()->second;
-  for (const auto& [name, t] : args) {
-    STRATA_RETURN_IF_ERROR(CheckOnCuda(op, name, *t));
-    if (t->dtype() != DType::kF32 && t->dtype() != DType::kBF16) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(op, ": ", name, " is ", t->ToString(), ", expected f32 or bf16"));
-    }
-    if (t->shape() != first->shape() || t->dtype() != first->dtype()) {
-      return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " is ", t->ToString(), " but ",
-                                                     args.begin()->first, " is ",
-                                                     first->ToString()));
-    }
-  }
-  return absl::OkStatus();
+  return cpu::internal::CheckSameShapeAndDType(CheckOnCuda, op, args);
 }
 
 absl::StatusOr<StridedView> ViewOf(absl::string_view op, absl::string_view name, const Tensor& t) {
@@ -92,19 +80,12 @@ absl::Status Unary(absl::string_view op_name, ElementwiseOp op, const Tensor& x,
   return Map(op_name, op, {{"x", &x}}, "out", out, stream, alpha, beta);
 }
 
-// As cpu's CheckBias: contiguous x and b, b (C) of x's dtype where x is (..., C).
+// As the CPU kernel's: contiguous x and b, b (C) of x's dtype where x is (..., C), and b on the
+// device.
 absl::Status CheckBias(absl::string_view op, absl::string_view x_name, const Tensor& x,
                        absl::string_view b_name, const Tensor& b) {
   STRATA_RETURN_IF_ERROR(CheckOnCuda(op, b_name, b));
-  STRATA_RETURN_IF_ERROR(CheckContiguous(op, x_name, x));
-  STRATA_RETURN_IF_ERROR(CheckContiguous(op, b_name, b));
-  if (x.rank() < 1 || b.rank() != 1 || b.dim(0) != x.dim(-1) || b.dtype() != x.dtype()) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", b_name, " is ", b.ToString(), ", but ",
-                                                   x_name, " ", x.ToString(), " needs ",
-                                                   DTypeName(x.dtype()), "[",
-                                                   x.rank() ? x.dim(-1) : 0, "]"));
-  }
-  return absl::OkStatus();
+  return cpu::internal::CheckBias(op, x_name, x, b_name, b);
 }
 
 }  // namespace

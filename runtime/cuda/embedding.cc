@@ -1,39 +1,20 @@
 #include "runtime/cuda/embedding.h"
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cpu/internal/embedding_checks.h"
 #include "runtime/cuda/cuda_status.h"
 #include "runtime/cuda/embedding_kernel.h"
 #include "runtime/status.h"
 
 namespace strata::cuda {
-namespace {
-
-absl::Status CheckIds(absl::string_view op, const Tensor& ids) {
-  STRATA_RETURN_IF_ERROR(CheckOnCuda(op, "ids", ids));
-  if (ids.dtype() != DType::kI32 && ids.dtype() != DType::kI64) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(op, ": ids is ", ids.ToString(), ", expected i32 or i64"));
-  }
-  return CheckContiguous(op, "ids", ids);
-}
-
-absl::Status CheckOut(absl::string_view op, absl::string_view name, const Tensor& ids,
-                      const Tensor& t, int64_t c) {
-  Dims dims(ids.shape().dims().begin(), ids.shape().dims().end());
-  dims.push_back(c);
-  return CheckCudaF32(op, name, t, Shape(dims));
-}
-
-}  // namespace
 
 absl::Status EmbeddingForward(CUstream_st* stream, const Tensor& ids, const Tensor& table,
                               const Tensor& out) {
   constexpr char kOp[] = "EmbeddingForward";
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "table", table));
-  STRATA_RETURN_IF_ERROR(CheckRank(kOp, "table", table, 2));
+  STRATA_RETURN_IF_ERROR(cpu::internal::CheckEmbeddingTable(CheckCudaF32, kOp, "table", table));
   const int64_t v = table.dim(0), c = table.dim(1);
-  STRATA_RETURN_IF_ERROR(CheckIds(kOp, ids));
-  STRATA_RETURN_IF_ERROR(CheckOut(kOp, "out", ids, out, c));
+  STRATA_RETURN_IF_ERROR(CheckCudaIds(kOp, "ids", ids));
+  STRATA_RETURN_IF_ERROR(cpu::internal::CheckEmbeddingRows(CheckCudaF32, kOp, "out", ids, out, c));
   return CudaLaunchStatus(
       internal::LaunchEmbeddingForward(ids.raw_data(), ids.dtype() == DType::kI64, ids.numel(),
                                        table.data<float>(), v, c, out.data<float>(), stream),
@@ -43,11 +24,11 @@ absl::Status EmbeddingForward(CUstream_st* stream, const Tensor& ids, const Tens
 absl::Status EmbeddingBackward(CUstream_st* stream, const Tensor& ids, const Tensor& dout,
                                const Tensor& dtable, GradMode mode) {
   constexpr char kOp[] = "EmbeddingBackward";
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "dtable", dtable));
-  STRATA_RETURN_IF_ERROR(CheckRank(kOp, "dtable", dtable, 2));
+  STRATA_RETURN_IF_ERROR(cpu::internal::CheckEmbeddingTable(CheckCudaF32, kOp, "dtable", dtable));
   const int64_t v = dtable.dim(0), c = dtable.dim(1);
-  STRATA_RETURN_IF_ERROR(CheckIds(kOp, ids));
-  STRATA_RETURN_IF_ERROR(CheckOut(kOp, "dout", ids, dout, c));
+  STRATA_RETURN_IF_ERROR(CheckCudaIds(kOp, "ids", ids));
+  STRATA_RETURN_IF_ERROR(
+      cpu::internal::CheckEmbeddingRows(CheckCudaF32, kOp, "dout", ids, dout, c));
   return CudaLaunchStatus(
       internal::LaunchEmbeddingBackward(ids.raw_data(), ids.dtype() == DType::kI64, ids.numel(),
                                         dout.data<float>(), v, c, dtable.data<float>(),

@@ -1,30 +1,13 @@
 #include "runtime/cuda/layernorm.h"
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cpu/internal/norm_checks.h"
 #include "runtime/cuda/cuda_status.h"
 #include "runtime/cuda/layernorm_kernel.h"
 #include "runtime/status.h"
 
 namespace strata::cuda {
 namespace {
-
-absl::Status CheckStats(absl::string_view op, absl::string_view name, const Tensor& t,
-                        int64_t rows) {
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(op, name, t));
-  if (t.numel() != rows) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " is ", t.ToString(),
-                                                   ", expected ", rows, " elements (one per row)"));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckInput(absl::string_view op, const Tensor& x, const Tensor& gamma) {
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(op, "x", x));
-  if (x.rank() < 1 || x.dim(-1) == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": x ", x.ToString(), " has no features"));
-  }
-  return CheckCudaF32(op, "gamma", gamma, Shape{x.dim(-1)});
-}
 
 int64_t RowsOf(const Shape& x) {
   return x.rank() < 1 || x.dim(-1) == 0 ? 0 : x.numel() / x.dim(-1);
@@ -35,16 +18,10 @@ int64_t RowsOf(const Shape& x) {
 absl::Status LayerNormForward(CUstream_st* stream, const Tensor& x, const Tensor& gamma,
                               const Tensor& beta, float eps, const Tensor& y, const Tensor& mean,
                               const Tensor& rstd) {
+  STRATA_RETURN_IF_ERROR(
+      cpu::internal::CheckLayerNormForward(CheckCudaF32, x, gamma, beta, eps, y, mean, rstd));
   constexpr char kOp[] = "LayerNormForward";
-  STRATA_RETURN_IF_ERROR(CheckInput(kOp, x, gamma));
   const int64_t c = x.dim(-1), rows = x.numel() / c;
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "beta", beta, Shape{c}));
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "y", y, x.shape()));
-  STRATA_RETURN_IF_ERROR(CheckStats(kOp, "mean", mean, rows));
-  STRATA_RETURN_IF_ERROR(CheckStats(kOp, "rstd", rstd, rows));
-  if (!(eps > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(kOp, ": eps = ", eps, " must be > 0"));
-  }
   return CudaLaunchStatus(
       internal::LaunchLayerNormForward(x.data<float>(), gamma.data<float>(), beta.data<float>(),
                                        eps, rows, c, y.data<float>(), mean.data<float>(),
@@ -63,30 +40,14 @@ absl::Status LayerNormBackward(CUstream_st* stream, const Tensor& x, const Tenso
                                const Tensor& dx, const Tensor& dgamma, const Tensor& dbeta,
                                const Tensor& workspace, GradMode mode, const Tensor& residual) {
   constexpr char kOp[] = "LayerNormBackward";
-  STRATA_RETURN_IF_ERROR(CheckInput(kOp, x, gamma));
+  STRATA_RETURN_IF_ERROR(cpu::internal::CheckLayerNormBackward(CheckCudaF32, x, gamma, mean, rstd,
+                                                               dy, dx, dgamma, dbeta, residual));
   const int64_t c = x.dim(-1), rows = x.numel() / c;
-  STRATA_RETURN_IF_ERROR(CheckStats(kOp, "mean", mean, rows));
-  STRATA_RETURN_IF_ERROR(CheckStats(kOp, "rstd", rstd, rows));
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "dy", dy, x.shape()));
-  if (dx.defined()) STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "dx", dx, x.shape()));
-  if (dgamma.defined()) STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "dgamma", dgamma, Shape{c}));
-  if (dbeta.defined()) STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "dbeta", dbeta, Shape{c}));
-  if (residual.defined()) {
-    if (!dx.defined()) {
-      return absl::InvalidArgumentError(absl::StrCat(kOp, ": residual is given but dx is not"));
-    }
-    STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "residual", residual, x.shape()));
-  }
   float* ws = nullptr;
   if (dgamma.defined() || dbeta.defined()) {
     const size_t need = LayerNormBackwardWorkspaceBytes(x.shape());
-    STRATA_RETURN_IF_ERROR(CheckOnCuda(kOp, "workspace", workspace));
-    STRATA_RETURN_IF_ERROR(CheckContiguous(kOp, "workspace", workspace));
-    if (workspace.nbytes() < need) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          kOp, ": workspace ", workspace.ToString(), " has ", workspace.nbytes(),
-          " bytes, expected at least ", need, " (LayerNormBackwardWorkspaceBytes)"));
-    }
+    STRATA_RETURN_IF_ERROR(
+        CheckCudaWorkspace(kOp, workspace, need, "LayerNormBackwardWorkspaceBytes"));
     ws = static_cast<float*>(workspace.raw_data());
   }
   return CudaLaunchStatus(

@@ -1,6 +1,7 @@
 #include "runtime/cuda/rmsnorm.h"
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cpu/internal/norm_checks.h"
 #include "runtime/cuda/cuda_status.h"
 #include "runtime/cuda/rmsnorm_kernel.h"
 #include "runtime/status.h"
@@ -8,32 +9,12 @@
 namespace strata::cuda {
 namespace {
 
-absl::Status CheckInput(absl::string_view op, const Tensor& x, const Tensor& gamma,
-                        const Tensor& rstd) {
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(op, "x", x));
-  if (x.rank() < 1 || x.dim(-1) == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": x ", x.ToString(), " has no features"));
-  }
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(op, "gamma", gamma, Shape{x.dim(-1)}));
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(op, "rstd", rstd));
-  if (rstd.numel() != x.numel() / x.dim(-1)) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": rstd is ", rstd.ToString(),
-                                                   ", expected ", x.numel() / x.dim(-1),
-                                                   " elements (one per row)"));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::Status RmsNormForward(CUstream_st* stream, const Tensor& x, const Tensor& gamma, float eps,
                             const Tensor& y, const Tensor& rstd) {
   constexpr char kOp[] = "RmsNormForward";
-  STRATA_RETURN_IF_ERROR(CheckInput(kOp, x, gamma, rstd));
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "y", y, x.shape()));
-  if (!(eps > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(kOp, ": eps = ", eps, " must be > 0"));
-  }
+  STRATA_RETURN_IF_ERROR(cpu::internal::CheckRmsNormForward(CheckCudaF32, x, gamma, eps, y, rstd));
   const int64_t c = x.dim(-1), rows = x.numel() / c;
   return CudaLaunchStatus(
       internal::LaunchRmsNormForward(x.data<float>(), gamma.data<float>(), eps, rows, c,
@@ -51,21 +32,14 @@ absl::Status RmsNormBackward(CUstream_st* stream, const Tensor& x, const Tensor&
                              const Tensor& rstd, const Tensor& dy, const Tensor& dx,
                              const Tensor& dgamma, const Tensor& workspace, GradMode mode) {
   constexpr char kOp[] = "RmsNormBackward";
-  STRATA_RETURN_IF_ERROR(CheckInput(kOp, x, gamma, rstd));
+  STRATA_RETURN_IF_ERROR(
+      cpu::internal::CheckRmsNormBackward(CheckCudaF32, x, gamma, rstd, dy, dx, dgamma));
   const int64_t c = x.dim(-1), rows = x.numel() / c;
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "dy", dy, x.shape()));
-  if (dx.defined()) STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "dx", dx, x.shape()));
   float* ws = nullptr;
   if (dgamma.defined()) {
-    STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "dgamma", dgamma, Shape{c}));
     const size_t need = RmsNormBackwardWorkspaceBytes(x.shape());
-    STRATA_RETURN_IF_ERROR(CheckOnCuda(kOp, "workspace", workspace));
-    STRATA_RETURN_IF_ERROR(CheckContiguous(kOp, "workspace", workspace));
-    if (workspace.nbytes() < need) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          kOp, ": workspace ", workspace.ToString(), " has ", workspace.nbytes(),
-          " bytes, expected at least ", need, " (RmsNormBackwardWorkspaceBytes)"));
-    }
+    STRATA_RETURN_IF_ERROR(
+        CheckCudaWorkspace(kOp, workspace, need, "RmsNormBackwardWorkspaceBytes"));
     ws = static_cast<float*>(workspace.raw_data());
   }
   return CudaLaunchStatus(

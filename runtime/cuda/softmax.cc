@@ -31,42 +31,43 @@ absl::Status CheckRows(absl::string_view op,
 
 int64_t Rows(const Tensor& t) { return t.dim(-1) == 0 ? 0 : t.numel() / t.dim(-1); }
 
+// The forwards: x -> out, row by row.
+absl::Status Forward(CUstream_st* stream, const char* op,
+                     int (*launch)(const float*, float*, int64_t, int64_t, CUstream_st*),
+                     const Tensor& x, const Tensor& out) {
+  STRATA_RETURN_IF_ERROR(CheckRows(op, {{"x", &x}, {"out", &out}}));
+  return CudaLaunchStatus(launch(x.data<float>(), out.data<float>(), Rows(x), x.dim(-1), stream),
+                          op);
+}
+
+// The backwards: (y, dy) -> dx, row by row.
+absl::Status Backward(CUstream_st* stream, const char* op,
+                      int (*launch)(const float*, const float*, float*, int64_t, int64_t,
+                                    CUstream_st*),
+                      const Tensor& y, const Tensor& dy, const Tensor& dx) {
+  STRATA_RETURN_IF_ERROR(CheckRows(op, {{"y", &y}, {"dy", &dy}, {"dx", &dx}}));
+  return CudaLaunchStatus(
+      launch(y.data<float>(), dy.data<float>(), dx.data<float>(), Rows(y), y.dim(-1), stream), op);
+}
+
 }  // namespace
 
 absl::Status SoftmaxForward(CUstream_st* stream, const Tensor& x, const Tensor& out) {
-  constexpr char kOp[] = "SoftmaxForward";
-  STRATA_RETURN_IF_ERROR(CheckRows(kOp, {{"x", &x}, {"out", &out}}));
-  return CudaLaunchStatus(internal::LaunchSoftmaxForward(x.data<float>(), out.data<float>(),
-                                                         Rows(x), x.dim(-1), stream),
-                          kOp);
+  return Forward(stream, "SoftmaxForward", internal::LaunchSoftmaxForward, x, out);
 }
 
 absl::Status SoftmaxBackward(CUstream_st* stream, const Tensor& y, const Tensor& dy,
                              const Tensor& dx) {
-  constexpr char kOp[] = "SoftmaxBackward";
-  STRATA_RETURN_IF_ERROR(CheckRows(kOp, {{"y", &y}, {"dy", &dy}, {"dx", &dx}}));
-  return CudaLaunchStatus(
-      internal::LaunchSoftmaxBackward(y.data<float>(), dy.data<float>(), dx.data<float>(), Rows(y),
-                                      y.dim(-1), stream),
-      kOp);
+  return Backward(stream, "SoftmaxBackward", internal::LaunchSoftmaxBackward, y, dy, dx);
 }
 
 absl::Status LogSoftmaxForward(CUstream_st* stream, const Tensor& x, const Tensor& out) {
-  constexpr char kOp[] = "LogSoftmaxForward";
-  STRATA_RETURN_IF_ERROR(CheckRows(kOp, {{"x", &x}, {"out", &out}}));
-  return CudaLaunchStatus(internal::LaunchLogSoftmaxForward(x.data<float>(), out.data<float>(),
-                                                            Rows(x), x.dim(-1), stream),
-                          kOp);
+  return Forward(stream, "LogSoftmaxForward", internal::LaunchLogSoftmaxForward, x, out);
 }
 
 absl::Status LogSoftmaxBackward(CUstream_st* stream, const Tensor& y, const Tensor& dy,
                                 const Tensor& dx) {
-  constexpr char kOp[] = "LogSoftmaxBackward";
-  STRATA_RETURN_IF_ERROR(CheckRows(kOp, {{"y", &y}, {"dy", &dy}, {"dx", &dx}}));
-  return CudaLaunchStatus(
-      internal::LaunchLogSoftmaxBackward(y.data<float>(), dy.data<float>(), dx.data<float>(),
-                                         Rows(y), y.dim(-1), stream),
-      kOp);
+  return Backward(stream, "LogSoftmaxBackward", internal::LaunchLogSoftmaxBackward, y, dy, dx);
 }
 
 }  // namespace strata::cuda

@@ -1,6 +1,7 @@
 #include "runtime/cuda/sync_batchnorm.h"
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cpu/internal/batchnorm_checks.h"
 #include "runtime/cuda/cuda_status.h"
 #include "runtime/cuda/sync_batchnorm_kernel.h"
 #include "runtime/status.h"
@@ -10,65 +11,13 @@ namespace {
 
 float* OrNull(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
 
-absl::Status CheckOptionalC(absl::string_view op, absl::string_view name, const Tensor& t,
-                            const Shape& c) {
-  return t.defined() ? CheckCudaF32(op, name, t, c) : absl::OkStatus();
-}
-
-// stats (W, 4, C) for x's C channels, with rank in [0, W).
-absl::Status CheckStats(absl::string_view op, absl::string_view name, const Tensor& stats,
-                        int64_t c, int rank) {
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(op, name, stats));
-  if (stats.rank() != 3 || stats.dim(0) < 1 || stats.dim(1) != 4 || stats.dim(2) != c) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " is ", stats.ToString(),
-                                                   ", expected (world, 4, ", c, ")"));
-  }
-  if (rank < 0 || rank >= stats.dim(0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(op, ": rank ", rank, " is outside the world of ", stats.dim(0)));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckX(absl::string_view op, const Tensor& x) {
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(op, "x", x));
-  return CheckRank(op, "x", x, 4);
-}
-
-// As the CPU's internal::CheckTrainForwardArgs.
-absl::Status CheckTrainForwardArgs(absl::string_view op, const Shape& c, const Tensor& save_mean,
-                                   const Tensor& save_rstd, const Tensor& running_mean,
-                                   const Tensor& running_var, float eps, float momentum) {
-  STRATA_RETURN_IF_ERROR(CheckOptionalC(op, "save_mean", save_mean, c));
-  STRATA_RETURN_IF_ERROR(CheckOptionalC(op, "save_rstd", save_rstd, c));
-  STRATA_RETURN_IF_ERROR(CheckOptionalC(op, "running_mean", running_mean, c));
-  STRATA_RETURN_IF_ERROR(CheckOptionalC(op, "running_var", running_var, c));
-  if (running_mean.defined() != running_var.defined()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(op, ": running_mean and running_var must be both defined or both not"));
-  }
-  if (!(eps > 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(op, ": eps = ", eps, " must be > 0"));
-  }
-  if (!(momentum >= 0 && momentum <= 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(op, ": momentum = ", momentum, " must be in [0, 1]"));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::Status BatchNorm2dLocalStats(CUstream_st* stream, const Tensor& x, int rank,
                                    const Tensor& stats) {
   constexpr char kOp[] = "BatchNorm2dLocalStats";
-  STRATA_RETURN_IF_ERROR(CheckX(kOp, x));
+  STRATA_RETURN_IF_ERROR(cpu::internal::CheckBatchNorm2dLocalStats(CheckCudaF32, x, rank, stats));
   const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
-  STRATA_RETURN_IF_ERROR(CheckStats(kOp, "stats", stats, c, rank));
-  if (n * hw < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(kOp, ": x is ", x.shape().ToString(), ", expected values in every channel"));
-  }
   return CudaLaunchStatus(internal::LaunchBatchNorm2dLocalStats(x.data<float>(), n, c, hw,
                                                                 stats.dim(0), rank,
                                                                 stats.data<float>(), stream),
@@ -81,20 +30,10 @@ absl::Status BatchNorm2dSyncedForward(CUstream_st* stream, const Tensor& x, cons
                                       const Tensor& save_rstd, const Tensor& running_mean,
                                       const Tensor& running_var, float momentum) {
   constexpr char kOp[] = "BatchNorm2dSyncedForward";
-  STRATA_RETURN_IF_ERROR(CheckX(kOp, x));
-  const Shape c_shape{x.dim(1)};
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "gamma", gamma, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "beta", beta, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckStats(kOp, "stats", stats, x.dim(1), 0));
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "y", y, x.shape()));
-  STRATA_RETURN_IF_ERROR(CheckTrainForwardArgs(kOp, c_shape, save_mean, save_rstd, running_mean,
-                                               running_var, eps, momentum));
+  STRATA_RETURN_IF_ERROR(cpu::internal::CheckBatchNorm2dSyncedForward(
+      CheckCudaF32, x, gamma, beta, stats, eps, y, save_mean, save_rstd, running_mean, running_var,
+      momentum));
   const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3), world = stats.dim(0);
-  if (world * n * hw < 2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        kOp, ": x is ", x.shape().ToString(), " on ", world,
-        " ranks, expected more than 1 value per channel (N * H * W) for batch statistics"));
-  }
   return CudaLaunchStatus(
       internal::LaunchBatchNorm2dSyncedForward(
           x.data<float>(), gamma.data<float>(), beta.data<float>(), stats.data<float>(), world,
@@ -108,16 +47,8 @@ absl::Status BatchNorm2dLocalGradStats(CUstream_st* stream, const Tensor& x,
                                        const Tensor& dy, int rank, const Tensor& grad_stats,
                                        const Tensor& dgamma, const Tensor& dbeta) {
   constexpr char kOp[] = "BatchNorm2dLocalGradStats";
-  STRATA_RETURN_IF_ERROR(CheckX(kOp, x));
-  const Shape c_shape{x.dim(1)};
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "save_mean", save_mean, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "save_rstd", save_rstd, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "dy", dy, x.shape()));
-  if (grad_stats.defined()) {
-    STRATA_RETURN_IF_ERROR(CheckStats(kOp, "grad_stats", grad_stats, x.dim(1), rank));
-  }
-  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "dgamma", dgamma, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckOptionalC(kOp, "dbeta", dbeta, c_shape));
+  STRATA_RETURN_IF_ERROR(cpu::internal::CheckBatchNorm2dLocalGradStats(
+      CheckCudaF32, x, save_mean, save_rstd, dy, rank, grad_stats, dgamma, dbeta));
   const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
   const int64_t world = grad_stats.defined() ? grad_stats.dim(0) : 1;
   return CudaLaunchStatus(internal::LaunchBatchNorm2dLocalGradStats(
@@ -132,14 +63,8 @@ absl::Status BatchNorm2dSyncedBackward(CUstream_st* stream, const Tensor& x, con
                                        const Tensor& dy, const Tensor& grad_stats,
                                        const Tensor& dx) {
   constexpr char kOp[] = "BatchNorm2dSyncedBackward";
-  STRATA_RETURN_IF_ERROR(CheckX(kOp, x));
-  const Shape c_shape{x.dim(1)};
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "gamma", gamma, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "save_mean", save_mean, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "save_rstd", save_rstd, c_shape));
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "dy", dy, x.shape()));
-  STRATA_RETURN_IF_ERROR(CheckStats(kOp, "grad_stats", grad_stats, x.dim(1), 0));
-  STRATA_RETURN_IF_ERROR(CheckCudaF32(kOp, "dx", dx, x.shape()));
+  STRATA_RETURN_IF_ERROR(cpu::internal::CheckBatchNorm2dSyncedBackward(
+      CheckCudaF32, x, gamma, save_mean, save_rstd, dy, grad_stats, dx));
   const int64_t n = x.dim(0), c = x.dim(1), hw = x.dim(2) * x.dim(3);
   return CudaLaunchStatus(
       internal::LaunchBatchNorm2dSyncedBackward(

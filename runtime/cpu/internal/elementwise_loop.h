@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "runtime/cpu/internal/elementwise_checks.h"
 #include "runtime/dtype.h"
 #include "runtime/tensor.h"
 
@@ -25,21 +26,7 @@ inline constexpr int64_t kParallelThreshold = 1 << 14;
 // All tensors defined, host-addressable, of one shape and one dtype (f32 or bf16).
 inline absl::Status CheckSameShapeAndDType(
     absl::string_view op, std::initializer_list<std::pair<absl::string_view, const Tensor*>> args) {
-  const Tensor* first = args.begin()->second;
-  for (const auto& [name, t] : args) {
-    STRATA_RETURN_IF_ERROR(CheckDefined(op, name, *t));
-    STRATA_RETURN_IF_ERROR(CheckHostAddressable(op, name, *t));
-    if (t->dtype() != DType::kF32 && t->dtype() != DType::kBF16) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(op, ": ", name, " is ", t->ToString(), ", expected f32 or bf16"));
-    }
-    if (t->shape() != first->shape() || t->dtype() != first->dtype()) {
-      return absl::InvalidArgumentError(absl::StrCat(op, ": ", name, " is ", t->ToString(), " but ",
-                                                     args.begin()->first, " is ",
-                                                     first->ToString()));
-    }
-  }
-  return absl::OkStatus();
+  return CheckSameShapeAndDType(CheckOnHost, op, args);
 }
 
 template <typename T>

@@ -170,17 +170,14 @@ TEST_F(AttentionCudaTest, EmptySequenceLaunchesNothing) {
 // device tensor here is a CUDA-tagged view of host bytes that no kernel ever reads.
 class AttentionCudaChecks : public ::testing::Test {
  protected:
-  Tensor OnCuda(const Shape& shape, DType dtype = DType::kF32) {
-    return Tensor::Wrap(bytes_.data(), shape, dtype, Device::Cuda(0));
-  }
-  // Large enough for every tensor below.
-  std::vector<float> bytes_ = std::vector<float>(1 << 16);
+  testing::CudaTaggedViews on_cuda;
 };
 
 TEST_F(AttentionCudaChecks, ForwardRefusesBadArguments) {
   const Shape qs{2, 4, 8, 16}, ks{2, 2, 8, 16}, ls{2, 4, 8};
-  const Tensor q = OnCuda(qs), k = OnCuda(ks), v = OnCuda(ks), out = OnCuda(qs), lse = OnCuda(ls);
-  const Tensor ws = OnCuda(Shape{2 * 4 * 8});
+  const Tensor q = on_cuda(qs), k = on_cuda(ks), v = on_cuda(ks), out = on_cuda(qs),
+               lse = on_cuda(ls);
+  const Tensor ws = on_cuda(Shape{2 * 4 * 8});
   constexpr auto kInvalid = absl::StatusCode::kInvalidArgument;
   EXPECT_TRUE(AttentionWorkspaceBytes(2, 4, 8, 16) == 2 * 4 * 8 * sizeof(float));
 
@@ -188,58 +185,59 @@ TEST_F(AttentionCudaChecks, ForwardRefusesBadArguments) {
   ExpectStatus(CausalAttentionForward(nullptr, host_q, k, v, out, lse, 0.25f, ws), kInvalid,
                {"CausalAttentionForward", "q", "not on a CUDA device"});
   ExpectStatus(
-      CausalAttentionForward(nullptr, q, OnCuda(Shape{2, 3, 8, 16}), v, out, lse, 0.25f, ws),
-               kInvalid, {"CausalAttentionForward", "k is", "H_kv"});
-  ExpectStatus(CausalAttentionForward(nullptr, q, k, OnCuda(ks, DType::kBF16), out, lse, 0.25f, ws),
-               kInvalid, {"CausalAttentionForward", "v", "f32"});
-  ExpectStatus(CausalAttentionForward(nullptr, q, k, v, OnCuda(Shape{2, 4, 8, 8}), lse, 0.25f, ws),
+      CausalAttentionForward(nullptr, q, on_cuda(Shape{2, 3, 8, 16}), v, out, lse, 0.25f, ws),
+      kInvalid, {"CausalAttentionForward", "k is", "H_kv"});
+  ExpectStatus(
+      CausalAttentionForward(nullptr, q, k, on_cuda(ks, DType::kBF16), out, lse, 0.25f, ws),
+      kInvalid, {"CausalAttentionForward", "v", "f32"});
+  ExpectStatus(CausalAttentionForward(nullptr, q, k, v, on_cuda(Shape{2, 4, 8, 8}), lse, 0.25f, ws),
                kInvalid, {"CausalAttentionForward", "out", "expected shape"});
-  ExpectStatus(CausalAttentionForward(nullptr, q, k, v, out, OnCuda(Shape{2, 4, 7}), 0.25f, ws),
+  ExpectStatus(CausalAttentionForward(nullptr, q, k, v, out, on_cuda(Shape{2, 4, 7}), 0.25f, ws),
                kInvalid, {"CausalAttentionForward", "lse"});
   ExpectStatus(CausalAttentionForward(nullptr, q, k, v, out, lse, 0.0f, ws), kInvalid,
                {"CausalAttentionForward", "scale"});
   ExpectStatus(CausalAttentionForward(nullptr, q, k, v, out, lse, NAN, ws), kInvalid,
                {"CausalAttentionForward", "scale"});
-  ExpectStatus(CausalAttentionForward(nullptr, q, k, v, out, lse, 0.25f, OnCuda(Shape{63})),
+  ExpectStatus(CausalAttentionForward(nullptr, q, k, v, out, lse, 0.25f, on_cuda(Shape{63})),
                kInvalid, {"CausalAttentionForward", "workspace of 252 bytes", "256 bytes"});
   ExpectStatus(CausalAttentionForward(nullptr, q, k, v, out, lse, 0.25f, EmptyF32(Shape{64})),
                kInvalid, {"CausalAttentionForward", "workspace", "not on a CUDA device"});
   // D not innermost: a (B, H, T, D) view whose last dimension has stride T.
   const int swap[] = {0, 1, 3, 2};
-  const Tensor q_t = OnCuda(Shape{2, 4, 8, 8}).Permute(swap).value();
-  ExpectStatus(CausalAttentionForward(nullptr, q_t, OnCuda(Shape{2, 2, 8, 8}),
-                                      OnCuda(Shape{2, 2, 8, 8}), OnCuda(Shape{2, 4, 8, 8}), lse,
-                                      0.25f, ws),
-               kInvalid, {"CausalAttentionForward", "q", "stride 1"});
+  const Tensor q_t = on_cuda(Shape{2, 4, 8, 8}).Permute(swap).value();
+  ExpectStatus(
+      CausalAttentionForward(nullptr, q_t, on_cuda(Shape{2, 2, 8, 8}), on_cuda(Shape{2, 2, 8, 8}),
+                             on_cuda(Shape{2, 4, 8, 8}), lse, 0.25f, ws),
+      kInvalid, {"CausalAttentionForward", "q", "stride 1"});
   // Head dimensions above 128 are refused by name.
   const Shape big_q{1, 2, 4, 256}, big_k{1, 1, 4, 256};
-  ExpectStatus(CausalAttentionForward(nullptr, OnCuda(big_q), OnCuda(big_k), OnCuda(big_k),
-                                      OnCuda(big_q), OnCuda(Shape{1, 2, 4}), 0.0625f, ws),
+  ExpectStatus(CausalAttentionForward(nullptr, on_cuda(big_q), on_cuda(big_k), on_cuda(big_k),
+                                      on_cuda(big_q), on_cuda(Shape{1, 2, 4}), 0.0625f, ws),
                kInvalid, {"CausalAttentionForward", "head dimension D = 256", "128"});
 }
 
 TEST_F(AttentionCudaChecks, BackwardRefusesBadArguments) {
   const Shape qs{2, 4, 8, 16}, ks{2, 2, 8, 16}, ls{2, 4, 8};
-  const Tensor q = OnCuda(qs), k = OnCuda(ks), v = OnCuda(ks), lse = OnCuda(ls);
-  const Tensor dout = OnCuda(qs), dq = OnCuda(qs), dk = OnCuda(ks), dv = OnCuda(ks);
-  const Tensor ws = OnCuda(Shape{2 * 4 * 8});
+  const Tensor q = on_cuda(qs), k = on_cuda(ks), v = on_cuda(ks), lse = on_cuda(ls);
+  const Tensor dout = on_cuda(qs), dq = on_cuda(qs), dk = on_cuda(ks), dv = on_cuda(ks);
+  const Tensor ws = on_cuda(Shape{2 * 4 * 8});
   constexpr auto kInvalid = absl::StatusCode::kInvalidArgument;
   constexpr char kOp[] = "CausalAttentionBackward";
   ExpectStatus(CausalAttentionBackward(nullptr, q, k, v, EmptyF32(ls), dout, dq, dk, dv, 0.25f, ws),
                kInvalid, {kOp, "lse", "not on a CUDA device"});
-  ExpectStatus(CausalAttentionBackward(nullptr, q, k, v, lse, OnCuda(ks), dq, dk, dv, 0.25f, ws),
+  ExpectStatus(CausalAttentionBackward(nullptr, q, k, v, lse, on_cuda(ks), dq, dk, dv, 0.25f, ws),
                kInvalid, {kOp, "dout", "expected shape"});
   ExpectStatus(
       CausalAttentionBackward(nullptr, q, k, v, lse, dout, EmptyF32(qs), dk, dv, 0.25f, ws),
                kInvalid, {kOp, "dq", "not on a CUDA device"});
-  ExpectStatus(CausalAttentionBackward(nullptr, q, k, v, lse, dout, dq, OnCuda(qs), dv, 0.25f, ws),
+  ExpectStatus(CausalAttentionBackward(nullptr, q, k, v, lse, dout, dq, on_cuda(qs), dv, 0.25f, ws),
                kInvalid, {kOp, "dk", "expected shape"});
   ExpectStatus(CausalAttentionBackward(nullptr, q, k, v, lse, dout, dq, dk,
-                                       OnCuda(ks, DType::kBF16), 0.25f, ws),
+                                       on_cuda(ks, DType::kBF16), 0.25f, ws),
                kInvalid, {kOp, "dv", "f32"});
-  ExpectStatus(CausalAttentionBackward(nullptr, q, k, v, lse, dout, dq, dk, dv, 0.25f,
-                                       OnCuda(Shape{10})),
-               kInvalid, {kOp, "workspace", "AttentionWorkspaceBytes"});
+  ExpectStatus(
+      CausalAttentionBackward(nullptr, q, k, v, lse, dout, dq, dk, dv, 0.25f, on_cuda(Shape{10})),
+      kInvalid, {kOp, "workspace", "AttentionWorkspaceBytes"});
 }
 
 }  // namespace

@@ -17,6 +17,7 @@ namespace strata::cuda {
 namespace {
 
 using cpu::GradMode;
+using testing::CopyOf;
 using testing::CudaKernelTest;
 using testing::EmptyF32;
 using testing::ExpectRelativeError;
@@ -36,12 +37,6 @@ std::vector<Shape> BackwardShapes() {
     if (s[0] * s[2] * s[3] > 2) shapes.push_back(s);
   }
   return shapes;
-}
-
-Tensor CopyOf(const Tensor& t) {
-  Tensor c = EmptyF32(t.shape());
-  EXPECT_TRUE(c.CopyFrom(t).ok());
-  return c;
 }
 
 class BatchNormCudaTest : public CudaKernelTest {};
@@ -161,10 +156,7 @@ TEST_F(BatchNormCudaTest, FrozenMatchesTheCpuKernel) {
 // The launchers check their arguments before they touch the device, so this runs anywhere: a
 // device tensor here is a CUDA-tagged view of host bytes that no kernel ever reads.
 TEST(BatchNormCudaChecks, RefuseHostTensorsWrongShapesAndDTypes) {
-  std::vector<float> bytes(4096);
-  auto on_cuda = [&](const Shape& s, DType d = DType::kF32) {
-    return Tensor::Wrap(bytes.data(), s, d, Device::Cuda(0));
-  };
+  testing::CudaTaggedViews on_cuda;
   const Tensor x = on_cuda(Shape{2, 3, 4, 4}), c = on_cuda(Shape{3});
   const auto kBad = absl::StatusCode::kInvalidArgument;
   ExpectStatus(BatchNorm2dTrainForward(nullptr, EmptyF32(x.shape()), c, c, 1e-5f, x, c, c), kBad,

@@ -19,6 +19,7 @@ namespace {
 
 using cpu::Conv2dParams;
 using cpu::GradMode;
+using testing::CopyOf;
 using testing::CudaKernelTest;
 using testing::EmptyF32;
 using testing::ExpectRelativeError;
@@ -60,30 +61,7 @@ std::string Name(const ConvCase& c) {
                       c.p.dilation_h, "x", c.p.dilation_w, " groups ", c.p.groups);
 }
 
-Tensor CopyOf(const Tensor& t) {
-  Tensor c = EmptyF32(t.shape());
-  EXPECT_TRUE(c.CopyFrom(t).ok());
-  return c;
-}
-
-class Conv2dCudaTest : public CudaKernelTest {
- protected:
-  // A zero-size tensor from the device allocator has no allocation, so it reports the host as
-  // its device and the launchers refuse it; an empty tensor here is a CUDA-tagged view of no
-  // bytes instead (nothing reads it).
-  Tensor OnDevice(const Tensor& host) {
-    return host.numel() == 0 ? EmptyView(host.shape()) : ToDevice(host);
-  }
-  Tensor DeviceOut(const Shape& shape) {
-    return shape.numel() == 0 ? EmptyView(shape) : DeviceEmpty(shape);
-  }
-
- private:
-  Tensor EmptyView(const Shape& shape) {
-    return Tensor::Wrap(&nothing_, shape, DType::kF32, Device::Cuda(0));
-  }
-  float nothing_ = 0.0f;
-};
+class Conv2dCudaTest : public CudaKernelTest {};
 
 TEST_F(Conv2dCudaTest, ForwardMatchesTheCpuKernel) {
   std::mt19937_64 rng(21);
@@ -98,9 +76,9 @@ TEST_F(Conv2dCudaTest, ForwardMatchesTheCpuKernel) {
       ASSERT_TRUE(cpu::Conv2dForward(x, w, with_bias ? b : Tensor(), want, c.p,
                                      absl::MakeSpan(ws))
                       .ok());
-      const Tensor got = DeviceOut(y_shape);
-      ASSERT_TRUE(Conv2dForward(stream(), OnDevice(x), OnDevice(w),
-                                with_bias ? OnDevice(b) : Tensor(), got, c.p, Tensor())
+      const Tensor got = DeviceEmpty(y_shape);
+      ASSERT_TRUE(Conv2dForward(stream(), ToDevice(x), ToDevice(w),
+                                with_bias ? ToDevice(b) : Tensor(), got, c.p, Tensor())
                       .ok());
       ExpectRelativeError(ToHost(got), want, 1e-5, with_bias ? "y (bias)" : "y (no bias)");
     }
@@ -124,8 +102,8 @@ TEST_F(Conv2dCudaTest, BackwardMatchesTheCpuKernelInBothGradModes) {
       ASSERT_TRUE(cpu::Conv2dBackward(x, w, dy, dx_want, dw_want, db_want, c.p,
                                       absl::MakeSpan(ws), mode)
                       .ok());
-      const Tensor dx = DeviceOut(c.x), dw = OnDevice(dw0), db = OnDevice(db0);
-      ASSERT_TRUE(Conv2dBackward(stream(), OnDevice(x), OnDevice(w), OnDevice(dy), dx, dw, db,
+      const Tensor dx = DeviceEmpty(c.x), dw = ToDevice(dw0), db = ToDevice(db0);
+      ASSERT_TRUE(Conv2dBackward(stream(), ToDevice(x), ToDevice(w), ToDevice(dy), dx, dw, db,
                                  c.p, Tensor(), mode)
                       .ok());
       ExpectRelativeError(ToHost(dx), dx_want, 1e-5, "dx");
@@ -137,13 +115,13 @@ TEST_F(Conv2dCudaTest, BackwardMatchesTheCpuKernelInBothGradModes) {
     ASSERT_TRUE(cpu::Conv2dBackward(x, w, dy, dx_want, Tensor(), db_want, c.p,
                                     absl::MakeSpan(ws))
                     .ok());
-    const Tensor d_w = OnDevice(w), d_dy = OnDevice(dy);
-    const Tensor dx = DeviceOut(c.x), db = DeviceOut(b_shape);
+    const Tensor d_w = ToDevice(w), d_dy = ToDevice(dy);
+    const Tensor dx = DeviceEmpty(c.x), db = DeviceEmpty(b_shape);
     ASSERT_TRUE(
         Conv2dBackward(stream(), Tensor(), d_w, d_dy, dx, Tensor(), db, c.p, Tensor()).ok());
     ExpectRelativeError(ToHost(dx), dx_want, 1e-5, "dx without x");
     ExpectRelativeError(ToHost(db), db_want, 1e-5, "db without x");
-    const Tensor db_alone = DeviceOut(b_shape);
+    const Tensor db_alone = DeviceEmpty(b_shape);
     ASSERT_TRUE(Conv2dBackward(stream(), Tensor(), d_w, d_dy, Tensor(), Tensor(), db_alone, c.p,
                                Tensor())
                     .ok());
@@ -154,10 +132,7 @@ TEST_F(Conv2dCudaTest, BackwardMatchesTheCpuKernelInBothGradModes) {
 // The launchers check their arguments before they touch the device, so this runs anywhere: a
 // device tensor here is a CUDA-tagged view of host bytes that no kernel ever reads.
 TEST(Conv2dCudaChecks, RefuseHostTensorsWrongShapesAndDTypes) {
-  std::vector<float> bytes(8192);
-  auto on_cuda = [&](const Shape& s, DType d = DType::kF32) {
-    return Tensor::Wrap(bytes.data(), s, d, Device::Cuda(0));
-  };
+  testing::CudaTaggedViews on_cuda;
   const Conv2dParams p{.pad_h = 1, .pad_w = 1};
   const Tensor x = on_cuda(Shape{2, 4, 6, 6}), w = on_cuda(Shape{8, 4, 3, 3});
   const Tensor y = on_cuda(Shape{2, 8, 6, 6}), b = on_cuda(Shape{8});

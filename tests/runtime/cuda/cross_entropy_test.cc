@@ -41,21 +41,6 @@ Tensor Targets(const Shape& shape, int64_t v, DType dtype, int ignore_every, int
 
 class SoftmaxCrossEntropyCudaTest : public CudaKernelTest {
  protected:
-  // The device allocator gives a zero-size tensor no memory and so the host as its device, which
-  // the launchers refuse: zero-size device tensors here are CUDA-tagged views of nothing.
-  Tensor ToDevice(const Tensor& host) {
-    return host.numel() == 0 ? Tensor::Wrap(&nothing_, host.shape(), host.dtype(), Device::Cuda(0))
-                             : CudaKernelTest::ToDevice(host);
-  }
-  Tensor DeviceEmpty(const Shape& shape, DType dtype = DType::kF32) {
-    return shape.numel() == 0 ? Tensor::Wrap(&nothing_, shape, dtype, Device::Cuda(0))
-                              : CudaKernelTest::DeviceEmpty(shape, dtype);
-  }
-
- private:
-  alignas(16) char nothing_[16] = {};
-
- protected:
   // Runs both kernels and compares the loss and (unless forward_only) the gradient.
   void Compare(const Tensor& logits, const Tensor& targets, float dloss, int64_t ignore_index,
                float smoothing, bool forward_only, bool in_place) {
@@ -127,10 +112,7 @@ TEST_F(SoftmaxCrossEntropyCudaTest, ATargetOutOfRangeGivesNaN) {
 }
 
 TEST(SoftmaxCrossEntropyCudaChecks, RefuseHostTensorsWrongShapesAndOptions) {
-  std::vector<double> bytes(1024);
-  auto on_cuda = [&](const Shape& s, DType d = DType::kF32) {
-    return Tensor::Wrap(bytes.data(), s, d, Device::Cuda(0));
-  };
+  testing::CudaTaggedViews on_cuda;
   const Tensor logits = on_cuda(Shape{4, 8}), targets = on_cuda(Shape{4}, DType::kI64);
   const Tensor loss = on_cuda(Shape{1}), ws = on_cuda(Shape{64});
   ExpectStatus(SoftmaxCrossEntropy(nullptr, EmptyF32(Shape{4, 8}), targets, loss, Tensor(), ws),

@@ -101,4 +101,17 @@ void ExpectRelativeError(const Tensor& got, const Tensor& want, double tolerance
                               << ")";
 }
 
+Tensor CopyOf(const Tensor& t) {
+  Tensor c = EmptyF32(t.shape());
+  EXPECT_TRUE(c.CopyFrom(t).ok());
+  return c;
+}
+
+Tensor ToF32(const Tensor& t) { return FromDouble(ToDouble(t), t.shape()); }
+
+Tensor RandomIn(const Shape& shape, DType dtype, std::mt19937_64& rng) {
+  const Tensor r = RandomTensor(shape, rng);
+  return dtype == DType::kF32 ? r : FromDouble(ToDouble(r), shape, dtype);
+}
+
 }  // namespace strata::testing

@@ -18,6 +18,8 @@
 #pragma once
 
 #include <memory>
+#include <random>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "gtest/gtest.h"
@@ -47,10 +49,36 @@ class CudaKernelTest : public ::testing::Test {
   CUstream_st* stream_ = nullptr;
 };
 
+// Device tensors for the argument-check tests (plain TEST, no device): each call is a CUDA-tagged
+// view of the same host bytes (256 KiB, 8-byte aligned), which the refused calls never read.
+//
+//   CudaTaggedViews on_cuda;
+//   ExpectStatus(cuda::GeluForward(nullptr, EmptyF32(Shape{4}), on_cuda(Shape{4})), ...);
+class CudaTaggedViews {
+ public:
+  Tensor operator()(const Shape& shape, DType dtype = DType::kF32) {
+    return Tensor::Wrap(bytes_.data(), shape, dtype, Device::Cuda(0));
+  }
+
+ private:
+  std::vector<double> bytes_ = std::vector<double>(1 << 15);
+};
+
 // The norm-wise relative error max|got - want| / max|want| (f32 or f16/bf16 host tensors of one
 // shape; NaN and infinities must sit at the same places with the same sign) must be below
 // `tolerance`; reports the worst element.
 void ExpectRelativeError(const Tensor& got, const Tensor& want, double tolerance,
                          absl::string_view what);
+
+// Host tensors the kernel tests compare with (no device involved).
+//
+// A contiguous f32 host copy of host tensor t (any dtype, any strides), converted by CopyFrom: a
+// CPU kernel's input or output that the test must not share with another call.
+Tensor CopyOf(const Tensor& t);
+// A contiguous f32 host copy of host tensor t, converted through double (ToDouble/FromDouble).
+Tensor ToF32(const Tensor& t);
+// Random values in `dtype` (RandomTensor's f32 values rounded to it), as a host tensor of that
+// dtype.
+Tensor RandomIn(const Shape& shape, DType dtype, std::mt19937_64& rng);
 
 }  // namespace strata::testing

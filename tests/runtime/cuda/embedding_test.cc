@@ -43,22 +43,7 @@ void ExpectBitwiseEqual(const Tensor& got, const Tensor& want, const char* what)
   EXPECT_EQ(std::memcmp(got.raw_data(), want.raw_data(), want.nbytes()), 0) << what;
 }
 
-class EmbeddingCudaTest : public CudaKernelTest {
- protected:
-  // The device allocator gives a zero-size tensor no memory and so the host as its device, which
-  // the launchers refuse: zero-size device tensors here are CUDA-tagged views of nothing.
-  Tensor ToDevice(const Tensor& host) {
-    return host.numel() == 0 ? Tensor::Wrap(&nothing_, host.shape(), host.dtype(), Device::Cuda(0))
-                             : CudaKernelTest::ToDevice(host);
-  }
-  Tensor DeviceEmpty(const Shape& shape, DType dtype = DType::kF32) {
-    return shape.numel() == 0 ? Tensor::Wrap(&nothing_, shape, dtype, Device::Cuda(0))
-                              : CudaKernelTest::DeviceEmpty(shape, dtype);
-  }
-
- private:
-  alignas(16) char nothing_[16] = {};
-};
+class EmbeddingCudaTest : public CudaKernelTest {};
 
 TEST_F(EmbeddingCudaTest, ForwardAndBackwardEqualTheCpuKernelBitForBit) {
   std::mt19937_64 rng(51);
@@ -124,10 +109,7 @@ TEST_F(EmbeddingCudaTest, AnIdOutOfRangeGivesANaNRowAndIsSkippedByTheBackward) {
 }
 
 TEST(EmbeddingCudaChecks, RefuseHostTensorsWrongShapesAndDTypes) {
-  std::vector<float> bytes(256);
-  auto on_cuda = [&](const Shape& s, DType d = DType::kF32) {
-    return Tensor::Wrap(bytes.data(), s, d, Device::Cuda(0));
-  };
+  testing::CudaTaggedViews on_cuda;
   const Tensor ids = on_cuda(Shape{2, 3}, DType::kI32), table = on_cuda(Shape{10, 4});
   const Tensor out = on_cuda(Shape{2, 3, 4});
   ExpectStatus(EmbeddingForward(nullptr, ids, EmptyF32(Shape{10, 4}), out),

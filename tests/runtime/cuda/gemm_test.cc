@@ -14,6 +14,7 @@
 #include "runtime/cpu/gemm.h"
 #include "runtime/cuda/blas_handle.h"
 #include "tests/runtime/cpu/kernel_test_util.h"
+#include "tests/runtime/cuda/blas_test_util.h"
 #include "tests/runtime/cuda/cuda_test_util.h"
 
 namespace strata::cuda {
@@ -21,18 +22,9 @@ namespace {
 
 using testing::ExpectRelativeError;
 using testing::ExpectStatus;
-using testing::FromDouble;
+using testing::RandomIn;
 using testing::RandomTensor;
-using testing::ToDouble;
-
-// A contiguous f32 host copy of any host tensor (any dtype, any strides).
-Tensor F32(const Tensor& t) { return FromDouble(ToDouble(t), t.shape()); }
-
-// Random values in `dtype` (rounded from f32), kept as a host tensor of that dtype.
-Tensor RandomIn(const Shape& shape, DType dtype, std::mt19937_64& rng) {
-  const Tensor r = RandomTensor(shape, rng);
-  return dtype == DType::kF32 ? r : FromDouble(ToDouble(r), shape, dtype);
-}
+using testing::ToF32;
 
 // A (rows, cols) matrix held by `storage`, stored as itself or transposed, its stored rows `pad`
 // elements longer than needed: the storage's shape, and the view of it.
@@ -50,21 +42,8 @@ struct Layout {
   int64_t pad = 0;  // extra elements per stored row of a, b and out
 };
 
-class GemmCudaTest : public testing::CudaKernelTest {
+class GemmCudaTest : public testing::CublasKernelTest {
  protected:
-  void SetUp() override {
-    CudaKernelTest::SetUp();
-    if (IsSkipped()) return;
-    absl::StatusOr<std::unique_ptr<CublasHandle>> h = CublasHandle::Create(0);
-    ASSERT_TRUE(h.ok()) << h.status();
-    blas_ = std::move(*h);
-  }
-  void TearDown() override {
-    blas_.reset();
-    CudaKernelTest::TearDown();
-  }
-  CublasHandle* blas() const { return blas_.get(); }
-
   // out = alpha op(a) op(b) + beta out on the device and on the CPU (on the same values, rounded
   // to `ab` and `out_dtype`), compared norm-wise.
   void CompareMatmul(int64_t m, int64_t n, int64_t k, bool ta, bool tb, const Layout& l,
@@ -85,18 +64,16 @@ class GemmCudaTest : public testing::CudaKernelTest {
                        MatrixView(db_s, br, bc, l.b_stored_trans),
                        MatrixView(dc_s, m, n, l.out_stored_trans), ta, tb, alpha, beta, precision)
                     .ok());
-    const Tensor want_s = F32(c_s);
+    const Tensor want_s = ToF32(c_s);
     const Tensor want = MatrixView(want_s, m, n, l.out_stored_trans);
-    ASSERT_TRUE(cpu::Matmul(MatrixView(F32(a_s), ar, ac, l.a_stored_trans),
-                            MatrixView(F32(b_s), br, bc, l.b_stored_trans), want, ta, tb, alpha,
+    ASSERT_TRUE(cpu::Matmul(MatrixView(ToF32(a_s), ar, ac, l.a_stored_trans),
+                            MatrixView(ToF32(b_s), br, bc, l.b_stored_trans), want, ta, tb, alpha,
                             beta)
                     .ok());
     const Tensor got = MatrixView(ToHost(dc_s), m, n, l.out_stored_trans);
-    ExpectRelativeError(F32(got), F32(want), tolerance, "matmul");
+    ExpectRelativeError(ToF32(got), ToF32(want), tolerance, "matmul");
   }
 
- private:
-  std::unique_ptr<CublasHandle> blas_;
 };
 
 constexpr std::tuple<int64_t, int64_t, int64_t> kShapes[] = {
@@ -190,10 +167,10 @@ TEST_F(GemmCudaTest, MatmulAddMatchesTheCpuKernel) {
                                 with_addend ? ToDevice(addend) : Tensor(), out, false, tb)
                           .ok());
           const Tensor want = testing::EmptyF32(Shape{m, n});
-          ASSERT_TRUE(cpu::MatmulAdd(F32(a), F32(b), with_bias ? F32(bias) : Tensor(),
-                                     with_addend ? F32(addend) : Tensor(), want, false, tb)
+          ASSERT_TRUE(cpu::MatmulAdd(ToF32(a), ToF32(b), with_bias ? ToF32(bias) : Tensor(),
+                                     with_addend ? ToF32(addend) : Tensor(), want, false, tb)
                           .ok());
-          ExpectRelativeError(F32(ToHost(out)), want, tolerance, "matmul add");
+          ExpectRelativeError(ToF32(ToHost(out)), want, tolerance, "matmul add");
         }
       }
     }
@@ -207,7 +184,7 @@ TEST_F(GemmCudaTest, MatmulAddMatchesTheCpuKernel) {
                   .ok());
   const Tensor want = testing::EmptyF32(Shape{9, 4});
   ASSERT_TRUE(cpu::MatmulAdd(a, b, bias, Tensor(), want).ok());
-  ExpectRelativeError(F32(ToHost(out_s).Transpose(0, 1).value()), want, 1e-5,
+  ExpectRelativeError(ToF32(ToHost(out_s).Transpose(0, 1).value()), want, 1e-5,
                       "matmul add into a transposed view");
 }
 
@@ -223,7 +200,7 @@ TEST_F(GemmCudaTest, BatchedMatmulMatchesTheCpuKernel) {
   auto make = [&](int64_t rows, int64_t cols, bool broadcast, bool stored_trans, DType dtype) {
     const int64_t sr = stored_trans ? cols : rows, sc = stored_trans ? rows : cols;
     const Tensor s = RandomIn(Shape{broadcast ? 1 : batch, sr, sc}, dtype, rng);
-    const Tensor hs = F32(s), ds = ToDevice(s);
+    const Tensor hs = ToF32(s), ds = ToDevice(s);
     auto view = [&](const Tensor& t) {
       Tensor v = broadcast ? Tensor::View(t.storage(), Shape{batch, sr, sc}, {0, sc, 1},
                                           t.offset(), t.dtype())
@@ -312,14 +289,11 @@ TEST_F(GemmCudaTest, RepeatedCallsAreBitwiseReproducible) {
 // device tensors are CUDA-tagged views of host bytes that nothing reads.
 class GemmCudaChecks : public ::testing::Test {
  protected:
-  Tensor OnCuda(const Shape& shape, DType dtype = DType::kF32) {
-    return Tensor::Wrap(bytes_.raw_data(), shape, dtype, Device::Cuda(0));
-  }
-  Tensor bytes_ = testing::EmptyF32(Shape{4096});
+  testing::CudaTaggedViews on_cuda;
 };
 
 TEST_F(GemmCudaChecks, RefuseHostTensorsTypesAndShapes) {
-  const Tensor a = OnCuda(Shape{4, 3}), b = OnCuda(Shape{3, 5}), out = OnCuda(Shape{4, 5});
+  const Tensor a = on_cuda(Shape{4, 3}), b = on_cuda(Shape{3, 5}), out = on_cuda(Shape{4, 5});
   const auto kInvalid = absl::StatusCode::kInvalidArgument;
   ExpectStatus(Matmul(nullptr, nullptr, testing::EmptyF32(Shape{4, 3}), b, out), kInvalid,
                {"Matmul", "a", "not on a CUDA device"});
@@ -327,21 +301,21 @@ TEST_F(GemmCudaChecks, RefuseHostTensorsTypesAndShapes) {
                {"Matmul", "b", "not on a CUDA device"});
   ExpectStatus(Matmul(nullptr, nullptr, a, b, testing::EmptyF32(Shape{4, 5})), kInvalid,
                {"Matmul", "out", "not on a CUDA device"});
-  ExpectStatus(Matmul(nullptr, nullptr, OnCuda(Shape{4, 3}, DType::kI32), b, out), kInvalid,
+  ExpectStatus(Matmul(nullptr, nullptr, on_cuda(Shape{4, 3}, DType::kI32), b, out), kInvalid,
                {"Matmul", "a", "expected f32, bf16 or f16"});
-  ExpectStatus(Matmul(nullptr, nullptr, OnCuda(Shape{4, 3}, DType::kBF16), b, out), kInvalid,
+  ExpectStatus(Matmul(nullptr, nullptr, on_cuda(Shape{4, 3}, DType::kBF16), b, out), kInvalid,
                {"Matmul", "b"});
-  ExpectStatus(Matmul(nullptr, nullptr, OnCuda(Shape{4, 3}, DType::kBF16),
-                      OnCuda(Shape{3, 5}, DType::kBF16), OnCuda(Shape{4, 5}, DType::kF16)),
+  ExpectStatus(Matmul(nullptr, nullptr, on_cuda(Shape{4, 3}, DType::kBF16),
+                      on_cuda(Shape{3, 5}, DType::kBF16), on_cuda(Shape{4, 5}, DType::kF16)),
                kInvalid, {"Matmul", "out", "expected f32 or bf16"});
-  ExpectStatus(Matmul(nullptr, nullptr, a, OnCuda(Shape{4, 5}), out), kInvalid,
+  ExpectStatus(Matmul(nullptr, nullptr, a, on_cuda(Shape{4, 5}), out), kInvalid,
                {"Matmul", "inner dimensions differ"});
-  ExpectStatus(Matmul(nullptr, nullptr, a, b, OnCuda(Shape{5, 4})), kInvalid,
+  ExpectStatus(Matmul(nullptr, nullptr, a, b, on_cuda(Shape{5, 4})), kInvalid,
                {"Matmul", "out", "expected [4, 5]"});
-  ExpectStatus(Matmul(nullptr, nullptr, OnCuda(Shape{2, 4, 3}), b, out), kInvalid,
+  ExpectStatus(Matmul(nullptr, nullptr, on_cuda(Shape{2, 4, 3}), b, out), kInvalid,
                {"Matmul", "a"});
   // No unit stride: every other element of every other row.
-  const Tensor no_unit = OnCuda(Shape{8, 6}).Slice(0, 0, 8, 2).value().Slice(1, 0, 6, 2).value();
+  const Tensor no_unit = on_cuda(Shape{8, 6}).Slice(0, 0, 8, 2).value().Slice(1, 0, 6, 2).value();
   ExpectStatus(Matmul(nullptr, nullptr, no_unit, b, out), kInvalid,
                {"Matmul", "a", "no unit stride"});
   // Well-formed, but no handle to run it with.
@@ -360,43 +334,43 @@ TEST(CublasStatusTest, NamesTheCallAndTheStatus) {
 }
 
 TEST_F(GemmCudaChecks, MatmulAddChecksBiasAndAddend) {
-  const Tensor a = OnCuda(Shape{4, 3}), b = OnCuda(Shape{3, 5}), out = OnCuda(Shape{4, 5});
+  const Tensor a = on_cuda(Shape{4, 3}), b = on_cuda(Shape{3, 5}), out = on_cuda(Shape{4, 5});
   const auto kInvalid = absl::StatusCode::kInvalidArgument;
-  ExpectStatus(MatmulAdd(nullptr, nullptr, a, b, OnCuda(Shape{4}), Tensor(), out), kInvalid,
+  ExpectStatus(MatmulAdd(nullptr, nullptr, a, b, on_cuda(Shape{4}), Tensor(), out), kInvalid,
                {"MatmulAdd", "bias"});
-  ExpectStatus(MatmulAdd(nullptr, nullptr, a, b, OnCuda(Shape{5}, DType::kBF16), Tensor(), out),
+  ExpectStatus(MatmulAdd(nullptr, nullptr, a, b, on_cuda(Shape{5}, DType::kBF16), Tensor(), out),
                kInvalid, {"MatmulAdd", "bias"});
   ExpectStatus(MatmulAdd(nullptr, nullptr, a, b, testing::EmptyF32(Shape{5}), Tensor(), out),
                kInvalid, {"MatmulAdd", "bias", "not on a CUDA device"});
-  ExpectStatus(MatmulAdd(nullptr, nullptr, a, b, Tensor(), OnCuda(Shape{5, 4}), out), kInvalid,
+  ExpectStatus(MatmulAdd(nullptr, nullptr, a, b, Tensor(), on_cuda(Shape{5, 4}), out), kInvalid,
                {"MatmulAdd", "addend"});
-  ExpectStatus(MatmulAdd(nullptr, nullptr, OnCuda(Shape{5, 3}), OnCuda(Shape{3, 4}), Tensor(),
-                         OnCuda(Shape{5, 4}), out.Transpose(0, 1).value()),
+  ExpectStatus(MatmulAdd(nullptr, nullptr, on_cuda(Shape{5, 3}), on_cuda(Shape{3, 4}), Tensor(),
+                         on_cuda(Shape{5, 4}), out.Transpose(0, 1).value()),
                kInvalid, {"MatmulAdd", "transposed view", "addend needs row-major out"});
 }
 
 TEST_F(GemmCudaChecks, BatchedAndBackwardChecks) {
   const auto kInvalid = absl::StatusCode::kInvalidArgument;
-  ExpectStatus(BatchedMatmul(nullptr, nullptr, OnCuda(Shape{2, 4, 3}), OnCuda(Shape{3, 3, 5}),
-                             OnCuda(Shape{2, 4, 5})),
+  ExpectStatus(BatchedMatmul(nullptr, nullptr, on_cuda(Shape{2, 4, 3}), on_cuda(Shape{3, 3, 5}),
+                             on_cuda(Shape{2, 4, 5})),
                kInvalid, {"BatchedMatmul", "batch sizes differ"});
-  ExpectStatus(BatchedMatmul(nullptr, nullptr, OnCuda(Shape{2, 4, 3}), OnCuda(Shape{2, 3, 5}),
-                             OnCuda(Shape{1, 4, 5})),
+  ExpectStatus(BatchedMatmul(nullptr, nullptr, on_cuda(Shape{2, 4, 3}), on_cuda(Shape{2, 3, 5}),
+                             on_cuda(Shape{1, 4, 5})),
                kInvalid, {"BatchedMatmul", "batch sizes differ"});
-  const Tensor one = OnCuda(Shape{1, 4, 5});
+  const Tensor one = on_cuda(Shape{1, 4, 5});
   const Tensor aliased =
       Tensor::View(one.storage(), Shape{2, 4, 5}, {0, 5, 1}, 0, DType::kF32).value();
-  ExpectStatus(BatchedMatmul(nullptr, nullptr, OnCuda(Shape{2, 4, 3}), OnCuda(Shape{2, 3, 5}),
-                             aliased),
-               kInvalid, {"BatchedMatmul", "out", "alias one matrix"});
-  const Tensor a = OnCuda(Shape{4, 3}), b = OnCuda(Shape{3, 5}), dout = OnCuda(Shape{4, 5});
-  ExpectStatus(MatmulBackward(nullptr, nullptr, a, b, dout, OnCuda(Shape{3, 4}), Tensor()),
+  ExpectStatus(
+      BatchedMatmul(nullptr, nullptr, on_cuda(Shape{2, 4, 3}), on_cuda(Shape{2, 3, 5}), aliased),
+      kInvalid, {"BatchedMatmul", "out", "alias one matrix"});
+  const Tensor a = on_cuda(Shape{4, 3}), b = on_cuda(Shape{3, 5}), dout = on_cuda(Shape{4, 5});
+  ExpectStatus(MatmulBackward(nullptr, nullptr, a, b, dout, on_cuda(Shape{3, 4}), Tensor()),
                kInvalid, {"MatmulBackward", "da"});
-  ExpectStatus(MatmulBackward(nullptr, nullptr, a, b, dout, Tensor(), OnCuda(Shape{5, 3})),
+  ExpectStatus(MatmulBackward(nullptr, nullptr, a, b, dout, Tensor(), on_cuda(Shape{5, 3})),
                kInvalid, {"MatmulBackward", "db"});
-  ExpectStatus(MatmulBackward(nullptr, nullptr, a, b, OnCuda(Shape{5, 4}), Tensor(), Tensor()),
+  ExpectStatus(MatmulBackward(nullptr, nullptr, a, b, on_cuda(Shape{5, 4}), Tensor(), Tensor()),
                kInvalid, {"MatmulBackward", "dout"});
-  ExpectStatus(MatmulBackward(nullptr, nullptr, OnCuda(Shape{4}), b, dout, Tensor(), Tensor()),
+  ExpectStatus(MatmulBackward(nullptr, nullptr, on_cuda(Shape{4}), b, dout, Tensor(), Tensor()),
                kInvalid, {"MatmulBackward", "rank 2 or 3"});
   ExpectStatus(MatmulBackward(nullptr, nullptr, a, b, dout, testing::EmptyF32(Shape{4, 3}),
                               Tensor()),

@@ -13,34 +13,14 @@
 namespace strata::cuda {
 namespace {
 
+using testing::CopyOf;
 using testing::CudaKernelTest;
 using testing::EmptyF32;
 using testing::ExpectRelativeError;
 using testing::ExpectStatus;
 using testing::RandomTensor;
 
-Tensor Clone(const Tensor& t) {
-  Tensor c = EmptyF32(t.shape());
-  EXPECT_TRUE(c.CopyFrom(t).ok());
-  return c;
-}
-
-class LayerNormCudaTest : public CudaKernelTest {
- protected:
-  // The device allocator gives a zero-size tensor no memory and so the host as its device, which
-  // the launchers refuse: zero-size device tensors here are CUDA-tagged views of nothing.
-  Tensor ToDevice(const Tensor& host) {
-    return host.numel() == 0 ? Tensor::Wrap(&nothing_, host.shape(), host.dtype(), Device::Cuda(0))
-                             : CudaKernelTest::ToDevice(host);
-  }
-  Tensor DeviceEmpty(const Shape& shape, DType dtype = DType::kF32) {
-    return shape.numel() == 0 ? Tensor::Wrap(&nothing_, shape, dtype, Device::Cuda(0))
-                              : CudaKernelTest::DeviceEmpty(shape, dtype);
-  }
-
- private:
-  alignas(16) char nothing_[16] = {};
-};
+class LayerNormCudaTest : public CudaKernelTest {};
 
 // Odd widths, widths below one warp, wider than one block (256) and much wider (looping rows),
 // a single row and no rows.
@@ -86,7 +66,7 @@ TEST_F(LayerNormCudaTest, BackwardMatchesTheCpuKernelInBothModes) {
         SCOPED_TRACE(shape.ToString() + (mode == GradMode::kAccumulate ? " accumulate" : "") +
                      (with_residual ? " residual" : ""));
         Tensor dg0 = RandomTensor(Shape{c}, rng), db0 = RandomTensor(Shape{c}, rng);
-        Tensor dx = EmptyF32(shape), dg = Clone(dg0), db = Clone(db0);
+        Tensor dx = EmptyF32(shape), dg = CopyOf(dg0), db = CopyOf(db0);
         ASSERT_TRUE(cpu::LayerNormBackward(x, gamma, mean, rstd, dy, dx, dg, db, mode,
                                            with_residual ? residual : Tensor())
                         .ok());
@@ -178,10 +158,7 @@ TEST_F(LayerNormCudaTest, ParameterGradientsAreBitwiseReproducible) {
 }
 
 TEST(LayerNormCudaChecks, RefuseHostTensorsWrongShapesAndSmallWorkspaces) {
-  std::vector<float> bytes(4096);
-  auto on_cuda = [&](const Shape& s, DType d = DType::kF32) {
-    return Tensor::Wrap(bytes.data(), s, d, Device::Cuda(0));
-  };
+  testing::CudaTaggedViews on_cuda;
   const Tensor x = on_cuda(Shape{4, 8}), g = on_cuda(Shape{8}), stats = on_cuda(Shape{4});
   ExpectStatus(LayerNormForward(nullptr, EmptyF32(Shape{4, 8}), g, g, 1e-5f, x, stats, stats),
                absl::StatusCode::kInvalidArgument,

@@ -12,6 +12,7 @@
 #include "runtime/cpu/linear.h"
 #include "runtime/cuda/blas_handle.h"
 #include "tests/runtime/cpu/kernel_test_util.h"
+#include "tests/runtime/cuda/blas_test_util.h"
 #include "tests/runtime/cuda/cuda_test_util.h"
 
 namespace strata::cuda {
@@ -19,35 +20,11 @@ namespace {
 
 using testing::ExpectRelativeError;
 using testing::ExpectStatus;
-using testing::FromDouble;
+using testing::RandomIn;
 using testing::RandomTensor;
-using testing::ToDouble;
+using testing::ToF32;
 
-Tensor F32(const Tensor& t) { return FromDouble(ToDouble(t), t.shape()); }
-
-Tensor RandomIn(const Shape& shape, DType dtype, std::mt19937_64& rng) {
-  const Tensor r = RandomTensor(shape, rng);
-  return dtype == DType::kF32 ? r : FromDouble(ToDouble(r), shape, dtype);
-}
-
-class LinearCudaTest : public testing::CudaKernelTest {
- protected:
-  void SetUp() override {
-    CudaKernelTest::SetUp();
-    if (IsSkipped()) return;
-    absl::StatusOr<std::unique_ptr<CublasHandle>> h = CublasHandle::Create(0);
-    ASSERT_TRUE(h.ok()) << h.status();
-    blas_ = std::move(*h);
-  }
-  void TearDown() override {
-    blas_.reset();
-    CudaKernelTest::TearDown();
-  }
-  CublasHandle* blas() const { return blas_.get(); }
-
- private:
-  std::unique_ptr<CublasHandle> blas_;
-};
+class LinearCudaTest : public testing::CublasKernelTest {};
 
 // x's leading dims, in, out. No single-element y: with a bias and a residual one element can
 // cancel to near zero, and a norm-wise error over one element is then relative to almost nothing.
@@ -83,13 +60,13 @@ TEST_F(LinearCudaTest, ForwardMatchesTheCpuKernel) {
                                     with_b ? ToDevice(b) : Tensor(), y,
                                     with_r ? ToDevice(r) : Tensor())
                           .ok());
-          const Tensor hw_s = F32(w_s);
+          const Tensor hw_s = ToF32(w_s);
           const Tensor want = testing::EmptyF32(y.shape());
-          ASSERT_TRUE(cpu::LinearForward(F32(x), w_trans ? hw_s.Transpose(0, 1).value() : hw_s,
-                                         with_b ? F32(b) : Tensor(), want,
-                                         with_r ? F32(r) : Tensor())
+          ASSERT_TRUE(cpu::LinearForward(ToF32(x), w_trans ? hw_s.Transpose(0, 1).value() : hw_s,
+                                         with_b ? ToF32(b) : Tensor(), want,
+                                         with_r ? ToF32(r) : Tensor())
                           .ok());
-          ExpectRelativeError(F32(ToHost(y)), want, tolerance, "linear forward");
+          ExpectRelativeError(ToF32(ToHost(y)), want, tolerance, "linear forward");
         }
       }
     }
@@ -105,7 +82,7 @@ TEST_F(LinearCudaTest, Bf16OperandsIntoF32Output) {
   ASSERT_TRUE(
       LinearForward(stream(), blas(), ToDevice(x), ToDevice(w), ToDevice(b), y, ToDevice(r)).ok());
   const Tensor want = testing::EmptyF32(y.shape());
-  ASSERT_TRUE(cpu::LinearForward(F32(x), F32(w), b, want, r).ok());
+  ASSERT_TRUE(cpu::LinearForward(ToF32(x), ToF32(w), b, want, r).ok());
   ExpectRelativeError(ToHost(y), want, 1e-2, "bf16 linear into f32");
 }
 
@@ -150,13 +127,13 @@ TEST_F(LinearCudaTest, BackwardMatchesTheCpuKernel) {
                                      ToDevice(w), ToDevice(dy), dx, dw, db, mode)
                           .ok());
           const Tensor hdx = want_dx ? testing::EmptyF32(x.shape()) : Tensor();
-          const Tensor hdw = !want_dw ? Tensor() : acc ? F32(dw0) : testing::EmptyF32(w.shape());
-          const Tensor hdb = !want_db ? Tensor() : acc ? F32(db0) : testing::EmptyF32(Shape{out});
-          ASSERT_TRUE(cpu::LinearBackward(want_dw ? F32(x) : Tensor(), F32(w), F32(dy), hdx, hdw,
-                                          hdb, mode)
+          const Tensor hdw = !want_dw ? Tensor() : acc ? ToF32(dw0) : testing::EmptyF32(w.shape());
+          const Tensor hdb = !want_db ? Tensor() : acc ? ToF32(db0) : testing::EmptyF32(Shape{out});
+          ASSERT_TRUE(cpu::LinearBackward(want_dw ? ToF32(x) : Tensor(), ToF32(w), ToF32(dy), hdx,
+                                          hdw, hdb, mode)
                           .ok());
-          if (want_dx) ExpectRelativeError(F32(ToHost(dx)), hdx, tolerance, "dx");
-          if (want_dw) ExpectRelativeError(F32(ToHost(dw)), hdw, tolerance, "dw");
+          if (want_dx) ExpectRelativeError(ToF32(ToHost(dx)), hdx, tolerance, "dx");
+          if (want_dw) ExpectRelativeError(ToF32(ToHost(dw)), hdw, tolerance, "dw");
           // db is summed in f32 from dy's values either way.
           if (want_db) ExpectRelativeError(ToHost(db), hdb, 1e-5, "db");
         }
@@ -184,35 +161,33 @@ TEST_F(LinearCudaTest, BackwardIntoXItselfAndManyRows) {
 
 class LinearCudaChecks : public ::testing::Test {
  protected:
-  Tensor OnCuda(const Shape& shape, DType dtype = DType::kF32) {
-    return Tensor::Wrap(bytes_.raw_data(), shape, dtype, Device::Cuda(0));
-  }
-  Tensor bytes_ = testing::EmptyF32(Shape{4096});
+  testing::CudaTaggedViews on_cuda;
 };
 
 TEST_F(LinearCudaChecks, ForwardRefusals) {
   const auto kInvalid = absl::StatusCode::kInvalidArgument;
-  const Tensor x = OnCuda(Shape{2, 3, 8}), w = OnCuda(Shape{5, 8}), b = OnCuda(Shape{5});
-  const Tensor y = OnCuda(Shape{2, 3, 5});
+  const Tensor x = on_cuda(Shape{2, 3, 8}), w = on_cuda(Shape{5, 8}), b = on_cuda(Shape{5});
+  const Tensor y = on_cuda(Shape{2, 3, 5});
   ExpectStatus(LinearForward(nullptr, nullptr, x, testing::EmptyF32(Shape{5, 8}), b, y), kInvalid,
                {"LinearForward", "w", "not on a CUDA device"});
   ExpectStatus(LinearForward(nullptr, nullptr, testing::EmptyF32(Shape{2, 3, 8}), w, b, y),
                kInvalid, {"LinearForward", "x", "not on a CUDA device"});
-  ExpectStatus(LinearForward(nullptr, nullptr, OnCuda(Shape{2, 3, 7}), w, b, y), kInvalid,
+  ExpectStatus(LinearForward(nullptr, nullptr, on_cuda(Shape{2, 3, 7}), w, b, y), kInvalid,
                {"LinearForward", "x", "last dimension of 8"});
-  ExpectStatus(LinearForward(nullptr, nullptr, OnCuda(Shape{2, 3, 8}, DType::kBF16), w, b, y),
+  ExpectStatus(LinearForward(nullptr, nullptr, on_cuda(Shape{2, 3, 8}, DType::kBF16), w, b, y),
                kInvalid, {"LinearForward", "x"});
-  ExpectStatus(LinearForward(nullptr, nullptr, x, OnCuda(Shape{5, 8}, DType::kI32), b, y),
+  ExpectStatus(LinearForward(nullptr, nullptr, x, on_cuda(Shape{5, 8}, DType::kI32), b, y),
                kInvalid, {"LinearForward", "w", "expected f32, bf16 or f16"});
-  ExpectStatus(LinearForward(nullptr, nullptr, x, w, OnCuda(Shape{4}), y), kInvalid,
+  ExpectStatus(LinearForward(nullptr, nullptr, x, w, on_cuda(Shape{4}), y), kInvalid,
                {"LinearForward", "b"});
-  ExpectStatus(LinearForward(nullptr, nullptr, x, w, b, OnCuda(Shape{3, 3, 5})), kInvalid,
+  ExpectStatus(LinearForward(nullptr, nullptr, x, w, b, on_cuda(Shape{3, 3, 5})), kInvalid,
                {"LinearForward", "differ in leading dimensions"});
   ExpectStatus(LinearForward(nullptr, nullptr, x, w, b, y, y), kInvalid,
                {"LinearForward", "residual is y itself"});
-  ExpectStatus(LinearForward(nullptr, nullptr, x, w, b, y, OnCuda(Shape{2, 3, 5}, DType::kBF16)),
+  ExpectStatus(LinearForward(nullptr, nullptr, x, w, b, y, on_cuda(Shape{2, 3, 5}, DType::kBF16)),
                kInvalid, {"LinearForward", "residual"});
-  const Tensor no_unit = OnCuda(Shape{10, 16}).Slice(0, 0, 10, 2).value().Slice(1, 0, 16, 2).value();
+  const Tensor no_unit =
+      on_cuda(Shape{10, 16}).Slice(0, 0, 10, 2).value().Slice(1, 0, 16, 2).value();
   ExpectStatus(LinearForward(nullptr, nullptr, x, no_unit, b, y), kInvalid,
                {"LinearForward", "w", "no unit stride"});
   // Well-formed, but no handle to run it with.
@@ -222,23 +197,24 @@ TEST_F(LinearCudaChecks, ForwardRefusals) {
 
 TEST_F(LinearCudaChecks, BackwardChecksEveryOutputFirst) {
   const auto kInvalid = absl::StatusCode::kInvalidArgument;
-  const Tensor x = OnCuda(Shape{6, 8}), w = OnCuda(Shape{5, 8}), dy = OnCuda(Shape{6, 5});
-  const Tensor dx = OnCuda(Shape{6, 8}), dw = OnCuda(Shape{5, 8}), db = OnCuda(Shape{5});
+  const Tensor x = on_cuda(Shape{6, 8}), w = on_cuda(Shape{5, 8}), dy = on_cuda(Shape{6, 5});
+  const Tensor dx = on_cuda(Shape{6, 8}), dw = on_cuda(Shape{5, 8}), db = on_cuda(Shape{5});
   ExpectStatus(LinearBackward(nullptr, nullptr, Tensor(), w, dy, dx, dw, db), kInvalid,
                {"LinearBackward", "dw needs x"});
-  ExpectStatus(LinearBackward(nullptr, nullptr, x, w, OnCuda(Shape{6, 4}), dx, dw, db), kInvalid,
+  ExpectStatus(LinearBackward(nullptr, nullptr, x, w, on_cuda(Shape{6, 4}), dx, dw, db), kInvalid,
                {"LinearBackward", "dy"});
-  ExpectStatus(LinearBackward(nullptr, nullptr, x, w, dy, OnCuda(Shape{6, 7}), dw, db), kInvalid,
+  ExpectStatus(LinearBackward(nullptr, nullptr, x, w, dy, on_cuda(Shape{6, 7}), dw, db), kInvalid,
                {"LinearBackward", "dx"});
-  ExpectStatus(LinearBackward(nullptr, nullptr, x, w, dy, dx, OnCuda(Shape{8, 5}), db), kInvalid,
+  ExpectStatus(LinearBackward(nullptr, nullptr, x, w, dy, dx, on_cuda(Shape{8, 5}), db), kInvalid,
                {"LinearBackward", "dw"});
-  ExpectStatus(LinearBackward(nullptr, nullptr, x, w, dy, dx, dw, OnCuda(Shape{5}, DType::kBF16)),
+  ExpectStatus(LinearBackward(nullptr, nullptr, x, w, dy, dx, dw, on_cuda(Shape{5}, DType::kBF16)),
                kInvalid, {"LinearBackward", "db"});
   ExpectStatus(LinearBackward(nullptr, nullptr, x, w, dy, dx, dw, testing::EmptyF32(Shape{5})),
                kInvalid, {"LinearBackward", "db", "not on a CUDA device"});
-  ExpectStatus(LinearBackward(nullptr, nullptr, x, w, dy, dx, OnCuda(Shape{5, 8}, DType::kF16), db),
-               kInvalid, {"LinearBackward", "dw"});
-  ExpectStatus(LinearBackward(nullptr, nullptr, OnCuda(Shape{7, 8}), w, dy, dx, dw, db), kInvalid,
+  ExpectStatus(
+      LinearBackward(nullptr, nullptr, x, w, dy, dx, on_cuda(Shape{5, 8}, DType::kF16), db),
+      kInvalid, {"LinearBackward", "dw"});
+  ExpectStatus(LinearBackward(nullptr, nullptr, on_cuda(Shape{7, 8}), w, dy, dx, dw, db), kInvalid,
                {"LinearBackward", "differ in leading dimensions"});
 }
 

@@ -58,24 +58,7 @@ Tensor TiedTensor(const Shape& shape, std::mt19937_64& rng) {
   return t;
 }
 
-class PoolingCudaTest : public CudaKernelTest {
- protected:
-  // A zero-size tensor from the device allocator has no allocation, so it reports the host as
-  // its device and the launchers refuse it; an empty tensor here is a CUDA-tagged view of no
-  // bytes instead (nothing reads it).
-  Tensor OnDevice(const Tensor& host) {
-    return host.numel() == 0 ? EmptyView(host.shape()) : ToDevice(host);
-  }
-  Tensor DeviceOut(const Shape& shape) {
-    return shape.numel() == 0 ? EmptyView(shape) : DeviceEmpty(shape);
-  }
-
- private:
-  Tensor EmptyView(const Shape& shape) {
-    return Tensor::Wrap(&nothing_, shape, DType::kF32, Device::Cuda(0));
-  }
-  float nothing_ = 0.0f;
-};
+class PoolingCudaTest : public CudaKernelTest {};
 
 TEST_F(PoolingCudaTest, MaxPoolMatchesTheCpuKernelBitForBit) {
   std::mt19937_64 rng(11);
@@ -91,8 +74,8 @@ TEST_F(PoolingCudaTest, MaxPoolMatchesTheCpuKernelBitForBit) {
       Tensor y_want = EmptyF32(y_shape), dx_want = EmptyF32(c.x);
       ASSERT_TRUE(cpu::MaxPool2dForward(x, y_want, c.p).ok());
       ASSERT_TRUE(cpu::MaxPool2dBackward(x, dy, dx_want, c.p).ok());
-      const Tensor d_x = OnDevice(x), d_dy = OnDevice(dy);
-      const Tensor d_y = DeviceOut(y_shape), d_dx = DeviceOut(c.x);
+      const Tensor d_x = ToDevice(x), d_dy = ToDevice(dy);
+      const Tensor d_y = DeviceEmpty(y_shape), d_dx = DeviceEmpty(c.x);
       ASSERT_TRUE(MaxPool2dForward(stream(), d_x, d_y, c.p).ok());
       ASSERT_TRUE(MaxPool2dBackward(stream(), d_x, d_dy, d_dx, c.p).ok());
       ExpectRelativeError(ToHost(d_y), y_want, 0.0, "max pool forward");
@@ -110,9 +93,9 @@ TEST_F(PoolingCudaTest, AvgPoolMatchesTheCpuKernel) {
     Tensor y_want = EmptyF32(y_shape), dx_want = EmptyF32(c.x);
     ASSERT_TRUE(cpu::AvgPool2dForward(x, y_want, c.p).ok());
     ASSERT_TRUE(cpu::AvgPool2dBackward(dy, dx_want, c.p).ok());
-    const Tensor d_y = DeviceOut(y_shape), d_dx = DeviceOut(c.x);
-    ASSERT_TRUE(AvgPool2dForward(stream(), OnDevice(x), d_y, c.p).ok());
-    ASSERT_TRUE(AvgPool2dBackward(stream(), OnDevice(dy), d_dx, c.p).ok());
+    const Tensor d_y = DeviceEmpty(y_shape), d_dx = DeviceEmpty(c.x);
+    ASSERT_TRUE(AvgPool2dForward(stream(), ToDevice(x), d_y, c.p).ok());
+    ASSERT_TRUE(AvgPool2dBackward(stream(), ToDevice(dy), d_dx, c.p).ok());
     // The same sums in the same order: equal unless the CPU compiler fused a multiply-add.
     ExpectRelativeError(ToHost(d_y), y_want, 1e-6, "avg pool forward");
     ExpectRelativeError(ToHost(d_dx), dx_want, 1e-6, "avg pool backward");
@@ -129,9 +112,9 @@ TEST_F(PoolingCudaTest, GlobalAvgPoolMatchesTheCpuKernel) {
     Tensor y_want = EmptyF32(y_shape), dx_want = EmptyF32(shape);
     ASSERT_TRUE(cpu::GlobalAvgPoolForward(x, y_want).ok());
     ASSERT_TRUE(cpu::GlobalAvgPoolBackward(dy, dx_want).ok());
-    const Tensor d_y = DeviceOut(y_shape), d_dx = DeviceOut(shape);
-    ASSERT_TRUE(GlobalAvgPoolForward(stream(), OnDevice(x), d_y).ok());
-    ASSERT_TRUE(GlobalAvgPoolBackward(stream(), OnDevice(dy), d_dx).ok());
+    const Tensor d_y = DeviceEmpty(y_shape), d_dx = DeviceEmpty(shape);
+    ASSERT_TRUE(GlobalAvgPoolForward(stream(), ToDevice(x), d_y).ok());
+    ASSERT_TRUE(GlobalAvgPoolBackward(stream(), ToDevice(dy), d_dx).ok());
     ExpectRelativeError(ToHost(d_y), y_want, 1e-5, "global avg pool forward");
     ExpectRelativeError(ToHost(d_dx), dx_want, 0.0, "global avg pool backward");
   }
@@ -140,10 +123,7 @@ TEST_F(PoolingCudaTest, GlobalAvgPoolMatchesTheCpuKernel) {
 // The launchers check their arguments before they touch the device, so these run anywhere: a
 // device tensor here is a CUDA-tagged view of host bytes that no kernel ever reads.
 TEST(PoolingCudaChecks, RefuseHostTensorsWrongShapesAndDTypes) {
-  std::vector<float> bytes(4096);
-  auto on_cuda = [&](const Shape& s, DType d = DType::kF32) {
-    return Tensor::Wrap(bytes.data(), s, d, Device::Cuda(0));
-  };
+  testing::CudaTaggedViews on_cuda;
   const Pool2dParams p{.kernel_h = 2, .kernel_w = 2, .stride_h = 2, .stride_w = 2};
   const Tensor x = on_cuda(Shape{1, 2, 4, 4}), y = on_cuda(Shape{1, 2, 2, 2});
   const Tensor host_x = EmptyF32(Shape{1, 2, 4, 4});

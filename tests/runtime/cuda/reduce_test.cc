@@ -28,22 +28,7 @@ Shape Without(const Shape& s, int dim) {
   return Shape(dims);
 }
 
-class ReduceCudaTest : public CudaKernelTest {
- protected:
-  // The device allocator gives a zero-size tensor no memory and so the host as its device, which
-  // the launchers refuse: zero-size device tensors here are CUDA-tagged views of nothing.
-  Tensor ToDevice(const Tensor& host) {
-    return host.numel() == 0 ? Tensor::Wrap(&nothing_, host.shape(), host.dtype(), Device::Cuda(0))
-                             : CudaKernelTest::ToDevice(host);
-  }
-  Tensor DeviceEmpty(const Shape& shape, DType dtype = DType::kF32) {
-    return shape.numel() == 0 ? Tensor::Wrap(&nothing_, shape, dtype, Device::Cuda(0))
-                              : CudaKernelTest::DeviceEmpty(shape, dtype);
-  }
-
- private:
-  alignas(16) char nothing_[16] = {};
-};
+class ReduceCudaTest : public CudaKernelTest {};
 
 TEST_F(ReduceCudaTest, MatchesTheCpuKernelsAlongEveryDimension) {
   std::mt19937_64 rng(71);
@@ -94,10 +79,7 @@ TEST_F(ReduceCudaTest, NegativeDimensionsCountFromTheBack) {
 }
 
 TEST(ReduceCudaChecks, RefuseHostTensorsWrongShapesAndDimensions) {
-  std::vector<float> bytes(256);
-  auto on_cuda = [&](const Shape& s, DType d = DType::kF32) {
-    return Tensor::Wrap(bytes.data(), s, d, Device::Cuda(0));
-  };
+  testing::CudaTaggedViews on_cuda;
   const Tensor x = on_cuda(Shape{4, 5, 6}), out = on_cuda(Shape{4, 6});
   ExpectStatus(SumDim(nullptr, EmptyF32(Shape{4, 5, 6}), 1, out),
                absl::StatusCode::kInvalidArgument, {"SumDim", "x", "not on a CUDA device"});

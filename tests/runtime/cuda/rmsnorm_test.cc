@@ -13,34 +13,14 @@
 namespace strata::cuda {
 namespace {
 
+using testing::CopyOf;
 using testing::CudaKernelTest;
 using testing::EmptyF32;
 using testing::ExpectRelativeError;
 using testing::ExpectStatus;
 using testing::RandomTensor;
 
-Tensor Clone(const Tensor& t) {
-  Tensor c = EmptyF32(t.shape());
-  EXPECT_TRUE(c.CopyFrom(t).ok());
-  return c;
-}
-
 class RmsNormCudaTest : public CudaKernelTest {
- protected:
-  // The device allocator gives a zero-size tensor no memory and so the host as its device, which
-  // the launchers refuse: zero-size device tensors here are CUDA-tagged views of nothing.
-  Tensor ToDevice(const Tensor& host) {
-    return host.numel() == 0 ? Tensor::Wrap(&nothing_, host.shape(), host.dtype(), Device::Cuda(0))
-                             : CudaKernelTest::ToDevice(host);
-  }
-  Tensor DeviceEmpty(const Shape& shape, DType dtype = DType::kF32) {
-    return shape.numel() == 0 ? Tensor::Wrap(&nothing_, shape, dtype, Device::Cuda(0))
-                              : CudaKernelTest::DeviceEmpty(shape, dtype);
-  }
-
- private:
-  alignas(16) char nothing_[16] = {};
-
  protected:
   Tensor Workspace(const Shape& x) {
     return DeviceEmpty(
@@ -67,7 +47,7 @@ TEST_F(RmsNormCudaTest, ForwardAndBackwardMatchTheCpuKernel) {
     for (GradMode mode : {GradMode::kOverwrite, GradMode::kAccumulate}) {
       SCOPED_TRACE(mode == GradMode::kAccumulate ? "accumulate" : "overwrite");
       Tensor dg0 = RandomTensor(Shape{c}, rng);
-      Tensor dx = EmptyF32(shape), dg = Clone(dg0);
+      Tensor dx = EmptyF32(shape), dg = CopyOf(dg0);
       ASSERT_TRUE(cpu::RmsNormBackward(x, gamma, rstd, dy, dx, dg, mode).ok());
       Tensor d_dx = DeviceEmpty(shape), d_dg = ToDevice(dg0);
       ASSERT_TRUE(RmsNormBackward(stream(), d_x, d_gamma, ToDevice(rstd), ToDevice(dy), d_dx, d_dg,
@@ -97,10 +77,7 @@ TEST_F(RmsNormCudaTest, DxOverDyAndTheDeviceStatisticsOnTheCpu) {
 }
 
 TEST(RmsNormCudaChecks, RefuseHostTensorsWrongShapesAndSmallWorkspaces) {
-  std::vector<float> bytes(4096);
-  auto on_cuda = [&](const Shape& s, DType d = DType::kF32) {
-    return Tensor::Wrap(bytes.data(), s, d, Device::Cuda(0));
-  };
+  testing::CudaTaggedViews on_cuda;
   const Tensor x = on_cuda(Shape{4, 8}), g = on_cuda(Shape{8}), rstd = on_cuda(Shape{4});
   ExpectStatus(RmsNormForward(nullptr, EmptyF32(Shape{4, 8}), g, 1e-6f, x, rstd),
                absl::StatusCode::kInvalidArgument, {"RmsNormForward", "x", "not on a CUDA device"});

@@ -19,22 +19,7 @@ using testing::ExpectRelativeError;
 using testing::ExpectStatus;
 using testing::RandomTensor;
 
-class RotaryCudaTest : public CudaKernelTest {
- protected:
-  // The device allocator gives a zero-size tensor no memory and so the host as its device, which
-  // the launchers refuse: zero-size device tensors here are CUDA-tagged views of nothing.
-  Tensor ToDevice(const Tensor& host) {
-    return host.numel() == 0 ? Tensor::Wrap(&nothing_, host.shape(), host.dtype(), Device::Cuda(0))
-                             : CudaKernelTest::ToDevice(host);
-  }
-  Tensor DeviceEmpty(const Shape& shape, DType dtype = DType::kF32) {
-    return shape.numel() == 0 ? Tensor::Wrap(&nothing_, shape, dtype, Device::Cuda(0))
-                              : CudaKernelTest::DeviceEmpty(shape, dtype);
-  }
-
- private:
-  alignas(16) char nothing_[16] = {};
-};
+class RotaryCudaTest : public CudaKernelTest {};
 
 TEST_F(RotaryCudaTest, ForwardAndBackwardMatchTheCpuKernel) {
   std::mt19937_64 rng(61);
@@ -61,10 +46,7 @@ TEST_F(RotaryCudaTest, ForwardAndBackwardMatchTheCpuKernel) {
 }
 
 TEST(RotaryCudaChecks, RefuseHostTensorsAndWrongShapes) {
-  std::vector<float> bytes(1024);
-  auto on_cuda = [&](const Shape& s, DType d = DType::kF32) {
-    return Tensor::Wrap(bytes.data(), s, d, Device::Cuda(0));
-  };
+  testing::CudaTaggedViews on_cuda;
   const Tensor x = on_cuda(Shape{2, 4, 3, 8}), table = on_cuda(Shape{4, 8});
   ExpectStatus(RotaryForward(nullptr, EmptyF32(Shape{2, 4, 3, 8}), table, x),
                absl::StatusCode::kInvalidArgument, {"RotaryForward", "x", "not on a CUDA device"});

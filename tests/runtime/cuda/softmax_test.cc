@@ -20,22 +20,7 @@ using testing::ExpectRelativeError;
 using testing::ExpectStatus;
 using testing::RandomTensor;
 
-class SoftmaxCudaTest : public CudaKernelTest {
- protected:
-  // The device allocator gives a zero-size tensor no memory and so the host as its device, which
-  // the launchers refuse: zero-size device tensors here are CUDA-tagged views of nothing.
-  Tensor ToDevice(const Tensor& host) {
-    return host.numel() == 0 ? Tensor::Wrap(&nothing_, host.shape(), host.dtype(), Device::Cuda(0))
-                             : CudaKernelTest::ToDevice(host);
-  }
-  Tensor DeviceEmpty(const Shape& shape, DType dtype = DType::kF32) {
-    return shape.numel() == 0 ? Tensor::Wrap(&nothing_, shape, dtype, Device::Cuda(0))
-                              : CudaKernelTest::DeviceEmpty(shape, dtype);
-  }
-
- private:
-  alignas(16) char nothing_[16] = {};
-};
+class SoftmaxCudaTest : public CudaKernelTest {};
 
 const std::vector<Shape>& Shapes() {
   static const std::vector<Shape> shapes = {Shape{1},      Shape{1, 1},     Shape{3, 5},
@@ -110,10 +95,7 @@ TEST_F(SoftmaxCudaTest, AnAllMinusInfinityRowGivesNaNLogSoftmaxAsOnTheCpu) {
 }
 
 TEST(SoftmaxCudaChecks, RefuseHostTensorsShapeMismatchesAndScalars) {
-  std::vector<float> bytes(64);
-  auto on_cuda = [&](const Shape& s, DType d = DType::kF32) {
-    return Tensor::Wrap(bytes.data(), s, d, Device::Cuda(0));
-  };
+  testing::CudaTaggedViews on_cuda;
   const Tensor x = on_cuda(Shape{4, 8});
   ExpectStatus(SoftmaxForward(nullptr, EmptyF32(Shape{4, 8}), x),
                absl::StatusCode::kInvalidArgument, {"SoftmaxForward", "x", "not on a CUDA device"});

@@ -16,18 +16,13 @@
 namespace strata::cuda {
 namespace {
 
+using testing::CopyOf;
 using testing::CudaKernelTest;
 using testing::EmptyF32;
 using testing::ExpectRelativeError;
 using testing::ExpectStatus;
 using testing::RandomTensor;
 using testing::ZerosF32;
-
-Tensor CopyOf(const Tensor& t) {
-  Tensor c = EmptyF32(t.shape());
-  EXPECT_TRUE(c.CopyFrom(t).ok());
-  return c;
-}
 
 // The all-reduce: the sum of the ranks' buffers (host tensors of one shape).
 Tensor SumOf(const std::vector<Tensor>& parts) {
@@ -143,10 +138,7 @@ TEST_F(SyncBatchNormCudaTest, ForwardAndBackwardMatchTheCpuKernels) {
 // The launchers check their arguments before they touch the device, so this runs anywhere: a
 // device tensor here is a CUDA-tagged view of host bytes that no kernel ever reads.
 TEST(SyncBatchNormCudaChecks, RefuseHostTensorsWrongShapesAndDTypes) {
-  std::vector<float> bytes(4096);
-  auto on_cuda = [&](const Shape& s, DType d = DType::kF32) {
-    return Tensor::Wrap(bytes.data(), s, d, Device::Cuda(0));
-  };
+  testing::CudaTaggedViews on_cuda;
   const Tensor x = on_cuda(Shape{2, 3, 4, 4}), c = on_cuda(Shape{3});
   const Tensor stats = on_cuda(Shape{2, 4, 3});
   const auto kBad = absl::StatusCode::kInvalidArgument;
