@@ -121,7 +121,7 @@ struct Executor {
   }
 
   void RunBlock(int threads);
-  bool ReleaseWarps(int threads);
+  void RunWarp(int w, int threads);
   [[noreturn]] void FailStuck(int threads, int w);
 
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
@@ -153,33 +153,23 @@ void Executor::RunBlock(int threads) {
     frame[7] = reinterpret_cast<uint64_t>(&cuda_emulation_fiber_start);
     f.sp = frame;
   }
-  // Rounds (until no thread can go on) alternate between running the threads in increasing and
-  // in decreasing order, so that a missing barrier shows whichever side of it the race is on: a
-  // thread reading what a later thread has not written yet, or writing over what a later thread
-  // has not read yet.
+  // A warp runs until none of its threads can go on (its warp operations are released as soon as
+  // its lanes all reach them), then the next warp: warps drift as far apart as barriers let them,
+  // so that a missing __syncthreads shows. Between barriers the warps take turns in increasing,
+  // then in decreasing order, so that it shows whichever side of the barrier the race is on: a
+  // warp reading what a later warp has not written yet, or writing over what it has not read yet.
+  const int warps = (threads + warpSize - 1) / warpSize;
   for (bool reverse = false;; reverse = !reverse) {
-    for (int i = 0; i < threads; ++i) {
-      const int t = reverse ? threads - 1 - i : i;
-      Fiber& f = fibers[t];
-      if (f.state != State::kReady) continue;
-      current = t;
-      threadIdx = f.tid;
-      cuda_emulation_switch(&scheduler_sp, f.sp);
-    }
-    current = -1;
-    // No thread can go on: first the warps whose lanes all wait at a warp operation.
-    if (ReleaseWarps(threads)) continue;
-    int done = 0, waiting = 0, first = -1;
+    for (int i = 0; i < warps; ++i) RunWarp(reverse ? warps - 1 - i : i, threads);
+    int waiting = 0, first = -1;
     for (int t = 0; t < threads; ++t) {
-      if (fibers[t].state == State::kDone) {
-        ++done;
-      } else {
+      if (fibers[t].state != State::kDone) {
         ++waiting;
         if (first < 0) first = t;
       }
     }
     if (waiting == 0) return;
-    // Then the barrier: every thread of the block must wait at the same __syncthreads.
+    // Each thread has returned or waits at a barrier: all must wait at the same __syncthreads.
     const Fiber& at = fibers[first];
     for (int t = 0; t < threads; ++t) {
       const Fiber& f = fibers[t];
@@ -200,14 +190,22 @@ void Executor::RunBlock(int threads) {
   }
 }
 
-bool Executor::ReleaseWarps(int threads) {
-  bool released = false;
-  for (int w = 0; w * warpSize < threads; ++w) {
-    const int first = w * warpSize;
-    const int lanes = std::min(warpSize, threads - first);
+void Executor::RunWarp(int w, int threads) {
+  const int first = w * warpSize;
+  const int lanes = std::min(warpSize, threads - first);
+  for (;;) {
+    for (int t = first; t < first + lanes; ++t) {
+      Fiber& f = fibers[t];
+      if (f.state != State::kReady) continue;
+      current = t;
+      threadIdx = f.tid;
+      cuda_emulation_switch(&scheduler_sp, f.sp);
+    }
+    current = -1;
     int arrived = 0;
     for (int l = 0; l < lanes; ++l) arrived += fibers[first + l].state == State::kAtWarpOp;
-    if (arrived == 0) continue;
+    if (arrived == 0) return;  // each lane has returned or waits at a barrier
+    // A lane that waits at a barrier or has returned never reaches the warp operation.
     if (arrived != lanes) FailStuck(threads, w);
     const Fiber& lead = fibers[first];
     if (lanes != warpSize) {
@@ -254,9 +252,7 @@ bool Executor::ReleaseWarps(int threads) {
       }
     }
     for (int l = 0; l < warpSize; ++l) fibers[first + l].state = State::kReady;
-    released = true;
   }
-  return released;
 }
 
 void Executor::FailStuck(int threads, int w) {

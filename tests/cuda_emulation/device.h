@@ -1,18 +1,19 @@
 // The CUDA kernel language on the CPU, for tests: runtime/cuda/'s kernels compile unchanged with
 // g++ against this header (through include/cuda_runtime.h) and run where there is no GPU.
 //
-//   // runtime/cuda/softmax_kernel.cu, as the build rewrites it (rewrite_launches.cmake):
-//   SoftmaxForwardKernel * ::cuda_emulation::LaunchConfig(RowBlocks(rows), RowThreads(c), 0, stream)
-//       ->* ::cuda_emulation::KernelArgs(x, out, rows, c);   // was <<<...>>>(x, out, rows, c)
+//   // A launch of runtime/cuda/softmax_kernel.cu as the build rewrites it (rewrite_launches.cmake)
+//   SoftmaxForwardKernel * ::cuda_emulation::LaunchConfig(blocks, threads, 0, stream)
+//       ->* ::cuda_emulation::KernelArgs(x, out, rows, c);  // was <<<...>>>(x, out, rows, c)
 //
 // A launch runs its blocks one after the other on the calling thread, and a block's threads as
 // cooperative fibers (device.cc): a thread runs until it reaches __syncthreads or a warp operation
-// (shuffle, ballot, vote), then the next one runs (in increasing thread order, then in decreasing
-// order after the next release, and so on, so that a missing barrier shows whichever way the race
-// goes). Once no thread can go on, a warp whose 32 lanes
-// all wait at the same warp operation gets its results, and when every thread of the block waits
-// at the same __syncthreads they all go on. What real hardware leaves undefined aborts with a
-// message naming the kernel's file and line: a warp operation that some lanes of the warp do not
+// (shuffle, ballot, vote), then the next thread of its warp runs; a warp whose 32 lanes all wait
+// at the same warp operation gets its results and goes on at once, and a warp runs until all its
+// threads wait at a barrier or have returned, before the next warp runs. So warps drift as far
+// apart as the barriers let them, in increasing and then in decreasing order between barriers,
+// and a missing __syncthreads shows whichever way its race goes. When every thread of the block
+// waits at the same __syncthreads they all go on. What real hardware leaves undefined aborts with
+// a message naming the kernel's file and line: a warp operation that some lanes of the warp do not
 // reach (they returned or wait elsewhere), a __syncthreads that some threads of the block do not
 // reach, a mask other than all 32 lanes, a warp operation in a block whose thread count is not a
 // multiple of 32, dynamic shared memory, a launch from inside a kernel. A launch with a bad
@@ -172,10 +173,12 @@ void operator*(void (*kernel)(P...), PendingLaunch<A...>&& launch) {
 #define __ballot_sync(mask, predicate)                                                      \
   ::cuda_emulation::Vote(__FILE__, __LINE__, ::cuda_emulation::WarpOp::kBallot, (mask), \
                          (predicate))
-#define __any_sync(mask, predicate) \
-  (::cuda_emulation::Vote(__FILE__, __LINE__, ::cuda_emulation::WarpOp::kAny, (mask), (predicate)) != 0)
-#define __all_sync(mask, predicate) \
-  (::cuda_emulation::Vote(__FILE__, __LINE__, ::cuda_emulation::WarpOp::kAll, (mask), (predicate)) != 0)
+#define __any_sync(mask, predicate)                                                           \
+  (::cuda_emulation::Vote(__FILE__, __LINE__, ::cuda_emulation::WarpOp::kAny, (mask),        \
+                          (predicate)) != 0)
+#define __all_sync(mask, predicate)                                                           \
+  (::cuda_emulation::Vote(__FILE__, __LINE__, ::cuda_emulation::WarpOp::kAll, (mask),        \
+                          (predicate)) != 0)
 
 // Integer and bit intrinsics.
 inline int __ffs(int x) { return __builtin_ffs(x); }

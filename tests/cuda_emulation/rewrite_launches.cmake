@@ -1,4 +1,4 @@
-# cmake -DINPUT=runtime/cuda/x_kernel.cu -DOUTPUT=gen/runtime/cuda/x_kernel.cc -P rewrite_launches.cmake
+# cmake -DINPUT=x_kernel.cu -DOUTPUT=gen/x_kernel.cc -P rewrite_launches.cmake
 #
 # Makes a CUDA source (.cu or .cuh) C++ for device.h: each launch
 #   Kernel<T><<<grid, block, shared, stream>>>(args)
