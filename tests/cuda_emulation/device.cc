@@ -350,6 +350,10 @@ void Launch(const LaunchConfig& config, void (*run)(void*), void* body) {
     SetLastError(cudaErrorInvalidConfiguration);
     return;
   }
+  if (!KnownStream(config.stream)) {
+    SetLastError(cudaErrorInvalidResourceHandle);
+    return;
+  }
   if (config.shared_bytes != 0) {
     Fail("a launch with %zu bytes of dynamic shared memory: not emulated", config.shared_bytes);
   }

@@ -17,8 +17,8 @@
 // reach (they returned or wait elsewhere), a __syncthreads that some threads of the block do not
 // reach, a mask other than all 32 lanes, a warp operation in a block whose thread count is not a
 // multiple of 32, dynamic shared memory, a launch from inside a kernel. A launch with a bad
-// configuration (no threads, over 1024 threads, an empty grid) runs nothing and sets the error
-// cudaGetLastError returns, as on a device. Shared memory (__shared__) is static storage, which a
+// configuration (no threads, over 1024 threads, an empty grid) or an unknown stream runs nothing
+// and sets the error cudaGetLastError returns, as on a device. Shared memory (__shared__) is static storage, which a
 // block's fibers share and blocks reuse one after the other. Only what runtime/cuda/ uses is
 // here; atomics, for one, are not (a kernel that uses them fails to compile).
 #pragma once
@@ -69,6 +69,8 @@ namespace cuda_emulation {
 
 // The error cudaGetLastError returns next (runtime.cc).
 void SetLastError(cudaError_t error);
+// Whether `stream` is the default stream or one created and not yet destroyed (runtime.cc).
+bool KnownStream(cudaStream_t stream);
 
 // Waits until every thread of the block is at this __syncthreads (file:line).
 void SyncThreads(const char* file, int line);

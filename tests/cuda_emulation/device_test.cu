@@ -83,13 +83,18 @@ TEST(CudaEmulationTest, BarriersAndSharedMemoryInTwoDimensions) {
 
 __global__ void NothingKernel(int* out) { out[threadIdx.x] = 1; }
 
-TEST(CudaEmulationTest, ABadConfigurationRunsNothingAndIsTheLastError) {
+TEST(CudaEmulationTest, ABadLaunchRunsNothingAndIsTheLastError) {
   int out[2] = {0, 0};
   NothingKernel<<<0, 2>>>(out);
   EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidConfiguration);
   NothingKernel<<<1, 2048>>>(out);
   EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidConfiguration);
   EXPECT_EQ(cudaGetLastError(), cudaSuccess);  // read once, then cleared
+  cudaStream_t stream = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  ASSERT_EQ(cudaStreamDestroy(stream), cudaSuccess);
+  NothingKernel<<<1, 2, 0, stream>>>(out);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidResourceHandle);
   EXPECT_EQ(out[0] + out[1], 0);
 }
 

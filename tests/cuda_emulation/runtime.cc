@@ -36,13 +36,6 @@ cudaError_t Record(cudaError_t e) {
   return e;
 }
 
-bool KnownStream(cudaStream_t s) {
-  if (s == nullptr) return true;  // the default stream
-  Device& d = TheDevice();
-  std::lock_guard<std::mutex> lock(d.mu);
-  return d.streams.count(s) != 0;
-}
-
 void* AllocateAligned(size_t bytes) {
   return std::aligned_alloc(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
 }
@@ -50,6 +43,13 @@ void* AllocateAligned(size_t bytes) {
 }  // namespace
 
 void SetLastError(cudaError_t error) { Record(error); }
+
+bool KnownStream(cudaStream_t s) {
+  if (s == nullptr) return true;  // the default stream
+  Device& d = TheDevice();
+  std::lock_guard<std::mutex> lock(d.mu);
+  return d.streams.count(s) != 0;
+}
 
 }  // namespace cuda_emulation
 
