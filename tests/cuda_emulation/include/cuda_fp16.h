@@ -1,0 +1,4 @@
+// The f16 conversions of the toolkit's cuda_fp16.h that the kernels use, on the CPU.
+#pragma once
+
+#include "tests/cuda_emulation/device.h"
