@@ -81,6 +81,29 @@ __global__ void ColumnSumsKernel(const T* __restrict__ x, int64_t rows, int64_t 
   }
 }
 
+// Each launch names the element type: the kernels are templates of it.
+template <typename T>
+void ScaleMatrix(void* c, int64_t batch, int64_t m, int64_t n, int64_t bs, int64_t rs, int64_t cs,
+                 float beta, int blocks, CUstream_st* stream) {
+  ScaleMatrixKernel<T><<<blocks, kThreads, 0, stream>>>(static_cast<T*>(c), batch, m, n, bs, rs,
+                                                        cs, beta);
+}
+
+template <typename T>
+void FillBiasAddend(void* c, int64_t m, int64_t n, int64_t rs, int64_t cs, const void* bias,
+                    const void* addend, int blocks, CUstream_st* stream) {
+  FillBiasAddendKernel<T><<<blocks, kThreads, 0, stream>>>(static_cast<T*>(c), m, n, rs, cs,
+                                                           static_cast<const T*>(bias),
+                                                           static_cast<const T*>(addend));
+}
+
+template <typename T>
+void ColumnSums(const void* x, int64_t rows, int64_t cols, float* out, bool accumulate,
+                dim3 blocks, dim3 threads, CUstream_st* stream) {
+  ColumnSumsKernel<T><<<blocks, threads, 0, stream>>>(static_cast<const T*>(x), rows, cols, out,
+                                                      accumulate);
+}
+
 }  // namespace
 
 int LaunchScaleMatrix(void* c, GemmElem elem, int64_t batch, int64_t m, int64_t n, int64_t bs,
@@ -90,16 +113,13 @@ int LaunchScaleMatrix(void* c, GemmElem elem, int64_t batch, int64_t m, int64_t 
   const int blocks = BlocksFor(total);
   switch (elem) {
     case GemmElem::kF32:
-      ScaleMatrixKernel<<<blocks, kThreads, 0, stream>>>(static_cast<float*>(c), batch, m, n, bs,
-                                                         rs, cs, beta);
+      ScaleMatrix<float>(c, batch, m, n, bs, rs, cs, beta, blocks, stream);
       break;
     case GemmElem::kBf16:
-      ScaleMatrixKernel<<<blocks, kThreads, 0, stream>>>(static_cast<__nv_bfloat16*>(c), batch,
-                                                         m, n, bs, rs, cs, beta);
+      ScaleMatrix<__nv_bfloat16>(c, batch, m, n, bs, rs, cs, beta, blocks, stream);
       break;
     case GemmElem::kF16:
-      ScaleMatrixKernel<<<blocks, kThreads, 0, stream>>>(static_cast<__half*>(c), batch, m, n,
-                                                         bs, rs, cs, beta);
+      ScaleMatrix<__half>(c, batch, m, n, bs, rs, cs, beta, blocks, stream);
       break;
   }
   return static_cast<int>(cudaGetLastError());
@@ -112,19 +132,13 @@ int LaunchFillBiasAddend(void* c, GemmElem elem, int64_t m, int64_t n, int64_t r
   const int blocks = BlocksFor(total);
   switch (elem) {
     case GemmElem::kF32:
-      FillBiasAddendKernel<<<blocks, kThreads, 0, stream>>>(
-          static_cast<float*>(c), m, n, rs, cs, static_cast<const float*>(bias),
-          static_cast<const float*>(addend));
+      FillBiasAddend<float>(c, m, n, rs, cs, bias, addend, blocks, stream);
       break;
     case GemmElem::kBf16:
-      FillBiasAddendKernel<<<blocks, kThreads, 0, stream>>>(
-          static_cast<__nv_bfloat16*>(c), m, n, rs, cs, static_cast<const __nv_bfloat16*>(bias),
-          static_cast<const __nv_bfloat16*>(addend));
+      FillBiasAddend<__nv_bfloat16>(c, m, n, rs, cs, bias, addend, blocks, stream);
       break;
     case GemmElem::kF16:
-      FillBiasAddendKernel<<<blocks, kThreads, 0, stream>>>(
-          static_cast<__half*>(c), m, n, rs, cs, static_cast<const __half*>(bias),
-          static_cast<const __half*>(addend));
+      FillBiasAddend<__half>(c, m, n, rs, cs, bias, addend, blocks, stream);
       break;
   }
   return static_cast<int>(cudaGetLastError());
@@ -137,16 +151,13 @@ int LaunchColumnSums(const void* x, GemmElem elem, int64_t rows, int64_t cols, f
   const dim3 blocks(static_cast<unsigned>((cols + kSumCols - 1) / kSumCols));
   switch (elem) {
     case GemmElem::kF32:
-      ColumnSumsKernel<<<blocks, threads, 0, stream>>>(static_cast<const float*>(x), rows, cols,
-                                                       out, accumulate);
+      ColumnSums<float>(x, rows, cols, out, accumulate, blocks, threads, stream);
       break;
     case GemmElem::kBf16:
-      ColumnSumsKernel<<<blocks, threads, 0, stream>>>(static_cast<const __nv_bfloat16*>(x), rows,
-                                                       cols, out, accumulate);
+      ColumnSums<__nv_bfloat16>(x, rows, cols, out, accumulate, blocks, threads, stream);
       break;
     case GemmElem::kF16:
-      ColumnSumsKernel<<<blocks, threads, 0, stream>>>(static_cast<const __half*>(x), rows, cols,
-                                                       out, accumulate);
+      ColumnSums<__half>(x, rows, cols, out, accumulate, blocks, threads, stream);
       break;
   }
   return static_cast<int>(cudaGetLastError());
