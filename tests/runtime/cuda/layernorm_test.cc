@@ -77,7 +77,9 @@ TEST_F(LayerNormCudaTest, BackwardMatchesTheCpuKernelInBothModes) {
                                       ToDevice(rstd), ToDevice(dy), d_dx, d_dg, d_db, ws, mode,
                                       with_residual ? ToDevice(residual) : Tensor())
                         .ok());
-        ExpectRelativeError(ToHost(d_dx), dx, 1e-5, "dx");
+        // Over one column dx is cancellation, 0 or nearly (the inputs are O(1)): measured against
+        // the inputs' scale, since where the compiler fuses a multiply-add decides its last bits.
+        ExpectRelativeError(ToHost(d_dx), dx, 1e-5, "dx", c == 1 ? 1.0 : 0.0);
         ExpectRelativeError(ToHost(d_dg), dg, 1e-5, "dgamma");
         ExpectRelativeError(ToHost(d_db), db, 1e-5, "dbeta");
       }
