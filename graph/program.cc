@@ -205,9 +205,19 @@ absl::Status Program::Bind() {
     if (tensors_[v].defined()) std::memcpy(tensors_[v].raw_data(), bytes.data(), bytes.size());
   }
   for (const Node& n : graph_.nodes()) {
-    Instruction ins{n.op.get(), {}, {}, {}, n.phase, &n};
+    Instruction ins{n.op.get(), {}, {}, {}, n.phase, &n, {}, {}};
     for (ValueId v : n.inputs) ins.in.push_back(tensors_[v]);
     for (ValueId v : n.outputs) ins.out.push_back(v == kNoValue ? Tensor() : tensors_[v]);
+    for (int j = 0; j < static_cast<int>(n.outputs.size()); ++j) {
+      const ValueId v = n.outputs[j];
+      if (v != kNoValue && graph_.value(v).precision != DType::kF32) {
+        ins.rounded_out.push_back({j, graph_.value(v).precision});
+      }
+    }
+    for (int j : n.op->MutatedInputs()) {
+      const DType precision = graph_.value(n.inputs[j]).precision;
+      if (precision != DType::kF32) ins.rounded_in.push_back({j, precision});
+    }
     STRATA_RETURN_IF_ERROR(BindShardedUpdate(n, ins));
     if (n.workspace != kNoValue && tensors_[n.workspace].defined()) {  // else bound while live
       const Tensor& w = tensors_[n.workspace];
@@ -459,18 +469,12 @@ absl::Status Program::Run(const Instruction& ins) {
                        ? RunIo(ins)
                        : ins.op->Run(RunArgs{ins.in, ins.out, ins.workspace, &scalars_});
   // Note [mixed precision]: a value stored in the working precision is rounded to it as soon as
-  // it is written.
-  for (size_t j = 0; s.ok() && j < ins.out.size(); ++j) {
-    const ValueId v = ins.node->outputs[j];
-    if (v == kNoValue || !ins.out[j].defined() || graph_.value(v).precision == DType::kF32) continue;
-    s = cpu::RoundToPrecision(ins.out[j], graph_.value(v).precision);
+  // it is written, as an output or in place (a gradient an all_reduce summed).
+  for (const auto& [j, precision] : ins.rounded_out) {
+    if (s.ok() && ins.out[j].defined()) s = cpu::RoundToPrecision(ins.out[j], precision);
   }
-  // And a gradient an all_reduce summed in place.
-  if (s.ok() && ins.op->kind() == OpKind::kAllReduce) {
-    for (size_t j = 0; s.ok() && j < ins.in.size(); ++j) {
-      const DType precision = graph_.value(ins.node->inputs[j]).precision;
-      if (precision != DType::kF32) s = cpu::RoundToPrecision(ins.in[j], precision);
-    }
+  for (const auto& [j, precision] : ins.rounded_in) {
+    if (s.ok()) s = cpu::RoundToPrecision(ins.in[j], precision);
   }
   if (profiling_) {
     node_ms_[&ins - instructions_.data()] +=

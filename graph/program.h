@@ -25,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -207,6 +208,9 @@ class Program {
     absl::Span<float> workspace;
     Phase phase;
     const Node* node;
+    // Note [mixed precision]: the slots of `out`, and of `in` that the node writes in place (an
+    // all_reduce's gradients), holding values stored in the working precision, with it.
+    std::vector<std::pair<int, DType>> rounded_out, rounded_in;
   };
   Program(Graph graph, MemoryPlan plan, Config config);
   absl::Status Bind();
