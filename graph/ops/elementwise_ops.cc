@@ -135,6 +135,9 @@ class ActivationOp final : public Op {
     STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "x", in[0]));
     return std::vector<TensorType>{in[0]};
   }
+  // The output may overwrite x where nothing reads x later: a frozen layer's forward, whose
+  // gradient (if any) does not need x (the kernels read each element before writing it).
+  std::vector<std::pair<int, int>> InPlaceOutputs() const override { return {{0, 0}}; }
   absl::Status Run(const RunArgs& a) const override {
     return Info(activation_).forward(a.in[0], a.out[0]);
   }

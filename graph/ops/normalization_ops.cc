@@ -182,6 +182,8 @@ class BatchNormFrozenOp final : public Op {
     }
     return std::vector<TensorType>{in[0]};
   }
+  // y may overwrite x where nothing reads x later (its gradient reads x only for dgamma).
+  std::vector<std::pair<int, int>> InPlaceOutputs() const override { return {{0, 0}}; }
   absl::Status Run(const RunArgs& a) const override {
     return cpu::BatchNorm2dFrozenForward(a.in[0], a.in[1], a.in[2], a.in[3], a.in[4], eps_,
                                          a.out[0]);

@@ -1005,8 +1005,10 @@ TEST(PlanMemoryTest, GptBackwardWritesItsLargestGradientsInPlace) {
   EXPECT_EQ(by_kind[OpKind::kGeluGrad], kTinyGpt.layers);
 }
 
-// linear -> relu -> linear -> gelu: each value lives over two nodes, so the largest live set is
-// the first linear's output with the relu's, 2 x 4 x 32 floats, and that is all the arena needs.
+// linear -> relu -> linear -> gelu: each value lives over two nodes, and each activation writes
+// its output over the input it reads last (Note [in-place outputs]), so the largest live set is
+// the relu's output with the second linear's, 4 x 32 + 4 x 8 floats, and that is all the arena
+// needs.
 TEST(PlanMemoryTest, ChainNeedsExactlyItsLargestLiveSet) {
   SmallGraph s;
   Var x = s.Input(Shape{4, 16}, "x");
@@ -1019,11 +1021,40 @@ TEST(PlanMemoryTest, ChainNeedsExactlyItsLargestLiveSet) {
   absl::StatusOr<MemoryPlan> plan = PlanMemory(s.g, 4);
   ASSERT_TRUE(plan.ok()) << plan.status();
   ExpectSoundPlan(s.g, *plan);
-  EXPECT_EQ(plan->live_peak_bytes, 2 * 4 * 32 * 4);
+  EXPECT_EQ(plan->live_peak_bytes, Aligned(4 * 32 * 4) + Aligned(4 * 8 * 4));
   EXPECT_EQ(plan->arena_bytes, plan->live_peak_bytes);
+  int in_place = 0;
+  for (ValueId v = 0; v < s.g.num_values(); ++v) in_place += plan->alias[v] != kNoValue;
+  EXPECT_EQ(in_place, 2);  // the relu's output and the gelu's
   // Five persistent values, each rounded up to the alignment.
   EXPECT_EQ(plan->persistent_bytes, Aligned(4 * 16 * 4) + Aligned(32 * 16 * 4) +
                                         Aligned(8 * 32 * 4) + Aligned(4 * 8 * 4) + Aligned(4));
+}
+
+// A frozen convolution block's forward (PockEngine-style fine-tuning runs the layers below the
+// trained ones this way): the frozen batch norm writes over its input, and the ReLU6 over the
+// batch norm's output, so the three (N, C, H, W) values take the bytes of one.
+TEST(PlanMemoryTest, FrozenBatchNormAndActivationWriteOverTheirInputs) {
+  SmallGraph s;
+  const Shape c{4};
+  Var x = s.Input(Shape{2, 4, 5, 5}, "x");
+  Var gamma = s.Input(c, "gamma", ValueRole::kParameter);
+  Var beta = s.Input(c, "beta", ValueRole::kParameter);
+  Var mean = s.Input(c, "mean", ValueRole::kParameter);
+  Var var = s.Input(c, "var", ValueRole::kParameter);
+  Var probe = s.Input(Shape{2, 4, 5, 5}, "probe");
+  Var h = ops::Gelu(x);
+  Var y = ops::Relu6(ops::BatchNorm2dFrozen(h, gamma, beta, mean, var));
+  s.t.MarkOutput(ops::WeightedSum(y, probe), "loss");
+  ASSERT_TRUE(s.t.status().ok()) << s.t.status();
+  absl::StatusOr<MemoryPlan> plan = PlanMemory(s.g, 2);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ExpectSoundPlan(s.g, *plan);
+  EXPECT_EQ(plan->live_peak_bytes, Aligned(2 * 4 * 5 * 5 * 4));
+  EXPECT_NE(plan->alias[y.id()], kNoValue);  // the ReLU6 over the batch norm's output
+  int in_place = 0;
+  for (ValueId v = 0; v < s.g.num_values(); ++v) in_place += plan->alias[v] != kNoValue;
+  EXPECT_EQ(in_place, 2);
 }
 
 // Attention and convolution need scratch: each such node gets a kWorkspace value at least as large
