@@ -419,6 +419,10 @@ absl::StatusOr<PlannedStep> PlanTrainingStep(Module& model, const std::vector<In
   Dump(options, config.dump, "fuse_cross_entropy", graph);
   STRATA_RETURN_IF_ERROR(FuseResidualAdd(graph));
   Dump(options, config.dump, "fuse_residual_add", graph);
+  if (options.precision == DType::kF32) {
+    STRATA_RETURN_IF_ERROR(FoldRowSumsIntoLinearGrad(graph));
+    Dump(options, config.dump, "fold_row_sums", graph);
+  }
   // Recompute after the fusions, so that it copies the fused forward nodes and the backward
   // fusions still see single readers; before ScheduleUpdates, so that each update is placed after
   // the copies that read its parameter; before dead-code elimination, which then drops forward

@@ -2,6 +2,7 @@
 #include "absl/strings/str_cat.h"
 #include "graph/ops/internal/op_util.h"
 #include "graph/ops/ops.h"
+#include "runtime/cpu/gemm.h"
 #include "runtime/cpu/linear.h"
 
 namespace strata::graph::ops {
@@ -12,18 +13,24 @@ using internal::TypeError;
 // dx, dw, db of y = x w^T + b from (x, w, dy); or, for a layer whose weight does not train,
 // dx, db from (w, dy): then x is not an input, so the forward need not keep it (sparse updates);
 // or, when only the first k input channels of w train (Note [partial channels]), dx, dw[:, :k],
-// db from (x[..., :k], w, dy): the forward keeps those channels of x alone.
+// db from (x[..., :k], w, dy): the forward keeps those channels of x alone; or, where only the sum
+// of dx over its rows is read (FoldRowSumsIntoLinearGrad), that sum and db from (w, dy).
 class LinearGradOp final : public Op {
  public:
-  enum class Weight { kWhole, kNone, kChannels };
+  enum class Weight { kWhole, kNone, kChannels, kRowSum };
   LinearGradOp(bool has_bias, Weight weight) : has_bias_(has_bias), weight_(weight) {}
   OpKind kind() const override { return OpKind::kLinearGrad; }
   std::string Attributes() const override {
-    return weight_ == Weight::kNone ? "no_weight_grad"
-           : weight_ == Weight::kChannels ? "partial_channels" : "";
+    switch (weight_) {
+      case Weight::kWhole: return "";
+      case Weight::kNone: return "no_weight_grad";
+      case Weight::kChannels: return "partial_channels";
+      case Weight::kRowSum: return "no_weight_grad row_sum_dx";
+    }
+    return "";
   }
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
-    const bool reads_x = weight_ != Weight::kNone;
+    const bool reads_x = weight_ == Weight::kWhole || weight_ == Weight::kChannels;
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, reads_x ? 3 : 2));
     const TensorType& w = in[reads_x ? 1 : 0];
     const TensorType& dy = in[reads_x ? 2 : 1];
@@ -37,6 +44,7 @@ class LinearGradOp final : public Op {
       dims.back() = w.shape[1];
       x = {Shape(dims), dy.dtype};
     }
+    if (weight_ == Weight::kRowSum) x = {Shape{w.shape[1]}, DType::kF32};
     std::vector<TensorType> out = {x};
     if (weight_ == Weight::kWhole) out.push_back(w);
     if (weight_ == Weight::kChannels) {
@@ -70,9 +78,20 @@ class LinearGradOp final : public Op {
         if (!dw.defined()) return absl::OkStatus();
         return cpu::LinearBackward(a.in[0], dw, a.in[2], Tensor(), dw, Tensor());
       }
+      case Weight::kRowSum: {  // sum_rows(dx) = sum_rows(dy w) = db w
+        const Tensor& w = a.in[0];
+        STRATA_RETURN_IF_ERROR(
+            cpu::LinearBackward(Tensor(), w, a.in[1], Tensor(), Tensor(), a.out[1]));
+        STRATA_ASSIGN_OR_RETURN(const Tensor db, a.out[1].Reshape({1, w.dim(0)}));
+        STRATA_ASSIGN_OR_RETURN(const Tensor dx_sum, a.out[0].Reshape({1, w.dim(1)}));
+        return cpu::Matmul(db, w, dx_sum);
+      }
     }
     return absl::InternalError("linear_grad: unknown weight mode");
   }
+
+  bool has_bias() const { return has_bias_; }
+  Weight weight() const { return weight_; }
 
  private:
   bool has_bias_;
@@ -152,6 +171,12 @@ class LinearResidualOpImpl final : public Op {
 };
 
 }  // namespace
+
+std::shared_ptr<const Op> LinearGradRowSumOp(const Op& linear_grad) {
+  const auto* g = dynamic_cast<const LinearGradOp*>(&linear_grad);
+  if (g == nullptr || !g->has_bias() || g->weight() != LinearGradOp::Weight::kNone) return nullptr;
+  return std::make_shared<LinearGradOp>(true, LinearGradOp::Weight::kRowSum);
+}
 
 std::shared_ptr<const Op> LinearResidualOp(bool has_bias) {
   return std::make_shared<LinearResidualOpImpl>(has_bias);

@@ -144,6 +144,11 @@ std::shared_ptr<const Op> CrossEntropyWithGradOp(const CrossEntropyOptions& opti
 // (x, w, [b,] r) -> r + linear(x, w, b): a linear layer whose output only feeds a residual add,
 // fused after autodiff (passes/fuse_residual_add.cc); not differentiable itself.
 std::shared_ptr<const Op> LinearResidualOp(bool has_bias);
+// A linear gradient without dw whose dx is only summed over its rows (FoldRowSumsIntoLinearGrad):
+// (w, dy) -> (sum of dx over every leading dimension (in), db (out)), as db w: a vector-matrix
+// product where dx was a matrix product. nullptr unless `linear_grad` is a linear_grad without a
+// weight gradient and with a bias.
+std::shared_ptr<const Op> LinearGradRowSumOp(const Op& linear_grad);
 // (x, gamma, mean, rstd, dy, r) -> (r + dx, dgamma, dbeta): a layer-norm gradient whose dx only
 // feeds an add, fused the same way.
 std::shared_ptr<const Op> LayerNormGradResidualOp();

@@ -49,6 +49,8 @@ absl::Status PartitionForZero(Graph& graph, const ZeroOptions& zero, int rank, i
 // fewer than `small_elements` elements, merged into nodes of up to `bucket_bytes` (0: none).
 absl::Status BucketAllReduces(Graph& graph, int64_t small_elements, int64_t bucket_bytes);
 absl::Status FuseResidualAdd(Graph& graph);
+// Note [row sums of a linear gradient] in fold_row_sums.cc. f32 steps only.
+absl::Status FoldRowSumsIntoLinearGrad(Graph& graph);
 // Note [activation checkpointing] in recompute.cc. A no-op when no node is in a block.
 absl::Status RecomputeActivations(Graph& graph);
 // Note [mixed precision] in mixed_precision.cc. A no-op for f32; `loss` stays f32. Run before
