@@ -38,14 +38,7 @@ bool ReadBetween(const std::vector<Node>& nodes, const Node& from, size_t p, siz
 
 absl::Status FuseResidualAdd(Graph& graph) {
   std::vector<Node>& nodes = graph.mutable_nodes();
-  std::vector<int> readers(graph.num_values(), 0);
-  std::vector<int> producer(graph.num_values(), -1);
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    for (ValueId v : nodes[i].inputs) ++readers[v];
-    for (ValueId v : nodes[i].outputs) {
-      if (v != kNoValue) producer[v] = static_cast<int>(i);
-    }
-  }
+  const auto [readers, producer] = CountUses(graph);
   std::vector<bool> remove(nodes.size(), false);
   for (size_t i = 0; i < nodes.size(); ++i) {
     Node& add = nodes[i];

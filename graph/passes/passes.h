@@ -36,6 +36,14 @@
 
 namespace strata::graph {
 
+// Per value: how many node inputs read it (a node reading it twice counts twice), and the node
+// that writes it (-1: none), for the passes that rewrite a producer and its single reader.
+struct ValueUses {
+  std::vector<int> readers;
+  std::vector<int> producer;
+};
+ValueUses CountUses(const Graph& graph);
+
 // Run right after autodiff; `forward_nodes`: how many nodes the traced forward had.
 absl::Status HoistChannelSlices(Graph& graph, int forward_nodes);
 // Note [synchronized batch norm] in sync_batch_norm.cc. Run right after autodiff; a no-op when

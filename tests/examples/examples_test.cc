@@ -1132,7 +1132,7 @@ TEST(FmnistExampleTest, PretrainThenFinetuneComparesSparseWithFull) {
   const Result fine = RunBinary(STRATA_FMNIST_BINARY, finetune);
   fs::remove_all(dir);
   ASSERT_EQ(fine.exit_code, 0) << fine.output;
-  EXPECT_THAT(fine.output, HasSubstr("sparse update: 15 of 50 tensors trained"));
+  EXPECT_THAT(fine.output, HasSubstr("sparse update: 17 of 50 tensors trained"));
   EXPECT_THAT(fine.output, HasSubstr("BatchNorms normalize with their running statistics"));
   EXPECT_THAT(fine.output, HasSubstr("| sparse | "));
   EXPECT_THAT(fine.output, HasSubstr("| full | "));
@@ -1140,7 +1140,7 @@ TEST(FmnistExampleTest, PretrainThenFinetuneComparesSparseWithFull) {
   ASSERT_NE(at, std::string::npos) << fine.output;
   const double ratio = std::stod(fine.output.substr(at + 26));
   EXPECT_GT(ratio, 0.0);
-  EXPECT_LT(ratio, 0.5) << fine.output;
+  EXPECT_LT(ratio, 0.2) << fine.output;  // the goal: 1/5 of full fine-tuning's
   // Bad combinations and inputs are named.
   ExpectCleanError(RunBinary(STRATA_FMNIST_BINARY, {"--pretrain", "a", "--finetune", "b"}), 2,
                    "--pretrain and --finetune are two runs");
