@@ -6,7 +6,8 @@
 // (the sum of dy's rows) w = db w, and db is the linear layer's own bias gradient, so the
 // (rows, out) x (out, in) product becomes an (out) x (out, in) one and dx's buffer disappears. In
 // the GPT fine-tune that trains the last block and the biases of the block before it, this is
-// the attention input projection's dx, a sixth of that block's backward products.
+// the attention input projection's dx, a quarter of that block's backward products (3C^2 of
+// 12C^2 per row).
 //
 // Applies to a linear_grad without a weight gradient (linear_grad[no_weight_grad]) whose layer
 // has a bias, whose dx is a plain gradient read by one sum_to over all of its leading dimensions
