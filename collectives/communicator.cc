@@ -19,6 +19,9 @@ bool Overlap(const char* a, int64_t a_bytes, const char* b, int64_t b_bytes) {
   return a_bytes > 0 && b_bytes > 0 && a < b + b_bytes && b < a + a_bytes;
 }
 
+// Set while a BlockingCalls method issues its collective, so that Issue marks it caller_waits.
+thread_local bool issuing_blocking_call = false;
+
 }  // namespace
 
 absl::string_view CommOpName(CommOp op) {
@@ -84,6 +87,7 @@ absl::StatusOr<CommTicket> Communicator::Issue(internal::CommRequest request) {
   std::lock_guard lock(issue_mutex_);
   const CommTicket ticket = tickets_.Issue();
   request.ticket = ticket;
+  request.caller_waits = issuing_blocking_call;
   Submit(std::move(request));
   return ticket;
 }
@@ -287,6 +291,43 @@ absl::StatusOr<CommTicket> Communicator::ShardedBucketed(CommOp op,
     part_start = at;
   }
   return Issue(std::move(r));
+}
+
+absl::Status Communicator::BlockingCalls::IssueAndWait(
+    absl::FunctionRef<absl::StatusOr<CommTicket>()> issue) {
+  issuing_blocking_call = true;
+  absl::StatusOr<CommTicket> ticket = issue();
+  issuing_blocking_call = false;
+  if (!ticket.ok()) return ticket.status();
+  return comm_->Wait(*ticket);
+}
+
+absl::Status Communicator::BlockingCalls::AllReduce(const Tensor& data) {
+  return IssueAndWait([&] { return comm_->AllReduce(data); });
+}
+absl::Status Communicator::BlockingCalls::ReduceScatter(const Tensor& input,
+                                                        const Tensor& output) {
+  return IssueAndWait([&] { return comm_->ReduceScatter(input, output); });
+}
+absl::Status Communicator::BlockingCalls::AllGather(const Tensor& input, const Tensor& output) {
+  return IssueAndWait([&] { return comm_->AllGather(input, output); });
+}
+absl::Status Communicator::BlockingCalls::Broadcast(const Tensor& data, int root) {
+  return IssueAndWait([&] { return comm_->Broadcast(data, root); });
+}
+absl::Status Communicator::BlockingCalls::Barrier() {
+  return IssueAndWait([&] { return comm_->Barrier(); });
+}
+absl::Status Communicator::BlockingCalls::AllReduceBucketed(absl::Span<const Tensor> tensors) {
+  return IssueAndWait([&] { return comm_->AllReduceBucketed(tensors); });
+}
+absl::Status Communicator::BlockingCalls::ReduceScatterBucketed(
+    absl::Span<const Tensor> inputs, absl::Span<const Tensor> outputs) {
+  return IssueAndWait([&] { return comm_->ReduceScatterBucketed(inputs, outputs); });
+}
+absl::Status Communicator::BlockingCalls::AllGatherBucketed(absl::Span<const Tensor> inputs,
+                                                            absl::Span<const Tensor> outputs) {
+  return IssueAndWait([&] { return comm_->AllGatherBucketed(inputs, outputs); });
 }
 
 }  // namespace strata::collectives

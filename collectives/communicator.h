@@ -47,6 +47,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -122,6 +123,33 @@ class Communicator {
   // A host Event that completes when `ticket` does (failed or not: the status comes from Wait),
   // so that a Stream can wait on it. Complete at once for a ticket already waited on.
   Event CompletionEvent(CommTicket ticket) { return tickets_.CompletionEvent(ticket); }
+
+  // The blocking forms of the calls above: issue, then Wait, in one call, for a caller that
+  // needs the result at once (a stream running a collective instruction, a loss to average).
+  // Same order, validation and timeouts; what they save is the hand-off to the communication
+  // stream where the backend can skip it (the MPI backend runs the collective on the calling
+  // thread and never wakes its communication thread: Note [the waiting thread helps]).
+  //   STRATA_RETURN_IF_ERROR(comm->Blocking().AllGather(param_shard, param));
+  class BlockingCalls {
+   public:
+    absl::Status AllReduce(const Tensor& data);
+    absl::Status ReduceScatter(const Tensor& input, const Tensor& output);
+    absl::Status AllGather(const Tensor& input, const Tensor& output);
+    absl::Status Broadcast(const Tensor& data, int root);
+    absl::Status Barrier();
+    absl::Status AllReduceBucketed(absl::Span<const Tensor> tensors);
+    absl::Status ReduceScatterBucketed(absl::Span<const Tensor> inputs,
+                                       absl::Span<const Tensor> outputs);
+    absl::Status AllGatherBucketed(absl::Span<const Tensor> inputs,
+                                   absl::Span<const Tensor> outputs);
+
+   private:
+    friend class Communicator;
+    explicit BlockingCalls(Communicator* comm) : comm_(comm) {}
+    absl::Status IssueAndWait(absl::FunctionRef<absl::StatusOr<CommTicket>()> issue);
+    Communicator* comm_;
+  };
+  BlockingCalls Blocking() { return BlockingCalls(this); }
 
   // Running total over completed collectives (Note [bytes sent]).
   int64_t bytes_sent() const { return bytes_sent_.load(std::memory_order_relaxed); }

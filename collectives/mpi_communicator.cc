@@ -145,11 +145,15 @@ std::string MpiCommunicator::Describe() const {
 }
 
 void MpiCommunicator::Submit(internal::CommRequest request) {
+  // A blocking call's own thread runs it, or the communication thread does after what it is
+  // running now: waking that thread would only cost a context switch (Note [the waiting thread
+  // helps]).
+  const bool wake = !request.caller_waits;
   {
     std::lock_guard lock(mutex_);
     queue_.push_back(std::move(request));
   }
-  work_cv_.notify_one();
+  if (wake) work_cv_.notify_one();
 }
 
 void MpiCommunicator::Run() {

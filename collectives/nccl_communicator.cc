@@ -99,8 +99,7 @@ absl::Status NcclCommunicator::Init() {
   }
   Tensor id_bytes = Tensor::Wrap(&id, Shape{static_cast<int64_t>(sizeof(id))}, DType::kU8,
                                  Device::Cpu());
-  STRATA_ASSIGN_OR_RETURN(CommTicket t, bootstrap_->Broadcast(id_bytes, /*root=*/0));
-  STRATA_RETURN_IF_ERROR(bootstrap_->Wait(t));
+  STRATA_RETURN_IF_ERROR(bootstrap_->Blocking().Broadcast(id_bytes, /*root=*/0));
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;  // every call returns at once; Settle bounds the wait
   ncclComm_t comm = nullptr;

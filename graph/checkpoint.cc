@@ -162,8 +162,7 @@ absl::StatusOr<fs::path> ShareNewDirectory(collectives::Communicator* comm, cons
         for (int i = 0; i < kSuffixLength; ++i) m[1 + i] = name[name.size() - kSuffixLength + i];
       }
     }
-    absl::StatusOr<collectives::CommTicket> t = comm->Broadcast(*message, /*root=*/0);
-    sent = t.ok() ? comm->Wait(*t) : t.status();
+    sent = comm->Blocking().Broadcast(*message, /*root=*/0);
   }
   absl::Status mine;
   fs::path path;

@@ -19,8 +19,7 @@ absl::StatusOr<Tensor> GatherState(const Program& program, ValueId id, Allocator
   STRATA_CHECK(*value.shard == collectives::ShardOf(numel, comm->world_size(), comm->rank()),
                "value ", value.name, " holds another range than its ShardOf");
   STRATA_ASSIGN_OR_RETURN(Tensor whole, Tensor::Empty(Shape{numel}, value.type.dtype, allocator));
-  STRATA_ASSIGN_OR_RETURN(const collectives::CommTicket t, comm->AllGather(held, whole));
-  STRATA_RETURN_IF_ERROR(comm->Wait(t));
+  STRATA_RETURN_IF_ERROR(comm->Blocking().AllGather(held, whole));
   std::vector<int64_t> dims(value.type.shape.dims().begin(), value.type.shape.dims().end());
   return whole.Reshape(dims);
 }
@@ -31,8 +30,7 @@ absl::StatusOr<std::vector<int>> ExchangeCodes(collectives::Communicator* commun
   // Each rank fills its own slot; the sum is every rank's code.
   STRATA_ASSIGN_OR_RETURN(Tensor codes, Tensor::Zeros(Shape{world}, DType::kI32, DefaultCpuAllocator()));
   codes.data<int32_t>()[communicator->rank()] = code;
-  STRATA_ASSIGN_OR_RETURN(const collectives::CommTicket t, communicator->AllReduce(codes));
-  STRATA_RETURN_IF_ERROR(communicator->Wait(t));
+  STRATA_RETURN_IF_ERROR(communicator->Blocking().AllReduce(codes));
   return std::vector<int>(codes.data<int32_t>(), codes.data<int32_t>() + world);
 }
 

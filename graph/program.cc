@@ -522,12 +522,11 @@ absl::Status Program::RunIo(const Instruction& ins) {
       }
       collectives::Communicator* comm = config_.communicator;
       if (gathered == 0 || comm == nullptr || comm->world_size() == 1) return absl::OkStatus();
-      STRATA_ASSIGN_OR_RETURN(
-          const collectives::CommTicket t,
-          gathered == 1 ? comm->AllGather(shards[0], wholes[0])
-                        : comm->AllGatherBucketed(absl::MakeConstSpan(shards.data(), gathered),
-                                                  absl::MakeConstSpan(wholes.data(), gathered)));
-      return comm->Wait(t);
+      return gathered == 1
+                 ? comm->Blocking().AllGather(shards[0], wholes[0])
+                 : comm->Blocking().AllGatherBucketed(
+                       absl::MakeConstSpan(shards.data(), gathered),
+                       absl::MakeConstSpan(wholes.data(), gathered));
     }
     case OpKind::kWriteBack: {
       const ValueId home = n.inputs[1];
@@ -545,18 +544,14 @@ absl::Status Program::RunIo(const Instruction& ins) {
     case OpKind::kAllReduce: {
       collectives::Communicator* comm = config_.communicator;
       if (comm == nullptr) return ins.op->Run(RunArgs{ins.in, ins.out, {}, &scalars_});
-      STRATA_ASSIGN_OR_RETURN(const collectives::CommTicket t,
-                              ins.in.size() == 1 ? comm->AllReduce(ins.in[0])
-                                                 : comm->AllReduceBucketed(ins.in));
-      return comm->Wait(t);
+      return ins.in.size() == 1 ? comm->Blocking().AllReduce(ins.in[0])
+                                : comm->Blocking().AllReduceBucketed(ins.in);
     }
     case OpKind::kReduceScatter: {
       collectives::Communicator* comm = config_.communicator;
       if (comm == nullptr) return ins.op->Run(RunArgs{ins.in, ins.out, {}, &scalars_});
       STRATA_ASSIGN_OR_RETURN(const Tensor whole, FlatRange(ins.in[0], 0, ins.in[0].numel()));
-      STRATA_ASSIGN_OR_RETURN(const collectives::CommTicket t,
-                              comm->ReduceScatter(whole, ins.out[0]));
-      return comm->Wait(t);
+      return comm->Blocking().ReduceScatter(whole, ins.out[0]);
     }
     case OpKind::kAllGather: {
       collectives::Communicator* comm = config_.communicator;
@@ -574,8 +569,7 @@ absl::Status Program::Gather(const Tensor& whole, const collectives::ShardRange&
   if (comm == nullptr || comm->world_size() == 1) return absl::OkStatus();
   STRATA_ASSIGN_OR_RETURN(const Tensor shard, FlatRange(whole, mine.offset, mine.count));
   STRATA_ASSIGN_OR_RETURN(const Tensor flat, FlatRange(whole, 0, whole.numel()));
-  STRATA_ASSIGN_OR_RETURN(const collectives::CommTicket t, comm->AllGather(shard, flat));
-  return comm->Wait(t);
+  return comm->Blocking().AllGather(shard, flat);
 }
 
 absl::Status Program::RunOffloadedUpdate(const Instruction& ins) {
@@ -1002,8 +996,7 @@ absl::StatusOr<double> Program::SumOverRanks(double local) {
     STRATA_ASSIGN_OR_RETURN(loss_sum_, Tensor::Empty(Shape{1}, DType::kF32, DefaultCpuAllocator()));
   }
   loss_sum_.data<float>()[0] = static_cast<float>(local);
-  STRATA_ASSIGN_OR_RETURN(const collectives::CommTicket t, comm->AllReduce(loss_sum_));
-  STRATA_RETURN_IF_ERROR(comm->Wait(t));
+  STRATA_RETURN_IF_ERROR(comm->Blocking().AllReduce(loss_sum_));
   return loss_sum_.data<float>()[0];
 }
 
@@ -1051,15 +1044,13 @@ absl::Status Program::CheckSameProgramOnEveryRank() {
   }
   STRATA_ASSIGN_OR_RETURN(Tensor first, Tensor::Empty(Shape{2 * f}, DType::kI32, DefaultCpuAllocator()));
   STRATA_RETURN_IF_ERROR(first.CopyFrom(mine));
-  STRATA_ASSIGN_OR_RETURN(collectives::CommTicket t, comm->Broadcast(first, 0));
-  STRATA_RETURN_IF_ERROR(comm->Wait(t));
+  STRATA_RETURN_IF_ERROR(comm->Blocking().Broadcast(first, 0));
   STRATA_ASSIGN_OR_RETURN(Tensor differ, Tensor::Empty(Shape{f}, DType::kI32, DefaultCpuAllocator()));
   for (int i = 0; i < f; ++i) {
     differ.data<int32_t>()[i] = std::memcmp(mine.data<int32_t>() + 2 * i,
                                             first.data<int32_t>() + 2 * i, 8) != 0;
   }
-  STRATA_ASSIGN_OR_RETURN(t, comm->AllReduce(differ));
-  STRATA_RETURN_IF_ERROR(comm->Wait(t));
+  STRATA_RETURN_IF_ERROR(comm->Blocking().AllReduce(differ));
   std::string wrong;
   for (int i = 0; i < f; ++i) {
     const int ranks = differ.data<int32_t>()[i];

@@ -42,6 +42,8 @@ struct CommRequest {
   std::vector<StagingCopy> pack;   // tensor -> input staging, before the collective
   std::vector<StagingCopy> unpack; // output staging -> tensor, after it
   int64_t bytes_sent = 0;          // this rank's, by Note [bytes sent]
+  // Issued by a blocking call (Communicator::Blocking()): its caller waits for it at once.
+  bool caller_waits = false;
 
   int64_t input_count(int rank) const;   // elements of input (or its staging)
   int64_t output_count(int rank) const;  // elements of output

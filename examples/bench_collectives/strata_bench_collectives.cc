@@ -12,7 +12,9 @@
 // ratio strata/MPI of the two halves of a round, which a machine whose load drifts (a shared one)
 // disturbs less than a ratio of medians.
 // MPI's calls: MPI_Allreduce (in place), MPI_Reduce_scatter, MPI_Allgather (MPI_Allgatherv where
-// the world does not divide the count), MPI_Bcast. --json prints one object per line instead.
+// the world does not divide the count), MPI_Bcast; strata's are the blocking forms of the same
+// (comm->Blocking(), as a training step's collective instructions call them), or with --async an
+// asynchronous call followed at once by Wait. --json prints one object per line instead.
 #include <mpi.h>
 
 #include <algorithm>
@@ -37,6 +39,7 @@ struct Options {
   int64_t min_bytes = 1024, max_bytes = int64_t{256} << 20, rounds = 9;
   std::string ops = "all_reduce,reduce_scatter,all_gather,broadcast";
   bool json = false;
+  bool async = false;
 };
 
 double BusFactor(CommOp op, int n) {
@@ -80,8 +83,9 @@ absl::Status Bench(const Options& o) {
     }
   }
   if (rank == 0 && !o.json) {
-    std::printf("# strata-bench-collectives: %d ranks, %lld rounds, times per op in us, busbw in "
-                "GB/s\n", n, static_cast<long long>(o.rounds));
+    std::printf("# strata-bench-collectives: %d ranks, %lld rounds, %s calls, times per op in us, "
+                "busbw in GB/s\n", n, static_cast<long long>(o.rounds),
+                o.async ? "asynchronous (submit, Wait)" : "blocking");
     std::printf("%14s %12s %15s %10s %10s %10s %10s %8s\n", "op", "bytes", "count(f32)",
                 "strata_us", "strata_bw", "mpi_us", "mpi_bw", "ratio");
   }
@@ -102,6 +106,15 @@ absl::Status Bench(const Options& o) {
     const int64_t iters = std::clamp<int64_t>((int64_t{16} << 20) / bytes, 3, 500);
     for (CommOp op : ops) {
       auto strata = [&]() -> absl::Status {
+        if (!o.async) {
+          Communicator::BlockingCalls blocking = comm->Blocking();
+          switch (op) {
+            case CommOp::kAllReduce: return blocking.AllReduce(whole_t);
+            case CommOp::kReduceScatter: return blocking.ReduceScatter(whole_t, shard_t);
+            case CommOp::kAllGather: return blocking.AllGather(shard_t, whole_t);
+            default: return blocking.Broadcast(whole_t, 0);
+          }
+        }
         absl::StatusOr<collectives::CommTicket> t;
         switch (op) {
           case CommOp::kAllReduce: t = comm->AllReduce(whole_t); break;
@@ -195,6 +208,8 @@ int main(int argc, char** argv) {
   flags.Add("rounds", &o.rounds, {.min = 1, .max = 1000}, "alternating rounds per size and op");
   flags.Add("ops", &o.ops, "comma-separated: all_reduce,reduce_scatter,all_gather,broadcast");
   flags.Add("json", &o.json, "one JSON object per line instead of the table");
+  flags.Add("async", &o.async,
+            "time strata's asynchronous calls followed at once by Wait, not the blocking ones");
   if (std::optional<int> code = flags.ParseOrExitCode(argc, argv)) return *code;
   if (o.min_bytes % 4 != 0 || o.max_bytes < o.min_bytes) {
     return flags.ExitCode(UsageError(

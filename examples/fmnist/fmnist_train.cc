@@ -386,8 +386,7 @@ absl::StatusOr<FmnistEpoch> FmnistTrainer::Test() {
   if (world_ > 1) {  // counts below 2^24 are exact in f32
     counts_.data<float>()[0] = static_cast<float>(e.test_correct);
     counts_.data<float>()[1] = static_cast<float>(loss_sum);
-    STRATA_ASSIGN_OR_RETURN(const collectives::CommTicket t, comm_->AllReduce(counts_));
-    STRATA_RETURN_IF_ERROR(comm_->Wait(t));
+    STRATA_RETURN_IF_ERROR(comm_->Blocking().AllReduce(counts_));
     e.test_correct = static_cast<int64_t>(counts_.data<float>()[0]);
     loss_sum = counts_.data<float>()[1];
   }

@@ -286,5 +286,69 @@ TEST(MpiCommunicatorTest, ManyOpsInFlightCompleteInOrderAndReleaseStreams) {
   }
 }
 
+// Polls `event` for up to 10 s: an asynchronous collective must progress on the communication
+// thread with nobody waiting on it.
+bool CompletesWithoutAWait(const Event& event) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!event.Query()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  return true;
+}
+
+TEST(MpiCommunicatorTest, BlockingCallsMatchTheReferenceAndKeepTheOrderOfQueuedOnes) {
+  const int n = Comm()->world_size(), r = Comm()->rank();
+  Communicator::BlockingCalls blocking = Comm()->Blocking();
+  // Each op once, in blocking form, against the reference.
+  const int64_t count = 1027;
+  std::vector<float> v(count), shard(ShardOf(count, n, r).count), whole(count, -7.f);
+  for (int64_t i = 0; i < count; ++i) v[i] = F(r, i);
+  ASSERT_TRUE(blocking.ReduceScatter(F32(v), F32(shard)).ok());
+  ExpectNearSum(shard, ShardOf(count, n, r).offset, "blocking reduce_scatter");
+  ASSERT_TRUE(blocking.AllGather(F32(shard), F32(whole)).ok());
+  ExpectNearSum(whole, 0, "blocking all_gather");
+  ASSERT_TRUE(blocking.AllReduce(F32(v)).ok());
+  ExpectNearSum(v, 0, "blocking all_reduce");
+  EXPECT_TRUE(SameOnEveryRank(v.data(), v.size() * 4));
+  std::vector<int32_t> root_data(5, r == n - 1 ? 41 : -1);
+  ASSERT_TRUE(blocking.Broadcast(I32(root_data), n - 1).ok());
+  EXPECT_EQ(root_data, std::vector<int32_t>(5, 41));
+  std::vector<float> a(3, F(r, 0)), b(0), c(9, F(r, 1));
+  std::vector<Tensor> bucket = {F32(a), F32(b), F32(c)};
+  ASSERT_TRUE(blocking.AllReduceBucketed(bucket).ok());
+  EXPECT_NEAR(a[2], SumF(0), 1e-5);
+  EXPECT_NEAR(c[8], SumF(1), 1e-5);
+  ASSERT_TRUE(blocking.Barrier().ok());
+
+  // Asynchronous collectives queued before a blocking one complete before it returns, whichever
+  // thread runs them, and in the same order on every rank.
+  std::vector<std::vector<float>> queued(3, std::vector<float>((int64_t{1} << 18) + 1));
+  std::vector<CommTicket> tickets;
+  for (int k = 0; k < 3; ++k) {
+    for (size_t i = 0; i < queued[k].size(); ++i) queued[k][i] = F(r, static_cast<int64_t>(i) + k);
+    tickets.push_back(*Comm()->AllReduce(F32(queued[k])));
+  }
+  std::vector<float> last(1, F(r, 5));
+  ASSERT_TRUE(blocking.AllReduce(F32(last)).ok());
+  EXPECT_NEAR(last[0], SumF(5), 1e-5);
+  for (int k = 0; k < 3; ++k) EXPECT_TRUE(Comm()->CompletionEvent(tickets[k]).Query()) << k;
+  for (int k = 0; k < 3; ++k) {
+    ASSERT_TRUE(Comm()->Wait(tickets[k]).ok());
+    ExpectNearSum(std::vector<float>(queued[k].begin(), queued[k].begin() + 64), k, "queued");
+  }
+
+  // A blocking call refused by validation leaves later asynchronous calls asynchronous: they
+  // progress on the communication thread before anybody waits.
+  std::vector<int32_t> wrong(count);  // an f32 shard into an i32 buffer, refused on every rank
+  absl::Status refused = blocking.AllGather(F32(shard), I32(wrong));
+  EXPECT_TRUE(absl::IsInvalidArgument(refused)) << refused;
+  std::vector<float> later(33, F(r, 2));
+  const CommTicket t = *Comm()->AllReduce(F32(later));
+  EXPECT_TRUE(CompletesWithoutAWait(Comm()->CompletionEvent(t)));
+  ASSERT_TRUE(Comm()->Wait(t).ok());
+  EXPECT_NEAR(later[32], SumF(2), 1e-5);
+}
+
 }  // namespace
 }  // namespace strata::collectives
