@@ -24,6 +24,13 @@ namespace strata::collectives {
 inline constexpr double kDefaultCommTimeoutSeconds = 300;
 inline constexpr int kCommTimeoutExitCode = 124;  // as coreutils' timeout(1)
 
+// How the MPI backend broadcasts (Note [broadcast on one node] in mpi_communicator.h).
+enum class BroadcastAlgorithm {
+  kAuto,   // kFlat when every rank shares one node, else kChain
+  kChain,  // root -> root+1 -> ... in segments: each rank forwards the buffer once
+  kFlat,   // the root sends the whole buffer to every rank
+};
+
 struct CommOptions {
   // Per collective, from its start (Note [collective timeouts]). 0 reads STRATA_COMM_TIMEOUT
   // (seconds, > 0) from the environment, else kDefaultCommTimeoutSeconds.
@@ -32,6 +39,7 @@ struct CommOptions {
   // Where the buffers live: cpu (MPI, or the single-process backend outside mpirun) or cuda:N
   // (NCCL on device N, bootstrapped over MPI).
   Device device = Device::Cpu();
+  BroadcastAlgorithm broadcast = BroadcastAlgorithm::kAuto;
 };
 
 // The timeout in effect for `options` (above). Errors name the field or the environment variable

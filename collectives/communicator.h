@@ -38,7 +38,9 @@
 //                                   last, the one before the root, forwards the whole buffer)
 //   barrier         0              (empty messages)
 // A world of one sends nothing. Bucketed ops count their staging buffer, i.e. the sum of their
-// tensors. RingBytesSent gives the same numbers for planning.
+// tensors. RingBytesSent gives the same numbers for planning. One exception: the MPI backend's
+// flat broadcast (every rank on one node, Note [broadcast on one node] in mpi_communicator.h)
+// sends (N-1) * S from the root and nothing from the other ranks: the same total.
 #pragma once
 
 #include <atomic>

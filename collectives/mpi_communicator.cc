@@ -114,15 +114,30 @@ absl::StatusOr<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create(const C
   int* tag_ub = nullptr;
   MPI_Comm_get_attr(comm, MPI_TAG_UB, &tag_ub, &found);
   const int ub = found && tag_ub != nullptr ? *tag_ub : 32767;  // the least MPI guarantees
+  // Note [broadcast on one node].
+  MPI_Comm node;
+  if (int rc = MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
+      rc != MPI_SUCCESS) {
+    MPI_Comm_free(&comm);
+    return MpiError("MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)", rc);
+  }
+  int node_size = 0;
+  MPI_Comm_size(node, &node_size);
+  MPI_Comm_free(&node);
+  const bool flat_broadcast =
+      options.broadcast == BroadcastAlgorithm::kFlat ||
+      (options.broadcast == BroadcastAlgorithm::kAuto && node_size == size);
   return std::unique_ptr<MpiCommunicator>(
-      new MpiCommunicator(comm, rank, size, ub, options, timeout));
+      new MpiCommunicator(comm, rank, size, ub, flat_broadcast, options, timeout));
 }
 
 MpiCommunicator::MpiCommunicator(MPI_Comm comm, int rank, int world_size, int tag_ub,
-                                 const CommOptions& options, double timeout_seconds)
+                                 bool flat_broadcast, const CommOptions& options,
+                                 double timeout_seconds)
     : Communicator(rank, world_size, Device::Cpu()),
       comm_(comm),
       tag_ub_(tag_ub),
+      flat_broadcast_(flat_broadcast),
       options_(options),
       timeout_seconds_(timeout_seconds),
       thread_([this] { Run(); }) {}
@@ -140,8 +155,8 @@ MpiCommunicator::~MpiCommunicator() {
 }
 
 std::string MpiCommunicator::Describe() const {
-  return absl::StrCat("mpi communicator, rank ", rank(), " of ", world_size(), ", timeout ",
-                      timeout_seconds_, " s");
+  return absl::StrCat("mpi communicator, rank ", rank(), " of ", world_size(),
+                      flat_broadcast_ ? ", flat broadcast" : "", ", timeout ", timeout_seconds_, " s");
 }
 
 void MpiCommunicator::Submit(internal::CommRequest request) {
@@ -204,7 +219,14 @@ void MpiCommunicator::RunOne(internal::CommRequest& request) {
                                std::chrono::duration<double>(timeout_seconds_));
     status = Execute(request);
     current_ = nullptr;
-    if (status.ok()) AddBytesSent(request.bytes_sent);
+    if (status.ok()) {
+      // A flat broadcast sends from the root alone (Note [bytes sent] in communicator.h).
+      const bool flat = request.op == CommOp::kBroadcast && flat_broadcast_;
+      AddBytesSent(!flat ? request.bytes_sent
+                   : rank() == request.root
+                       ? (world_size() - 1) * request.count * static_cast<int64_t>(SizeOf(request.dtype))
+                       : 0);
+    }
   }
   tickets().Complete(request.ticket, std::move(status));
 }
@@ -225,7 +247,10 @@ absl::Status MpiCommunicator::Execute(const internal::CommRequest& r) {
     case CommOp::kAllReduce: status = RingAllReduce(output, r.count); break;
     case CommOp::kReduceScatter: status = RingReduceScatter(input, output, r.rank_counts); break;
     case CommOp::kAllGather: status = RingAllGather(input, output, r.rank_counts); break;
-    case CommOp::kBroadcast: status = ChainBroadcast(output, r.count * es, r.root); break;
+    case CommOp::kBroadcast:
+      status = flat_broadcast_ ? FlatBroadcast(output, r.count * es, r.root)
+                               : ChainBroadcast(output, r.count * es, r.root);
+      break;
     case CommOp::kBarrier: status = DisseminationBarrier(); break;
   }
   if (status.ok() && r.bucketed) staging_.Unpack(r, output);
@@ -346,6 +371,21 @@ absl::Status MpiCommunicator::ChainBroadcast(char* data, int64_t bytes, int root
   return absl::OkStatus();
 }
 
+absl::Status MpiCommunicator::FlatBroadcast(char* data, int64_t bytes, int root) {
+  const int n = world_size(), r = rank();
+  if (n == 1 || bytes == 0) return absl::OkStatus();
+  requests_.clear();
+  messages_.clear();
+  if (r == root) {
+    for (int q = 0; q < n; ++q) {
+      if (q != root) STRATA_RETURN_IF_ERROR(Post(/*is_send=*/true, data, bytes, q));
+    }
+  } else {
+    STRATA_RETURN_IF_ERROR(Post(/*is_send=*/false, data, bytes, root));
+  }
+  return Complete(Step{"flat", 0, 1});
+}
+
 absl::Status MpiCommunicator::DisseminationBarrier() {
   const int n = world_size(), r = rank();
   int round = 0, rounds = 0;
@@ -362,25 +402,32 @@ absl::Status MpiCommunicator::Exchange(const char* send, int64_t send_bytes, int
                                        int64_t recv_bytes, int from, const Step& step,
                                        bool empty_messages, absl::FunctionRef<void()> meanwhile) {
   requests_.clear();
-  auto post = [&](bool is_send, const char* data, int64_t bytes, int peer) -> absl::Status {
-    if (bytes == 0 && !empty_messages) return absl::OkStatus();
-    int64_t done = 0;
-    do {
-      const int piece = static_cast<int>(std::min(kMaxMessageBytes, bytes - done));
-      MPI_Request request;
-      const int rc = is_send ? MPI_Isend(data + done, piece, MPI_BYTE, peer, tag_, comm_, &request)
-                             : MPI_Irecv(const_cast<char*>(data) + done, piece, MPI_BYTE, peer,
-                                         tag_, comm_, &request);
-      if (rc != MPI_SUCCESS) return MpiError(is_send ? "MPI_Isend" : "MPI_Irecv", rc);
-      requests_.push_back(request);
-      done += piece;
-    } while (done < bytes);
-    return absl::OkStatus();
-  };
-  STRATA_RETURN_IF_ERROR(post(false, recv, recv_bytes, from));
-  const int recvs = static_cast<int>(requests_.size());
-  STRATA_RETURN_IF_ERROR(post(true, send, send_bytes, to));
+  messages_.clear();
+  STRATA_RETURN_IF_ERROR(Post(/*is_send=*/false, recv, recv_bytes, from, empty_messages));
+  STRATA_RETURN_IF_ERROR(Post(/*is_send=*/true, send, send_bytes, to, empty_messages));
   meanwhile();
+  return Complete(step);
+}
+
+absl::Status MpiCommunicator::Post(bool is_send, const char* data, int64_t bytes, int peer,
+                                   bool empty_messages) {
+  if (bytes == 0 && !empty_messages) return absl::OkStatus();
+  int64_t done = 0;
+  do {
+    const int piece = static_cast<int>(std::min(kMaxMessageBytes, bytes - done));
+    MPI_Request request;
+    const int rc = is_send ? MPI_Isend(data + done, piece, MPI_BYTE, peer, tag_, comm_, &request)
+                           : MPI_Irecv(const_cast<char*>(data) + done, piece, MPI_BYTE, peer,
+                                       tag_, comm_, &request);
+    if (rc != MPI_SUCCESS) return MpiError(is_send ? "MPI_Isend" : "MPI_Irecv", rc);
+    requests_.push_back(request);
+    messages_.push_back(Message{is_send, peer, bytes});
+    done += piece;
+  } while (done < bytes);
+  return absl::OkStatus();
+}
+
+absl::Status MpiCommunicator::Complete(const Step& step) {
   if (requests_.empty()) return absl::OkStatus();
   for (uint64_t polls = 1;; ++polls) {
     int done = 0;
@@ -390,9 +437,7 @@ absl::Status MpiCommunicator::Exchange(const char* send, int64_t send_bytes, int
       return MpiError("MPI_Testall", rc);
     }
     if (done) return absl::OkStatus();
-    if (polls % 256 == 0 && Clock::now() > deadline_) {
-      return TimedOut(step, to, send_bytes, from, recv_bytes, recvs);
-    }
+    if (polls % 256 == 0 && Clock::now() > deadline_) return TimedOut(step);
     // Spin briefly (the common case: the peer is running), then give the core away: with more
     // ranks and compute threads than cores, a spinning rank starves the peer it waits for.
     if (polls > 65536) {
@@ -403,22 +448,21 @@ absl::Status MpiCommunicator::Exchange(const char* send, int64_t send_bytes, int
   }
 }
 
-absl::Status MpiCommunicator::TimedOut(const Step& step, int to, int64_t send_bytes, int from,
-                                       int64_t recv_bytes, int recvs) {
-  // Which messages are still pending names the peers that did not take part.
-  bool recv_pending = false, send_pending = false;
+absl::Status MpiCommunicator::TimedOut(const Step& step) {
+  // Which messages are still pending names the peers that did not take part (a message split
+  // into pieces is named once).
+  std::string waiting;
+  const Message* named = nullptr;
   for (size_t i = 0; i < requests_.size(); ++i) {
     int done = 0;
     MPI_Test(&requests_[i], &done, MPI_STATUS_IGNORE);
-    if (!done) (static_cast<int>(i) < recvs ? recv_pending : send_pending) = true;
-  }
-  std::string waiting;
-  if (recv_pending) {
-    absl::StrAppend(&waiting, "waiting for rank ", from, " to send ", recv_bytes, " bytes");
-  }
-  if (send_pending) {
-    absl::StrAppend(&waiting, recv_pending ? " and " : "", "waiting for rank ", to, " to receive ",
-                    send_bytes, " bytes");
+    const Message& m = messages_[i];
+    if (done || (named != nullptr && named->is_send == m.is_send && named->peer == m.peer)) {
+      continue;
+    }
+    absl::StrAppend(&waiting, waiting.empty() ? "" : " and ", "waiting for rank ", m.peer,
+                    m.is_send ? " to receive " : " to send ", m.bytes, " bytes");
+    named = &m;
   }
   const double elapsed = std::chrono::duration<double>(Clock::now() - started_).count();
   const std::string message = absl::StrFormat(

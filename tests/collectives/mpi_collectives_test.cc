@@ -189,18 +189,36 @@ TEST(MpiCommunicatorTest, AllGatherDefaultSplitExplicitSplitAndInPlace) {
                                        100 * (n - 1) + 2, 100 * (n - 1) + 3, 100 * (n - 1) + 4}));
 }
 
-TEST(MpiCommunicatorTest, BroadcastFromEveryRoot) {
+TEST(MpiCommunicatorTest, BroadcastFromEveryRootAsAChainAndFlat) {
   const int n = Comm()->world_size(), r = Comm()->rank();
-  for (int64_t count : {int64_t{0}, int64_t{7}, (int64_t{1} << 20) + 3, int64_t{3} << 20}) {
-    for (int root = 0; root < n; ++root) {
-      std::vector<float> v(count);
-      for (int64_t i = 0; i < count; ++i) v[i] = F(r, i);
-      const int64_t before = Comm()->bytes_sent();
-      ASSERT_TRUE(Comm()->Wait(*Comm()->Broadcast(F32(v), root)).ok());
-      for (int64_t i = 0; i < count; ++i) ASSERT_EQ(v[i], F(root, i)) << root << " " << i;
-      const int64_t sent = Comm()->bytes_sent() - before;
-      EXPECT_EQ(sent, (r - root + n) % n == n - 1 ? 0 : count * 4);
-      EXPECT_EQ(SumOverRanks(sent), (n - 1) * count * 4);
+  // The job's communicator picks the flat form (mpiexec runs every rank on this node); the chain
+  // is what runs across nodes.
+  EXPECT_NE(Comm()->Describe().find("flat broadcast"), std::string::npos) << Comm()->Describe();
+  absl::StatusOr<std::unique_ptr<MpiCommunicator>> chain = MpiCommunicator::Create(
+      CommOptions{.timeout_seconds = 20, .broadcast = BroadcastAlgorithm::kChain},
+      MPI_COMM_WORLD);
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  EXPECT_EQ((*chain)->Describe().find("flat broadcast"), std::string::npos);
+  for (Communicator* comm : {static_cast<Communicator*>(Comm()),
+                             static_cast<Communicator*>(chain->get())}) {
+    const bool flat = comm == Comm();
+    for (int64_t count : {int64_t{0}, int64_t{7}, (int64_t{1} << 20) + 3, int64_t{3} << 20}) {
+      for (int root = 0; root < n; ++root) {
+        std::vector<float> v(count);
+        for (int64_t i = 0; i < count; ++i) v[i] = F(r, i);
+        const int64_t before = comm->bytes_sent();
+        ASSERT_TRUE(comm->Wait(*comm->Broadcast(F32(v), root)).ok());
+        for (int64_t i = 0; i < count; ++i) {
+          ASSERT_EQ(v[i], F(root, i)) << (flat ? "flat" : "chain") << " " << root << " " << i;
+        }
+        const int64_t sent = comm->bytes_sent() - before;
+        if (flat) {
+          EXPECT_EQ(sent, r == root ? (n - 1) * count * 4 : 0);
+        } else {
+          EXPECT_EQ(sent, (r - root + n) % n == n - 1 ? 0 : count * 4);
+        }
+        EXPECT_EQ(SumOverRanks(sent), (n - 1) * count * 4);
+      }
     }
   }
 }
