@@ -40,6 +40,8 @@ absl::string_view OpKindName(OpKind kind) {
     case OpKind::kGeluExactGrad: return "gelu_exact_grad";
     case OpKind::kSwiGlu: return "swiglu";
     case OpKind::kSwiGluGrad: return "swiglu_grad";
+    case OpKind::kReluMask: return "relu_mask";
+    case OpKind::kMaskedGrad: return "masked_grad";
     case OpKind::kSub: return "sub";
     case OpKind::kMul: return "mul";
     case OpKind::kDiv: return "div";

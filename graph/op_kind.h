@@ -57,6 +57,8 @@ enum class OpKind {
   kGeluExactGrad,
   kSwiGlu,
   kSwiGluGrad,
+  kReluMask,
+  kMaskedGrad,
   kSub,
   kMul,
   kDiv,

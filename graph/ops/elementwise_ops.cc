@@ -150,6 +150,43 @@ class ActivationOp final : public Op {
   Activation activation_;
 };
 
+// x -> u8 mask of 0 < x < upper (SaveReluMasks).
+class ReluMaskOp final : public Op {
+ public:
+  explicit ReluMaskOp(float upper) : upper_(upper) {}
+  OpKind kind() const override { return OpKind::kReluMask; }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 1));
+    STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "x", in[0]));
+    return std::vector<TensorType>{{in[0].shape, DType::kU8}};
+  }
+  absl::Status Run(const RunArgs& a) const override {
+    return cpu::ReluMask(a.in[0], upper_, a.out[0]);
+  }
+
+ private:
+  float upper_;
+};
+
+// (mask, dy) -> dx = dy where mask, else 0.
+class MaskedGradOp final : public Op {
+ public:
+  OpKind kind() const override { return OpKind::kMaskedGrad; }
+  absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
+    STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 2));
+    STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "dy", in[1]));
+    if (in[0] != TensorType{in[1].shape, DType::kU8}) {
+      return TypeError(name(), "mask is ", in[0].ToString(), ", expected u8 of dy's shape ",
+                       in[1].shape.ToString());
+    }
+    return std::vector<TensorType>{in[1]};
+  }
+  std::vector<std::pair<int, int>> InPlaceOutputs() const override { return {{0, 1}}; }
+  absl::Status Run(const RunArgs& a) const override {
+    return cpu::MaskedBackward(a.in[0], a.in[1], a.out[0]);
+  }
+};
+
 // (gate, up, dy) -> (dgate, dup).
 class SwiGluGradOp final : public Op {
  public:
@@ -262,6 +299,8 @@ Var Softplus(Var x) { return Apply1(std::make_shared<ActivationOp>(Activation::k
 Var GeluExact(Var x) {
   return Apply1(std::make_shared<ActivationOp>(Activation::kGeluExact), {x});
 }
+std::shared_ptr<const Op> ReluMaskOp(float upper) { return std::make_shared<class ReluMaskOp>(upper); }
+std::shared_ptr<const Op> MaskedGradOp() { return std::make_shared<class MaskedGradOp>(); }
 Var SwiGlu(Var gate, Var up) { return Apply1(std::make_shared<SwiGluOp>(), {gate, up}); }
 Var Reshape(Var x, const Shape& shape) { return Apply1(std::make_shared<ReshapeOp>(shape), {x}); }
 Var SumTo(Var x, const Shape& tail) { return Apply1(std::make_shared<SumToOp>(tail), {x}); }

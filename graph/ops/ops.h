@@ -149,6 +149,10 @@ std::shared_ptr<const Op> LinearResidualOp(bool has_bias);
 // product where dx was a matrix product. nullptr unless `linear_grad` is a linear_grad without a
 // weight gradient and with a bias.
 std::shared_ptr<const Op> LinearGradRowSumOp(const Op& linear_grad);
+// What relu's and relu6's gradients need of x, a byte per element (SaveReluMasks): x -> u8 mask
+// of 0 < x < upper (+inf for relu, 6 for relu6), and (mask, dy) -> dy where mask, else 0.
+std::shared_ptr<const Op> ReluMaskOp(float upper);
+std::shared_ptr<const Op> MaskedGradOp();
 // (x, gamma, mean, rstd, dy, r) -> (r + dx, dgamma, dbeta): a layer-norm gradient whose dx only
 // feeds an add, fused the same way.
 std::shared_ptr<const Op> LayerNormGradResidualOp();

@@ -59,6 +59,9 @@ absl::Status BucketAllReduces(Graph& graph, int64_t small_elements, int64_t buck
 absl::Status FuseResidualAdd(Graph& graph);
 // Note [row sums of a linear gradient] in fold_row_sums.cc. f32 steps only.
 absl::Status FoldRowSumsIntoLinearGrad(Graph& graph);
+// Note [relu masks] in save_relu_masks.cc: relu and relu6 gradients from a u8 mask of x. f32
+// steps only.
+absl::Status SaveReluMasks(Graph& graph);
 // Note [activation checkpointing] in recompute.cc. A no-op when no node is in a block.
 absl::Status RecomputeActivations(Graph& graph);
 // Note [mixed precision] in mixed_precision.cc. A no-op for f32; `loss` stays f32. Run before

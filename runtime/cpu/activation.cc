@@ -200,6 +200,42 @@ absl::Status Relu6Backward(const Tensor& x, const Tensor& dout, const Tensor& dx
   return absl::OkStatus();
 }
 
+namespace {
+
+absl::Status CheckMaskArgs(absl::string_view op, const Tensor& mask, const Tensor& f32,
+                           absl::string_view f32_name) {
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous(op, f32_name, f32));
+  STRATA_RETURN_IF_ERROR(CheckDefined(op, "mask", mask));
+  STRATA_RETURN_IF_ERROR(CheckDType(op, "mask", mask, DType::kU8));
+  STRATA_RETURN_IF_ERROR(CheckContiguous(op, "mask", mask));
+  STRATA_RETURN_IF_ERROR(CheckHostAddressable(op, "mask", mask));
+  return CheckShape(op, "mask", mask, f32.shape());
+}
+
+}  // namespace
+
+absl::Status ReluMask(const Tensor& x, float upper, const Tensor& mask) {
+  STRATA_RETURN_IF_ERROR(CheckMaskArgs("ReluMask", mask, x, "x"));
+  const float* xp = x.data<float>();
+  uint8_t* mp = mask.data<uint8_t>();
+  const int64_t n = x.numel();
+#pragma omp parallel for simd schedule(static) if (n > internal::kParallelThreshold)
+  for (int64_t i = 0; i < n; ++i) mp[i] = xp[i] > 0.0f && xp[i] < upper;
+  return absl::OkStatus();
+}
+
+absl::Status MaskedBackward(const Tensor& mask, const Tensor& dout, const Tensor& dx) {
+  STRATA_RETURN_IF_ERROR(CheckMaskArgs("MaskedBackward", mask, dout, "dout"));
+  STRATA_RETURN_IF_ERROR(CheckF32Contiguous("MaskedBackward", "dx", dx, dout.shape()));
+  const uint8_t* mp = mask.data<uint8_t>();
+  const float* dp = dout.data<float>();
+  float* gp = dx.data<float>();
+  const int64_t n = dout.numel();
+#pragma omp parallel for simd schedule(static) if (n > internal::kParallelThreshold)
+  for (int64_t i = 0; i < n; ++i) gp[i] = mp[i] ? dp[i] : 0.0f;
+  return absl::OkStatus();
+}
+
 // The activations below are scalar loops (MapElements: any strides, f32 or bf16): they serve
 // custom models, not the GPT's or the CNN's hot paths, and the compiler vectorizes what it can.
 absl::Status SigmoidForward(const Tensor& x, const Tensor& out) {

@@ -24,6 +24,13 @@ absl::Status ReluBackward(const Tensor& x, const Tensor& dout, const Tensor& dx)
 absl::Status Relu6Forward(const Tensor& x, const Tensor& out);
 absl::Status Relu6Backward(const Tensor& x, const Tensor& dout, const Tensor& dx);
 
+// What relu's and relu6's backward need of x, in a byte per element instead of four: mask = 1
+// where 0 < x < upper (upper = +inf: relu, 6: relu6), else 0. x f32, mask u8, both contiguous and
+// of one shape.
+absl::Status ReluMask(const Tensor& x, float upper, const Tensor& mask);
+// dx = dout where mask, else 0: ReluBackward / Relu6Backward from the mask. dx may alias dout.
+absl::Status MaskedBackward(const Tensor& mask, const Tensor& dout, const Tensor& dx);
+
 // out = 1 / (1 + exp(-x)).
 absl::Status SigmoidForward(const Tensor& x, const Tensor& out);
 absl::Status SigmoidBackward(const Tensor& x, const Tensor& dout, const Tensor& dx);

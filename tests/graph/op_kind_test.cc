@@ -101,6 +101,7 @@ void CollectOps(Module& model, const std::vector<InputSpec>& inputs, const LossF
   for (const Node& n : t->graph.nodes()) ops.push_back(n.op);
   ASSERT_TRUE(FuseCrossEntropy(t->graph).ok());
   ASSERT_TRUE(FuseResidualAdd(t->graph).ok());
+  ASSERT_TRUE(SaveReluMasks(t->graph).ok());
   for (const Node& n : t->graph.nodes()) ops.push_back(n.op);
 }
 

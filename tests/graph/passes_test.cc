@@ -200,12 +200,15 @@ int TrainableCount(const Traced& t) {
                                         [](const auto& p) { return p.trainable; }));
 }
 
-enum PassBits { kFuse = 1, kSchedule = 2, kDeadCode = 4, kResidual = 8, kAllPasses = 15 };
+enum PassBits {
+  kFuse = 1, kSchedule = 2, kDeadCode = 4, kResidual = 8, kMasks = 16, kAllPasses = 31
+};
 
 std::unique_ptr<Program> Build(Traced t, int passes) {
   absl::Status s;
   if (passes & kFuse) s.Update(FuseCrossEntropy(t.graph));
   if (passes & kResidual) s.Update(FuseResidualAdd(t.graph));
+  if (passes & kMasks) s.Update(SaveReluMasks(t.graph));
   if (passes & kSchedule) s.Update(ScheduleUpdates(t.graph));
   if (passes & kDeadCode) s.Update(EliminateDeadCode(t.graph));
   EXPECT_TRUE(s.ok()) << s;
@@ -400,6 +403,60 @@ TEST(FuseResidualAddTest, LossesAndGradientsEqualTheUnfusedGraphs) {
       for (size_t i = 0; i < fused->gradients().size(); ++i) {
         testing::ExpectClose(fused->gradients()[i].second, ToDouble(unfused->gradients()[i].second),
                              1e-4, 1e-6, fused->gradients()[i].first);
+      }
+    }
+  }
+}
+
+// Note [relu masks]: a relu's gradient from a u8 mask of its input gives the same bits as from
+// the input itself, and the input then dies at the relu, which writes over it: the planned peak
+// drops by the input's bytes less the mask's.
+TEST(SaveReluMasksTest, GradientsKeepTheirBitsAndTheInputDiesAtTheActivation) {
+  for (auto make : {MlpCase, ConvCase}) {
+    Case c = make();
+    SCOPED_TRACE(c.name);
+    Options o{.keep_gradients = true};
+    std::unique_ptr<Program> masked = Build(Trace(c, o), kAllPasses);
+    std::unique_ptr<Program> unmasked = Build(Trace(c, o), kAllPasses & ~kMasks);
+    ASSERT_NE(masked, nullptr);
+    ASSERT_NE(unmasked, nullptr);
+    const Graph& g = masked->graph();
+    EXPECT_EQ(Count(g, OpKind::kReluMask), 1);
+    EXPECT_EQ(Count(g, OpKind::kMaskedGrad), 1);
+    EXPECT_EQ(Count(g, OpKind::kReluGrad), 0);
+    EXPECT_EQ(Count(unmasked->graph(), OpKind::kReluGrad), 1);
+    // The mask is made right before the relu, which is x's last reader and writes over it.
+    int relu = -1;
+    for (size_t i = 0; i < g.nodes().size(); ++i) {
+      if (g.nodes()[i].op->kind() == OpKind::kRelu) relu = static_cast<int>(i);
+    }
+    ASSERT_GT(relu, 0);
+    const ValueId x = g.nodes()[relu].inputs[0];
+    EXPECT_EQ(g.nodes()[relu - 1].op->kind(), OpKind::kReluMask);
+    EXPECT_EQ(g.value(g.nodes()[relu - 1].outputs[0]).type.dtype, DType::kU8);
+    for (size_t i = relu + 1; i < g.nodes().size(); ++i) {
+      EXPECT_FALSE(Touches(g.nodes()[i], x)) << g.nodes()[i].op->name() << " reads the relu's input";
+    }
+    EXPECT_NE(masked->plan().alias[g.nodes()[relu].outputs[0]], kNoValue);
+    // The MLP's peak holds the relu's input; the convolution's is elsewhere (its workspace).
+    if (c.name == "mlp") {
+      EXPECT_LT(masked->plan().live_peak_bytes, unmasked->plan().live_peak_bytes);
+    } else {
+      EXPECT_LE(masked->plan().live_peak_bytes, unmasked->plan().live_peak_bytes);
+    }
+    for (int step = 0; step < 3; ++step) {
+      absl::StatusOr<StepStats> a = masked->Step(c.batch), b = unmasked->Step(c.batch);
+      ASSERT_TRUE(a.ok() && b.ok()) << a.status() << b.status();
+      EXPECT_EQ(a->loss, b->loss) << "step " << step;
+      if (step > 0) continue;
+      ASSERT_EQ(masked->gradients().size(), unmasked->gradients().size());
+      for (size_t i = 0; i < masked->gradients().size(); ++i) {
+        const Tensor& ga = masked->gradients()[i].second;
+        const Tensor& gb = unmasked->gradients()[i].second;
+        ASSERT_EQ(ga.numel(), gb.numel());
+        for (int64_t k = 0; k < ga.numel(); ++k) {
+          ASSERT_EQ(ga.data<float>()[k], gb.data<float>()[k]) << masked->gradients()[i].first;
+        }
       }
     }
   }

@@ -4,6 +4,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <utility>
 
 #include "gtest/gtest.h"
 #include "tests/runtime/cpu/kernel_test_util.h"
@@ -144,6 +145,51 @@ TEST(ActivationTest, Bf16StorageAndInPlace) {
   const Tensor inplace = x.Contiguous(DefaultCpuAllocator()).value();
   ASSERT_TRUE(Relu6Forward(inplace, inplace).ok());
   EXPECT_EQ(ToDouble(inplace), Map(ToDouble(x), All()[2].reference)) << "in-place relu6";
+}
+
+// relu's and relu6's gradients from a u8 mask of x (Note [relu masks]): the same bits as from x,
+// at the kinks too (PyTorch's fixture has x = 0 and x = 6), and NaN masked out as the x
+// kernels do.
+TEST(ActivationTest, MaskedBackwardIsTheGradientFromXBitForBit) {
+  const SafetensorsFile f = testing::LoadFixture("activation");
+  std::mt19937_64 rng(5);
+  const Tensor random = testing::RandomTensor(Shape{7, 301}, rng, -8.0f, 8.0f);
+  random.data<float>()[3] = 0.0f;
+  random.data<float>()[4] = 6.0f;
+  random.data<float>()[5] = std::nanf("");
+  random.data<float>()[6] = -0.0f;
+  for (const Tensor& x : {f.Get("x").value(), random}) {
+    for (const auto& [name, upper] : {std::pair<std::string, float>{"relu", INFINITY},
+                                      std::pair<std::string, float>{"relu6", 6.0f}}) {
+      SCOPED_TRACE(name);
+      const Tensor dy = x.numel() == random.numel()
+                            ? testing::RandomTensor(x.shape(), rng)
+                            : f.Get(name + ".dy").value();
+      const Tensor mask = Tensor::Empty(x.shape(), DType::kU8, DefaultCpuAllocator()).value();
+      ASSERT_TRUE(ReluMask(x, upper, mask).ok());
+      const Tensor from_mask = testing::EmptyF32(x.shape()), from_x = testing::EmptyF32(x.shape());
+      ASSERT_TRUE(MaskedBackward(mask, dy, from_mask).ok());
+      ASSERT_TRUE((name == "relu" ? ReluBackward : Relu6Backward)(x, dy, from_x).ok());
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        const float xi = x.data<float>()[i];
+        ASSERT_EQ(mask.data<uint8_t>()[i], xi > 0.0f && xi < upper ? 1 : 0) << i;
+        ASSERT_EQ(from_mask.data<float>()[i], from_x.data<float>()[i]) << "x = " << xi;
+      }
+      if (x.numel() != random.numel()) {
+        ExpectClose(from_mask, ToDouble(f.Get(name + ".dx").value()), 1e-5, 1e-6, "dx (PyTorch)");
+      }
+      // In place over dy, as the graph runs it.
+      const Tensor inplace = dy.Contiguous(DefaultCpuAllocator()).value();
+      ASSERT_TRUE(MaskedBackward(mask, inplace, inplace).ok());
+      EXPECT_EQ(ToDouble(inplace), ToDouble(from_x));
+    }
+  }
+  const Tensor x = f.Get("x").value();
+  ExpectStatus(ReluMask(x, 6.0f, testing::EmptyF32(x.shape())), absl::StatusCode::kInvalidArgument,
+               {"ReluMask", "mask", "u8"});
+  const Tensor small = Tensor::Empty(Shape{2}, DType::kU8, DefaultCpuAllocator()).value();
+  ExpectStatus(MaskedBackward(small, x, testing::EmptyF32(x.shape())),
+               absl::StatusCode::kInvalidArgument, {"MaskedBackward", "mask", "[2]"});
 }
 
 TEST(ActivationTest, BadInput) {
