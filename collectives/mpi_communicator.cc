@@ -156,7 +156,8 @@ MpiCommunicator::~MpiCommunicator() {
 
 std::string MpiCommunicator::Describe() const {
   return absl::StrCat("mpi communicator, rank ", rank(), " of ", world_size(),
-                      flat_broadcast_ ? ", flat broadcast" : "", ", timeout ", timeout_seconds_, " s");
+                      flat_broadcast_ ? ", flat broadcast" : "", ", timeout ", timeout_seconds_,
+                      " s");
 }
 
 void MpiCommunicator::Submit(internal::CommRequest request) {
@@ -219,16 +220,16 @@ void MpiCommunicator::RunOne(internal::CommRequest& request) {
                                std::chrono::duration<double>(timeout_seconds_));
     status = Execute(request);
     current_ = nullptr;
-    if (status.ok()) {
-      // A flat broadcast sends from the root alone (Note [bytes sent] in communicator.h).
-      const bool flat = request.op == CommOp::kBroadcast && flat_broadcast_;
-      AddBytesSent(!flat ? request.bytes_sent
-                   : rank() == request.root
-                       ? (world_size() - 1) * request.count * static_cast<int64_t>(SizeOf(request.dtype))
-                       : 0);
-    }
+    if (status.ok()) AddBytesSent(BytesSent(request));
   }
   tickets().Complete(request.ticket, std::move(status));
+}
+
+int64_t MpiCommunicator::BytesSent(const internal::CommRequest& r) const {
+  if (r.op != CommOp::kBroadcast || !flat_broadcast_) return r.bytes_sent;
+  // A flat broadcast sends from the root alone (Note [bytes sent] in communicator.h).
+  const int64_t bytes = r.count * static_cast<int64_t>(SizeOf(r.dtype));
+  return rank() == r.root ? (world_size() - 1) * bytes : 0;
 }
 
 absl::Status MpiCommunicator::Execute(const internal::CommRequest& r) {

@@ -101,6 +101,8 @@ class MpiCommunicator final : public Communicator {
   // Runs one collective and completes its ticket; by whichever thread set executing_.
   void RunOne(internal::CommRequest& request);
   absl::Status Execute(const internal::CommRequest& request);
+  // What this rank sent for `request`: its ring formula, or the flat broadcast's.
+  int64_t BytesSent(const internal::CommRequest& request) const;
   absl::Status RingAllReduce(void* data, int64_t count);
   absl::Status RingReduceScatter(const char* input, char* output, const std::vector<int64_t>& counts);
   absl::Status RingAllGather(const char* input, char* output, const std::vector<int64_t>& counts);

@@ -299,7 +299,9 @@ Var Softplus(Var x) { return Apply1(std::make_shared<ActivationOp>(Activation::k
 Var GeluExact(Var x) {
   return Apply1(std::make_shared<ActivationOp>(Activation::kGeluExact), {x});
 }
-std::shared_ptr<const Op> ReluMaskOp(float upper) { return std::make_shared<class ReluMaskOp>(upper); }
+std::shared_ptr<const Op> ReluMaskOp(float upper) {
+  return std::make_shared<class ReluMaskOp>(upper);
+}
 std::shared_ptr<const Op> MaskedGradOp() { return std::make_shared<class MaskedGradOp>(); }
 Var SwiGlu(Var gate, Var up) { return Apply1(std::make_shared<SwiGluOp>(), {gate, up}); }
 Var Reshape(Var x, const Shape& shape) { return Apply1(std::make_shared<ReshapeOp>(shape), {x}); }

@@ -174,6 +174,33 @@ TEST(SingleProcessTest, BucketedOpsCopyEveryTensor) {
   EXPECT_EQ(c_out, c);
 }
 
+// The blocking forms issue and wait in one call: the same results, one ticket each (consumed:
+// the next ticket follows), and an argument error as the asynchronous call returns it.
+TEST(SingleProcessTest, BlockingCallsCompleteAndReportArgumentErrors) {
+  SingleProcessCommunicator comm;
+  Communicator::BlockingCalls blocking = comm.Blocking();
+  std::vector<float> v = {1, 2, 3}, out(3, 0.f);
+  ASSERT_TRUE(blocking.AllReduce(F32(v)).ok());
+  ASSERT_TRUE(blocking.AllGather(F32(v), F32(out)).ok());
+  EXPECT_EQ(out, v);
+  std::fill(out.begin(), out.end(), 0.f);
+  ASSERT_TRUE(blocking.ReduceScatter(F32(v), F32(out)).ok());
+  EXPECT_EQ(out, v);
+  ASSERT_TRUE(blocking.Broadcast(F32(v), 0).ok());
+  ASSERT_TRUE(blocking.Barrier().ok());
+  std::vector<Tensor> bucket = {F32(v)}, outs = {F32(out)};
+  ASSERT_TRUE(blocking.AllReduceBucketed(bucket).ok());
+  ASSERT_TRUE(blocking.ReduceScatterBucketed(bucket, outs).ok());
+  ASSERT_TRUE(blocking.AllGatherBucketed(bucket, outs).ok());
+  const CommTicket next = *comm.Barrier();
+  EXPECT_EQ(next, 9u);  // eight blocking calls took tickets 1-8 and waited on each
+  ASSERT_TRUE(comm.Wait(next).ok());
+  std::vector<float> two(2);
+  ExpectStatus(blocking.AllGather(F32(v), F32(two)), absl::StatusCode::kInvalidArgument,
+               {"all_gather", "input"});
+  ExpectStatus(blocking.Broadcast(F32(v), 3), absl::StatusCode::kInvalidArgument, {"root 3"});
+}
+
 TEST(SingleProcessTest, TicketsAreWaitedOnceAndEventsReleaseStreams) {
   SingleProcessCommunicator comm;
   std::vector<float> v = {1, 2};

@@ -435,7 +435,8 @@ TEST(SaveReluMasksTest, GradientsKeepTheirBitsAndTheInputDiesAtTheActivation) {
     EXPECT_EQ(g.nodes()[relu - 1].op->kind(), OpKind::kReluMask);
     EXPECT_EQ(g.value(g.nodes()[relu - 1].outputs[0]).type.dtype, DType::kU8);
     for (size_t i = relu + 1; i < g.nodes().size(); ++i) {
-      EXPECT_FALSE(Touches(g.nodes()[i], x)) << g.nodes()[i].op->name() << " reads the relu's input";
+      EXPECT_FALSE(Touches(g.nodes()[i], x))
+          << g.nodes()[i].op->name() << " reads the relu's input";
     }
     EXPECT_NE(masked->plan().alias[g.nodes()[relu].outputs[0]], kNoValue);
     // The MLP's peak holds the relu's input; the convolution's is elsewhere (its workspace).
