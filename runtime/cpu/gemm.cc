@@ -57,10 +57,10 @@ absl::StatusOr<Gemm> Plan(absl::string_view op, const Tensor& a, const Tensor& b
   return g;
 }
 
-// g as strata's own sgemm takes it, where that runs it: a 2-D product with a row-major A, into a
-// row-major C, beta 0 or 1 (Note [own sgemm] in internal/sgemm.cc).
+// g as strata's own sgemm takes it, where that runs it: a 2-D product into a row-major C, beta 0
+// or 1 (Note [own sgemm] in internal/sgemm.cc).
 std::optional<internal::SgemmArgs> OwnSgemm(const Gemm& g, float alpha, float beta) {
-  if (g.batch != 1 || g.c_trans || g.a.trans || alpha != 1.0f || (beta != 0.0f && beta != 1.0f)) {
+  if (g.batch != 1 || g.c_trans || alpha != 1.0f || (beta != 0.0f && beta != 1.0f)) {
     return std::nullopt;
   }
   internal::SgemmArgs s;
@@ -69,6 +69,7 @@ std::optional<internal::SgemmArgs> OwnSgemm(const Gemm& g, float alpha, float be
   s.k = g.k;
   s.a = g.a.data;
   s.lda = g.a.ld;
+  s.trans_a = g.a.trans;
   s.b = g.b.data;
   s.b_rs = g.b.trans ? 1 : g.b.ld;
   s.b_cs = g.b.trans ? g.b.ld : 1;

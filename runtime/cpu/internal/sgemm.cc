@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -28,9 +29,22 @@ namespace strata::cpu::internal {
 //
 // The kernel alone runs at 95% of the FMA peak (218 of 230 GFLOP/s per core); whole products
 // at the GPT's sizes reach 320-370 GFLOP/s on 2 cores, level with OpenBLAS; the gain is the
-// passes that are gone, 3-4% of a GPT step in alternating runs. Products with a transposed A
-// (the weight gradients, A = x^T) keep OpenBLAS: reading A^T in place broadcasts from rows
-// thousands of bytes apart, and packing it made this kernel 10% slower than OpenBLAS there.
+// passes that are gone, 3-4% of a GPT step in alternating runs.
+//
+// A transposed A (the weight gradients, dw = dy^T x) is the one operand packed on this side:
+// read in place, a tile's 8 broadcasts per step of k would come from one row of the stored A^T
+// and the next step from a row thousands of bytes further, 98 GFLOP/s on one Ice Lake core
+// against OpenBLAS's 107. Each thread instead copies its chunk of row tiles, 8 columns of A^T by
+// the block's depth, into a contiguous strip (a 32-byte load and store per step of k, once per
+// block of B), and the tile reads it as it reads a row-major A: 120 GFLOP/s, 1.10x OpenBLAS at
+// the GPT's weight-gradient shapes on one core, 1.03x on two.
+//
+// Note [aligned panels]
+// Both packed buffers start on a cache line. The panel's rows are 192 bytes, three 64-byte
+// loads per step of k; from a buffer that malloc placed 16 bytes past a line, every one of them
+// straddles two lines. On an Ice Lake core that took the kernel from 153 to 129 GFLOP/s and the
+// GPT's forward products from 137 to 116, and which of the two a run got depended on where
+// malloc put the buffer.
 
 #if defined(__AVX512F__)
 namespace {
@@ -40,6 +54,7 @@ constexpr int64_t kNr = 48;    // columns of a C tile: three 16-float vectors
 constexpr int64_t kKc = 384;   // most rows of B in a packed block
 constexpr int64_t kNc = 768;   // most columns of B in a packed block
 constexpr int64_t kChunk = 16; // row tiles that pass over one panel before the next panel
+constexpr uintptr_t kLine = 64;  // the packed block starts on a cache line: Note [aligned panels]
 
 // Bits of the 16-float vector v (0, 1, 2) of a tile whose first `cols` columns exist.
 __mmask16 ColumnMask(int64_t cols, int v) {
@@ -84,9 +99,12 @@ struct TileStart {
 };
 
 // C tile (rows <= 8, 48 columns masked by m0..m2) = start + A rows . panel over depth kc. `a`
-// holds 8 row pointers at the block's first k; rows past `rows` repeat a valid row and are
-// computed but not stored. `next_c` is prefetched for writing (the next tile), or null.
-void Tile(int64_t kc, const float* const* a, const float* panel, float* c, int64_t ldc,
+// holds 8 row pointers at the block's first k, each advancing by a_step floats per step of k (1
+// in a row-major A, 8 in a packed strip); rows past `rows` repeat a valid row (or read the
+// strip's zeros) and are computed but not stored. `next_c` is prefetched for writing (the next
+// tile), or null.
+void Tile(int64_t kc, const float* const* a, int64_t a_step, const float* panel, float* c,
+          int64_t ldc,
           int64_t rows, __mmask16 m0, __mmask16 m1, __mmask16 m2, const TileStart& start,
           float* next_c) {
   if (next_c != nullptr) {
@@ -115,7 +133,7 @@ void Tile(int64_t kc, const float* const* a, const float* panel, float* c, int64
   }
   const float *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5],
               *a6 = a[6], *a7 = a[7];
-  for (int64_t p = 0; p < kc; ++p, panel += kNr) {
+  for (int64_t p = 0, at = 0; p < kc; ++p, at += a_step, panel += kNr) {
     _mm_prefetch(reinterpret_cast<const char*>(panel + 8 * kNr), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(panel + 8 * kNr + 16), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(panel + 8 * kNr + 32), _MM_HINT_T0);
@@ -123,7 +141,7 @@ void Tile(int64_t kc, const float* const* a, const float* panel, float* c, int64
                  b2 = _mm512_loadu_ps(panel + 32);
 #define STRATA_SGEMM_ROW(r, ar)                          \
   {                                                      \
-    const __m512 x = _mm512_set1_ps(ar[p]);              \
+    const __m512 x = _mm512_set1_ps(ar[at]);             \
     acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);       \
     acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);       \
     acc[r][2] = _mm512_fmadd_ps(x, b2, acc[r][2]);       \
@@ -138,10 +156,27 @@ void Tile(int64_t kc, const float* const* a, const float* panel, float* c, int64
   }
 }
 
-// One calling thread's packed block of B, allocated at its first product and reused after.
-float* PackBuffer() {
-  thread_local std::vector<float> buffer(kKc * kNc);
-  return buffer.data();
+// A^T's columns r0 .. r0 + 8 (C's rows) over depth kc into dst[kc][8], so that a tile's
+// broadcasts read one sequential stream as they do from a row-major A. Columns past m are
+// zeros: their rows of C are computed but never stored.
+void PackTransposedTile(const SgemmArgs& g, int64_t p0, int64_t kc, int64_t r0, float* dst) {
+  const int64_t live = std::min(kMr, g.m - r0);
+  const __mmask16 mask = static_cast<__mmask16>((uint32_t{1} << live) - 1);
+  const float* s = g.a + p0 * g.lda + r0;
+  for (int64_t p = 0; p < kc; ++p, s += g.lda, dst += kMr) {
+    _mm512_mask_storeu_ps(dst, 0xff, _mm512_maskz_loadu_ps(mask, s));
+  }
+}
+
+// A calling thread's buffer of `floats`, starting on a cache line; allocated at its first
+// product and reused after. Slot 0 holds the team's packed block of B, slot 1 a thread's
+// packed tiles of a transposed A.
+float* Buffer(int slot, size_t floats) {
+  thread_local std::vector<float> buffers[2];
+  std::vector<float>& b = buffers[slot];
+  if (b.size() < floats + kLine / sizeof(float)) b.resize(floats + kLine / sizeof(float));
+  const uintptr_t p = reinterpret_cast<uintptr_t>(b.data());
+  return reinterpret_cast<float*>((p + kLine - 1) / kLine * kLine);
 }
 
 }  // namespace
@@ -157,7 +192,7 @@ void Sgemm(const SgemmArgs& g) {
   // Blocks of k of equal depth (at most kKc); K = 0 is one empty block that still writes C.
   const int64_t kblocks = std::max<int64_t>(1, (g.k + kKc - 1) / kKc);
   const int64_t kc_max = (g.k + kblocks - 1) / kblocks;
-  float* const pack = PackBuffer();
+  float* const pack = Buffer(0, kKc * kNc);
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
 #pragma omp parallel num_threads(threads)
   {
@@ -165,6 +200,7 @@ void Sgemm(const SgemmArgs& g) {
     const int64_t tiles = (g.m + kMr - 1) / kMr;
     const int64_t t_begin = tiles * t / nt, t_end = tiles * (t + 1) / nt;
     const float* rows[kMr];
+    float* const a_pack = g.trans_a ? Buffer(1, kChunk * kMr * kKc) : nullptr;
     for (int64_t jc = 0; jc < g.n; jc += kNc) {
       const int64_t nc = std::min(kNc, g.n - jc), panels = (nc + kNr - 1) / kNr;
       for (int64_t blk = 0; blk < kblocks; ++blk) {
@@ -175,6 +211,11 @@ void Sgemm(const SgemmArgs& g) {
         }
         for (int64_t chunk = t_begin; chunk < t_end; chunk += kChunk) {
           const int64_t chunk_end = std::min(t_end, chunk + kChunk);
+          if (g.trans_a) {
+            for (int64_t i = chunk; i < chunk_end; ++i) {
+              PackTransposedTile(g, p0, kc, i * kMr, a_pack + (i - chunk) * kMr * kc);
+            }
+          }
           for (int64_t q = 0; q < panels; ++q) {
             const int64_t j0 = jc + q * kNr, cols = std::min(kNr, g.n - j0);
             const __mmask16 m0 = ColumnMask(cols, 0), m1 = ColumnMask(cols, 1),
@@ -182,7 +223,8 @@ void Sgemm(const SgemmArgs& g) {
             for (int64_t i = chunk; i < chunk_end; ++i) {
               const int64_t r0 = i * kMr, live = std::min(kMr, g.m - r0);
               for (int64_t r = 0; r < kMr; ++r) {
-                rows[r] = g.a + (r0 + std::min(r, live - 1)) * g.lda + p0;
+                rows[r] = g.trans_a ? a_pack + (i - chunk) * kMr * kc + r
+                                    : g.a + (r0 + std::min(r, live - 1)) * g.lda + p0;
               }
               float* c = g.c + r0 * g.ldc + j0;
               const TileStart start{
@@ -190,7 +232,7 @@ void Sgemm(const SgemmArgs& g) {
                   blk == 0 && g.bias != nullptr ? g.bias + j0 : nullptr,
                   blk == 0 && g.addend != nullptr ? g.addend + r0 * g.ld_addend + j0 : nullptr,
                   g.ld_addend};
-              Tile(kc, rows, pack + q * kc * kNr, c, g.ldc, live, m0, m1, m2, start,
+              Tile(kc, rows, g.trans_a ? kMr : 1, pack + q * kc * kNr, c, g.ldc, live, m0, m1, m2, start,
                    i + 1 < chunk_end ? c + kMr * g.ldc : nullptr);
             }
           }
@@ -215,7 +257,10 @@ void Sgemm(const SgemmArgs& g) {
       float x = g.accumulate ? c[j] : 0.0f;
       if (g.bias != nullptr) x += g.bias[j];
       if (g.addend != nullptr) x += g.addend[i * g.ld_addend + j];
-      for (int64_t p = 0; p < g.k; ++p) x += g.a[i * g.lda + p] * g.b[p * g.b_rs + j * g.b_cs];
+      for (int64_t p = 0; p < g.k; ++p) {
+        const float a = g.trans_a ? g.a[p * g.lda + i] : g.a[i * g.lda + p];
+        x += a * g.b[p * g.b_rs + j * g.b_cs];
+      }
       c[j] = x;
     }
   }

@@ -1,6 +1,7 @@
-// strata's own AVX-512 sgemm for products whose left operand is row-major (the forward and the
-// input gradient of every linear layer), with the output's starting value (zero, itself, a bias
-// row, an addend matrix) formed in registers instead of in a pass over the output first.
+// strata's own AVX-512 sgemm for the 2-D products of the linear layers (the forward, the input
+// gradient, and with trans_a the weight gradient), with the output's starting value (zero,
+// itself, a bias row, an addend matrix) formed in registers instead of in a pass over the output
+// first.
 //
 //   internal::SgemmArgs g;
 //   g.m = rows; g.n = out; g.k = in;
@@ -19,8 +20,9 @@ namespace strata::cpu::internal {
 
 struct SgemmArgs {
   int64_t m = 0, n = 0, k = 0;
-  const float* a = nullptr;  // A (m, k): a[i * lda + p]
+  const float* a = nullptr;  // A (m, k): a[i * lda + p], or a[p * lda + i] if trans_a
   int64_t lda = 0;
+  bool trans_a = false;  // A is stored as A^T (k, m), as x is in a weight gradient x^T dy
   const float* b = nullptr;  // B (k, n): b[p * b_rs + j * b_cs]; b_rs or b_cs is 1
   int64_t b_rs = 0, b_cs = 0;
   float* c = nullptr;  // C (m, n): c[i * ldc + j]

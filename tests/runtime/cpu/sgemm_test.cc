@@ -25,15 +25,16 @@ std::vector<float> Random(int64_t n, std::mt19937_64& rng) {
 // reading or writing past a row's end shows up as a wrong value or a changed pad.
 struct Problem {
   int64_t m, n, k;
-  bool b_transposed, bias, addend, accumulate;
+  bool a_transposed, b_transposed, bias, addend, accumulate;
   std::vector<float> a, b, c, bias_v, addend_v;
   int64_t lda, ldb, ldc, ld_addend;
 
-  Problem(int64_t m_, int64_t n_, int64_t k_, bool bt, bool with_bias, bool with_addend, bool acc,
-          std::mt19937_64& rng)
-      : m(m_), n(n_), k(k_), b_transposed(bt), bias(with_bias), addend(with_addend),
-        accumulate(acc), lda(k_ + 3), ldb((bt ? k_ : n_) + 5), ldc(n_ + 7), ld_addend(n_ + 2) {
-    a = Random(m * lda, rng);
+  Problem(int64_t m_, int64_t n_, int64_t k_, bool at, bool bt, bool with_bias, bool with_addend,
+          bool acc, std::mt19937_64& rng)
+      : m(m_), n(n_), k(k_), a_transposed(at), b_transposed(bt), bias(with_bias),
+        addend(with_addend), accumulate(acc), lda((at ? m_ : k_) + 3), ldb((bt ? k_ : n_) + 5),
+        ldc(n_ + 7), ld_addend(n_ + 2) {
+    a = Random((at ? k : m) * lda, rng);
     b = Random((bt ? n : k) * ldb, rng);
     c = Random(m * ldc, rng);
     bias_v = Random(n, rng);
@@ -47,6 +48,7 @@ struct Problem {
     g.k = k;
     g.a = a.data();
     g.lda = lda;
+    g.trans_a = a_transposed;
     g.b = b.data();
     g.b_rs = b_transposed ? 1 : ldb;
     g.b_cs = b_transposed ? ldb : 1;
@@ -68,7 +70,8 @@ struct Problem {
         if (bias) s += bias_v[j];
         if (addend) s += addend_v[i * ld_addend + j];
         for (int64_t p = 0; p < k; ++p)
-          s += double{a[i * lda + p]} * (b_transposed ? b[j * ldb + p] : b[p * ldb + j]);
+          s += double{a_transposed ? a[p * lda + i] : a[i * lda + p]} *
+               (b_transposed ? b[j * ldb + p] : b[p * ldb + j]);
         out[i * ldc + j] = s;
       }
     return out;
@@ -77,18 +80,19 @@ struct Problem {
 
 Vec AsDouble(const std::vector<float>& v) { return Vec(v.begin(), v.end()); }
 
-TEST(SgemmTest, MatchesDoubleReferenceOnEdgeShapesBothBLayoutsAndEveryStart) {
+TEST(SgemmTest, MatchesDoubleReferenceOnEdgeShapesEveryLayoutAndEveryStart) {
   std::mt19937_64 rng(17);
   // m around the 8-row tile, n around the 48-column panel and past the 768-column block, k
   // empty, short, and past the 384-deep block (uneven split).
   for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 1, 1}, {7, 47, 5},
                          {8, 48, 384}, {9, 49, 385}, {17, 100, 0}, {70, 800, 97},
                          {33, 16, 900}, {3, 770, 20}}) {
-    for (bool bt : {false, true}) {
+    for (int layout = 0; layout < 4; ++layout) {
+      const bool at = layout & 1, bt = layout & 2;
       for (int start = 0; start < 4; ++start) {  // plain, bias, bias + addend, accumulate
-        SCOPED_TRACE(::testing::Message() << m << "x" << n << "x" << k << " b transposed " << bt
-                                          << " start " << start);
-        Problem pr(m, n, k, bt, start == 1 || start == 2, start == 2, start == 3, rng);
+        SCOPED_TRACE(::testing::Message() << m << "x" << n << "x" << k << " a transposed " << at
+                                          << " b transposed " << bt << " start " << start);
+        Problem pr(m, n, k, at, bt, start == 1 || start == 2, start == 2, start == 3, rng);
         std::vector<float> out = pr.c;
         Sgemm(pr.Args(out.data()));
         // fp32 rounding grows with the depth k; a wrong or missing term is off by O(1).
@@ -98,9 +102,12 @@ TEST(SgemmTest, MatchesDoubleReferenceOnEdgeShapesBothBLayoutsAndEveryStart) {
   }
 }
 
-TEST(SgemmTest, SameBitsOnAnyNumberOfThreadsAndInsideAParallelRegion) {
+class SgemmThreadsTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(SgemmThreadsTest, SameBitsOnAnyNumberOfThreadsAndInsideAParallelRegion) {
   std::mt19937_64 rng(5);
-  const Problem pr(200, 300, 500, true, true, true, false, rng);
+  // More row tiles than one thread's chunk, so that a transposed A is packed more than once.
+  const Problem pr(300, 300, 500, GetParam(), true, true, true, false, rng);
   const int saved = omp_get_max_threads();
   std::vector<std::vector<float>> results;
   for (int threads : {1, 2, 3}) {
@@ -120,6 +127,9 @@ TEST(SgemmTest, SameBitsOnAnyNumberOfThreadsAndInsideAParallelRegion) {
   ExpectClose(AsDouble(results[0]), pr.Reference(), 1e-5, 2e-7 * 510, "one thread");
   for (size_t i = 1; i < results.size(); ++i) EXPECT_EQ(results[i], results[0]) << "run " << i;
 }
+
+INSTANTIATE_TEST_SUITE_P(ALayouts, SgemmThreadsTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "ATransposed" : "ARowMajor"; });
 
 TEST(SgemmTest, SupportsNeedsAUnitStrideAndGatherableOffsets) {
   SgemmArgs g;
