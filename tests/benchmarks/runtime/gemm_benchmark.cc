@@ -1,5 +1,6 @@
 // GEMM and linear layers at the sizes of a GPT with d = 384, T = 256, batch 8 (M = 2048 rows).
-// "gemm/strata" and "gemm/openblas" run the same product through Matmul and raw cblas_sgemm.
+// "gemm/strata" and "gemm/openblas" run the same product through Matmul and raw cblas_sgemm;
+// "dw:" names a weight gradient's product, whose left operand is stored transposed.
 // STRATA_BENCH_GEMM_SHAPES="MxKxN,..." adds gemm/openblas at other shapes (launch/bench-gpt
 // measures the sgemm peak at its model's own shapes).
 #include <benchmark/benchmark.h>
@@ -49,6 +50,23 @@ void BM_GemmOpenBlas(benchmark::State& state, int64_t m, int64_t k, int64_t n) {
   state.SetItemsProcessed(state.iterations() * 2 * m * n * k);
 }
 
+// A weight gradient's product: c (m, n) = a^T b with a stored (k, m), as dw = dy^T x.
+void BM_GemmStrataTransA(benchmark::State& state, int64_t m, int64_t k, int64_t n) {
+  const Tensor a = Random(Shape{k, m}), b = Random(Shape{k, n}), c = Empty(Shape{m, n});
+  for (auto _ : state) Check(cpu::Matmul(a, b, c, /*trans_a=*/true));
+  state.SetItemsProcessed(state.iterations() * 2 * m * n * k);
+}
+
+void BM_GemmOpenBlasTransA(benchmark::State& state, int64_t m, int64_t k, int64_t n) {
+  const Tensor a = Random(Shape{k, m}), b = Random(Shape{k, n}), c = Empty(Shape{m, n});
+  for (auto _ : state) {
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0f, a.data<float>(), m,
+                b.data<float>(), n, 0.0f, c.data<float>(), n);
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations() * 2 * m * n * k);
+}
+
 [[maybe_unused]] const bool kRegistered = [] {
   for (auto [in, out] : kLayers) {
     const std::string shape = std::to_string(kRows) + "x" + std::to_string(in) + "x" + std::to_string(out);
@@ -57,6 +75,14 @@ void BM_GemmOpenBlas(benchmark::State& state, int64_t m, int64_t k, int64_t n) {
     benchmark::RegisterBenchmark(("gemm/strata/" + shape).c_str(), BM_GemmStrata, kRows, in, out)
         ->UseRealTime()->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark(("gemm/openblas/" + shape).c_str(), BM_GemmOpenBlas, kRows, in, out)
+        ->UseRealTime()->Unit(benchmark::kMillisecond);
+    // The layer's weight gradient (out, in) = dy^T (out, rows) x (rows, in).
+    const std::string dw = "dw:" + std::to_string(out) + "x" + std::to_string(kRows) + "x" +
+                           std::to_string(in);
+    benchmark::RegisterBenchmark(("gemm/strata/" + dw).c_str(), BM_GemmStrataTransA, out, kRows, in)
+        ->UseRealTime()->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("gemm/openblas/" + dw).c_str(), BM_GemmOpenBlasTransA, out, kRows,
+                                 in)
         ->UseRealTime()->Unit(benchmark::kMillisecond);
   }
   if (const char* extra = std::getenv("STRATA_BENCH_GEMM_SHAPES")) {
