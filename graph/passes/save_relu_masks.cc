@@ -21,7 +21,7 @@
 namespace strata::graph {
 
 absl::Status SaveReluMasks(Graph& graph) {
-  const auto [readers, producer] = CountUses(graph);
+  const std::vector<int> readers = CountUses(graph).readers;
   std::vector<Node>& nodes = graph.mutable_nodes();
   // The forward activation reading each value, if any.
   std::vector<int> activation(static_cast<size_t>(graph.num_values()), -1);
