@@ -34,34 +34,20 @@ void BM_LinearFwdBwd(benchmark::State& state, int64_t in, int64_t out) {
   state.SetItemsProcessed(state.iterations() * 6 * kRows * in * out);  // flops
 }
 
-void BM_GemmStrata(benchmark::State& state, int64_t m, int64_t k, int64_t n) {
-  const Tensor a = Random(Shape{m, k}), b = Random(Shape{k, n}), c = Empty(Shape{m, n});
-  for (auto _ : state) Check(cpu::Matmul(a, b, c));
+// c (m, n) = op(a) b, with a stored (k, m) when trans_a, as a weight gradient's dy in dy^T x.
+void BM_GemmStrata(benchmark::State& state, int64_t m, int64_t k, int64_t n, bool trans_a) {
+  const Tensor a = Random(trans_a ? Shape{k, m} : Shape{m, k}), b = Random(Shape{k, n});
+  const Tensor c = Empty(Shape{m, n});
+  for (auto _ : state) Check(cpu::Matmul(a, b, c, trans_a));
   state.SetItemsProcessed(state.iterations() * 2 * m * n * k);
 }
 
-void BM_GemmOpenBlas(benchmark::State& state, int64_t m, int64_t k, int64_t n) {
-  const Tensor a = Random(Shape{m, k}), b = Random(Shape{k, n}), c = Empty(Shape{m, n});
+void BM_GemmOpenBlas(benchmark::State& state, int64_t m, int64_t k, int64_t n, bool trans_a) {
+  const Tensor a = Random(trans_a ? Shape{k, m} : Shape{m, k}), b = Random(Shape{k, n});
+  const Tensor c = Empty(Shape{m, n});
   for (auto _ : state) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a.data<float>(), k,
-                b.data<float>(), n, 0.0f, c.data<float>(), n);
-    benchmark::ClobberMemory();
-  }
-  state.SetItemsProcessed(state.iterations() * 2 * m * n * k);
-}
-
-// A weight gradient's product: c (m, n) = a^T b with a stored (k, m), as dw = dy^T x.
-void BM_GemmStrataTransA(benchmark::State& state, int64_t m, int64_t k, int64_t n) {
-  const Tensor a = Random(Shape{k, m}), b = Random(Shape{k, n}), c = Empty(Shape{m, n});
-  for (auto _ : state) Check(cpu::Matmul(a, b, c, /*trans_a=*/true));
-  state.SetItemsProcessed(state.iterations() * 2 * m * n * k);
-}
-
-void BM_GemmOpenBlasTransA(benchmark::State& state, int64_t m, int64_t k, int64_t n) {
-  const Tensor a = Random(Shape{k, m}), b = Random(Shape{k, n}), c = Empty(Shape{m, n});
-  for (auto _ : state) {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, k, 1.0f, a.data<float>(), m,
-                b.data<float>(), n, 0.0f, c.data<float>(), n);
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, CblasNoTrans, m, n, k, 1.0f,
+                a.data<float>(), trans_a ? m : k, b.data<float>(), n, 0.0f, c.data<float>(), n);
     benchmark::ClobberMemory();
   }
   state.SetItemsProcessed(state.iterations() * 2 * m * n * k);
@@ -72,17 +58,17 @@ void BM_GemmOpenBlasTransA(benchmark::State& state, int64_t m, int64_t k, int64_
     const std::string shape = std::to_string(kRows) + "x" + std::to_string(in) + "x" + std::to_string(out);
     benchmark::RegisterBenchmark(("linear/fwd+bwd/" + shape).c_str(), BM_LinearFwdBwd, in, out)
         ->UseRealTime()->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark(("gemm/strata/" + shape).c_str(), BM_GemmStrata, kRows, in, out)
+    benchmark::RegisterBenchmark(("gemm/strata/" + shape).c_str(), BM_GemmStrata, kRows, in, out, false)
         ->UseRealTime()->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark(("gemm/openblas/" + shape).c_str(), BM_GemmOpenBlas, kRows, in, out)
+    benchmark::RegisterBenchmark(("gemm/openblas/" + shape).c_str(), BM_GemmOpenBlas, kRows, in, out, false)
         ->UseRealTime()->Unit(benchmark::kMillisecond);
     // The layer's weight gradient (out, in) = dy^T (out, rows) x (rows, in).
     const std::string dw = "dw:" + std::to_string(out) + "x" + std::to_string(kRows) + "x" +
                            std::to_string(in);
-    benchmark::RegisterBenchmark(("gemm/strata/" + dw).c_str(), BM_GemmStrataTransA, out, kRows, in)
+    benchmark::RegisterBenchmark(("gemm/strata/" + dw).c_str(), BM_GemmStrata, out, kRows, in, true)
         ->UseRealTime()->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark(("gemm/openblas/" + dw).c_str(), BM_GemmOpenBlasTransA, out, kRows,
-                                 in)
+    benchmark::RegisterBenchmark(("gemm/openblas/" + dw).c_str(), BM_GemmOpenBlas, out, kRows, in,
+                                 true)
         ->UseRealTime()->Unit(benchmark::kMillisecond);
   }
   if (const char* extra = std::getenv("STRATA_BENCH_GEMM_SHAPES")) {
@@ -95,7 +81,7 @@ void BM_GemmOpenBlasTransA(benchmark::State& state, int64_t m, int64_t k, int64_
         std::fprintf(stderr, "STRATA_BENCH_GEMM_SHAPES: '%s' is not MxKxN\n", shape.c_str());
         std::exit(2);
       }
-      benchmark::RegisterBenchmark(("gemm/openblas/" + shape).c_str(), BM_GemmOpenBlas, m, k, n)
+      benchmark::RegisterBenchmark(("gemm/openblas/" + shape).c_str(), BM_GemmOpenBlas, m, k, n, false)
           ->UseRealTime()->Unit(benchmark::kMillisecond);
       start = end + 1;
     }
