@@ -54,7 +54,7 @@ constexpr int64_t kNr = 48;    // columns of a C tile: three 16-float vectors
 constexpr int64_t kKc = 384;   // most rows of B in a packed block
 constexpr int64_t kNc = 768;   // most columns of B in a packed block
 constexpr int64_t kChunk = 16; // row tiles that pass over one panel before the next panel
-constexpr uintptr_t kLine = 64;  // the packed block starts on a cache line: Note [aligned panels]
+constexpr uintptr_t kLine = 64;  // packed buffers start on a cache line: Note [aligned panels]
 
 // Bits of the 16-float vector v (0, 1, 2) of a tile whose first `cols` columns exist.
 __mmask16 ColumnMask(int64_t cols, int v) {
@@ -104,9 +104,8 @@ struct TileStart {
 // strip's zeros) and are computed but not stored. `next_c` is prefetched for writing (the next
 // tile), or null.
 void Tile(int64_t kc, const float* const* a, int64_t a_step, const float* panel, float* c,
-          int64_t ldc,
-          int64_t rows, __mmask16 m0, __mmask16 m1, __mmask16 m2, const TileStart& start,
-          float* next_c) {
+          int64_t ldc, int64_t rows, __mmask16 m0, __mmask16 m1, __mmask16 m2,
+          const TileStart& start, float* next_c) {
   if (next_c != nullptr) {
     for (int64_t r = 0; r < kMr; ++r) {
       _m_prefetchw(next_c + r * ldc);
@@ -232,8 +231,8 @@ void Sgemm(const SgemmArgs& g) {
                   blk == 0 && g.bias != nullptr ? g.bias + j0 : nullptr,
                   blk == 0 && g.addend != nullptr ? g.addend + r0 * g.ld_addend + j0 : nullptr,
                   g.ld_addend};
-              Tile(kc, rows, g.trans_a ? kMr : 1, pack + q * kc * kNr, c, g.ldc, live, m0, m1, m2, start,
-                   i + 1 < chunk_end ? c + kMr * g.ldc : nullptr);
+              Tile(kc, rows, g.trans_a ? kMr : 1, pack + q * kc * kNr, c, g.ldc, live, m0, m1,
+                   m2, start, i + 1 < chunk_end ? c + kMr * g.ldc : nullptr);
             }
           }
         }

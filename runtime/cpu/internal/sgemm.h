@@ -22,7 +22,7 @@ struct SgemmArgs {
   int64_t m = 0, n = 0, k = 0;
   const float* a = nullptr;  // A (m, k): a[i * lda + p], or a[p * lda + i] if trans_a
   int64_t lda = 0;
-  bool trans_a = false;  // A is stored as A^T (k, m), as x is in a weight gradient x^T dy
+  bool trans_a = false;  // A is stored as A^T (k, m), as dy is in a weight gradient dy^T x
   const float* b = nullptr;  // B (k, n): b[p * b_rs + j * b_cs]; b_rs or b_cs is 1
   int64_t b_rs = 0, b_cs = 0;
   float* c = nullptr;  // C (m, n): c[i * ldc + j]

@@ -54,22 +54,22 @@ void BM_GemmOpenBlas(benchmark::State& state, int64_t m, int64_t k, int64_t n, b
 }
 
 [[maybe_unused]] const bool kRegistered = [] {
+  const auto add = [](const std::string& name, auto fn, auto... args) {
+    benchmark::RegisterBenchmark(name.c_str(), fn, args...)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+  };
   for (auto [in, out] : kLayers) {
-    const std::string shape = std::to_string(kRows) + "x" + std::to_string(in) + "x" + std::to_string(out);
-    benchmark::RegisterBenchmark(("linear/fwd+bwd/" + shape).c_str(), BM_LinearFwdBwd, in, out)
-        ->UseRealTime()->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark(("gemm/strata/" + shape).c_str(), BM_GemmStrata, kRows, in, out, false)
-        ->UseRealTime()->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark(("gemm/openblas/" + shape).c_str(), BM_GemmOpenBlas, kRows, in, out, false)
-        ->UseRealTime()->Unit(benchmark::kMillisecond);
+    const std::string shape =
+        std::to_string(kRows) + "x" + std::to_string(in) + "x" + std::to_string(out);
+    add("linear/fwd+bwd/" + shape, BM_LinearFwdBwd, in, out);
+    add("gemm/strata/" + shape, BM_GemmStrata, kRows, in, out, false);
+    add("gemm/openblas/" + shape, BM_GemmOpenBlas, kRows, in, out, false);
     // The layer's weight gradient (out, in) = dy^T (out, rows) x (rows, in).
-    const std::string dw = "dw:" + std::to_string(out) + "x" + std::to_string(kRows) + "x" +
-                           std::to_string(in);
-    benchmark::RegisterBenchmark(("gemm/strata/" + dw).c_str(), BM_GemmStrata, out, kRows, in, true)
-        ->UseRealTime()->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark(("gemm/openblas/" + dw).c_str(), BM_GemmOpenBlas, out, kRows, in,
-                                 true)
-        ->UseRealTime()->Unit(benchmark::kMillisecond);
+    const std::string dw =
+        "dw:" + std::to_string(out) + "x" + std::to_string(kRows) + "x" + std::to_string(in);
+    add("gemm/strata/" + dw, BM_GemmStrata, out, kRows, in, true);
+    add("gemm/openblas/" + dw, BM_GemmOpenBlas, out, kRows, in, true);
   }
   if (const char* extra = std::getenv("STRATA_BENCH_GEMM_SHAPES")) {
     std::string list = extra;
@@ -81,8 +81,7 @@ void BM_GemmOpenBlas(benchmark::State& state, int64_t m, int64_t k, int64_t n, b
         std::fprintf(stderr, "STRATA_BENCH_GEMM_SHAPES: '%s' is not MxKxN\n", shape.c_str());
         std::exit(2);
       }
-      benchmark::RegisterBenchmark(("gemm/openblas/" + shape).c_str(), BM_GemmOpenBlas, m, k, n, false)
-          ->UseRealTime()->Unit(benchmark::kMillisecond);
+      add("gemm/openblas/" + shape, BM_GemmOpenBlas, m, k, n, false);
       start = end + 1;
     }
   }
