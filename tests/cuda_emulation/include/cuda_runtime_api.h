@@ -33,6 +33,7 @@ typedef void (*cudaHostFn_t)(void* user_data);
 
 #define cudaStreamDefault 0x00
 #define cudaStreamNonBlocking 0x01
+#define CUDART_CB  // the host function calling convention: the default one on x86-64
 #define cudaHostAllocDefault 0x00
 #define cudaHostAllocPortable 0x01
 
