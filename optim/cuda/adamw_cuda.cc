@@ -9,7 +9,8 @@
 namespace strata::optim {
 
 absl::Status AdamWStepCuda(float* param, const float* grad, float* m, float* v, int64_t n,
-                           const AdamWHyper& h, int64_t step, CUstream_st* stream) {
+                           const AdamWHyper& h, int64_t step, CUstream_st* stream,
+                           const float* skip_unless_finite) {
   if (n < 0) return absl::InvalidArgumentError(absl::StrCat("AdamWStepCuda: n = ", n, " < 0"));
   if (step < 1) {
     return absl::InvalidArgumentError(absl::StrCat("AdamWStepCuda: step ", step, " must be >= 1"));
@@ -24,7 +25,8 @@ absl::Status AdamWStepCuda(float* param, const float* grad, float* m, float* v, 
   const internal::AdamWScalars s = internal::MakeAdamWScalars(h, step);
   const cuda::AdamWKernelScalars k{s.decay, s.step_size, s.bias2_sqrt, s.b1,
                                    s.b2,    s.one_b1,    s.one_b2,     s.eps};
-  const auto e = static_cast<cudaError_t>(cuda::LaunchAdamW(k, param, grad, m, v, n, stream));
+  const auto e = static_cast<cudaError_t>(
+      cuda::LaunchAdamW(k, param, grad, m, v, n, skip_unless_finite, stream));
   if (e != cudaSuccess) {
     return absl::InternalError(absl::StrCat("AdamWStepCuda: the kernel's launch failed: ",
                                             cudaGetErrorName(e), " (", cudaGetErrorString(e), ")"));

@@ -22,7 +22,10 @@ namespace strata::optim {
 
 // Errors, before anything is enqueued: bad hyper-parameters (naming the field), step < 1, a null
 // buffer with n > 0, n < 0; after: a failed launch, naming CUDA's error.
+// With skip_unless_finite (one float on the device: a step's global gradient norm under loss
+// scaling), the update does nothing when it is not finite, decided on the device.
 absl::Status AdamWStepCuda(float* param, const float* grad, float* m, float* v, int64_t n,
-                           const AdamWHyper& h, int64_t step, CUstream_st* stream = nullptr);
+                           const AdamWHyper& h, int64_t step, CUstream_st* stream = nullptr,
+                           const float* skip_unless_finite = nullptr);
 
 }  // namespace strata::optim

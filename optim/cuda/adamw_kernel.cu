@@ -13,7 +13,8 @@ namespace {
 template <bool kDivideBias2>
 __global__ void AdamWKernel(AdamWKernelScalars s, float* __restrict__ p,
                             const float* __restrict__ g, float* __restrict__ m,
-                            float* __restrict__ v, int64_t n) {
+                            float* __restrict__ v, int64_t n, const float* skip_unless_finite) {
+  if (skip_unless_finite != nullptr && !isfinite(*skip_unless_finite)) return;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += stride) {
@@ -31,16 +32,18 @@ __global__ void AdamWKernel(AdamWKernelScalars s, float* __restrict__ p,
 }  // namespace
 
 int LaunchAdamW(const AdamWKernelScalars& s, float* param, const float* grad, float* m, float* v,
-                int64_t n, CUstream_st* stream) {
+                int64_t n, const float* skip_unless_finite, CUstream_st* stream) {
   // A memory-bound update: enough blocks to fill any device, each thread striding over the rest.
   constexpr int kThreads = 256;
   const int64_t wanted = (n + kThreads - 1) / kThreads;
   const int blocks = static_cast<int>(std::min<int64_t>(wanted, 4096));
   // As AdamWRange: dividing by sqrt(1 - beta2^t) == 1 changes no bit, so it is skipped.
   if (s.bias2_sqrt != 1.0f) {
-    AdamWKernel<true><<<blocks, kThreads, 0, stream>>>(s, param, grad, m, v, n);
+    AdamWKernel<true><<<blocks, kThreads, 0, stream>>>(s, param, grad, m, v, n,
+                                                       skip_unless_finite);
   } else {
-    AdamWKernel<false><<<blocks, kThreads, 0, stream>>>(s, param, grad, m, v, n);
+    AdamWKernel<false><<<blocks, kThreads, 0, stream>>>(s, param, grad, m, v, n,
+                                                        skip_unless_finite);
   }
   return static_cast<int>(cudaGetLastError());
 }

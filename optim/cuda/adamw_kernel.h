@@ -13,8 +13,9 @@ struct AdamWKernelScalars {
   float decay, step_size, bias2_sqrt, b1, b2, one_b1, one_b2, eps;
 };
 
-// Enqueues the update of elements [0, n) on `stream`; returns the launch's cudaError_t.
+// Enqueues the update of elements [0, n) on `stream`; returns the launch's cudaError_t. With
+// skip_unless_finite, the update does nothing when that float (on the device) is not finite.
 int LaunchAdamW(const AdamWKernelScalars& s, float* param, const float* grad, float* m, float* v,
-                int64_t n, CUstream_st* stream);
+                int64_t n, const float* skip_unless_finite, CUstream_st* stream);
 
 }  // namespace strata::optim::cuda
