@@ -1,6 +1,8 @@
 #include "graph/compile.h"
 
 #include <algorithm>
+#include <map>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -95,7 +97,8 @@ absl::StatusOr<MemoryPlan> ScheduleAndPlan(Graph& graph, Program::Config& config
     graph = unscheduled;
     STRATA_RETURN_IF_ERROR(
         ScheduleOffload(graph, lookahead, config.zero.reuse_bytes, config.zero.bucket_bytes));
-    STRATA_ASSIGN_OR_RETURN(MemoryPlan plan, PlanMemory(graph, config.num_threads));
+    STRATA_ASSIGN_OR_RETURN(MemoryPlan plan,
+                            PlanMemory(graph, StepTarget{config.device, config.num_threads}));
     const TierNeeds need = Needs(graph, plan, o);
     if (o.host_bytes > 0 && need.host > o.host_bytes) {
       return absl::ResourceExhaustedError(absl::StrCat(
@@ -183,6 +186,49 @@ std::string LargestLiveSet(const Graph& graph, const MemoryPlan& plan) {
   return out;
 }
 
+// What a step on a CUDA device does not run yet, refused by name before anything is traced.
+absl::Status CheckDeviceOptions(const TrainOptions& o) {
+  if (o.device.is_cpu()) return absl::OkStatus();
+  const std::string device = o.device.ToString();
+#if !STRATA_HAVE_CUDA
+  return absl::FailedPreconditionError(
+      absl::StrCat("train options: device ", device,
+                   ": this build has no CUDA backend (configure with the "
+                   "CUDA toolkit found, -DSTRATA_CUDA=ON)"));
+#endif
+  auto no = [&](absl::string_view what) {
+    return absl::UnimplementedError(
+        absl::StrCat("train options: device ", device, ": ", what, " runs on the CPU only so far"));
+  };
+  if (o.offload.offloads()) return no("offload to host or nvme");
+  if (o.communicator != nullptr && o.communicator->world_size() > 1) return no("data parallel");
+  if (o.check_plan) return no("check_plan");
+  if (o.optimizer.kind != OptimizerOptions::kAdamW) return no("SGD");
+  return absl::OkStatus();
+}
+
+// A step for a CUDA device runs every node there (Note [the step on a device] in program.cc):
+// each op must have a CUDA kernel; the first few that do not are named, with how many nodes.
+absl::Status CheckRunsOnDevice(const Graph& graph, const Program::Config& config) {
+  if (config.device.is_cpu()) return absl::OkStatus();
+  std::map<std::string, int> missing;
+  for (const Node& n : graph.nodes()) {
+    if (!n.op->HasCudaKernel()) {
+      ++missing[absl::StrCat(n.op->name(), n.op->Attributes().empty() ? "" : " ",
+                             n.op->Attributes())];
+    }
+  }
+  if (missing.empty()) return absl::OkStatus();
+  std::string list;
+  for (const auto& [op, count] : missing) {
+    absl::StrAppend(&list, list.empty() ? "" : "; ", op, " (", count,
+                    count == 1 ? " node)" : " nodes)");
+  }
+  return absl::UnimplementedError(absl::StrCat("compile: ", config.device.ToString(),
+                                               ": no CUDA kernel for ", list,
+                                               "; run this step on the CPU"));
+}
+
 }  // namespace
 
 // Note [data parallel]
@@ -225,6 +271,7 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
   }
   const bool scales_loss = options.scales_loss();
   if (scales_loss) STRATA_RETURN_IF_ERROR(options.loss_scale.Validate());
+  STRATA_RETURN_IF_ERROR(CheckDeviceOptions(options));
   TrainingGraph r;
   Graph& graph = r.graph;
   Program::Config& config = r.config;
@@ -235,6 +282,7 @@ absl::StatusOr<TrainingGraph> TraceTrainingStep(Module& model,
   config.seed = options.seed;
   config.num_threads = NumThreads();
   config.check_plan = options.check_plan;
+  config.device = options.device;
   config.loss_scaling = scales_loss;
   config.loss_scale = options.loss_scale;
 
@@ -422,8 +470,10 @@ absl::StatusOr<PlannedStep> PlanTrainingStep(Module& model, const std::vector<In
   if (options.precision == DType::kF32) {
     STRATA_RETURN_IF_ERROR(FoldRowSumsIntoLinearGrad(graph));
     Dump(options, config.dump, "fold_row_sums", graph);
-    STRATA_RETURN_IF_ERROR(SaveReluMasks(graph));
-    Dump(options, config.dump, "save_relu_masks", graph);
+    if (options.device.is_cpu()) {  // its mask kernels are the CPU's alone so far
+      STRATA_RETURN_IF_ERROR(SaveReluMasks(graph));
+      Dump(options, config.dump, "save_relu_masks", graph);
+    }
   }
   // Recompute after the fusions, so that it copies the fused forward nodes and the backward
   // fusions still see single readers; before ScheduleUpdates, so that each update is placed after
@@ -453,6 +503,7 @@ absl::StatusOr<PlannedStep> PlanTrainingStep(Module& model, const std::vector<In
                     " B), host ", plan.host_bytes, " B, nvme ", plan.nvme_bytes, " B, prefetch ",
                     config.offload.prefetch_bytes, " B\n", LargestLiveSet(graph, plan));
   }
+  STRATA_RETURN_IF_ERROR(CheckRunsOnDevice(graph, config));
   return PlannedStep{std::move(graph), std::move(plan), std::move(config)};
 }
 

@@ -93,6 +93,11 @@ struct TrainOptions {
   // ZeRO stages 1-3 with that communicator (Note [zero partition] in
   // graph/passes/zero_partition.cc); ignored in a world of one.
   ZeroOptions zero;
+  // Where the step runs: the CPU, or a CUDA device (Note [the step on a device] in
+  // graph/program.cc), where every piece of state lives in its memory. Compiling for a device
+  // fails, naming what, for what the device path does not run yet: offload, a communicator,
+  // check_plan, clipping, loss scaling, SGD, and ops without a CUDA kernel.
+  Device device = Device::Cpu();
 };
 
 using LossFn = std::function<Var(absl::Span<const Var> inputs)>;

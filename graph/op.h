@@ -26,7 +26,13 @@
 #include "absl/types/span.h"
 #include "graph/ir.h"
 #include "graph/op_kind.h"
+#include "runtime/device.h"
 #include "runtime/tensor.h"
+
+struct CUstream_st;
+namespace strata::cuda {
+class CublasHandle;
+}  // namespace strata::cuda
 
 namespace strata::graph {
 
@@ -51,11 +57,29 @@ struct StepScalars {
   float loss_scale = 1.0f;
 };
 
+// Where a compiled step runs (TrainOptions::device), for what an op plans by it: its workspace.
+struct StepTarget {
+  Device device = Device::Cpu();
+  int num_threads = 1;  // CPU kernels' threads
+};
+
+// The CUDA stream a step's kernels are enqueued on, in node order, and the cuBLAS handle bound
+// to it (Note [the step on a device] in graph/program.cc).
+struct CudaContext {
+  CUstream_st* stream = nullptr;  // a cudaStream_t
+  cuda::CublasHandle* blas = nullptr;
+};
+
 struct RunArgs {
   absl::Span<const Tensor> in;
   absl::Span<const Tensor> out;  // undefined where the output was not wanted
-  absl::Span<float> workspace;
+  absl::Span<float> workspace;   // in the step's memory: on the device with `cuda`
   const StepScalars* scalars = nullptr;
+  // Null on the CPU. Otherwise every tensor is in that device's memory and Run enqueues its
+  // kernels on cuda->stream (graph/ops/internal/kernel.h), reading nothing back.
+  const CudaContext* cuda = nullptr;
+  // The workspace as a tensor (f32, contiguous), for the CUDA launchers that take one.
+  Tensor workspace_tensor;
 };
 
 // What autodiff gives an op's Gradient: the node's values, the gradient of each output (kNoValue
@@ -80,10 +104,13 @@ class Op {
   // Output types; an error names the op and the offending input shape.
   virtual absl::StatusOr<std::vector<TensorType>> Infer(
       absl::Span<const TensorType> in) const = 0;
-  virtual size_t WorkspaceBytes(absl::Span<const TensorType> in, int num_threads) const {
+  virtual size_t WorkspaceBytes(absl::Span<const TensorType> in, const StepTarget& target) const {
     return 0;
   }
   virtual absl::Status Run(const RunArgs& args) const = 0;
+  // True when Run also runs on a CUDA device (RunArgs::cuda); a program for a device refuses,
+  // naming them, the ops where it is false.
+  virtual bool HasCudaKernel() const { return false; }
   virtual absl::Status Gradient(GradientArgs& args) const;  // default: not differentiable
   // Inputs that Run writes in place (an optimizer update writes its parameter and state).
   virtual std::vector<int> MutatedInputs() const { return {}; }

@@ -11,6 +11,13 @@
 #include "runtime/cpu/round_to_precision.h"
 #include "runtime/status.h"
 #include "runtime/threading.h"
+#if STRATA_HAVE_CUDA
+#include "runtime/cuda/blas_handle.h"
+#include "runtime/cuda/cuda_memory.h"
+#include "runtime/cuda/cuda_stream.h"
+#include "runtime/cuda/round_to_precision.h"
+#include "runtime/cuda/transfer.h"
+#endif
 
 #if defined(__SANITIZE_ADDRESS__)
 #define STRATA_ASAN 1
@@ -124,6 +131,71 @@ absl::Status Program::RestoreLossScale(double scale, int64_t good_steps) {
   return absl::OkStatus();
 }
 
+// Note [the step on a device]
+// With Config::device a CUDA device, the step runs there as it runs on the CPU, node by node in
+// the same order, on one CUDA stream: the persistent region and the arena are device memory
+// (cudaMalloc, through CachingAllocators whose accounting is the device tier's, so the measured
+// peaks are still the allocators'), every value is a view into them as on the CPU, and each
+// node's Run enqueues its kernels on the stream from the calling thread (RunArgs::cuda,
+// graph/ops/internal/kernel.h) and returns. Nothing waits for the device inside a step but
+// the reads the host needs: each micro-batch's loss, and the scalar a fused cross-entropy takes
+// as its dloss. Batches are copied in on the same stream before the micro-batch's first node;
+// parameters are drawn on the host and copied in; ReadState and WriteState copy and wait. The
+// same memory plan serves both: only the workspaces differ (Op::WorkspaceBytes takes the
+// Target). What does not run on a device yet (offload, data parallel, check_plan, clipping, loss
+// scaling, SGD, ops without a CUDA kernel) is refused when compiling (compile.cc).
+#if STRATA_HAVE_CUDA
+struct Program::DeviceState {
+  std::unique_ptr<CudaStream> stream;  // nodes enqueue on its handle; its own queue stays idle
+  std::unique_ptr<cuda::CublasHandle> blas;
+};
+#else
+struct Program::DeviceState {};
+#endif
+
+Program::~Program() {
+  // The device must be done with the regions before they go back to their allocators.
+  if (device_ != nullptr) SynchronizeDevice().IgnoreError();
+}
+
+absl::Status Program::CreateDeviceContext() {
+#if STRATA_HAVE_CUDA
+  const Device d = config_.device;
+  auto state = std::make_unique<DeviceState>();
+  STRATA_ASSIGN_OR_RETURN(state->stream, CudaStream::Create(d, "program compute"));
+  STRATA_ASSIGN_OR_RETURN(state->blas, cuda::CublasHandle::Create(d.index()));
+  STRATA_ASSIGN_OR_RETURN(persistent_allocator_, CreateCudaDeviceAllocator(d, &ledger_));
+  STRATA_ASSIGN_OR_RETURN(arena_allocator_, CreateCudaDeviceAllocator(d, &ledger_));
+  cuda_ = CudaContext{state->stream->handle(), state->blas.get()};
+  device_ = std::move(state);
+  return absl::OkStatus();
+#else
+  return absl::FailedPreconditionError(absl::StrCat("program: device ", config_.device.ToString(),
+                                                    ": this build has no CUDA backend"));
+#endif
+}
+
+absl::Status Program::Copy(const Tensor& dst, const Tensor& src) const {
+#if STRATA_HAVE_CUDA
+  if (device_ != nullptr) return cuda::CopyTensor(cuda_.stream, dst, src);
+#endif
+  return dst.CopyFrom(src);
+}
+
+absl::StatusOr<float> Program::ReadFloat(const Tensor& t) const {
+#if STRATA_HAVE_CUDA
+  if (device_ != nullptr) return cuda::ReadScalar(cuda_.stream, t);
+#endif
+  return t.data<float>()[0];
+}
+
+absl::Status Program::SynchronizeDevice() const {
+#if STRATA_HAVE_CUDA
+  if (device_ != nullptr) return device_->stream->Synchronize();
+#endif
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<Program>> Program::Create(Graph graph, MemoryPlan plan,
                                                          Config config) {
   std::unique_ptr<Program> p(new Program(std::move(graph), std::move(plan), std::move(config)));
@@ -134,18 +206,36 @@ absl::StatusOr<std::unique_ptr<Program>> Program::Create(Graph graph, MemoryPlan
 }
 
 absl::Status Program::Bind() {
-  // On a CPU build both regions are the compute tier (DESIGN.md, "Execution model").
-  persistent_allocator_ =
-      std::make_unique<HostAllocator>(MemoryTier::kDevice, &ledger_, "program persistent");
-  arena_allocator_ = std::make_unique<HostAllocator>(MemoryTier::kDevice, &ledger_, "program arena");
-  STRATA_ASSIGN_OR_RETURN(persistent_,
-                          persistent_allocator_->Allocate(plan_.persistent_bytes, kIoAlignment));
-  if (!config_.check_plan) {
-    STRATA_ASSIGN_OR_RETURN(arena_, arena_allocator_->Allocate(plan_.arena_bytes, kIoAlignment));
+  // Both regions are the compute tier (DESIGN.md, "Execution model"): host memory on the CPU,
+  // the device's on a CUDA device (Note [the step on a device]).
+  const Device device = config_.device;
+  if (device.is_cuda()) {
+    STRATA_RETURN_IF_ERROR(CreateDeviceContext());
+  } else {
+    persistent_allocator_ =
+        std::make_unique<HostAllocator>(MemoryTier::kDevice, &ledger_, "program persistent");
+    arena_allocator_ =
+        std::make_unique<HostAllocator>(MemoryTier::kDevice, &ledger_, "program arena");
   }
-  if (persistent_.size() > 0) std::memset(persistent_.data(), 0, persistent_.size());
-  auto persistent = std::make_shared<Storage>(persistent_.data(), persistent_.size(), Device::Cpu());
-  auto arena = std::make_shared<Storage>(arena_.data(), arena_.size(), Device::Cpu());
+  const size_t alignment = device.is_cuda() ? 256 : kIoAlignment;  // cudaMalloc gives 256
+  STRATA_ASSIGN_OR_RETURN(persistent_,
+                          persistent_allocator_->Allocate(plan_.persistent_bytes, alignment));
+  if (!config_.check_plan) {
+    STRATA_ASSIGN_OR_RETURN(arena_, arena_allocator_->Allocate(plan_.arena_bytes, alignment));
+  }
+  auto persistent = std::make_shared<Storage>(persistent_.data(), persistent_.size(), device);
+  auto arena = std::make_shared<Storage>(arena_.data(), arena_.size(), device);
+  if (persistent_.size() > 0) {
+    const Tensor all = Tensor::Wrap(
+        persistent_.data(), Shape{static_cast<int64_t>(persistent_.size())}, DType::kU8, device);
+    if (device.is_cuda()) {
+#if STRATA_HAVE_CUDA
+      STRATA_RETURN_IF_ERROR(cuda::ZeroTensor(cuda_.stream, all));
+#endif
+    } else {
+      std::memset(persistent_.data(), 0, persistent_.size());
+    }
+  }
   const bool staging = TierStore::NeedsStaging(graph_, plan_);
   if (plan_.host_bytes > 0 || staging) {
     STRATA_ASSIGN_OR_RETURN(store_,
@@ -202,7 +292,11 @@ absl::Status Program::Bind() {
                                   plan_.offset[v] / static_cast<int64_t>(elem), value.type.dtype));
   }
   for (const auto& [v, bytes] : graph_.constants()) {
-    if (tensors_[v].defined()) std::memcpy(tensors_[v].raw_data(), bytes.data(), bytes.size());
+    if (!tensors_[v].defined()) continue;
+    const Tensor& t = tensors_[v];
+    // Wrap takes a mutable pointer; the copy only reads it.
+    STRATA_RETURN_IF_ERROR(Copy(
+        t, Tensor::Wrap(const_cast<char*>(bytes.data()), t.shape(), t.dtype(), Device::Cpu())));
   }
   for (const Node& n : graph_.nodes()) {
     Instruction ins{n.op.get(), {}, {}, {}, n.phase, &n, {}, {}};
@@ -222,6 +316,7 @@ absl::Status Program::Bind() {
     if (n.workspace != kNoValue && tensors_[n.workspace].defined()) {  // else bound while live
       const Tensor& w = tensors_[n.workspace];
       ins.workspace = absl::MakeSpan(w.data<float>(), w.numel());
+      ins.workspace_tensor = w;
     }
     has_update_phase_ = has_update_phase_ || n.phase == Phase::kUpdate;
     instructions_.push_back(std::move(ins));
@@ -261,6 +356,13 @@ absl::Status Program::BindShardedUpdate(const Node& n, Instruction& ins) {
 // calling thread, IO included, so that each value's block exists exactly over its interval.
 absl::Status Program::PlanStreams() {
   const int n = static_cast<int>(instructions_.size());
+  for (const Instruction& ins : instructions_) {
+    if (device_ != nullptr && ins.op->RunsOnSideStream()) {  // refused when compiling
+      return absl::InternalError(absl::StrCat("program: ", ins.op->name(), " on ",
+                                              config_.device.ToString(),
+                                              " needs the IO or communication stream"));
+    }
+  }
   deferred_.assign(n, false);
   hands_to_.assign(n, -1);
   hands_input_.assign(n, -1);
@@ -318,7 +420,9 @@ absl::Status Program::InitializeParameters() {
     const Value& value = graph_.value(p.value);
     // A parameter homed on NVMe is drawn in memory, one at a time, then written home; so is a
     // ZeRO shard, drawn whole (the same numbers on every rank and in any world size) and cut.
-    const bool in_place = tensors_[p.value].defined() && !value.shard;
+    // So is a parameter on a CUDA device: drawn on the host, then copied in.
+    const bool in_place =
+        tensors_[p.value].defined() && !value.shard && tensors_[p.value].device().is_cpu();
     Tensor t = tensors_[p.value];
     if (!in_place) {
       STRATA_ASSIGN_OR_RETURN(t, Tensor::Empty(value.type.shape, DType::kF32, DefaultCpuAllocator()));
@@ -358,7 +462,8 @@ absl::StatusOr<Tensor> Program::ReadState(ValueId id, Allocator& allocator) cons
   const Value& value = graph_.value(id);
   STRATA_ASSIGN_OR_RETURN(Tensor copy, Tensor::Empty(HeldShape(value), value.type.dtype, allocator));
   if (tensors_[id].defined()) {
-    STRATA_RETURN_IF_ERROR(copy.CopyFrom(tensors_[id]));
+    STRATA_RETURN_IF_ERROR(Copy(copy, tensors_[id]));
+    STRATA_RETURN_IF_ERROR(SynchronizeDevice());
   } else {
     STRATA_RETURN_IF_ERROR(store_->Read(extents_[id], copy.raw_data(), copy.nbytes()));
   }
@@ -382,7 +487,10 @@ absl::Status Program::WriteState(ValueId id, const Tensor& src) {
   if (whole) {
     STRATA_ASSIGN_OR_RETURN(held, FlatRange(src, value.shard->offset, value.shard->count));
   }
-  if (tensors_[id].defined()) return tensors_[id].CopyFrom(held);
+  if (tensors_[id].defined()) {
+    STRATA_RETURN_IF_ERROR(Copy(tensors_[id], held));
+    return SynchronizeDevice();  // `src` is the caller's again on return
+  }
   return store_->Write(extents_[id], held.raw_data(), static_cast<int64_t>(held.nbytes()));
 }
 
@@ -448,6 +556,12 @@ absl::Status Program::CheckBatch(absl::Span<const Tensor> batch) const {
               ? absl::StrCat(" (", config_.micro_batches, " micro-batches of ", spec.shape.ToString(), ")")
               : ""));
     }
+    // A device program copies from host or device memory; a CPU one reads host memory only.
+    if (device_ == nullptr && !t.device().host_addressable()) {
+      return absl::InvalidArgumentError(absl::StrCat("step: input '", spec.name, "' is on ",
+                                                     t.device().ToString(),
+                                                     "; the program runs on the CPU"));
+    }
   }
   return absl::OkStatus();
 }
@@ -457,7 +571,14 @@ absl::Status Program::LoadMicroBatch(absl::Span<const Tensor> batch, int index) 
     const Tensor& dst = tensors_[config_.input_values[i]];
     if (!dst.defined()) continue;  // an input the loss does not use
     const char* src = static_cast<const char*>(batch[i].raw_data()) + index * dst.nbytes();
-    std::memcpy(dst.raw_data(), src, dst.nbytes());
+    if (device_ == nullptr) {
+      std::memcpy(dst.raw_data(), src, dst.nbytes());
+      continue;
+    }
+    // Ordered before the micro-batch's nodes on the stream; from pageable memory the copy has
+    // read `src` when the call returns, from the device's or pinned memory it is read in order.
+    STRATA_RETURN_IF_ERROR(Copy(
+        dst, Tensor::Wrap(const_cast<char*>(src), dst.shape(), dst.dtype(), batch[i].device())));
   }
   return absl::OkStatus();
 }
@@ -467,15 +588,24 @@ absl::Status Program::Run(const Instruction& ins) {
                                 : std::chrono::steady_clock::time_point();
   absl::Status s = ins.op->RunsOnSideStream()
                        ? RunIo(ins)
-                       : ins.op->Run(RunArgs{ins.in, ins.out, ins.workspace, &scalars_});
+                       : ins.op->Run(RunArgs{ins.in, ins.out, ins.workspace, &scalars_, cuda(),
+                                             ins.workspace_tensor});
   // Note [mixed precision]: a value stored in the working precision is rounded to it as soon as
   // it is written, as an output or in place (a gradient an all_reduce summed).
+  auto round = [&](const Tensor& t, DType precision) {
+#if STRATA_HAVE_CUDA
+    if (device_ != nullptr) return cuda::RoundToPrecision(cuda_.stream, t, precision);
+#endif
+    return cpu::RoundToPrecision(t, precision);
+  };
   for (const auto& [j, precision] : ins.rounded_out) {
-    if (s.ok() && ins.out[j].defined()) s = cpu::RoundToPrecision(ins.out[j], precision);
+    if (s.ok() && ins.out[j].defined()) s = round(ins.out[j], precision);
   }
   for (const auto& [j, precision] : ins.rounded_in) {
-    if (s.ok()) s = cpu::RoundToPrecision(ins.in[j], precision);
+    if (s.ok()) s = round(ins.in[j], precision);
   }
+  // A node's time on a device is its kernels' only once the device is done with them.
+  if (profiling_ && s.ok()) s = SynchronizeDevice();
   if (profiling_) {
     node_ms_[&ins - instructions_.data()] +=
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
@@ -831,7 +961,7 @@ int64_t Program::GlobalMicroBatch(int i) const {
 }
 
 absl::Status Program::RunMicroBatches(absl::Span<const Tensor> batch, double* loss_sum) {
-  const float* loss = tensors_[config_.loss].data<float>();
+  const Tensor& loss = tensors_[config_.loss];
   const int k = config_.micro_batches;
   for (int i = 0; i < k; ++i) {
     STRATA_RETURN_IF_ERROR(LoadMicroBatch(batch, i));
@@ -839,13 +969,16 @@ absl::Status Program::RunMicroBatches(absl::Span<const Tensor> batch, double* lo
     // One micro-batch: every node in order (updates were scheduled among them); more: the
     // update phase runs once after the last.
     STRATA_RETURN_IF_ERROR(RunPhase(Phase::kMicroStep, /*all=*/k == 1));
-    *loss_sum += *loss;
+    STRATA_ASSIGN_OR_RETURN(const float l, ReadFloat(loss));
+    *loss_sum += l;
   }
   if (k > 1) STRATA_RETURN_IF_ERROR(RunPhase(Phase::kUpdate, false));
   if (!tail_.entries.empty()) {  // this step's tail runs in the next one, as this step's
     pending_ = true;
     deferred_scalars_ = scalars_;
-    if (config_.grad_norm != kNoValue) deferred_norm_ = tensors_[config_.grad_norm].data<float>()[0];
+    if (config_.grad_norm != kNoValue) {
+      STRATA_ASSIGN_OR_RETURN(deferred_norm_, ReadFloat(tensors_[config_.grad_norm]));
+    }
   }
   return absl::OkStatus();
 }
@@ -868,7 +1001,13 @@ absl::StatusOr<StepStats> Program::Step(absl::Span<const Tensor> batch) {
     scalars_.loss_scale = scaler_->scale();
     const Tensor& seed = tensors_[config_.loss_seed];
     if (!seed.defined()) return absl::InternalError("loss scale: the loss seed has no bytes");
-    seed.data<float>()[0] = config_.loss_seed_value * scalars_.loss_scale;
+    float value = config_.loss_seed_value * scalars_.loss_scale;
+    if (device_ == nullptr) {
+      seed.data<float>()[0] = value;  // no wrapping tensor: a step allocates nothing on the CPU
+    } else {
+      STRATA_RETURN_IF_ERROR(
+          Copy(seed, Tensor::Wrap(&value, seed.shape(), DType::kF32, Device::Cpu())));
+    }
   }
   double loss_sum = 0;
   const int k = config_.micro_batches;
@@ -886,7 +1025,8 @@ absl::StatusOr<StepStats> Program::Step(absl::Span<const Tensor> batch) {
   StepStats s;
   if (scaler_) {
     // Not finite exactly when a gradient overflowed; then every update did nothing.
-    s.skipped = !std::isfinite(tensors_[config_.grad_norm].data<float>()[0]);
+    STRATA_ASSIGN_OR_RETURN(const float norm, ReadFloat(tensors_[config_.grad_norm]));
+    s.skipped = !std::isfinite(norm);
     s.loss_scale = scalars_.loss_scale;
     scaler_->Update(s.skipped);
   }
@@ -900,7 +1040,8 @@ absl::StatusOr<StepStats> Program::Step(absl::Span<const Tensor> batch) {
   s.loss = loss_sum / (k * s.world_size);
   s.lr = scalars_.lr;
   if (config_.grad_norm != kNoValue) {
-    s.grad_norm = tensors_[config_.grad_norm].data<float>()[0] / s.loss_scale;
+    STRATA_ASSIGN_OR_RETURN(const float norm, ReadFloat(tensors_[config_.grad_norm]));
+    s.grad_norm = norm / s.loss_scale;
   }
   s.step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   const double samples = static_cast<double>(batch.empty() || batch[0].rank() == 0 ? 1 : batch[0].dim(0));
@@ -981,7 +1122,8 @@ absl::StatusOr<double> Program::Evaluate(absl::Span<const Tensor> batch) {
     }
     // Values saved for the backward, which this slice does not run, are still live.
     ReleaseAll();
-    loss_sum += tensors_[config_.loss].data<float>()[0];
+    STRATA_ASSIGN_OR_RETURN(const float l, ReadFloat(tensors_[config_.loss]));
+    loss_sum += l;
   }
   const int world = config_.communicator != nullptr ? config_.communicator->world_size() : 1;
   STRATA_ASSIGN_OR_RETURN(loss_sum, SumOverRanks(loss_sum));

@@ -133,10 +133,13 @@ class Program {
     // reported losses over the ranks. Not owned.
     collectives::Communicator* communicator = nullptr;
     ZeroOptions zero;  // how the state is partitioned over the ranks
+    // Where the step runs (TrainOptions::device; Note [the step on a device] in program.cc).
+    Device device = Device::Cpu();
   };
 
   static absl::StatusOr<std::unique_ptr<Program>> Create(Graph graph, MemoryPlan plan,
                                                          Config config);
+  ~Program();
 
   // One optimizer step: `batch` holds one tensor per input, each with micro_batches times the
   // compiled leading dimension; micro-batch i is rows [i * b, (i + 1) * b). Errors name the input.
@@ -177,6 +180,8 @@ class Program {
   // also takes the whole tensor and keeps this rank's elements of it (loading whole weights).
   absl::StatusOr<Tensor> ReadState(ValueId id, Allocator& allocator) const;
   absl::Status WriteState(ValueId id, const Tensor& src);
+  // On a CUDA device (Config::device) every tensor here (parameters(), optimizer_state(), value())
+  // is in device memory: read and write state through ReadState and WriteState, which copy.
   // The tensor bound to value `id`, as the last Step or Evaluate left it (Evaluate computes only
   // what the loss depends on). Only persistent values keep their bytes (parameters, inputs,
   // outputs: mark a traced value with Tracer::MarkOutput to read it here); an arena value's
@@ -211,9 +216,19 @@ class Program {
     // Note [mixed precision]: the slots of `out`, and of `in` that the node writes in place (an
     // all_reduce's gradients), holding values stored in the working precision, with it.
     std::vector<std::pair<int, DType>> rounded_out, rounded_in;
+    Tensor workspace_tensor;  // `workspace` as a tensor, for the CUDA launchers that take one
   };
   Program(Graph graph, MemoryPlan plan, Config config);
   absl::Status Bind();
+  // Note [the step on a device]: the CUDA stream, cuBLAS handle and device allocators.
+  absl::Status CreateDeviceContext();
+  // Host <-> step memory (either way); `dst` and `src` contiguous, of one shape and dtype.
+  absl::Status Copy(const Tensor& dst, const Tensor& src) const;
+  // The first f32 of `t` (the loss, the global norm), after the step's work before it.
+  absl::StatusOr<float> ReadFloat(const Tensor& t) const;
+  // Waits for the device (a no-op on the CPU).
+  absl::Status SynchronizeDevice() const;
+  const CudaContext* cuda() const { return device_ != nullptr ? &cuda_ : nullptr; }
   absl::Status BindShardedUpdate(const Node& n, Instruction& ins);
   absl::Status InitializeParameters();
   absl::Status CheckBatch(absl::Span<const Tensor> batch) const;
@@ -247,7 +262,12 @@ class Program {
   MemoryPlan plan_;
   Config config_;
   MemoryLedger ledger_;  // per tier, what both allocators hand out
-  std::unique_ptr<HostAllocator> persistent_allocator_, arena_allocator_;
+  std::unique_ptr<Allocator> persistent_allocator_, arena_allocator_;
+  // Note [the step on a device]: its CUDA stream and cuBLAS handle (program.cc), and the
+  // context the nodes get (cuda_, pointing into it); null on the CPU.
+  struct DeviceState;
+  std::unique_ptr<DeviceState> device_;
+  CudaContext cuda_;
   Allocation persistent_, arena_;  // arena_ stays empty with check_plan
   // check_plan: per value, its own block while live; per node, the arena values whose planned
   // interval starts / ends there; planned offset -> live value, to check that no two overlap.

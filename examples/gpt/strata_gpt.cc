@@ -69,6 +69,7 @@ struct Options {
   std::string arch = "gpt";  // --arch: gpt or llama
   std::string data, init_from, save, resume, metrics, schedule = "cosine";
   std::string precision = "f32";  // f32, bf16 or f16 (Note [mixed precision])
+  std::string device = "cpu";     // --device: cpu or cuda:N
   std::string export_path;  // --export: the model in Hugging Face GPT-2 layout at the end
   std::string sparse_update;  // --sparse-update: a JSON file of rules (graph/sparse_update.h)
   // --sparse-budget: choose the rules by contribution analysis (graph/sparse_budget.h) so that
@@ -449,6 +450,7 @@ RunConfig MakeRunConfig(const Options& o, const LanguageModelConfig& m, const da
   r.AddWithUnrecorded("--param-group", ParamGroupsText(o.param_groups), "none");
   r.Add("--clip", o.clip);
   r.AddWithUnrecorded("--precision", o.precision, "f32");
+  r.AddWithUnrecorded("--device", o.device, "cpu", RunConfig::kInform);  // placement, not math
   r.Add("--steps", o.steps, RunConfig::kAnnounce);
   RecordOffload(o.offload, r);  // Note [placement is not part of the run]
   // Recomputing gives bitwise the same steps, so a resume may turn it on or off.
@@ -613,6 +615,9 @@ absl::Status Train(Options o) {
   if (o.steps == 0) t.schedule.kind = optim::LrSchedule::kConstant;
   t.clip_grad_norm = o.clip;
   STRATA_ASSIGN_OR_RETURN(t.precision, ParseDType(o.precision));
+  absl::StatusOr<Device> device = ParseDevice(o.device);
+  if (!device.ok()) return UsageError(absl::StrCat("--device: ", device.status().message()));
+  t.device = *device;
   t.micro_batches = static_cast<int>(o.micro_batches);
   t.seed = static_cast<uint64_t>(o.seed);
   t.dump_graph = o.dump_graph;
@@ -860,6 +865,9 @@ int main(int argc, char** argv) {
         "f32, bf16 or f16: working precision of weights and activations, with f32 master weights "
         "and optimizer state; f16 scales its loss dynamically, skipping steps that overflow "
         "(docs/mixed-precision.md; on CPU the values are rounded to it)");
+  f.Add("device", &o.device,
+        "cpu, or cuda:N to run the step on that GPU (AdamW; no offload, data parallel or sparse "
+        "channel updates so far; docs/cuda.md)");
   f.Add("seed", &o.seed, {.min = 0, .max = kMaxSeed}, "initialization and shuffling seed");
   f.Add("shuffle", &o.shuffle, "random windows instead of sequential batches");
   f.Add("init-from", &o.init_from,

@@ -4,9 +4,9 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "graph/ops/internal/kernel.h"
 #include "graph/ops/internal/op_util.h"
 #include "graph/ops/ops.h"
-#include "runtime/cpu/attention.h"
 #include "runtime/status.h"
 
 namespace strata::graph::ops {
@@ -32,9 +32,16 @@ absl::StatusOr<Tensor> Heads(const Tensor& t, int heads, int which) {
   return part.Permute({0, 2, 1, 3});
 }
 
-size_t Workspace(const TensorType& qkv, int heads, int threads) {
+size_t Workspace(int64_t batch, int heads, int64_t seq, int64_t head_dim,
+                 const StepTarget& target) {
+#if STRATA_HAVE_CUDA
+  if (target.device.is_cuda()) return cuda::AttentionWorkspaceBytes(batch, heads, seq, head_dim);
+#endif
+  return cpu::AttentionWorkspaceBytes(batch, heads, seq, head_dim, target.num_threads);
+}
+size_t PackedWorkspace(const TensorType& qkv, int heads, const StepTarget& target) {
   const Shape& s = qkv.shape;
-  return cpu::AttentionWorkspaceBytes(s[0], heads, s[1], s[2] / 3 / heads, threads);
+  return Workspace(s[0], heads, s[1], s[2] / 3 / heads, target);
 }
 
 // (qkv, lse, dy) -> dqkv.
@@ -47,9 +54,10 @@ class CausalAttentionGradOp final : public Op {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 3));
     return std::vector<TensorType>{in[0]};
   }
-  size_t WorkspaceBytes(absl::Span<const TensorType> in, int threads) const override {
-    return Workspace(in[0], heads_, threads);
+  size_t WorkspaceBytes(absl::Span<const TensorType> in, const StepTarget& target) const override {
+    return PackedWorkspace(in[0], heads_, target);
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
     STRATA_ASSIGN_OR_RETURN(const Tensor q, Heads(a.in[0], heads_, 0));
     STRATA_ASSIGN_OR_RETURN(const Tensor k, Heads(a.in[0], heads_, 1));
@@ -59,7 +67,8 @@ class CausalAttentionGradOp final : public Op {
     STRATA_ASSIGN_OR_RETURN(const Tensor dk, Heads(a.out[0], heads_, 1));
     STRATA_ASSIGN_OR_RETURN(const Tensor dv, Heads(a.out[0], heads_, 2));
     const float scale = 1.0f / std::sqrt(static_cast<float>(q.dim(3)));
-    return cpu::CausalAttentionBackward(q, k, v, a.in[1], dy, dq, dk, dv, scale, a.workspace);
+    return STRATA_WORKSPACE_KERNEL(a, CausalAttentionBackward, q, k, v, a.in[1], dy, dq, dk, dv,
+                                   scale);
   }
 
  private:
@@ -84,16 +93,17 @@ class CausalAttentionOp final : public Op {
     return std::vector<TensorType>{{Shape{s[0], s[1], s[2] / 3}, DType::kF32},
                                    {Shape{s[0], heads_, s[1]}, DType::kF32}};
   }
-  size_t WorkspaceBytes(absl::Span<const TensorType> in, int threads) const override {
-    return Workspace(in[0], heads_, threads);
+  size_t WorkspaceBytes(absl::Span<const TensorType> in, const StepTarget& target) const override {
+    return PackedWorkspace(in[0], heads_, target);
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
     STRATA_ASSIGN_OR_RETURN(const Tensor q, Heads(a.in[0], heads_, 0));
     STRATA_ASSIGN_OR_RETURN(const Tensor k, Heads(a.in[0], heads_, 1));
     STRATA_ASSIGN_OR_RETURN(const Tensor v, Heads(a.in[0], heads_, 2));
     STRATA_ASSIGN_OR_RETURN(const Tensor y, Heads(a.out[0], heads_, -1));
     const float scale = 1.0f / std::sqrt(static_cast<float>(q.dim(3)));
-    return cpu::CausalAttentionForward(q, k, v, y, a.out[1], scale, a.workspace);
+    return STRATA_WORKSPACE_KERNEL(a, CausalAttentionForward, q, k, v, y, a.out[1], scale);
   }
   absl::Status Gradient(GradientArgs& g) const override {
     return internal::ApplyGradient(g, std::make_shared<CausalAttentionGradOp>(heads_),
@@ -111,10 +121,11 @@ class SeparateHeadsOp : public Op {
   std::string Attributes() const override {
     return absl::StrCat("heads=", heads_, " kv_heads=", kv_heads_);
   }
-  size_t WorkspaceBytes(absl::Span<const TensorType> in, int threads) const override {
+  size_t WorkspaceBytes(absl::Span<const TensorType> in, const StepTarget& target) const override {
     const Shape& q = in[0].shape;
-    return cpu::AttentionWorkspaceBytes(q[0], heads_, q[1], q[2] / heads_, threads);
+    return Workspace(q[0], heads_, q[1], q[2] / heads_, target);
   }
+  bool HasCudaKernel() const override { return true; }
 
  protected:
   SeparateHeadsOp(int heads, int kv_heads) : heads_(heads), kv_heads_(kv_heads) {}
@@ -145,7 +156,8 @@ class AttentionGradOp final : public SeparateHeadsOp {
     STRATA_ASSIGN_OR_RETURN(const Tensor dq, QueryHeads(a.out[0]));
     STRATA_ASSIGN_OR_RETURN(const Tensor dk, KeyValueHeads(a.out[1]));
     STRATA_ASSIGN_OR_RETURN(const Tensor dv, KeyValueHeads(a.out[2]));
-    return cpu::CausalAttentionBackward(q, k, v, a.in[3], dy, dq, dk, dv, Scale(q), a.workspace);
+    return STRATA_WORKSPACE_KERNEL(a, CausalAttentionBackward, q, k, v, a.in[3], dy, dq, dk, dv,
+                                   Scale(q));
   }
 };
 
@@ -181,7 +193,7 @@ class AttentionOp final : public SeparateHeadsOp {
     STRATA_ASSIGN_OR_RETURN(const Tensor k, KeyValueHeads(a.in[1]));
     STRATA_ASSIGN_OR_RETURN(const Tensor v, KeyValueHeads(a.in[2]));
     STRATA_ASSIGN_OR_RETURN(const Tensor y, QueryHeads(a.out[0]));
-    return cpu::CausalAttentionForward(q, k, v, y, a.out[1], Scale(q), a.workspace);
+    return STRATA_WORKSPACE_KERNEL(a, CausalAttentionForward, q, k, v, y, a.out[1], Scale(q));
   }
   absl::Status Gradient(GradientArgs& g) const override {
     return internal::ApplyGradient(g, std::make_shared<AttentionGradOp>(heads_, kv_heads_),

@@ -22,9 +22,9 @@
 // under ZeRO the compact gradient and state are replicated and only the weight is sharded (Note
 // [zero partition] in graph/passes/zero_partition.cc).
 #include "absl/strings/str_cat.h"
+#include "graph/ops/internal/kernel.h"
 #include "graph/ops/internal/op_util.h"
 #include "graph/ops/ops.h"
-#include "runtime/cpu/copy.h"
 
 namespace strata::graph::ops {
 namespace {
@@ -49,8 +49,9 @@ class ChannelSliceOp final : public Op {
   }
   absl::Status Run(const RunArgs& a) const override {
     STRATA_ASSIGN_OR_RETURN(const Tensor view, a.in[0].Slice(dim_, 0, k_));
-    return cpu::CopyStrided(view, a.out[0]);
+    return STRATA_KERNEL(a, CopyStrided, view, a.out[0]);
   }
+  bool HasCudaKernel() const override { return true; }
 
  private:
   int dim_;

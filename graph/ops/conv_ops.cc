@@ -2,11 +2,9 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "graph/ops/internal/kernel.h"
 #include "graph/ops/internal/op_util.h"
 #include "graph/ops/ops.h"
-#include "runtime/cpu/conv2d.h"
-#include "runtime/cpu/copy.h"
-#include "runtime/cpu/pooling.h"
 #include "runtime/status.h"
 
 namespace strata::graph::ops {
@@ -15,6 +13,14 @@ namespace {
 using internal::Dout;
 using internal::In;
 using internal::TypeError;
+
+size_t ConvWorkspace(const Shape& x, const Shape& w, const cpu::Conv2dParams& p,
+                     const StepTarget& target) {
+#if STRATA_HAVE_CUDA
+  if (target.device.is_cuda()) return cuda::Conv2dWorkspaceBytes(x, w, p);
+#endif
+  return cpu::Conv2dWorkspaceBytes(x, w, p, target.num_threads);
+}
 
 std::string ConvAttributes(const cpu::Conv2dParams& p) {
   return absl::StrCat("stride=", p.stride_h, "x", p.stride_w, " pad=", p.pad_h, "x", p.pad_w,
@@ -47,30 +53,32 @@ class Conv2dGradOp final : public Op {
     if (has_bias_) out.push_back({Shape{w.shape[0]}, DType::kF32});
     return out;
   }
-  size_t WorkspaceBytes(absl::Span<const TensorType> in, int threads) const override {
+  size_t WorkspaceBytes(absl::Span<const TensorType> in, const StepTarget& target) const override {
     const bool reads_x = weight_ != Weight::kNone;
     const Shape& w = in[reads_x ? 1 : 0].shape;
-    size_t bytes = cpu::Conv2dWorkspaceBytes(x_.shape, w, p_, threads);
+    size_t bytes = ConvWorkspace(x_.shape, w, p_, target);
     if (weight_ == Weight::kChannels) {
       const Shape& xs = in[0].shape;
-      bytes = std::max(bytes, PartialDyBytes(in[2].shape, xs[1]) +
-                                  cpu::Conv2dWorkspaceBytes(xs, PartialWeight(xs, w),
-                                                            PartialParams(xs[1]), threads));
+      bytes = std::max(bytes,
+                       PartialDyBytes(in[2].shape, xs[1]) +
+                           ConvWorkspace(xs, PartialWeight(xs, w), PartialParams(xs[1]), target));
     }
     return bytes;
   }
   absl::Status Run(const RunArgs& a) const override {
     switch (weight_) {
       case Weight::kWhole:
-        return cpu::Conv2dBackward(a.in[0], a.in[1], a.in[2], a.out[0], a.out[1],
-                                   has_bias_ ? a.out[2] : Tensor(), p_, a.workspace);
+        return STRATA_WORKSPACE_KERNEL(a, Conv2dBackward, a.in[0], a.in[1], a.in[2], a.out[0],
+                                       a.out[1], has_bias_ ? a.out[2] : Tensor(), p_);
       case Weight::kNone:
-        return cpu::Conv2dBackward(Tensor(), a.in[0], a.in[1], a.out[0], Tensor(),
-                                   has_bias_ ? a.out[1] : Tensor(), p_, a.workspace);
+        return STRATA_WORKSPACE_KERNEL(a, Conv2dBackward, Tensor(), a.in[0], a.in[1], a.out[0],
+                                       Tensor(), has_bias_ ? a.out[1] : Tensor(), p_);
       case Weight::kChannels: return RunChannels(a);
     }
     return absl::InternalError("conv2d_grad: unknown weight mode");
   }
+  // Partial channels cut dy into the workspace on the host side of the kernels: CPU only so far.
+  bool HasCudaKernel() const override { return weight_ != Weight::kChannels; }
 
  private:
   bool Depthwise() const { return p_.groups > 1; }  // Gradient refuses other grouped forms
@@ -135,12 +143,13 @@ class Conv2dOp final : public Op {
     }
     return std::vector<TensorType>{{*y, DType::kF32}};
   }
-  size_t WorkspaceBytes(absl::Span<const TensorType> in, int threads) const override {
-    return cpu::Conv2dWorkspaceBytes(in[0].shape, in[1].shape, p_, threads);
+  size_t WorkspaceBytes(absl::Span<const TensorType> in, const StepTarget& target) const override {
+    return ConvWorkspace(in[0].shape, in[1].shape, p_, target);
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::Conv2dForward(a.in[0], a.in[1], has_bias_ ? a.in[2] : Tensor(), a.out[0], p_,
-                              a.workspace);
+    return STRATA_WORKSPACE_KERNEL(a, Conv2dForward, a.in[0], a.in[1],
+                                   has_bias_ ? a.in[2] : Tensor(), a.out[0], p_);
   }
   absl::Status Gradient(GradientArgs& g) const override {
     using Weight = Conv2dGradOp::Weight;
@@ -193,12 +202,16 @@ class PoolGradOp final : public Op {
   }
   absl::Status Run(const RunArgs& a) const override {
     switch (pool_) {
-      case Pool::kMax: return cpu::MaxPool2dBackward(a.in[0], a.in[1], a.out[0], p_);
-      case Pool::kAvg: return cpu::AvgPool2dBackward(a.in[1], a.out[0], p_);
-      case Pool::kGlobalAvg: return cpu::GlobalAvgPoolBackward(a.in[1], a.out[0]);
+      case Pool::kMax:
+        return STRATA_KERNEL(a, MaxPool2dBackward, a.in[0], a.in[1], a.out[0], p_);
+      case Pool::kAvg:
+        return STRATA_KERNEL(a, AvgPool2dBackward, a.in[1], a.out[0], p_);
+      case Pool::kGlobalAvg:
+        return STRATA_KERNEL(a, GlobalAvgPoolBackward, a.in[1], a.out[0]);
     }
     return absl::InternalError("unknown pooling");
   }
+  bool HasCudaKernel() const override { return true; }
 
  private:
   Pool pool_;
@@ -226,12 +239,16 @@ class PoolOp final : public Op {
   }
   absl::Status Run(const RunArgs& a) const override {
     switch (pool_) {
-      case Pool::kMax: return cpu::MaxPool2dForward(a.in[0], a.out[0], p_);
-      case Pool::kAvg: return cpu::AvgPool2dForward(a.in[0], a.out[0], p_);
-      case Pool::kGlobalAvg: return cpu::GlobalAvgPoolForward(a.in[0], a.out[0]);
+      case Pool::kMax:
+        return STRATA_KERNEL(a, MaxPool2dForward, a.in[0], a.out[0], p_);
+      case Pool::kAvg:
+        return STRATA_KERNEL(a, AvgPool2dForward, a.in[0], a.out[0], p_);
+      case Pool::kGlobalAvg:
+        return STRATA_KERNEL(a, GlobalAvgPoolForward, a.in[0], a.out[0]);
     }
     return absl::InternalError("unknown pooling");
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Gradient(GradientArgs& g) const override {
     return internal::ApplyGradient(g, std::make_shared<PoolGradOp>(pool_, p_),
                                    {In(g, 0), Dout(g, 0)}, {0});

@@ -1,9 +1,8 @@
 // linear and its gradient.
 #include "absl/strings/str_cat.h"
+#include "graph/ops/internal/kernel.h"
 #include "graph/ops/internal/op_util.h"
 #include "graph/ops/ops.h"
-#include "runtime/cpu/gemm.h"
-#include "runtime/cpu/linear.h"
 
 namespace strata::graph::ops {
 namespace {
@@ -65,30 +64,32 @@ class LinearGradOp final : public Op {
   absl::Status Run(const RunArgs& a) const override {
     switch (weight_) {
       case Weight::kWhole:
-        return cpu::LinearBackward(a.in[0], a.in[1], a.in[2], a.out[0], a.out[1],
-                                   has_bias_ ? a.out[2] : Tensor());
+        return STRATA_BLAS_KERNEL(a, LinearBackward, a.in[0], a.in[1], a.in[2], a.out[0], a.out[1],
+                                  has_bias_ ? a.out[2] : Tensor());
       case Weight::kNone:
-        return cpu::LinearBackward(Tensor(), a.in[0], a.in[1], a.out[0], Tensor(),
-                                   has_bias_ ? a.out[1] : Tensor());
+        return STRATA_BLAS_KERNEL(a, LinearBackward, Tensor(), a.in[0], a.in[1], a.out[0], Tensor(),
+                                  has_bias_ ? a.out[1] : Tensor());
       case Weight::kChannels: {
         const Tensor& dw = a.out[1];
-        STRATA_RETURN_IF_ERROR(cpu::LinearBackward(Tensor(), a.in[1], a.in[2], a.out[0], Tensor(),
-                                                   has_bias_ ? a.out[2] : Tensor()));
+        STRATA_RETURN_IF_ERROR(STRATA_BLAS_KERNEL(a, LinearBackward, Tensor(), a.in[1], a.in[2],
+                                                  a.out[0], Tensor(),
+                                                  has_bias_ ? a.out[2] : Tensor()));
         // dw[:, :k] = dy^T x[..., :k]: the weight's values are not read, dw stands for its shape.
         if (!dw.defined()) return absl::OkStatus();
-        return cpu::LinearBackward(a.in[0], dw, a.in[2], Tensor(), dw, Tensor());
+        return STRATA_BLAS_KERNEL(a, LinearBackward, a.in[0], dw, a.in[2], Tensor(), dw, Tensor());
       }
       case Weight::kRowSum: {  // sum_rows(dx) = sum_rows(dy w) = db w
         const Tensor& w = a.in[0];
-        STRATA_RETURN_IF_ERROR(
-            cpu::LinearBackward(Tensor(), w, a.in[1], Tensor(), Tensor(), a.out[1]));
+        STRATA_RETURN_IF_ERROR(STRATA_BLAS_KERNEL(a, LinearBackward, Tensor(), w, a.in[1], Tensor(),
+                                                  Tensor(), a.out[1]));
         STRATA_ASSIGN_OR_RETURN(const Tensor db, a.out[1].Reshape({1, w.dim(0)}));
         STRATA_ASSIGN_OR_RETURN(const Tensor dx_sum, a.out[0].Reshape({1, w.dim(1)}));
-        return cpu::Matmul(db, w, dx_sum);
+        return STRATA_BLAS_KERNEL(a, Matmul, db, w, dx_sum);
       }
     }
     return absl::InternalError("linear_grad: unknown weight mode");
   }
+  bool HasCudaKernel() const override { return true; }
 
   bool has_bias() const { return has_bias_; }
   Weight weight() const { return weight_; }
@@ -121,8 +122,10 @@ class LinearOp final : public Op {
     return std::vector<TensorType>{{Shape(dims), DType::kF32}};
   }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::LinearForward(a.in[0], a.in[1], has_bias_ ? a.in[2] : Tensor(), a.out[0]);
+    return STRATA_BLAS_KERNEL(a, LinearForward, a.in[0], a.in[1], has_bias_ ? a.in[2] : Tensor(),
+                              a.out[0]);
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Gradient(GradientArgs& g) const override {
     using internal::In;
     using Weight = LinearGradOp::Weight;
@@ -162,9 +165,10 @@ class LinearResidualOpImpl final : public Op {
     return out;
   }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::LinearForward(a.in[0], a.in[1], has_bias_ ? a.in[2] : Tensor(), a.out[0],
-                              a.in[has_bias_ ? 3 : 2]);
+    return STRATA_BLAS_KERNEL(a, LinearForward, a.in[0], a.in[1], has_bias_ ? a.in[2] : Tensor(),
+                              a.out[0], a.in[has_bias_ ? 3 : 2]);
   }
+  bool HasCudaKernel() const override { return true; }
 
  private:
   bool has_bias_;

@@ -20,9 +20,9 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
+#include "graph/ops/internal/kernel.h"
 #include "graph/ops/internal/op_util.h"
 #include "graph/ops/ops.h"
-#include "runtime/cpu/dropout.h"
 #include "runtime/status.h"
 
 namespace strata::graph::ops {
@@ -53,8 +53,8 @@ absl::Status RunMasked(absl::string_view op, const RunArgs& a, float p, uint32_t
                              .step = static_cast<uint32_t>(s.step),
                              .stream = stream,
                              .first_index = s.micro_batch * a.in[0].numel()};
-  return forward ? cpu::DropoutForward(a.in[0], d, a.out[0])
-                 : cpu::DropoutBackward(a.in[0], d, a.out[0]);
+  return forward ? STRATA_KERNEL(a, DropoutForward, a.in[0], d, a.out[0])
+                 : STRATA_KERNEL(a, DropoutBackward, a.in[0], d, a.out[0]);
 }
 
 // dy -> dx = dy * mask / (1 - p), the forward's mask drawn again.
@@ -72,6 +72,7 @@ class DropoutGradOp final : public Op {
   absl::Status Run(const RunArgs& a) const override {
     return RunMasked(name(), a, p_, stream_, /*forward=*/false);
   }
+  bool HasCudaKernel() const override { return true; }
 
  private:
   float p_;
@@ -94,6 +95,7 @@ class DropoutOp final : public Op {
   absl::Status Run(const RunArgs& a) const override {
     return RunMasked(name(), a, p_, stream_, /*forward=*/true);
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Gradient(GradientArgs& g) const override {
     return internal::ApplyGradient(g, std::make_shared<DropoutGradOp>(p_, stream_), {Dout(g, 0)},
                                    {0});

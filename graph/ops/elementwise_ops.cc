@@ -2,11 +2,9 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "graph/ops/internal/kernel.h"
 #include "graph/ops/internal/op_util.h"
 #include "graph/ops/ops.h"
-#include "runtime/cpu/activation.h"
-#include "runtime/cpu/copy.h"
-#include "runtime/cpu/elementwise.h"
 #include "runtime/status.h"
 
 namespace strata::graph::ops {
@@ -39,8 +37,9 @@ class SumToOp final : public Op {
   absl::Status Run(const RunArgs& a) const override {
     STRATA_ASSIGN_OR_RETURN(const Tensor rows, AsRows(a.in[0], tail_.numel()));
     STRATA_ASSIGN_OR_RETURN(const Tensor flat, a.out[0].Reshape({tail_.numel()}));
-    return cpu::BiasGrad(rows, flat);
+    return STRATA_KERNEL(a, BiasGrad, rows, flat);
   }
+  bool HasCudaKernel() const override { return true; }
 
  private:
   Shape tail_;
@@ -63,13 +62,15 @@ class AddOp final : public Op {
   // the planner's equal-size rule ensures).
   std::vector<std::pair<int, int>> InPlaceOutputs() const override { return {{0, 0}, {0, 1}}; }
   absl::Status Run(const RunArgs& a) const override {
-    if (a.in[0].shape() == a.in[1].shape()) return cpu::Add(a.in[0], a.in[1], a.out[0]);
+    if (a.in[0].shape() == a.in[1].shape())
+      return STRATA_KERNEL(a, Add, a.in[0], a.in[1], a.out[0]);
     const int64_t cols = a.in[1].numel();
     STRATA_ASSIGN_OR_RETURN(const Tensor x, AsRows(a.in[0], cols));
     STRATA_ASSIGN_OR_RETURN(const Tensor y, AsRows(a.out[0], cols));
     STRATA_ASSIGN_OR_RETURN(const Tensor b, a.in[1].Reshape({cols}));
-    return cpu::AddBias(x, b, y);
+    return STRATA_KERNEL(a, AddBias, x, b, y);
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Gradient(GradientArgs& g) const override {
     // d a = d out: the same value, no copy.
     if (g.needs_grad[0]) g.input_grads[0] = g.output_grads[0];
@@ -85,27 +86,30 @@ class AddOp final : public Op {
 
 enum class Activation { kGelu, kRelu, kRelu6, kSigmoid, kTanh, kSilu, kSoftplus, kGeluExact };
 
-// Per activation: its kinds and its kernels (runtime/cpu/activation.h), which all take the
-// forward input.
+// Per activation: its kinds and its kernels (runtime/cpu/activation.h and its CUDA twin), which
+// all take the forward input: forward in[0] -> out[0], backward (x, dy) -> dx.
 struct ActivationInfo {
   OpKind kind, grad_kind;
-  absl::Status (*forward)(const Tensor& x, const Tensor& out);
-  absl::Status (*backward)(const Tensor& x, const Tensor& dout, const Tensor& dx);
+  absl::Status (*forward)(const RunArgs& a);
+  absl::Status (*backward)(const RunArgs& a);
 };
+
+#define STRATA_ACTIVATION(name)                                                            \
+  OpKind::k##name, OpKind::k##name##Grad,                                                  \
+      [](const RunArgs& a) { return STRATA_KERNEL(a, name##Forward, a.in[0], a.out[0]); }, \
+      [](const RunArgs& a) {                                                               \
+        return STRATA_KERNEL(a, name##Backward, a.in[0], a.in[1], a.out[0]);               \
+      }
 
 const ActivationInfo& Info(Activation a) {
   static const ActivationInfo kInfo[] = {
-      {OpKind::kGelu, OpKind::kGeluGrad, cpu::GeluForward, cpu::GeluBackward},
-      {OpKind::kRelu, OpKind::kReluGrad, cpu::ReluForward, cpu::ReluBackward},
-      {OpKind::kRelu6, OpKind::kRelu6Grad, cpu::Relu6Forward, cpu::Relu6Backward},
-      {OpKind::kSigmoid, OpKind::kSigmoidGrad, cpu::SigmoidForward, cpu::SigmoidBackward},
-      {OpKind::kTanh, OpKind::kTanhGrad, cpu::TanhForward, cpu::TanhBackward},
-      {OpKind::kSilu, OpKind::kSiluGrad, cpu::SiluForward, cpu::SiluBackward},
-      {OpKind::kSoftplus, OpKind::kSoftplusGrad, cpu::SoftplusForward, cpu::SoftplusBackward},
-      {OpKind::kGeluExact, OpKind::kGeluExactGrad, cpu::GeluExactForward, cpu::GeluExactBackward},
+      {STRATA_ACTIVATION(Gelu)},     {STRATA_ACTIVATION(Relu)},      {STRATA_ACTIVATION(Relu6)},
+      {STRATA_ACTIVATION(Sigmoid)},  {STRATA_ACTIVATION(Tanh)},      {STRATA_ACTIVATION(Silu)},
+      {STRATA_ACTIVATION(Softplus)}, {STRATA_ACTIVATION(GeluExact)},
   };
   return kInfo[static_cast<int>(a)];
 }
+#undef STRATA_ACTIVATION
 
 // dx from (x, dy).
 class ActivationGradOp final : public Op {
@@ -118,9 +122,8 @@ class ActivationGradOp final : public Op {
   }
   // Elementwise: dx may overwrite dy or x.
   std::vector<std::pair<int, int>> InPlaceOutputs() const override { return {{0, 1}, {0, 0}}; }
-  absl::Status Run(const RunArgs& a) const override {
-    return Info(activation_).backward(a.in[0], a.in[1], a.out[0]);
-  }
+  absl::Status Run(const RunArgs& a) const override { return Info(activation_).backward(a); }
+  bool HasCudaKernel() const override { return true; }
 
  private:
   Activation activation_;
@@ -138,9 +141,8 @@ class ActivationOp final : public Op {
   // The output may overwrite x where nothing reads x later: a frozen layer's forward, whose
   // gradient (if any) does not need x (the kernels read each element before writing it).
   std::vector<std::pair<int, int>> InPlaceOutputs() const override { return {{0, 0}}; }
-  absl::Status Run(const RunArgs& a) const override {
-    return Info(activation_).forward(a.in[0], a.out[0]);
-  }
+  absl::Status Run(const RunArgs& a) const override { return Info(activation_).forward(a); }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Gradient(GradientArgs& g) const override {
     return internal::ApplyGradient(g, std::make_shared<ActivationGradOp>(activation_),
                                    {In(g, 0), Dout(g, 0)}, {0});
@@ -197,8 +199,9 @@ class SwiGluGradOp final : public Op {
   }
   std::vector<std::pair<int, int>> InPlaceOutputs() const override { return {{1, 2}}; }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::SwiGluBackward(a.in[0], a.in[1], a.in[2], a.out[0], a.out[1]);
+    return STRATA_KERNEL(a, SwiGluBackward, a.in[0], a.in[1], a.in[2], a.out[0], a.out[1]);
   }
+  bool HasCudaKernel() const override { return true; }
 };
 
 // (gate, up) -> silu(gate) * up, one pass where Silu then Mul take two and keep silu(gate).
@@ -215,8 +218,9 @@ class SwiGluOp final : public Op {
   }
   std::vector<std::pair<int, int>> InPlaceOutputs() const override { return {{0, 1}, {0, 0}}; }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::SwiGluForward(a.in[0], a.in[1], a.out[0]);
+    return STRATA_KERNEL(a, SwiGluForward, a.in[0], a.in[1], a.out[0]);
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Gradient(GradientArgs& g) const override {
     return internal::ApplyGradient(g, std::make_shared<SwiGluGradOp>(), {In(g, 0), In(g, 1), Dout(g, 0)},
                                    {0, 1});
@@ -235,7 +239,10 @@ class ReshapeOp final : public Op {
     }
     return std::vector<TensorType>{{shape_, in[0].dtype}};
   }
-  absl::Status Run(const RunArgs& a) const override { return cpu::ReshapeCopy(a.in[0], a.out[0]); }
+  absl::Status Run(const RunArgs& a) const override {
+    return STRATA_KERNEL(a, ReshapeCopy, a.in[0], a.out[0]);
+  }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Gradient(GradientArgs& g) const override {
     const Shape& x = g.tracer.graph().value(g.node.inputs[0]).type.shape;
     g.input_grads[0] = Apply1(std::make_shared<ReshapeOp>(x), {Dout(g, 0)}).id();

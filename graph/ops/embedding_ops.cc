@@ -2,9 +2,9 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "graph/ops/internal/kernel.h"
 #include "graph/ops/internal/op_util.h"
 #include "graph/ops/ops.h"
-#include "runtime/cpu/embedding.h"
 #include "runtime/status.h"
 
 namespace strata::graph::ops {
@@ -22,8 +22,9 @@ class EmbeddingGradOp final : public Op {
     return std::vector<TensorType>{{table_, DType::kF32}};
   }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::EmbeddingBackward(a.in[0], a.in[1], a.out[0]);
+    return STRATA_KERNEL(a, EmbeddingBackward, a.in[0], a.in[1], a.out[0]);
   }
+  bool HasCudaKernel() const override { return true; }
 
  private:
   Shape table_;
@@ -46,8 +47,9 @@ class EmbeddingOp final : public Op {
     return std::vector<TensorType>{{Shape(dims), DType::kF32}};
   }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::EmbeddingForward(a.in[0], a.in[1], a.out[0]);
+    return STRATA_KERNEL(a, EmbeddingForward, a.in[0], a.in[1], a.out[0]);
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Gradient(GradientArgs& g) const override {
     const Shape& table = g.tracer.graph().value(g.node.inputs[1]).type.shape;
     return internal::ApplyGradient(g, std::make_shared<EmbeddingGradOp>(table),

@@ -1,9 +1,12 @@
 // cross_entropy, its gradient, and the fused form the fusion pass makes of the two.
 #include "absl/strings/str_cat.h"
+#include "graph/ops/internal/kernel.h"
 #include "graph/ops/internal/op_util.h"
 #include "graph/ops/ops.h"
-#include "runtime/cpu/cross_entropy.h"
 #include "runtime/status.h"
+#if STRATA_HAVE_CUDA
+#include "runtime/cuda/transfer.h"
+#endif
 
 namespace strata::graph::ops {
 namespace {
@@ -24,6 +27,14 @@ absl::Status CheckLogitsTargets(absl::string_view op, absl::Span<const TensorTyp
   return absl::OkStatus();
 }
 
+// The CUDA kernel sums the loss through a workspace; the CPU's needs none.
+size_t CudaWorkspace(const Shape& logits, const StepTarget& target) {
+#if STRATA_HAVE_CUDA
+  if (target.device.is_cuda()) return cuda::SoftmaxCrossEntropyWorkspaceBytes(logits);
+#endif
+  return 0;
+}
+
 std::string OptionsAttributes(const CrossEntropyOptions& o) {
   return absl::StrCat("ignore_index=", o.ignore_index, " label_smoothing=", o.label_smoothing);
 }
@@ -39,7 +50,20 @@ class CrossEntropyWithGrad final : public Op {
     STRATA_RETURN_IF_ERROR(CheckLogitsTargets(name(), in));
     return std::vector<TensorType>{{Shape{}, DType::kF32}, in[0]};
   }
+  size_t WorkspaceBytes(absl::Span<const TensorType> in, const StepTarget& target) const override {
+    return CudaWorkspace(in[0].shape, target);
+  }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
+#if STRATA_HAVE_CUDA
+    if (a.cuda != nullptr) {
+      // The kernel takes dloss as a host float: one read of the device, once per micro-batch.
+      STRATA_ASSIGN_OR_RETURN(const float dloss, cuda::ReadScalar(a.cuda->stream, a.in[2]));
+      return cuda::SoftmaxCrossEntropy(a.cuda->stream, a.in[0], a.in[1], a.out[0], a.out[1],
+                                       a.workspace_tensor, dloss, options_.ignore_index,
+                                       options_.label_smoothing);
+    }
+#endif
     return cpu::SoftmaxCrossEntropy(a.in[0], a.in[1], a.out[0], a.out[1],
                                     a.in[2].data<float>()[0], options_.ignore_index,
                                     options_.label_smoothing);
@@ -60,7 +84,18 @@ class CrossEntropyOp final : public Op {
     STRATA_RETURN_IF_ERROR(CheckLogitsTargets(name(), in));
     return std::vector<TensorType>{{Shape{}, DType::kF32}};
   }
+  size_t WorkspaceBytes(absl::Span<const TensorType> in, const StepTarget& target) const override {
+    return CudaWorkspace(in[0].shape, target);
+  }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
+#if STRATA_HAVE_CUDA
+    if (a.cuda != nullptr) {
+      return cuda::SoftmaxCrossEntropy(a.cuda->stream, a.in[0], a.in[1], a.out[0], Tensor(),
+                                       a.workspace_tensor, 1.0f, options_.ignore_index,
+                                       options_.label_smoothing);
+    }
+#endif
     return cpu::SoftmaxCrossEntropy(a.in[0], a.in[1], a.out[0], Tensor(), 1.0f,
                                     options_.ignore_index, options_.label_smoothing);
   }

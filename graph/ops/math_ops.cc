@@ -6,10 +6,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "graph/ops/internal/kernel.h"
 #include "graph/ops/internal/op_util.h"
 #include "graph/ops/ops.h"
-#include "runtime/cpu/copy.h"
-#include "runtime/cpu/elementwise.h"
 #include "runtime/status.h"
 
 namespace strata::graph::ops {
@@ -47,6 +46,7 @@ class ExpandOp final : public Op {
     }
     return std::vector<TensorType>{{shape_, DType::kF32}};
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
     const Tensor& x = a.in[0];
     const int64_t c = x.numel();
@@ -54,7 +54,7 @@ class ExpandOp final : public Op {
     if (EndsWith(shape_, x.shape())) {  // a repeat of whole rows: the fast path
       STRATA_ASSIGN_OR_RETURN(const Tensor flat, x.Reshape({c}));
       STRATA_ASSIGN_OR_RETURN(const Tensor out, a.out[0].Reshape({shape_.numel() / c, c}));
-      return cpu::BroadcastRows(flat, out);
+      return STRATA_KERNEL(a, BroadcastRows, flat, out);
     }
     // A view of x with stride 0 along every repeated dimension, copied out.
     std::vector<int64_t> strides(shape_.rank(), 0);
@@ -64,7 +64,7 @@ class ExpandOp final : public Op {
     }
     STRATA_ASSIGN_OR_RETURN(const Tensor view,
                             Tensor::View(x.storage(), shape_, strides, x.offset(), x.dtype()));
-    return cpu::CopyStrided(view, a.out[0]);
+    return STRATA_KERNEL(a, CopyStrided, view, a.out[0]);
   }
   absl::Status Gradient(GradientArgs& g) const override {
     // The sum over every repeated dimension, back in x's shape.
@@ -114,11 +114,15 @@ class BinaryOp final : public Op {
   }
   // Elementwise: the result may overwrite either operand.
   std::vector<std::pair<int, int>> InPlaceOutputs() const override { return {{0, 0}, {0, 1}}; }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
     switch (op_) {
-      case Binary::kSub: return cpu::Sub(a.in[0], a.in[1], a.out[0]);
-      case Binary::kMul: return cpu::Mul(a.in[0], a.in[1], a.out[0]);
-      case Binary::kDiv: return cpu::Div(a.in[0], a.in[1], a.out[0]);
+      case Binary::kSub:
+        return STRATA_KERNEL(a, Sub, a.in[0], a.in[1], a.out[0]);
+      case Binary::kMul:
+        return STRATA_KERNEL(a, Mul, a.in[0], a.in[1], a.out[0]);
+      case Binary::kDiv:
+        return STRATA_KERNEL(a, Div, a.in[0], a.in[1], a.out[0]);
     }
     return absl::InternalError("unknown binary op");
   }
@@ -159,8 +163,9 @@ class ScaleShiftOp final : public Op {
     return std::vector<TensorType>{in[0]};
   }
   std::vector<std::pair<int, int>> InPlaceOutputs() const override { return {{0, 0}}; }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::ScaleShift(a.in[0], alpha_, beta_, a.out[0]);
+    return STRATA_KERNEL(a, ScaleShift, a.in[0], alpha_, beta_, a.out[0]);
   }
   absl::Status Gradient(GradientArgs& g) const override {
     g.input_grads[0] = Scale(Dout(g, 0), alpha_).id();
@@ -182,8 +187,9 @@ class PowOp final : public Op {
     STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "x", in[0]));
     return std::vector<TensorType>{in[0]};
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::Pow(a.in[0], exponent_, a.out[0]);
+    return STRATA_KERNEL(a, Pow, a.in[0], exponent_, a.out[0]);
   }
   absl::Status Gradient(GradientArgs& g) const override {  // dy p x^(p-1)
     g.input_grads[0] = Mul(Dout(g, 0), Scale(Pow(In(g, 0), exponent_ - 1.0f), exponent_)).id();
@@ -213,12 +219,17 @@ class UnaryMathOp final : public Op {
     STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "x", in[0]));
     return std::vector<TensorType>{in[0]};
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
     switch (fn_) {
-      case Unary::kExp: return cpu::Exp(a.in[0], a.out[0]);
-      case Unary::kLog: return cpu::Log(a.in[0], a.out[0]);
-      case Unary::kSqrt: return cpu::Sqrt(a.in[0], a.out[0]);
-      case Unary::kRsqrt: return cpu::Rsqrt(a.in[0], a.out[0]);
+      case Unary::kExp:
+        return STRATA_KERNEL(a, Exp, a.in[0], a.out[0]);
+      case Unary::kLog:
+        return STRATA_KERNEL(a, Log, a.in[0], a.out[0]);
+      case Unary::kSqrt:
+        return STRATA_KERNEL(a, Sqrt, a.in[0], a.out[0]);
+      case Unary::kRsqrt:
+        return STRATA_KERNEL(a, Rsqrt, a.in[0], a.out[0]);
     }
     return absl::InternalError("unknown unary op");
   }

@@ -1,8 +1,8 @@
 // Matrix products for custom models: a @ b with either operand transposed, 2-D or batched.
 #include "absl/strings/str_cat.h"
+#include "graph/ops/internal/kernel.h"
 #include "graph/ops/internal/op_util.h"
 #include "graph/ops/ops.h"
-#include "runtime/cpu/gemm.h"
 #include "runtime/status.h"
 
 namespace strata::graph::ops {
@@ -26,8 +26,10 @@ class MatmulGradOp final : public Op {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 3));
     return std::vector<TensorType>{in[0], in[1]};
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::MatmulBackward(a.in[0], a.in[1], a.in[2], a.out[0], a.out[1], trans_a_, trans_b_);
+    return STRATA_BLAS_KERNEL(a, MatmulBackward, a.in[0], a.in[1], a.in[2], a.out[0], a.out[1],
+                              trans_a_, trans_b_);
   }
 
  private:
@@ -62,9 +64,12 @@ class MatmulOp final : public Op {
     return std::vector<TensorType>{
         {r == 2 ? Shape{m, n} : Shape{a.dim(0), m, n}, DType::kF32}};
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
-    return a.in[0].rank() == 2 ? cpu::Matmul(a.in[0], a.in[1], a.out[0], trans_a_, trans_b_)
-                               : cpu::BatchedMatmul(a.in[0], a.in[1], a.out[0], trans_a_, trans_b_);
+    return a.in[0].rank() == 2
+               ? STRATA_BLAS_KERNEL(a, Matmul, a.in[0], a.in[1], a.out[0], trans_a_, trans_b_)
+               : STRATA_BLAS_KERNEL(a, BatchedMatmul, a.in[0], a.in[1], a.out[0], trans_a_,
+                                    trans_b_);
   }
   absl::Status Gradient(GradientArgs& g) const override {
     return ApplyGradient(g, std::make_shared<MatmulGradOp>(trans_a_, trans_b_),

@@ -2,12 +2,9 @@
 // split batch_norm of data-parallel runs (Note [synchronized batch norm] in
 // graph/passes/sync_batch_norm.cc).
 #include "absl/strings/str_cat.h"
+#include "graph/ops/internal/kernel.h"
 #include "graph/ops/internal/op_util.h"
 #include "graph/ops/ops.h"
-#include "runtime/cpu/batchnorm.h"
-#include "runtime/cpu/layernorm.h"
-#include "runtime/cpu/rmsnorm.h"
-#include "runtime/cpu/sync_batchnorm.h"
 #include "runtime/status.h"
 
 namespace strata::graph::ops {
@@ -39,10 +36,24 @@ class LayerNormGradOp final : public Op {
     if (has_residual_) return {{0, 5}, {0, 4}};
     return {{0, 4}};
   }
+  size_t WorkspaceBytes(absl::Span<const TensorType> in, const StepTarget& target) const override {
+#if STRATA_HAVE_CUDA
+    if (target.device.is_cuda()) return cuda::LayerNormBackwardWorkspaceBytes(in[0].shape);
+#endif
+    return 0;
+  }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
+    const Tensor r = has_residual_ ? a.in[5] : Tensor();
+#if STRATA_HAVE_CUDA
+    if (a.cuda != nullptr) {
+      return cuda::LayerNormBackward(a.cuda->stream, a.in[0], a.in[1], a.in[2], a.in[3], a.in[4],
+                                     a.out[0], a.out[1], a.out[2], a.workspace_tensor,
+                                     cpu::GradMode::kOverwrite, r);
+    }
+#endif
     return cpu::LayerNormBackward(a.in[0], a.in[1], a.in[2], a.in[3], a.in[4], a.out[0], a.out[1],
-                                  a.out[2], cpu::GradMode::kOverwrite,
-                                  has_residual_ ? a.in[5] : Tensor());
+                                  a.out[2], cpu::GradMode::kOverwrite, r);
   }
 
  private:
@@ -69,8 +80,10 @@ class LayerNormOp final : public Op {
     const Shape rows{x.dim(-1) ? x.numel() / x.dim(-1) : 0};
     return std::vector<TensorType>{in[0], {rows, DType::kF32}, {rows, DType::kF32}};
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::LayerNormForward(a.in[0], a.in[1], a.in[2], eps_, a.out[0], a.out[1], a.out[2]);
+    return STRATA_KERNEL(a, LayerNormForward, a.in[0], a.in[1], a.in[2], eps_, a.out[0], a.out[1],
+                         a.out[2]);
   }
   absl::Status Gradient(GradientArgs& g) const override {
     if (!g.needs_grad[0] && !g.needs_grad[1]) {
@@ -97,7 +110,20 @@ class RmsNormGradOp final : public Op {
     return std::vector<TensorType>{in[0], in[1]};
   }
   std::vector<std::pair<int, int>> InPlaceOutputs() const override { return {{0, 3}}; }
+  size_t WorkspaceBytes(absl::Span<const TensorType> in, const StepTarget& target) const override {
+#if STRATA_HAVE_CUDA
+    if (target.device.is_cuda()) return cuda::RmsNormBackwardWorkspaceBytes(in[0].shape);
+#endif
+    return 0;
+  }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
+#if STRATA_HAVE_CUDA
+    if (a.cuda != nullptr) {
+      return cuda::RmsNormBackward(a.cuda->stream, a.in[0], a.in[1], a.in[2], a.in[3], a.out[0],
+                                   a.out[1], a.workspace_tensor);
+    }
+#endif
     return cpu::RmsNormBackward(a.in[0], a.in[1], a.in[2], a.in[3], a.out[0], a.out[1]);
   }
 };
@@ -121,8 +147,9 @@ class RmsNormOp final : public Op {
     if (!(eps_ > 0)) return TypeError(name(), "eps = ", eps_, " must be > 0");
     return std::vector<TensorType>{in[0], {Shape{x.numel() / x.dim(-1)}, DType::kF32}};
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::RmsNormForward(a.in[0], a.in[1], eps_, a.out[0], a.out[1]);
+    return STRATA_KERNEL(a, RmsNormForward, a.in[0], a.in[1], eps_, a.out[0], a.out[1]);
   }
   absl::Status Gradient(GradientArgs& g) const override {
     return internal::ApplyGradient(g, std::make_shared<RmsNormGradOp>(),
@@ -146,13 +173,14 @@ class BatchNormFrozenGradOp final : public Op {
     if (!gamma_grad_) return std::vector<TensorType>{in[3], in[0]};
     return std::vector<TensorType>{in[0], in[1], in[1]};
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
     if (!gamma_grad_) {
-      return cpu::BatchNorm2dFrozenBackward(Tensor(), a.in[0], a.in[1], a.in[2], eps_, a.in[3],
-                                            a.out[0], Tensor(), a.out[1]);
+      return STRATA_KERNEL(a, BatchNorm2dFrozenBackward, Tensor(), a.in[0], a.in[1], a.in[2], eps_,
+                           a.in[3], a.out[0], Tensor(), a.out[1]);
     }
-    return cpu::BatchNorm2dFrozenBackward(a.in[0], a.in[1], a.in[2], a.in[3], eps_, a.in[4],
-                                          a.out[0], a.out[1], a.out[2]);
+    return STRATA_KERNEL(a, BatchNorm2dFrozenBackward, a.in[0], a.in[1], a.in[2], a.in[3], eps_,
+                         a.in[4], a.out[0], a.out[1], a.out[2]);
   }
 
  private:
@@ -184,9 +212,10 @@ class BatchNormFrozenOp final : public Op {
   }
   // y may overwrite x where nothing reads x later (its gradient reads x only for dgamma).
   std::vector<std::pair<int, int>> InPlaceOutputs() const override { return {{0, 0}}; }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::BatchNorm2dFrozenForward(a.in[0], a.in[1], a.in[2], a.in[3], a.in[4], eps_,
-                                         a.out[0]);
+    return STRATA_KERNEL(a, BatchNorm2dFrozenForward, a.in[0], a.in[1], a.in[2], a.in[3], a.in[4],
+                         eps_, a.out[0]);
   }
   absl::Status Gradient(GradientArgs& g) const override {
     if (!g.needs_grad[1]) {  // gamma does not train: no dgamma, so x is not kept for it
@@ -210,9 +239,10 @@ class BatchNormGradOp final : public Op {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 5));
     return std::vector<TensorType>{in[0], in[1], in[1]};
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::BatchNorm2dTrainBackward(a.in[0], a.in[1], a.in[2], a.in[3], a.in[4], a.out[0],
-                                         a.out[1], a.out[2]);
+    return STRATA_KERNEL(a, BatchNorm2dTrainBackward, a.in[0], a.in[1], a.in[2], a.in[3], a.in[4],
+                         a.out[0], a.out[1], a.out[2]);
   }
 };
 
@@ -251,15 +281,16 @@ class BatchNormOp final : public Op {
     }
     return std::vector<TensorType>{in[0], {c, DType::kF32}, {c, DType::kF32}};
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
     if (a.scalars != nullptr && !a.scalars->training) {
-      return cpu::BatchNorm2dFrozenForward(a.in[0], a.in[1], a.in[2], a.in[3], a.in[4], eps_,
-                                           a.out[0]);
+      return STRATA_KERNEL(a, BatchNorm2dFrozenForward, a.in[0], a.in[1], a.in[2], a.in[3], a.in[4],
+                           eps_, a.out[0]);
     }
     const Tensor none;
-    return cpu::BatchNorm2dTrainForward(a.in[0], a.in[1], a.in[2], eps_, a.out[0], a.out[1],
-                                        a.out[2], update_running_ ? a.in[3] : none,
-                                        update_running_ ? a.in[4] : none, momentum_);
+    return STRATA_KERNEL(a, BatchNorm2dTrainForward, a.in[0], a.in[1], a.in[2], eps_, a.out[0],
+                         a.out[1], a.out[2], update_running_ ? a.in[3] : none,
+                         update_running_ ? a.in[4] : none, momentum_);
   }
   absl::Status Gradient(GradientArgs& g) const override {
     return internal::ApplyGradient(g, std::make_shared<BatchNormGradOp>(),
@@ -319,9 +350,10 @@ class BatchNormStats final : public Op {
     STRATA_RETURN_IF_ERROR(ExpectNchw(name(), in[0]));
     return std::vector<TensorType>{StatsType(in[0], world_)};
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
     if (a.scalars != nullptr && !a.scalars->training) return absl::OkStatus();
-    return cpu::BatchNorm2dLocalStats(a.in[0], rank_, a.out[0]);
+    return STRATA_KERNEL(a, BatchNorm2dLocalStats, a.in[0], rank_, a.out[0]);
   }
 
  private:
@@ -354,15 +386,16 @@ class BatchNormSynced final : public Op {
     STRATA_RETURN_IF_ERROR(ExpectStats(name(), in[5], in[0]));
     return std::vector<TensorType>{in[0], {c, DType::kF32}, {c, DType::kF32}};
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
     if (a.scalars != nullptr && !a.scalars->training) {
-      return cpu::BatchNorm2dFrozenForward(a.in[0], a.in[1], a.in[2], a.in[3], a.in[4], eps_,
-                                           a.out[0]);
+      return STRATA_KERNEL(a, BatchNorm2dFrozenForward, a.in[0], a.in[1], a.in[2], a.in[3], a.in[4],
+                           eps_, a.out[0]);
     }
     const Tensor none;
-    return cpu::BatchNorm2dSyncedForward(a.in[0], a.in[1], a.in[2], a.in[5], eps_, a.out[0],
-                                         a.out[1], a.out[2], update_running_ ? a.in[3] : none,
-                                         update_running_ ? a.in[4] : none, momentum_);
+    return STRATA_KERNEL(a, BatchNorm2dSyncedForward, a.in[0], a.in[1], a.in[2], a.in[5], eps_,
+                         a.out[0], a.out[1], a.out[2], update_running_ ? a.in[3] : none,
+                         update_running_ ? a.in[4] : none, momentum_);
   }
   std::vector<int> MutatedInputs() const override {
     return update_running_ ? std::vector<int>{3, 4} : std::vector<int>{};
@@ -398,9 +431,10 @@ class BatchNormGradStats final : public Op {
     }
     return std::vector<TensorType>{c, c, StatsType(in[0], world_)};
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::BatchNorm2dLocalGradStats(a.in[0], a.in[1], a.in[2], a.in[3], rank_, a.out[2],
-                                          a.out[0], a.out[1]);
+    return STRATA_KERNEL(a, BatchNorm2dLocalGradStats, a.in[0], a.in[1], a.in[2], a.in[3], rank_,
+                         a.out[2], a.out[0], a.out[1]);
   }
 
  private:
@@ -417,9 +451,10 @@ class BatchNormGradSynced final : public Op {
     STRATA_RETURN_IF_ERROR(ExpectStats(name(), in[5], in[0]));
     return std::vector<TensorType>{in[0]};
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::BatchNorm2dSyncedBackward(a.in[0], a.in[1], a.in[2], a.in[3], a.in[4], a.in[5],
-                                          a.out[0]);
+    return STRATA_KERNEL(a, BatchNorm2dSyncedBackward, a.in[0], a.in[1], a.in[2], a.in[3], a.in[4],
+                         a.in[5], a.out[0]);
   }
 };
 

@@ -5,13 +5,17 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "graph/ops/internal/kernel.h"
 #include "graph/ops/internal/op_util.h"
 #include "graph/ops/ops.h"
 #include "optim/adamw.h"
 #include "optim/grad_clip.h"
 #include "optim/sgd.h"
-#include "runtime/cpu/elementwise.h"
 #include "runtime/status.h"
+#if STRATA_HAVE_CUDA
+#include "optim/cuda/adamw_cuda.h"
+#include "optim/cuda/grad_norm_cuda.h"
+#endif
 
 namespace strata::graph::ops {
 namespace {
@@ -30,17 +34,18 @@ class Accumulate final : public InPlaceOp {
  public:
   OpKind kind() const override { return OpKind::kAccumulate; }
   std::vector<int> MutatedInputs() const override { return {0}; }
-  absl::Status Run(const RunArgs& a) const override { return cpu::Add(a.in[0], a.in[1], a.in[0]); }
+  bool HasCudaKernel() const override { return true; }
+  absl::Status Run(const RunArgs& a) const override {
+    return STRATA_KERNEL(a, Add, a.in[0], a.in[1], a.in[0]);
+  }
 };
 
 class Zero final : public InPlaceOp {
  public:
   OpKind kind() const override { return OpKind::kZero; }
   std::vector<int> MutatedInputs() const override { return {0}; }
-  absl::Status Run(const RunArgs& a) const override {
-    std::memset(a.in[0].raw_data(), 0, a.in[0].nbytes());
-    return absl::OkStatus();
-  }
+  bool HasCudaKernel() const override { return true; }
+  absl::Status Run(const RunArgs& a) const override { return internal::ZeroBytes(a, a.in[0]); }
 };
 
 // The L2 norm of one gradient, in double then rounded once: one node per gradient, so that an
@@ -51,7 +56,20 @@ class GradNorm final : public Op {
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     return std::vector<TensorType>{{Shape{}, DType::kF32}};
   }
+  size_t WorkspaceBytes(absl::Span<const TensorType> in, const StepTarget& target) const override {
+#if STRATA_HAVE_CUDA
+    if (target.device.is_cuda()) return optim::GradNormWorkspaceBytes(in[0].shape.numel());
+#endif
+    return 0;
+  }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
+#if STRATA_HAVE_CUDA
+    if (a.cuda != nullptr) {
+      return optim::GradNormCuda(a.in[0].data<float>(), a.in[0].numel(), a.out[0].data<float>(),
+                                 reinterpret_cast<double*>(a.workspace.data()), a.cuda->stream);
+    }
+#endif
     const absl::Span<float> one[1] = {Flat(a.in[0])};
     a.out[0].data<float>()[0] = static_cast<float>(optim::GlobalGradNorm(one));
     return absl::OkStatus();
@@ -77,7 +95,19 @@ class GlobalGradNorm final : public Op {
     }
     return std::vector<TensorType>{{Shape{}, DType::kF32}};
   }
+  size_t WorkspaceBytes(absl::Span<const TensorType> in, const StepTarget& target) const override {
+    return target.device.is_cuda() ? sizeof(double) : 0;  // the sum between chunks of inputs
+  }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
+#if STRATA_HAVE_CUDA
+    if (a.cuda != nullptr) {
+      return optim::GlobalNormCuda(
+          static_cast<int>(a.in.size()), [&](int i) { return a.in[i].data<float>(); },
+          squared_inputs_, squared_output_, a.out[0].data<float>(),
+          reinterpret_cast<double*>(a.workspace.data()), a.cuda->stream);
+    }
+#endif
     double sum_sq = 0;
     for (size_t i = 0; i < a.in.size(); ++i) {
       const double v = a.in[i].data<float>()[0];
@@ -185,12 +215,34 @@ class AdamWUpdate final : public InPlaceOp {
   std::vector<int> MutatedInputs() const override {
     return WithGrad({0, 2, 3}, max_norm_ > 0 || loss_scaled_);
   }
+  // On a device: the whole parameter (partial channels are the CPU's so far).
+  bool HasCudaKernel() const override { return slice_.whole(); }
   absl::Status Run(const RunArgs& a) const override {
+    optim::AdamWHyper h = h_;
+    h.lr = a.scalars->lr * lr_scale_;  // times 1.0 (no group) is exact
+#if STRATA_HAVE_CUDA
+    if (a.cuda != nullptr) {
+      if (!HasCudaKernel()) {
+        return absl::UnimplementedError(
+            absl::StrCat(name(), ": ", Attributes(), " has no CUDA kernel"));
+      }
+      // Clipping and loss scaling read the global norm where it is, on the device: the host
+      // does not wait for it, and a step that overflowed is skipped by the kernels.
+      float* grad = a.in[1].data<float>();
+      const int64_t n = a.in[0].numel();
+      const float* norm = max_norm_ > 0 || loss_scaled_ ? a.in.back().data<float>() : nullptr;
+      if (norm != nullptr) {
+        STRATA_RETURN_IF_ERROR(optim::ClipByNormCuda(
+            grad, n, norm, max_norm_, loss_scaled_ ? a.scalars->loss_scale : 1.0, a.cuda->stream));
+      }
+      return optim::AdamWStepCuda(a.in[0].data<float>(), grad, a.in[2].data<float>(),
+                                  a.in[3].data<float>(), n, h, a.scalars->step, a.cuda->stream,
+                                  loss_scaled_ ? norm : nullptr);
+    }
+#endif
     bool skip = false;
     STRATA_RETURN_IF_ERROR(PrepareGradient(a, max_norm_, loss_scaled_, skip));
     if (skip) return absl::OkStatus();
-    optim::AdamWHyper h = h_;
-    h.lr = a.scalars->lr * lr_scale_;  // times 1.0 (no group) is exact
     const Tensor compact[] = {a.in[1], a.in[2], a.in[3]};
     return ForEachRun(slice_, a.in[0], compact, [&](absl::Span<float> p, auto& g_m_v) {
       return optim::AdamWStep(p, g_m_v[0], g_m_v[1], g_m_v[2], h, a.scalars->step);

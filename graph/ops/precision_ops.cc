@@ -3,9 +3,9 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "graph/ops/internal/kernel.h"
 #include "graph/ops/internal/op_util.h"
 #include "graph/ops/ops.h"
-#include "runtime/cpu/round_to_precision.h"
 #include "runtime/status.h"
 
 namespace strata::graph::ops {
@@ -24,9 +24,10 @@ class RoundToPrecision final : public Op {
     STRATA_RETURN_IF_ERROR(internal::ExpectF32(name(), "x", in[0]));
     return std::vector<TensorType>{in[0]};
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
-    std::memcpy(a.out[0].raw_data(), a.in[0].raw_data(), a.in[0].nbytes());
-    return cpu::RoundToPrecision(a.out[0], precision_);
+    STRATA_RETURN_IF_ERROR(STRATA_KERNEL(a, CopyStrided, a.in[0], a.out[0]));
+    return STRATA_KERNEL(a, RoundToPrecision, a.out[0], precision_);
   }
 
  private:

@@ -6,10 +6,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "graph/ops/internal/kernel.h"
 #include "graph/ops/internal/op_util.h"
 #include "graph/ops/ops.h"
-#include "runtime/cpu/reduce.h"
-#include "runtime/cpu/softmax.h"
 #include "runtime/status.h"
 
 namespace strata::graph::ops {
@@ -53,8 +52,9 @@ class BroadcastDimOp final : public Op {
     d.insert(d.begin() + dim_, n_);
     return std::vector<TensorType>{{Shape(d), DType::kF32}};
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::BroadcastDim(a.in[0], dim_, a.out[0]);
+    return STRATA_KERNEL(a, BroadcastDim, a.in[0], dim_, a.out[0]);
   }
   absl::Status Gradient(GradientArgs& g) const override;
 
@@ -74,7 +74,10 @@ class SumDimOp final : public Op {
     STRATA_RETURN_IF_ERROR(CheckDim(name(), in[0], dim_));
     return std::vector<TensorType>{{Without(in[0].shape, dim_), DType::kF32}};
   }
-  absl::Status Run(const RunArgs& a) const override { return cpu::SumDim(a.in[0], dim_, a.out[0]); }
+  bool HasCudaKernel() const override { return true; }
+  absl::Status Run(const RunArgs& a) const override {
+    return STRATA_KERNEL(a, SumDim, a.in[0], dim_, a.out[0]);
+  }
   absl::Status Gradient(GradientArgs& g) const override {
     const int64_t n = g.tracer.graph().value(g.node.inputs[0]).type.shape.dim(dim_);
     g.input_grads[0] = Apply1(std::make_shared<BroadcastDimOp>(dim_, n), {Dout(g, 0)}).id();
@@ -100,8 +103,9 @@ class MaxDimGradOp final : public Op {
     STRATA_RETURN_IF_ERROR(internal::ExpectInputs(name(), in, 3));
     return std::vector<TensorType>{in[0]};
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::MaxDimBackward(a.in[0], a.in[1], a.in[2], dim_, a.out[0]);
+    return STRATA_KERNEL(a, MaxDimBackward, a.in[0], a.in[1], a.in[2], dim_, a.out[0]);
   }
 
  private:
@@ -122,7 +126,10 @@ class MaxDimOp final : public Op {
     }
     return std::vector<TensorType>{{Without(in[0].shape, dim_), DType::kF32}};
   }
-  absl::Status Run(const RunArgs& a) const override { return cpu::MaxDim(a.in[0], dim_, a.out[0]); }
+  bool HasCudaKernel() const override { return true; }
+  absl::Status Run(const RunArgs& a) const override {
+    return STRATA_KERNEL(a, MaxDim, a.in[0], dim_, a.out[0]);
+  }
   absl::Status Gradient(GradientArgs& g) const override {
     return ApplyGradient(g, std::make_shared<MaxDimGradOp>(dim_), {In(g, 0), Out(g, 0), Dout(g, 0)},
                          {0});
@@ -142,9 +149,10 @@ class SoftmaxGradOp final : public Op {
     return std::vector<TensorType>{in[0]};
   }
   std::vector<std::pair<int, int>> InPlaceOutputs() const override { return {{0, 1}}; }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
-    return log_ ? cpu::LogSoftmaxBackward(a.in[0], a.in[1], a.out[0])
-                : cpu::SoftmaxBackward(a.in[0], a.in[1], a.out[0]);
+    return log_ ? STRATA_KERNEL(a, LogSoftmaxBackward, a.in[0], a.in[1], a.out[0])
+                : STRATA_KERNEL(a, SoftmaxBackward, a.in[0], a.in[1], a.out[0]);
   }
 
  private:
@@ -162,8 +170,10 @@ class SoftmaxOp final : public Op {
     return std::vector<TensorType>{in[0]};
   }
   std::vector<std::pair<int, int>> InPlaceOutputs() const override { return {{0, 0}}; }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
-    return log_ ? cpu::LogSoftmaxForward(a.in[0], a.out[0]) : cpu::SoftmaxForward(a.in[0], a.out[0]);
+    return log_ ? STRATA_KERNEL(a, LogSoftmaxForward, a.in[0], a.out[0])
+                : STRATA_KERNEL(a, SoftmaxForward, a.in[0], a.out[0]);
   }
   absl::Status Gradient(GradientArgs& g) const override {
     return ApplyGradient(g, std::make_shared<SoftmaxGradOp>(log_), {Out(g, 0), Dout(g, 0)}, {0});

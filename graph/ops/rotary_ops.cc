@@ -3,9 +3,9 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "graph/ops/internal/kernel.h"
 #include "graph/ops/internal/op_util.h"
 #include "graph/ops/ops.h"
-#include "runtime/cpu/rotary.h"
 #include "runtime/status.h"
 
 namespace strata::graph::ops {
@@ -37,12 +37,14 @@ class RotaryOp final : public Op {
     return std::vector<TensorType>{in[0]};
   }
   std::vector<std::pair<int, int>> InPlaceOutputs() const override { return {{0, 0}}; }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
     const Tensor& x = a.in[0];
     const int64_t heads[] = {x.dim(0), x.dim(1), heads_, x.dim(2) / heads_};
     STRATA_ASSIGN_OR_RETURN(const Tensor x4, x.Reshape(heads));
     STRATA_ASSIGN_OR_RETURN(const Tensor y4, a.out[0].Reshape(heads));
-    return inverse_ ? cpu::RotaryBackward(a.in[1], x4, y4) : cpu::RotaryForward(x4, a.in[1], y4);
+    return inverse_ ? STRATA_KERNEL(a, RotaryBackward, a.in[1], x4, y4)
+                    : STRATA_KERNEL(a, RotaryForward, x4, a.in[1], y4);
   }
   absl::Status Gradient(GradientArgs& g) const override {
     if (g.needs_grad[0]) {

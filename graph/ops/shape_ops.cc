@@ -7,9 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "graph/ops/internal/kernel.h"
 #include "graph/ops/internal/op_util.h"
 #include "graph/ops/ops.h"
-#include "runtime/cpu/copy.h"
 #include "runtime/status.h"
 
 namespace strata::graph::ops {
@@ -41,9 +41,10 @@ class PermuteOp final : public Op {
     for (int i : order_) d.push_back(x.dim(i));
     return std::vector<TensorType>{{Shape(d), in[0].dtype}};
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
     STRATA_ASSIGN_OR_RETURN(const Tensor view, a.in[0].Permute(order_));
-    return cpu::CopyStrided(view, a.out[0]);
+    return STRATA_KERNEL(a, CopyStrided, view, a.out[0]);
   }
   absl::Status Gradient(GradientArgs& g) const override {
     std::vector<int> inverse(order_.size());
@@ -71,10 +72,11 @@ class SliceGradOp final : public Op {
     d[dim_] = size_;
     return std::vector<TensorType>{{Shape(d), in[0].dtype}};
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
-    std::memset(a.out[0].raw_data(), 0, a.out[0].nbytes());
+    STRATA_RETURN_IF_ERROR(internal::ZeroBytes(a, a.out[0]));
     STRATA_ASSIGN_OR_RETURN(const Tensor part, a.out[0].Slice(dim_, start_, end_));
-    return cpu::CopyStrided(a.in[0], part);
+    return STRATA_KERNEL(a, CopyStrided, a.in[0], part);
   }
 
  private:
@@ -100,9 +102,10 @@ class SliceOp final : public Op {
     d[dim_] = end_ - start_;
     return std::vector<TensorType>{{Shape(d), in[0].dtype}};
   }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
     STRATA_ASSIGN_OR_RETURN(const Tensor view, a.in[0].Slice(dim_, start_, end_));
-    return cpu::CopyStrided(view, a.out[0]);
+    return STRATA_KERNEL(a, CopyStrided, view, a.out[0]);
   }
   absl::Status Gradient(GradientArgs& g) const override {
     const int64_t size = g.tracer.graph().value(g.node.inputs[0]).type.shape.dim(dim_);
@@ -141,12 +144,13 @@ class SplitOp final : public Op {
     return out;
   }
   absl::Status Gradient(GradientArgs& g) const override;
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
     int64_t at = 0;
     for (size_t i = 0; i < sizes_.size(); ++i) {
       if (a.out[i].defined()) {  // an unused part is not written
         STRATA_ASSIGN_OR_RETURN(const Tensor part, a.in[0].Slice(dim_, at, at + sizes_[i]));
-        STRATA_RETURN_IF_ERROR(cpu::CopyStrided(part, a.out[i]));
+        STRATA_RETURN_IF_ERROR(STRATA_KERNEL(a, CopyStrided, part, a.out[i]));
       }
       at += sizes_[i];
     }
@@ -184,7 +188,10 @@ class ConcatOp final : public Op {
     }
     return std::vector<TensorType>{{Shape(d), in[0].dtype}};
   }
-  absl::Status Run(const RunArgs& a) const override { return cpu::Concat(a.in, dim_, a.out[0]); }
+  bool HasCudaKernel() const override { return true; }
+  absl::Status Run(const RunArgs& a) const override {
+    return STRATA_KERNEL(a, Concat, a.in, dim_, a.out[0]);
+  }
   absl::Status Gradient(GradientArgs& g) const override {
     std::vector<int64_t> sizes;
     std::vector<int> index;

@@ -94,12 +94,12 @@ int64_t NvmeExtentBytes(int64_t bytes) {
          offload::kIoBlockAlignment;
 }
 
-absl::StatusOr<MemoryPlan> PlanMemory(Graph& graph, int num_threads) {
+absl::StatusOr<MemoryPlan> PlanMemory(Graph& graph, const StepTarget& target) {
   std::vector<Node>& nodes = graph.mutable_nodes();
   for (Node& n : nodes) {
     std::vector<TensorType> in;
     for (ValueId v : n.inputs) in.push_back(graph.value(v).type);
-    const size_t bytes = n.op->WorkspaceBytes(in, num_threads);
+    const size_t bytes = n.op->WorkspaceBytes(in, target);
     n.workspace = kNoValue;
     if (bytes > 0) {
       const int64_t floats = static_cast<int64_t>((bytes + sizeof(float) - 1) / sizeof(float));

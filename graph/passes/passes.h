@@ -32,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "graph/ir.h"
 #include "graph/offload_options.h"
+#include "graph/op.h"
 #include "graph/zero_options.h"
 
 namespace strata::graph {
@@ -136,10 +137,10 @@ struct MemoryPlan {
 // The bytes of the swap-file extent that holds `bytes`: whole 4 KiB blocks.
 int64_t NvmeExtentBytes(int64_t bytes);
 
-// Adds a kWorkspace value for each node whose op needs scratch (sized for `num_threads`), then
+// Adds a kWorkspace value for each node whose op needs scratch (sized for `target`), then
 // assigns offsets so that no two values live at the same node share bytes, letting an output
 // take over the bytes of an input that dies at its node where the op allows (Note [in-place
 // outputs] in memory_plan.cc); of several greedy placements, the smallest arena is kept.
-absl::StatusOr<MemoryPlan> PlanMemory(Graph& graph, int num_threads);
+absl::StatusOr<MemoryPlan> PlanMemory(Graph& graph, const StepTarget& target);
 
 }  // namespace strata::graph

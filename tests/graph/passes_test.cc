@@ -212,7 +212,7 @@ std::unique_ptr<Program> Build(Traced t, int passes) {
   if (passes & kSchedule) s.Update(ScheduleUpdates(t.graph));
   if (passes & kDeadCode) s.Update(EliminateDeadCode(t.graph));
   EXPECT_TRUE(s.ok()) << s;
-  absl::StatusOr<MemoryPlan> plan = PlanMemory(t.graph, t.config.num_threads);
+  absl::StatusOr<MemoryPlan> plan = PlanMemory(t.graph, {.num_threads = t.config.num_threads});
   EXPECT_TRUE(plan.ok()) << plan.status();
   if (!plan.ok()) return nullptr;
   absl::StatusOr<std::unique_ptr<Program>> p =
@@ -1032,7 +1032,7 @@ TEST(PlanMemoryTest, TrainingGraphsGetSoundPlans) {
       ASSERT_TRUE(FuseCrossEntropy(t.graph).ok());
       ASSERT_TRUE(ScheduleUpdates(t.graph).ok());
       ASSERT_TRUE(EliminateDeadCode(t.graph).ok());
-      absl::StatusOr<MemoryPlan> plan = PlanMemory(t.graph, 2);
+      absl::StatusOr<MemoryPlan> plan = PlanMemory(t.graph, {.num_threads = 2});
       ASSERT_TRUE(plan.ok()) << plan.status();
       ExpectSoundPlan(t.graph, *plan);
       EXPECT_GT(plan->arena_bytes, 0);
@@ -1050,7 +1050,7 @@ TEST(PlanMemoryTest, GptBackwardWritesItsLargestGradientsInPlace) {
   ASSERT_TRUE(FuseCrossEntropy(t.graph).ok());
   ASSERT_TRUE(ScheduleUpdates(t.graph).ok());
   ASSERT_TRUE(EliminateDeadCode(t.graph).ok());
-  absl::StatusOr<MemoryPlan> plan = PlanMemory(t.graph, 1);
+  absl::StatusOr<MemoryPlan> plan = PlanMemory(t.graph, {.num_threads = 1});
   ASSERT_TRUE(plan.ok()) << plan.status();
   ExpectSoundPlan(t.graph, *plan);
   std::map<OpKind, int> by_kind;
@@ -1076,7 +1076,7 @@ TEST(PlanMemoryTest, ChainNeedsExactlyItsLargestLiveSet) {
   Var loss = ops::WeightedSum(ops::Gelu(ops::Linear(ops::Relu(ops::Linear(x, w1)), w2)), probe);
   s.t.MarkOutput(loss, "loss");
   ASSERT_TRUE(s.t.status().ok()) << s.t.status();
-  absl::StatusOr<MemoryPlan> plan = PlanMemory(s.g, 4);
+  absl::StatusOr<MemoryPlan> plan = PlanMemory(s.g, {.num_threads = 4});
   ASSERT_TRUE(plan.ok()) << plan.status();
   ExpectSoundPlan(s.g, *plan);
   EXPECT_EQ(plan->live_peak_bytes, Aligned(4 * 32 * 4) + Aligned(4 * 8 * 4));
@@ -1105,7 +1105,7 @@ TEST(PlanMemoryTest, FrozenBatchNormAndActivationWriteOverTheirInputs) {
   Var y = ops::Relu6(ops::BatchNorm2dFrozen(h, gamma, beta, mean, var));
   s.t.MarkOutput(ops::WeightedSum(y, probe), "loss");
   ASSERT_TRUE(s.t.status().ok()) << s.t.status();
-  absl::StatusOr<MemoryPlan> plan = PlanMemory(s.g, 2);
+  absl::StatusOr<MemoryPlan> plan = PlanMemory(s.g, {.num_threads = 2});
   ASSERT_TRUE(plan.ok()) << plan.status();
   ExpectSoundPlan(s.g, *plan);
   EXPECT_EQ(plan->live_peak_bytes, Aligned(2 * 4 * 5 * 5 * 4));
@@ -1131,7 +1131,7 @@ TEST(PlanMemoryTest, WorkspacesAreSizedForTheThreadCount) {
     bool grew = false;
     for (int threads : {1, 2, 4, 8}) {
       SCOPED_TRACE(absl::StrCat(threads, " threads"));
-      absl::StatusOr<MemoryPlan> plan = PlanMemory(g, threads);
+      absl::StatusOr<MemoryPlan> plan = PlanMemory(g, {.num_threads = threads});
       ASSERT_TRUE(plan.ok()) << plan.status();
       ExpectSoundPlan(g, *plan);
       int with_workspace = 0;
@@ -1139,7 +1139,7 @@ TEST(PlanMemoryTest, WorkspacesAreSizedForTheThreadCount) {
         const Node& n = g.nodes()[i];
         std::vector<TensorType> in;
         for (ValueId v : n.inputs) in.push_back(g.value(v).type);
-        const int64_t want = static_cast<int64_t>(n.op->WorkspaceBytes(in, threads));
+        const int64_t want = static_cast<int64_t>(n.op->WorkspaceBytes(in, {.num_threads = threads}));
         if (want == 0) {
           EXPECT_EQ(n.workspace, kNoValue) << n.op->name();
           continue;
@@ -1175,7 +1175,7 @@ TEST(PlanMemoryTest, UnusedValuesGetNoBytes) {
   Var loss = ops::WeightedSum(h, probe);
   s.t.MarkOutput(loss, "loss");
   ASSERT_TRUE(EliminateDeadCode(s.g).ok());
-  absl::StatusOr<MemoryPlan> plan = PlanMemory(s.g, 1);
+  absl::StatusOr<MemoryPlan> plan = PlanMemory(s.g, {.num_threads = 1});
   ASSERT_TRUE(plan.ok()) << plan.status();
   ExpectSoundPlan(s.g, *plan);
   EXPECT_EQ(plan->offset[dead.id()], -1);
@@ -1200,8 +1200,8 @@ class Renamed final : public Op {
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     return op_->Infer(in);
   }
-  size_t WorkspaceBytes(absl::Span<const TensorType> in, int num_threads) const override {
-    return op_->WorkspaceBytes(in, num_threads);
+  size_t WorkspaceBytes(absl::Span<const TensorType> in, const StepTarget& target) const override {
+    return op_->WorkspaceBytes(in, target);
   }
   absl::Status Run(const RunArgs& args) const override { return op_->Run(args); }
   absl::Status Gradient(GradientArgs& args) const override { return op_->Gradient(args); }

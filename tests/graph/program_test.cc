@@ -204,7 +204,7 @@ Planned PlanGpt(TrainOptions o) {
   EXPECT_TRUE(FuseResidualAdd(p.graph).ok());
   EXPECT_TRUE(ScheduleUpdates(p.graph).ok());
   EXPECT_TRUE(EliminateDeadCode(p.graph).ok());
-  auto plan = PlanMemory(p.graph, p.config.num_threads);
+  auto plan = PlanMemory(p.graph, {.num_threads = p.config.num_threads});
   EXPECT_TRUE(plan.ok()) << plan.status();
   p.plan = std::move(*plan);
   return p;
@@ -278,8 +278,8 @@ class Wrapped : public Op {
   absl::StatusOr<std::vector<TensorType>> Infer(absl::Span<const TensorType> in) const override {
     return op_->Infer(in);
   }
-  size_t WorkspaceBytes(absl::Span<const TensorType> in, int threads) const override {
-    return op_->WorkspaceBytes(in, threads);
+  size_t WorkspaceBytes(absl::Span<const TensorType> in, const StepTarget& target) const override {
+    return op_->WorkspaceBytes(in, target);
   }
   absl::Status Run(const RunArgs& args) const override { return op_->Run(args); }
   std::vector<int> MutatedInputs() const override { return op_->MutatedInputs(); }
