@@ -195,7 +195,7 @@ absl::Status CheckDeviceOptions(const TrainOptions& o) {
       absl::StrCat("train options: device ", device,
                    ": this build has no CUDA backend (configure with the "
                    "CUDA toolkit found, -DSTRATA_CUDA=ON)"));
-#endif
+#else
   auto no = [&](absl::string_view what) {
     return absl::UnimplementedError(
         absl::StrCat("train options: device ", device, ": ", what, " runs on the CPU only so far"));
@@ -205,10 +205,11 @@ absl::Status CheckDeviceOptions(const TrainOptions& o) {
   if (o.check_plan) return no("check_plan");
   if (o.optimizer.kind != OptimizerOptions::kAdamW) return no("SGD");
   return absl::OkStatus();
+#endif
 }
 
 // A step for a CUDA device runs every node there (Note [the step on a device] in program.cc):
-// each op must have a CUDA kernel; the first few that do not are named, with how many nodes.
+// each op must have a CUDA kernel; those that do not are named, each with its count of nodes.
 absl::Status CheckRunsOnDevice(const Graph& graph, const Program::Config& config) {
   if (config.device.is_cpu()) return absl::OkStatus();
   std::map<std::string, int> missing;

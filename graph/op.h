@@ -79,7 +79,7 @@ struct RunArgs {
   // kernels on cuda->stream (graph/ops/internal/kernel.h), reading nothing back.
   const CudaContext* cuda = nullptr;
   // The workspace as a tensor (f32, contiguous), for the CUDA launchers that take one.
-  Tensor workspace_tensor;
+  Tensor workspace_tensor = Tensor();
 };
 
 // What autodiff gives an op's Gradient: the node's values, the gradient of each output (kNoValue

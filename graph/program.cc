@@ -138,12 +138,14 @@ absl::Status Program::RestoreLossScale(double scale, int64_t good_steps) {
 // peaks are still the allocators'), every value is a view into them as on the CPU, and each
 // node's Run enqueues its kernels on the stream from the calling thread (RunArgs::cuda,
 // graph/ops/internal/kernel.h) and returns. Nothing waits for the device inside a step but
-// the reads the host needs: each micro-batch's loss, and the scalar a fused cross-entropy takes
-// as its dloss. Batches are copied in on the same stream before the micro-batch's first node;
-// parameters are drawn on the host and copied in; ReadState and WriteState copy and wait. The
-// same memory plan serves both: only the workspaces differ (Op::WorkspaceBytes takes the
-// Target). What does not run on a device yet (offload, data parallel, check_plan, clipping, loss
-// scaling, SGD, ops without a CUDA kernel) is refused when compiling (compile.cc).
+// the reads the host needs: each micro-batch's loss, the scalar a fused cross-entropy takes as
+// its dloss, and with clipping or loss scaling the global norm once the step is done (the
+// updates themselves read it in device memory, optim/cuda/grad_norm_cuda.h). Batches are copied
+// in on the same stream before the micro-batch's first node; parameters are drawn on the host
+// and copied in; ReadState and WriteState copy and wait. The same memory plan serves both: only
+// the workspaces differ (Op::WorkspaceBytes takes the StepTarget). What does not run on a device
+// yet (offload, data parallel, check_plan, SGD, ops without a CUDA kernel) is refused when
+// compiling (compile.cc).
 #if STRATA_HAVE_CUDA
 struct Program::DeviceState {
   std::unique_ptr<CudaStream> stream;  // nodes enqueue on its handle; its own queue stays idle

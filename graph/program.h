@@ -180,8 +180,9 @@ class Program {
   // also takes the whole tensor and keeps this rank's elements of it (loading whole weights).
   absl::StatusOr<Tensor> ReadState(ValueId id, Allocator& allocator) const;
   absl::Status WriteState(ValueId id, const Tensor& src);
-  // On a CUDA device (Config::device) every tensor here (parameters(), optimizer_state(), value())
-  // is in device memory: read and write state through ReadState and WriteState, which copy.
+  // On a CUDA device (Config::device) every tensor here (parameters(), optimizer_state(),
+  // gradients(), value()) is in device memory: read and write state through ReadState and
+  // WriteState, which copy.
   // The tensor bound to value `id`, as the last Step or Evaluate left it (Evaluate computes only
   // what the loss depends on). Only persistent values keep their bytes (parameters, inputs,
   // outputs: mark a traced value with Tracer::MarkOutput to read it here); an arena value's
@@ -216,7 +217,7 @@ class Program {
     // Note [mixed precision]: the slots of `out`, and of `in` that the node writes in place (an
     // all_reduce's gradients), holding values stored in the working precision, with it.
     std::vector<std::pair<int, DType>> rounded_out, rounded_in;
-    Tensor workspace_tensor;  // `workspace` as a tensor, for the CUDA launchers that take one
+    Tensor workspace_tensor = Tensor();  // `workspace` as a tensor, for the CUDA launchers
   };
   Program(Graph graph, MemoryPlan plan, Config config);
   absl::Status Bind();
