@@ -203,7 +203,6 @@ absl::Status CheckDeviceOptions(const TrainOptions& o) {
   if (o.offload.offloads()) return no("offload to host or nvme");
   if (o.communicator != nullptr && o.communicator->world_size() > 1) return no("data parallel");
   if (o.check_plan) return no("check_plan");
-  if (o.optimizer.kind != OptimizerOptions::kAdamW) return no("SGD");
   return absl::OkStatus();
 #endif
 }

@@ -96,7 +96,7 @@ struct TrainOptions {
   // Where the step runs: the CPU, or a CUDA device (Note [the step on a device] in
   // graph/program.cc), where every piece of state lives in its memory. Compiling for a device
   // fails, naming what, for what the device path does not run yet: offload, a communicator,
-  // check_plan, clipping, loss scaling, SGD, and ops without a CUDA kernel.
+  // check_plan, and ops without a CUDA kernel.
   Device device = Device::Cpu();
 };
 

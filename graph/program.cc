@@ -144,8 +144,8 @@ absl::Status Program::RestoreLossScale(double scale, int64_t good_steps) {
 // in on the same stream before the micro-batch's first node; parameters are drawn on the host
 // and copied in; ReadState and WriteState copy and wait. The same memory plan serves both: only
 // the workspaces differ (Op::WorkspaceBytes takes the StepTarget). What does not run on a device
-// yet (offload, data parallel, check_plan, SGD, ops without a CUDA kernel) is refused when
-// compiling (compile.cc).
+// yet (offload, data parallel, check_plan, ops without a CUDA kernel) is refused when compiling
+// (compile.cc).
 #if STRATA_HAVE_CUDA
 struct Program::DeviceState {
   std::unique_ptr<CudaStream> stream;  // nodes enqueue on its handle; its own queue stays idle

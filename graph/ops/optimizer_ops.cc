@@ -15,6 +15,7 @@
 #if STRATA_HAVE_CUDA
 #include "optim/cuda/adamw_cuda.h"
 #include "optim/cuda/grad_norm_cuda.h"
+#include "optim/cuda/sgd_cuda.h"
 #endif
 
 namespace strata::graph::ops {
@@ -148,6 +149,30 @@ absl::Status PrepareGradient(const RunArgs& a, double max_norm, bool loss_scaled
   return absl::OkStatus();
 }
 
+#if STRATA_HAVE_CUDA
+// An update on a device (whole parameters only, HasCudaKernel): with clipping or loss scaling
+// the gradient (input 1) is first scaled by the factor the kernel computes from the global norm
+// (the last input) where it lies in device memory, so the host never waits for it; then
+// step(grad, skip) runs the optimizer's kernel, which does nothing where `skip` (the norm, with
+// loss scaling) is not finite: an overflowed step is skipped on the device.
+template <typename Step>
+absl::Status RunOnDevice(const Op& op, const RunArgs& a, double max_norm, bool loss_scaled,
+                         const Step& step) {
+  if (!op.HasCudaKernel()) {
+    return absl::UnimplementedError(
+        absl::StrCat(op.name(), ": ", op.Attributes(), " has no CUDA kernel"));
+  }
+  float* grad = a.in[1].data<float>();
+  const float* norm = max_norm > 0 || loss_scaled ? a.in.back().data<float>() : nullptr;
+  if (norm != nullptr) {
+    STRATA_RETURN_IF_ERROR(optim::ClipByNormCuda(grad, a.in[1].numel(), norm, max_norm,
+                                                 loss_scaled ? a.scalars->loss_scale : 1.0,
+                                                 a.cuda->stream));
+  }
+  return step(grad, loss_scaled ? norm : nullptr);
+}
+#endif
+
 std::vector<int> WithGrad(std::vector<int> mutated, bool scales_grad) {
   if (scales_grad) mutated.push_back(1);
   return mutated;
@@ -222,22 +247,11 @@ class AdamWUpdate final : public InPlaceOp {
     h.lr = a.scalars->lr * lr_scale_;  // times 1.0 (no group) is exact
 #if STRATA_HAVE_CUDA
     if (a.cuda != nullptr) {
-      if (!HasCudaKernel()) {
-        return absl::UnimplementedError(
-            absl::StrCat(name(), ": ", Attributes(), " has no CUDA kernel"));
-      }
-      // Clipping and loss scaling read the global norm where it is, on the device: the host
-      // does not wait for it, and a step that overflowed is skipped by the kernels.
-      float* grad = a.in[1].data<float>();
-      const int64_t n = a.in[0].numel();
-      const float* norm = max_norm_ > 0 || loss_scaled_ ? a.in.back().data<float>() : nullptr;
-      if (norm != nullptr) {
-        STRATA_RETURN_IF_ERROR(optim::ClipByNormCuda(
-            grad, n, norm, max_norm_, loss_scaled_ ? a.scalars->loss_scale : 1.0, a.cuda->stream));
-      }
-      return optim::AdamWStepCuda(a.in[0].data<float>(), grad, a.in[2].data<float>(),
-                                  a.in[3].data<float>(), n, h, a.scalars->step, a.cuda->stream,
-                                  loss_scaled_ ? norm : nullptr);
+      return RunOnDevice(*this, a, max_norm_, loss_scaled_, [&](float* grad, const float* skip) {
+        return optim::AdamWStepCuda(a.in[0].data<float>(), grad, a.in[2].data<float>(),
+                                    a.in[3].data<float>(), a.in[0].numel(), h, a.scalars->step,
+                                    a.cuda->stream, skip);
+      });
     }
 #endif
     bool skip = false;
@@ -279,13 +293,24 @@ class SgdUpdate final : public InPlaceOp {
     return WithGrad(h_.momentum != 0 ? std::vector<int>{0, 2} : std::vector<int>{0},
                     max_norm_ > 0 || loss_scaled_);
   }
+  // On a device: the whole parameter (partial channels are the CPU's so far).
+  bool HasCudaKernel() const override { return slice_.whole(); }
   absl::Status Run(const RunArgs& a) const override {
-    bool skip = false;
-    STRATA_RETURN_IF_ERROR(PrepareGradient(a, max_norm_, loss_scaled_, skip));
-    if (skip) return absl::OkStatus();
     optim::SgdHyper h = h_;
     h.lr = a.scalars->lr * lr_scale_;  // times 1.0 (no group) is exact
     const bool has_buffer = h_.momentum != 0;
+#if STRATA_HAVE_CUDA
+    if (a.cuda != nullptr) {
+      return RunOnDevice(*this, a, max_norm_, loss_scaled_, [&](float* grad, const float* skip) {
+        return optim::SgdStepCuda(a.in[0].data<float>(), grad,
+                                  has_buffer ? a.in[2].data<float>() : nullptr, a.in[0].numel(), h,
+                                  a.scalars->step, a.cuda->stream, skip);
+      });
+    }
+#endif
+    bool skip = false;
+    STRATA_RETURN_IF_ERROR(PrepareGradient(a, max_norm_, loss_scaled_, skip));
+    if (skip) return absl::OkStatus();
     const Tensor compact[] = {a.in[1], has_buffer ? a.in[2] : Tensor()};
     return ForEachRun(slice_, a.in[0], compact, [&](absl::Span<float> p, auto& g_buf) {
       return optim::SgdStep(p, g_buf[0], g_buf[1], h, a.scalars->step);

@@ -15,6 +15,7 @@
 #include "graph/compile.h"
 #include "graph/models/gpt.h"
 #include "graph/models/llama.h"
+#include "graph/models/mobilenet.h"
 #include "graph/module.h"
 #include "graph/ops/ops.h"
 #include "gtest/gtest.h"
@@ -223,6 +224,37 @@ TEST_F(ProgramCudaTest, F16LossScalingSkipsTheStepsTheCpuSkips) {
   EXPECT_LE(skipped, 4);  // and trained after it
 }
 
+// The MobileNetV2-style CNN (convolutions, depthwise ones, BatchNorm with its running
+// statistics, ReLU6, pooling) with SGD, momentum and weight decay, as the CNN examples train it.
+TEST_F(ProgramCudaTest, MobileNetWithSgdTrainsAsOnTheCpu) {
+  MobileNetConfig c;
+  c.blocks = {{8, 8, 1, 1}, {8, 16, 2, 4}, {16, 16, 1, 4}};
+  c.stem = 8;
+  c.head = 32;
+  MobileNet net(c);
+  constexpr int64_t kBatch = 4;
+  const std::vector<InputSpec> inputs = {{"images", Shape{kBatch, 1, 12, 12}, DType::kF32},
+                                         {"labels", Shape{kBatch}, DType::kI32}};
+  const LossFn loss = [&](absl::Span<const Var> in) {
+    return ops::CrossEntropy(net.Forward(in[0]), in[1]);
+  };
+  TrainOptions o = AdamWOptions(Device::Cpu());
+  o.optimizer = OptimizerOptions::Sgd(/*momentum=*/0.9, /*weight_decay=*/5e-4);
+  o.schedule = {.kind = optim::LrSchedule::kConstant, .max_lr = 0.05};
+  auto cpu = Compile(net, inputs, loss, o);
+  o.device = kGpu;
+  auto gpu = Compile(net, inputs, loss, o);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  std::mt19937_64 rng(6);
+  std::vector<std::vector<Tensor>> batches;
+  for (int s = 0; s < 4; ++s) {
+    batches.push_back({Floats({kBatch, 1, 12, 12}, rng), Tokens({kBatch}, 10, rng)});
+  }
+  ExpectSameTraining(**cpu, **gpu, batches, 1e-4);
+  ExpectSameState(**cpu, **gpu, 1e-5, 1e-3);
+}
+
 // A model made of the op library a custom model uses: elementwise math, activations, reductions,
 // softmaxes, shape ops, matmuls, two losses.
 class OpsModel : public Module {
@@ -358,10 +390,11 @@ TEST(ProgramCudaRefusalTest, NamesWhatTheDeviceDoesNotRun) {
     absl::StatusOr<std::unique_ptr<Program>> p = Compile(gpt, TokenInputs(1, 4), loss, o);
     return p.ok() ? std::string("compiled") : std::string(p.status().message());
   };
-  TrainOptions sgd = AdamWOptions(kGpu);
-  sgd.optimizer = OptimizerOptions::Sgd(0.9, 0);
-  EXPECT_NE(refusal(sgd).find("cuda:0: SGD runs on the CPU only"), std::string::npos)
-      << refusal(sgd);
+  TrainOptions offload = AdamWOptions(kGpu);
+  offload.offload.optimizer = MemoryTier::kHost;
+  EXPECT_NE(refusal(offload).find("cuda:0: offload to host or nvme runs on the CPU only"),
+            std::string::npos)
+      << refusal(offload);
   TrainOptions plan = AdamWOptions(kGpu);
   plan.check_plan = true;
   EXPECT_NE(refusal(plan).find("check_plan"), std::string::npos) << refusal(plan);
