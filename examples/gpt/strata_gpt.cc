@@ -866,8 +866,8 @@ int main(int argc, char** argv) {
         "and optimizer state; f16 scales its loss dynamically, skipping steps that overflow "
         "(docs/mixed-precision.md; on CPU the values are rounded to it)");
   f.Add("device", &o.device,
-        "cpu, or cuda:N to run the step on that GPU (no offload, data parallel or sparse "
-        "channel updates so far; docs/cuda.md)");
+        "cpu, or cuda:N to run the step on that GPU (no offload or data parallel there so far; "
+        "docs/cuda.md)");
   f.Add("seed", &o.seed, {.min = 0, .max = kMaxSeed}, "initialization and shuffling seed");
   f.Add("shuffle", &o.shuffle, "random windows instead of sequential batches");
   f.Add("init-from", &o.init_from,

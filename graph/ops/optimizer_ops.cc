@@ -150,17 +150,24 @@ absl::Status PrepareGradient(const RunArgs& a, double max_norm, bool loss_scaled
 }
 
 #if STRATA_HAVE_CUDA
-// An update on a device (whole parameters only, HasCudaKernel): with clipping or loss scaling
-// the gradient (input 1) is first scaled by the factor the kernel computes from the global norm
-// (the last input) where it lies in device memory, so the host never waits for it; then
-// step(grad, skip) runs the optimizer's kernel, which does nothing where `skip` (the norm, with
-// loss scaling) is not finite: an overflowed step is skipped on the device.
+// An update on a device: with clipping or loss scaling the gradient (input 1) is first scaled by
+// the factor the kernel computes from the global norm (the last input) where it lies in device
+// memory, so the host never waits for it; then step(grad, skip, runs) runs the optimizer's
+// kernel, which does nothing where `skip` (the norm, with loss scaling) is not finite (an
+// overflowed step is skipped on the device) and finds a partial-channel slice's elements of the
+// parameter through `runs`.
 template <typename Step>
-absl::Status RunOnDevice(const Op& op, const RunArgs& a, double max_norm, bool loss_scaled,
-                         const Step& step) {
-  if (!op.HasCudaKernel()) {
-    return absl::UnimplementedError(
-        absl::StrCat(op.name(), ": ", op.Attributes(), " has no CUDA kernel"));
+absl::Status RunOnDevice(const RunArgs& a, const UpdateSlice& slice, double max_norm,
+                         bool loss_scaled, const Step& step) {
+  optim::ParamRuns runs;
+  if (!slice.whole()) {
+    if (a.in[0].numel() != slice.rows * slice.stride || slice.prefix > slice.stride ||
+        a.in[1].numel() != slice.rows * slice.prefix) {
+      return absl::InternalError(absl::StrCat(
+          "update: a slice of ", slice.rows, " runs of ", slice.prefix, " every ", slice.stride,
+          " over ", a.in[0].ToString(), " with gradient ", a.in[1].ToString()));
+    }
+    runs = {.length = slice.prefix, .stride = slice.stride};
   }
   float* grad = a.in[1].data<float>();
   const float* norm = max_norm > 0 || loss_scaled ? a.in.back().data<float>() : nullptr;
@@ -169,7 +176,7 @@ absl::Status RunOnDevice(const Op& op, const RunArgs& a, double max_norm, bool l
                                                  loss_scaled ? a.scalars->loss_scale : 1.0,
                                                  a.cuda->stream));
   }
-  return step(grad, loss_scaled ? norm : nullptr);
+  return step(grad, loss_scaled ? norm : nullptr, runs);
 }
 #endif
 
@@ -240,18 +247,19 @@ class AdamWUpdate final : public InPlaceOp {
   std::vector<int> MutatedInputs() const override {
     return WithGrad({0, 2, 3}, max_norm_ > 0 || loss_scaled_);
   }
-  // On a device: the whole parameter (partial channels are the CPU's so far).
-  bool HasCudaKernel() const override { return slice_.whole(); }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
     optim::AdamWHyper h = h_;
     h.lr = a.scalars->lr * lr_scale_;  // times 1.0 (no group) is exact
 #if STRATA_HAVE_CUDA
     if (a.cuda != nullptr) {
-      return RunOnDevice(*this, a, max_norm_, loss_scaled_, [&](float* grad, const float* skip) {
-        return optim::AdamWStepCuda(a.in[0].data<float>(), grad, a.in[2].data<float>(),
-                                    a.in[3].data<float>(), a.in[0].numel(), h, a.scalars->step,
-                                    a.cuda->stream, skip);
-      });
+      return RunOnDevice(a, slice_, max_norm_, loss_scaled_,
+                         [&](float* grad, const float* skip, const optim::ParamRuns& runs) {
+                           return optim::AdamWStepCuda(a.in[0].data<float>(), grad,
+                                                       a.in[2].data<float>(), a.in[3].data<float>(),
+                                                       a.in[1].numel(), h, a.scalars->step,
+                                                       a.cuda->stream, skip, runs);
+                         });
     }
 #endif
     bool skip = false;
@@ -293,19 +301,20 @@ class SgdUpdate final : public InPlaceOp {
     return WithGrad(h_.momentum != 0 ? std::vector<int>{0, 2} : std::vector<int>{0},
                     max_norm_ > 0 || loss_scaled_);
   }
-  // On a device: the whole parameter (partial channels are the CPU's so far).
-  bool HasCudaKernel() const override { return slice_.whole(); }
+  bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
     optim::SgdHyper h = h_;
     h.lr = a.scalars->lr * lr_scale_;  // times 1.0 (no group) is exact
     const bool has_buffer = h_.momentum != 0;
 #if STRATA_HAVE_CUDA
     if (a.cuda != nullptr) {
-      return RunOnDevice(*this, a, max_norm_, loss_scaled_, [&](float* grad, const float* skip) {
-        return optim::SgdStepCuda(a.in[0].data<float>(), grad,
-                                  has_buffer ? a.in[2].data<float>() : nullptr, a.in[0].numel(), h,
-                                  a.scalars->step, a.cuda->stream, skip);
-      });
+      return RunOnDevice(a, slice_, max_norm_, loss_scaled_,
+                         [&](float* grad, const float* skip, const optim::ParamRuns& runs) {
+                           return optim::SgdStepCuda(a.in[0].data<float>(), grad,
+                                                     has_buffer ? a.in[2].data<float>() : nullptr,
+                                                     a.in[1].numel(), h, a.scalars->step,
+                                                     a.cuda->stream, skip, runs);
+                         });
     }
 #endif
     bool skip = false;

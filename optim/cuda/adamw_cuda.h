@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "optim/adamw.h"
+#include "optim/cuda/param_runs.h"
 
 struct CUstream_st;
 
@@ -23,9 +24,11 @@ namespace strata::optim {
 // Errors, before anything is enqueued: bad hyper-parameters (naming the field), step < 1, a null
 // buffer with n > 0, n < 0; after: a failed launch, naming CUDA's error.
 // With skip_unless_finite (one float on the device: a step's global gradient norm under loss
-// scaling), the update does nothing when it is not finite, decided on the device.
+// scaling), the update does nothing when it is not finite, decided on the device. With `runs`,
+// grad, m and v hold n elements of runs of the parameter (param_runs.h), n a multiple of the
+// runs' length.
 absl::Status AdamWStepCuda(float* param, const float* grad, float* m, float* v, int64_t n,
                            const AdamWHyper& h, int64_t step, CUstream_st* stream = nullptr,
-                           const float* skip_unless_finite = nullptr);
+                           const float* skip_unless_finite = nullptr, const ParamRuns& runs = {});
 
 }  // namespace strata::optim

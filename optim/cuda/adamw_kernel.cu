@@ -13,7 +13,8 @@ namespace {
 template <bool kDivideBias2>
 __global__ void AdamWKernel(AdamWKernelScalars s, float* __restrict__ p,
                             const float* __restrict__ g, float* __restrict__ m,
-                            float* __restrict__ v, int64_t n, const float* skip_unless_finite) {
+                            float* __restrict__ v, int64_t n, ParamRuns runs,
+                            const float* skip_unless_finite) {
   if (skip_unless_finite != nullptr && !isfinite(*skip_unless_finite)) return;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
@@ -25,24 +26,26 @@ __global__ void AdamWKernel(AdamWKernelScalars s, float* __restrict__ p,
     v[i] = vi;
     const float root = kDivideBias2 ? __fdiv_rn(__fsqrt_rn(vi), s.bias2_sqrt) : __fsqrt_rn(vi);
     const float denom = __fadd_rn(root, s.eps);
-    p[i] = __fsub_rn(__fmul_rn(p[i], s.decay), __fmul_rn(s.step_size, __fdiv_rn(mi, denom)));
+    const int64_t pi = ParamIndex(runs, i);
+    p[pi] = __fsub_rn(__fmul_rn(p[pi], s.decay), __fmul_rn(s.step_size, __fdiv_rn(mi, denom)));
   }
 }
 
 }  // namespace
 
 int LaunchAdamW(const AdamWKernelScalars& s, float* param, const float* grad, float* m, float* v,
-                int64_t n, const float* skip_unless_finite, CUstream_st* stream) {
+                int64_t n, const ParamRuns& runs, const float* skip_unless_finite,
+                CUstream_st* stream) {
   // A memory-bound update: enough blocks to fill any device, each thread striding over the rest.
   constexpr int kThreads = 256;
   const int64_t wanted = (n + kThreads - 1) / kThreads;
   const int blocks = static_cast<int>(std::min<int64_t>(wanted, 4096));
   // As AdamWRange: dividing by sqrt(1 - beta2^t) == 1 changes no bit, so it is skipped.
   if (s.bias2_sqrt != 1.0f) {
-    AdamWKernel<true><<<blocks, kThreads, 0, stream>>>(s, param, grad, m, v, n,
+    AdamWKernel<true><<<blocks, kThreads, 0, stream>>>(s, param, grad, m, v, n, runs,
                                                        skip_unless_finite);
   } else {
-    AdamWKernel<false><<<blocks, kThreads, 0, stream>>>(s, param, grad, m, v, n,
+    AdamWKernel<false><<<blocks, kThreads, 0, stream>>>(s, param, grad, m, v, n, runs,
                                                         skip_unless_finite);
   }
   return static_cast<int>(cudaGetLastError());

@@ -3,6 +3,8 @@
 
 #include <cstdint>
 
+#include "optim/cuda/param_runs.h"
+
 struct CUstream_st;
 
 namespace strata::optim::internal {
@@ -13,10 +15,11 @@ struct SgdKernelScalars {
   bool first, nesterov, use_momentum;
 };
 
-// The update of elements [0, n) on `stream`, as SgdStep; buffer may be null without momentum.
+// The update of elements [0, n) of grad and buffer, and of param's elements `runs` puts them at,
+// on `stream`, as SgdStep; buffer may be null without momentum.
 // With skip_unless_finite, nothing changes when that float (on the device) is not finite.
 // Returns the launch's cudaError_t.
 int LaunchSgd(const SgdKernelScalars& s, float* param, const float* grad, float* buffer, int64_t n,
-              const float* skip_unless_finite, CUstream_st* stream);
+              const ParamRuns& runs, const float* skip_unless_finite, CUstream_st* stream);
 
 }  // namespace strata::optim::internal

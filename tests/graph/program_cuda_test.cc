@@ -5,6 +5,7 @@
 // emulation of CUDA on every build (graph_program_cuda_emulated_test, tests/cuda_emulation/).
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <string>
@@ -18,6 +19,7 @@
 #include "graph/models/mobilenet.h"
 #include "graph/module.h"
 #include "graph/ops/ops.h"
+#include "graph/sparse_update.h"
 #include "gtest/gtest.h"
 #include "runtime/cuda/cuda_memory.h"
 
@@ -222,6 +224,48 @@ TEST_F(ProgramCudaTest, F16LossScalingSkipsTheStepsTheCpuSkips) {
   }
   EXPECT_GE(skipped, 1);  // the test reached the skipping path
   EXPECT_LE(skipped, 4);  // and trained after it
+}
+
+// A PockEngine-style sparse fine-tune on the device: the last block's MLP input projection
+// trains its first half of input channels (a partial-channel update: compact gradient and
+// moments, the weight's runs updated in place), the biases and LayerNorms train whole, the rest
+// is frozen, so the backward is pruned as on the CPU.
+TEST_F(ProgramCudaTest, SparseUpdateWithPartialChannelsTrainsAsOnTheCpu) {
+  constexpr int64_t kBatch = 4, kSeq = 16, kVocab = 64;
+  Gpt gpt(GptConfig{.vocab = kVocab, .block_size = kSeq, .layers = 2, .width = 32, .heads = 2});
+  absl::StatusOr<SparseUpdateSpec> spec = ParseSparseUpdateJson(
+      R"([{"match": "*", "update": "bias_only"},
+          {"match": "h.1.mlp.c_fc.weight", "update": "channels:0.5"}])",
+      "test spec");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  ASSERT_TRUE(ApplySparseUpdate(gpt, *spec).ok());
+  const LossFn loss = [&](absl::Span<const Var> in) {
+    return ops::CrossEntropy(gpt.Forward(in[0]), in[1]);
+  };
+  auto cpu = Compile(gpt, TokenInputs(kBatch, kSeq), loss, AdamWOptions(Device::Cpu()));
+  auto gpu = Compile(gpt, TokenInputs(kBatch, kSeq), loss, AdamWOptions(kGpu));
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  int sliced_updates = 0;  // the test reaches the partial-channel update on the device
+  for (const Node& n : (*gpu)->graph().nodes()) {
+    sliced_updates += n.op->kind() == OpKind::kAdamWUpdate &&
+                      n.op->Attributes().find("channels=") != std::string::npos;
+  }
+  EXPECT_EQ(sliced_updates, 1);
+  std::mt19937_64 rng(13);
+  std::vector<std::vector<Tensor>> batches;
+  for (int s = 0; s < 4; ++s) {
+    batches.push_back({Tokens({kBatch, kSeq}, kVocab, rng), Tokens({kBatch, kSeq}, kVocab, rng)});
+  }
+  const Tensor before =
+      (*gpu)->ReadState((*gpu)->parameter_values()[0].second, DefaultCpuAllocator()).value();
+  ExpectSameTraining(**cpu, **gpu, batches, 1e-4);
+  ExpectSameState(**cpu, **gpu, 1e-5, 2e-2);
+  // Frozen weights stay as they were (the first parameter, wte, is frozen by the spec).
+  const Tensor after =
+      (*gpu)->ReadState((*gpu)->parameter_values()[0].second, DefaultCpuAllocator()).value();
+  EXPECT_EQ(std::memcmp(before.raw_data(), after.raw_data(), before.nbytes()), 0)
+      << (*gpu)->parameter_values()[0].first;
 }
 
 // The MobileNetV2-style CNN (convolutions, depthwise ones, BatchNorm with its running

@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "absl/types/span.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "runtime/cuda/cuda_memory.h"
@@ -53,6 +54,35 @@ TEST(AdamWCudaTest, EqualsTheCpuUpdateBitForBit) {
       ASSERT_EQ(std::memcmp(&gv[i], &v[i], 4), 0) << "v " << i << " at step " << step;
     }
   }
+}
+
+// A partial-channel update (runs of `length` every `stride` of the parameter, compact gradient
+// and moments): the CPU's bits on those elements, the others untouched.
+TEST(AdamWCudaTest, UpdatesRunsOfTheParameterAsTheCpu) {
+  const CudaDevices found = FindCudaDevices();
+  if (found.count == 0) GTEST_SKIP() << found.why_none;
+  const int64_t rows = 37, stride = 50, length = 13, n = rows * length;
+  std::vector<float> p = Random(rows * stride, 1, 1), m(n, 0.0f), v(n, 0.0f);
+  const std::vector<float> g = Random(n, 0.5f, 2);
+  DeviceFloats dp(p), dg(g), dm(m), dv(v);
+  const AdamWHyper h{.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1};
+  ASSERT_TRUE(AdamWStepCuda(dp.data, dg.data, dm.data, dv.data, n, h, 1, nullptr, nullptr,
+                            ParamRuns{.length = length, .stride = stride})
+                  .ok());
+  for (int64_t r = 0; r < rows; ++r) {
+    ASSERT_TRUE(AdamWStep(absl::MakeSpan(p.data() + r * stride, length),
+                          absl::MakeConstSpan(g.data() + r * length, length),
+                          absl::MakeSpan(m.data() + r * length, length),
+                          absl::MakeSpan(v.data() + r * length, length), h, 1)
+                    .ok());
+  }
+  EXPECT_EQ(dp.Read(), p);
+  EXPECT_EQ(dm.Read(), m);
+  EXPECT_EQ(dv.Read(), v);
+  EXPECT_THAT(AdamWStepCuda(dp.data, dg.data, dm.data, dv.data, n + 1, h, 1, nullptr, nullptr,
+                            ParamRuns{.length = length, .stride = stride})
+                  .message(),
+              HasSubstr("runs of 13 every 50 do not hold 482 elements"));
 }
 
 }  // namespace

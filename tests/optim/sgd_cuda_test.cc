@@ -75,5 +75,34 @@ TEST(SgdCudaTest, SkipsWhenTheNormIsNotFinite) {
   }
 }
 
+// A partial-channel update: runs of `length` every `stride` of the parameter move as the CPU's
+// step on each run moves them; the elements between runs do not move.
+TEST(SgdCudaTest, UpdatesRunsOfTheParameterAsTheCpu) {
+  const CudaDevices found = FindCudaDevices();
+  if (found.count == 0) GTEST_SKIP() << found.why_none;
+  const int64_t rows = 29, stride = 40, length = 7, n = rows * length;
+  std::vector<float> p = Random(rows * stride, 1, 1), buf(n, 0.0f);
+  const std::vector<float> before = p, g = Random(n, 0.5f, 2);
+  DeviceFloats dp(p), dg(g), dbuf(buf);
+  const SgdHyper h{.lr = 0.05, .momentum = 0.9, .weight_decay = 5e-4};
+  ASSERT_TRUE(SgdStepCuda(dp.data, dg.data, dbuf.data, n, h, 1, nullptr, nullptr,
+                          ParamRuns{.length = length, .stride = stride})
+                  .ok());
+  for (int64_t r = 0; r < rows; ++r) {
+    ASSERT_TRUE(SgdStep(absl::MakeSpan(p.data() + r * stride, length),
+                        absl::MakeConstSpan(g.data() + r * length, length),
+                        absl::MakeSpan(buf.data() + r * length, length), h, 1)
+                    .ok());
+  }
+  const std::vector<float> got = dp.Read();
+  for (int64_t i = 0; i < rows * stride; ++i) {
+    if (i % stride >= length) {
+      ASSERT_EQ(got[i], before[i]) << "element " << i << " outside the runs";
+    } else {
+      ASSERT_NEAR(got[i], p[i], 2e-7 * (1 + std::abs(p[i]))) << "element " << i;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace strata::optim
