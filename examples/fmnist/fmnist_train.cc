@@ -36,6 +36,7 @@ graph::TrainOptions StepOptions(const FmnistRecipe& r, int64_t total_steps,
   o.clip_grad_norm = r.clip_grad_norm;
   o.seed = r.seed;
   o.check_plan = r.check_plan;
+  o.device = r.device;
   o.offload = r.offload;
   o.recompute = r.recompute;
   o.communicator = comm;
@@ -79,6 +80,11 @@ absl::Status FmnistRecipe::Validate(int64_t train_size) const {
   if (limit_train < 0) return bad("limit-train", limit_train, "must be >= 0");
   if (limit_test < 0) return bad("limit-test", limit_test, "must be >= 0");
   if (init_images < 0) return bad("init-images", init_images, "must be >= 0 (0: off)");
+  if (init_images > 0 && !device.is_cpu()) {
+    // The scaling reads activations and writes weights in the program's memory directly.
+    return bad("init-images", init_images, absl::StrCat("runs on the CPU only, not on ",
+                                                        device.ToString()));
+  }
   for (size_t i = 0; i < classes.size(); ++i) {
     if (classes[i] < 0 || classes[i] > 9) return bad("classes", classes[i], "is not a label 0-9");
     for (size_t j = 0; j < i; ++j) {
@@ -360,8 +366,7 @@ absl::StatusOr<FmnistEpoch> FmnistTrainer::Test() {
   const FashionMnistSplit& test = data_.test;
   const int64_t n = static_cast<int64_t>(test_pool_.size());
   const int64_t b = recipe_.batch;
-  STRATA_ASSIGN_OR_RETURN(const Tensor logits, program_->value(logits_));
-  const int64_t classes = logits.dim(1);
+  const int64_t classes = program_->graph().value(logits_).type.shape.dim(1);
   const int64_t mine = static_cast<int64_t>(mine_.size());
   FmnistEpoch e;
   double loss_sum = 0;
@@ -372,6 +377,8 @@ absl::StatusOr<FmnistEpoch> FmnistTrainer::Test() {
     for (int64_t r = 0; r < b; ++r) indices_[r] = test_pool_[(first + r) % n];
     FillMine(test, indices_);
     STRATA_RETURN_IF_ERROR(program_->Evaluate({images_, labels_}).status());
+    // A copy on the host, wherever the step runs (the device's memory is not the host's).
+    STRATA_ASSIGN_OR_RETURN(const Tensor logits, program_->ReadState(logits_, DefaultCpuAllocator()));
     const float* z = logits.data<float>();
     const int32_t* y = labels_.data<int32_t>();
     for (int64_t r = 0; r < real; ++r) {

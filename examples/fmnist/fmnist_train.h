@@ -61,6 +61,7 @@ struct FmnistRecipe {
   // training-mode BatchNorms normalize each layer's output themselves.
   int64_t init_images = 0;
   bool check_plan = false;  // check the memory plan while running (graph::TrainOptions::check_plan)
+  Device device = Device::Cpu();  // where the step runs (graph::TrainOptions::device)
   graph::OffloadOptions offload;  // where states live (graph::TrainOptions::offload)
   bool recompute = false;   // recompute each block's activations (graph::TrainOptions::recompute)
   graph::ZeroOptions zero;  // with several ranks (graph::TrainOptions::zero)

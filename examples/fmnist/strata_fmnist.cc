@@ -54,6 +54,7 @@ struct Options {
   FmnistRecipe recipe;
   std::string data = kFashionMnistDir, metrics, save;
   std::string pretrain, finetune, sparse_update, classes;
+  std::string device = "cpu";  // --device: cpu or cuda:N
   int64_t seed = 0, threads = 0, log_every = 50;
   // --sparse-budget (with --finetune): a third fine-tune, training what the contribution
   // analysis of graph/sparse_budget.h chooses to fit this many bytes; 0: off.
@@ -332,6 +333,9 @@ absl::Status Train(Options o) {
     std::fprintf(stderr, "strata-fmnist: %s\n", w.c_str());  // Note [OpenBLAS on CPUs it does not know]
   }
   o.recipe.seed = static_cast<uint64_t>(o.seed);
+  absl::StatusOr<Device> device = ParseDevice(o.device);
+  if (!device.ok()) return UsageError(absl::StrCat("--device: ", device.status().message()));
+  o.recipe.device = *device;
   absl::StatusOr<FashionMnist> data = LoadFashionMnist(o.data);
   if (!data.ok()) {
     return absl::Status(data.status().code(),
@@ -396,6 +400,9 @@ int main(int argc, char** argv) {
   f.Add("seed", &o.seed, {.min = 0, .max = strata::examples::kMaxSeed},
         "initialization and shuffling seed");
   f.Add("threads", &o.threads, {.min = 0, .max = 4096, .zero = "all cores"}, "threads per rank");
+  f.Add("device", &o.device,
+        "cpu, or cuda:N to run the step on that GPU (no offload or data parallel there so far; "
+        "docs/cuda.md)");
   f.Add("comm-timeout", &o.comm_timeout,
         {.min = 0, .max = 1e6, .zero = "STRATA_COMM_TIMEOUT, else 300"},
         "seconds a collective may wait for the other ranks before the job is ended");

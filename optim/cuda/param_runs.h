@@ -6,19 +6,22 @@
 
 #include <cstdint>
 
+#if defined(__CUDACC__)
+#define STRATA_PARAM_RUNS_INLINE __host__ __device__ __forceinline__
+#else
+#define STRATA_PARAM_RUNS_INLINE inline
+#endif
+
 namespace strata::optim {
 
 struct ParamRuns {
   int64_t length = 0;  // 0: the parameter is contiguous, as its gradient
   int64_t stride = 0;  // >= length
-  bool contiguous() const { return length == 0 || length == stride; }
+  STRATA_PARAM_RUNS_INLINE bool contiguous() const { return length == 0 || length == stride; }
 };
 
 // The parameter's element of compact element i.
-#ifdef __CUDACC__
-__host__ __device__
-#endif
-inline int64_t ParamIndex(const ParamRuns& r, int64_t i) {
+STRATA_PARAM_RUNS_INLINE int64_t ParamIndex(const ParamRuns& r, int64_t i) {
   return r.contiguous() ? i : (i / r.length) * r.stride + i % r.length;
 }
 
