@@ -378,7 +378,8 @@ absl::StatusOr<FmnistEpoch> FmnistTrainer::Test() {
     FillMine(test, indices_);
     STRATA_RETURN_IF_ERROR(program_->Evaluate({images_, labels_}).status());
     // A copy on the host, wherever the step runs (the device's memory is not the host's).
-    STRATA_ASSIGN_OR_RETURN(const Tensor logits, program_->ReadState(logits_, DefaultCpuAllocator()));
+    STRATA_ASSIGN_OR_RETURN(const Tensor logits,
+                            program_->ReadState(logits_, DefaultCpuAllocator()));
     const float* z = logits.data<float>();
     const int32_t* y = labels_.data<int32_t>();
     for (int64_t r = 0; r < real; ++r) {

@@ -1139,7 +1139,8 @@ TEST(PlanMemoryTest, WorkspacesAreSizedForTheThreadCount) {
         const Node& n = g.nodes()[i];
         std::vector<TensorType> in;
         for (ValueId v : n.inputs) in.push_back(g.value(v).type);
-        const int64_t want = static_cast<int64_t>(n.op->WorkspaceBytes(in, {.num_threads = threads}));
+        const int64_t want =
+            static_cast<int64_t>(n.op->WorkspaceBytes(in, {.num_threads = threads}));
         if (want == 0) {
           EXPECT_EQ(n.workspace, kNoValue) << n.op->name();
           continue;
