@@ -188,6 +188,11 @@ std::string LargestLiveSet(const Graph& graph, const MemoryPlan& plan) {
 
 // What a step on a CUDA device does not run yet, refused by name before anything is traced.
 absl::Status CheckDeviceOptions(const TrainOptions& o) {
+  if (o.device.is_cpu() && o.communicator != nullptr && o.communicator->device().is_cuda()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "train options: the communicator (", o.communicator->Describe(), ") reads ",
+        o.communicator->device().ToString(), " memory; the step runs on the CPU"));
+  }
   if (o.device.is_cpu()) return absl::OkStatus();
   const std::string device = o.device.ToString();
 #if !STRATA_HAVE_CUDA
@@ -200,8 +205,13 @@ absl::Status CheckDeviceOptions(const TrainOptions& o) {
     return absl::UnimplementedError(
         absl::StrCat("train options: device ", device, ": ", what, " runs on the CPU only so far"));
   };
-  if (o.offload.offloads()) return no("offload to host or nvme");
-  if (o.communicator != nullptr && o.communicator->world_size() > 1) return no("data parallel");
+  // Data parallel runs over a host communicator (MPI), staged through host memory.
+  if (o.communicator != nullptr && o.communicator->device().is_cuda()) {
+    return absl::UnimplementedError(absl::StrCat(
+        "train options: device ", device, ": a communicator on ", o.communicator->device().ToString(),
+        " (", o.communicator->Describe(), ") is not wired into the step yet; data parallel on a "
+        "device runs over the MPI backend, which stages the collectives through host memory"));
+  }
   if (o.check_plan) return no("check_plan");
   return absl::OkStatus();
 #endif
@@ -213,6 +223,12 @@ absl::Status CheckRunsOnDevice(const Graph& graph, const Program::Config& config
   if (config.device.is_cpu()) return absl::OkStatus();
   std::map<std::string, int> missing;
   for (const Node& n : graph.nodes()) {
+    // The Program runs fetches, write-backs and offloaded updates itself, on its copy queue and
+    // the CPU (Note [the step on a device]).
+    const OpKind kind = n.op->kind();
+    if (kind == OpKind::kFetch || kind == OpKind::kWriteBack || kind == OpKind::kOffloadedUpdate) {
+      continue;
+    }
     if (!n.op->HasCudaKernel()) {
       ++missing[absl::StrCat(n.op->name(), n.op->Attributes().empty() ? "" : " ",
                              n.op->Attributes())];

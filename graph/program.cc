@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <mutex>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -13,6 +14,7 @@
 #include "runtime/threading.h"
 #if STRATA_HAVE_CUDA
 #include "runtime/cuda/blas_handle.h"
+#include "runtime/cuda/copy_queue.h"
 #include "runtime/cuda/cuda_memory.h"
 #include "runtime/cuda/cuda_stream.h"
 #include "runtime/cuda/round_to_precision.h"
@@ -143,13 +145,43 @@ absl::Status Program::RestoreLossScale(double scale, int64_t good_steps) {
 // updates themselves read it in device memory, optim/cuda/grad_norm_cuda.h). Batches are copied
 // in on the same stream before the micro-batch's first node; parameters are drawn on the host
 // and copied in; ReadState and WriteState copy and wait. The same memory plan serves both: only
-// the workspaces differ (Op::WorkspaceBytes takes the StepTarget). What does not run on a device
-// yet (offload, data parallel, check_plan, ops without a CUDA kernel) is refused when compiling
-// (compile.cc).
+// the workspaces differ (Op::WorkspaceBytes takes the StepTarget).
+//
+// Offloaded state (ZeRO-Offload and ZeRO-Infinity on a GPU): the homes on host and NVMe, the
+// offload schedule and the side streams are the CPU's (Note [the IO stream]); a side-stream node
+// moves bytes between the device and the store's host memory (registered with CUDA, so the
+// copies are DMA) on a copy stream of its own (runtime/cuda/copy_queue.h), and the CPU's
+// optimizer updates state in host memory, chunk by chunk (TierStore::Update). The streams'
+// dependencies are the CPU's, kept on the host: a side-stream node starts once compute has run
+// every compute node listed before it, which on a device means *enqueued*. So the node first
+// makes its copy stream wait, on the device, for everything the compute stream has been given
+// so far (those nodes and maybe more: never less), and it reports itself done only once its
+// copies are (the host waits for the copy stream), so every compute node that waits for it is
+// enqueued after its bytes have landed. Kernels and copies overlap, and the host never waits for
+// the compute stream inside a step.
+//
+// Data parallel (ZeRO stages 0-3) over a host communicator (MPI): a collective node copies its
+// tensors into host memory on the copy stream, runs the collective there, rounds what it summed
+// to the working precision and copies the tensors back, all before it reports itself done; the
+// bytes it moves are those of the CPU's run, plus the two copies. A communicator on device memory
+// (NCCL) is not wired into the step yet, and check_plan and ops without a CUDA kernel do not run
+// on a device: each is refused when compiling (compile.cc).
 #if STRATA_HAVE_CUDA
-struct Program::DeviceState {
+struct Program::DeviceState : TierStore::DeviceCopies {
+  absl::Status Copy(void* dst, const void* src, int64_t bytes) override {
+    return copies->Copy(dst, src, bytes);
+  }
+  absl::Status Wait() override { return copies->Wait(); }
+
   std::unique_ptr<CudaStream> stream;  // nodes enqueue on its handle; its own queue stays idle
   std::unique_ptr<cuda::CublasHandle> blas;
+  std::unique_ptr<cuda::CopyQueue> copies;  // the side streams' transfers
+  // The store's host region and staging buffers, registered while the program lives.
+  std::vector<std::unique_ptr<RegisteredHostMemory>> registered;
+  // Data parallel over a host communicator: the host copies of one collective's tensors.
+  std::mutex collective_mutex;
+  Tensor collective_staging;
+  std::unique_ptr<RegisteredHostMemory> collective_pin;
 };
 #else
 struct Program::DeviceState {};
@@ -157,7 +189,12 @@ struct Program::DeviceState {};
 
 Program::~Program() {
   // The device must be done with the regions before they go back to their allocators.
-  if (device_ != nullptr) SynchronizeDevice().IgnoreError();
+  if (device_ == nullptr) return;
+  SynchronizeDevice().IgnoreError();
+#if STRATA_HAVE_CUDA
+  if (device_->copies != nullptr) device_->copies->Wait().IgnoreError();
+  device_->registered.clear();  // before the store frees what they registered
+#endif
 }
 
 absl::Status Program::CreateDeviceContext() {
@@ -168,6 +205,7 @@ absl::Status Program::CreateDeviceContext() {
   STRATA_ASSIGN_OR_RETURN(state->blas, cuda::CublasHandle::Create(d.index()));
   STRATA_ASSIGN_OR_RETURN(persistent_allocator_, CreateCudaDeviceAllocator(d, &ledger_));
   STRATA_ASSIGN_OR_RETURN(arena_allocator_, CreateCudaDeviceAllocator(d, &ledger_));
+  STRATA_ASSIGN_OR_RETURN(state->copies, cuda::CopyQueue::Create(d, state->stream->handle()));
   cuda_ = CudaContext{state->stream->handle(), state->blas.get()};
   device_ = std::move(state);
   return absl::OkStatus();
@@ -189,6 +227,30 @@ absl::StatusOr<float> Program::ReadFloat(const Tensor& t) const {
   if (device_ != nullptr) return cuda::ReadScalar(cuda_.stream, t);
 #endif
   return t.data<float>()[0];
+}
+
+absl::Status Program::ConnectStoreToDevice() {
+#if STRATA_HAVE_CUDA
+  if (device_ == nullptr || store_ == nullptr) return absl::OkStatus();
+  auto pin = [&](void* data, size_t bytes) -> absl::Status {
+    if (bytes == 0) return absl::OkStatus();
+    STRATA_ASSIGN_OR_RETURN(auto registered, RegisteredHostMemory::Register(data, bytes));
+    device_->registered.push_back(std::move(registered));
+    return absl::OkStatus();
+  };
+  STRATA_RETURN_IF_ERROR(pin(store_->host_region(), static_cast<size_t>(plan_.host_bytes)));
+  STRATA_RETURN_IF_ERROR(pin(store_->staging_buffers().data(), store_->staging_buffers().size()));
+  store_->set_device_copies(device_.get());
+#endif
+  return absl::OkStatus();
+}
+
+absl::Status Program::MoveBytes(void* dst, const void* src, int64_t bytes) {
+#if STRATA_HAVE_CUDA
+  if (device_ != nullptr) return device_->copies->Copy(dst, src, bytes);
+#endif
+  std::memcpy(dst, src, static_cast<size_t>(bytes));
+  return absl::OkStatus();
 }
 
 absl::Status Program::SynchronizeDevice() const {
@@ -242,6 +304,7 @@ absl::Status Program::Bind() {
   if (plan_.host_bytes > 0 || staging) {
     STRATA_ASSIGN_OR_RETURN(store_,
                             TierStore::Create(config_.offload, &ledger_, plan_.host_bytes, staging));
+    STRATA_RETURN_IF_ERROR(ConnectStoreToDevice());
   }
   // Host memory is addressable on every build (pinned memory on a GPU one).
   auto host = std::make_shared<Storage>(store_ ? store_->host_region() : nullptr, plan_.host_bytes,
@@ -359,10 +422,14 @@ absl::Status Program::BindShardedUpdate(const Node& n, Instruction& ins) {
 absl::Status Program::PlanStreams() {
   const int n = static_cast<int>(instructions_.size());
   for (const Instruction& ins : instructions_) {
-    if (device_ != nullptr && ins.op->RunsOnSideStream()) {  // refused when compiling
+    const OpKind kind = ins.op->kind();
+    const bool moves_bytes =
+        kind == OpKind::kFetch || kind == OpKind::kWriteBack || kind == OpKind::kOffloadedUpdate;
+    // Collectives on a device are refused when compiling (data parallel).
+    if (device_ != nullptr && ins.op->RunsOnSideStream() && !moves_bytes) {
       return absl::InternalError(absl::StrCat("program: ", ins.op->name(), " on ",
                                               config_.device.ToString(),
-                                              " needs the IO or communication stream"));
+                                              " needs a collective on device memory"));
     }
   }
   deferred_.assign(n, false);
@@ -596,7 +663,13 @@ absl::Status Program::Run(const Instruction& ins) {
   // it is written, as an output or in place (a gradient an all_reduce summed).
   auto round = [&](const Tensor& t, DType precision) {
 #if STRATA_HAVE_CUDA
-    if (device_ != nullptr) return cuda::RoundToPrecision(cuda_.stream, t, precision);
+    if (device_ != nullptr && t.device().is_cuda()) {
+      // A side-stream node on a device has rounded what it wrote already (a collective's sums,
+      // in host memory) or wrote rounded bytes (a copy, zeros, f32 state): rounding again on the
+      // compute stream would not be ordered with its transfers.
+      if (ins.op->RunsOnSideStream()) return absl::OkStatus();
+      return cuda::RoundToPrecision(cuda_.stream, t, precision);
+    }
 #endif
     return cpu::RoundToPrecision(t, precision);
   };
@@ -618,6 +691,18 @@ absl::Status Program::Run(const Instruction& ins) {
 }
 
 absl::Status Program::RunIo(const Instruction& ins) {
+#if STRATA_HAVE_CUDA
+  if (device_ != nullptr) {  // Note [the step on a device]: ordered after compute, done on return
+    STRATA_RETURN_IF_ERROR(device_->copies->OrderAfterCompute());
+    const absl::Status moved = RunIoNode(ins);
+    const absl::Status landed = device_->copies->Wait();
+    return moved.ok() ? landed : moved;
+  }
+#endif
+  return RunIoNode(ins);
+}
+
+absl::Status Program::RunIoNode(const Instruction& ins) {
   const Node& n = *ins.node;
   switch (ins.op->kind()) {
     case OpKind::kFetch: {
@@ -640,7 +725,7 @@ absl::Status Program::RunIo(const Instruction& ins) {
         if (((handed >> i) & 1) == 0 && value.home == MemoryTier::kNvme) {
           STRATA_RETURN_IF_ERROR(store_->Read(extents_[home], to, bytes));
         } else if (((handed >> i) & 1) == 0 && bytes > 0) {
-          std::memcpy(to, tensors_[home].raw_data(), bytes);
+          STRATA_RETURN_IF_ERROR(MoveBytes(to, tensors_[home].raw_data(), bytes));
           if (value.home == MemoryTier::kHost) store_->CountRead(MemoryTier::kHost, bytes);
         }
         if (!gathers) continue;
@@ -654,11 +739,19 @@ absl::Status Program::RunIo(const Instruction& ins) {
       }
       collectives::Communicator* comm = config_.communicator;
       if (gathered == 0 || comm == nullptr || comm->world_size() == 1) return absl::OkStatus();
-      return gathered == 1
-                 ? comm->Blocking().AllGather(shards[0], wholes[0])
-                 : comm->Blocking().AllGatherBucketed(
-                       absl::MakeConstSpan(shards.data(), gathered),
-                       absl::MakeConstSpan(wholes.data(), gathered));
+      return OnCommunicatorMemory(
+          absl::MakeConstSpan(wholes.data(), gathered), {},
+          [&](absl::Span<const Tensor> whole) -> absl::Status {
+            // This rank's shard of each, where it is in `whole` (a host copy, or itself).
+            std::array<Tensor, kMaxGatherBucket> mine;
+            for (int g = 0; g < gathered; ++g) {
+              const int64_t at = shards[g].offset() - wholes[g].offset();
+              STRATA_ASSIGN_OR_RETURN(mine[g], FlatRange(whole[g], at, shards[g].numel()));
+            }
+            return gathered == 1 ? comm->Blocking().AllGather(mine[0], whole[0])
+                                 : comm->Blocking().AllGatherBucketed(
+                                       absl::MakeConstSpan(mine.data(), gathered), whole);
+          });
     }
     case OpKind::kWriteBack: {
       const ValueId home = n.inputs[1];
@@ -668,32 +761,103 @@ absl::Status Program::RunIo(const Instruction& ins) {
       const char* from = static_cast<const char*>(src.raw_data()) + offset * SizeOf(src.dtype());
       const int64_t bytes = static_cast<int64_t>(value.nbytes());
       if (value.home == MemoryTier::kNvme) return store_->Write(extents_[home], from, bytes);
-      if (bytes > 0) std::memcpy(tensors_[home].raw_data(), from, bytes);
+      if (bytes > 0) STRATA_RETURN_IF_ERROR(MoveBytes(tensors_[home].raw_data(), from, bytes));
       if (value.home == MemoryTier::kHost) store_->CountWrite(MemoryTier::kHost, bytes);
       return absl::OkStatus();
     }
     case OpKind::kOffloadedUpdate: return RunOffloadedUpdate(ins);
     case OpKind::kAllReduce: {
       collectives::Communicator* comm = config_.communicator;
-      if (comm == nullptr) return ins.op->Run(RunArgs{ins.in, ins.out, {}, &scalars_});
-      return ins.in.size() == 1 ? comm->Blocking().AllReduce(ins.in[0])
-                                : comm->Blocking().AllReduceBucketed(ins.in);
+      if (comm == nullptr && device_ == nullptr) {
+        return ins.op->Run(RunArgs{ins.in, ins.out, {}, &scalars_});
+      }
+      if (comm == nullptr) return absl::InternalError("all_reduce on a device without a communicator");
+      std::vector<DType> precision(ins.in.size(), DType::kF32);  // Note [mixed precision]
+      for (const auto& [j, p] : ins.rounded_in) precision[j] = p;
+      return OnCommunicatorMemory(ins.in, precision, [&](absl::Span<const Tensor> t) {
+        return t.size() == 1 ? comm->Blocking().AllReduce(t[0])
+                             : comm->Blocking().AllReduceBucketed(t);
+      });
     }
     case OpKind::kReduceScatter: {
       collectives::Communicator* comm = config_.communicator;
-      if (comm == nullptr) return ins.op->Run(RunArgs{ins.in, ins.out, {}, &scalars_});
+      if (comm == nullptr && device_ == nullptr) {
+        return ins.op->Run(RunArgs{ins.in, ins.out, {}, &scalars_});
+      }
+      if (comm == nullptr) {
+        return absl::InternalError("reduce_scatter on a device without a communicator");
+      }
       STRATA_ASSIGN_OR_RETURN(const Tensor whole, FlatRange(ins.in[0], 0, ins.in[0].numel()));
-      return comm->Blocking().ReduceScatter(whole, ins.out[0]);
+      // The shard may be the whole's own elements: copied back after it, it lands last.
+      const std::array<Tensor, 2> both = {whole, ins.out[0]};
+      const std::array<DType, 2> precision = {DType::kF32, graph_.value(n.outputs[0]).precision};
+      return OnCommunicatorMemory(both, precision, [&](absl::Span<const Tensor> t) {
+        return comm->Blocking().ReduceScatter(t[0], t[1]);
+      });
     }
     case OpKind::kAllGather: {
       collectives::Communicator* comm = config_.communicator;
       if (comm == nullptr) return absl::OkStatus();
-      return Gather(ins.in[0], collectives::ShardOf(ins.in[0].numel(), comm->world_size(),
-                                                    comm->rank()));
+      return OnCommunicatorMemory(
+          absl::MakeConstSpan(&ins.in[0], 1), {}, [&](absl::Span<const Tensor> t) {
+            return Gather(t[0], collectives::ShardOf(t[0].numel(), comm->world_size(),
+                                                     comm->rank()));
+          });
     }
     default:
       return absl::InternalError(absl::StrCat(ins.op->name(), " runs on a side stream but is not IO nor a collective"));
   }
+}
+
+absl::Status Program::OnCommunicatorMemory(
+    absl::Span<const Tensor> tensors, absl::Span<const DType> precision,
+    absl::FunctionRef<absl::Status(absl::Span<const Tensor>)> collective) {
+#if STRATA_HAVE_CUDA
+  if (device_ != nullptr && !config_.communicator->device().is_cuda()) {
+    DeviceState& d = *device_;
+    std::lock_guard lock(d.collective_mutex);
+    constexpr int64_t kAlign = 64;
+    std::vector<int64_t> at(tensors.size());
+    int64_t total = 0;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      if (!tensors[i].is_contiguous()) {
+        return absl::InternalError(absl::StrCat("collective on ", config_.device.ToString(), ": ",
+                                                tensors[i].ToString(), " is not contiguous"));
+      }
+      at[i] = total;
+      total += (static_cast<int64_t>(tensors[i].nbytes()) + kAlign - 1) / kAlign * kAlign;
+    }
+    if (!d.collective_staging.defined() || d.collective_staging.numel() < total) {
+      d.collective_pin.reset();  // before the bytes it registered go
+      STRATA_ASSIGN_OR_RETURN(d.collective_staging,
+                              Tensor::Empty(Shape{total}, DType::kU8, DefaultCpuAllocator()));
+      STRATA_ASSIGN_OR_RETURN(d.collective_pin, RegisteredHostMemory::Register(
+                                                    d.collective_staging.raw_data(),
+                                                    static_cast<size_t>(total)));
+    }
+    std::vector<Tensor> host(tensors.size());
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      const Tensor& t = tensors[i];
+      const int64_t elem = static_cast<int64_t>(SizeOf(t.dtype()));
+      STRATA_ASSIGN_OR_RETURN(host[i], Tensor::View(d.collective_staging.storage(), t.shape(),
+                                                    ContiguousStrides(t.shape()), at[i] / elem,
+                                                    t.dtype()));
+      STRATA_RETURN_IF_ERROR(d.copies->Copy(host[i].raw_data(), t.raw_data(), t.nbytes()));
+    }
+    STRATA_RETURN_IF_ERROR(d.copies->Wait());
+    STRATA_RETURN_IF_ERROR(collective(host));
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      if (i < precision.size() && precision[i] != DType::kF32) {
+        STRATA_RETURN_IF_ERROR(cpu::RoundToPrecision(host[i], precision[i]));
+      }
+      STRATA_RETURN_IF_ERROR(
+          d.copies->Copy(tensors[i].raw_data(), host[i].raw_data(), tensors[i].nbytes()));
+    }
+    return d.copies->Wait();
+  }
+#endif
+  // In the memory the step runs in; rounded after the node (Program::Run).
+  return collective(tensors);
 }
 
 absl::Status Program::Gather(const Tensor& whole, const collectives::ShardRange& mine) {
@@ -742,7 +906,14 @@ absl::Status Program::RunOffloadedUpdate(const Instruction& ins) {
   }
   Tensor norm;
   if (has_norm) {  // four bytes of the device, copied once
-    norm_scratch_[0] = deferred ? deferred_norm_ : ins.in.back().data<float>()[0];
+    if (deferred) {
+      norm_scratch_[0] = deferred_norm_;
+    } else {
+      STRATA_RETURN_IF_ERROR(MoveBytes(norm_scratch_, ins.in.back().data<float>(), sizeof(float)));
+#if STRATA_HAVE_CUDA
+      if (device_ != nullptr) STRATA_RETURN_IF_ERROR(device_->copies->Wait());
+#endif
+    }
     STRATA_ASSIGN_OR_RETURN(
         norm, Tensor::View(std::make_shared<Storage>(norm_scratch_, sizeof(float), Device::Cpu()),
                            Shape{}, {}, 0, DType::kF32));

@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "collectives/communicator.h"
 #include "graph/streams.h"
@@ -229,6 +230,11 @@ class Program {
   absl::StatusOr<float> ReadFloat(const Tensor& t) const;
   // Waits for the device (a no-op on the CPU).
   absl::Status SynchronizeDevice() const;
+  // On a device: the store's host memory registered with CUDA, its transfers on the copy queue.
+  absl::Status ConnectStoreToDevice();
+  // A side-stream node's transfer between host memory and the step's (the device's on a GPU:
+  // asynchronous on the copy queue, done once RunIo returns).
+  absl::Status MoveBytes(void* dst, const void* src, int64_t bytes);
   const CudaContext* cuda() const { return device_ != nullptr ? &cuda_ : nullptr; }
   absl::Status BindShardedUpdate(const Node& n, Instruction& ins);
   absl::Status InitializeParameters();
@@ -236,7 +242,14 @@ class Program {
   absl::Status LoadMicroBatch(absl::Span<const Tensor> batch, int index);
   absl::Status Run(const Instruction& ins);
   absl::Status RunIo(const Instruction& ins);
+  absl::Status RunIoNode(const Instruction& ins);  // RunIo's work, without the device's ordering
   absl::Status RunOffloadedUpdate(const Instruction& ins);
+  // Runs `collective` over `tensors` in memory the communicator reads: themselves, or on a
+  // device with a host communicator, host copies that are rounded to `precision` (per tensor;
+  // kF32: not rounded; empty: none is) and copied back (Note [the step on a device]).
+  absl::Status OnCommunicatorMemory(absl::Span<const Tensor> tensors,
+                                    absl::Span<const DType> precision,
+                                    absl::FunctionRef<absl::Status(absl::Span<const Tensor>)> collective);
   // ZeRO: `whole` (contiguous) filled in place with every rank's shard; this rank's is `mine`.
   absl::Status Gather(const Tensor& whole, const collectives::ShardRange& mine);
   // Data parallel: `local` summed over the ranks (itself in a world of one).

@@ -26,16 +26,24 @@ int64_t RoundUp(int64_t n) {
 }
 
 // Copies elements [at, at + n) of a strided operand (runs of `run` every `stride` from `base`) into
-// `buffer` (`gather`) or back out of it: a 2-D copy, as cudaMemcpy2D would do on a GPU build.
-void CopyRuns(float* base, int64_t run, int64_t stride, int64_t at, int64_t n, float* buffer,
-              bool gather) {
+// `buffer` (`gather`) or back out of it, run by run through `copy` (dst, src, bytes).
+template <typename CopyFn>
+absl::Status CopyRuns(float* base, int64_t run, int64_t stride, int64_t at, int64_t n,
+                      float* buffer, bool gather, const CopyFn& copy) {
   for (int64_t i = at; i < at + n;) {
     const int64_t j = i % run, len = std::min(run - j, at + n - i);
     float* p = base + (i / run) * stride + j;
-    const size_t bytes = static_cast<size_t>(len) * sizeof(float);
-    gather ? std::memcpy(buffer + (i - at), p, bytes) : std::memcpy(p, buffer + (i - at), bytes);
+    const int64_t bytes = len * static_cast<int64_t>(sizeof(float));
+    STRATA_RETURN_IF_ERROR(gather ? copy(buffer + (i - at), p, bytes)
+                                  : copy(p, buffer + (i - at), bytes));
     i += len;
   }
+  return absl::OkStatus();
+}
+
+absl::Status HostCopy(void* dst, const void* src, int64_t bytes) {
+  std::memcpy(dst, src, static_cast<size_t>(bytes));
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -114,6 +122,15 @@ absl::StatusOr<std::unique_ptr<TierStore>> TierStore::Create(const OffloadOption
   return s;
 }
 
+absl::Status TierStore::CopyMemory(void* dst, const void* src, int64_t bytes) {
+  if (device_copies_ == nullptr) return HostCopy(dst, src, bytes);
+  return device_copies_->Copy(dst, src, bytes);
+}
+
+absl::Status TierStore::WaitCopies() {
+  return device_copies_ == nullptr ? absl::OkStatus() : device_copies_->Wait();
+}
+
 absl::StatusOr<offload::Extent> TierStore::AllocateExtent(int64_t bytes) {
   STRATA_CHECK(engine_ != nullptr, "an NVMe extent without an NVMe engine");
   return engine_->Allocate(RoundUp(bytes));
@@ -142,7 +159,9 @@ absl::Status TierStore::Read(const offload::Extent& extent, void* dst, int64_t b
     const int s = static_cast<int>(c % kStagingSlots);
     STRATA_RETURN_IF_ERROR(t.Wait(s));
     const int64_t off = c * chunk_bytes_, len = std::min(chunk_bytes_, bytes - off);
-    std::memcpy(static_cast<char*>(dst) + off, slot(s), len);
+    // The slot is read again only once the copy out of it is done.
+    STRATA_RETURN_IF_ERROR(CopyMemory(static_cast<char*>(dst) + off, slot(s), len));
+    STRATA_RETURN_IF_ERROR(WaitCopies());
     if (c + kStagingSlots < chunks) STRATA_RETURN_IF_ERROR(issue(c + kStagingSlots));
   }
   CountRead(MemoryTier::kNvme, bytes);
@@ -158,7 +177,8 @@ absl::Status TierStore::Write(const offload::Extent& extent, const void* src, in
     const int s = static_cast<int>(c % kStagingSlots);
     STRATA_RETURN_IF_ERROR(t.Wait(s));
     const int64_t off = c * chunk_bytes_, len = std::min(chunk_bytes_, bytes - off);
-    std::memcpy(slot(s), static_cast<const char*>(src) + off, len);
+    STRATA_RETURN_IF_ERROR(CopyMemory(slot(s), static_cast<const char*>(src) + off, len));
+    STRATA_RETURN_IF_ERROR(WaitCopies());
     std::memset(slot(s) + len, 0, RoundUp(len) - len);
     STRATA_ASSIGN_OR_RETURN(offload::IoTicket ticket,
                             engine_->Write(extent, off, slot(s), RoundUp(len)));
@@ -174,17 +194,18 @@ absl::Status TierStore::Write(const offload::Extent& extent, const void* src, in
 // three chunks of every operand: while chunk i is computed, chunk i+1 is read (from NVMe, or
 // copied from the device) and chunk i-1 written back, so the engine is busy while the CPU
 // computes. Host-homed operands are updated in place in their home (no copy); operands on the
-// device are copied in and out, as a GPU build would with DMA. A chunk's staging set is reused
-// only after its writes from three chunks ago have completed. The last writes are left in flight
-// when the update returns, so that the next update's reads overlap them; the next transfer waits
-// for them slot by slot as it reuses the buffers, and for all of them first when it reads or
-// writes the same extent (or is a plain Read or Write). Chunks start at multiples of
-// ChunkBytes / 4 elements, and the update is elementwise, so the result is bitwise the same as
-// one call over the whole tensor. A strided operand (the trained channels of a parameter, Note
-// [partial channels offloaded] in graph/passes/schedule_offload.cc) is gathered into its staging
-// buffer run by run and scattered back, so its chunk lines up with the compact operands'; chunks
-// need not end on a run's end. Such an operand is in memory: the O_DIRECT reads and writes of an
-// NVMe home move whole aligned blocks, which runs do not fill.
+// device are copied in and out (on a GPU through DeviceCopies, a copy stream: chunk i+1's copies in
+// and chunk i-1's copies out run while chunk i is computed, and all are done when Update returns).
+// A chunk's staging set is reused only after its writes from three chunks ago have completed. The
+// last writes are left in flight when the update returns, so that the next update's reads overlap
+// them; the next transfer waits for them slot by slot as it reuses the buffers, and for all of them
+// first when it reads or writes the same extent (or is a plain Read or Write). Chunks start at
+// multiples of ChunkBytes / 4 elements, and the update is elementwise, so the result is bitwise the
+// same as one call over the whole tensor. A strided operand (the trained channels of a parameter,
+// Note [partial channels offloaded] in graph/passes/schedule_offload.cc) is gathered into its
+// staging buffer run by run and scattered back, so its chunk lines up with the compact operands';
+// chunks need not end on a run's end. Such an operand is in memory: the O_DIRECT reads and writes
+// of an NVMe home move whole aligned blocks, which runs do not fill.
 absl::Status TierStore::Update(absl::Span<const Operand> operands, int64_t numel,
                                const ChunkFn& fn) {
   std::lock_guard lock(staging_mutex_);
@@ -206,6 +227,13 @@ absl::Status TierStore::Update(absl::Span<const Operand> operands, int64_t numel
   const int64_t elems = chunk_bytes_ / static_cast<int64_t>(sizeof(float));
   const int64_t chunks = (numel + elems - 1) / elems;
   std::array<std::array<float*, 4>, 3> ptrs{};
+  // A host-tier operand is host memory; a device-tier one and a fetched copy may be a GPU's.
+  auto host_copy = [](void* dst, const void* src, int64_t bytes) {
+    return HostCopy(dst, src, bytes);
+  };
+  auto device_copy = [this](void* dst, const void* src, int64_t bytes) {
+    return CopyMemory(dst, src, bytes);
+  };
   auto range = [&](int64_t c) { return std::min(elems, numel - c * elems); };
   auto stage_in = [&](int64_t c) -> absl::Status {
     const int set = static_cast<int>(c % 3);
@@ -214,7 +242,10 @@ absl::Status TierStore::Update(absl::Span<const Operand> operands, int64_t numel
       const Operand& o = operands[j];
       float* staged = reinterpret_cast<float*>(slot(set * 4 + j));
       if (o.run > 0) {
-        CopyRuns(o.data, o.run, o.stride, off, n, staged, /*gather=*/true);
+        STRATA_RETURN_IF_ERROR(
+            o.tier == MemoryTier::kHost
+                ? CopyRuns(o.data, o.run, o.stride, off, n, staged, /*gather=*/true, host_copy)
+                : CopyRuns(o.data, o.run, o.stride, off, n, staged, /*gather=*/true, device_copy));
         ptrs[set][j] = staged;
         CountRead(o.tier, bytes);
         continue;
@@ -225,7 +256,7 @@ absl::Status TierStore::Update(absl::Span<const Operand> operands, int64_t numel
           CountRead(MemoryTier::kHost, bytes);
           break;
         case MemoryTier::kDevice:
-          std::memcpy(staged, o.data + off, bytes);
+          STRATA_RETURN_IF_ERROR(CopyMemory(staged, o.data + off, bytes));
           ptrs[set][j] = staged;
           CountRead(MemoryTier::kDevice, bytes);
           break;
@@ -250,16 +281,21 @@ absl::Status TierStore::Update(absl::Span<const Operand> operands, int64_t numel
     for (int j = 0; j < k; ++j) {
       const Operand& o = operands[j];
       if (o.copy_to != nullptr && o.run > 0) {
-        CopyRuns(o.copy_to, o.run, o.stride, off, n, ptrs[set][j], /*gather=*/false);
+        STRATA_RETURN_IF_ERROR(CopyRuns(o.copy_to, o.run, o.stride, off, n, ptrs[set][j],
+                                        /*gather=*/false, device_copy));
       } else if (o.copy_to != nullptr) {
-        std::memcpy(o.copy_to + off, ptrs[set][j], bytes);
+        STRATA_RETURN_IF_ERROR(CopyMemory(o.copy_to + off, ptrs[set][j], bytes));
       }
       if (!o.mutated) continue;
       CountWrite(o.tier, bytes);
       if (o.run > 0) {
-        CopyRuns(o.data, o.run, o.stride, off, n, ptrs[set][j], /*gather=*/false);
+        STRATA_RETURN_IF_ERROR(o.tier == MemoryTier::kHost
+                                   ? CopyRuns(o.data, o.run, o.stride, off, n, ptrs[set][j],
+                                              /*gather=*/false, host_copy)
+                                   : CopyRuns(o.data, o.run, o.stride, off, n, ptrs[set][j],
+                                              /*gather=*/false, device_copy));
       } else if (o.tier == MemoryTier::kDevice) {
-        std::memcpy(o.data + off, ptrs[set][j], bytes);
+        STRATA_RETURN_IF_ERROR(CopyMemory(o.data + off, ptrs[set][j], bytes));
       } else if (o.tier == MemoryTier::kNvme) {
         char* staged = reinterpret_cast<char*>(ptrs[set][j]);
         std::memset(staged + bytes, 0, RoundUp(bytes) - bytes);
@@ -275,6 +311,8 @@ absl::Status TierStore::Update(absl::Span<const Operand> operands, int64_t numel
   for (int j = 0; j < 4; ++j) STRATA_RETURN_IF_ERROR(writes.Wait(j));  // set 0
   if (chunks > 0) STRATA_RETURN_IF_ERROR(stage_in(0));
   for (int64_t c = 0; c < chunks; ++c) {
+    // Chunk c's copies in, and chunk c - 1's copies out, are done; chunk c + 1's overlap fn.
+    STRATA_RETURN_IF_ERROR(WaitCopies());
     if (c + 1 < chunks) {
       const int next = static_cast<int>((c + 1) % 3);
       for (int j = 0; j < k; ++j) STRATA_RETURN_IF_ERROR(writes.Wait(next * 4 + j));
@@ -285,7 +323,9 @@ absl::Status TierStore::Update(absl::Span<const Operand> operands, int64_t numel
     STRATA_RETURN_IF_ERROR(fn(absl::MakeConstSpan(ptrs[set].data(), k), range(c)));
     STRATA_RETURN_IF_ERROR(stage_out(c));
   }
-  return absl::OkStatus();  // the last writes finish behind the next transfer
+  // The copies out land before the update returns; the last NVMe writes finish behind the next
+  // transfer.
+  return WaitCopies();
 }
 
 }  // namespace strata::graph

@@ -57,6 +57,19 @@ class TierStore {
   ~TierStore();  // waits for the writes still in flight
 
   void* host_region() const { return host_region_.data(); }
+  const Allocation& staging_buffers() const { return staging_; }
+
+  // How bytes move between the store's host memory and memory that may be a GPU's (the fetched
+  // copies and the device-tier operands of updates): Copy may return before they have moved,
+  // Wait returns once every copy so far has. Program gives one on a CUDA device (a copy queue);
+  // without one, memcpy. Set before the first transfer; `copies` outlives the store's use.
+  class DeviceCopies {
+   public:
+    virtual ~DeviceCopies() = default;
+    virtual absl::Status Copy(void* dst, const void* src, int64_t bytes) = 0;
+    virtual absl::Status Wait() = 0;
+  };
+  void set_device_copies(DeviceCopies* copies) { device_copies_ = copies; }
   absl::StatusOr<offload::Extent> AllocateExtent(int64_t bytes);
 
   // bytes from an extent into memory, and back; any length (the tail block is padded).
@@ -66,10 +79,11 @@ class TierStore {
   // One operand of Update: where its elements live and whether the function writes them.
   struct Operand {
     MemoryTier tier = MemoryTier::kDevice;  // kDevice: copied in and out (a DMA on a GPU)
-    float* data = nullptr;                  // kDevice and kHost
+    float* data = nullptr;                  // kDevice (maybe a GPU's) and kHost
     offload::Extent extent;                 // kNvme
     bool mutated = false;
-    float* copy_to = nullptr;  // where the updated chunks are also copied (a fetched copy), or null
+    // Where the updated chunks are also copied (a fetched copy, maybe on a GPU), or null.
+    float* copy_to = nullptr;
     // With run > 0 (kDevice and kHost only): the operand's elements are runs of `run` every
     // `stride` of `data` (and of `copy_to`), the trained channels of a partial-channel parameter;
     // each chunk gathers them into a staging buffer and scatters them back.
@@ -78,6 +92,10 @@ class TierStore {
   // fn(chunk pointers, one per operand, in host memory; elements in this chunk).
   using ChunkFn = std::function<absl::Status(absl::Span<float* const>, int64_t)>;
   absl::Status Update(absl::Span<const Operand> operands, int64_t numel, const ChunkFn& fn);
+
+  // Through device_copies_ where there is one, else memcpy.
+  absl::Status CopyMemory(void* dst, const void* src, int64_t bytes);
+  absl::Status WaitCopies();
 
   // Bytes moved by IO per tier (reads out of a tier, writes into it), since creation.
   int64_t read_bytes(MemoryTier t) const { return read_[static_cast<int>(t)].load(); }
@@ -96,6 +114,7 @@ class TierStore {
   std::unique_ptr<Allocator> pinned_;
   Allocation host_region_, staging_;
   std::unique_ptr<offload::NvmeEngine> engine_;
+  DeviceCopies* device_copies_ = nullptr;
   // One set of staging buffers: a transfer from the IO stream and one from the communication
   // stream (a stage-3 gather's shard read) take turns.
   std::mutex staging_mutex_;

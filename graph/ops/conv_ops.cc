@@ -77,8 +77,7 @@ class Conv2dGradOp final : public Op {
     }
     return absl::InternalError("conv2d_grad: unknown weight mode");
   }
-  // Partial channels cut dy into the workspace on the host side of the kernels: CPU only so far.
-  bool HasCudaKernel() const override { return weight_ != Weight::kChannels; }
+  bool HasCudaKernel() const override { return true; }
 
  private:
   bool Depthwise() const { return p_.groups > 1; }  // Gradient refuses other grouped forms
@@ -100,21 +99,35 @@ class Conv2dGradOp final : public Op {
   }
   absl::Status RunChannels(const RunArgs& a) const {
     const Tensor &xs = a.in[0], &dy = a.in[2], &dw = a.out[1];
-    STRATA_RETURN_IF_ERROR(cpu::Conv2dBackward(Tensor(), a.in[1], dy, a.out[0], Tensor(),
-                                               has_bias_ ? a.out[2] : Tensor(), p_, a.workspace));
+    STRATA_RETURN_IF_ERROR(STRATA_WORKSPACE_KERNEL(a, Conv2dBackward, Tensor(), a.in[1], dy,
+                                                   a.out[0], Tensor(),
+                                                   has_bias_ ? a.out[2] : Tensor(), p_));
     if (!dw.defined()) return absl::OkStatus();
     // The weight's values are not read for dw alone: dw stands for its shape.
     const int64_t k = xs.dim(1);
     if (!Depthwise()) {
-      return cpu::Conv2dBackward(xs, dw, dy, Tensor(), dw, Tensor(), p_, a.workspace);
+      return STRATA_WORKSPACE_KERNEL(a, Conv2dBackward, xs, dw, dy, Tensor(), dw, Tensor(), p_);
     }
-    const size_t dy_floats = PartialDyBytes(dy.shape(), k) / sizeof(float);
-    Tensor dy_k = Tensor::Wrap(a.workspace.data(), Shape{dy.dim(0), k, dy.dim(2), dy.dim(3)},
-                               DType::kF32, dy.device());
+    const int64_t dy_floats = static_cast<int64_t>(PartialDyBytes(dy.shape(), k) / sizeof(float));
+    const Shape dy_k_shape{dy.dim(0), k, dy.dim(2), dy.dim(3)};
+    RunArgs rest = a;  // the convolution's part of the workspace, after dy's channels
+    Tensor dy_k;
+    if (a.cuda != nullptr) {
+      const Tensor& w = a.workspace_tensor;
+      STRATA_ASSIGN_OR_RETURN(dy_k, Tensor::View(w.storage(), dy_k_shape,
+                                                 ContiguousStrides(dy_k_shape), w.offset(),
+                                                 DType::kF32));
+      STRATA_ASSIGN_OR_RETURN(rest.workspace_tensor,
+                              Tensor::View(w.storage(), Shape{w.numel() - dy_floats}, {1},
+                                           w.offset() + dy_floats, DType::kF32));
+    } else {
+      dy_k = Tensor::Wrap(a.workspace.data(), dy_k_shape, DType::kF32, dy.device());
+      rest.workspace = a.workspace.subspan(static_cast<size_t>(dy_floats));
+    }
     STRATA_ASSIGN_OR_RETURN(const Tensor head, dy.Slice(1, 0, k));
-    STRATA_RETURN_IF_ERROR(cpu::CopyStrided(head, dy_k));
-    return cpu::Conv2dBackward(xs, dw, dy_k, Tensor(), dw, Tensor(), PartialParams(k),
-                               a.workspace.subspan(dy_floats));
+    STRATA_RETURN_IF_ERROR(STRATA_KERNEL(a, CopyStrided, head, dy_k));
+    return STRATA_WORKSPACE_KERNEL(rest, Conv2dBackward, xs, dw, dy_k, Tensor(), dw, Tensor(),
+                                   PartialParams(k));
   }
 
   cpu::Conv2dParams p_;

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace strata {
 
@@ -53,6 +54,19 @@ absl::StatusOr<void*> CudaHostAllocSource::Allocate(size_t bytes) {
 }
 
 void CudaHostAllocSource::Free(void* data, size_t bytes) { cudaFreeHost(data); }
+
+absl::StatusOr<std::unique_ptr<RegisteredHostMemory>> RegisteredHostMemory::Register(void* data,
+                                                                                     size_t bytes) {
+  const cudaError_t e = cudaHostRegister(data, bytes, cudaHostRegisterPortable);
+  if (e == cudaSuccess)
+    return std::unique_ptr<RegisteredHostMemory>(new RegisteredHostMemory(data));
+  cudaGetLastError();
+  absl::Status s = CudaStatus(e, "cudaHostRegister");
+  return absl::Status(
+      s.code(), absl::StrFormat("%d bytes of host memory at %p: %s", bytes, data, s.message()));
+}
+
+RegisteredHostMemory::~RegisteredHostMemory() { cudaHostUnregister(data_); }
 
 absl::StatusOr<std::unique_ptr<CachingAllocator>> CreateCudaDeviceAllocator(Device device,
                                                                            MemoryLedger* ledger) {

@@ -56,6 +56,21 @@ class CudaHostAllocSource final : public BlockSource {
   std::string Describe() const override { return "cudaHostAlloc"; }
 };
 
+// Host memory allocated elsewhere (the tier store's region and staging buffers) registered with
+// CUDA (cudaHostRegister) while this lives, so that copies between it and a device are DMA and
+// asynchronous, as from cudaHostAlloc's memory. Errors name the range and CUDA's reason.
+class RegisteredHostMemory {
+ public:
+  static absl::StatusOr<std::unique_ptr<RegisteredHostMemory>> Register(void* data, size_t bytes);
+  ~RegisteredHostMemory();
+  RegisteredHostMemory(const RegisteredHostMemory&) = delete;
+  RegisteredHostMemory& operator=(const RegisteredHostMemory&) = delete;
+
+ private:
+  explicit RegisteredHostMemory(void* data) : data_(data) {}
+  void* const data_;
+};
+
 // The device tier's allocator on `device` (cuda:N). Errors: not a CUDA device, or beyond the
 // devices found (naming how many there are and, with none, why).
 absl::StatusOr<std::unique_ptr<CachingAllocator>> CreateCudaDeviceAllocator(

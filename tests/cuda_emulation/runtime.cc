@@ -23,6 +23,8 @@ struct Device {
   std::unordered_map<void*, size_t> device_blocks;  // cudaMalloc's, and their sizes
   std::unordered_set<void*> host_blocks;            // cudaHostAlloc's
   std::unordered_set<cudaStream_t> streams;
+  std::unordered_set<cudaEvent_t> events;
+  std::unordered_set<void*> registered;  // cudaHostRegister's
   size_t allocated = 0;
 };
 
@@ -94,6 +96,10 @@ const char* cudaGetErrorName(cudaError_t error) {
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
     case cudaErrorNotReady: return "cudaErrorNotReady";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    case cudaErrorHostMemoryAlreadyRegistered:
+      return "cudaErrorHostMemoryAlreadyRegistered";
+    case cudaErrorHostMemoryNotRegistered:
+      return "cudaErrorHostMemoryNotRegistered";
   }
   return "cudaErrorUnknown";
 }
@@ -109,6 +115,10 @@ const char* cudaGetErrorString(cudaError_t error) {
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorNotReady: return "device not ready";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
+    case cudaErrorHostMemoryAlreadyRegistered:
+      return "part or all of the requested memory range is already mapped";
+    case cudaErrorHostMemoryNotRegistered:
+      return "pointer does not correspond to a registered memory region";
   }
   return "unknown error";
 }
@@ -161,6 +171,21 @@ cudaError_t cudaFreeHost(void* ptr) {
   std::lock_guard<std::mutex> lock(d.mu);
   if (d.host_blocks.erase(ptr) == 0) return Record(cudaErrorInvalidValue);
   std::free(ptr);
+  return cudaSuccess;
+}
+
+cudaError_t cudaHostRegister(void* ptr, size_t bytes, unsigned int flags) {
+  if (ptr == nullptr || bytes == 0) return Record(cudaErrorInvalidValue);
+  auto& d = TheDevice();
+  std::lock_guard<std::mutex> lock(d.mu);
+  if (!d.registered.insert(ptr).second) return Record(cudaErrorHostMemoryAlreadyRegistered);
+  return cudaSuccess;
+}
+
+cudaError_t cudaHostUnregister(void* ptr) {
+  auto& d = TheDevice();
+  std::lock_guard<std::mutex> lock(d.mu);
+  if (d.registered.erase(ptr) == 0) return Record(cudaErrorHostMemoryNotRegistered);
   return cudaSuccess;
 }
 
@@ -226,6 +251,43 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
     return Record(cudaErrorInvalidResourceHandle);
   }
   delete reinterpret_cast<char*>(stream);
+  return cudaSuccess;
+}
+
+// Every stream's work is done when it is enqueued, so an event is reached when it is recorded.
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
+  if (event == nullptr) return Record(cudaErrorInvalidValue);
+  auto e = reinterpret_cast<cudaEvent_t>(new char);
+  auto& d = TheDevice();
+  std::lock_guard<std::mutex> lock(d.mu);
+  d.events.insert(e);
+  *event = e;
+  return cudaSuccess;
+}
+
+namespace {
+bool KnownEvent(cudaEvent_t e) {
+  auto& d = TheDevice();
+  std::lock_guard<std::mutex> lock(d.mu);
+  return d.events.count(e) != 0;
+}
+}  // namespace
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+  if (!KnownEvent(event) || !KnownStream(stream)) return Record(cudaErrorInvalidResourceHandle);
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags) {
+  if (!KnownEvent(event) || !KnownStream(stream)) return Record(cudaErrorInvalidResourceHandle);
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  auto& d = TheDevice();
+  std::lock_guard<std::mutex> lock(d.mu);
+  if (event == nullptr || d.events.erase(event) == 0) return Record(cudaErrorInvalidResourceHandle);
+  delete reinterpret_cast<char*>(event);
   return cudaSuccess;
 }
 
