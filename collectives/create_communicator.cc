@@ -1,5 +1,7 @@
 #include "collectives/create_communicator.h"
 
+#include "absl/strings/numbers.h"
+
 #ifdef STRATA_HAVE_MPI
 #include <mpi.h>
 #endif
@@ -48,6 +50,15 @@ bool LaunchedUnderMpi() {
 #else
   return false;
 #endif
+}
+
+int LocalRank() {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"}) {
+    const char* value = std::getenv(name);
+    int rank = 0;
+    if (value != nullptr && absl::SimpleAtoi(value, &rank) && rank >= 0) return rank;
+  }
+  return 0;
 }
 
 absl::StatusOr<std::unique_ptr<Communicator>> CreateCommunicator(const CommOptions& options) {

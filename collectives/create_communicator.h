@@ -20,6 +20,11 @@ namespace strata::collectives {
 // or when MPI is already initialized.
 bool LaunchedUnderMpi();
 
+// This process's rank among the ranks on its node, as the launcher says
+// (OMPI_COMM_WORLD_LOCAL_RANK from Open MPI, SLURM_LOCALID from srun, MPI_LOCALRANKID from
+// MPICH); 0 when none does (a process started alone). A rank picks its GPU with it.
+int LocalRank();
+
 // options.device cpu: MpiCommunicator when LaunchedUnderMpi(), else SingleProcessCommunicator;
 // FailedPrecondition under a launcher in a build without MPI (STRATA_WITH_MPI=OFF).
 // cuda:N: NcclCommunicator, bootstrapped over the MPI backend (or a world of one), where this

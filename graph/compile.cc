@@ -189,9 +189,9 @@ std::string LargestLiveSet(const Graph& graph, const MemoryPlan& plan) {
 // What a step on a CUDA device does not run yet, refused by name before anything is traced.
 absl::Status CheckDeviceOptions(const TrainOptions& o) {
   if (o.device.is_cpu() && o.communicator != nullptr && o.communicator->device().is_cuda()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "train options: the communicator (", o.communicator->Describe(), ") reads ",
-        o.communicator->device().ToString(), " memory; the step runs on the CPU"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("train options: the communicator (", o.communicator->Describe(), ") reads ",
+                     o.communicator->device().ToString(), " memory; the step runs on the CPU"));
   }
   if (o.device.is_cpu()) return absl::OkStatus();
   const std::string device = o.device.ToString();
@@ -208,8 +208,9 @@ absl::Status CheckDeviceOptions(const TrainOptions& o) {
   // Data parallel runs over a host communicator (MPI), staged through host memory.
   if (o.communicator != nullptr && o.communicator->device().is_cuda()) {
     return absl::UnimplementedError(absl::StrCat(
-        "train options: device ", device, ": a communicator on ", o.communicator->device().ToString(),
-        " (", o.communicator->Describe(), ") is not wired into the step yet; data parallel on a "
+        "train options: device ", device, ": a communicator on ",
+        o.communicator->device().ToString(), " (", o.communicator->Describe(),
+        ") is not wired into the step yet; data parallel on a "
         "device runs over the MPI backend, which stages the collectives through host memory"));
   }
   if (o.check_plan) return no("check_plan");
@@ -223,12 +224,10 @@ absl::Status CheckRunsOnDevice(const Graph& graph, const Program::Config& config
   if (config.device.is_cpu()) return absl::OkStatus();
   std::map<std::string, int> missing;
   for (const Node& n : graph.nodes()) {
-    // The Program runs fetches, write-backs and offloaded updates itself, on its copy queue and
-    // the CPU (Note [the step on a device]).
-    const OpKind kind = n.op->kind();
-    if (kind == OpKind::kFetch || kind == OpKind::kWriteBack || kind == OpKind::kOffloadedUpdate) {
-      continue;
-    }
+    // The Program runs the side streams' nodes itself (fetches, write-backs, offloaded updates,
+    // collectives), on its copy queue, the CPU and the communicator (Note [the step on a
+    // device]).
+    if (n.op->RunsOnSideStream()) continue;
     if (!n.op->HasCudaKernel()) {
       ++missing[absl::StrCat(n.op->name(), n.op->Attributes().empty() ? "" : " ",
                              n.op->Attributes())];

@@ -617,7 +617,8 @@ absl::Status Train(Options o) {
   STRATA_ASSIGN_OR_RETURN(t.precision, ParseDType(o.precision));
   absl::StatusOr<Device> device = ParseDevice(o.device);
   if (!device.ok()) return UsageError(absl::StrCat("--device: ", device.status().message()));
-  t.device = *device;
+  // `cuda` alone: the GPU of this rank's place on its node, one GPU per rank under mpirun/srun.
+  t.device = o.device == "cuda" ? Device::Cuda(collectives::LocalRank()) : *device;
   t.micro_batches = static_cast<int>(o.micro_batches);
   t.seed = static_cast<uint64_t>(o.seed);
   t.dump_graph = o.dump_graph;
@@ -866,8 +867,9 @@ int main(int argc, char** argv) {
         "and optimizer state; f16 scales its loss dynamically, skipping steps that overflow "
         "(docs/mixed-precision.md; on CPU the values are rounded to it)");
   f.Add("device", &o.device,
-        "cpu, or cuda:N to run the step on that GPU (no offload or data parallel there so far; "
-        "docs/cuda.md)");
+        "cpu, cuda:N to run the step on that GPU, or cuda for the GPU of this rank's local rank "
+        "(one GPU per rank under mpirun or srun); offload and data parallel (over MPI) run there "
+        "too (docs/cuda.md)");
   f.Add("seed", &o.seed, {.min = 0, .max = kMaxSeed}, "initialization and shuffling seed");
   f.Add("shuffle", &o.shuffle, "random windows instead of sequential batches");
   f.Add("init-from", &o.init_from,

@@ -114,9 +114,9 @@ class Conv2dGradOp final : public Op {
     Tensor dy_k;
     if (a.cuda != nullptr) {
       const Tensor& w = a.workspace_tensor;
-      STRATA_ASSIGN_OR_RETURN(dy_k, Tensor::View(w.storage(), dy_k_shape,
-                                                 ContiguousStrides(dy_k_shape), w.offset(),
-                                                 DType::kF32));
+      STRATA_ASSIGN_OR_RETURN(
+          dy_k, Tensor::View(w.storage(), dy_k_shape, ContiguousStrides(dy_k_shape), w.offset(),
+                             DType::kF32));
       STRATA_ASSIGN_OR_RETURN(rest.workspace_tensor,
                               Tensor::View(w.storage(), Shape{w.numel() - dy_floats}, {1},
                                            w.offset() + dy_floats, DType::kF32));

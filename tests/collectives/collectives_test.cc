@@ -129,6 +129,21 @@ TEST(CreateCommunicatorTest, UnderALauncherWithoutMpiIsRefused) {
 }
 #endif
 
+TEST(CreateCommunicatorTest, LocalRankIsTheLaunchersFirstAnswer) {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID"}) {
+    ASSERT_EQ(std::getenv(name), nullptr) << "this test runs outside a launcher";
+  }
+  EXPECT_EQ(LocalRank(), 0);
+  setenv("SLURM_LOCALID", "3", 1);
+  EXPECT_EQ(LocalRank(), 3);
+  setenv("OMPI_COMM_WORLD_LOCAL_RANK", "1", 1);  // Open MPI's, first
+  EXPECT_EQ(LocalRank(), 1);
+  setenv("OMPI_COMM_WORLD_LOCAL_RANK", "one", 1);  // not a number: the next one's
+  EXPECT_EQ(LocalRank(), 3);
+  unsetenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  unsetenv("SLURM_LOCALID");
+}
+
 TEST(SingleProcessTest, EveryOpIsTheIdentityAndSendsNothing) {
   SingleProcessCommunicator comm;
   for (int64_t n : {0, 1, 7, 1023, 1000003}) {

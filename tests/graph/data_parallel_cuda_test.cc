@@ -54,8 +54,11 @@ absl::StatusOr<std::unique_ptr<Program>> CompileGpt(const RunSetup& setup, Devic
   Gpt gpt(kTiny);
   TrainOptions o;
   o.optimizer = OptimizerOptions::AdamW(0.9, 0.95, 1e-8, 0.1);
-  o.schedule = {.kind = optim::LrSchedule::kCosine, .max_lr = 1e-2, .min_lr = 1e-3,
-                .warmup_steps = 2, .total_steps = 20};
+  o.schedule = {.kind = optim::LrSchedule::kCosine,
+                .max_lr = 1e-2,
+                .min_lr = 1e-3,
+                .warmup_steps = 2,
+                .total_steps = 20};
   o.clip_grad_norm = setup.clip;
   o.micro_batches = setup.micro_batches;
   o.seed = 7;
@@ -65,9 +68,9 @@ absl::StatusOr<std::unique_ptr<Program>> CompileGpt(const RunSetup& setup, Devic
   o.zero.stage = setup.stage;
   o.zero.persistence_threshold = 0;  // every tensor sharded and reduced through a collective
   o.device = device;
-  return Compile(gpt, {{"ids", Shape{rows, 16}, DType::kI32}, {"targets", Shape{rows, 16}, DType::kI32}},
-                 [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); },
-                 o);
+  return Compile(
+      gpt, {{"ids", Shape{rows, 16}, DType::kI32}, {"targets", Shape{rows, 16}, DType::kI32}},
+      [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); }, o);
 }
 
 // The per-step losses and norms, and this rank's state, of `gpu` against `cpu`.
@@ -96,8 +99,8 @@ void ExpectSameTraining(Program& cpu, Program& gpu, const std::vector<std::vecto
       double scale = 1, worst = 0;
       for (int64_t k = 0; k < want.numel(); ++k) {
         scale = std::max(scale, std::abs(static_cast<double>(want.data<float>()[k])));
-        worst = std::max(worst, std::abs(static_cast<double>(want.data<float>()[k]) -
-                                         got.data<float>()[k]));
+        worst = std::max(
+            worst, std::abs(static_cast<double>(want.data<float>()[k]) - got.data<float>()[k]));
       }
       EXPECT_LE(worst, state_tolerance * scale) << (*named_cpu)[i].first;
     }
@@ -125,8 +128,8 @@ TEST_P(DataParallelCudaTest, GptWithMicroBatchesAndClippingTrainsAsOnTheCpu) {
 }
 
 TEST_P(DataParallelCudaTest, Bf16TrainsAsOnTheCpuWithinItsPrecision) {
-  ExpectGptTrainsAsOnTheCpu(
-      {.stage = GetParam(), .precision = DType::kBF16, .tolerance = 1e-2}, 5e-2);
+  ExpectGptTrainsAsOnTheCpu({.stage = GetParam(), .precision = DType::kBF16, .tolerance = 1e-2},
+                            5e-2);
 }
 
 // ZeRO-Infinity across ranks on devices: parameters on NVMe (stage 3 reads and gathers them),
@@ -162,9 +165,10 @@ TEST_F(DataParallelCudaTest, CnnWithSynchronizedBatchNormTrainsAsOnTheCpu) {
     o.communicator = Comm();
     o.zero.stage = 1;
     o.device = device;
-    return Compile(net, {{"images", Shape{rows, 1, 12, 12}, DType::kF32}, {"labels", Shape{rows}, DType::kI32}},
-                   [&](absl::Span<const Var> in) { return ops::CrossEntropy(net.Forward(in[0]), in[1]); },
-                   o);
+    return Compile(
+        net,
+        {{"images", Shape{rows, 1, 12, 12}, DType::kF32}, {"labels", Shape{rows}, DType::kI32}},
+        [&](absl::Span<const Var> in) { return ops::CrossEntropy(net.Forward(in[0]), in[1]); }, o);
   };
   auto cpu = compile(Device::Cpu());
   auto gpu = compile(Device::Cuda(0));
@@ -173,7 +177,8 @@ TEST_F(DataParallelCudaTest, CnnWithSynchronizedBatchNormTrainsAsOnTheCpu) {
   std::vector<std::vector<Tensor>> batches;
   for (int s = 0; s < 4; ++s) {
     // This rank's rows of a global batch that is a pure function of the row.
-    Tensor images = Tensor::Empty(Shape{rows, 1, 12, 12}, DType::kF32, DefaultCpuAllocator()).value();
+    Tensor images =
+        Tensor::Empty(Shape{rows, 1, 12, 12}, DType::kF32, DefaultCpuAllocator()).value();
     Tensor labels = Tensor::Empty(Shape{rows}, DType::kI32, DefaultCpuAllocator()).value();
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t row = rank * rows + r;
