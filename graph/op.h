@@ -68,6 +68,9 @@ struct StepTarget {
 struct CudaContext {
   CUstream_st* stream = nullptr;  // a cudaStream_t
   cuda::CublasHandle* blas = nullptr;
+  // Every float input of the node holds bf16 values (Note [mixed precision]): its GEMMs run on
+  // bf16 tensor cores, exactly (cuda::GemmPrecision::kBf16).
+  bool bf16_operands = false;
 };
 
 struct RunArgs {

@@ -94,6 +94,33 @@ void Unpoison(const void* p, int64_t bytes) {
 #endif
 }
 
+// Per value, whether it holds bf16 values: stored in bf16 (Value::precision), or a parameter's
+// working copy rounded to it (Note [mixed precision]).
+std::vector<bool> HoldsBf16(const Graph& graph) {
+  std::vector<bool> holds(graph.num_values(), false);
+  for (ValueId v = 0; v < graph.num_values(); ++v) {
+    holds[v] = graph.value(v).precision == DType::kBF16;
+  }
+  for (const Node& n : graph.nodes()) {
+    if (n.op->kind() == OpKind::kRoundToPrecision &&
+        n.op->Attributes() == DTypeName(DType::kBF16)) {
+      holds[n.outputs[0]] = true;
+    }
+  }
+  return holds;
+}
+
+// Whether `n` reads floats, every one of them bf16 values (CudaContext::bf16_operands).
+bool ReadsOnlyBf16(const Graph& graph, const Node& n, const std::vector<bool>& holds_bf16) {
+  bool any = false;
+  for (ValueId v : n.inputs) {
+    if (graph.value(v).type.dtype != DType::kF32) continue;
+    if (!holds_bf16[v]) return false;
+    any = true;
+  }
+  return any;
+}
+
 }  // namespace
 
 std::string MemoryReport::ToString() const {
@@ -207,6 +234,8 @@ absl::Status Program::CreateDeviceContext() {
   STRATA_ASSIGN_OR_RETURN(arena_allocator_, CreateCudaDeviceAllocator(d, &ledger_));
   STRATA_ASSIGN_OR_RETURN(state->copies, cuda::CopyQueue::Create(d, state->stream->handle()));
   cuda_ = CudaContext{state->stream->handle(), state->blas.get()};
+  cuda_bf16_ = cuda_;
+  cuda_bf16_.bf16_operands = true;
   device_ = std::move(state);
   return absl::OkStatus();
 #else
@@ -363,6 +392,7 @@ absl::Status Program::Bind() {
     STRATA_RETURN_IF_ERROR(Copy(
         t, Tensor::Wrap(const_cast<char*>(bytes.data()), t.shape(), t.dtype(), Device::Cpu())));
   }
+  const std::vector<bool> holds_bf16 = HoldsBf16(graph_);
   for (const Node& n : graph_.nodes()) {
     Instruction ins{n.op.get(), {}, {}, {}, n.phase, &n, {}, {}};
     for (ValueId v : n.inputs) ins.in.push_back(tensors_[v]);
@@ -378,6 +408,7 @@ absl::Status Program::Bind() {
       if (precision != DType::kF32) ins.rounded_in.push_back({j, precision});
     }
     STRATA_RETURN_IF_ERROR(BindShardedUpdate(n, ins));
+    ins.bf16_operands = ReadsOnlyBf16(graph_, n, holds_bf16);
     if (n.workspace != kNoValue && tensors_[n.workspace].defined()) {  // else bound while live
       const Tensor& w = tensors_[n.workspace];
       ins.workspace = absl::MakeSpan(w.data<float>(), w.numel());
@@ -421,17 +452,6 @@ absl::Status Program::BindShardedUpdate(const Node& n, Instruction& ins) {
 // calling thread, IO included, so that each value's block exists exactly over its interval.
 absl::Status Program::PlanStreams() {
   const int n = static_cast<int>(instructions_.size());
-  for (const Instruction& ins : instructions_) {
-    const OpKind kind = ins.op->kind();
-    const bool moves_bytes =
-        kind == OpKind::kFetch || kind == OpKind::kWriteBack || kind == OpKind::kOffloadedUpdate;
-    // Collectives on a device are refused when compiling (data parallel).
-    if (device_ != nullptr && ins.op->RunsOnSideStream() && !moves_bytes) {
-      return absl::InternalError(absl::StrCat("program: ", ins.op->name(), " on ",
-                                              config_.device.ToString(),
-                                              " needs a collective on device memory"));
-    }
-  }
   deferred_.assign(n, false);
   hands_to_.assign(n, -1);
   hands_input_.assign(n, -1);
@@ -657,7 +677,7 @@ absl::Status Program::Run(const Instruction& ins) {
                                 : std::chrono::steady_clock::time_point();
   absl::Status s = ins.op->RunsOnSideStream()
                        ? RunIo(ins)
-                       : ins.op->Run(RunArgs{ins.in, ins.out, ins.workspace, &scalars_, cuda(),
+                       : ins.op->Run(RunArgs{ins.in, ins.out, ins.workspace, &scalars_, cuda(ins),
                                              ins.workspace_tensor});
   // Note [mixed precision]: a value stored in the working precision is rounded to it as soon as
   // it is written, as an output or in place (a gradient an all_reduce summed).
@@ -771,7 +791,9 @@ absl::Status Program::RunIoNode(const Instruction& ins) {
       if (comm == nullptr && device_ == nullptr) {
         return ins.op->Run(RunArgs{ins.in, ins.out, {}, &scalars_});
       }
-      if (comm == nullptr) return absl::InternalError("all_reduce on a device without a communicator");
+      if (comm == nullptr) {
+        return absl::InternalError("all_reduce on a device without a communicator");
+      }
       std::vector<DType> precision(ins.in.size(), DType::kF32);  // Note [mixed precision]
       for (const auto& [j, p] : ins.rounded_in) precision[j] = p;
       return OnCommunicatorMemory(ins.in, precision, [&](absl::Span<const Tensor> t) {
@@ -800,8 +822,8 @@ absl::Status Program::RunIoNode(const Instruction& ins) {
       if (comm == nullptr) return absl::OkStatus();
       return OnCommunicatorMemory(
           absl::MakeConstSpan(&ins.in[0], 1), {}, [&](absl::Span<const Tensor> t) {
-            return Gather(t[0], collectives::ShardOf(t[0].numel(), comm->world_size(),
-                                                     comm->rank()));
+            return Gather(t[0],
+                          collectives::ShardOf(t[0].numel(), comm->world_size(), comm->rank()));
           });
     }
     default:
@@ -831,17 +853,17 @@ absl::Status Program::OnCommunicatorMemory(
       d.collective_pin.reset();  // before the bytes it registered go
       STRATA_ASSIGN_OR_RETURN(d.collective_staging,
                               Tensor::Empty(Shape{total}, DType::kU8, DefaultCpuAllocator()));
-      STRATA_ASSIGN_OR_RETURN(d.collective_pin, RegisteredHostMemory::Register(
-                                                    d.collective_staging.raw_data(),
-                                                    static_cast<size_t>(total)));
+      STRATA_ASSIGN_OR_RETURN(d.collective_pin,
+                              RegisteredHostMemory::Register(d.collective_staging.raw_data(),
+                                                             static_cast<size_t>(total)));
     }
     std::vector<Tensor> host(tensors.size());
     for (size_t i = 0; i < tensors.size(); ++i) {
       const Tensor& t = tensors[i];
       const int64_t elem = static_cast<int64_t>(SizeOf(t.dtype()));
-      STRATA_ASSIGN_OR_RETURN(host[i], Tensor::View(d.collective_staging.storage(), t.shape(),
-                                                    ContiguousStrides(t.shape()), at[i] / elem,
-                                                    t.dtype()));
+      STRATA_ASSIGN_OR_RETURN(host[i],
+                              Tensor::View(d.collective_staging.storage(), t.shape(),
+                                           ContiguousStrides(t.shape()), at[i] / elem, t.dtype()));
       STRATA_RETURN_IF_ERROR(d.copies->Copy(host[i].raw_data(), t.raw_data(), t.nbytes()));
     }
     STRATA_RETURN_IF_ERROR(d.copies->Wait());

@@ -219,6 +219,7 @@ class Program {
     // all_reduce's gradients), holding values stored in the working precision, with it.
     std::vector<std::pair<int, DType>> rounded_out, rounded_in;
     Tensor workspace_tensor = Tensor();  // `workspace` as a tensor, for the CUDA launchers
+    bool bf16_operands = false;          // CudaContext::bf16_operands
   };
   Program(Graph graph, MemoryPlan plan, Config config);
   absl::Status Bind();
@@ -236,6 +237,10 @@ class Program {
   // asynchronous on the copy queue, done once RunIo returns).
   absl::Status MoveBytes(void* dst, const void* src, int64_t bytes);
   const CudaContext* cuda() const { return device_ != nullptr ? &cuda_ : nullptr; }
+  const CudaContext* cuda(const Instruction& ins) const {
+    return device_ == nullptr ? nullptr : ins.bf16_operands ? &cuda_bf16_ : &cuda_;
+  }
+
   absl::Status BindShardedUpdate(const Node& n, Instruction& ins);
   absl::Status InitializeParameters();
   absl::Status CheckBatch(absl::Span<const Tensor> batch) const;
@@ -247,9 +252,9 @@ class Program {
   // Runs `collective` over `tensors` in memory the communicator reads: themselves, or on a
   // device with a host communicator, host copies that are rounded to `precision` (per tensor;
   // kF32: not rounded; empty: none is) and copied back (Note [the step on a device]).
-  absl::Status OnCommunicatorMemory(absl::Span<const Tensor> tensors,
-                                    absl::Span<const DType> precision,
-                                    absl::FunctionRef<absl::Status(absl::Span<const Tensor>)> collective);
+  absl::Status OnCommunicatorMemory(
+      absl::Span<const Tensor> tensors, absl::Span<const DType> precision,
+      absl::FunctionRef<absl::Status(absl::Span<const Tensor>)> collective);
   // ZeRO: `whole` (contiguous) filled in place with every rank's shard; this rank's is `mine`.
   absl::Status Gather(const Tensor& whole, const collectives::ShardRange& mine);
   // Data parallel: `local` summed over the ranks (itself in a world of one).
@@ -281,7 +286,7 @@ class Program {
   // context the nodes get (cuda_, pointing into it); null on the CPU.
   struct DeviceState;
   std::unique_ptr<DeviceState> device_;
-  CudaContext cuda_;
+  CudaContext cuda_, cuda_bf16_;   // cuda_bf16_: the same, with bf16_operands
   Allocation persistent_, arena_;  // arena_ stays empty with check_plan
   // check_plan: per value, its own block while live; per node, the arena values whose planned
   // interval starts / ends there; planned offset -> live value, to check that no two overlap.

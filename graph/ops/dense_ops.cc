@@ -65,26 +65,27 @@ class LinearGradOp final : public Op {
     switch (weight_) {
       case Weight::kWhole:
         return STRATA_BLAS_KERNEL(a, LinearBackward, a.in[0], a.in[1], a.in[2], a.out[0], a.out[1],
-                                  has_bias_ ? a.out[2] : Tensor());
+                                  has_bias_ ? a.out[2] : Tensor(), cpu::GradMode::kOverwrite);
       case Weight::kNone:
         return STRATA_BLAS_KERNEL(a, LinearBackward, Tensor(), a.in[0], a.in[1], a.out[0], Tensor(),
-                                  has_bias_ ? a.out[1] : Tensor());
+                                  has_bias_ ? a.out[1] : Tensor(), cpu::GradMode::kOverwrite);
       case Weight::kChannels: {
         const Tensor& dw = a.out[1];
-        STRATA_RETURN_IF_ERROR(STRATA_BLAS_KERNEL(a, LinearBackward, Tensor(), a.in[1], a.in[2],
-                                                  a.out[0], Tensor(),
-                                                  has_bias_ ? a.out[2] : Tensor()));
+        STRATA_RETURN_IF_ERROR(
+            STRATA_BLAS_KERNEL(a, LinearBackward, Tensor(), a.in[1], a.in[2], a.out[0], Tensor(),
+                               has_bias_ ? a.out[2] : Tensor(), cpu::GradMode::kOverwrite));
         // dw[:, :k] = dy^T x[..., :k]: the weight's values are not read, dw stands for its shape.
         if (!dw.defined()) return absl::OkStatus();
-        return STRATA_BLAS_KERNEL(a, LinearBackward, a.in[0], dw, a.in[2], Tensor(), dw, Tensor());
+        return STRATA_BLAS_KERNEL(a, LinearBackward, a.in[0], dw, a.in[2], Tensor(), dw, Tensor(),
+                                  cpu::GradMode::kOverwrite);
       }
       case Weight::kRowSum: {  // sum_rows(dx) = sum_rows(dy w) = db w
         const Tensor& w = a.in[0];
         STRATA_RETURN_IF_ERROR(STRATA_BLAS_KERNEL(a, LinearBackward, Tensor(), w, a.in[1], Tensor(),
-                                                  Tensor(), a.out[1]));
+                                                  Tensor(), a.out[1], cpu::GradMode::kOverwrite));
         STRATA_ASSIGN_OR_RETURN(const Tensor db, a.out[1].Reshape({1, w.dim(0)}));
         STRATA_ASSIGN_OR_RETURN(const Tensor dx_sum, a.out[0].Reshape({1, w.dim(1)}));
-        return STRATA_BLAS_KERNEL(a, Matmul, db, w, dx_sum);
+        return STRATA_BLAS_KERNEL(a, Matmul, db, w, dx_sum, false, false, 1.0f, 0.0f);
       }
     }
     return absl::InternalError("linear_grad: unknown weight mode");
@@ -123,7 +124,7 @@ class LinearOp final : public Op {
   }
   absl::Status Run(const RunArgs& a) const override {
     return STRATA_BLAS_KERNEL(a, LinearForward, a.in[0], a.in[1], has_bias_ ? a.in[2] : Tensor(),
-                              a.out[0]);
+                              a.out[0], Tensor());
   }
   bool HasCudaKernel() const override { return true; }
   absl::Status Gradient(GradientArgs& g) const override {

@@ -66,10 +66,10 @@ class MatmulOp final : public Op {
   }
   bool HasCudaKernel() const override { return true; }
   absl::Status Run(const RunArgs& a) const override {
-    return a.in[0].rank() == 2
-               ? STRATA_BLAS_KERNEL(a, Matmul, a.in[0], a.in[1], a.out[0], trans_a_, trans_b_)
-               : STRATA_BLAS_KERNEL(a, BatchedMatmul, a.in[0], a.in[1], a.out[0], trans_a_,
-                                    trans_b_);
+    return a.in[0].rank() == 2 ? STRATA_BLAS_KERNEL(a, Matmul, a.in[0], a.in[1], a.out[0], trans_a_,
+                                                    trans_b_, 1.0f, 0.0f)
+                               : STRATA_BLAS_KERNEL(a, BatchedMatmul, a.in[0], a.in[1], a.out[0],
+                                                    trans_a_, trans_b_, 1.0f, 0.0f);
   }
   absl::Status Gradient(GradientArgs& g) const override {
     return ApplyGradient(g, std::make_shared<MatmulGradOp>(trans_a_, trans_b_),

@@ -118,9 +118,12 @@ absl::Status Run(CUstream_st* stream, CublasHandle* blas, const Gemm& g, float a
   const int cols = static_cast<int>(g.c_trans ? g.n : g.m);
   const int64_t first_bs = g.c_trans ? g.a_bs : g.b_bs;
   const int64_t second_bs = g.c_trans ? g.b_bs : g.a_bs;
-  const cublasComputeType_t compute =
-      g.ab_dtype == DType::kF32 && precision == GemmPrecision::kTf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
-                                                                     : CUBLAS_COMPUTE_32F;
+  cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
+  if (g.ab_dtype == DType::kF32 && precision == GemmPrecision::kTf32) {
+    compute = CUBLAS_COMPUTE_32F_FAST_TF32;
+  } else if (g.ab_dtype == DType::kF32 && precision == GemmPrecision::kBf16) {
+    compute = CUBLAS_COMPUTE_32F_FAST_16BF;
+  }
   const cudaDataType_t ab_type = CudaTypeOf(g.ab_dtype);
   const cudaDataType_t c_type = CudaTypeOf(g.c_dtype);
   if (g.batch == 1) {

@@ -25,7 +25,11 @@
 // Types: a and b are both f32, both bf16 or both f16; out is f32 or a's type. Products accumulate
 // in f32 (CUBLAS_COMPUTE_32F). `precision` applies to f32 operands: kF32 (the default) is exact
 // fp32 arithmetic, within 1e-5 of the CPU kernel norm-wise; kTf32 lets cuBLAS round the operands
-// to tf32 on tensor cores (about 1e-3 relative). bf16 and f16 operands always run on tensor cores.
+// to tf32 on tensor cores (about 1e-3 relative); kBf16 rounds them to bf16 on tensor cores
+// (CUBLAS_COMPUTE_32F_FAST_16BF), which is exact for operands that hold bf16 values already, as a
+// mixed-precision step's do (Note [mixed precision]): the products of bf16 values are exact in
+// f32 and accumulate in f32, so the result is fp32 arithmetic's within f32 rounding, at tensor-core
+// speed, with no bf16 copy of either operand. bf16 and f16 operands always run on tensor cores.
 #pragma once
 
 #include "absl/status/status.h"
@@ -36,7 +40,7 @@ struct CUstream_st;
 
 namespace strata::cuda {
 
-enum class GemmPrecision { kF32, kTf32 };
+enum class GemmPrecision { kF32, kTf32, kBf16 };
 
 // out (M, N) = alpha * op(a) @ op(b) + beta * out; a is (M, K), or (K, M) when trans_a; b is
 // (K, N), or (N, K) when trans_b. With beta == 0, out is not read (NaN in it does not show).

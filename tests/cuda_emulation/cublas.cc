@@ -43,6 +43,18 @@ double Tf32(double v) {
   return r;
 }
 
+// An f32 operand as tensor cores read it for CUBLAS_COMPUTE_32F_FAST_16BF: 7 fraction bits,
+// rounded to nearest even.
+double Bf16(double v) {
+  uint32_t bits;
+  const float f = static_cast<float>(v);
+  std::memcpy(&bits, &f, 4);
+  if ((bits & 0x7f800000u) != 0x7f800000u) bits = (bits + 0x7fffu + ((bits >> 16) & 1u)) & ~0xffffu;
+  float r;
+  std::memcpy(&r, &bits, 4);
+  return r;
+}
+
 bool Supported(cudaDataType t) { return t == CUDA_R_32F || t == CUDA_R_16BF || t == CUDA_R_16F; }
 
 // One column-major product C = alpha op(A) op(B) + beta C, with cuBLAS's argument checks.
@@ -60,6 +72,7 @@ cublasStatus_t Gemm(cublasOperation_t transa, cublasOperation_t transb, int m, i
     return CUBLAS_STATUS_NOT_SUPPORTED;
   }
   const bool tf32 = compute == CUBLAS_COMPUTE_32F_FAST_TF32 && a_type == CUDA_R_32F;
+  const bool bf16 = compute == CUBLAS_COMPUTE_32F_FAST_16BF && a_type == CUDA_R_32F;
   for (int j = 0; j < n; ++j) {
     for (int i = 0; i < m; ++i) {
       double sum = 0;
@@ -67,6 +80,7 @@ cublasStatus_t Gemm(cublasOperation_t transa, cublasOperation_t transb, int m, i
         double x = Load(a, a_type, ta ? p + int64_t{i} * lda : i + int64_t{p} * lda);
         double y = Load(b, b_type, tb ? j + int64_t{p} * ldb : p + int64_t{j} * ldb);
         if (tf32) x = Tf32(x), y = Tf32(y);
+        if (bf16) x = Bf16(x), y = Bf16(y);
         sum += x * y;
       }
       const int64_t at = i + int64_t{j} * ldc;

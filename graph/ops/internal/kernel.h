@@ -2,8 +2,9 @@
 //
 //   return STRATA_KERNEL(a, GeluForward, a.in[0], a.out[0]);
 //   // cpu::GeluForward(x, y) on the CPU, cuda::GeluForward(a.cuda->stream, x, y) on a device
-//   return STRATA_BLAS_KERNEL(a, Matmul, a.in[0], a.in[1], a.out[0]);
-//   // cuda::Matmul(stream, blas, ...): the GEMM launchers take the cuBLAS handle after the stream
+//   return STRATA_BLAS_KERNEL(a, Matmul, a.in[0], a.in[1], a.out[0], false, false, 1.0f, 0.0f);
+//   // cuda::Matmul(stream, blas, ..., precision): the GEMM launchers take the cuBLAS handle after
+//   // the stream, and their GemmPrecision after the CPU kernel's arguments (all of them given)
 //
 // Each CUDA launcher has its CPU kernel's name, arguments and checks, with the stream first
 // (docs/cuda.md). Where a launcher differs (a device workspace, no CPU twin), the op branches on
@@ -59,9 +60,14 @@
 #define STRATA_KERNEL(args, kernel, ...)                                             \
   ((args).cuda != nullptr ? ::strata::cuda::kernel((args).cuda->stream, __VA_ARGS__) \
                           : ::strata::cpu::kernel(__VA_ARGS__))
-#define STRATA_BLAS_KERNEL(args, kernel, ...)                                        \
-  ((args).cuda != nullptr                                                            \
-       ? ::strata::cuda::kernel((args).cuda->stream, (args).cuda->blas, __VA_ARGS__) \
+// A GEMM: the CPU kernel's arguments, every one spelled out (the CUDA launcher takes its
+// GemmPrecision after them: bf16 tensor cores where every operand holds bf16 values).
+#define STRATA_BLAS_KERNEL(args, kernel, ...)                                          \
+  ((args).cuda != nullptr                                                              \
+       ? ::strata::cuda::kernel((args).cuda->stream, (args).cuda->blas, __VA_ARGS__,   \
+                                (args).cuda->bf16_operands                             \
+                                    ? ::strata::cuda::GemmPrecision::kBf16             \
+                                    : ::strata::cuda::GemmPrecision::kF32)             \
        : ::strata::cpu::kernel(__VA_ARGS__))
 // A kernel whose last argument is its workspace: a span on the CPU, a tensor on the device.
 #define STRATA_WORKSPACE_KERNEL(args, kernel, ...)                                         \

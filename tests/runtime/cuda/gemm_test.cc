@@ -111,6 +111,42 @@ TEST_F(GemmCudaTest, MatmulTf32IsClose) {
   }
 }
 
+// kBf16 on f32 operands that hold bf16 values (a mixed-precision step's) is fp32 arithmetic's
+// result; on other f32 values it rounds them, which shows.
+TEST_F(GemmCudaTest, MatmulBf16PrecisionIsExactOnBf16Values) {
+  std::mt19937_64 rng(15);
+  for (auto [m, n, k] : kShapes) {
+    for (bool ta : {false, true}) {
+      const int64_t ar = ta ? k : m, ac = ta ? m : k;
+      const Tensor a = ToF32(RandomIn(Shape{ar, ac}, DType::kBF16, rng));
+      const Tensor b = ToF32(RandomIn(Shape{n, k}, DType::kBF16, rng));
+      const Tensor out = DeviceEmpty(Shape{m, n}, DType::kF32);
+      ASSERT_TRUE(Matmul(stream(), blas(), ToDevice(a), ToDevice(b), out, ta, true, 1.0f, 0.0f,
+                         GemmPrecision::kBf16)
+                      .ok());
+      Tensor want = Tensor::Empty(Shape{m, n}, DType::kF32, DefaultCpuAllocator()).value();
+      ASSERT_TRUE(cpu::Matmul(a, b, want, ta, true).ok());
+      ExpectRelativeError(ToHost(out), want, 1e-6, "bf16 values");
+    }
+  }
+  const Tensor a = RandomIn(Shape{33, 129}, DType::kF32, rng);
+  const Tensor b = RandomIn(Shape{129, 7}, DType::kF32, rng);
+  const Tensor out = DeviceEmpty(Shape{33, 7}, DType::kF32);
+  ASSERT_TRUE(Matmul(stream(), blas(), ToDevice(a), ToDevice(b), out, false, false, 1.0f, 0.0f,
+                     GemmPrecision::kBf16)
+                  .ok());
+  Tensor want = Tensor::Empty(Shape{33, 7}, DType::kF32, DefaultCpuAllocator()).value();
+  ASSERT_TRUE(cpu::Matmul(a, b, want).ok());
+  ExpectRelativeError(ToHost(out), want, 2e-2, "f32 values rounded to bf16");
+  double diff = 0;
+  const Tensor got = ToHost(out);
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    diff =
+        std::max(diff, std::abs(static_cast<double>(got.data<float>()[i]) - want.data<float>()[i]));
+  }
+  EXPECT_GT(diff, 1e-4) << "the operands were not rounded to bf16";
+}
+
 TEST_F(GemmCudaTest, MatmulBf16AndF16OperandsAreClose) {
   std::mt19937_64 rng(13);
   for (DType ab : {DType::kBF16, DType::kF16}) {
