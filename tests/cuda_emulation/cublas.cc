@@ -31,25 +31,15 @@ void Store(void* base, cudaDataType type, int64_t index, float value) {
   }
 }
 
-// An f32 operand as tensor cores read it for CUBLAS_COMPUTE_32F_FAST_TF32: 10 fraction bits,
-// rounded to nearest even.
-double Tf32(double v) {
+// An f32 operand as tensor cores read it for a FAST compute type: `fraction` bits (10 for
+// CUBLAS_COMPUTE_32F_FAST_TF32, 7 for _FAST_16BF), rounded to nearest even.
+double RoundFraction(double v, int fraction) {
   uint32_t bits;
   const float f = static_cast<float>(v);
   std::memcpy(&bits, &f, 4);
-  if ((bits & 0x7f800000u) != 0x7f800000u) bits = (bits + 0xfffu + ((bits >> 13) & 1u)) & ~0x1fffu;
-  float r;
-  std::memcpy(&r, &bits, 4);
-  return r;
-}
-
-// An f32 operand as tensor cores read it for CUBLAS_COMPUTE_32F_FAST_16BF: 7 fraction bits,
-// rounded to nearest even.
-double Bf16(double v) {
-  uint32_t bits;
-  const float f = static_cast<float>(v);
-  std::memcpy(&bits, &f, 4);
-  if ((bits & 0x7f800000u) != 0x7f800000u) bits = (bits + 0x7fffu + ((bits >> 16) & 1u)) & ~0xffffu;
+  const int drop = 23 - fraction;
+  const uint32_t half = (1u << (drop - 1)) - 1, mask = (1u << drop) - 1;
+  if ((bits & 0x7f800000u) != 0x7f800000u) bits = (bits + half + ((bits >> drop) & 1u)) & ~mask;
   float r;
   std::memcpy(&r, &bits, 4);
   return r;
@@ -79,8 +69,8 @@ cublasStatus_t Gemm(cublasOperation_t transa, cublasOperation_t transb, int m, i
       for (int p = 0; p < k; ++p) {
         double x = Load(a, a_type, ta ? p + int64_t{i} * lda : i + int64_t{p} * lda);
         double y = Load(b, b_type, tb ? j + int64_t{p} * ldb : p + int64_t{j} * ldb);
-        if (tf32) x = Tf32(x), y = Tf32(y);
-        if (bf16) x = Bf16(x), y = Bf16(y);
+        if (tf32) x = RoundFraction(x, 10), y = RoundFraction(y, 10);
+        if (bf16) x = RoundFraction(x, 7), y = RoundFraction(y, 7);
         sum += x * y;
       }
       const int64_t at = i + int64_t{j} * ldc;

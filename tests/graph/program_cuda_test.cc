@@ -117,9 +117,27 @@ std::vector<InputSpec> TokenInputs(int64_t batch, int64_t seq) {
   return {{"ids", Shape{batch, seq}, DType::kI32}, {"targets", Shape{batch, seq}, DType::kI32}};
 }
 
+// The small GPT most tests train: its shape, its batches and its loss.
+constexpr int64_t kBatch = 4, kSeq = 16, kVocab = 64;
+constexpr GptConfig kSmallGpt{
+    .vocab = kVocab, .block_size = kSeq, .layers = 2, .width = 32, .heads = 2};
+
+// `steps` batches of `rows` token rows (ids, targets), from `seed`.
+std::vector<std::vector<Tensor>> TokenBatches(int steps, int64_t rows, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::vector<Tensor>> batches;
+  for (int s = 0; s < steps; ++s) {
+    batches.push_back({Tokens({rows, kSeq}, kVocab, rng), Tokens({rows, kSeq}, kVocab, rng)});
+  }
+  return batches;
+}
+
+LossFn GptLoss(Gpt& gpt) {
+  return [&gpt](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); };
+}
+
 TEST_F(ProgramCudaTest, GptWithDropoutTrainsAsOnTheCpu) {
-  constexpr int64_t kBatch = 4, kSeq = 16, kVocab = 64;
-  Gpt gpt(GptConfig{.vocab = kVocab, .block_size = kSeq, .layers = 2, .width = 32, .heads = 2});
+  Gpt gpt(kSmallGpt);
   const LossFn loss = [&](absl::Span<const Var> in) {
     return ops::CrossEntropy(ops::Dropout(gpt.Forward(in[0]), 0.1f), in[1]);
   };
@@ -127,11 +145,7 @@ TEST_F(ProgramCudaTest, GptWithDropoutTrainsAsOnTheCpu) {
   auto gpu = Compile(gpt, TokenInputs(kBatch, kSeq), loss, AdamWOptions(kGpu));
   ASSERT_TRUE(cpu.ok()) << cpu.status();
   ASSERT_TRUE(gpu.ok()) << gpu.status();
-  std::mt19937_64 rng(5);
-  std::vector<std::vector<Tensor>> batches;
-  for (int s = 0; s < 6; ++s) {
-    batches.push_back({Tokens({kBatch, kSeq}, kVocab, rng), Tokens({kBatch, kSeq}, kVocab, rng)});
-  }
+  const std::vector<std::vector<Tensor>> batches = TokenBatches(6, kBatch, 5);
   ExpectSameTraining(**cpu, **gpu, batches, 1e-4);
   ExpectSameState(**cpu, **gpu, 1e-5, 2e-2);
 
@@ -156,15 +170,15 @@ TEST_F(ProgramCudaTest, GptWithDropoutTrainsAsOnTheCpu) {
 }
 
 TEST_F(ProgramCudaTest, LlamaWithGroupedQueryHeadsMicroBatchesAndClippingTrainsAsOnTheCpu) {
-  constexpr int64_t kBatch = 2, kSeq = 12, kVocab = 48;
+  constexpr int64_t kRows = 2, kLlamaSeq = 12, kLlamaVocab = 48;
   LlamaConfig c;
-  c.vocab = kVocab;
+  c.vocab = kLlamaVocab;
   c.hidden = 32;
   c.intermediate = 48;
   c.layers = 2;
   c.heads = 4;
   c.kv_heads = 2;
-  c.max_positions = kSeq;
+  c.max_positions = kLlamaSeq;
   Llama llama(c);
   const LossFn loss = [&](absl::Span<const Var> in) {
     return ops::CrossEntropy(llama.Forward(in[0]), in[1]);
@@ -173,16 +187,16 @@ TEST_F(ProgramCudaTest, LlamaWithGroupedQueryHeadsMicroBatchesAndClippingTrainsA
   o.micro_batches = 2;  // accumulated gradients: zeroing and accumulating on the device
   // Below the gradients' norm (1.2-1.3 here): every step clips, by the device's global norm.
   o.clip_grad_norm = 0.25;
-  auto cpu = Compile(llama, TokenInputs(kBatch, kSeq), loss, o);
+  auto cpu = Compile(llama, TokenInputs(kRows, kLlamaSeq), loss, o);
   o.device = kGpu;
-  auto gpu = Compile(llama, TokenInputs(kBatch, kSeq), loss, o);
+  auto gpu = Compile(llama, TokenInputs(kRows, kLlamaSeq), loss, o);
   ASSERT_TRUE(cpu.ok()) << cpu.status();
   ASSERT_TRUE(gpu.ok()) << gpu.status();
   std::mt19937_64 rng(9);
   std::vector<std::vector<Tensor>> batches;
   for (int s = 0; s < 4; ++s) {
-    batches.push_back(
-        {Tokens({2 * kBatch, kSeq}, kVocab, rng), Tokens({2 * kBatch, kSeq}, kVocab, rng)});
+    batches.push_back({Tokens({2 * kRows, kLlamaSeq}, kLlamaVocab, rng),
+                       Tokens({2 * kRows, kLlamaSeq}, kLlamaVocab, rng)});
   }
   ExpectSameTraining(**cpu, **gpu, batches, 1e-4);
   ExpectSameState(**cpu, **gpu, 1e-5, 2e-2);
@@ -192,11 +206,8 @@ TEST_F(ProgramCudaTest, LlamaWithGroupedQueryHeadsMicroBatchesAndClippingTrainsA
 // first steps are skipped (on the device, by the kernels) and the scale backs off, step for step
 // as on the CPU.
 TEST_F(ProgramCudaTest, F16LossScalingSkipsTheStepsTheCpuSkips) {
-  constexpr int64_t kBatch = 4, kSeq = 16, kVocab = 64;
-  Gpt gpt(GptConfig{.vocab = kVocab, .block_size = kSeq, .layers = 2, .width = 32, .heads = 2});
-  const LossFn loss = [&](absl::Span<const Var> in) {
-    return ops::CrossEntropy(gpt.Forward(in[0]), in[1]);
-  };
+  Gpt gpt(kSmallGpt);
+  const LossFn loss = GptLoss(gpt);
   TrainOptions o = AdamWOptions(Device::Cpu());
   o.precision = DType::kF16;  // scales its loss by default
   o.loss_scale.init_scale = 1e30;
@@ -231,17 +242,14 @@ TEST_F(ProgramCudaTest, F16LossScalingSkipsTheStepsTheCpuSkips) {
 // moments, the weight's runs updated in place), the biases and LayerNorms train whole, the rest
 // is frozen, so the backward is pruned as on the CPU.
 TEST_F(ProgramCudaTest, SparseUpdateWithPartialChannelsTrainsAsOnTheCpu) {
-  constexpr int64_t kBatch = 4, kSeq = 16, kVocab = 64;
-  Gpt gpt(GptConfig{.vocab = kVocab, .block_size = kSeq, .layers = 2, .width = 32, .heads = 2});
+  Gpt gpt(kSmallGpt);
   absl::StatusOr<SparseUpdateSpec> spec = ParseSparseUpdateJson(
       R"([{"match": "*", "update": "bias_only"},
           {"match": "h.1.mlp.c_fc.weight", "update": "channels:0.5"}])",
       "test spec");
   ASSERT_TRUE(spec.ok()) << spec.status();
   ASSERT_TRUE(ApplySparseUpdate(gpt, *spec).ok());
-  const LossFn loss = [&](absl::Span<const Var> in) {
-    return ops::CrossEntropy(gpt.Forward(in[0]), in[1]);
-  };
+  const LossFn loss = GptLoss(gpt);
   auto cpu = Compile(gpt, TokenInputs(kBatch, kSeq), loss, AdamWOptions(Device::Cpu()));
   auto gpu = Compile(gpt, TokenInputs(kBatch, kSeq), loss, AdamWOptions(kGpu));
   ASSERT_TRUE(cpu.ok()) << cpu.status();
@@ -252,11 +260,7 @@ TEST_F(ProgramCudaTest, SparseUpdateWithPartialChannelsTrainsAsOnTheCpu) {
                       n.op->Attributes().find("channels=") != std::string::npos;
   }
   EXPECT_EQ(sliced_updates, 1);
-  std::mt19937_64 rng(13);
-  std::vector<std::vector<Tensor>> batches;
-  for (int s = 0; s < 4; ++s) {
-    batches.push_back({Tokens({kBatch, kSeq}, kVocab, rng), Tokens({kBatch, kSeq}, kVocab, rng)});
-  }
+  const std::vector<std::vector<Tensor>> batches = TokenBatches(4, kBatch, 13);
   const Tensor before =
       (*gpu)->ReadState((*gpu)->parameter_values()[0].second, DefaultCpuAllocator()).value();
   ExpectSameTraining(**cpu, **gpu, batches, 1e-4);
@@ -274,16 +278,14 @@ TEST_F(ProgramCudaTest, SparseUpdateWithPartialChannelsTrainsAsOnTheCpu) {
 // clipping by the device's global norm, over two micro-batches. It trains as the same placement
 // does on the CPU, and as the device does with everything in its memory.
 TEST_F(ProgramCudaTest, OffloadedStatesTrainAsOnTheCpuAndAsInDeviceMemory) {
-  constexpr int64_t kBatch = 2, kSeq = 16, kVocab = 64;
-  Gpt gpt(GptConfig{.vocab = kVocab, .block_size = kSeq, .layers = 2, .width = 32, .heads = 2});
-  const LossFn loss = [&](absl::Span<const Var> in) {
-    return ops::CrossEntropy(gpt.Forward(in[0]), in[1]);
-  };
+  constexpr int64_t kRows = 2;  // per micro-batch
+  Gpt gpt(kSmallGpt);
+  const LossFn loss = GptLoss(gpt);
   TrainOptions o = AdamWOptions(kGpu);
   o.micro_batches = 2;
   o.clip_grad_norm = 0.5;
   o.recompute = true;
-  auto in_memory = Compile(gpt, TokenInputs(kBatch, kSeq), loss, o);
+  auto in_memory = Compile(gpt, TokenInputs(kRows, kSeq), loss, o);
   o.offload.params = MemoryTier::kHost;
   o.offload.grads = MemoryTier::kHost;
   o.offload.optimizer = MemoryTier::kNvme;
@@ -292,9 +294,9 @@ TEST_F(ProgramCudaTest, OffloadedStatesTrainAsOnTheCpuAndAsInDeviceMemory) {
   o.offload.prefetch_bytes = 4096;
   o.offload.io.dir = ::testing::TempDir();
   o.offload.io.block_size = 4096;  // many chunks per update: the pipelined copies
-  auto offloaded = Compile(gpt, TokenInputs(kBatch, kSeq), loss, o);
+  auto offloaded = Compile(gpt, TokenInputs(kRows, kSeq), loss, o);
   o.device = Device::Cpu();
-  auto cpu = Compile(gpt, TokenInputs(kBatch, kSeq), loss, o);
+  auto cpu = Compile(gpt, TokenInputs(kRows, kSeq), loss, o);
   ASSERT_TRUE(in_memory.ok()) << in_memory.status();
   ASSERT_TRUE(offloaded.ok()) << offloaded.status();
   ASSERT_TRUE(cpu.ok()) << cpu.status();
@@ -306,12 +308,7 @@ TEST_F(ProgramCudaTest, OffloadedStatesTrainAsOnTheCpuAndAsInDeviceMemory) {
     moves += count;
   }
   EXPECT_GT(moves, 0);
-  std::mt19937_64 rng(17);
-  std::vector<std::vector<Tensor>> batches;
-  for (int s = 0; s < 5; ++s) {
-    batches.push_back(
-        {Tokens({2 * kBatch, kSeq}, kVocab, rng), Tokens({2 * kBatch, kSeq}, kVocab, rng)});
-  }
+  const std::vector<std::vector<Tensor>> batches = TokenBatches(5, 2 * kRows, 17);
   for (size_t s = 0; s < batches.size(); ++s) {
     absl::StatusOr<StepStats> got = (*offloaded)->Step(batches[s]);
     ASSERT_TRUE(got.ok()) << got.status();
@@ -330,11 +327,8 @@ TEST_F(ProgramCudaTest, OffloadedStatesTrainAsOnTheCpuAndAsInDeviceMemory) {
 // ZeRO-Infinity on one device: stage 3 with the parameters and AdamW's moments on NVMe and bf16
 // working values tracks the same bf16 run with everything in the device's memory.
 TEST_F(ProgramCudaTest, Zero3WithNvmeOffloadAndBf16TracksTheRunInDeviceMemory) {
-  constexpr int64_t kBatch = 4, kSeq = 16, kVocab = 64;
-  Gpt gpt(GptConfig{.vocab = kVocab, .block_size = kSeq, .layers = 2, .width = 32, .heads = 2});
-  const LossFn loss = [&](absl::Span<const Var> in) {
-    return ops::CrossEntropy(gpt.Forward(in[0]), in[1]);
-  };
+  Gpt gpt(kSmallGpt);
+  const LossFn loss = GptLoss(gpt);
   TrainOptions o = AdamWOptions(kGpu);
   o.precision = DType::kBF16;
   o.zero.stage = 3;
@@ -347,11 +341,7 @@ TEST_F(ProgramCudaTest, Zero3WithNvmeOffloadAndBf16TracksTheRunInDeviceMemory) {
   ASSERT_TRUE(in_memory.ok()) << in_memory.status();
   ASSERT_TRUE(offloaded.ok()) << offloaded.status();
   EXPECT_GT((*offloaded)->plan().nvme_bytes, 0);
-  std::mt19937_64 rng(23);
-  std::vector<std::vector<Tensor>> batches;
-  for (int s = 0; s < 6; ++s) {
-    batches.push_back({Tokens({kBatch, kSeq}, kVocab, rng), Tokens({kBatch, kSeq}, kVocab, rng)});
-  }
+  const std::vector<std::vector<Tensor>> batches = TokenBatches(6, kBatch, 23);
   // The offloaded updates run on the CPU, the in-memory ones on the device: a last-bit difference
   // can flip a bf16 rounding, so the runs agree to bf16's precision.
   ExpectSameTraining(**in_memory, **offloaded, batches, 1e-2);
@@ -361,17 +351,14 @@ TEST_F(ProgramCudaTest, Zero3WithNvmeOffloadAndBf16TracksTheRunInDeviceMemory) {
 // A partial-channel update whose moments are on the host while the weight stays on the device:
 // the CPU gathers the trained runs of the weight from device memory and scatters them back.
 TEST_F(ProgramCudaTest, PartialChannelUpdateWithHostStateTrainsAsOnTheCpu) {
-  constexpr int64_t kBatch = 4, kSeq = 16, kVocab = 64;
-  Gpt gpt(GptConfig{.vocab = kVocab, .block_size = kSeq, .layers = 2, .width = 32, .heads = 2});
+  Gpt gpt(kSmallGpt);
   absl::StatusOr<SparseUpdateSpec> spec = ParseSparseUpdateJson(
       R"([{"match": "*", "update": "bias_only"},
           {"match": "h.1.mlp.c_fc.weight", "update": "channels:0.5"}])",
       "test spec");
   ASSERT_TRUE(spec.ok()) << spec.status();
   ASSERT_TRUE(ApplySparseUpdate(gpt, *spec).ok());
-  const LossFn loss = [&](absl::Span<const Var> in) {
-    return ops::CrossEntropy(gpt.Forward(in[0]), in[1]);
-  };
+  const LossFn loss = GptLoss(gpt);
   TrainOptions o = AdamWOptions(Device::Cpu());
   o.offload.optimizer = MemoryTier::kHost;
   o.offload.persistence_threshold = 0;
@@ -386,11 +373,7 @@ TEST_F(ProgramCudaTest, PartialChannelUpdateWithHostStateTrainsAsOnTheCpu) {
               n.op->Attributes().find("channels=") != std::string::npos;
   }
   EXPECT_EQ(sliced, 1);
-  std::mt19937_64 rng(29);
-  std::vector<std::vector<Tensor>> batches;
-  for (int s = 0; s < 4; ++s) {
-    batches.push_back({Tokens({kBatch, kSeq}, kVocab, rng), Tokens({kBatch, kSeq}, kVocab, rng)});
-  }
+  const std::vector<std::vector<Tensor>> batches = TokenBatches(4, kBatch, 29);
   ExpectSameTraining(**cpu, **gpu, batches, 1e-4);
   ExpectSameState(**cpu, **gpu, 1e-5, 2e-2);
 }
@@ -403,9 +386,9 @@ TEST_F(ProgramCudaTest, MobileNetWithSgdTrainsAsOnTheCpu) {
   c.stem = 8;
   c.head = 32;
   MobileNet net(c);
-  constexpr int64_t kBatch = 4;
-  const std::vector<InputSpec> inputs = {{"images", Shape{kBatch, 1, 12, 12}, DType::kF32},
-                                         {"labels", Shape{kBatch}, DType::kI32}};
+  constexpr int64_t kImages = 4;
+  const std::vector<InputSpec> inputs = {{"images", Shape{kImages, 1, 12, 12}, DType::kF32},
+                                         {"labels", Shape{kImages}, DType::kI32}};
   const LossFn loss = [&](absl::Span<const Var> in) {
     return ops::CrossEntropy(net.Forward(in[0]), in[1]);
   };
@@ -420,7 +403,7 @@ TEST_F(ProgramCudaTest, MobileNetWithSgdTrainsAsOnTheCpu) {
   std::mt19937_64 rng(6);
   std::vector<std::vector<Tensor>> batches;
   for (int s = 0; s < 4; ++s) {
-    batches.push_back({Floats({kBatch, 1, 12, 12}, rng), Tokens({kBatch}, 10, rng)});
+    batches.push_back({Floats({kImages, 1, 12, 12}, rng), Tokens({kImages}, 10, rng)});
   }
   ExpectSameTraining(**cpu, **gpu, batches, 1e-4);
   ExpectSameState(**cpu, **gpu, 1e-5, 1e-3);
@@ -444,9 +427,9 @@ TEST_F(ProgramCudaTest, MobileNetPartialChannelFineTuneTrainsAsOnTheCpu) {
       "test spec");
   ASSERT_TRUE(spec.ok()) << spec.status();
   ASSERT_TRUE(ApplySparseUpdate(net, *spec).ok());
-  constexpr int64_t kBatch = 4;
-  const std::vector<InputSpec> inputs = {{"images", Shape{kBatch, 1, 12, 12}, DType::kF32},
-                                         {"labels", Shape{kBatch}, DType::kI32}};
+  constexpr int64_t kImages = 4;
+  const std::vector<InputSpec> inputs = {{"images", Shape{kImages, 1, 12, 12}, DType::kF32},
+                                         {"labels", Shape{kImages}, DType::kI32}};
   const LossFn loss = [&](absl::Span<const Var> in) {
     return ops::CrossEntropy(net.Forward(in[0]), in[1]);
   };
@@ -468,7 +451,7 @@ TEST_F(ProgramCudaTest, MobileNetPartialChannelFineTuneTrainsAsOnTheCpu) {
   std::mt19937_64 rng(31);
   std::vector<std::vector<Tensor>> batches;
   for (int s = 0; s < 4; ++s) {
-    batches.push_back({Floats({kBatch, 1, 12, 12}, rng), Tokens({kBatch}, 10, rng)});
+    batches.push_back({Floats({kImages, 1, 12, 12}, rng), Tokens({kImages}, 10, rng)});
   }
   ExpectSameTraining(**cpu, **gpu, batches, 1e-4);
   ExpectSameState(**cpu, **gpu, 1e-5, 2e-2);
@@ -532,11 +515,8 @@ TEST_F(ProgramCudaTest, OpLibraryModelTrainsAsOnTheCpu) {
 }
 
 TEST_F(ProgramCudaTest, Bf16StepTracksTheCpusBf16Step) {
-  constexpr int64_t kBatch = 4, kSeq = 16, kVocab = 64;
-  Gpt gpt(GptConfig{.vocab = kVocab, .block_size = kSeq, .layers = 2, .width = 32, .heads = 2});
-  const LossFn loss = [&](absl::Span<const Var> in) {
-    return ops::CrossEntropy(gpt.Forward(in[0]), in[1]);
-  };
+  Gpt gpt(kSmallGpt);
+  const LossFn loss = GptLoss(gpt);
   TrainOptions o = AdamWOptions(Device::Cpu());
   o.precision = DType::kBF16;
   auto cpu = Compile(gpt, TokenInputs(kBatch, kSeq), loss, o);
@@ -544,11 +524,7 @@ TEST_F(ProgramCudaTest, Bf16StepTracksTheCpusBf16Step) {
   auto gpu = Compile(gpt, TokenInputs(kBatch, kSeq), loss, o);
   ASSERT_TRUE(cpu.ok()) << cpu.status();
   ASSERT_TRUE(gpu.ok()) << gpu.status();
-  std::mt19937_64 rng(21);
-  std::vector<std::vector<Tensor>> batches;
-  for (int s = 0; s < 4; ++s) {
-    batches.push_back({Tokens({kBatch, kSeq}, kVocab, rng), Tokens({kBatch, kSeq}, kVocab, rng)});
-  }
+  const std::vector<std::vector<Tensor>> batches = TokenBatches(4, kBatch, 21);
   // Values rounded to bf16 (8 bits) after every node: a last-bit difference of f32 sums can flip
   // a rounding, so the two runs agree to bf16's precision, not f32's.
   ExpectSameTraining(**cpu, **gpu, batches, 1e-2);
@@ -559,24 +535,25 @@ TEST_F(ProgramCudaTest, Bf16StepTracksTheCpusBf16Step) {
 // from log(vocab) to a floor well above 0 (about log(2) + log(vocab) / 2), where a relative
 // comparison means something, and a bf16 step that learned less would show.
 TEST_F(ProgramCudaTest, Bf16TrainingTracksF32Over200Steps) {
-  constexpr int64_t kBatch = 8, kSeq = 8, kVocab = 32, kSteps = 200;
+  constexpr int64_t kRows = 8, kShortSeq = 8, kFewTokens = 32, kSteps = 200;
   auto losses = [&](DType precision) {
-    Gpt gpt(GptConfig{.vocab = kVocab, .block_size = kSeq, .layers = 1, .width = 32, .heads = 2});
+    Gpt gpt(GptConfig{
+        .vocab = kFewTokens, .block_size = kShortSeq, .layers = 1, .width = 32, .heads = 2});
     TrainOptions o = AdamWOptions(kGpu);
     o.schedule = {.kind = optim::LrSchedule::kConstant, .max_lr = 1e-2};
     o.precision = precision;
     auto p = Compile(
-        gpt, TokenInputs(kBatch, kSeq),
+        gpt, TokenInputs(kRows, kShortSeq),
         [&](absl::Span<const Var> in) { return ops::CrossEntropy(gpt.Forward(in[0]), in[1]); }, o);
     EXPECT_TRUE(p.ok()) << p.status();
     std::vector<double> out;
     if (!p.ok()) return out;
     std::mt19937_64 rng(4);
     for (int64_t s = 0; s < kSteps; ++s) {
-      Tensor ids = Tokens({kBatch, kSeq}, kVocab, rng);
-      Tensor targets = Tokens({kBatch, kSeq}, kVocab, rng);
+      Tensor ids = Tokens({kRows, kShortSeq}, kFewTokens, rng);
+      Tensor targets = Tokens({kRows, kShortSeq}, kFewTokens, rng);
       for (int64_t i = 0; i < ids.numel(); ++i) {
-        if (rng() % 2 == 0) targets.data<int32_t>()[i] = (ids.data<int32_t>()[i] + 1) % kVocab;
+        if (rng() % 2 == 0) targets.data<int32_t>()[i] = (ids.data<int32_t>()[i] + 1) % kFewTokens;
       }
       absl::StatusOr<StepStats> st = (*p)->Step({ids, targets});
       EXPECT_TRUE(st.ok()) << st.status();
@@ -593,7 +570,7 @@ TEST_F(ProgramCudaTest, Bf16TrainingTracksF32Over200Steps) {
     for (int64_t s = w; s < w + 20; ++s) a += f32[s], b += bf16[s];
     EXPECT_NEAR(b, a, 0.02 * a) << "steps " << w << " to " << w + 19;
     if (w == kSteps - 20) {
-      EXPECT_LT(a / 20, 0.85 * std::log(static_cast<double>(kVocab))) << "f32 did not learn";
+      EXPECT_LT(a / 20, 0.85 * std::log(static_cast<double>(kFewTokens))) << "f32 did not learn";
     }
   }
 }
@@ -601,9 +578,7 @@ TEST_F(ProgramCudaTest, Bf16TrainingTracksF32Over200Steps) {
 // What the device does not run yet is refused when compiling, by name.
 TEST(ProgramCudaRefusalTest, NamesWhatTheDeviceDoesNotRun) {
   Gpt gpt(GptConfig{.vocab = 16, .block_size = 4, .layers = 1, .width = 8, .heads = 2});
-  const LossFn loss = [&](absl::Span<const Var> in) {
-    return ops::CrossEntropy(gpt.Forward(in[0]), in[1]);
-  };
+  const LossFn loss = GptLoss(gpt);
   auto refusal = [&](TrainOptions o) {
     o.device = kGpu;
     absl::StatusOr<std::unique_ptr<Program>> p = Compile(gpt, TokenInputs(1, 4), loss, o);
