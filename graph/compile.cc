@@ -485,10 +485,8 @@ absl::StatusOr<PlannedStep> PlanTrainingStep(Module& model, const std::vector<In
   if (options.precision == DType::kF32) {
     STRATA_RETURN_IF_ERROR(FoldRowSumsIntoLinearGrad(graph));
     Dump(options, config.dump, "fold_row_sums", graph);
-    if (options.device.is_cpu()) {  // its mask kernels are the CPU's alone so far
-      STRATA_RETURN_IF_ERROR(SaveReluMasks(graph));
-      Dump(options, config.dump, "save_relu_masks", graph);
-    }
+    STRATA_RETURN_IF_ERROR(SaveReluMasks(graph));
+    Dump(options, config.dump, "save_relu_masks", graph);
   }
   // Recompute after the fusions, so that it copies the fused forward nodes and the backward
   // fusions still see single readers; before ScheduleUpdates, so that each update is placed after

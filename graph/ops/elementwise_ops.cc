@@ -163,8 +163,9 @@ class ReluMaskOp final : public Op {
     return std::vector<TensorType>{{in[0].shape, DType::kU8}};
   }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::ReluMask(a.in[0], upper_, a.out[0]);
+    return STRATA_KERNEL(a, ReluMask, a.in[0], upper_, a.out[0]);
   }
+  bool HasCudaKernel() const override { return true; }
 
  private:
   float upper_;
@@ -185,8 +186,9 @@ class MaskedGradOp final : public Op {
   }
   std::vector<std::pair<int, int>> InPlaceOutputs() const override { return {{0, 1}}; }
   absl::Status Run(const RunArgs& a) const override {
-    return cpu::MaskedBackward(a.in[0], a.in[1], a.out[0]);
+    return STRATA_KERNEL(a, MaskedBackward, a.in[0], a.in[1], a.out[0]);
   }
+  bool HasCudaKernel() const override { return true; }
 };
 
 // (gate, up, dy) -> (dgate, dup).

@@ -400,6 +400,9 @@ TEST_F(ProgramCudaTest, MobileNetWithSgdTrainsAsOnTheCpu) {
   auto gpu = Compile(net, inputs, loss, o);
   ASSERT_TRUE(cpu.ok()) << cpu.status();
   ASSERT_TRUE(gpu.ok()) << gpu.status();
+  int masks = 0;  // the ReLU6 gradients read one-byte masks (Note [relu masks]), on the device too
+  for (const Node& n : (*gpu)->graph().nodes()) masks += n.op->kind() == OpKind::kReluMask;
+  EXPECT_GT(masks, 0);
   std::mt19937_64 rng(6);
   std::vector<std::vector<Tensor>> batches;
   for (int s = 0; s < 4; ++s) {

@@ -50,6 +50,7 @@
 #include "runtime/cuda/linear.h"
 #include "runtime/cuda/pooling.h"
 #include "runtime/cuda/reduce.h"
+#include "runtime/cuda/relu_mask.h"
 #include "runtime/cuda/rmsnorm.h"
 #include "runtime/cuda/rotary.h"
 #include "runtime/cuda/round_to_precision.h"
