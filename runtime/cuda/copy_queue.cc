@@ -16,23 +16,28 @@ absl::StatusOr<std::unique_ptr<CopyQueue>> CopyQueue::Create(Device device, CUst
     return absl::InvalidArgumentError(absl::StrCat(where, ": not a CUDA device"));
   }
   const CudaDevices found = FindCudaDevices();
-  if (found.count == 0)
+  if (found.count == 0) {
     return absl::FailedPreconditionError(absl::StrCat(where, ": ", found.why_none));
+  }
   if (device.index() >= found.count) {
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": this machine has ", found.count, " CUDA device(s)"));
   }
+  int previous = 0;
+  STRATA_RETURN_IF_ERROR(CudaStatus(cudaGetDevice(&previous), "cudaGetDevice"));
   STRATA_RETURN_IF_ERROR(CudaStatus(cudaSetDevice(device.index()), "cudaSetDevice"));
   cudaStream_t copy = nullptr;
-  // Non-blocking: the legacy default stream must not order the copies with anything.
-  STRATA_RETURN_IF_ERROR(CudaStatus(cudaStreamCreateWithFlags(&copy, cudaStreamNonBlocking),
-                                    absl::StrCat(where, ": cudaStreamCreate")));
   cudaEvent_t computed = nullptr;
-  const cudaError_t made = cudaEventCreateWithFlags(&computed, cudaEventDisableTiming);
-  if (made != cudaSuccess) {
-    cudaStreamDestroy(copy);
-    return CudaStatus(made, absl::StrCat(where, ": cudaEventCreate"));
+  // Non-blocking: the legacy default stream must not order the copies with anything.
+  cudaError_t made = cudaStreamCreateWithFlags(&copy, cudaStreamNonBlocking);
+  const char* call = "cudaStreamCreate";
+  if (made == cudaSuccess) {
+    made = cudaEventCreateWithFlags(&computed, cudaEventDisableTiming);
+    call = "cudaEventCreate";
+    if (made != cudaSuccess) cudaStreamDestroy(copy);
   }
+  cudaSetDevice(previous);  // the caller's thread keeps its device
+  STRATA_RETURN_IF_ERROR(CudaStatus(made, absl::StrCat(where, ": ", call)));
   return std::unique_ptr<CopyQueue>(new CopyQueue(device.index(), compute, copy, computed));
 }
 
@@ -63,8 +68,9 @@ absl::Status CopyQueue::Copy(void* dst, const void* src, int64_t bytes) {
                     "cudaMemcpyAsync");
 }
 
+// Without the mutex: another thread may enqueue while this one waits (its copies are then
+// waited for too, or not: they are its own to wait for).
 absl::Status CopyQueue::Wait() {
-  std::lock_guard lock(mutex_);
   return CudaStatus(cudaStreamSynchronize(copy_), "cudaStreamSynchronize (copy queue)");
 }
 

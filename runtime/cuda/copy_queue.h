@@ -10,7 +10,7 @@
 // OrderAfterCompute is a device-side wait (an event recorded on the compute stream, waited for
 // by the copy stream): the host does not block, and kernels enqueued on the compute stream after
 // the call are not waited for. Wait blocks the host until every copy enqueued so far is done.
-// Calls may come from several threads; they are serialized.
+// Calls may come from several threads; OrderAfterCompute and Copy are serialized.
 #pragma once
 
 #include <cstdint>
@@ -45,7 +45,7 @@ class CopyQueue {
       : device_(device), compute_(compute), copy_(copy), computed_(computed) {}
   absl::Status OnDevice();  // makes this queue's device the calling thread's
 
-  std::mutex mutex_;
+  std::mutex mutex_;  // the event is recorded and waited for as one step
   const int device_;
   CUstream_st* const compute_;
   CUstream_st* const copy_;
