@@ -12,17 +12,7 @@ namespace strata::cuda {
 
 absl::StatusOr<std::unique_ptr<CopyQueue>> CopyQueue::Create(Device device, CUstream_st* compute) {
   const std::string where = absl::StrCat("copy queue on ", device.ToString());
-  if (!device.is_cuda()) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": not a CUDA device"));
-  }
-  const CudaDevices found = FindCudaDevices();
-  if (found.count == 0) {
-    return absl::FailedPreconditionError(absl::StrCat(where, ": ", found.why_none));
-  }
-  if (device.index() >= found.count) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": this machine has ", found.count, " CUDA device(s)"));
-  }
+  STRATA_RETURN_IF_ERROR(CheckCudaDevice(device, where));
   int previous = 0;
   STRATA_RETURN_IF_ERROR(CudaStatus(cudaGetDevice(&previous), "cudaGetDevice"));
   STRATA_RETURN_IF_ERROR(CudaStatus(cudaSetDevice(device.index()), "cudaSetDevice"));

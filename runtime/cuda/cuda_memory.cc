@@ -21,6 +21,21 @@ CudaDevices FindCudaDevices() {
   return {count, ""};
 }
 
+absl::Status CheckCudaDevice(Device device, absl::string_view where) {
+  if (!device.is_cuda()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": not a CUDA device"));
+  }
+  const CudaDevices found = FindCudaDevices();
+  if (found.count == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(where, ": ", found.why_none));
+  }
+  if (device.index() >= found.count) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ": this machine has ", found.count, " CUDA device(s)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<void*> CudaMallocSource::Allocate(size_t bytes) {
   if (absl::Status s = CudaStatus(cudaSetDevice(device_), "cudaSetDevice"); !s.ok()) return s;
   void* data = nullptr;

@@ -33,6 +33,10 @@ struct CudaDevices {
 };
 CudaDevices FindCudaDevices();
 
+// `device` is a CUDA device this process sees; else an error that starts with `where`: not a
+// CUDA device, none found (and why), or beyond the count found.
+absl::Status CheckCudaDevice(Device device, absl::string_view where);
+
 // cudaMalloc on one device (cudaMalloc's blocks are aligned to 256 bytes).
 class CudaMallocSource final : public BlockSource {
  public:

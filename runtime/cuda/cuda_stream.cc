@@ -59,15 +59,7 @@ void CUDART_CB CompleteReached(void* data) {
 
 absl::StatusOr<std::unique_ptr<CudaStream>> CudaStream::Create(Device device, std::string name) {
   const std::string where = absl::StrCat("stream '", name, "' on ", device.ToString());
-  if (!device.is_cuda()) {
-    return absl::InvalidArgumentError(absl::StrCat(where, ": not a CUDA device"));
-  }
-  const CudaDevices found = FindCudaDevices();
-  if (found.count == 0) return absl::FailedPreconditionError(absl::StrCat(where, ": ", found.why_none));
-  if (device.index() >= found.count) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(where, ": this machine has ", found.count, " CUDA device(s)"));
-  }
+  STRATA_RETURN_IF_ERROR(CheckCudaDevice(device, where));
   int previous = 0;
   STRATA_RETURN_IF_ERROR(CudaStatus(cudaGetDevice(&previous), "cudaGetDevice"));
   STRATA_RETURN_IF_ERROR(CudaStatus(cudaSetDevice(device.index()), "cudaSetDevice"));

@@ -22,6 +22,7 @@
 #include "graph/sparse_update.h"
 #include "gtest/gtest.h"
 #include "runtime/cuda/cuda_memory.h"
+#include "runtime/status.h"
 
 namespace strata::graph {
 namespace {
@@ -130,6 +131,17 @@ std::vector<std::vector<Tensor>> TokenBatches(int steps, int64_t rows, uint64_t 
     batches.push_back({Tokens({rows, kSeq}, kVocab, rng), Tokens({rows, kSeq}, kVocab, rng)});
   }
   return batches;
+}
+
+// The sparse fine-tune the partial-channel tests use: every bias and LayerNorm, and the first
+// half of the input channels of the last block's MLP input projection; the rest frozen.
+absl::Status TrainBiasesAndHalfAnMlpWeight(Gpt& gpt) {
+  STRATA_ASSIGN_OR_RETURN(const SparseUpdateSpec spec,
+                          ParseSparseUpdateJson(
+                              R"([{"match": "*", "update": "bias_only"},
+                                  {"match": "h.1.mlp.c_fc.weight", "update": "channels:0.5"}])",
+                              "test spec"));
+  return ApplySparseUpdate(gpt, spec).status();
 }
 
 LossFn GptLoss(Gpt& gpt) {
@@ -243,12 +255,7 @@ TEST_F(ProgramCudaTest, F16LossScalingSkipsTheStepsTheCpuSkips) {
 // is frozen, so the backward is pruned as on the CPU.
 TEST_F(ProgramCudaTest, SparseUpdateWithPartialChannelsTrainsAsOnTheCpu) {
   Gpt gpt(kSmallGpt);
-  absl::StatusOr<SparseUpdateSpec> spec = ParseSparseUpdateJson(
-      R"([{"match": "*", "update": "bias_only"},
-          {"match": "h.1.mlp.c_fc.weight", "update": "channels:0.5"}])",
-      "test spec");
-  ASSERT_TRUE(spec.ok()) << spec.status();
-  ASSERT_TRUE(ApplySparseUpdate(gpt, *spec).ok());
+  ASSERT_TRUE(TrainBiasesAndHalfAnMlpWeight(gpt).ok());
   const LossFn loss = GptLoss(gpt);
   auto cpu = Compile(gpt, TokenInputs(kBatch, kSeq), loss, AdamWOptions(Device::Cpu()));
   auto gpu = Compile(gpt, TokenInputs(kBatch, kSeq), loss, AdamWOptions(kGpu));
@@ -352,12 +359,7 @@ TEST_F(ProgramCudaTest, Zero3WithNvmeOffloadAndBf16TracksTheRunInDeviceMemory) {
 // the CPU gathers the trained runs of the weight from device memory and scatters them back.
 TEST_F(ProgramCudaTest, PartialChannelUpdateWithHostStateTrainsAsOnTheCpu) {
   Gpt gpt(kSmallGpt);
-  absl::StatusOr<SparseUpdateSpec> spec = ParseSparseUpdateJson(
-      R"([{"match": "*", "update": "bias_only"},
-          {"match": "h.1.mlp.c_fc.weight", "update": "channels:0.5"}])",
-      "test spec");
-  ASSERT_TRUE(spec.ok()) << spec.status();
-  ASSERT_TRUE(ApplySparseUpdate(gpt, *spec).ok());
+  ASSERT_TRUE(TrainBiasesAndHalfAnMlpWeight(gpt).ok());
   const LossFn loss = GptLoss(gpt);
   TrainOptions o = AdamWOptions(Device::Cpu());
   o.offload.optimizer = MemoryTier::kHost;
